@@ -1,0 +1,3 @@
+from mlchaos.cli import main
+
+raise SystemExit(main())

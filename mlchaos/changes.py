@@ -1,0 +1,79 @@
+"""Change records: what an action changed, so that rollback undoes exactly that.
+
+A driver action builds a :class:`ChangeRecord` *before* it touches anything,
+announces it (the runner writes it to the journal on disk at once, so a runner
+killed with SIGKILL still leaves a record of the fault), then applies the fault
+and returns ``record.to_dict()`` as the activity's output.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+CHANGE_MARKER = "mlchaos_change"
+
+ChangeSink = Callable[["ChangeRecord"], None]
+_sink: contextvars.ContextVar[ChangeSink | None] = contextvars.ContextVar(
+    "mlchaos_change_sink", default=None
+)
+
+
+@dataclass(frozen=True)
+class Target:
+    """One thing a fault was applied to (a process, a container, a pod...)."""
+
+    kind: str
+    name: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ChangeRecord:
+    """What one action changed, with what is needed to undo it."""
+
+    driver: str
+    action: str
+    targets: list[Target]
+    parameters: dict[str, Any] = field(default_factory=dict)
+    undo: dict[str, Any] = field(default_factory=dict)
+    dry_run: bool = False
+    announced_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data[CHANGE_MARKER] = 1
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ChangeRecord:
+        fields = {k: v for k, v in data.items() if k != CHANGE_MARKER}
+        fields["targets"] = [Target(**t) for t in fields.get("targets", [])]
+        return cls(**fields)
+
+
+def is_change_record(value: Any) -> bool:
+    """True when an activity output is a serialised change record."""
+    return isinstance(value, dict) and value.get(CHANGE_MARKER) == 1
+
+
+def announce(record: ChangeRecord) -> None:
+    """Hand the record to the running experiment's journal before applying it.
+
+    Outside a run (a driver called from plain Python) this does nothing.
+    """
+    sink = _sink.get()
+    if sink is not None:
+        sink(record)
+
+
+def set_sink(sink: ChangeSink | None) -> contextvars.Token:
+    """Install the function that persists announced records (used by the runner)."""
+    return _sink.set(sink)
+
+
+def reset_sink(token: contextvars.Token) -> None:
+    _sink.reset(token)
