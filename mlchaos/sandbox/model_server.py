@@ -1,0 +1,280 @@
+"""Reference Open Inference Protocol (KServe V2) model server for the sandbox.
+
+Run: ``python -m mlchaos.sandbox.model_server --host 127.0.0.1 --port 0 --model iris``.
+It binds first, trains the model, then prints exactly one line ``READY <port>``
+on stdout. SIGTERM / SIGINT shut it down cleanly (exit 0).
+
+Endpoints: ``GET /v2``, ``/v2/health/live``, ``/v2/health/ready``,
+``/v2/models/{m}[/versions/{v}]``, ``/v2/models/{m}[/versions/{v}]/ready``,
+``POST /v2/models/{m}[/versions/{v}]/infer`` and Prometheus ``GET /metrics``.
+Handlers are thin: look up, one call into :mod:`mlchaos.sandbox.model`, serialise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+from mlchaos.sandbox.model import InvalidRequest, ServedModel, parse_infer_request
+
+MAX_BODY_BYTES = 4 * 1024 * 1024
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+_MODEL_PATH = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?(/ready|/infer)?$")
+
+
+class HttpError(Exception):
+    """An error answered with ``{"error": message}`` and the given status."""
+
+    def __init__(self, status: HTTPStatus, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class Metrics:
+    """The server's Prometheus metrics, in a registry of their own."""
+
+    registry: CollectorRegistry
+    requests: Counter
+    latency: Histogram
+    predictions: Counter
+    invalid_inputs: Counter
+    info: Gauge
+    ready: Gauge
+    trained_at: Gauge
+
+    @classmethod
+    def create(cls) -> Metrics:
+        """Build a fresh registry holding every metric the server exports."""
+        reg = CollectorRegistry()
+        return cls(
+            registry=reg,
+            requests=Counter(
+                "model_requests", "HTTP requests by endpoint and status code",
+                ["model", "endpoint", "code"], registry=reg,
+            ),
+            latency=Histogram(
+                "model_inference_duration_seconds", "Time spent in model.predict (seconds)",
+                ["model"], buckets=LATENCY_BUCKETS, registry=reg,
+            ),
+            predictions=Counter(
+                "model_predictions", "Predicted rows by class", ["model", "class_name"],
+                registry=reg,
+            ),
+            invalid_inputs=Counter(
+                "model_invalid_inputs", "Rejected infer requests by reason", ["model", "reason"],
+                registry=reg,
+            ),
+            info=Gauge("model_info", "Served model version (always 1)", ["model", "version"],
+                       registry=reg),
+            ready=Gauge("model_ready", "1 when the model can serve predictions", ["model"],
+                        registry=reg),
+            trained_at=Gauge(
+                "model_trained_timestamp_seconds", "Unix time the model was trained", ["model"],
+                registry=reg,
+            ),
+        )
+
+
+class ModelServer(ThreadingHTTPServer):
+    """A threading HTTP server holding one model and its metrics."""
+
+    allow_reuse_address = True
+    daemon_threads = True
+
+    def __init__(self, host: str, port: int, model: ServedModel, replica: str) -> None:
+        super().__init__((host, port), Handler)
+        self.model = model
+        self.replica = replica
+        self.metrics = Metrics.create()
+        self.metrics.ready.labels(model.name).set(0)
+
+    @property
+    def port(self) -> int:
+        """The TCP port actually bound (useful with port 0)."""
+        return int(self.server_address[1])
+
+    def mark_trained(self) -> None:
+        """Publish the trained model's info and readiness metrics."""
+        m, name = self.metrics, self.model.name
+        m.info.labels(name, self.model.version).set(1)
+        m.trained_at.labels(name).set(self.model.trained_at)
+        m.ready.labels(name).set(1)
+
+
+class Handler(BaseHTTPRequestHandler):
+    """Routes OIP requests to the model; every answer is JSON except /metrics."""
+
+    server: ModelServer
+    protocol_version = "HTTP/1.1"
+    _endpoint: str = "other"
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server naming
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:  # noqa: N802
+        self._dispatch("POST")
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        """Stay quiet: one line per request would flood the replica logs."""
+
+    def _dispatch(self, method: str) -> None:
+        model = self.server.model
+        self._endpoint, label_model = "other", model.name
+        try:
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics" and method == "GET":
+                self.server.metrics.requests.labels(model.name, "metrics", "200").inc()
+                body = generate_latest(self.server.metrics.registry)
+                self._send(HTTPStatus.OK, body, CONTENT_TYPE_LATEST)
+                return
+            payload = self._route(method, path)
+            status = HTTPStatus.OK
+        except HttpError as exc:
+            status, payload = exc.status, {"error": str(exc)}
+            if status == HTTPStatus.NOT_FOUND and self._endpoint != "other":
+                label_model = "_unknown"  # keep label cardinality bounded
+        except Exception as exc:  # a bug in the server, never bad input
+            print(f"[{self.server.replica}] internal error: {exc!r}", file=sys.stderr, flush=True)
+            status, payload = HTTPStatus.INTERNAL_SERVER_ERROR, {"error": "internal error"}
+        self.server.metrics.requests.labels(label_model, self._endpoint, str(status.value)).inc()
+        self._send(status, json.dumps(payload).encode(), "application/json")
+
+    def _route(self, method: str, path: str) -> dict[str, Any]:
+        model = self.server.model
+        if path == "/v2/health/live" and method == "GET":
+            self._endpoint = "live"
+            return {"live": True}
+        if path == "/v2/health/ready" and method == "GET":
+            self._endpoint = "ready"
+            if not model.ready:
+                raise HttpError(HTTPStatus.SERVICE_UNAVAILABLE, "model not ready")
+            return {"ready": True}
+        if path == "/v2" and method == "GET":
+            self._endpoint = "server_metadata"
+            return {"name": "mlchaos-sandbox", "version": "1", "extensions": []}
+        match = _MODEL_PATH.match(path)
+        if match is None:
+            raise HttpError(HTTPStatus.NOT_FOUND, f"no route for {method} {path}")
+        name, version, suffix = match.groups()
+        endpoint = {None: "metadata", "/ready": "model_ready", "/infer": "infer"}[suffix]
+        self._endpoint = endpoint
+        wanted = "POST" if suffix == "/infer" else "GET"
+        if method != wanted:
+            raise HttpError(HTTPStatus.METHOD_NOT_ALLOWED, f"{endpoint} needs {wanted}")
+        if name != model.name or version not in (None, model.version):
+            what = name if version is None else f"{name} version {version}"
+            raise HttpError(HTTPStatus.NOT_FOUND, f"unknown model {what!r}")
+        if suffix is None:
+            return model.metadata()
+        if suffix == "/ready":
+            if not model.ready:
+                raise HttpError(HTTPStatus.SERVICE_UNAVAILABLE, "model not ready")
+            return {"name": model.name, "ready": True}
+        return self._infer()
+
+    def _infer(self) -> dict[str, Any]:
+        model, metrics = self.server.model, self.server.metrics
+        try:
+            body = self._read_json()
+            rows = parse_infer_request(body)
+        except InvalidRequest as exc:
+            metrics.invalid_inputs.labels(model.name, exc.reason).inc()
+            raise HttpError(HTTPStatus.BAD_REQUEST, str(exc)) from None
+        if not model.ready:
+            raise HttpError(HTTPStatus.SERVICE_UNAVAILABLE, "model not ready")
+        started = time.perf_counter()
+        prediction = model.predict(rows)
+        metrics.latency.labels(model.name).observe(time.perf_counter() - started)
+        for class_name in prediction.class_names:
+            metrics.predictions.labels(model.name, class_name).inc()
+        answer: dict[str, Any] = {
+            "model_name": model.name,
+            "model_version": model.version,
+            "outputs": [{
+                "name": "predict", "shape": [len(rows)], "datatype": "INT64",
+                "data": prediction.classes,
+            }],
+        }
+        if isinstance(body.get("id"), str):
+            answer["id"] = body["id"]
+        return answer
+
+    def _read_json(self) -> Any:
+        try:
+            length = int(self.headers.get("Content-Length", ""))
+        except ValueError:
+            self.close_connection = True
+            raise InvalidRequest("malformed", "Content-Length header required") from None
+        if not 0 <= length <= MAX_BODY_BYTES:
+            self.close_connection = True
+            raise InvalidRequest("too_large", f"body must be at most {MAX_BODY_BYTES} bytes")
+        raw = self.rfile.read(length)
+        try:
+            return json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+            raise InvalidRequest("malformed_json", f"malformed JSON: {exc}") from None
+
+    def _send(self, status: HTTPStatus, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def serve(host: str, port: int, model_name: str, replica: str) -> int:
+    """Bind, train, announce ``READY <port>``, serve until SIGTERM/SIGINT; return exit code."""
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    model = ServedModel(name=model_name)
+    server = ModelServer(host, port, model, replica)
+    thread = threading.Thread(target=server.serve_forever, name="http", daemon=True)
+    thread.start()
+    try:
+        model.train()
+        server.mark_trained()
+        print(f"[{replica}] serving model {model_name!r} v{model.version} on {host}:{server.port}",
+              file=sys.stderr, flush=True)
+        print(f"READY {server.port}", flush=True)
+        while not stop.wait(0.5):
+            pass
+    finally:
+        server.shutdown()
+        server.server_close()
+    print(f"[{replica}] stopped", file=sys.stderr, flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the command line and run the server."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--model", default="iris")
+    parser.add_argument("--replica", default="model-0")
+    args = parser.parse_args(argv)
+    return serve(args.host, args.port, args.model, args.replica)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
