@@ -107,6 +107,12 @@ class ModelServer(ThreadingHTTPServer):
         self.metrics = Metrics.create()
         self.metrics.ready.labels(model.name).set(0)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Ignore clients that hung up (timeouts during chaos); report anything else."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
     @property
     def port(self) -> int:
         """The TCP port actually bound (useful with port 0)."""

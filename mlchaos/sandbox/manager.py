@@ -1,0 +1,352 @@
+"""Start, stop, inspect and restart the local sandbox of model-server replicas.
+
+Each replica is a separate ``python -m mlchaos.sandbox.model_server`` process in a
+session of its own (a Ctrl-C in the terminal never reaches it). What was started
+is recorded in ``<state_dir>/sandbox.json`` (written atomically), replica logs go
+to ``<state_dir>/logs/<replica>.log``. A replica keeps its port across restarts,
+so its URL is stable for the whole experiment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from mlchaos.errors import SandboxError, TargetNotFound
+from mlchaos.sandbox import procs
+from mlchaos.sandbox.procs import SERVER_MODULE
+
+STATE_FILE = "sandbox.json"
+STATE_VERSION = 1
+HTTP_TIMEOUT = 1.0
+_READY_LINE = re.compile(rb"^READY (\d+)$", re.MULTILINE)
+_PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+ReplicaState = Literal["ready", "running-not-ready", "stopped", "dead"]
+
+
+def state_dir() -> Path:
+    """Return the sandbox state directory (MLCHAOS_STATE_DIR, XDG_STATE_HOME or ~/.local/state)."""
+    explicit = os.environ.get("MLCHAOS_STATE_DIR")
+    if explicit:
+        return Path(explicit).expanduser()
+    xdg = os.environ.get("XDG_STATE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".local" / "state"
+    return base / "mlchaos"
+
+
+_default_state_dir = state_dir
+
+
+def is_alive(pid: int) -> bool:
+    """True when ``pid`` is a live sandbox model server (stopped counts, zombies do not)."""
+    return procs.is_alive(pid)
+
+
+@dataclass(frozen=True)
+class Replica:
+    """One model-server replica recorded in the sandbox state."""
+
+    service: str
+    name: str
+    index: int
+    host: str
+    port: int
+    pid: int
+    url: str
+    log_path: Path
+    started_at: float
+    model: str = "iris"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-serialisable copy."""
+        data = asdict(self)
+        data["log_path"] = str(self.log_path)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Replica:
+        """Build a replica from :meth:`to_dict` output."""
+        return cls(**{**data, "log_path": Path(data["log_path"])})
+
+
+@dataclass(frozen=True)
+class ReplicaStatus:
+    """A replica and what it is doing now."""
+
+    replica: Replica
+    state: ReplicaState
+
+
+@dataclass
+class _Spawned:
+    replica: Replica
+    proc: subprocess.Popen[bytes]
+    log_offset: int
+
+
+class Sandbox:
+    """The set of local model-server replicas recorded in one state directory."""
+
+    def __init__(self, state_dir: Path | None = None) -> None:
+        self.state_dir = Path(state_dir) if state_dir is not None else _default_state_dir()
+        self.state_file = self.state_dir / STATE_FILE
+        self.log_dir = self.state_dir / "logs"
+
+    # -- public API ---------------------------------------------------------------------
+
+    def up(
+        self,
+        replicas: int = 3,
+        service: str = "model",
+        model: str = "iris",
+        base_port: int = 0,
+        timeout: float = 60,
+    ) -> list[Replica]:
+        """Start ``replicas`` replicas of ``service`` (idempotent: healthy ones are kept)."""
+        if replicas < 1:
+            raise SandboxError(f"replicas must be >= 1, got {replicas}")
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", service):
+            raise SandboxError(f"invalid service name {service!r}")
+        deadline = time.monotonic() + timeout
+        with self._locked():
+            current = {r.index: r for r in self._load() if r.service == service}
+            for extra in [r for i, r in current.items() if i >= replicas]:
+                self._stop([extra], timeout=5)
+                self._save_replace(extra, None)
+            keep: list[Replica] = []
+            todo: list[Replica] = []
+            for index in range(replicas):
+                old = current.get(index)
+                if old is not None and old.model == model and self._healthy(old):
+                    keep.append(old)
+                    continue
+                if old is not None:
+                    self._stop([old], timeout=5)
+                port = old.port if old is not None else (base_port + index if base_port else 0)
+                todo.append(self._blank(service, index, port, model))
+            started = self._start(todo, deadline)
+            result = sorted(keep + started, key=lambda r: r.index)
+            self._wait_ready(result, deadline)
+        return result
+
+    def down(self, timeout: float = 10, service: str | None = None) -> list[Replica]:
+        """Stop every replica (of ``service`` when given), SIGKILL after ``timeout`` s."""
+        with self._locked():
+            targets = [r for r in self._load() if service is None or r.service == service]
+            self._stop(targets, timeout)
+            remaining = [r for r in self._load() if r not in targets]
+            if remaining:
+                self._write(remaining)
+            else:
+                self.state_file.unlink(missing_ok=True)
+        return targets
+
+    def status(self) -> list[ReplicaStatus]:
+        """Report every recorded replica as ready, running-not-ready, stopped or dead."""
+        return [ReplicaStatus(r, self._state_of(r)) for r in self._load()]
+
+    def replicas(self, service: str) -> list[Replica]:
+        """Return the recorded replicas of ``service``; raise TargetNotFound when none."""
+        found = [r for r in self._load() if r.service == service]
+        if not found:
+            known = sorted({r.service for r in self._load()})
+            raise TargetNotFound(
+                f"no replicas of service {service!r} recorded in {self.state_file}"
+                f" (known services: {', '.join(known) or 'none'}; start with `mlchaos sandbox up`)"
+            )
+        return found
+
+    def restart(self, replica: Replica, timeout: float = 30) -> Replica:
+        """Restart one replica on the same port; wait until it is ready; return the new record."""
+        deadline = time.monotonic() + timeout
+        with self._locked():
+            current = next(
+                (r for r in self._load() if (r.service, r.name) == (replica.service, replica.name)),
+                replica,
+            )
+            self._stop([current], timeout=min(5.0, timeout))
+            blank = self._blank(current.service, current.index, current.port, current.model)
+            (new,) = self._start([blank], deadline)
+            self._wait_ready([new], deadline)
+        return new
+
+    def is_alive(self, pid: int) -> bool:
+        """True when ``pid`` is a live sandbox model server (stopped counts, zombies do not)."""
+        return procs.is_alive(pid)
+
+    # -- state file ---------------------------------------------------------------------
+
+    def _load(self) -> list[Replica]:
+        try:
+            data = json.loads(self.state_file.read_text())
+        except FileNotFoundError:
+            return []
+        except (OSError, ValueError) as exc:
+            raise SandboxError(f"cannot read sandbox state {self.state_file}: {exc}") from exc
+        try:
+            return [Replica.from_dict(r) for r in data["replicas"]]
+        except (KeyError, TypeError) as exc:
+            raise SandboxError(f"corrupt sandbox state {self.state_file}: {exc!r}") from exc
+
+    def _write(self, replicas: list[Replica]) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        ordered = sorted(replicas, key=lambda r: (r.service, r.index))
+        data = {"version": STATE_VERSION, "replicas": [r.to_dict() for r in ordered]}
+        tmp = self.state_file.with_name(f".{STATE_FILE}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+        os.replace(tmp, self.state_file)
+
+    def _save_replace(self, old: Replica, new: Replica | None) -> None:
+        kept = [r for r in self._load() if (r.service, r.name) != (old.service, old.name)]
+        self._write(kept + ([new] if new is not None else []))
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.state_dir / "sandbox.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    # -- processes ----------------------------------------------------------------------
+
+    def _blank(self, service: str, index: int, port: int, model: str) -> Replica:
+        name = f"{service}-{index}"
+        return Replica(
+            service=service, name=name, index=index, host="127.0.0.1", port=port, pid=0,
+            url=f"http://127.0.0.1:{port}", log_path=self.log_dir / f"{name}.log",
+            started_at=0.0, model=model,
+        )
+
+    def _start(self, blanks: list[Replica], deadline: float) -> list[Replica]:
+        """Spawn all replicas at once, record their pids, then wait for each READY line."""
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(_PROJECT_ROOT), env.get("PYTHONPATH", "")) if p
+        )
+        spawned: list[_Spawned] = []
+        for blank in blanks:
+            argv = [
+                sys.executable, "-m", SERVER_MODULE, "--host", blank.host,
+                "--port", str(blank.port), "--model", blank.model, "--replica", blank.name,
+            ]
+            with open(blank.log_path, "ab") as log:
+                offset = log.tell()
+                proc = subprocess.Popen(
+                    argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
+                    start_new_session=True,
+                )
+            procs.track(proc)
+            replica = replace(blank, pid=proc.pid, started_at=time.time())
+            self._save_replace(replica, replica)  # record the pid before anything can fail
+            spawned.append(_Spawned(replica, proc, offset))
+        return [self._await_ready_line(s, deadline) for s in spawned]
+
+    def _await_ready_line(self, spawned: _Spawned, deadline: float) -> Replica:
+        replica, proc = spawned.replica, spawned.proc
+        delay = 0.02
+        while True:
+            with open(replica.log_path, "rb") as log:
+                log.seek(spawned.log_offset)
+                match = _READY_LINE.search(log.read())
+            if match:
+                port = int(match.group(1))
+                ready = replace(replica, port=port, url=f"http://{replica.host}:{port}")
+                self._save_replace(replica, ready)
+                return ready
+            if proc.poll() is not None:
+                raise SandboxError(
+                    f"replica {replica.name} exited with code {proc.returncode} before it was"
+                    f" ready; last log lines:\n{_tail(replica.log_path, spawned.log_offset)}"
+                )
+            if time.monotonic() >= deadline:
+                raise SandboxError(
+                    f"replica {replica.name} (pid {replica.pid}) printed no READY line in time;"
+                    f" see {replica.log_path}"
+                )
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.1)
+
+    def _wait_ready(self, replicas: list[Replica], deadline: float) -> None:
+        pending = list(replicas)
+        delay = 0.02
+        while pending:
+            pending = [r for r in pending if not _http_ok(f"{r.url}/v2/health/ready")]
+            if not pending:
+                return
+            dead = [r for r in pending if not procs.is_alive(r.pid)]
+            if dead or time.monotonic() >= deadline:
+                names = ", ".join(r.name for r in dead or pending)
+                why = "died" if dead else "did not become ready in time"
+                raise SandboxError(f"replica(s) {names} {why}; see logs in {self.log_dir}")
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.2)
+
+    def _healthy(self, replica: Replica) -> bool:
+        """Alive and answering; a stopped replica is continued and given a moment."""
+        if not procs.is_alive(replica.pid, replica.name):
+            return False
+        if procs.is_stopped(replica.pid):
+            procs.signal_model_server(replica.pid, signal.SIGCONT, replica.name)
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            if _http_ok(f"{replica.url}/v2/health/live"):
+                return True
+            time.sleep(0.05)
+        return False
+
+    def _state_of(self, replica: Replica) -> ReplicaState:
+        if not procs.is_alive(replica.pid, replica.name):
+            return "dead"
+        if procs.is_stopped(replica.pid):
+            return "stopped"
+        return "ready" if _http_ok(f"{replica.url}/v2/health/ready") else "running-not-ready"
+
+    def _stop(self, replicas: list[Replica], timeout: float) -> None:
+        """SIGCONT + SIGTERM our live replicas, SIGKILL whatever outlives ``timeout``."""
+        names: dict[int, str] = {}
+        for r in replicas:
+            if procs.signal_model_server(r.pid, signal.SIGCONT, r.name):
+                procs.signal_model_server(r.pid, signal.SIGTERM, r.name)
+                names[r.pid] = r.name
+        stubborn = procs.wait_gone(list(names), timeout)
+        for pid in stubborn:
+            procs.signal_model_server(pid, signal.SIGKILL, names[pid])
+        left = procs.wait_gone(stubborn, 5.0)
+        if left:
+            raise SandboxError(f"could not stop pid(s) {left}")
+
+
+def _http_ok(url: str, timeout: float = HTTP_TIMEOUT) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return 200 <= resp.status < 300
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def _tail(path: Path, offset: int, lines: int = 15) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return "(no log)"
+    return "\n".join(text.splitlines()[-lines:])

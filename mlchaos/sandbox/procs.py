@@ -1,0 +1,103 @@
+"""Process checks on Linux ``/proc``: is a pid alive, stopped, a zombie, one of ours?
+
+A pid from the state file is only trusted when ``/proc/<pid>/cmdline`` shows the
+sandbox model server (pids are reused by the kernel).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+SERVER_MODULE = "mlchaos.sandbox.model_server"
+
+# Popen objects of replicas this process started, so they can be reaped (no zombies)
+_children: dict[int, subprocess.Popen[bytes]] = {}
+
+
+def track(proc: subprocess.Popen[bytes]) -> None:
+    """Remember a child process so that it is reaped once it exits."""
+    _children[proc.pid] = proc
+
+
+def reap(pid: int) -> None:
+    """Collect the exit status of ``pid`` if it is a finished child of this process."""
+    proc = _children.get(pid)
+    if proc is not None:
+        if proc.poll() is not None:
+            del _children[pid]
+        return
+    with contextlib.suppress(ChildProcessError):  # not our child: its parent reaps it
+        os.waitpid(pid, os.WNOHANG)
+
+
+def proc_state(pid: int) -> str | None:
+    """Return the one-letter kernel state of ``pid`` (R, S, T, Z...) or None if gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    # the command name in (...) may hold spaces and parentheses: split after the last ')'
+    return stat.rsplit(")", 1)[1].split()[0]
+
+
+def cmdline(pid: int) -> list[str]:
+    """Return the argument vector of ``pid`` (empty when it is gone)."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return []
+    return [a.decode(errors="replace") for a in raw.split(b"\0") if a]
+
+
+def is_model_server(pid: int, replica: str | None = None) -> bool:
+    """True when ``pid`` runs the sandbox model server (for ``replica`` when given)."""
+    if pid <= 0:
+        return False
+    argv = cmdline(pid)
+    if SERVER_MODULE not in argv:
+        return False
+    if replica is None:
+        return True
+    return any(a == "--replica" and b == replica for a, b in zip(argv, argv[1:], strict=False))
+
+
+def is_alive(pid: int, replica: str | None = None) -> bool:
+    """True when ``pid`` is a live (possibly stopped, never zombie) sandbox model server."""
+    reap(pid)
+    state = proc_state(pid)
+    if state is None or state in ("Z", "X"):
+        return False
+    return is_model_server(pid, replica)
+
+
+def is_stopped(pid: int) -> bool:
+    """True when ``pid`` is stopped by a signal (SIGSTOP) or traced."""
+    return proc_state(pid) in ("T", "t")
+
+
+def signal_model_server(pid: int, signum: signal.Signals, replica: str | None = None) -> bool:
+    """Send ``signum`` to ``pid`` only if it is still our model server; say whether it was sent."""
+    if not is_alive(pid, replica):
+        return False
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def wait_gone(pids: list[int], timeout: float) -> list[int]:
+    """Poll until every pid has exited (zombies count as gone); return those still alive."""
+    deadline = time.monotonic() + timeout
+    delay = 0.01
+    while True:
+        alive = [p for p in pids if is_alive(p)]
+        if not alive or time.monotonic() >= deadline:
+            return alive
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
