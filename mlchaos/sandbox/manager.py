@@ -172,17 +172,23 @@ class Sandbox:
 
     def restart(self, replica: Replica, timeout: float = 30) -> Replica:
         """Restart one replica on the same port; wait until it is ready; return the new record."""
+        return self.restart_all([replica], timeout)[0]
+
+    def restart_all(self, replicas: list[Replica], timeout: float = 30) -> list[Replica]:
+        """Restart several replicas in parallel, each on its own port; wait until all are ready."""
         deadline = time.monotonic() + timeout
         with self._locked():
-            current = next(
-                (r for r in self._load() if (r.service, r.name) == (replica.service, replica.name)),
-                replica,
-            )
-            self._stop([current], timeout=min(5.0, timeout))
-            blank = self._blank(current.service, current.index, current.port, current.model)
-            (new,) = self._start([blank], deadline)
-            self._wait_ready([new], deadline)
-        return new
+            recorded = {(r.service, r.name): r for r in self._load()}
+            current = [recorded.get((r.service, r.name), r) for r in replicas]
+            self._stop(current, timeout=min(5.0, timeout))
+            blanks = [self._blank(r.service, r.index, r.port, r.model) for r in current]
+            started = self._start(blanks, deadline)
+            self._wait_ready(started, deadline)
+        return started
+
+    def wait_ready(self, replicas: list[Replica], timeout: float = 30) -> None:
+        """Poll until every replica answers /v2/health/ready; raise SandboxError on timeout."""
+        self._wait_ready(replicas, time.monotonic() + timeout)
 
     def is_alive(self, pid: int) -> bool:
         """True when ``pid`` is a live sandbox model server (stopped counts, zombies do not)."""

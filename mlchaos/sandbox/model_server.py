@@ -131,6 +131,8 @@ class Handler(BaseHTTPRequestHandler):
 
     server: ModelServer
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # keep-alive + small writes would add ~40 ms (delayed ACK)
+    wbufsize = -1  # headers and body leave in one write, flushed after each request
     _endpoint: str = "other"
 
     def do_GET(self) -> None:  # noqa: N802 - http.server naming

@@ -1,0 +1,1 @@
+"""Bundled mlchaos drivers: plain keyword-argument functions used as python providers."""

@@ -1,0 +1,1 @@
+"""Model-serving probes over the Open Inference Protocol (health, accuracy, latency, errors)."""

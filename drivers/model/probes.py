@@ -1,0 +1,223 @@
+"""Probes that judge a model service over real HTTP (Open Inference Protocol / KServe V2).
+
+Replica URLs come from ``urls`` (any OIP server) or from the sandbox state of
+``service``. Every HTTP call has a timeout (``timeout``, seconds, per request).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from concurrent.futures import ThreadPoolExecutor
+from itertools import cycle
+from pathlib import Path
+from typing import Any
+
+import requests as http  # `requests` is also a probe argument (a count)
+
+from mlchaos.errors import DriverError, SandboxError
+from mlchaos.sandbox import dataset
+from mlchaos.sandbox.manager import Sandbox
+
+MAX_REQUESTS = 10_000
+
+
+def all_replicas_healthy(
+    service: str = "model", urls: list[str] | None = None, model: str = "iris", timeout: float = 2.0
+) -> bool:
+    """True when every replica answers live, ready and model-ready (timeout in seconds)."""
+    targets = _urls(service, urls)
+    return len(_healthy(targets, model, timeout)) == len(targets)
+
+
+def healthy_replica_count(
+    service: str = "model", urls: list[str] | None = None, model: str = "iris", timeout: float = 2.0
+) -> int:
+    """Count the replicas answering live, ready and model-ready (timeout in seconds)."""
+    return len(_healthy(_urls(service, urls), model, timeout))
+
+
+def prediction_accuracy(
+    service: str = "model",
+    urls: list[str] | None = None,
+    model: str = "iris",
+    only_healthy: bool = True,
+    golden_set: str | None = None,
+    timeout: float = 2.0,
+) -> float:
+    """Lowest accuracy (0..1) over the replicas on the holdout or a golden set.
+
+    Each replica (each healthy one when ``only_healthy``) gets the whole set in one
+    infer request. A replica that cannot be reached is left out; one that answers
+    with an error or a malformed output scores 0. Raises DriverError when no
+    replica could be reached at all. ``golden_set`` is a JSON file
+    ``{"inputs": [[f1, f2, ...], ...], "labels": [int, ...]}``.
+    """
+    rows, labels = _golden(golden_set) if golden_set else dataset.holdout_split()
+    targets = _urls(service, urls)
+    if only_healthy:
+        targets = _healthy(targets, model, timeout)
+    scores: list[float] = []
+    with http.Session() as session:
+        for url in targets:
+            try:
+                resp = session.post(_infer_url(url, model), json=_infer_body(rows), timeout=timeout)
+            except http.RequestException:
+                continue
+            predicted = _predictions(resp, len(rows))
+            if predicted is None:
+                scores.append(0.0)
+            else:
+                hits = sum(p == y for p, y in zip(predicted, labels, strict=True))
+                scores.append(hits / len(rows))
+    if not scores:
+        raise DriverError(f"no replica of {service if urls is None else urls!r} could be reached")
+    return min(scores)
+
+
+def latency_percentile(
+    percentile: float = 95,
+    requests: int = 50,
+    service: str = "model",
+    urls: list[str] | None = None,
+    model: str = "iris",
+    timeout: float = 2.0,
+) -> float:
+    """Inference latency percentile in milliseconds over `requests` sequential single-row calls.
+
+    Calls are spread round-robin over the healthy replicas; only successful (2xx)
+    calls are timed. Raises DriverError when none succeeded.
+    """
+    if not 0 < percentile <= 100:
+        raise DriverError(f"percentile must be in (0, 100], got {percentile}")
+    _check_count(requests)
+    targets = _healthy(_urls(service, urls), model, timeout)
+    if not targets:
+        raise DriverError("no healthy replica to measure latency on")
+    rows, _ = dataset.holdout_split()
+    timings: list[float] = []
+    with http.Session() as session:
+        for _, url, row in zip(range(requests), cycle(targets), cycle(rows), strict=False):
+            started = time.perf_counter()
+            try:
+                resp = session.post(
+                    _infer_url(url, model), json=_infer_body([row]), timeout=timeout
+                )
+            except http.RequestException:
+                continue
+            if resp.ok:
+                timings.append((time.perf_counter() - started) * 1000.0)
+    if not timings:
+        raise DriverError(f"none of {requests} infer requests succeeded")
+    return _percentile(timings, percentile)
+
+
+def error_rate(
+    requests: int = 50,
+    service: str = "model",
+    urls: list[str] | None = None,
+    model: str = "iris",
+    timeout: float = 2.0,
+    concurrency: int = 8,
+) -> float:
+    """Fraction (0..1) of `requests` infer calls that failed, over ALL configured replicas.
+
+    A failure is a non-2xx answer, a connection error or a timeout (``timeout``
+    seconds each). Calls go round-robin over every replica, dead ones included,
+    ``concurrency`` at a time so that hung replicas cannot stretch the probe.
+    """
+    _check_count(requests)
+    if concurrency < 1:
+        raise DriverError(f"concurrency must be >= 1, got {concurrency}")
+    targets = _urls(service, urls)
+    rows, _ = dataset.holdout_split()
+    plan = list(zip(range(requests), cycle(targets), cycle(rows), strict=False))
+
+    def call(item: tuple[int, str, list[float]]) -> bool:
+        _, url, row = item
+        try:
+            resp = http.post(_infer_url(url, model), json=_infer_body([row]), timeout=timeout)
+        except http.RequestException:
+            return False
+        return resp.ok
+
+    with ThreadPoolExecutor(max_workers=min(concurrency, requests)) as pool:
+        failures = sum(1 for ok in pool.map(call, plan) if not ok)
+    return failures / requests
+
+
+# -- helpers --------------------------------------------------------------------------------
+
+
+def _urls(service: str, urls: list[str] | None) -> list[str]:
+    if urls is not None:
+        if not isinstance(urls, list) or not urls or not all(isinstance(u, str) for u in urls):
+            raise DriverError(f"urls must be a non-empty list of strings, got {urls!r}")
+        return [u.rstrip("/") for u in urls]
+    try:
+        return [r.url for r in Sandbox().replicas(service)]
+    except SandboxError as exc:
+        raise DriverError(str(exc)) from exc
+
+
+def _healthy(urls: list[str], model: str, timeout: float) -> list[str]:
+    paths = ("/v2/health/live", "/v2/health/ready", f"/v2/models/{model}/ready")
+    healthy = []
+    with http.Session() as session:
+        for url in urls:
+            try:
+                if all(session.get(url + p, timeout=timeout).ok for p in paths):
+                    healthy.append(url)
+            except http.RequestException:
+                continue
+    return healthy
+
+
+def _infer_url(url: str, model: str) -> str:
+    return f"{url}/v2/models/{model}/infer"
+
+
+def _infer_body(rows: list[list[float]]) -> dict[str, Any]:
+    width = len(rows[0]) if rows else 0
+    flat = [v for row in rows for v in row]
+    return {"inputs": [{"name": "input-0", "shape": [len(rows), width], "datatype": "FP64",
+                        "data": flat}]}
+
+
+def _predictions(resp: http.Response, n_rows: int) -> list[int] | None:
+    if not resp.ok:
+        return None
+    try:
+        data = resp.json()["outputs"][0]["data"]
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None
+    if not isinstance(data, list) or len(data) != n_rows:
+        return None
+    return [int(v) if isinstance(v, int | float) else -1 for v in data]
+
+
+def _golden(path: str) -> tuple[list[list[float]], list[int]]:
+    try:
+        data = json.loads(Path(path).read_text())
+        rows, labels = data["inputs"], data["labels"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DriverError(f"cannot read golden set {path}: {exc}") from exc
+    if not isinstance(rows, list) or not isinstance(labels, list) or not rows:
+        raise DriverError(f"golden set {path}: 'inputs' and 'labels' must be non-empty lists")
+    if len(rows) != len(labels):
+        raise DriverError(f"golden set {path}: {len(rows)} inputs but {len(labels)} labels")
+    return rows, labels
+
+
+def _check_count(n: int) -> None:
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_REQUESTS:
+        raise DriverError(f"requests must be an integer in [1, {MAX_REQUESTS}], got {n!r}")
+
+
+def _percentile(values: list[float], q: float) -> float:
+    """Linear-interpolated percentile (like numpy's default) of a non-empty list."""
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q / 100.0
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
