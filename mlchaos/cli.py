@@ -1,0 +1,89 @@
+"""The ``mlchaos`` command line. Heavy modules are imported inside commands, so that
+``mlchaos --help`` stays fast."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+EXIT_CODES_HELP = """exit codes:
+  0    the steady state held, every activity succeeded, rollbacks ran
+  1    the hypothesis deviated, an activity failed, or the system did not recover
+  2    invalid input: nothing was executed
+  3    a rollback failed or was abandoned: a fault may still be in place
+  130  interrupted by SIGINT (Ctrl-C), after rollbacks ran
+  143  stopped by SIGTERM, after rollbacks ran
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mlchaos",
+        description="Chaos experiments for ML model-serving services.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run one experiment", epilog=EXIT_CODES_HELP,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    run.add_argument("file", help="experiment file (.json, .yaml, .yml)")
+    run.add_argument("--journal", default="journal.json",
+                     help="where to write the journal (default: journal.json)")
+    _add_var_options(run)
+    run.add_argument("--dry-run", action="store_true",
+                     help="run probes only; actions run only if their driver supports dry_run")
+    run.add_argument("--quiet", action="store_true", help="print only the summary")
+
+    validate = commands.add_parser("validate", help="check experiment files, execute nothing")
+    validate.add_argument("files", nargs="+", metavar="FILE")
+    _add_var_options(validate)
+
+    commands.add_parser("discover", help="list every driver action and probe")
+
+    sandbox = commands.add_parser("sandbox", help="manage the local ML sandbox")
+    sandbox_commands = sandbox.add_subparsers(dest="sandbox_command", metavar="ACTION", required=True)
+    up = sandbox_commands.add_parser("up", help="start the reference model replicas")
+    up.add_argument("--replicas", type=int, default=3, help="number of replicas (default 3)")
+    up.add_argument("--base-port", type=int, default=0,
+                    help="first port (replica i listens on base+i); 0 picks free ports")
+    up.add_argument("--timeout", type=float, default=60.0, help="seconds to wait until ready")
+    sandbox_commands.add_parser("down", help="stop every sandbox process")
+    sandbox_commands.add_parser("status", help="show the sandbox processes")
+    return parser
+
+
+def _add_var_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--var", action="append", default=[], metavar="NAME[:TYPE]=VALUE",
+                        help="override a configuration value (TYPE: str, int, float, bool)")
+    parser.add_argument("--var-file", action="append", default=[], metavar="FILE",
+                        help="JSON/YAML file with 'configuration' and 'secrets', or a .env file")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``mlchaos`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from mlchaos import __version__
+
+        print(f"mlchaos {__version__}")
+        return 0
+    if args.command is None:
+        parser.print_help()
+        return 2
+    from mlchaos import commands
+
+    handler = {
+        "run": commands.run,
+        "validate": commands.validate,
+        "discover": commands.discover,
+        "sandbox": commands.sandbox,
+    }[args.command]
+    return handler(args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
+

@@ -1,0 +1,136 @@
+"""The work behind each CLI command (argument parsing stays in ``cli``)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from mlchaos import exitcodes
+from mlchaos.console import Console
+from mlchaos.errors import InvalidInput, MlchaosError
+from mlchaos.problems import Problem, ProblemList
+
+
+def load_checked(path: str, var: list[str], var_files: list[str]):
+    """Load, validate and build an experiment; raise ProblemList with every problem."""
+    from mlchaos.loader import load_document
+    from mlchaos.models import build_experiment
+    from mlchaos.validation import validate as validate_document
+    from mlchaos.variables import load_variables
+
+    variables = load_variables(var, var_files)
+    doc = load_document(path)
+    problems = validate_document(doc, variables)
+    if problems:
+        raise ProblemList(problems)
+    return build_experiment(doc), variables
+
+
+def _print_problems(problems: list[Problem]) -> None:
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    count = len(problems)
+    print(f"{count} problem{'s' if count != 1 else ''} found; nothing was executed.", file=sys.stderr)
+
+
+def run(args: argparse.Namespace) -> int:
+    """``mlchaos run``: validate, then run one experiment."""
+    from mlchaos.runner import Runner
+
+    try:
+        experiment, variables = load_checked(args.file, args.var, args.var_file)
+    except ProblemList as exc:
+        _print_problems(exc.problems)
+        return exitcodes.INVALID
+    console = Console(quiet=args.quiet)
+    journal = Path(args.journal) if args.journal else None
+    mode = " (dry run: actions are not applied)" if args.dry_run else ""
+    console.write(f"mlchaos run: {experiment.title}{mode}")
+    console.write(f"  file: {experiment.source}   journal: {journal}")
+    try:
+        result = Runner(experiment, variables, journal, console, dry_run=args.dry_run).run()
+    except InvalidInput as exc:
+        print(f"error: {exc}\nnothing was executed.", file=sys.stderr)
+        return exitcodes.INVALID
+    print_summary(result)
+    return result.exit_code
+
+
+def print_summary(result) -> None:
+    """The end-of-run summary a person reads."""
+    counts = result.counts
+    print()
+    print(f"verdict: {result.verdict.upper()} (exit {result.exit_code})  {result.title}")
+    print(f"  {counts.get('succeeded', 0)} passed, {counts.get('failed', 0)} failed"
+          f" in {result.duration:.2f}s; journal status: {result.status}")
+    for failure in result.failures:
+        print(f"  - {failure}")
+    if result.left_undone:
+        print(f"  ! rollbacks left undone: {', '.join(result.left_undone)}"
+              " -- the fault may still be in place; check the targets")
+    if result.journal_path:
+        print(f"  journal: {result.journal_path}")
+
+
+def validate(args: argparse.Namespace) -> int:
+    """``mlchaos validate``: check files, report every problem, execute nothing."""
+    all_problems: list[Problem] = []
+    for path in args.files:
+        try:
+            load_checked(path, args.var, args.var_file)
+        except ProblemList as exc:
+            all_problems.extend(exc.problems)
+            continue
+        print(f"ok: {path}")
+    if all_problems:
+        _print_problems(all_problems)
+        return exitcodes.INVALID
+    return exitcodes.OK
+
+
+def discover(_args: argparse.Namespace) -> int:
+    """``mlchaos discover``: list every driver function with its signature and summary."""
+    from mlchaos.discovery import DriverFunction, driver_functions
+
+    status = exitcodes.OK
+    current = None
+    for item in driver_functions():
+        if not isinstance(item, DriverFunction):
+            module, error = item
+            print(f"{module}: FAILED TO IMPORT: {error}", file=sys.stderr)
+            status = exitcodes.DEVIATED
+            continue
+        if item.module != current:
+            current = item.module
+            print(f"\n{item.module}")
+        print(f"  {item.kind:<6} {item.name}{item.signature}")
+        print(f"         {item.summary}")
+    return status
+
+
+def sandbox(args: argparse.Namespace) -> int:
+    """``mlchaos sandbox up|down|status``."""
+    from mlchaos.sandbox.manager import Sandbox
+
+    box = Sandbox()
+    try:
+        if args.sandbox_command == "up":
+            replicas = box.up(replicas=args.replicas, base_port=args.base_port, timeout=args.timeout)
+            for replica in replicas:
+                print(f"ready  {replica.name:<10} pid {replica.pid:<8} {replica.url}")
+            print(f"sandbox up: {len(replicas)} replicas (state: {box.state_file})")
+        elif args.sandbox_command == "down":
+            stopped = box.down()
+            print(f"sandbox down: stopped {len(stopped)} processes")
+        else:
+            rows = box.status()
+            if not rows:
+                print("sandbox: not running")
+            for row in rows:
+                replica = row.replica
+                print(f"{row.state:<18} {replica.name:<10} pid {replica.pid:<8} {replica.url}")
+    except MlchaosError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exitcodes.DEVIATED
+    return exitcodes.OK

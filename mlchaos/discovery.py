@@ -1,0 +1,63 @@
+"""Find the driver functions that experiments can call (shown by ``mlchaos discover``)."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import pkgutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+DRIVER_PACKAGE = "drivers"
+FUNCTION_MODULES = {"actions": "action", "probes": "probe"}
+
+
+@dataclass(frozen=True)
+class DriverFunction:
+    """One public function of a driver module."""
+
+    module: str
+    name: str
+    kind: str
+    signature: str
+    summary: str
+
+
+def driver_module_names() -> list[str]:
+    """Dotted names of every ``drivers.<x>.actions`` / ``drivers.<x>.probes`` module."""
+    try:
+        package = importlib.import_module(DRIVER_PACKAGE)
+    except ImportError:
+        return []
+    names = []
+    for info in pkgutil.iter_modules(package.__path__, prefix=f"{DRIVER_PACKAGE}."):
+        if not info.ispkg:
+            continue
+        sub = importlib.util.find_spec(info.name)
+        locations = sub.submodule_search_locations if sub else None
+        for child in pkgutil.iter_modules(locations or []):
+            if child.name in FUNCTION_MODULES:
+                names.append(f"{info.name}.{child.name}")
+    return sorted(names)
+
+
+def driver_functions() -> Iterator[DriverFunction | tuple[str, str]]:
+    """Every public function of every driver module, or (module, error) when one fails to import."""
+    for module_name in driver_module_names():
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as exc:  # report, never hide, a driver that cannot load
+            yield module_name, f"{type(exc).__name__}: {exc}"
+            continue
+        kind = FUNCTION_MODULES[module_name.rsplit(".", 1)[1]]
+        for name, func in sorted(vars(module).items()):
+            if name.startswith("_") or not inspect.isfunction(func) or func.__module__ != module_name:
+                continue
+            doc = inspect.getdoc(func) or ""
+            yield DriverFunction(
+                module=module_name,
+                name=name,
+                kind=kind,
+                signature=str(inspect.signature(func)),
+                summary=doc.splitlines()[0] if doc else "(no docstring)",
+            )

@@ -1,0 +1,125 @@
+"""Execute one activity through chaostoolkit-lib's providers, with an enforced timeout.
+
+chaostoolkit-lib validates an activity's ``timeout`` but never enforces it for python
+providers. Here every activity runs in a daemon worker thread and the caller waits at
+most ``timeout`` seconds: past it the activity is recorded as failed ("timed out") and
+the run moves on. A Python function cannot be killed from outside, so a driver that
+hangs keeps its daemon thread until it returns; its late result is discarded and it
+never keeps the process from exiting. Process and HTTP providers also get the timeout
+passed down, so their own subprocess / request stops too.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import copy
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+RUNNING = "running"
+
+
+class ActivityTimedOut(Exception):
+    """The activity did not finish within its timeout."""
+
+
+@dataclass
+class Outcome:
+    """What happened when one activity ran."""
+
+    status: str
+    output: Any = None
+    error: str | None = None
+    exception: list[str] = field(default_factory=list)
+    start: str = ""
+    end: str = ""
+    duration: float = 0.0
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == SUCCEEDED
+
+
+class Waiter:
+    """How the runner waits: a hook lets it make waits interruptible by signals."""
+
+    def __init__(self, on_wait: Callable[[bool], None] | None = None):
+        self._on_wait = on_wait or (lambda _waiting: None)
+
+    def wait(self, event: threading.Event, timeout: float) -> bool:
+        self._on_wait(True)
+        try:
+            return event.wait(timeout)
+        finally:
+            self._on_wait(False)
+
+    def sleep(self, seconds: float) -> None:
+        self.wait(threading.Event(), seconds)
+
+
+def with_provider_timeout(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
+    """A copy of ``spec`` whose process/http provider also stops at ``timeout``."""
+    spec = copy.deepcopy(spec)
+    provider = spec.get("provider", {})
+    if provider.get("type") in ("process", "http") and "timeout" not in provider:
+        provider["timeout"] = timeout
+    return spec
+
+
+def run_provider(spec: dict[str, Any], configuration: dict[str, Any], secrets: dict[str, Any]) -> Any:
+    """Call chaostoolkit-lib's provider for ``spec`` (python, process or http)."""
+    from chaoslib.activity import run_activity
+
+    return run_activity(spec, configuration, secrets)
+
+
+def execute(
+    spec: dict[str, Any],
+    configuration: dict[str, Any],
+    secrets: dict[str, Any],
+    timeout: float,
+    waiter: Waiter,
+) -> Outcome:
+    """Run one activity spec and wait for it at most ``timeout`` seconds."""
+    spec = with_provider_timeout(spec, timeout)
+    done = threading.Event()
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["output"] = run_provider(spec, configuration, secrets)
+        except BaseException as exc:  # any failure becomes a failed activity
+            box["error"] = exc
+        finally:
+            done.set()
+
+    start = datetime.now(UTC)
+    started = time.monotonic()
+    context = contextvars.copy_context()
+    worker = threading.Thread(target=context.run, args=(target,), daemon=True,
+                              name=f"activity:{spec.get('name')}")
+    worker.start()
+    finished = waiter.wait(done, timeout)
+    duration = time.monotonic() - started
+    end = datetime.now(UTC)
+    times = {"start": start.isoformat(), "end": end.isoformat(), "duration": round(duration, 6)}
+    if not finished:
+        message = f"timed out after {timeout:g}s"
+        return Outcome(FAILED, None, message, [f"ActivityTimedOut: {message}\n"], **times)
+    if "error" in box:
+        exc = box["error"]
+        message = _one_line(exc)
+        return Outcome(FAILED, None, message, traceback.format_exception(exc), **times)
+    return Outcome(SUCCEEDED, box.get("output"), **times)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,477 @@
+"""Check a parsed experiment and report every problem at once, each with where it is.
+
+Nothing here executes an activity. Python providers are imported (to check that the
+function exists and that the arguments fit its signature), exactly as chaostoolkit does.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import inspect
+import numbers
+import os
+import re
+import shutil
+import string
+from collections.abc import Iterator
+from typing import Any
+
+from mlchaos.loader import Document, pointer_join
+from mlchaos.problems import Problem
+from mlchaos.settings import SETTINGS_FIELDS
+from mlchaos.variables import Variables
+
+TOP_LEVEL_KEYS = {
+    "version", "title", "description", "tags", "contributions", "configuration", "secrets",
+    "steady-state-hypothesis", "method", "rollbacks", "extensions", "controls", "runtime",
+}
+ACTIVITY_KEYS = {
+    "type", "name", "provider", "tolerance", "background", "pauses", "timeout", "ref",
+    "controls", "configuration", "secrets", "dry", "description", "tags",
+}
+PROVIDER_KEYS = {
+    "python": {"type", "module", "func", "arguments", "secrets"},
+    "process": {"type", "path", "arguments", "timeout", "secrets"},
+    "http": {"type", "url", "method", "headers", "arguments", "timeout", "expected_status",
+             "verify_tls", "secrets"},
+}
+INJECTED_PARAMETERS = ("configuration", "secrets")
+_SIMPLE_TYPES: dict[Any, tuple[type, ...]] = {
+    int: (int,), float: (int, float), str: (str,), bool: (bool,), list: (list,), dict: (dict,),
+    "int": (int,), "float": (int, float), "str": (str,), "bool": (bool,), "list": (list,),
+    "dict": (dict,),
+}
+
+
+def validate(doc: Document, variables: Variables | None = None) -> list[Problem]:
+    """Every problem in ``doc``; an empty list means it may run."""
+    return list(_Checker(doc, variables or Variables()).run())
+
+
+class _Checker:
+    def __init__(self, doc: Document, variables: Variables):
+        self.doc = doc
+        self.data: dict[str, Any] = doc.data
+        self.variables = variables
+        self.names: set[str] = set()
+
+    def problem(self, pointer: str, message: str) -> Problem:
+        return self.doc.problem(pointer, message)
+
+    def run(self) -> Iterator[Problem]:
+        data = self.data
+        for key in sorted(set(data) - TOP_LEVEL_KEYS):
+            yield self.problem(f"/{key}", f"unknown key {key!r}{_suggest(key, TOP_LEVEL_KEYS)}")
+        title = data.get("title")
+        if not isinstance(title, str) or not title.strip():
+            yield self.problem("/title", "required: a non-empty string 'title'")
+        if "description" in data and not isinstance(data["description"], str):
+            yield self.problem("/description", "must be a string")
+        tags = data.get("tags", [])
+        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+            yield self.problem("/tags", "must be a list of strings")
+        yield from self.check_configuration()
+        yield from self.check_secrets()
+        yield from self.check_extensions()
+        self.names = set(self._activity_names())
+        hypothesis = data.get("steady-state-hypothesis")
+        if hypothesis is not None:
+            yield from self.check_hypothesis(hypothesis)
+        method = data.get("method")
+        if method is None:
+            yield self.problem("/method", "required: a 'method' list of activities")
+        elif not isinstance(method, list) or not method:
+            yield self.problem("/method", "must be a non-empty list of activities")
+        else:
+            for index, activity in enumerate(method):
+                yield from self.check_activity(activity, f"/method/{index}")
+        rollbacks = data.get("rollbacks", [])
+        if not isinstance(rollbacks, list):
+            yield self.problem("/rollbacks", "must be a list of actions")
+        else:
+            for index, activity in enumerate(rollbacks):
+                yield from self.check_activity(activity, f"/rollbacks/{index}", rollback=True)
+        yield from self.check_references()
+
+    # --- configuration, secrets, extensions -------------------------------------------
+    def check_configuration(self) -> Iterator[Problem]:
+        config = self.data.get("configuration", {})
+        if not isinstance(config, dict):
+            yield self.problem("/configuration", "must be a mapping")
+            return
+        for key, value in config.items():
+            pointer = pointer_join("/configuration", key)
+            if key in self.variables.configuration:
+                continue
+            if isinstance(value, dict) and "type" in value:
+                yield from self._check_env_reference(value, pointer, "configuration")
+
+    def check_secrets(self) -> Iterator[Problem]:
+        secrets = self.data.get("secrets", {})
+        if not isinstance(secrets, dict):
+            yield self.problem("/secrets", "must be a mapping of scopes")
+            return
+        for scope, values in secrets.items():
+            pointer = pointer_join("/secrets", scope)
+            if not isinstance(values, dict):
+                yield self.problem(pointer, "a secrets scope must be a mapping")
+                continue
+            if scope in self.variables.secrets:
+                continue
+            for key, value in values.items():
+                if isinstance(value, dict) and "type" in value:
+                    yield from self._check_env_reference(
+                        value, pointer_join(pointer, key), "secret", allow_vault=True
+                    )
+
+    def _check_env_reference(
+        self, value: dict[str, Any], pointer: str, what: str, allow_vault: bool = False
+    ) -> Iterator[Problem]:
+        kind = value.get("type")
+        if kind == "vault" and allow_vault:
+            return
+        if kind != "env":
+            yield self.problem(pointer_join(pointer, "type"), f"unknown {what} type {kind!r}")
+            return
+        key = value.get("key")
+        if not isinstance(key, str) or not key:
+            yield self.problem(pointer, f"an env {what} needs a 'key' naming the variable")
+        elif (
+            key not in os.environ
+            and key not in self.variables.environment
+            and "default" not in value
+        ):
+            yield self.problem(
+                pointer,
+                f"environment variable {key} is not set and has no default "
+                f"(set it, or pass --var / --var-file)",
+            )
+
+    def check_extensions(self) -> Iterator[Problem]:
+        extensions = self.data.get("extensions", [])
+        if not isinstance(extensions, list):
+            yield self.problem("/extensions", "must be a list")
+            return
+        for index, ext in enumerate(extensions):
+            pointer = f"/extensions/{index}"
+            if not isinstance(ext, dict) or not isinstance(ext.get("name"), str):
+                yield self.problem(pointer, "an extension must be a mapping with a 'name'")
+                continue
+            if ext["name"] != "mlchaos":
+                continue
+            for key, value in ext.items():
+                if key == "name":
+                    continue
+                field = SETTINGS_FIELDS.get(key)
+                here = pointer_join(pointer, key)
+                if field is None:
+                    yield self.problem(
+                        here, f"unknown mlchaos setting {key!r}{_suggest(key, SETTINGS_FIELDS)}"
+                    )
+                elif not field.accepts(value):
+                    yield self.problem(here, f"{key} {field.requirement}, got {value!r}")
+                elif field.kind == "probes":
+                    for number, probe in enumerate(value):
+                        yield from self.check_probe_with_tolerance(probe, pointer_join(here, number))
+
+    # --- hypothesis and activities ------------------------------------------------------
+    def check_hypothesis(self, hypothesis: Any) -> Iterator[Problem]:
+        base = "/steady-state-hypothesis"
+        if not isinstance(hypothesis, dict):
+            yield self.problem(base, "must be a mapping with 'title' and 'probes'")
+            return
+        if not isinstance(hypothesis.get("title"), str) or not hypothesis.get("title"):
+            yield self.problem(f"{base}/title", "required: the hypothesis needs a title")
+        probes = hypothesis.get("probes", [])
+        if not isinstance(probes, list):
+            yield self.problem(f"{base}/probes", "must be a list of probes")
+            return
+        for index, probe in enumerate(probes):
+            yield from self.check_probe_with_tolerance(probe, f"{base}/probes/{index}")
+
+    def check_probe_with_tolerance(self, probe: Any, pointer: str) -> Iterator[Problem]:
+        yield from self.check_activity(probe, pointer)
+        if not isinstance(probe, dict) or "ref" in probe:
+            return
+        if probe.get("type") == "action":
+            yield self.problem(f"{pointer}/type", "only probes may check a steady state")
+        if "tolerance" not in probe:
+            yield self.problem(pointer, "a steady-state probe needs a 'tolerance'")
+        else:
+            yield from self.check_tolerance(probe["tolerance"], f"{pointer}/tolerance")
+
+    def check_activity(self, activity: Any, pointer: str, rollback: bool = False) -> Iterator[Problem]:
+        if not isinstance(activity, dict):
+            yield self.problem(pointer, "an activity must be a mapping")
+            return
+        if "ref" in activity:
+            if not isinstance(activity["ref"], str) or not activity["ref"]:
+                yield self.problem(f"{pointer}/ref", "a reference must be a non-empty string")
+            return
+        for key in sorted(set(activity) - ACTIVITY_KEYS):
+            yield self.problem(
+                pointer_join(pointer, key), f"unknown key {key!r}{_suggest(key, ACTIVITY_KEYS)}"
+            )
+        kind = activity.get("type")
+        if kind not in ("action", "probe"):
+            yield self.problem(f"{pointer}/type", f"type must be 'action' or 'probe', got {kind!r}")
+        if not isinstance(activity.get("name"), str) or not activity.get("name"):
+            yield self.problem(f"{pointer}/name", "required: a non-empty 'name'")
+        timeout = activity.get("timeout")
+        if timeout is not None and not _positive_number_or_var(timeout):
+            yield self.problem(f"{pointer}/timeout", f"timeout must be a positive number, got {timeout!r}")
+        pauses = activity.get("pauses")
+        if pauses is not None:
+            if not isinstance(pauses, dict) or set(pauses) - {"before", "after"}:
+                yield self.problem(f"{pointer}/pauses", "pauses takes only 'before' and 'after'")
+            else:
+                for key, value in pauses.items():
+                    if not _positive_number_or_var(value, allow_zero=True):
+                        yield self.problem(
+                            f"{pointer}/pauses/{key}", f"a pause is a number of seconds, got {value!r}"
+                        )
+        if "background" in activity and not isinstance(activity["background"], bool):
+            yield self.problem(f"{pointer}/background", "background must be true or false")
+        if rollback and activity.get("background"):
+            yield self.problem(f"{pointer}/background", "rollbacks cannot run in the background")
+        yield from self.check_provider(activity.get("provider"), f"{pointer}/provider")
+        yield from self.check_variables(activity, pointer)
+
+    def check_provider(self, provider: Any, pointer: str) -> Iterator[Problem]:
+        if not isinstance(provider, dict):
+            yield self.problem(pointer, "required: a 'provider' mapping")
+            return
+        kind = provider.get("type")
+        if kind not in PROVIDER_KEYS:
+            yield self.problem(
+                f"{pointer}/type", f"provider type must be python, process or http, got {kind!r}"
+            )
+            return
+        for key in sorted(set(provider) - PROVIDER_KEYS[kind]):
+            yield self.problem(
+                pointer_join(pointer, key),
+                f"unknown key {key!r} for a {kind} provider{_suggest(key, PROVIDER_KEYS[kind])}",
+            )
+        scopes = provider.get("secrets", [])
+        known_scopes = self.data.get("secrets") or {}
+        if not isinstance(scopes, list):
+            yield self.problem(f"{pointer}/secrets", "must be a list of secret scope names")
+        else:
+            for scope in scopes:
+                if isinstance(known_scopes, dict) and scope not in known_scopes:
+                    yield self.problem(f"{pointer}/secrets", f"unknown secrets scope {scope!r}")
+        if kind == "python":
+            yield from self.check_python_provider(provider, pointer)
+        elif kind == "process":
+            path = provider.get("path")
+            if not isinstance(path, str) or not path:
+                yield self.problem(f"{pointer}/path", "required: the program to run")
+            elif "${" not in path and not (shutil.which(path) or os.path.isfile(path)):
+                yield self.problem(f"{pointer}/path", f"program {path!r} not found")
+            args = provider.get("arguments")
+            if args is not None and not isinstance(args, (str, list)):
+                yield self.problem(f"{pointer}/arguments", "must be a list of strings")
+        else:
+            url = provider.get("url")
+            if not isinstance(url, str) or not url:
+                yield self.problem(f"{pointer}/url", "required: the URL to call")
+            elif "${" not in url and not re.match(r"^https?://", url):
+                yield self.problem(f"{pointer}/url", f"not an http(s) URL: {url!r}")
+
+    def check_python_provider(self, provider: dict[str, Any], pointer: str) -> Iterator[Problem]:
+        module_name, func_name = provider.get("module"), provider.get("func")
+        if not isinstance(module_name, str) or not module_name:
+            yield self.problem(f"{pointer}/module", "required: the Python module of the driver")
+            return
+        if not isinstance(func_name, str) or not func_name:
+            yield self.problem(f"{pointer}/func", "required: the function to call")
+            return
+        module, error = import_driver_module(module_name)
+        if module is None:
+            yield self.problem(f"{pointer}/module", error)
+            return
+        func = getattr(module, func_name, None)
+        if not callable(func):
+            public = [n for n, v in vars(module).items() if inspect.isfunction(v) and not n.startswith("_")]
+            yield self.problem(
+                f"{pointer}/func",
+                f"module {module_name} has no function {func_name!r}{_suggest(func_name, public)}",
+            )
+            return
+        arguments = provider.get("arguments", {})
+        if not isinstance(arguments, dict):
+            yield self.problem(f"{pointer}/arguments", "python arguments must be a mapping")
+            return
+        yield from self.check_signature(func, arguments, f"{pointer}/arguments", f"{module_name}.{func_name}")
+
+    def check_signature(
+        self, func: Any, arguments: dict[str, Any], pointer: str, name: str
+    ) -> Iterator[Problem]:
+        signature = inspect.signature(func)
+        params = signature.parameters
+        accepts_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+        for key in arguments:
+            if key in INJECTED_PARAMETERS:
+                yield self.problem(pointer_join(pointer, key), f"{key!r} is injected by the runner, not an argument")
+            elif key not in params and not accepts_any:
+                yield self.problem(
+                    pointer_join(pointer, key),
+                    f"{name}() has no argument {key!r}{_suggest(key, params)}",
+                )
+        for pname, param in params.items():
+            if pname in INJECTED_PARAMETERS or param.kind in (param.VAR_KEYWORD, param.VAR_POSITIONAL):
+                continue
+            if param.default is param.empty and pname not in arguments:
+                yield self.problem(pointer, f"{name}() needs argument {pname!r}")
+            if pname in arguments:
+                yield from self._check_type(param, arguments[pname], pointer_join(pointer, pname), name)
+
+    def _check_type(self, param: inspect.Parameter, value: Any, pointer: str, name: str) -> Iterator[Problem]:
+        expected = _SIMPLE_TYPES.get(param.annotation)
+        if expected is None or (isinstance(value, str) and "${" in value):
+            return
+        bool_mismatch = isinstance(value, bool) and bool not in expected
+        if bool_mismatch or not isinstance(value, expected):
+            wanted = param.annotation if isinstance(param.annotation, str) else param.annotation.__name__
+            yield self.problem(pointer, f"{name}() argument {param.name!r} must be {wanted}, got {value!r}")
+
+    def check_tolerance(self, tolerance: Any, pointer: str) -> Iterator[Problem]:
+        if isinstance(tolerance, (bool, int, float, str)):
+            return
+        if isinstance(tolerance, list):
+            numeric = len(tolerance) == 2 and all(isinstance(v, numbers.Number) for v in tolerance)
+            if numeric and tolerance[0] > tolerance[1]:
+                yield self.problem(pointer, f"range tolerance is empty: {tolerance[0]} > {tolerance[1]}")
+            return
+        if not isinstance(tolerance, dict):
+            yield self.problem(pointer, f"unsupported tolerance {tolerance!r}")
+            return
+        kind = tolerance.get("type")
+        if kind == "range":
+            bounds = tolerance.get("range")
+            if not (isinstance(bounds, list) and len(bounds) == 2
+                    and all(isinstance(v, numbers.Number) for v in bounds)):
+                yield self.problem(f"{pointer}/range", "a range tolerance needs 'range': [min, max]")
+            elif bounds[0] > bounds[1]:
+                yield self.problem(f"{pointer}/range", f"range is empty: {bounds[0]} > {bounds[1]}")
+        elif kind == "regex":
+            pattern = tolerance.get("pattern")
+            if not isinstance(pattern, str):
+                yield self.problem(f"{pointer}/pattern", "a regex tolerance needs a 'pattern' string")
+            else:
+                try:
+                    re.compile(pattern)
+                except re.error as exc:
+                    yield self.problem(f"{pointer}/pattern", f"invalid regular expression: {exc}")
+        elif kind == "jsonpath":
+            if not isinstance(tolerance.get("path"), str):
+                yield self.problem(f"{pointer}/path", "a jsonpath tolerance needs a 'path' string")
+        elif kind == "probe":
+            yield from self.check_provider(tolerance.get("provider"), f"{pointer}/provider")
+            provider = tolerance.get("provider")
+            if isinstance(provider, dict) and provider.get("type") == "python":
+                args = provider.get("arguments")
+                if args is not None and "value" in args:
+                    yield self.problem(f"{pointer}/provider/arguments/value",
+                                       "'value' is filled in with the probe's result")
+        else:
+            yield self.problem(
+                f"{pointer}/type", f"tolerance type must be range, regex, jsonpath or probe, got {kind!r}"
+            )
+
+    # --- variables and references ---------------------------------------------------
+    def known_variables(self) -> set[str]:
+        names = set(self.variables.configuration)
+        config = self.data.get("configuration")
+        if isinstance(config, dict):
+            names |= set(config)
+        for source in (self.data.get("secrets"), self.variables.secrets):
+            if isinstance(source, dict):
+                for scope in source.values():
+                    if isinstance(scope, dict):
+                        names |= set(scope)
+        return names
+
+    def check_variables(self, activity: dict[str, Any], pointer: str) -> Iterator[Problem]:
+        known = self.known_variables()
+        for where, text in _strings(activity, pointer):
+            for name in _template_names(text):
+                if name not in known:
+                    yield self.problem(
+                        where,
+                        f"unresolved variable ${{{name}}}: not in configuration or secrets"
+                        f"{_suggest(name, known)} (or pass --var {name}=...)",
+                    )
+
+    def _activity_names(self) -> Iterator[str]:
+        for section in ("method", "rollbacks"):
+            for activity in self.data.get(section) or []:
+                if isinstance(activity, dict) and isinstance(activity.get("name"), str):
+                    yield activity["name"]
+        hypothesis = self.data.get("steady-state-hypothesis")
+        if isinstance(hypothesis, dict):
+            for probe in hypothesis.get("probes") or []:
+                if isinstance(probe, dict) and isinstance(probe.get("name"), str):
+                    yield probe["name"]
+
+    def check_references(self) -> Iterator[Problem]:
+        for section in ("method", "rollbacks"):
+            items = self.data.get(section)
+            if not isinstance(items, list):
+                continue
+            for index, activity in enumerate(items):
+                if isinstance(activity, dict) and isinstance(activity.get("ref"), str):
+                    ref = activity["ref"]
+                    if ref not in self.names:
+                        yield self.problem(
+                            f"/{section}/{index}/ref",
+                            f"no activity named {ref!r}{_suggest(ref, self.names)}",
+                        )
+
+
+def import_driver_module(name: str) -> tuple[Any, str]:
+    """Import a driver module; on failure return (None, a message with close matches)."""
+    try:
+        return importlib.import_module(name), ""
+    except ModuleNotFoundError as exc:
+        if exc.name and name != exc.name and not name.startswith(f"{exc.name}."):
+            return None, f"module {name} imports {exc.name!r}, which is not installed"
+        from mlchaos.discovery import driver_module_names
+
+        return None, f"no Python module {name!r}{_suggest(name, driver_module_names())}"
+    except Exception as exc:  # a driver that fails while importing
+        return None, f"module {name} failed to import: {type(exc).__name__}: {exc}"
+
+
+def _positive_number_or_var(value: Any, allow_zero: bool = False) -> bool:
+    if isinstance(value, str):
+        return value.startswith("${") and value.endswith("}")
+    if isinstance(value, bool) or not isinstance(value, numbers.Number):
+        return False
+    return value >= 0 if allow_zero else value > 0
+
+
+def _strings(value: Any, pointer: str) -> Iterator[tuple[str, str]]:
+    if isinstance(value, str):
+        yield pointer, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _strings(item, pointer_join(pointer, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _strings(item, pointer_join(pointer, index))
+
+
+def _template_names(text: str) -> Iterator[str]:
+    for match in string.Template.pattern.finditer(text):
+        name = match.group("named") or match.group("braced")
+        if name:
+            yield name
+
+
+def _suggest(word: str, candidates: Any) -> str:
+    matches = difflib.get_close_matches(str(word), [str(c) for c in candidates], n=3, cutoff=0.6)
+    if not matches:
+        return ""
+    return " (did you mean " + " or ".join(repr(m) for m in matches) + "?)"
