@@ -256,7 +256,7 @@ def serve(host: str, port: int, model_name: str, replica: str) -> int:
         signal.signal(signum, lambda *_: stop.set())
     model = ServedModel(name=model_name)
     server = ModelServer(host, port, model, replica)
-    thread = threading.Thread(target=server.serve_forever, name="http", daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.1,), name="http", daemon=True)
     thread.start()
     try:
         model.train()
@@ -264,7 +264,7 @@ def serve(host: str, port: int, model_name: str, replica: str) -> int:
         print(f"[{replica}] serving model {model_name!r} v{model.version} on {host}:{server.port}",
               file=sys.stderr, flush=True)
         print(f"READY {server.port}", flush=True)
-        while not stop.wait(0.5):
+        while not stop.wait(0.2):
             pass
     finally:
         server.shutdown()

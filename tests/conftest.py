@@ -1,0 +1,39 @@
+"""Shared fixtures: a temporary sandbox state directory and a running 3-replica sandbox."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mlchaos.sandbox.manager import Sandbox
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh state directory, exported as MLCHAOS_STATE_DIR for this test."""
+    path = tmp_path / "state"
+    monkeypatch.setenv("MLCHAOS_STATE_DIR", str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def module_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    """Three iris replicas shared by one test module (state dir exported in the env)."""
+    path = tmp_path_factory.mktemp("sandbox-state")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLCHAOS_STATE_DIR", str(path))
+        sandbox = Sandbox(path)
+        try:
+            sandbox.up(replicas=3, timeout=60)
+            yield sandbox
+        finally:
+            sandbox.down()
+
+
+@pytest.fixture
+def sandbox(module_sandbox: Sandbox) -> Sandbox:
+    """The module's sandbox, healed (dead replicas restarted, paused ones resumed) first."""
+    module_sandbox.up(replicas=3, timeout=60)
+    return module_sandbox
