@@ -36,7 +36,7 @@ def check(
     except Exception as exc:  # a comparison that cannot be made is a failed tolerance
         return Verdict(False, f"cannot compare {_show(value)} with {describe(tolerance)}: {exc}")
     if met:
-        return Verdict(True, f"{_show(value)} within {describe(tolerance)}")
+        return Verdict(True, _show(value))
     return Verdict(False, f"expected {describe(tolerance)}, got {_show(value)}")
 
 
@@ -77,7 +77,7 @@ def describe(tolerance: Any) -> str:
             expect = f" == {tolerance['expect']!r}" if "expect" in tolerance else ""
             return f"jsonpath {tolerance.get('path')}{expect}"
         return f"a {kind} tolerance"
-    return repr(tolerance)
+    return _show(tolerance)
 
 
 def _show(value: Any, limit: int = 200) -> str:

@@ -46,7 +46,8 @@ _SIMPLE_TYPES: dict[Any, tuple[type, ...]] = {
 
 def validate(doc: Document, variables: Variables | None = None) -> list[Problem]:
     """Every problem in ``doc``; an empty list means it may run."""
-    return list(_Checker(doc, variables or Variables()).run())
+    problems = list(_Checker(doc, variables or Variables()).run())
+    return sorted(problems, key=lambda p: p.line or 0)
 
 
 class _Checker:

@@ -1,0 +1,117 @@
+"""A named catalogue of broken experiments: each with the pointer and message it must produce."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+PROBE = {"type": "probe", "name": "ok", "tolerance": True,
+         "provider": {"type": "python", "module": "testdrivers", "func": "echo", "arguments": {"value": True}}}
+ACTION = {"type": "action", "name": "act",
+          "provider": {"type": "python", "module": "testdrivers", "func": "echo"}}
+VALID: dict[str, Any] = {
+    "title": "valid",
+    "steady-state-hypothesis": {"title": "h", "probes": [PROBE]},
+    "method": [ACTION],
+    "rollbacks": [ACTION],
+}
+
+
+def valid() -> dict[str, Any]:
+    """A fresh valid experiment (no shared sub-objects: deepcopy would keep method/rollbacks aliased)."""
+    return json.loads(json.dumps(VALID))
+
+
+def _with(path: str, value: Any) -> dict[str, Any]:
+    """A valid experiment with the value at a /-separated path replaced (None deletes)."""
+    data = valid()
+    parts = path.strip("/").split("/")
+    node: Any = data
+    for part in parts[:-1]:
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    last = parts[-1]
+    if isinstance(node, list):
+        node[int(last)] = value
+    elif value is None:
+        del node[last]
+    else:
+        node[last] = value
+    return data
+
+
+@dataclass(frozen=True)
+class Bad:
+    name: str
+    data: dict[str, Any]
+    pointer: str
+    message: str
+
+
+def _provider(**changes: Any) -> dict[str, Any]:
+    provider = {"type": "python", "module": "testdrivers", "func": "echo"}
+    provider.update(changes)
+    return {"type": "action", "name": "act", "provider": provider}
+
+
+CATALOGUE = [
+    Bad("missing-title", _with("title", None), "/title", "required: a non-empty string 'title'"),
+    Bad("misspelt-top-key", {**valid(), "methd": []}, "/methd", "unknown key 'methd' (did you mean 'method'?)"),
+    Bad("missing-method", _with("method", None), "/method", "required: a 'method' list"),
+    Bad("empty-method", _with("method", []), "/method", "must be a non-empty list"),
+    Bad("bad-activity-type", _with("method/0", {**ACTION, "type": "acton"}), "/method/0/type",
+        "type must be 'action' or 'probe'"),
+    Bad("missing-name", _with("method/0", {k: v for k, v in ACTION.items() if k != "name"}),
+        "/method/0/name", "required: a non-empty 'name'"),
+    Bad("missing-provider", _with("method/0", {"type": "action", "name": "x"}), "/method/0/provider",
+        "required: a 'provider' mapping"),
+    Bad("unknown-provider-type", _with("method/0", _provider(type="grpc")), "/method/0/provider/type",
+        "provider type must be python, process or http"),
+    Bad("unknown-module", _with("method/0", _provider(module="drivers.proces.actions")),
+        "/method/0/provider/module", "did you mean 'drivers.process.actions'"),
+    Bad("unknown-function", _with("method/0", _provider(func="ecko")), "/method/0/provider/func",
+        "module testdrivers has no function 'ecko' (did you mean 'echo'?)"),
+    Bad("unknown-argument", _with("method/0", _provider(arguments={"valeu": 1})),
+        "/method/0/provider/arguments/valeu", "testdrivers.echo() has no argument 'valeu' (did you mean 'value'?)"),
+    Bad("missing-argument", _with("method/0", _provider(func="sleep")), "/method/0/provider/arguments",
+        "testdrivers.sleep() needs argument 'seconds'"),
+    Bad("wrong-argument-type", _with("method/0", _provider(func="typed", arguments={"count": "three"})),
+        "/method/0/provider/arguments/count", "argument 'count' must be int, got 'three'"),
+    Bad("injected-argument", _with("method/0", _provider(func="with_config", arguments={"configuration": {}})),
+        "/method/0/provider/arguments/configuration", "is injected by the runner"),
+    Bad("negative-timeout", _with("method/0", {**ACTION, "timeout": -1}), "/method/0/timeout",
+        "timeout must be a positive number"),
+    Bad("bad-pause", _with("method/0", {**ACTION, "pauses": {"before": "soon"}}), "/method/0/pauses/before",
+        "a pause is a number of seconds"),
+    Bad("bad-background", _with("method/0", {**ACTION, "background": "yes"}), "/method/0/background",
+        "background must be true or false"),
+    Bad("probe-without-tolerance",
+        _with("steady-state-hypothesis/probes/0", {k: v for k, v in PROBE.items() if k != "tolerance"}),
+        "/steady-state-hypothesis/probes/0", "needs a 'tolerance'"),
+    Bad("empty-range", _with("steady-state-hypothesis/probes/0", {**PROBE, "tolerance": {"type": "range",
+        "range": [5, 1]}}), "/steady-state-hypothesis/probes/0/tolerance/range", "range is empty: 5 > 1"),
+    Bad("bad-regex", _with("steady-state-hypothesis/probes/0", {**PROBE, "tolerance": {"type": "regex",
+        "pattern": "(("}}), "/steady-state-hypothesis/probes/0/tolerance/pattern", "invalid regular expression"),
+    Bad("unknown-tolerance-type", _with("steady-state-hypothesis/probes/0", {**PROBE, "tolerance": {
+        "type": "between"}}), "/steady-state-hypothesis/probes/0/tolerance/type", "tolerance type must be"),
+    Bad("unresolved-variable", _with("method/0", _provider(arguments={"value": "${nowhere}"})),
+        "/method/0/provider/arguments/value", "unresolved variable ${nowhere}"),
+    Bad("unset-env-configuration", {**valid(), "configuration": {"url": {"type": "env",
+        "key": "MLCHAOS_TEST_SURELY_UNSET"}}}, "/configuration/url",
+        "environment variable MLCHAOS_TEST_SURELY_UNSET is not set"),
+    Bad("dangling-ref", _with("method/0", {"ref": "nothing"}), "/method/0/ref", "no activity named 'nothing'"),
+    Bad("unknown-secret-scope", _with("method/0", _provider(secrets=["vault"])), "/method/0/provider/secrets",
+        "unknown secrets scope 'vault'"),
+    Bad("missing-process-program", _with("method/0", {"type": "action", "name": "p",
+        "provider": {"type": "process", "path": "/no/such/program"}}), "/method/0/provider/path",
+        "program '/no/such/program' not found"),
+    Bad("bad-http-url", _with("method/0", {"type": "action", "name": "h",
+        "provider": {"type": "http", "url": "ftp://x"}}), "/method/0/provider/url", "not an http(s) URL"),
+    Bad("unknown-mlchaos-setting", {**valid(), "extensions": [{"name": "mlchaos", "activity_timeot": 3}]},
+        "/extensions/0/activity_timeot", "did you mean 'activity_timeout'"),
+    Bad("bad-mlchaos-timeout", {**valid(), "extensions": [{"name": "mlchaos", "activity_timeout": 0}]},
+        "/extensions/0/activity_timeout", "must be a positive number"),
+    Bad("recovery-probe-without-tolerance", {**valid(), "extensions": [{"name": "mlchaos", "recovery": [
+        {k: v for k, v in PROBE.items() if k != "tolerance"}]}]}, "/extensions/0/recovery/0",
+        "needs a 'tolerance'"),
+]

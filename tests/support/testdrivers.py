@@ -1,0 +1,71 @@
+"""Driver functions used only by the tests (on PYTHONPATH as a plain module)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from mlchaos.changes import ChangeRecord, Target, announce
+
+
+def echo(value: Any = True) -> Any:
+    """Return ``value`` unchanged."""
+    return value
+
+
+def fail(message: str = "boom") -> None:
+    """Raise RuntimeError(message)."""
+    raise RuntimeError(message)
+
+
+def sleep(seconds: float) -> float:
+    """Sleep, then return the seconds slept."""
+    time.sleep(seconds)
+    return seconds
+
+
+def append_line(path: str, text: str) -> str:
+    """Append a line to a file (a visible side effect for rollback tests)."""
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(text + "\n")
+    return text
+
+
+def inject_marker(path: str, hold: float = 0.0) -> dict:
+    """A fake fault: announce a change record, create the marker file, then hold."""
+    record = ChangeRecord(driver="test", action="inject-marker",
+                          targets=[Target(kind="file", name=path, details={"pid": os.getpid()})],
+                          undo={"func": "testdrivers.remove_marker", "arguments": {"path": path}})
+    announce(record)
+    Path(path).write_text("fault\n", encoding="utf-8")
+    if hold:
+        time.sleep(hold)
+    return record.to_dict()
+
+
+def remove_marker(path: str) -> bool:
+    """Undo inject_marker."""
+    Path(path).unlink(missing_ok=True)
+    return True
+
+
+def read_secret(token: str) -> str:
+    """Return a string that contains the secret it was given."""
+    return f"token was {token}"
+
+
+def with_config(configuration: dict | None = None) -> dict:
+    """Return the configuration the runner injected."""
+    return dict(configuration or {})
+
+
+def typed(count: int, ratio: float = 0.5, name: str = "x") -> int:
+    """Return count (used to test argument type checks)."""
+    return count
+
+
+def greater_than_one(value: float) -> bool:
+    """A tolerance probe: true when value > 1."""
+    return value > 1

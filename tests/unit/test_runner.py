@@ -1,0 +1,213 @@
+"""The runner's guarantees, in process, with the test drivers of tests/support."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+
+import pytest
+from bad_experiments import valid
+
+from mlchaos import exitcodes
+from mlchaos.console import Console
+from mlchaos.errors import InvalidInput
+from mlchaos.loader import load_document
+from mlchaos.models import build_experiment
+from mlchaos.runner import Runner
+from mlchaos.validation import validate
+from mlchaos.variables import Variables
+
+
+def py(name, func, kind="action", **arguments):
+    return {"type": kind, "name": name,
+            "provider": {"type": "python", "module": "testdrivers", "func": func, "arguments": arguments}}
+
+
+def probe(name, func, tolerance, **arguments):
+    return {**py(name, func, kind="probe", **arguments), "tolerance": tolerance}
+
+
+@pytest.fixture
+def run_experiment(write_experiment, tmp_path):
+    """Validate, build and run an experiment; return (result, journal, console text)."""
+
+    def run(data, variables=None, dry_run=False):
+        doc = load_document(write_experiment(data))
+        assert validate(doc, variables) == []
+        experiment = build_experiment(doc)
+        out = io.StringIO()
+        journal_path = tmp_path / "journal.json"
+        result = Runner(experiment, variables, journal_path, Console(out, tty=False), dry_run=dry_run).run()
+        return result, json.loads(journal_path.read_text()), out.getvalue()
+
+    return run
+
+
+def test_a_held_hypothesis_exits_zero_with_a_complete_journal(run_experiment):
+    result, journal, out = run_experiment(valid())
+    assert (result.exit_code, result.verdict, journal["status"]) == (exitcodes.OK, "held", "completed")
+    assert journal["steady_states"]["before"]["steady_state_met"] is True
+    assert journal["steady_states"]["after"]["steady_state_met"] is True
+    assert [r["status"] for r in journal["run"]] == ["succeeded"]
+    assert [r["status"] for r in journal["rollbacks"]] == ["succeeded"]
+    assert journal["mlchaos"]["exit_code"] == 0
+    assert "ok   probe  ok" in out
+
+
+def test_deviation_before_skips_the_method_but_runs_rollbacks(run_experiment, tmp_path):
+    log = tmp_path / "rollback.log"
+    data = valid()
+    data["steady-state-hypothesis"]["probes"] = [probe("two", "echo", [2, 3], value=1)]
+    data["method"] = [py("must-not-run", "append_line", path=str(tmp_path / "method.log"), text="ran")]
+    data["rollbacks"] = [py("undo", "append_line", path=str(log), text="rolled back")]
+    result, journal, out = run_experiment(data)
+    assert result.exit_code == exitcodes.DEVIATED and result.deviated
+    assert not (tmp_path / "method.log").exists()
+    assert log.read_text() == "rolled back\n"
+    assert "expected a value in [2, 3], got 1" in out
+
+
+def test_deviation_after_the_method_still_rolls_back(run_experiment, tmp_path):
+    state = tmp_path / "state"
+    log = tmp_path / "rollback.log"
+    data = valid()
+    data["steady-state-hypothesis"]["probes"] = [probe("no-marker", "echo", True, value=True)]
+    data["method"] = [py("break", "inject_marker", path=str(state))]
+    data["rollbacks"] = [py("repair", "remove_marker", path=str(state)),
+                         py("log", "append_line", path=str(log), text="done")]
+    # the after-hypothesis fails because a probe raises (as a killed server would)
+    data["steady-state-hypothesis"]["probes"].append(probe("raises", "fail", True, message="connection refused"))
+    result, journal, out = run_experiment(data)
+    assert result.exit_code == exitcodes.DEVIATED
+    assert not state.exists() and log.read_text() == "done\n"
+    assert "connection refused" in out
+
+
+def test_a_raising_action_fails_the_run_and_rollbacks_run(run_experiment, tmp_path):
+    log = tmp_path / "rollback.log"
+    data = valid()
+    data["method"] = [py("explode", "fail", message="driver exploded")]
+    data["rollbacks"] = [py("log", "append_line", path=str(log), text="x")]
+    result, journal, _ = run_experiment(data)
+    assert (result.exit_code, result.verdict, journal["status"]) == (1, "activity-failed", "failed")
+    assert journal["run"][0]["status"] == "failed"
+    assert "driver exploded" in "".join(journal["run"][0]["exception"])
+    assert log.exists()
+
+
+def test_python_activity_timeout_is_enforced(run_experiment):
+    data = valid()
+    data["method"] = [{**py("hangs", "sleep", seconds=30), "timeout": 0.3}]
+    started = time.monotonic()
+    result, journal, out = run_experiment(data)
+    assert time.monotonic() - started < 10
+    assert journal["run"][0]["status"] == "failed"
+    assert "timed out after 0.3s" in out and result.exit_code == 1
+
+
+def test_default_timeout_comes_from_the_mlchaos_extension(run_experiment):
+    data = valid()
+    data["method"] = [py("hangs", "sleep", seconds=30)]
+    data["extensions"] = [{"name": "mlchaos", "activity_timeout": 0.2}]
+    result, journal, out = run_experiment(data)
+    assert "timed out after 0.2s" in out
+
+
+def test_a_failed_rollback_exits_three_and_is_named(run_experiment):
+    data = valid()
+    data["rollbacks"] = [py("cannot-undo", "fail", message="nope")]
+    result, journal, out = run_experiment(data)
+    assert result.exit_code == exitcodes.ROLLBACK_FAILED
+    assert journal["mlchaos"]["rollbacks_left_undone"] == ["cannot-undo"]
+
+
+def test_secrets_never_reach_the_journal_or_the_output(run_experiment):
+    data = valid()
+    data["secrets"] = {"auth": {"token": "hunter2-very-secret"}}
+    data["method"] = [{**py("use", "read_secret", token="${token}")}]
+    data["method"].append(py("fails-with-secret", "fail", message="bad token ${token}"))
+    result, journal, out = run_experiment(data)
+    text = json.dumps(journal)
+    assert "hunter2-very-secret" not in text and "hunter2-very-secret" not in out
+    assert journal["run"][0]["output"] == "token was ***"
+    assert journal["experiment"]["secrets"] == {"auth": {"token": "***"}}
+
+
+def test_the_experiment_is_never_mutated_and_two_runs_behave_the_same(write_experiment, tmp_path):
+    data = valid()
+    data["configuration"] = {"limit": 1}
+    data["steady-state-hypothesis"]["probes"] = [
+        probe("two", "echo", {"type": "probe", "name": "gt1", "provider": {
+            "type": "python", "module": "testdrivers", "func": "greater_than_one"}}, value=2),
+    ]
+    data["method"] = [py("echo", "echo", value="${limit}")]
+    experiment = build_experiment(load_document(write_experiment(data)))
+    before = json.dumps(experiment.raw, sort_keys=True)
+    results = []
+    for index in range(2):
+        path = tmp_path / f"j{index}.json"
+        result = Runner(experiment, None, path, Console(io.StringIO(), tty=False)).run()
+        journal = json.loads(path.read_text())
+        results.append((result.exit_code, [r["output"] for r in journal["run"]]))
+    assert json.dumps(experiment.raw, sort_keys=True) == before
+    assert results[0] == results[1] == (0, [1])
+
+
+def test_var_overrides_configuration(run_experiment):
+    data = valid()
+    data["configuration"] = {"value": "from-file"}
+    data["method"] = [py("echo", "echo", value="${value}")]
+    result, journal, _ = run_experiment(data, Variables(configuration={"value": "from-cli"}))
+    assert journal["run"][0]["output"] == "from-cli"
+
+
+def test_recovery_probes_run_after_rollbacks(run_experiment, tmp_path):
+    state = tmp_path / "state"
+    data = valid()
+    data["method"] = [py("break", "inject_marker", path=str(state))]
+    data["rollbacks"] = []
+    data["extensions"] = [{"name": "mlchaos", "recovery": [probe("repaired", "echo", False, value=True)]}]
+    result, journal, out = run_experiment(data)
+    assert result.exit_code == 1
+    assert journal["mlchaos"]["recovery"]["recovered"] is False
+    assert "did not return to its steady state" in " ".join(result.failures)
+
+
+def test_dry_run_runs_probes_but_not_actions(run_experiment, tmp_path):
+    target = tmp_path / "touched"
+    data = valid()
+    data["method"] = [py("write", "append_line", path=str(target), text="x")]
+    data["rollbacks"] = [py("write-too", "append_line", path=str(target), text="y")]
+    result, journal, _ = run_experiment(data, dry_run=True)
+    assert result.exit_code == 0
+    assert not target.exists()
+    assert journal["steady_states"]["before"]["steady_state_met"] is True
+
+
+def test_background_activities_are_joined_and_recorded(run_experiment):
+    data = valid()
+    data["method"] = [{**py("slow", "sleep", seconds=0.3), "background": True}, py("quick", "echo", value=1)]
+    result, journal, _ = run_experiment(data)
+    assert result.exit_code == 0
+    assert {r["activity"]["name"]: r["status"] for r in journal["run"]} == {"slow": "succeeded",
+                                                                            "quick": "succeeded"}
+
+
+def test_pauses_are_honoured(run_experiment):
+    data = valid()
+    data["method"] = [{**py("a", "echo"), "pauses": {"after": 0.3}}]
+    started = time.monotonic()
+    run_experiment(data)
+    assert time.monotonic() - started >= 0.3
+
+
+def test_missing_env_configuration_at_run_time_is_invalid_input(write_experiment, monkeypatch, tmp_path):
+    monkeypatch.setenv("MLCHAOS_TEST_TEMP", "1")
+    data = valid()
+    data["configuration"] = {"x": {"type": "env", "key": "MLCHAOS_TEST_TEMP"}}
+    experiment = build_experiment(load_document(write_experiment(data)))
+    monkeypatch.delenv("MLCHAOS_TEST_TEMP")
+    with pytest.raises(InvalidInput, match="MLCHAOS_TEST_TEMP"):
+        Runner(experiment, None, tmp_path / "j.json", Console(io.StringIO(), tty=False)).run()
+    assert not (tmp_path / "j.json").exists()

@@ -1,0 +1,130 @@
+"""A real `mlchaos run` process is interrupted mid-method: rollbacks must run.
+
+These start the real CLI as a child process and send it real signals.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mlchaos import exitcodes
+
+
+def _action(name, func, **arguments):
+    return {"type": "action", "name": name,
+            "provider": {"type": "python", "module": "testdrivers", "func": func, "arguments": arguments}}
+
+
+def _experiment(tmp_path: Path, rollback_seconds: float = 0.0, hold: float = 0.0) -> dict:
+    marker, log = tmp_path / "fault", tmp_path / "rollback.log"
+    rollbacks = []
+    if rollback_seconds:
+        rollbacks.append(_action("slow-cleanup", "sleep", seconds=rollback_seconds))
+    rollbacks += [_action("remove-fault", "remove_marker", path=str(marker)),
+                  _action("log-rollback", "append_line", path=str(log), text="rolled back")]
+    return {
+        "title": "interrupt me",
+        "method": [_action("inject", "inject_marker", path=str(marker), hold=hold),
+                   {**_action("wait", "sleep", seconds=60), "timeout": 120}],
+        "rollbacks": rollbacks,
+    }
+
+
+def _start(tmp_path, subprocess_env, data) -> tuple[subprocess.Popen, Path]:
+    path = tmp_path / "experiment.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    journal = tmp_path / "journal.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlchaos", "run", str(path), "--journal", str(journal)],
+        env=subprocess_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    return proc, journal
+
+
+def _wait_for(predicate, timeout=20.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _journal(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _in_wait(journal: Path) -> bool:
+    runs = _journal(journal).get("run", [])
+    return any(r["activity"]["name"] == "wait" and r["status"] == "running" for r in runs)
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, exitcodes.INTERRUPTED),
+                                               (signal.SIGTERM, exitcodes.TERMINATED)])
+def test_a_signal_mid_method_runs_the_rollbacks(tmp_path, subprocess_env, signum, code):
+    proc, journal = _start(tmp_path, subprocess_env, _experiment(tmp_path))
+    _wait_for(lambda: _in_wait(journal), what="the method to reach its wait")
+    assert (tmp_path / "fault").exists()
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == code, out + err
+    assert not (tmp_path / "fault").exists()
+    assert (tmp_path / "rollback.log").read_text() == "rolled back\n"
+    data = _journal(journal)
+    assert data["status"] == "interrupted"
+    assert data["mlchaos"]["interrupted_by"] == signal.Signals(signum).name
+    assert [r["status"] for r in data["rollbacks"]] == ["succeeded", "succeeded"]
+
+
+def test_a_second_ctrl_c_during_rollbacks_warns_and_rollbacks_finish(tmp_path, subprocess_env):
+    proc, journal = _start(tmp_path, subprocess_env, _experiment(tmp_path, rollback_seconds=1.5))
+    _wait_for(lambda: _in_wait(journal), what="the method to reach its wait")
+    proc.send_signal(signal.SIGINT)
+    _wait_for(lambda: _journal(journal).get("rollbacks"), what="rollbacks to start")
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert "rollbacks in progress, still to run: slow-cleanup, remove-fault, log-rollback" in err
+    assert proc.returncode == exitcodes.INTERRUPTED
+    assert not (tmp_path / "fault").exists()
+
+
+def test_a_third_ctrl_c_abandons_rollbacks_and_says_what_is_left(tmp_path, subprocess_env):
+    proc, journal = _start(tmp_path, subprocess_env, _experiment(tmp_path, rollback_seconds=30))
+    _wait_for(lambda: _in_wait(journal), what="the method to reach its wait")
+    proc.send_signal(signal.SIGINT)
+    _wait_for(lambda: _journal(journal).get("rollbacks"), what="rollbacks to start")
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == exitcodes.ROLLBACK_FAILED, out + err
+    assert "abandoning rollbacks; left undone: slow-cleanup, remove-fault, log-rollback" in err
+    assert "rollbacks left undone: slow-cleanup, remove-fault, log-rollback" in out
+    assert (tmp_path / "fault").exists()  # honestly reported as still in place
+    assert _journal(journal)["mlchaos"]["rollbacks_left_undone"] == ["slow-cleanup", "remove-fault",
+                                                                     "log-rollback"]
+
+
+def test_sigkill_leaves_a_journal_that_names_the_injected_fault(tmp_path, subprocess_env):
+    proc, journal = _start(tmp_path, subprocess_env, _experiment(tmp_path, hold=60))
+    marker = tmp_path / "fault"
+    _wait_for(marker.exists, what="the fault to be injected")
+    proc.kill()
+    proc.communicate(timeout=10)
+    data = _journal(journal)
+    (change,) = data["mlchaos"]["changes"]
+    assert change["action"] == "inject-marker"
+    assert change["targets"][0]["name"] == str(marker)
+    assert change["undo"]["arguments"] == {"path": str(marker)}
+    assert data["run"][0]["status"] == "running"
+    assert data["status"] == "running"

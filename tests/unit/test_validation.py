@@ -1,0 +1,100 @@
+"""Validation reports every problem at once, each located by pointer and line."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from bad_experiments import CATALOGUE, valid
+
+from mlchaos.loader import load_document
+from mlchaos.validation import validate
+from mlchaos.variables import Variables
+
+
+def _problems(write_experiment, data, variables=None, name="experiment.json"):
+    return validate(load_document(write_experiment(data, name)), variables)
+
+
+def test_the_valid_base_experiment_has_no_problem(write_experiment):
+    assert _problems(write_experiment, valid()) == []
+
+
+@pytest.mark.parametrize("bad", CATALOGUE, ids=[b.name for b in CATALOGUE])
+def test_each_bad_experiment_is_reported_where_it_is(write_experiment, bad):
+    problems = _problems(write_experiment, bad.data)
+    matching = [p for p in problems if p.pointer == bad.pointer and bad.message in p.message]
+    assert matching, f"expected {bad.pointer}: {bad.message!r}, got {[str(p) for p in problems]}"
+    assert matching[0].line is not None
+    assert matching[0].file.endswith("experiment.json")
+
+
+def test_all_problems_are_reported_at_once(write_experiment):
+    data = valid()
+    data["title"] = ""
+    data["method"][0]["provider"]["func"] = "ecko"
+    data["rollbacks"][0]["timeout"] = "soon"
+    data["steady-state-hypothesis"]["probes"][0]["tolerance"] = {"type": "range", "range": [2, 1]}
+    pointers = {p.pointer for p in _problems(write_experiment, data)}
+    assert {"/title", "/method/0/provider/func", "/rollbacks/0/timeout",
+            "/steady-state-hypothesis/probes/0/tolerance/range"} <= pointers
+
+
+def test_yaml_problems_carry_the_line_of_the_key(write_experiment):
+    data = valid()
+    data["method"][0]["provider"]["func"] = "ecko"
+    path = write_experiment(data, "e.yaml")
+    (problem,) = validate(load_document(path))
+    lines = path.read_text().splitlines()
+    assert "ecko" in lines[problem.line - 1]
+
+
+def test_command_line_vars_resolve_variables_and_env_config(write_experiment, monkeypatch):
+    data = valid()
+    data["configuration"] = {"url": {"type": "env", "key": "MLCHAOS_TEST_UNSET_X"}}
+    data["method"][0]["provider"]["arguments"] = {"value": "${answer}"}
+    assert len(_problems(write_experiment, data)) == 2
+    variables = Variables(configuration={"answer": 42, "url": "http://127.0.0.1"})
+    assert _problems(write_experiment, data, variables) == []
+
+
+def test_secrets_resolve_variables(write_experiment):
+    data = valid()
+    data["secrets"] = {"auth": {"token": "s3cr3t"}}
+    data["method"][0]["provider"]["arguments"] = {"value": "${token}"}
+    assert _problems(write_experiment, data) == []
+
+
+def test_escaped_dollar_is_not_a_variable(write_experiment):
+    data = valid()
+    data["method"][0]["provider"]["arguments"] = {"value": "$${literal}"}
+    assert _problems(write_experiment, data) == []
+
+
+def test_module_that_fails_on_import_is_named(write_experiment, tmp_path, monkeypatch):
+    (tmp_path / "brokendriver.py").write_text("import not_installed_anywhere\n", encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    data = valid()
+    data["method"][0]["provider"]["module"] = "brokendriver"
+    (problem,) = _problems(write_experiment, data)
+    assert problem.message == "module brokendriver imports 'not_installed_anywhere', which is not installed"
+
+
+def test_validation_does_not_execute_anything(write_experiment, tmp_path):
+    marker = tmp_path / "ran"
+    data = valid()
+    data["method"][0]["provider"] = {"type": "python", "module": "testdrivers", "func": "append_line",
+                                     "arguments": {"path": str(marker), "text": "x"}}
+    assert _problems(write_experiment, data) == []
+    assert not marker.exists()
+
+
+def test_bundled_experiments_are_valid():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "experiments"
+    files = sorted(root.glob("*.yaml")) + sorted(root.glob("*.json"))
+    assert files, "no bundled experiment found"
+    for path in files:
+        assert validate(load_document(path)) == [], path
+        json.dumps(load_document(path).data)  # plain data, serialisable
