@@ -77,6 +77,9 @@ def resolve_values(experiment: Experiment, variables: Variables) -> tuple[dict[s
         configuration = load_configuration(
             dict(experiment.configuration), dict(variables.configuration)
         )
+        # chaostoolkit-lib drops --var values the experiment did not declare; mlchaos keeps them
+        for key, value in variables.configuration.items():
+            configuration.setdefault(key, value)
         secrets = load_secrets(dict(experiment.secrets), configuration, dict(variables.secrets))
     except ChaosException as exc:
         raise InvalidInput(f"{experiment.source}: {exc}") from None
