@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 import pkgutil
 from collections.abc import Iterator
@@ -58,6 +59,12 @@ def driver_functions() -> Iterator[DriverFunction | tuple[str, str]]:
                 module=module_name,
                 name=name,
                 kind=kind,
-                signature=str(inspect.signature(func)),
+                signature=_render_signature(func),
                 summary=doc.splitlines()[0] if doc else "(no docstring)",
             )
+
+
+def _render_signature(func: object) -> str:
+    from mlchaos.validation import function_signature
+
+    return str(function_signature(func))

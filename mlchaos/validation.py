@@ -14,6 +14,8 @@ import os
 import re
 import shutil
 import string
+import types
+import typing
 from collections.abc import Iterator
 from typing import Any
 
@@ -309,8 +311,7 @@ class _Checker:
     def check_signature(
         self, func: Any, arguments: dict[str, Any], pointer: str, name: str
     ) -> Iterator[Problem]:
-        signature = inspect.signature(func)
-        params = signature.parameters
+        params = function_signature(func).parameters
         accepts_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
         for key in arguments:
             if key in INJECTED_PARAMETERS:
@@ -329,12 +330,14 @@ class _Checker:
                 yield from self._check_type(param, arguments[pname], pointer_join(pointer, pname), name)
 
     def _check_type(self, param: inspect.Parameter, value: Any, pointer: str, name: str) -> Iterator[Problem]:
-        expected = _SIMPLE_TYPES.get(param.annotation)
-        if expected is None or (isinstance(value, str) and "${" in value):
+        if isinstance(value, str) and "${" in value:
+            return
+        expected = _accepted_types(param.annotation)
+        if expected is None:
             return
         bool_mismatch = isinstance(value, bool) and bool not in expected
         if bool_mismatch or not isinstance(value, expected):
-            wanted = param.annotation if isinstance(param.annotation, str) else param.annotation.__name__
+            wanted = " or ".join(sorted({"null" if t is type(None) else t.__name__ for t in expected}))
             yield self.problem(pointer, f"{name}() argument {param.name!r} must be {wanted}, got {value!r}")
 
     def check_tolerance(self, tolerance: Any, pointer: str) -> Iterator[Problem]:
@@ -443,6 +446,35 @@ def import_driver_module(name: str) -> tuple[Any, str]:
         return None, f"no Python module {name!r}{_suggest(name, driver_module_names())}"
     except Exception as exc:  # a driver that fails while importing
         return None, f"module {name} failed to import: {type(exc).__name__}: {exc}"
+
+
+def function_signature(func: Any) -> inspect.Signature:
+    """The signature with string annotations evaluated where possible."""
+    try:
+        return inspect.signature(func, eval_str=True)
+    except Exception:  # an annotation that cannot be evaluated: keep the strings
+        return inspect.signature(func)
+
+
+def _accepted_types(annotation: Any) -> tuple[type, ...] | None:
+    """The plain types an annotation accepts, or None when it is not a simple one."""
+    if annotation in _SIMPLE_TYPES:
+        return _SIMPLE_TYPES[annotation]
+    origin = typing.get_origin(annotation)
+    if origin in (list, dict):
+        return (origin,)
+    if origin in (typing.Union, types.UnionType):
+        accepted: list[type] = []
+        for arg in typing.get_args(annotation):
+            if arg is type(None):
+                accepted.append(type(None))
+                continue
+            inner = _accepted_types(arg)
+            if inner is None:
+                return None
+            accepted.extend(inner)
+        return tuple(accepted)
+    return None
 
 
 def _positive_number_or_var(value: Any, allow_zero: bool = False) -> bool:

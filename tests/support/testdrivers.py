@@ -69,3 +69,8 @@ def typed(count: int, ratio: float = 0.5, name: str = "x") -> int:
 def greater_than_one(value: float) -> bool:
     """A tolerance probe: true when value > 1."""
     return value > 1
+
+
+def optional(seed: int | None = None, names: list[str] | None = None) -> list:
+    """Return its arguments (used to test checks of optional and generic annotations)."""
+    return [seed, names]
