@@ -116,7 +116,14 @@ class Sandbox:
         base_port: int = 0,
         timeout: float = 60,
     ) -> list[Replica]:
-        """Start ``replicas`` replicas of ``service`` (idempotent: healthy ones are kept)."""
+        """Start ``replicas`` replicas of ``service`` (idempotent: healthy ones are kept).
+
+        Dead replicas are restarted on their recorded port, paused ones resumed,
+        replicas with an index >= ``replicas`` stopped. ``model`` is the served
+        model name (always trained on iris). ``base_port`` > 0 gives replica i
+        port base_port + i, else ports are ephemeral. Raises SandboxError when a
+        replica fails to start or is not ready within ``timeout`` seconds.
+        """
         if replicas < 1:
             raise SandboxError(f"replicas must be >= 1, got {replicas}")
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", service):
