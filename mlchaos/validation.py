@@ -66,6 +66,8 @@ class _Checker:
         data = self.data
         for key in sorted(set(data) - TOP_LEVEL_KEYS):
             yield self.problem(f"/{key}", f"unknown key {key!r}{_suggest(key, TOP_LEVEL_KEYS)}")
+        if "controls" in data:
+            yield self.problem("/controls", "Chaos Toolkit controls are not supported by mlchaos yet")
         title = data.get("title")
         if not isinstance(title, str) or not title.strip():
             yield self.problem("/title", "required: a non-empty string 'title'")
@@ -216,6 +218,8 @@ class _Checker:
             yield self.problem(
                 pointer_join(pointer, key), f"unknown key {key!r}{_suggest(key, ACTIVITY_KEYS)}"
             )
+        if "controls" in activity:
+            yield self.problem(f"{pointer}/controls", "Chaos Toolkit controls are not supported by mlchaos yet")
         kind = activity.get("type")
         if kind not in ("action", "probe"):
             yield self.problem(f"{pointer}/type", f"type must be 'action' or 'probe', got {kind!r}")

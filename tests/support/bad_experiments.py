@@ -111,6 +111,8 @@ CATALOGUE = [
         "program '/no/such/program' not found"),
     Bad("bad-http-url", _with("method/0", {"type": "action", "name": "h",
         "provider": {"type": "http", "url": "ftp://x"}}), "/method/0/provider/url", "not an http(s) URL"),
+    Bad("controls-not-supported", {**valid(), "controls": [{"name": "x"}]}, "/controls",
+        "controls are not supported"),
     Bad("unknown-mlchaos-setting", {**valid(), "extensions": [{"name": "mlchaos", "activity_timeot": 3}]},
         "/extensions/0/activity_timeot", "did you mean 'activity_timeout'"),
     Bad("bad-mlchaos-timeout", {**valid(), "extensions": [{"name": "mlchaos", "activity_timeout": 0}]},
