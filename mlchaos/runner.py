@@ -408,7 +408,16 @@ def _summarise_output(output: Any, limit: int = 100) -> str:
     if changes.is_change_record(output):
         targets = ", ".join(t.get("name", "?") for t in output.get("targets", []))
         return f"{output.get('action')} -> {targets}" if targets else str(output.get("action"))
-    text = str(output)
+    if isinstance(output, dict):
+        parts = []
+        for key, value in output.items():
+            if isinstance(value, list) and all(isinstance(v, (str, int, float)) for v in value):
+                parts.append(f"{key}=[{', '.join(map(str, value))}]")
+            elif isinstance(value, (str, int, float, bool)) or value is None:
+                parts.append(f"{key}={value}")
+        text = " ".join(parts) or str(output)
+    else:
+        text = str(output)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 

@@ -1,0 +1,72 @@
+"""The bundled kill-one-replica experiment, run by the real CLI against a real sandbox."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mlchaos import exitcodes
+from mlchaos.sandbox.manager import Sandbox
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+EXPERIMENT = ROOT / "experiments" / "kill-one-replica.yaml"
+
+
+def _env(state: Path) -> dict[str, str]:
+    env = dict(os.environ, MLCHAOS_STATE_DIR=str(state), PYTHONUNBUFFERED="1")
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    return env
+
+
+def _states(sandbox: Sandbox) -> dict[str, str]:
+    return {row.replica.name: row.state for row in sandbox.status()}
+
+
+def test_kill_one_replica_holds_and_the_replica_comes_back(sandbox, tmp_path):
+    before = {r.name: (r.pid, r.port) for r in sandbox.replicas("model")}
+    journal = tmp_path / "journal.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlchaos", "run", str(EXPERIMENT), "--journal", str(journal)],
+        env=_env(sandbox.state_dir), capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == exitcodes.OK, proc.stdout + proc.stderr
+    data = json.loads(journal.read_text())
+    (change,) = data["mlchaos"]["changes"]
+    (killed,) = [t["name"] for t in change["targets"]]
+    after = {r.name: (r.pid, r.port) for r in sandbox.replicas("model")}
+    assert after[killed][0] != before[killed][0], "the killed replica has a new process"
+    assert after[killed][1] == before[killed][1], "and listens on its old port"
+    assert _states(sandbox) == {name: "ready" for name in before}
+    assert data["steady_states"]["after"]["probes"][0]["output"] == 2
+    assert data["mlchaos"]["recovery"]["recovered"] is True
+
+
+def test_sigterm_after_the_kill_still_restarts_the_replica(sandbox, tmp_path):
+    """The hypothesis is made to wait after the kill, and the runner is stopped right then."""
+    data = json.loads(json.dumps(__import__("yaml").safe_load(EXPERIMENT.read_text())))
+    data["method"][0]["pauses"] = {"after": 60}
+    path = tmp_path / "experiment.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    journal = tmp_path / "journal.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlchaos", "run", str(path), "--journal", str(journal)],
+        env=_env(sandbox.state_dir), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 60
+    while "dead" not in _states(sandbox).values():
+        assert time.monotonic() < deadline, "no replica was killed"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == exitcodes.TERMINATED, out + err
+    assert set(_states(sandbox).values()) == {"ready"}
+    assert json.loads(journal.read_text())["rollbacks"][0]["status"] == "succeeded"
