@@ -7,7 +7,8 @@ with the parser's line and column; checking the content is ``validation``'s job.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -16,16 +17,21 @@ import yaml
 from mlchaos.problems import Problem, ProblemList
 
 YAML_SUFFIXES = {".yaml", ".yml"}
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when available
 JSON_SUFFIXES = {".json"}
 
 
 @dataclass
 class Document:
-    """A parsed experiment file: its data and the line of every JSON pointer in it."""
+    """A parsed experiment file: its data and (computed on first use) the line of every JSON pointer."""
 
     path: Path
     data: Any
-    lines: dict[str, int] = field(default_factory=dict)
+    text: str = ""
+
+    @cached_property
+    def lines(self) -> dict[str, int]:
+        return _line_map(self.text)
 
     def line_of(self, pointer: str) -> int | None:
         """The 1-based line of ``pointer``, or of its nearest parent that has one."""
@@ -77,7 +83,7 @@ def parse_text(text: str, path: Path) -> Document:
         raise ProblemList(
             [Problem(str(path), "", 1, f"an experiment must be a mapping (object), got {kind}")]
         )
-    return Document(path=path, data=data, lines=_line_map(text))
+    return Document(path=path, data=data, text=text)
 
 
 def _parse_json(text: str, path: Path) -> Any:
@@ -91,7 +97,7 @@ def _parse_json(text: str, path: Path) -> Any:
 
 def _parse_yaml(text: str, path: Path) -> Any:
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_YAML_LOADER)  # noqa: S506 - a safe loader
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
@@ -105,7 +111,7 @@ def _parse_yaml(text: str, path: Path) -> Any:
 def _line_map(text: str) -> dict[str, int]:
     """Map JSON pointers to 1-based lines; JSON is close enough to YAML to compose it too."""
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = yaml.compose(text, Loader=_YAML_LOADER)
     except yaml.YAMLError:
         return {}
     lines: dict[str, int] = {}

@@ -48,8 +48,13 @@ class Activity:
         return f"{provider.get('method', 'GET')} {provider.get('url')}"
 
     def private_spec(self) -> dict[str, Any]:
-        """A deep copy of the spec, safe to hand to code that mutates it."""
-        return copy.deepcopy(self.spec)
+        """A copy of the spec that code may mutate: top level, provider and arguments are private."""
+        spec = dict(self.spec)
+        provider = dict(spec.get("provider") or {})
+        if "arguments" in provider:
+            provider["arguments"] = copy.deepcopy(provider["arguments"])
+        spec["provider"] = provider
+        return spec
 
 
 @dataclass(frozen=True)

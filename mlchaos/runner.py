@@ -29,7 +29,7 @@ from typing import Any
 from mlchaos import changes, exitcodes
 from mlchaos.console import Console
 from mlchaos.errors import InvalidInput
-from mlchaos.execution import FAILED, SUCCEEDED, Outcome, Waiter, execute
+from mlchaos.execution import FAILED, SUCCEEDED, LockType, Outcome, Waiter, execute, in_background
 from mlchaos.journal import Journal, Redactor, activity_record, secret_values
 from mlchaos.models import Activity, Experiment
 from mlchaos.tolerance import check as check_tolerance
@@ -192,13 +192,14 @@ class Runner:
         self._pause(activity.pause_after, f"after {activity.name}")
         return outcome
 
-    def _execute(self, activity: Activity, rollback: bool) -> Outcome:
+    def _execute(self, activity: Activity, rollback: bool, waiter: Waiter | None = None) -> Outcome:
         spec = activity.private_spec()
         if self.dry_run and activity.kind == "action":
             if not _accepts_dry_run(spec):
                 return Outcome(SUCCEEDED, {"dry_run": "skipped"}, duration=0.0)
             spec["provider"].setdefault("arguments", {})["dry_run"] = True
-        return execute(spec, self.configuration, self.secrets, self._timeout(activity, rollback), self.waiter)
+        timeout = self._timeout(activity, rollback)
+        return execute(spec, self.configuration, self.secrets, timeout, waiter or self.waiter)
 
     def _report(self, activity: Activity, outcome: Outcome, detail: str = "") -> None:
         self.counts["succeeded" if outcome.succeeded else "failed"] += 1
@@ -209,7 +210,7 @@ class Runner:
             detail = _summarise_output(outcome.output)
         self.console.finished(activity.kind, activity.name, outcome.succeeded, outcome.duration, detail)
 
-    def _run_method_activity(self, activity: Activity) -> tuple[Activity, dict, threading.Event, dict] | None:
+    def _run_method_activity(self, activity: Activity) -> tuple[Activity, dict, LockType, dict] | None:
         if not activity.background:
             self._run_activity(activity, self.journal.data["run"])
             return None
@@ -217,26 +218,16 @@ class Runner:
         entry = activity_record(activity)
         self.journal.data["run"].append(entry)
         self.journal.save(force=True)
-        done, box = threading.Event(), {}
-        blocking = Waiter()
+        box: dict[str, Outcome] = {}
 
         def work() -> None:
-            try:
-                box["outcome"] = self._execute_quietly(activity, blocking)
-            finally:
-                done.set()
+            box["outcome"] = self._execute(activity, rollback=False, waiter=Waiter())
 
-        threading.Thread(target=work, daemon=True, name=f"background:{activity.name}").start()
+        done = in_background(work)
         self.console.write(f"  ..   {activity.kind:<6} {activity.name}  (in the background)")
         return activity, entry, done, box
 
-    def _execute_quietly(self, activity: Activity, waiter: Waiter) -> Outcome:
-        spec = activity.private_spec()
-        if self.dry_run and activity.kind == "action":
-            return Outcome(SUCCEEDED, {"dry_run": "skipped"})
-        return execute(spec, self.configuration, self.secrets, self._timeout(activity), waiter)
-
-    def _join_background(self, activity: Activity, entry: dict, done: threading.Event, box: dict) -> None:
+    def _join_background(self, activity: Activity, entry: dict, done: LockType, box: dict) -> None:
         self.waiter.wait(done, self._timeout(activity) + 1.0)
         outcome = box.get("outcome") or Outcome(FAILED, None, "background activity did not finish")
         entry.clear()
