@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from mlchaos.sandbox.manager import Sandbox
+
+SUPPORT = Path(__file__).resolve().parent / "support"
+if str(SUPPORT) not in sys.path:
+    sys.path.insert(0, str(SUPPORT))  # test-only drivers and helpers
 
 
 @pytest.fixture
@@ -37,3 +42,4 @@ def sandbox(module_sandbox: Sandbox) -> Sandbox:
     """The module's sandbox, healed (dead replicas restarted, paused ones resumed) first."""
     module_sandbox.up(replicas=3, timeout=60)
     return module_sandbox
+

@@ -1,0 +1,17 @@
+"""Tests that need a component (a binary, a service) call ``require_component``."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+
+def require_component(name: str, available: bool, how_to_get_it: str) -> None:
+    """Skip a test whose component is missing, except in CI (MLCHAOS_REQUIRE_COMPONENTS=1), where it fails."""
+    if available:
+        return
+    message = f"{name} is not available: {how_to_get_it}"
+    if os.environ.get("MLCHAOS_REQUIRE_COMPONENTS") == "1":
+        pytest.fail(f"{message} (MLCHAOS_REQUIRE_COMPONENTS=1: missing components fail, never skip)")
+    pytest.skip(message)
