@@ -70,3 +70,18 @@ def test_sigterm_after_the_kill_still_restarts_the_replica(sandbox, tmp_path):
     assert proc.returncode == exitcodes.TERMINATED, out + err
     assert set(_states(sandbox).values()) == {"ready"}
     assert json.loads(journal.read_text())["rollbacks"][0]["status"] == "succeeded"
+
+
+def test_dry_run_selects_a_target_but_kills_nothing(sandbox, tmp_path):
+    before = {r.name: r.pid for r in sandbox.replicas("model")}
+    journal = tmp_path / "journal.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlchaos", "run", str(EXPERIMENT), "--dry-run", "--journal", str(journal)],
+        env=_env(sandbox.state_dir), capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == exitcodes.OK, proc.stdout + proc.stderr
+    assert "dry run" in proc.stdout
+    (change,) = json.loads(journal.read_text())["mlchaos"]["changes"]
+    assert change["dry_run"] is True and len(change["targets"]) == 1
+    assert {r.name: r.pid for r in sandbox.replicas("model")} == before
+    assert set(_states(sandbox).values()) == {"ready"}
