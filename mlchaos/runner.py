@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlchaos import changes, exitcodes
+from mlchaos import changes, exitcodes, runcontext
 from mlchaos.console import Console
 from mlchaos.errors import InvalidInput
 from mlchaos.execution import FAILED, SUCCEEDED, LockType, Outcome, Waiter, execute, in_background
@@ -123,16 +123,24 @@ class Runner:
         self.waiter = Waiter(self._on_wait)
         self.journal.save(force=True)
         previous = self._install_signal_handlers()
-        token = changes.set_sink(self.journal.record_change)
+        self.context = runcontext.RunContext()
+        token = changes.set_sink(self._record_change)
+        context_token = runcontext.activate(self.context)
         try:
             self._run_phases()
             left_undone = self._run_rollbacks()
             if not left_undone and self._interrupt is None and self.experiment.recovery:
                 self._run_recovery()
         finally:
+            runcontext.deactivate(context_token)
             changes.reset_sink(token)
             self._restore_signal_handlers(previous)
         return self._finish(left_undone)
+
+    def _record_change(self, record: changes.ChangeRecord) -> None:
+        """A driver announced a change: keep it for the run's drivers and persist it at once."""
+        self.context.changes.append(record)
+        self.journal.record_change(record)
 
     def _run_phases(self) -> None:
         try:
