@@ -159,7 +159,8 @@ def _replicas(sandbox: Sandbox, service: str) -> list[Replica]:
 
 
 def _details(r: Replica) -> dict[str, Any]:
-    return {"pid": r.pid, "port": r.port, "service": r.service, "url": r.url}
+    # instance: the address Prometheus scrapes, so alerts can be matched to the target that was hit
+    return {"pid": r.pid, "port": r.port, "service": r.service, "url": r.url, "instance": f"{r.host}:{r.port}"}
 
 
 def _continue(r: Replica) -> bool:
