@@ -51,7 +51,7 @@ def test_kill_announces_before_signalling_and_waits_until_gone(
         "func": "drivers.process.actions.restart_replicas", "arguments": {"service": "model"},
     }
     (target,) = record.targets
-    assert target.kind == "process" and set(target.details) == {"pid", "port", "service", "url"}
+    assert target.kind == "process" and set(target.details) == {"pid", "port", "service", "url", "instance"}
 
     (announced_record, alive_then), = announced
     assert announced_record.targets == record.targets
