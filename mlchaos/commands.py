@@ -64,8 +64,15 @@ def print_summary(result) -> None:
     print(f"verdict: {result.verdict.upper()} (exit {result.exit_code})  {result.title}")
     print(f"  {counts.get('succeeded', 0)} passed, {counts.get('failed', 0)} failed"
           f" in {result.duration:.2f}s; journal status: {result.status}")
+    budgeted = {(b.alert, b.kind) for b in result.budgets}
+    for measurement in result.measurements:
+        if (measurement.alert, measurement.kind) not in budgeted:
+            print(f"  {measurement.describe()}")
+    for budget in result.budgets:
+        print(f"  {'ok  ' if budget.met else 'FAIL'} {budget.describe()}")
     for failure in result.failures:
-        print(f"  - {failure}")
+        if not any(failure == b.describe() for b in result.budgets):
+            print(f"  - {failure}")
     if result.left_undone:
         print(f"  ! rollbacks left undone: {', '.join(result.left_undone)}"
               " -- the fault may still be in place; check the targets")

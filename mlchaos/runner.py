@@ -26,12 +26,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlchaos import changes, exitcodes, runcontext
+from mlchaos import budgets, changes, exitcodes, runcontext
+from mlchaos.budgets import Measurement
 from mlchaos.console import Console
 from mlchaos.errors import InvalidInput
 from mlchaos.execution import FAILED, SUCCEEDED, LockType, Outcome, Waiter, execute, in_background
 from mlchaos.journal import Journal, Redactor, activity_record, secret_values
 from mlchaos.models import Activity, Experiment
+from mlchaos.settings import SANDBOX
 from mlchaos.tolerance import check as check_tolerance
 from mlchaos.variables import Variables
 
@@ -64,6 +66,8 @@ class RunResult:
     journal_path: Path | None = None
     duration: float = 0.0
     counts: dict[str, int] = field(default_factory=dict)
+    measurements: list[Measurement] = field(default_factory=list)
+    budgets: list[budgets.BudgetResult] = field(default_factory=list)
 
 
 def resolve_values(experiment: Experiment, variables: Variables) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -122,8 +126,10 @@ class Runner:
         self.journal = Journal(self.journal_path, self.experiment.raw, self.experiment.source, redactor)
         self.waiter = Waiter(self._on_wait)
         self.journal.save(force=True)
+        self.measurements: list[Measurement] = []
+        receiver = self._start_receiver()
         previous = self._install_signal_handlers()
-        self.context = runcontext.RunContext()
+        self.context = runcontext.RunContext(receiver=receiver)
         token = changes.set_sink(self._record_change)
         context_token = runcontext.activate(self.context)
         try:
@@ -135,7 +141,47 @@ class Runner:
             runcontext.deactivate(context_token)
             changes.reset_sink(token)
             self._restore_signal_handlers(previous)
+            if receiver is not None:
+                receiver.stop()
+                self.journal.extra["notifications"] = receiver.to_journal()
+        self._check_budgets()
         return self._finish(left_undone)
+
+    def _start_receiver(self) -> Any:
+        """Start the run's notification receiver when the experiment declares one (before anything runs)."""
+        listen = self.experiment.settings.notifications_listen
+        if listen is None:
+            return None
+        from mlchaos.notifications import NotificationReceiver
+
+        if listen == SANDBOX:
+            from mlchaos.errors import DriverError
+            from mlchaos.sandbox.monitoring import endpoints
+
+            try:
+                found = endpoints()
+            except DriverError as exc:
+                raise InvalidInput(f"notifications: listen: sandbox: {exc}") from None
+            host, port = found.sink_host, found.sink_port
+        else:
+            host, _, port_text = listen.rpartition(":")
+            host, port = host.strip("[]"), int(port_text)
+        receiver = NotificationReceiver(host=host, port=port)
+        try:
+            receiver.start()
+        except OSError as exc:
+            raise InvalidInput(f"cannot listen for notifications on {host}:{port}: {exc}") from None
+        self.console.write(f"  notifications: listening on {receiver.url}")
+        return receiver
+
+    def _check_budgets(self) -> None:
+        results = budgets.evaluate(self.experiment.settings.budgets, self.measurements)
+        self.journal.extra["budgets"] = [r.to_dict() for r in results]
+        self.budget_results = results
+        for result in results:
+            if not result.met:
+                self.deviated = True
+                self.failures.append(result.describe())
 
     def _record_change(self, record: changes.ChangeRecord) -> None:
         """A driver announced a change: keep it for the run's drivers and persist it at once."""
@@ -194,11 +240,18 @@ class Runner:
         outcome = self._execute(activity, rollback)
         entry.clear()
         entry.update(activity_record(activity, outcome))
+        self._collect_measurement(activity, outcome)
         self.journal.save()
         if report:
             self._report(activity, outcome)
         self._pause(activity.pause_after, f"after {activity.name}")
         return outcome
+
+    def _collect_measurement(self, activity: Activity, outcome: Outcome) -> None:
+        measurement = Measurement.from_output(outcome.output, activity.name)
+        if measurement is not None:
+            self.measurements.append(measurement)
+            self.journal.extra.setdefault("measurements", []).append(measurement.to_dict())
 
     def _execute(self, activity: Activity, rollback: bool, waiter: Waiter | None = None) -> Outcome:
         spec = activity.private_spec()
@@ -240,6 +293,7 @@ class Runner:
         outcome = box.get("outcome") or Outcome(FAILED, None, "background activity did not finish")
         entry.clear()
         entry.update(activity_record(activity, outcome))
+        self._collect_measurement(activity, outcome)
         self.journal.save()
         self._report(activity, outcome)
 
@@ -386,7 +440,8 @@ class Runner:
             title=self.experiment.title, status=status, verdict=verdict, exit_code=code,
             deviated=self.deviated, failures=list(self.failures), left_undone=left_undone,
             journal_path=self.journal_path, duration=self.journal.data.get("duration", 0.0),
-            counts=dict(self.counts),
+            counts=dict(self.counts), measurements=list(self.measurements),
+            budgets=list(self.budget_results),
         )
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from mlchaos.loader import Document, pointer_join
 from mlchaos.problems import Problem
-from mlchaos.settings import SETTINGS_FIELDS
+from mlchaos.settings import SETTINGS_CHECKS
 from mlchaos.variables import Variables
 
 TOP_LEVEL_KEYS = {
@@ -168,15 +168,16 @@ class _Checker:
             for key, value in ext.items():
                 if key == "name":
                     continue
-                field = SETTINGS_FIELDS.get(key)
                 here = pointer_join(pointer, key)
-                if field is None:
+                check = SETTINGS_CHECKS.get(key)
+                if check is None:
                     yield self.problem(
-                        here, f"unknown mlchaos setting {key!r}{_suggest(key, SETTINGS_FIELDS)}"
+                        here, f"unknown mlchaos setting {key!r}{_suggest(key, SETTINGS_CHECKS)}"
                     )
-                elif not field.accepts(value):
-                    yield self.problem(here, f"{key} {field.requirement}, got {value!r}")
-                elif field.kind == "probes":
+                    continue
+                found = [self.problem(here + sub, f"{key}: {message}") for sub, message in check(value)]
+                yield from found
+                if key == "recovery" and not found:
                     for number, probe in enumerate(value):
                         yield from self.check_probe_with_tolerance(probe, pointer_join(here, number))
 
@@ -311,6 +312,10 @@ class _Checker:
             yield self.problem(f"{pointer}/arguments", "python arguments must be a mapping")
             return
         yield from self.check_signature(func, arguments, f"{pointer}/arguments", f"{module_name}.{func_name}")
+        preflight = getattr(module, "preflight", None)
+        if callable(preflight):
+            for message in preflight(func_name, arguments):
+                yield self.problem(pointer, message)
 
     def check_signature(
         self, func: Any, arguments: dict[str, Any], pointer: str, name: str

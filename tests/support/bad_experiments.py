@@ -117,6 +117,14 @@ CATALOGUE = [
         "/extensions/0/activity_timeot", "did you mean 'activity_timeout'"),
     Bad("bad-mlchaos-timeout", {**valid(), "extensions": [{"name": "mlchaos", "activity_timeout": 0}]},
         "/extensions/0/activity_timeout", "must be a positive number"),
+    Bad("budget-without-alert", {**valid(), "extensions": [{"name": "mlchaos", "budgets": [{"detect": 3}]}]},
+        "/extensions/0/budgets/0/alert", "required: the name of the alert"),
+    Bad("budget-unknown-kind", {**valid(), "extensions": [{"name": "mlchaos", "budgets": [
+        {"alert": "A", "detetc": 3}]}]}, "/extensions/0/budgets/0/detetc", "unknown budget 'detetc'"),
+    Bad("budget-not-a-number", {**valid(), "extensions": [{"name": "mlchaos", "budgets": [
+        {"alert": "A", "detect": "fast"}]}]}, "/extensions/0/budgets/0/detect", "positive number of seconds"),
+    Bad("bad-notifications-listen", {**valid(), "extensions": [{"name": "mlchaos", "notifications": {
+        "listen": "localhost"}}]}, "/extensions/0/notifications/listen", "listen must be 'sandbox' or HOST:PORT"),
     Bad("recovery-probe-without-tolerance", {**valid(), "extensions": [{"name": "mlchaos", "recovery": [
         {k: v for k, v in PROBE.items() if k != "tolerance"}]}]}, "/extensions/0/recovery/0",
         "needs a 'tolerance'"),

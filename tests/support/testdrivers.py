@@ -74,3 +74,8 @@ def greater_than_one(value: float) -> bool:
 def optional(seed: int | None = None, names: list[str] | None = None) -> list:
     """Return its arguments (used to test checks of optional and generic annotations)."""
     return [seed, names]
+
+
+def measured(what: str, alert: str, seconds: float) -> dict:
+    """Report a measurement the way the alert probes do."""
+    return {"alert": alert, "measurement": {"kind": what, "alert": alert, "seconds": seconds}}

@@ -211,3 +211,30 @@ def test_missing_env_configuration_at_run_time_is_invalid_input(write_experiment
     with pytest.raises(InvalidInput, match="MLCHAOS_TEST_TEMP"):
         Runner(experiment, None, tmp_path / "j.json", Console(io.StringIO(), tty=False)).run()
     assert not (tmp_path / "j.json").exists()
+
+
+def _budget_experiment(seconds, budget):
+    data = valid()
+    data["method"] = [py("detect", "measured", what="time_to_detect", alert="ModelServerDown", seconds=seconds)]
+    data["extensions"] = [{"name": "mlchaos", "budgets": [{"alert": "ModelServerDown", **budget}]}]
+    return data
+
+
+def test_a_measurement_within_its_budget_holds(run_experiment):
+    result, journal, _ = run_experiment(_budget_experiment(4.2, {"detect": 30}))
+    assert result.exit_code == 0
+    assert journal["mlchaos"]["measurements"] == [
+        {"kind": "time_to_detect", "alert": "ModelServerDown", "seconds": 4.2, "activity": "detect"}]
+    assert journal["mlchaos"]["budgets"][0]["met"] is True
+
+
+def test_a_missed_budget_fails_the_verdict(run_experiment):
+    result, journal, _ = run_experiment(_budget_experiment(42.0, {"detect": 30}))
+    assert (result.exit_code, result.verdict) == (exitcodes.DEVIATED, "deviated")
+    assert "time to detect ModelServerDown: 42.0s EXCEEDS the budget of 30s" in result.failures
+
+
+def test_a_budget_nobody_measured_fails_the_verdict(run_experiment):
+    result, _, _ = run_experiment(_budget_experiment(1.0, {"detect": 30, "recover": 60}))
+    assert result.exit_code == exitcodes.DEVIATED
+    assert any("time to recover ModelServerDown: not measured" in f for f in result.failures)
