@@ -123,11 +123,11 @@ class Runner:
         self.configuration, self.secrets = configuration, secrets
         redactor = Redactor(secret_values(secrets))
         self.console.redactor = redactor
+        receiver = self._start_receiver()  # may refuse the run (InvalidInput) before any journal exists
         self.journal = Journal(self.journal_path, self.experiment.raw, self.experiment.source, redactor)
         self.waiter = Waiter(self._on_wait)
         self.journal.save(force=True)
         self.measurements: list[Measurement] = []
-        receiver = self._start_receiver()
         previous = self._install_signal_handlers()
         self.context = runcontext.RunContext(receiver=receiver)
         token = changes.set_sink(self._record_change)
