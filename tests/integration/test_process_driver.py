@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
+from polling import poll
 
 from drivers.process import actions, probes
 from mlchaos import changes
@@ -30,13 +30,6 @@ def announced() -> Iterator[list[tuple[changes.ChangeRecord, dict[int, bool]]]]:
     changes.reset_sink(token)
 
 
-def _poll(check: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 def test_kill_announces_before_signalling_and_waits_until_gone(
@@ -100,7 +93,7 @@ def test_stop_continue_and_terminate(sandbox: Sandbox, announced: list) -> None:
     assert probes.replica_states()[name] == "stopped"
     assert probes.replicas_running() == 2
     assert actions.continue_replicas() == {"service": "model", "continued": [name]}
-    assert _poll(lambda: probes.replica_states()[name] == "ready")
+    assert poll(lambda: probes.replica_states()[name] == "ready")
 
     terminated = actions.terminate_replicas(count=1, seed=3)
     assert terminated["action"] == "terminate"

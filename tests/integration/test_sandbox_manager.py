@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
+from polling import poll
 
 from mlchaos.errors import TargetNotFound
 from mlchaos.sandbox import procs
@@ -29,13 +29,6 @@ def fresh(state_dir: Path) -> Iterator[Sandbox]:
         sandbox.down()
 
 
-def _poll(check: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 def _states(sandbox: Sandbox) -> dict[str, str]:
@@ -51,7 +44,7 @@ def test_up_is_idempotent_and_heals_only_the_killed_replica(fresh: Sandbox) -> N
 
     victim, survivor = first
     os.kill(victim.pid, signal.SIGKILL)
-    assert _poll(lambda: not fresh.is_alive(victim.pid))
+    assert poll(lambda: not fresh.is_alive(victim.pid))
     assert _states(fresh) == {"model-0": "dead", "model-1": "ready"}
 
     healed = fresh.up(replicas=2)
@@ -65,7 +58,7 @@ def test_up_is_idempotent_and_heals_only_the_killed_replica(fresh: Sandbox) -> N
 def test_down_stops_a_paused_replica(fresh: Sandbox) -> None:
     replicas = fresh.up(replicas=2)
     os.kill(replicas[0].pid, signal.SIGSTOP)
-    assert _poll(lambda: _states(fresh)["model-0"] == "stopped")
+    assert poll(lambda: _states(fresh)["model-0"] == "stopped")
     stopped = fresh.down(timeout=5)
     assert {r.name for r in stopped} == {"model-0", "model-1"}
     assert not any(procs.is_alive(r.pid) for r in replicas)

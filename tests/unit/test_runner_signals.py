@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from polling import wait_until
 
 from mlchaos import exitcodes
 
@@ -48,15 +49,6 @@ def _start(tmp_path, subprocess_env, data) -> tuple[subprocess.Popen, Path]:
     return proc, journal
 
 
-def _wait_for(predicate, timeout=20.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def _journal(path: Path) -> dict:
     try:
         return json.loads(path.read_text())
@@ -73,7 +65,7 @@ def _in_wait(journal: Path) -> bool:
                                                (signal.SIGTERM, exitcodes.TERMINATED)])
 def test_a_signal_mid_method_runs_the_rollbacks(tmp_path, subprocess_env, signum, code):
     proc, journal = _start(tmp_path, subprocess_env, _experiment(tmp_path))
-    _wait_for(lambda: _in_wait(journal), what="the method to reach its wait")
+    wait_until(lambda: _in_wait(journal), what="the method to reach its wait")
     assert (tmp_path / "fault").exists()
     proc.send_signal(signum)
     out, err = proc.communicate(timeout=30)
@@ -88,9 +80,9 @@ def test_a_signal_mid_method_runs_the_rollbacks(tmp_path, subprocess_env, signum
 
 def test_a_second_ctrl_c_during_rollbacks_warns_and_rollbacks_finish(tmp_path, subprocess_env):
     proc, journal = _start(tmp_path, subprocess_env, _experiment(tmp_path, rollback_seconds=1.5))
-    _wait_for(lambda: _in_wait(journal), what="the method to reach its wait")
+    wait_until(lambda: _in_wait(journal), what="the method to reach its wait")
     proc.send_signal(signal.SIGINT)
-    _wait_for(lambda: _journal(journal).get("rollbacks"), what="rollbacks to start")
+    wait_until(lambda: _journal(journal).get("rollbacks"), what="rollbacks to start")
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
     assert "rollbacks in progress, still to run: slow-cleanup, remove-fault, log-rollback" in err
@@ -100,9 +92,9 @@ def test_a_second_ctrl_c_during_rollbacks_warns_and_rollbacks_finish(tmp_path, s
 
 def test_a_third_ctrl_c_abandons_rollbacks_and_says_what_is_left(tmp_path, subprocess_env):
     proc, journal = _start(tmp_path, subprocess_env, _experiment(tmp_path, rollback_seconds=30))
-    _wait_for(lambda: _in_wait(journal), what="the method to reach its wait")
+    wait_until(lambda: _in_wait(journal), what="the method to reach its wait")
     proc.send_signal(signal.SIGINT)
-    _wait_for(lambda: _journal(journal).get("rollbacks"), what="rollbacks to start")
+    wait_until(lambda: _journal(journal).get("rollbacks"), what="rollbacks to start")
     proc.send_signal(signal.SIGINT)
     time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
@@ -118,7 +110,7 @@ def test_a_third_ctrl_c_abandons_rollbacks_and_says_what_is_left(tmp_path, subpr
 def test_sigkill_leaves_a_journal_that_names_the_injected_fault(tmp_path, subprocess_env):
     proc, journal = _start(tmp_path, subprocess_env, _experiment(tmp_path, hold=60))
     marker = tmp_path / "fault"
-    _wait_for(marker.exists, what="the fault to be injected")
+    wait_until(marker.exists, what="the fault to be injected")
     proc.kill()
     proc.communicate(timeout=10)
     data = _journal(journal)
