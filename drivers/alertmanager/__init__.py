@@ -1,0 +1,1 @@
+"""Alertmanager probes: active alerts and delivered notifications."""

@@ -1,0 +1,148 @@
+"""Alertmanager probes: is an alert active, and was its notification delivered (and how fast).
+
+The Alertmanager URL is the ``url`` argument or, when it is None, the sandbox monitoring
+stack's. Every HTTP call has a timeout (seconds). Delivery is judged on the run's
+notification receiver (the ``notifications`` setting of the experiment's mlchaos
+extension), counting only what arrived after the run's most recent fault.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import requests
+
+from mlchaos import runcontext
+from mlchaos.errors import DriverError
+from mlchaos.notifications import ALERT_STATUSES, Notification, alert_selector
+
+NO_RECEIVER = "this experiment has no notification receiver: declare `notifications` in its mlchaos extension"
+MEASUREMENT_KINDS = {"firing": "time_to_notify", "resolved": "time_to_notify_resolved"}
+
+
+def alert_is_active(
+    alert: str,
+    labels: dict[str, str] | None = None,
+    match_fault_targets: bool = False,
+    url: str | None = None,
+    timeout: float = 5.0,
+) -> bool:
+    """True when Alertmanager holds the alert as active (not silenced, inhibited or unprocessed; timeout in s).
+
+    ``labels`` must all be on the alert; ``match_fault_targets`` also requires its
+    ``instance`` to be one the run's most recent fault hit.
+    """
+    selector = alert_selector(alert, labels, match_fault_targets)
+    base = _base_url(url)
+    escaped = alert.replace("\\", "\\\\").replace('"', '\\"')
+    params = {"active": "true", "silenced": "false", "inhibited": "false", "filter": f'alertname="{escaped}"'}
+    alerts = _get(base, "/api/v2/alerts", params, timeout)
+    if not isinstance(alerts, list):
+        raise DriverError(f"Alertmanager /api/v2/alerts answered {type(alerts).__name__}, not a list of alerts")
+    return any(
+        isinstance(a, dict)
+        and (a.get("status") or {}).get("state") == "active"
+        and selector.matches(str((a.get("labels") or {}).get("alertname", "")), a.get("labels") or {})
+        for a in alerts
+    )
+
+
+def notification_delivered_within(
+    alert: str,
+    within: float = 30,
+    status: str = "firing",
+    labels: dict[str, str] | None = None,
+    match_fault_targets: bool = False,
+) -> dict[str, Any]:
+    """Wait up to `within` seconds for a notification of the alert with `status`; measures time to notify.
+
+    Only notifications received since the run's most recent fault count (since the
+    probe's start when no fault was injected yet), so an earlier drill cannot satisfy it.
+    """
+    if status not in ALERT_STATUSES:
+        raise DriverError(f"status must be 'firing' or 'resolved', got {status!r}")
+    if isinstance(within, bool) or not isinstance(within, int | float) or not math.isfinite(within) or within < 0:
+        raise DriverError(f"within must be a non-negative number of seconds, got {within!r}")
+    context = runcontext.current()
+    receiver = context.receiver if context is not None else None
+    if receiver is None:
+        raise DriverError(NO_RECEIVER)
+    selector = alert_selector(alert, labels, match_fault_targets)
+    fault_time = context.fault_time()
+    since, measured_from = (fault_time, "fault") if fault_time is not None else (time.time(), "probe start")
+
+    def wanted(note: Notification) -> bool:
+        return note.received_at >= since and note.status == status and selector.matches(note.alertname, note.labels)
+
+    note = receiver.wait_for(wanted, timeout=within)
+    if note is None:
+        recent = [n for n in receiver.notifications() if n.received_at >= since]
+        seen = "; ".join(f"{n.describe()} at +{n.received_at - since:.1f}s" for n in recent[-10:]) or "none"
+        rejected = receiver.rejections()
+        refused = f"; {len(rejected)} payloads rejected, last: {rejected[-1].reason}" if rejected else ""
+        raise DriverError(
+            f"no {status} notification of {selector.describe()} arrived within {within:g}s "
+            f"(received since the {measured_from}: {seen}{refused})"
+        )
+    seconds = round(note.received_at - since, 3)
+    return {
+        "alert": alert,
+        "status": status,
+        "labels": dict(note.labels),
+        "received_at": note.received_at,
+        "measured_from": measured_from,
+        "measurement": {"kind": MEASUREMENT_KINDS[status], "alert": alert, "seconds": seconds},
+    }
+
+
+def resolved_notification_delivered_within(
+    alert: str,
+    within: float = 60,
+    labels: dict[str, str] | None = None,
+    match_fault_targets: bool = False,
+) -> dict[str, Any]:
+    """Wait up to `within` seconds for a resolved notification of the alert; measures time to notify recovery."""
+    return notification_delivered_within(
+        alert, within=within, status="resolved", labels=labels, match_fault_targets=match_fault_targets
+    )
+
+
+# -- helpers --------------------------------------------------------------------------------
+
+
+def _base_url(url: str | None) -> str:
+    if url is not None:
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise DriverError(f"url must be an http(s) URL of Alertmanager, got {url!r}")
+        return url.rstrip("/")
+    try:
+        from mlchaos.sandbox import monitoring  # lazy: only needed when no url is given
+    except ImportError as exc:
+        raise DriverError(f"no Alertmanager url given and the sandbox monitoring stack is unavailable ({exc})") from exc
+    try:
+        return monitoring.endpoints().alertmanager_url.rstrip("/")
+    except DriverError as exc:
+        raise DriverError(f"no Alertmanager url given and the sandbox monitoring stack is not running: {exc}") from exc
+
+
+def _get(base: str, path: str, params: dict[str, str], timeout: float) -> Any:
+    """GET an Alertmanager API path and return its JSON; every failure becomes a DriverError."""
+    try:
+        resp = requests.get(base + path, params=params, timeout=timeout)
+    except requests.Timeout:
+        raise DriverError(f"Alertmanager at {base} did not answer {path} within {timeout:g}s") from None
+    except requests.RequestException as exc:
+        raise DriverError(f"Alertmanager at {base} is unreachable: {exc}") from None
+    try:
+        body = resp.json()
+    except ValueError:
+        body = None
+    if not resp.ok:
+        # v2 errors are a JSON string ("bad matcher format: ...") or {"code", "message"}
+        text = body.get("message", body) if isinstance(body, dict) else (body or resp.text[:200])
+        raise DriverError(f"Alertmanager {path} failed (HTTP {resp.status_code}): {text}")
+    if body is None:
+        raise DriverError(f"Alertmanager {path} answered HTTP {resp.status_code} with no JSON: {resp.text[:200]!r}")
+    return body

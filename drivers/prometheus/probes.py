@@ -1,0 +1,272 @@
+"""Prometheus probes: query values, rule health, and whether (and how fast) an alert fires and resolves.
+
+The Prometheus URL is the ``url`` argument or, when it is None, the sandbox monitoring
+stack's. Every HTTP call has a timeout (seconds). API errors (``status: error``,
+HTTP 4xx/5xx, an unreachable server) raise DriverError with Prometheus' own error text.
+
+``alert_fires_within`` and ``alert_resolves_within`` return a ``measurement``
+(``time_to_detect`` / ``time_to_recover``, seconds since the run's most recent fault)
+that the runner collects into the journal.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import time
+from typing import Any
+
+import requests
+
+from mlchaos import runcontext
+from mlchaos.errors import DriverError
+from mlchaos.notifications import AlertSelector, alert_selector
+
+MAX_REQUEST_TIMEOUT = 5.0  # seconds, per poll of the polling probes
+
+
+def query_value(query: str, url: str | None = None, timeout: float = 5.0) -> float | None:
+    """The value of an instant PromQL query: one sample or a scalar; None when empty (timeout in s).
+
+    A query that returns more than one series is an error: aggregate it (sum, max, ...).
+    """
+    series = _instant(query, url, timeout)
+    if not series:
+        return None
+    if len(series) > 1:
+        shown = "; ".join(_labels_text(s["labels"]) for s in series[:10])
+        more = f" and {len(series) - 10} more" if len(series) > 10 else ""
+        raise DriverError(
+            f"query {query!r} returned {len(series)} series ({shown}{more}); aggregate it to one value "
+            f"(e.g. sum(...) or max(...))"
+        )
+    return series[0]["value"]
+
+
+def query_series(query: str, url: str | None = None, timeout: float = 5.0) -> list[dict[str, Any]]:
+    """Every series of an instant PromQL query as ``{"labels": {...}, "value": float}`` (timeout in s)."""
+    return _instant(query, url, timeout)
+
+
+def rule_is_healthy(rule: str, url: str | None = None, timeout: float = 5.0) -> bool:
+    """True when the alerting rule is loaded and its last evaluation succeeded (health "ok"; timeout in s).
+
+    A rule that is not loaded raises DriverError naming the closest loaded rules, so an
+    experiment fails before it injects a fault that nothing would detect.
+    """
+    base = _base_url(url)
+    groups = _get(base, "/api/v1/rules", {"type": "alert"}, timeout).get("groups") or []
+    rules = [r for g in groups for r in g.get("rules") or [] if r.get("type", "alerting") == "alerting"]
+    found = [r for r in rules if r.get("name") == rule]
+    if not found:
+        names = sorted({str(r.get("name")) for r in rules})
+        close = difflib.get_close_matches(rule, names, n=5, cutoff=0.6)
+        if close:
+            hint = "did you mean " + ", ".join(repr(n) for n in close) + "?"
+        elif names:
+            hint = "loaded: " + ", ".join(names[:20]) + (", ..." if len(names) > 20 else "")
+        else:
+            hint = "no alerting rules are loaded at all"
+        raise DriverError(f"alerting rule {rule!r} is not loaded in Prometheus at {base} ({hint})")
+    return all(r.get("health") == "ok" for r in found)
+
+
+def alert_fires_within(
+    alert: str,
+    within: float = 30,
+    labels: dict[str, str] | None = None,
+    match_fault_targets: bool = False,
+    poll: float = 0.5,
+    url: str | None = None,
+) -> dict[str, Any]:
+    """Wait up to `within` seconds for the alert to be firing (not pending); measures time to detect.
+
+    ``labels`` must all be on the alert; ``match_fault_targets`` also requires its
+    ``instance`` to be one the run's most recent fault hit. Polls every ``poll`` seconds.
+    """
+    base, selector = _base_url(url), alert_selector(alert, labels, match_fault_targets)
+    _check_durations(within, poll)
+    origin, measured_from = _origin()
+    deadline = time.monotonic() + within
+    while True:
+        alerts = _alerts(base, deadline)
+        firing = [a for a in alerts if a.get("state") == "firing" and _matches(selector, a)]
+        if firing:
+            now = time.time()
+            found = firing[0]
+            seconds = round(now - origin, 3)
+            active_at = found.get("activeAt")
+            return {
+                "alert": alert,
+                "state": "firing",
+                "labels": found.get("labels") or {},
+                "active_at": active_at,
+                "fired_after_fault": seconds if measured_from == "fault" else None,
+                "measured_from": measured_from,
+                "measurement": {"kind": "time_to_detect", "alert": alert, "seconds": seconds},
+            }
+        if time.monotonic() >= deadline:
+            raise DriverError(
+                f"alert {selector.describe()} did not fire within {within:g}s "
+                f"(last seen: {_last_seen(selector, alerts)}); firing alerts: {_firing_text(alerts)}"
+            )
+        time.sleep(min(poll, max(deadline - time.monotonic(), 0.0)))
+
+
+def alert_resolves_within(
+    alert: str,
+    within: float = 60,
+    labels: dict[str, str] | None = None,
+    match_fault_targets: bool = False,
+    poll: float = 0.5,
+    url: str | None = None,
+) -> dict[str, Any]:
+    """Wait up to `within` seconds until no matching alert is pending or firing; measures time to recover.
+
+    The seconds are counted from the run's most recent fault (from the probe's start
+    outside a run). ``labels`` and ``match_fault_targets`` select alerts as in alert_fires_within.
+    """
+    base, selector = _base_url(url), alert_selector(alert, labels, match_fault_targets)
+    _check_durations(within, poll)
+    origin, measured_from = _origin()
+    deadline = time.monotonic() + within
+    while True:
+        alerts = _alerts(base, deadline)
+        active = [a for a in alerts if a.get("state") in ("pending", "firing") and _matches(selector, a)]
+        if not active:
+            seconds = round(time.time() - origin, 3)
+            return {
+                "alert": alert,
+                "state": "inactive",
+                "labels": dict(labels or {}),
+                "resolved_after_fault": seconds if measured_from == "fault" else None,
+                "measured_from": measured_from,
+                "measurement": {"kind": "time_to_recover", "alert": alert, "seconds": seconds},
+            }
+        if time.monotonic() >= deadline:
+            still = "; ".join(f"{_alert_text(a)} {a.get('state')} since {a.get('activeAt')}" for a in active)
+            raise DriverError(f"alert {selector.describe()} did not resolve within {within:g}s (still: {still})")
+        time.sleep(min(poll, max(deadline - time.monotonic(), 0.0)))
+
+
+def no_unexpected_alerts(allowed: list[str] | None = None, url: str | None = None) -> list[str]:
+    """Sorted names of the firing alerts that are not in `allowed` (an empty list: all is quiet)."""
+    if allowed is not None and (not isinstance(allowed, list) or not all(isinstance(a, str) for a in allowed)):
+        raise DriverError(f"allowed must be a list of alert names, got {allowed!r}")
+    permitted = set(allowed or [])
+    alerts = _get(_base_url(url), "/api/v1/alerts", None, MAX_REQUEST_TIMEOUT).get("alerts") or []
+    names = {_name(a) for a in alerts if a.get("state") == "firing"}
+    return sorted(n for n in names if n not in permitted)
+
+
+def unexpected_alert_count(allowed: list[str] | None = None, url: str | None = None) -> int:
+    """How many distinct alert names are firing that are not in `allowed` (use tolerance 0)."""
+    return len(no_unexpected_alerts(allowed=allowed, url=url))
+
+
+# -- helpers --------------------------------------------------------------------------------
+
+
+def _base_url(url: str | None) -> str:
+    if url is not None:
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise DriverError(f"url must be an http(s) URL of Prometheus, got {url!r}")
+        return url.rstrip("/")
+    try:
+        from mlchaos.sandbox import monitoring  # lazy: only needed when no url is given
+    except ImportError as exc:
+        raise DriverError(f"no Prometheus url given and the sandbox monitoring stack is unavailable ({exc})") from exc
+    try:
+        return monitoring.endpoints().prometheus_url.rstrip("/")
+    except DriverError as exc:
+        raise DriverError(f"no Prometheus url given and the sandbox monitoring stack is not running: {exc}") from exc
+
+
+def _get(base: str, path: str, params: dict[str, str] | None, timeout: float) -> Any:
+    """GET a Prometheus API path and return its ``data``; every failure becomes a DriverError."""
+    try:
+        resp = requests.get(base + path, params=params, timeout=timeout)
+    except requests.Timeout:
+        raise DriverError(f"Prometheus at {base} did not answer {path} within {timeout:g}s") from None
+    except requests.RequestException as exc:
+        raise DriverError(f"Prometheus at {base} is unreachable: {exc}") from None
+    try:
+        body = resp.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise DriverError(f"Prometheus {path} answered HTTP {resp.status_code} with no API body: {resp.text[:200]!r}")
+    if body.get("status") != "success" or not resp.ok:
+        kind = body.get("errorType") or "error"
+        raise DriverError(f"Prometheus {path} failed (HTTP {resp.status_code}, {kind}): {body.get('error', resp.text)}")
+    return body.get("data") or {}
+
+
+def _instant(query: str, url: str | None, timeout: float) -> list[dict[str, Any]]:
+    if not isinstance(query, str) or not query.strip():
+        raise DriverError(f"query must be a non-empty PromQL expression, got {query!r}")
+    data = _get(_base_url(url), "/api/v1/query", {"query": query}, timeout)
+    kind, result = data.get("resultType"), data.get("result")
+    if kind == "scalar":
+        return [{"labels": {}, "value": _float(result[1])}]
+    if kind == "vector":
+        return [{"labels": s.get("metric") or {}, "value": _float(s["value"][1])} for s in result or []]
+    raise DriverError(f"query {query!r} returned a {kind}, not an instant vector or scalar")
+
+
+def _alerts(base: str, deadline: float) -> list[dict[str, Any]]:
+    timeout = min(MAX_REQUEST_TIMEOUT, max(deadline - time.monotonic(), 1.0))
+    return _get(base, "/api/v1/alerts", None, timeout).get("alerts") or []
+
+
+def _origin() -> tuple[float, str]:
+    """Epoch seconds measurements count from: the run's last fault, else now (the probe's start)."""
+    context = runcontext.current()
+    fault_time = context.fault_time() if context is not None else None
+    return (fault_time, "fault") if fault_time is not None else (time.time(), "probe start")
+
+
+def _check_durations(within: float, poll: float) -> None:
+    for name, value in (("within", within), ("poll", poll)):
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+            raise DriverError(f"{name} must be a non-negative number of seconds, got {value!r}")
+    if poll <= 0:
+        raise DriverError(f"poll must be > 0 seconds, got {poll!r}")
+
+
+def _matches(selector: AlertSelector, alert: dict[str, Any]) -> bool:
+    return selector.matches(_name(alert), alert.get("labels") or {})
+
+
+def _name(alert: dict[str, Any]) -> str:
+    return str((alert.get("labels") or {}).get("alertname", ""))
+
+
+def _last_seen(selector: AlertSelector, alerts: list[dict[str, Any]]) -> str:
+    mine = [a for a in alerts if _matches(selector, a)]
+    if mine:
+        return "; ".join(f"{a.get('state')} since {a.get('activeAt')}" for a in mine)
+    same_name = [a for a in alerts if _name(a) == selector.alertname]
+    if same_name:
+        return "only for other labels: " + "; ".join(f"{_alert_text(a)} {a.get('state')}" for a in same_name)
+    return "not present"
+
+
+def _firing_text(alerts: list[dict[str, Any]]) -> str:
+    return "[" + ", ".join(sorted(_alert_text(a) for a in alerts if a.get("state") == "firing")) + "]"
+
+
+def _alert_text(alert: dict[str, Any]) -> str:
+    labels = alert.get("labels") or {}
+    return _name(alert) + _labels_text({k: v for k, v in labels.items() if k != "alertname"})
+
+
+def _labels_text(labels: dict[str, Any]) -> str:
+    return "{" + ", ".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
+
+
+def _float(text: Any) -> float:
+    try:
+        return float(text)  # Prometheus sends sample values as strings, "NaN" and "+Inf" included
+    except (TypeError, ValueError):
+        raise DriverError(f"Prometheus returned a sample value that is not a number: {text!r}") from None
