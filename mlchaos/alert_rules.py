@@ -1,0 +1,492 @@
+"""Prometheus alert rules for ML model serving, rendered from typed parameters.
+
+Two profiles: :data:`SANDBOX` (seconds-long windows for a 1 s scrape interval, so a
+drill sees an alert fire within seconds) and :data:`STAGING` (minutes, for a real
+deployment). :func:`render_rules` turns either into a rule file with one group
+``ml-serving``; :func:`render_rule_tests` writes the matching ``promtool test rules``
+file, whose cases prove which alert answers which fault (a kill fires only
+``ModelServerDown``, a telemetry-only outage only ``ModelTelemetryAbsent``...).
+
+Every alert joins its signals on the ``instance`` label: the scrape target of a
+replica and the blackbox probes of that replica share ``instance = host:port``
+(the probe jobs relabel it so, see :mod:`mlchaos.sandbox.monitoring`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from mlchaos.errors import InvalidInput
+
+GROUP_NAME = "ml-serving"
+COMPONENT = "model-serving"
+_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?(?:(\d+)ms)?$")
+_UNITS = (("d", 86400.0), ("h", 3600.0), ("m", 60.0), ("s", 1.0), ("ms", 0.001))
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a Prometheus duration such as ``90s``, ``5m`` or ``1h30m``."""
+    match = _DURATION.match(str(text))
+    if not text or match is None or not any(match.groups()):
+        raise InvalidInput(f"not a Prometheus duration: {text!r} (e.g. 30s, 5m, 1h30m)")
+    return sum(int(g) * unit for g, (_, unit) in zip(match.groups(), _UNITS, strict=True) if g)
+
+
+def format_duration(seconds: float) -> str:
+    """The shortest Prometheus duration for ``seconds`` (whole milliseconds)."""
+    left = round(seconds * 1000)
+    if left <= 0:
+        return "0s"
+    parts = []
+    for suffix, unit in _UNITS:
+        size = round(unit * 1000)
+        if left >= size:
+            parts.append(f"{left // size}{suffix}")
+            left %= size
+    return "".join(parts)
+
+
+@dataclass(frozen=True)
+class RuleParameters:
+    """Windows, thresholds and job names the ML-serving alert rules are rendered with."""
+
+    scrape_interval: str = "15s"  # how often the signals are sampled (sets the unit-test step)
+    model_job: str = "model"  # scrape job of the replicas' /metrics
+    blackbox_job: str = "model-live"  # blackbox http_2xx probe of /v2/health/live
+    readiness_job: str = "model-ready"  # blackbox http_2xx probe of /v2/health/ready
+    tls_job: str = "model-tls"  # blackbox probe that verifies the certificate
+    tls_insecure_job: str = "model-tls-insecure"  # blackbox probe with insecure_skip_verify
+    down_for: str = "1m"
+    telemetry_absent_for: str = "5m"
+    not_ready_for: str = "2m"
+    latency_p95_seconds: float = 0.25
+    latency_window: str = "5m"
+    latency_for: str = "10m"
+    error_rate_ratio: float = 0.05
+    error_endpoints: str = "infer"  # regex of the `endpoint` label counted in the error ratio
+    error_window: str = "5m"
+    error_for: str = "5m"
+    tls_for: str = "5m"
+    cert_expiring_days: float = 14.0
+    cert_for: str = "15m"
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name.endswith(("_for", "_window", "_interval")):
+                parse_duration(value)  # raises InvalidInput
+            elif f.name.endswith("_job") and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.:-]*", value):
+                raise InvalidInput(f"{f.name}: not a valid job name: {value!r}")
+        for name in ("latency_p95_seconds", "error_rate_ratio", "cert_expiring_days"):
+            if not getattr(self, name) > 0:
+                raise InvalidInput(f"{name} must be > 0, got {getattr(self, name)!r}")
+
+    def with_overrides(self, assignments: list[str]) -> RuleParameters:
+        """Return a copy with ``name=value`` assignments applied (values typed like the field)."""
+        fields = {f.name: f for f in dataclasses.fields(self)}
+        changes: dict[str, Any] = {}
+        for item in assignments:
+            name, sep, raw = item.partition("=")
+            name = name.strip()
+            if not sep:
+                raise InvalidInput(f"--set {item!r}: expected NAME=VALUE")
+            if name not in fields:
+                close = difflib.get_close_matches(name, fields, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise InvalidInput(f"--set {item!r}: unknown parameter {name!r}{hint}; known: {', '.join(fields)}")
+            if isinstance(getattr(self, name), float):
+                try:
+                    changes[name] = float(raw)
+                except ValueError:
+                    raise InvalidInput(f"--set {item!r}: {name} must be a number") from None
+            else:
+                changes[name] = raw.strip()
+        return dataclasses.replace(self, **changes)
+
+
+STAGING = RuleParameters()
+SANDBOX = RuleParameters(
+    scrape_interval="1s",
+    down_for="3s",
+    telemetry_absent_for="5s",  # longer than down_for: the probe may lag the scrape by a cycle
+    not_ready_for="3s",
+    latency_window="15s",
+    latency_for="5s",
+    error_rate_ratio=0.1,
+    error_window="15s",
+    error_for="5s",
+    tls_for="3s",
+    cert_for="3s",
+)
+PROFILES: dict[str, RuleParameters] = {"sandbox": SANDBOX, "staging": STAGING}
+ALERT_NAMES = (
+    "ModelServerDown",
+    "ModelTelemetryAbsent",
+    "ModelNotReady",
+    "ModelHighLatencyP95",
+    "ModelHighErrorRate",
+    "ModelCertificateExpiringSoon",
+    "ModelCertificateExpired",
+    "ModelEndpointTLSProbeFailing",
+)
+
+
+def profile(name: str) -> RuleParameters:
+    """The parameters of the profile ``name`` (sandbox or staging)."""
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise InvalidInput(f"unknown rule profile {name!r}; known: {', '.join(PROFILES)}") from None
+
+
+def _alert(name: str, expr: str, duration: str, severity: str, score: str, summary: str,
+           description: str) -> dict[str, Any]:
+    return {
+        "alert": name,
+        "expr": expr,
+        "for": duration,
+        "labels": {"severity": severity, "ml_test_score": score, "component": COMPONENT},
+        "annotations": {"summary": summary, "description": description},
+    }
+
+
+def alert_rules(p: RuleParameters) -> list[dict[str, Any]]:
+    """The alerting rules as mappings (what :func:`render_rules` writes)."""
+    up = f'up{{job="{p.model_job}"}}'
+    live = f'probe_success{{job="{p.blackbox_job}"}}'
+    ready = f'probe_success{{job="{p.readiness_job}"}}'
+    expiry = f'probe_ssl_earliest_cert_expiry{{job="{p.tls_insecure_job}"}}'
+    by = "instance, replica"
+    inst = "{{ $labels.instance }}"
+    return [
+        _alert(
+            "ModelServerDown",
+            # the scrape fails AND the replica does not answer its liveness probe either
+            f"{up} == 0 unless on(instance) {live} == 1",
+            p.down_for, "critical", "Infrastructure",
+            f"Model server {inst} is down",
+            f"Replica {{{{ $labels.replica }}}} ({inst}) answers neither its metrics scrape nor its"
+            f" liveness probe for {p.down_for}.",
+        ),
+        _alert(
+            "ModelTelemetryAbsent",
+            # the replica answers its liveness probe, but its metrics are not scraped (failing or gone)
+            f"{live} == 1 unless on(instance) {up} == 1",
+            p.telemetry_absent_for, "warning", "Monitoring",
+            f"No telemetry from model server {inst}",
+            f"{inst} answers its liveness probe but its metrics have not been scraped for"
+            f" {p.telemetry_absent_for}: every model-quality alert is blind for it.",
+        ),
+        _alert(
+            "ModelNotReady",
+            f'max by ({by}) (model_ready{{job="{p.model_job}"}}) == 0'
+            f" or max by ({by}) ({ready} == 0 and on(instance) {live} == 1)",
+            p.not_ready_for, "warning", "Infrastructure",
+            f"Model server {inst} is live but not ready",
+            f"{inst} reports its model not ready (model_ready 0 or /v2/health/ready failing) for"
+            f" {p.not_ready_for}.",
+        ),
+        _alert(
+            "ModelHighLatencyP95",
+            f"histogram_quantile(0.95, sum by ({by}, le) (rate(model_inference_duration_seconds_bucket"
+            f'{{job="{p.model_job}"}}[{p.latency_window}]))) > {p.latency_p95_seconds:g}',
+            p.latency_for, "warning", "Monitoring 6",
+            f"p95 inference latency of {inst} above {p.latency_p95_seconds:g}s",
+            f"p95 inference latency of {inst} has been above {p.latency_p95_seconds:g}s over"
+            f" {p.latency_window} for {p.latency_for}: computing performance regressed.",
+        ),
+        _alert(
+            "ModelHighErrorRate",
+            f"sum by ({by}) (rate(model_requests_total{{job=\"{p.model_job}\",endpoint=~\"{p.error_endpoints}\","
+            f"code=~\"5..\"}}[{p.error_window}])) / sum by ({by}) (rate(model_requests_total"
+            f"{{job=\"{p.model_job}\",endpoint=~\"{p.error_endpoints}\"}}[{p.error_window}]))"
+            f" > {p.error_rate_ratio:g}",
+            p.error_for, "critical", "Infrastructure 7",
+            f"High 5xx ratio on {inst}",
+            f"More than {p.error_rate_ratio:g} of the {p.error_endpoints} requests to {inst} failed with 5xx"
+            f" over {p.error_window}, for {p.error_for}: roll the model back.",
+        ),
+        _alert(
+            "ModelCertificateExpiringSoon",
+            f"{expiry} - time() > 0 and {expiry} - time() < {p.cert_expiring_days:g} * 86400",
+            p.cert_for, "warning", "Infrastructure",
+            f"TLS certificate of {inst} expires soon",
+            f"The certificate served by {inst} expires in less than {p.cert_expiring_days:g} days.",
+        ),
+        _alert(
+            "ModelCertificateExpired",
+            f"{expiry} - time() <= 0",
+            p.cert_for, "critical", "Infrastructure",
+            f"TLS certificate of {inst} has expired",
+            f"The certificate served by {inst} has expired; verifying clients refuse it.",
+        ),
+        _alert(
+            "ModelEndpointTLSProbeFailing",
+            # TLS answers (insecure probe ok) but verification fails, for a reason other than expiry
+            f'(probe_success{{job="{p.tls_job}"}} == 0 and on(instance) probe_success{{job="{p.tls_insecure_job}"}}'
+            f" == 1) unless on(instance) ({expiry} - time() <= 0)",
+            p.tls_for, "critical", "Infrastructure",
+            f"TLS verification of {inst} fails",
+            f"A verifying TLS probe of {inst} has failed for {p.tls_for} although the endpoint answers"
+            " (untrusted issuer, wrong host name...).",
+        ),
+    ]
+
+
+class _Dumper(yaml.SafeDumper):
+    def ignore_aliases(self, data: Any) -> bool:
+        return True  # shared series rows are written out in full, no &anchors
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _str)
+
+
+def _dump(data: Any) -> str:
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, width=1000, allow_unicode=True)
+
+
+def render_rules(params: RuleParameters = STAGING) -> str:
+    """Render the ML-serving alert rules as a Prometheus rule file (one group ``ml-serving``)."""
+    header = (
+        "# Alert rules for ML model serving, generated by `mlchaos rules` -- do not edit by hand.\n"
+        f"# Parameters: {', '.join(f'{k}={v}' for k, v in dataclasses.asdict(params).items())}\n"
+    )
+    return header + _dump({"groups": [{"name": GROUP_NAME, "rules": alert_rules(params)}]})
+
+
+# -- promtool unit tests -----------------------------------------------------------------------
+
+_INSTANCE = "127.0.0.1:9000"
+_REPLICA = "model-0"
+
+
+def _steps(seconds: float, step: float) -> int:
+    return max(1, math.ceil(seconds / step))
+
+
+def render_rule_tests(params: RuleParameters = STAGING, rule_file: str = "ml-serving-rules.yml") -> str:
+    """Render a ``promtool test rules`` file whose cases prove which alert answers which fault.
+
+    Cases: healthy replica (nothing fires), kill (only ModelServerDown, also with the
+    probe lagging the scrape by one cycle), restart after a kill (resolved),
+    telemetry-only outages (scrape failing, target gone: only ModelTelemetryAbsent),
+    not ready, high latency, high error rate, certificate expiring / expired / untrusted.
+    """
+    step = parse_duration(params.scrape_interval)
+    windows = [parse_duration(getattr(params, f.name)) for f in dataclasses.fields(params)
+               if f.name.endswith(("_for", "_window"))]
+    warm = _steps(2 * max(windows), step)  # healthy steps before the fault
+    # evaluate once every window has passed since the fault, plus slack
+    after = _steps(max(windows) * 2 + 3 * step, step)
+    total = warm + after
+    at = format_duration((warm + after) * step)
+    cases = _cases(params, warm, after, total)
+    tests = [
+        {
+            "name": name,
+            "interval": params.scrape_interval,
+            "input_series": series,
+            "alert_rule_test": [
+                {"eval_time": at, "alertname": alert, "exp_alerts": expected.get(alert, [])}
+                for alert in ALERT_NAMES
+            ],
+        }
+        for name, series, expected in cases
+    ]
+    # the kill must not fire ModelTelemetryAbsent even for an instant after its own window
+    early = _steps(parse_duration(params.telemetry_absent_for) + 2 * step, step)
+    kill_series = _cases(params, warm, after, total)[1][1]
+    tests.append({
+        "name": "kill, evaluated just after the telemetry window: still only ModelServerDown",
+        "interval": params.scrape_interval,
+        "input_series": kill_series,
+        "alert_rule_test": [
+            {"eval_time": format_duration((warm + early) * step), "alertname": "ModelTelemetryAbsent",
+             "exp_alerts": []},
+        ],
+    })
+    header = (
+        "# promtool unit tests of the ML-serving alert rules, generated by mlchaos.alert_rules.render_rule_tests"
+        " -- do not edit by hand.\n# Run: promtool test rules <this file>\n"
+    )
+    return header + _dump({
+        "rule_files": [rule_file],
+        "evaluation_interval": params.scrape_interval,
+        "tests": tests,
+    })
+
+
+def _seq(*parts: tuple[float, float, int]) -> str:
+    """promtool series notation: each (start, increment, steps) expands to ``steps`` samples."""
+    out = []
+    for start, inc, count in parts:
+        if count <= 0:
+            continue
+        out.append(f"{start:g}+{inc:g}x{count - 1}" if count > 1 else f"{start:g}")
+    return " ".join(out)
+
+
+def _const(value: float | str, count: int) -> str:
+    if count <= 0:
+        return ""
+    if value == "_":
+        return f"_x{count}"  # promtool: '_xn' is n missing samples, 'axn' is n+1 samples
+    return str(value) if count == 1 else f"{value}+0x{count - 1}"
+
+
+def _cases(p: RuleParameters, warm: int, after: int, total: int) -> list[tuple[str, list[dict], dict]]:
+    inst, rep = _INSTANCE, _REPLICA
+    base = f'instance="{inst}", replica="{rep}"'
+
+    def s(metric: str, job: str, values: str, extra: str = "") -> dict[str, str]:
+        return {"series": f'{metric}{{job="{job}", {base}{extra}}}', "values": values}
+
+    def healthy(n: int) -> str:
+        return _const(1, n)
+
+    def with_tail(head: str, tail: str) -> str:
+        return " ".join(x for x in (head, tail) if x)
+
+    rate = 10  # requests per step
+    thr = p.latency_p95_seconds
+    buckets = [f"{thr / 50:g}", f"{thr:g}", f"{thr * 4:g}", "+Inf"]
+
+    def latency(slow: bool) -> list[dict[str, str]]:
+        rows = []
+        for le in buckets:
+            fast_bucket = le != f"{thr * 4:g}" and le != "+Inf"
+            # after a slow-down fault every observation lands in (thr, 4*thr]
+            values = _seq((0, rate, warm), (rate * warm, 0, after)) if slow and fast_bucket else _seq((0, rate, total))
+            rows.append(s("model_inference_duration_seconds_bucket", p.model_job, values,
+                          f', model="iris", le="{le}"'))
+        return rows
+
+    def requests(errors: bool) -> list[dict[str, str]]:
+        ok = _seq((0, rate, total)) if not errors else _seq((0, rate, warm), (rate * warm, rate / 2, after))
+        rows = [s("model_requests_total", p.model_job, ok, ', model="iris", endpoint="infer", code="200"')]
+        if errors:  # a counter never incremented is not exported: the 500 series appears with the fault
+            rows.append(s("model_requests_total", p.model_job, with_tail(_const("_", warm), _seq((1, rate / 2, after))),
+                          ', model="iris", endpoint="infer", code="500"'))
+        return rows
+
+    def serving(up: str, live: str, ready: str | None = None, model_ready: str | None = None) -> list[dict]:
+        return [
+            s("up", p.model_job, up),
+            s("probe_success", p.blackbox_job, live),
+            s("probe_success", p.readiness_job, ready or live),
+            s("model_ready", p.model_job, model_ready or up, ', model="iris"'),
+        ]
+
+    day = 86400
+    expiry_far = 10 * p.cert_expiring_days * day + total * parse_duration(p.scrape_interval)
+
+    def tls(verify: str, insecure: str, expiry: str) -> list[dict]:
+        return [
+            s("probe_success", p.tls_job, verify),
+            s("probe_success", p.tls_insecure_job, insecure),
+            s("probe_ssl_earliest_cert_expiry", p.tls_insecure_job, expiry),
+        ]
+
+    ok = healthy(total)
+    dead = with_tail(healthy(warm), _const(0, after))
+    gone = with_tail(healthy(warm), "stale")  # a series that disappears (target dropped / process gone)
+
+    def labels(alert: str, severity: str, score: str, extra: dict[str, str] | None = None) -> list[dict]:
+        return [{
+            "exp_labels": {"severity": severity, "ml_test_score": score, "component": COMPONENT,
+                           "instance": inst, "replica": rep, **(extra or {})},
+        }]
+
+    def alert(name: str, severity: str, score: str, job: str | None = None,
+              extra: dict[str, str] | None = None) -> list[dict]:
+        more = dict(extra or {})
+        if job:
+            more["job"] = job
+        rule = next(r for r in alert_rules(p) if r["alert"] == name)
+        annotations = {k: v.replace("{{ $labels.instance }}", inst).replace("{{ $labels.replica }}", rep)
+                       for k, v in rule["annotations"].items()}
+        return [{**labels(name, severity, score, more)[0], "exp_annotations": annotations}]
+
+    lagging_probe = with_tail(healthy(warm + 1), _const(0, after - 1))
+    model_stale = with_tail(healthy(warm), "stale")
+    steady_metrics = latency(False) + requests(False)
+    steady_tls = tls(ok, ok, _const(f"{expiry_far:.0f}", total))
+    cert_soon = p.cert_expiring_days * day / 2
+    cert_far = f"{expiry_far:.0f}"
+    tls_jobs = {"job": p.tls_insecure_job}
+
+    return [
+        ("healthy replica: nothing fires", serving(ok, ok) + steady_metrics + steady_tls, {}),
+        (
+            "kill (probe lags the scrape by one cycle): only ModelServerDown",
+            [s("up", p.model_job, dead), s("probe_success", p.blackbox_job, lagging_probe),
+             s("probe_success", p.readiness_job, lagging_probe),
+             s("model_ready", p.model_job, model_stale, ', model="iris"')] + steady_tls,
+            {"ModelServerDown": alert("ModelServerDown", "critical", "Infrastructure", p.model_job)},
+        ),
+        (
+            "restart after a kill: everything resolved",
+            [s("up", p.model_job, _seq((1, 0, warm), (0, 0, 5), (1, 0, after - 5))),
+             s("probe_success", p.blackbox_job, _seq((1, 0, warm), (0, 0, 5), (1, 0, after - 5))),
+             s("probe_success", p.readiness_job, _seq((1, 0, warm), (0, 0, 5), (1, 0, after - 5))),
+             s("model_ready", p.model_job, with_tail(healthy(warm), with_tail(_const("_", 5), healthy(after - 5))),
+               ', model="iris"')] + steady_metrics + steady_tls,
+            {},
+        ),
+        (
+            "telemetry-only outage (scrape fails, replica answers): only ModelTelemetryAbsent",
+            serving(dead, ok, ok, model_stale) + steady_tls,
+            {"ModelTelemetryAbsent": alert("ModelTelemetryAbsent", "warning", "Monitoring", p.blackbox_job)},
+        ),
+        (
+            "telemetry-only outage (target dropped from the scrape): only ModelTelemetryAbsent",
+            serving(gone, ok, ok, model_stale) + steady_tls,
+            {"ModelTelemetryAbsent": alert("ModelTelemetryAbsent", "warning", "Monitoring", p.blackbox_job)},
+        ),
+        (
+            "model not ready (live, model_ready 0, readiness probe failing): only ModelNotReady",
+            serving(ok, ok, dead, dead) + steady_metrics + steady_tls,
+            {"ModelNotReady": alert("ModelNotReady", "warning", "Infrastructure")},
+        ),
+        (
+            "slow inference: only ModelHighLatencyP95",
+            serving(ok, ok) + latency(True) + requests(False) + steady_tls,
+            {"ModelHighLatencyP95": alert("ModelHighLatencyP95", "warning", "Monitoring 6")},
+        ),
+        (
+            "half of the infer calls fail with 500: only ModelHighErrorRate",
+            serving(ok, ok) + latency(False) + requests(True) + steady_tls,
+            {"ModelHighErrorRate": alert("ModelHighErrorRate", "critical", "Infrastructure 7")},
+        ),
+        (
+            "certificate expires soon: only ModelCertificateExpiringSoon",
+            serving(ok, ok) + steady_metrics
+            + tls(ok, ok, with_tail(_const(cert_far, warm), _const(f"{cert_soon:.0f}", after))),
+            {"ModelCertificateExpiringSoon": alert("ModelCertificateExpiringSoon", "warning", "Infrastructure",
+                                                   extra=tls_jobs)},
+        ),
+        (
+            "certificate expired (verifying probe fails too): only ModelCertificateExpired",
+            serving(ok, ok) + steady_metrics + tls(dead, ok, with_tail(_const(cert_far, warm), _const(1, after))),
+            {"ModelCertificateExpired": alert("ModelCertificateExpired", "critical", "Infrastructure",
+                                              extra=tls_jobs)},
+        ),
+        (
+            "untrusted certificate (valid dates): only ModelEndpointTLSProbeFailing",
+            serving(ok, ok) + steady_metrics + tls(dead, ok, _const(cert_far, total)),
+            {"ModelEndpointTLSProbeFailing": alert("ModelEndpointTLSProbeFailing", "critical", "Infrastructure",
+                                                   extra={"job": p.tls_job})},
+        ),
+    ]
