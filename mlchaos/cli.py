@@ -49,8 +49,18 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--base-port", type=int, default=0,
                     help="first port (replica i listens on base+i); 0 picks free ports")
     up.add_argument("--timeout", type=float, default=60.0, help="seconds to wait until ready")
+    up.add_argument("--no-monitoring", dest="monitoring", action="store_false",
+                    help="do not start Prometheus, Alertmanager and the blackbox exporter")
     sandbox_commands.add_parser("down", help="stop every sandbox process")
-    sandbox_commands.add_parser("status", help="show the sandbox processes")
+    sandbox_commands.add_parser("status", help="show the sandbox processes and monitoring URLs")
+
+    rules = commands.add_parser("rules", help="print the ML-serving Prometheus alert rules")
+    rules.add_argument("--profile", choices=["sandbox", "staging"], default="staging",
+                       help="windows for a 1 s sandbox scrape or for a real deployment (default staging)")
+    rules.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="overrides",
+                       help="override one rule parameter, e.g. --set down_for=2m (repeatable)")
+    rules.add_argument("--tests", action="store_true",
+                       help="print the matching `promtool test rules` file instead of the rules")
     return parser
 
 
@@ -80,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         "validate": commands.validate,
         "discover": commands.discover,
         "sandbox": commands.sandbox,
+        "rules": commands.rules,
     }[args.command]
     return handler(args)
 

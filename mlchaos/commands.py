@@ -123,13 +123,18 @@ def sandbox(args: argparse.Namespace) -> int:
     box = Sandbox()
     try:
         if args.sandbox_command == "up":
-            replicas = box.up(replicas=args.replicas, base_port=args.base_port, timeout=args.timeout)
+            replicas = box.up(replicas=args.replicas, base_port=args.base_port, timeout=args.timeout,
+                              monitoring=args.monitoring)
             for replica in replicas:
                 print(f"ready  {replica.name:<10} pid {replica.pid:<8} {replica.url}")
-            print(f"sandbox up: {len(replicas)} replicas (state: {box.state_file})")
+            if args.monitoring:
+                _print_monitoring(box)
+            print(f"sandbox up: {len(replicas)} replicas{' with monitoring' if args.monitoring else ''}"
+                  f" (state: {box.state_file})")
         elif args.sandbox_command == "down":
+            monitoring_before = [r for r in box.monitoring().status() if r.state != "stopped"]
             stopped = box.down()
-            print(f"sandbox down: stopped {len(stopped)} processes")
+            print(f"sandbox down: stopped {len(stopped)} replicas and {len(monitoring_before)} monitoring processes")
         else:
             rows = box.status()
             if not rows:
@@ -137,7 +142,35 @@ def sandbox(args: argparse.Namespace) -> int:
             for row in rows:
                 replica = row.replica
                 print(f"{row.state:<18} {replica.name:<10} pid {replica.pid:<8} {replica.url}")
+            _print_monitoring(box)
     except MlchaosError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exitcodes.DEVIATED
+    return exitcodes.OK
+
+
+def _print_monitoring(box) -> None:
+    """The monitoring processes, their URLs and where Alertmanager sends notifications."""
+    monitoring = box.monitoring()
+    rows = monitoring.status()
+    if not rows:
+        print("monitoring: not started (mlchaos sandbox up starts it; --no-monitoring skips it)")
+        return
+    for row in rows:
+        print(f"{row.state:<18} {row.name:<12} pid {row.pid:<8} {row.url}")
+    state = monitoring.recorded_endpoints()
+    if state is not None:
+        print(f"alert sink: {state.sink_url} (Alertmanager webhook; served by `mlchaos run` while it runs)")
+
+
+def rules(args: argparse.Namespace) -> int:
+    """``mlchaos rules``: print the rendered ML-serving alert rules (or their promtool tests)."""
+    from mlchaos.alert_rules import profile, render_rule_tests, render_rules
+
+    try:
+        params = profile(args.profile).with_overrides(args.overrides)
+    except InvalidInput as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exitcodes.INVALID
+    sys.stdout.write(render_rule_tests(params) if args.tests else render_rules(params))
     return exitcodes.OK

@@ -31,7 +31,7 @@ def module_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox
         mp.setenv("MLCHAOS_STATE_DIR", str(path))
         sandbox = Sandbox(path)
         try:
-            sandbox.up(replicas=3, timeout=60)
+            sandbox.up(replicas=3, timeout=60, monitoring=False)
             yield sandbox
         finally:
             sandbox.down()
@@ -40,6 +40,6 @@ def module_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox
 @pytest.fixture
 def sandbox(module_sandbox: Sandbox) -> Sandbox:
     """The module's sandbox, healed (dead replicas restarted, paused ones resumed) first."""
-    module_sandbox.up(replicas=3, timeout=60)
+    module_sandbox.up(replicas=3, timeout=60, monitoring=False)
     return module_sandbox
 

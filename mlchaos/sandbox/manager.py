@@ -23,11 +23,14 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from mlchaos.errors import SandboxError, TargetNotFound
 from mlchaos.sandbox import procs
 from mlchaos.sandbox.procs import SERVER_MODULE
+
+if TYPE_CHECKING:
+    from mlchaos.sandbox.monitoring import Monitoring
 
 STATE_FILE = "sandbox.json"
 STATE_VERSION = 1
@@ -115,15 +118,29 @@ class Sandbox:
         model: str = "iris",
         base_port: int = 0,
         timeout: float = 60,
+        monitoring: bool = True,
     ) -> list[Replica]:
         """Start ``replicas`` replicas of ``service`` (idempotent: healthy ones are kept).
 
         Dead replicas are restarted on their recorded port, paused ones resumed,
         replicas with an index >= ``replicas`` stopped. ``model`` is the served
         model name (always trained on iris). ``base_port`` > 0 gives replica i
-        port base_port + i, else ports are ephemeral. Raises SandboxError when a
-        replica fails to start or is not ready within ``timeout`` seconds.
+        port base_port + i, else ports are ephemeral. With ``monitoring`` the
+        Prometheus/Alertmanager/blackbox stack is started (or healed) next and
+        scrapes every recorded replica (see :mod:`mlchaos.sandbox.monitoring`).
+        Raises SandboxError when a replica fails to start or is not ready within
+        ``timeout`` seconds, or when a monitoring binary is missing (before
+        anything starts).
         """
+        if monitoring:
+            from mlchaos.sandbox.monitoring import PROMTOOL, install_hint, missing_binaries
+
+            missing = [m for m in missing_binaries() if m[0] != PROMTOOL[0]]
+            if missing:
+                raise SandboxError(
+                    f"monitoring binaries not found ({', '.join(p for p, _ in missing)}): {install_hint(missing)}"
+                    " (or start the sandbox without monitoring: `mlchaos sandbox up --no-monitoring`)"
+                )
         if replicas < 1:
             raise SandboxError(f"replicas must be >= 1, got {replicas}")
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", service):
@@ -148,10 +165,15 @@ class Sandbox:
             started = self._start(todo, deadline)
             result = sorted(keep + started, key=lambda r: r.index)
             self._wait_ready(result, deadline)
+            recorded = self._load()
+        if monitoring:
+            self.monitoring().up(recorded, timeout=max(deadline - time.monotonic(), 1.0))
         return result
 
     def down(self, timeout: float = 10, service: str | None = None) -> list[Replica]:
-        """Stop every replica (of ``service`` when given), SIGKILL after ``timeout`` s."""
+        """Stop every replica (of ``service`` when given) and, without ``service``, the monitoring stack."""
+        if service is None:
+            self.monitoring().down(timeout)
         with self._locked():
             targets = [r for r in self._load() if service is None or r.service == service]
             self._stop(targets, timeout)
@@ -165,6 +187,12 @@ class Sandbox:
     def status(self) -> list[ReplicaStatus]:
         """Report every recorded replica as ready, running-not-ready, stopped or dead."""
         return [ReplicaStatus(r, self._state_of(r)) for r in self._load()]
+
+    def monitoring(self) -> Monitoring:
+        """The monitoring stack (Prometheus, Alertmanager, blackbox exporter) of this sandbox."""
+        from mlchaos.sandbox.monitoring import Monitoring
+
+        return Monitoring(self.state_dir)
 
     def replicas(self, service: str) -> list[Replica]:
         """Return the recorded replicas of ``service``; raise TargetNotFound when none."""

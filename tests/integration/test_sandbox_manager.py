@@ -36,18 +36,18 @@ def _states(sandbox: Sandbox) -> dict[str, str]:
 
 
 def test_up_is_idempotent_and_heals_only_the_killed_replica(fresh: Sandbox) -> None:
-    first = fresh.up(replicas=2)
+    first = fresh.up(replicas=2, monitoring=False)
     assert [r.name for r in first] == ["model-0", "model-1"]
     assert all(r.port > 0 and r.url == f"http://127.0.0.1:{r.port}" for r in first)
     assert fresh.state_file.exists() and first[0].log_path.parent == fresh.state_dir / "logs"
-    assert fresh.up(replicas=2) == first  # nothing restarted
+    assert fresh.up(replicas=2, monitoring=False) == first  # nothing restarted
 
     victim, survivor = first
     os.kill(victim.pid, signal.SIGKILL)
     assert poll(lambda: not fresh.is_alive(victim.pid))
     assert _states(fresh) == {"model-0": "dead", "model-1": "ready"}
 
-    healed = fresh.up(replicas=2)
+    healed = fresh.up(replicas=2, monitoring=False)
     assert healed[1] == survivor
     assert healed[0].port == victim.port and healed[0].url == victim.url
     assert healed[0].pid != victim.pid
@@ -56,7 +56,7 @@ def test_up_is_idempotent_and_heals_only_the_killed_replica(fresh: Sandbox) -> N
 
 
 def test_down_stops_a_paused_replica(fresh: Sandbox) -> None:
-    replicas = fresh.up(replicas=2)
+    replicas = fresh.up(replicas=2, monitoring=False)
     os.kill(replicas[0].pid, signal.SIGSTOP)
     assert poll(lambda: _states(fresh)["model-0"] == "stopped")
     stopped = fresh.down(timeout=5)
@@ -68,7 +68,7 @@ def test_down_stops_a_paused_replica(fresh: Sandbox) -> None:
 
 
 def test_restart_keeps_port_and_updates_state(fresh: Sandbox) -> None:
-    old = fresh.up(replicas=1, base_port=0)[0]
+    old = fresh.up(replicas=1, base_port=0, monitoring=False)[0]
     new = fresh.restart(old, timeout=30)
     assert (new.port, new.url, new.name) == (old.port, old.url, old.name)
     assert new.pid != old.pid and not procs.is_alive(old.pid)
@@ -86,7 +86,7 @@ def test_foreign_pid_in_state_is_never_signalled(fresh: Sandbox) -> None:
         )
         fresh._write([fake])
         assert _states(fresh) == {"model-0": "dead"}
-        replicas = fresh.up(replicas=1)  # replaces the stale entry with a real replica
+        replicas = fresh.up(replicas=1, monitoring=False)  # replaces the stale entry with a real replica
         assert replicas[0].pid != bystander.pid
         fresh.down()
         assert bystander.poll() is None  # the unrelated process was left alone

@@ -1,0 +1,141 @@
+"""Alert rules: every rendering passes `promtool check rules`, and `promtool test rules` proves which
+alert answers which fault (kill -> only ModelServerDown, telemetry-only outage -> only ModelTelemetryAbsent...)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from components import require_component
+
+from mlchaos.alert_rules import (
+    ALERT_NAMES,
+    GROUP_NAME,
+    SANDBOX,
+    STAGING,
+    alert_rules,
+    format_duration,
+    parse_duration,
+    profile,
+    render_rule_tests,
+    render_rules,
+)
+from mlchaos.errors import InvalidInput
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
+RENDERINGS = {  # staging: see test_shipped_files_are_the_staging_rendering_and_pass
+    "sandbox": SANDBOX,
+    "custom": SANDBOX.with_overrides(["down_for=2s", "latency_p95_seconds=0.5", "model_job=iris-serving",
+                                      "blackbox_job=probe"]),
+}
+
+
+def promtool(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    require_component("promtool", shutil.which("promtool") is not None, "apt-get install prometheus")
+    return subprocess.run(["promtool", *args], cwd=cwd, capture_output=True, text=True, timeout=60)
+
+
+def write_pair(tmp_path: Path, rules: str, tests: str) -> None:
+    (tmp_path / "rules.yml").write_text(rules)
+    (tmp_path / "rules.test.yml").write_text(tests)
+
+
+@pytest.mark.parametrize("name", RENDERINGS)
+def test_every_rendering_passes_check_and_its_unit_tests(name: str, tmp_path: Path) -> None:
+    params = RENDERINGS[name]
+    write_pair(tmp_path, render_rules(params), render_rule_tests(params, "rules.yml"))
+    checked = promtool("check", "rules", "rules.yml", cwd=tmp_path)
+    assert checked.returncode == 0 and f"SUCCESS: {len(ALERT_NAMES)} rules found" in checked.stdout, checked
+    tested = promtool("test", "rules", "rules.test.yml", cwd=tmp_path)
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+
+
+def test_unit_tests_cover_the_faults_that_must_be_told_apart() -> None:
+    tests = yaml.safe_load(render_rule_tests(SANDBOX))["tests"]
+    names = [t["name"] for t in tests]
+    for needle in ("healthy", "kill", "restart", "scrape fails", "target dropped", "not ready", "slow",
+                   "500", "expires soon", "expired", "untrusted"):
+        assert any(needle in n for n in names), needle
+    for case in tests[:-1]:  # every case checks every alert: the expected one fires, all others do not
+        assert sorted(t["alertname"] for t in case["alert_rule_test"]) == sorted(ALERT_NAMES)
+    kill = next(t for t in tests if t["name"].startswith("kill"))
+    firing = {t["alertname"] for t in kill["alert_rule_test"] if t["exp_alerts"]}
+    assert firing == {"ModelServerDown"}
+
+
+@pytest.mark.parametrize(("alert", "naive_expr", "broken_case"), [
+    ("ModelServerDown", 'up{job="model"} == 0', "telemetry-only outage (scrape fails"),
+    ("ModelTelemetryAbsent", 'absent(up{job="model"}) or up{job="model"} == 0', "kill"),
+])
+def test_naive_rules_fail_the_unit_tests(alert: str, naive_expr: str, broken_case: str, tmp_path: Path) -> None:
+    """The tests have teeth: a rule that cannot tell a kill from a telemetry outage is caught."""
+    doc = yaml.safe_load(render_rules(SANDBOX))
+    rule = next(r for r in doc["groups"][0]["rules"] if r["alert"] == alert)
+    rule["expr"] = naive_expr
+    write_pair(tmp_path, yaml.safe_dump(doc, sort_keys=False), render_rule_tests(SANDBOX, "rules.yml"))
+    tested = promtool("test", "rules", "rules.test.yml", cwd=tmp_path)
+    assert tested.returncode != 0
+    assert f"name: {broken_case}" in tested.stdout + tested.stderr
+
+
+def test_shipped_files_are_the_staging_rendering_and_pass(tmp_path: Path) -> None:
+    rules, tests = DEPLOY / "ml-serving-rules.yml", DEPLOY / "ml-serving-rules.test.yml"
+    assert rules.read_text() == render_rules(STAGING), "regenerate: mlchaos rules > deploy/prometheus/..."
+    assert tests.read_text() == render_rule_tests(STAGING), "regenerate: mlchaos rules --tests > ..."
+    tested = promtool("test", "rules", tests.name, cwd=DEPLOY)
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+
+
+def test_every_alert_is_labelled_and_names_its_instance() -> None:
+    rules = alert_rules(SANDBOX)
+    assert [r["alert"] for r in rules] == list(ALERT_NAMES)
+    for rule in rules:
+        assert set(rule["labels"]) == {"severity", "ml_test_score", "component"}
+        assert rule["labels"]["component"] == "model-serving"
+        assert rule["labels"]["severity"] in {"warning", "critical"}
+        assert "{{ $labels.instance }}" in rule["annotations"]["summary"]
+        assert "{{ $labels.instance }}" in rule["annotations"]["description"]
+    assert {r["alert"]: r["labels"]["ml_test_score"] for r in rules}["ModelHighLatencyP95"] == "Monitoring 6"
+    assert {r["alert"]: r["for"] for r in rules} == {
+        "ModelServerDown": "3s", "ModelTelemetryAbsent": "5s", "ModelNotReady": "3s", "ModelHighLatencyP95": "5s",
+        "ModelHighErrorRate": "5s", "ModelCertificateExpiringSoon": "3s", "ModelCertificateExpired": "3s",
+        "ModelEndpointTLSProbeFailing": "3s",
+    }
+    assert yaml.safe_load(render_rules(SANDBOX))["groups"][0]["name"] == GROUP_NAME
+
+
+def test_durations_and_overrides() -> None:
+    assert parse_duration("1h30m") == 5400 and parse_duration("250ms") == 0.25 and parse_duration("15s") == 15
+    assert format_duration(5400) == "1h30m" and format_duration(63) == "1m3s"
+    for bad in ("", "5", "m5", "1.5m", "5 s"):
+        with pytest.raises(InvalidInput):
+            parse_duration(bad)
+    changed = SANDBOX.with_overrides(["down_for=10s", "error_rate_ratio=0.2"])
+    assert changed.down_for == "10s" and changed.error_rate_ratio == 0.2 and SANDBOX.down_for == "3s"
+    with pytest.raises(InvalidInput, match="did you mean 'down_for'"):
+        SANDBOX.with_overrides(["dwn_for=1s"])
+    with pytest.raises(InvalidInput, match="not a Prometheus duration"):
+        SANDBOX.with_overrides(["down_for=soon"])
+    with pytest.raises(InvalidInput, match="must be a number"):
+        SANDBOX.with_overrides(["error_rate_ratio=high"])
+    with pytest.raises(InvalidInput, match="must be > 0"):
+        SANDBOX.with_overrides(["latency_p95_seconds=0"])
+    with pytest.raises(InvalidInput, match="unknown rule profile"):
+        profile("prod")
+
+
+def test_rules_command_prints_the_rendering(subprocess_env: dict[str, str]) -> None:
+    def mlchaos(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "mlchaos", "rules", *args], env=subprocess_env,
+                              capture_output=True, text=True, timeout=60)
+
+    proc = mlchaos("--profile", "sandbox", "--set", "down_for=2s")
+    assert proc.returncode == 0 and proc.stdout == render_rules(SANDBOX.with_overrides(["down_for=2s"]))
+    assert mlchaos().stdout == render_rules(STAGING)
+    assert mlchaos("--tests").stdout == render_rule_tests(STAGING)
+    bad = mlchaos("--set", "dwn_for=2s")
+    assert bad.returncode == 2 and "unknown parameter 'dwn_for'" in bad.stderr and bad.stdout == ""
