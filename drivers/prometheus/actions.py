@@ -1,0 +1,171 @@
+"""Monitoring faults: inject a (mis-written) alert rule file into the sandbox Prometheus, and remove it.
+
+A rule file goes to ``<state_dir>/monitoring/rules.d/<name>.yml``, which the sandbox
+Prometheus loads (``rule_files`` glob). Each file is checked with ``promtool check
+rules`` before it is written; Prometheus is then reloaded (``POST /-/reload``) and the
+action waits until the file's groups show in ``GET /api/v1/rules``.
+:func:`add_rule_file` announces its change record before writing; its undo is
+:func:`remove_rule_file`. ``url`` overrides the Prometheus URL (default: the sandbox's).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mlchaos.changes import ChangeRecord, Target, announce
+from mlchaos.errors import DriverError
+from mlchaos.sandbox import monitoring
+
+UNDO_FUNC = "drivers.prometheus.actions.remove_rule_file"
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,100}")
+HTTP_TIMEOUT = 5.0
+
+
+def add_rule_file(
+    name: str,
+    rules_yaml: str | None = None,
+    path: str | None = None,
+    url: str | None = None,
+    timeout: float = 15,
+) -> dict[str, Any]:
+    """Load a Prometheus rule file (inline YAML or a file) into the sandbox Prometheus; undo: remove_rule_file."""
+    _check_name(name)
+    if (rules_yaml is None) == (path is None):
+        raise DriverError("give exactly one of rules_yaml (the rule file's text) or path (a rule file)")
+    text = rules_yaml
+    if path is not None:
+        try:
+            text = Path(path).expanduser().read_text()
+        except OSError as exc:
+            raise DriverError(f"cannot read rule file {path}: {exc}") from exc
+    text = str(text)
+    base = _prometheus_url(url)
+    groups = _check_rules(name, text)
+    target = _rules_dir() / f"{name}.yml"
+    record = ChangeRecord(
+        driver="prometheus",
+        action="add-rule-file",
+        targets=[Target(kind="prometheus-rule-file", name=name, details={
+            "path": str(target), "groups": groups, "prometheus_url": base, "replaced": target.exists(),
+        })],
+        parameters={"name": name, "source": path or "inline"},
+        undo={"func": UNDO_FUNC, "arguments": {"name": name, **({"url": url} if url else {})}},
+    )
+    announce(record)
+    _atomic_write(target, text)
+    try:
+        _reload(base)
+        _wait_groups(base, target, groups, present=True, timeout=timeout)
+    except DriverError:
+        target.unlink(missing_ok=True)  # leave no half-applied fault behind
+        _reload(base, strict=False)
+        raise
+    return record.to_dict()
+
+
+def remove_rule_file(name: str, url: str | None = None, timeout: float = 15) -> dict[str, Any]:
+    """Roll back add_rule_file: delete the rule file, reload Prometheus, wait until its groups are gone."""
+    _check_name(name)
+    base = _prometheus_url(url)
+    target = _rules_dir() / f"{name}.yml"
+    existed = target.exists()
+    target.unlink(missing_ok=True)
+    _reload(base)
+    _wait_groups(base, target, [], present=False, timeout=timeout)
+    return {"name": name, "path": str(target), "removed": existed}
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def _check_name(name: str) -> None:
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise DriverError(f"rule file name must match {_NAME.pattern} (no path, no extension), got {name!r}")
+
+
+def _rules_dir() -> Path:
+    path = monitoring.Monitoring().rules_dir
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _prometheus_url(url: str | None) -> str:
+    if url is None:
+        return monitoring.endpoints().prometheus_url.rstrip("/")  # DriverError when not running
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        raise DriverError(f"url must be an http(s) URL of Prometheus, got {url!r}")
+    return url.rstrip("/")
+
+
+def _check_rules(name: str, text: str) -> list[str]:
+    """Run ``promtool check rules`` on the text; return its group names or raise DriverError."""
+    promtool = monitoring.promtool()
+    with tempfile.TemporaryDirectory(prefix="mlchaos-rules-") as tmp:
+        candidate = Path(tmp) / f"{name}.yml"
+        candidate.write_text(text)
+        try:
+            proc = subprocess.run([promtool, "check", "rules", str(candidate)], capture_output=True,
+                                  text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise DriverError(f"cannot run promtool: {exc}") from exc
+    if proc.returncode != 0:
+        output = (proc.stdout + proc.stderr).replace(str(candidate), f"{name}.yml").strip()
+        raise DriverError(f"invalid rule file {name!r} (promtool check rules):\n{output}")
+    groups = [g.get("name") for g in (yaml.safe_load(text) or {}).get("groups") or []]
+    if not groups:
+        raise DriverError(f"rule file {name!r} has no rule groups")
+    return [str(g) for g in groups]
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # not matched by the rules.d/*.yml glob
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _reload(base: str, strict: bool = True) -> None:
+    request = urllib.request.Request(f"{base}/-/reload", data=b"", method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT):
+            return
+    except urllib.error.HTTPError as exc:
+        problem = f"HTTP {exc.code}: {exc.read().decode(errors='replace').strip()}"
+    except (urllib.error.URLError, OSError) as exc:
+        problem = str(exc)
+    if strict:
+        raise DriverError(f"Prometheus at {base} refused to reload its configuration ({problem});"
+                          " is it started with --web.enable-lifecycle?")
+
+
+def _loaded_groups(base: str, path: Path) -> list[str]:
+    try:
+        with urllib.request.urlopen(f"{base}/api/v1/rules", timeout=HTTP_TIMEOUT) as resp:
+            data = json.loads(resp.read())
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise DriverError(f"cannot read rules from Prometheus at {base}: {exc}") from exc
+    return [g["name"] for g in data.get("data", {}).get("groups", []) if g.get("file") == str(path)]
+
+
+def _wait_groups(base: str, path: Path, groups: list[str], present: bool, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        loaded = _loaded_groups(base, path)
+        done = sorted(loaded) == sorted(groups) if present else not loaded
+        if done:
+            return
+        if time.monotonic() >= deadline:
+            what = f"groups {groups} loaded" if present else "its groups unloaded"
+            raise DriverError(f"Prometheus at {base} did not show {path.name} with {what} within {timeout} s"
+                              f" (now: {loaded})")
+        time.sleep(0.05)
