@@ -220,7 +220,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     require_component("alertmanager", bool(ALERTMANAGER), "apt-get install prometheus-alertmanager")
     running = start_stack(tmp_path_factory.mktemp("alert-stack"))
     try:
-        wait_until(lambda: _evaluated_and_scraped(running.prometheus_url, len(running.targets)), what="first rule evaluation and scrape")
+        wait_until(
+            lambda: _evaluated_and_scraped(running.prometheus_url, len(running.targets)),
+            what="first rule evaluation and scrape",
+        )
         yield running
     finally:
         running.stop()
