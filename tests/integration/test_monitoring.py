@@ -201,3 +201,10 @@ def test_missing_binaries_are_named_with_the_apt_command(tmp_path: Path, monkeyp
     assert not (tmp_path / "sandbox.json").exists()  # refused before any replica started
     with pytest.raises(SandboxError, match=hint):
         Monitoring(tmp_path).up([])
+
+
+def test_sandbox_up_parses_no_monitoring() -> None:
+    from mlchaos.cli import build_parser
+
+    assert build_parser().parse_args(["sandbox", "up", "--no-monitoring"]).monitoring is False
+    assert build_parser().parse_args(["sandbox", "up"]).monitoring is True
