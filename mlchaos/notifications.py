@@ -297,6 +297,7 @@ class NotificationReceiver:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False  # stop() must not wait for a client that stalls mid-request
+    request_queue_size = 128  # a burst of group notifications must not hit a full listen backlog
     receiver: NotificationReceiver
 
 

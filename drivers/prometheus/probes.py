@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 import math
 import time
+from datetime import datetime
 from typing import Any
 
 import requests
@@ -102,6 +103,8 @@ def alert_fires_within(
                 "labels": found.get("labels") or {},
                 "active_at": active_at,
                 "fired_after_fault": seconds if measured_from == "fault" else None,
+                # True: it was already pending/firing when the fault was injected, so the fault did not cause it
+                "active_before_fault": _before(active_at, origin) if measured_from == "fault" else None,
                 "measured_from": measured_from,
                 "measurement": {"kind": "time_to_detect", "alert": alert, "seconds": seconds},
             }
@@ -224,6 +227,13 @@ def _origin() -> tuple[float, str]:
     context = runcontext.current()
     fault_time = context.fault_time() if context is not None else None
     return (fault_time, "fault") if fault_time is not None else (time.time(), "probe start")
+
+
+def _before(timestamp: Any, epoch: float) -> bool | None:
+    try:
+        return datetime.fromisoformat(str(timestamp)).timestamp() < epoch
+    except ValueError:
+        return None
 
 
 def _check_durations(within: float, poll: float) -> None:

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -282,6 +283,7 @@ def test_alert_fires_notifies_and_resolves(stack: Stack, fault: RunContext) -> N
     seconds = fired["measurement"]["seconds"]
     assert fired["measurement"] == {"kind": "time_to_detect", "alert": "TestAlert", "seconds": seconds}
     assert 1.0 <= seconds < 20 and fired["fired_after_fault"] == seconds
+    assert fired["active_before_fault"] is False
 
     notified = am.notification_delivered_within("TestAlert", within=20, match_fault_targets=True)
     assert notified["status"] == "firing" and notified["labels"]["instance"] == stack.targets[0].instance
@@ -328,6 +330,4 @@ def test_unreachable_prometheus_and_alertmanager() -> None:
 
 
 def _now_iso() -> str:
-    from datetime import UTC, datetime
-
     return datetime.now(UTC).isoformat()

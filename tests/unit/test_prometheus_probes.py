@@ -178,6 +178,7 @@ def test_fires_after_pending_measured_from_the_fault(prom: ReplayServer, run: Ru
         "labels": fixtures_api.load("prometheus_alerts_firing.json")["data"]["alerts"][0]["labels"],
         "active_at": fixtures_api.load("prometheus_alerts_firing.json")["data"]["alerts"][0]["activeAt"],
         "fired_after_fault": seconds,
+        "active_before_fault": True,  # the recording is older than this test's fault
         "measured_from": "fault",
         "measurement": {"kind": "time_to_detect", "alert": "TestAlert", "seconds": seconds},
     }
@@ -188,6 +189,7 @@ def test_fires_outside_a_run_measures_from_the_probe_start(prom: ReplayServer) -
     prom.serve(ALERTS, "prometheus_alerts_pending.json", "prometheus_alerts_firing.json")
     result = probes.alert_fires_within("TestAlert", within=10, poll=0.01, url=prom.url)
     assert result["measured_from"] == "probe start" and result["fired_after_fault"] is None
+    assert result["active_before_fault"] is None
     assert 0 <= result["measurement"]["seconds"] < 2
 
 
