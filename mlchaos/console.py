@@ -31,9 +31,12 @@ class Console:
     def write(self, text: str = "") -> None:
         if self.quiet:
             return
-        self._clear_pending()
-        self.stream.write(self.redactor.text(text) + "\n")
-        self.stream.flush()
+        try:
+            self._clear_pending()
+            self.stream.write(self.redactor.text(text) + "\n")
+            self.stream.flush()
+        except (OSError, ValueError):  # a closed pipe or stream must never stop a run (or its rollbacks)
+            self.quiet = True
 
     def _clear_pending(self) -> None:
         if self._pending:
@@ -47,10 +50,13 @@ class Console:
         """On a terminal, show the activity while it runs (overwritten when it ends)."""
         if self.quiet or not self.tty:
             return
-        self._clear_pending()
-        self.stream.write(f"  ..   {kind:<6} {name}")
-        self.stream.flush()
-        self._pending = True
+        try:
+            self._clear_pending()
+            self.stream.write(f"  ..   {kind:<6} {name}")
+            self.stream.flush()
+            self._pending = True
+        except (OSError, ValueError):
+            self.quiet = True
 
     def finished(self, kind: str, name: str, ok: bool, duration: float, detail: str = "") -> None:
         mark = ("✓" if ok else "✗") if self.tty else ("ok" if ok else "FAIL")

@@ -15,6 +15,7 @@ import _thread
 import contextvars
 import copy
 import queue
+import re
 import threading
 import time
 import traceback
@@ -167,6 +168,10 @@ def execute(
     return Outcome(SUCCEEDED, box.get("output"), **times)
 
 
+_OWN_ERROR_PREFIX = re.compile(r"^mlchaos\.errors\.\w+: ")
+
+
 def _one_line(exc: BaseException) -> str:
+    """The first line of the error; mlchaos' own driver errors need no class name in front."""
     text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0] if text else type(exc).__name__
+    return _OWN_ERROR_PREFIX.sub("", text.splitlines()[0])

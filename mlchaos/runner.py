@@ -22,6 +22,7 @@ import inspect
 import os
 import signal
 import threading
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,7 +107,7 @@ class Runner:
         self.journal_path = journal_path
         self.dry_run = dry_run
         self.console = console or Console()
-        self.phase = "starting"
+        self.phase = "start of the run"
         self._waiting = False
         self._interrupt: int | None = None
         self._rollback_signals = 0
@@ -207,6 +208,11 @@ class Runner:
         except Interrupted as exc:
             self.journal.extra["interrupted_by"] = str(exc)
             self.console.warn(f"{exc} received during the {self.phase}: rolling back")
+        except Exception as exc:  # a bug must never cost the rollbacks
+            message = f"internal error during the {self.phase}: {type(exc).__name__}: {exc}"
+            self.failures.append(message)
+            self.journal.extra["internal_error"] = traceback.format_exc()
+            self.console.error(f"{message}; rolling back")
 
     # --- activities ---------------------------------------------------------------------
     def _timeout(self, activity: Activity, rollback: bool = False) -> float:
@@ -273,7 +279,10 @@ class Runner:
 
     def _run_method_activity(self, activity: Activity) -> tuple[Activity, dict, LockType, dict] | None:
         if not activity.background:
-            self._run_activity(activity, self.journal.data["run"])
+            if activity.kind == "probe" and activity.has_tolerance:
+                self._check_probe(activity, self.journal.data["run"])  # an mlchaos addition
+            else:
+                self._run_activity(activity, self.journal.data["run"])
             return None
         self._checkpoint()
         entry = activity_record(activity)
@@ -310,7 +319,8 @@ class Runner:
         self.counts["succeeded" if verdict.met else "failed"] += 1
         if not verdict.met:
             self.failures.append(f"probe {probe.name!r}: {verdict.explanation}")
-        self.console.finished(probe.kind, probe.name, verdict.met, outcome.duration, verdict.explanation)
+        detail = _summarise_output(outcome.output) if verdict.met else verdict.explanation
+        self.console.finished(probe.kind, probe.name, verdict.met, outcome.duration, detail)
         return verdict.met
 
     def _run_hypothesis(self, when: str) -> bool:

@@ -506,10 +506,11 @@ def _strings(value: Any, pointer: str) -> Iterator[tuple[str, str]]:
 
 
 def _template_names(text: str) -> Iterator[str]:
+    """Names of ``${name}`` references. A bare ``$name`` is substituted when it is known but is
+    not reported when it is not: it is common in text such as Prometheus templates."""
     for match in string.Template.pattern.finditer(text):
-        name = match.group("named") or match.group("braced")
-        if name:
-            yield name
+        if match.group("braced"):
+            yield match.group("braced")
 
 
 def _suggest(word: str, candidates: Any) -> str:

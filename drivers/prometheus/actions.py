@@ -154,7 +154,10 @@ def _loaded_groups(base: str, path: Path) -> list[str]:
             data = json.loads(resp.read())
     except (urllib.error.URLError, OSError, ValueError) as exc:
         raise DriverError(f"cannot read rules from Prometheus at {base}: {exc}") from exc
-    return [g["name"] for g in data.get("data", {}).get("groups", []) if g.get("file") == str(path)]
+    groups = [g for g in data.get("data", {}).get("groups", []) if g.get("file") == str(path)]
+    # a group counts once every rule in it has been evaluated (health "ok" or "err", not "unknown"),
+    # so a probe right after this action sees the rule's real health
+    return [g["name"] for g in groups if all(r.get("health") != "unknown" for r in g.get("rules", []))]
 
 
 def _wait_groups(base: str, path: Path, groups: list[str], present: bool, timeout: float) -> None:
@@ -165,7 +168,7 @@ def _wait_groups(base: str, path: Path, groups: list[str], present: bool, timeou
         if done:
             return
         if time.monotonic() >= deadline:
-            what = f"groups {groups} loaded" if present else "its groups unloaded"
+            what = f"groups {groups} loaded and evaluated" if present else "its groups unloaded"
             raise DriverError(f"Prometheus at {base} did not show {path.name} with {what} within {timeout} s"
                               f" (now: {loaded})")
         time.sleep(0.05)

@@ -238,3 +238,39 @@ def test_a_budget_nobody_measured_fails_the_verdict(run_experiment):
     result, _, _ = run_experiment(_budget_experiment(1.0, {"detect": 30, "recover": 60}))
     assert result.exit_code == exitcodes.DEVIATED
     assert any("time to recover ModelServerDown: not measured" in f for f in result.failures)
+
+
+def test_a_method_probe_with_a_tolerance_is_checked(run_experiment):
+    data = valid()
+    data["method"] = [probe("must-be-two", "echo", 2, value=3)]
+    result, journal, out = run_experiment(data)
+    assert result.exit_code == exitcodes.DEVIATED
+    assert journal["run"][0]["tolerance_met"] is False
+    assert "expected 2, got 3" in out
+
+
+def test_an_internal_error_still_runs_the_rollbacks(write_experiment, tmp_path, monkeypatch):
+    log = tmp_path / "rollback.log"
+    data = valid()
+    data["rollbacks"] = [py("log", "append_line", path=str(log), text="rolled back")]
+    experiment = build_experiment(load_document(write_experiment(data)))
+
+    def broken(self, when):
+        raise RuntimeError("a bug in the runner")
+
+    monkeypatch.setattr(Runner, "_run_hypothesis", broken)
+    result = Runner(experiment, None, tmp_path / "j.json", Console(io.StringIO(), tty=False)).run()
+    assert log.read_text() == "rolled back\n"
+    assert result.exit_code == exitcodes.DEVIATED
+    assert "internal error during the start of the run: RuntimeError: a bug in the runner" in result.failures[0]
+
+
+def test_a_closed_output_stream_does_not_stop_the_run(write_experiment, tmp_path):
+    log = tmp_path / "rollback.log"
+    data = valid()
+    data["rollbacks"] = [py("log", "append_line", path=str(log), text="rolled back")]
+    experiment = build_experiment(load_document(write_experiment(data)))
+    stream = io.StringIO()
+    stream.close()
+    result = Runner(experiment, None, tmp_path / "j.json", Console(stream, tty=False)).run()
+    assert result.exit_code == 0 and log.exists()

@@ -98,3 +98,9 @@ def test_bundled_experiments_are_valid():
     for path in files:
         assert validate(load_document(path)) == [], path
         json.dumps(load_document(path).data)  # plain data, serialisable
+
+
+def test_a_bare_dollar_word_is_not_reported(write_experiment):
+    data = valid()
+    data["method"][0]["provider"]["arguments"] = {"value": "summary: {{ $labels.instance }} is down"}
+    assert _problems(write_experiment, data) == []
