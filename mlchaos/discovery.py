@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 DRIVER_PACKAGE = "drivers"
 FUNCTION_MODULES = {"actions": "action", "probes": "probe"}
+HOOKS = {"preflight"}  # module functions mlchaos calls itself, not activities
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,8 @@ def driver_functions() -> Iterator[DriverFunction | tuple[str, str]]:
         kind = FUNCTION_MODULES[module_name.rsplit(".", 1)[1]]
         for name, func in sorted(vars(module).items()):
             if name.startswith("_") or not inspect.isfunction(func) or func.__module__ != module_name:
+                continue
+            if name in HOOKS:
                 continue
             doc = inspect.getdoc(func) or ""
             yield DriverFunction(

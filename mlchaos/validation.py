@@ -19,9 +19,10 @@ import typing
 from collections.abc import Iterator
 from typing import Any
 
+from mlchaos.discovery import HOOKS
 from mlchaos.loader import Document, pointer_join
 from mlchaos.problems import Problem
-from mlchaos.settings import SETTINGS_CHECKS
+from mlchaos.settings import SANDBOX, SETTINGS_CHECKS
 from mlchaos.variables import Variables
 
 TOP_LEVEL_KEYS = {
@@ -177,6 +178,11 @@ class _Checker:
                     continue
                 found = [self.problem(here + sub, f"{key}: {message}") for sub, message in check(value)]
                 yield from found
+                if key == "notifications" and not found and value.get("listen", SANDBOX) == SANDBOX:
+                    from mlchaos.sandbox.monitoring import preflight_for_sandbox
+
+                    for message in preflight_for_sandbox({}, needs_sandbox=True):
+                        yield self.problem(here, f"notifications: listen: sandbox {message}")
                 if key == "recovery" and not found:
                     for number, probe in enumerate(value):
                         yield from self.check_probe_with_tolerance(probe, pointer_join(here, number))
@@ -313,7 +319,7 @@ class _Checker:
             return
         yield from self.check_signature(func, arguments, f"{pointer}/arguments", f"{module_name}.{func_name}")
         preflight = getattr(module, "preflight", None)
-        if callable(preflight):
+        if callable(preflight) and func_name not in HOOKS:
             for message in preflight(func_name, arguments):
                 yield self.problem(pointer, message)
 

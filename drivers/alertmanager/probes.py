@@ -146,3 +146,12 @@ def _get(base: str, path: str, params: dict[str, str], timeout: float) -> Any:
     if body is None:
         raise DriverError(f"Alertmanager {path} answered HTTP {resp.status_code} with no JSON: {resp.text[:200]!r}")
     return body
+
+
+def preflight(func: str, arguments: dict[str, Any]) -> list[str]:
+    """Validation hook (not a probe): aimed at the sandbox, the monitoring binaries must be installed."""
+    if func.startswith(("notification_", "resolved_notification_")):
+        return []  # served by the run's receiver; `notifications: listen: sandbox` is checked on its own
+    from mlchaos.sandbox.monitoring import preflight_for_sandbox
+
+    return preflight_for_sandbox(arguments)

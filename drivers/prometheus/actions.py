@@ -172,3 +172,8 @@ def _wait_groups(base: str, path: Path, groups: list[str], present: bool, timeou
             raise DriverError(f"Prometheus at {base} did not show {path.name} with {what} within {timeout} s"
                               f" (now: {loaded})")
         time.sleep(0.05)
+
+
+def preflight(func: str, arguments: dict[str, Any]) -> list[str]:
+    """Validation hook (not an action): rule files go into the sandbox Prometheus, which must be installed."""
+    return monitoring.preflight_for_sandbox(arguments, needs_sandbox=True)

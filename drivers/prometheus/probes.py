@@ -280,3 +280,12 @@ def _float(text: Any) -> float:
         return float(text)  # Prometheus sends sample values as strings, "NaN" and "+Inf" included
     except (TypeError, ValueError):
         raise DriverError(f"Prometheus returned a sample value that is not a number: {text!r}") from None
+
+
+def preflight(func: str, arguments: dict[str, Any]) -> list[str]:
+    """Validation hook (not a probe): aimed at the sandbox, the monitoring binaries must be installed."""
+    if func.startswith(("notification_", "resolved_notification_")):
+        return []  # served by the run's receiver; `notifications: listen: sandbox` is checked on its own
+    from mlchaos.sandbox.monitoring import preflight_for_sandbox
+
+    return preflight_for_sandbox(arguments)

@@ -535,3 +535,19 @@ def _tail(path: Path, lines: int = 15) -> str:
     except OSError:
         return "(no log)"
     return "\n".join(text.splitlines()[-lines:])
+
+
+def preflight_for_sandbox(arguments: dict[str, Any], needs_sandbox: bool = False) -> list[str]:
+    """Validation-time problems of a monitoring driver aimed at the sandbox (no ``url`` given).
+
+    Used by the ``preflight`` hooks of drivers.prometheus and drivers.alertmanager, so an
+    experiment that needs the sandbox's monitoring fails validation, naming the packages
+    to install, instead of half-running.
+    """
+    if arguments.get("url") and not needs_sandbox:
+        return []
+    missing = missing_binaries()
+    if not missing:
+        return []
+    names = ", ".join(sorted({Path(path).name for path, _ in missing}))
+    return [f"needs the sandbox monitoring stack, but {names} is not installed: {install_hint(missing)}"]

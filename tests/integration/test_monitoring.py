@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
-from components import require_component
+from components import require_monitoring
 
 from mlchaos.errors import DriverError, SandboxError
 from mlchaos.sandbox import monitoring
@@ -25,11 +25,6 @@ from mlchaos.sandbox.manager import Sandbox
 from mlchaos.sandbox.monitoring import Monitoring, MonitoringEndpoints
 
 pytestmark = pytest.mark.integration
-
-
-def require_monitoring() -> None:
-    missing = monitoring.missing_binaries()
-    require_component("monitoring binaries", not missing, monitoring.install_hint(missing or [("", "prometheus")]))
 
 
 @pytest.fixture(scope="module")

@@ -15,3 +15,11 @@ def require_component(name: str, available: bool, how_to_get_it: str) -> None:
     if os.environ.get("MLCHAOS_REQUIRE_COMPONENTS") == "1":
         pytest.fail(f"{message} (MLCHAOS_REQUIRE_COMPONENTS=1: missing components fail, never skip)")
     pytest.skip(message)
+
+
+def require_monitoring() -> None:
+    """The Prometheus, Alertmanager and blackbox exporter binaries (and promtool) must be installed."""
+    from mlchaos.sandbox import monitoring
+
+    missing = monitoring.missing_binaries()
+    require_component("monitoring binaries", not missing, monitoring.install_hint(missing or [("", "prometheus")]))

@@ -104,3 +104,24 @@ def test_a_bare_dollar_word_is_not_reported(write_experiment):
     data = valid()
     data["method"][0]["provider"]["arguments"] = {"value": "summary: {{ $labels.instance }} is down"}
     assert _problems(write_experiment, data) == []
+
+
+def test_experiments_that_need_monitoring_name_the_missing_packages(monkeypatch):
+    from pathlib import Path
+
+    from mlchaos.sandbox import monitoring
+
+    for name, (_, package) in list(monitoring.BINARIES.items()):
+        monkeypatch.setitem(monitoring.BINARIES, name, (f"/nonexistent/{name}", package))
+    monkeypatch.setattr(monitoring, "PROMTOOL", ("/nonexistent/promtool", "prometheus"))
+    monkeypatch.setattr(monitoring.shutil, "which", lambda _name: None)
+    root = Path(__file__).resolve().parents[2] / "experiments"
+    problems = validate(load_document(root / "kill-one-replica-alerts.yaml"))
+    assert problems, "an experiment needing monitoring must not validate without it"
+    expected = "apt-get install prometheus prometheus-alertmanager prometheus-blackbox-exporter"
+    assert all(expected in p.message for p in problems)
+    pointers = {p.pointer for p in problems}
+    assert "/extensions/0/notifications" in pointers
+    assert "/steady-state-hypothesis/probes/0/provider" in pointers
+    # an experiment without monitoring is unaffected
+    assert validate(load_document(root / "kill-one-replica.yaml")) == []

@@ -1,0 +1,75 @@
+"""The bundled monitoring drills, run by the real CLI against the sandbox with its real
+Prometheus, Alertmanager and blackbox exporter."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from components import require_monitoring
+
+from mlchaos import exitcodes
+from mlchaos.sandbox.manager import Sandbox
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def monitored(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    require_monitoring()
+    path = tmp_path_factory.mktemp("drill-state")
+    sandbox = Sandbox(path)
+    try:
+        sandbox.up(replicas=3, timeout=90)
+        yield sandbox
+    finally:
+        sandbox.down()
+
+
+def _run(sandbox: Sandbox, name: str, tmp_path: Path) -> tuple[subprocess.CompletedProcess, dict, float]:
+    env = dict(os.environ, MLCHAOS_STATE_DIR=str(sandbox.state_dir))
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    journal = tmp_path / "journal.json"
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "mlchaos", "run", str(ROOT / "experiments" / name),
+                           "--journal", str(journal)], env=env, capture_output=True, text=True, timeout=180)
+    return proc, json.loads(journal.read_text()), time.monotonic() - started
+
+
+def test_the_kill_drill_detects_notifies_and_resolves_within_budget(monitored, tmp_path):
+    monitored.up(replicas=3, timeout=90)  # heal whatever an earlier test left
+    proc, journal, seconds = _run(monitored, "kill-one-replica-alerts.yaml", tmp_path)
+    assert proc.returncode == exitcodes.OK, proc.stdout + proc.stderr
+    print(f"kill drill with alert verification: {seconds:.1f}s wall")
+    kinds = {m["kind"]: m["seconds"] for m in journal["mlchaos"]["measurements"]}
+    assert set(kinds) == {"time_to_detect", "time_to_notify", "time_to_recover", "time_to_notify_resolved"}
+    assert all(b["met"] for b in journal["mlchaos"]["budgets"])
+    (change,) = journal["mlchaos"]["changes"]
+    killed = change["targets"][0]["details"]["instance"]
+    statuses = {(n["alertname"], n["status"], n["labels"].get("instance"))
+                for n in journal["mlchaos"]["notifications"]["notifications"]}
+    assert ("ModelServerDown", "firing", killed) in statuses
+    assert ("ModelServerDown", "resolved", killed) in statuses
+    assert {name for name, _, _ in statuses} == {"ModelServerDown"}, "no unrelated alert was notified"
+    assert "time to detect ModelServerDown" in proc.stdout
+
+
+def test_a_miswritten_rule_makes_the_drill_fail(monitored, tmp_path):
+    monitored.up(replicas=3, timeout=90)
+    proc, journal, _ = _run(monitored, "miswritten-alert-rule.yaml", tmp_path)
+    assert proc.returncode == exitcodes.DEVIATED, proc.stdout + proc.stderr
+    assert "alert ModelServerDownMiswritten on instance" in proc.stdout
+    assert "did not fire within 12s" in proc.stdout
+    assert journal["mlchaos"]["budgets"] == [{"alert": "ModelServerDownMiswritten", "kind": "time_to_detect",
+                                              "budget": 10.0, "measured": None, "met": False}]
+    assert [r["status"] for r in journal["rollbacks"]] == ["succeeded", "succeeded"]
+    assert not list((monitored.state_dir / "monitoring" / "rules.d").glob("*.yml")), "injected rule removed"
+    assert {row.state for row in monitored.status()} == {"ready"}
