@@ -4,11 +4,15 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-EXPERIMENTS ?= experiments/kill-one-replica.yaml
+EXPERIMENTS ?= experiments/kill-one-replica.yaml experiments/kill-one-replica-alerts.yaml
+EXPECTED_TO_FAIL ?= experiments/miswritten-alert-rule.yaml
 
-.PHONY: install demo test test-unit test-integration lint bench clean
+.PHONY: install system-packages demo test test-unit test-integration lint bench clean
 
 install: $(VENV)/.installed
+
+system-packages:
+	scripts/install-system-packages.sh
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,21 +20,27 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
-demo: install
+demo: install system-packages
 	$(BIN)/mlchaos sandbox up
 	@rc=0; for e in $(EXPERIMENTS); do \
 	  $(BIN)/mlchaos run $$e --journal journal-$$(basename $$e .yaml).json || rc=$$?; \
 	done; \
+	for e in $(EXPECTED_TO_FAIL); do \
+	  echo; echo "== $$e is a self-test and must FAIL (exit 1):"; \
+	  $(BIN)/mlchaos run $$e --journal journal-$$(basename $$e .yaml).json; r=$$?; \
+	  if [ $$r -eq 1 ]; then echo "== it failed as it must: the drill can tell when monitoring does not fire"; \
+	  else echo "== UNEXPECTED: exit $$r"; rc=1; fi; \
+	done; \
 	$(BIN)/mlchaos sandbox down; \
-	echo "demo finished: exit $$rc"; exit $$rc
+	echo; echo "demo finished: exit $$rc"; exit $$rc
 
-test: install lint
+test: install system-packages lint
 	$(BIN)/pytest -q
 
 test-unit: install
 	$(BIN)/pytest -q -m "not integration"
 
-test-integration: install
+test-integration: install system-packages
 	$(BIN)/pytest -q -m integration
 
 lint: install

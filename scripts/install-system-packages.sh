@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the sandbox's monitoring stack needs (Prometheus + promtool,
+# Alertmanager, blackbox exporter), unless every binary is already there. The packages cannot
+# start their services without systemd: mlchaos runs the binaries itself.
+# Used by `make demo`, `make test` and .ci/run. Needs root (or sudo) when something is missing.
+set -euo pipefail
+BINARIES=(/usr/bin/prometheus /usr/bin/promtool /usr/bin/prometheus-alertmanager
+          /usr/bin/prometheus-blackbox-exporter)
+PACKAGES=(prometheus prometheus-alertmanager prometheus-blackbox-exporter)
+
+missing=0
+for binary in "${BINARIES[@]}"; do
+  [ -x "$binary" ] || missing=1
+done
+if [ "$missing" = 1 ]; then
+  sudo=""
+  if [ "$(id -u)" != 0 ]; then
+    command -v sudo >/dev/null || { echo "run as root: apt-get install ${PACKAGES[*]}" >&2; exit 1; }
+    sudo=sudo
+  fi
+  $sudo apt-get update
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends "${PACKAGES[@]}"
+fi
+for binary in "${BINARIES[@]}"; do
+  "$binary" --version 2>&1 | sed -n 1p  # sed reads it all: no SIGPIPE under pipefail
+done
