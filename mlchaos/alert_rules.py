@@ -165,6 +165,7 @@ def alert_rules(p: RuleParameters) -> list[dict[str, Any]]:
     expiry = f'probe_ssl_earliest_cert_expiry{{job="{p.tls_insecure_job}"}}'
     by = "instance, replica"
     inst = "{{ $labels.instance }}"
+    lag = format_duration(2 * parse_duration(p.scrape_interval))  # two scrapes: how far probes may lag
     return [
         _alert(
             "ModelServerDown",
@@ -178,7 +179,9 @@ def alert_rules(p: RuleParameters) -> list[dict[str, Any]]:
         _alert(
             "ModelTelemetryAbsent",
             # the replica answers its liveness probe, but its metrics are not scraped (failing or gone)
-            f"{live} == 1 unless on(instance) {up} == 1",
+            # over a window of two scrapes, so the one-scrape lag between the two signals after a
+            # kill never makes it match, not even as pending
+            f"min_over_time({live}[{lag}]) == 1 unless on(instance) max_over_time({up}[{lag}]) == 1",
             p.telemetry_absent_for, "warning", "Monitoring",
             f"No telemetry from model server {inst}",
             f"{inst} answers its liveness probe but its metrics have not been scraped for"
@@ -187,7 +190,7 @@ def alert_rules(p: RuleParameters) -> list[dict[str, Any]]:
         _alert(
             "ModelNotReady",
             f'max by ({by}) (model_ready{{job="{p.model_job}"}}) == 0'
-            f" or max by ({by}) ({ready} == 0 and on(instance) {live} == 1)",
+            f" or max by ({by}) (max_over_time({ready}[{lag}]) == 0 and on(instance) {live} == 1)",
             p.not_ready_for, "warning", "Infrastructure",
             f"Model server {inst} is live but not ready",
             f"{inst} reports its model not ready (model_ready 0 or /v2/health/ready failing) for"
