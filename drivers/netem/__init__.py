@@ -1,0 +1,1 @@
+"""Network latency with Linux ``tc netem`` inside a target's network namespace."""

@@ -1,0 +1,83 @@
+"""drivers.netem against a real process in its own network namespace (``unshare --net``).
+
+This machine's kernel has no netem: there the test proves the action fails with a clear
+message before changing anything. On a kernel with netem, the same test proves the qdisc
+is added and the rollback removes it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+from components import require_component
+from polling import wait_until
+
+from drivers.netem import actions
+from drivers.netem.commands import netem_support, run, show_command
+from mlchaos import changes
+from mlchaos.errors import DriverError
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def isolated_process() -> Iterator[int]:
+    """A sleeping process in a network namespace of its own (only a loopback device)."""
+    ready = all(shutil.which(tool) for tool in ("unshare", "nsenter", "tc")) and os.geteuid() == 0
+    require_component("root with unshare, nsenter and tc", ready, "run as root; apt-get install util-linux iproute2")
+    process = subprocess.Popen(["unshare", "--net", "sleep", "60"])
+    wait_until(lambda: os.readlink(f"/proc/{process.pid}/ns/net") != os.readlink("/proc/self/ns/net"),
+               timeout=5, what="the new network namespace")
+    yield process.pid
+    process.kill()
+    process.wait()
+
+
+@pytest.fixture
+def announced() -> Iterator[list[changes.ChangeRecord]]:
+    seen: list[changes.ChangeRecord] = []
+    token = changes.set_sink(seen.append)
+    yield seen
+    changes.reset_sink(token)
+
+
+def _qdisc(pid: int) -> str:
+    return run(show_command(pid, "lo")).stdout
+
+
+def test_latency_in_a_namespace_or_a_clear_refusal(isolated_process, announced):
+    before = _qdisc(isolated_process)
+    available, reason = netem_support()
+    if not available:
+        with pytest.raises(DriverError) as caught:
+            actions.add_latency(isolated_process, delay_ms=300, device="lo", ttl=None)
+        assert str(caught.value) == reason
+        assert "netem" in reason and "drivers.proxy" in reason
+        assert _qdisc(isolated_process) == before, "nothing was changed"
+        assert announced == [], "nothing was announced"
+        return
+    record = actions.add_latency(isolated_process, delay_ms=300, device="lo", ttl=None)
+    assert "netem" in _qdisc(isolated_process) and "delay 300ms" in _qdisc(isolated_process)
+    assert announced and record["undo"]["arguments"] == {"pid": isolated_process, "device": "lo"}
+    assert actions.remove_latency(isolated_process, "lo")["removed"] is True
+    assert "netem" not in _qdisc(isolated_process)
+
+
+def test_the_host_namespace_is_refused_before_anything(announced):
+    with pytest.raises(DriverError, match="shares this host's network namespace"):
+        actions.add_latency(os.getpid(), delay_ms=100, device="lo")
+    assert announced == []
+
+
+def test_a_missing_process_is_refused():
+    with pytest.raises(DriverError, match="no process with pid"):
+        actions.add_latency(2**22 + 12345, delay_ms=100)
+
+
+def test_rollback_of_a_gone_namespace_is_a_no_op():
+    result = actions.remove_latency(2**22 + 12345, "eth0")
+    assert result["removed"] is False and "gone" in result["reason"]
