@@ -9,14 +9,12 @@ kernel has netem and that the target is not in the host's own network namespace.
 from __future__ import annotations
 
 import os
-import signal as signals
-import subprocess
-import sys
 from typing import Any
 
 from drivers.netem.commands import NetemSpec, add_command, delete_command, netem_support, run, show_command
 from mlchaos.changes import ChangeRecord, Target, announce
 from mlchaos.errors import DriverError
+from mlchaos.watchdog import start_watchdog, stop_watchdog
 
 
 def add_latency(
@@ -57,7 +55,7 @@ def add_latency(
     if result.returncode != 0:
         raise DriverError(f"tc netem failed in the namespace of pid {pid}: {result.stderr.strip()}")
     if ttl is not None:
-        watchdog = _start_watchdog(pid, device, ttl)
+        watchdog = start_watchdog(ttl, "drivers.netem.actions.remove_latency", {"pid": pid, "device": device})
         record.parameters["watchdog_pid"] = watchdog
         record.undo["arguments"]["watchdog_pid"] = watchdog
     return record.to_dict()
@@ -66,7 +64,7 @@ def add_latency(
 def remove_latency(pid: int, device: str = "eth0", watchdog_pid: int | None = None) -> dict[str, Any]:
     """Roll back add_latency: delete the netem root qdisc of `device` in the namespace of `pid`."""
     if watchdog_pid is not None:
-        _stop_watchdog(watchdog_pid)
+        stop_watchdog(watchdog_pid)
     if not os.path.exists(f"/proc/{pid}"):
         return {"pid": pid, "device": device, "removed": False, "reason": "the process (and its namespace) is gone"}
     current = run(show_command(pid, device))
@@ -88,22 +86,3 @@ def _check_target(pid: int, allow_host_namespace: bool) -> None:
     if not allow_host_namespace and target_ns == os.readlink("/proc/self/ns/net"):
         raise DriverError(f"pid {pid} shares this host's network namespace: netem there would slow every "
                           "connection of the host; pass allow_host_namespace: true if that is really meant")
-
-
-def _start_watchdog(pid: int, device: str, ttl: float) -> int:
-    command = [sys.executable, "-m", "drivers.netem.watchdog", "--pid", str(pid), "--device", device,
-               "--after", str(ttl)]
-    process = subprocess.Popen(command, start_new_session=True, stdin=subprocess.DEVNULL,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return process.pid
-
-
-def _stop_watchdog(watchdog_pid: int) -> None:
-    """Stop our TTL watchdog (checked by its command line: a reused pid is left alone)."""
-    try:
-        with open(f"/proc/{watchdog_pid}/cmdline", "rb") as handle:
-            if b"drivers.netem.watchdog" not in handle.read():
-                return
-        os.kill(watchdog_pid, signals.SIGTERM)
-    except (FileNotFoundError, ProcessLookupError):
-        return

@@ -1,0 +1,1 @@
+"""Telemetry outages: the service keeps serving, but its monitoring goes blind."""

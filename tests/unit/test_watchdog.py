@@ -1,0 +1,43 @@
+"""The detached TTL watchdog undoes a fault by itself, unless the rollback stopped it first."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from polling import poll
+
+from mlchaos.watchdog import start_watchdog, stop_watchdog
+
+SUPPORT = Path(__file__).resolve().parents[1] / "support"
+
+
+def test_the_watchdog_runs_the_undo_after_its_ttl(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(SUPPORT), os.environ.get("PYTHONPATH", "")]))
+    marker = tmp_path / "undone"
+    pid = start_watchdog(0.3, "testdrivers.append_line", {"path": str(marker), "text": "undone"})
+    assert poll(marker.exists, timeout=15)
+    assert marker.read_text() == "undone\n"
+    assert poll(lambda: not Path(f"/proc/{pid}").exists() or _zombie(pid), timeout=5)
+
+
+def test_a_stopped_watchdog_does_not_undo(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(SUPPORT), os.environ.get("PYTHONPATH", "")]))
+    marker = tmp_path / "undone"
+    pid = start_watchdog(1.0, "testdrivers.append_line", {"path": str(marker), "text": "undone"})
+    assert poll(lambda: b"mlchaos.watchdog" in Path(f"/proc/{pid}/cmdline").read_bytes(), timeout=5)
+    assert stop_watchdog(pid) is True
+    time.sleep(1.5)  # past the TTL: the undo must not have run
+    assert not marker.exists()
+
+
+def test_stop_leaves_an_unrelated_process_alone():
+    assert stop_watchdog(os.getpid()) is False
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")
+    except FileNotFoundError:
+        return True
