@@ -1,0 +1,13 @@
+"""A fault-injecting TCP proxy (Toxiproxy-compatible API), asyncio and stdlib only.
+
+* :mod:`mlchaos.proxy.core`: :class:`ProxyRegistry`, :class:`Proxy`, toxic entries (no HTTP);
+* :mod:`mlchaos.proxy.toxics`: latency, bandwidth, timeout, reset_peer, slow_close;
+* :mod:`mlchaos.proxy.api`: the HTTP API (Toxiproxy's REST API) over the core;
+* ``python -m mlchaos.proxy --api HOST:PORT [--config proxies.json]``: one process with both.
+"""
+
+from mlchaos.proxy.core import Proxy, ProxyRegistry, ToxicEntry
+from mlchaos.proxy.errors import AlreadyExists, InvalidProxy, InvalidToxic, ProxyError, ProxyNotFound, ToxicNotFound
+
+__all__ = ["AlreadyExists", "InvalidProxy", "InvalidToxic", "Proxy", "ProxyError", "ProxyNotFound",
+           "ProxyRegistry", "ToxicEntry", "ToxicNotFound"]

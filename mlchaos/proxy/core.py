@@ -1,0 +1,261 @@
+"""The proxy core: named TCP proxies with chains of toxics, on asyncio. No HTTP here.
+
+:class:`ProxyRegistry` holds :class:`Proxy` objects by name. Each proxy listens on
+its ``listen`` address while enabled and pipes every connection to ``upstream``
+through its toxics (see :mod:`mlchaos.proxy.link`). A toxic may carry a ``ttl``
+(seconds): an asyncio timer removes it when it expires, whether or not anyone
+calls the API again (``expires_at``, epoch seconds, says when).
+
+All methods must be called on the registry's event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from mlchaos.proxy.errors import AlreadyExists, InvalidProxy, InvalidToxic, ProxyNotFound, ToxicNotFound
+from mlchaos.proxy.link import Connection
+from mlchaos.proxy.toxics import Toxic, build
+
+STREAMS = ("upstream", "downstream")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+
+
+def parse_address(address: Any, what: str) -> tuple[str, int]:
+    """Split ``host:port`` (port 0 allowed); raise InvalidProxy naming ``what``."""
+    if not isinstance(address, str) or ":" not in address:
+        raise InvalidProxy(f"{what} must be HOST:PORT, got {address!r}")
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise InvalidProxy(f"{what} must be HOST:PORT, got {address!r}")
+    return host.strip("[]"), int(port)
+
+
+@dataclass(eq=False)
+class ToxicEntry:
+    """One configured toxic on a proxy (identity matters: a change replaces the entry)."""
+
+    name: str
+    type: str
+    stream: str
+    toxicity: float
+    toxic: Toxic
+    ttl: float | None = None
+    expires_at: float | None = None
+    timer: asyncio.TimerHandle | None = field(default=None, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Toxiproxy's toxic JSON, plus ``ttl`` and ``expires_at`` (epoch seconds, or null)."""
+        return {"name": self.name, "type": self.type, "stream": self.stream, "toxicity": self.toxicity,
+                "attributes": self.toxic.attributes(), "ttl": self.ttl, "expires_at": self.expires_at}
+
+
+class Proxy:
+    """A named TCP proxy ``listen`` -> ``upstream`` with an ordered chain of toxics."""
+
+    def __init__(self, name: str, listen: str, upstream: str, enabled: bool = True) -> None:
+        self.name, self.listen, self.upstream, self.enabled = name, listen, upstream, enabled
+        self.toxics: list[ToxicEntry] = []
+        self.changed = asyncio.Event()  # set (and replaced) whenever the chain changes
+        self.connections: set[Connection] = set()
+        self._server: asyncio.Server | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Toxiproxy's proxy JSON."""
+        return {"name": self.name, "listen": self.listen, "upstream": self.upstream, "enabled": self.enabled,
+                "toxics": [t.to_dict() for t in self.toxics]}
+
+    def notify(self) -> None:
+        """Wake every wait on the chain (a toxic was added, removed or changed)."""
+        old, self.changed = self.changed, asyncio.Event()
+        old.set()
+
+    async def start(self) -> None:
+        """Listen (the actual port replaces a 0 in ``listen``); raise AlreadyExists when the address is taken."""
+        host, port = parse_address(self.listen, "listen")
+        try:
+            self._server = await asyncio.start_server(self._accept, host, port, backlog=256)
+        except OSError as exc:
+            raise AlreadyExists(f"proxy {self.name}: cannot listen on {self.listen}: {exc.strerror or exc}") from exc
+        actual = self._server.sockets[0].getsockname()[1]
+        self.listen = f"{host}:{actual}"
+        self.enabled = True
+
+    async def stop(self) -> None:
+        """Stop listening (connections are refused) and drop every live connection."""
+        self.enabled = False
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for conn in list(self.connections):
+            conn.close()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = Connection(self, reader, writer)
+        self.connections.add(conn)
+        try:
+            await conn.run()
+        finally:
+            self.connections.discard(conn)
+
+
+class ProxyRegistry:
+    """Every proxy of one process, by name."""
+
+    def __init__(self) -> None:
+        self.proxies: dict[str, Proxy] = {}
+
+    def get(self, name: str) -> Proxy:
+        """The proxy ``name``; raise ProxyNotFound."""
+        try:
+            return self.proxies[name]
+        except KeyError:
+            raise ProxyNotFound(f"proxy {name!r} not found (known: {', '.join(sorted(self.proxies)) or 'none'})") \
+                from None
+
+    async def create(self, name: str, listen: str, upstream: str, enabled: bool = True) -> Proxy:
+        """Create (and, when enabled, start) a proxy; raise AlreadyExists or InvalidProxy."""
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
+            raise InvalidProxy(f"proxy name must match {_NAME.pattern}, got {name!r}")
+        if name in self.proxies:
+            raise AlreadyExists(f"proxy {name!r} already exists")
+        parse_address(listen, "listen")
+        parse_address(upstream, "upstream")
+        if not isinstance(enabled, bool):
+            raise InvalidProxy(f"enabled must be true or false, got {enabled!r}")
+        proxy = Proxy(name, listen, upstream, enabled=False)
+        if enabled:
+            await proxy.start()
+        self.proxies[name] = proxy
+        return proxy
+
+    async def update(self, name: str, enabled: bool | None = None, listen: str | None = None,
+                     upstream: str | None = None) -> Proxy:
+        """Change a proxy's upstream or listen address, enable or disable it."""
+        proxy = self.get(name)
+        if enabled is not None and not isinstance(enabled, bool):
+            raise InvalidProxy(f"enabled must be true or false, got {enabled!r}")
+        if upstream is not None:
+            parse_address(upstream, "upstream")
+            proxy.upstream = upstream  # new connections go there
+        if listen is not None and listen != proxy.listen:
+            parse_address(listen, "listen")
+            was = proxy.enabled
+            await proxy.stop()
+            proxy.listen = listen
+            if was:
+                await proxy.start()
+        if enabled is True and not proxy.enabled:
+            await proxy.start()
+        elif enabled is False and proxy.enabled:
+            await proxy.stop()
+        return proxy
+
+    async def delete(self, name: str) -> None:
+        """Stop and forget a proxy (its toxics and their timers too)."""
+        proxy = self.get(name)
+        for entry in proxy.toxics:
+            _cancel(entry)
+        await proxy.stop()
+        del self.proxies[name]
+
+    def add_toxic(self, proxy_name: str, type: str, attributes: dict[str, Any] | None = None,
+                  stream: str = "downstream", toxicity: float = 1.0, name: str | None = None,
+                  ttl: float | None = None) -> ToxicEntry:
+        """Append a toxic to a proxy's chain; it acts on live connections at once."""
+        proxy = self.get(proxy_name)
+        entry = _entry(type, attributes, stream, toxicity, name, ttl)
+        if any(t.name == entry.name for t in proxy.toxics):
+            raise AlreadyExists(f"toxic {entry.name!r} already exists on proxy {proxy_name!r}")
+        self._arm(proxy, entry)
+        proxy.toxics.append(entry)
+        proxy.notify()
+        return entry
+
+    def update_toxic(self, proxy_name: str, toxic_name: str, attributes: dict[str, Any] | None = None,
+                     toxicity: float | None = None, ttl: float | None = None) -> ToxicEntry:
+        """Change a toxic's attributes (merged), toxicity or ttl, keeping its place in the chain."""
+        proxy = self.get(proxy_name)
+        old = self.get_toxic(proxy_name, toxic_name)
+        merged = {**old.toxic.attributes(), **(attributes or {})}
+        new = _entry(old.type, merged, old.stream, old.toxicity if toxicity is None else toxicity, old.name,
+                     old.ttl if ttl is None else ttl)
+        if ttl is None and old.expires_at is not None:
+            new.expires_at = old.expires_at
+        _cancel(old)
+        self._arm(proxy, new, keep_expiry=ttl is None)
+        proxy.toxics[proxy.toxics.index(old)] = new
+        proxy.notify()
+        return new
+
+    def get_toxic(self, proxy_name: str, toxic_name: str) -> ToxicEntry:
+        """The toxic ``toxic_name`` of a proxy; raise ToxicNotFound."""
+        proxy = self.get(proxy_name)
+        for entry in proxy.toxics:
+            if entry.name == toxic_name:
+                return entry
+        raise ToxicNotFound(f"toxic {toxic_name!r} not found on proxy {proxy_name!r}")
+
+    def remove_toxic(self, proxy_name: str, toxic_name: str) -> None:
+        """Remove a toxic; whatever it holds goes on at once, in order."""
+        proxy = self.get(proxy_name)
+        entry = self.get_toxic(proxy_name, toxic_name)
+        _cancel(entry)
+        proxy.toxics.remove(entry)
+        proxy.notify()
+
+    async def reset(self) -> None:
+        """Enable every proxy and remove every toxic (Toxiproxy's POST /reset)."""
+        for proxy in self.proxies.values():
+            for entry in proxy.toxics:
+                _cancel(entry)
+            proxy.toxics.clear()
+            proxy.notify()
+            if not proxy.enabled:
+                await proxy.start()
+
+    async def close(self) -> None:
+        """Stop every proxy."""
+        for name in list(self.proxies):
+            await self.delete(name)
+
+    def _arm(self, proxy: Proxy, entry: ToxicEntry, keep_expiry: bool = False) -> None:
+        if entry.ttl is None:
+            return
+        if not keep_expiry or entry.expires_at is None:
+            entry.expires_at = time.time() + entry.ttl
+        delay = max(entry.expires_at - time.time(), 0.0)
+        entry.timer = asyncio.get_running_loop().call_later(delay, self._expire, proxy, entry)
+
+    def _expire(self, proxy: Proxy, entry: ToxicEntry) -> None:
+        if entry in proxy.toxics:
+            proxy.toxics.remove(entry)
+            proxy.notify()
+
+
+def _cancel(entry: ToxicEntry) -> None:
+    if entry.timer is not None:
+        entry.timer.cancel()
+        entry.timer = None
+
+
+def _entry(type: str, attributes: dict[str, Any] | None, stream: str, toxicity: float, name: str | None,
+           ttl: float | None) -> ToxicEntry:
+    toxic = build(type, attributes)
+    if stream not in STREAMS:
+        raise InvalidToxic(f"stream must be upstream or downstream, got {stream!r}")
+    if isinstance(toxicity, bool) or not isinstance(toxicity, int | float) or not 0 <= toxicity <= 1:
+        raise InvalidToxic(f"toxicity must be a number in [0, 1], got {toxicity!r}")
+    if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int | float)
+                            or not math.isfinite(ttl) or ttl <= 0):
+        raise InvalidToxic(f"ttl must be a number of seconds > 0 (or null), got {ttl!r}")
+    name = f"{type}_{stream}" if name is None else name
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise InvalidToxic(f"toxic name must match {_NAME.pattern}, got {name!r}")
+    return ToxicEntry(name=name, type=type, stream=stream, toxicity=float(toxicity), toxic=toxic,
+                      ttl=None if ttl is None else float(ttl))

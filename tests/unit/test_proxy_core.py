@@ -1,0 +1,300 @@
+"""The proxy core without HTTP: a registry, real loopback sockets, an echo server."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from mlchaos.proxy import AlreadyExists, InvalidProxy, InvalidToxic, ProxyNotFound, ProxyRegistry, ToxicNotFound
+
+Scenario = Callable[[ProxyRegistry, str], Awaitable[Any]]
+
+
+async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+        writer.write_eof()
+    except (ConnectionError, OSError):
+        pass
+    finally:
+        writer.close()
+
+
+def run(scenario: Scenario, timeout: float = 30.0) -> Any:
+    """Start an echo server and a registry with proxy 'echo' in front of it; run ``scenario``."""
+
+    async def main() -> Any:
+        server = await asyncio.start_server(_echo, "127.0.0.1", 0)
+        upstream = f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        registry = ProxyRegistry()
+        proxy = await registry.create("echo", "127.0.0.1:0", upstream)
+        try:
+            async with asyncio.timeout(timeout):  # a deadlock fails the test instead of hanging it
+                return await scenario(registry, proxy.listen)
+        finally:
+            await registry.close()
+            server.close()
+
+    return asyncio.run(main())
+
+
+async def _connect(listen: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    host, port = listen.rsplit(":", 1)
+    return await asyncio.open_connection(host, int(port))
+
+
+async def _round_trip(listen: str, payload: bytes = b"ping") -> float:
+    reader, writer = await _connect(listen)
+    started = time.monotonic()
+    writer.write(payload)
+    await writer.drain()
+    got = await reader.readexactly(len(payload))
+    elapsed = time.monotonic() - started
+    writer.close()
+    assert got == payload
+    return elapsed
+
+
+def test_no_toxic_passes_bytes_both_ways():
+    async def scenario(registry: ProxyRegistry, listen: str) -> None:
+        assert await _round_trip(listen, b"x" * 200_000) < 1.0
+
+    run(scenario)
+
+
+def test_no_byte_lost_or_reordered_while_toxics_change():
+    count = 50_000
+
+    async def scenario(registry: ProxyRegistry, listen: str) -> int:
+        reader, writer = await _connect(listen)
+        done = asyncio.Event()
+        changes = 0
+
+        async def churn() -> None:
+            nonlocal changes
+            while not done.is_set():
+                for stream in ("upstream", "downstream"):
+                    registry.add_toxic("echo", "latency", {"latency": 3, "jitter": 2}, stream=stream)
+                await asyncio.sleep(0.002)
+                for stream in ("upstream", "downstream"):
+                    registry.remove_toxic("echo", f"latency_{stream}")
+                changes += 1
+                await asyncio.sleep(0.001)
+
+        async def send() -> None:
+            for start in range(0, count, 100):  # many small chunks, spread over the churn
+                writer.write(b"".join(struct.pack(">I", i) for i in range(start, min(start + 100, count))))
+                await writer.drain()
+                await asyncio.sleep(0.0005)
+            writer.write_eof()
+
+        churner = asyncio.create_task(churn())
+        sender = asyncio.create_task(send())
+        data = await reader.read(-1)  # until EOF: the proxy forwarded the echo's EOF
+        done.set()
+        await asyncio.gather(churner, sender)
+        writer.close()
+        assert len(data) == 4 * count, f"{len(data) // 4} of {count} numbers came back"
+        numbers = struct.unpack(f">{count}I", data)
+        assert numbers == tuple(range(count)), "bytes were reordered"
+        return changes
+
+    assert run(scenario) > 5, "the chain changed while data flowed"
+
+
+def test_latency_delays_every_round_trip():
+    async def scenario(registry: ProxyRegistry, listen: str) -> tuple[float, float]:
+        before = await _round_trip(listen)
+        registry.add_toxic("echo", "latency", {"latency": 150})
+        slow = await _round_trip(listen)
+        registry.add_toxic("echo", "latency", {"latency": 100}, stream="upstream")  # toxics stack
+        slower = await _round_trip(listen)
+        return before, slow, slower
+
+    before, slow, slower = run(scenario)
+    assert before < 0.05
+    assert 0.14 <= slow < 0.3
+    assert 0.24 <= slower < 0.4
+
+
+def test_removing_a_latency_toxic_releases_the_chunk_it_holds():
+    async def scenario(registry: ProxyRegistry, listen: str) -> float:
+        registry.add_toxic("echo", "latency", {"latency": 10_000})
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.2, registry.remove_toxic, "echo", "latency_downstream")
+        return await _round_trip(listen)
+
+    assert 0.15 <= run(scenario) < 1.0
+
+
+def test_toxicity_zero_affects_no_connection_and_one_every_connection():
+    async def scenario(registry: ProxyRegistry, listen: str) -> list[float]:
+        registry.add_toxic("echo", "latency", {"latency": 200}, toxicity=0.0, name="never")
+        fast = [await _round_trip(listen) for _ in range(3)]
+        registry.update_toxic("echo", "never", toxicity=1.0)
+        return fast + [await _round_trip(listen)]
+
+    *fast, slow = run(scenario)
+    assert max(fast) < 0.1 and slow >= 0.19
+
+
+def test_ttl_removes_the_toxic_by_itself():
+    async def scenario(registry: ProxyRegistry, listen: str) -> tuple[dict, list, float]:
+        entry = registry.add_toxic("echo", "latency", {"latency": 100}, ttl=0.3)
+        shown = entry.to_dict()
+        await asyncio.sleep(0.5)  # nobody calls the registry meanwhile
+        return shown, registry.get("echo").toxics, await _round_trip(listen)
+
+    shown, left, elapsed = run(scenario)
+    assert shown["ttl"] == 0.3 and abs(shown["expires_at"] - (time.time() - 0.5 + 0.3)) < 0.3
+    assert left == [] and elapsed < 0.09
+
+
+def test_timeout_closes_the_connection_after_its_time():
+    async def scenario(registry: ProxyRegistry, listen: str) -> tuple[bytes, float]:
+        registry.add_toxic("echo", "timeout", {"timeout": 200})
+        reader, writer = await _connect(listen)
+        started = time.monotonic()
+        writer.write(b"held")
+        data = await reader.read(100)
+        return data, time.monotonic() - started
+
+    data, elapsed = run(scenario)
+    assert data == b"" and 0.15 <= elapsed < 1.0
+
+
+def test_timeout_zero_holds_data_until_removed_then_delivers_it():
+    async def scenario(registry: ProxyRegistry, listen: str) -> float:
+        registry.add_toxic("echo", "timeout", {"timeout": 0})
+        asyncio.get_running_loop().call_later(0.3, registry.remove_toxic, "echo", "timeout_downstream")
+        return await _round_trip(listen, b"kept")
+
+    assert 0.25 <= run(scenario) < 1.5
+
+
+def test_reset_peer_sends_a_tcp_reset():
+    async def scenario(registry: ProxyRegistry, listen: str) -> BaseException | bytes:
+        registry.add_toxic("echo", "reset_peer", {"timeout": 100})
+        reader, writer = await _connect(listen)
+        try:
+            return await reader.read(100)
+        except ConnectionResetError as exc:
+            return exc
+
+    assert isinstance(run(scenario), ConnectionResetError)
+
+
+def test_slow_close_delays_the_eof():
+    async def scenario(registry: ProxyRegistry, listen: str) -> float:
+        registry.add_toxic("echo", "slow_close", {"delay": 300})
+        reader, writer = await _connect(listen)
+        writer.write(b"bye")
+        writer.write_eof()
+        started = time.monotonic()
+        data = await reader.read(-1)
+        assert data == b"bye"
+        return time.monotonic() - started
+
+    assert 0.28 <= run(scenario) < 1.5
+
+
+def test_bandwidth_limits_the_rate():
+    async def scenario(registry: ProxyRegistry, listen: str) -> float:
+        registry.add_toxic("echo", "bandwidth", {"rate": 200})  # 200 KB/s
+        return await _round_trip(listen, b"x" * 100_000)
+
+    assert 0.4 <= run(scenario) < 1.5
+
+
+def test_a_disabled_proxy_refuses_connections_and_comes_back_on_its_port():
+    async def scenario(registry: ProxyRegistry, listen: str) -> str:
+        await registry.update("echo", enabled=False)
+        with pytest.raises(ConnectionRefusedError):
+            await _connect(listen)
+        await registry.update("echo", enabled=True)
+        assert registry.get("echo").listen == listen
+        await _round_trip(listen)
+        await registry.update("echo", enabled=False)
+        registry.add_toxic("echo", "latency", {"latency": 1000})
+        await registry.reset()  # re-enables every proxy, removes every toxic
+        assert await _round_trip(listen) < 0.5
+        return "ok"
+
+    assert run(scenario) == "ok"
+
+
+def test_disabling_drops_live_connections():
+    async def scenario(registry: ProxyRegistry, listen: str) -> bytes:
+        reader, writer = await _connect(listen)
+        await _round_trip(listen)
+        await registry.update("echo", enabled=False)
+        return await reader.read(10)
+
+    assert run(scenario) == b""
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (lambda r: r.add_toxic("echo", "latencyy", {}), InvalidToxic, "unknown toxic type 'latencyy'"),
+        (lambda r: r.add_toxic("echo", "latency", {"latency": -5}), InvalidToxic, "latency must be a number >= 0"),
+        (lambda r: r.add_toxic("echo", "latency", {"latncy": 5}), InvalidToxic, "unknown attribute(s) latncy"),
+        (lambda r: r.add_toxic("echo", "latency", {"latency": 5, "jitter": 9}), InvalidToxic, "must not exceed"),
+        (lambda r: r.add_toxic("echo", "latency", {}, toxicity=1.5), InvalidToxic, "toxicity must be"),
+        (lambda r: r.add_toxic("echo", "latency", {}, stream="sideways"), InvalidToxic, "stream must be"),
+        (lambda r: r.add_toxic("echo", "latency", {}, ttl=0), InvalidToxic, "ttl must be"),
+        (lambda r: r.add_toxic("nope", "latency", {}), ProxyNotFound, "proxy 'nope' not found"),
+        (lambda r: r.remove_toxic("echo", "nope"), ToxicNotFound, "toxic 'nope' not found"),
+    ],
+)
+def test_core_errors_are_plain_exceptions(call, error, message):
+    async def scenario(registry: ProxyRegistry, listen: str) -> None:
+        with pytest.raises(error) as caught:
+            call(registry)
+        assert message in str(caught.value)
+        assert registry.get("echo").toxics == [], "a refused toxic changed nothing"
+
+    run(scenario)
+
+
+def test_duplicates_and_bad_proxies_are_refused():
+    async def scenario(registry: ProxyRegistry, listen: str) -> None:
+        registry.add_toxic("echo", "latency", {"latency": 1})
+        with pytest.raises(AlreadyExists):
+            registry.add_toxic("echo", "latency", {"latency": 2})
+        with pytest.raises(AlreadyExists):
+            await registry.create("echo", "127.0.0.1:0", "127.0.0.1:1")
+        with pytest.raises(AlreadyExists, match="cannot listen"):
+            await registry.create("twin", listen, "127.0.0.1:1")  # the address is taken
+        with pytest.raises(InvalidProxy):
+            await registry.create("bad", "nowhere", "127.0.0.1:1")
+        assert sorted(registry.proxies) == ["echo"]
+
+    run(scenario)
+
+
+def test_an_unreachable_upstream_resets_the_client():
+    async def main() -> BaseException | bytes:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            dead = probe.getsockname()[1]
+        registry = ProxyRegistry()
+        proxy = await registry.create("dead", "127.0.0.1:0", f"127.0.0.1:{dead}")
+        try:
+            reader, _ = await _connect(proxy.listen)
+            try:
+                return await reader.read(10)
+            except ConnectionResetError as exc:
+                return exc
+        finally:
+            await registry.close()
+
+    assert isinstance(asyncio.run(main()), ConnectionResetError)
