@@ -4,6 +4,13 @@ Run: ``python -m mlchaos.sandbox.model_server --host 127.0.0.1 --port 0 --model 
 It binds first, trains the model, then prints exactly one line ``READY <port>``
 on stdout. SIGTERM / SIGINT shut it down cleanly (exit 0).
 
+With ``--tls-port P --tls-cert FILE --tls-key FILE`` it also serves the same endpoints
+(same model, same metrics) over HTTPS on port P (0: any free port) and prints
+``TLS <port>`` on stdout before the ``READY`` line. SIGHUP then reloads the certificate
+and key from those files: new handshakes present the new certificate; a reload that
+fails keeps the old one and says why on stderr. Without the TLS flags SIGHUP keeps its
+default action (the process ends), as before.
+
 Endpoints: ``GET /v2``, ``/v2/health/live``, ``/v2/health/ready``,
 ``/v2/models/{m}[/versions/{v}]``, ``/v2/models/{m}[/versions/{v}]/ready``,
 ``POST /v2/models/{m}[/versions/{v}]/infer`` and Prometheus ``GET /metrics``.
@@ -16,6 +23,8 @@ import argparse
 import json
 import re
 import signal
+import socket
+import ssl
 import sys
 import threading
 import time
@@ -100,11 +109,12 @@ class ModelServer(ThreadingHTTPServer):
     allow_reuse_address = True
     daemon_threads = True
 
-    def __init__(self, host: str, port: int, model: ServedModel, replica: str) -> None:
+    def __init__(self, host: str, port: int, model: ServedModel, replica: str,
+                 metrics: Metrics | None = None) -> None:
         super().__init__((host, port), Handler)
         self.model = model
         self.replica = replica
-        self.metrics = Metrics.create()
+        self.metrics = metrics if metrics is not None else Metrics.create()
         self.metrics.ready.labels(model.name).set(0)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -124,6 +134,65 @@ class ModelServer(ThreadingHTTPServer):
         m.info.labels(name, self.model.version).set(1)
         m.trained_at.labels(name).set(self.model.trained_at)
         m.ready.labels(name).set(1)
+
+
+class TLSModelServer(ModelServer):
+    """The same endpoints over HTTPS, sharing the plain server's model and metrics.
+
+    The certificate is held in an :class:`ssl.SSLContext` that :meth:`reload` swaps as a
+    whole, so a handshake uses either the old or the new certificate, never a mix.
+    Handshakes happen in the handler threads, so a slow or hostile client never blocks
+    the accept loop.
+    """
+
+    HANDSHAKE_TIMEOUT = 5.0
+
+    def __init__(self, host: str, port: int, model: ServedModel, replica: str, metrics: Metrics,
+                 cert_file: str, key_file: str) -> None:
+        self.cert_file, self.key_file = cert_file, key_file
+        self.context = _server_context(cert_file, key_file)  # fails before binding: bad files, no server
+        super().__init__(host, port, model, replica, metrics)
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        """Accept a TCP connection and wrap it; the handshake runs in the handler thread."""
+        sock, address = self.socket.accept()
+        sock.settimeout(self.HANDSHAKE_TIMEOUT)
+        wrapped = self.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        return wrapped, address
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        """Complete the TLS handshake, then serve the connection like the plain server."""
+        try:
+            request.do_handshake()
+        except (ssl.SSLError, OSError):
+            return  # a client that refuses our certificate (expired, untrusted...) is the point of a drill
+        request.settimeout(None)
+        super().finish_request(request, client_address)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Ignore TLS failures and clients that hung up; report anything else."""
+        if isinstance(sys.exc_info()[1], ssl.SSLError | ConnectionError | TimeoutError):
+            return
+        super().handle_error(request, client_address)
+
+    def reload(self) -> bool:
+        """Load the certificate and key files again; keep the old ones (and log why) when that fails."""
+        try:
+            context = _server_context(self.cert_file, self.key_file)
+        except (ssl.SSLError, OSError) as exc:
+            print(f"[{self.replica}] TLS reload failed, still serving the previous certificate:"
+                  f" {self.cert_file} / {self.key_file}: {exc}", file=sys.stderr, flush=True)
+            return False
+        self.context = context
+        print(f"[{self.replica}] TLS certificate reloaded from {self.cert_file}", file=sys.stderr, flush=True)
+        return True
+
+
+def _server_context(cert_file: str, key_file: str) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert_file, key_file)
+    return context
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -249,26 +318,55 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
-def serve(host: str, port: int, model_name: str, replica: str) -> int:
-    """Bind, train, announce ``READY <port>``, serve until SIGTERM/SIGINT; return exit code."""
+@dataclass(frozen=True)
+class TLSOptions:
+    """Where to serve HTTPS and with which certificate and key files."""
+
+    port: int
+    cert_file: str
+    key_file: str
+
+
+def serve(host: str, port: int, model_name: str, replica: str, tls: TLSOptions | None = None) -> int:
+    """Bind, train, announce ``[TLS <port>]`` and ``READY <port>``, serve until SIGTERM/SIGINT; return exit code."""
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     model = ServedModel(name=model_name)
     server = ModelServer(host, port, model, replica)
-    thread = threading.Thread(target=server.serve_forever, args=(0.1,), name="http", daemon=True)
-    thread.start()
+    servers: list[ModelServer] = [server]
+    running: list[ModelServer] = []  # shutdown() of a server that never served would wait forever
+    tls_server: TLSModelServer | None = None
     try:
+        if tls is not None:
+            try:
+                tls_server = TLSModelServer(host, tls.port, model, replica, server.metrics,
+                                            tls.cert_file, tls.key_file)
+            except (ssl.SSLError, OSError) as exc:
+                print(f"[{replica}] cannot serve TLS on {host}:{tls.port} with {tls.cert_file} /"
+                      f" {tls.key_file}: {exc}", file=sys.stderr, flush=True)
+                return 1
+            servers.append(tls_server)
+            reload_tls = tls_server.reload
+            signal.signal(signal.SIGHUP, lambda *_: reload_tls())
+        for srv in servers:
+            threading.Thread(target=srv.serve_forever, args=(0.1,), name="http", daemon=True).start()
+            running.append(srv)
         model.train()
         server.mark_trained()
         print(f"[{replica}] serving model {model_name!r} v{model.version} on {host}:{server.port}",
               file=sys.stderr, flush=True)
+        if tls_server is not None:
+            print(f"[{replica}] serving TLS on {host}:{tls_server.port}", file=sys.stderr, flush=True)
+            print(f"TLS {tls_server.port}", flush=True)
         print(f"READY {server.port}", flush=True)
         while not stop.wait(0.2):
             pass
     finally:
-        server.shutdown()
-        server.server_close()
+        for srv in running:
+            srv.shutdown()
+        for srv in servers:
+            srv.server_close()
     print(f"[{replica}] stopped", file=sys.stderr, flush=True)
     return 0
 
@@ -280,8 +378,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--model", default="iris")
     parser.add_argument("--replica", default="model-0")
+    parser.add_argument("--tls-port", type=int, default=None, help="also serve HTTPS on this port (0: any)")
+    parser.add_argument("--tls-cert", default=None, help="PEM certificate (chain) presented on --tls-port")
+    parser.add_argument("--tls-key", default=None, help="PEM private key of --tls-cert")
     args = parser.parse_args(argv)
-    return serve(args.host, args.port, args.model, args.replica)
+    tls_args = (args.tls_port, args.tls_cert, args.tls_key)
+    if any(a is not None for a in tls_args) and not all(a is not None for a in tls_args):
+        parser.error("--tls-port, --tls-cert and --tls-key go together")
+    tls = TLSOptions(args.tls_port, args.tls_cert, args.tls_key) if args.tls_port is not None else None
+    return serve(args.host, args.port, args.model, args.replica, tls)
 
 
 if __name__ == "__main__":
