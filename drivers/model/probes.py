@@ -1,7 +1,9 @@
 """Probes that judge a model service over real HTTP (Open Inference Protocol / KServe V2).
 
 Replica URLs come from ``urls`` (any OIP server) or from the sandbox state of
-``service``. Every HTTP call has a timeout (``timeout``, seconds, per request).
+``service``: there, the client URL of each replica, i.e. through the sandbox's fault
+proxy (so injected network faults are seen as a client sees them).
+Every HTTP call has a timeout (``timeout``, seconds, per request).
 """
 
 from __future__ import annotations
@@ -83,16 +85,18 @@ def latency_percentile(
     urls: list[str] | None = None,
     model: str = "iris",
     timeout: float = 2.0,
+    exclude: list[str] | None = None,
 ) -> float:
     """Inference latency percentile in milliseconds over `requests` sequential single-row calls.
 
-    Calls are spread round-robin over the healthy replicas; only successful (2xx)
+    Calls are spread round-robin over the healthy replicas (of the sandbox ``service``
+    except those named in ``exclude``, e.g. ``[model-1]``); only successful (2xx)
     calls are timed. Raises DriverError when none succeeded.
     """
     if not 0 < percentile <= 100:
         raise DriverError(f"percentile must be in (0, 100], got {percentile}")
     _check_count(requests)
-    targets = _healthy(_urls(service, urls), model, timeout)
+    targets = _healthy(_urls(service, urls, exclude), model, timeout)
     if not targets:
         raise DriverError("no healthy replica to measure latency on")
     rows, _ = dataset.holdout_split()
@@ -150,15 +154,28 @@ def error_rate(
 # -- helpers --------------------------------------------------------------------------------
 
 
-def _urls(service: str, urls: list[str] | None) -> list[str]:
+def _urls(service: str, urls: list[str] | None, exclude: list[str] | None = None) -> list[str]:
     if urls is not None:
+        if exclude:
+            raise DriverError("exclude names sandbox replicas: use it without urls")
         if not isinstance(urls, list) or not urls or not all(isinstance(u, str) for u in urls):
             raise DriverError(f"urls must be a non-empty list of strings, got {urls!r}")
         return [u.rstrip("/") for u in urls]
     try:
-        return [r.url for r in Sandbox().replicas(service)]
+        replicas = Sandbox().replicas(service)
     except SandboxError as exc:
         raise DriverError(str(exc)) from exc
+    if exclude:
+        if not isinstance(exclude, list) or not all(isinstance(n, str) for n in exclude):
+            raise DriverError(f"exclude must be a list of replica names, got {exclude!r}")
+        unknown = sorted(set(exclude) - {r.name for r in replicas})
+        if unknown:
+            raise DriverError(f"exclude: no replica {', '.join(unknown)} in service {service!r}"
+                              f" (replicas: {', '.join(r.name for r in replicas)})")
+        replicas = [r for r in replicas if r.name not in exclude]
+        if not replicas:
+            raise DriverError(f"exclude leaves no replica of service {service!r}")
+    return [r.client_url for r in replicas]
 
 
 def _healthy(urls: list[str], model: str, timeout: float) -> list[str]:

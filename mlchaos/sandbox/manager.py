@@ -5,6 +5,13 @@ session of its own (a Ctrl-C in the terminal never reaches it). What was started
 is recorded in ``<state_dir>/sandbox.json`` (written atomically), replica logs go
 to ``<state_dir>/logs/<replica>.log``. A replica keeps its port across restarts,
 so its URL is stable for the whole experiment.
+
+Clients reach each replica through the sandbox's fault proxy (one
+``python -m mlchaos.proxy`` process, see :mod:`mlchaos.proxy.supervisor`): proxy
+``model-0`` listens on ``Replica.proxy_port`` (``proxy_url``), stable like the
+replica's own port, and forwards to the replica. Prometheus scrapes the replica
+directly; the blackbox probes and the model probes go through the proxy, so
+latency and connection faults injected there are what clients see.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from mlchaos.sandbox import procs
 from mlchaos.sandbox.procs import SERVER_MODULE
 
 if TYPE_CHECKING:
+    from mlchaos.proxy.supervisor import ProxyProcess
     from mlchaos.sandbox.monitoring import Monitoring
 
 STATE_FILE = "sandbox.json"
@@ -73,6 +81,13 @@ class Replica:
     log_path: Path
     started_at: float
     model: str = "iris"
+    proxy_port: int = 0  # where the sandbox proxy for this replica listens (0: none yet)
+    proxy_url: str = ""  # http://127.0.0.1:proxy_port, or "" when there is no proxy
+
+    @property
+    def client_url(self) -> str:
+        """The URL clients use: through the sandbox proxy when there is one, else the replica's own."""
+        return self.proxy_url or self.url
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-serialisable copy."""
@@ -130,7 +145,9 @@ class Sandbox:
         scrapes every recorded replica (see :mod:`mlchaos.sandbox.monitoring`).
         Raises SandboxError when a replica fails to start or is not ready within
         ``timeout`` seconds, or when a monitoring binary is missing (before
-        anything starts).
+        anything starts). The fault proxy is started (or healed: restarted when
+        dead; its proxies re-enabled and their toxics removed when alive) with one
+        proxy per recorded replica.
         """
         if monitoring:
             from mlchaos.sandbox.monitoring import PROMTOOL, install_hint, missing_binaries
@@ -161,11 +178,11 @@ class Sandbox:
                 if old is not None:
                     self._stop([old], timeout=5)
                 port = old.port if old is not None else (base_port + index if base_port else 0)
-                todo.append(self._blank(service, index, port, model))
+                todo.append(self._blank(service, index, port, model, old.proxy_port if old else 0))
             started = self._start(todo, deadline)
-            result = sorted(keep + started, key=lambda r: r.index)
-            self._wait_ready(result, deadline)
-            recorded = self._load()
+            self._wait_ready(sorted(keep + started, key=lambda r: r.index), deadline)
+            recorded = self._ensure_proxy(deadline)
+            result = sorted((r for r in recorded if r.service == service), key=lambda r: r.index)
         if monitoring:
             self.monitoring().up(recorded, timeout=max(deadline - time.monotonic(), 1.0))
         return result
@@ -182,6 +199,7 @@ class Sandbox:
                 self._write(remaining)
             else:
                 self.state_file.unlink(missing_ok=True)
+                self.proxy().stop(timeout)
         return targets
 
     def status(self) -> list[ReplicaStatus]:
@@ -193,6 +211,24 @@ class Sandbox:
         from mlchaos.sandbox.monitoring import Monitoring
 
         return Monitoring(self.state_dir)
+
+    def proxy(self) -> ProxyProcess:
+        """The fault-proxy process of this sandbox (one proxy per replica)."""
+        from mlchaos.proxy.supervisor import ProxyProcess
+
+        return ProxyProcess(self.state_dir)
+
+    def proxy_api_url(self) -> str:
+        """URL of the running sandbox proxy's API; raise SandboxError when it is not running."""
+        url = self.proxy().api_url()
+        if url is None:
+            raise SandboxError(f"the sandbox proxy is not running (state in {self.state_dir});"
+                               " start or heal it with `mlchaos sandbox up`")
+        return url
+
+    def recorded(self) -> list[Replica]:
+        """Every recorded replica, of every service (no liveness checks)."""
+        return self._load()
 
     def replicas(self, service: str) -> list[Replica]:
         """Return the recorded replicas of ``service``; raise TargetNotFound when none."""
@@ -216,7 +252,7 @@ class Sandbox:
             recorded = {(r.service, r.name): r for r in self._load()}
             current = [recorded.get((r.service, r.name), r) for r in replicas]
             self._stop(current, timeout=min(5.0, timeout))
-            blanks = [self._blank(r.service, r.index, r.port, r.model) for r in current]
+            blanks = [self._blank(r.service, r.index, r.port, r.model, r.proxy_port) for r in current]
             started = self._start(blanks, deadline)
             self._wait_ready(started, deadline)
         return started
@@ -267,13 +303,28 @@ class Sandbox:
 
     # -- processes ----------------------------------------------------------------------
 
-    def _blank(self, service: str, index: int, port: int, model: str) -> Replica:
+    def _blank(self, service: str, index: int, port: int, model: str, proxy_port: int = 0) -> Replica:
         name = f"{service}-{index}"
         return Replica(
             service=service, name=name, index=index, host="127.0.0.1", port=port, pid=0,
             url=f"http://127.0.0.1:{port}", log_path=self.log_dir / f"{name}.log",
-            started_at=0.0, model=model,
+            started_at=0.0, model=model, proxy_port=proxy_port,
+            proxy_url=f"http://127.0.0.1:{proxy_port}" if proxy_port else "",
         )
+
+    def _ensure_proxy(self, deadline: float) -> list[Replica]:
+        """Give every recorded replica a proxy port (kept once chosen), run the proxy; return the records."""
+        from mlchaos.proxy.supervisor import Route
+        from mlchaos.sandbox.monitoring import _free_ports
+
+        replicas = self._load()
+        fresh = iter(_free_ports(sum(1 for r in replicas if not r.proxy_port)))
+        replicas = [r if r.proxy_port else replace(r, proxy_port=(p := next(fresh)), proxy_url=f"http://{r.host}:{p}")
+                    for r in replicas]
+        self._write(replicas)
+        routes = [Route(r.name, f"{r.host}:{r.proxy_port}", f"{r.host}:{r.port}") for r in replicas]
+        self.proxy().ensure(routes, timeout=max(deadline - time.monotonic(), 1.0))
+        return replicas
 
     def _start(self, blanks: list[Replica], deadline: float) -> list[Replica]:
         """Spawn all replicas at once, record their pids, then wait for each READY line."""

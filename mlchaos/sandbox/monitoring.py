@@ -3,10 +3,12 @@
 Three local processes on 127.0.0.1, each with its own generated config and data
 directory under ``<state_dir>/monitoring/`` and its log in ``<state_dir>/logs/``:
 
-* Prometheus (1 s scrape and evaluation) scrapes every replica (job ``model``),
+* Prometheus (1 s scrape and evaluation) scrapes every replica directly (job ``model``),
   probes each replica's ``/v2/health/live`` and ``/v2/health/ready`` through the
-  blackbox exporter (jobs ``model-live``, ``model-ready``; ``instance`` relabelled
-  to the replica's host:port, so scrape and probe series join on ``instance``),
+  blackbox exporter (jobs ``model-live``, ``model-ready``) *through the sandbox's fault
+  proxy* when the replica has one (so injected latency and connection faults are what
+  the probes see), with ``instance`` relabelled to the replica's own host:port, so
+  scrape and probe series join on ``instance``,
   probes TLS endpoints listed in ``targets/tls.json`` (jobs ``model-tls``,
   ``model-tls-insecure``), evaluates the SANDBOX rendering of the ML-serving rules
   plus every ``rules.d/*.yml`` (rules injected by drivers), and sends alerts to
@@ -58,6 +60,7 @@ BINARIES: dict[str, tuple[str, str]] = {
 PROMTOOL = ("/usr/bin/promtool", "prometheus")
 COMPONENTS = ("blackbox", "alertmanager", "prometheus")  # start order
 HTTP_TIMEOUT = 1.0
+PROXY_LABEL = "__proxy_address__"  # file_sd label: the replica's fault-proxy host:port
 
 ComponentState = Literal["ready", "running-not-ready", "dead", "stopped"]
 
@@ -269,6 +272,9 @@ class Monitoring:
                     {"source_labels": ["__address__"], "target_label": "instance"},
                     {"source_labels": ["__address__"], "regex": "(.*)", "replacement": url,
                      "target_label": "__param_target"},
+                    # ... but the probe goes through the replica's fault proxy when it has one
+                    {"source_labels": [PROXY_LABEL], "regex": "(.+)", "replacement": url,
+                     "target_label": "__param_target"},
                     {"target_label": "__address__", "replacement": blackbox},
                 ],
             }
@@ -289,7 +295,11 @@ class Monitoring:
 
     def _write_targets(self, replicas: list[Any]) -> None:
         groups = [
-            {"targets": [f"{r.host}:{r.port}"], "labels": {"replica": r.name, "service": r.service}}
+            {"targets": [f"{r.host}:{r.port}"], "labels": {
+                "replica": r.name, "service": r.service,
+                # a hidden label (dropped after relabelling): where the probes reach the replica
+                **({PROXY_LABEL: f"{r.host}:{r.proxy_port}"} if getattr(r, "proxy_port", 0) else {}),
+            }}
             for r in replicas
         ]
         self.targets_dir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,121 @@
+"""Network fault actions through a Toxiproxy-compatible API (the sandbox's proxy or Toxiproxy).
+
+``proxy`` names a proxy; in the sandbox each replica has one named like it
+(``model-0``...), and ``url`` None means the sandbox's proxy API. Fault actions
+validate their arguments, announce a :class:`~mlchaos.changes.ChangeRecord` *before*
+changing anything and return it; its undo is the matching rollback
+(:func:`remove_toxic`, :func:`enable_proxy`).
+
+Safety TTL: a toxic added without ``ttl`` gets ``SAFETY_TTL`` (600 s) anyway, so a
+runner that dies (SIGKILL, power loss) never leaves latency in place forever; the
+mlchaos proxy removes it by itself when it expires. (A real Toxiproxy ignores
+``ttl``: there, only the rollback removes the toxic.)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drivers.proxy.client import api_url, call, check_toxic, get_proxy, sandbox_replica
+from mlchaos.changes import ChangeRecord, Target, announce
+from mlchaos.errors import DriverError
+
+SAFETY_TTL = 600.0
+
+
+def add_toxic(
+    proxy: str,
+    type: str,
+    attributes: dict[str, Any] | None = None,
+    stream: str = "downstream",
+    toxicity: float = 1.0,
+    name: str | None = None,
+    ttl: float | None = None,
+    url: str | None = None,
+    *,
+    dry_run: bool = False,
+) -> dict[str, Any]:
+    """Add a toxic (latency, bandwidth, timeout, reset_peer, slow_close) to a proxy; undo: remove_toxic.
+
+    ``stream``: downstream (server->client) or upstream; ``toxicity``: fraction of
+    connections affected; ``ttl``: seconds until the proxy removes it by itself
+    (default SAFETY_TTL, 600 s).
+    """
+    check_toxic(type, attributes, stream, toxicity, ttl)
+    ttl = SAFETY_TTL if ttl is None else float(ttl)
+    name = name or f"{type}_{stream}"
+    base = api_url(url)
+    found = get_proxy(base, proxy)
+    if any(t.get("name") == name for t in found.get("toxics") or []):
+        raise DriverError(f"proxy {proxy!r} already has a toxic named {name!r}; remove it or choose another name")
+    parameters = {"type": type, "attributes": dict(attributes or {}), "stream": stream,
+                  "toxicity": float(toxicity), "name": name, "ttl": ttl}
+    record = ChangeRecord(
+        driver="proxy", action="add-toxic", targets=[_target(proxy, found, base, url, toxic=name)],
+        parameters=parameters,
+        undo={"func": "drivers.proxy.actions.remove_toxic", "arguments": {"proxy": proxy, "name": name, "url": url}},
+        dry_run=dry_run,
+    )
+    announce(record)
+    if dry_run:
+        return record.to_dict()
+    created = call("POST", base, f"/proxies/{proxy}/toxics", {**parameters, "attributes": parameters["attributes"]})
+    result = record.to_dict()
+    result["toxic"] = created
+    return result
+
+
+def remove_toxic(proxy: str, name: str, url: str | None = None) -> dict[str, Any]:
+    """Remove a toxic from a proxy (the rollback of add_toxic; idempotent: a missing toxic is fine)."""
+    base = api_url(url)
+    existed = name in [t.get("name") for t in get_proxy(base, proxy).get("toxics") or []]
+    if existed:
+        call("DELETE", base, f"/proxies/{proxy}/toxics/{name}", missing_ok=True)  # it may expire meanwhile
+    left = [t.get("name") for t in get_proxy(base, proxy).get("toxics") or []]
+    if name in left:
+        raise DriverError(f"toxic {name!r} is still on proxy {proxy!r} after DELETE")
+    return {"proxy": proxy, "toxic": name, "removed": existed, "toxics_left": left}
+
+
+def disable_proxy(proxy: str, url: str | None = None, *, dry_run: bool = False) -> dict[str, Any]:
+    """Disable a proxy: it refuses new connections and drops live ones; undo: enable_proxy."""
+    base = api_url(url)
+    found = get_proxy(base, proxy)
+    record = ChangeRecord(
+        driver="proxy", action="disable-proxy", targets=[_target(proxy, found, base, url)],
+        parameters={"enabled": False},
+        undo={"func": "drivers.proxy.actions.enable_proxy", "arguments": {"proxy": proxy, "url": url}},
+        dry_run=dry_run,
+    )
+    announce(record)
+    if not dry_run:
+        call("POST", base, f"/proxies/{proxy}", {"enabled": False})
+    return record.to_dict()
+
+
+def enable_proxy(proxy: str, url: str | None = None) -> dict[str, Any]:
+    """Enable a proxy again (the rollback of disable_proxy; idempotent)."""
+    base = api_url(url)
+    get_proxy(base, proxy)
+    updated = call("POST", base, f"/proxies/{proxy}", {"enabled": True})
+    return {"proxy": proxy, "enabled": bool(updated and updated.get("enabled"))}
+
+
+def reset(url: str | None = None) -> dict[str, Any]:
+    """Enable every proxy and remove every toxic (POST /reset): undo all network faults at once."""
+    base = api_url(url)
+    call("POST", base, "/reset")
+    proxies = call("GET", base, "/proxies") or {}
+    return {"api": base, "proxies": sorted(proxies),
+            "toxics_left": sum(len(p.get("toxics") or []) for p in proxies.values())}
+
+
+def _target(proxy: str, found: dict[str, Any], base: str, url: str | None, toxic: str | None = None) -> Target:
+    details: dict[str, Any] = {"api": base, "listen": found.get("listen"), "upstream": found.get("upstream")}
+    if toxic is not None:
+        details["toxic"] = toxic
+    replica = sandbox_replica(proxy, url)
+    if replica is not None:
+        # instance: the replica's own address, the label its alerts carry (match_fault_targets)
+        details |= {"instance": f"{replica.host}:{replica.port}", "service": replica.service, "url": replica.url}
+    return Target(kind="proxy", name=proxy, details=details)
