@@ -69,6 +69,9 @@ class RuleParameters:
     latency_p95_seconds: float = 0.25
     latency_window: str = "5m"
     latency_for: str = "10m"
+    endpoint_latency_p95_seconds: float = 0.5  # client-side: p95 of the liveness probe's duration
+    endpoint_latency_window: str = "5m"
+    endpoint_latency_for: str = "5m"
     error_rate_ratio: float = 0.05
     error_endpoints: str = "infer"  # regex of the `endpoint` label counted in the error ratio
     error_window: str = "5m"
@@ -84,7 +87,7 @@ class RuleParameters:
                 parse_duration(value)  # raises InvalidInput
             elif f.name.endswith("_job") and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.:-]*", value):
                 raise InvalidInput(f"{f.name}: not a valid job name: {value!r}")
-        for name in ("latency_p95_seconds", "error_rate_ratio", "cert_expiring_days"):
+        for name in ("latency_p95_seconds", "endpoint_latency_p95_seconds", "error_rate_ratio", "cert_expiring_days"):
             if not getattr(self, name) > 0:
                 raise InvalidInput(f"{name} must be > 0, got {getattr(self, name)!r}")
 
@@ -119,6 +122,9 @@ SANDBOX = RuleParameters(
     not_ready_for="3s",
     latency_window="15s",
     latency_for="5s",
+    endpoint_latency_p95_seconds=0.2,
+    endpoint_latency_window="10s",
+    endpoint_latency_for="3s",
     error_rate_ratio=0.1,
     error_window="15s",
     error_for="5s",
@@ -131,6 +137,7 @@ ALERT_NAMES = (
     "ModelTelemetryAbsent",
     "ModelNotReady",
     "ModelHighLatencyP95",
+    "ModelEndpointLatencyHigh",
     "ModelHighErrorRate",
     "ModelCertificateExpiringSoon",
     "ModelCertificateExpired",
@@ -160,6 +167,8 @@ def _alert(name: str, expr: str, duration: str, severity: str, score: str, summa
 def alert_rules(p: RuleParameters) -> list[dict[str, Any]]:
     """The alerting rules as mappings (what :func:`render_rules` writes)."""
     up = f'up{{job="{p.model_job}"}}'
+    probe_time = f'probe_duration_seconds{{job="{p.blackbox_job}"}}'
+    ew = p.endpoint_latency_window
     live = f'probe_success{{job="{p.blackbox_job}"}}'
     ready = f'probe_success{{job="{p.readiness_job}"}}'
     expiry = f'probe_ssl_earliest_cert_expiry{{job="{p.tls_insecure_job}"}}'
@@ -204,6 +213,19 @@ def alert_rules(p: RuleParameters) -> list[dict[str, Any]]:
             f"p95 inference latency of {inst} above {p.latency_p95_seconds:g}s",
             f"p95 inference latency of {inst} has been above {p.latency_p95_seconds:g}s over"
             f" {p.latency_window} for {p.latency_for}: computing performance regressed.",
+        ),
+        _alert(
+            "ModelEndpointLatencyHigh",
+            # what clients see: the liveness probe's duration (through the network path, e.g. a proxy);
+            # only while every probe in the window succeeded, so a dead or hung replica does not fire it
+            f"max by ({by}) (quantile_over_time(0.95, {probe_time}[{ew}])) > {p.endpoint_latency_p95_seconds:g}"
+            f" and on(instance) min by (instance) (min_over_time({live}[{ew}])) == 1",
+            p.endpoint_latency_for, "warning", "Monitoring 6",
+            f"Clients see {inst} respond slowly",
+            f"p95 of the liveness probe's duration to {inst} has been above {p.endpoint_latency_p95_seconds:g}s"
+            f" over {ew} for {p.endpoint_latency_for} while the probes succeed: the network path or the"
+            " server is slow as seen by clients. ModelHighLatencyP95 (server-side inference time) cannot see"
+            " network latency.",
         ),
         _alert(
             "ModelHighErrorRate",
@@ -384,12 +406,17 @@ def _cases(p: RuleParameters, warm: int, after: int, total: int) -> list[tuple[s
                           ', model="iris", endpoint="infer", code="500"'))
         return rows
 
-    def serving(up: str, live: str, ready: str | None = None, model_ready: str | None = None) -> list[dict]:
+    fast_probe = _const(0.005, total)  # seconds: a healthy loopback probe
+    slow_probe = with_tail(_const(0.005, warm), _const(f"{p.endpoint_latency_p95_seconds * 2:g}", after))
+
+    def serving(up: str, live: str, ready: str | None = None, model_ready: str | None = None,
+                probe_time: str | None = None) -> list[dict]:
         return [
             s("up", p.model_job, up),
             s("probe_success", p.blackbox_job, live),
             s("probe_success", p.readiness_job, ready or live),
             s("model_ready", p.model_job, model_ready or up, ', model="iris"'),
+            s("probe_duration_seconds", p.blackbox_job, probe_time or fast_probe),
         ]
 
     day = 86400
@@ -436,6 +463,7 @@ def _cases(p: RuleParameters, warm: int, after: int, total: int) -> list[tuple[s
             "kill (probe lags the scrape by one cycle): only ModelServerDown",
             [s("up", p.model_job, dead), s("probe_success", p.blackbox_job, lagging_probe),
              s("probe_success", p.readiness_job, lagging_probe),
+             s("probe_duration_seconds", p.blackbox_job, fast_probe),  # refused at once
              s("model_ready", p.model_job, model_stale, ', model="iris"')] + steady_tls,
             {"ModelServerDown": alert("ModelServerDown", "critical", "Infrastructure", p.model_job)},
         ),
@@ -467,6 +495,17 @@ def _cases(p: RuleParameters, warm: int, after: int, total: int) -> list[tuple[s
             "slow inference: only ModelHighLatencyP95",
             serving(ok, ok) + latency(True) + requests(False) + steady_tls,
             {"ModelHighLatencyP95": alert("ModelHighLatencyP95", "warning", "Monitoring 6")},
+        ),
+        (
+            "network latency to the endpoint (probes succeed, slowly): only ModelEndpointLatencyHigh",
+            serving(ok, ok, probe_time=slow_probe) + steady_metrics + steady_tls,
+            {"ModelEndpointLatencyHigh": alert("ModelEndpointLatencyHigh", "warning", "Monitoring 6")},
+        ),
+        (
+            "hung replica (scrape and probes time out, slowly): only ModelServerDown",
+            serving(dead, dead, dead, model_stale, probe_time=with_tail(_const(0.005, warm), _const(1, after)))
+            + steady_tls,
+            {"ModelServerDown": alert("ModelServerDown", "critical", "Infrastructure", p.model_job)},
         ),
         (
             "half of the infer calls fail with 500: only ModelHighErrorRate",

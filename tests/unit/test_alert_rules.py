@@ -102,6 +102,7 @@ def test_every_alert_is_labelled_and_names_its_instance() -> None:
     assert {r["alert"]: r["labels"]["ml_test_score"] for r in rules}["ModelHighLatencyP95"] == "Monitoring 6"
     assert {r["alert"]: r["for"] for r in rules} == {
         "ModelServerDown": "3s", "ModelTelemetryAbsent": "5s", "ModelNotReady": "3s", "ModelHighLatencyP95": "5s",
+        "ModelEndpointLatencyHigh": "3s",
         "ModelHighErrorRate": "5s", "ModelCertificateExpiringSoon": "3s", "ModelCertificateExpired": "3s",
         "ModelEndpointTLSProbeFailing": "3s",
     }
