@@ -1,0 +1,331 @@
+"""TLS certificate faults: swap in an expired (or otherwise bad) certificate, and put the old one back.
+
+:func:`install_certificate` backs the current files up, announces a
+:class:`~mlchaos.changes.ChangeRecord` *before* it writes anything, replaces the
+certificate and key atomically and has the server reload them (SIGHUP, sent only to a
+live sandbox model server that serves exactly these files). Its undo is
+:func:`restore_certificate`, which is idempotent.
+
+Backups live next to the files: ``<cert dir>/.mlchaos-backups/<time_ns>-<pid>/`` holds
+``cert.pem``, ``key.pem`` (0600) and ``manifest.json``; a ``RESTORED`` marker is written
+once they have been put back. Restoring a backup also marks every newer backup of the
+same files as restored, so undoing out of order never brings a fault back.
+
+Targets are given either as files (``cert_path``, ``key_path``, ``reload_pid``) or as a
+sandbox replica (``service``, ``replica``), whose files follow
+:func:`mlchaos.certificates.sandbox_tls_paths` and whose pid and TLS port come from the
+sandbox state (``tls_port`` on the replica record).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal as signals
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from drivers.tls.sandbox import replica_tls
+from mlchaos.certificates import (
+    KINDS,
+    CertificateAuthority,
+    CertificateError,
+    cert_pem,
+    certificate_hosts,
+    describe,
+    fingerprint,
+    issue_certificate,
+    key_pem,
+    read_certificate,
+    write_atomic,
+)
+from mlchaos.changes import ChangeRecord, Target, announce
+from mlchaos.errors import DriverError
+from mlchaos.sandbox import procs
+
+UNDO_FUNC = "drivers.tls.actions.restore_certificate"
+RELOAD_SIGNALS = frozenset({"SIGHUP", "SIGUSR1", "SIGUSR2"})
+BACKUP_DIR = ".mlchaos-backups"
+RESTORED_MARKER = "RESTORED"
+
+
+@dataclass(frozen=True)
+class _Target:
+    cert_path: Path
+    key_path: Path
+    pid: int | None
+    replica: str | None
+    service: str | None
+    ca_dir: Path | None
+    tls_address: str | None  # host:port where the server presents the certificate
+    hosts: list[str]
+
+
+def install_certificate(
+    cert_path: str | None = None,
+    key_path: str | None = None,
+    kind: str = "expired",
+    hosts: list[str] | None = None,
+    reload_pid: int | None = None,
+    reload_signal: str = "SIGHUP",
+    service: str | None = None,
+    replica: str | None = None,
+    ca_dir: str | None = None,
+    days: int = 3,
+    tls_address: str | None = None,
+    timeout: float = 10.0,
+    *,
+    dry_run: bool = False,
+) -> dict[str, Any]:
+    """Replace a server's certificate with an expired (or expiring_soon, wrong_hostname, untrusted, valid) one.
+
+    Every kind but ``untrusted`` is signed by the CA in ``ca_dir`` (the CA clients trust).
+    ``days``: how long ago an expired certificate ended, or how soon an expiring one ends.
+    With ``tls_address`` (``host:port``; known for a sandbox replica) the action waits up to
+    ``timeout`` s until the server presents the new certificate.
+    """
+    if kind not in KINDS:
+        raise DriverError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    if isinstance(days, bool) or not isinstance(days, int) or days < 1:
+        raise DriverError(f"days must be an integer >= 1, got {days!r}")
+    sig_name = _reload_signal(reload_signal)
+    target = _resolve(cert_path, key_path, reload_pid, service, replica, ca_dir, hosts, tls_address)
+    _check_reload_target(target)
+    ca = None
+    if kind != "untrusted":
+        if target.ca_dir is None:
+            raise DriverError(f"a {kind} certificate is signed by the CA the clients trust: pass ca_dir")
+        ca = _translate(lambda: CertificateAuthority.load(target.ca_dir))
+    cert, key, issuer = _translate(lambda: issue_certificate(kind, target.hosts, ca, days=days))
+    backup = _backup_path(target.cert_path)
+    record = ChangeRecord(
+        driver="tls",
+        action="install-certificate",
+        targets=_targets(target),
+        parameters={"kind": kind, "hosts": target.hosts, "days": days, "reload_signal": sig_name,
+                    "ca_dir": str(target.ca_dir) if target.ca_dir else None,
+                    "certificate": describe(cert)},
+        undo={"func": UNDO_FUNC, "arguments": {
+            "cert_path": str(target.cert_path), "key_path": str(target.key_path), "backup_dir": str(backup),
+            "reload_pid": target.pid, "reload_signal": sig_name, "tls_address": target.tls_address}},
+        dry_run=dry_run,
+    )
+    if dry_run:
+        announce(record)
+        return record.to_dict()
+    _write_backup(backup, target)  # before the announcement: its undo must be able to find the backup
+    announce(record)
+    if kind == "untrusted":  # keep the throw-away CA for inspection; no client trusts it
+        write_atomic(backup / "untrusted-ca.crt", cert_pem(issuer.certificate))
+    # only the two files the server reads (and the backup holds) change; key first, then certificate
+    write_atomic(target.key_path, key_pem(key), mode=0o600)
+    write_atomic(target.cert_path, cert_pem(cert))
+    _reload(target, sig_name, fingerprint(cert), timeout)
+    return record.to_dict()
+
+
+def restore_certificate(
+    cert_path: str | None = None,
+    key_path: str | None = None,
+    backup_dir: str | None = None,
+    reload_pid: int | None = None,
+    reload_signal: str = "SIGHUP",
+    service: str | None = None,
+    replica: str | None = None,
+    tls_address: str | None = None,
+    timeout: float = 10.0,
+) -> dict[str, Any]:
+    """Roll back install_certificate: put the backed-up certificate and key back and reload (idempotent).
+
+    Without ``backup_dir``, the oldest backup of these files that was not restored yet is
+    used (the state before the first fault); with none pending nothing changes.
+    """
+    sig_name = _reload_signal(reload_signal)
+    target = _resolve(cert_path, key_path, reload_pid, service, replica, None, None, tls_address)
+    if backup_dir is not None:
+        backup: Path | None = Path(backup_dir)
+        if not (backup / "manifest.json").is_file():
+            raise DriverError(f"no certificate backup in {backup} (manifest.json missing)")
+        if _manifest(backup).get("cert_path") != str(target.cert_path):
+            raise DriverError(f"backup {backup} is not a backup of {target.cert_path}")
+    else:
+        pending = [b for b in _backups(target.cert_path) if not (b / RESTORED_MARKER).exists()]
+        backup = pending[0] if pending else None
+    result: dict[str, Any] = {"cert_path": str(target.cert_path), "key_path": str(target.key_path),
+                              "backup_dir": str(backup) if backup else None, "restored": False, "reloaded": False}
+    if backup is None or (backup / RESTORED_MARKER).exists():
+        result["note"] = "nothing to restore: already restored" if backup else "nothing to restore: no backup"
+        return result
+    _check_reload_target(target, must_be_alive=False)
+    _copy_atomic(backup / "key.pem", target.key_path, 0o600)
+    _copy_atomic(backup / "cert.pem", target.cert_path, 0o644)
+    for newer in [b for b in _backups(target.cert_path) if b.name >= backup.name]:
+        (newer / RESTORED_MARKER).write_text(f"restored from {backup.name}\n")
+    restored = _translate(lambda: read_certificate(target.cert_path))
+    result.update(restored=True, certificate=describe(restored))
+    result["reloaded"] = _reload(target, sig_name, fingerprint(restored), timeout, must_be_alive=False)
+    return result
+
+
+# -- targets -------------------------------------------------------------------------------
+
+
+def _resolve(cert_path: str | None, key_path: str | None, pid: int | None, service: str | None,
+             replica: str | None, ca_dir: str | None, hosts: list[str] | None,
+             tls_address: str | None) -> _Target:
+    if service is not None or replica is not None:
+        if cert_path is not None or key_path is not None or pid is not None:
+            raise DriverError("give either cert_path/key_path/reload_pid or service/replica, not both")
+        return _resolve_replica(service, replica, ca_dir, hosts, tls_address)
+    if not cert_path or not key_path:
+        raise DriverError("cert_path and key_path are required (or service and replica of the sandbox)")
+    if pid is not None and (isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0):
+        raise DriverError(f"reload_pid must be a positive integer, got {pid!r}")
+    cert, key = Path(cert_path).absolute(), Path(key_path).absolute()
+    if hosts is None:  # keep the names the current certificate is valid for
+        try:
+            hosts = certificate_hosts(read_certificate(cert)) or None
+        except CertificateError:
+            hosts = None
+    return _Target(cert, key, pid, None, None, Path(ca_dir).absolute() if ca_dir else None,
+                   _address(tls_address), list(hosts or ["127.0.0.1", "localhost"]))
+
+
+def _resolve_replica(service: str | None, replica: str | None, ca_dir: str | None, hosts: list[str] | None,
+                     tls_address: str | None) -> _Target:
+    """A sandbox replica's files, pid and TLS address (the sandbox must serve TLS)."""
+    rec = replica_tls(service, replica)
+    return _Target(rec.paths.cert_path.absolute(), rec.paths.key_path.absolute(), rec.pid, rec.name, rec.service,
+                   Path(ca_dir).absolute() if ca_dir else rec.paths.ca_dir.absolute(),
+                   _address(tls_address) or rec.address, list(hosts or [rec.host, "localhost"]))
+
+
+def _check_reload_target(target: _Target, must_be_alive: bool = True) -> None:
+    """The pid must be a live model server serving these very files (SIGHUP kills one without TLS)."""
+    if target.pid is None:
+        return
+    if not procs.is_alive(target.pid, target.replica):
+        if must_be_alive:
+            raise DriverError(f"pid {target.pid} is not a live sandbox model server: nothing changed")
+        return
+    argv = procs.cmdline(target.pid)
+    served = [b for a, b in zip(argv, argv[1:], strict=False) if a == "--tls-cert"]
+    if not served or Path(served[0]).absolute() != target.cert_path:
+        raise DriverError(f"pid {target.pid} does not serve {target.cert_path} (its --tls-cert:"
+                          f" {served[0] if served else 'none'}); it would not reload it: nothing changed")
+
+
+def _targets(target: _Target) -> list[Target]:
+    found = [Target(kind="file", name=str(target.cert_path), details={"role": "certificate"}),
+             Target(kind="file", name=str(target.key_path), details={"role": "key"})]
+    if target.pid is not None or target.tls_address:
+        details: dict[str, Any] = {"pid": target.pid, "service": target.service}
+        if target.tls_address:
+            details |= {"instance": target.tls_address, "url": f"https://{target.tls_address}"}
+        found.append(Target(kind="process", name=target.replica or f"pid {target.pid}", details=details))
+    return found
+
+
+# -- reload --------------------------------------------------------------------------------
+
+
+def _reload(target: _Target, sig_name: str, expected_sha256: str, timeout: float,
+            must_be_alive: bool = True) -> bool:
+    """Signal the server; with a TLS address, wait until it presents the expected certificate."""
+    if target.pid is None:
+        return False
+    if not procs.signal_model_server(target.pid, signals.Signals[sig_name], target.replica):
+        if must_be_alive:
+            raise DriverError(f"pid {target.pid} exited before it could reload the certificate")
+        return False
+    if target.tls_address:
+        from drivers.tls.probes import presented_certificate
+
+        host, port = target.tls_address.rsplit(":", 1)
+        deadline = time.monotonic() + timeout
+        seen = None
+        while time.monotonic() < deadline:
+            try:
+                seen = presented_certificate(host, int(port), timeout=min(2.0, timeout))["sha256"]
+            except DriverError:
+                seen = None
+            if seen == expected_sha256:
+                return True
+            time.sleep(0.05)
+        raise DriverError(f"{target.tls_address} does not present the new certificate {timeout} s after"
+                          f" {sig_name} (presents {seen or 'nothing'}); see the server's log")
+    return True
+
+
+def _reload_signal(name: str) -> str:
+    sig = str(name).upper()
+    sig = sig if sig.startswith("SIG") else f"SIG{sig}"
+    if sig not in RELOAD_SIGNALS:
+        raise DriverError(f"reload_signal must be one of {sorted(RELOAD_SIGNALS)}, got {name!r}")
+    return sig
+
+
+# -- backups -------------------------------------------------------------------------------
+
+
+def _backup_path(cert_path: Path) -> Path:
+    return cert_path.parent / BACKUP_DIR / f"{time.time_ns():020d}-{os.getpid()}"
+
+
+def _write_backup(backup: Path, target: _Target) -> None:
+    if not target.cert_path.is_file() or not target.key_path.is_file():
+        raise DriverError(f"nothing to back up: {target.cert_path} or {target.key_path} does not exist")
+    backup.mkdir(parents=True, mode=0o700)
+    _copy_atomic(target.cert_path, backup / "cert.pem", 0o644)
+    _copy_atomic(target.key_path, backup / "key.pem", 0o600)
+    manifest = {"cert_path": str(target.cert_path), "key_path": str(target.key_path),
+                "created": time.time(), "replica": target.replica}
+    (backup / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def _backups(cert_path: Path) -> list[Path]:
+    """Backups of ``cert_path``, oldest first."""
+    root = cert_path.parent / BACKUP_DIR
+    if not root.is_dir():
+        return []
+    return sorted(b for b in root.iterdir()
+                  if (b / "manifest.json").is_file() and _manifest(b).get("cert_path") == str(cert_path))
+
+
+def _manifest(backup: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((backup / "manifest.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise DriverError(f"unreadable backup manifest in {backup}: {exc}") from exc
+    return data if isinstance(data, dict) else {}
+
+
+def _copy_atomic(source: Path, dest: Path, mode: int) -> None:
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    try:
+        shutil.copyfile(source, tmp)
+        os.chmod(tmp, mode)
+        os.replace(tmp, dest)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise DriverError(f"cannot copy {source} to {dest}: {exc}") from exc
+
+
+def _address(value: str | None) -> str | None:
+    if value is None:
+        return None
+    host, sep, port = str(value).rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise DriverError(f"tls_address must be HOST:PORT, got {value!r}")
+    return value
+
+
+def _translate(make: Any) -> Any:
+    """Run ``make()``; certificate errors become DriverError (one translation point)."""
+    try:
+        return make()
+    except CertificateError as exc:
+        raise DriverError(str(exc)) from exc
