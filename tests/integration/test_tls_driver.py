@@ -1,0 +1,270 @@
+"""drivers.tls against a real model server serving TLS: real handshakes, SIGHUP reloads, rollback."""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from polling import wait_until
+
+from drivers.tls import actions, probes
+from mlchaos import certificates as certs
+from mlchaos import changes
+from mlchaos.errors import DriverError
+from mlchaos.sandbox import dataset
+
+pytestmark = pytest.mark.integration
+HOST = "127.0.0.1"
+T = 5.0
+
+
+@dataclass
+class TLSServer:
+    proc: subprocess.Popen[bytes]
+    port: int
+    tls_port: int
+    files: certs.CertificateFiles
+    ca_dir: Path
+    log: Path
+
+    @property
+    def address(self) -> str:
+        return f"{HOST}:{self.tls_port}"
+
+    def install(self, kind: str, **extra: Any) -> dict[str, Any]:
+        return actions.install_certificate(
+            str(self.files.cert_path), str(self.files.key_path), kind=kind, reload_pid=self.proc.pid,
+            ca_dir=str(self.ca_dir), tls_address=self.address, **extra)
+
+    def restore(self, record: dict[str, Any]) -> dict[str, Any]:
+        return actions.restore_certificate(**record["undo"]["arguments"])
+
+
+def _start(tmp: Path) -> TLSServer:
+    files = certs.issue_sandbox_certificates(tmp / "model-0", ca_dir=tmp / "ca")
+    log = tmp / "server.log"
+    argv = [sys.executable, "-m", "mlchaos.sandbox.model_server", "--host", HOST, "--port", "0",
+            "--replica", "tls-test", "--tls-port", "0", "--tls-cert", str(files.cert_path),
+            "--tls-key", str(files.key_path)]
+    with open(log, "wb") as err:
+        # unbuffered: select() must see every line still unread (a buffered reader would hide the second)
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL, bufsize=0)
+    lines: dict[str, int] = {}
+    deadline = time.monotonic() + 30
+    assert proc.stdout is not None
+    while "READY" not in lines:
+        if time.monotonic() > deadline or proc.poll() is not None:
+            proc.kill()
+            raise AssertionError(f"model server not ready: {lines}; log: {log.read_text()}")
+        if select.select([proc.stdout], [], [], 0.1)[0]:
+            word, _, port = proc.stdout.readline().decode().strip().partition(" ")
+            lines[word] = int(port)
+    assert list(lines) == ["TLS", "READY"]  # the TLS line comes first
+    return TLSServer(proc, lines["READY"], lines["TLS"], files, tmp / "ca", log)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TLSServer]:
+    srv = _start(tmp_path_factory.mktemp("tls"))
+    try:
+        yield srv
+    finally:
+        srv.proc.send_signal(signal.SIGTERM)
+        try:
+            assert srv.proc.wait(10) == 0
+        finally:
+            if srv.proc.poll() is None:
+                srv.proc.kill()
+
+
+@pytest.fixture
+def fresh(server: TLSServer) -> TLSServer:
+    """The module's server, presenting a valid certificate when the test starts."""
+    assert probes.handshake_result(HOST, server.tls_port, ca_file=str(server.files.ca_path))["ok"]
+    return server
+
+
+def _predicts(port: int, scheme: str = "http", ca: str | None = None) -> bool:
+    x, _ = dataset.holdout_split()
+    body = {"inputs": [{"name": "input-0", "shape": [2, 4], "datatype": "FP32", "data": x[:2]}]}
+    resp = requests.post(f"{scheme}://{HOST}:{port}/v2/models/iris/infer", json=body, timeout=T,
+                         verify=ca if ca else True)
+    return resp.status_code == 200 and len(resp.json()["outputs"][0]["data"]) == 2
+
+
+def test_valid_certificate_serves_the_same_endpoints(fresh: TLSServer) -> None:
+    ca = str(fresh.files.ca_path)
+    result = probes.handshake_result(HOST, fresh.tls_port, ca_file=ca)
+    assert result["ok"] and result["reason"] is None
+    assert probes.handshake_result("localhost", fresh.tls_port, ca_file=ca)["ok"]
+    assert _predicts(fresh.tls_port, "https", ca) and _predicts(fresh.port)
+    assert 364 < probes.days_until_expiry(HOST, fresh.tls_port) < 366
+    assert not probes.verifying_client_refused(HOST, fresh.tls_port, ca_file=ca)
+
+
+@pytest.mark.parametrize(
+    ("kind", "reason", "codes"),
+    [("expired", "certificate has expired", {10}),
+     ("wrong_hostname", "hostname mismatch", {62, 64}),
+     ("untrusted", "unknown issuer", {20})],
+)
+def test_each_bad_kind_is_refused_with_its_reason(fresh: TLSServer, kind: str, reason: str, codes: set[int]) -> None:
+    record = fresh.install(kind)
+    try:
+        result = probes.handshake_result(HOST, fresh.tls_port, ca_file=str(fresh.files.ca_path))
+        assert (result["ok"], result["reason"]) == (False, reason), result
+        assert result["verify_code"] in codes and result["detail"]
+        assert probes.verifying_client_refused(HOST, fresh.tls_port, ca_file=str(fresh.files.ca_path))
+        assert probes.presented_certificate(HOST, fresh.tls_port)["sha256"] == \
+            record["parameters"]["certificate"]["sha256"]
+    finally:
+        fresh.restore(record)
+
+
+def test_expiring_soon_is_still_accepted(fresh: TLSServer) -> None:
+    record = fresh.install("expiring_soon", days=2)
+    try:
+        assert probes.handshake_result(HOST, fresh.tls_port, ca_file=str(fresh.files.ca_path))["ok"]
+        assert 1.9 < probes.days_until_expiry(HOST, fresh.tls_port) <= 2.0
+    finally:
+        fresh.restore(record)
+
+
+def test_no_trusted_ca_means_unknown_issuer(fresh: TLSServer) -> None:
+    # the system trust store does not know the sandbox CA: verifying clients fail closed
+    assert probes.handshake_result(HOST, fresh.tls_port)["reason"] == "unknown issuer"
+
+
+def test_expired_certificate_swap_and_rollback(fresh: TLSServer) -> None:
+    ca = str(fresh.files.ca_path)
+    original = fresh.files.cert_path.read_bytes()
+    seen: list[dict[str, Any]] = []
+
+    def sink(record: changes.ChangeRecord) -> None:
+        backup = Path(record.undo["arguments"]["backup_dir"])
+        seen.append({"record": record, "files_unchanged": fresh.files.cert_path.read_bytes() == original,
+                     "backup_ready": (backup / "cert.pem").read_bytes() == original})
+
+    token = changes.set_sink(sink)
+    try:
+        record = fresh.install("expired")
+    finally:
+        changes.reset_sink(token)
+    assert len(seen) == 1 and seen[0]["files_unchanged"] and seen[0]["backup_ready"]
+    assert changes.is_change_record(record) and record["action"] == "install-certificate"
+    assert [t["kind"] for t in record["targets"]] == ["file", "file", "process"]
+    assert record["targets"][2]["details"]["instance"] == fresh.address
+    assert record["undo"]["func"] == "drivers.tls.actions.restore_certificate"
+    assert stat_mode(fresh.files.key_path) == 0o600
+
+    # clients fail closed: the CA is trusted and the host matches, the certificate is simply expired
+    result = probes.handshake_result(HOST, fresh.tls_port, ca_file=ca)
+    assert (result["ok"], result["reason"], result["verify_code"]) == (False, "certificate has expired", 10)
+    assert probes.verifying_client_refused(HOST, fresh.tls_port, ca_file=ca)
+    with pytest.raises(requests.exceptions.SSLError, match="certificate has expired"):
+        requests.get(f"https://{HOST}:{fresh.tls_port}/v2/health/ready", verify=ca, timeout=T)
+    strict = ssl.create_default_context(cafile=ca)
+    with pytest.raises(ssl.SSLCertVerificationError), socket.create_connection((HOST, fresh.tls_port), T) as sock:
+        strict.wrap_socket(sock, server_hostname=HOST)
+    assert -3.01 < probes.days_until_expiry(HOST, fresh.tls_port) < -2.99
+    assert _predicts(fresh.port)  # the plain port is untouched
+    assert "TLS certificate reloaded" in fresh.log.read_text()
+
+    undone = fresh.restore(record)
+    assert undone["restored"] and undone["reloaded"]
+    assert fresh.files.cert_path.read_bytes() == original
+    assert probes.handshake_result(HOST, fresh.tls_port, ca_file=ca)["ok"]
+    assert _predicts(fresh.tls_port, "https", ca)
+    again = fresh.restore(record)  # idempotent
+    assert not again["restored"] and "already restored" in again["note"]
+    assert fresh.files.cert_path.read_bytes() == original
+
+
+def test_restore_without_backup_dir_goes_back_to_before_the_first_fault(fresh: TLSServer) -> None:
+    original = fresh.files.cert_path.read_bytes()
+    first = fresh.install("expired")
+    second = fresh.install("untrusted")
+    healed = actions.restore_certificate(str(fresh.files.cert_path), str(fresh.files.key_path),
+                                         reload_pid=fresh.proc.pid, tls_address=fresh.address)
+    assert healed["backup_dir"] == first["undo"]["arguments"]["backup_dir"]
+    assert fresh.files.cert_path.read_bytes() == original
+    # the records' own undos, run afterwards (newest first), bring no fault back
+    assert not fresh.restore(second)["restored"]
+    assert not fresh.restore(first)["restored"]
+    assert fresh.files.cert_path.read_bytes() == original
+    assert probes.handshake_result(HOST, fresh.tls_port, ca_file=str(fresh.files.ca_path))["ok"]
+
+
+def test_a_failed_reload_keeps_the_old_certificate(fresh: TLSServer) -> None:
+    before = probes.presented_certificate(HOST, fresh.tls_port)["sha256"]
+    original = fresh.files.cert_path.read_bytes()
+    try:
+        fresh.files.cert_path.write_text("not a certificate\n")
+        fresh.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: "TLS reload failed" in fresh.log.read_text(), 5, "the failed reload in the log")
+        assert probes.presented_certificate(HOST, fresh.tls_port)["sha256"] == before
+        assert fresh.proc.poll() is None
+    finally:
+        fresh.files.cert_path.write_bytes(original)
+        fresh.proc.send_signal(signal.SIGHUP)
+
+
+def test_dry_run_changes_nothing(fresh: TLSServer) -> None:
+    original = fresh.files.cert_path.read_bytes()
+    record = fresh.install("expired", dry_run=True)
+    assert record["dry_run"] is True
+    assert fresh.files.cert_path.read_bytes() == original
+    assert not (fresh.files.cert_path.parent / actions.BACKUP_DIR / Path(
+        record["undo"]["arguments"]["backup_dir"]).name).exists()
+
+
+def test_refusals_change_nothing(fresh: TLSServer, tmp_path: Path) -> None:
+    original = fresh.files.cert_path.read_bytes()
+    cert, key = str(fresh.files.cert_path), str(fresh.files.key_path)
+    with pytest.raises(DriverError, match="not a live sandbox model server"):
+        actions.install_certificate(cert, key, reload_pid=os.getpid(), ca_dir=str(fresh.ca_dir))
+    other = certs.issue_sandbox_certificates(tmp_path / "other", ca_dir=fresh.ca_dir)
+    with pytest.raises(DriverError, match="does not serve"):
+        actions.install_certificate(str(other.cert_path), str(other.key_path), reload_pid=fresh.proc.pid,
+                                    ca_dir=str(fresh.ca_dir))
+    with pytest.raises(DriverError, match="pass ca_dir"):
+        actions.install_certificate(cert, key, kind="expired")
+    with pytest.raises(DriverError, match="no usable CA"):
+        actions.install_certificate(cert, key, ca_dir=str(tmp_path / "no-ca"))
+    with pytest.raises(DriverError, match="kind must be one of"):
+        actions.install_certificate(cert, key, kind="stale", ca_dir=str(fresh.ca_dir))
+    with pytest.raises(DriverError, match="reload_signal must be one of"):
+        actions.install_certificate(cert, key, reload_signal="SIGKILL", ca_dir=str(fresh.ca_dir))
+    assert fresh.files.cert_path.read_bytes() == original
+    assert fresh.proc.poll() is None
+
+
+def test_sandbox_targets_say_tls_is_not_wired(state_dir: Path) -> None:
+    with pytest.raises(DriverError, match="no replicas of service 'model'"):
+        actions.install_certificate(service="model", replica="model-0")
+    with pytest.raises(DriverError, match="either"):
+        probes.handshake_result(HOST, 1, service="model", replica="model-0")
+
+
+def test_unreachable_endpoint_is_an_error_not_a_verdict() -> None:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        port = sock.getsockname()[1]  # bound, not listening: connection refused
+        with pytest.raises(DriverError, match="cannot connect"):
+            probes.verifying_client_refused(HOST, port)
+
+
+def stat_mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
