@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ import pytest
 import yaml
 from components import require_monitoring
 
+from mlchaos.alert_rules import ALERT_NAMES
 from mlchaos.errors import DriverError, SandboxError
 from mlchaos.sandbox import monitoring
 from mlchaos.sandbox.manager import Sandbox
@@ -84,7 +86,13 @@ def test_every_replica_is_scraped_and_probed_under_its_own_instance(stack) -> No
     assert len(joined["data"]["result"]) == 3
     groups = get(f"{ep.prometheus_url}/api/v1/rules?type=alert")["data"]["groups"]
     group = next(g for g in groups if g["name"] == "ml-serving")
-    assert len(group["rules"]) == 8 and all(r["health"] == "ok" for r in group["rules"])
+    assert len(group["rules"]) == len(ALERT_NAMES) and all(r["health"] == "ok" for r in group["rules"])
+    # the probes reach each replica through its fault proxy, the scrape reaches it directly
+    proxied = {f"{r.host}:{r.port}": f"http://{r.host}:{r.proxy_port}/v2/health/live"
+               for r in sandbox.replicas("model")}
+    for instance, target in by_job["model-live"].items():
+        assert urllib.parse.parse_qs(urllib.parse.urlsplit(target["scrapeUrl"]).query)["target"] == [proxied[instance]]
+        assert "__proxy_address__" not in target["labels"]
     assert get(f"{ep.alertmanager_url}/api/v2/status")["config"]["original"]
 
 

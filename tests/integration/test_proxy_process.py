@@ -1,0 +1,192 @@
+"""The proxy process (`python -m mlchaos.proxy`), its Toxiproxy-compatible API, the proxy
+drivers against it, and the sandbox's proxy (one per replica, healed by up, stopped by down)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from polling import wait_until
+
+from drivers.model import probes as model_probes
+from drivers.proxy import actions, probes
+from mlchaos.changes import reset_sink, set_sink
+from mlchaos.errors import DriverError
+from mlchaos.sandbox import procs
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def proxy_api(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """A proxy process on free ports with one proxy 'direct' in front of a sandbox-free HTTP server."""
+    server = subprocess.Popen([sys.executable, "-u", "-m", "http.server", "0", "--bind", "127.0.0.1",
+                               "--directory", str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    line = server.stdout.readline()  # "Serving HTTP on 127.0.0.1 port N ..."
+    upstream_port = int(re.search(r"port (\d+)", line).group(1))
+    config = tmp_path / "proxies.json"
+    config.write_text(json.dumps([{"name": "web", "listen": "127.0.0.1:0", "upstream": f"127.0.0.1:{upstream_port}"}]))
+    (tmp_path / "index.html").write_text("hello")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, "-m", "mlchaos.proxy", "--api", "127.0.0.1:0", "--config", str(config)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        ready = proc.stdout.readline()
+        assert ready.startswith("READY "), ready
+        yield f"http://127.0.0.1:{int(ready.split()[1])}", proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+        server.kill()
+        server.wait()
+
+
+def test_the_api_speaks_toxiproxy(proxy_api):
+    api, _ = proxy_api
+    assert requests.get(f"{api}/version", timeout=5).json()["version"]
+    listing = requests.get(f"{api}/proxies", timeout=5).json()
+    assert set(listing) == {"web"} and listing["web"]["enabled"] is True and listing["web"]["toxics"] == []
+    created = requests.post(f"{api}/proxies", json={"name": "other", "listen": "127.0.0.1:0",
+                                                    "upstream": listing["web"]["upstream"]}, timeout=5)
+    assert created.status_code == 201 and not created.json()["listen"].endswith(":0")
+    assert requests.post(f"{api}/proxies", json={"name": "other", "listen": "127.0.0.1:0",
+                                                 "upstream": "127.0.0.1:1"}, timeout=5).status_code == 409
+    toxic = requests.post(f"{api}/proxies/web/toxics", json={"type": "latency", "attributes": {"latency": 50}},
+                          timeout=5)
+    assert toxic.status_code == 200
+    assert toxic.json() | {"expires_at": None} == {
+        "name": "latency_downstream", "type": "latency", "stream": "downstream", "toxicity": 1.0,
+        "attributes": {"latency": 50, "jitter": 0}, "ttl": None, "expires_at": None}
+    updated = requests.post(f"{api}/proxies/web/toxics/latency_downstream", json={"attributes": {"latency": 80}},
+                            timeout=5)
+    assert updated.json()["attributes"]["latency"] == 80
+    assert requests.get(f"{api}/proxies/web/toxics", timeout=5).json()[0]["name"] == "latency_downstream"
+    errors = [
+        requests.get(f"{api}/proxies/nope", timeout=5),
+        requests.delete(f"{api}/proxies/web/toxics/nope", timeout=5),
+        requests.post(f"{api}/proxies/web/toxics", json={"type": "latency", "attributes": {"latency": -1}}, timeout=5),
+        requests.post(f"{api}/proxies/web/toxics", json={"type": "nope"}, timeout=5),
+        requests.post(f"{api}/proxies/web/toxics", data=b"{not json", timeout=5),
+        requests.put(f"{api}/proxies/web", json={}, timeout=5),
+    ]
+    assert [r.status_code for r in errors] == [404, 404, 400, 400, 400, 405]
+    assert all(r.json()["error"] for r in errors)
+    assert requests.delete(f"{api}/proxies/web/toxics/latency_downstream", timeout=5).status_code == 204
+    assert requests.post(f"{api}/proxies/web", json={"enabled": False}, timeout=5).json()["enabled"] is False
+    assert requests.post(f"{api}/reset", timeout=5).status_code == 204
+    assert requests.get(f"{api}/proxies/web", timeout=5).json()["enabled"] is True
+    assert requests.delete(f"{api}/proxies/other", timeout=5).status_code == 204
+
+
+def test_the_drivers_work_against_any_api_url(proxy_api):
+    api, _ = proxy_api
+    announced = []
+    token = set_sink(announced.append)
+    try:
+        before = probes.proxy_latency_ms("web", requests=5, path="/index.html", url=api)
+        record = actions.add_toxic("web", "latency", {"latency": 120}, ttl=30, url=api)
+    finally:
+        reset_sink(token)
+    assert [r.action for r in announced] == ["add-toxic"], "announced before it was applied"
+    assert record["undo"] == {"func": "drivers.proxy.actions.remove_toxic",
+                              "arguments": {"proxy": "web", "name": "latency_downstream", "url": api}}
+    assert record["toxic"]["ttl"] == 30 and record["toxic"]["expires_at"] > time.time()
+    slow = probes.proxy_latency_ms("web", requests=3, path="/index.html", url=api)
+    assert before < 50 and 115 <= slow < 400
+    assert [t["name"] for t in probes.list_toxics("web", url=api)] == ["latency_downstream"]
+    assert actions.remove_toxic("web", "latency_downstream", url=api)["removed"] is True
+    assert actions.remove_toxic("web", "latency_downstream", url=api)["removed"] is False, "idempotent"
+    actions.disable_proxy("web", url=api)
+    assert probes.proxy_enabled("web", url=api) is False
+    with pytest.raises(DriverError, match="none of 2 requests"):
+        probes.proxy_latency_ms("web", requests=2, url=api)
+    assert actions.enable_proxy("web", url=api) == {"proxy": "web", "enabled": True}
+    default_ttl = actions.add_toxic("web", "bandwidth", {"rate": 100}, url=api)
+    assert default_ttl["parameters"]["ttl"] == actions.SAFETY_TTL
+    assert actions.reset(url=api)["toxics_left"] == 0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"type": "latncy"}, "unknown toxic type 'latncy'"),
+        ({"type": "latency", "attributes": {"latency": -3}}, "latency must be a number >= 0"),
+        ({"type": "latency", "toxicity": 1.5}, "toxicity must be a number in [0, 1]"),
+        ({"type": "latency", "stream": "both"}, "stream must be upstream"),
+        ({"type": "latency", "ttl": -1}, "ttl must be a number of seconds > 0"),
+        ({"type": "latency", "proxy": "nope"}, "no proxy 'nope'"),
+    ],
+)
+def test_the_driver_validates_before_changing_anything(proxy_api, kwargs, message):
+    api, _ = proxy_api
+    announced = []
+    token = set_sink(announced.append)
+    try:
+        with pytest.raises(DriverError) as caught:
+            actions.add_toxic(**{"proxy": "web", **kwargs}, url=api)
+    finally:
+        reset_sink(token)
+    assert message in str(caught.value)
+    assert announced == [] and probes.list_toxics("web", url=api) == []
+
+
+def test_the_sandbox_proxies_every_replica_and_heals(sandbox):
+    replicas = sandbox.replicas("model")
+    api = sandbox.proxy_api_url()
+    listing = requests.get(f"{api}/proxies", timeout=5).json()
+    assert {name: (p["listen"], p["upstream"]) for name, p in listing.items()} == {
+        r.name: (f"127.0.0.1:{r.proxy_port}", f"127.0.0.1:{r.port}") for r in replicas}
+    assert all(r.client_url == r.proxy_url for r in replicas)
+    assert model_probes.all_replicas_healthy()  # through the proxies
+    # a fault on one proxy: the model probes see it, the replica itself is fine
+    actions.disable_proxy("model-0")
+    assert model_probes.healthy_replica_count() == 2
+    actions.add_toxic("model-1", "latency", {"latency": 200})
+    assert model_probes.latency_percentile(50, requests=4, exclude=["model-0", "model-2"]) >= 190
+    # a dead proxy process is restarted by up with the same ports; toxics and disabled proxies are healed
+    pid = sandbox.proxy().pid()
+    os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: not procs.is_alive(pid) and not sandbox.proxy().alive(pid), 5, "the proxy to die")
+    healed = sandbox.up(replicas=3, timeout=60, monitoring=False)
+    assert [(r.name, r.proxy_port) for r in healed] == [(r.name, r.proxy_port) for r in replicas]
+    assert sandbox.proxy().pid() != pid and sandbox.proxy_api_url() == api
+    assert model_probes.all_replicas_healthy()
+    # a live proxy with faults is healed in place by up
+    actions.add_toxic("model-2", "latency", {"latency": 500})
+    actions.disable_proxy("model-1")
+    live_pid = sandbox.proxy().pid()
+    sandbox.up(replicas=3, timeout=60, monitoring=False)
+    assert sandbox.proxy().pid() == live_pid
+    assert all(probes.toxic_count(r.name) == 0 and probes.proxy_enabled(r.name) for r in replicas)
+
+
+def test_a_toxic_ttl_expires_without_any_call(sandbox):
+    actions.add_toxic("model-0", "latency", {"latency": 300}, ttl=0.5)
+    assert probes.proxy_latency_ms("model-0", requests=1) >= 290
+    wait_until(lambda: probes.toxic_count("model-0") == 0, 5, "the toxic to expire")
+    assert probes.proxy_latency_ms("model-0", requests=3) < 50
+
+
+def test_down_stops_the_proxy(tmp_path, monkeypatch):
+    from mlchaos.sandbox.manager import Sandbox
+
+    monkeypatch.setenv("MLCHAOS_STATE_DIR", str(tmp_path))
+    sandbox = Sandbox(tmp_path)
+    sandbox.up(replicas=1, timeout=60, monitoring=False)
+    pid = sandbox.proxy().pid()
+    assert sandbox.proxy().alive(pid)
+    sandbox.down()
+    assert not sandbox.proxy().alive(pid) and sandbox.proxy().api_url() is None
+    with pytest.raises(DriverError, match="sandbox proxy is not running"):
+        actions.add_toxic("model-0", "latency", {"latency": 1})
