@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -52,11 +53,11 @@ class TLSServer:
         return actions.restore_certificate(**record["undo"]["arguments"])
 
 
-def _start(tmp: Path) -> TLSServer:
-    files = certs.issue_sandbox_certificates(tmp / "model-0", ca_dir=tmp / "ca")
-    log = tmp / "server.log"
+def _start(tmp: Path, replica: str = "tls-test") -> TLSServer:
+    files = certs.issue_sandbox_certificates(tmp / replica, ca_dir=tmp / "ca")
+    log = tmp / f"{replica}.log"
     argv = [sys.executable, "-m", "mlchaos.sandbox.model_server", "--host", HOST, "--port", "0",
-            "--replica", "tls-test", "--tls-port", "0", "--tls-cert", str(files.cert_path),
+            "--replica", replica, "--tls-port", "0", "--tls-cert", str(files.cert_path),
             "--tls-key", str(files.key_path)]
     with open(log, "wb") as err:
         # unbuffered: select() must see every line still unread (a buffered reader would hide the second)
@@ -75,18 +76,22 @@ def _start(tmp: Path) -> TLSServer:
     return TLSServer(proc, lines["READY"], lines["TLS"], files, tmp / "ca", log)
 
 
+def _stop(srv: TLSServer) -> None:
+    srv.proc.send_signal(signal.SIGTERM)
+    try:
+        assert srv.proc.wait(10) == 0
+    finally:
+        if srv.proc.poll() is None:
+            srv.proc.kill()
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TLSServer]:
     srv = _start(tmp_path_factory.mktemp("tls"))
     try:
         yield srv
     finally:
-        srv.proc.send_signal(signal.SIGTERM)
-        try:
-            assert srv.proc.wait(10) == 0
-        finally:
-            if srv.proc.poll() is None:
-                srv.proc.kill()
+        _stop(srv)
 
 
 @pytest.fixture
@@ -256,6 +261,31 @@ def test_sandbox_targets_say_tls_is_not_wired(state_dir: Path) -> None:
         actions.install_certificate(service="model", replica="model-0")
     with pytest.raises(DriverError, match="either"):
         probes.handshake_result(HOST, 1, service="model", replica="model-0")
+
+
+def test_sandbox_replica_path_once_the_state_records_tls(state_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """service/replica resolve the sandbox layout (<state>/tls/...) and a recorded tls_port."""
+    from mlchaos.sandbox.manager import Sandbox
+
+    srv = _start(state_dir / "tls", replica="model-0")  # files in <state>/tls/model-0, CA in <state>/tls/ca
+    try:
+        recorded = SimpleNamespace(service="model", name="model-0", pid=srv.proc.pid, host=HOST,
+                                   port=srv.port, tls_port=srv.tls_port)
+        monkeypatch.setattr(Sandbox, "replicas", lambda self, service: [recorded])  # what the lead's state will hold
+        where = {"service": "model", "replica": "model-0"}
+        assert probes.handshake_result(**where)["ok"]  # the sandbox CA is the default trust
+        record = actions.install_certificate(**where, kind="expired")
+        assert record["targets"][2]["name"] == "model-0"
+        assert record["targets"][2]["details"]["instance"] == srv.address
+        assert probes.handshake_result(**where)["reason"] == "certificate has expired"
+        assert probes.days_until_expiry(**where) < 0
+        assert actions.restore_certificate(**where)["restored"]
+        assert probes.handshake_result(**where)["ok"]
+        assert not actions.restore_certificate(**where)["restored"]
+        with pytest.raises(DriverError, match="no replica 'model-9'"):
+            probes.handshake_result(service="model", replica="model-9")
+    finally:
+        _stop(srv)
 
 
 def test_unreachable_endpoint_is_an_error_not_a_verdict() -> None:
