@@ -18,7 +18,8 @@ from mlchaos.sandbox import procs
 from mlchaos.sandbox.manager import Replica, Sandbox
 
 UNDO_FUNC = "drivers.process.actions.restart_replicas"
-KILL_SIGNALS = frozenset({"SIGKILL", "SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGABRT"})
+# no SIGHUP: a replica serving TLS reloads its certificate on SIGHUP instead of dying
+KILL_SIGNALS = frozenset({"SIGKILL", "SIGTERM", "SIGINT", "SIGQUIT", "SIGABRT"})
 GONE_TIMEOUT = 5.0
 
 

@@ -44,6 +44,7 @@ STATE_FILE = "sandbox.json"
 STATE_VERSION = 1
 HTTP_TIMEOUT = 1.0
 _READY_LINE = re.compile(rb"^READY (\d+)$", re.MULTILINE)
+_TLS_LINE = re.compile(rb"^TLS (\d+)$", re.MULTILINE)
 _PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 ReplicaState = Literal["ready", "running-not-ready", "stopped", "dead"]
@@ -83,6 +84,12 @@ class Replica:
     model: str = "iris"
     proxy_port: int = 0  # where the sandbox proxy for this replica listens (0: none yet)
     proxy_url: str = ""  # http://127.0.0.1:proxy_port, or "" when there is no proxy
+    tls_port: int = 0  # where the replica serves the same endpoints over HTTPS (0: not yet known)
+
+    @property
+    def tls_instance(self) -> str:
+        """``host:tls_port``: the ``instance`` label of the TLS probes of this replica."""
+        return f"{self.host}:{self.tls_port}"
 
     @property
     def client_url(self) -> str:
@@ -178,7 +185,8 @@ class Sandbox:
                 if old is not None:
                     self._stop([old], timeout=5)
                 port = old.port if old is not None else (base_port + index if base_port else 0)
-                todo.append(self._blank(service, index, port, model, old.proxy_port if old else 0))
+                todo.append(self._blank(service, index, port, model, old.proxy_port if old else 0,
+                                        old.tls_port if old else 0))
             started = self._start(todo, deadline)
             self._wait_ready(sorted(keep + started, key=lambda r: r.index), deadline)
             recorded = self._ensure_proxy(deadline)
@@ -252,7 +260,7 @@ class Sandbox:
             recorded = {(r.service, r.name): r for r in self._load()}
             current = [recorded.get((r.service, r.name), r) for r in replicas]
             self._stop(current, timeout=min(5.0, timeout))
-            blanks = [self._blank(r.service, r.index, r.port, r.model, r.proxy_port) for r in current]
+            blanks = [self._blank(r.service, r.index, r.port, r.model, r.proxy_port, r.tls_port) for r in current]
             started = self._start(blanks, deadline)
             self._wait_ready(started, deadline)
         return started
@@ -303,14 +311,24 @@ class Sandbox:
 
     # -- processes ----------------------------------------------------------------------
 
-    def _blank(self, service: str, index: int, port: int, model: str, proxy_port: int = 0) -> Replica:
+    def _blank(self, service: str, index: int, port: int, model: str, proxy_port: int = 0,
+               tls_port: int = 0) -> Replica:
         name = f"{service}-{index}"
         return Replica(
             service=service, name=name, index=index, host="127.0.0.1", port=port, pid=0,
             url=f"http://127.0.0.1:{port}", log_path=self.log_dir / f"{name}.log",
             started_at=0.0, model=model, proxy_port=proxy_port,
-            proxy_url=f"http://127.0.0.1:{proxy_port}" if proxy_port else "",
+            proxy_url=f"http://127.0.0.1:{proxy_port}" if proxy_port else "", tls_port=tls_port,
         )
+
+    def _tls_arguments(self, replica: Replica) -> list[str]:
+        """Certificates of the sandbox CA for a replica (reused while valid) and the server's TLS flags."""
+        from mlchaos.certificates import issue_sandbox_certificates, sandbox_tls_paths
+
+        paths = sandbox_tls_paths(self.state_dir, replica.name)
+        files = issue_sandbox_certificates(paths.directory, hosts=[replica.host, "localhost"], ca_dir=paths.ca_dir)
+        return ["--tls-port", str(replica.tls_port), "--tls-cert", str(Path(files.cert_path).resolve()),
+                "--tls-key", str(Path(files.key_path).resolve())]
 
     def _ensure_proxy(self, deadline: float) -> list[Replica]:
         """Give every recorded replica a proxy port (kept once chosen), run the proxy; return the records."""
@@ -338,6 +356,7 @@ class Sandbox:
             argv = [
                 sys.executable, "-m", SERVER_MODULE, "--host", blank.host,
                 "--port", str(blank.port), "--model", blank.model, "--replica", blank.name,
+                *self._tls_arguments(blank),
             ]
             with open(blank.log_path, "ab") as log:
                 offset = log.tell()
@@ -357,10 +376,13 @@ class Sandbox:
         while True:
             with open(replica.log_path, "rb") as log:
                 log.seek(spawned.log_offset)
-                match = _READY_LINE.search(log.read())
+                output = log.read()
+            match = _READY_LINE.search(output)
             if match:
                 port = int(match.group(1))
-                ready = replace(replica, port=port, url=f"http://{replica.host}:{port}")
+                tls = _TLS_LINE.search(output)  # printed before READY
+                ready = replace(replica, port=port, url=f"http://{replica.host}:{port}",
+                                tls_port=int(tls.group(1)) if tls else replica.tls_port)
                 self._save_replace(replica, ready)
                 return ready
             if proc.poll() is not None:

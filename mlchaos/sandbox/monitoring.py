@@ -237,11 +237,6 @@ class Monitoring:
         """Rewrite the scrape/probe target list (Prometheus picks it up without a reload)."""
         self._write_targets(replicas)
 
-    def set_tls_targets(self, addresses: list[str], labels: dict[str, str] | None = None) -> None:
-        """Have the TLS probes check these ``host:port`` endpoints (empty list: none)."""
-        groups = [{"targets": [address], "labels": dict(labels or {})} for address in addresses]
-        _atomic_write(self.targets_dir / "tls.json", json.dumps(groups, indent=2) + "\n")
-
     # -- configuration ------------------------------------------------------------------
 
     def _write_configs(self, endpoints: MonitoringEndpoints, ports: dict[str, int],
@@ -254,7 +249,8 @@ class Monitoring:
         _atomic_write(self.config_dir / "rules" / RULES_FILE, render_rules(params))
         _atomic_write(self.config_dir / "prometheus.yml", _dump(self._prometheus_config(ports, params)))
         _atomic_write(self.config_dir / "alertmanager.yml", _dump(_alertmanager_config(endpoints)))
-        _atomic_write(self.config_dir / "blackbox.yml", _dump(_blackbox_config()))
+        sandbox_ca = self.state_dir / "tls" / "ca" / "ca.crt"  # mlchaos.certificates.sandbox_tls_paths
+        _atomic_write(self.config_dir / "blackbox.yml", _dump(_blackbox_config(sandbox_ca)))
 
     def _prometheus_config(self, ports: dict[str, int], p: RuleParameters) -> dict[str, Any]:
         model_targets = [{"files": [str(self.targets_dir / "model.json")]}]
@@ -304,6 +300,9 @@ class Monitoring:
         ]
         self.targets_dir.mkdir(parents=True, exist_ok=True)
         _atomic_write(self.targets_dir / "model.json", json.dumps(groups, indent=2) + "\n")
+        tls = [{"targets": [f"{r.host}:{r.tls_port}"], "labels": {"replica": r.name, "service": r.service}}
+               for r in replicas if getattr(r, "tls_port", 0)]
+        _atomic_write(self.targets_dir / "tls.json", json.dumps(tls, indent=2) + "\n")
 
     # -- processes ----------------------------------------------------------------------
 
@@ -449,13 +448,15 @@ def _alertmanager_config(endpoints: MonitoringEndpoints) -> dict[str, Any]:
     }
 
 
-def _blackbox_config() -> dict[str, Any]:
+def _blackbox_config(ca_file: Path) -> dict[str, Any]:
+    """Probe modules; the verifying TLS module trusts the sandbox CA (as the sandbox's clients do)."""
     http = {"valid_status_codes": [], "preferred_ip_protocol": "ip4"}
+    verify: dict[str, Any] = {"insecure_skip_verify": False, "ca_file": str(ca_file)}
     return {
         "modules": {
             "http_2xx": {"prober": "http", "timeout": "1s", "http": http},
             "tls_verify": {"prober": "http", "timeout": "1s",
-                           "http": {**http, "fail_if_not_ssl": True, "tls_config": {"insecure_skip_verify": False}}},
+                           "http": {**http, "fail_if_not_ssl": True, "tls_config": verify}},
             "tls_insecure": {"prober": "http", "timeout": "1s",
                              "http": {**http, "fail_if_not_ssl": True, "tls_config": {"insecure_skip_verify": True}}},
         }

@@ -73,3 +73,19 @@ def test_a_miswritten_rule_makes_the_drill_fail(monitored, tmp_path):
     assert [r["status"] for r in journal["rollbacks"]] == ["succeeded", "succeeded"]
     assert not list((monitored.state_dir / "monitoring" / "rules.d").glob("*.yml")), "injected rule removed"
     assert {row.state for row in monitored.status()} == {"ready"}
+
+
+def test_an_expired_certificate_is_refused_and_detected(monitored, tmp_path):
+    monitored.up(replicas=3, timeout=90)
+    proc, journal, _ = _run(monitored, "expired-certificate.yaml", tmp_path)
+    assert proc.returncode == exitcodes.OK, proc.stdout + proc.stderr
+    runs = {r["activity"]["name"]: r for r in journal["run"]}
+    assert runs["verifying-client-refuses-the-expired-certificate"]["output"]["reason"] == "certificate has expired"
+    assert runs["presented-certificate-is-expired"]["output"] < 0
+    assert runs["verifying-tls-probe-of-monitoring-fails"]["output"] == 0
+    (change,) = journal["mlchaos"]["changes"]
+    tls_instance = next(t["details"]["instance"] for t in change["targets"] if "instance" in t["details"])
+    fired = runs["certificate-expired-alert-fires-for-the-replica"]["output"]
+    assert fired["labels"]["instance"] == tls_instance
+    assert {m["kind"] for m in journal["mlchaos"]["measurements"]} == {"time_to_detect", "time_to_recover"}
+    assert journal["mlchaos"]["recovery"]["recovered"] is True
