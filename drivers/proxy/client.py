@@ -14,7 +14,7 @@ import requests
 from mlchaos.errors import DriverError, SandboxError
 from mlchaos.proxy.errors import InvalidToxic
 from mlchaos.proxy.toxics import TOXICS, build
-from mlchaos.sandbox.manager import Replica, Sandbox
+from mlchaos.sandbox.manager import METRICS_PROXY_SUFFIX, Replica, Sandbox
 
 HTTP_TIMEOUT = 5.0
 STREAMS = ("upstream", "downstream")
@@ -40,7 +40,8 @@ def sandbox_replica(proxy: str, url: str | None) -> Replica | None:
         replicas = Sandbox().recorded()
     except SandboxError as exc:
         raise DriverError(str(exc)) from exc
-    return next((r for r in replicas if r.name == proxy), None)
+    name = proxy.removesuffix(METRICS_PROXY_SUFFIX)  # "<replica>-metrics" carries that replica's scrapes
+    return next((r for r in replicas if r.name == name), None)
 
 
 def call(method: str, base: str, path: str, body: Any = None, missing_ok: bool = False) -> Any:

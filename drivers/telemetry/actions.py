@@ -98,3 +98,42 @@ def _select(pattern: str, count: int) -> list[dict[str, Any]]:
     if count > len(found):
         raise DriverError(f"count {count} is more than the {len(found)} processes matching {pattern!r}")
     return found[:count]
+
+
+SCRAPE_FAULTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "hang": ("timeout", {"timeout": 0}),  # the scrape connection is held open, never answered
+    "reset": ("reset_peer", {"timeout": 0}),  # the scrape connection is reset at once
+    "slow": ("latency", {"latency": 5000}),  # /metrics answers, later than any scrape timeout
+}
+SCRAPE_FAULT_PREFIX = "telemetry-"
+
+
+def block_scrapes(
+    replica: str, mode: str = "hang", ttl: float | None = 600.0, url: str | None = None
+) -> dict[str, Any]:
+    """Stop Prometheus scraping one sandbox replica while it keeps serving clients (mode hang, reset or slow).
+
+    Acts on the replica's metrics proxy (``<replica>-metrics``), which carries only the scrapes;
+    the toxic expires by itself after `ttl` seconds. Undo: restore_scrapes.
+    """
+    from drivers.proxy.actions import add_toxic
+    from mlchaos.sandbox.manager import METRICS_PROXY_SUFFIX
+
+    if mode not in SCRAPE_FAULTS:
+        raise DriverError(f"mode must be one of {', '.join(SCRAPE_FAULTS)}, got {mode!r}")
+    kind, attributes = SCRAPE_FAULTS[mode]
+    return add_toxic(f"{replica}{METRICS_PROXY_SUFFIX}", kind, attributes, stream="downstream",
+                     name=f"{SCRAPE_FAULT_PREFIX}{mode}", ttl=ttl, url=url)
+
+
+def restore_scrapes(replica: str, url: str | None = None) -> dict[str, Any]:
+    """Roll back block_scrapes: remove every telemetry fault from the replica's metrics proxy."""
+    from drivers.proxy.actions import remove_toxic
+    from drivers.proxy.probes import list_toxics
+    from mlchaos.sandbox.manager import METRICS_PROXY_SUFFIX
+
+    proxy = f"{replica}{METRICS_PROXY_SUFFIX}"
+    names = [t["name"] for t in list_toxics(proxy, url=url) if t.get("name", "").startswith(SCRAPE_FAULT_PREFIX)]
+    for name in names:
+        remove_toxic(proxy, name, url=url)
+    return {"replica": replica, "removed": names}

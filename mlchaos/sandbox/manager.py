@@ -45,6 +45,7 @@ STATE_VERSION = 1
 HTTP_TIMEOUT = 1.0
 _READY_LINE = re.compile(rb"^READY (\d+)$", re.MULTILINE)
 _TLS_LINE = re.compile(rb"^TLS (\d+)$", re.MULTILINE)
+METRICS_PROXY_SUFFIX = "-metrics"  # the proxy named "<replica>-metrics" fronts only the scrapes
 _PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 ReplicaState = Literal["ready", "running-not-ready", "stopped", "dead"]
@@ -85,6 +86,7 @@ class Replica:
     proxy_port: int = 0  # where the sandbox proxy for this replica listens (0: none yet)
     proxy_url: str = ""  # http://127.0.0.1:proxy_port, or "" when there is no proxy
     tls_port: int = 0  # where the replica serves the same endpoints over HTTPS (0: not yet known)
+    metrics_proxy_port: int = 0  # the proxy Prometheus scrapes the replica's /metrics through (0: none yet)
 
     @property
     def tls_instance(self) -> str:
@@ -186,7 +188,7 @@ class Sandbox:
                     self._stop([old], timeout=5)
                 port = old.port if old is not None else (base_port + index if base_port else 0)
                 todo.append(self._blank(service, index, port, model, old.proxy_port if old else 0,
-                                        old.tls_port if old else 0))
+                                        old.tls_port if old else 0, old.metrics_proxy_port if old else 0))
             started = self._start(todo, deadline)
             self._wait_ready(sorted(keep + started, key=lambda r: r.index), deadline)
             recorded = self._ensure_proxy(deadline)
@@ -260,7 +262,8 @@ class Sandbox:
             recorded = {(r.service, r.name): r for r in self._load()}
             current = [recorded.get((r.service, r.name), r) for r in replicas]
             self._stop(current, timeout=min(5.0, timeout))
-            blanks = [self._blank(r.service, r.index, r.port, r.model, r.proxy_port, r.tls_port) for r in current]
+            blanks = [self._blank(r.service, r.index, r.port, r.model, r.proxy_port, r.tls_port, r.metrics_proxy_port)
+                      for r in current]
             started = self._start(blanks, deadline)
             self._wait_ready(started, deadline)
         return started
@@ -312,13 +315,14 @@ class Sandbox:
     # -- processes ----------------------------------------------------------------------
 
     def _blank(self, service: str, index: int, port: int, model: str, proxy_port: int = 0,
-               tls_port: int = 0) -> Replica:
+               tls_port: int = 0, metrics_proxy_port: int = 0) -> Replica:
         name = f"{service}-{index}"
         return Replica(
             service=service, name=name, index=index, host="127.0.0.1", port=port, pid=0,
             url=f"http://127.0.0.1:{port}", log_path=self.log_dir / f"{name}.log",
             started_at=0.0, model=model, proxy_port=proxy_port,
             proxy_url=f"http://127.0.0.1:{proxy_port}" if proxy_port else "", tls_port=tls_port,
+            metrics_proxy_port=metrics_proxy_port,
         )
 
     def _tls_arguments(self, replica: Replica) -> list[str]:
@@ -336,11 +340,16 @@ class Sandbox:
         from mlchaos.sandbox.monitoring import _free_ports
 
         replicas = self._load()
-        fresh = iter(_free_ports(sum(1 for r in replicas if not r.proxy_port)))
+        fresh = iter(_free_ports(sum(1 for r in replicas if not r.proxy_port)
+                                 + sum(1 for r in replicas if not r.metrics_proxy_port)))
         replicas = [r if r.proxy_port else replace(r, proxy_port=(p := next(fresh)), proxy_url=f"http://{r.host}:{p}")
                     for r in replicas]
+        replicas = [r if r.metrics_proxy_port else replace(r, metrics_proxy_port=next(fresh)) for r in replicas]
         self._write(replicas)
         routes = [Route(r.name, f"{r.host}:{r.proxy_port}", f"{r.host}:{r.port}") for r in replicas]
+        # a second proxy per replica carries only Prometheus' scrapes: telemetry faults act there
+        routes += [Route(f"{r.name}{METRICS_PROXY_SUFFIX}", f"{r.host}:{r.metrics_proxy_port}", f"{r.host}:{r.port}")
+                   for r in replicas]
         self.proxy().ensure(routes, timeout=max(deadline - time.monotonic(), 1.0))
         return replicas
 

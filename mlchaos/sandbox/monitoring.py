@@ -61,6 +61,7 @@ PROMTOOL = ("/usr/bin/promtool", "prometheus")
 COMPONENTS = ("blackbox", "alertmanager", "prometheus")  # start order
 HTTP_TIMEOUT = 1.0
 PROXY_LABEL = "__proxy_address__"  # file_sd label: the replica's fault-proxy host:port
+METRICS_PROXY_LABEL = "__metrics_proxy_address__"  # file_sd label: the proxy its scrapes go through
 
 ComponentState = Literal["ready", "running-not-ready", "dead", "stopped"]
 
@@ -195,6 +196,10 @@ class Monitoring:
                 info["pid"] = 0
             if state:
                 self._write_state(state)
+            # the sandbox is ephemeral: series of replicas that are gone would haunt the next
+            # stack for 5 minutes (a killed replica's up == 0 firing ModelServerDown for a ghost)
+            for data in ("prometheus", "alertmanager"):
+                shutil.rmtree(self.config_dir / "data" / data, ignore_errors=True)
         return stopped
 
     def status(self) -> list[ComponentStatus]:
@@ -280,7 +285,11 @@ class Monitoring:
             "rule_files": [str(self.config_dir / "rules" / RULES_FILE), str(self.rules_dir / "*.yml")],
             "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"{HOST}:{ports['alertmanager']}"]}]}]},
             "scrape_configs": [
-                {"job_name": p.model_job, "file_sd_configs": model_targets},
+                {"job_name": p.model_job, "file_sd_configs": model_targets, "relabel_configs": [
+                    # instance = the replica's own host:port; the scrape itself goes through its metrics proxy
+                    {"source_labels": ["__address__"], "target_label": "instance"},
+                    {"source_labels": [METRICS_PROXY_LABEL], "regex": "(.+)", "target_label": "__address__"},
+                ]},
                 probe_job(p.blackbox_job, "http_2xx", model_targets, "http://$1/v2/health/live"),
                 probe_job(p.readiness_job, "http_2xx", model_targets, "http://$1/v2/health/ready"),
                 probe_job(p.tls_job, "tls_verify", tls_targets, "https://$1/v2/health/live"),
@@ -295,6 +304,8 @@ class Monitoring:
                 "replica": r.name, "service": r.service,
                 # a hidden label (dropped after relabelling): where the probes reach the replica
                 **({PROXY_LABEL: f"{r.host}:{r.proxy_port}"} if getattr(r, "proxy_port", 0) else {}),
+                **({METRICS_PROXY_LABEL: f"{r.host}:{r.metrics_proxy_port}"}
+                   if getattr(r, "metrics_proxy_port", 0) else {}),
             }}
             for r in replicas
         ]

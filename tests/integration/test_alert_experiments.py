@@ -89,3 +89,31 @@ def test_an_expired_certificate_is_refused_and_detected(monitored, tmp_path):
     assert fired["labels"]["instance"] == tls_instance
     assert {m["kind"] for m in journal["mlchaos"]["measurements"]} == {"time_to_detect", "time_to_recover"}
     assert journal["mlchaos"]["recovery"]["recovered"] is True
+
+
+def test_a_telemetry_outage_fires_only_telemetry_absent(monitored, tmp_path):
+    monitored.up(replicas=3, timeout=90)
+    proc, journal, _ = _run(monitored, "telemetry-outage.yaml", tmp_path)
+    assert proc.returncode == exitcodes.OK, proc.stdout + proc.stderr
+    runs = {r["activity"]["name"]: r for r in journal["run"]}
+    fired = runs["telemetry-absent-fires-for-that-replica"]["output"]
+    assert fired["labels"]["replica"] == "model-1"
+    assert runs["server-down-did-not-fire"]["output"] == 0
+    accuracy = [p["output"] for p in journal["steady_states"]["after"]["probes"]
+                if p["activity"]["name"] == "every-replica-predicts-accurately"]
+    assert accuracy and accuracy[0] >= 0.9, "model-1 kept serving correct predictions during the outage"
+    assert journal["mlchaos"]["recovery"]["recovered"] is True
+    toxics = json.loads(subprocess.run(
+        [sys.executable, "-c", "import json; from drivers.proxy.probes import list_toxics;"
+         "print(json.dumps(list_toxics('model-1-metrics')))"],
+        env=dict(os.environ, MLCHAOS_STATE_DIR=str(monitored.state_dir), PYTHONPATH=str(ROOT)),
+        capture_output=True, text=True, timeout=30, check=True).stdout)
+    assert toxics == [], "the rollback removed the telemetry fault"
+
+
+def test_block_scrapes_refuses_an_unknown_mode():
+    from drivers.telemetry.actions import block_scrapes
+    from mlchaos.errors import DriverError
+
+    with pytest.raises(DriverError, match="mode must be one of hang, reset, slow"):
+        block_scrapes("model-0", mode="drop")
