@@ -4,7 +4,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-EXPERIMENTS ?= experiments/kill-one-replica.yaml experiments/kill-one-replica-alerts.yaml
+EXPERIMENTS ?= experiments/kill-one-replica.yaml experiments/kill-one-replica-alerts.yaml \
+  experiments/latency-one-replica.yaml experiments/telemetry-outage.yaml experiments/expired-certificate.yaml
 EXPECTED_TO_FAIL ?= experiments/miswritten-alert-rule.yaml
 
 .PHONY: install system-packages demo test test-unit test-integration lint bench clean

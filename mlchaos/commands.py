@@ -126,7 +126,8 @@ def sandbox(args: argparse.Namespace) -> int:
             replicas = box.up(replicas=args.replicas, base_port=args.base_port, timeout=args.timeout,
                               monitoring=args.monitoring)
             for replica in replicas:
-                print(f"ready  {replica.name:<10} pid {replica.pid:<8} {replica.url}")
+                _print_replica("ready", replica)
+            _print_proxy(box)
             if args.monitoring:
                 _print_monitoring(box)
             print(f"sandbox up: {len(replicas)} replicas{' with monitoring' if args.monitoring else ''}"
@@ -140,13 +141,30 @@ def sandbox(args: argparse.Namespace) -> int:
             if not rows:
                 print("sandbox: not running")
             for row in rows:
-                replica = row.replica
-                print(f"{row.state:<18} {replica.name:<10} pid {replica.pid:<8} {replica.url}")
+                _print_replica(row.state, row.replica)
+            if rows:
+                _print_proxy(box)
             _print_monitoring(box)
     except MlchaosError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exitcodes.DEVIATED
     return exitcodes.OK
+
+
+def _print_replica(state: str, replica) -> None:
+    """One line per replica: the URL clients use (through its fault proxy) and its other ports."""
+    ports = [f"direct :{replica.port}"]
+    if replica.tls_port:
+        ports.append(f"https :{replica.tls_port}")
+    if replica.metrics_proxy_port:
+        ports.append(f"scrapes via :{replica.metrics_proxy_port}")
+    print(f"{state:<18} {replica.name:<12} pid {replica.pid:<8} {replica.client_url}  ({', '.join(ports)})")
+
+
+def _print_proxy(box) -> None:
+    url = box.proxy().api_url()
+    print(f"{'ready' if url else 'dead':<18} {'fault proxy':<12} {'':<12} {url or '(not running)'}"
+          "  (Toxiproxy-compatible API)")
 
 
 def _print_monitoring(box) -> None:
