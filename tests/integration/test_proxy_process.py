@@ -146,7 +146,10 @@ def test_the_sandbox_proxies_every_replica_and_heals(sandbox):
     api = sandbox.proxy_api_url()
     listing = requests.get(f"{api}/proxies", timeout=5).json()
     assert {name: (p["listen"], p["upstream"]) for name, p in listing.items()} == {
-        r.name: (f"127.0.0.1:{r.proxy_port}", f"127.0.0.1:{r.port}") for r in replicas}
+        **{r.name: (f"127.0.0.1:{r.proxy_port}", f"127.0.0.1:{r.port}") for r in replicas},
+        # the second proxy of each replica carries only Prometheus' scrapes
+        **{f"{r.name}-metrics": (f"127.0.0.1:{r.metrics_proxy_port}", f"127.0.0.1:{r.port}") for r in replicas},
+    }
     assert all(r.client_url == r.proxy_url for r in replicas)
     assert model_probes.all_replicas_healthy()  # through the proxies
     # a fault on one proxy: the model probes see it, the replica itself is fine
