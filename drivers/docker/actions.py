@@ -1,0 +1,500 @@
+"""Docker container faults and the rollbacks that undo exactly what they did.
+
+Every fault validates its arguments, selects its targets (:mod:`drivers.docker.selection`),
+announces a :class:`~mlchaos.changes.ChangeRecord` naming each container (id, image, pid,
+state, published ports, ``instance``) *before* it acts, acts on all targets at once (a
+thread pool) and returns ``record.to_dict()``. The undo names the rollback and the exact
+container ids. Rollbacks are idempotent, continue past individual failures and raise one
+DriverError listing every failure at the end.
+
+Selection arguments shared by every fault: ``labels`` (``{"mlchaos.target": "model"}`` or
+``["k=v"]``), ``name_pattern`` (regex), ``project`` (compose project), ``count`` /
+``percentage`` (+ ``at_least_one``) / ``all``, ``seed``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal as signals
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from drivers.docker.client import docker_errors
+from drivers.docker.targets import Selection, check_ids, concurrently, inspect, select, status, wait_for
+from mlchaos.changes import announce
+from mlchaos.errors import DriverError, TargetNotFound
+from mlchaos.watchdog import start_watchdog, stop_watchdog
+
+MODULE = "drivers.docker.actions"
+KILL_SIGNALS = frozenset({"SIGKILL", "SIGTERM", "SIGINT", "SIGQUIT", "SIGABRT"})
+RELOAD_SIGNALS = frozenset({"SIGHUP", "SIGUSR1", "SIGUSR2"})
+COMMAND_TIMEOUT = 10.0
+Labels = dict[str, Any] | list[str] | None
+
+
+def kill_containers(
+    labels: Labels = None, name_pattern: str | None = None, project: str | None = None,
+    count: int | None = None, percentage: float | None = None, all: bool = False, at_least_one: bool = False,
+    seed: int | None = None, signal: str = "SIGKILL", timeout: float = 10.0, *, dry_run: bool = False,
+) -> dict[str, Any]:
+    """Kill the selected containers with `signal` and wait (up to `timeout` s) until their process is gone."""
+    sig = _signal(signal, KILL_SIGNALS)
+    _positive("timeout", timeout)
+    sel = select(labels, name_pattern, project, count, percentage, all, at_least_one, seed)
+    record = sel.record("kill", _undo("start_containers", ids=sel.ids), dry_run, signal=sig, timeout=timeout)
+    announce(record)
+    if not dry_run:
+        concurrently(sel.ids, lambda cid: _kill(sel, cid, sig, timeout), "kill")
+    return record.to_dict()
+
+
+def stop_containers(
+    labels: Labels = None, name_pattern: str | None = None, project: str | None = None,
+    count: int | None = None, percentage: float | None = None, all: bool = False, at_least_one: bool = False,
+    seed: int | None = None, timeout: int = 10, *, dry_run: bool = False,
+) -> dict[str, Any]:
+    """Stop the selected containers (SIGTERM, then SIGKILL after `timeout` s); a restart policy leaves them down."""
+    _positive("timeout", timeout)
+    sel = select(labels, name_pattern, project, count, percentage, all, at_least_one, seed)
+    record = sel.record("stop", _undo("start_containers", ids=sel.ids), dry_run, timeout=timeout)
+    announce(record)
+    if not dry_run:
+        concurrently(sel.ids, lambda cid: _call(sel.api.stop, cid, f"stop {cid[:12]}", timeout=int(timeout)), "stop")
+    return record.to_dict()
+
+
+def pause_containers(
+    labels: Labels = None, name_pattern: str | None = None, project: str | None = None,
+    count: int | None = None, percentage: float | None = None, all: bool = False, at_least_one: bool = False,
+    seed: int | None = None, *, dry_run: bool = False,
+) -> dict[str, Any]:
+    """Freeze the selected running containers (cgroup freezer): they keep their sockets but answer nothing."""
+    sel = select(labels, name_pattern, project, count, percentage, all, at_least_one, seed)
+    record = sel.record("pause", _undo("unpause_containers", ids=sel.ids), dry_run)
+    announce(record)
+    if not dry_run:
+        concurrently(sel.ids, lambda cid: _call(sel.api.pause, cid, f"pause {cid[:12]}"), "pause")
+    return record.to_dict()
+
+
+def restart_containers(
+    labels: Labels = None, name_pattern: str | None = None, project: str | None = None,
+    count: int | None = None, percentage: float | None = None, all: bool = False, at_least_one: bool = False,
+    seed: int | None = None, timeout: int = 10, *, dry_run: bool = False,
+) -> dict[str, Any]:
+    """Restart the selected containers (stop with `timeout`, then start); nothing to undo."""
+    _positive("timeout", timeout)
+    sel = select(labels, name_pattern, project, count, percentage, all, at_least_one, seed)
+    record = sel.record("restart", {}, dry_run, timeout=timeout)
+    announce(record)
+    if not dry_run:
+        concurrently(sel.ids, lambda cid: _call(sel.api.restart, cid, f"restart {cid[:12]}", timeout=int(timeout)),
+                     "restart")
+    return record.to_dict()
+
+
+def hold_down(
+    labels: Labels = None, name_pattern: str | None = None, project: str | None = None,
+    count: int | None = None, percentage: float | None = None, all: bool = False, at_least_one: bool = False,
+    seed: int | None = None, seconds: float = 30.0, signal: str = "SIGKILL", *, dry_run: bool = False,
+) -> dict[str, Any]:
+    """Kill the selected containers and keep them down for `seconds`, even with a restart policy, then restore.
+
+    The restart policy is set to ``no`` before the kill and put back (and the container
+    started) after `seconds`; the wait runs inside the action. Undo: release_hold.
+    """
+    sig = _signal(signal, KILL_SIGNALS)
+    _positive("seconds", seconds)
+    sel = select(labels, name_pattern, project, count, percentage, all, at_least_one, seed)
+    policies = {c["Id"]: (c.get("HostConfig") or {}).get("RestartPolicy") or {"Name": "no"} for c in sel.containers}
+    record = sel.record("hold-down", _undo("release_hold", ids=sel.ids, restart_policies=policies), dry_run,
+                        seconds=seconds, signal=sig)
+    announce(record)
+    if dry_run:
+        return record.to_dict()
+    started = time.monotonic()
+
+    def down(cid: str) -> None:
+        _call(sel.api.update_container, cid, f"set the restart policy of {cid[:12]}", restart_policy={"Name": "no"})
+        _kill(sel, cid, sig, 10.0)
+
+    try:
+        concurrently(sel.ids, down, "hold down")
+        time.sleep(max(0.0, seconds - (time.monotonic() - started)))
+    finally:
+        release_hold(sel.ids, policies)
+    return record.to_dict()
+
+
+def block_port(
+    labels: Labels = None, name_pattern: str | None = None, project: str | None = None,
+    count: int | None = None, percentage: float | None = None, all: bool = False, at_least_one: bool = False,
+    seed: int | None = None, port: int = 0, protocol: str = "tcp", ttl: float | None = 600.0,
+    *, dry_run: bool = False,
+) -> dict[str, Any]:
+    """Drop every packet to `port` inside the selected containers' network namespace (iptables, via nsenter).
+
+    With `ttl` (seconds) a detached watchdog removes the rule by itself. Undo: unblock_port.
+    """
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        raise DriverError(f"port must be an integer in 1..65535, got {port!r}")
+    if protocol not in ("tcp", "udp"):
+        raise DriverError(f"protocol must be tcp or udp, got {protocol!r}")
+    _ttl(ttl)
+    _require_programs("nsenter", "iptables")
+    sel = select(labels, name_pattern, project, count, percentage, all, at_least_one, seed)
+    _refuse_host_network(sel)
+    undo_args: dict[str, Any] = {"ids": sel.ids, "port": port, "protocol": protocol}
+    record = sel.record("block-port", _undo("unblock_port", **undo_args), dry_run, port=port, protocol=protocol,
+                        ttl=ttl)
+    announce(record)
+    if dry_run:
+        return record.to_dict()
+    concurrently([str(c["State"]["Pid"]) for c in sel.containers],
+                 lambda pid: _run(_iptables(int(pid), "-I", port, protocol), f"block port {port} (pid {pid})"),
+                 "block port")
+    if ttl is not None:
+        _start_watchdog(record, ttl, "unblock_port", undo_args)
+    return record.to_dict()
+
+
+def unblock_port(ids: list[str], port: int, protocol: str = "tcp", watchdog_pid: int | None = None) -> dict[str, Any]:
+    """Roll back block_port: delete exactly that DROP rule in each container that still runs (idempotent)."""
+    ids = check_ids(ids)
+    if watchdog_pid is not None:
+        stop_watchdog(watchdog_pid)
+    api = _api()
+
+    def unblock(cid: str) -> str:
+        pid = _running_pid(api, cid)
+        if pid is None:
+            return "not running (its network namespace, and the rule, are gone)"
+        if subprocess.run(_iptables(pid, "-C", port, protocol), capture_output=True, timeout=COMMAND_TIMEOUT,
+                          check=False).returncode != 0:
+            return "no such rule"
+        _run(_iptables(pid, "-D", port, protocol), f"unblock port {port}")
+        return "removed"
+
+    results = concurrently(ids, unblock, "unblock port")
+    return {"port": port, "protocol": protocol, "containers": dict(zip(ids, results, strict=True))}
+
+
+def netem_latency(
+    labels: Labels = None, name_pattern: str | None = None, project: str | None = None,
+    count: int | None = None, percentage: float | None = None, all: bool = False, at_least_one: bool = False,
+    seed: int | None = None, delay_ms: float = 0.0, jitter_ms: float = 0.0, device: str = "eth0",
+    ttl: float | None = 600.0, *, dry_run: bool = False,
+) -> dict[str, Any]:
+    """Delay the egress of `device` in the selected containers' network namespace with tc netem (ms).
+
+    Refuses, before changing anything, on a kernel without netem. With `ttl` a detached
+    watchdog removes the qdisc by itself. Undo: remove_netem.
+    """
+    from drivers.netem.commands import NetemSpec, add_command, netem_support, run
+
+    spec = NetemSpec(delay_ms, jitter_ms)
+    _ttl(ttl)
+    sel = select(labels, name_pattern, project, count, percentage, all, at_least_one, seed)
+    _refuse_host_network(sel)
+    available, reason = netem_support()
+    if not available:
+        raise DriverError(reason)
+    undo_args: dict[str, Any] = {"ids": sel.ids, "device": device}
+    record = sel.record("netem-latency", _undo("remove_netem", **undo_args), dry_run, delay_ms=delay_ms,
+                        jitter_ms=jitter_ms, device=device, ttl=ttl)
+    announce(record)
+    if dry_run:
+        return record.to_dict()
+
+    def add(cid: str) -> None:
+        pid = next(c["State"]["Pid"] for c in sel.containers if c["Id"] == cid)
+        result = run(add_command(pid, device, spec))
+        if result.returncode != 0:
+            raise DriverError(f"tc netem failed: {result.stderr.strip()}")
+
+    concurrently(sel.ids, add, "netem latency")
+    if ttl is not None:
+        _start_watchdog(record, ttl, "remove_netem", undo_args)
+    return record.to_dict()
+
+
+def remove_netem(ids: list[str], device: str = "eth0", watchdog_pid: int | None = None) -> dict[str, Any]:
+    """Roll back netem_latency: delete the netem root qdisc of `device` in each container that still runs."""
+    from drivers.netem.actions import remove_latency
+
+    ids = check_ids(ids)
+    if watchdog_pid is not None:
+        stop_watchdog(watchdog_pid)
+    api = _api()
+
+    def remove(cid: str) -> Any:
+        pid = _running_pid(api, cid)
+        return remove_latency(pid, device) if pid is not None else {"removed": False, "reason": "not running"}
+
+    return {"device": device, "containers": dict(zip(ids, concurrently(ids, remove, "remove netem"), strict=True))}
+
+
+def install_certificate(
+    labels: Labels = None, name_pattern: str | None = None, project: str | None = None,
+    count: int | None = None, percentage: float | None = None, all: bool = False, at_least_one: bool = False,
+    seed: int | None = None, kind: str = "expired", cert_path_in_container: str = "",
+    key_path_in_container: str = "", ca_dir: str | None = None, hosts: list[str] | None = None, days: int = 3,
+    reload_signal: str = "SIGHUP", backup_dir: str | None = None, *, dry_run: bool = False,
+) -> dict[str, Any]:
+    """Swap a bad certificate (expired, expiring_soon, wrong_hostname, untrusted, valid) into the containers.
+
+    The current files are copied out first (kept under `backup_dir`, default: the state
+    directory), then the new ones are copied in and `reload_signal` is sent. Every kind but
+    ``untrusted`` is signed by the CA in `ca_dir`. Undo: restore_container_certificate.
+    """
+    from drivers.docker.archive import FileCopy, read_file, write_files
+    from mlchaos import certificates as certs
+
+    if kind not in certs.KINDS:
+        raise DriverError(f"kind must be one of {', '.join(certs.KINDS)}, got {kind!r}")
+    sig = _signal(reload_signal, RELOAD_SIGNALS)
+    for name, path in (("cert_path_in_container", cert_path_in_container),
+                       ("key_path_in_container", key_path_in_container)):
+        if not isinstance(path, str) or not path.startswith("/"):
+            raise DriverError(f"{name} must be an absolute path in the container, got {path!r}")
+    ca = None
+    if kind != "untrusted":
+        if ca_dir is None:
+            raise DriverError(f"a {kind} certificate is signed by the CA the clients trust: pass ca_dir")
+        ca = _certificate_call(lambda: certs.CertificateAuthority.load(ca_dir))
+    sel = select(labels, name_pattern, project, count, percentage, all, at_least_one, seed)
+    backup = Path(backup_dir) if backup_dir else _default_backup_dir()
+    undo_args = {"ids": sel.ids, "cert_path_in_container": cert_path_in_container,
+                  "key_path_in_container": key_path_in_container, "backup_dir": str(backup), "reload_signal": sig}
+    issued = {c["Id"]: _certificate_call(lambda c=c: certs.issue_certificate(
+        kind, hosts or ["localhost", "127.0.0.1", c["Name"].lstrip("/")], ca, days=days)) for c in sel.containers}
+    record = sel.record("install-certificate", _undo("restore_container_certificate", **undo_args), dry_run,
+                        kind=kind, days=days, reload_signal=sig, ca_dir=ca_dir, backup_dir=str(backup),
+                        cert_path_in_container=cert_path_in_container, key_path_in_container=key_path_in_container,
+                        certificate=certs.describe(next(iter(issued.values()))[0]))
+    if dry_run:
+        announce(record)
+        return record.to_dict()
+
+    def back_up(cid: str) -> None:  # before the announcement: its undo must find the backup
+        folder = backup / cid[:12]
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        cert, key = (read_file(sel.api, cid, p) for p in (cert_path_in_container, key_path_in_container))
+        (folder / "cert.pem").write_bytes(cert.data)
+        (folder / "key.pem").touch(mode=0o600)
+        (folder / "key.pem").write_bytes(key.data)
+        (folder / "manifest.json").write_text(json.dumps({"id": cid, "cert": cert.meta(), "key": key.meta()}) + "\n")
+
+    concurrently(sel.ids, back_up, "back up the certificate")
+    announce(record)
+
+    def swap(cid: str) -> None:
+        cert, key, _ = issued[cid]
+        meta = json.loads((backup / cid[:12] / "manifest.json").read_text())
+        write_files(sel.api, cid, [
+            FileCopy(key_path_in_container, certs.key_pem(key), meta["key"]["mode"], meta["key"]["uid"],
+                     meta["key"]["gid"]),
+            FileCopy(cert_path_in_container, certs.cert_pem(cert), meta["cert"]["mode"], meta["cert"]["uid"],
+                     meta["cert"]["gid"])])
+        _call(sel.api.kill, cid, f"send {sig} to {cid[:12]}", signal=sig)
+
+    concurrently(sel.ids, swap, "install the certificate")
+    return record.to_dict()
+
+
+def restore_container_certificate(
+    ids: list[str], cert_path_in_container: str, key_path_in_container: str, backup_dir: str,
+    reload_signal: str = "SIGHUP",
+) -> dict[str, Any]:
+    """Roll back install_certificate: copy the backed-up files back into each container and signal it (idempotent)."""
+    from drivers.docker.archive import FileCopy, write_files
+
+    ids = check_ids(ids)
+    sig = _signal(reload_signal, RELOAD_SIGNALS)
+    api = _api()
+
+    def restore(cid: str) -> str:
+        folder = Path(backup_dir) / cid[:12]
+        if not (folder / "manifest.json").is_file():
+            raise DriverError(f"no backup in {folder}")
+        meta = json.loads((folder / "manifest.json").read_text())
+        state = status(api, cid)
+        if state is None:
+            raise TargetNotFound("the container no longer exists")
+        write_files(api, cid, [
+            FileCopy(meta["key"]["path"], (folder / "key.pem").read_bytes(), meta["key"]["mode"],
+                     meta["key"]["uid"], meta["key"]["gid"]),
+            FileCopy(meta["cert"]["path"], (folder / "cert.pem").read_bytes(), meta["cert"]["mode"],
+                     meta["cert"]["uid"], meta["cert"]["gid"])])
+        if state != "running":
+            return "restored (not running: not signalled)"
+        _call(api.kill, cid, f"send {sig} to {cid[:12]}", signal=sig)
+        return "restored and signalled"
+
+    return {"backup_dir": backup_dir, "containers": dict(zip(ids, concurrently(ids, restore, "restore"), strict=True))}
+
+
+def start_containers(ids: list[str], timeout: float = 30.0) -> dict[str, Any]:
+    """Roll back kill/stop: start each container that is not running, wait until it runs (idempotent)."""
+    ids = check_ids(ids)
+    api = _api()
+
+    def start(cid: str) -> str:
+        state = status(api, cid)
+        if state is None:
+            raise TargetNotFound("the container no longer exists")
+        if state == "paused":
+            _call(api.unpause, cid, f"unpause {cid[:12]}")
+            return "unpaused"
+        if state == "running":
+            return "already running"
+        _call(api.start, cid, f"start {cid[:12]}")
+        if not wait_for(lambda: status(api, cid) == "running", timeout):
+            raise DriverError(f"not running {timeout:g} s after start")
+        return "started"
+
+    return {"containers": dict(zip(ids, concurrently(ids, start, "start"), strict=True))}
+
+
+def unpause_containers(ids: list[str]) -> dict[str, Any]:
+    """Roll back pause_containers: unpause each container that is still paused (idempotent)."""
+    ids = check_ids(ids)
+    api = _api()
+
+    def unpause(cid: str) -> str:
+        state = status(api, cid)
+        if state is None:
+            raise TargetNotFound("the container no longer exists")
+        if state != "paused":
+            return f"not paused ({state})"
+        _call(api.unpause, cid, f"unpause {cid[:12]}")
+        return "unpaused"
+
+    return {"containers": dict(zip(ids, concurrently(ids, unpause, "unpause"), strict=True))}
+
+
+def release_hold(ids: list[str], restart_policies: dict[str, Any], timeout: float = 30.0) -> dict[str, Any]:
+    """Roll back hold_down: restore each container's restart policy and start it (idempotent)."""
+    ids = check_ids(ids)
+    api = _api()
+
+    def release(cid: str) -> str:
+        policy = dict(restart_policies.get(cid) or {"Name": "no"})
+        if not policy.get("Name"):
+            policy["Name"] = "no"
+        _call(api.update_container, cid, f"restore the restart policy of {cid[:12]}", restart_policy=policy)
+        return start_containers([cid], timeout)["containers"][cid]
+
+    return {"containers": dict(zip(ids, concurrently(ids, release, "release hold"), strict=True))}
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def _api() -> Any:
+    from drivers.docker.client import client
+
+    return client().api
+
+
+def _call(method: Any, cid: str, what: str, **kwargs: Any) -> Any:
+    with docker_errors(what):
+        return method(cid, **kwargs)
+
+
+def _kill(sel: Selection, cid: str, sig: str, timeout: float) -> None:
+    """Signal the container and wait until its process is gone (a restart policy may start a new one)."""
+    old_pid = next(c["State"]["Pid"] for c in sel.containers if c["Id"] == cid)
+    _call(sel.api.kill, cid, f"send {sig} to {cid[:12]}", signal=sig)
+
+    def gone() -> bool:
+        state = inspect(sel.api, cid)["State"]
+        return not state.get("Running") or state.get("Pid") != old_pid
+
+    if not wait_for(gone, timeout):
+        raise DriverError(f"still running {timeout:g} s after {sig} (does its main process ignore it?)")
+
+
+def _running_pid(api: Any, cid: str) -> int | None:
+    try:
+        state = inspect(api, cid)["State"]
+    except TargetNotFound:
+        return None
+    return state["Pid"] if state.get("Running") and state.get("Pid") else None
+
+
+def _iptables(pid: int, op: str, port: int, protocol: str) -> list[str]:
+    rule = ["INPUT", "-p", protocol, "--dport", str(port), "-j", "DROP"]
+    return ["nsenter", "-t", str(pid), "-n", "iptables", "-w", "5", op, *rule]
+
+
+def _run(argv: list[str], what: str) -> None:
+    try:
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=COMMAND_TIMEOUT, check=False)
+    except subprocess.TimeoutExpired:
+        raise DriverError(f"{what}: {' '.join(argv)} did not finish within {COMMAND_TIMEOUT:g} s") from None
+    if result.returncode != 0:
+        raise DriverError(f"{what}: {' '.join(argv)} failed: {(result.stderr or result.stdout).strip()}")
+
+
+def _require_programs(*names: str) -> None:
+    missing = [n for n in names if shutil.which(n) is None]
+    if missing:
+        raise DriverError(f"{', '.join(missing)} not installed on this host (Debian: apt-get install iptables "
+                          "util-linux); the rule is added from the host inside the container's namespace")
+    if os.geteuid() != 0:
+        raise DriverError("entering a container's network namespace needs root (CAP_SYS_ADMIN, CAP_NET_ADMIN)")
+
+
+def _refuse_host_network(sel: Selection) -> None:
+    shared = [c["Name"].lstrip("/") for c in sel.containers if (c.get("HostConfig") or {}).get("NetworkMode") == "host"]
+    if shared:
+        raise DriverError(f"{', '.join(shared)} use the host's network: the fault would hit the whole host; "
+                          "nothing changed")
+
+
+def _start_watchdog(record: Any, ttl: float, func: str, arguments: dict[str, Any]) -> None:
+    watchdog = start_watchdog(ttl, f"{MODULE}.{func}", arguments)
+    record.parameters["watchdog_pid"] = watchdog
+    record.undo["arguments"]["watchdog_pid"] = watchdog
+
+
+def _undo(func: str, **arguments: Any) -> dict[str, Any]:
+    return {"func": f"{MODULE}.{func}", "arguments": arguments}
+
+
+def _signal(name: str, allowed: frozenset[str]) -> str:
+    sig = str(name).upper()
+    sig = sig if sig.startswith("SIG") else f"SIG{sig}"
+    if sig not in allowed or not hasattr(signals, sig):
+        raise DriverError(f"signal must be one of {sorted(allowed)}, got {name!r}")
+    return sig
+
+
+def _positive(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise DriverError(f"{name} must be a positive number of seconds, got {value!r}")
+
+
+def _ttl(ttl: float | None) -> None:
+    if ttl is not None:
+        _positive("ttl", ttl)
+
+
+def _default_backup_dir() -> Path:
+    from mlchaos.sandbox.manager import state_dir
+
+    return state_dir() / "docker-certificate-backups" / f"{time.time_ns():020d}-{os.getpid()}"
+
+
+def _certificate_call(make: Any) -> Any:
+    from mlchaos.certificates import CertificateError
+
+    try:
+        return make()
+    except CertificateError as exc:
+        raise DriverError(str(exc)) from exc

@@ -1,0 +1,173 @@
+"""What every Docker action shares: validate + select targets, describe them, act on all of them at once.
+
+No ``docker`` import here: the client comes from :mod:`drivers.docker.client` when an
+action runs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from drivers.docker import selection
+from drivers.docker.client import client, docker_errors
+from mlchaos.changes import ChangeRecord, Target
+from mlchaos.errors import DriverError, TargetNotFound
+
+T = TypeVar("T")
+MAX_WORKERS = 16
+INTERESTING_LABEL_PREFIXES = ("mlchaos.", "com.docker.compose.project", "com.docker.compose.service")
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The validated selector and mode, the seed, the engine client and the chosen containers (inspected)."""
+
+    selector: selection.Selector
+    mode: selection.Mode
+    seed: int
+    api: Any  # docker.APIClient
+    containers: list[dict[str, Any]]  # ``docker inspect`` of each target
+
+    @property
+    def ids(self) -> list[str]:
+        return [c["Id"] for c in self.containers]
+
+    def parameters(self, **extra: Any) -> dict[str, Any]:
+        """Selector, mode and seed (to replay the drill) plus the action's own parameters."""
+        return {**self.selector.describe(), **self.mode.describe(), "seed": self.seed, **extra}
+
+    def targets(self) -> list[Target]:
+        return [Target(kind="container", name=_name(c), details=details(c)) for c in self.containers]
+
+    def record(self, action: str, undo: dict[str, Any], dry_run: bool, **parameters: Any) -> ChangeRecord:
+        """The change record of ``action`` on these containers (announce it before acting)."""
+        return ChangeRecord(driver="docker", action=action, targets=self.targets(),
+                            parameters=self.parameters(**parameters), undo=undo, dry_run=dry_run)
+
+
+def select(
+    labels: Mapping[str, Any] | Sequence[str] | None,
+    name_pattern: str | None,
+    project: str | None,
+    count: int | None,
+    percentage: float | None,
+    all: bool,
+    at_least_one: bool,
+    seed: int | None,
+    states: Iterable[str] | None = ("running",),
+) -> Selection:
+    """Validate selector and mode (before touching the engine), then pick and inspect the targets."""
+    selector = selection.parse_selector(labels, name_pattern, project)
+    mode = selection.parse_mode(count, percentage, all, at_least_one)
+    seed = selection.check_seed(seed)
+    api = client().api
+    found = list_candidates(api, selector)
+    chosen = selection.choose(found, selector, mode, seed, states, selection.own_container_ids())
+    containers = concurrently([c.id for c in chosen], lambda cid: inspect(api, cid), "inspect")
+    return Selection(selector, mode, seed, api, containers)
+
+
+def list_candidates(api: Any, selector: selection.Selector) -> list[selection.Candidate]:
+    """Every container (any state) carrying the selector's labels; the name and skip checks come later."""
+    filters = {"label": selector.label_filters()} if selector.label_filters() else None
+    with docker_errors("list containers"):
+        entries = api.containers(all=True, filters=filters)
+    return selection.candidates_from_api(entries)
+
+
+def inspect(api: Any, container_id: str) -> dict[str, Any]:
+    """``docker inspect`` of one container."""
+    with docker_errors(f"inspect container {container_id[:12]}"):
+        return api.inspect_container(container_id)
+
+
+def details(info: Mapping[str, Any]) -> dict[str, Any]:
+    """A target's details for the change record: id, image, labels of interest, pid, state, ports, instance."""
+    state = info.get("State") or {}
+    config = info.get("Config") or {}
+    labels = config.get("Labels") or {}
+    ports = published_ports(info)
+    found: dict[str, Any] = {
+        "id": info["Id"],
+        "image": config.get("Image"),
+        "labels": {k: v for k, v in labels.items() if k.startswith(INTERESTING_LABEL_PREFIXES)},
+        "pid": state.get("Pid") or None,
+        "state": state.get("Status"),
+        "restart_policy": (info.get("HostConfig") or {}).get("RestartPolicy"),
+        "restart_count": info.get("RestartCount", 0),
+        "ports": ports,
+    }
+    first = next((addr for addrs in ports.values() for addr in addrs), None)
+    if first:
+        found["instance"] = first
+    return found
+
+
+def published_ports(info: Mapping[str, Any]) -> dict[str, list[str]]:
+    """``{"8000/tcp": ["127.0.0.1:32768"]}``: where each container port is published on the host."""
+    ports = ((info.get("NetworkSettings") or {}).get("Ports")) or {}
+    found: dict[str, list[str]] = {}
+    for port, bindings in sorted(ports.items()):
+        addresses = []
+        for binding in bindings or []:
+            host = binding.get("HostIp") or "127.0.0.1"
+            host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+            address = f"[{host}]:{binding['HostPort']}" if ":" in host else f"{host}:{binding['HostPort']}"
+            if address not in addresses:
+                addresses.append(address)
+        if addresses:
+            found[port] = addresses
+    return found
+
+
+def concurrently(items: Sequence[str], work: Callable[[str], T], what: str) -> list[T]:
+    """Run ``work(item)`` for every item at once (a thread pool); one DriverError naming every failure."""
+    if not items:
+        return []
+    results: list[Any] = [None] * len(items)
+    failures: list[str] = []
+    with ThreadPoolExecutor(max_workers=min(MAX_WORKERS, len(items)), thread_name_prefix="mlchaos-docker") as pool:
+        futures = [pool.submit(work, item) for item in items]
+        for index, future in enumerate(futures):
+            try:
+                results[index] = future.result()
+            except Exception as exc:
+                failures.append(f"{items[index][:12]}: {exc}")
+    if failures:
+        raise DriverError(f"{what} failed for {len(failures)} of {len(items)} container(s): " + "; ".join(failures))
+    return results
+
+
+def wait_for(check: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
+    """Poll ``check`` until it is true or ``timeout`` seconds have passed."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
+    return True
+
+
+def status(api: Any, container_id: str) -> str | None:
+    """The container's state (running, exited, paused...), None when it no longer exists."""
+    try:
+        return inspect(api, container_id)["State"]["Status"]
+    except TargetNotFound:
+        return None
+
+
+def check_ids(ids: Any) -> list[str]:
+    """Container ids given to a rollback: a non-empty list of strings."""
+    if isinstance(ids, str):
+        ids = [ids]
+    if not isinstance(ids, list | tuple) or not ids or not all(isinstance(i, str) and i for i in ids):
+        raise DriverError(f"ids must be a non-empty list of container ids, got {ids!r}")
+    return list(ids)
+
+
+def _name(info: Mapping[str, Any]) -> str:
+    return str(info.get("Name") or info["Id"][:12]).lstrip("/")
