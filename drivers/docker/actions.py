@@ -33,22 +33,32 @@ MODULE = "drivers.docker.actions"
 KILL_SIGNALS = frozenset({"SIGKILL", "SIGTERM", "SIGINT", "SIGQUIT", "SIGABRT"})
 RELOAD_SIGNALS = frozenset({"SIGHUP", "SIGUSR1", "SIGUSR2"})
 COMMAND_TIMEOUT = 10.0
+VIAS = ("engine", "process")
 Labels = dict[str, Any] | list[str] | None
 
 
 def kill_containers(
     labels: Labels = None, name_pattern: str | None = None, project: str | None = None,
     count: int | None = None, percentage: float | None = None, all: bool = False, at_least_one: bool = False,
-    seed: int | None = None, signal: str = "SIGKILL", timeout: float = 10.0, *, dry_run: bool = False,
+    seed: int | None = None, signal: str = "SIGKILL", via: str = "engine", timeout: float = 10.0,
+    *, dry_run: bool = False,
 ) -> dict[str, Any]:
-    """Kill the selected containers with `signal` and wait (up to `timeout` s) until their process is gone."""
+    """Kill the selected containers with `signal` and wait (up to `timeout` s) until their process is gone.
+
+    `via`: ``engine`` (``docker kill``: the engine counts it as a manual stop, so a restart
+    policy does not bring the container back) or ``process`` (the signal goes to the
+    container's main process from the host, like a crash: a restart policy restarts it).
+    """
     sig = _signal(signal, KILL_SIGNALS)
     _positive("timeout", timeout)
+    if via not in VIAS:
+        raise DriverError(f"via must be one of {', '.join(VIAS)}, got {via!r}")
     sel = select(labels, name_pattern, project, count, percentage, all, at_least_one, seed)
-    record = sel.record("kill", _undo("start_containers", ids=sel.ids), dry_run, signal=sig, timeout=timeout)
+    record = sel.record("kill", _undo("start_containers", ids=sel.ids), dry_run, signal=sig, via=via,
+                        timeout=timeout)
     announce(record)
     if not dry_run:
-        concurrently(sel.ids, lambda cid: _kill(sel, cid, sig, timeout), "kill")
+        concurrently(sel.ids, lambda cid: _kill(sel, cid, sig, timeout, via), "kill")
     return record.to_dict()
 
 
@@ -104,8 +114,9 @@ def hold_down(
 ) -> dict[str, Any]:
     """Kill the selected containers and keep them down for `seconds`, even with a restart policy, then restore.
 
-    The restart policy is set to ``no`` before the kill and put back (and the container
-    started) after `seconds`; the wait runs inside the action. Undo: release_hold.
+    The restart policy is set to ``no``, then the main process is signalled like a crash,
+    and after `seconds` the policy is put back and the container started; the wait runs
+    inside the action. Undo: release_hold.
     """
     sig = _signal(signal, KILL_SIGNALS)
     _positive("seconds", seconds)
@@ -120,7 +131,7 @@ def hold_down(
 
     def down(cid: str) -> None:
         _call(sel.api.update_container, cid, f"set the restart policy of {cid[:12]}", restart_policy={"Name": "no"})
-        _kill(sel, cid, sig, 10.0)
+        _kill(sel, cid, sig, 10.0, "process")
 
     try:
         concurrently(sel.ids, down, "hold down")
@@ -406,10 +417,18 @@ def _call(method: Any, cid: str, what: str, **kwargs: Any) -> Any:
         return method(cid, **kwargs)
 
 
-def _kill(sel: Selection, cid: str, sig: str, timeout: float) -> None:
+def _kill(sel: Selection, cid: str, sig: str, timeout: float, via: str) -> None:
     """Signal the container and wait until its process is gone (a restart policy may start a new one)."""
     old_pid = next(c["State"]["Pid"] for c in sel.containers if c["Id"] == cid)
-    _call(sel.api.kill, cid, f"send {sig} to {cid[:12]}", signal=sig)
+    if via == "engine":
+        _call(sel.api.kill, cid, f"send {sig} to {cid[:12]}", signal=sig)
+    else:
+        try:
+            os.kill(old_pid, signals.Signals[sig])
+        except ProcessLookupError:
+            pass  # already gone
+        except PermissionError:
+            raise DriverError(f"no permission to signal pid {old_pid} of {cid[:12]} (needs root)") from None
 
     def gone() -> bool:
         state = inspect(sel.api, cid)["State"]

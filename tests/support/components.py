@@ -23,3 +23,16 @@ def require_monitoring() -> None:
 
     missing = monitoring.missing_binaries()
     require_component("monitoring binaries", not missing, monitoring.install_hint(missing or [("", "prometheus")]))
+
+
+def require_docker() -> None:
+    """A Docker engine must answer through the docker SDK (DOCKER_HOST honoured)."""
+    reason = ""
+    try:
+        import docker
+
+        docker.from_env(timeout=5).ping()
+    except Exception as exc:  # any failure means: no usable engine
+        reason = f"{type(exc).__name__}: {exc}"
+    require_component("Docker engine", not reason,
+                      f"start dockerd (see shared/notes/environment.md) and check DOCKER_HOST ({reason[:200]})")
