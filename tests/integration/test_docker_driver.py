@@ -222,7 +222,7 @@ def test_pause_makes_the_port_hang_and_unpause_restores_it(fleet: dict[str, Any]
 
 def test_a_restart_policy_brings_a_killed_container_back_but_hold_down_keeps_it_down(fleet: dict[str, Any]) -> None:
     always = fleet["always"]
-    selector = {"labels": {"mlchaos.test.role": "always"}}
+    selector = {"labels": {"mlchaos.test.role": "always", RUN_LABEL: RUN}}
     before = probes.restart_count(always.id)
     assert actions.kill_containers(**selector)["parameters"]["via"] == "engine"
     assert probes.running_count(**selector) == 0  # docker kill is a manual stop: the policy does not act
