@@ -255,8 +255,10 @@ def alert_rules(p: RuleParameters) -> list[dict[str, Any]]:
         _alert(
             "ModelEndpointTLSProbeFailing",
             # TLS answers (insecure probe ok) but verification fails, for a reason other than expiry
-            f'(probe_success{{job="{p.tls_job}"}} == 0 and on(instance) probe_success{{job="{p.tls_insecure_job}"}}'
-            f" == 1) unless on(instance) ({expiry} - time() <= 0)",
+            # over two scrapes, so the lag between the two probes after a kill never makes it match
+            f'(max_over_time(probe_success{{job="{p.tls_job}"}}[{lag}]) == 0 and on(instance)'
+            f' min_over_time(probe_success{{job="{p.tls_insecure_job}"}}[{lag}]) == 1)'
+            f" unless on(instance) ({expiry} - time() <= 0)",
             p.tls_for, "critical", "Infrastructure",
             f"TLS verification of {inst} fails",
             f"A verifying TLS probe of {inst} has failed for {p.tls_for} although the endpoint answers"
