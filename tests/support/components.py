@@ -36,3 +36,21 @@ def require_docker() -> None:
         reason = f"{type(exc).__name__}: {exc}"
     require_component("Docker engine", not reason,
                       f"start dockerd (see shared/notes/environment.md) and check DOCKER_HOST ({reason[:200]})")
+
+
+def require_stack_images() -> None:
+    """The compose stack's images (built offline by scripts/docker-images.sh) must exist; implies require_docker."""
+    import docker
+
+    require_docker()
+    client = docker.from_env(timeout=10)
+    names = ("model-server", "fault-proxy", "prometheus", "alertmanager", "blackbox-exporter")
+    missing = []
+    for name in names:
+        try:
+            client.images.get(f"mlchaos/{name}:latest")
+        except docker.errors.ImageNotFound:
+            missing.append(f"mlchaos/{name}:latest")
+    client.close()
+    require_component("compose stack images", not missing,
+                      f"missing {', '.join(missing)}: run scripts/docker-images.sh")
