@@ -34,6 +34,7 @@ KILL_SIGNALS = frozenset({"SIGKILL", "SIGTERM", "SIGINT", "SIGQUIT", "SIGABRT"})
 RELOAD_SIGNALS = frozenset({"SIGHUP", "SIGUSR1", "SIGUSR2"})
 COMMAND_TIMEOUT = 10.0
 VIAS = ("engine", "process")
+RESTORED_MARKER = "RESTORED"
 Labels = dict[str, Any] | list[str] | None
 
 
@@ -108,9 +109,10 @@ def restart_containers(
 
 
 def hold_down(
+    seconds: float,
     labels: Labels = None, name_pattern: str | None = None, project: str | None = None,
     count: int | None = None, percentage: float | None = None, all: bool = False, at_least_one: bool = False,
-    seed: int | None = None, seconds: float = 30.0, signal: str = "SIGKILL", *, dry_run: bool = False,
+    seed: int | None = None, signal: str = "SIGKILL", *, dry_run: bool = False,
 ) -> dict[str, Any]:
     """Kill the selected containers and keep them down for `seconds`, even with a restart policy, then restore.
 
@@ -142,9 +144,10 @@ def hold_down(
 
 
 def block_port(
+    port: int,
     labels: Labels = None, name_pattern: str | None = None, project: str | None = None,
     count: int | None = None, percentage: float | None = None, all: bool = False, at_least_one: bool = False,
-    seed: int | None = None, port: int = 0, protocol: str = "tcp", ttl: float | None = 600.0,
+    seed: int | None = None, protocol: str = "tcp", ttl: float | None = 600.0,
     *, dry_run: bool = False,
 ) -> dict[str, Any]:
     """Drop every packet to `port` inside the selected containers' network namespace (iptables, via nsenter).
@@ -173,12 +176,18 @@ def block_port(
     return record.to_dict()
 
 
-def unblock_port(ids: list[str], port: int, protocol: str = "tcp", watchdog_pid: int | None = None) -> dict[str, Any]:
-    """Roll back block_port: delete exactly that DROP rule in each container that still runs (idempotent)."""
-    ids = check_ids(ids)
+def unblock_port(
+    port: int, ids: list[str] | None = None, protocol: str = "tcp", watchdog_pid: int | None = None,
+    labels: Labels = None, name_pattern: str | None = None, project: str | None = None,
+) -> dict[str, Any]:
+    """Roll back block_port: delete exactly that DROP rule in each container that still runs (idempotent).
+
+    Give the exact ``ids`` of the change record, or a selector: every matching running container.
+    """
     if watchdog_pid is not None:
         stop_watchdog(watchdog_pid)
     api = _api()
+    ids = _rollback_ids(api, ids, labels, name_pattern, project, ("running",))
 
     def unblock(cid: str) -> str:
         pid = _running_pid(api, cid)
@@ -195,9 +204,10 @@ def unblock_port(ids: list[str], port: int, protocol: str = "tcp", watchdog_pid:
 
 
 def netem_latency(
+    delay_ms: float,
     labels: Labels = None, name_pattern: str | None = None, project: str | None = None,
     count: int | None = None, percentage: float | None = None, all: bool = False, at_least_one: bool = False,
-    seed: int | None = None, delay_ms: float = 0.0, jitter_ms: float = 0.0, device: str = "eth0",
+    seed: int | None = None, jitter_ms: float = 0.0, device: str = "eth0",
     ttl: float | None = 600.0, *, dry_run: bool = False,
 ) -> dict[str, Any]:
     """Delay the egress of `device` in the selected containers' network namespace with tc netem (ms).
@@ -233,14 +243,17 @@ def netem_latency(
     return record.to_dict()
 
 
-def remove_netem(ids: list[str], device: str = "eth0", watchdog_pid: int | None = None) -> dict[str, Any]:
+def remove_netem(
+    ids: list[str] | None = None, device: str = "eth0", watchdog_pid: int | None = None,
+    labels: Labels = None, name_pattern: str | None = None, project: str | None = None,
+) -> dict[str, Any]:
     """Roll back netem_latency: delete the netem root qdisc of `device` in each container that still runs."""
     from drivers.netem.actions import remove_latency
 
-    ids = check_ids(ids)
     if watchdog_pid is not None:
         stop_watchdog(watchdog_pid)
     api = _api()
+    ids = _rollback_ids(api, ids, labels, name_pattern, project, ("running",))
 
     def remove(cid: str) -> Any:
         pid = _running_pid(api, cid)
@@ -250,11 +263,11 @@ def remove_netem(ids: list[str], device: str = "eth0", watchdog_pid: int | None 
 
 
 def install_certificate(
+    cert_path_in_container: str, key_path_in_container: str,
     labels: Labels = None, name_pattern: str | None = None, project: str | None = None,
     count: int | None = None, percentage: float | None = None, all: bool = False, at_least_one: bool = False,
-    seed: int | None = None, kind: str = "expired", cert_path_in_container: str = "",
-    key_path_in_container: str = "", ca_dir: str | None = None, hosts: list[str] | None = None, days: int = 3,
-    reload_signal: str = "SIGHUP", backup_dir: str | None = None, *, dry_run: bool = False,
+    seed: int | None = None, kind: str = "expired", ca_dir: str | None = None, hosts: list[str] | None = None,
+    days: int = 3, reload_signal: str = "SIGHUP", backup_dir: str | None = None, *, dry_run: bool = False,
 ) -> dict[str, Any]:
     """Swap a bad certificate (expired, expiring_soon, wrong_hostname, untrusted, valid) into the containers.
 
@@ -318,20 +331,32 @@ def install_certificate(
 
 
 def restore_container_certificate(
-    ids: list[str], cert_path_in_container: str, key_path_in_container: str, backup_dir: str,
-    reload_signal: str = "SIGHUP",
+    ids: list[str] | None = None, cert_path_in_container: str | None = None,
+    key_path_in_container: str | None = None, backup_dir: str | None = None, reload_signal: str = "SIGHUP",
+    labels: Labels = None, name_pattern: str | None = None, project: str | None = None,
 ) -> dict[str, Any]:
-    """Roll back install_certificate: copy the backed-up files back into each container and signal it (idempotent)."""
+    """Roll back install_certificate: copy the backed-up files back into each container and signal it (idempotent).
+
+    Give the change record's ``ids`` and ``backup_dir``, or a selector: each matching container
+    with a backup not yet restored gets its oldest one back (the state before the first swap).
+    The paths in the container are those recorded in the backup.
+    """
     from drivers.docker.archive import FileCopy, write_files
 
-    ids = check_ids(ids)
     sig = _signal(reload_signal, RELOAD_SIGNALS)
     api = _api()
+    if ids is None:
+        ids = [cid for cid in _rollback_ids(api, None, labels, name_pattern, project, None)
+               if _pending_backup(cid, backup_dir) is not None]
+    else:
+        ids = _rollback_ids(api, ids, labels, name_pattern, project, None)
 
     def restore(cid: str) -> str:
-        folder = Path(backup_dir) / cid[:12]
-        if not (folder / "manifest.json").is_file():
-            raise DriverError(f"no backup in {folder}")
+        folder = Path(backup_dir) / cid[:12] if backup_dir else _pending_backup(cid, None)
+        if folder is None or not (folder / "manifest.json").is_file():
+            raise DriverError(f"no backup of container {cid[:12]} in {folder or _backup_root()}")
+        if (folder / RESTORED_MARKER).exists() and not backup_dir:
+            return "already restored"
         meta = json.loads((folder / "manifest.json").read_text())
         state = status(api, cid)
         if state is None:
@@ -341,6 +366,7 @@ def restore_container_certificate(
                      meta["key"]["uid"], meta["key"]["gid"]),
             FileCopy(meta["cert"]["path"], (folder / "cert.pem").read_bytes(), meta["cert"]["mode"],
                      meta["cert"]["uid"], meta["cert"]["gid"])])
+        (folder / RESTORED_MARKER).write_text("restored\n")
         if state != "running":
             return "restored (not running: not signalled)"
         _call(api.kill, cid, f"send {sig} to {cid[:12]}", signal=sig)
@@ -349,10 +375,17 @@ def restore_container_certificate(
     return {"backup_dir": backup_dir, "containers": dict(zip(ids, concurrently(ids, restore, "restore"), strict=True))}
 
 
-def start_containers(ids: list[str], timeout: float = 30.0) -> dict[str, Any]:
-    """Roll back kill/stop: start each container that is not running, wait until it runs (idempotent)."""
-    ids = check_ids(ids)
+def start_containers(
+    ids: list[str] | None = None, labels: Labels = None, name_pattern: str | None = None,
+    project: str | None = None, timeout: float = 30.0,
+) -> dict[str, Any]:
+    """Roll back kill/stop: start each container that is not running, wait until it runs (idempotent).
+
+    Give the exact ``ids`` of the change record, or (in an experiment's rollbacks) a
+    selector: every matching container that is exited or paused.
+    """
     api = _api()
+    ids = _rollback_ids(api, ids, labels, name_pattern, project, ("exited", "created", "paused"))
 
     def start(cid: str) -> str:
         state = status(api, cid)
@@ -371,10 +404,15 @@ def start_containers(ids: list[str], timeout: float = 30.0) -> dict[str, Any]:
     return {"containers": dict(zip(ids, concurrently(ids, start, "start"), strict=True))}
 
 
-def unpause_containers(ids: list[str]) -> dict[str, Any]:
-    """Roll back pause_containers: unpause each container that is still paused (idempotent)."""
-    ids = check_ids(ids)
+def unpause_containers(
+    ids: list[str] | None = None, labels: Labels = None, name_pattern: str | None = None, project: str | None = None,
+) -> dict[str, Any]:
+    """Roll back pause_containers: unpause each container that is still paused (idempotent).
+
+    Give the exact ``ids`` of the change record, or a selector: every matching paused container.
+    """
     api = _api()
+    ids = _rollback_ids(api, ids, labels, name_pattern, project, ("paused",))
 
     def unpause(cid: str) -> str:
         state = status(api, cid)
@@ -398,7 +436,7 @@ def release_hold(ids: list[str], restart_policies: dict[str, Any], timeout: floa
         if not policy.get("Name"):
             policy["Name"] = "no"
         _call(api.update_container, cid, f"restore the restart policy of {cid[:12]}", restart_policy=policy)
-        return start_containers([cid], timeout)["containers"][cid]
+        return start_containers([cid], timeout=timeout)["containers"][cid]
 
     return {"containers": dict(zip(ids, concurrently(ids, release, "release hold"), strict=True))}
 
@@ -504,10 +542,43 @@ def _ttl(ttl: float | None) -> None:
         _positive("ttl", ttl)
 
 
-def _default_backup_dir() -> Path:
+def _backup_root() -> Path:
     from mlchaos.sandbox.manager import state_dir
 
-    return state_dir() / "docker-certificate-backups" / f"{time.time_ns():020d}-{os.getpid()}"
+    return state_dir() / "docker-certificate-backups"
+
+
+def _default_backup_dir() -> Path:
+    return _backup_root() / f"{time.time_ns():020d}-{os.getpid()}"
+
+
+def _pending_backup(cid: str, backup_dir: str | None) -> Path | None:
+    """The oldest backup of the container not restored yet (in ``backup_dir``, or under the default root)."""
+    if backup_dir:
+        folder = Path(backup_dir) / cid[:12]
+        return folder if (folder / "manifest.json").is_file() else None
+    root = _backup_root()
+    runs = sorted(root.iterdir()) if root.is_dir() else []
+    pending = [r / cid[:12] for r in runs
+               if (r / cid[:12] / "manifest.json").is_file() and not (r / cid[:12] / RESTORED_MARKER).exists()]
+    return pending[0] if pending else None
+
+
+def _rollback_ids(api: Any, ids: list[str] | None, labels: Labels, name_pattern: str | None, project: str | None,
+                  states: tuple[str, ...] | None) -> list[str]:
+    """The exact ``ids`` of a change record, or the matching containers in ``states`` (one of the two)."""
+    from drivers.docker.selection import eligible, own_container_ids, parse_selector
+    from drivers.docker.targets import list_candidates
+
+    if ids is not None:
+        if labels is not None or name_pattern is not None or project is not None:
+            raise DriverError("give either ids or a selector (labels, name_pattern, project), not both")
+        return check_ids(ids)
+    selector = parse_selector(labels, name_pattern, project)
+    found = eligible(list_candidates(api, selector), selector, None, own_container_ids())
+    if not found:
+        raise TargetNotFound(f"no container matches {selector.describe()}")
+    return [c.id for c in found if states is None or c.state in states]
 
 
 def _certificate_call(make: Any) -> Any:

@@ -25,7 +25,7 @@ from mlchaos import certificates
 from mlchaos.changes import ChangeRecord, reset_sink, set_sink
 from mlchaos.errors import DriverError, TargetNotFound
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.docker]
 
 IMAGE = "mlchaos/base:bookworm"
 # serves HTTP on 8000, counts SIGHUPs in /tmp/hups, has a certificate and key under /certs
@@ -343,3 +343,27 @@ def test_probes_and_rollbacks_report_every_failure(fleet: dict[str, Any]) -> Non
     with pytest.raises(DriverError, match="start failed for 2 of 3") as failure:
         actions.start_containers(ids)
     assert "000000000000" in str(failure.value) and "ffffffffffff" in str(failure.value)
+
+
+def test_rollbacks_by_selector_for_experiments_that_cannot_know_the_ids(
+        fleet: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    record = actions.kill_containers(labels=MODEL, percentage=50)
+    killed = sorted(t["details"]["id"] for t in record["targets"])
+    result = actions.start_containers(labels=MODEL)
+    assert sorted(result["containers"]) == killed and set(result["containers"].values()) == {"started"}
+    assert actions.start_containers(labels=MODEL) == {"containers": {}}
+    with pytest.raises(DriverError, match="either ids or a selector"):
+        actions.start_containers(ids=killed, labels=MODEL)
+
+    monkeypatch.setenv("MLCHAOS_STATE_DIR", str(tmp_path / "state"))
+    certificates.load_or_create_ca(tmp_path / "ca")
+    container = fleet["model-1"]
+    record = actions.install_certificate(
+        "/certs/cert.pem", "/certs/key.pem", labels=MODEL, name_pattern="model-1$", kind="wrong_hostname",
+        ca_dir=str(tmp_path / "ca"))
+    assert record["parameters"]["backup_dir"].startswith(str(tmp_path / "state"))
+    assert _file(container, "/certs/cert.pem")[0] != b"ORIGINAL CERT\n"
+    result = actions.restore_container_certificate(labels=MODEL)
+    assert result["containers"] == {container.id: "restored and signalled"}
+    assert _file(container, "/certs/cert.pem")[0] == b"ORIGINAL CERT\n"
+    assert actions.restore_container_certificate(labels=MODEL)["containers"] == {}
