@@ -8,12 +8,29 @@ EXPERIMENTS ?= experiments/kill-one-replica.yaml experiments/kill-one-replica-al
   experiments/latency-one-replica.yaml experiments/telemetry-outage.yaml experiments/expired-certificate.yaml
 EXPECTED_TO_FAIL ?= experiments/miswritten-alert-rule.yaml
 
-.PHONY: install system-packages demo test test-unit test-integration lint bench clean
+.PHONY: install system-packages docker docker-images stack-up stack-down test-docker demo test test-unit test-integration lint bench clean
 
 install: $(VENV)/.installed
 
 system-packages:
 	scripts/install-system-packages.sh
+
+# Docker: the engine (docker.io, started by hand), docker-compose and debootstrap, then the stack's
+# images built offline and cached (scripts/docker-images.sh rebuilds only what changed)
+docker:
+	scripts/install-docker.sh
+
+docker-images: install docker
+	scripts/docker-images.sh
+
+stack-up: install docker-images
+	$(BIN)/python -m mlchaos.containers.stack up
+
+stack-down: install
+	$(BIN)/python -m mlchaos.containers.stack down
+
+test-docker: install docker-images
+	$(BIN)/pytest -q -m docker
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
