@@ -21,6 +21,7 @@ container it created (also on Ctrl-C). Figures only, no assertions.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import statistics
 import sys
@@ -34,7 +35,7 @@ sys.path.insert(0, str(REPO))
 
 from drivers.docker import actions  # noqa: E402
 
-IMAGE = "mlchaos/base:bookworm"
+IMAGE = os.environ.get("MLCHAOS_BASE_IMAGE", "mlchaos/base:bookworm")
 MAX_CONTAINERS = 60
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import tarfile
 import threading
@@ -27,7 +28,7 @@ from mlchaos.errors import DriverError, TargetNotFound
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
 
-IMAGE = "mlchaos/base:bookworm"
+IMAGE = os.environ.get("MLCHAOS_BASE_IMAGE", "mlchaos/base:bookworm")
 # serves HTTP on 8000, counts SIGHUPs in /tmp/hups, has a certificate and key under /certs
 SERVER = r"""
 import http.server, os, signal
@@ -367,3 +368,43 @@ def test_rollbacks_by_selector_for_experiments_that_cannot_know_the_ids(
     assert result["containers"] == {container.id: "restored and signalled"}
     assert _file(container, "/certs/cert.pem")[0] == b"ORIGINAL CERT\n"
     assert actions.restore_container_certificate(labels=MODEL)["containers"] == {}
+
+
+EXPERIMENT = """
+title: kill one labelled container, the rollback starts it
+description: drivers.docker through the runner
+configuration: {run: "none"}
+steady-state-hypothesis:
+  title: at least three of the four model containers run
+  probes:
+    - type: probe
+      name: running
+      tolerance: {type: range, range: [3, 4]}
+      provider: {type: python, module: drivers.docker.probes, func: running_count,
+                 arguments: {labels: ["mlchaos.target=model", "mlchaos.test.run=${run}"]}}
+method:
+  - type: action
+    name: kill-one
+    provider: {type: python, module: drivers.docker.actions, func: kill_containers,
+               arguments: {labels: ["mlchaos.target=model", "mlchaos.test.run=${run}"], count: 1, seed: 11}}
+rollbacks:
+  - type: action
+    name: start-them
+    provider: {type: python, module: drivers.docker.actions, func: start_containers,
+               arguments: {labels: ["mlchaos.target=model", "mlchaos.test.run=${run}"]}}
+"""
+
+
+def test_a_run_journals_the_record_and_rolls_back(fleet: dict[str, Any], tmp_path: Path) -> None:
+    import sys
+
+    experiment = tmp_path / "docker-kill.yaml"
+    experiment.write_text(EXPERIMENT)
+    journal = tmp_path / "journal.json"
+    repo = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-m", "mlchaos", "run", str(experiment), "--journal", str(journal),
+                           "--var", f"run={RUN}", "--quiet"], cwd=repo, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    text = journal.read_text()
+    assert '"mlchaos_change": 1' in text and '"seed": 11' in text and "drivers.docker.actions.start_containers" in text
+    assert probes.running_count(labels=MODEL) == 4
