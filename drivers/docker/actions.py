@@ -35,6 +35,7 @@ RELOAD_SIGNALS = frozenset({"SIGHUP", "SIGUSR1", "SIGUSR2"})
 COMMAND_TIMEOUT = 10.0
 VIAS = ("engine", "process")
 RESTORED_MARKER = "RESTORED"
+HOLD_GRACE = 30.0  # the hold's watchdog releases the containers this long after the hold should have ended
 Labels = dict[str, Any] | list[str] | None
 
 
@@ -118,7 +119,8 @@ def hold_down(
 
     The restart policy is set to ``no``, then the main process is signalled like a crash,
     and after `seconds` the policy is put back and the container started; the wait runs
-    inside the action. Undo: release_hold.
+    inside the action; a detached watchdog releases them if the runner dies meanwhile.
+    Undo: release_hold.
     """
     sig = _signal(signal, KILL_SIGNALS)
     _positive("seconds", seconds)
@@ -130,6 +132,8 @@ def hold_down(
     if dry_run:
         return record.to_dict()
     started = time.monotonic()
+    # if this process dies during the hold (runner SIGKILLed), a detached watchdog still releases it
+    _start_watchdog(record, seconds + HOLD_GRACE, "release_hold", {"ids": sel.ids, "restart_policies": policies})
 
     def down(cid: str) -> None:
         _call(sel.api.update_container, cid, f"set the restart policy of {cid[:12]}", restart_policy={"Name": "no"})
@@ -139,7 +143,7 @@ def hold_down(
         concurrently(sel.ids, down, "hold down")
         time.sleep(max(0.0, seconds - (time.monotonic() - started)))
     finally:
-        release_hold(sel.ids, policies)
+        release_hold(sel.ids, policies, watchdog_pid=record.undo["arguments"]["watchdog_pid"])
     return record.to_dict()
 
 
@@ -426,9 +430,13 @@ def unpause_containers(
     return {"containers": dict(zip(ids, concurrently(ids, unpause, "unpause"), strict=True))}
 
 
-def release_hold(ids: list[str], restart_policies: dict[str, Any], timeout: float = 30.0) -> dict[str, Any]:
+def release_hold(
+    ids: list[str], restart_policies: dict[str, Any], timeout: float = 30.0, watchdog_pid: int | None = None,
+) -> dict[str, Any]:
     """Roll back hold_down: restore each container's restart policy and start it (idempotent)."""
     ids = check_ids(ids)
+    if watchdog_pid is not None:
+        stop_watchdog(watchdog_pid)
     api = _api()
 
     def release(cid: str) -> str:

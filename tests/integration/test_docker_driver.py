@@ -245,6 +245,8 @@ def test_a_restart_policy_brings_a_killed_container_back_but_hold_down_keeps_it_
     holder.join(10)
     assert time.monotonic() - started >= 3 and down_checks >= 5
     assert outcome["undo"]["arguments"]["restart_policies"][always.id]["Name"] == "always"
+    watchdog = outcome["undo"]["arguments"]["watchdog_pid"]
+    assert poll(lambda: _proc_state(watchdog) == b"zombie", 5)  # stopped by the release
     always.reload()
     assert always.status == "running" and always.attrs["HostConfig"]["RestartPolicy"]["Name"] == "always"
     again = actions.release_hold(**outcome["undo"]["arguments"])  # idempotent
