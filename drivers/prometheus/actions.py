@@ -11,7 +11,6 @@ action waits until the file's groups show in ``GET /api/v1/rules``.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import tempfile
@@ -26,6 +25,7 @@ import yaml
 from mlchaos.changes import ChangeRecord, Target, announce
 from mlchaos.errors import DriverError
 from mlchaos.sandbox import monitoring
+from mlchaos.sandbox.files import atomic_write
 
 UNDO_FUNC = "drivers.prometheus.actions.remove_rule_file"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,100}")
@@ -63,7 +63,7 @@ def add_rule_file(
         undo={"func": UNDO_FUNC, "arguments": {"name": name, **({"url": url} if url else {})}},
     )
     announce(record)
-    _atomic_write(target, text)
+    atomic_write(target, text)  # its temporary ".name.pid.tmp" is not matched by the rules.d/*.yml glob
     try:
         _reload(base)
         _wait_groups(base, target, groups, present=True, timeout=timeout)
@@ -126,12 +126,6 @@ def _check_rules(name: str, text: str) -> list[str]:
     if not groups:
         raise DriverError(f"rule file {name!r} has no rule groups")
     return [str(g) for g in groups]
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # not matched by the rules.d/*.yml glob
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _reload(base: str, strict: bool = True) -> None:

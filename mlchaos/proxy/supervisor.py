@@ -26,6 +26,7 @@ import requests
 
 from mlchaos.errors import SandboxError
 from mlchaos.sandbox import procs
+from mlchaos.sandbox.files import atomic_write, read_json, write_json
 
 MODULE = "mlchaos.proxy"
 STATE_FILE = "proxy.json"
@@ -57,7 +58,7 @@ class ProxyProcess:
     def ensure(self, routes: list[Route], timeout: float = 10.0) -> str:
         """Make the process run exactly ``routes`` (healed, see the module doc); return the API URL."""
         state = self._load()
-        _atomic_write(self.config_file, json.dumps(
+        atomic_write(self.config_file, json.dumps(
             [{"name": r.name, "listen": r.listen, "upstream": r.upstream, "enabled": True} for r in routes],
             indent=2) + "\n")
         pid, port = int(state.get("pid", 0)), int(state.get("api_port", 0))
@@ -157,16 +158,11 @@ class ProxyProcess:
         return True
 
     def _load(self) -> dict[str, Any]:
-        try:
-            data = json.loads(self.state_file.read_text())
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError) as exc:
-            raise SandboxError(f"cannot read proxy state {self.state_file}: {exc}") from exc
+        data = read_json(self.state_file, "proxy state")
         return data if isinstance(data, dict) else {}
 
     def _save(self, data: dict[str, Any]) -> None:
-        _atomic_write(self.state_file, json.dumps(data, indent=2) + "\n")
+        write_json(self.state_file, data)
 
 
 def _url(port: int) -> str:
@@ -188,10 +184,3 @@ def _request(method: str, url: str, json: Any = None) -> requests.Response:
     if resp.status_code >= 400:
         raise SandboxError(f"sandbox proxy API {method} {url}: HTTP {resp.status_code} {resp.text.strip()}")
     return resp
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)

@@ -17,8 +17,6 @@ latency and connection faults injected there are what clients see.
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import json
 import os
 import re
 import signal
@@ -27,13 +25,13 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from mlchaos.errors import SandboxError, TargetNotFound
 from mlchaos.sandbox import procs
+from mlchaos.sandbox.files import file_lock, free_ports, read_json, write_json
 from mlchaos.sandbox.procs import SERVER_MODULE
 
 if TYPE_CHECKING:
@@ -279,12 +277,9 @@ class Sandbox:
     # -- state file ---------------------------------------------------------------------
 
     def _load(self) -> list[Replica]:
-        try:
-            data = json.loads(self.state_file.read_text())
-        except FileNotFoundError:
+        data = read_json(self.state_file, "sandbox state")
+        if data is None:
             return []
-        except (OSError, ValueError) as exc:
-            raise SandboxError(f"cannot read sandbox state {self.state_file}: {exc}") from exc
         try:
             return [Replica.from_dict(r) for r in data["replicas"]]
         except (KeyError, TypeError) as exc:
@@ -293,24 +288,14 @@ class Sandbox:
     def _write(self, replicas: list[Replica]) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         ordered = sorted(replicas, key=lambda r: (r.service, r.index))
-        data = {"version": STATE_VERSION, "replicas": [r.to_dict() for r in ordered]}
-        tmp = self.state_file.with_name(f".{STATE_FILE}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
-        os.replace(tmp, self.state_file)
+        write_json(self.state_file, {"version": STATE_VERSION, "replicas": [r.to_dict() for r in ordered]})
 
     def _save_replace(self, old: Replica, new: Replica | None) -> None:
         kept = [r for r in self._load() if (r.service, r.name) != (old.service, old.name)]
         self._write(kept + ([new] if new is not None else []))
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.state_dir / "sandbox.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+    def _locked(self) -> contextlib.AbstractContextManager[None]:
+        return file_lock(self.state_dir / "sandbox.lock")
 
     # -- processes ----------------------------------------------------------------------
 
@@ -337,10 +322,9 @@ class Sandbox:
     def _ensure_proxy(self, deadline: float) -> list[Replica]:
         """Give every recorded replica a proxy port (kept once chosen), run the proxy; return the records."""
         from mlchaos.proxy.supervisor import Route
-        from mlchaos.sandbox.monitoring import _free_ports
 
         replicas = self._load()
-        fresh = iter(_free_ports(sum(1 for r in replicas if not r.proxy_port)
+        fresh = iter(free_ports(sum(1 for r in replicas if not r.proxy_port)
                                  + sum(1 for r in replicas if not r.metrics_proxy_port)))
         replicas = [r if r.proxy_port else replace(r, proxy_port=(p := next(fresh)), proxy_url=f"http://{r.host}:{p}")
                     for r in replicas]

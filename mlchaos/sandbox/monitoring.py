@@ -23,18 +23,15 @@ ports (and the sink address) are kept across restarts of the stack.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -45,6 +42,7 @@ import yaml
 from mlchaos.alert_rules import GROUP_NAME, SANDBOX, RuleParameters, render_rules
 from mlchaos.errors import DriverError, SandboxError
 from mlchaos.sandbox import procs
+from mlchaos.sandbox.files import atomic_write, file_lock, free_ports, read_json, write_json
 
 STATE_FILE = "monitoring.json"
 STATE_VERSION = 1
@@ -152,7 +150,7 @@ class Monitoring:
             state = self._load()
             ports = {name: int(info["port"]) for name, info in state.get("processes", {}).items()}
             recorded_sink = state.get("endpoints", {})
-            fresh = iter(_free_ports(len(COMPONENTS) + 1))
+            fresh = iter(free_ports(len(COMPONENTS) + 1))
             for name in COMPONENTS:
                 ports.setdefault(name, next(fresh))
             sink_host = recorded_sink.get("sink_host", HOST)
@@ -250,12 +248,12 @@ class Monitoring:
             (self.config_dir / sub).mkdir(parents=True, exist_ok=True)
         tls_targets = self.targets_dir / "tls.json"
         if not tls_targets.exists():
-            _atomic_write(tls_targets, "[]\n")
-        _atomic_write(self.config_dir / "rules" / RULES_FILE, render_rules(params))
-        _atomic_write(self.config_dir / "prometheus.yml", _dump(self._prometheus_config(ports, params)))
-        _atomic_write(self.config_dir / "alertmanager.yml", _dump(_alertmanager_config(endpoints)))
+            atomic_write(tls_targets, "[]\n")
+        atomic_write(self.config_dir / "rules" / RULES_FILE, render_rules(params))
+        atomic_write(self.config_dir / "prometheus.yml", _dump(self._prometheus_config(ports, params)))
+        atomic_write(self.config_dir / "alertmanager.yml", _dump(_alertmanager_config(endpoints)))
         sandbox_ca = self.state_dir / "tls" / "ca" / "ca.crt"  # mlchaos.certificates.sandbox_tls_paths
-        _atomic_write(self.config_dir / "blackbox.yml", _dump(_blackbox_config(sandbox_ca)))
+        atomic_write(self.config_dir / "blackbox.yml", _dump(_blackbox_config(sandbox_ca)))
 
     def _prometheus_config(self, ports: dict[str, int], p: RuleParameters) -> dict[str, Any]:
         model_targets = [{"files": [str(self.targets_dir / "model.json")]}]
@@ -310,10 +308,10 @@ class Monitoring:
             for r in replicas
         ]
         self.targets_dir.mkdir(parents=True, exist_ok=True)
-        _atomic_write(self.targets_dir / "model.json", json.dumps(groups, indent=2) + "\n")
+        atomic_write(self.targets_dir / "model.json", json.dumps(groups, indent=2) + "\n")
         tls = [{"targets": [f"{r.host}:{r.tls_port}"], "labels": {"replica": r.name, "service": r.service}}
                for r in replicas if getattr(r, "tls_port", 0)]
-        _atomic_write(self.targets_dir / "tls.json", json.dumps(tls, indent=2) + "\n")
+        atomic_write(self.targets_dir / "tls.json", json.dumps(tls, indent=2) + "\n")
 
     # -- processes ----------------------------------------------------------------------
 
@@ -407,12 +405,9 @@ class Monitoring:
     # -- state file ---------------------------------------------------------------------
 
     def _load(self) -> dict[str, Any]:
-        try:
-            data = json.loads(self.state_file.read_text())
-        except FileNotFoundError:
+        data = read_json(self.state_file, "monitoring state")
+        if data is None:
             return {}
-        except (OSError, ValueError) as exc:
-            raise SandboxError(f"cannot read monitoring state {self.state_file}: {exc}") from exc
         if not isinstance(data, dict) or not isinstance(data.get("processes"), dict):
             raise SandboxError(f"corrupt monitoring state {self.state_file}")
         return data
@@ -422,17 +417,10 @@ class Monitoring:
 
     def _write_state(self, data: dict[str, Any]) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        _atomic_write(self.state_file, json.dumps(data, indent=2) + "\n")
+        write_json(self.state_file, data)
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.state_dir / "monitoring.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+    def _locked(self) -> contextlib.AbstractContextManager[None]:
+        return file_lock(self.state_dir / "monitoring.lock")
 
 
 _CONFIG_FILES = {"prometheus": "prometheus.yml", "alertmanager": "alertmanager.yml", "blackbox": "blackbox.yml"}
@@ -480,24 +468,6 @@ def _blackbox_config(ca_file: Path) -> dict[str, Any]:
 def _dump(data: Any) -> str:
     return "# generated by mlchaos.sandbox.monitoring -- rewritten at every `mlchaos sandbox up`\n" + yaml.safe_dump(
         data, sort_keys=False, width=1000)
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def _free_ports(count: int) -> list[int]:
-    """``count`` distinct free loopback ports (all held open while choosing, so no duplicates)."""
-    with contextlib.ExitStack() as stack:
-        ports = []
-        for _ in range(count):
-            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-            sock.bind((HOST, 0))
-            ports.append(int(sock.getsockname()[1]))
-        return ports
 
 
 def _url(port: int) -> str:
