@@ -171,18 +171,9 @@ def unexpected_alert_count(allowed: list[str] | None = None, url: str | None = N
 
 
 def _base_url(url: str | None) -> str:
-    if url is not None:
-        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-            raise DriverError(f"url must be an http(s) URL of Prometheus, got {url!r}")
-        return url.rstrip("/")
-    try:
-        from mlchaos.sandbox import monitoring  # lazy: only needed when no url is given
-    except ImportError as exc:
-        raise DriverError(f"no Prometheus url given and the sandbox monitoring stack is unavailable ({exc})") from exc
-    try:
-        return monitoring.endpoints().prometheus_url.rstrip("/")
-    except DriverError as exc:
-        raise DriverError(f"no Prometheus url given and the sandbox monitoring stack is not running: {exc}") from exc
+    from mlchaos.sandbox.monitoring import component_url  # lazy: only drivers aimed at the sandbox need it
+
+    return component_url(url, "prometheus")
 
 
 def _get(base: str, path: str, params: dict[str, str] | None, timeout: float) -> Any:

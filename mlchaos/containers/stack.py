@@ -189,11 +189,9 @@ def _http_ok(url: str, timeout: float = 1.0) -> bool:
 
 
 def _http_json(url: str, timeout: float = 2.0) -> Any:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            return json.loads(resp.read())
-    except (urllib.error.URLError, OSError, ValueError):
-        return None
+    from mlchaos.sandbox.monitoring import _http_json as get_json
+
+    return get_json(url, timeout)
 
 
 def _last_evaluation(prometheus_url: str) -> float:

@@ -543,3 +543,20 @@ def preflight_for_sandbox(arguments: dict[str, Any], needs_sandbox: bool = False
         return []
     names = ", ".join(sorted({Path(path).name for path, _ in missing}))
     return [f"needs the sandbox monitoring stack, but {names} is not installed: {install_hint(missing)}"]
+
+
+def component_url(url: str | None, component: Literal["prometheus", "alertmanager"]) -> str:
+    """The API base URL of a monitoring component: ``url`` when given, else the sandbox's own.
+
+    DriverError when ``url`` is not an http(s) URL or the sandbox's stack is not running.
+    """
+    label = {"prometheus": "Prometheus", "alertmanager": "Alertmanager"}[component]
+    if url is not None:
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise DriverError(f"url must be an http(s) URL of {label}, got {url!r}")
+        return url.rstrip("/")
+    try:
+        found = endpoints()
+    except DriverError as exc:
+        raise DriverError(f"no {label} url given and the sandbox monitoring stack is not running: {exc}") from exc
+    return getattr(found, f"{component}_url").rstrip("/")

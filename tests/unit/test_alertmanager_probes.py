@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import socket
-import sys
 import threading
 import types
 import urllib.parse
@@ -107,17 +106,16 @@ def test_alertmanager_errors(am: ReplayServer) -> None:
 
 
 def test_url_from_the_sandbox_monitoring_stack(am: ReplayServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    fake = types.ModuleType("mlchaos.sandbox.monitoring")
-    fake.endpoints = lambda state_dir=None: types.SimpleNamespace(alertmanager_url=am.url)  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "mlchaos.sandbox.monitoring", fake)
-    monkeypatch.setattr("mlchaos.sandbox.monitoring", fake, raising=False)
+    from mlchaos.sandbox import monitoring
+
+    monkeypatch.setattr(monitoring, "endpoints", lambda state_dir=None: types.SimpleNamespace(alertmanager_url=am.url))
     am.serve(ALERTS, "alertmanager_alerts_active.json")
     assert probes.alert_is_active("TestAlert") is True
 
     def not_running(state_dir: object = None) -> object:
         raise DriverError("the monitoring stack is not running")
 
-    fake.endpoints = not_running  # type: ignore[attr-defined]
+    monkeypatch.setattr(monitoring, "endpoints", not_running)
     with pytest.raises(DriverError, match="no Alertmanager url given and the sandbox monitoring stack is not running"):
         probes.alert_is_active("TestAlert")
 

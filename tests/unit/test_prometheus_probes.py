@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import socket
-import sys
 import time
 import types
 from collections.abc import Iterator
@@ -123,17 +122,17 @@ def test_non_api_answers_and_unreachable_server(prom: ReplayServer) -> None:
 
 
 def test_url_from_the_sandbox_monitoring_stack(prom: ReplayServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    fake = types.ModuleType("mlchaos.sandbox.monitoring")
-    fake.endpoints = lambda state_dir=None: types.SimpleNamespace(prometheus_url=prom.url + "/")  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "mlchaos.sandbox.monitoring", fake)
-    monkeypatch.setattr("mlchaos.sandbox.monitoring", fake, raising=False)
+    from mlchaos.sandbox import monitoring
+
+    running = types.SimpleNamespace(prometheus_url=prom.url + "/")
+    monkeypatch.setattr(monitoring, "endpoints", lambda state_dir=None: running)
     prom.serve("/api/v1/query", "prometheus_query_vector_one.json")
     assert probes.query_value("sum(mlchaos_test_flip)") == 0.0
 
     def not_running(state_dir: object = None) -> object:
         raise DriverError("the monitoring stack is not running (mlchaos sandbox up --monitoring)")
 
-    fake.endpoints = not_running  # type: ignore[attr-defined]
+    monkeypatch.setattr(monitoring, "endpoints", not_running)
     with pytest.raises(DriverError, match="no Prometheus url given and the sandbox monitoring stack is not running"):
         probes.query_value("up")
 
