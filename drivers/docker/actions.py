@@ -152,10 +152,13 @@ def block_port(
     labels: Labels = None, name_pattern: str | None = None, project: str | None = None,
     count: int | None = None, percentage: float | None = None, all: bool = False, at_least_one: bool = False,
     seed: int | None = None, protocol: str = "tcp", ttl: float | None = 600.0,
+    source_labels: Labels = None,
     *, dry_run: bool = False,
 ) -> dict[str, Any]:
-    """Drop every packet to `port` inside the selected containers' network namespace (iptables, via nsenter).
+    """Drop packets to `port` inside the selected containers' network namespace (iptables, via nsenter).
 
+    With `source_labels`, only packets from the containers carrying those labels are dropped
+    (e.g. Prometheus' scrapes, while clients still get through: a telemetry outage).
     With `ttl` (seconds) a detached watchdog removes the rule by itself. Undo: unblock_port.
     """
     if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
@@ -164,17 +167,21 @@ def block_port(
         raise DriverError(f"protocol must be tcp or udp, got {protocol!r}")
     _ttl(ttl)
     _require_programs("nsenter", "iptables")
+    sources = _source_addresses(source_labels) if source_labels is not None else [None]
     sel = select(labels, name_pattern, project, count, percentage, all, at_least_one, seed)
     _refuse_host_network(sel)
-    undo_args: dict[str, Any] = {"ids": sel.ids, "port": port, "protocol": protocol}
+    undo_args: dict[str, Any] = {"ids": sel.ids, "port": port, "protocol": protocol, "sources": sources}
     record = sel.record("block-port", _undo("unblock_port", **undo_args), dry_run, port=port, protocol=protocol,
-                        ttl=ttl)
+                        ttl=ttl, sources=sources)
     announce(record)
     if dry_run:
         return record.to_dict()
-    concurrently([str(c["State"]["Pid"]) for c in sel.containers],
-                 lambda pid: _run(_iptables(int(pid), "-I", port, protocol), f"block port {port} (pid {pid})"),
-                 "block port")
+
+    def block(pid: str) -> None:
+        for source in sources:
+            _run(_iptables(int(pid), "-I", port, protocol, source), f"block port {port} (pid {pid})")
+
+    concurrently([str(c["State"]["Pid"]) for c in sel.containers], block, "block port")
     if ttl is not None:
         _start_watchdog(record, ttl, "unblock_port", undo_args)
     return record.to_dict()
@@ -183,6 +190,7 @@ def block_port(
 def unblock_port(
     port: int, ids: list[str] | None = None, protocol: str = "tcp", watchdog_pid: int | None = None,
     labels: Labels = None, name_pattern: str | None = None, project: str | None = None,
+    sources: list[str | None] | None = None, source_labels: Labels = None,
 ) -> dict[str, Any]:
     """Roll back block_port: delete exactly that DROP rule in each container that still runs (idempotent).
 
@@ -190,6 +198,8 @@ def unblock_port(
     """
     if watchdog_pid is not None:
         stop_watchdog(watchdog_pid)
+    if sources is None and source_labels is not None:  # a rollback by selector: the same sources again
+        sources = _source_addresses(source_labels)
     api = _api()
     ids = _rollback_ids(api, ids, labels, name_pattern, project, ("running",))
 
@@ -197,11 +207,14 @@ def unblock_port(
         pid = _running_pid(api, cid)
         if pid is None:
             return "not running (its network namespace, and the rule, are gone)"
-        if subprocess.run(_iptables(pid, "-C", port, protocol), capture_output=True, timeout=COMMAND_TIMEOUT,
-                          check=False).returncode != 0:
-            return "no such rule"
-        _run(_iptables(pid, "-D", port, protocol), f"unblock port {port}")
-        return "removed"
+        removed = 0
+        for source in sources or [None]:
+            if subprocess.run(_iptables(pid, "-C", port, protocol, source), capture_output=True,
+                              timeout=COMMAND_TIMEOUT, check=False).returncode != 0:
+                continue
+            _run(_iptables(pid, "-D", port, protocol, source), f"unblock port {port}")
+            removed += 1
+        return "removed" if removed else "no such rule"
 
     results = concurrently(ids, unblock, "unblock port")
     return {"port": port, "protocol": protocol, "containers": dict(zip(ids, results, strict=True))}
@@ -492,9 +505,27 @@ def _running_pid(api: Any, cid: str) -> int | None:
     return state["Pid"] if state.get("Running") and state.get("Pid") else None
 
 
-def _iptables(pid: int, op: str, port: int, protocol: str) -> list[str]:
-    rule = ["INPUT", "-p", protocol, "--dport", str(port), "-j", "DROP"]
+def _iptables(pid: int, op: str, port: int, protocol: str, source: str | None = None) -> list[str]:
+    rule = ["INPUT", "-p", protocol, "--dport", str(port), *(["-s", source] if source else []), "-j", "DROP"]
     return ["nsenter", "-t", str(pid), "-n", "iptables", "-w", "5", op, *rule]
+
+
+def _source_addresses(source_labels: Labels) -> list[str | None]:
+    """The IP addresses of the running containers with ``source_labels`` (TargetNotFound when none)."""
+    from drivers.docker.selection import parse_selector
+
+    selector = parse_selector(source_labels)
+    api = _api()
+    with docker_errors("list the source containers"):
+        found = api.containers(filters={"label": selector.label_filters(), "status": "running"})
+    addresses: list[str | None] = []
+    for summary in found:
+        for network in (summary.get("NetworkSettings") or {}).get("Networks", {}).values():
+            if network.get("IPAddress"):
+                addresses.append(network["IPAddress"])
+    if not addresses:
+        raise TargetNotFound(f"no running container with an IP address matches source_labels {source_labels!r}")
+    return sorted(set(addresses))
 
 
 def _run(argv: list[str], what: str) -> None:

@@ -30,7 +30,8 @@ def compose_stack() -> Iterator[stack.StackEndpoints]:
         stack.stack_down()
 
 
-@pytest.mark.parametrize("drill", ["docker-kill-replica.yaml", "docker-pause-replica.yaml"])
+@pytest.mark.parametrize("drill", ["docker-kill-replica.yaml", "docker-pause-replica.yaml",
+                                   "docker-telemetry-outage.yaml"])
 def test_the_docker_drills_hold_through_the_cli(compose_stack: stack.StackEndpoints, tmp_path, drill: str) -> None:
     import json
     import subprocess
