@@ -133,6 +133,7 @@ def stack_up(timeout: float = 120, build: bool = False) -> StackEndpoints:
     Raises SandboxError saying what is missing when ``timeout`` runs out.
     """
     deadline = time.monotonic() + timeout
+    configs.issue_certificates()  # before `up`: the replicas serve HTTPS when their certificates are there
     _compose("up", "-d", *(["--build"] if build else ["--no-build"]), timeout=max(timeout, 60))
     found = endpoints()
     wait_ready(found, deadline)

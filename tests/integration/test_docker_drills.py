@@ -31,7 +31,7 @@ def compose_stack() -> Iterator[stack.StackEndpoints]:
 
 
 @pytest.mark.parametrize("drill", ["docker-kill-replica.yaml", "docker-pause-replica.yaml",
-                                   "docker-telemetry-outage.yaml"])
+                                   "docker-telemetry-outage.yaml", "docker-expired-certificate.yaml"])
 def test_the_docker_drills_hold_through_the_cli(compose_stack: stack.StackEndpoints, tmp_path, drill: str) -> None:
     import json
     import subprocess
