@@ -21,8 +21,6 @@ import shutil
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +28,8 @@ from typing import Any
 from mlchaos.alert_rules import GROUP_NAME, SANDBOX
 from mlchaos.containers import configs
 from mlchaos.errors import SandboxError
+from mlchaos.sandbox.httpcheck import http_json as _http_json
+from mlchaos.sandbox.httpcheck import http_ok as _http_ok
 
 PROJECT = os.environ.get("MLCHAOS_COMPOSE_PROJECT", "mlchaos")
 COMPOSE_FILE = Path(os.environ.get("MLCHAOS_COMPOSE_FILE",
@@ -176,23 +176,9 @@ def stack_down(volumes: bool = True, timeout: float = 120) -> None:
 
 def targets_up(prometheus_url: str) -> set[tuple[str, str]]:
     """(job, instance) of every active target that is up."""
-    data = _http_json(f"{prometheus_url}/api/v1/targets?state=active") or {}
+    data = _http_json(f"{prometheus_url}/api/v1/targets?state=active", timeout=2.0) or {}
     return {(t["labels"].get("job"), t["labels"].get("instance"))
             for t in data.get("data", {}).get("activeTargets", []) if t.get("health") == "up"}
-
-
-def _http_ok(url: str, timeout: float = 1.0) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            return 200 <= resp.status < 300
-    except (urllib.error.URLError, OSError, ValueError):
-        return False
-
-
-def _http_json(url: str, timeout: float = 2.0) -> Any:
-    from mlchaos.sandbox.monitoring import _http_json as get_json
-
-    return get_json(url, timeout)
 
 
 def _last_evaluation(prometheus_url: str) -> float:

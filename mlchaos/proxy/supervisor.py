@@ -87,13 +87,8 @@ class ProxyProcess:
 
     def alive(self, pid: int) -> bool:
         """True when ``pid`` is our proxy process (argv names our config), not a zombie."""
-        if pid <= 0:
-            return False
-        procs.reap(pid)
-        if procs.proc_state(pid) in (None, "Z", "X"):
-            return False
-        argv = procs.cmdline(pid)
-        return MODULE in argv and str(self.config_file) in argv
+        argv = procs.live_cmdline(pid)
+        return argv is not None and MODULE in argv and str(self.config_file) in argv
 
     # -- internals ------------------------------------------------------------------------
 

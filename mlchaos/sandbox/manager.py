@@ -23,8 +23,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -32,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from mlchaos.errors import SandboxError, TargetNotFound
 from mlchaos.sandbox import procs
 from mlchaos.sandbox.files import file_lock, free_ports, read_json, write_json
+from mlchaos.sandbox.httpcheck import http_ok as _http_ok
 from mlchaos.sandbox.procs import SERVER_MODULE
 
 if TYPE_CHECKING:
@@ -40,7 +39,6 @@ if TYPE_CHECKING:
 
 STATE_FILE = "sandbox.json"
 STATE_VERSION = 1
-HTTP_TIMEOUT = 1.0
 _READY_LINE = re.compile(rb"^READY (\d+)$", re.MULTILINE)
 _TLS_LINE = re.compile(rb"^TLS (\d+)$", re.MULTILINE)
 METRICS_PROXY_SUFFIX = "-metrics"  # the proxy named "<replica>-metrics" fronts only the scrapes
@@ -439,14 +437,6 @@ class Sandbox:
         left = procs.wait_gone(stubborn, 5.0)
         if left:
             raise SandboxError(f"could not stop pid(s) {left}")
-
-
-def _http_ok(url: str, timeout: float = HTTP_TIMEOUT) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            return 200 <= resp.status < 300
-    except (urllib.error.URLError, OSError, ValueError):
-        return False
 
 
 def _tail(path: Path, offset: int, lines: int = 15) -> str:

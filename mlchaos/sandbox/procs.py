@@ -66,13 +66,22 @@ def is_model_server(pid: int, replica: str | None = None) -> bool:
     return any(a == "--replica" and b == replica for a, b in zip(argv, argv[1:], strict=False))
 
 
+def live_cmdline(pid: int) -> list[str] | None:
+    """The argv of ``pid`` when it is a live process (possibly stopped, never a zombie), else None.
+
+    A child of ours that exited is reaped first, so it does not linger as a zombie.
+    """
+    if pid <= 0:
+        return None
+    reap(pid)
+    if proc_state(pid) in (None, "Z", "X"):
+        return None
+    return cmdline(pid)
+
+
 def is_alive(pid: int, replica: str | None = None) -> bool:
     """True when ``pid`` is a live (possibly stopped, never zombie) sandbox model server."""
-    reap(pid)
-    state = proc_state(pid)
-    if state is None or state in ("Z", "X"):
-        return False
-    return is_model_server(pid, replica)
+    return live_cmdline(pid) is not None and is_model_server(pid, replica)
 
 
 def is_stopped(pid: int) -> bool:

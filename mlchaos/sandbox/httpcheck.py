@@ -1,0 +1,28 @@
+"""Tiny loopback HTTP checks used while starting and watching the sandbox's processes."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+
+DEFAULT_TIMEOUT = 1.0
+
+
+def http_ok(url: str, timeout: float = DEFAULT_TIMEOUT) -> bool:
+    """True when ``url`` answers with a 2xx status within ``timeout`` seconds."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return 200 <= resp.status < 300
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def http_json(url: str, timeout: float = DEFAULT_TIMEOUT) -> Any:
+    """The JSON body of ``url``, or None when it cannot be fetched or parsed."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return json.loads(resp.read())
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
