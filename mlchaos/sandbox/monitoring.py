@@ -43,6 +43,8 @@ from mlchaos.alert_rules import GROUP_NAME, SANDBOX, RuleParameters, render_rule
 from mlchaos.errors import DriverError, SandboxError
 from mlchaos.sandbox import procs
 from mlchaos.sandbox.files import atomic_write, file_lock, free_ports, read_json, write_json
+from mlchaos.sandbox.httpcheck import http_json as _http_json
+from mlchaos.sandbox.httpcheck import http_ok as _http_ok
 
 STATE_FILE = "monitoring.json"
 STATE_VERSION = 1
@@ -57,7 +59,6 @@ BINARIES: dict[str, tuple[str, str]] = {
 }
 PROMTOOL = ("/usr/bin/promtool", "prometheus")
 COMPONENTS = ("blackbox", "alertmanager", "prometheus")  # start order
-HTTP_TIMEOUT = 1.0
 PROXY_LABEL = "__proxy_address__"  # file_sd label: the replica's fault-proxy host:port
 METRICS_PROXY_LABEL = "__metrics_proxy_address__"  # file_sd label: the proxy its scrapes go through
 
@@ -341,12 +342,9 @@ class Monitoring:
 
     def _alive(self, name: str, pid: int) -> bool:
         """True when ``pid`` is our ``name`` process (its argv names our config), not a zombie."""
-        if pid <= 0:
+        argv = procs.live_cmdline(pid)
+        if argv is None:
             return False
-        procs.reap(pid)
-        if procs.proc_state(pid) in (None, "Z", "X"):
-            return False
-        argv = procs.cmdline(pid)
         config = f"--config.file={self.config_dir / _CONFIG_FILES[name]}"
         return bool(argv) and Path(argv[0]).name == Path(BINARIES[name][0]).name and config in argv
 
@@ -377,16 +375,19 @@ class Monitoring:
 
     def _wait_scraping(self, endpoints: MonitoringEndpoints, replicas: list[Any], params: RuleParameters,
                        deadline: float) -> None:
-        """Poll /api/v1/targets until every replica is up in the scrape and liveness-probe jobs."""
-        wanted = {f"{r.host}:{r.port}" for r in replicas}
-        jobs = (params.model_job, params.blackbox_job)
+        """Poll /api/v1/targets until every target of every replica is up: scrape, liveness and
+        readiness probes, and both TLS probes where the replica serves TLS."""
+        wanted = {(job, f"{r.host}:{r.port}") for r in replicas
+                  for job in (params.model_job, params.blackbox_job, params.readiness_job)}
+        wanted |= {(job, f"{r.host}:{r.tls_port}") for r in replicas if getattr(r, "tls_port", 0)
+                   for job in (params.tls_job, params.tls_insecure_job)}
         delay = 0.05
         while True:
             data = _http_json(f"{endpoints.prometheus_url}/api/v1/targets?state=active")
             targets = (data or {}).get("data", {}).get("activeTargets", [])
             healthy = {(t["labels"].get("job"), t["labels"].get("instance"))
                        for t in targets if t.get("health") == "up"}
-            missing = sorted(f"{job}/{inst}" for job in jobs for inst in wanted if (job, inst) not in healthy)
+            missing = sorted(f"{job}/{inst}" for job, inst in wanted - healthy)
             if not missing:
                 break
             if time.monotonic() >= deadline:
@@ -474,14 +475,6 @@ def _url(port: int) -> str:
     return f"http://{HOST}:{port}"
 
 
-def _http_ok(url: str, timeout: float = HTTP_TIMEOUT) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            return 200 <= resp.status < 300
-    except (urllib.error.URLError, OSError, ValueError):
-        return False
-
-
 def _http_post(url: str, timeout: float = 10.0) -> tuple[int, str]:
     request = urllib.request.Request(url, data=b"", method="POST")
     try:
@@ -491,14 +484,6 @@ def _http_post(url: str, timeout: float = 10.0) -> tuple[int, str]:
         return exc.code, exc.read().decode(errors="replace")
     except (urllib.error.URLError, OSError, ValueError) as exc:
         return 0, str(exc)
-
-
-def _http_json(url: str, timeout: float = HTTP_TIMEOUT) -> Any:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            return json.loads(resp.read())
-    except (urllib.error.URLError, OSError, ValueError):
-        return None
 
 
 def _last_evaluation(prometheus_url: str) -> float:
