@@ -3,7 +3,9 @@
 The Alertmanager URL is the ``url`` argument or, when it is None, the sandbox monitoring
 stack's. Every HTTP call has a timeout (seconds). Delivery is judged on the run's
 notification receiver (the ``notifications`` setting of the experiment's mlchaos
-extension), counting only what arrived after the run's most recent fault.
+extension), counting only what arrived after the run's most recent fault. With
+``dry_run=True`` (a plan: no fault was injected) the notification probes do not wait:
+they check that the run has a receiver and that the Alertmanager notifying it answers.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from mlchaos.errors import DriverError
 from mlchaos.notifications import ALERT_STATUSES, Notification, alert_selector
 
 NO_RECEIVER = "this experiment has no notification receiver: declare `notifications` in its mlchaos extension"
+DRY_RUN_TIMEOUT = 5.0  # seconds for the one Alertmanager request of a dry run
 MEASUREMENT_KINDS = {"firing": "time_to_notify", "resolved": "time_to_notify_resolved"}
 
 
@@ -55,11 +58,16 @@ def notification_delivered_within(
     status: str = "firing",
     labels: dict[str, str] | None = None,
     match_fault_targets: bool = False,
+    url: str | None = None,
+    *,
+    dry_run: bool = False,
 ) -> dict[str, Any]:
     """Wait up to `within` seconds for a notification of the alert with `status`; measures time to notify.
 
     Only notifications received since the run's most recent fault count (since the
     probe's start when no fault was injected yet), so an earlier drill cannot satisfy it.
+    ``dry_run``: do not wait; check the receiver and that Alertmanager (``url``, None: the
+    sandbox's, when the receiver listens at its sink) answers.
     """
     if status not in ALERT_STATUSES:
         raise DriverError(f"status must be 'firing' or 'resolved', got {status!r}")
@@ -69,7 +77,21 @@ def notification_delivered_within(
     receiver = context.receiver if context is not None else None
     if receiver is None:
         raise DriverError(NO_RECEIVER)
-    selector = alert_selector(alert, labels, match_fault_targets)
+    selector = alert_selector(alert, labels, match_fault_targets and not dry_run)
+    if dry_run:
+        base = _notifying_alertmanager(url, receiver)
+        info = _get(base, "/api/v2/status", {}, DRY_RUN_TIMEOUT)
+        version = (info.get("versionInfo") or {}).get("version") if isinstance(info, dict) else None
+        return {
+            "dry_run": True,
+            "alert": alert,
+            "status": status,
+            "labels": dict(selector.labels),
+            "match_fault_targets": match_fault_targets,
+            "receiver": receiver.url,
+            "alertmanager": base,
+            "alertmanager_version": version,
+        }
     fault_time = context.fault_time()
     since, measured_from = (fault_time, "fault") if fault_time is not None else (time.time(), "probe start")
 
@@ -102,10 +124,14 @@ def resolved_notification_delivered_within(
     within: float = 60,
     labels: dict[str, str] | None = None,
     match_fault_targets: bool = False,
+    url: str | None = None,
+    *,
+    dry_run: bool = False,
 ) -> dict[str, Any]:
     """Wait up to `within` seconds for a resolved notification of the alert; measures time to notify recovery."""
     return notification_delivered_within(
-        alert, within=within, status="resolved", labels=labels, match_fault_targets=match_fault_targets
+        alert, within=within, status="resolved", labels=labels, match_fault_targets=match_fault_targets,
+        url=url, dry_run=dry_run,
     )
 
 
@@ -116,6 +142,22 @@ def _base_url(url: str | None) -> str:
     from mlchaos.sandbox.monitoring import component_url  # lazy: only drivers aimed at the sandbox need it
 
     return component_url(url, "alertmanager")
+
+
+def _notifying_alertmanager(url: str | None, receiver: Any) -> str:
+    """The Alertmanager a dry run checks: ``url``, else the sandbox's when the receiver listens at its sink."""
+    if url is not None:
+        return _base_url(url)
+    from mlchaos.sandbox import monitoring
+
+    base = _base_url(None)  # DriverError when the sandbox monitoring stack is not running
+    sink = monitoring.endpoints()
+    if (receiver.host, receiver.port) != (sink.sink_host, sink.sink_port):
+        raise DriverError(
+            f"the receiver at {receiver.url} is not the sandbox Alertmanager's sink "
+            f"({sink.sink_host}:{sink.sink_port}): give url, the Alertmanager that notifies it"
+        )
+    return base
 
 
 def _get(base: str, path: str, params: dict[str, str], timeout: float) -> Any:

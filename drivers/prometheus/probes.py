@@ -6,7 +6,9 @@ HTTP 4xx/5xx, an unreachable server) raise DriverError with Prometheus' own erro
 
 ``alert_fires_within`` and ``alert_resolves_within`` return a ``measurement``
 (``time_to_detect`` / ``time_to_recover``, seconds since the run's most recent fault)
-that the runner collects into the journal.
+that the runner collects into the journal. With ``dry_run=True`` (a plan: no fault was
+injected) they do not wait: they check that Prometheus answers and that a healthy
+alerting rule defines the alert, and return what they checked.
 """
 
 from __future__ import annotations
@@ -55,21 +57,7 @@ def rule_is_healthy(rule: str, url: str | None = None, timeout: float = 5.0) -> 
     A rule that is not loaded raises DriverError naming the closest loaded rules, so an
     experiment fails before it injects a fault that nothing would detect.
     """
-    base = _base_url(url)
-    groups = _get(base, "/api/v1/rules", {"type": "alert"}, timeout).get("groups") or []
-    rules = [r for g in groups for r in g.get("rules") or [] if r.get("type", "alerting") == "alerting"]
-    found = [r for r in rules if r.get("name") == rule]
-    if not found:
-        names = sorted({str(r.get("name")) for r in rules})
-        close = difflib.get_close_matches(rule, names, n=5, cutoff=0.6)
-        if close:
-            hint = "did you mean " + ", ".join(repr(n) for n in close) + "?"
-        elif names:
-            hint = "loaded: " + ", ".join(names[:20]) + (", ..." if len(names) > 20 else "")
-        else:
-            hint = "no alerting rules are loaded at all"
-        raise DriverError(f"alerting rule {rule!r} is not loaded in Prometheus at {base} ({hint})")
-    return all(r.get("health") == "ok" for r in found)
+    return all(r.get("health") == "ok" for r in _alerting_rules(_base_url(url), rule, timeout))
 
 
 def alert_fires_within(
@@ -79,14 +67,19 @@ def alert_fires_within(
     match_fault_targets: bool = False,
     poll: float = 0.5,
     url: str | None = None,
+    *,
+    dry_run: bool = False,
 ) -> dict[str, Any]:
     """Wait up to `within` seconds for the alert to be firing (not pending); measures time to detect.
 
     ``labels`` must all be on the alert; ``match_fault_targets`` also requires its
     ``instance`` to be one the run's most recent fault hit. Polls every ``poll`` seconds.
+    ``dry_run``: do not wait; check that Prometheus answers and a healthy rule defines the alert.
     """
-    base, selector = _base_url(url), alert_selector(alert, labels, match_fault_targets)
+    base, selector = _base_url(url), alert_selector(alert, labels, match_fault_targets and not dry_run)
     _check_durations(within, poll)
+    if dry_run:
+        return _dry_run(base, selector, match_fault_targets)
     origin, measured_from = _origin()
     deadline = time.monotonic() + within
     while True:
@@ -123,14 +116,19 @@ def alert_resolves_within(
     match_fault_targets: bool = False,
     poll: float = 0.5,
     url: str | None = None,
+    *,
+    dry_run: bool = False,
 ) -> dict[str, Any]:
     """Wait up to `within` seconds until no matching alert is pending or firing; measures time to recover.
 
     The seconds are counted from the run's most recent fault (from the probe's start
     outside a run). ``labels`` and ``match_fault_targets`` select alerts as in alert_fires_within.
+    ``dry_run``: do not wait; check that Prometheus answers and a healthy rule defines the alert.
     """
-    base, selector = _base_url(url), alert_selector(alert, labels, match_fault_targets)
+    base, selector = _base_url(url), alert_selector(alert, labels, match_fault_targets and not dry_run)
     _check_durations(within, poll)
+    if dry_run:
+        return _dry_run(base, selector, match_fault_targets)
     origin, measured_from = _origin()
     deadline = time.monotonic() + within
     while True:
@@ -174,6 +172,51 @@ def _base_url(url: str | None) -> str:
     from mlchaos.sandbox.monitoring import component_url  # lazy: only drivers aimed at the sandbox need it
 
     return component_url(url, "prometheus")
+
+
+def _alerting_rules(base: str, name: str, timeout: float) -> list[dict[str, Any]]:
+    """The loaded alerting rules called `name`; DriverError naming close matches when there is none."""
+    groups = _get(base, "/api/v1/rules", {"type": "alert"}, timeout).get("groups") or []
+    rules = [r for g in groups for r in g.get("rules") or [] if r.get("type", "alerting") == "alerting"]
+    found = [r for r in rules if r.get("name") == name]
+    if not found:
+        names = sorted({str(r.get("name")) for r in rules})
+        close = difflib.get_close_matches(name, names, n=5, cutoff=0.6)
+        if close:
+            hint = "did you mean " + ", ".join(repr(n) for n in close) + "?"
+        elif names:
+            hint = "loaded: " + ", ".join(names[:20]) + (", ..." if len(names) > 20 else "")
+        else:
+            hint = "no alerting rules are loaded at all"
+        raise DriverError(f"alerting rule {name!r} is not loaded in Prometheus at {base} ({hint})")
+    return found
+
+
+def _dry_run(base: str, selector: AlertSelector, match_fault_targets: bool) -> dict[str, Any]:
+    """What a plan can check without a fault: the rule defining the alert is loaded and healthy, alerts answer.
+
+    A rule whose evaluation failed (health "err") is refused; "unknown" (not evaluated yet) is reported.
+    """
+    rules = _alerting_rules(base, selector.alertname, MAX_REQUEST_TIMEOUT)
+    healths = sorted({str(r.get("health", "unknown")) for r in rules})
+    if "err" in healths:
+        error = next((r.get("lastError") for r in rules if r.get("health") == "err"), "") or "no error text"
+        raise DriverError(
+            f"alerting rule {selector.alertname!r} in Prometheus at {base} fails to evaluate: {error}"
+        )
+    alerts = _get(base, "/api/v1/alerts", None, MAX_REQUEST_TIMEOUT).get("alerts") or []
+    states = {str(a.get("state")) for a in alerts if _matches(selector, a)}
+    return {
+        "dry_run": True,
+        "alert": selector.alertname,
+        "labels": dict(selector.labels),
+        "match_fault_targets": match_fault_targets,
+        "prometheus": base,
+        "rule_found": True,
+        "rule_health": "/".join(healths),
+        # before the fault: "firing" means the alert would not prove that the fault was detected
+        "state_now": "firing" if "firing" in states else "pending" if "pending" in states else "inactive",
+    }
 
 
 def _get(base: str, path: str, params: dict[str, str] | None, timeout: float) -> Any:
