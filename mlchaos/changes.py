@@ -41,6 +41,12 @@ class ChangeRecord:
     parameters: dict[str, Any] = field(default_factory=dict)
     undo: dict[str, Any] = field(default_factory=dict)
     dry_run: bool = False
+    # where the change happens, checked against the environment allow-list:
+    # "local:<hostname>" (sandbox processes, files), "docker:<DOCKER_HOST>", "http://host:port" (an API)
+    environment: str = ""
+    # the names of every eligible target the selection chose from (the denominator of
+    # blast-radius fractions); empty when the driver cannot tell (counted as 100 %)
+    population: list[str] = field(default_factory=list)
     announced_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
 
     def to_dict(self) -> dict[str, Any]:
@@ -53,6 +59,13 @@ class ChangeRecord:
         fields = {k: v for k, v in data.items() if k != CHANGE_MARKER}
         fields["targets"] = [Target(**t) for t in fields.get("targets", [])]
         return cls(**fields)
+
+
+def local_environment() -> str:
+    """The environment id of changes made on this host (processes, files): ``local:<hostname>``."""
+    import socket
+
+    return f"local:{socket.gethostname()}"
 
 
 def is_change_record(value: Any) -> bool:

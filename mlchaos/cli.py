@@ -11,6 +11,10 @@ EXIT_CODES_HELP = """exit codes:
   1    the hypothesis deviated, an activity failed, or the system did not recover
   2    invalid input: nothing was executed
   3    a rollback failed or was abandoned: a fault may still be in place
+  4    refused: a blast-radius bound, the environment allow-list or the emergency
+       stop forbade a fault (nothing, or nothing more, was injected; rollbacks ran)
+  5    aborted: a guard tripped, the run exceeded max_duration or `mlchaos stop`;
+       rollbacks ran
   130  interrupted by SIGINT (Ctrl-C), after rollbacks ran
   143  stopped by SIGTERM, after rollbacks ran
 """
@@ -33,8 +37,29 @@ def build_parser() -> argparse.ArgumentParser:
                      help="where to write the journal (default: journal.json)")
     _add_var_options(run)
     run.add_argument("--dry-run", action="store_true",
-                     help="run probes only; actions run only if their driver supports dry_run")
+                     help="the same as `mlchaos plan`: resolve targets and run probes, change nothing")
     run.add_argument("--quiet", action="store_true", help="print only the summary")
+
+    plan = commands.add_parser("plan", help="show what a run would hit and check its bounds; change nothing",
+                               epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    plan.add_argument("file", help="experiment file (.json, .yaml, .yml)")
+    plan.add_argument("--journal", default=None, help="also write the plan's journal to this file")
+    _add_var_options(plan)
+    plan.add_argument("--quiet", action="store_true", help="print only the plan and the summary")
+
+    stop = commands.add_parser("stop", help="emergency stop: abort every run on this host and refuse new ones")
+    stop.add_argument("--reason", default="", help="why (recorded and shown to refused runs)")
+    stop.add_argument("--wait", type=float, default=120.0,
+                      help="seconds to wait for the runs to roll back and exit (default 120)")
+    stop.add_argument("--clear", action="store_true", help="disengage the emergency stop")
+
+    recover = commands.add_parser("recover", help="undo what the journal of a dead run recorded (idempotent)")
+    recover.add_argument("journals", nargs="*", metavar="JOURNAL")
+    recover.add_argument("--all", action="store_true",
+                         help="recover every registered run whose runner died or stopped beating")
+    recover.add_argument("--heartbeat-timeout", type=float, default=10.0,
+                         help="with --all: seconds without a heartbeat after which a run is dead (default 10)")
+    recover.add_argument("--force", action="store_true", help="recover even while the run's runner is alive")
 
     validate = commands.add_parser("validate", help="check experiment files, execute nothing")
     validate.add_argument("files", nargs="+", metavar="FILE")
@@ -87,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
 
     handler = {
         "run": commands.run,
+        "plan": commands.plan,
+        "stop": commands.stop,
+        "recover": commands.recover,
         "validate": commands.validate,
         "discover": commands.discover,
         "sandbox": commands.sandbox,

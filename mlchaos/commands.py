@@ -53,8 +53,61 @@ def run(args: argparse.Namespace) -> int:
     except InvalidInput as exc:
         print(f"error: {exc}\nnothing was executed.", file=sys.stderr)
         return exitcodes.INVALID
+    if result.dry_run:
+        print_plan(result)
     print_summary(result)
     return result.exit_code
+
+
+def plan(args: argparse.Namespace) -> int:
+    """``mlchaos plan``: resolve every target, exercise the probes, check the bounds; change nothing."""
+    args.dry_run = True
+    return run(args)
+
+
+def print_plan(result) -> None:
+    """What a run would do: each action's targets and undo, the guards, the bounds."""
+    from mlchaos.changes import is_change_record
+
+    print()
+    print(f"plan: {result.title}")
+    for activity, outcome in result.planned:
+        if activity.kind != "action":
+            state = "ok" if outcome.succeeded else f"FAILED: {outcome.error}"
+            print(f"  probe  {activity.name}  ({activity.target}): {state}")
+            continue
+        print(f"  action {activity.name}  ({activity.target})")
+        output = outcome.output
+        if not outcome.succeeded:
+            print(f"         could not be resolved: {outcome.error}")
+        elif is_change_record(output):
+            targets = output.get("targets") or []
+            population = output.get("population") or []
+            for target in targets:
+                details = target.get("details") or {}
+                extra = ", ".join(f"{k} {details[k]}" for k in ("pid", "id", "instance", "url") if details.get(k))
+                print(f"         would hit {target.get('kind')} {target.get('name')}"
+                      + (f" ({extra[:100]})" if extra else ""))
+            if population:
+                print(f"         chosen from {len(population)} eligible: {', '.join(population[:10])}"
+                      + (" ..." if len(population) > 10 else ""))
+            print(f"         environment: {output.get('environment') or 'not reported by the driver'}")
+            undo = output.get("undo") or {}
+            if undo.get("func"):
+                arguments = ", ".join(f"{k}={v!r}" for k, v in (undo.get("arguments") or {}).items())
+                print(f"         undo: {undo['func']}({arguments[:160]})")
+        else:
+            print(f"         not resolved in advance: {output}")
+    for guard in result.guards:
+        print(f"  guard  {guard['name']}: now {guard['last_value']!r}")
+    if result.bounds:
+        print("  bounds:")
+        for line in result.bounds:
+            print(f"    {line}")
+    else:
+        print("  bounds: none declared (blast_radius, allowed_environments, MLCHAOS_ALLOWED_ENVIRONMENTS)")
+    for refusal in result.refusals:
+        print(f"  REFUSED: {refusal}")
 
 
 def print_summary(result) -> None:
@@ -73,11 +126,80 @@ def print_summary(result) -> None:
     for failure in result.failures:
         if not any(failure == b.describe() for b in result.budgets):
             print(f"  - {failure}")
+    if result.abort is not None and result.abort.kind != "refused":
+        print(f"  ! aborted: {result.abort.message}")
+    for guard in result.guards:
+        if guard.get("tripped"):
+            print(f"  ! guard {guard['name']} tripped after {guard['tripped_at']}s: {guard['explanation']}")
     if result.left_undone:
         print(f"  ! rollbacks left undone: {', '.join(result.left_undone)}"
               " -- the fault may still be in place; check the targets")
+        if result.journal_path:
+            print(f"    undo what the journal recorded: mlchaos recover {result.journal_path}")
     if result.journal_path:
         print(f"  journal: {result.journal_path}")
+
+
+def stop(args: argparse.Namespace) -> int:
+    """``mlchaos stop``: engage the emergency stop (abort every run on this host), or clear it."""
+    import time
+
+    from mlchaos import runs
+
+    if args.clear:
+        print("emergency stop cleared" if runs.clear_stop() else "the emergency stop was not engaged")
+        return exitcodes.OK
+    runs.engage_stop(args.reason)
+    live = [e for e in runs.registered() if e.runner_alive()]
+    for entry in live:
+        runs.signal_abort(entry)
+        print(f"aborting run {entry.run_id} (pid {entry.pid}): {entry.experiment}")
+    print(f"emergency stop engaged: {len(live)} run(s) told to abort and roll back; new runs are refused "
+          "until `mlchaos stop --clear`")
+    deadline = time.monotonic() + args.wait
+    while live and time.monotonic() < deadline:
+        live = [e for e in live if e.registry_file.exists() and e.runner_alive()]
+        time.sleep(0.1)
+    for entry in live:
+        print(f"still running after {args.wait:g}s: run {entry.run_id} (pid {entry.pid})", file=sys.stderr)
+    return exitcodes.OK if not live else exitcodes.DEVIATED
+
+
+def recover(args: argparse.Namespace) -> int:
+    """``mlchaos recover``: undo what the journals of dead runs recorded (idempotent)."""
+    from mlchaos import runs
+    from mlchaos.recovery import recover as recover_journal
+
+    journals = [Path(j) for j in args.journals]
+    if args.all:
+        for entry in runs.registered():
+            if entry.is_dead(args.heartbeat_timeout) and entry.journal:
+                journals.append(Path(entry.journal))
+                runs.unregister(entry)
+    if not journals:
+        print("nothing to recover" + (" (no dead run is registered)" if args.all else ": name a journal or --all"))
+        return exitcodes.OK if args.all else exitcodes.INVALID
+    alive = {Path(e.journal).resolve(): e for e in runs.registered() if e.journal and not e.is_dead(5.0)}
+    status = exitcodes.OK
+    for journal in journals:
+        owner = alive.get(journal.resolve())
+        if owner is not None and not args.force:
+            print(f"error: {journal}: its run (pid {owner.pid}) is still running and will roll back itself; "
+                  "use `mlchaos stop`, or --force", file=sys.stderr)
+            status = max(status, exitcodes.INVALID)
+            continue
+        try:
+            report = recover_journal(journal, by="mlchaos recover")
+        except InvalidInput as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            status = max(status, exitcodes.INVALID)
+            continue
+        print(f"recover {journal}: {len(report.results)} recorded change(s)")
+        for result in report.results:
+            print(f"  {result.describe()}")
+        if not report.ok:
+            status = exitcodes.ROLLBACK_FAILED
+    return status
 
 
 def validate(args: argparse.Namespace) -> int:

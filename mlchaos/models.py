@@ -72,6 +72,7 @@ class Experiment:
     method: tuple[Activity, ...]
     rollbacks: tuple[Activity, ...]
     recovery: tuple[Activity, ...]
+    guards: tuple[Activity, ...]
     settings: Settings
     raw: dict[str, Any] = field(repr=False)
 
@@ -96,16 +97,18 @@ def build_experiment(doc: Document) -> Experiment:
         hypothesis=_activities(hypothesis.get("probes", []), "/steady-state-hypothesis/probes", named),
         method=_activities(data.get("method", []), "/method", named),
         rollbacks=_activities(data.get("rollbacks", []), "/rollbacks", named),
-        recovery=_recovery_probes(data, named),
+        recovery=_extension_probes(data, named, "recovery"),
+        guards=_extension_probes(data, named, "guards"),
         settings=Settings.from_experiment(data),
         raw=data,
     )
 
 
-def _recovery_probes(data: dict[str, Any], named: dict[str, dict[str, Any]]) -> tuple[Activity, ...]:
+def _extension_probes(data: dict[str, Any], named: dict[str, dict[str, Any]], key: str) -> tuple[Activity, ...]:
+    """The probes listed under ``key`` (recovery, guards) in the mlchaos extension."""
     for index, ext in enumerate(data.get("extensions") or []):
-        if isinstance(ext, dict) and ext.get("name") == "mlchaos" and "recovery" in ext:
-            return _activities(ext["recovery"], f"/extensions/{index}/recovery", named)
+        if isinstance(ext, dict) and ext.get("name") == "mlchaos" and key in ext:
+            return _activities(ext[key], f"/extensions/{index}/{key}", named)
     return ()
 
 

@@ -6,6 +6,14 @@ The phases and their order follow Chaos Toolkit; the guarantees are mlchaos' own
 * rollbacks run after a deviation, a failed or raising activity, an exception, Ctrl-C
   and SIGTERM; during rollbacks a first signal only warns (and lists what is left), a
   second abandons them and the journal and the exit code (3) say what was left undone;
+  after the declared rollbacks, every recorded change no successful rollback covered is
+  undone from its change record (the safety net);
+* bounds (``blast_radius``, ``allowed_environments``): a real run first resolves its
+  actions in dry-run mode and is refused (exit 4) when the plan breaks a bound; every
+  change is checked again when it is announced, before it is applied;
+* guards, the emergency stop (``mlchaos stop``) and ``max_duration`` abort the run
+  (exit 5) and roll back; a guardian process undoes the recorded faults when the
+  runner's heartbeat stops (``mlchaos.guardian``);
 * every activity has an enforced timeout (``mlchaos.execution``);
 * the journal is on disk before any action starts (``mlchaos.journal``);
 * the experiment is never mutated: activities run from private copies.
@@ -27,26 +35,41 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlchaos import budgets, changes, exitcodes, runcontext
+from mlchaos import budgets, changes, exitcodes, runcontext, runs
+from mlchaos.blast_radius import BoundExceeded, Ledger
 from mlchaos.budgets import Measurement
 from mlchaos.console import Console
 from mlchaos.errors import InvalidInput
 from mlchaos.execution import FAILED, SUCCEEDED, LockType, Outcome, Waiter, execute, in_background
 from mlchaos.journal import Journal, Redactor, activity_record, secret_values
 from mlchaos.models import Activity, Experiment
+from mlchaos.monitor import Abort, RunMonitor
 from mlchaos.settings import SANDBOX
 from mlchaos.tolerance import check as check_tolerance
 from mlchaos.variables import Variables
 
 SIGNAL_EXIT = {signal.SIGINT: exitcodes.INTERRUPTED, signal.SIGTERM: exitcodes.TERMINATED}
+STOPPABLE_PHASES = ("steady-state hypothesis (before)", "method", "steady-state hypothesis (after)")
 
 
-class Interrupted(BaseException):
+class Stop(BaseException):
+    """The run must stop before its method ends (raised in the main thread); rollbacks still run."""
+
+
+class Interrupted(Stop):
     """A signal stopped the run (raised in the main thread by the signal handler)."""
 
     def __init__(self, signum: int):
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
+
+
+class Aborted(Stop):
+    """A guard, the emergency stop, max_duration or a refused change stopped the run."""
+
+    def __init__(self, abort: Abort):
+        super().__init__(abort.message)
+        self.abort = abort
 
 
 class RollbacksAbandoned(BaseException):
@@ -69,6 +92,13 @@ class RunResult:
     counts: dict[str, int] = field(default_factory=dict)
     measurements: list[Measurement] = field(default_factory=list)
     budgets: list[budgets.BudgetResult] = field(default_factory=list)
+    dry_run: bool = False
+    planned: list[tuple[Activity, Outcome]] = field(default_factory=list)
+    bounds: list[str] = field(default_factory=list)
+    blast_radius: dict[str, Any] = field(default_factory=dict)
+    guards: list[dict[str, Any]] = field(default_factory=list)
+    refusals: list[str] = field(default_factory=list)
+    abort: Abort | None = None
 
 
 def resolve_values(experiment: Experiment, variables: Variables) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -113,6 +143,13 @@ class Runner:
         self._rollback_signals = 0
         self._abandon = False
         self._rollbacks_left: list[str] = []
+        self._stop: Abort | None = None
+        self._signals_installed = False
+        self._undo_funcs_done: set[str] = set()
+        self.refusals: list[str] = []
+        self.planned: list[tuple[Activity, Outcome]] = []
+        self.entry: runs.RunEntry | None = None
+        self.guardian_pid: int | None = None
         self.failures: list[str] = []
         self.deviated = False
         self.counts = {"succeeded": 0, "failed": 0, "skipped": 0}
@@ -129,24 +166,163 @@ class Runner:
         self.waiter = Waiter(self._on_wait)
         self.journal.save(force=True)
         self.measurements: list[Measurement] = []
+        settings = self.experiment.settings
+        self.ledger = Ledger(settings.blast_radius, settings.allowed_environments)
         previous = self._install_signal_handlers()
         self.context = runcontext.RunContext(receiver=receiver)
+        if not self.dry_run:
+            self.entry = runs.register(self.journal_path, self.experiment.title, str(self.experiment.source))
+            self.journal.extra["run_id"] = self.entry.run_id
+        self.monitor = RunMonitor(
+            on_abort=self.abort, entry=self.entry,
+            max_duration=None if self.dry_run else settings.blast_radius.max_duration,
+            guards=() if self.dry_run else self.experiment.guards, guard_interval=settings.guard_interval,
+            guard_timeout=self._timeout, configuration=configuration, secrets=secrets,
+        )
         token = changes.set_sink(self._record_change)
         context_token = runcontext.activate(self.context)
+        left_undone: list[str] = []
         try:
-            self._run_phases()
+            self.monitor.start()
+            if self._admitted():
+                self._run_phases()
+            self.monitor.stop_guarding()
             left_undone = self._run_rollbacks()
-            if not left_undone and self._interrupt is None and self.experiment.recovery:
+            left_undone += self._undo_uncovered_changes()
+            if not left_undone and self._interrupt is None and self.experiment.recovery and not self.dry_run:
                 self._run_recovery()
         finally:
+            self.monitor.stop()
             runcontext.deactivate(context_token)
             changes.reset_sink(token)
             self._restore_signal_handlers(previous)
             if receiver is not None:
                 receiver.stop()
                 self.journal.extra["notifications"] = receiver.to_journal()
+            if self.entry is not None:
+                runs.unregister(self.entry)
         self._check_budgets()
         return self._finish(left_undone)
+
+    # --- safety: refusals, aborts, the guardian, the safety net ------------------------------
+    def _admitted(self) -> bool:
+        """Refuse the run before anything runs when the emergency stop is engaged or the plan breaks a bound."""
+        info = runs.stop_engaged()
+        if info is not None:
+            self._refuse(runs.describe_stop(info))
+            return self.dry_run  # a plan still shows what a run would do
+        refusals = self._pauses_exceed_max_duration()
+        if not self.dry_run and self.ledger.active:
+            refusals += self._resolve_plan()
+        for message in refusals:
+            self._refuse(message)
+        return not refusals or self.dry_run
+
+    def _refuse(self, message: str) -> None:
+        self.refusals.append(message)
+        self.journal.extra.setdefault("refused", []).append(message)
+        self.console.error(f"refused: {message}")
+        if not self.dry_run and self._stop is None:
+            self._stop = Abort("refused", message)
+
+    def _pauses_exceed_max_duration(self) -> list[str]:
+        limit = self.experiment.settings.blast_radius.max_duration
+        if limit is None:
+            return []
+        activities = [*self.experiment.hypothesis, *self.experiment.method, *self.experiment.hypothesis,
+                      *self.experiment.rollbacks]
+        total = 0.0
+        for activity in activities:
+            for pause in (activity.pause_before, activity.pause_after):
+                try:
+                    total += float(self._substitute(pause)) if pause is not None else 0.0
+                except (TypeError, ValueError):
+                    continue
+        if total > limit:
+            return [f"its pauses alone last {total:g}s, more than max_duration {limit:g}s"]
+        return []
+
+    def _resolve_plan(self) -> list[str]:
+        """Resolve every method action in dry-run mode and check the plan against the bounds."""
+        ledger = Ledger(self.ledger.bounds, self.ledger.allowed, self.ledger.host_allowed)
+        refusals: list[str] = []
+
+        def admit(record: changes.ChangeRecord) -> None:
+            try:
+                ledger.admit(record)
+            except BoundExceeded as exc:
+                refusals.append(str(exc))
+
+        token = changes.set_sink(admit)
+        try:
+            for activity in self.experiment.actions:
+                spec = activity.private_spec()
+                if not _accepts_dry_run(spec):
+                    self.console.warn(f"plan: {activity.name!r} cannot be resolved in advance "
+                                      "(its provider has no dry run); its change is checked when it runs")
+                    continue
+                spec["provider"].setdefault("arguments", {})["dry_run"] = True
+                outcome = execute(spec, self.configuration, self.secrets, self._timeout(activity), self.waiter)
+                if not outcome.succeeded:
+                    self.console.warn(f"plan: {activity.name!r} could not be resolved: {outcome.error}")
+        except Stop as exc:
+            refusals.append(f"stopped while resolving the plan: {exc}")
+        finally:
+            changes.reset_sink(token)
+        if not refusals:
+            summary = ledger.summary()
+            self.console.write(f"  plan: {summary['targets']} target(s) within the bounds "
+                               f"({', '.join(ledger.describe_bounds())})")
+        return refusals
+
+    def abort(self, abort: Abort) -> None:
+        """Stop the run and roll back (called from the monitor's threads)."""
+        if self._stop is None:
+            self._stop = abort
+            self.journal.extra["aborted"] = {"kind": abort.kind, "message": abort.message}
+            _say(f"\nABORT: {abort.message}; rolling back\n")
+        if self._signals_installed and self.phase in STOPPABLE_PHASES:
+            signal.pthread_kill(threading.main_thread().ident, runs.ABORT_SIGNAL)
+
+    def _ensure_guardian(self) -> None:
+        """Start the guardian before the first real fault (it undoes the faults if this runner dies)."""
+        if self.guardian_pid is not None or self.entry is None or self.journal_path is None:
+            return
+        from mlchaos.guardian import start_guardian
+
+        self.guardian_pid = start_guardian(self.entry, self.experiment.settings.heartbeat_timeout)
+        self.journal.extra["guardian_pid"] = self.guardian_pid
+
+    def _undo_uncovered_changes(self) -> list[str]:
+        """The safety net: undo every applied change that no successful declared rollback undid."""
+        if self._abandon:
+            return []
+        from mlchaos.recovery import undo_record
+
+        left: list[str] = []
+        uncovered = [r for r in self.context.changes
+                     if not r.dry_run and r.undo.get("func") and r.undo["func"] not in self._undo_funcs_done]
+        if uncovered and not self.experiment.rollbacks:
+            self.console.heading("rollbacks:")
+        for record in reversed(uncovered):
+            name = f"undo {record.action} (automatic, from its change record)"
+            self.console.started("action", name)
+            result = undo_record(record, self.experiment.settings.rollback_timeout, self.waiter)
+            entry = {"activity": {"type": "action", "name": name, "provider": {
+                "type": "python", "module": record.undo["func"].rpartition(".")[0],
+                "func": record.undo["func"].rpartition(".")[2], "arguments": record.undo.get("arguments", {})}},
+                "status": SUCCEEDED if result.ok else FAILED, "output": result.output, "duration": result.duration,
+                "automatic": True}
+            if result.error:
+                entry["exception"] = [result.error]
+            self.journal.data["rollbacks"].append(entry)
+            self.console.finished("action", name, result.ok, result.duration, result.error or "")
+            if not result.ok:
+                left.append(name)
+                self.failures.append(f"automatic undo of {record.action} failed: {result.error}")
+        if uncovered:
+            self.journal.save(force=True)
+        return left
 
     def _start_receiver(self) -> Any:
         """Start the run's notification receiver when the experiment declares one (before anything runs)."""
@@ -176,6 +352,9 @@ class Runner:
         return receiver
 
     def _check_budgets(self) -> None:
+        if self.dry_run:  # a plan injects nothing, so there is nothing to measure
+            self.budget_results = []
+            return
         results = budgets.evaluate(self.experiment.settings.budgets, self.measurements)
         self.journal.extra["budgets"] = [r.to_dict() for r in results]
         self.budget_results = results
@@ -185,9 +364,21 @@ class Runner:
                 self.failures.append(result.describe())
 
     def _record_change(self, record: changes.ChangeRecord) -> None:
-        """A driver announced a change: keep it for the run's drivers and persist it at once."""
+        """A driver announced a change: check it against the bounds, keep it for the run's drivers and
+        persist it at once (before it is applied). A refused change raises BoundExceeded in the driver."""
+        try:
+            self.ledger.admit(record)
+        except BoundExceeded as exc:
+            self._refuse(str(exc))
+            if not record.dry_run:
+                self.journal.save(force=True)
+                raise
+        if not record.dry_run:
+            self._ensure_guardian()
         self.context.changes.append(record)
         self.journal.record_change(record)
+        if not record.dry_run:
+            self.monitor.fault_applied()
 
     def _run_phases(self) -> None:
         try:
@@ -195,19 +386,25 @@ class Runner:
                 met = self._run_hypothesis("before")
                 if not met:
                     self.deviated = True
-                    self.failures.append("steady state not met before the method: method not run")
-                    return
+                    if not self.dry_run:
+                        self.failures.append("steady state not met before the method: method not run")
+                        return
+                    self.failures.append("steady state not met now: a run would stop before its method")
+            if self.dry_run and self.experiment.guards:
+                self._plan_guards()
             self.phase = "method"
             self.console.heading("method:")
             background = [self._run_method_activity(a) for a in self.experiment.method]
             for job in background:
                 if job is not None:
                     self._join_background(*job)
-            if self.experiment.hypothesis and not self._run_hypothesis("after"):
+            if self.experiment.hypothesis and not self.dry_run and not self._run_hypothesis("after"):
                 self.deviated = True
         except Interrupted as exc:
             self.journal.extra["interrupted_by"] = str(exc)
             self.console.warn(f"{exc} received during the {self.phase}: rolling back")
+        except Aborted as exc:
+            self.console.warn(f"aborted during the {self.phase}: {exc}; rolling back")
         except Exception as exc:  # a bug must never cost the rollbacks
             message = f"internal error during the {self.phase}: {type(exc).__name__}: {exc}"
             self.failures.append(message)
@@ -263,8 +460,10 @@ class Runner:
         spec = activity.private_spec()
         if self.dry_run and activity.kind == "action":
             if not _accepts_dry_run(spec):
-                return Outcome(SUCCEEDED, {"dry_run": "skipped"}, duration=0.0)
+                return Outcome(SUCCEEDED, {"dry_run": "skipped: its provider has no dry run"}, duration=0.0)
             spec["provider"].setdefault("arguments", {})["dry_run"] = True
+        elif self.dry_run and self.phase == "method" and _accepts_dry_run(spec):
+            spec["provider"].setdefault("arguments", {})["dry_run"] = True  # a probe waiting for the fault
         timeout = self._timeout(activity, rollback)
         return execute(spec, self.configuration, self.secrets, timeout, waiter or self.waiter)
 
@@ -278,11 +477,13 @@ class Runner:
         self.console.finished(activity.kind, activity.name, outcome.succeeded, outcome.duration, detail)
 
     def _run_method_activity(self, activity: Activity) -> tuple[Activity, dict, LockType, dict] | None:
-        if not activity.background:
-            if activity.kind == "probe" and activity.has_tolerance:
+        if not activity.background or self.dry_run:
+            if activity.kind == "probe" and activity.has_tolerance and not self.dry_run:
                 self._check_probe(activity, self.journal.data["run"])  # an mlchaos addition
             else:
-                self._run_activity(activity, self.journal.data["run"])
+                outcome = self._run_activity(activity, self.journal.data["run"])
+                if self.dry_run:
+                    self.planned.append((activity, outcome))
             return None
         self._checkpoint()
         entry = activity_record(activity)
@@ -340,7 +541,7 @@ class Runner:
         self.journal.extra["recovery"] = state
         try:
             results = [self._check_probe(p, state["probes"]) for p in self.experiment.recovery]
-        except Interrupted as exc:
+        except Stop as exc:
             self.journal.extra["interrupted_by"] = str(exc)
             results = [False]
         state["recovered"] = all(results)
@@ -371,6 +572,9 @@ class Runner:
             self._rollbacks_left.pop(0)
             if not outcome.succeeded:
                 left.append(activity.name)
+            elif activity.spec.get("provider", {}).get("type") == "python":
+                provider = activity.spec["provider"]
+                self._undo_funcs_done.add(f"{provider.get('module')}.{provider.get('func')}")
         if self._abandon:
             self.console.error("rollbacks abandoned on a second signal; left undone: " + ", ".join(left))
         self.journal.extra["rollbacks_left_undone"] = left
@@ -384,11 +588,25 @@ class Runner:
             return previous
         for signum in SIGNAL_EXIT:
             previous[signum] = signal.signal(signum, self._on_signal)
+        previous[runs.ABORT_SIGNAL] = signal.signal(runs.ABORT_SIGNAL, self._on_abort_signal)
+        self._signals_installed = True
         return previous
 
     def _restore_signal_handlers(self, previous: dict[int, Any]) -> None:
+        self._signals_installed = False
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+    def _on_abort_signal(self, _signum: int, _frame: Any) -> None:
+        """SIGUSR1: ``mlchaos stop`` (or the run's own monitor) asks the run to abort and roll back."""
+        if self._stop is None:
+            info = runs.stop_engaged()
+            message = "emergency stop: " + (runs.describe_stop(info) if info else "SIGUSR1 received")
+            self._stop = Abort("stop", message)
+            self.journal.extra["aborted"] = {"kind": "stop", "message": message}
+            _say(f"\nABORT: {message}; rolling back\n")
+        if self.phase in STOPPABLE_PHASES and self._waiting:
+            raise Aborted(self._stop)
 
     def _on_signal(self, signum: int, _frame: Any) -> None:
         name = signal.Signals(signum).name
@@ -425,6 +643,8 @@ class Runner:
     def _checkpoint(self) -> None:
         if self._interrupt is not None and self.phase not in ("rollbacks", "done"):
             raise Interrupted(self._interrupt)
+        if self._stop is not None and self.phase in STOPPABLE_PHASES:
+            raise Aborted(self._stop)
 
     # --- the end ------------------------------------------------------------------------
     def _finish(self, left_undone: list[str]) -> RunResult:
@@ -434,6 +654,10 @@ class Runner:
             verdict, code = "rollback-failed", exitcodes.ROLLBACK_FAILED
         elif self._interrupt is not None:
             verdict, code = "interrupted", SIGNAL_EXIT[self._interrupt]
+        elif self.refusals:
+            verdict, code = "refused", exitcodes.REFUSED
+        elif self._stop is not None:
+            verdict, code = "aborted", exitcodes.ABORTED
         elif self.deviated:
             verdict, code = "deviated", exitcodes.DEVIATED
         elif failed:
@@ -443,16 +667,31 @@ class Runner:
         if self._interrupt is not None:
             status = "interrupted"
             self.journal.extra["interrupted_by"] = signal.Signals(self._interrupt).name
+        elif self._stop is not None or self.refusals:
+            status = "aborted"
         else:
             status = "failed" if (failed or self.deviated) else "completed"
+        self.journal.extra["blast_radius"] = {"bounds": self.ledger.describe_bounds(), **self.ledger.summary()}
+        self.journal.extra["guards"] = [g.to_dict() for g in self.monitor.states]
         self.journal.finish(status, self.deviated, verdict, code)
         return RunResult(
             title=self.experiment.title, status=status, verdict=verdict, exit_code=code,
             deviated=self.deviated, failures=list(self.failures), left_undone=left_undone,
             journal_path=self.journal_path, duration=self.journal.data.get("duration", 0.0),
             counts=dict(self.counts), measurements=list(self.measurements),
-            budgets=list(self.budget_results),
+            budgets=list(self.budget_results), dry_run=self.dry_run, planned=list(self.planned),
+            bounds=self.ledger.describe_bounds(), blast_radius=self.ledger.summary(),
+            guards=[g.to_dict() for g in self.monitor.states], refusals=list(self.refusals), abort=self._stop,
         )
+
+    def _plan_guards(self) -> None:
+        """In a plan, evaluate every guard once: it proves the probe works and shows its value now."""
+        self.console.heading("guards (evaluated once; a run evaluates them while a fault is active):")
+        for guard, state in zip(self.experiment.guards, self.monitor.states, strict=True):
+            met, explanation = self.monitor.evaluate(guard, state)
+            self.console.finished("probe", guard.name, met, 0.0, explanation)
+            if not met:
+                self.failures.append(f"guard {guard.name!r} would trip now: {explanation}")
 
 
 def _accepts_dry_run(spec: dict[str, Any]) -> bool:

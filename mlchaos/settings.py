@@ -13,6 +13,10 @@ from typing import Any
 
 DEFAULT_ACTIVITY_TIMEOUT = 60.0
 DEFAULT_ROLLBACK_TIMEOUT = 120.0
+DEFAULT_GUARD_INTERVAL = 1.0
+DEFAULT_HEARTBEAT_TIMEOUT = 10.0
+BLAST_RADIUS_KEYS = {"max_targets", "max_fraction", "scopes", "max_duration"}
+SCOPE_KEYS = {"kind", "labels", "project", "service", "name_pattern", "environment"}
 SANDBOX = "sandbox"
 BUDGET_KINDS = {"detect": "time_to_detect", "notify": "time_to_notify", "recover": "time_to_recover",
                 "notify_resolved": "time_to_notify_resolved"}
@@ -66,13 +70,121 @@ def _check_budgets(value: Any) -> Iterator[tuple[str, str]]:
                 yield f"/{index}/{key}", f"must be a positive number of seconds, got {budget[key]!r}"
 
 
+def _check_scope(scope: Any) -> Iterator[tuple[str, str]]:
+    if not isinstance(scope, dict) or not scope:
+        yield "", f"a scope must be a non-empty mapping of {', '.join(sorted(SCOPE_KEYS))}, got {scope!r}"
+        return
+    for key in sorted(set(scope) - SCOPE_KEYS, key=str):
+        yield f"/{key}", f"unknown scope key {key!r} (use {', '.join(sorted(SCOPE_KEYS))})"
+    labels = scope.get("labels")
+    if labels is not None and (not isinstance(labels, dict) or not labels
+                               or not all(isinstance(k, str) and isinstance(v, str | None) for k, v in labels.items())):
+        yield "/labels", f"labels must be a non-empty mapping of label to string value (or null), got {labels!r}"
+    for key in ("kind", "project", "service", "environment"):
+        if key in scope and (not isinstance(scope[key], str) or not scope[key]):
+            yield f"/{key}", f"must be a non-empty string, got {scope[key]!r}"
+    if "name_pattern" in scope:
+        pattern = scope["name_pattern"]
+        try:
+            re.compile(pattern) if isinstance(pattern, str) else None
+        except re.error as exc:
+            yield "/name_pattern", f"invalid regular expression {pattern!r}: {exc}"
+        if not isinstance(pattern, str):
+            yield "/name_pattern", f"must be a regular expression string, got {pattern!r}"
+
+
+def _check_blast_radius(value: Any) -> Iterator[tuple[str, str]]:
+    if not isinstance(value, dict) or not value:
+        yield "", f"must be a mapping with any of {', '.join(sorted(BLAST_RADIUS_KEYS))}"
+        return
+    for key in sorted(set(value) - BLAST_RADIUS_KEYS, key=str):
+        yield f"/{key}", f"unknown blast_radius key {key!r} (use {', '.join(sorted(BLAST_RADIUS_KEYS))})"
+    if "max_targets" in value:
+        count = value["max_targets"]
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            yield "/max_targets", f"must be an integer >= 1, got {count!r}"
+    if "max_fraction" in value:
+        fraction = value["max_fraction"]
+        if not _positive_number(fraction) or not fraction <= 1:
+            yield "/max_fraction", f"must be a number in (0, 1], got {fraction!r}"
+    if "max_duration" in value:
+        yield from (("/max_duration" + p, m) for p, m in _check_seconds(value["max_duration"]))
+    if "scopes" in value:
+        scopes = value["scopes"]
+        if not isinstance(scopes, list) or not scopes:
+            yield "/scopes", "must be a non-empty list of scopes (an empty list would allow nothing)"
+            return
+        for index, scope in enumerate(scopes):
+            yield from ((f"/scopes/{index}{p}", m) for p, m in _check_scope(scope))
+
+
+def _check_patterns(value: Any) -> Iterator[tuple[str, str]]:
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+        yield "", ("must be a non-empty list of environment patterns such as 'local:*' or "
+                   f"'docker:unix:///var/run/docker.sock', got {value!r}")
+
+
 SETTINGS_CHECKS: dict[str, Check] = {
     "activity_timeout": _check_seconds,
     "rollback_timeout": _check_seconds,
     "recovery": _check_probes,
     "notifications": _check_notifications,
     "budgets": _check_budgets,
+    "blast_radius": _check_blast_radius,
+    "guards": _check_probes,
+    "guard_interval": _check_seconds,
+    "allowed_environments": _check_patterns,
+    "heartbeat_timeout": _check_seconds,
 }
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Where a fault may land: every key given must match the target (kind, labels, project, ...)."""
+
+    kind: str | None = None
+    labels: tuple[tuple[str, str | None], ...] = ()
+    project: str | None = None
+    service: str | None = None
+    name_pattern: str | None = None
+    environment: str | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Scope:
+        return cls(kind=data.get("kind"), labels=tuple(sorted((data.get("labels") or {}).items())),
+                   project=data.get("project"), service=data.get("service"),
+                   name_pattern=data.get("name_pattern"), environment=data.get("environment"))
+
+    def describe(self) -> str:
+        parts = [f"kind={self.kind}"] if self.kind else []
+        parts += [f"label {k}={v}" if v is not None else f"label {k}" for k, v in self.labels]
+        parts += [f"{k}={getattr(self, k)}" for k in ("project", "service", "name_pattern", "environment")
+                  if getattr(self, k)]
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class BlastRadius:
+    """The bounds of a run: how many targets, which fraction, where, and for how long."""
+
+    max_targets: int | None = None
+    max_fraction: float | None = None
+    scopes: tuple[Scope, ...] = ()
+    max_duration: float | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> BlastRadius:
+        data = data or {}
+        return cls(
+            max_targets=data.get("max_targets"),
+            max_fraction=float(data["max_fraction"]) if "max_fraction" in data else None,
+            scopes=tuple(Scope.from_dict(s) for s in data.get("scopes", [])),
+            max_duration=float(data["max_duration"]) if "max_duration" in data else None,
+        )
+
+    @property
+    def bounded(self) -> bool:
+        return any(v not in (None, ()) for v in (self.max_targets, self.max_fraction, self.scopes, self.max_duration))
 
 
 @dataclass(frozen=True)
@@ -91,6 +203,10 @@ class Settings:
     rollback_timeout: float = DEFAULT_ROLLBACK_TIMEOUT
     notifications_listen: str | None = None
     budgets: tuple[Budget, ...] = ()
+    blast_radius: BlastRadius = BlastRadius()
+    guard_interval: float = DEFAULT_GUARD_INTERVAL
+    allowed_environments: tuple[str, ...] = ()
+    heartbeat_timeout: float = DEFAULT_HEARTBEAT_TIMEOUT
 
     @classmethod
     def from_experiment(cls, data: dict[str, Any]) -> Settings:
@@ -107,6 +223,10 @@ class Settings:
                 Budget(b["alert"], {BUDGET_KINDS[k]: float(v) for k, v in b.items() if k in BUDGET_KINDS})
                 for b in ext.get("budgets", [])
             ),
+            blast_radius=BlastRadius.from_dict(ext.get("blast_radius")),
+            guard_interval=float(ext.get("guard_interval", DEFAULT_GUARD_INTERVAL)),
+            allowed_environments=tuple(ext.get("allowed_environments", ())),
+            heartbeat_timeout=float(ext.get("heartbeat_timeout", DEFAULT_HEARTBEAT_TIMEOUT)),
         )
 
 

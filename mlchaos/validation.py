@@ -183,7 +183,7 @@ class _Checker:
 
                     for message in preflight_for_sandbox({}, needs_sandbox=True):
                         yield self.problem(here, f"notifications: listen: sandbox {message}")
-                if key == "recovery" and not found:
+                if key in ("recovery", "guards") and not found:
                     for number, probe in enumerate(value):
                         yield from self.check_probe_with_tolerance(probe, pointer_join(here, number))
 

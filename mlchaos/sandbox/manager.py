@@ -32,6 +32,7 @@ from mlchaos.sandbox import procs
 from mlchaos.sandbox.files import file_lock, free_ports, read_json, write_json
 from mlchaos.sandbox.httpcheck import http_ok as _http_ok
 from mlchaos.sandbox.procs import SERVER_MODULE
+from mlchaos.statedir import state_dir
 
 if TYPE_CHECKING:
     from mlchaos.proxy.supervisor import ProxyProcess
@@ -45,16 +46,6 @@ METRICS_PROXY_SUFFIX = "-metrics"  # the proxy named "<replica>-metrics" fronts 
 _PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 ReplicaState = Literal["ready", "running-not-ready", "stopped", "dead"]
-
-
-def state_dir() -> Path:
-    """Return the sandbox state directory (MLCHAOS_STATE_DIR, XDG_STATE_HOME or ~/.local/state)."""
-    explicit = os.environ.get("MLCHAOS_STATE_DIR")
-    if explicit:
-        return Path(explicit).expanduser()
-    xdg = os.environ.get("XDG_STATE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".local" / "state"
-    return base / "mlchaos"
 
 
 _default_state_dir = state_dir

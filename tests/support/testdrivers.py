@@ -79,3 +79,42 @@ def optional(seed: int | None = None, names: list[str] | None = None) -> list:
 def measured(what: str, alert: str, seconds: float) -> dict:
     """Report a measurement the way the alert probes do."""
     return {"alert": alert, "measurement": {"kind": what, "alert": alert, "seconds": seconds}}
+
+
+def hit_targets(
+    names: list[str], marker: str, population: list[str] | None = None, kind: str = "replica",
+    environment: str = "local:test", labels: dict | None = None, service: str | None = None,
+    hold: float = 0.0, *, dry_run: bool = False,
+) -> dict:
+    """A fake fault on named targets (for blast-radius tests): announce, then create the marker and hold."""
+    record = ChangeRecord(
+        driver="test", action="hit-targets",
+        targets=[Target(kind=kind, name=n, details={"labels": labels or {}, "service": service}) for n in names],
+        undo={"func": "testdrivers.remove_marker", "arguments": {"path": marker}},
+        dry_run=dry_run, environment=environment, population=list(population or []),
+    )
+    announce(record)
+    if dry_run:
+        return record.to_dict()
+    with open(marker, "a", encoding="utf-8") as handle:
+        handle.write(",".join(names) + "\n")
+    if hold:
+        time.sleep(hold)
+    return record.to_dict()
+
+
+def hit_targets_unplanned(names: list[str], marker: str, population: list[str] | None = None,
+                          environment: str = "local:test", service: str | None = None) -> dict:
+    """The same fake fault, without dry-run support (it can only be checked when it runs)."""
+    return hit_targets(names, marker, population, environment=environment, service=service)
+
+
+def write_text(path: str, text: str) -> str:
+    """Write ``text`` into ``path`` (a guard's input)."""
+    Path(path).write_text(text, encoding="utf-8")
+    return text
+
+
+def read_text(path: str) -> str:
+    """The stripped text of ``path`` (a guard probe)."""
+    return Path(path).read_text(encoding="utf-8").strip()

@@ -13,6 +13,14 @@ ROOT = Path(__file__).resolve().parents[2]
 SUPPORT = ROOT / "tests" / "support"  # on sys.path: see tests/conftest.py
 
 
+@pytest.fixture(autouse=True)
+def isolated_state(tmp_path_factory, monkeypatch) -> Path:
+    """Every unit test gets its own state directory: registered runs, the emergency stop, the sandbox."""
+    path = tmp_path_factory.mktemp("state")
+    monkeypatch.setenv("MLCHAOS_STATE_DIR", str(path))
+    return path
+
+
 @pytest.fixture
 def write_experiment(tmp_path):
     """Write an experiment mapping to a .json or .yaml file and return its path."""
@@ -33,3 +41,26 @@ def subprocess_env() -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join([str(SUPPORT), str(ROOT), env.get("PYTHONPATH", "")])
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+@pytest.fixture
+def run_experiment(write_experiment, tmp_path):
+    """Validate, build and run an experiment in process; return (result, journal, console text)."""
+    import io
+
+    from mlchaos.console import Console
+    from mlchaos.loader import load_document
+    from mlchaos.models import build_experiment
+    from mlchaos.runner import Runner
+    from mlchaos.validation import validate
+
+    def run(data, variables=None, dry_run=False):
+        doc = load_document(write_experiment(data))
+        assert validate(doc, variables) == []
+        experiment = build_experiment(doc)
+        out = io.StringIO()
+        journal_path = tmp_path / "journal.json"
+        result = Runner(experiment, variables, journal_path, Console(out, tty=False), dry_run=dry_run).run()
+        return result, json.loads(journal_path.read_text()), out.getvalue()
+
+    return run

@@ -8,6 +8,7 @@ import time
 
 import pytest
 from bad_experiments import valid
+from builders import probe, py
 
 from mlchaos import exitcodes
 from mlchaos.console import Console
@@ -15,33 +16,7 @@ from mlchaos.errors import InvalidInput
 from mlchaos.loader import load_document
 from mlchaos.models import build_experiment
 from mlchaos.runner import Runner
-from mlchaos.validation import validate
 from mlchaos.variables import Variables
-
-
-def py(name, func, kind="action", **arguments):
-    return {"type": kind, "name": name,
-            "provider": {"type": "python", "module": "testdrivers", "func": func, "arguments": arguments}}
-
-
-def probe(name, func, tolerance, **arguments):
-    return {**py(name, func, kind="probe", **arguments), "tolerance": tolerance}
-
-
-@pytest.fixture
-def run_experiment(write_experiment, tmp_path):
-    """Validate, build and run an experiment; return (result, journal, console text)."""
-
-    def run(data, variables=None, dry_run=False):
-        doc = load_document(write_experiment(data))
-        assert validate(doc, variables) == []
-        experiment = build_experiment(doc)
-        out = io.StringIO()
-        journal_path = tmp_path / "journal.json"
-        result = Runner(experiment, variables, journal_path, Console(out, tty=False), dry_run=dry_run).run()
-        return result, json.loads(journal_path.read_text()), out.getvalue()
-
-    return run
 
 
 def test_a_held_hypothesis_exits_zero_with_a_complete_journal(run_experiment):
