@@ -36,6 +36,7 @@ def _print_problems(problems: list[Problem]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """``mlchaos run``: validate, then run one experiment."""
+    from mlchaos.journal import redacted_output
     from mlchaos.runner import Runner
 
     try:
@@ -47,15 +48,16 @@ def run(args: argparse.Namespace) -> int:
     journal = Path(args.journal) if args.journal else None
     mode = " (dry run: actions are not applied)" if args.dry_run else ""
     console.write(f"mlchaos run: {experiment.title}{mode}")
-    console.write(f"  file: {experiment.source}   journal: {journal}")
-    try:
-        result = Runner(experiment, variables, journal, console, dry_run=args.dry_run).run()
-    except InvalidInput as exc:
-        print(f"error: {exc}\nnothing was executed.", file=sys.stderr)
-        return exitcodes.INVALID
-    if result.dry_run:
-        print_plan(result)
-    print_summary(result)
+    console.write(f"  file: {experiment.source}   journal: {journal or 'none'}")
+    with redacted_output(lambda: console.redactor):  # drivers' prints and logs, plan, summary: no secrets
+        try:
+            result = Runner(experiment, variables, journal, console, dry_run=args.dry_run).run()
+        except InvalidInput as exc:
+            print(f"error: {exc}\nnothing was executed.", file=sys.stderr)
+            return exitcodes.INVALID
+        if result.dry_run:
+            print_plan(result)
+        print_summary(result)
     return result.exit_code
 
 
@@ -204,14 +206,18 @@ def recover(args: argparse.Namespace) -> int:
 
 def validate(args: argparse.Namespace) -> int:
     """``mlchaos validate``: check files, report every problem, execute nothing."""
+    from mlchaos.inventory import inventory
+
     all_problems: list[Problem] = []
     for path in args.files:
         try:
-            load_checked(path, args.var, args.var_file)
+            experiment, _ = load_checked(path, args.var, args.var_file)
         except ProblemList as exc:
             all_problems.extend(exc.problems)
             continue
         print(f"ok: {path}")
+        for line in inventory(experiment.raw).lines():  # an experiment file is code: show what it loads and runs
+            print(f"  {line}")
     if all_problems:
         _print_problems(all_problems)
         return exitcodes.INVALID

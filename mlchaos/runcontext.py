@@ -23,11 +23,12 @@ class RunContext:
 
     changes: list[ChangeRecord] = field(default_factory=list)
     receiver: Any = None  # mlchaos.notifications.NotificationReceiver when the run has one
+    dry_run: bool = False  # a plan: the planned (dry-run) changes stand for the faults
 
     def last_fault(self) -> ChangeRecord | None:
-        """The most recent change that was really applied (dry runs excluded)."""
+        """The most recent change that was really applied (in a plan: the most recent planned one)."""
         for record in reversed(self.changes):
-            if not record.dry_run:
+            if self.dry_run or not record.dry_run:
                 return record
         return None
 

@@ -41,7 +41,7 @@ from mlchaos.budgets import Measurement
 from mlchaos.console import Console
 from mlchaos.errors import InvalidInput
 from mlchaos.execution import FAILED, SUCCEEDED, LockType, Outcome, Waiter, execute, in_background
-from mlchaos.journal import Journal, Redactor, activity_record, secret_values
+from mlchaos.journal import Journal, Redactor, activity_record, sensitive_values
 from mlchaos.models import Activity, Experiment
 from mlchaos.monitor import Abort, RunMonitor
 from mlchaos.settings import SANDBOX
@@ -159,7 +159,8 @@ class Runner:
         """Run the experiment and return its result (the journal is on disk at every step)."""
         configuration, secrets = resolve_values(self.experiment, self.variables)
         self.configuration, self.secrets = configuration, secrets
-        redactor = Redactor(secret_values(secrets))
+        redactor = Redactor(sensitive_values(self.experiment.configuration, configuration, secrets,
+                                             self.variables.configuration))  # env-backed values too
         self.console.redactor = redactor
         receiver = self._start_receiver()  # may refuse the run (InvalidInput) before any journal exists
         self.journal = Journal(self.journal_path, self.experiment.raw, self.experiment.source, redactor)
@@ -169,7 +170,7 @@ class Runner:
         settings = self.experiment.settings
         self.ledger = Ledger(settings.blast_radius, settings.allowed_environments)
         previous = self._install_signal_handlers()
-        self.context = runcontext.RunContext(receiver=receiver)
+        self.context = runcontext.RunContext(receiver=receiver, dry_run=self.dry_run)
         if not self.dry_run:
             self.entry = runs.register(self.journal_path, self.experiment.title, str(self.experiment.source))
             self.journal.extra["run_id"] = self.entry.run_id
@@ -458,6 +459,8 @@ class Runner:
 
     def _execute(self, activity: Activity, rollback: bool, waiter: Waiter | None = None) -> Outcome:
         spec = activity.private_spec()
+        if self.dry_run and rollback:
+            return Outcome(SUCCEEDED, {"dry_run": "a plan does not run rollbacks"}, duration=0.0)
         if self.dry_run and activity.kind == "action":
             if not _accepts_dry_run(spec):
                 return Outcome(SUCCEEDED, {"dry_run": "skipped: its provider has no dry run"}, duration=0.0)
@@ -663,7 +666,7 @@ class Runner:
         elif failed:
             verdict, code = "activity-failed", exitcodes.DEVIATED
         else:
-            verdict, code = "held", exitcodes.OK
+            verdict, code = ("planned" if self.dry_run else "held"), exitcodes.OK
         if self._interrupt is not None:
             status = "interrupted"
             self.journal.extra["interrupted_by"] = signal.Signals(self._interrupt).name
