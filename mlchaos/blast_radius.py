@@ -58,6 +58,8 @@ def scope_matches(scope: Scope, target: Target, environment: str) -> bool:
             return False
     if scope.project is not None and (details.get("project") or labels.get(PROJECT_LABEL)) != scope.project:
         return False
+    if scope.namespace is not None and details.get("namespace") != scope.namespace:
+        return False
     if scope.service is not None and (details.get("service") or labels.get(SERVICE_LABEL)) != scope.service:
         return False
     if scope.name_pattern is not None and re.search(scope.name_pattern, target.name) is None:

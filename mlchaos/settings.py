@@ -16,7 +16,7 @@ DEFAULT_ROLLBACK_TIMEOUT = 120.0
 DEFAULT_GUARD_INTERVAL = 1.0
 DEFAULT_HEARTBEAT_TIMEOUT = 10.0
 BLAST_RADIUS_KEYS = {"max_targets", "max_fraction", "scopes", "max_duration"}
-SCOPE_KEYS = {"kind", "labels", "project", "service", "name_pattern", "environment"}
+SCOPE_KEYS = {"kind", "labels", "project", "namespace", "service", "name_pattern", "environment"}
 SANDBOX = "sandbox"
 BUDGET_KINDS = {"detect": "time_to_detect", "notify": "time_to_notify", "recover": "time_to_recover",
                 "notify_resolved": "time_to_notify_resolved"}
@@ -80,7 +80,7 @@ def _check_scope(scope: Any) -> Iterator[tuple[str, str]]:
     if labels is not None and (not isinstance(labels, dict) or not labels
                                or not all(isinstance(k, str) and isinstance(v, str | None) for k, v in labels.items())):
         yield "/labels", f"labels must be a non-empty mapping of label to string value (or null), got {labels!r}"
-    for key in ("kind", "project", "service", "environment"):
+    for key in ("kind", "project", "namespace", "service", "environment"):
         if key in scope and (not isinstance(scope[key], str) or not scope[key]):
             yield f"/{key}", f"must be a non-empty string, got {scope[key]!r}"
     if "name_pattern" in scope:
@@ -145,6 +145,7 @@ class Scope:
     kind: str | None = None
     labels: tuple[tuple[str, str | None], ...] = ()
     project: str | None = None
+    namespace: str | None = None
     service: str | None = None
     name_pattern: str | None = None
     environment: str | None = None
@@ -152,13 +153,13 @@ class Scope:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Scope:
         return cls(kind=data.get("kind"), labels=tuple(sorted((data.get("labels") or {}).items())),
-                   project=data.get("project"), service=data.get("service"),
+                   project=data.get("project"), namespace=data.get("namespace"), service=data.get("service"),
                    name_pattern=data.get("name_pattern"), environment=data.get("environment"))
 
     def describe(self) -> str:
         parts = [f"kind={self.kind}"] if self.kind else []
         parts += [f"label {k}={v}" if v is not None else f"label {k}" for k, v in self.labels]
-        parts += [f"{k}={getattr(self, k)}" for k in ("project", "service", "name_pattern", "environment")
+        parts += [f"{k}={getattr(self, k)}" for k in ("project", "namespace", "service", "name_pattern", "environment")
                   if getattr(self, k)]
         return ", ".join(parts)
 

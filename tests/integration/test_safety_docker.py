@@ -142,3 +142,67 @@ def test_sigkill_mid_pause_the_guardian_unpauses_the_container(tmp_path, states)
     killed = time.monotonic()
     wait_until(lambda: set(states().values()) == {"running"}, timeout=20, what="the guardian to unpause it")
     print(f"docker pause undone {time.monotonic() - killed:.2f}s after the runner's SIGKILL")
+
+
+PAUSE_ONE = _action("pause-one", "pause_containers", labels=LABELS, count=1, ttl=None)
+UNPAUSE = _action("unpause", "unpause_containers", labels=LABELS)
+
+
+def _hold(seconds: float = 120) -> dict:
+    return {"type": "probe", "name": "hold", "pauses": {"after": seconds},
+            "provider": {"type": "python", "module": "drivers.docker.probes", "func": "running_count",
+                         "arguments": {"labels": LABELS}}}
+
+
+def test_a_guard_on_real_containers_aborts_and_rolls_back(tmp_path, states):
+    guard = {"type": "probe", "name": "three-running", "tolerance": 3,
+             "provider": {"type": "python", "module": "drivers.docker.probes", "func": "running_count",
+                          "arguments": {"labels": LABELS}}}
+    experiment = _experiment(tmp_path, [PAUSE_ONE, _hold(60)], [UNPAUSE], guards=[guard], guard_interval=0.5)
+    started = time.monotonic()
+    result = _run(tmp_path, experiment)
+    assert result.returncode == exitcodes.ABORTED, result.stdout + result.stderr
+    assert time.monotonic() - started < 40 and "guard 'three-running' tripped" in result.stdout
+    assert set(states().values()) == {"running"}
+    (guard_state,) = json.loads((tmp_path / "journal.json").read_text())["mlchaos"]["guards"]
+    assert guard_state["last_value"] == 2
+
+
+def test_recover_unpauses_what_a_dead_run_left_and_is_idempotent(tmp_path, states):
+    journal = tmp_path / "journal.json"
+    proc = subprocess.Popen([sys.executable, "-m", "mlchaos", "run",
+                             str(_experiment(tmp_path, [PAUSE_ONE, _hold()], [UNPAUSE])),
+                             "--journal", str(journal)], env=_env(tmp_path), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: "paused" in states().values(), timeout=60, what="a paused container")
+        wait_until(lambda: json.loads(journal.read_text())["mlchaos"].get("guardian_pid"), what="the guardian")
+        os.kill(json.loads(journal.read_text())["mlchaos"]["guardian_pid"], 9)  # runner and guardian die
+    finally:
+        proc.kill()
+        proc.communicate(timeout=10)
+    assert "paused" in states().values()
+    for _ in range(2):
+        result = subprocess.run([sys.executable, "-m", "mlchaos", "recover", str(journal)], env=_env(tmp_path),
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == exitcodes.OK, result.stdout + result.stderr
+        assert "undone  pause" in result.stdout
+        assert set(states().values()) == {"running"}
+
+
+def test_mlchaos_stop_aborts_a_docker_run_mid_fault(tmp_path, states):
+    proc = subprocess.Popen([sys.executable, "-m", "mlchaos", "run",
+                             str(_experiment(tmp_path, [PAUSE_ONE, _hold()], [UNPAUSE])),
+                             "--journal", str(tmp_path / "journal.json")], env=_env(tmp_path),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: "paused" in states().values(), timeout=60, what="a paused container")
+        stop = subprocess.run([sys.executable, "-m", "mlchaos", "stop", "--wait", "60"], env=_env(tmp_path),
+                              capture_output=True, text=True, timeout=90)
+        assert stop.returncode == exitcodes.OK, stop.stdout + stop.stderr
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == exitcodes.ABORTED, out + err
+        assert set(states().values()) == {"running"}
+    finally:
+        if proc.poll() is None:
+            proc.kill()

@@ -221,3 +221,21 @@ def test_mlchaos_stop_aborts_a_real_run_mid_fault(sandbox, tmp_path):
         _mlchaos(sandbox, "stop", "--clear")
         if proc.poll() is None:
             proc.kill()
+
+
+def test_recover_resumes_what_a_dead_run_left_and_is_idempotent(sandbox, tmp_path):
+    journal = tmp_path / "journal.json"
+    resume = _action("resume", "drivers.process.actions", "continue_replicas")
+    proc = _start(sandbox, _write(tmp_path, [PAUSE, _hold()], [resume]), journal)
+    try:
+        wait_until(lambda: _paused(sandbox), timeout=30, what="a paused replica")
+        wait_until(lambda: json.loads(journal.read_text())["mlchaos"].get("guardian_pid"), what="the guardian")
+        os.kill(json.loads(journal.read_text())["mlchaos"]["guardian_pid"], signal.SIGKILL)  # both die
+    finally:
+        proc.kill()
+        proc.communicate(timeout=10)
+    assert _paused(sandbox)
+    for _ in range(2):
+        result = _mlchaos(sandbox, "recover", str(journal))
+        assert result.returncode == exitcodes.OK, result.stdout + result.stderr
+        assert "undone  stop" in result.stdout and not _paused(sandbox)

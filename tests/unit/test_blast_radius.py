@@ -67,6 +67,8 @@ def test_configuration_artefacts_are_not_workload_targets():
     ({"name_pattern": "^model-[0-9]$"}, Target("process", "model-1"), True),
     ({"name_pattern": "^model-[0-9]$"}, Target("process", "payments-1"), False),
     ({"environment": "docker:*"}, Target("container", "c"), True),
+    ({"namespace": "staging"}, Target("pod", "p", {"namespace": "staging"}), True),
+    ({"namespace": "staging"}, Target("pod", "p", {"namespace": "prod"}), False),
 ])
 def test_scope_matching(scope, target, inside):
     assert scope_matches(Scope.from_dict(scope), target, "docker:unix:///var/run/docker.sock") is inside
