@@ -119,7 +119,7 @@ def _problems(write_experiment, settings):
     ({"blast_radius": {"max_fraction": 1.5}}, "/max_fraction: blast_radius: must be a number in (0, 1]"),
     ({"blast_radius": {"max_duration": -1}}, "/max_duration: blast_radius: must be a positive number of seconds"),
     ({"blast_radius": {"scopes": []}}, "/scopes: blast_radius: must be a non-empty list of scopes"),
-    ({"blast_radius": {"scopes": [{"namespace": "x"}]}}, "/scopes/0/namespace: blast_radius: unknown scope key"),
+    ({"blast_radius": {"scopes": [{"namespaces": "x"}]}}, "/scopes/0/namespaces: blast_radius: unknown scope key"),
     ({"blast_radius": {"scopes": [{"name_pattern": "("}]}}, "/scopes/0/name_pattern: blast_radius: invalid regular"),
     ({"blast_radius": {"max_target": 1}}, "/max_target: blast_radius: unknown blast_radius key 'max_target'"),
     ({"allowed_environments": "local:*"}, "/allowed_environments: allowed_environments: must be a non-empty list"),
