@@ -4,8 +4,9 @@ Every fault validates its arguments, selects its targets (:mod:`drivers.docker.s
 announces a :class:`~mlchaos.changes.ChangeRecord` naming each container (id, image, pid,
 state, published ports, ``instance``) *before* it acts, acts on all targets at once (a
 thread pool) and returns ``record.to_dict()``. The undo names the rollback and the exact
-container ids. Rollbacks are idempotent, continue past individual failures and raise one
-DriverError listing every failure at the end.
+container ids. Rollbacks are idempotent (a container already in the undone state is listed
+under ``already``), continue past individual failures and raise one DriverError listing
+every failure at the end.
 
 Selection arguments shared by every fault: ``labels`` (``{"mlchaos.target": "model"}`` or
 ``["k=v"]``), ``name_pattern`` (regex), ``project`` (compose project), ``count`` /
@@ -25,6 +26,7 @@ from typing import Any
 
 from drivers.docker.client import docker_errors
 from drivers.docker.targets import Selection, check_ids, concurrently, inspect, select, status, wait_for
+from drivers.watchdogs import stop_covered
 from mlchaos.changes import announce
 from mlchaos.errors import DriverError, TargetNotFound
 from mlchaos.watchdog import start_watchdog, stop_watchdog
@@ -35,6 +37,7 @@ RELOAD_SIGNALS = frozenset({"SIGHUP", "SIGUSR1", "SIGUSR2"})
 COMMAND_TIMEOUT = 10.0
 VIAS = ("engine", "process")
 RESTORED_MARKER = "RESTORED"
+GONE = "gone (the container no longer exists)"
 HOLD_GRACE = 30.0  # the hold's watchdog releases the containers this long after the hold should have ended
 Labels = dict[str, Any] | list[str] | None
 
@@ -82,14 +85,24 @@ def stop_containers(
 def pause_containers(
     labels: Labels = None, name_pattern: str | None = None, project: str | None = None,
     count: int | None = None, percentage: float | None = None, all: bool = False, at_least_one: bool = False,
-    seed: int | None = None, *, dry_run: bool = False,
+    seed: int | None = None, ttl: float | None = 600.0, *, dry_run: bool = False,
 ) -> dict[str, Any]:
-    """Freeze the selected running containers (cgroup freezer): they keep their sockets but answer nothing."""
+    """Freeze the selected running containers (cgroup freezer): they keep their sockets but answer nothing.
+
+    With `ttl` (seconds) a detached watchdog unpauses them by itself, even if the runner died.
+    Undo: unpause_containers.
+    """
+    _ttl(ttl)
     sel = select(labels, name_pattern, project, count, percentage, all, at_least_one, seed)
-    record = sel.record("pause", _undo("unpause_containers", ids=sel.ids), dry_run)
+    record = sel.record("pause", _undo("unpause_containers", ids=sel.ids), dry_run, ttl=ttl)
     announce(record)
-    if not dry_run:
+    if dry_run:
+        return record.to_dict()
+    try:
         concurrently(sel.ids, lambda cid: _call(sel.api.pause, cid, f"pause {cid[:12]}"), "pause")
+    finally:  # some may be paused even when others failed: the watchdog covers them
+        if ttl is not None:
+            _start_watchdog(record, ttl, "unpause_containers", {"ids": sel.ids})
     return record.to_dict()
 
 
@@ -216,8 +229,9 @@ def unblock_port(
             removed += 1
         return "removed" if removed else "no such rule"
 
-    results = concurrently(ids, unblock, "unblock port")
-    return {"port": port, "protocol": protocol, "containers": dict(zip(ids, results, strict=True))}
+    results = dict(zip(ids, concurrently(ids, unblock, "unblock port"), strict=True))
+    _stop_watchdogs("unblock_port", ids, port=port, protocol=protocol, sources=sources or [None])
+    return {"port": port, "protocol": protocol, "containers": results, "already": _already(results, "removed")}
 
 
 def netem_latency(
@@ -276,7 +290,9 @@ def remove_netem(
         pid = _running_pid(api, cid)
         return remove_latency(pid, device) if pid is not None else {"removed": False, "reason": "not running"}
 
-    return {"device": device, "containers": dict(zip(ids, concurrently(ids, remove, "remove netem"), strict=True))}
+    results = dict(zip(ids, concurrently(ids, remove, "remove netem"), strict=True))
+    _stop_watchdogs("remove_netem", ids, device=device)
+    return {"device": device, "containers": results, "already": [cid for cid, r in results.items() if not r["removed"]]}
 
 
 def install_certificate(
@@ -372,12 +388,12 @@ def restore_container_certificate(
         folder = Path(backup_dir) / cid[:12] if backup_dir else _pending_backup(cid, None)
         if folder is None or not (folder / "manifest.json").is_file():
             raise DriverError(f"no backup of container {cid[:12]} in {folder or _backup_root()}")
-        if (folder / RESTORED_MARKER).exists() and not backup_dir:
+        if (folder / RESTORED_MARKER).exists():  # a second undo must not overwrite (or signal) again
             return "already restored"
         meta = json.loads((folder / "manifest.json").read_text())
         state = status(api, cid)
-        if state is None:
-            raise TargetNotFound("the container no longer exists")
+        if state is None:  # its files went with it: no bad certificate is left to undo
+            return GONE
         write_files(api, cid, [
             FileCopy(meta["key"]["path"], (folder / "key.pem").read_bytes(), meta["key"]["mode"],
                      meta["key"]["uid"], meta["key"]["gid"]),
@@ -389,7 +405,8 @@ def restore_container_certificate(
         _call(api.kill, cid, f"send {sig} to {cid[:12]}", signal=sig)
         return "restored and signalled"
 
-    return {"backup_dir": backup_dir, "containers": dict(zip(ids, concurrently(ids, restore, "restore"), strict=True))}
+    results = dict(zip(ids, concurrently(ids, restore, "restore"), strict=True))
+    return {"backup_dir": backup_dir, "containers": results, "already": _already(results, "restored")}
 
 
 def start_containers(
@@ -418,29 +435,35 @@ def start_containers(
             raise DriverError(f"not running {timeout:g} s after start")
         return "started"
 
-    return {"containers": dict(zip(ids, concurrently(ids, start, "start"), strict=True))}
+    results = dict(zip(ids, concurrently(ids, start, "start"), strict=True))
+    return {"containers": results, "already": _already(results, "started", "unpaused")}
 
 
 def unpause_containers(
     ids: list[str] | None = None, labels: Labels = None, name_pattern: str | None = None, project: str | None = None,
+    watchdog_pid: int | None = None,
 ) -> dict[str, Any]:
     """Roll back pause_containers: unpause each container that is still paused (idempotent).
 
     Give the exact ``ids`` of the change record, or a selector: every matching paused container.
     """
+    if watchdog_pid is not None:
+        stop_watchdog(watchdog_pid)
     api = _api()
     ids = _rollback_ids(api, ids, labels, name_pattern, project, ("paused",))
 
     def unpause(cid: str) -> str:
         state = status(api, cid)
         if state is None:
-            raise TargetNotFound("the container no longer exists")
+            return GONE  # nothing left paused
         if state != "paused":
             return f"not paused ({state})"
         _call(api.unpause, cid, f"unpause {cid[:12]}")
         return "unpaused"
 
-    return {"containers": dict(zip(ids, concurrently(ids, unpause, "unpause"), strict=True))}
+    results = dict(zip(ids, concurrently(ids, unpause, "unpause"), strict=True))
+    _stop_watchdogs("unpause_containers", ids)
+    return {"containers": results, "already": _already(results, "unpaused")}
 
 
 def release_hold(
@@ -459,7 +482,9 @@ def release_hold(
         _call(api.update_container, cid, f"restore the restart policy of {cid[:12]}", restart_policy=policy)
         return start_containers([cid], timeout=timeout)["containers"][cid]
 
-    return {"containers": dict(zip(ids, concurrently(ids, release, "release hold"), strict=True))}
+    results = dict(zip(ids, concurrently(ids, release, "release hold"), strict=True))
+    _stop_watchdogs("release_hold", ids)
+    return {"containers": results, "already": _already(results, "started", "unpaused")}
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -557,6 +582,24 @@ def _start_watchdog(record: Any, ttl: float, func: str, arguments: dict[str, Any
     watchdog = start_watchdog(ttl, f"{MODULE}.{func}", arguments)
     record.parameters["watchdog_pid"] = watchdog
     record.undo["arguments"]["watchdog_pid"] = watchdog
+
+
+def _stop_watchdogs(func: str, ids: list[str], **same: Any) -> None:
+    """Stop the TTL watchdogs of ``func`` whose every container is in ``ids`` and whose ``same`` arguments match
+    (a rollback by selector, or one replayed from the journal, is not told their pids)."""
+    handled = set(ids)
+
+    def covered(arguments: dict[str, Any]) -> bool:
+        theirs = arguments.get("ids")
+        return (isinstance(theirs, list) and bool(theirs) and set(theirs) <= handled
+                and all(arguments.get(key) == value for key, value in same.items()))
+
+    stop_covered(f"{MODULE}.{func}", covered)
+
+
+def _already(results: dict[str, str], *changed: str) -> list[str]:
+    """The containers whose rollback found nothing to do (their result is not one of ``changed``)."""
+    return [cid for cid, result in results.items() if not result.startswith(changed)]
 
 
 def _undo(func: str, **arguments: Any) -> dict[str, Any]:

@@ -7,6 +7,7 @@ this module costs nothing.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,6 +15,12 @@ from mlchaos.errors import DriverError, TargetNotFound
 
 API_TIMEOUT = 30.0
 POOL_SIZE = 32  # connections to the engine: one per concurrent worker
+DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
+
+
+def environment_id() -> str:
+    """The environment id of changes made through this engine: ``docker:<DOCKER_HOST>``."""
+    return "docker:" + (os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST)
 
 
 def client(timeout: float = API_TIMEOUT) -> Any:

@@ -13,24 +13,27 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from drivers.docker import selection
-from drivers.docker.client import client, docker_errors
+from drivers.docker.client import client, docker_errors, environment_id
 from mlchaos.changes import ChangeRecord, Target
 from mlchaos.errors import DriverError, TargetNotFound
 
 T = TypeVar("T")
 MAX_WORKERS = 16
-INTERESTING_LABEL_PREFIXES = ("mlchaos.", "com.docker.compose.project", "com.docker.compose.service")
+SERVICE_LABEL = "mlchaos.service"  # the service a replica belongs to (``model``), like a sandbox replica's
+COMPOSE_SERVICE_LABEL = "com.docker.compose.service"
 
 
 @dataclass(frozen=True)
 class Selection:
-    """The validated selector and mode, the seed, the engine client and the chosen containers (inspected)."""
+    """The validated selector and mode, the seed, the engine client, the chosen containers (inspected)
+    and the names of every eligible container they were chosen from."""
 
     selector: selection.Selector
     mode: selection.Mode
     seed: int
     api: Any  # docker.APIClient
     containers: list[dict[str, Any]]  # ``docker inspect`` of each target
+    population: list[str]  # every container that matched (in the wanted states) before count/percentage
 
     @property
     def ids(self) -> list[str]:
@@ -46,7 +49,8 @@ class Selection:
     def record(self, action: str, undo: dict[str, Any], dry_run: bool, **parameters: Any) -> ChangeRecord:
         """The change record of ``action`` on these containers (announce it before acting)."""
         return ChangeRecord(driver="docker", action=action, targets=self.targets(),
-                            parameters=self.parameters(**parameters), undo=undo, dry_run=dry_run)
+                            parameters=self.parameters(**parameters), undo=undo, dry_run=dry_run,
+                            environment=environment_id(), population=list(self.population))
 
 
 def select(
@@ -66,9 +70,11 @@ def select(
     seed = selection.check_seed(seed)
     api = client().api
     found = list_candidates(api, selector)
-    chosen = selection.choose(found, selector, mode, seed, states, selection.own_container_ids())
+    own = selection.own_container_ids()
+    chosen = selection.choose(found, selector, mode, seed, states, own)
+    population = [c.name for c in selection.eligible(found, selector, states, own)]
     containers = concurrently([c.id for c in chosen], lambda cid: inspect(api, cid), "inspect")
-    return Selection(selector, mode, seed, api, containers)
+    return Selection(selector, mode, seed, api, containers, population)
 
 
 def list_candidates(api: Any, selector: selection.Selector) -> list[selection.Candidate]:
@@ -86,21 +92,31 @@ def inspect(api: Any, container_id: str) -> dict[str, Any]:
 
 
 def details(info: Mapping[str, Any]) -> dict[str, Any]:
-    """A target's details for the change record: id, image, labels of interest, pid, state, ports, instance."""
+    """A target's details for the change record: id, image, every label, project, service, pid, state, ports.
+
+    ``project`` is the compose project (label ``com.docker.compose.project``), ``service`` the
+    ``mlchaos.service`` label or else the compose service; each only when the label is there.
+    ``instance`` is the first published address.
+    """
     state = info.get("State") or {}
     config = info.get("Config") or {}
-    labels = config.get("Labels") or {}
+    labels = dict(config.get("Labels") or {})
     ports = published_ports(info)
     found: dict[str, Any] = {
         "id": info["Id"],
         "image": config.get("Image"),
-        "labels": {k: v for k, v in labels.items() if k.startswith(INTERESTING_LABEL_PREFIXES)},
+        "labels": labels,  # all of them: blast-radius scopes match on any label
         "pid": state.get("Pid") or None,
         "state": state.get("Status"),
         "restart_policy": (info.get("HostConfig") or {}).get("RestartPolicy"),
         "restart_count": info.get("RestartCount", 0),
         "ports": ports,
     }
+    if labels.get(selection.PROJECT_LABEL):
+        found["project"] = labels[selection.PROJECT_LABEL]
+    service = labels.get(SERVICE_LABEL) or labels.get(COMPOSE_SERVICE_LABEL)
+    if service:
+        found["service"] = service
     first = next((addr for addrs in ports.values() for addr in addrs), None)
     if first:
         found["instance"] = first

@@ -12,9 +12,12 @@ import os
 from typing import Any
 
 from drivers.netem.commands import NetemSpec, add_command, delete_command, netem_support, run, show_command
-from mlchaos.changes import ChangeRecord, Target, announce
+from drivers.watchdogs import stop_covered
+from mlchaos.changes import ChangeRecord, Target, announce, local_environment
 from mlchaos.errors import DriverError
 from mlchaos.watchdog import start_watchdog, stop_watchdog
+
+UNDO_FUNC = "drivers.netem.actions.remove_latency"
 
 
 def add_latency(
@@ -26,11 +29,14 @@ def add_latency(
     device: str = "eth0",
     ttl: float | None = 600.0,
     allow_host_namespace: bool = False,
+    *,
+    dry_run: bool = False,
 ) -> dict[str, Any]:
     """Delay the egress of `device` in the network namespace of process `pid` with tc netem (ms).
 
     With `ttl` (seconds), a detached watchdog removes the qdisc by itself if no rollback did,
     even when the runner died. Refuses the host's own namespace unless `allow_host_namespace`.
+    A dry run checks all of that (netem support, the device) and changes nothing. Undo: remove_latency.
     """
     spec = NetemSpec(delay_ms, jitter_ms, correlation_percent, loss_percent)
     if ttl is not None and ttl <= 0:
@@ -48,32 +54,38 @@ def add_latency(
         targets=[Target(kind="netns", name=f"pid {pid} dev {device}", details={"pid": pid, "device": device})],
         parameters={"delay_ms": delay_ms, "jitter_ms": jitter_ms, "correlation_percent": correlation_percent,
                     "loss_percent": loss_percent, "ttl": ttl},
-        undo={"func": "drivers.netem.actions.remove_latency", "arguments": {"pid": pid, "device": device}},
+        undo={"func": UNDO_FUNC, "arguments": {"pid": pid, "device": device}},
+        dry_run=dry_run, environment=local_environment(),  # one named pid: no population to choose from
     )
     announce(record)
+    if dry_run:
+        return record.to_dict()
     result = run(add_command(pid, device, spec))
     if result.returncode != 0:
         raise DriverError(f"tc netem failed in the namespace of pid {pid}: {result.stderr.strip()}")
     if ttl is not None:
-        watchdog = start_watchdog(ttl, "drivers.netem.actions.remove_latency", {"pid": pid, "device": device})
+        watchdog = start_watchdog(ttl, UNDO_FUNC, {"pid": pid, "device": device})
         record.parameters["watchdog_pid"] = watchdog
         record.undo["arguments"]["watchdog_pid"] = watchdog
     return record.to_dict()
 
 
 def remove_latency(pid: int, device: str = "eth0", watchdog_pid: int | None = None) -> dict[str, Any]:
-    """Roll back add_latency: delete the netem root qdisc of `device` in the namespace of `pid`."""
+    """Roll back add_latency: delete the netem root qdisc of `device` in the namespace of `pid` (idempotent)."""
     if watchdog_pid is not None:
         stop_watchdog(watchdog_pid)
+    stop_covered(UNDO_FUNC, lambda a: (a.get("pid"), a.get("device")) == (pid, device))
+    target = f"pid {pid} dev {device}"
     if not os.path.exists(f"/proc/{pid}"):
-        return {"pid": pid, "device": device, "removed": False, "reason": "the process (and its namespace) is gone"}
+        return {"pid": pid, "device": device, "removed": False, "reason": "the process (and its namespace) is gone",
+                "already": [target]}
     current = run(show_command(pid, device))
     if "netem" not in current.stdout:
-        return {"pid": pid, "device": device, "removed": False, "reason": "no netem qdisc"}
+        return {"pid": pid, "device": device, "removed": False, "reason": "no netem qdisc", "already": [target]}
     result = run(delete_command(pid, device))
     if result.returncode != 0:
         raise DriverError(f"could not remove netem from {device} of pid {pid}: {result.stderr.strip()}")
-    return {"pid": pid, "device": device, "removed": True}
+    return {"pid": pid, "device": device, "removed": True, "already": []}
 
 
 def _check_target(pid: int, allow_host_namespace: bool) -> None:

@@ -1,7 +1,10 @@
 """Process fault actions: kill, terminate, pause (SIGSTOP) and the rollbacks that undo them.
 
 Every fault announces a :class:`~mlchaos.changes.ChangeRecord` *before* signalling
-and returns ``record.to_dict()``; its undo is :func:`restart_replicas`.
+and returns ``record.to_dict()``. The undo of a kill is :func:`restart_replicas`, of a
+pause :func:`continue_replicas`, each for exactly the replicas the fault hit; both are
+idempotent (a second call changes nothing and lists the replicas under ``already``).
+A pause carries a time to live: a detached watchdog resumes the replicas by itself.
 """
 
 from __future__ import annotations
@@ -12,12 +15,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from mlchaos.changes import ChangeRecord, Target, announce
+from drivers.watchdogs import stop_covered
+from mlchaos.changes import ChangeRecord, Target, announce, local_environment
 from mlchaos.errors import DriverError, SandboxError, TargetNotFound
 from mlchaos.sandbox import procs
 from mlchaos.sandbox.manager import Replica, Sandbox
+from mlchaos.watchdog import start_watchdog, stop_watchdog
 
 UNDO_FUNC = "drivers.process.actions.restart_replicas"
+CONTINUE_FUNC = "drivers.process.actions.continue_replicas"
 # no SIGHUP: a replica serving TLS reloads its certificate on SIGHUP instead of dying
 KILL_SIGNALS = frozenset({"SIGKILL", "SIGTERM", "SIGINT", "SIGQUIT", "SIGABRT"})
 GONE_TIMEOUT = 5.0
@@ -36,54 +42,75 @@ def kill_replicas(
     if name not in KILL_SIGNALS:
         raise DriverError(f"signal must be one of {sorted(KILL_SIGNALS)}, got {signal!r}")
     action = "terminate" if name == "SIGTERM" else "kill"
-    return _fault(action, service, count, name, seed, dry_run)
+    return _fault(action, service, count, name, seed, None, dry_run)
 
 
 def terminate_replicas(
     service: str = "model", count: int = 1, seed: int | None = None, *, dry_run: bool = False
 ) -> dict[str, Any]:
     """Terminate `count` random live replicas of a service with SIGTERM (graceful shutdown)."""
-    return _fault("terminate", service, count, "SIGTERM", seed, dry_run)
+    return _fault("terminate", service, count, "SIGTERM", seed, None, dry_run)
 
 
 def stop_replicas(
-    service: str = "model", count: int = 1, seed: int | None = None, *, dry_run: bool = False
+    service: str = "model", count: int = 1, seed: int | None = None, ttl: float | None = 600.0,
+    *, dry_run: bool = False,
 ) -> dict[str, Any]:
-    """Pause `count` random running replicas of a service with SIGSTOP (they hang, not die)."""
-    return _fault("stop", service, count, "SIGSTOP", seed, dry_run)
+    """Pause `count` random running replicas of a service with SIGSTOP (they hang, not die).
+
+    With `ttl` (seconds) a detached watchdog resumes them by itself, even if the runner died.
+    Undo: continue_replicas.
+    """
+    if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int | float) or ttl <= 0):
+        raise DriverError(f"ttl must be a positive number of seconds or null, got {ttl!r}")
+    return _fault("stop", service, count, "SIGSTOP", seed, ttl, dry_run)
 
 
-def continue_replicas(service: str = "model") -> dict[str, Any]:
-    """Resume (SIGCONT) every paused replica of a service; return the names continued."""
-    sandbox = _sandbox()
-    continued = [r.name for r in _replicas(sandbox, service) if _continue(r)]
-    return {"service": service, "continued": continued}
+def continue_replicas(
+    service: str = "model", replicas: list[str] | None = None, watchdog_pid: int | None = None
+) -> dict[str, Any]:
+    """Resume (SIGCONT) the paused replicas of a service (only `replicas` when given; idempotent)."""
+    if watchdog_pid is not None:
+        stop_watchdog(watchdog_pid)
+    chosen = _chosen(_replicas(_sandbox(), service), replicas)
+    continued = [r.name for r in chosen if _continue(r)]
+    _stop_watchdogs(service, chosen)
+    return {"service": service, "continued": continued,
+            "already": [r.name for r in chosen if r.name not in continued]}
 
 
-def restart_replicas(service: str = "model", timeout: float = 30) -> dict[str, Any]:
-    """Roll back process faults: restart dead replicas, resume paused ones, wait until ready."""
+def restart_replicas(
+    service: str = "model", timeout: float = 30, replicas: list[str] | None = None
+) -> dict[str, Any]:
+    """Roll back process faults: restart dead replicas, resume paused ones, wait until ready (idempotent).
+
+    Only the named `replicas` when given (a change record's undo), else every replica of the service.
+    """
     if timeout <= 0:
         raise DriverError(f"timeout must be > 0 seconds, got {timeout}")
     sandbox = _sandbox()
     deadline = time.monotonic() + timeout
-    replicas = _replicas(sandbox, service)
-    dead = [r for r in replicas if not procs.is_alive(r.pid, r.name)]
-    continued = [r.name for r in replicas if r not in dead and _continue(r)]
+    chosen = _chosen(_replicas(sandbox, service), replicas)
+    dead = [r for r in chosen if not procs.is_alive(r.pid, r.name)]
+    continued = [r.name for r in chosen if r not in dead and _continue(r)]
     restarted: list[Replica] = []
     if dead:
         try:
             restarted = sandbox.restart_all(dead, timeout=max(deadline - time.monotonic(), 1.0))
         except SandboxError as exc:
             raise DriverError(f"could not restart {[r.name for r in dead]}: {exc}") from exc
-    final = {r.name: r for r in replicas} | {r.name: r for r in restarted}
+    final = {r.name: r for r in chosen} | {r.name: r for r in restarted}
     try:
         sandbox.wait_ready(list(final.values()), timeout=max(deadline - time.monotonic(), 0.5))
     except SandboxError as exc:
         raise DriverError(f"service {service!r} not ready after rollback: {exc}") from exc
+    changed = {r.name for r in restarted} | set(continued)
+    _stop_watchdogs(service, chosen)
     return {
         "service": service,
         "restarted": [r.name for r in restarted],
         "continued": continued,
+        "already": [r.name for r in chosen if r.name not in changed],
         "replicas": [_details(r) | {"name": r.name} for r in final.values()],
     }
 
@@ -92,7 +119,7 @@ def restart_replicas(service: str = "model", timeout: float = 30) -> dict[str, A
 
 
 def _fault(
-    action: str, service: str, count: int, sig_name: str, seed: int | None, dry_run: bool
+    action: str, service: str, count: int, sig_name: str, seed: int | None, ttl: float | None, dry_run: bool
 ) -> dict[str, Any]:
     sandbox = _sandbox()
     replicas = _replicas(sandbox, service)
@@ -103,10 +130,8 @@ def _fault(
             f"count={count} but service {service!r} has only {len(replicas)} replica(s)"
         )
     pausing = sig_name == "SIGSTOP"
-    candidates = [
-        r for r in replicas
-        if procs.is_alive(r.pid, r.name) and not (pausing and procs.is_stopped(r.pid))
-    ]
+    live = [r for r in replicas if procs.is_alive(r.pid, r.name)]
+    candidates = [r for r in live if not (pausing and procs.is_stopped(r.pid))]
     if not candidates:
         what = "running" if pausing else "live"
         raise TargetNotFound(f"no {what} replica of service {service!r} to {action}")
@@ -118,13 +143,20 @@ def _fault(
     if seed is None:
         seed = random.SystemRandom().randrange(2**31)
     chosen = sorted(random.Random(seed).sample(candidates, count), key=lambda r: r.index)
+    names = [r.name for r in chosen]
+    undo_args: dict[str, Any] = {"service": service, "replicas": names}
+    parameters: dict[str, Any] = {"service": service, "count": count, "signal": sig_name, "seed": seed}
+    if pausing:
+        parameters["ttl"] = ttl
     record = ChangeRecord(
         driver="process",
         action=action,
         targets=[Target(kind="process", name=r.name, details=_details(r)) for r in chosen],
-        parameters={"service": service, "count": count, "signal": sig_name, "seed": seed},
-        undo={"func": UNDO_FUNC, "arguments": {"service": service}},
+        parameters=parameters,
+        undo={"func": CONTINUE_FUNC if pausing else UNDO_FUNC, "arguments": undo_args},
         dry_run=dry_run,
+        environment=local_environment(),
+        population=[r.name for r in live],
     )
     announce(record)
     if dry_run:
@@ -136,6 +168,10 @@ def _fault(
             _continue(r)
     if pausing:
         _wait_until(lambda: all(procs.is_stopped(r.pid) for r in sent), GONE_TIMEOUT)
+        if ttl is not None:
+            watchdog = start_watchdog(ttl, CONTINUE_FUNC, dict(undo_args))
+            record.parameters["watchdog_pid"] = watchdog
+            record.undo["arguments"]["watchdog_pid"] = watchdog
     else:
         left = procs.wait_gone([r.pid for r in sent], GONE_TIMEOUT)
         if left:
@@ -157,6 +193,27 @@ def _replicas(sandbox: Sandbox, service: str) -> list[Replica]:
         return sandbox.replicas(service)  # TargetNotFound (a DriverError) passes through
     except SandboxError as exc:
         raise DriverError(str(exc)) from exc
+
+
+def _stop_watchdogs(service: str, resumed: list[Replica]) -> None:
+    """Stop the TTL watchdogs of pauses of these replicas (a rollback by service is not told their pids)."""
+    names = {r.name for r in resumed}
+    stop_covered(CONTINUE_FUNC, lambda a: a.get("service") == service and bool(a.get("replicas"))
+                 and set(a["replicas"]) <= names,
+                 same_environment="MLCHAOS_STATE_DIR")
+
+
+def _chosen(replicas: list[Replica], names: list[str] | None) -> list[Replica]:
+    """The replicas named in ``names`` (all when None); an unknown name is an error."""
+    if names is None:
+        return replicas
+    if isinstance(names, str) or not isinstance(names, list | tuple):
+        raise DriverError(f"replicas must be a list of replica names, got {names!r}")
+    known = {r.name for r in replicas}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise TargetNotFound(f"no replica(s) {unknown} in the sandbox (known: {', '.join(sorted(known))})")
+    return [r for r in replicas if r.name in names]
 
 
 def _details(r: Replica) -> dict[str, Any]:

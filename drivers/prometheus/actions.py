@@ -5,7 +5,8 @@ Prometheus loads (``rule_files`` glob). Each file is checked with ``promtool che
 rules`` before it is written; Prometheus is then reloaded (``POST /-/reload``) and the
 action waits until the file's groups show in ``GET /api/v1/rules``.
 :func:`add_rule_file` announces its change record before writing; its undo is
-:func:`remove_rule_file`. ``url`` overrides the Prometheus URL (default: the sandbox's).
+:func:`remove_rule_file` (idempotent). ``url`` overrides the Prometheus URL (default: the
+sandbox's), which is also the record's ``environment``.
 """
 
 from __future__ import annotations
@@ -38,8 +39,13 @@ def add_rule_file(
     path: str | None = None,
     url: str | None = None,
     timeout: float = 15,
+    *,
+    dry_run: bool = False,
 ) -> dict[str, Any]:
-    """Load a Prometheus rule file (inline YAML or a file) into the sandbox Prometheus; undo: remove_rule_file."""
+    """Load a Prometheus rule file (inline YAML or a file) into the sandbox Prometheus; undo: remove_rule_file.
+
+    A dry run checks the rules (promtool) and that Prometheus answers, and writes nothing.
+    """
     _check_name(name)
     if (rules_yaml is None) == (path is None):
         raise DriverError("give exactly one of rules_yaml (the rule file's text) or path (a rule file)")
@@ -52,7 +58,8 @@ def add_rule_file(
     text = str(text)
     base = _prometheus_url(url)
     groups = _check_rules(name, text)
-    target = _rules_dir() / f"{name}.yml"
+    target = _rules_dir(create=not dry_run) / f"{name}.yml"
+    _loaded_groups(base, target)  # Prometheus answers (DriverError when not), before anything is announced
     record = ChangeRecord(
         driver="prometheus",
         action="add-rule-file",
@@ -61,8 +68,11 @@ def add_rule_file(
         })],
         parameters={"name": name, "source": path or "inline"},
         undo={"func": UNDO_FUNC, "arguments": {"name": name, **({"url": url} if url else {})}},
+        dry_run=dry_run, environment=base,  # one named file: no population to choose from
     )
     announce(record)
+    if dry_run:
+        return record.to_dict()
     atomic_write(target, text)  # its temporary ".name.pid.tmp" is not matched by the rules.d/*.yml glob
     try:
         _reload(base)
@@ -81,9 +91,9 @@ def remove_rule_file(name: str, url: str | None = None, timeout: float = 15) -> 
     target = _rules_dir() / f"{name}.yml"
     existed = target.exists()
     target.unlink(missing_ok=True)
-    _reload(base)
+    _reload(base)  # also when the file was gone already: a reload that never happened must still take effect
     _wait_groups(base, target, [], present=False, timeout=timeout)
-    return {"name": name, "path": str(target), "removed": existed}
+    return {"name": name, "path": str(target), "removed": existed, "already": [] if existed else [name]}
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -94,9 +104,10 @@ def _check_name(name: str) -> None:
         raise DriverError(f"rule file name must match {_NAME.pattern} (no path, no extension), got {name!r}")
 
 
-def _rules_dir() -> Path:
+def _rules_dir(create: bool = True) -> Path:
     path = monitoring.Monitoring().rules_dir
-    path.mkdir(parents=True, exist_ok=True)
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
     return path
 
 

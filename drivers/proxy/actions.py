@@ -4,7 +4,10 @@
 (``model-0``...), and ``url`` None means the sandbox's proxy API. Fault actions
 validate their arguments, announce a :class:`~mlchaos.changes.ChangeRecord` *before*
 changing anything and return it; its undo is the matching rollback
-(:func:`remove_toxic`, :func:`enable_proxy`).
+(:func:`remove_toxic`, :func:`enable_proxy`), which is idempotent (``already`` says when
+there was nothing left to undo). A record's ``environment`` is the API's base URL; its
+``population`` is every proxy of the target's kind at that API: the client proxies, or
+the sandbox's ``<replica>-metrics`` proxies (which carry only Prometheus' scrapes).
 
 Safety TTL: a toxic added without ``ttl`` gets ``SAFETY_TTL`` (600 s) anyway, so a
 runner that dies (SIGKILL, power loss) never leaves latency in place forever; the
@@ -19,6 +22,7 @@ from typing import Any
 from drivers.proxy.client import api_url, call, check_toxic, get_proxy, sandbox_replica
 from mlchaos.changes import ChangeRecord, Target, announce
 from mlchaos.errors import DriverError
+from mlchaos.sandbox.manager import METRICS_PROXY_SUFFIX
 
 SAFETY_TTL = 600.0
 
@@ -54,7 +58,7 @@ def add_toxic(
         driver="proxy", action="add-toxic", targets=[_target(proxy, found, base, url, toxic=name)],
         parameters=parameters,
         undo={"func": "drivers.proxy.actions.remove_toxic", "arguments": {"proxy": proxy, "name": name, "url": url}},
-        dry_run=dry_run,
+        dry_run=dry_run, environment=base, population=_population(base, proxy),
     )
     announce(record)
     if dry_run:
@@ -74,7 +78,8 @@ def remove_toxic(proxy: str, name: str, url: str | None = None) -> dict[str, Any
     left = [t.get("name") for t in get_proxy(base, proxy).get("toxics") or []]
     if name in left:
         raise DriverError(f"toxic {name!r} is still on proxy {proxy!r} after DELETE")
-    return {"proxy": proxy, "toxic": name, "removed": existed, "toxics_left": left}
+    return {"proxy": proxy, "toxic": name, "removed": existed, "toxics_left": left,
+            "already": [] if existed else [name]}
 
 
 def disable_proxy(proxy: str, url: str | None = None, *, dry_run: bool = False) -> dict[str, Any]:
@@ -85,7 +90,7 @@ def disable_proxy(proxy: str, url: str | None = None, *, dry_run: bool = False) 
         driver="proxy", action="disable-proxy", targets=[_target(proxy, found, base, url)],
         parameters={"enabled": False},
         undo={"func": "drivers.proxy.actions.enable_proxy", "arguments": {"proxy": proxy, "url": url}},
-        dry_run=dry_run,
+        dry_run=dry_run, environment=base, population=_population(base, proxy),
     )
     announce(record)
     if not dry_run:
@@ -94,11 +99,12 @@ def disable_proxy(proxy: str, url: str | None = None, *, dry_run: bool = False) 
 
 
 def enable_proxy(proxy: str, url: str | None = None) -> dict[str, Any]:
-    """Enable a proxy again (the rollback of disable_proxy; idempotent)."""
+    """Enable a proxy again (the rollback of disable_proxy; idempotent: an enabled proxy is left alone)."""
     base = api_url(url)
-    get_proxy(base, proxy)
+    if get_proxy(base, proxy).get("enabled", True) is True:
+        return {"proxy": proxy, "enabled": True, "already": [proxy]}
     updated = call("POST", base, f"/proxies/{proxy}", {"enabled": True})
-    return {"proxy": proxy, "enabled": bool(updated and updated.get("enabled"))}
+    return {"proxy": proxy, "enabled": bool(updated and updated.get("enabled")), "already": []}
 
 
 def reset(url: str | None = None) -> dict[str, Any]:
@@ -108,6 +114,12 @@ def reset(url: str | None = None) -> dict[str, Any]:
     proxies = call("GET", base, "/proxies") or {}
     return {"api": base, "proxies": sorted(proxies),
             "toxics_left": sum(len(p.get("toxics") or []) for p in proxies.values())}
+
+
+def _population(base: str, proxy: str) -> list[str]:
+    """Every proxy at the API of the same kind as ``proxy``: client proxies, or ``-metrics`` (scrape) proxies."""
+    metrics = proxy.endswith(METRICS_PROXY_SUFFIX)
+    return sorted(p for p in call("GET", base, "/proxies") or {} if p.endswith(METRICS_PROXY_SUFFIX) == metrics)
 
 
 def _target(proxy: str, found: dict[str, Any], base: str, url: str | None, toxic: str | None = None) -> Target:

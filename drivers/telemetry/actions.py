@@ -1,9 +1,10 @@
 """Stop telemetry without stopping the service.
 
-Mechanisms: pause (SIGSTOP) a telemetry exporter process. (Blocking the scrape port at the
-fault proxy is ``drivers.proxy``; more mechanisms arrive with the sandbox's metrics proxy.)
-Every fault carries a time to live: a detached watchdog resumes the exporter by itself if
-no rollback did, even when the runner died.
+Mechanisms: pause (SIGSTOP) a telemetry exporter process, or make the scrapes of one
+sandbox replica hang at its metrics proxy (``<replica>-metrics``, through ``drivers.proxy``).
+Every fault carries a time to live: a detached watchdog resumes the exporter (the proxy
+removes the toxic) by itself if no rollback did, even when the runner died. The rollbacks
+are idempotent: ``already`` lists what needed nothing.
 """
 
 from __future__ import annotations
@@ -14,9 +15,12 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from mlchaos.changes import ChangeRecord, Target, announce
+from drivers.watchdogs import stop_covered
+from mlchaos.changes import ChangeRecord, Target, announce, local_environment
 from mlchaos.errors import DriverError, TargetNotFound
 from mlchaos.watchdog import start_watchdog, stop_watchdog
+
+RESUME_FUNC = "drivers.telemetry.actions.resume_exporter"
 
 
 def stop_exporter(
@@ -24,46 +28,74 @@ def stop_exporter(
     name_pattern: str | None = None,
     count: int = 1,
     ttl: float | None = 600.0,
+    *,
+    dry_run: bool = False,
 ) -> dict[str, Any]:
     """Pause (SIGSTOP) a telemetry exporter process, by `pid` or by a regex on its command line.
 
     The process keeps its sockets but answers nothing, so every scrape of it times out.
-    With `ttl` (seconds) a detached watchdog resumes it by itself.
+    With `ttl` (seconds) a detached watchdog resumes it by itself. Undo: resume_exporter.
     """
     if (pid is None) == (name_pattern is None):
         raise DriverError("give exactly one of pid or name_pattern")
-    if ttl is not None and ttl <= 0:
-        raise DriverError(f"ttl must be a positive number of seconds or null, got {ttl}")
-    chosen = [_describe(pid)] if pid is not None else _select(name_pattern, count)
+    if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int | float) or ttl <= 0):
+        raise DriverError(f"ttl must be a positive number of seconds or null, got {ttl!r}")
+    if pid is not None:
+        chosen, population = [_describe(pid)], []  # named exactly: no choice was made
+    else:
+        population = _matching(name_pattern)
+        chosen = _choose(population, name_pattern, count)
     pids = [p["pid"] for p in chosen]
     record = ChangeRecord(
         driver="telemetry", action="stop-exporter",
         targets=[Target(kind="process", name=p["command"], details=p) for p in chosen],
         parameters={"pid": pid, "name_pattern": name_pattern, "count": count, "ttl": ttl},
-        undo={"func": "drivers.telemetry.actions.resume_exporter", "arguments": {"pids": pids}},
+        undo={"func": RESUME_FUNC, "arguments": {"pids": pids}},
+        dry_run=dry_run, environment=local_environment(), population=[p["command"] for p in population],
     )
     announce(record)
+    if dry_run:
+        return record.to_dict()
     for target in pids:
         os.kill(target, signal.SIGSTOP)
     if ttl is not None:
-        watchdog = start_watchdog(ttl, "drivers.telemetry.actions.resume_exporter", {"pids": pids})
+        watchdog = start_watchdog(ttl, RESUME_FUNC, {"pids": pids})
         record.parameters["watchdog_pid"] = watchdog
         record.undo["arguments"]["watchdog_pid"] = watchdog
     return record.to_dict()
 
 
 def resume_exporter(pids: list[int], watchdog_pid: int | None = None) -> dict[str, Any]:
-    """Roll back stop_exporter: SIGCONT the paused exporters (gone ones are reported, not errors)."""
+    """Roll back stop_exporter: SIGCONT the paused exporters (idempotent; gone ones are reported, not errors)."""
     if watchdog_pid is not None:
         stop_watchdog(watchdog_pid)
-    resumed, gone = [], []
+    resumed: list[int] = []
+    already: list[int] = []
+    gone: list[int] = []
     for target in pids:
-        try:
-            os.kill(target, signal.SIGCONT)
-            resumed.append(target)
-        except ProcessLookupError:
+        state = _state(target)
+        if state is None or state in "ZX":
             gone.append(target)
-    return {"resumed": resumed, "gone": gone}
+        elif state not in "Tt":
+            already.append(target)  # running: nothing to resume (and no signal to a process we did not stop)
+        else:
+            try:
+                os.kill(target, signal.SIGCONT)
+                resumed.append(target)
+            except ProcessLookupError:
+                gone.append(target)
+    handled = set(pids)
+    stop_covered(RESUME_FUNC, lambda a: bool(a.get("pids")) and set(a["pids"]) <= handled)
+    return {"resumed": resumed, "already": already, "gone": gone}
+
+
+def _state(pid: int) -> str | None:
+    """The one-letter kernel state of ``pid`` (R, S, T, Z...), None when it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    return stat.rsplit(")", 1)[1].split()[0]
 
 
 def _describe(pid: int) -> dict[str, Any]:
@@ -76,13 +108,12 @@ def _describe(pid: int) -> dict[str, Any]:
     return {"pid": pid, "command": command}
 
 
-def _select(pattern: str, count: int) -> list[dict[str, Any]]:
+def _matching(pattern: str) -> list[dict[str, Any]]:
+    """Every process (but mlchaos, its parent and init) whose command line matches ``pattern``, by pid."""
     try:
         regex = re.compile(pattern)
     except re.error as exc:
         raise DriverError(f"name_pattern {pattern!r} is not a valid regular expression: {exc}") from None
-    if count < 1:
-        raise DriverError(f"count must be at least 1, got {count}")
     found = []
     for entry in sorted(Path("/proc").iterdir(), key=lambda p: p.name):
         if not entry.name.isdigit() or int(entry.name) in (os.getpid(), os.getppid(), 1):
@@ -93,6 +124,12 @@ def _select(pattern: str, count: int) -> list[dict[str, Any]]:
             continue
         if command and regex.search(command):
             found.append({"pid": int(entry.name), "command": command})
+    return found
+
+
+def _choose(found: list[dict[str, Any]], pattern: str, count: int) -> list[dict[str, Any]]:
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise DriverError(f"count must be an integer >= 1, got {count!r}")
     if not found:
         raise TargetNotFound(f"no process matches name_pattern {pattern!r}")
     if count > len(found):
@@ -109,7 +146,7 @@ SCRAPE_FAULT_PREFIX = "telemetry-"
 
 
 def block_scrapes(
-    replica: str, mode: str = "hang", ttl: float | None = 600.0, url: str | None = None
+    replica: str, mode: str = "hang", ttl: float | None = 600.0, url: str | None = None, *, dry_run: bool = False
 ) -> dict[str, Any]:
     """Stop Prometheus scraping one sandbox replica while it keeps serving clients (mode hang, reset or slow).
 
@@ -123,7 +160,7 @@ def block_scrapes(
         raise DriverError(f"mode must be one of {', '.join(SCRAPE_FAULTS)}, got {mode!r}")
     kind, attributes = SCRAPE_FAULTS[mode]
     return add_toxic(f"{replica}{METRICS_PROXY_SUFFIX}", kind, attributes, stream="downstream",
-                     name=f"{SCRAPE_FAULT_PREFIX}{mode}", ttl=ttl, url=url)
+                     name=f"{SCRAPE_FAULT_PREFIX}{mode}", ttl=ttl, url=url, dry_run=dry_run)
 
 
 def restore_scrapes(replica: str, url: str | None = None) -> dict[str, Any]:
@@ -134,6 +171,5 @@ def restore_scrapes(replica: str, url: str | None = None) -> dict[str, Any]:
 
     proxy = f"{replica}{METRICS_PROXY_SUFFIX}"
     names = [t["name"] for t in list_toxics(proxy, url=url) if t.get("name", "").startswith(SCRAPE_FAULT_PREFIX)]
-    for name in names:
-        remove_toxic(proxy, name, url=url)
-    return {"replica": replica, "removed": names}
+    removed = [name for name in names if remove_toxic(proxy, name, url=url)["removed"]]  # one may expire meanwhile
+    return {"replica": replica, "removed": removed, "already": [] if removed else [proxy]}

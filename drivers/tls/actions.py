@@ -42,7 +42,7 @@ from mlchaos.certificates import (
     read_certificate,
     write_atomic,
 )
-from mlchaos.changes import ChangeRecord, Target, announce
+from mlchaos.changes import ChangeRecord, Target, announce, local_environment
 from mlchaos.errors import DriverError
 from mlchaos.sandbox import procs
 
@@ -62,6 +62,7 @@ class _Target:
     ca_dir: Path | None
     tls_address: str | None  # host:port where the server presents the certificate
     hosts: list[str]
+    population: tuple[str, ...] = ()  # a sandbox replica's: every replica of its service
 
 
 def install_certificate(
@@ -111,7 +112,7 @@ def install_certificate(
         undo={"func": UNDO_FUNC, "arguments": {
             "cert_path": str(target.cert_path), "key_path": str(target.key_path), "backup_dir": str(backup),
             "reload_pid": target.pid, "reload_signal": sig_name, "tls_address": target.tls_address}},
-        dry_run=dry_run,
+        dry_run=dry_run, environment=local_environment(), population=list(target.population),
     )
     if dry_run:
         announce(record)
@@ -158,6 +159,7 @@ def restore_certificate(
                               "backup_dir": str(backup) if backup else None, "restored": False, "reloaded": False}
     if backup is None or (backup / RESTORED_MARKER).exists():
         result["note"] = "nothing to restore: already restored" if backup else "nothing to restore: no backup"
+        result["already"] = [str(target.cert_path)]
         return result
     _check_reload_target(target, must_be_alive=False)
     _copy_atomic(backup / "key.pem", target.key_path, 0o600)
@@ -165,7 +167,7 @@ def restore_certificate(
     for newer in [b for b in _backups(target.cert_path) if b.name >= backup.name]:
         (newer / RESTORED_MARKER).write_text(f"restored from {backup.name}\n")
     restored = _translate(lambda: read_certificate(target.cert_path))
-    result.update(restored=True, certificate=describe(restored))
+    result.update(restored=True, certificate=describe(restored), already=[])
     result["reloaded"] = _reload(target, sig_name, fingerprint(restored), timeout, must_be_alive=False)
     return result
 
@@ -200,7 +202,7 @@ def _resolve_replica(service: str | None, replica: str | None, ca_dir: str | Non
     rec = replica_tls(service, replica)
     return _Target(rec.paths.cert_path.absolute(), rec.paths.key_path.absolute(), rec.pid, rec.name, rec.service,
                    Path(ca_dir).absolute() if ca_dir else rec.paths.ca_dir.absolute(),
-                   _address(tls_address) or rec.address, list(hosts or [rec.host, "localhost"]))
+                   _address(tls_address) or rec.address, list(hosts or [rec.host, "localhost"]), rec.siblings)
 
 
 def _check_reload_target(target: _Target, must_be_alive: bool = True) -> None:

@@ -18,6 +18,7 @@ class ReplicaTLS:
     host: str
     tls_port: int
     paths: SandboxTLSPaths
+    siblings: tuple[str, ...] = ()  # every replica of the service (the population a fault chose from)
 
     @property
     def address(self) -> str:
@@ -51,4 +52,4 @@ def replica_tls(service: str | None, replica: str | None) -> ReplicaTLS:
             f"replica {rec.name} serves no TLS (no tls_port recorded, or no certificate at {paths.cert_path}):"
             " not wired yet: the sandbox must start replicas with --tls-port/--tls-cert/--tls-key"
         )
-    return ReplicaTLS(rec.service, rec.name, rec.pid, rec.host, tls_port, paths)
+    return ReplicaTLS(rec.service, rec.name, rec.pid, rec.host, tls_port, paths, tuple(r.name for r in recorded))

@@ -1,5 +1,6 @@
 """drivers.docker against the real Docker engine: selection, kill/start, pause, hold down, port block,
-netem refusal and certificate swap on throw-away containers made from mlchaos/base:bookworm."""
+netem refusal and certificate swap on throw-away containers made from mlchaos/base:bookworm; dry runs,
+idempotent undos and the pause's time to live."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from components import require_docker
 from polling import poll, wait_until
 
 from drivers.docker import actions, probes
+from drivers.watchdogs import pending
 from mlchaos import certificates
 from mlchaos.changes import ChangeRecord, reset_sink, set_sink
 from mlchaos.errors import DriverError, TargetNotFound
@@ -48,9 +50,10 @@ def _spec(name: str, labels: dict[str, str], restart: str = "no") -> dict[str, A
 
 
 SPECS = [
-    _spec("model-0", MODEL | {"com.docker.compose.project": f"pa{RUN}"}),
+    _spec("model-0", MODEL | {"com.docker.compose.project": f"pa{RUN}", "mlchaos.service": "model",
+                              "com.docker.compose.service": "model-0"}),
     _spec("model-1", MODEL | {"com.docker.compose.project": f"pa{RUN}"}),
-    _spec("model-2", MODEL | {"com.docker.compose.project": f"pb{RUN}"}),
+    _spec("model-2", MODEL | {"com.docker.compose.project": f"pb{RUN}", "com.docker.compose.service": "model-2"}),
     _spec("model-3", MODEL | {"com.docker.compose.project": f"pb{RUN}"}),
     _spec("skipped", MODEL | {"mlchaos.skip": "true"}),
     _spec("plain", {RUN_LABEL: RUN}),
@@ -129,6 +132,11 @@ def _hups(container: Any) -> int:
 def test_selection_by_labels_pattern_project_and_modes(fleet: dict[str, Any]) -> None:
     everyone = actions.kill_containers(labels=MODEL, all=True, dry_run=True)
     assert sorted(_names(everyone)) == ["model-0", "model-1", "model-2", "model-3"]  # skipped one left out
+    assert everyone["environment"] == "docker:" + (os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock")
+    one = actions.kill_containers(labels=MODEL, count=1, dry_run=True)
+    assert one["population"] == [f"mlct-{RUN}-model-{i}" for i in range(4)]  # what the one was chosen from
+    assert actions.kill_containers(labels=MODEL, project=f"pb{RUN}", dry_run=True)["population"] == [
+        f"mlct-{RUN}-model-2", f"mlct-{RUN}-model-3"]
     assert everyone["dry_run"] and all(c.status == "running" for c in fleet.values())
     listed = actions.kill_containers(labels=[f"{RUN_LABEL}={RUN}"], all=True, dry_run=True)
     assert sorted(_names(listed)) == ["always", "model-0", "model-1", "model-2", "model-3", "plain"]
@@ -208,6 +216,8 @@ def test_kill_is_announced_before_acting_and_start_rolls_it_back(fleet: dict[str
 def test_pause_makes_the_port_hang_and_unpause_restores_it(fleet: dict[str, Any]) -> None:
     record = actions.pause_containers(labels=MODEL, name_pattern="model-0$")
     instance = record["targets"][0]["details"]["instance"]
+    watchdog = record["undo"]["arguments"]["watchdog_pid"]  # the default ttl (600 s)
+    assert record["parameters"]["ttl"] == 600
     try:
         started = time.monotonic()
         assert not _answers(instance, timeout=1.0)
@@ -215,10 +225,13 @@ def test_pause_makes_the_port_hang_and_unpause_restores_it(fleet: dict[str, Any]
         assert probes.running_count(labels=MODEL) == 3
     finally:
         result = actions.unpause_containers(**record["undo"]["arguments"])
-    assert list(result["containers"].values()) == ["unpaused"]
+    assert list(result["containers"].values()) == ["unpaused"] and result["already"] == []
+    assert poll(lambda: _proc_state(watchdog) == b"zombie", 5), "the rollback stops the watchdog"
     assert _answers(instance)
-    assert list(actions.unpause_containers(**record["undo"]["arguments"])["containers"].values()) == [
-        "not paused (running)"]
+    for _ in range(2):
+        again = actions.unpause_containers(**record["undo"]["arguments"])
+        assert list(again["containers"].values()) == ["not paused (running)"]
+        assert again["already"] == record["undo"]["arguments"]["ids"]
 
 
 def test_a_restart_policy_brings_a_killed_container_back_but_hold_down_keeps_it_down(fleet: dict[str, Any]) -> None:
@@ -354,7 +367,7 @@ def test_rollbacks_by_selector_for_experiments_that_cannot_know_the_ids(
     killed = sorted(t["details"]["id"] for t in record["targets"])
     result = actions.start_containers(labels=MODEL)
     assert sorted(result["containers"]) == killed and set(result["containers"].values()) == {"started"}
-    assert actions.start_containers(labels=MODEL) == {"containers": {}}
+    assert actions.start_containers(labels=MODEL) == {"containers": {}, "already": []}
     with pytest.raises(DriverError, match="either ids or a selector"):
         actions.start_containers(ids=killed, labels=MODEL)
 
@@ -369,7 +382,7 @@ def test_rollbacks_by_selector_for_experiments_that_cannot_know_the_ids(
     result = actions.restore_container_certificate(labels=MODEL)
     assert result["containers"] == {container.id: "restored and signalled"}
     assert _file(container, "/certs/cert.pem")[0] == b"ORIGINAL CERT\n"
-    assert actions.restore_container_certificate(labels=MODEL)["containers"] == {}
+    assert actions.restore_container_certificate(labels=MODEL)["containers"] == {}  # nothing pending
 
 
 EXPERIMENT = """
@@ -410,3 +423,143 @@ def test_a_run_journals_the_record_and_rolls_back(fleet: dict[str, Any], tmp_pat
     text = journal.read_text()
     assert '"mlchaos_change": 1' in text and '"seed": 11' in text and "drivers.docker.actions.start_containers" in text
     assert probes.running_count(labels=MODEL) == 4
+
+
+# -- target details, dry runs, idempotent undos, time to live ------------------------------------
+
+
+def test_targets_carry_every_label_the_project_and_the_service(fleet: dict[str, Any]) -> None:
+    record = actions.kill_containers(labels=MODEL, all=True, dry_run=True)
+    details = {t["name"].split("-", 2)[2]: t["details"] for t in record["targets"]}
+    for name, detail in details.items():
+        assert detail["labels"] == fleet[name].labels  # all of them, for blast-radius scopes
+    assert details["model-0"]["project"] == f"pa{RUN}" and details["model-2"]["project"] == f"pb{RUN}"
+    assert details["model-0"]["service"] == "model"  # mlchaos.service first
+    assert details["model-2"]["service"] == "model-2"  # else the compose service
+    assert "service" not in details["model-1"]
+    plain = actions.kill_containers(name_pattern=f"^mlct-{RUN}-plain$", dry_run=True)["targets"][0]["details"]
+    assert "project" not in plain and "service" not in plain
+
+
+def _snapshot(fleet: dict[str, Any]) -> dict[str, tuple[Any, ...]]:
+    found = {}
+    for name, container in fleet.items():
+        container.reload()
+        state = container.attrs["State"]
+        found[name] = (container.status, state["Pid"], container.attrs["RestartCount"],
+                       container.attrs["HostConfig"]["RestartPolicy"]["Name"])
+    return found
+
+
+def test_dry_runs_resolve_the_targets_and_change_nothing(fleet: dict[str, Any], tmp_path: Path) -> None:
+    certificates.load_or_create_ca(tmp_path / "ca")
+    before = _snapshot(fleet)
+    watchdogs = {pid for func in ("unpause_containers", "release_hold", "unblock_port")
+                 for pid, _ in pending(f"drivers.docker.actions.{func}")}
+    selector = {"labels": MODEL, "name_pattern": "model-[01]$", "all": True, "seed": 5}
+    announced: list[ChangeRecord] = []
+    token = set_sink(announced.append)
+    try:
+        records = {
+            "kill": actions.kill_containers(**selector, dry_run=True),
+            "stop": actions.stop_containers(**selector, dry_run=True),
+            "pause": actions.pause_containers(**selector, ttl=2, dry_run=True),
+            "restart": actions.restart_containers(**selector, dry_run=True),
+            "hold-down": actions.hold_down(30, **selector, dry_run=True),
+            "block-port": actions.block_port(8000, **selector, ttl=2, dry_run=True),
+            "install-certificate": actions.install_certificate(
+                "/certs/cert.pem", "/certs/key.pem", **selector, ca_dir=str(tmp_path / "ca"),
+                backup_dir=str(tmp_path / "backup"), dry_run=True),
+        }
+    finally:
+        reset_sink(token)
+    assert [(r.action, r.dry_run) for r in announced] == [(a, True) for a in records]
+    for action, record in records.items():
+        assert record["dry_run"] is True and sorted(_names(record)) == ["model-0", "model-1"], action
+        assert [t["details"]["pid"] for t in record["targets"]] == [
+            fleet[n].attrs["State"]["Pid"] for n in _names(record)], action  # resolved against the engine
+        assert "watchdog_pid" not in record["undo"].get("arguments", {}), action
+    time.sleep(2.5)  # past the ttl a watchdog would have had
+    assert _snapshot(fleet) == before
+    assert {pid for func in ("unpause_containers", "release_hold", "unblock_port")
+            for pid, _ in pending(f"drivers.docker.actions.{func}")} <= watchdogs
+    assert not (tmp_path / "backup").exists()  # no backup written
+    assert _file(fleet["model-0"], "/certs/cert.pem")[0] == b"ORIGINAL CERT\n"
+    assert all(_answers(_instance(fleet[n])) for n in ("model-0", "model-1"))
+    real = actions.pause_containers(**selector, ttl=None)
+    try:
+        assert set(real) == set(records["pause"]) and real["targets"] == records["pause"]["targets"]
+        assert (real["undo"], real["population"]) == (records["pause"]["undo"], records["pause"]["population"])
+    finally:
+        actions.unpause_containers(**real["undo"]["arguments"])
+
+
+def test_a_pause_with_a_ttl_ends_by_itself(fleet: dict[str, Any]) -> None:
+    started = time.monotonic()
+    record = actions.pause_containers(labels=MODEL, name_pattern="model-3$", ttl=2)
+    instance = record["targets"][0]["details"]["instance"]
+    watchdog = record["undo"]["arguments"]["watchdog_pid"]
+    assert fleet["model-3"].reload() or fleet["model-3"].status == "paused"
+    # no rollback: the detached watchdog unpauses it
+    assert poll(lambda: _answers(instance, timeout=0.5), 15), "the container did not resume by itself"
+    assert time.monotonic() - started >= 1.9
+    fleet["model-3"].reload()
+    assert fleet["model-3"].status == "running"
+    assert poll(lambda: _proc_state(watchdog) == b"zombie", 5)
+    assert actions.unpause_containers(**record["undo"]["arguments"])["already"] == [fleet["model-3"].id]
+
+
+def test_a_rollback_by_selector_stops_the_watchdog_it_was_not_told_about(fleet: dict[str, Any]) -> None:
+    record = actions.pause_containers(labels=MODEL, name_pattern="model-[23]$", all=True, ttl=60)
+    watchdog = record["undo"]["arguments"]["watchdog_pid"]
+    assert sorted(actions.unpause_containers(labels=MODEL)["containers"]) == sorted(record["undo"]["arguments"]["ids"])
+    assert poll(lambda: _proc_state(watchdog) == b"zombie", 5)
+
+
+def test_every_undo_again_after_it_ran_changes_nothing(fleet: dict[str, Any], tmp_path: Path) -> None:
+    """What `mlchaos recover` does: replay each record's undo, maybe twice, after the rollback already ran."""
+    certificates.load_or_create_ca(tmp_path / "ca")
+    one = {"labels": MODEL, "name_pattern": "model-1$"}
+    killed = actions.kill_containers(**one)
+    stopped = actions.stop_containers(**{**one, "name_pattern": "model-2$"}, timeout=1)
+    actions.start_containers(labels=MODEL)  # the experiment's rollback, by selector
+    blocked = actions.block_port(8000, **one, ttl=60)
+    actions.unblock_port(**blocked["undo"]["arguments"])
+    swapped = actions.install_certificate("/certs/cert.pem", "/certs/key.pem", **one, kind="expired",
+                                          ca_dir=str(tmp_path / "ca"), backup_dir=str(tmp_path / "backup"))
+    actions.restore_container_certificate(**swapped["undo"]["arguments"])
+    assert poll(lambda: _hups(fleet["model-1"]) >= 2, 5)
+    before, hups = _snapshot(fleet), _hups(fleet["model-1"])
+    cid = fleet["model-1"].id
+    for _ in range(2):
+        for record in (killed, stopped):
+            again = actions.start_containers(**record["undo"]["arguments"])
+            assert set(again["containers"].values()) == {"already running"}
+            assert again["already"] == record["undo"]["arguments"]["ids"]
+        unblocked = actions.unblock_port(**blocked["undo"]["arguments"])
+        assert unblocked["containers"] == {cid: "no such rule"} and unblocked["already"] == [cid]
+        restored = actions.restore_container_certificate(**swapped["undo"]["arguments"])
+        assert restored["containers"] == {cid: "already restored"} and restored["already"] == [cid]
+        netem = actions.remove_netem(ids=[cid])  # netem cannot be added on this kernel: the absent case
+        assert netem["containers"][cid]["removed"] is False and netem["already"] == [cid]
+    assert _snapshot(fleet) == before
+    assert _hups(fleet["model-1"]) == hups, "an undo replayed must not signal the container again"
+    assert _file(fleet["model-1"], "/certs/cert.pem") == (b"ORIGINAL CERT\n", 0o644)
+
+
+def test_undos_of_a_container_that_was_removed_meanwhile_succeed(engine: Any, tmp_path: Path) -> None:
+    certificates.load_or_create_ca(tmp_path / "ca")
+    labels = {"mlchaos.test.gone": RUN}
+    container = engine.containers.run(IMAGE, ["python3", "-c", SERVER], detach=True, name=f"mlct-{RUN}-gone",
+                                      labels=labels)
+    try:
+        wait_until(lambda: container.exec_run(["test", "-f", "/certs/key.pem"]).exit_code == 0, 10, "the files")
+        swapped = actions.install_certificate("/certs/cert.pem", "/certs/key.pem", labels=labels, kind="expired",
+                                              ca_dir=str(tmp_path / "ca"), backup_dir=str(tmp_path / "backup"))
+        paused = actions.pause_containers(labels=labels, ttl=None)
+    finally:
+        container.remove(force=True)
+    gone = actions.unpause_containers(**paused["undo"]["arguments"])
+    assert gone["containers"] == {container.id: actions.GONE} and gone["already"] == [container.id]
+    restored = actions.restore_container_certificate(**swapped["undo"]["arguments"])
+    assert restored["containers"] == {container.id: actions.GONE} and restored["already"] == [container.id]

@@ -81,3 +81,33 @@ def test_a_missing_process_is_refused():
 def test_rollback_of_a_gone_namespace_is_a_no_op():
     result = actions.remove_latency(2**22 + 12345, "eth0")
     assert result["removed"] is False and "gone" in result["reason"]
+
+
+def test_dry_run_checks_everything_and_changes_nothing(isolated_process, announced, monkeypatch):
+    before = _qdisc(isolated_process)
+    available, reason = netem_support()
+    if not available:  # refused exactly like the real fault: a dry run never promises what cannot work
+        with pytest.raises(DriverError) as caught:
+            actions.add_latency(isolated_process, delay_ms=300, device="lo", dry_run=True)
+        assert str(caught.value) == reason and announced == []
+        # the rest of the dry run, as on a kernel with netem (this one cannot be given netem on demand)
+        monkeypatch.setattr(actions, "netem_support", lambda: (True, ""))
+    with pytest.raises(DriverError, match="device 'nope0'"):
+        actions.add_latency(isolated_process, delay_ms=300, device="nope0", dry_run=True)  # resolved for real
+    record = actions.add_latency(isolated_process, delay_ms=300, jitter_ms=10, device="lo", ttl=30, dry_run=True)
+    assert record["dry_run"] is True and [r.dry_run for r in announced] == [True]
+    assert record["targets"] == [{"kind": "netns", "name": f"pid {isolated_process} dev lo",
+                                  "details": {"pid": isolated_process, "device": "lo"}}]
+    assert record["undo"] == {"func": "drivers.netem.actions.remove_latency",
+                              "arguments": {"pid": isolated_process, "device": "lo"}}  # no watchdog started
+    assert record["environment"] == changes.local_environment() and record["population"] == []
+    assert _qdisc(isolated_process) == before
+
+
+def test_remove_latency_is_idempotent_when_there_is_no_netem(isolated_process):
+    before = _qdisc(isolated_process)
+    for _ in range(2):  # `mlchaos recover` may call it again, after the rollback already ran
+        result = actions.remove_latency(isolated_process, "lo")
+        assert result == {"pid": isolated_process, "device": "lo", "removed": False, "reason": "no netem qdisc",
+                          "already": [f"pid {isolated_process} dev lo"]}
+    assert _qdisc(isolated_process) == before

@@ -75,6 +75,7 @@ def test_add_rule_file_announces_loads_and_fires_then_remove_rolls_back(promethe
     assert changes.is_change_record(record) and record["driver"] == "prometheus"
     assert record["undo"] == {"func": "drivers.prometheus.actions.remove_rule_file", "arguments": {"name": "canary"}}
     assert record["targets"][0]["details"]["groups"] == ["injected-canary"]
+    assert (record["environment"], record["population"]) == (ep.prometheus_url.rstrip("/"), [])
     assert target.read_text() == ALWAYS_FIRING and "injected-canary" in groups_of(ep)  # loaded by the time it returns
     deadline = time.monotonic() + 10
     while not any(a["labels"]["alertname"] == "InjectedCanary" and a["state"] == "firing"
@@ -83,9 +84,12 @@ def test_add_rule_file_announces_loads_and_fires_then_remove_rolls_back(promethe
         time.sleep(0.2)
 
     undone = actions.remove_rule_file(**record["undo"]["arguments"])
-    assert undone == {"name": "canary", "path": str(target), "removed": True}
+    assert undone == {"name": "canary", "path": str(target), "removed": True, "already": []}
     assert not target.exists() and "injected-canary" not in groups_of(ep) and "ml-serving" in groups_of(ep)
-    assert actions.remove_rule_file("canary")["removed"] is False  # a rollback may run twice
+    for _ in range(2):  # a rollback may run twice (`mlchaos recover` after the declared rollback)
+        again = actions.remove_rule_file(**record["undo"]["arguments"])
+        assert again == {"name": "canary", "path": str(target), "removed": False, "already": ["canary"]}
+        assert not target.exists() and "injected-canary" not in groups_of(ep) and "ml-serving" in groups_of(ep)
 
 
 def test_rule_file_from_a_path_with_an_explicit_url(prometheus, tmp_path: Path) -> None:
@@ -131,3 +135,29 @@ def test_without_a_running_stack_the_driver_says_how_to_start_it(tmp_path: Path,
     monkeypatch.setenv("MLCHAOS_STATE_DIR", str(tmp_path))
     with pytest.raises(DriverError, match="monitoring stack is not running.*mlchaos sandbox up"):
         actions.add_rule_file("canary", rules_yaml=ALWAYS_FIRING)
+
+
+def test_dry_run_checks_the_rules_and_prometheus_and_writes_nothing(prometheus, tmp_path: Path) -> None:
+    stack, ep = prometheus
+    before = groups_of(ep)
+    files = sorted(p.name for p in stack.rules_dir.iterdir())
+    announced: list[changes.ChangeRecord] = []
+    token = changes.set_sink(announced.append)
+    try:
+        dry = actions.add_rule_file("canary-dry", rules_yaml=ALWAYS_FIRING, dry_run=True)
+        with pytest.raises(DriverError, match="invalid rule file"):  # promtool still checks it
+            actions.add_rule_file("broken", rules_yaml=BROKEN, dry_run=True)
+        with pytest.raises(DriverError, match="cannot read rules from Prometheus"):  # and Prometheus must answer
+            actions.add_rule_file("canary-dry", rules_yaml=ALWAYS_FIRING, url="http://127.0.0.1:9", dry_run=True)
+    finally:
+        changes.reset_sink(token)
+    assert [r.dry_run for r in announced] == [True]
+    assert dry["dry_run"] is True and dry["targets"][0]["details"]["groups"] == ["injected-canary"]
+    assert dry["targets"][0]["details"]["path"] == str(stack.rules_dir / "canary-dry.yml")
+    assert sorted(p.name for p in stack.rules_dir.iterdir()) == files and groups_of(ep) == before
+    real = actions.add_rule_file("canary-dry", rules_yaml=ALWAYS_FIRING)
+    try:
+        assert set(real) == set(dry) and real["targets"] == dry["targets"] and real["undo"] == dry["undo"]
+        assert (real["environment"], real["population"]) == (dry["environment"], dry["population"])
+    finally:
+        actions.remove_rule_file("canary-dry")

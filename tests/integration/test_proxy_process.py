@@ -111,7 +111,7 @@ def test_the_drivers_work_against_any_api_url(proxy_api):
     assert probes.proxy_enabled("web", url=api) is False
     with pytest.raises(DriverError, match="none of 2 requests"):
         probes.proxy_latency_ms("web", requests=2, url=api)
-    assert actions.enable_proxy("web", url=api) == {"proxy": "web", "enabled": True}
+    assert actions.enable_proxy("web", url=api) == {"proxy": "web", "enabled": True, "already": []}
     default_ttl = actions.add_toxic("web", "bandwidth", {"rate": 100}, url=api)
     assert default_ttl["parameters"]["ttl"] == actions.SAFETY_TTL
     assert actions.reset(url=api)["toxics_left"] == 0
@@ -193,3 +193,54 @@ def test_down_stops_the_proxy(tmp_path, monkeypatch):
     assert not sandbox.proxy().alive(pid) and sandbox.proxy().api_url() is None
     with pytest.raises(DriverError, match="sandbox proxy is not running"):
         actions.add_toxic("model-0", "latency", {"latency": 1})
+
+
+def test_dry_runs_resolve_the_proxy_and_change_nothing(proxy_api):
+    api, _ = proxy_api
+    upstream = requests.get(f"{api}/proxies/web", timeout=5).json()["upstream"]
+    for name in ("api", "web-metrics"):  # another client proxy, and one that carries only scrapes
+        requests.post(f"{api}/proxies", json={"name": name, "listen": "127.0.0.1:0", "upstream": upstream},
+                      timeout=5).raise_for_status()
+    before = requests.get(f"{api}/proxies", timeout=5).json()
+    announced = []
+    token = set_sink(announced.append)
+    try:
+        toxic = actions.add_toxic("web", "latency", {"latency": 100}, ttl=30, url=api, dry_run=True)
+        disabled = actions.disable_proxy("web", url=api, dry_run=True)
+        scrapes = actions.add_toxic("web-metrics", "timeout", {"timeout": 0}, url=api, dry_run=True)
+        with pytest.raises(DriverError, match="no proxy 'nope'"):
+            actions.disable_proxy("nope", url=api, dry_run=True)  # resolved against the live API
+    finally:
+        reset_sink(token)
+    assert [(r.action, r.dry_run) for r in announced] == [("add-toxic", True), ("disable-proxy", True),
+                                                          ("add-toxic", True)]
+    assert requests.get(f"{api}/proxies", timeout=5).json() == before  # nothing changed
+    assert toxic["targets"][0]["details"]["listen"] == before["web"]["listen"]
+    assert (toxic["environment"], toxic["population"]) == (api, ["api", "web"])  # the client proxies
+    assert (disabled["environment"], disabled["population"]) == (api, ["api", "web"])
+    assert scrapes["population"] == ["web-metrics"]  # a scrape proxy is one of the scrape proxies
+    real = actions.add_toxic("web", "latency", {"latency": 100}, ttl=30, url=api)
+    assert set(real) == set(toxic) | {"toxic"}
+    assert {k: v for k, v in real.items() if k not in ("toxic", "dry_run", "announced_at")} == {
+        k: v for k, v in toxic.items() if k not in ("dry_run", "announced_at")}
+
+
+def test_undos_run_again_change_nothing(proxy_api):
+    api, _ = proxy_api
+    record = actions.add_toxic("web", "latency", {"latency": 50}, ttl=30, url=api)
+    assert actions.remove_toxic(**record["undo"]["arguments"])["already"] == []
+    for _ in range(2):
+        again = actions.remove_toxic(**record["undo"]["arguments"])
+        assert (again["removed"], again["already"], again["toxics_left"]) == (False, ["latency_downstream"], [])
+    disabled = actions.disable_proxy("web", url=api)
+    assert actions.enable_proxy(**disabled["undo"]["arguments"]) == {"proxy": "web", "enabled": True, "already": []}
+    for _ in range(2):
+        assert actions.enable_proxy(**disabled["undo"]["arguments"]) == {
+            "proxy": "web", "enabled": True, "already": ["web"]}
+    # after the fault was undone another way (POST /reset), the undos find nothing to do either
+    actions.disable_proxy("web", url=api)
+    record = actions.add_toxic("web", "latency", {"latency": 50}, ttl=30, url=api)
+    actions.reset(url=api)
+    assert actions.remove_toxic(**record["undo"]["arguments"])["already"] == ["latency_downstream"]
+    assert actions.enable_proxy("web", url=api)["already"] == ["web"]
+    assert probes.proxy_enabled("web", url=api) is True and probes.list_toxics("web", url=api) == []

@@ -192,9 +192,15 @@ def test_expired_certificate_swap_and_rollback(fresh: TLSServer) -> None:
     assert fresh.files.cert_path.read_bytes() == original
     assert probes.handshake_result(HOST, fresh.tls_port, ca_file=ca)["ok"]
     assert _predicts(fresh.tls_port, "https", ca)
-    again = fresh.restore(record)  # idempotent
-    assert not again["restored"] and "already restored" in again["note"]
-    assert fresh.files.cert_path.read_bytes() == original
+    for _ in range(2):  # idempotent: `mlchaos recover` may replay it after the rollback, more than once
+        again = fresh.restore(record)
+        assert not again["restored"] and "already restored" in again["note"]
+        assert again["already"] == [str(fresh.files.cert_path)] and not again["reloaded"]
+        assert fresh.files.cert_path.read_bytes() == original
+    # the undo without a backup_dir (a rollback by files) finds nothing pending either
+    assert actions.restore_certificate(str(fresh.files.cert_path), str(fresh.files.key_path),
+                                       reload_pid=fresh.proc.pid, tls_address=fresh.address)["already"]
+    assert probes.handshake_result(HOST, fresh.tls_port, ca_file=ca)["ok"]
 
 
 def test_restore_without_backup_dir_goes_back_to_before_the_first_fault(fresh: TLSServer) -> None:
@@ -227,12 +233,29 @@ def test_a_failed_reload_keeps_the_old_certificate(fresh: TLSServer) -> None:
 
 
 def test_dry_run_changes_nothing(fresh: TLSServer) -> None:
-    original = fresh.files.cert_path.read_bytes()
-    record = fresh.install("expired", dry_run=True)
-    assert record["dry_run"] is True
-    assert fresh.files.cert_path.read_bytes() == original
-    assert not (fresh.files.cert_path.parent / actions.BACKUP_DIR / Path(
-        record["undo"]["arguments"]["backup_dir"]).name).exists()
+    original = fresh.files.cert_path.read_bytes(), fresh.files.key_path.read_bytes()
+    presented = probes.presented_certificate(HOST, fresh.tls_port)["sha256"]
+    backups = fresh.files.cert_path.parent / actions.BACKUP_DIR
+    backups_before = sorted(backups.iterdir()) if backups.is_dir() else []
+    announced: list[changes.ChangeRecord] = []
+    token = changes.set_sink(announced.append)
+    try:
+        record = fresh.install("expired", dry_run=True)
+    finally:
+        changes.reset_sink(token)
+    assert record["dry_run"] is True and [r.dry_run for r in announced] == [True]
+    assert (fresh.files.cert_path.read_bytes(), fresh.files.key_path.read_bytes()) == original
+    assert (sorted(backups.iterdir()) if backups.is_dir() else []) == backups_before  # no backup either
+    assert probes.presented_certificate(HOST, fresh.tls_port)["sha256"] == presented  # no reload
+    assert record["targets"][2]["details"]["pid"] == fresh.proc.pid  # resolved against the live server
+    assert record["environment"] == changes.local_environment() and record["population"] == []  # files: no choice
+    real = fresh.install("expired")
+    try:
+        assert set(real) == set(record) and [t["name"] for t in real["targets"]] == [
+            t["name"] for t in record["targets"]]
+        assert set(real["undo"]["arguments"]) == set(record["undo"]["arguments"])
+    finally:
+        fresh.restore(real)
 
 
 def test_refusals_change_nothing(fresh: TLSServer, tmp_path: Path) -> None:
@@ -276,6 +299,8 @@ def test_sandbox_replica_path_once_the_state_records_tls(state_dir: Path, monkey
         assert probes.handshake_result(**where)["ok"]  # the sandbox CA is the default trust
         record = actions.install_certificate(**where, kind="expired")
         assert record["targets"][2]["name"] == "model-0"
+        assert record["population"] == ["model-0"]  # every replica of the service (one here)
+        assert record["targets"][2]["details"]["service"] == "model"
         assert record["targets"][2]["details"]["instance"] == srv.address
         assert probes.handshake_result(**where)["reason"] == "certificate has expired"
         assert probes.days_until_expiry(**where) < 0
