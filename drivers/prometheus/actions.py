@@ -64,7 +64,8 @@ def add_rule_file(
         driver="prometheus",
         action="add-rule-file",
         targets=[Target(kind="prometheus-rule-file", name=name, details={
-            "path": str(target), "groups": groups, "prometheus_url": base, "replaced": target.exists(),
+            "path": str(target), "groups": groups, "alerts": _alert_names(text), "prometheus_url": base,
+            "replaced": target.exists(),
         })],
         parameters={"name": name, "source": path or "inline"},
         undo={"func": UNDO_FUNC, "arguments": {"name": name, **({"url": url} if url else {})}},
@@ -137,6 +138,12 @@ def _check_rules(name: str, text: str) -> list[str]:
     if not groups:
         raise DriverError(f"rule file {name!r} has no rule groups")
     return [str(g) for g in groups]
+
+
+def _alert_names(text: str) -> list[str]:
+    """The alerts a (promtool-checked) rule file defines: a plan's probes may expect them."""
+    groups = (yaml.safe_load(text) or {}).get("groups") or []
+    return sorted({str(r["alert"]) for g in groups for r in g.get("rules") or [] if "alert" in r})
 
 
 def _reload(base: str, strict: bool = True) -> None:

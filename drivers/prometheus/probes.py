@@ -178,7 +178,7 @@ def _alerting_rules(base: str, name: str, timeout: float) -> list[dict[str, Any]
     """The loaded alerting rules called `name`; DriverError naming close matches when there is none."""
     groups = _get(base, "/api/v1/rules", {"type": "alert"}, timeout).get("groups") or []
     rules = [r for g in groups for r in g.get("rules") or [] if r.get("type", "alerting") == "alerting"]
-    found = [r for r in rules if r.get("name") == name]
+    found = [r for r in rules if r.get("name") == name] or _planned_rules(name)
     if not found:
         names = sorted({str(r.get("name")) for r in rules})
         close = difflib.get_close_matches(name, names, n=5, cutoff=0.6)
@@ -190,6 +190,18 @@ def _alerting_rules(base: str, name: str, timeout: float) -> list[dict[str, Any]
             hint = "no alerting rules are loaded at all"
         raise DriverError(f"alerting rule {name!r} is not loaded in Prometheus at {base} ({hint})")
     return found
+
+
+def _planned_rules(name: str) -> list[dict[str, Any]]:
+    """In a plan, the alert a planned add_rule_file would load stands for a loaded, healthy rule."""
+    context = runcontext.current()
+    if context is None or not context.dry_run:
+        return []
+    for record in context.changes:
+        for target in record.targets:
+            if target.kind == "prometheus-rule-file" and name in (target.details.get("alerts") or []):
+                return [{"name": name, "health": "ok", "state": "inactive", "planned_by": target.name}]
+    return []
 
 
 def _dry_run(base: str, selector: AlertSelector, match_fault_targets: bool) -> dict[str, Any]:

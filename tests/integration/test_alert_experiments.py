@@ -117,3 +117,22 @@ def test_block_scrapes_refuses_an_unknown_mode():
 
     with pytest.raises(DriverError, match="mode must be one of hang, reset, slow"):
         block_scrapes("model-0", mode="drop")
+
+
+SANDBOX_DRILLS = ["kill-one-replica.yaml", "kill-one-replica-alerts.yaml", "latency-one-replica.yaml",
+                  "telemetry-outage.yaml", "expired-certificate.yaml", "miswritten-alert-rule.yaml"]
+
+
+@pytest.mark.parametrize("name", SANDBOX_DRILLS)
+def test_every_sandbox_drill_plans_cleanly_and_changes_nothing(monitored, name):
+    """`mlchaos plan` resolves each drill's targets and runs its probes' dry runs: exit 0, nothing touched."""
+    monitored.up(replicas=3, timeout=90)
+    env = dict(os.environ, MLCHAOS_STATE_DIR=str(monitored.state_dir))
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    before = {r.name: r.pid for r in monitored.recorded()}
+    proc = subprocess.run([sys.executable, "-m", "mlchaos", "plan", str(ROOT / "experiments" / name)],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == exitcodes.OK, proc.stdout + proc.stderr
+    assert "verdict: PLANNED (exit 0)" in proc.stdout and "would hit" in proc.stdout
+    assert {r.name: r.pid for r in monitored.recorded()} == before
+    assert all(row.state == "ready" for row in monitored.status())
