@@ -30,8 +30,32 @@ def compose_stack() -> Iterator[stack.StackEndpoints]:
         stack.stack_down()
 
 
-@pytest.mark.parametrize("drill", ["docker-kill-replica.yaml", "docker-pause-replica.yaml",
-                                   "docker-telemetry-outage.yaml", "docker-expired-certificate.yaml"])
+DOCKER_DRILLS = ["docker-kill-replica.yaml", "docker-pause-replica.yaml", "docker-telemetry-outage.yaml",
+                 "docker-expired-certificate.yaml"]
+
+
+@pytest.mark.parametrize("drill", DOCKER_DRILLS)
+def test_the_docker_drills_plan_cleanly_and_touch_nothing(compose_stack: stack.StackEndpoints, drill: str) -> None:
+    """`mlchaos plan` resolves each Docker drill's container and runs the probes' dry runs: exit 0, no change."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import docker
+
+    root = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
+    client = docker.from_env()
+    before = {c.name: (c.status, c.attrs["State"]["StartedAt"]) for c in client.containers.list(all=True)}
+    proc = subprocess.run([sys.executable, "-m", "mlchaos", "plan", str(root / "experiments" / drill)],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "would hit container" in proc.stdout and "environment: docker:" in proc.stdout
+    after = {c.name: (c.status, c.attrs["State"]["StartedAt"]) for c in client.containers.list(all=True)}
+    assert after == before
+
+
+@pytest.mark.parametrize("drill", DOCKER_DRILLS)
 def test_the_docker_drills_hold_through_the_cli(compose_stack: stack.StackEndpoints, tmp_path, drill: str) -> None:
     import json
     import subprocess
