@@ -2,17 +2,23 @@
 
 It is written to disk while the run goes (atomically: temporary file then rename), and
 always before an action starts, so a runner killed with SIGKILL still leaves a record
-naming the fault it was injecting. Secret values are replaced by ``***`` on the way out.
+naming the fault it was injecting. Secret values, and the values of env-backed
+configuration entries, are replaced by ``***`` on the way out (journal, console, and
+whatever the run writes to stdout/stderr: see :func:`redacted_output`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 import json
 import os
 import platform
 import socket
+import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,6 +54,25 @@ def secret_values(secrets: dict[str, Any]) -> list[str]:
     return sorted(set(found), key=len, reverse=True)
 
 
+def sensitive_values(
+    experiment_configuration: Any, configuration: dict[str, Any], secrets: dict[str, Any],
+    overrides: Any = None,
+) -> list[str]:
+    """Secret values plus the resolved values (and declared defaults) of env-backed configuration entries.
+
+    ``overrides`` are --var-file configuration entries, which may declare env-backed values too.
+    """
+    picked: list[Any] = []
+    for declared in (experiment_configuration, overrides):
+        if not isinstance(declared, dict):
+            continue
+        for key, value in declared.items():
+            if isinstance(value, dict) and value.get("type") == "env":
+                picked.append(configuration.get(key))
+                picked.append(value.get("default"))
+    return secret_values({"secrets": secrets, "configuration": picked})
+
+
 @dataclass
 class Redactor:
     """Replaces secret values in any JSON-like structure or string."""
@@ -66,12 +91,42 @@ class Redactor:
         if isinstance(value, str):
             return self.text(value)
         if isinstance(value, dict):
-            return {k: self.data(v) for k, v in value.items()}
+            return {self.text(k) if isinstance(k, str) else k: self.data(v) for k, v in value.items()}
         if isinstance(value, (list, tuple)):
             return [self.data(v) for v in value]
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return REDACTED if str(value) in self.secrets else value
         return value
+
+
+class RedactedStream(io.TextIOBase):
+    """A text stream that redacts what is written to it before passing it on."""
+
+    def __init__(self, stream: Any, redactor: Callable[[], Redactor]):
+        self.stream = stream
+        self.redactor = redactor  # read at each write: the run builds its redactor once values are resolved
+
+    def write(self, text: str) -> int:
+        self.stream.write(self.redactor().text(text))
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def isatty(self) -> bool:
+        return bool(getattr(self.stream, "isatty", lambda: False)())
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self.stream, "encoding", "utf-8")
+
+
+@contextlib.contextmanager
+def redacted_output(redactor: Callable[[], Redactor]) -> Iterator[None]:
+    """While it lasts, sys.stdout and sys.stderr redact: drivers' prints, logging and tracebacks too."""
+    out, err = RedactedStream(sys.stdout, redactor), RedactedStream(sys.stderr, redactor)
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        yield
 
 
 def redact_secrets_block(secrets: Any) -> Any:

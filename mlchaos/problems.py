@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from mlchaos.errors import InvalidInput
 
+MAX_SHOWN = 1000  # characters of one problem, as printed
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -19,7 +21,10 @@ class Problem:
     def __str__(self) -> str:
         place = self.file if self.line is None else f"{self.file}:{self.line}"
         where = self.pointer or "/"
-        return f"{place}: {where}: {self.message}"
+        text = f"{place}: {where}: {self.message}"
+        if len(text) > MAX_SHOWN:  # a huge key or value from the input
+            text = f"{text[:MAX_SHOWN]}... ({len(text) - MAX_SHOWN} more characters)"
+        return printable(text)
 
 
 class ProblemList(InvalidInput):
@@ -28,3 +33,8 @@ class ProblemList(InvalidInput):
     def __init__(self, problems: list[Problem]):
         self.problems = list(problems)
         super().__init__("\n".join(str(p) for p in self.problems))
+
+
+def printable(text: str) -> str:
+    """Control characters from the input (terminal escape sequences) shown escaped, never sent raw."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

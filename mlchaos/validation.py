@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
+import math
 import numbers
 import os
 import re
@@ -40,6 +41,9 @@ PROVIDER_KEYS = {
              "verify_tls", "secrets"},
 }
 INJECTED_PARAMETERS = ("configuration", "secrets")
+MAX_SECONDS = 7 * 24 * 3600  # timeouts and pauses: a week (more overflows the OS's timed waits)
+ENV_VAR_TYPES = {"str", "string", "int", "integer", "float", "number", "bytes", "bool", "json"}
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # would reach a terminal: escape sequences
 _SIMPLE_TYPES: dict[Any, tuple[type, ...]] = {
     int: (int,), float: (int, float), str: (str,), bool: (bool,), list: (list,), dict: (dict,),
     "int": (int,), "float": (int, float), "str": (str,), "bool": (bool,), "list": (list,),
@@ -72,6 +76,8 @@ class _Checker:
         title = data.get("title")
         if not isinstance(title, str) or not title.strip():
             yield self.problem("/title", "required: a non-empty string 'title'")
+        elif _CONTROL.search(title):
+            yield self.problem("/title", "the title contains control characters")
         if "description" in data and not isinstance(data["description"], str):
             yield self.problem("/description", "must be a string")
         tags = data.get("tags", [])
@@ -111,7 +117,7 @@ class _Checker:
             if key in self.variables.configuration:
                 continue
             if isinstance(value, dict) and "type" in value:
-                yield from self._check_env_reference(value, pointer, "configuration")
+                yield from self._check_env_reference(value, pointer, "configuration", allow_default=True)
 
     def check_secrets(self) -> Iterator[Problem]:
         secrets = self.data.get("secrets", {})
@@ -132,7 +138,7 @@ class _Checker:
                     )
 
     def _check_env_reference(
-        self, value: dict[str, Any], pointer: str, what: str, allow_vault: bool = False
+        self, value: dict[str, Any], pointer: str, what: str, allow_vault: bool = False, allow_default: bool = False
     ) -> Iterator[Problem]:
         kind = value.get("type")
         if kind == "vault" and allow_vault:
@@ -143,16 +149,35 @@ class _Checker:
         key = value.get("key")
         if not isinstance(key, str) or not key:
             yield self.problem(pointer, f"an env {what} needs a 'key' naming the variable")
-        elif (
-            key not in os.environ
-            and key not in self.variables.environment
-            and "default" not in value
-        ):
+            return
+        has_default = allow_default and "default" in value
+        if key not in os.environ and key not in self.variables.environment and not has_default:
+            hint = "and has no default " if allow_default else "(a secret has no default) "
             yield self.problem(
                 pointer,
-                f"environment variable {key} is not set and has no default "
-                f"(set it, or pass --var / --var-file)",
+                f"environment variable {key} is not set {hint}(set it, or pass --var / --var-file)",
             )
+            return
+        kind = value.get("env_var_type")
+        if kind is None or not allow_default:
+            return
+        if kind not in ENV_VAR_TYPES:
+            yield self.problem(pointer_join(pointer, "env_var_type"),
+                               f"env_var_type must be one of {', '.join(sorted(ENV_VAR_TYPES))}, got {kind!r}")
+            return
+        yield from self._check_env_conversion(value, key, kind, pointer)
+
+    def _check_env_conversion(self, value: dict[str, Any], key: str, kind: str, pointer: str) -> Iterator[Problem]:
+        """The variable's value (or the default) must convert to ``env_var_type``; the value is never shown."""
+        from chaoslib import convert_to_type
+
+        raw = self.variables.environment.get(key, os.environ.get(key, value.get("default")))
+        try:
+            convert_to_type(kind, raw)
+        except Exception as exc:  # any conversion failure: int(), float(), json.loads(), .lower()
+            source = "its default" if key not in os.environ and key not in self.variables.environment else "its value"
+            yield self.problem(pointer, f"environment variable {key}: {source} is not a valid {kind}"
+                               f" ({type(exc).__name__})")
 
     def check_extensions(self) -> Iterator[Problem]:
         extensions = self.data.get("extensions", [])
@@ -175,6 +200,9 @@ class _Checker:
                     yield self.problem(
                         here, f"unknown mlchaos setting {key!r}{_suggest(key, SETTINGS_CHECKS)}"
                     )
+                    continue
+                if key.endswith("_timeout") and _too_many_seconds(value):
+                    yield self.problem(here, f"{key}: at most {MAX_SECONDS} seconds (7 days), got {value!r}")
                     continue
                 found = [self.problem(here + sub, f"{key}: {message}") for sub, message in check(value)]
                 yield from found
@@ -232,9 +260,15 @@ class _Checker:
             yield self.problem(f"{pointer}/type", f"type must be 'action' or 'probe', got {kind!r}")
         if not isinstance(activity.get("name"), str) or not activity.get("name"):
             yield self.problem(f"{pointer}/name", "required: a non-empty 'name'")
+        elif _CONTROL.search(activity["name"]):
+            yield self.problem(f"{pointer}/name", "the name contains control characters")
         timeout = activity.get("timeout")
         if timeout is not None and not _positive_number_or_var(timeout):
             yield self.problem(f"{pointer}/timeout", f"timeout must be a positive number, got {timeout!r}")
+        elif _too_many_seconds(timeout):
+            yield self.problem(f"{pointer}/timeout", f"timeout must be at most {MAX_SECONDS} seconds (7 days)")
+        elif isinstance(timeout, str):
+            yield from self._check_template_seconds(timeout, f"{pointer}/timeout", "timeout must be")
         pauses = activity.get("pauses")
         if pauses is not None:
             if not isinstance(pauses, dict) or set(pauses) - {"before", "after"}:
@@ -245,6 +279,11 @@ class _Checker:
                         yield self.problem(
                             f"{pointer}/pauses/{key}", f"a pause is a number of seconds, got {value!r}"
                         )
+                    elif _too_many_seconds(value):
+                        yield self.problem(f"{pointer}/pauses/{key}", f"a pause is at most {MAX_SECONDS} seconds")
+                    elif isinstance(value, str):
+                        yield from self._check_template_seconds(
+                            value, f"{pointer}/pauses/{key}", "a pause must be", allow_zero=True)
         if "background" in activity and not isinstance(activity["background"], bool):
             yield self.problem(f"{pointer}/background", "background must be true or false")
         if rollback and activity.get("background"):
@@ -252,12 +291,52 @@ class _Checker:
         yield from self.check_provider(activity.get("provider"), f"{pointer}/provider")
         yield from self.check_variables(activity, pointer)
 
+    def _check_template_seconds(
+        self, text: str, pointer: str, what: str, allow_zero: bool = False
+    ) -> Iterator[Problem]:
+        """``${name}`` used as seconds: when the configuration knows the value now, it must be a sane number."""
+        found, value = self._configured_value(text[2:-1])
+        if not found:
+            return
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError, OverflowError):
+            seconds = math.nan
+        if isinstance(value, bool) or not (0 <= seconds <= MAX_SECONDS) or (seconds == 0 and not allow_zero):
+            shown = "its value" if self._env_backed(text[2:-1]) else repr(value)
+            yield self.problem(
+                pointer, f"{what} a positive number of seconds (at most {MAX_SECONDS}), got {shown} from {text}"
+            )
+
+    def _env_backed(self, name: str) -> bool:
+        config = self.data.get("configuration")
+        entry = config.get(name) if isinstance(config, dict) else None
+        return name not in self.variables.configuration and isinstance(entry, dict) and entry.get("type") == "env"
+
+    def _configured_value(self, name: str) -> tuple[bool, Any]:
+        """(True, value) when ``name``'s configuration value is known before the run."""
+        if name in self.variables.configuration:
+            return True, self.variables.configuration[name]
+        config = self.data.get("configuration")
+        if not isinstance(config, dict) or name not in config:
+            return False, None
+        entry = config[name]
+        if not isinstance(entry, dict) or "type" not in entry:
+            return True, entry
+        if entry.get("type") != "env" or not isinstance(entry.get("key"), str):
+            return False, None
+        key = entry["key"]
+        raw = self.variables.environment.get(key, os.environ.get(key, entry.get("default")))
+        if raw is None or entry.get("env_var_type") not in (None, "str", "string", "int", "integer", "float", "number"):
+            return False, None
+        return True, raw
+
     def check_provider(self, provider: Any, pointer: str) -> Iterator[Problem]:
         if not isinstance(provider, dict):
             yield self.problem(pointer, "required: a 'provider' mapping")
             return
         kind = provider.get("type")
-        if kind not in PROVIDER_KEYS:
+        if not isinstance(kind, str) or kind not in PROVIDER_KEYS:
             yield self.problem(
                 f"{pointer}/type", f"provider type must be python, process or http, got {kind!r}"
             )
@@ -273,7 +352,9 @@ class _Checker:
             yield self.problem(f"{pointer}/secrets", "must be a list of secret scope names")
         else:
             for scope in scopes:
-                if isinstance(known_scopes, dict) and scope not in known_scopes:
+                if not isinstance(scope, str):
+                    yield self.problem(f"{pointer}/secrets", f"a secrets scope name must be a string, got {scope!r}")
+                elif isinstance(known_scopes, dict) and scope not in known_scopes:
                     yield self.problem(f"{pointer}/secrets", f"unknown secrets scope {scope!r}")
         if kind == "python":
             yield from self.check_python_provider(provider, pointer)
@@ -316,6 +397,11 @@ class _Checker:
         arguments = provider.get("arguments", {})
         if not isinstance(arguments, dict):
             yield self.problem(f"{pointer}/arguments", "python arguments must be a mapping")
+            return
+        try:
+            function_signature(func)
+        except (TypeError, ValueError) as exc:  # a builtin or a class without an inspectable signature
+            yield self.problem(f"{pointer}/func", f"{module_name}.{func_name} is not a driver function: {exc}")
             return
         yield from self.check_signature(func, arguments, f"{pointer}/arguments", f"{module_name}.{func_name}")
         preflight = getattr(module, "preflight", None)
@@ -425,12 +511,12 @@ class _Checker:
 
     def _activity_names(self) -> Iterator[str]:
         for section in ("method", "rollbacks"):
-            for activity in self.data.get(section) or []:
+            for activity in _as_list(self.data.get(section)):
                 if isinstance(activity, dict) and isinstance(activity.get("name"), str):
                     yield activity["name"]
         hypothesis = self.data.get("steady-state-hypothesis")
         if isinstance(hypothesis, dict):
-            for probe in hypothesis.get("probes") or []:
+            for probe in _as_list(hypothesis.get("probes")):
                 if isinstance(probe, dict) and isinstance(probe.get("name"), str):
                     yield probe["name"]
 
@@ -490,6 +576,14 @@ def _accepted_types(annotation: Any) -> tuple[type, ...] | None:
             accepted.extend(inner)
         return tuple(accepted)
     return None
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _too_many_seconds(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and value > MAX_SECONDS
 
 
 def _positive_number_or_var(value: Any, allow_zero: bool = False) -> bool:

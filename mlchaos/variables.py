@@ -6,13 +6,11 @@ error that names the file, not a log line.
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from mlchaos.loader import MAX_FILE_BYTES, decode, read_document
 from mlchaos.problems import Problem, ProblemList
 
 _CONVERTERS = {"str": str, "int": int, "float": float, "bool": lambda v: v.lower() in {"1", "true", "yes", "on"}}
@@ -67,17 +65,13 @@ def load_variables(var_args: list[str], var_files: list[str]) -> Variables:
 
 
 def _merge_file(path: Path, into: Variables) -> None:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ProblemList([Problem(str(path), "", None, f"cannot read var file: {exc}")]) from None
     suffix = path.suffix.lower()
     if suffix in {".json", ".yaml", ".yml"}:
-        try:
-            data = json.loads(text) if suffix == ".json" else yaml.safe_load(text)
-        except (json.JSONDecodeError, yaml.YAMLError) as exc:
-            raise ProblemList([Problem(str(path), "", None, f"malformed var file: {exc}")]) from None
-        data = data or {}
+        try:  # the experiment loader's limits: size, depth, aliases, UTF-8, finite numbers
+            data = read_document(path).data or {}
+        except ProblemList as exc:
+            raise ProblemList([replace(p, message=f"cannot read var file: {p.message}")
+                               for p in exc.problems]) from None
         if not isinstance(data, dict) or set(data) - {"configuration", "secrets"}:
             raise ProblemList(
                 [Problem(str(path), "", None,
@@ -89,6 +83,14 @@ def _merge_file(path: Path, into: Variables) -> None:
                 raise ProblemList([Problem(str(path), f"/{key}", None, "must be a mapping")])
             getattr(into, key).update(section)
         return
+    try:
+        with open(path, "rb") as handle:  # may be a pipe: --var-file <(...)
+            raw = handle.read(MAX_FILE_BYTES + 1)
+        if len(raw) > MAX_FILE_BYTES:
+            raise ProblemList([Problem(str(path), "", None, f"cannot read var file: more than {MAX_FILE_BYTES} bytes")])
+        text = decode(raw, path)
+    except OSError as exc:
+        raise ProblemList([Problem(str(path), "", None, f"cannot read var file: {exc}")]) from None
     for number, line in enumerate(text.splitlines(), start=1):
         line = line.strip()
         if not line or line.startswith("#"):

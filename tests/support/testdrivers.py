@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -118,3 +119,19 @@ def write_text(path: str, text: str) -> str:
 def read_text(path: str) -> str:
     """The stripped text of ``path`` (a guard probe)."""
     return Path(path).read_text(encoding="utf-8").strip()
+
+
+def touch_marker(text: str = "ran") -> str:
+    """Append ``text`` to the file named by $MLCHAOS_TEST_MARKER: proof that an action was executed."""
+    with open(os.environ["MLCHAOS_TEST_MARKER"], "a", encoding="utf-8") as handle:
+        handle.write(text + "\n")
+    return text
+
+
+def leak(token: str, endpoint: str, fail: bool = False) -> dict:
+    """Echo a secret and a configuration value in the output, in print()s, and in an exception when asked."""
+    print(f"driver stdout: token={token} endpoint={endpoint}")
+    print(f"driver stderr: token={token} endpoint={endpoint}", file=sys.stderr)
+    if fail:
+        raise RuntimeError(f"could not use token {token} at {endpoint}")
+    return {"seen": f"token={token} endpoint={endpoint}", token: endpoint}

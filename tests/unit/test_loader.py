@@ -50,3 +50,57 @@ def test_missing_file(tmp_path):
     with pytest.raises(ProblemList) as caught:
         load_document(tmp_path / "nope.yaml")
     assert caught.value.problems[0].message == "file not found"
+
+
+def test_an_alias_bomb_is_refused_quickly_and_cycles_too(tmp_path):
+    import time
+
+    levels = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    levels += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 30)]  # 9**30 once expanded
+    path = tmp_path / "bomb.yaml"
+    path.write_text("\n".join(levels) + "\ntitle: t\n", encoding="utf-8")
+    started = time.monotonic()
+    with pytest.raises(ProblemList) as caught:
+        load_document(path)
+    assert time.monotonic() - started < 1.0
+    assert str(caught.value) == f"{path}:1: /: YAML aliases expand to more than 100000 nodes"
+    path.write_text("title: t\nx: &x {y: [*x]}\n", encoding="utf-8")
+    with pytest.raises(ProblemList, match="a YAML alias refers to a node that contains it"):
+        load_document(path)
+
+
+def test_line_map_walks_shared_nodes_once(tmp_path):
+    path = tmp_path / "shared.yaml"
+    path.write_text("base: &b {k: [1, 2]}\ncopy: *b\ntitle: t\n", encoding="utf-8")
+    doc = load_document(path)
+    assert doc.data["copy"] is doc.data["base"]
+    assert doc.line_of("/base/k/1") == 1 and doc.line_of("/copy/k/1") == 2  # the alias' own line
+    assert doc.line_of("/title") == 3
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "line", "pointer", "message"),
+    [
+        ("latin1.yaml", b"title: t\nx: caf\xe9\n", 2, "", "not UTF-8 text: invalid byte 0xe9 at byte offset 15"),
+        ("dup.json", b'{"title": "t",\n "title": "u"}', 2, "/title", "duplicate key 'title'"),
+        ("dup.yaml", b"title: t\nm: 1\ntitle: u\n", 3, "", "malformed YAML: duplicate key 'title' (column 1)"),
+        ("keys.yaml", b"title: t\nx:\n  1: a\n", 3, "/x/1", "a key must be a string, got 1 (int); quote it"),
+        ("nan.yaml", b"title: t\nx: [.nan]\n", 2, "/x/0", "NaN is not a number an experiment may use"),
+        ("inf.json", b'{"title": "t",\n "x": 1e400}', 2, "/x", "number out of range: Infinity"),
+        ("big.json", b'{"x": 9223372036854775808}', 1, "/x", "integer out of range: 9.223e+18"),
+        ("deep.yaml", b"title: t\nx: " + b"[" * 70 + b"]" * 70 + b"\n", 2, "/x" + "/0" * 63,
+         "nested more than 64 levels deep"),
+        ("date.yaml", b"title: t\nday: 2024-01-31\n", None, None, None),
+    ],
+)
+def test_hostile_values_are_located(tmp_path, name, raw, line, pointer, message):
+    path = tmp_path / name
+    path.write_bytes(raw)
+    if message is None:  # YAML timestamps stay strings, as in JSON
+        assert load_document(path).data["day"] == "2024-01-31"
+        return
+    with pytest.raises(ProblemList) as caught:
+        load_document(path)
+    problem = caught.value.problems[0]
+    assert (problem.line, problem.pointer) == (line, pointer)
+    assert problem.message.startswith(message), problem.message
