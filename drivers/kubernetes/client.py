@@ -9,10 +9,12 @@ record names it (``environment: kubernetes:<context>``, or ``kubernetes:in-clust
 its undo reaches the same cluster, whatever ``KUBECONFIG`` says when it runs.
 
 Every call goes through :meth:`Connection.call`: raw JSON in and out (no client-side model
-validation, so a record holds exactly what the API server said), an explicit content type
-for patches (kubernetes 37's generated client sends every PATCH as a JSON patch, which a
-real API server rejects for a merge-patch body), a timeout on every request
-(``_request_timeout``) and :func:`kube_errors` around it. ``kubernetes`` is imported lazily.
+validation, so a record holds exactly what the API server said), an explicit patch type (a
+list is a JSON patch, a mapping a JSON merge patch: the same semantics on every resource;
+the generated client would pick JSON patch and its REST layer turn a mapping into a strategic
+merge patch), a timeout on every request (``_request_timeout``, with :func:`retries` that
+never repeat a request that timed out) and :func:`kube_errors` around it. ``kubernetes`` is
+imported lazily.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import Any
 
 from mlchaos.errors import DriverError, TargetNotFound
 
-API_TIMEOUT: tuple[float, float] = (5.0, 30.0)  # (connect, read) seconds, for every request
+API_TIMEOUT: tuple[float, float] = (5.0, 30.0)  # (connect, read) seconds, for every request (see retries())
 POOL_SIZE = 32  # connections to the API server: one per concurrent worker
 ENVIRONMENT_PREFIX = "kubernetes:"
 IN_CLUSTER = "in-cluster"
@@ -183,6 +185,8 @@ def translate(exc: BaseException, what: str, host: str | None = None) -> DriverE
         return DriverError(f"{what}: {_one_line(exc)}")
     if isinstance(exc, urllib3.exceptions.MaxRetryError) and exc.reason is not None:
         exc = exc.reason
+    if isinstance(exc, urllib3.exceptions.NewConnectionError):  # a subclass of ConnectTimeoutError in urllib3 2
+        return DriverError(f"{what}: cannot talk to {api} ({_one_line(exc)})")
     if isinstance(exc, urllib3.exceptions.TimeoutError | TimeoutError):
         return DriverError(f"{what}: {api} did not answer in time ({_one_line(exc)})")
     if isinstance(exc, urllib3.exceptions.HTTPError | OSError):
@@ -241,4 +245,13 @@ def _api_client(where: Where) -> Any:
             kube_config.load_kube_config(config_file=where.kubeconfig, context=where.context,
                                          client_configuration=configuration, persist_config=False)
     configuration.connection_pool_maxsize = POOL_SIZE
+    configuration.retries = retries()
     return client.ApiClient(configuration)
+
+
+def retries() -> Any:
+    """Retry a connection that could not be made (nothing was sent), never a request that timed out reading:
+    a call takes at most about 3 connect timeouts + 1 read timeout."""
+    import urllib3
+
+    return urllib3.Retry(total=2, connect=2, read=0, redirect=0, status=0, other=0, backoff_factor=0.1)

@@ -10,9 +10,8 @@ patch / delete over HTTP; the official ``kubernetes`` client talks to it unchang
 
 * ``metadata.uid``, ``creationTimestamp``, ``resourceVersion`` and ``namespace`` on create;
 * label and field selectors on lists (kmock returns every object of the namespace);
-* patch content types: a mapping sent as a JSON patch (or a list as a merge patch) is refused
-  with 400, as a real server does (kubernetes 37's client sends every PATCH as a JSON patch
-  unless told otherwise);
+* patch content types: a mapping sent as a JSON patch (or a list as a merge patch), or a
+  patch without a content type, is refused, as a real server does;
 * delete preconditions: 409 when ``preconditions.uid`` names another object;
 * an empty list for a known resource that has no object yet (kmock answers 404);
 * a log of every request as (verb, group, resource), for the RBAC tests.

@@ -307,7 +307,7 @@ def _split_terms(text: str) -> list[str]:
     terms.append(current)
     if depth != 0:
         raise DriverError(f"label_selector {text!r}: unbalanced parentheses")
-    return [t for t in terms if t.strip()] if text.strip() else []
+    return terms if text.strip() else []
 
 
 def _text_term(term: str) -> Requirement:
