@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the sandbox's monitoring stack needs (Prometheus + promtool,
-# Alertmanager, blackbox exporter), unless every binary is already there. The packages cannot
-# start their services without systemd: mlchaos runs the binaries itself.
+# Alertmanager, blackbox exporter), the Pushgateway (results as metrics: `mlchaos run --pushgateway`)
+# and Chromium (the test that opens the HTML report in a real headless browser), unless every
+# binary is already there. The packages cannot start their services without systemd: mlchaos (and
+# the tests) run the binaries themselves.
 # Used by `make demo`, `make test` and .ci/run. Needs root (or sudo) when something is missing.
 set -euo pipefail
 BINARIES=(/usr/bin/prometheus /usr/bin/promtool /usr/bin/prometheus-alertmanager
-          /usr/bin/prometheus-blackbox-exporter)
-PACKAGES=(prometheus prometheus-alertmanager prometheus-blackbox-exporter)
+          /usr/bin/prometheus-blackbox-exporter /usr/bin/prometheus-pushgateway /usr/bin/chromium)
+PACKAGES=(prometheus prometheus-alertmanager prometheus-blackbox-exporter prometheus-pushgateway chromium)
 
 missing=0
 for binary in "${BINARIES[@]}"; do
@@ -22,5 +24,7 @@ if [ "$missing" = 1 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends "${PACKAGES[@]}"
 fi
 for binary in "${BINARIES[@]}"; do
-  "$binary" --version 2>&1 | sed -n 1p  # sed reads it all: no SIGPIPE under pipefail
+  # the first line that is not launcher noise (Debian's chromium wrapper may complain on stderr);
+  # awk reads it all: no SIGPIPE under pipefail
+  "$binary" --version 2>&1 | awk '!/^\// && !shown { print; shown = 1 }'
 done
