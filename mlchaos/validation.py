@@ -43,6 +43,7 @@ PROVIDER_KEYS = {
 INJECTED_PARAMETERS = ("configuration", "secrets")
 MAX_SECONDS = 7 * 24 * 3600  # timeouts and pauses: a week (more overflows the OS's timed waits)
 ENV_VAR_TYPES = {"str", "string", "int", "integer", "float", "number", "bytes", "bool", "json"}
+_SINGLE_VARIABLE = re.compile(r"\$\{([^{}$]+)\}")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # would reach a terminal: escape sequences
 _SIMPLE_TYPES: dict[Any, tuple[type, ...]] = {
     int: (int,), float: (int, float), str: (str,), bool: (bool,), list: (list,), dict: (dict,),
@@ -294,16 +295,25 @@ class _Checker:
     def _check_template_seconds(
         self, text: str, pointer: str, what: str, allow_zero: bool = False
     ) -> Iterator[Problem]:
-        """``${name}`` used as seconds: when the configuration knows the value now, it must be a sane number."""
-        found, value = self._configured_value(text[2:-1])
-        if not found:
+        """``${name}`` used as seconds: one configuration value, known now and a sane number (else it would
+        only fail at run time, perhaps in the middle of the rollbacks)."""
+        match = _SINGLE_VARIABLE.fullmatch(text)
+        if match is None:
+            yield self.problem(pointer, f"{what} a number of seconds or a single ${{name}}, got {text!r}")
             return
+        name = match[1]
+        found, value = self._configured_value(name)
+        if not found:
+            if name not in self.variables.configuration and name not in (self.data.get("configuration") or {}) \
+                    and name in self.known_variables():
+                yield self.problem(pointer, f"{what} a number of seconds from the configuration, not the secret {text}")
+            return  # unresolved or unset: reported elsewhere
         try:
             seconds = float(value)
         except (TypeError, ValueError, OverflowError):
             seconds = math.nan
         if isinstance(value, bool) or not (0 <= seconds <= MAX_SECONDS) or (seconds == 0 and not allow_zero):
-            shown = "its value" if self._env_backed(text[2:-1]) else repr(value)
+            shown = "its value" if self._env_backed(name) else repr(value)
             yield self.problem(
                 pointer, f"{what} a positive number of seconds (at most {MAX_SECONDS}), got {shown} from {text}"
             )
@@ -327,9 +337,14 @@ class _Checker:
             return False, None
         key = entry["key"]
         raw = self.variables.environment.get(key, os.environ.get(key, entry.get("default")))
-        if raw is None or entry.get("env_var_type") not in (None, "str", "string", "int", "integer", "float", "number"):
+        if raw is None or entry.get("env_var_type") is None:
+            return raw is not None, raw
+        from chaoslib import convert_to_type
+
+        try:
+            return True, convert_to_type(entry["env_var_type"], raw)
+        except Exception:  # reported by the env check
             return False, None
-        return True, raw
 
     def check_provider(self, provider: Any, pointer: str) -> Iterator[Problem]:
         if not isinstance(provider, dict):

@@ -200,6 +200,7 @@ EXPECTED: dict[str, str | None] = {
     "non-utf8.yaml": "not UTF-8 text: invalid byte 0xe9 at byte offset 10 (column 11)",
     "python-tag.yaml": "could not determine a constructor",
     "secret-scope-list.yaml": "a secrets scope name must be a string",
+    "rollback-timeout-secret.yaml": "timeout must be a number of seconds from the configuration, not the secret",
     "set-value.yaml": "set values are not supported",
     "surrogate.json": "unpaired UTF-16 surrogate",
     "template-timeout.yaml": "timeout must be a positive number",
