@@ -3,11 +3,14 @@
 Pod probes take the faults' selector (``namespace``, ``label_selector``, ``field_selector``,
 ``name_pattern``; an empty selector is an error) and count every matching pod that is not
 labelled ``mlchaos.skip=true``, in any phase (a pod being deleted is not ready). A selector
-that matches no pod at all is TargetNotFound. Every probe only reads (get / list).
+that matches no pod at all is TargetNotFound. Every probe only reads (get / list). ``within``
+(seconds) makes a boolean probe wait for its condition, polling every second.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,12 +25,12 @@ Selector = str | dict[str, Any] | None
 
 def pods_ready(
     namespace: str, label_selector: Selector = None, field_selector: str | None = None,
-    name_pattern: str | None = None, kubeconfig: str | None = None, context: str | None = None,
-    in_cluster: bool | None = None, configuration: dict[str, Any] | None = None,
+    name_pattern: str | None = None, within: float = 0.0, kubeconfig: str | None = None,
+    context: str | None = None, in_cluster: bool | None = None, configuration: dict[str, Any] | None = None,
 ) -> bool:
-    """True when every selected pod is Ready (its Ready condition is True and it is not being deleted)."""
-    return all(pod_ready(p) for p in _pods(namespace, label_selector, field_selector, name_pattern,
-                                           kubeconfig, context, in_cluster, configuration))
+    """True when every selected pod is Ready (Ready condition True, not being deleted), waiting up to `within` s."""
+    return _poll(within, lambda: all(pod_ready(p) for p in _pods(
+        namespace, label_selector, field_selector, name_pattern, kubeconfig, context, in_cluster, configuration)))
 
 
 def ready_pod_count(
@@ -53,18 +56,20 @@ def ready_replicas(
 
 
 def deployment_available(
-    name: str, namespace: str, all_replicas: bool = False, kubeconfig: str | None = None,
+    name: str, namespace: str, all_replicas: bool = False, within: float = 0.0, kubeconfig: str | None = None,
     context: str | None = None, in_cluster: bool | None = None, configuration: dict[str, Any] | None = None,
 ) -> bool:
-    """True when the Deployment's Available condition is True (with `all_replicas`: every desired replica too)."""
+    """True when the Deployment is Available (`all_replicas`: every replica available too), waiting up to `within` s."""
     conn = _connect(namespace, kubeconfig, context, in_cluster, configuration)
-    deployment = read_workload(conn, namespace, "Deployment", name)
-    status = deployment.get("status") or {}
-    available = any(c.get("type") == "Available" and c.get("status") == "True" for c in status.get("conditions") or [])
-    if not all_replicas:
-        return available
-    wanted = int((deployment.get("spec") or {}).get("replicas", 1))
-    return available and int(status.get("availableReplicas") or 0) >= wanted
+
+    def available() -> bool:
+        deployment = read_workload(conn, namespace, "Deployment", name)
+        status = deployment.get("status") or {}
+        found = any(c.get("type") == "Available" and c.get("status") == "True" for c in status.get("conditions") or [])
+        wanted = int((deployment.get("spec") or {}).get("replicas", 1))
+        return found and (not all_replicas or int(status.get("availableReplicas") or 0) >= wanted)
+
+    return _poll(within, available)
 
 
 def restart_counts(
@@ -130,6 +135,20 @@ def event_count(
     """Number of events_since_fault (each counted once, whatever its repeat count)."""
     return len(events_since_fault(namespace, reasons, types, objects, since_seconds, kubeconfig, context,
                                   in_cluster, configuration))
+
+
+def _poll(within: float, check: Callable[[], bool], interval: float = 1.0) -> bool:
+    """``check()``, again every `interval` s until it is true or `within` s have passed; its last answer."""
+    if isinstance(within, bool) or not isinstance(within, int | float) or within < 0:
+        raise DriverError(f"within must be a number of seconds >= 0, got {within!r}")
+    deadline = time.monotonic() + within
+    while True:
+        if check():
+            return True
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        time.sleep(min(interval, left))
 
 
 def _connect(namespace: str, kubeconfig: str | None, context: str | None, in_cluster: bool | None,
