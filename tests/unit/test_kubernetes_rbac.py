@@ -92,7 +92,8 @@ def tour(cluster: EmulatedCluster) -> dict[str, list[ApiCall]]:
     cluster.put(SECRETS, {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
                           "metadata": {"name": "model-server-tls", "namespace": NS},
                           "data": {"tls.crt": b64(certs.cert_pem(cert)), "tls.key": b64(certs.key_pem(key))}})
-    cluster.put(SECRETS, {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "model-serving-ca", "namespace": NS},
+    cluster.put(SECRETS, {"apiVersion": "v1", "kind": "Secret",
+                          "metadata": {"name": "model-serving-ca", "namespace": NS},
                           "data": {"ca.crt": b64(certs.cert_pem(ca.certificate)),
                                    "ca.key": b64(certs.key_pem(ca.key))}})
     cluster.add_deployment(NS, "model-server", replicas=3, labels=APP, annotations={"prometheus.io/scrape": "true"},
