@@ -146,7 +146,7 @@ def test_a_hung_runner_stops_beating_and_its_pause_is_undone(sandbox, tmp_path):
         wait_until(lambda: not _paused(sandbox), timeout=15, what="the guardian to resume the replica")
         waited = time.monotonic() - hung
         print(f"hung runner: pause undone {waited:.2f}s after its last heartbeat could be sent")
-        assert waited >= 1.5
+        assert waited >= 0.9  # timeout 2 s after the last beat, which was at most 1 s before the SIGSTOP
     finally:
         proc.kill()
         proc.communicate(timeout=10)

@@ -86,7 +86,7 @@ def test_the_guardian_recovers_a_runner_whose_heartbeat_stopped(tmp_path, env):
     try:
         stopped = time.monotonic()
         wait_until(lambda: not (tmp_path / "fault").exists(), timeout=10, what="the guardian to remove the fault")
-        assert time.monotonic() - stopped >= 1.0  # not before the heartbeat timeout
+        assert time.monotonic() - stopped >= 0.4  # the last beat was at most 1 s before the SIGSTOP
         recovery = _journal(journal)["mlchaos"]["recoveries"][0]
         assert recovery["by"].startswith("guardian (no heartbeat for")
     finally:
