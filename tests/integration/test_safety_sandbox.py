@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,22 +29,6 @@ from mlchaos.sandbox.manager import Sandbox
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    sandbox = Sandbox(tmp_path_factory.mktemp("safety-state"))
-    try:
-        sandbox.up(replicas=3, timeout=90, monitoring=False)
-        yield sandbox
-    finally:
-        sandbox.down()
-
-
-@pytest.fixture
-def sandbox(box: Sandbox) -> Sandbox:
-    box.up(replicas=3, timeout=90, monitoring=False)  # heal what a test left
-    return box
 
 
 def _env(box: Sandbox) -> dict[str, str]:
