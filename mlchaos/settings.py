@@ -70,12 +70,16 @@ def _check_budgets(value: Any) -> Iterator[tuple[str, str]]:
                 yield f"/{index}/{key}", f"must be a positive number of seconds, got {budget[key]!r}"
 
 
+def _unknown_keys(mapping: dict[Any, Any], allowed: set[str], what: str) -> Iterator[tuple[str, str]]:
+    for key in sorted(set(mapping) - allowed, key=str):
+        yield f"/{key}", f"unknown {what} key {key!r} (use {', '.join(sorted(allowed))})"
+
+
 def _check_scope(scope: Any) -> Iterator[tuple[str, str]]:
     if not isinstance(scope, dict) or not scope:
         yield "", f"a scope must be a non-empty mapping of {', '.join(sorted(SCOPE_KEYS))}, got {scope!r}"
         return
-    for key in sorted(set(scope) - SCOPE_KEYS, key=str):
-        yield f"/{key}", f"unknown scope key {key!r} (use {', '.join(sorted(SCOPE_KEYS))})"
+    yield from _unknown_keys(scope, SCOPE_KEYS, "scope")
     labels = scope.get("labels")
     if labels is not None and (not isinstance(labels, dict) or not labels
                                or not all(isinstance(k, str) and isinstance(v, str | None) for k, v in labels.items())):
@@ -97,8 +101,7 @@ def _check_blast_radius(value: Any) -> Iterator[tuple[str, str]]:
     if not isinstance(value, dict) or not value:
         yield "", f"must be a mapping with any of {', '.join(sorted(BLAST_RADIUS_KEYS))}"
         return
-    for key in sorted(set(value) - BLAST_RADIUS_KEYS, key=str):
-        yield f"/{key}", f"unknown blast_radius key {key!r} (use {', '.join(sorted(BLAST_RADIUS_KEYS))})"
+    yield from _unknown_keys(value, BLAST_RADIUS_KEYS, "blast_radius")
     if "max_targets" in value:
         count = value["max_targets"]
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
