@@ -17,7 +17,7 @@ from pathlib import Path
 
 from mlchaos import runs
 
-POLL_SECONDS = 0.5
+POLL_SECONDS = 0.2
 
 
 def start_guardian(entry: runs.RunEntry, timeout: float) -> int:
