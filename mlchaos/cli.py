@@ -67,6 +67,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("discover", help="list every driver action and probe")
 
+    from mlchaos.gameday import command as gameday_command
+
+    gameday = commands.add_parser("gameday", help="run a suite of experiments now, or on a schedule",
+                                  epilog=gameday_command.GAMEDAY_HELP,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    gameday_command.add_arguments(gameday)
+    _add_var_options(gameday)
+
     sandbox = commands.add_parser("sandbox", help="manage the local ML sandbox")
     sandbox_commands = sandbox.add_subparsers(dest="sandbox_command", metavar="ACTION", required=True)
     up = sandbox_commands.add_parser("up", help="start the reference model replicas")
@@ -119,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         "discover": commands.discover,
         "sandbox": commands.sandbox,
         "rules": commands.rules,
+        "gameday": commands.gameday,
     }[args.command]
     return handler(args)
 

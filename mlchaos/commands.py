@@ -224,6 +224,13 @@ def validate(args: argparse.Namespace) -> int:
     return exitcodes.OK
 
 
+def gameday(args: argparse.Namespace) -> int:
+    """``mlchaos gameday``: run a suite of experiments now, or keep running it on a schedule."""
+    from mlchaos.gameday.command import main
+
+    return main(args)
+
+
 def discover(_args: argparse.Namespace) -> int:
     """``mlchaos discover``: list every driver function with its signature and summary."""
     from mlchaos.discovery import DriverFunction, driver_functions
