@@ -1,0 +1,49 @@
+"""Small text helpers the HTML, JUnit and Markdown renderers share."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from mlchaos.reports.model import RunReport
+
+VERDICT_TEXT = {
+    "held": "HELD",
+    "deviated": "DEVIATED",
+    "activity-failed": "ACTIVITY FAILED",
+    "rollback-failed": "ROLLBACK FAILED",
+    "interrupted": "INTERRUPTED",
+    "refused": "REFUSED",
+    "aborted": "ABORTED",
+    "planned": "PLANNED",
+    "unfinished": "UNFINISHED",
+}
+MEASURED_KINDS = ("time_to_detect", "time_to_notify", "time_to_recover")
+
+
+def verdict_text(verdict: str) -> str:
+    return VERDICT_TEXT.get(verdict, verdict.upper() or "UNKNOWN")
+
+
+def seconds(value: float | None, digits: int = 1) -> str:
+    """'4.6s', or an en dash when there is no value."""
+    return "\u2013" if value is None else f"{value:.{digits}f}s"
+
+
+def duration(value: float) -> str:
+    """A run's (or a suite's) duration: seconds, or minutes and seconds past a minute."""
+    if value < 60:
+        return f"{value:.1f}s"
+    minutes, rest = divmod(value, 60)
+    return f"{int(minutes)}m {rest:04.1f}s"
+
+
+def moment(value: datetime | None) -> str:
+    return "\u2013" if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def now() -> str:
+    return moment(datetime.now(UTC))
+
+
+def exit_text(run: RunReport) -> str:
+    return "\u2013" if run.exit_code is None else str(run.exit_code)

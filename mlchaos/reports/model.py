@@ -1,0 +1,772 @@
+"""A typed report of one run, built from its journal.
+
+Journal dicts are read here and nowhere else in ``mlchaos.reports``: the renderers (HTML,
+JUnit, Markdown, metrics) only see :class:`RunReport` and :class:`Suite`. A journal is user
+input (a file on disk, possibly cut short by a killed runner, possibly edited), so every
+field is optional and read defensively; text is kept as text and escaped by each renderer.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from mlchaos.budgets import KIND_LABELS
+from mlchaos.errors import InvalidInput
+
+MAX_JOURNAL_BYTES = 64 * 1024 * 1024
+VALUE_LIMIT = 200
+
+# what a verdict means for a report: passed, failed (the drill found a problem) or incomplete
+# (the drill did not get to test anything: refused, interrupted, a plan, a runner that died)
+PASSED, FAILED, INCOMPLETE = "passed", "failed", "incomplete"
+FAILED_VERDICTS = frozenset({"deviated", "activity-failed", "aborted", "rollback-failed"})
+PASSED_VERDICTS = frozenset({"held"})
+
+PHASE_BEFORE = "steady state before"
+PHASE_AFTER = "steady state after"
+PHASE_METHOD = "method"
+PHASE_ROLLBACKS = "rollbacks"
+PHASE_RECOVERY = "recovery"
+
+
+@dataclass(frozen=True)
+class Span:
+    """Something that lasted, on the run's timeline (seconds after the run started)."""
+
+    lane: str
+    label: str
+    start: float
+    end: float
+    status: str  # succeeded | failed | running | pending | firing
+
+
+@dataclass(frozen=True)
+class Marker:
+    """A moment on the run's timeline (seconds after the run started)."""
+
+    kind: str  # fault | detected | notified | resolved | notified-resolved | guard
+    label: str
+    at: float
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """Every span and marker of a run, and how long the run lasted."""
+
+    duration: float
+    spans: tuple[Span, ...] = ()
+    markers: tuple[Marker, ...] = ()
+
+    @property
+    def lanes(self) -> list[str]:
+        """Lane names in order of first appearance."""
+        return list(dict.fromkeys(span.lane for span in self.spans))
+
+
+@dataclass(frozen=True)
+class ActivityResult:
+    """One activity of the run: a probe of a hypothesis, a method step, a rollback, a recovery check."""
+
+    phase: str
+    kind: str  # probe | action
+    name: str
+    status: str  # succeeded | failed | running (never finished: the run stopped under it)
+    duration: float | None
+    value: str  # the output, summarised (the actual value of a probe)
+    tolerance: str  # the tolerance as JSON text ("" when the activity has none)
+    tolerance_met: bool | None
+    error: str  # the last line of the exception
+    automatic: bool = False  # a safety-net undo (not declared by the experiment)
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "succeeded" and self.tolerance_met is not False
+
+
+@dataclass(frozen=True)
+class BudgetRow:
+    """A budgeted duration and what was measured."""
+
+    alert: str
+    kind: str
+    budget: float
+    measured: float | None
+    met: bool
+
+    @property
+    def label(self) -> str:
+        return KIND_LABELS.get(self.kind, self.kind)
+
+
+@dataclass(frozen=True)
+class MeasurementRow:
+    """A duration a probe measured, in seconds after the fault."""
+
+    kind: str
+    alert: str
+    seconds: float
+    activity: str
+
+
+@dataclass(frozen=True)
+class TargetHit:
+    """One target of one announced change."""
+
+    action: str
+    driver: str
+    kind: str
+    name: str
+    detail: str  # pid / id / instance / url, as far as the driver reported them
+    environment: str
+    announced_at: datetime | None
+    dry_run: bool
+
+
+@dataclass(frozen=True)
+class KindRadius:
+    """What the run affected of one kind of target."""
+
+    kind: str
+    affected: tuple[str, ...]
+    eligible: int | None
+    fraction: float | None
+    population_unknown: bool
+
+
+@dataclass(frozen=True)
+class BlastRadius:
+    """The declared bounds and what the run affected."""
+
+    bounds: tuple[str, ...] = ()
+    targets: int = 0
+    kinds: tuple[KindRadius, ...] = ()
+    environments: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class GuardResult:
+    """How one guard fared."""
+
+    name: str
+    checks: int
+    last_value: str
+    tripped: bool
+    explanation: str
+    tripped_at: float | None
+
+
+@dataclass(frozen=True)
+class NotificationSeen:
+    """A notification the run's receiver recorded."""
+
+    status: str
+    alertname: str
+    received_at: datetime | None
+    labels: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class FiredAlert:
+    """An alert seen firing during the run (by a probe or in a notification), with its labels."""
+
+    name: str
+    labels: Mapping[str, str]
+    seen_by: str
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """Everything a report shows about one run."""
+
+    experiment_id: str
+    title: str
+    description: str
+    source: str
+    tags: tuple[str, ...]
+    run_id: str
+    verdict: str
+    exit_code: int | None
+    status: str
+    start: datetime | None
+    end: datetime | None
+    duration: float
+    node: str
+    mlchaos_version: str
+    activities: tuple[ActivityResult, ...] = ()
+    hypothesis_probes: tuple[str, ...] = ()  # the names the experiment declares, in order
+    budgets: tuple[BudgetRow, ...] = ()
+    measurements: tuple[MeasurementRow, ...] = ()
+    targets: tuple[TargetHit, ...] = ()
+    blast_radius: BlastRadius = field(default_factory=BlastRadius)
+    guards: tuple[GuardResult, ...] = ()
+    failures: tuple[str, ...] = ()
+    refusals: tuple[str, ...] = ()
+    aborted: str = ""
+    aborted_kind: str = ""
+    interrupted_by: str = ""
+    recoveries: tuple[str, ...] = ()
+    left_undone: tuple[str, ...] = ()
+    notifications: tuple[NotificationSeen, ...] = ()
+    fired_alerts: tuple[FiredAlert, ...] = ()
+    timeline: Timeline = field(default_factory=lambda: Timeline(0.0))
+
+    @classmethod
+    def from_journal(cls, data: Mapping[str, Any]) -> RunReport:
+        """The report of one run, from its journal (the only place journal dicts are read)."""
+        return _JournalReader(data).report()
+
+    @property
+    def outcome(self) -> str:
+        """passed, failed or incomplete (see the module constants)."""
+        if self.verdict in PASSED_VERDICTS:
+            return PASSED
+        if self.verdict == "aborted" and self.aborted_kind == "stop":
+            return INCOMPLETE  # the emergency stop: a person stopped it, the drill did not fail
+        if self.verdict in FAILED_VERDICTS:
+            return FAILED
+        return INCOMPLETE
+
+    @property
+    def passed(self) -> bool:
+        return self.outcome == PASSED
+
+    def measured(self, kind: str) -> float | None:
+        """The fastest measurement of ``kind`` (any alert), as budgets count it."""
+        seen = [m.seconds for m in self.measurements if m.kind == kind]
+        return min(seen) if seen else None
+
+    def phase(self, name: str) -> list[ActivityResult]:
+        return [a for a in self.activities if a.phase == name]
+
+    @property
+    def sort_key(self) -> tuple[str, str]:
+        return (self.start.isoformat() if self.start else "", self.run_id)
+
+
+@dataclass(frozen=True)
+class ExperimentRuns:
+    """Every given run of one experiment, oldest first."""
+
+    experiment_id: str
+    runs: tuple[RunReport, ...]
+
+    @property
+    def latest(self) -> RunReport:
+        return self.runs[-1]
+
+
+@dataclass(frozen=True)
+class Suite:
+    """The runs a report covers, grouped by experiment (a suite, or the history of one drill)."""
+
+    runs: tuple[RunReport, ...]
+
+    @property
+    def experiments(self) -> list[ExperimentRuns]:
+        """One entry per experiment, in order of first appearance; its runs sorted by start time."""
+        groups: dict[str, list[RunReport]] = {}
+        for run in self.runs:
+            groups.setdefault(run.experiment_id, []).append(run)
+        return [ExperimentRuns(key, tuple(sorted(runs, key=lambda r: r.sort_key))) for key, runs in groups.items()]
+
+    @property
+    def latest_runs(self) -> list[RunReport]:
+        return [group.latest for group in self.experiments]
+
+    @property
+    def total_duration(self) -> float:
+        return sum(run.duration for run in self.runs)
+
+    def verdict_counts(self, runs: Iterable[RunReport] | None = None) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for run in self.runs if runs is None else runs:
+            counts[run.verdict] = counts.get(run.verdict, 0) + 1
+        return counts
+
+    def outcome_counts(self) -> dict[str, int]:
+        """passed / failed / incomplete, over the latest run of each experiment."""
+        counts = {PASSED: 0, FAILED: 0, INCOMPLETE: 0}
+        for run in self.latest_runs:
+            counts[run.outcome] += 1
+        return counts
+
+
+# --- loading ------------------------------------------------------------------------------
+def load_journal(path: str | Path) -> dict[str, Any]:
+    """Read one journal file; InvalidInput (naming the file) when it is not a journal."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_JOURNAL_BYTES:
+            raise InvalidInput(f"{path}: {size} bytes, more than the {MAX_JOURNAL_BYTES} a journal may have")
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InvalidInput(f"{path}: cannot read the journal: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except ValueError as exc:
+        raise InvalidInput(f"{path}: not a JSON journal: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("experiment"), dict):
+        raise InvalidInput(f"{path}: not an mlchaos or Chaos Toolkit journal (no 'experiment' object)")
+    return data
+
+
+def build_suite(journals: Iterable[str | Path | Mapping[str, Any] | RunReport]) -> Suite:
+    """A suite from journal files, journal dicts or reports (in any mix)."""
+    runs = []
+    for item in journals:
+        if isinstance(item, RunReport):
+            runs.append(item)
+        elif isinstance(item, Mapping):
+            runs.append(RunReport.from_journal(item))
+        else:
+            runs.append(RunReport.from_journal(load_journal(item)))
+    return Suite(tuple(runs))
+
+
+class _JournalReader:
+    """Reads one journal into a :class:`RunReport`."""
+
+    def __init__(self, data: Mapping[str, Any]):
+        self.data = data
+        self.experiment = _mapping(data.get("experiment"))
+        self.extra = _mapping(data.get("mlchaos"))
+        self.start = _time(data.get("start"))
+        self.end = _time(data.get("end"))
+
+    def report(self) -> RunReport:
+        data, extra, experiment = self.data, self.extra, self.experiment
+        activities = self._activities()
+        targets = self._targets()
+        budgets = self._budgets()
+        guards = self._guards()
+        aborted = _mapping(extra.get("aborted"))
+        status = _text(data.get("status")) or "unknown"
+        verdict = _text(extra.get("verdict")) or ("unfinished" if status == "running" else status)
+        duration = _number(data.get("duration"))
+        if duration is None:
+            duration = (self.end - self.start).total_seconds() if self.start and self.end else 0.0
+        notifications = self._notifications()
+        report = RunReport(
+            experiment_id=experiment_id(_text(extra.get("source")), _text(experiment.get("title"))),
+            title=_text(experiment.get("title")) or "(untitled experiment)",
+            description=_text(experiment.get("description")),
+            source=_text(extra.get("source")),
+            tags=tuple(_text(t) for t in _sequence(experiment.get("tags")) if _text(t)),
+            run_id=_text(extra.get("run_id")) or (self.start.strftime("%Y%m%dT%H%M%S") if self.start else ""),
+            verdict=verdict,
+            exit_code=_integer(extra.get("exit_code")),
+            status=status,
+            start=self.start,
+            end=self.end,
+            duration=max(duration, 0.0),
+            node=_text(data.get("node")),
+            mlchaos_version=_text(extra.get("version")),
+            activities=tuple(activities),
+            hypothesis_probes=tuple(
+                _text(_mapping(p).get("name")) for p in
+                _sequence(_mapping(experiment.get("steady-state-hypothesis")).get("probes"))
+            ),
+            budgets=tuple(budgets),
+            measurements=tuple(self._measurements()),
+            targets=tuple(targets),
+            blast_radius=self._blast_radius(),
+            guards=tuple(guards),
+            failures=tuple(self._failures(activities, budgets)),
+            refusals=tuple(_text(r) for r in _sequence(extra.get("refused"))),
+            aborted=_text(aborted.get("message")),
+            aborted_kind=_text(aborted.get("kind")),
+            interrupted_by=_text(extra.get("interrupted_by")),
+            recoveries=tuple(self._recoveries()),
+            left_undone=tuple(_text(n) for n in _sequence(extra.get("rollbacks_left_undone"))),
+            notifications=tuple(notifications),
+            fired_alerts=tuple(self._fired_alerts(notifications)),
+            timeline=self._timeline(duration, notifications, guards),
+        )
+        return report
+
+    # --- activities -----------------------------------------------------------------------
+    def _entries(self) -> list[tuple[str, Mapping[str, Any]]]:
+        states = _mapping(self.data.get("steady_states"))
+        found: list[tuple[str, Mapping[str, Any]]] = []
+        for phase, section in (
+            (PHASE_BEFORE, _mapping(states.get("before")).get("probes")),
+            (PHASE_METHOD, self.data.get("run")),
+            (PHASE_AFTER, _mapping(states.get("after")).get("probes")),
+            (PHASE_ROLLBACKS, self.data.get("rollbacks")),
+            (PHASE_RECOVERY, _mapping(self.extra.get("recovery")).get("probes")),
+        ):
+            found.extend((phase, _mapping(entry)) for entry in _sequence(section))
+        return found
+
+    def _activities(self) -> list[ActivityResult]:
+        results = []
+        for phase, entry in self._entries():
+            activity = _mapping(entry.get("activity"))
+            tolerance = activity.get("tolerance")
+            met = entry.get("tolerance_met")
+            results.append(ActivityResult(
+                phase=phase,
+                kind=_text(activity.get("type")) or "probe",
+                name=_text(activity.get("name")) or "(unnamed)",
+                status=_text(entry.get("status")) or "unknown",
+                duration=_number(entry.get("duration")),
+                value=summarise(entry.get("output")),
+                tolerance="" if tolerance is None else _compact(tolerance),
+                tolerance_met=met if isinstance(met, bool) else None,
+                error=exception_message(entry.get("exception")),
+                automatic=entry.get("automatic") is True,
+            ))
+        return results
+
+    def _failures(self, activities: list[ActivityResult], budgets: list[BudgetRow]) -> list[str]:
+        failures = []
+        states = _mapping(self.data.get("steady_states"))
+        if _mapping(states.get("before")).get("steady_state_met") is False:
+            failures.append("steady state not met before the method: the method did not run")
+        for activity in activities:
+            where = f"{activity.phase}: {activity.kind} {activity.name}"
+            if activity.status == "running":
+                failures.append(f"{where}: still running when the run stopped")
+            elif activity.status != "succeeded":
+                failures.append(f"{where} failed: {activity.error or activity.status}")
+            elif activity.tolerance_met is False:
+                failures.append(f"{where}: tolerance {activity.tolerance} not met, actual value {activity.value}")
+        for budget in budgets:
+            if budget.measured is None:
+                failures.append(f"{budget.label} {budget.alert}: not measured (budget {budget.budget:g}s)")
+            elif not budget.met:
+                failures.append(f"{budget.label} {budget.alert}: {budget.measured:.1f}s exceeds the budget of "
+                                f"{budget.budget:g}s")
+        if _mapping(self.extra.get("recovery")).get("recovered") is False:
+            failures.append("the system did not return to its steady state after the rollbacks")
+        internal = _text(self.extra.get("internal_error"))
+        if internal:
+            failures.append(f"internal error: {exception_message(internal)}")
+        return failures
+
+    # --- mlchaos' sections ----------------------------------------------------------------
+    def _budgets(self) -> list[BudgetRow]:
+        rows = []
+        for item in _sequence(self.extra.get("budgets")):
+            item = _mapping(item)
+            budget = _number(item.get("budget"))
+            if budget is None:
+                continue
+            measured = _number(item.get("measured"))
+            rows.append(BudgetRow(_text(item.get("alert")), _text(item.get("kind")), budget, measured,
+                                  measured is not None and measured <= budget))
+        return rows
+
+    def _measurements(self) -> list[MeasurementRow]:
+        rows = []
+        for item in _sequence(self.extra.get("measurements")):
+            item = _mapping(item)
+            seconds = _number(item.get("seconds"))
+            if seconds is not None:
+                rows.append(MeasurementRow(_text(item.get("kind")), _text(item.get("alert")), seconds,
+                                           _text(item.get("activity"))))
+        return rows
+
+    def _changes(self) -> list[Mapping[str, Any]]:
+        return [_mapping(c) for c in _sequence(self.extra.get("changes"))]
+
+    def _targets(self) -> list[TargetHit]:
+        hits = []
+        for change in self._changes():
+            targets = _sequence(change.get("targets")) or [{}]
+            for target in targets:
+                target = _mapping(target)
+                details = _mapping(target.get("details"))
+                detail = ", ".join(f"{k} {_text(details[k])}" for k in ("pid", "id", "instance", "url", "path")
+                                   if details.get(k) not in (None, ""))
+                hits.append(TargetHit(
+                    action=_text(change.get("action")), driver=_text(change.get("driver")),
+                    kind=_text(target.get("kind")), name=_text(target.get("name")), detail=detail,
+                    environment=_text(change.get("environment")), announced_at=_time(change.get("announced_at")),
+                    dry_run=change.get("dry_run") is True,
+                ))
+        return hits
+
+    def _blast_radius(self) -> BlastRadius:
+        radius = _mapping(self.extra.get("blast_radius"))
+        kinds = []
+        for kind, item in _mapping(radius.get("by_kind")).items():
+            item = _mapping(item)
+            kinds.append(KindRadius(
+                kind=_text(kind), affected=tuple(_text(a) for a in _sequence(item.get("affected"))),
+                eligible=_integer(item.get("eligible")), fraction=_number(item.get("fraction")),
+                population_unknown=item.get("population_unknown") is True,
+            ))
+        return BlastRadius(
+            bounds=tuple(_text(b) for b in _sequence(radius.get("bounds"))),
+            targets=_integer(radius.get("targets")) or 0, kinds=tuple(kinds),
+            environments=tuple(_text(e) for e in _sequence(radius.get("environments"))),
+        )
+
+    def _guards(self) -> list[GuardResult]:
+        guards = []
+        for item in _sequence(self.extra.get("guards")):
+            item = _mapping(item)
+            guards.append(GuardResult(
+                name=_text(item.get("name")), checks=_integer(item.get("checks")) or 0,
+                last_value=summarise(item.get("last_value")), tripped=item.get("tripped") is True,
+                explanation=_text(item.get("explanation")), tripped_at=_number(item.get("tripped_at")),
+            ))
+        return guards
+
+    def _recoveries(self) -> list[str]:
+        lines = []
+        for item in _sequence(self.extra.get("recoveries")):
+            item = _mapping(item)
+            results = [_mapping(r) for r in _sequence(item.get("results"))]
+            done = ", ".join(
+                f"{_text(r.get('action'))} on {', '.join(_text(t) for t in _sequence(r.get('targets'))) or 'nothing'}"
+                f": {_text(r.get('status'))}" + (f" ({_text(r.get('error'))})" if r.get("error") else "")
+                for r in results
+            )
+            lines.append(f"{_text(item.get('by')) or 'recovery'} at {_text(item.get('at'))}: "
+                         f"{'ok' if item.get('ok') else 'NOT ALL UNDONE'}; {done or 'nothing recorded'}")
+        return lines
+
+    def _notifications(self) -> list[NotificationSeen]:
+        block = _mapping(self.extra.get("notifications"))
+        seen = []
+        for item in _sequence(block.get("notifications")):
+            item = _mapping(item)
+            received = _number(item.get("received_at"))
+            seen.append(NotificationSeen(
+                status=_text(item.get("status")), alertname=_text(item.get("alertname")),
+                received_at=datetime.fromtimestamp(received, UTC) if received is not None else None,
+                labels=_labels(item.get("labels")),
+            ))
+        return seen
+
+    def _fired_alerts(self, notifications: list[NotificationSeen]) -> list[FiredAlert]:
+        """Alerts seen firing: firing notifications, and the outputs of probes that saw an alert fire."""
+        fired = [FiredAlert(n.alertname or n.labels.get("alertname", ""), n.labels, "notification")
+                 for n in notifications if n.status == "firing"]
+        for _phase, entry in self._entries():
+            output = entry.get("output")
+            if not isinstance(output, Mapping):
+                continue
+            labels = _labels(output.get("labels"))
+            if labels and (output.get("state") == "firing" or output.get("status") == "firing"):
+                name = labels.get("alertname") or _text(output.get("alert"))
+                fired.append(FiredAlert(name, labels, f"probe {_text(_mapping(entry.get('activity')).get('name'))}"))
+        return fired
+
+    # --- the timeline ---------------------------------------------------------------------
+    def _offset(self, moment: datetime | None) -> float | None:
+        if moment is None or self.start is None:
+            return None
+        return (moment - self.start).total_seconds()
+
+    def _timeline(self, duration: float, notifications: list[NotificationSeen],
+                  guards: list[GuardResult]) -> Timeline:
+        spans: list[Span] = []
+        markers: list[Marker] = []
+        ends: list[float] = [duration]
+        entries = self._entries()
+        phase_starts = [(phase, self._offset(_time(e.get("start")))) for phase, e in entries]
+        for phase, entry in entries:
+            begin = self._offset(_time(entry.get("start")))
+            if begin is None:
+                continue  # automatic undos carry no start; nothing to place
+            finish = self._offset(_time(entry.get("end")))
+            status = _text(entry.get("status")) or "unknown"
+            if finish is None:  # the run stopped under it: it lasted until the next phase began
+                later = [at for p, at in phase_starts if p != phase and at is not None and at > begin]
+                finish = min(later) if later else max(duration, begin)
+            if entry.get("tolerance_met") is False:
+                status = "failed"
+            name = _text(_mapping(entry.get("activity")).get("name"))
+            spans.append(Span(phase, name, begin, finish, status))
+            ends.append(finish)
+        applied = [c for c in self._changes() if c.get("dry_run") is not True]
+        faults = [(at, c) for c in applied if (at := self._offset(_time(c.get("announced_at")))) is not None]
+        for at, change in faults:
+            names = ", ".join(_text(_mapping(t).get("name")) for t in _sequence(change.get("targets")))
+            markers.append(Marker("fault", f"fault: {_text(change.get('action'))} -> {names}", at))
+        fault_times = sorted(at for at, _ in faults)
+        starts = {_text(_mapping(e.get("activity")).get("name")): self._offset(_time(e.get("start")))
+                  for _p, e in self._entries()}
+        kinds = {"time_to_detect": "detected", "time_to_recover": "resolved",
+                 "time_to_notify": "notified", "time_to_notify_resolved": "notified-resolved"}
+        firing_at: dict[str, float] = {}
+        resolved_at: dict[str, float] = {}
+        for measurement in self._measurements():
+            fault = _fault_before(fault_times, starts.get(measurement.activity))
+            if fault is None or measurement.kind not in kinds:
+                continue
+            at = fault + measurement.seconds
+            label = KIND_LABELS.get(measurement.kind, measurement.kind)
+            if measurement.kind in ("time_to_detect", "time_to_recover"):  # notifications come from the receiver
+                markers.append(Marker(kinds[measurement.kind],
+                                      f"{label} {measurement.alert}: {measurement.seconds:.1f}s", at))
+            if measurement.kind == "time_to_detect":
+                firing_at.setdefault(measurement.alert, at)
+            elif measurement.kind == "time_to_recover":
+                resolved_at.setdefault(measurement.alert, at)
+            ends.append(at)
+        pending_at = self._pending_times()
+        for alert in dict.fromkeys([*pending_at, *firing_at]):
+            lane = f"alert {alert}"
+            fired = firing_at.get(alert)
+            pending = pending_at.get(alert)
+            if pending is not None and (fired is None or pending < fired):
+                spans.append(Span(lane, f"{alert} pending", pending, fired if fired is not None else pending,
+                                  "pending"))
+            if fired is not None:
+                spans.append(Span(lane, f"{alert} firing", fired, resolved_at.get(alert, max(ends)), "firing"))
+        for notification in notifications:
+            at = self._offset(notification.received_at)
+            if at is None:
+                continue
+            kind = "notified-resolved" if notification.status == "resolved" else "notified"
+            markers.append(Marker(kind, f"notification {notification.status}: {notification.alertname}", at))
+            ends.append(at)
+        for guard in guards:
+            if guard.tripped and guard.tripped_at is not None:
+                markers.append(Marker("guard", f"guard {guard.name} tripped: {guard.explanation}", guard.tripped_at))
+        rollbacks = [at for p, at in phase_starts if p == PHASE_ROLLBACKS and at is not None]
+        stopped_by = self._stopped_by(guards)
+        if stopped_by and rollbacks:  # when the stop came is not recorded: the rollbacks it started are
+            markers.append(Marker("stop", f"{stopped_by}: rolling back", min(rollbacks)))
+        total = max([*ends, *(m.at for m in markers), 0.0])
+        return Timeline(total, tuple(spans), tuple(sorted(markers, key=lambda m: m.at)))
+
+    def _stopped_by(self, guards: list[GuardResult]) -> str:
+        """What stopped the run before its end (a signal, an abort that is not a guard's), if anything."""
+        interrupted = _text(self.extra.get("interrupted_by"))
+        if interrupted:
+            return f"interrupted by {interrupted}"
+        aborted = _mapping(self.extra.get("aborted"))
+        if aborted and not any(g.tripped for g in guards):
+            return f"aborted: {_text(aborted.get('message'))}"
+        if self.extra.get("refused"):
+            return "refused"
+        return ""
+
+    def _pending_times(self) -> dict[str, float]:
+        """When each alert became active (pending), from the outputs of the probes that waited for it."""
+        found: dict[str, float] = {}
+        for _phase, entry in self._entries():
+            output = entry.get("output")
+            if isinstance(output, Mapping) and output.get("active_at") and output.get("alert"):
+                at = self._offset(_time(output.get("active_at")))
+                if at is not None:
+                    found.setdefault(_text(output["alert"]), at)
+        return found
+
+
+# --- helpers ------------------------------------------------------------------------------
+def experiment_id(source: str, title: str) -> str:
+    """A short, stable name for an experiment: its file's stem, else its title as a slug."""
+    if source:
+        stem = Path(source).name
+        for suffix in (".yaml", ".yml", ".json"):
+            if stem.endswith(suffix):
+                stem = stem[: -len(suffix)]
+        if stem:
+            return stem
+    slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
+    return slug[:80] or "experiment"
+
+
+def summarise(value: Any, limit: int = VALUE_LIMIT) -> str:
+    """An activity output as one line of text (change records as 'action -> targets')."""
+    if value is None:
+        return ""
+    if isinstance(value, Mapping) and value.get("mlchaos_change") == 1:
+        names = ", ".join(_text(_mapping(t).get("name")) for t in _sequence(value.get("targets")))
+        text = f"{_text(value.get('action'))} -> {names}" if names else _text(value.get("action"))
+    elif isinstance(value, Mapping):
+        parts = []
+        for key, item in value.items():
+            if isinstance(item, (str, int, float, bool)) or item is None:
+                parts.append(f"{key}={item}")
+            elif isinstance(item, list) and all(isinstance(i, (str, int, float)) for i in item):
+                parts.append(f"{key}=[{', '.join(map(str, item))}]")
+        text = " ".join(parts) or _compact(value)
+    elif isinstance(value, str):
+        text = value
+    else:
+        text = _compact(value)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def exception_message(exception: Any) -> str:
+    """The last line of an activity's exception (a traceback list or a string), without module paths."""
+    if isinstance(exception, (list, tuple)):
+        exception = "".join(_text(line) for line in exception)
+    lines = [line.strip() for line in _text(exception).splitlines() if line.strip()]
+    if not lines:
+        return ""
+    message = lines[-1]
+    message = re.sub(r"^(?:chaoslib\.exceptions\.)?ActivityFailed: (?=[\w.]+: )", "", message)  # chaoslib's wrapper
+    return re.sub(r"^(?:[A-Za-z_]\w*\.)+(?=[A-Za-z_]\w*: )", "", message)
+
+
+def _fault_before(fault_times: Sequence[float], moment: float | None) -> float | None:
+    """The latest fault applied before ``moment`` (measurements count from the last fault)."""
+    if not fault_times:
+        return None
+    if moment is None:
+        return fault_times[-1]
+    earlier = [t for t in fault_times if t <= moment + 1e-6]
+    return earlier[-1] if earlier else fault_times[0]
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _sequence(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, (list, tuple)) else []
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else str(value)
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    number = float(value)
+    return number if number == number and abs(number) != float("inf") else None
+
+
+def _integer(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _labels(value: Any) -> dict[str, str]:
+    return {_text(k): _text(v) for k, v in _mapping(value).items()}
+
+
+def _compact(value: Any) -> str:
+    try:
+        return json.dumps(value, separators=(",", ":"), default=str, sort_keys=False)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _time(value: Any) -> datetime | None:
+    """An ISO 8601 timestamp (Prometheus' nanoseconds and 'Z' included) as an aware datetime."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

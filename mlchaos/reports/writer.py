@@ -1,0 +1,83 @@
+"""Write a suite's reports to files (what ``mlchaos report``, ``run --report-dir`` and a suite runner call)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from mlchaos.errors import InvalidInput
+from mlchaos.reports.html import render_html
+from mlchaos.reports.junit import render_junit
+from mlchaos.reports.markdown import render_markdown
+from mlchaos.reports.model import RunReport, Suite, build_suite
+
+RENDERERS: dict[str, Callable[[Suite], str]] = {"html": render_html, "junit": render_junit,
+                                                "markdown": render_markdown}
+FILE_NAMES = {"html": "report.html", "junit": "junit.xml", "markdown": "report.md"}
+FORMATS = tuple(RENDERERS)
+
+Journals = Iterable[str | os.PathLike[str] | Mapping[str, Any] | RunReport]
+
+
+def render(suite: Suite, format: str) -> str:  # noqa: A002 - the word users know
+    """One report of ``suite`` as text: ``html``, ``junit`` or ``markdown``."""
+    try:
+        renderer = RENDERERS[format]
+    except KeyError:
+        raise InvalidInput(f"unknown report format {format!r}; known: {', '.join(FORMATS)}") from None
+    return renderer(suite)
+
+
+def write_reports(journals: Journals, out_dir: str | os.PathLike[str],
+                  formats: Iterable[str] = FORMATS) -> dict[str, Path]:
+    """Write the reports of ``journals`` (paths, journal dicts or RunReports) into ``out_dir``.
+
+    Files: report.html, junit.xml, report.md (each written atomically). Returns {format: path}.
+    Raises InvalidInput for an unreadable journal or an unknown format, before writing anything.
+    """
+    formats = list(dict.fromkeys(formats))
+    for name in formats:
+        if name not in RENDERERS:
+            raise InvalidInput(f"unknown report format {name!r}; known: {', '.join(FORMATS)}")
+    suite = build_suite(journals)
+    if not suite.runs:
+        raise InvalidInput("no journal to report on")
+    texts = {name: render(suite, name) for name in formats}
+    directory = Path(out_dir)
+    written = {}
+    for name, text in texts.items():
+        path = directory / FILE_NAMES[name]
+        atomic_write_text(path, text)
+        written[name] = path
+    return written
+
+
+def write_files(journals: Journals, targets: Mapping[str, str | os.PathLike[str]]) -> dict[str, Path]:
+    """Write each requested format to its own file: ``{"html": "out.html", ...}``."""
+    suite = build_suite(journals)
+    if not suite.runs:
+        raise InvalidInput("no journal to report on")
+    texts = {name: render(suite, name) for name in targets}
+    written = {}
+    for name, target in targets.items():
+        atomic_write_text(Path(target), texts[name])
+        written[name] = Path(target)
+    return written
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` at once: a temporary file in the same folder, fsynced, then renamed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)  # readable by a textfile collector running as another user
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
