@@ -172,7 +172,13 @@ class Runner:
         previous = self._install_signal_handlers()
         self.context = runcontext.RunContext(receiver=receiver, dry_run=self.dry_run)
         if not self.dry_run:
-            self.entry = runs.register(self.journal_path, self.experiment.title, str(self.experiment.source))
+            try:
+                self.entry = runs.register(self.journal_path, self.experiment.title, str(self.experiment.source))
+            except OSError as exc:
+                self._restore_signal_handlers(previous)
+                if receiver is not None:
+                    receiver.stop()
+                raise InvalidInput(f"cannot register the run in {runs.runs_dir()} (MLCHAOS_STATE_DIR): {exc}") from None
             self.journal.extra["run_id"] = self.entry.run_id
         self.monitor = RunMonitor(
             on_abort=self.abort, entry=self.entry,
