@@ -46,12 +46,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     """Run the ``gameday`` command."""
     from mlchaos import exitcodes
-    from mlchaos.gameday.suite import check_suite, load_gameday
+    from mlchaos.gameday.suite import load_suite
     from mlchaos.problems import ProblemList
 
     try:
-        gameday = load_gameday(args.file)
-        checked = check_suite(gameday, args.var, args.var_file)
+        gameday, checked = load_suite(args.file, args.var, args.var_file)
     except ProblemList as exc:
         _print_problems(exc.problems)
         return exitcodes.INVALID
@@ -173,7 +172,7 @@ def _serve(gameday: Any, calendar: Any, cron: Any, args: argparse.Namespace) -> 
     from mlchaos.gameday.progress import ProgressConsole
     from mlchaos.gameday.runner import StopRequest, SuiteRunner
     from mlchaos.gameday.scheduler import Scheduler
-    from mlchaos.gameday.suite import check_suite, load_gameday
+    from mlchaos.gameday.suite import load_suite
     from mlchaos.problems import ProblemList
 
     parent = Path(args.out or ".")
@@ -183,8 +182,7 @@ def _serve(gameday: Any, calendar: Any, cron: Any, args: argparse.Namespace) -> 
 
     def run_suite(fire: datetime) -> int:
         try:  # the experiments may have changed since the last run: validate every one again
-            current = load_gameday(args.file)
-            checked = check_suite(current, args.var, args.var_file)
+            current, checked = load_suite(args.file, args.var, args.var_file)
         except ProblemList as exc:
             _print_problems(exc.problems)
             return exitcodes.INVALID

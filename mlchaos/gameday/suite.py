@@ -109,26 +109,50 @@ def load_gameday(path: str | Path) -> GameDay:
     return _build(doc)
 
 
+def load_suite(path: str | Path, var: list[str] | None = None, var_files: list[str] | None = None,
+               ) -> tuple[GameDay, list[CheckedExperiment]]:
+    """Read a game-day file and validate every experiment it names; raise ProblemList with every problem
+    of both (the experiments of a game-day file with problems are still checked, where they can be)."""
+    doc = read_document(path)
+    checker = _Checker(doc)
+    problems = list(checker.check())
+    if problems:
+        usable = _entries(doc, checker.clean_items, checker.suite_vars, checker.suite_var_files)
+        problems += _check_entries(usable, var, var_files)[1]
+        raise ProblemList(problems)
+    gameday = _build(doc)
+    checked, problems = _check_entries(gameday.entries, var, var_files)
+    if problems:
+        raise ProblemList(problems)
+    return gameday, checked
+
+
 def check_suite(gameday: GameDay, var: list[str] | None = None, var_files: list[str] | None = None,
                 ) -> list[CheckedExperiment]:
     """Validate every experiment of the suite with its variables (the file's, then the command line's);
     raise ProblemList with the problems of all of them."""
+    checked, problems = _check_entries(gameday.entries, var, var_files)
+    if problems:
+        raise ProblemList(problems)
+    return checked
+
+
+def _check_entries(entries: tuple[SuiteEntry, ...] | list[SuiteEntry], var: list[str] | None,
+                   var_files: list[str] | None) -> tuple[list[CheckedExperiment], list[Problem]]:
     from mlchaos.commands import load_checked
 
     checked: list[CheckedExperiment] = []
     problems: list[Problem] = []
-    for index, entry in enumerate(gameday.entries, start=1):
+    for index, entry in enumerate(entries, start=1):
         try:
             experiment, variables = load_checked(
                 str(entry.path), [*entry.var_args(), *(var or [])],
                 [*(str(p) for p in entry.var_files), *(var_files or [])])
         except ProblemList as exc:
-            problems.extend(exc.problems)
+            problems.extend(p for p in exc.problems if p not in problems)  # a file named twice: once
             continue
         checked.append(CheckedExperiment(index, entry, experiment, variables))
-    if problems:
-        raise ProblemList(problems)
-    return checked
+    return checked, problems
 
 
 def _var_arg(name: str, value: Any) -> str:
@@ -150,6 +174,10 @@ class _Checker:
     def __init__(self, doc: Document):
         self.doc = doc
         self.base = doc.path.parent
+        self.clean_items: list[tuple[int, Any]] = []  # (index, entry) of the experiments without a problem
+        self.suite_vars: dict[str, Any] = {}
+        self.suite_var_files: list[str] = []
+        self._total = 0
 
     def problem(self, pointer: str, message: str) -> Problem:
         return self.doc.problem(pointer, message)
@@ -166,8 +194,10 @@ class _Checker:
         if "description" in data and not isinstance(data["description"], str):
             yield self.problem("/description", "must be a string")
         yield from self._experiments(data.get("experiments"), "experiments" in data)
-        yield from self._vars(data.get("vars"), "/vars")
-        yield from self._var_files(data.get("var_files"), "/var_files")
+        problems = [*self._vars(data.get("vars"), "/vars"), *self._var_files(data.get("var_files"), "/var_files")]
+        yield from problems
+        if not problems:
+            self.suite_vars, self.suite_var_files = data.get("vars") or {}, data.get("var_files") or []
         if "cool_down" in data and not _seconds(data["cool_down"], MAX_COOL_DOWN):
             yield self.problem("/cool_down", f"must be a number of seconds from 0 to {MAX_COOL_DOWN}, "
                                              f"got {data['cool_down']!r}")
@@ -190,31 +220,36 @@ class _Checker:
         if not isinstance(items, list) or not items:
             yield self.problem("/experiments", "must be a non-empty list of experiment files or globs")
             return
-        total = 0
         for index, item in enumerate(items):
-            pointer = f"/experiments/{index}"
-            if isinstance(item, dict):
-                yield from self._unknown_keys(item, pointer, ENTRY_KEYS)
-                yield from self._vars(item.get("vars"), f"{pointer}/vars")
-                yield from self._var_files(item.get("var_files"), f"{pointer}/var_files")
-                if "path" not in item:
-                    yield self.problem(pointer, "an experiment entry needs a 'path' (a file or a glob)")
-                    continue
-                spec, pointer = item["path"], f"{pointer}/path"
-            else:
-                spec = item
-            if not isinstance(spec, str) or not spec.strip():
-                yield self.problem(pointer, f"must be a path or glob (a string), got {spec!r}")
-                continue
-            found = _expand(self.base, spec, self.doc.path)
-            total += len(found)
-            if not found:
-                kind = "glob" if glob.has_magic(spec) else "file"
-                yield self.problem(pointer, f"{kind} {spec!r} matches no experiment file "
-                                            f"(paths are relative to {self.base})")
-        if total > MAX_EXPERIMENTS:
+            problems = list(self._entry(index, item))
+            yield from problems
+            if not problems:
+                self.clean_items.append((index, item))
+        if self._total > MAX_EXPERIMENTS:
             yield self.problem("/experiments", f"a suite runs at most {MAX_EXPERIMENTS} experiments, "
-                                               f"these entries name {total}")
+                                               f"these entries name {self._total}")
+
+    def _entry(self, index: int, item: Any) -> Iterator[Problem]:
+        pointer = f"/experiments/{index}"
+        if isinstance(item, dict):
+            yield from self._unknown_keys(item, pointer, ENTRY_KEYS)
+            yield from self._vars(item.get("vars"), f"{pointer}/vars")
+            yield from self._var_files(item.get("var_files"), f"{pointer}/var_files")
+            if "path" not in item:
+                yield self.problem(pointer, "an experiment entry needs a 'path' (a file or a glob)")
+                return
+            spec, pointer = item["path"], f"{pointer}/path"
+        else:
+            spec = item
+        if not isinstance(spec, str) or not spec.strip():
+            yield self.problem(pointer, f"must be a path or glob (a string), got {spec!r}")
+            return
+        found = _expand(self.base, spec, self.doc.path)
+        self._total += len(found)
+        if not found:
+            kind = "glob" if glob.has_magic(spec) else "file"
+            yield self.problem(pointer, f"{kind} {spec!r} matches no experiment file "
+                                        f"(paths are relative to {self.base})")
 
     def _vars(self, value: Any, pointer: str) -> Iterator[Problem]:
         if value is None:
@@ -376,20 +411,27 @@ def _exclusion(item: Any) -> Exclusion:
 # --- building -----------------------------------------------------------------------------------
 
 
-def _build(doc: Document) -> GameDay:
-    data, base = doc.data, doc.path.parent
-    suite_vars = dict(data.get("vars") or {})
-    suite_files = tuple(base / f for f in data.get("var_files") or [])
+def _entries(doc: Document, items: list[tuple[int, Any]], suite_vars: dict[str, Any],
+             suite_var_files: list[str]) -> list[SuiteEntry]:
+    """The suite's experiments: each entry's files (a glob's matches), with the suite's variables and its own."""
+    base = doc.path.parent
     entries = []
-    for index, item in enumerate(data["experiments"]):
+    for index, item in items:
         spec = item["path"] if isinstance(item, dict) else item
         own = item if isinstance(item, dict) else {}
         for path in _expand(base, spec, doc.path):
             entries.append(SuiteEntry(
                 path=path, pointer=f"/experiments/{index}",
                 vars={**suite_vars, **(own.get("vars") or {})},
-                var_files=suite_files + tuple(base / f for f in own.get("var_files") or []),
+                var_files=tuple(base / f for f in [*suite_var_files, *(own.get("var_files") or [])]),
             ))
+    return entries
+
+
+def _build(doc: Document) -> GameDay:
+    data = doc.data
+    entries = _entries(doc, list(enumerate(data["experiments"])), dict(data.get("vars") or {}),
+                       list(data.get("var_files") or []))
     schedule = data.get("schedule") or {}
     timezone = parse_zone(schedule["timezone"]) if "timezone" in schedule else ZoneInfo("UTC")
     calendar = Calendar(

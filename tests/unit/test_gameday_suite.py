@@ -10,7 +10,7 @@ import pytest
 import yaml
 from builders import py
 
-from mlchaos.gameday.suite import check_suite, load_gameday
+from mlchaos.gameday.suite import check_suite, load_gameday, load_suite
 from mlchaos.problems import ProblemList
 
 
@@ -210,3 +210,18 @@ def test_an_unresolved_variable_is_found_before_anything_runs(tmp_path):
 experiments: [{path: a.json, vars: {nowhere: here}}]
 """)))
     assert checked.variables.configuration == {"nowhere": "here"}
+
+
+def test_load_suite_reports_the_files_problems_and_its_experiments_at_once(tmp_path):
+    _experiment(tmp_path / "good.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"title": "bad", "method": [py("go", "typed", count="three")]}), encoding="utf-8")
+    path = _gameday(tmp_path, "title: t\nexperiments: [good.json, bad.json, {path: bad.json, vars: {x: [1]}}]\n"
+                              "cool_down: soon\n")
+    with pytest.raises(ProblemList) as info:
+        load_suite(path)
+    problems = [str(p) for p in info.value.problems]
+    assert [p.split(": ")[1] for p in problems] == ["/experiments/2/vars/x", "/cool_down",
+                                                    "/method/0/provider/arguments/count"]
+    gameday, checked = load_suite(_gameday(tmp_path, "title: t\nexperiments: [good.json]\n"))
+    assert [c.experiment.title for c in checked] == ["drill"] and gameday.title == "t"
