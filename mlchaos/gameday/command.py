@@ -39,13 +39,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--check", action="store_true",
                         help="validate the suite and show the schedule's next fire times; run nothing")
     parser.add_argument("--report", action="append", default=[], metavar="FORMAT",
-                        help="also write reports of the journals in this format (repeatable)")
+                        help="write reports of the suite's journals next to them in this format (repeatable; "
+                             "default: every format of `mlchaos report`)")
+    parser.add_argument("--no-report", action="store_true", help="write no report, only the journals")
     parser.add_argument("--quiet", action="store_true", help="print only the summaries")
 
 
 def main(args: argparse.Namespace) -> int:
     """Run the ``gameday`` command."""
     from mlchaos import exitcodes
+    from mlchaos.gameday.runner import report_formats
     from mlchaos.gameday.suite import load_suite
     from mlchaos.problems import ProblemList
 
@@ -57,6 +60,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         calendar = _calendar(gameday, args)
         cron = _cron(gameday, args) if args.schedule is not None or args.check else None
+        args.report = [] if args.no_report else report_formats(args.report)
     except ValueError as exc:
         print(f"error: {exc}\nnothing was executed.", file=sys.stderr)
         return exitcodes.INVALID

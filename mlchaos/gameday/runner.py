@@ -376,15 +376,38 @@ class SuiteRunner:
         write_json(self.suite_file, self.result.to_dict())
 
 
+def report_formats(requested: list[str]) -> list[str]:
+    """The report formats a game day writes: ``requested`` (checked), else every format mlchaos.reports
+    knows; ValueError for an unknown one; none when this build has no mlchaos.reports."""
+    try:
+        from mlchaos.reports import FORMATS
+    except ImportError:
+        if requested:
+            raise ValueError(f"--report {requested[0]}: this mlchaos has no mlchaos.reports") from None
+        return []
+    unknown = [name for name in requested if name not in FORMATS]
+    if unknown:
+        raise ValueError(f"unknown report format {unknown[0]!r}; known: {', '.join(FORMATS)}")
+    return list(requested or FORMATS)
+
+
 def write_reports_hook(journals: list[Path], out_dir: Path, formats: list[str]) -> list[str]:
-    """The reports of a game day's journals (``mlchaos.reports.write_reports``, when this build has it)."""
+    """The reports of a game day's journals, next to them (``mlchaos.reports.write_reports``); a report
+    that cannot be written is said, and changes no verdict."""
+    from mlchaos.errors import MlchaosError
+
     try:
         from mlchaos.reports import write_reports
     except ImportError:
         print(f"warning: reports ({', '.join(formats)}) not written: this mlchaos has no mlchaos.reports")
         return []
-    written = write_reports(journals, out_dir, formats)
-    return [str(p) for p in written] if isinstance(written, (list, tuple)) else []
+    try:
+        written = write_reports(journals, out_dir, formats)
+    except (MlchaosError, OSError) as exc:
+        print(f"error: the game day's reports were not written: {exc}", file=sys.stderr)
+        return []
+    paths = written.values() if isinstance(written, dict) else written or []
+    return [str(path) for path in paths]
 
 
 def print_suite_summary(result: SuiteResult) -> None:

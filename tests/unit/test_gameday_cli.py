@@ -69,18 +69,28 @@ def test_a_suite_runs_now_and_leaves_its_journals_and_suite_json(tmp_path, env):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     suite = _suite(tmp_path / "out")
     assert [(e["title"], e["verdict"]) for e in suite["experiments"]] == [("one", "held"), ("two", "held")]
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["01-one.json", "02-two.json", "suite.json"]
+    assert {p.name for p in (tmp_path / "out").iterdir()} >= {"01-one.json", "02-two.json", "suite.json",
+                                                               "report.html", "junit.xml", "report.md"}
+    assert [Path(p).name for p in suite["reports"]] == ["report.html", "junit.xml", "report.md"]
     assert "== experiment 2/2: two" in proc.stdout
     assert "verdict: HELD (exit 0)  2 held, 0 did not hold, 0 skipped" in proc.stdout
 
 
 def test_the_default_results_directory_is_timestamped(tmp_path, env):
     path = _gameday(tmp_path, [_held(tmp_path, "one")])
-    proc = subprocess.run([sys.executable, "-m", "mlchaos", "gameday", str(path)], env=env, cwd=tmp_path,
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([sys.executable, "-m", "mlchaos", "gameday", str(path), "--no-report"], env=env,
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     (out,) = tmp_path.glob("gameday-*T*Z")
     assert _suite(out)["status"] == "held"
+    assert sorted(p.name for p in out.iterdir()) == ["01-one.json", "suite.json"]
+
+
+def test_an_unknown_report_format_is_refused_before_anything_runs(tmp_path, env):
+    path = _gameday(tmp_path, [_held(tmp_path, "one")])
+    proc = _mlchaos("gameday", str(path), "--report", "pdf", "--out", str(tmp_path / "out"), env=env)
+    assert proc.returncode == exitcodes.INVALID
+    assert "unknown report format 'pdf'" in proc.stderr and not (tmp_path / "out").exists()
 
 
 def test_an_invalid_suite_executes_nothing(tmp_path, env):

@@ -20,7 +20,7 @@ from polling import wait_until
 
 from mlchaos import exitcodes, runs
 from mlchaos.gameday.progress import ProgressConsole
-from mlchaos.gameday.runner import SuiteRunner, most_severe
+from mlchaos.gameday.runner import SuiteRunner, most_severe, report_formats
 from mlchaos.gameday.schedule import Calendar, Window
 from mlchaos.gameday.suite import check_suite, load_gameday
 
@@ -207,7 +207,7 @@ def test_reports_are_written_through_mlchaos_reports_when_it_exists(tmp_path, mo
 
     def write_reports(journals, out_dir, formats):
         calls.append(([p.name for p in journals], out_dir, formats))
-        return [out_dir / "report.html"]
+        return {"html": out_dir / "report.html"}
 
     fake.write_reports = write_reports
     monkeypatch.setitem(sys.modules, "mlchaos.reports", fake)
@@ -217,6 +217,17 @@ def test_reports_are_written_through_mlchaos_reports_when_it_exists(tmp_path, mo
     assert calls == [(["01-one.json", "02-two.json"], tmp_path / "out", ["html"])]
     assert result.reports == [str(tmp_path / "out" / "report.html")]
     assert _suite_json(tmp_path)["reports"] == result.reports
+
+
+def test_the_suite_writes_the_reports_of_mlchaos_reports(tmp_path):
+    runner, _ = _suite(tmp_path, [_held(tmp_path, "one"), _failing(tmp_path)], stop_on_failure=False)
+    runner.report_formats = report_formats([])
+    result = runner.run()
+    assert {Path(p).name for p in result.reports} >= {"report.html", "junit.xml"}
+    junit = (tmp_path / "out" / "junit.xml").read_text()
+    assert "one" in junit and "failing" in junit
+    with pytest.raises(ValueError, match="unknown report format 'pdf'"):
+        report_formats(["pdf"])
 
 
 def test_without_mlchaos_reports_the_suite_says_so_and_still_holds(tmp_path, monkeypatch, capsys):
