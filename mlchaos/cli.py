@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dry-run", action="store_true",
                      help="the same as `mlchaos plan`: resolve targets and run probes, change nothing")
     run.add_argument("--quiet", action="store_true", help="print only the summary")
+    from mlchaos.reports.cli import add_report_parser, add_run_options
+
+    add_run_options(run)
 
     plan = commands.add_parser("plan", help="show what a run would hit and check its bounds; change nothing",
                                epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -66,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_var_options(validate)
 
     commands.add_parser("discover", help="list every driver action and probe")
+
+    add_report_parser(commands)
 
     from mlchaos.gameday import command as gameday_command
 
@@ -127,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         "discover": commands.discover,
         "sandbox": commands.sandbox,
         "rules": commands.rules,
+        "report": commands.report,
         "gameday": commands.gameday,
     }[args.command]
     return handler(args)

@@ -37,12 +37,16 @@ def _print_problems(problems: list[Problem]) -> None:
 def run(args: argparse.Namespace) -> int:
     """``mlchaos run``: validate, then run one experiment."""
     from mlchaos.journal import redacted_output
+    from mlchaos.reports.cli import preflight
     from mlchaos.runner import Runner
 
     try:
         experiment, variables = load_checked(args.file, args.var, args.var_file)
     except ProblemList as exc:
         _print_problems(exc.problems)
+        return exitcodes.INVALID
+    for problem in preflight(args):  # report and metrics options: fail before the drill, not after
+        print(f"error: {problem}\nnothing was executed.", file=sys.stderr)
         return exitcodes.INVALID
     console = Console(quiet=args.quiet)
     journal = Path(args.journal) if args.journal else None
@@ -58,7 +62,23 @@ def run(args: argparse.Namespace) -> int:
         if result.dry_run:
             print_plan(result)
         print_summary(result)
+        publish_results(args, result)
     return result.exit_code
+
+
+def publish_results(args: argparse.Namespace, result) -> None:
+    """--report-dir, --metrics-textfile, --pushgateway: errors are printed; the run's exit code stands."""
+    from mlchaos.reports.cli import publish_run
+
+    for error in publish_run(args, result.journal_path, result.dry_run):
+        print(f"error: {error}", file=sys.stderr)
+
+
+def report(args: argparse.Namespace) -> int:
+    """``mlchaos report``: HTML, JUnit XML and Markdown reports of journals (mlchaos.reports)."""
+    from mlchaos.reports.cli import report_command
+
+    return report_command(args)
 
 
 def plan(args: argparse.Namespace) -> int:
