@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import difflib
 import glob
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
@@ -340,7 +341,7 @@ def _expand(base: Path, spec: str, own: Path) -> list[Path]:
     """The experiment files ``spec`` names (relative to ``base``), sorted; a glob's matches, less the
     game-day file itself."""
     path = Path(spec).expanduser()
-    full = path if path.is_absolute() else base / path
+    full = Path(os.path.normpath(path if path.is_absolute() else base / path))
     if glob.has_magic(spec):
         matches = [Path(p) for p in sorted(glob.glob(str(full), recursive=True)) if Path(p).is_file()]
         return [p for p in matches if p.resolve() != own.resolve()]

@@ -225,3 +225,14 @@ def test_load_suite_reports_the_files_problems_and_its_experiments_at_once(tmp_p
                                                     "/method/0/provider/arguments/count"]
     gameday, checked = load_suite(_gameday(tmp_path, "title: t\nexperiments: [good.json]\n"))
     assert [c.experiment.title for c in checked] == ["drill"] and gameday.title == "t"
+
+
+def test_the_bundled_game_days_are_valid():
+    root = Path(__file__).resolve().parents[2] / "experiments" / "gamedays"
+    files = sorted(root.glob("*.yaml"))
+    assert len(files) >= 3
+    for path in files:
+        gameday, checked = load_suite(path)
+        assert checked and all(c.entry.path.parent == root.parent for c in checked), path
+    weekly = load_gameday(root / "sandbox-weekly.yaml")
+    assert weekly.schedule.cron and weekly.schedule.calendar.windows and weekly.schedule.calendar.exclusions
