@@ -249,3 +249,17 @@ def test_a_schedule_needs_a_cron_expression(tmp_path, env):
     assert "no cron expression: give one with --schedule CRON or as schedule.cron" in proc.stderr
     proc = _mlchaos("gameday", str(path), "--schedule", "61 * * * *", env=env)
     assert proc.returncode == exitcodes.INVALID and "invalid cron expression" in proc.stderr
+
+
+def test_ctrl_c_stops_an_idle_scheduler_at_once(tmp_path, env):
+    path = _gameday(tmp_path, [_held(tmp_path, "one")])
+    proc = _start("gameday", str(path), "--schedule", "0 0 1 1 *", "--out", str(tmp_path / "runs"), env=env)
+    line = proc.stdout.readline()
+    assert line.startswith("scheduler: '0 0 1 1 *' (UTC); next run "), line
+    started = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out + err
+    assert time.monotonic() - started < 5
+    assert "scheduler: stopped (SIGINT received)" in out
+    assert not (tmp_path / "runs").exists()
