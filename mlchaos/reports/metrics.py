@@ -32,6 +32,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.utils import floatToGoString
 
 from mlchaos.errors import MlchaosError
 from mlchaos.reports.model import RunReport
@@ -86,7 +87,7 @@ class Histogram:
 
     def cumulative(self) -> list[tuple[str, float]]:
         running, out = 0.0, []
-        for bound, count in zip([*(f"{b:g}" for b in BUCKETS), "+Inf"], self.counts, strict=True):
+        for bound, count in zip([*map(floatToGoString, BUCKETS), "+Inf"], self.counts, strict=True):
             running += count
             out.append((bound, running))
         return out
