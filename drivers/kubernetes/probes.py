@@ -2,8 +2,9 @@
 
 Pod probes take the faults' selector (``namespace``, ``label_selector``, ``field_selector``,
 ``name_pattern``; an empty selector is an error) and count every matching pod that is not
-labelled ``mlchaos.skip=true``, in any phase (a pod being deleted is not ready). A selector
-that matches no pod at all is TargetNotFound. Every probe only reads (get / list). ``within``
+labelled ``mlchaos.skip=true``, in any phase (a pod being deleted is not ready). No pod
+matching is an answer, not an error (every pod of a Deployment may be gone for a moment):
+counts are 0 and pods_ready is false. Every probe only reads (get / list). ``within``
 (seconds) makes a boolean probe wait for its condition, polling every second.
 """
 
@@ -18,7 +19,7 @@ from drivers.kubernetes import selection
 from drivers.kubernetes.client import Connection, connect
 from drivers.kubernetes.targets import list_pods, pod_ready, read_workload, restart_count
 from mlchaos import runcontext
-from mlchaos.errors import DriverError, TargetNotFound
+from mlchaos.errors import DriverError
 
 Selector = str | dict[str, Any] | None
 
@@ -28,9 +29,14 @@ def pods_ready(
     name_pattern: str | None = None, within: float = 0.0, kubeconfig: str | None = None,
     context: str | None = None, in_cluster: bool | None = None, configuration: dict[str, Any] | None = None,
 ) -> bool:
-    """True when every selected pod is Ready (Ready condition True, not being deleted), waiting up to `within` s."""
-    return _poll(within, lambda: all(pod_ready(p) for p in _pods(
-        namespace, label_selector, field_selector, name_pattern, kubeconfig, context, in_cluster, configuration)))
+    """True when there are selected pods and every one is Ready (not being deleted), waiting up to `within` s."""
+
+    def ready() -> bool:
+        pods = _pods(namespace, label_selector, field_selector, name_pattern, kubeconfig, context, in_cluster,
+                     configuration)
+        return bool(pods) and all(pod_ready(p) for p in pods)
+
+    return _poll(within, ready)
 
 
 def ready_pod_count(
@@ -162,11 +168,7 @@ def _pods(namespace: str, label_selector: Selector, field_selector: str | None, 
           configuration: dict[str, Any] | None) -> list[dict[str, Any]]:
     selector = selection.parse_pod_selector(namespace, label_selector, field_selector, name_pattern)
     conn = connect(kubeconfig, context, in_cluster, configuration)
-    found = selection.eligible(list_pods(conn, selector), selector, running_only=False)
-    if not found:
-        raise TargetNotFound(f"no pod matches {selector.describe()} (pods labelled {selection.SKIP_LABEL}=true "
-                             "are left out)")
-    return found
+    return selection.eligible(list_pods(conn, selector), selector, running_only=False)
 
 
 def _since(since_seconds: float | None) -> datetime | None:

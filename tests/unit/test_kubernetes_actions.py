@@ -495,5 +495,6 @@ def test_probes_read_readiness_replicas_restarts_and_events(cluster, ns, conn):
     assert {(e["reason"], e["object"].split("/")[0]) for e in events} >= {("Killing", "Pod"),
                                                                           ("SuccessfulCreate", "ReplicaSet")}
     assert probes.event_count(ns, reasons=["Killing"], objects=[killed], since_seconds=60, **conn) == 1
-    with pytest.raises(TargetNotFound):
-        probes.pods_ready(ns, "app=nothing", **conn)
+    assert not probes.pods_ready(ns, "app=nothing", **conn) and probes.ready_pod_count(ns, "app=nothing", **conn) == 0
+    with pytest.raises(DriverError, match="every pod"):
+        probes.ready_pod_count(ns, None, **conn)
