@@ -1,0 +1,150 @@
+"""Latency through the fault proxy, end to end: route_through_proxy against kmock's API emulator, a real
+mlchaos fault proxy process and a real model server, then restore_service.
+
+No cluster networking runs here, so the test plays kube-proxy: :func:`service_url` resolves the
+Service *as the emulator holds it* (its selector and targetPort) to the process behind it:
+the model server for the model pods' port, the proxy's listener for the fault-proxy pods' port
+18000. Everything else is real: the Service is read and patched over HTTP by the official
+client, the toxic is added through the proxy's Toxiproxy API, and inference requests go
+through the proxy to the model server and are timed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from polling import wait_until
+
+from drivers.kubernetes import actions
+from drivers.kubernetes.emulator import SERVICES, EmulatedCluster
+from drivers.model import probes as model_probes
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+NS = "ml-serving"
+MODEL = {"app.kubernetes.io/name": "model-server"}
+PROXY = {"app.kubernetes.io/name": "fault-proxy"}
+PROXY_PORT = 18000
+
+
+def start(argv: list[str]) -> tuple[subprocess.Popen[str], int]:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, *argv], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            env=env)
+    line = proc.stdout.readline()
+    assert line.startswith("READY "), line
+    return proc, int(line.split()[1])
+
+
+def stop(proc: subprocess.Popen[str]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory) -> Iterator[dict]:
+    """A model server, a fault proxy in front of it, and the emulated cluster that describes both."""
+    folder = tmp_path_factory.mktemp("k8s-proxy")
+    model, model_port = start(["-m", "mlchaos.sandbox.model_server", "--port", "0", "--replica", "model-0"])
+    config = folder / "proxies.json"
+    config.write_text(json.dumps([{"name": "model-server", "listen": "127.0.0.1:0",
+                                   "upstream": f"127.0.0.1:{model_port}"}]))
+    proxy, api_port = start(["-m", "mlchaos.proxy", "--api", "127.0.0.1:0", "--config", str(config)])
+    api = f"http://127.0.0.1:{api_port}"
+    listen = requests.get(f"{api}/proxies/model-server", timeout=5).json()["listen"]
+    try:
+        with EmulatedCluster(folder) as cluster:
+            cluster.add_deployment(NS, "model-server", replicas=2, labels=MODEL)
+            cluster.add_deployment(NS, "fault-proxy", replicas=1, labels=PROXY, port=PROXY_PORT)
+            cluster.put(SERVICES, {"apiVersion": "v1", "kind": "Service",
+                                   "metadata": {"name": "model-server", "namespace": NS, "labels": MODEL},
+                                   "spec": {"selector": dict(MODEL), "ports": [
+                                       {"name": "http", "port": 8000, "targetPort": "http", "protocol": "TCP"}]}})
+            yield {"cluster": cluster, "api": api, "backends": {
+                (tuple(sorted(MODEL.items())), "http"): f"http://127.0.0.1:{model_port}",
+                (tuple(sorted(PROXY.items())), PROXY_PORT): f"http://{listen}"}}
+    finally:
+        stop(proxy)
+        stop(model)
+
+
+def service_url(stack: dict) -> str:
+    """Where kube-proxy would send the Service's traffic now: by its selector and targetPort."""
+    spec = stack["cluster"].get(SERVICES, NS, "model-server")["spec"]
+    return stack["backends"][(tuple(sorted(spec["selector"].items())), spec["ports"][0]["targetPort"])]
+
+
+def p50(stack: dict) -> float:
+    return model_probes.latency_percentile(50, requests=8, urls=[service_url(stack)], timeout=5)
+
+
+def test_latency_through_the_proxy_then_the_service_restored_exactly(stack):
+    cluster = stack["cluster"]
+    before = cluster.get(SERVICES, NS, "model-server")
+    wait_until(lambda: requests.get(f"{service_url(stack)}/v2/health/ready", timeout=2).ok, what="model ready")
+    baseline = p50(stack)
+    assert baseline < 150
+    record = actions.route_through_proxy("model-server", NS, PROXY, PROXY_PORT, port="http", latency_ms=300,
+                                         proxy_url=stack["api"], ttl=120, **cluster.connection())
+    try:
+        assert record["parameters"]["toxic"]["proxy"] == "model-server"
+        assert service_url(stack) == stack["backends"][(tuple(sorted(PROXY.items())), PROXY_PORT)]
+        toxics = requests.get(f"{stack['api']}/proxies/model-server/toxics", timeout=5).json()
+        assert [t["attributes"]["latency"] for t in toxics] == [300]
+        slowed = p50(stack)
+        assert 300 <= slowed - baseline < 600, (baseline, slowed)
+        print(f"p50 through the Service: {baseline:.1f} ms direct, {slowed:.1f} ms through the proxy")
+    finally:
+        result = actions.restore_service(**record["undo"]["arguments"])
+    assert result["result"] == "restored" and result["toxic"] == "removed"
+    after = cluster.get(SERVICES, NS, "model-server")
+    assert after["spec"] == before["spec"] and after["metadata"]["uid"] == before["metadata"]["uid"]
+    assert requests.get(f"{stack['api']}/proxies/model-server/toxics", timeout=5).json() == []
+    assert p50(stack) < 150
+    again = actions.restore_service(**record["undo"]["arguments"])
+    assert again["already"] == ["model-server"]
+
+
+def test_a_missing_proxy_is_refused_before_the_service_changes(stack):
+    cluster = stack["cluster"]
+    before = cluster.get(SERVICES, NS, "model-server")
+    with pytest.raises(Exception, match="no proxy 'nope'"):
+        actions.route_through_proxy("model-server", NS, PROXY, PROXY_PORT, latency_ms=100, proxy_url=stack["api"],
+                                    proxy_name="nope", **cluster.connection())
+    assert cluster.get(SERVICES, NS, "model-server") == before
+
+
+def test_a_failed_toxic_removal_keeps_the_backup_so_a_second_rollback_retries(stack):
+    """The proxy API is unreachable during the first rollback: the Service is restored, the toxic
+    cannot be removed, the backup annotation stays; the second rollback removes the toxic."""
+    cluster = stack["cluster"]
+    record = actions.route_through_proxy("model-server", NS, PROXY, PROXY_PORT, latency_ms=50, proxy_url=stack["api"],
+                                         ttl=None, **cluster.connection())
+    service = cluster.get(SERVICES, NS, "model-server")
+    backup = json.loads(service["metadata"]["annotations"][actions.SERVICE_BACKUP])
+    broken = dict(backup, toxic=dict(backup["toxic"], url="http://127.0.0.1:9"))  # nothing listens on port 9
+    service["metadata"]["annotations"][actions.SERVICE_BACKUP] = json.dumps(broken, sort_keys=True,
+                                                                            separators=(",", ":"))
+    cluster.put(SERVICES, service)
+    with pytest.raises(Exception, match="proxy API"):
+        actions.restore_service(**record["undo"]["arguments"])
+    left = cluster.get(SERVICES, NS, "model-server")
+    assert left["spec"]["selector"] == MODEL and actions.SERVICE_BACKUP in left["metadata"]["annotations"]
+    left["metadata"]["annotations"][actions.SERVICE_BACKUP] = json.dumps(backup, sort_keys=True, separators=(",", ":"))
+    cluster.put(SERVICES, left)
+    result = actions.restore_service(**record["undo"]["arguments"])
+    assert result["toxic"] == "removed" and actions.SERVICE_BACKUP not in cluster.get(
+        SERVICES, NS, "model-server")["metadata"]["annotations"]
