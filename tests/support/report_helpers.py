@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
+import socket
 import struct
+import subprocess
 import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
+
+import requests
+from polling import poll
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "journals"
 HELD = ["kill-alerts-held-1", "kill-alerts-held-2", "kill-alerts-held-3"]
@@ -160,3 +167,44 @@ def read_png(data: bytes, max_rows: int | None = None) -> Png:
         rows.append(bytes(line))
         previous = line
     return Png(width, height, rows, channels)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serve(argv: Callable[[int], list[str]], ready_path: str, log: Path, timeout: float = 20.0) -> Iterator[str]:
+    """Run a real server on a free loopback port until it answers ``ready_path``; yield its base URL.
+
+    A port taken between choosing and binding it makes the server exit: it is tried again on another port.
+    """
+    for _attempt in range(3):
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        with open(log, "ab") as output:
+            process = subprocess.Popen(argv(port), stdout=output, stderr=subprocess.STDOUT)
+
+        def answering(url: str = url, process: subprocess.Popen = process) -> bool:
+            if process.poll() is not None:
+                return True
+            try:
+                return requests.get(url + ready_path, timeout=1).ok
+            except requests.RequestException:
+                return False
+
+        try:
+            if poll(answering, timeout=timeout, interval=0.05) and process.poll() is None:
+                yield url
+                return
+        finally:
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait(timeout=10)
+    raise AssertionError(f"{argv(0)[0]} did not start; see {log}: {log.read_text()[-2000:]}")
