@@ -27,15 +27,15 @@ every function: ``kubeconfig``, ``context``, ``in_cluster`` (or the experiment's
 from __future__ import annotations
 
 import base64
-import hashlib
-import json
 import math
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from drivers.kubernetes import selection
+from drivers.kubernetes import backups, netpol, selection, tls_secrets
+from drivers.kubernetes.backups import REPLICAS_BACKUP, SCRAPE_BACKUP, SECRET_BACKUP, SERVICE_BACKUP
 from drivers.kubernetes.client import Connection, connect
+from drivers.kubernetes.netpol import BLOCK_LABEL, CHANGE_LABEL, MANAGED_BY
 from drivers.kubernetes.targets import (
     DRIVER,
     SCALABLE,
@@ -54,13 +54,6 @@ from mlchaos.errors import DriverError, TargetNotFound
 from mlchaos.watchdog import start_watchdog, stop_watchdog
 
 MODULE = "drivers.kubernetes.actions"
-REPLICAS_BACKUP = "mlchaos.io/replicas-before"
-SECRET_BACKUP = "mlchaos.io/secret-backup"
-SERVICE_BACKUP = "mlchaos.io/service-backup"
-SCRAPE_BACKUP = "mlchaos.io/scrape-backup"
-BLOCK_LABEL = "mlchaos.io/blocked"  # on the pods a metrics NetworkPolicy selects
-CHANGE_LABEL = "mlchaos.io/change"
-MANAGED_BY = {"app.kubernetes.io/managed-by": "mlchaos"}
 DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
 LOWEST_DELETION_COST = "-2147483648"
 SCRAPE_ANNOTATION = "prometheus.io/scrape"
@@ -142,7 +135,7 @@ def restore_scale(
             return GONE
         if uid and (obj.get("metadata") or {}).get("uid") != uid:
             return "replaced since (another uid): left alone"
-        backup = _annotations(obj).get(REPLICAS_BACKUP)
+        backup = backups.annotations(obj).get(REPLICAS_BACKUP)
         wanted = replicas if replicas is not None else (int(backup) if backup is not None else None)
         if wanted is None:
             return "already: no scale change of mlchaos recorded on it"
@@ -175,8 +168,8 @@ def scale_workload(
     _ttl(ttl)
     conn = connect(kubeconfig, context, in_cluster, configuration)
     obj = read_workload(conn, namespace, kind, name)
-    _refuse_skipped(obj, kind)
-    _refuse_stacked(obj, REPLICAS_BACKUP, "scale_workload", "restore_scale")
+    backups.refuse_skipped(obj, kind)
+    backups.refuse_stacked(obj, REPLICAS_BACKUP, "scale_workload", "restore_scale")
     previous = int((obj.get("spec") or {}).get("replicas") or 0)
     meta = obj.get("metadata") or {}
     workload = {"kind": kind, "name": name, "uid": meta.get("uid"), "replicas": previous}
@@ -234,24 +227,24 @@ def swap_tls_certificate(
     _ttl(ttl)
     conn = connect(kubeconfig, context, in_cluster, configuration)
     obj = conn.call(f"get secret {namespace}/{secret}", "core", "read_namespaced_secret", secret, namespace)
-    _refuse_skipped(obj, "Secret")
-    _refuse_stacked(obj, SECRET_BACKUP, "swap_tls_certificate", "restore_secret")
+    backups.refuse_skipped(obj, "Secret")
+    backups.refuse_stacked(obj, SECRET_BACKUP, "swap_tls_certificate", "restore_secret")
     data = dict(obj.get("data") or {})
     if "tls.crt" not in data or "tls.key" not in data:
         raise DriverError(f"secret {namespace}/{secret} has no tls.crt and tls.key: not a TLS Secret")
-    current = _certificate(data["tls.crt"], f"secret {namespace}/{secret}")
+    current = tls_secrets.certificate(data["tls.crt"], f"secret {namespace}/{secret}")
     names = hosts or certs.certificate_hosts(current) or list(certs.DEFAULT_HOSTS)
-    ca = None if kind == "untrusted" else _load_ca(conn, namespace, ca_secret, ca_dir, kind)
+    ca = None if kind == "untrusted" else tls_secrets.load_ca(conn, namespace, ca_secret, ca_dir, kind)
     try:
         cert, key, issuer = certs.issue_certificate(kind, names, ca, days=days)
     except certs.CertificateError as exc:
         raise DriverError(str(exc)) from exc
     change = _change_id()
     new_data = {**data, "tls.crt": _b64(certs.cert_pem(cert)), "tls.key": _b64(certs.key_pem(key))}
-    digest = _digest(data)
+    digest = backups.digest(data)
     backup = {"data": data, "sha256": digest, "change": change,
               "restart": [f"{k.lower()}/{n}" for k, n in workloads]}
-    targets, population = _secret_targets(conn, namespace, secret, obj, labels)
+    targets, population = tls_secrets.secret_targets(conn, namespace, secret, obj, labels)
     undo = _undo("restore_secret", conn, namespace=namespace, secret=secret, uid=(obj.get("metadata") or {}).get("uid"),
                  sha256=digest, restart=backup["restart"])
     record = ChangeRecord(driver=DRIVER, action="swap-tls-certificate", targets=targets,
@@ -263,10 +256,10 @@ def swap_tls_certificate(
     announce(record)
     if dry_run:
         return record.to_dict()
-    patch = _add_annotation_ops(obj, SECRET_BACKUP, _encode(backup))
+    patch = backups.add_annotation_ops(obj, SECRET_BACKUP, backups.encode(backup))
     patch += [{"op": "replace", "path": "/data", "value": new_data}]
     conn.call(f"swap the certificate in secret {namespace}/{secret}", "core", "patch_namespaced_secret", secret,
-              namespace, body=_guarded(obj, patch))
+              namespace, body=backups.guarded(obj, patch))
     if ttl is not None:
         _start_watchdog(record, ttl, "restore_secret", dict(undo["arguments"]))
     output = record.to_dict()
@@ -294,20 +287,20 @@ def restore_secret(
         return {"secret": secret, "result": GONE, "already": [secret]}
     if uid and (obj.get("metadata") or {}).get("uid") != uid:
         return {"secret": secret, "result": "replaced since (another uid): left alone", "already": [secret]}
-    raw = _annotations(obj).get(SECRET_BACKUP)
+    raw = backups.annotations(obj).get(SECRET_BACKUP)
     if raw is None:
         return {"secret": secret, "result": "already restored (no backup on the Secret)", "already": [secret]}
-    backup = _decode(raw, f"the {SECRET_BACKUP} annotation of secret {namespace}/{secret}")
+    backup = backups.decode(raw, f"the {SECRET_BACKUP} annotation of secret {namespace}/{secret}")
     previous = backup.get("data")
-    if not isinstance(previous, dict) or _digest(previous) != backup.get("sha256"):
+    if not isinstance(previous, dict) or backups.digest(previous) != backup.get("sha256"):
         raise DriverError(f"the backup on secret {namespace}/{secret} is damaged (its digest does not match): "
                           "nothing restored")
     if sha256 is not None and backup["sha256"] != sha256:
         raise DriverError(f"the backup on secret {namespace}/{secret} is from another change "
                           f"(sha256 {backup['sha256'][:12]}, expected {sha256[:12]}): nothing restored")
-    patch = [{"op": "test", "path": _annotation_path(SECRET_BACKUP), "value": raw},
+    patch = [{"op": "test", "path": backups.annotation_path(SECRET_BACKUP), "value": raw},
              {"op": "replace", "path": "/data", "value": previous},
-             {"op": "remove", "path": _annotation_path(SECRET_BACKUP)}]
+             {"op": "remove", "path": backups.annotation_path(SECRET_BACKUP)}]
     conn.call(f"restore secret {namespace}/{secret}", "core", "patch_namespaced_secret", secret, namespace,
               body=patch)
     _stop_watchdogs("restore_secret", namespace, {secret}, "secret")
@@ -343,8 +336,8 @@ def block_metrics_port(
                   seed, kubeconfig, context, in_cluster, configuration, owners=False)
     change = _change_id()
     policy = f"mlchaos-block-{port}-{change}"
-    body = _block_policy(namespace, policy, change, port, scraper_terms)
-    others = _policies_selecting(sel)
+    body = netpol.block_policy(namespace, policy, change, port, scraper_terms)
+    others = netpol.policies_selecting(sel)
     undo = _undo("unblock_metrics_port", sel.conn, namespace=namespace, policy=policy, change=change,
                  pods=[{"name": p["metadata"]["name"], "uid": p["metadata"].get("uid")} for p in sel.pods])
     record = sel.record("block-metrics-port", undo, dry_run, port=port, policy=policy, change=change,
@@ -390,10 +383,10 @@ def unblock_metrics_port(
                                                                            else [CHANGE_LABEL]))
         listed = conn.call(f"list networkpolicies in {namespace}", "networking", "list_namespaced_network_policy",
                            namespace, label_selector=wanted) or {}
-        names = [p["metadata"]["name"] for p in listed.get("items") or [] if _ours(p, change)]
+        names = [p["metadata"]["name"] for p in listed.get("items") or [] if netpol.ours(p, change)]
     for name in names:
         try:
-            policies[name] = _delete_policy(conn, namespace, name, change, policy_uid if name == policy else None)
+            policies[name] = netpol.delete_policy(conn, namespace, name, change, policy_uid if name == policy else None)
         except DriverError as exc:
             failures.append(f"networkpolicy {name}: {exc}")
     selector = f"{BLOCK_LABEL}={change}" if change else BLOCK_LABEL
@@ -435,25 +428,25 @@ def remove_scrape_annotation(
     _ttl(ttl)
 
     def annotated(pod: dict[str, Any]) -> bool:
-        return annotation in _annotations(pod)
+        return annotation in backups.annotations(pod)
 
     sel = _select(namespace, label_selector, field_selector, name_pattern, count, percentage, all, at_least_one,
                   seed, kubeconfig, context, in_cluster, configuration, owners=False, keep=annotated)
-    stacked = [p["metadata"]["name"] for p in sel.pods if SCRAPE_BACKUP in _annotations(p)]
+    stacked = [p["metadata"]["name"] for p in sel.pods if SCRAPE_BACKUP in backups.annotations(p)]
     if stacked:
         raise DriverError(f"{', '.join(stacked)} still carry {SCRAPE_BACKUP} from an earlier fault: "
                           "run restore_scrape_annotation first")
     pods = [{"name": p["metadata"]["name"], "uid": p["metadata"].get("uid")} for p in sel.pods]
     undo = _undo("restore_scrape_annotation", sel.conn, namespace=namespace, pods=pods)
     record = sel.record("remove-scrape-annotation", undo, dry_run, annotation=annotation, ttl=ttl,
-                        values={p["metadata"]["name"]: _annotations(p)[annotation] for p in sel.pods})
+                        values={p["metadata"]["name"]: backups.annotations(p)[annotation] for p in sel.pods})
     announce(record)
     if dry_run:
         return record.to_dict()
 
     def remove(name: str) -> None:
         pod = next(p for p in sel.pods if p["metadata"]["name"] == name)
-        backup = _encode({"annotation": annotation, "value": _annotations(pod)[annotation]})
+        backup = backups.encode({"annotation": annotation, "value": backups.annotations(pod)[annotation]})
         _patch_pod(sel.conn, namespace, name, {"metadata": {"annotations": {annotation: None, SCRAPE_BACKUP: backup}}})
 
     try:
@@ -480,7 +473,7 @@ def restore_scrape_annotation(
     listed = conn.call(f"list pods in {namespace}", "core", "list_namespaced_pod", namespace) or {}
     live = {p["metadata"]["name"]: p for p in listed.get("items") or []}
     wanted = _pod_refs(pods) if pods is not None else {n: None for n, p in live.items()
-                                                       if SCRAPE_BACKUP in _annotations(p)}
+                                                       if SCRAPE_BACKUP in backups.annotations(p)}
 
     def restore(name: str) -> str:
         pod = live.get(name)
@@ -488,10 +481,10 @@ def restore_scrape_annotation(
             return GONE
         if wanted[name] and pod["metadata"].get("uid") != wanted[name]:
             return "replaced since (the new pod has its template's annotations): left alone"
-        raw = _annotations(pod).get(SCRAPE_BACKUP)
+        raw = backups.annotations(pod).get(SCRAPE_BACKUP)
         if raw is None:
             return "already restored"
-        backup = _decode(raw, f"the {SCRAPE_BACKUP} annotation of pod {namespace}/{name}")
+        backup = backups.decode(raw, f"the {SCRAPE_BACKUP} annotation of pod {namespace}/{name}")
         _patch_pod(conn, namespace, name, {"metadata": {"annotations": {backup["annotation"]: backup["value"],
                                                                         SCRAPE_BACKUP: None}}})
         return "restored"
@@ -538,8 +531,8 @@ def route_through_proxy(
                  "attributes": attributes}
     conn = connect(kubeconfig, context, in_cluster, configuration)
     obj = conn.call(f"get service {namespace}/{service}", "core", "read_namespaced_service", service, namespace)
-    _refuse_skipped(obj, "Service")
-    _refuse_stacked(obj, SERVICE_BACKUP, "route_through_proxy", "restore_service")
+    backups.refuse_skipped(obj, "Service")
+    backups.refuse_stacked(obj, SERVICE_BACKUP, "route_through_proxy", "restore_service")
     spec = obj.get("spec") or {}
     if spec.get("type") == "ExternalName" or not spec.get("selector"):
         raise DriverError(f"service {namespace}/{service} has no pod selector: nothing to reroute")
@@ -572,12 +565,12 @@ def route_through_proxy(
         call("POST", toxic["url"], f"/proxies/{toxic['proxy']}/toxics",
              {"name": toxic["name"], "type": "latency", "stream": "downstream", "toxicity": 1.0,
               "attributes": toxic["attributes"], "ttl": float(ttl) if ttl is not None else SAFETY_TTL})
-    patch = _add_annotation_ops(obj, SERVICE_BACKUP, _encode(backup))
+    patch = backups.add_annotation_ops(obj, SERVICE_BACKUP, backups.encode(backup))
     patch += [{"op": "replace", "path": "/spec/selector", "value": target_selector},
               {"op": "replace", "path": "/spec/ports", "value": new_ports}]
     try:
         conn.call(f"reroute service {namespace}/{service}", "core", "patch_namespaced_service", service, namespace,
-                  body=_guarded(obj, patch))
+                  body=backups.guarded(obj, patch))
     except Exception:
         if toxic is not None:
             call("DELETE", toxic["url"], f"/proxies/{toxic['proxy']}/toxics/{toxic['name']}", missing_ok=True)
@@ -609,15 +602,15 @@ def restore_service(
         return {"service": service, "result": GONE, "already": [service]}
     if uid and (obj.get("metadata") or {}).get("uid") != uid:
         return {"service": service, "result": "replaced since (another uid): left alone", "already": [service]}
-    raw = _annotations(obj).get(SERVICE_BACKUP)
+    raw = backups.annotations(obj).get(SERVICE_BACKUP)
     if raw is None:
         return {"service": service, "result": "already restored (no backup on the Service)", "already": [service]}
-    backup = _decode(raw, f"the {SERVICE_BACKUP} annotation of service {namespace}/{service}")
+    backup = backups.decode(raw, f"the {SERVICE_BACKUP} annotation of service {namespace}/{service}")
     spec = obj.get("spec") or {}
     result = "already restored"
     if spec.get("selector") != backup["selector"] or spec.get("ports") != backup["ports"]:
         conn.call(f"restore service {namespace}/{service}", "core", "patch_namespaced_service", service, namespace,
-                  body=[{"op": "test", "path": _annotation_path(SERVICE_BACKUP), "value": raw},
+                  body=[{"op": "test", "path": backups.annotation_path(SERVICE_BACKUP), "value": raw},
                         {"op": "replace", "path": "/spec/selector", "value": backup["selector"]},
                         {"op": "replace", "path": "/spec/ports", "value": backup["ports"]}])
         result = "restored"
@@ -629,8 +622,8 @@ def restore_service(
             call("DELETE", toxic["url"], f"/proxies/{toxic['proxy']}/toxics/{toxic['name']}", missing_ok=True)
         toxic_result = "removed" if existed is not None else "already gone (removed or expired)"
     conn.call(f"remove the backup of service {namespace}/{service}", "core", "patch_namespaced_service", service,
-              namespace, body=[{"op": "test", "path": _annotation_path(SERVICE_BACKUP), "value": raw},
-                               {"op": "remove", "path": _annotation_path(SERVICE_BACKUP)}])
+              namespace, body=[{"op": "test", "path": backups.annotation_path(SERVICE_BACKUP), "value": raw},
+                               {"op": "remove", "path": backups.annotation_path(SERVICE_BACKUP)}])
     _stop_watchdogs("restore_service", namespace, {service}, "service")
     return {"service": service, "result": result, "toxic": toxic_result,
             "already": [] if result == "restored" else [service]}
@@ -665,8 +658,8 @@ def _holds(sel: PodSelection) -> list[dict[str, Any]]:
         owner = sel.owners[pods[0]]
         assert owner is not None
         obj = read_workload(sel.conn, sel.namespace, owner.kind, owner.name)
-        _refuse_skipped(obj, owner.kind)
-        _refuse_stacked(obj, REPLICAS_BACKUP, "delete_pods(keep_down)", "restore_scale")
+        backups.refuse_skipped(obj, owner.kind)
+        backups.refuse_stacked(obj, REPLICAS_BACKUP, "delete_pods(keep_down)", "restore_scale")
         replicas = int((obj.get("spec") or {}).get("replicas") or 0)
         if owner.kind == "StatefulSet":
             top = {f"{owner.name}-{i}" for i in range(replicas - len(pods), replicas)}
@@ -755,134 +748,6 @@ def _restart(conn: Connection, namespace: str, workloads: list[tuple[str, str]])
     return [f"{kind}/{name}" for kind, name in workloads]
 
 
-def _secret_targets(conn: Connection, namespace: str, secret: str, obj: dict[str, Any],
-                    labels: selection.LabelSelector | None) -> tuple[list[Target], list[str]]:
-    """The pods that mount the Secret (refused when one opted out) and the namespace's eligible pods."""
-    from drivers.kubernetes.targets import pod_target
-
-    query = {"label_selector": labels.render()} if labels is not None else {}
-    listed = conn.call(f"list pods in {namespace}", "core", "list_namespaced_pod", namespace, **query) or {}
-    pods = [p for p in listed.get("items") or [] if labels is None or labels.matches(p["metadata"].get("labels"))]
-    mounting = [p for p in pods if _mounts(p, secret) and not p["metadata"].get("deletionTimestamp")]
-    opted_out = [p["metadata"]["name"] for p in mounting if selection.is_skipped(p["metadata"].get("labels") or {})]
-    if opted_out:
-        raise DriverError(f"secret {namespace}/{secret} is mounted by {', '.join(opted_out)}, labelled "
-                          f"{selection.SKIP_LABEL}=true: refused")
-    population = sorted(p["metadata"]["name"] for p in pods if not selection.is_skipped(p["metadata"].get("labels")
-                                                                                        or {}))
-    if mounting:
-        return [pod_target(p, None) for p in sorted(mounting, key=lambda p: p["metadata"]["name"])], population
-    meta = obj.get("metadata") or {}
-    return [Target(kind="secret", name=secret, details={"namespace": namespace, "uid": meta.get("uid"),
-                                                        "labels": dict(meta.get("labels") or {})})], []
-
-
-def _mounts(pod: dict[str, Any], secret: str) -> bool:
-    for volume in (pod.get("spec") or {}).get("volumes") or []:
-        if (volume.get("secret") or {}).get("secretName") == secret:
-            return True
-        for source in (volume.get("projected") or {}).get("sources") or []:
-            if (source.get("secret") or {}).get("name") == secret:
-                return True
-    return False
-
-
-def _load_ca(conn: Connection, namespace: str, ca_secret: str | None, ca_dir: str | None, kind: str) -> Any:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
-
-    from mlchaos import certificates as certs
-
-    if ca_dir is not None:
-        try:
-            return certs.CertificateAuthority.load(ca_dir)
-        except certs.CertificateError as exc:
-            raise DriverError(str(exc)) from exc
-    if ca_secret is None:
-        raise DriverError(f"a {kind} certificate must be signed by the CA the clients trust: pass ca_secret "
-                          "(a Secret with ca.crt + ca.key, or tls.crt + tls.key) or ca_dir")
-    obj = conn.call(f"get secret {namespace}/{ca_secret}", "core", "read_namespaced_secret", ca_secret, namespace)
-    data = obj.get("data") or {}
-    pair = next(((c, k) for c, k in (("ca.crt", "ca.key"), ("tls.crt", "tls.key")) if c in data and k in data), None)
-    if pair is None:
-        raise DriverError(f"secret {namespace}/{ca_secret} has neither ca.crt + ca.key nor tls.crt + tls.key")
-    try:
-        cert = x509.load_pem_x509_certificate(base64.b64decode(data[pair[0]]))
-        key = serialization.load_pem_private_key(base64.b64decode(data[pair[1]]), password=None)
-    except ValueError as exc:
-        raise DriverError(f"secret {namespace}/{ca_secret}: not a PEM certificate and key ({exc})") from exc
-    if cert.public_key() != key.public_key():
-        raise DriverError(f"secret {namespace}/{ca_secret}: the certificate and the key do not belong together")
-    return certs.CertificateAuthority(cert, key)  # type: ignore[arg-type]
-
-
-def _certificate(value: str, where: str) -> Any:
-    from cryptography import x509
-
-    try:
-        return x509.load_pem_x509_certificate(base64.b64decode(value))
-    except ValueError as exc:
-        raise DriverError(f"{where}: tls.crt is not a PEM certificate ({exc})") from exc
-
-
-def _block_policy(namespace: str, name: str, change: str, port: int, scrapers: list[tuple[str, str]]) -> dict:
-    """Allow every port but `port` to everyone; with scrapers, `port` too, except from the scraper pods."""
-    ports: list[dict[str, Any]] = []
-    if port > 1:
-        ports.append({"protocol": "TCP", "port": 1, **({"endPort": port - 1} if port - 1 > 1 else {})})
-    if port < 65535:
-        ports.append({"protocol": "TCP", "port": port + 1, **({"endPort": 65535} if port + 1 < 65535 else {})})
-    ports += [{"protocol": "UDP", "port": 1, "endPort": 65535}, {"protocol": "SCTP", "port": 1, "endPort": 65535}]
-    ingress: list[dict[str, Any]] = [{"ports": ports}]
-    if scrapers:  # not(a and b) = not a or not b: one peer per label, any namespace
-        peers = [{"namespaceSelector": {}, "podSelector": {"matchExpressions": [
-            {"key": key, "operator": "NotIn", "values": [value]}]}} for key, value in scrapers]
-        ingress.append({"from": peers, "ports": [{"protocol": "TCP", "port": port}]})
-    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-            "metadata": {"name": name, "namespace": namespace, "labels": {**MANAGED_BY, CHANGE_LABEL: change}},
-            "spec": {"podSelector": {"matchLabels": {BLOCK_LABEL: change}}, "policyTypes": ["Ingress"],
-                     "ingress": ingress}}
-
-
-def _policies_selecting(sel: PodSelection) -> list[str]:
-    """Ingress policies already selecting a target pod: they are additive, and may keep the port open."""
-    listed = sel.conn.call(f"list networkpolicies in {sel.namespace}", "networking",
-                           "list_namespaced_network_policy", sel.namespace) or {}
-    found = []
-    for policy in listed.get("items") or []:
-        spec = policy.get("spec") or {}
-        if "Ingress" not in (spec.get("policyTypes") or ["Ingress"]):
-            continue
-        chooser = selection.selector_from_object(spec.get("podSelector"))
-        if any(chooser.matches(p["metadata"].get("labels")) for p in sel.pods):
-            found.append(policy["metadata"]["name"])
-    return sorted(found)
-
-
-def _ours(policy: dict[str, Any], change: str | None) -> bool:
-    labels = policy["metadata"].get("labels") or {}
-    return all(labels.get(k) == v for k, v in MANAGED_BY.items()) and CHANGE_LABEL in labels \
-        and (change is None or labels[CHANGE_LABEL] == change)
-
-
-def _delete_policy(conn: Connection, namespace: str, name: str, change: str | None, uid: str | None) -> str:
-    try:
-        policy = conn.call(f"get networkpolicy {namespace}/{name}", "networking", "read_namespaced_network_policy",
-                           name, namespace)
-    except TargetNotFound:
-        return "already deleted"
-    actual = (policy.get("metadata") or {}).get("uid")
-    if not _ours(policy, change) or (uid and actual != uid):
-        return "not the one mlchaos created (other labels or uid): left alone"
-    body = {"preconditions": {"uid": actual}} if actual else {}
-    try:
-        conn.call(f"delete networkpolicy {namespace}/{name}", "networking", "delete_namespaced_network_policy", name,
-                  namespace, body=body)
-    except TargetNotFound:
-        return "already deleted"
-    return "deleted"
-
-
 def _ready_proxy_pods(conn: Connection, namespace: str, labels: dict[str, str]) -> list[str]:
     from drivers.kubernetes.targets import pod_ready
 
@@ -920,41 +785,6 @@ def _workload_population(conn: Connection, namespace: str, kind: str) -> list[st
                   if not selection.is_skipped(w["metadata"].get("labels") or {}))
 
 
-def _refuse_skipped(obj: dict[str, Any], what: str) -> None:
-    meta = obj.get("metadata") or {}
-    if selection.is_skipped(meta.get("labels") or {}):
-        raise DriverError(f"{what} {meta.get('namespace')}/{meta.get('name')} is labelled {selection.SKIP_LABEL}=true: "
-                          "never a target")
-
-
-def _refuse_stacked(obj: dict[str, Any], annotation: str, fault: str, undo: str) -> None:
-    meta = obj.get("metadata") or {}
-    if annotation in _annotations(obj):
-        raise DriverError(f"{meta.get('namespace')}/{meta.get('name')} still carries {annotation} from an earlier "
-                          f"{fault}: run {undo} first")
-
-
-def _annotations(obj: dict[str, Any]) -> dict[str, str]:
-    return dict((obj.get("metadata") or {}).get("annotations") or {})
-
-
-def _annotation_path(key: str) -> str:
-    return "/metadata/annotations/" + key.replace("~", "~0").replace("/", "~1")
-
-
-def _add_annotation_ops(obj: dict[str, Any], key: str, value: str) -> list[dict[str, Any]]:
-    ops: list[dict[str, Any]] = []
-    if not (obj.get("metadata") or {}).get("annotations"):
-        ops.append({"op": "add", "path": "/metadata/annotations", "value": {}})
-    return ops + [{"op": "add", "path": _annotation_path(key), "value": value}]
-
-
-def _guarded(obj: dict[str, Any], patch: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Prefix a JSON patch with a test of the resourceVersion read: nobody changed the object meanwhile."""
-    version = (obj.get("metadata") or {}).get("resourceVersion")
-    return ([{"op": "test", "path": "/metadata/resourceVersion", "value": version}] if version else []) + patch
-
-
 def _equality_terms(value: Selector, what: str) -> list[tuple[str, str]]:
     parsed = selection.parse_label_selector(value)
     if parsed is None or not parsed.requirements or any(r.op != "=" for r in parsed.requirements):
@@ -974,24 +804,6 @@ def _pod_refs(pods: Any) -> dict[str, str | None]:
         else:
             raise DriverError(f"pods: each entry is a name or {{name, uid}}, got {entry!r}")
     return refs
-
-
-def _encode(value: dict[str, Any]) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
-
-
-def _decode(raw: str, where: str) -> dict[str, Any]:
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        value = None
-    if not isinstance(value, dict):
-        raise DriverError(f"{where} is not the JSON mlchaos wrote: nothing restored")
-    return value
-
-
-def _digest(data: dict[str, Any]) -> str:
-    return hashlib.sha256(_encode(data).encode()).hexdigest()
 
 
 def _b64(data: bytes) -> str:
