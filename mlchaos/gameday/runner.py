@@ -282,6 +282,12 @@ class SuiteRunner:
                     result = runner.run()
                 except InvalidInput as exc:
                     print(f"error: {exc}\nnothing was executed.", file=sys.stderr, flush=True)
+                    record.verdict, record.exit_code, record.reason = "invalid", exitcodes.INVALID, str(exc)
+                except Exception as exc:  # a bug: say so, and never inject more after it
+                    message = (f"internal error: {type(exc).__name__}: {exc}; a fault may still be in place "
+                               f"(mlchaos recover {journal})")
+                    print(f"error: {message}", file=sys.stderr, flush=True)
+                    record.verdict, record.exit_code, record.reason = "error", exitcodes.ROLLBACK_FAILED, message
         finally:
             if watcher is not None:
                 watcher.stop()
@@ -289,10 +295,7 @@ class SuiteRunner:
             os.environ.clear()
             os.environ.update(environment)
         record.ended = _now()
-        if result is None:
-            record.verdict, record.exit_code = "invalid", exitcodes.INVALID
-            record.reason = "the experiment could not start"
-        else:
+        if result is not None:
             with redacted_output(lambda: self.console.redactor):
                 print_summary(result)
             record.verdict, record.exit_code, record.duration = result.verdict, result.exit_code, result.duration
@@ -421,7 +424,7 @@ def print_suite_summary(result: SuiteResult) -> None:
         took = "" if record.duration is None else f"{record.duration:.1f}s"
         tail = f"  {result.journal_path(record)}" if record.journal else ""
         print(f"  {record.index}/{total} {record.verdict.upper():<16} {code:<8} {took:>7}  {record.title}{tail}")
-        if record.reason and record.verdict in ("skipped", "aborted", "invalid"):
+        if record.reason and record.verdict in ("skipped", "aborted", "invalid", "error"):
             print(f"        {record.reason}")
         key = "held" if record.exit_code == exitcodes.OK else "skipped" if record.verdict == "skipped" else "failed"
         counts[key] += 1

@@ -185,6 +185,7 @@ def test_an_experiment_that_cannot_start_counts_as_invalid(tmp_path):
         runner, _ = _suite(tmp_path, [listening, _held(tmp_path)], stop_on_failure=False)
         result = runner.run()
     assert [(r.verdict, r.exit_code) for r in result.records] == [("invalid", 2), ("held", 0)]
+    assert "cannot listen for notifications" in result.records[0].reason
     assert result.exit_code == exitcodes.INVALID
 
 
@@ -264,3 +265,17 @@ def test_elsewhere_plain_progress_lines(tmp_path):
     text = out.getvalue()
     assert "\r" not in text and "\033" not in text
     assert "  progress [1/1] slowish | method: action inject | " in text
+
+
+def test_a_bug_in_the_runner_ends_the_suite_as_a_possible_fault_left_in_place(tmp_path, monkeypatch):
+    from mlchaos.runner import Runner
+
+    def broken(self):
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(Runner, "run", broken)
+    runner, _ = _suite(tmp_path, [_held(tmp_path, "one"), _held(tmp_path, "two")], stop_on_failure=False)
+    result = runner.run()
+    assert [(r.verdict, r.exit_code) for r in result.records] == [("error", 3), ("skipped", None)]
+    assert result.records[0].reason.startswith("internal error: RuntimeError: bug; a fault may still be in place")
+    assert result.exit_code == exitcodes.ROLLBACK_FAILED and _suite_json(tmp_path)["status"] == "rollback-failed"
