@@ -16,8 +16,7 @@ from datetime import datetime
 from typing import Any, TextIO
 
 from mlchaos.console import Console
-
-STOPPABLE = ("steady-state hypothesis (before)", "method", "steady-state hypothesis (after)")
+from mlchaos.runner import STOPPABLE_PHASES
 
 
 class ProgressConsole(Console):
@@ -108,7 +107,7 @@ class ProgressConsole(Console):
     def _guard_values(self) -> list[str]:
         """The guards' latest values while a fault is active (from the run monitor)."""
         runner = self.runner
-        if runner is None or getattr(runner, "phase", "") not in STOPPABLE:
+        if runner is None or getattr(runner, "phase", "") not in STOPPABLE_PHASES:
             return []
         context = getattr(runner, "context", None)
         if context is None or not any(not record.dry_run for record in list(context.changes)):

@@ -32,6 +32,7 @@ from mlchaos import exitcodes, runs
 from mlchaos.gameday.progress import ProgressConsole
 from mlchaos.gameday.schedule import Calendar, Clock, SystemClock
 from mlchaos.gameday.suite import CheckedExperiment, GameDay
+from mlchaos.runner import STOPPABLE_PHASES
 from mlchaos.sandbox.files import write_json
 
 # Most severe first; 0 (held) is the least. A suite exits with the first of these that any of its
@@ -43,8 +44,7 @@ VERDICTS = {exitcodes.OK: "held", exitcodes.DEVIATED: "failed", exitcodes.INVALI
             exitcodes.ABORTED: "aborted", exitcodes.INTERRUPTED: "interrupted", exitcodes.TERMINATED: "terminated"}
 WINDOW_POLL_SECONDS = 0.1
 WINDOW_CLOSED = "the game day's window closed"
-_ABORTABLE_PHASES = ("start of the run", "steady-state hypothesis (before)", "method",
-                     "steady-state hypothesis (after)")
+_ABORTABLE_PHASES = ("start of the run", *STOPPABLE_PHASES)  # never once the rollbacks have started
 
 
 def most_severe(codes: Iterator[int] | list[int]) -> int:
