@@ -70,7 +70,7 @@ def report_command(args: argparse.Namespace) -> int:
 
 def preflight(args: argparse.Namespace) -> list[str]:
     """Problems with the report and metrics options, found before the run starts (nothing is written)."""
-    from mlchaos.reports.metrics import MetricsError, MetricsState
+    from mlchaos.reports.metrics import MetricsError, MetricsState, split_credentials
 
     problems = []
     report_dir = getattr(args, "report_dir", None)
@@ -94,7 +94,7 @@ def preflight(args: argparse.Namespace) -> list[str]:
     if pushgateway:
         parts = urlsplit(pushgateway if "://" in pushgateway else f"http://{pushgateway}")
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            problems.append(f"--pushgateway {pushgateway!r}: not an http(s) URL")
+            problems.append(f"--pushgateway {split_credentials(pushgateway)[0]!r}: not an http(s) URL")
     return problems
 
 
@@ -118,7 +118,7 @@ def publish_run(args: argparse.Namespace, journal: Path | None, dry_run: bool) -
         return []
     if journal is None or not journal.is_file():
         return [f"no journal to report on ({journal or 'none written'})"]
-    from mlchaos.reports.metrics import push, update_textfile
+    from mlchaos.reports.metrics import push, split_credentials, update_textfile
     from mlchaos.reports.model import build_suite
     from mlchaos.reports.writer import write_reports
 
@@ -145,7 +145,7 @@ def publish_run(args: argparse.Namespace, journal: Path | None, dry_run: bool) -
     if pushgateway:
         try:
             push(suite.runs, pushgateway)
-            print(f"  metrics: pushed to {pushgateway}")
+            print(f"  metrics: pushed to {split_credentials(pushgateway)[0]}")
         except MlchaosError as exc:
             errors.append(str(exc))
     return errors

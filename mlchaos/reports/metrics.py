@@ -28,6 +28,7 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -267,28 +268,50 @@ def update_textfile(runs: Iterable[RunReport], path: str | os.PathLike[str]) -> 
 
 
 def push(runs: Iterable[RunReport], url: str, timeout: float = PUSH_TIMEOUT) -> list[RunReport]:
-    """Push ``runs`` to the Pushgateway at ``url``: job "mlchaos", one group per experiment; the runs counted."""
+    """Push ``runs`` to the Pushgateway at ``url``: job "mlchaos", one group per experiment; the runs counted.
+
+    ``http://user:password@host:9091`` authenticates with HTTP basic auth (never shown in messages).
+    """
     from prometheus_client import push_to_gateway
+    from prometheus_client.exposition import basic_auth_handler, default_handler
 
     runs = _ordered(runs)
-    base = url if "://" in url else f"http://{url}"
-    state = MetricsState.parse(_fetch(base.rstrip("/") + "/metrics", timeout), match={"job": JOB})
+    base, auth = split_credentials(url)
+    state = MetricsState.parse(_fetch(base.rstrip("/") + "/metrics", timeout, auth), match={"job": JOB})
     counted = [run for run in runs if state.record(run)]
+
+    def handler(url: str, method: str, timeout: float | None, headers: list, data: bytes):
+        if auth is None:
+            return default_handler(url, method, timeout, headers, data)
+        return basic_auth_handler(url, method, timeout, headers, data, auth[0], auth[1])
+
     for experiment in dict.fromkeys(run.experiment_id for run in runs):
         try:
             push_to_gateway(base, job=JOB, registry=state.registry([experiment]),
-                            grouping_key={"experiment": experiment}, timeout=timeout)
+                            grouping_key={"experiment": experiment}, timeout=timeout, handler=handler)
         except OSError as exc:  # URLError and HTTPError are OSErrors
             raise MetricsError(f"cannot push to the Pushgateway at {base}: {exc}") from None
     return counted
 
 
-def _fetch(url: str, timeout: float) -> str:
+def split_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
+    """The URL without ``user:password@`` (with a scheme: http when none is given), and the credentials."""
+    parts = urlsplit(url if "://" in url else f"http://{url}")
+    if parts.username is None:
+        return urlunsplit(parts), None
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc)), (unquote(parts.username), unquote(parts.password or ""))
+
+
+def _fetch(url: str, timeout: float, auth: tuple[str, str] | None = None) -> str:
     """The text at ``url`` (the Pushgateway's current metrics, to carry them forward)."""
     import requests
 
     try:
-        response = requests.get(url, timeout=timeout)
+        response = requests.get(url, timeout=timeout, auth=auth)
         response.raise_for_status()
     except requests.RequestException as exc:
         raise MetricsError(f"cannot read the Pushgateway's metrics at {url}: {exc}") from None

@@ -17,7 +17,7 @@ from components import require_component
 from prometheus_client.parser import text_string_to_metric_families
 from report_helpers import HELD, journal, serve
 
-from mlchaos.reports.metrics import MetricsState, push, update_textfile
+from mlchaos.reports.metrics import MetricsError, MetricsState, push, update_textfile
 from mlchaos.reports.model import RunReport
 
 pytestmark = pytest.mark.integration
@@ -74,6 +74,22 @@ def test_pushes_carry_counters_and_last_success_forward(pushgateway):
     assert pushed(found, "mlchaos_experiment_runs_total", experiment="latency-one-replica", verdict="held") == 1
     groups = requests.get(f"{pushgateway}/api/v1/metrics", timeout=5).json()["data"]
     assert sorted(g["labels"]["experiment"] for g in groups) == [KILL, "latency-one-replica"]
+
+
+def test_a_pushgateway_behind_basic_auth(tmp_path):
+    require_component("Pushgateway", os.access(PUSHGATEWAY, os.X_OK), INSTALL)
+    config = tmp_path / "web.yml"  # bcrypt of "drill-secret" (cost 4), made once with crypt.crypt
+    config.write_text('basic_auth_users:\n  drill: "$2b$04$zx3Rxv2Cl7O3n0Sws61lO.Y.Vg6sK3RG1qrRnemYptG79MGt0IZKW"\n')
+    argv = lambda port: [PUSHGATEWAY, f"--web.listen-address=127.0.0.1:{port}", "--persistence.file=",  # noqa: E731
+                         f"--web.config.file={config}"]
+    with serve(argv, "/-/ready", tmp_path / "pushgateway.log") as url:
+        assert requests.get(f"{url}/metrics", timeout=5).status_code == 401
+        with pytest.raises(MetricsError, match="401") as refused:
+            push([run(HELD[0])], url.replace("http://", "http://drill:wrong@"))
+        assert "wrong" not in str(refused.value)
+        push([run(HELD[0])], url.replace("http://", "http://drill:drill-secret@"))
+        text = requests.get(f"{url}/metrics", timeout=5, auth=("drill", "drill-secret")).text
+    assert f'mlchaos_experiment_runs_total{{experiment="{KILL}",instance="",job="mlchaos",verdict="held"}} 1' in text
 
 
 def test_mlchaos_run_pushes_its_result(pushgateway, tmp_path):

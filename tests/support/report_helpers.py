@@ -177,7 +177,7 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def serve(argv: Callable[[int], list[str]], ready_path: str, log: Path, timeout: float = 20.0) -> Iterator[str]:
-    """Run a real server on a free loopback port until it answers ``ready_path``; yield its base URL.
+    """Run a real server on a free loopback port until it answers HTTP on ``ready_path``; yield its base URL.
 
     A port taken between choosing and binding it makes the server exit: it is tried again on another port.
     """
@@ -191,7 +191,7 @@ def serve(argv: Callable[[int], list[str]], ready_path: str, log: Path, timeout:
             if process.poll() is not None:
                 return True
             try:
-                return requests.get(url + ready_path, timeout=1).ok
+                return requests.get(url + ready_path, timeout=1).status_code < 500  # it answers HTTP
             except requests.RequestException:
                 return False
 

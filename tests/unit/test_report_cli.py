@@ -130,9 +130,10 @@ def test_a_pushgateway_that_does_not_answer_is_an_error_but_the_verdict_stands(t
         port = sock.getsockname()[1]
     experiment = write_experiment(drill(tmp_path))
     proc = mlchaos("run", str(experiment), "--journal", str(tmp_path / "j.json"), "--pushgateway",
-                   f"http://127.0.0.1:{port}", env=subprocess_env)
+                   f"http://drill:s3cret@127.0.0.1:{port}", env=subprocess_env)
     assert proc.returncode == 0
     assert f"error: cannot read the Pushgateway's metrics at http://127.0.0.1:{port}/metrics" in proc.stderr
+    assert "s3cret" not in proc.stdout + proc.stderr + (tmp_path / "j.json").read_text()
 
 
 def test_a_plan_gets_reports_but_no_metrics(tmp_path, subprocess_env, write_experiment):

@@ -8,7 +8,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from report_helpers import HELD, journal
 
-from mlchaos.reports.metrics import BUCKETS, MetricsError, MetricsState, update_textfile
+from mlchaos.reports.metrics import BUCKETS, MetricsError, MetricsState, split_credentials, update_textfile
 from mlchaos.reports.model import RunReport
 
 
@@ -163,3 +163,9 @@ def test_concurrent_writers_lose_no_run(tmp_path):
     for index in range(len(runs)):
         assert value(found, "mlchaos_experiment_runs_total", experiment=f"drill-{index}", verdict="held") == 1
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_pushgateway_credentials_are_split_from_the_url():
+    assert split_credentials("127.0.0.1:9091") == ("http://127.0.0.1:9091", None)
+    assert split_credentials("https://ci:p%40ss@gateway:9091/prefix") == ("https://gateway:9091/prefix", ("ci", "p@ss"))
+    assert split_credentials("http://ci@[::1]:9091") == ("http://[::1]:9091", ("ci", ""))
