@@ -353,7 +353,9 @@ def _activity_state(status: str, met: bool | None) -> str:
         return "stopped while running"
     if status != "succeeded":
         return status
-    return {True: "tolerance met", False: "TOLERANCE NOT MET"}.get(met, "succeeded")  # type: ignore[arg-type]
+    if met is None:
+        return "succeeded"
+    return "tolerance met" if met else "TOLERANCE NOT MET"
 
 
 # --- SVG ----------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import platform
 import xml.etree.ElementTree as ET
 
 from mlchaos.reports import formatting as fmt
-from mlchaos.reports.model import PHASE_AFTER, PHASE_BEFORE, PHASE_RECOVERY, RunReport, Suite
+from mlchaos.reports.model import PHASE_AFTER, PHASE_BEFORE, PHASE_RECOVERY, ActivityResult, RunReport, Suite
 
 ERROR_VERDICTS = frozenset({"rollback-failed", "refused", "interrupted", "unfinished"})
 _ILLEGAL = {c: None for c in [*range(0, 9), 11, 12, *range(14, 32)]}  # not allowed in XML 1.0
@@ -104,7 +104,7 @@ def _probe_cases(run: RunReport) -> list[ET.Element]:
     return cases
 
 
-def _activity_case(run: RunReport, phase: str, name: str, activity) -> ET.Element:
+def _activity_case(run: RunReport, phase: str, name: str, activity: ActivityResult | None) -> ET.Element:
     case = _case(run, f"{phase}: {name}", activity.duration if activity else 0.0)
     if activity is None:
         why = "the method stopped the run first" if phase == PHASE_AFTER else "the run stopped before it"
