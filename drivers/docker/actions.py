@@ -24,8 +24,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from drivers.common import wait_for
 from drivers.docker.client import docker_errors
-from drivers.docker.targets import Selection, check_ids, concurrently, inspect, select, status, wait_for
+from drivers.docker.targets import Selection, check_ids, concurrently, inspect, select, status
 from drivers.watchdogs import stop_covered
 from mlchaos.changes import announce
 from mlchaos.errors import DriverError, TargetNotFound

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from drivers.common import check_name_pattern
 from mlchaos.errors import DriverError, TargetNotFound
 
 SKIP_LABEL = "mlchaos.skip"
@@ -100,12 +101,7 @@ def parse_selector(
     """Validate a selector; DriverError for an empty one, a bad label or an invalid regex."""
     pairs = _label_pairs(labels)
     if name_pattern is not None:
-        if not isinstance(name_pattern, str) or not name_pattern:
-            raise DriverError(f"name_pattern must be a non-empty regular expression, got {name_pattern!r}")
-        try:
-            re.compile(name_pattern)
-        except re.error as exc:
-            raise DriverError(f"name_pattern {name_pattern!r} is not a valid regular expression: {exc}") from None
+        check_name_pattern(name_pattern)
     if project is not None and (not isinstance(project, str) or not project):
         raise DriverError(f"project must be a non-empty compose project name, got {project!r}")
     if not pairs and name_pattern is None:

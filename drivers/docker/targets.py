@@ -6,19 +6,17 @@ action runs.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from drivers import common
 from drivers.docker import selection
 from drivers.docker.client import client, docker_errors, environment_id
 from mlchaos.changes import ChangeRecord, Target
 from mlchaos.errors import DriverError, TargetNotFound
 
 T = TypeVar("T")
-MAX_WORKERS = 16
 SERVICE_LABEL = "mlchaos.service"  # the service a replica belongs to (``model``), like a sandbox replica's
 COMPOSE_SERVICE_LABEL = "com.docker.compose.service"
 
@@ -141,31 +139,10 @@ def published_ports(info: Mapping[str, Any]) -> dict[str, list[str]]:
 
 
 def concurrently(items: Sequence[str], work: Callable[[str], T], what: str) -> list[T]:
-    """Run ``work(item)`` for every item at once (a thread pool); one DriverError naming every failure."""
-    if not items:
-        return []
-    results: list[Any] = [None] * len(items)
-    failures: list[str] = []
-    with ThreadPoolExecutor(max_workers=min(MAX_WORKERS, len(items)), thread_name_prefix="mlchaos-docker") as pool:
-        futures = [pool.submit(work, item) for item in items]
-        for index, future in enumerate(futures):
-            try:
-                results[index] = future.result()
-            except Exception as exc:
-                failures.append(f"{items[index][:12]}: {exc}")
-    if failures:
-        raise DriverError(f"{what} failed for {len(failures)} of {len(items)} container(s): " + "; ".join(failures))
-    return results
+    """Run ``work(item)`` for every container id at once; one DriverError naming every failure."""
+    return common.concurrently(items, work, what, noun="container(s)", label=lambda cid: cid[:12],
+                               thread_prefix="mlchaos-docker")
 
-
-def wait_for(check: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
-    """Poll ``check`` until it is true or ``timeout`` seconds have passed."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(interval)
-    return True
 
 
 def status(api: Any, container_id: str) -> str | None:

@@ -27,6 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from drivers.common import check_name_pattern
 from drivers.docker.selection import SKIP_LABEL, Mode, check_seed, is_skipped, parse_mode
 from mlchaos.errors import DriverError, TargetNotFound
 
@@ -218,12 +219,7 @@ def parse_pod_selector(namespace: str, label_selector: str | Mapping[str, Any] |
     labels = parse_label_selector(label_selector)
     fields = parse_field_selector(field_selector)
     if name_pattern is not None:
-        if not isinstance(name_pattern, str) or not name_pattern:
-            raise DriverError(f"name_pattern must be a non-empty regular expression, got {name_pattern!r}")
-        try:
-            re.compile(name_pattern)
-        except re.error as exc:
-            raise DriverError(f"name_pattern {name_pattern!r} is not a valid regular expression: {exc}") from None
+        check_name_pattern(name_pattern)
     if name_pattern is None and (labels is None or not labels.positive):
         what = "an empty selector" if labels is None else f"label_selector {labels.render()!r} (only negative terms)"
         raise DriverError(f"{what} would select (almost) every pod in {namespace}: give a label_selector with at "

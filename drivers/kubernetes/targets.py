@@ -9,19 +9,17 @@ whatever their number; resolving owners is one call per distinct ReplicaSet.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from drivers import common
 from drivers.kubernetes import selection
 from drivers.kubernetes.client import Connection
 from mlchaos.changes import ChangeRecord, Target
 from mlchaos.errors import DriverError, TargetNotFound
 
 T = TypeVar("T")
-MAX_WORKERS = 16
 SERVICE_LABELS = ("mlchaos.service", "app.kubernetes.io/name", "app")  # the first present names the service
 SCALABLE = {"Deployment": ("apps", "deployment"), "StatefulSet": ("apps", "stateful_set")}
 DRIVER = "kubernetes"
@@ -179,31 +177,9 @@ def first_port(pod: Mapping[str, Any]) -> int | None:
 
 
 def concurrently(items: Sequence[str], work: Callable[[str], T], what: str) -> list[T]:
-    """Run ``work(item)`` for every item at once (a thread pool); one DriverError naming every failure."""
-    if not items:
-        return []
-    results: list[Any] = [None] * len(items)
-    failures: list[str] = []
-    with ThreadPoolExecutor(max_workers=min(MAX_WORKERS, len(items)), thread_name_prefix="mlchaos-k8s") as pool:
-        futures = [pool.submit(work, item) for item in items]
-        for index, future in enumerate(futures):
-            try:
-                results[index] = future.result()
-            except Exception as exc:
-                failures.append(f"{items[index]}: {exc}")
-    if failures:
-        raise DriverError(f"{what} failed for {len(failures)} of {len(items)}: " + "; ".join(failures))
-    return results
+    """Run ``work(item)`` for every pod (or object) name at once; one DriverError naming every failure."""
+    return common.concurrently(items, work, what, thread_prefix="mlchaos-k8s")
 
-
-def wait_for(check: Callable[[], bool], timeout: float, interval: float = 0.1) -> bool:
-    """Poll ``check`` until it is true or ``timeout`` seconds have passed."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(interval)
-    return True
 
 
 def check_kind(kind: Any) -> str:
