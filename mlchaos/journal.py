@@ -17,6 +17,7 @@ import os
 import platform
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -222,7 +223,7 @@ class Journal:
         self._last_write = now
         # compact: json's C encoder is only used without indent (~30x faster on big journals)
         text = json.dumps(self.redactor.data(self.data), default=str)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         with open(tmp, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.write("\n")

@@ -162,6 +162,11 @@ class Runner:
         redactor = Redactor(sensitive_values(self.experiment.configuration, configuration, secrets,
                                              self.variables.configuration))  # env-backed values too
         self.console.redactor = redactor
+        if self.journal_path is not None:
+            try:
+                self.journal_path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise InvalidInput(f"cannot create the journal's directory {self.journal_path.parent}: {exc}") from None
         receiver = self._start_receiver()  # may refuse the run (InvalidInput) before any journal exists
         self.journal = Journal(self.journal_path, self.experiment.raw, self.experiment.source, redactor)
         self.waiter = Waiter(self._on_wait)
@@ -196,7 +201,9 @@ class Runner:
             self.monitor.stop_guarding()
             left_undone = self._run_rollbacks()
             left_undone += self._undo_uncovered_changes()
-            if not left_undone and self._interrupt is None and self.experiment.recovery and not self.dry_run:
+            injected = any(not r.dry_run for r in self.context.changes)
+            if (not left_undone and self._interrupt is None and self.experiment.recovery and not self.dry_run
+                    and (injected or not self.refusals)):  # a refused run that changed nothing has nothing to recover
                 self._run_recovery()
         finally:
             self.monitor.stop()
@@ -363,6 +370,9 @@ class Runner:
             self.budget_results = []
             return
         results = budgets.evaluate(self.experiment.settings.budgets, self.measurements)
+        if self._interrupt is not None or self._stop is not None:
+            # a run stopped early never reached the probes that measure: unmeasured budgets are not failures
+            results = [r for r in results if r.measured is not None]
         self.journal.extra["budgets"] = [r.to_dict() for r in results]
         self.budget_results = results
         for result in results:

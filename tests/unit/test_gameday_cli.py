@@ -119,6 +119,7 @@ def test_the_suite_exits_with_the_most_severe_code(tmp_path, env):
     assert "verdict: ABORTED (exit 5)  1 held, 2 did not hold, 0 skipped" in proc.stdout
 
 
+@pytest.mark.integration  # real time: seconds of schedule
 def test_a_real_schedule_fires_within_seconds(tmp_path, env):
     path = _gameday(tmp_path, [_held(tmp_path, "one"), _held(tmp_path, "two")], cool_down=0.2)
     started = time.monotonic()
@@ -137,6 +138,7 @@ def test_a_real_schedule_fires_within_seconds(tmp_path, env):
     assert took < 30
 
 
+@pytest.mark.integration  # real time: seconds of schedule
 def test_two_schedulers_on_one_host_never_run_the_suite_twice_at_once(tmp_path, env):
     path = _gameday(tmp_path, [_faulty(tmp_path, "hold", hold=3)])
     args = ("gameday", str(path), "--schedule", "*/2 * * * * *", "--max-runs", "1")

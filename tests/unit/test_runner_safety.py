@@ -166,3 +166,38 @@ def test_dry_run_plans_and_checks_bounds_without_changing_anything(run_experimen
     assert not (tmp_path / "m").exists()
     assert [a.name for a, _ in result.planned] == ["hit-m0", "hit-m1"]  # the plan goes on past a refusal
     assert all(c["dry_run"] for c in journal["mlchaos"]["changes"])
+
+
+def test_a_refused_run_that_changed_nothing_has_no_recovery_check_and_no_budget_failures(run_experiment, tmp_path):
+    log = tmp_path / "recovery.log"
+    data = experiment(tmp_path, [hit(tmp_path, "m0"), hit(tmp_path, "m1")], blast_radius={"max_targets": 1},
+                      recovery=[probe("back", "append_line", "x", path=str(log), text="x")],
+                      budgets=[{"alert": "ModelServerDown", "detect": 30}])
+    result, journal, _ = run_experiment(data)
+    assert result.exit_code == exitcodes.REFUSED
+    assert not log.exists() and journal["mlchaos"]["recovery"] is None
+    assert result.budgets == [] and all("not measured" not in f for f in result.failures)
+
+
+def test_an_aborted_run_still_checks_recovery(run_experiment, tmp_path):
+    log = tmp_path / "recovery.log"
+    data = experiment(tmp_path, [hit(tmp_path, "m0"), py("long", "sleep", seconds=20)],
+                      blast_radius={"max_duration": 1.0},
+                      recovery=[probe("back", "append_line", "x", path=str(log), text="x")])
+    result, journal, _ = run_experiment(data)
+    assert result.exit_code == exitcodes.ABORTED
+    assert journal["mlchaos"]["recovery"]["recovered"] is True and log.exists()
+
+
+def test_the_journal_directory_is_created(write_experiment, tmp_path):
+    import io
+
+    from mlchaos.console import Console
+    from mlchaos.loader import load_document
+    from mlchaos.models import build_experiment
+    from mlchaos.runner import Runner
+
+    experiment_ = build_experiment(load_document(write_experiment(experiment(tmp_path, [hit(tmp_path, "m0")]))))
+    journal = tmp_path / "new" / "dir" / "journal.json"
+    result = Runner(experiment_, None, journal, Console(io.StringIO(), tty=False)).run()
+    assert result.exit_code == exitcodes.OK and journal.exists()
