@@ -79,15 +79,30 @@ class RuleParameters:
     tls_for: str = "5m"
     cert_expiring_days: float = 14.0
     cert_for: str = "15m"
+    drift_psi_threshold: float = 0.2  # population stability index of the predicted classes
+    drift_for: str = "15m"
+    model_max_age: str = "14d"  # ModelStale: the served version was trained longer ago than this
+    stale_for: str = "10m"
+    invalid_input_ratio: float = 0.05  # rejected / all infer requests
+    invalid_input_window: str = "10m"
+    invalid_input_for: str = "10m"
+    non_finite_window: str = "5m"
+    non_finite_for: str = "1m"
+    feedback_window: str = "30m"  # no feedback event over this window while predictions are served
+    feedback_for: str = "15m"
+    training_job: str = "training"  # Pushgateway group of the training pipeline (push_time_seconds)
+    pipeline_max_age: str = "1d"
+    pipeline_for: str = "15m"
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.name.endswith(("_for", "_window", "_interval")):
+            if f.name.endswith(("_for", "_window", "_interval", "_age")):
                 parse_duration(value)  # raises InvalidInput
             elif f.name.endswith("_job") and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.:-]*", value):
                 raise InvalidInput(f"{f.name}: not a valid job name: {value!r}")
-        for name in ("latency_p95_seconds", "endpoint_latency_p95_seconds", "error_rate_ratio", "cert_expiring_days"):
+        for name in ("latency_p95_seconds", "endpoint_latency_p95_seconds", "error_rate_ratio", "cert_expiring_days",
+                     "drift_psi_threshold", "invalid_input_ratio"):
             if not getattr(self, name) > 0:
                 raise InvalidInput(f"{name} must be > 0, got {getattr(self, name)!r}")
 
@@ -130,6 +145,18 @@ SANDBOX = RuleParameters(
     error_for="5s",
     tls_for="3s",
     cert_for="3s",
+    drift_for="5s",
+    model_max_age="1d",
+    stale_for="3s",
+    invalid_input_ratio=0.1,
+    invalid_input_window="15s",
+    invalid_input_for="5s",
+    non_finite_window="10s",
+    non_finite_for="2s",
+    feedback_window="30s",
+    feedback_for="5s",
+    pipeline_max_age="10m",
+    pipeline_for="3s",
 )
 PROFILES: dict[str, RuleParameters] = {"sandbox": SANDBOX, "staging": STAGING}
 ALERT_NAMES = (
@@ -142,6 +169,12 @@ ALERT_NAMES = (
     "ModelCertificateExpiringSoon",
     "ModelCertificateExpired",
     "ModelEndpointTLSProbeFailing",
+    "ModelPredictionDrift",
+    "ModelStale",
+    "ModelInvalidInputRatioHigh",
+    "ModelNonFiniteOutputs",
+    "ModelFeedbackAbsent",
+    "ModelPipelineNotPushing",
 )
 
 
@@ -263,6 +296,75 @@ def alert_rules(p: RuleParameters) -> list[dict[str, Any]]:
             f"TLS verification of {inst} fails",
             f"A verifying TLS probe of {inst} has failed for {p.tls_for} although the endpoint answers"
             " (untrusted issuer, wrong host name...).",
+        ),
+        *_ml_rules(p),
+    ]
+
+
+def _ml_rules(p: RuleParameters) -> list[dict[str, Any]]:
+    """Model-quality alerts, on the signals of :mod:`mlchaos.sandbox.signals` (see docs/ml-signals.md)."""
+    job = f'job="{p.model_job}"'
+    by = "instance, replica"
+    inst = "{{ $labels.instance }}"
+    max_age = parse_duration(p.model_max_age)
+    push_age = parse_duration(p.pipeline_max_age)
+    fw = p.feedback_window
+    return [
+        _alert(
+            "ModelPredictionDrift",
+            # the server computes the PSI over its last predictions; a killed replica's gauge goes stale
+            f"max by ({by}) (model_prediction_drift_psi{{{job}}}) > {p.drift_psi_threshold:g}",
+            p.drift_for, "warning", "Monitoring 3",
+            f"Predictions of {inst} drifted from the training distribution",
+            f"The population stability index of the classes {inst} predicted recently, against the training"
+            f" classes, has been above {p.drift_psi_threshold:g} for {p.drift_for}: serving inputs are skewed.",
+        ),
+        _alert(
+            "ModelStale",
+            f"time() - max by ({by}) (model_trained_timestamp_seconds{{{job}}}) > {max_age:g}",
+            p.stale_for, "warning", "Monitoring 4",
+            f"Model served by {inst} is stale",
+            f"The model version {inst} serves was trained more than {p.model_max_age} ago (an old version is"
+            " pinned, or retraining stopped).",
+        ),
+        _alert(
+            "ModelInvalidInputRatioHigh",
+            f"sum by ({by}) (rate(model_invalid_inputs_total{{{job}}}[{p.invalid_input_window}]))"
+            f' / sum by ({by}) (rate(model_requests_total{{{job},endpoint="infer"}}[{p.invalid_input_window}]))'
+            f" > {p.invalid_input_ratio:g}",
+            p.invalid_input_for, "warning", "Monitoring 2",
+            f"Many invalid inputs reach {inst}",
+            f"More than {p.invalid_input_ratio:g} of the infer requests to {inst} were rejected as invalid (NaN,"
+            f" out of range, wrong shape or datatype) over {p.invalid_input_window}, for {p.invalid_input_for}.",
+        ),
+        _alert(
+            "ModelNonFiniteOutputs",
+            f"sum by ({by}) (increase(model_non_finite_outputs_total{{{job}}}[{p.non_finite_window}])) > 0",
+            p.non_finite_for, "critical", "Monitoring 5",
+            f"Model on {inst} outputs NaN or infinite values",
+            f"{inst} produced non-finite outputs over the last {p.non_finite_window}: the model is numerically"
+            " unstable.",
+        ),
+        _alert(
+            "ModelFeedbackAbsent",
+            # the feedback counter is exported from start-up (0 until the first event), so increase() sees it;
+            # it must have counted something since the process started: a replica that never had a feedback
+            # loop (the sandbox's drill traffic) does not fire, nor does a killed one (its series go stale)
+            f"sum by ({by}) (increase(model_predictions_total{{{job}}}[{fw}])) > 0"
+            f" unless on(instance) sum by (instance) (increase(model_feedback_events_total{{{job}}}[{fw}])) > 0"
+            f" and on(instance) max by (instance) (model_feedback_events_total{{{job}}}) > 0",
+            p.feedback_for, "warning", "Monitoring 7",
+            f"No feedback reaches {inst}",
+            f"{inst} serves predictions but has received no true labels on its feedback endpoint for {fw}:"
+            " prediction quality cannot be measured.",
+        ),
+        _alert(
+            "ModelPipelineNotPushing",
+            f'time() - max by (job) (push_time_seconds{{job="{p.training_job}"}}) > {push_age:g}',
+            p.pipeline_for, "warning", "Monitoring 4",
+            "Training pipeline {{ $labels.job }} has not pushed",
+            f"The last push of the {{{{ $labels.job }}}} pipeline to the Pushgateway is older than"
+            f" {p.pipeline_max_age}: models are not being retrained.",
         ),
     ]
 
@@ -451,6 +553,42 @@ def _cases(p: RuleParameters, warm: int, after: int, total: int) -> list[tuple[s
                        for k, v in rule["annotations"].items()}
         return [{**labels(name, severity, score, more)[0], "exp_annotations": annotations}]
 
+    step = parse_duration(p.scrape_interval)
+    model = ', model="iris"'
+
+    def ml(n: int = total, psi: str | None = None, trained: str | None = None, predictions: str | None = None,
+           feedback: str | None = None, non_finite: str | None = None, invalid: str | None = None,
+           push: str | None = None) -> list[dict[str, str]]:
+        """The model-quality signals, healthy unless given; ``n < total``: the replica's series end (killed)."""
+        end = " stale" if n < total else ""
+        rows = [
+            s("model_prediction_drift_psi", p.model_job, (psi or _const(0.01, n)) + end, model),
+            s("model_trained_timestamp_seconds", p.model_job, (trained or _const(0, n)) + end, model),
+            s("model_predictions_total", p.model_job, (predictions or _seq((0, rate, n))) + end,
+              model + ', class_name="setosa"'),
+            s("model_feedback_events_total", p.model_job, (feedback or _seq((1, rate, n))) + end, model),
+            s("model_non_finite_outputs_total", p.model_job, (non_finite or _const(0, n)) + end, model),
+            s("model_invalid_inputs_total", p.model_job, (invalid or _const(0, n)) + end, model + ', reason="nan"'),
+        ]
+        return rows + [{"series": f'push_time_seconds{{job="{p.training_job}"}}',
+                        "values": push or _seq((0, step, total))}]
+
+    def fault(healthy_value: float | str, faulty: float | str) -> str:
+        return with_tail(_const(healthy_value, warm), _const(faulty, after))
+
+    flat_after = _seq((0, rate, warm), (rate * warm, 0, after))  # a counter that stops increasing
+    rising_after = _seq((0, 0, warm), (0, rate, after))  # a counter that starts increasing
+    long_ago = f"{-2 * max(parse_duration(p.model_max_age), parse_duration(p.pipeline_max_age)):.0f}"
+    invalid_requests = [s("model_requests_total", p.model_job, with_tail(_const("_", warm), _seq((1, rate, after))),
+                          ', model="iris", endpoint="infer", code="400"')]
+
+    def pipeline_alert() -> list[dict]:
+        rule = next(r for r in alert_rules(p) if r["alert"] == "ModelPipelineNotPushing")
+        return [{"exp_labels": {"severity": "warning", "ml_test_score": "Monitoring 4", "component": COMPONENT,
+                                "job": p.training_job},
+                 "exp_annotations": {k: v.replace("{{ $labels.job }}", p.training_job)
+                                     for k, v in rule["annotations"].items()}}]
+
     lagging_probe = with_tail(healthy(warm + 1), _const(0, after - 1))
     model_stale = with_tail(healthy(warm), "stale")
     steady_metrics = latency(False) + requests(False)
@@ -459,14 +597,17 @@ def _cases(p: RuleParameters, warm: int, after: int, total: int) -> list[tuple[s
     cert_far = f"{expiry_far:.0f}"
     tls_jobs = {"job": p.tls_insecure_job}
 
+    healthy_ml = serving(ok, ok) + steady_metrics + steady_tls
     return [
-        ("healthy replica: nothing fires", serving(ok, ok) + steady_metrics + steady_tls, {}),
+        ("healthy replica: nothing fires", healthy_ml + ml(), {}),
         (
             "kill (probe lags the scrape by one cycle): only ModelServerDown",
             [s("up", p.model_job, dead), s("probe_success", p.blackbox_job, lagging_probe),
              s("probe_success", p.readiness_job, lagging_probe),
              s("probe_duration_seconds", p.blackbox_job, fast_probe),  # refused at once
-             s("model_ready", p.model_job, model_stale, ', model="iris"')] + steady_tls,
+             s("model_ready", p.model_job, model_stale, ', model="iris"')] + steady_tls
+            # the model-quality series end with the process: no drift, staleness or feedback alert
+            + ml(warm, feedback=_const(1, warm)),
             {"ModelServerDown": alert("ModelServerDown", "critical", "Infrastructure", p.model_job)},
         ),
         (
@@ -532,5 +673,40 @@ def _cases(p: RuleParameters, warm: int, after: int, total: int) -> list[tuple[s
             serving(ok, ok) + steady_metrics + tls(dead, ok, _const(cert_far, total)),
             {"ModelEndpointTLSProbeFailing": alert("ModelEndpointTLSProbeFailing", "critical", "Infrastructure",
                                                    extra={"job": p.tls_job})},
+        ),
+        (
+            "prediction drift (PSI 0.5, replica healthy): only ModelPredictionDrift",
+            healthy_ml + ml(psi=fault(0.01, f"{max(0.5, 2 * p.drift_psi_threshold):g}")),
+            {"ModelPredictionDrift": alert("ModelPredictionDrift", "warning", "Monitoring 3")},
+        ),
+        (
+            "an old model version is served (trained long ago): only ModelStale",
+            healthy_ml + ml(trained=fault(0, long_ago)),
+            {"ModelStale": alert("ModelStale", "warning", "Monitoring 4")},
+        ),
+        (
+            "half of the infer calls are invalid (400): only ModelInvalidInputRatioHigh",
+            healthy_ml + invalid_requests + ml(invalid=rising_after),
+            {"ModelInvalidInputRatioHigh": alert("ModelInvalidInputRatioHigh", "warning", "Monitoring 2")},
+        ),
+        (
+            "NaN outputs (answered 200, not counted as predictions): only ModelNonFiniteOutputs",
+            healthy_ml + ml(non_finite=rising_after, predictions=flat_after),
+            {"ModelNonFiniteOutputs": alert("ModelNonFiniteOutputs", "critical", "Monitoring 5")},
+        ),
+        (
+            "feedback stops while predictions are served: only ModelFeedbackAbsent",
+            healthy_ml + ml(feedback=_seq((1, rate, warm), (rate * (warm - 1) + 1, 0, after))),
+            {"ModelFeedbackAbsent": alert("ModelFeedbackAbsent", "warning", "Monitoring 7")},
+        ),
+        (
+            "no feedback loop at all (counter 0 since start-up): nothing fires",
+            healthy_ml + ml(feedback=_const(0, total)),
+            {},
+        ),
+        (
+            "the training pipeline stopped pushing: only ModelPipelineNotPushing",
+            healthy_ml + ml(push=fault(0, long_ago)),
+            {"ModelPipelineNotPushing": pipeline_alert()},
         ),
     ]

@@ -44,3 +44,18 @@ def holdout_split() -> Split:
     """Return the holdout rows (45 of 150) as (features, labels)."""
     x, y = _splits()[1]
     return [list(r) for r in x], list(y)
+
+
+@lru_cache(maxsize=1)
+def _older_split() -> Split:
+    from sklearn.model_selection import train_test_split
+
+    x, y = _splits()[0]
+    x_old, _, y_old, _ = train_test_split(x, y, train_size=0.5, random_state=7, stratify=y)
+    return [list(r) for r in x_old], [int(v) for v in y_old]
+
+
+def older_training_split() -> Split:
+    """Half of the training rows (52 of 105, stratified): what the previous model version was trained on."""
+    x, y = _older_split()
+    return [list(r) for r in x], list(y)

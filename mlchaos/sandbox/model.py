@@ -10,16 +10,23 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from mlchaos.sandbox import dataset
+from mlchaos.sandbox.faults import Faults
+from mlchaos.sandbox.signals import distribution
 
-MODEL_VERSION = "1"
+DEFAULT_VERSION = "2"
+MODEL_VERSION = DEFAULT_VERSION  # the version served after start-up (kept for importers)
+OLDER_VERSION_AGE_SECONDS = 30 * 86400.0
 INPUT_NAME = "input-0"
 OUTPUT_NAME = "predict"
 ACCEPTED_DATATYPES = frozenset({"FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64"})
 MAX_BATCH = 10_000
+# plausible iris measurements in cm: a 10x unit skew (cm read as mm) stays inside, so it shows up as drift
+FEATURE_RANGE = (0.0, 100.0)
 
 
 class InvalidRequest(ValueError):
@@ -30,37 +37,102 @@ class InvalidRequest(ValueError):
         self.reason = reason
 
 
+class UnknownVersion(LookupError):
+    """A load asked for a version the repository does not hold."""
+
+
+class LoadFailed(RuntimeError):
+    """A load failed (the ``fail_load`` fault); the previously served version stays."""
+
+
 @dataclass
 class Prediction:
-    """The classes predicted for one batch."""
+    """The outputs for one batch: classes when they are finite, the raw values always."""
 
     classes: list[int]
     class_names: list[str]
+    values: list[float] = field(default_factory=list)
+
+    @property
+    def non_finite(self) -> int:
+        return sum(not math.isfinite(v) for v in self.values)
+
+
+@dataclass(frozen=True)
+class TrainedVersion:
+    """One trained version of the model."""
+
+    version: str
+    estimator: Any = field(repr=False)
+    trained_at: float
+    class_distribution: tuple[float, ...]
+
+
+# version -> (training split, how much older than start-up its training time is stamped)
+VERSIONS: dict[str, tuple[Callable[[], dataset.Split], float]] = {
+    "1": (dataset.older_training_split, OLDER_VERSION_AGE_SECONDS),
+    "2": (dataset.training_split, 0.0),
+}
 
 
 @dataclass
 class ServedModel:
-    """A scikit-learn classifier trained on iris at start-up."""
+    """A scikit-learn classifier, every version trained on iris at start-up; one of them served.
+
+    Version "1" stands for the previous release: trained on the older, smaller split and
+    stamped as trained :data:`OLDER_VERSION_AGE_SECONDS` before start-up (the sandbox keeps
+    no files, so its age is simulated). Version "2" is the current one, served by default.
+    """
 
     name: str = "iris"
-    version: str = MODEL_VERSION
-    trained_at: float = 0.0
-    _estimator: Any = field(default=None, repr=False)
+    faults: Faults = field(default_factory=Faults)
+    _versions: dict[str, TrainedVersion] = field(default_factory=dict, repr=False)
+    _active: TrainedVersion | None = field(default=None, repr=False)
+
+    @property
+    def version(self) -> str:
+        return self._active.version if self._active else DEFAULT_VERSION
+
+    @property
+    def trained_at(self) -> float:
+        return self._active.trained_at if self._active else 0.0
+
+    @property
+    def class_distribution(self) -> tuple[float, ...]:
+        return self._active.class_distribution if self._active else ()
 
     @property
     def ready(self) -> bool:
-        """True once the estimator has been trained."""
-        return self._estimator is not None
+        """True once a version is loaded, unless the ``not_ready`` fault is set."""
+        return self._active is not None and not self.faults.flags.not_ready
 
     def train(self) -> None:
-        """Fit the estimator on the training split (about a second, mostly imports)."""
+        """Fit every version (well under a second, mostly imports) and serve the default one."""
         from sklearn.linear_model import LogisticRegression
 
-        x, y = dataset.training_split()
-        estimator = LogisticRegression(max_iter=500)
-        estimator.fit(x, y)
-        self._estimator = estimator
-        self.trained_at = time.time()
+        now = time.time()
+        for version, (split, age) in VERSIONS.items():
+            x, y = split()
+            estimator = LogisticRegression(max_iter=500)
+            estimator.fit(x, y)
+            shares = tuple(distribution(y, len(dataset.CLASS_NAMES)))
+            self._versions[version] = TrainedVersion(version, estimator, now - age, shares)
+        self._active = self._versions[DEFAULT_VERSION]
+
+    def load(self, version: str | None = None) -> TrainedVersion:
+        """Serve ``version`` (default: the current one); raise UnknownVersion or LoadFailed and keep the old one."""
+        wanted = DEFAULT_VERSION if version is None else version
+        if wanted not in self._versions:
+            raise UnknownVersion(f"model {self.name!r} has no version {wanted!r}; known: {', '.join(self._versions)}")
+        if self.faults.flags.fail_load:
+            raise LoadFailed(f"failed to load model {self.name!r} version {wanted!r} (fail_load fault)")
+        self._active = self._versions[wanted]
+        return self._active
+
+    def index(self) -> list[dict[str, str]]:
+        """The repository index, Triton-shaped: one entry per version with its state."""
+        return [{"name": self.name, "version": v, "state": "READY" if self._active is t else "UNAVAILABLE"}
+                for v, t in self._versions.items()]
 
     def metadata(self) -> dict[str, Any]:
         """Return the OIP model metadata document."""
@@ -78,11 +150,14 @@ class ServedModel:
         }
 
     def predict(self, rows: list[list[float]]) -> Prediction:
-        """Predict the class of every row (rows must already be validated)."""
-        if self._estimator is None:
+        """Predict the class of every row (rows must already be validated); NaN under the nan_outputs fault."""
+        active = self._active
+        if active is None:
             raise RuntimeError("model is not trained yet")
-        classes = [int(c) for c in self._estimator.predict(rows)]
-        return Prediction(classes, [dataset.CLASS_NAMES[c] for c in classes])
+        if self.faults.flags.nan_outputs:
+            return Prediction([], [], [math.nan] * len(rows))
+        classes = [int(c) for c in active.estimator.predict(rows)]
+        return Prediction(classes, [dataset.CLASS_NAMES[c] for c in classes], [float(c) for c in classes])
 
 
 def parse_infer_request(body: Any) -> list[list[float]]:
@@ -94,31 +169,37 @@ def parse_infer_request(body: Any) -> list[list[float]]:
         raise InvalidRequest("malformed", "'inputs' must be a list with exactly one tensor")
     tensor = inputs[0]
     datatype = tensor.get("datatype", "FP32")
-    if datatype not in ACCEPTED_DATATYPES:
-        raise InvalidRequest("datatype", f"unsupported datatype {datatype!r}")
+    if not isinstance(datatype, str) or datatype not in ACCEPTED_DATATYPES:
+        raise InvalidRequest("wrong_datatype", f"unsupported datatype {datatype!r}")
     shape = tensor.get("shape")
     if (
         not isinstance(shape, list)
         or len(shape) != 2
         or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape)
     ):
-        raise InvalidRequest("shape", f"shape must be [N, {dataset.N_FEATURES}], got {shape!r}")
+        raise InvalidRequest("wrong_shape", f"shape must be [N, {dataset.N_FEATURES}], got {shape!r}")
     n_rows, n_cols = shape
     if n_cols != dataset.N_FEATURES or not 1 <= n_rows <= MAX_BATCH:
         raise InvalidRequest(
-            "shape", f"shape must be [N, {dataset.N_FEATURES}] with 1 <= N <= {MAX_BATCH}"
+            "wrong_shape", f"shape must be [N, {dataset.N_FEATURES}] with 1 <= N <= {MAX_BATCH}"
         )
     flat = _flatten(tensor.get("data"))
     if len(flat) != n_rows * n_cols:
         raise InvalidRequest(
-            "shape", f"data holds {len(flat)} values but shape {shape} needs {n_rows * n_cols}"
+            "wrong_shape", f"data holds {len(flat)} values but shape {shape} needs {n_rows * n_cols}"
         )
     values: list[float] = []
+    integral = datatype.startswith("INT")
+    low, high = FEATURE_RANGE
     for v in flat:
         if isinstance(v, bool) or not isinstance(v, int | float):
-            raise InvalidRequest("non_numeric", f"non-numeric value {v!r} in data")
-        if not math.isfinite(v):
-            raise InvalidRequest("non_finite", "data contains NaN or infinite values")
+            raise InvalidRequest("wrong_datatype", f"non-numeric value {v!r} in a {datatype} tensor")
+        if math.isnan(v):
+            raise InvalidRequest("nan", "data contains NaN")
+        if not low <= v <= high:
+            raise InvalidRequest("out_of_range", f"value {v!r} outside the feature range [{low:g}, {high:g}]")
+        if integral and not float(v).is_integer():
+            raise InvalidRequest("wrong_datatype", f"non-integer value {v!r} in a {datatype} tensor")
         values.append(float(v))
     return [values[i * n_cols : (i + 1) * n_cols] for i in range(n_rows)]
 

@@ -13,7 +13,9 @@ default action (the process ends), as before.
 
 Endpoints: ``GET /v2``, ``/v2/health/live``, ``/v2/health/ready``,
 ``/v2/models/{m}[/versions/{v}]``, ``/v2/models/{m}[/versions/{v}]/ready``,
-``POST /v2/models/{m}[/versions/{v}]/infer`` and Prometheus ``GET /metrics``.
+``POST /v2/models/{m}[/versions/{v}]/infer`` and Prometheus ``GET /metrics``; feedback, the
+model repository (version pinning) and the loopback-only fault hooks live in
+:mod:`mlchaos.sandbox.routes`, the metrics and the drift score in :mod:`mlchaos.sandbox.signals`.
 Handlers are thin: look up, one call into :mod:`mlchaos.sandbox.model`, serialise.
 """
 
@@ -33,74 +35,16 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-)
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from mlchaos.sandbox import dataset, routes
 from mlchaos.sandbox.model import InvalidRequest, ServedModel, parse_infer_request
+from mlchaos.sandbox.routes import HttpError
+from mlchaos.sandbox.signals import LATENCY_BUCKETS, Metrics, Signals
 
+__all__ = ["LATENCY_BUCKETS", "HttpError", "Metrics", "ModelServer", "Signals", "TLSModelServer", "serve"]
 MAX_BODY_BYTES = 4 * 1024 * 1024
-LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 _MODEL_PATH = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?(/ready|/infer)?$")
-
-
-class HttpError(Exception):
-    """An error answered with ``{"error": message}`` and the given status."""
-
-    def __init__(self, status: HTTPStatus, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-@dataclass
-class Metrics:
-    """The server's Prometheus metrics, in a registry of their own."""
-
-    registry: CollectorRegistry
-    requests: Counter
-    latency: Histogram
-    predictions: Counter
-    invalid_inputs: Counter
-    info: Gauge
-    ready: Gauge
-    trained_at: Gauge
-
-    @classmethod
-    def create(cls) -> Metrics:
-        """Build a fresh registry holding every metric the server exports."""
-        reg = CollectorRegistry()
-        return cls(
-            registry=reg,
-            requests=Counter(
-                "model_requests", "HTTP requests by endpoint and status code",
-                ["model", "endpoint", "code"], registry=reg,
-            ),
-            latency=Histogram(
-                "model_inference_duration_seconds", "Time spent in model.predict (seconds)",
-                ["model"], buckets=LATENCY_BUCKETS, registry=reg,
-            ),
-            predictions=Counter(
-                "model_predictions", "Predicted rows by class", ["model", "class_name"],
-                registry=reg,
-            ),
-            invalid_inputs=Counter(
-                "model_invalid_inputs", "Rejected infer requests by reason", ["model", "reason"],
-                registry=reg,
-            ),
-            info=Gauge("model_info", "Served model version (always 1)", ["model", "version"],
-                       registry=reg),
-            ready=Gauge("model_ready", "1 when the model can serve predictions", ["model"],
-                        registry=reg),
-            trained_at=Gauge(
-                "model_trained_timestamp_seconds", "Unix time the model was trained", ["model"],
-                registry=reg,
-            ),
-        )
 
 
 class ModelServer(ThreadingHTTPServer):
@@ -110,12 +54,12 @@ class ModelServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, host: str, port: int, model: ServedModel, replica: str,
-                 metrics: Metrics | None = None) -> None:
+                 signals: Signals | None = None) -> None:
         super().__init__((host, port), Handler)
         self.model = model
         self.replica = replica
-        self.metrics = metrics if metrics is not None else Metrics.create()
-        self.metrics.ready.labels(model.name).set(0)
+        self.signals = signals if signals is not None else Signals(model.name, dataset.CLASS_NAMES, ())
+        self.metrics: Metrics = self.signals.metrics
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Ignore clients that hung up (timeouts during chaos); report anything else."""
@@ -130,10 +74,12 @@ class ModelServer(ThreadingHTTPServer):
 
     def mark_trained(self) -> None:
         """Publish the trained model's info and readiness metrics."""
-        m, name = self.metrics, self.model.name
-        m.info.labels(name, self.model.version).set(1)
-        m.trained_at.labels(name).set(self.model.trained_at)
-        m.ready.labels(name).set(1)
+        self.publish()
+
+    def publish(self) -> None:
+        """Publish the served version, its training time and readiness (after a load or a fault change)."""
+        m = self.model
+        self.signals.serving(m.version, m.trained_at, m.ready, m.class_distribution)
 
 
 class TLSModelServer(ModelServer):
@@ -147,11 +93,11 @@ class TLSModelServer(ModelServer):
 
     HANDSHAKE_TIMEOUT = 5.0
 
-    def __init__(self, host: str, port: int, model: ServedModel, replica: str, metrics: Metrics,
+    def __init__(self, host: str, port: int, model: ServedModel, replica: str, signals: Signals,
                  cert_file: str, key_file: str) -> None:
         self.cert_file, self.key_file = cert_file, key_file
         self.context = _server_context(cert_file, key_file)  # fails before binding: bad files, no server
-        super().__init__(host, port, model, replica, metrics)
+        super().__init__(host, port, model, replica, signals)
 
     def get_request(self) -> tuple[socket.socket, Any]:
         """Accept a TCP connection and wrap it; the handshake runs in the handler thread."""
@@ -210,6 +156,9 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802
         self._dispatch("POST")
 
+    def do_DELETE(self) -> None:  # noqa: N802
+        self._dispatch("DELETE")
+
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         """Stay quiet: one line per request would flood the replica logs."""
 
@@ -225,6 +174,8 @@ class Handler(BaseHTTPRequestHandler):
                 return
             payload = self._route(method, path)
             status = HTTPStatus.OK
+        except InvalidRequest as exc:  # a bad body outside /infer (counted by reason only there)
+            status, payload = HTTPStatus.BAD_REQUEST, {"error": str(exc)}
         except HttpError as exc:
             status, payload = exc.status, {"error": str(exc)}
             if status == HTTPStatus.NOT_FOUND and self._endpoint != "other":
@@ -248,6 +199,11 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/v2" and method == "GET":
             self._endpoint = "server_metadata"
             return {"name": "mlchaos-sandbox", "version": "1", "extensions": []}
+        found = routes.find(method, path, self.client_address[0])
+        if found is not None:
+            self._endpoint, handler, groups = found
+            request = routes.Request(method, self.client_address[0], groups, self._read_optional_json)
+            return routes.call(handler, self.server, request)
         match = _MODEL_PATH.match(path)
         if match is None:
             raise HttpError(HTTPStatus.NOT_FOUND, f"no route for {method} {path}")
@@ -269,27 +225,28 @@ class Handler(BaseHTTPRequestHandler):
         return self._infer()
 
     def _infer(self) -> dict[str, Any]:
-        model, metrics = self.server.model, self.server.metrics
+        model, signals = self.server.model, self.server.signals
         try:
             body = self._read_json()
             rows = parse_infer_request(body)
         except InvalidRequest as exc:
-            metrics.invalid_inputs.labels(model.name, exc.reason).inc()
+            signals.invalid(exc.reason)
             raise HttpError(HTTPStatus.BAD_REQUEST, str(exc)) from None
         if not model.ready:
             raise HttpError(HTTPStatus.SERVICE_UNAVAILABLE, "model not ready")
         started = time.perf_counter()
         prediction = model.predict(rows)
-        metrics.latency.labels(model.name).observe(time.perf_counter() - started)
-        for class_name in prediction.class_names:
-            metrics.predictions.labels(model.name, class_name).inc()
+        signals.metrics.latency.labels(model.name).observe(time.perf_counter() - started)
+        if prediction.non_finite:  # what an unguarded server sends: NaN literals, counted
+            signals.non_finite(prediction.non_finite)
+            output = {"name": "predict", "shape": [len(rows)], "datatype": "FP64", "data": prediction.values}
+        else:
+            signals.predicted(prediction.classes)
+            output = {"name": "predict", "shape": [len(rows)], "datatype": "INT64", "data": prediction.classes}
         answer: dict[str, Any] = {
             "model_name": model.name,
             "model_version": model.version,
-            "outputs": [{
-                "name": "predict", "shape": [len(rows)], "datatype": "INT64",
-                "data": prediction.classes,
-            }],
+            "outputs": [output],
         }
         if isinstance(body.get("id"), str):
             answer["id"] = body["id"]
@@ -309,6 +266,11 @@ class Handler(BaseHTTPRequestHandler):
             return json.loads(raw)
         except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
             raise InvalidRequest("malformed_json", f"malformed JSON: {exc}") from None
+
+    def _read_optional_json(self) -> Any:
+        if self.headers.get("Content-Length", "") in ("", "0"):
+            return None
+        return self._read_json()
 
     def _send(self, status: HTTPStatus, body: bytes, content_type: str) -> None:
         self.send_response(status)
@@ -340,7 +302,7 @@ def serve(host: str, port: int, model_name: str, replica: str, tls: TLSOptions |
     try:
         if tls is not None:
             try:
-                tls_server = TLSModelServer(host, tls.port, model, replica, server.metrics,
+                tls_server = TLSModelServer(host, tls.port, model, replica, server.signals,
                                             tls.cert_file, tls.key_file)
             except (ssl.SSLError, OSError) as exc:
                 print(f"[{replica}] cannot serve TLS on {host}:{tls.port} with {tls.cert_file} /"

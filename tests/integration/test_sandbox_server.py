@@ -42,7 +42,7 @@ def test_health_and_metadata(replica: Replica) -> None:
     for path in ("/v2/health/live", "/v2/health/ready", "/v2/models/iris/ready"):
         assert requests.get(replica.url + path, timeout=T).status_code == 200, path
     meta = requests.get(f"{replica.url}/v2/models/iris", timeout=T).json()
-    assert meta["name"] == "iris" and meta["versions"] == ["1"]
+    assert meta["name"] == "iris" and meta["versions"] == ["2"]
     assert meta["inputs"] == [{"name": "input-0", "datatype": "FP32", "shape": [-1, 4]}]
     assert meta["outputs"][0]["name"] == "predict"
 
@@ -55,7 +55,7 @@ def test_infer_predicts_holdout_and_echoes_id(replica: Replica) -> None:
     resp = _infer(replica.url, body)
     assert resp.status_code == 200
     answer = resp.json()
-    assert (answer["model_name"], answer["model_version"], answer["id"]) == ("iris", "1", "req-1")
+    assert (answer["model_name"], answer["model_version"], answer["id"]) == ("iris", "2", "req-1")
     out = answer["outputs"][0]
     assert (out["name"], out["shape"], out["datatype"]) == ("predict", [len(x)], "INT64")
     assert sum(p == t for p, t in zip(out["data"], y, strict=True)) / len(y) > 0.9
@@ -91,7 +91,7 @@ def test_unknown_model_and_route_are_404(replica: Replica) -> None:
 
 def test_metrics_are_exposed_and_incremented(replica: Replica) -> None:
     url = replica.url
-    assert _metric(url, "model_info", model="iris", version="1") == 1
+    assert _metric(url, "model_info", model="iris", version="2") == 1
     assert _metric(url, "model_ready", model="iris") == 1
     assert _metric(url, "model_trained_timestamp_seconds", model="iris") > 1.6e9
     ok_before = _metric(url, "model_requests_total", model="iris", endpoint="infer", code="200")
@@ -114,7 +114,7 @@ def test_metrics_are_exposed_and_incremented(replica: Replica) -> None:
     assert _metric(url, "model_predictions_total", model="iris", class_name="setosa") == (
         setosa_before + 2
     )
-    assert _metric(url, "model_invalid_inputs_total", model="iris", reason="shape") >= 1
+    assert _metric(url, "model_invalid_inputs_total", model="iris", reason="wrong_shape") >= 1
     assert _metric(url, "model_inference_duration_seconds_bucket", model="iris", le="0.001") >= 0
 
 

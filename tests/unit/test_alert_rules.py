@@ -58,7 +58,8 @@ def test_unit_tests_cover_the_faults_that_must_be_told_apart() -> None:
     tests = yaml.safe_load(render_rule_tests(SANDBOX))["tests"]
     names = [t["name"] for t in tests]
     for needle in ("healthy", "kill", "restart", "scrape fails", "target dropped", "not ready", "slow",
-                   "500", "expires soon", "expired", "untrusted"):
+                   "500", "expires soon", "expired", "untrusted", "drift", "old model version", "invalid",
+                   "NaN outputs", "feedback stops", "no feedback loop", "stopped pushing"):
         assert any(needle in n for n in names), needle
     for case in tests[:-1]:  # every case checks every alert: the expected one fires, all others do not
         assert sorted(t["alertname"] for t in case["alert_rule_test"]) == sorted(ALERT_NAMES)
@@ -70,6 +71,9 @@ def test_unit_tests_cover_the_faults_that_must_be_told_apart() -> None:
 @pytest.mark.parametrize(("alert", "naive_expr", "broken_case"), [
     ("ModelServerDown", 'up{job="model"} == 0', "telemetry-only outage (scrape fails"),
     ("ModelTelemetryAbsent", 'absent(up{job="model"}) or up{job="model"} == 0', "kill"),
+    ("ModelFeedbackAbsent", 'sum by (instance, replica) (increase(model_predictions_total{job="model"}[30s])) > 0'
+     ' unless on(instance) sum by (instance) (increase(model_feedback_events_total{job="model"}[30s])) > 0',
+     "no feedback loop at all"),
 ])
 def test_naive_rules_fail_the_unit_tests(alert: str, naive_expr: str, broken_case: str, tmp_path: Path) -> None:
     """The tests have teeth: a rule that cannot tell a kill from a telemetry outage is caught."""
@@ -97,14 +101,23 @@ def test_every_alert_is_labelled_and_names_its_instance() -> None:
         assert set(rule["labels"]) == {"severity", "ml_test_score", "component"}
         assert rule["labels"]["component"] == "model-serving"
         assert rule["labels"]["severity"] in {"warning", "critical"}
-        assert "{{ $labels.instance }}" in rule["annotations"]["summary"]
-        assert "{{ $labels.instance }}" in rule["annotations"]["description"]
-    assert {r["alert"]: r["labels"]["ml_test_score"] for r in rules}["ModelHighLatencyP95"] == "Monitoring 6"
+        names = "{{ $labels.job }}" if rule["alert"] == "ModelPipelineNotPushing" else "{{ $labels.instance }}"
+        assert names in rule["annotations"]["summary"]
+        assert names in rule["annotations"]["description"]
+    scores = {r["alert"]: r["labels"]["ml_test_score"] for r in rules}
+    assert scores["ModelHighLatencyP95"] == "Monitoring 6"
+    assert {a: scores[a] for a in ALERT_NAMES[-6:]} == {
+        "ModelPredictionDrift": "Monitoring 3", "ModelStale": "Monitoring 4",
+        "ModelInvalidInputRatioHigh": "Monitoring 2",
+        "ModelNonFiniteOutputs": "Monitoring 5", "ModelFeedbackAbsent": "Monitoring 7",
+        "ModelPipelineNotPushing": "Monitoring 4"}
     assert {r["alert"]: r["for"] for r in rules} == {
         "ModelServerDown": "3s", "ModelTelemetryAbsent": "5s", "ModelNotReady": "3s", "ModelHighLatencyP95": "5s",
         "ModelEndpointLatencyHigh": "3s",
         "ModelHighErrorRate": "5s", "ModelCertificateExpiringSoon": "3s", "ModelCertificateExpired": "3s",
-        "ModelEndpointTLSProbeFailing": "3s",
+        "ModelEndpointTLSProbeFailing": "3s", "ModelPredictionDrift": "5s", "ModelStale": "3s",
+        "ModelInvalidInputRatioHigh": "5s", "ModelNonFiniteOutputs": "2s", "ModelFeedbackAbsent": "5s",
+        "ModelPipelineNotPushing": "3s",
     }
     assert yaml.safe_load(render_rules(SANDBOX))["groups"][0]["name"] == GROUP_NAME
 
