@@ -1,0 +1,99 @@
+"""The ML fault drills, run by the real CLI against one monitored sandbox (real Prometheus,
+Alertmanager and blackbox exporter): each fires its own alert for the replica it hit, nothing
+else, and recovers within budget."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from components import require_monitoring
+
+from mlchaos import exitcodes
+from mlchaos.sandbox.manager import Sandbox
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+# drill -> the alert it must fire
+DRILLS = {"nan-outputs.yaml": "ModelNonFiniteOutputs", "stale-model.yaml": "ModelStale",
+          "invalid-inputs.yaml": "ModelInvalidInputRatioHigh", "model-not-ready.yaml": "ModelNotReady"}
+
+
+@pytest.fixture(scope="module")
+def monitored(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    require_monitoring()
+    sandbox = Sandbox(tmp_path_factory.mktemp("ml-drill-state"))
+    try:
+        sandbox.up(replicas=3, timeout=90)
+        yield sandbox
+    finally:
+        sandbox.down()
+
+
+def _env(sandbox: Sandbox) -> dict[str, str]:
+    env = dict(os.environ, MLCHAOS_STATE_DIR=str(sandbox.state_dir))
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    return env
+
+
+def _quiet(sandbox: Sandbox, timeout: float = 60) -> None:
+    """Wait until no alert is pending or firing (an earlier drill's alert may still be resolving)."""
+    code = "from drivers.prometheus.probes import unexpected_alert_count as n; print(n([]))"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = subprocess.run([sys.executable, "-c", code], env=_env(sandbox), capture_output=True, text=True,
+                             timeout=30)
+        if out.stdout.strip() == "0":
+            return
+        time.sleep(1)
+    pytest.fail(f"alerts still active {timeout}s before the drill: {out.stdout} {out.stderr}")
+
+
+@pytest.mark.parametrize("name", list(DRILLS))
+def test_the_ml_drill_fires_its_alert_for_the_replica_hit_and_recovers(monitored, name, tmp_path):
+    monitored.up(replicas=3, timeout=90)  # heal whatever an earlier test left
+    _quiet(monitored)
+    journal_path = tmp_path / "journal.json"
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "mlchaos", "run", str(ROOT / "experiments" / name),
+                           "--journal", str(journal_path)], env=_env(monitored), capture_output=True, text=True,
+                          timeout=240)
+    seconds = time.monotonic() - started
+    assert proc.returncode == exitcodes.OK, proc.stdout + proc.stderr
+    journal = json.loads(journal_path.read_text())
+    kinds = {m["kind"]: m["seconds"] for m in journal["mlchaos"]["measurements"]}
+    print(f"{name}: {seconds:.1f}s wall; " + ", ".join(f"{k} {v:.1f}s" for k, v in sorted(kinds.items())))
+    assert {"time_to_detect", "time_to_recover"} <= set(kinds)
+    assert all(b["met"] for b in journal["mlchaos"]["budgets"])
+    assert journal["mlchaos"]["recovery"]["recovered"] is True
+    (change,) = journal["mlchaos"]["changes"]
+    hit = change["targets"][0]["details"]["instance"]
+    runs = {r["activity"]["name"]: r for r in journal["run"]}
+    fired = next(r["output"] for n, r in runs.items() if n.endswith("-alert-fires-for-that-replica"))
+    assert fired["alert"] == DRILLS[name] and fired["labels"]["instance"] == hit
+    assert all(row.state == "ready" for row in monitored.status())
+    if name == "invalid-inputs.yaml":
+        answers = change["parameters"].get("answers") or runs["send-nan-inputs-to-one-replica"]["output"][
+            "parameters"]["answers"]
+        assert answers["invalid"] == {"400": 100} and answers["valid"] == {"200": 100}
+
+
+@pytest.mark.parametrize("name", list(DRILLS))
+def test_the_ml_drill_validates_and_plans_cleanly_and_changes_nothing(monitored, name):
+    monitored.up(replicas=3, timeout=90)
+    path = str(ROOT / "experiments" / name)
+    proc = subprocess.run([sys.executable, "-m", "mlchaos", "validate", path], env=_env(monitored),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == exitcodes.OK, proc.stdout + proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "mlchaos", "plan", path], env=_env(monitored),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == exitcodes.OK, proc.stdout + proc.stderr
+    assert "verdict: PLANNED (exit 0)" in proc.stdout and "would hit" in proc.stdout
+    assert all(row.state == "ready" for row in monitored.status())
