@@ -235,11 +235,11 @@ def _replicas(service: str) -> list[Replica]:
 
 
 def _named(service: str, names: list[str] | None) -> list[Replica]:
+    if names is not None and (isinstance(names, str) or not isinstance(names, list | tuple)):
+        raise DriverError(f"replicas must be a list of replica names, got {names!r}")
     replicas = _replicas(service)
     if names is None:
         return replicas
-    if isinstance(names, str) or not isinstance(names, list | tuple):
-        raise DriverError(f"replicas must be a list of replica names, got {names!r}")
     unknown = sorted(set(names) - {r.name for r in replicas})
     if unknown:
         raise TargetNotFound(f"no replica(s) {unknown} in service {service!r}")
