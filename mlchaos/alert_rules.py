@@ -155,7 +155,7 @@ SANDBOX = RuleParameters(
     non_finite_for="2s",
     feedback_window="30s",
     feedback_for="5s",
-    pipeline_max_age="10m",
+    pipeline_max_age="15s",  # the sandbox pipeline pushes every second: a drill sees it stop in seconds
     pipeline_for="3s",
 )
 PROFILES: dict[str, RuleParameters] = {"sandbox": SANDBOX, "staging": STAGING}

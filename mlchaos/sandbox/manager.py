@@ -37,6 +37,7 @@ from mlchaos.statedir import state_dir
 if TYPE_CHECKING:
     from mlchaos.proxy.supervisor import ProxyProcess
     from mlchaos.sandbox.monitoring import Monitoring
+    from mlchaos.sandbox.pipeline import TrainingPipeline
 
 STATE_FILE = "sandbox.json"
 STATE_VERSION = 1
@@ -181,12 +182,17 @@ class Sandbox:
             recorded = self._ensure_proxy(deadline)
             result = sorted((r for r in recorded if r.service == service), key=lambda r: r.index)
         if monitoring:
+            from mlchaos.sandbox.pipeline import pushgateway_binary
+
+            if pushgateway_binary() is not None:  # the training pipeline is optional: drills that need it say so
+                self.pipeline().up(timeout=max(deadline - time.monotonic(), 1.0))
             self.monitoring().up(recorded, timeout=max(deadline - time.monotonic(), 1.0))
         return result
 
     def down(self, timeout: float = 10, service: str | None = None) -> list[Replica]:
         """Stop every replica (of ``service`` when given) and, without ``service``, the monitoring stack."""
         if service is None:
+            self.pipeline().down(timeout)
             self.monitoring().down(timeout)
         with self._locked():
             targets = [r for r in self._load() if service is None or r.service == service]
@@ -208,6 +214,12 @@ class Sandbox:
         from mlchaos.sandbox.monitoring import Monitoring
 
         return Monitoring(self.state_dir)
+
+    def pipeline(self) -> TrainingPipeline:
+        """The training pipeline of this sandbox (a Pushgateway and the pusher of job ``training``)."""
+        from mlchaos.sandbox.pipeline import TrainingPipeline
+
+        return TrainingPipeline(self.state_dir)
 
     def proxy(self) -> ProxyProcess:
         """The fault-proxy process of this sandbox (one proxy per replica)."""

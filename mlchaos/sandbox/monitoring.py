@@ -16,6 +16,10 @@ directory under ``<state_dir>/monitoring/`` and its log in ``<state_dir>/logs/``
   ``http://SINK_HOST:SINK_PORT/alerts``. Nothing listens there except while
   ``mlchaos run`` serves its notification receiver on that address.
 
+Prometheus also scrapes the training pipeline's Pushgateway (job ``pushgateway``, with
+``honor_labels: true``) listed in ``targets/pushgateway.json``, which
+:mod:`mlchaos.sandbox.pipeline` writes (an empty list while it does not run).
+
 What runs is recorded in ``<state_dir>/monitoring.json`` (written atomically);
 ports (and the sink address) are kept across restarts of the stack.
 """
@@ -251,12 +255,17 @@ class Monitoring:
         if not tls_targets.exists():
             atomic_write(tls_targets, "[]\n")
         atomic_write(self.config_dir / "rules" / RULES_FILE, render_rules(params))
-        atomic_write(self.config_dir / "prometheus.yml", _dump(self._prometheus_config(ports, params)))
+        pushgateway_targets = self.targets_dir / "pushgateway.json"  # mlchaos.sandbox.pipeline writes it
+        if not pushgateway_targets.exists():
+            atomic_write(pushgateway_targets, "[]\n")
+        atomic_write(self.config_dir / "prometheus.yml",
+                     _dump(self._prometheus_config(ports, params, pushgateway=True)))
         atomic_write(self.config_dir / "alertmanager.yml", _dump(_alertmanager_config(endpoints)))
         sandbox_ca = self.state_dir / "tls" / "ca" / "ca.crt"  # mlchaos.certificates.sandbox_tls_paths
         atomic_write(self.config_dir / "blackbox.yml", _dump(_blackbox_config(sandbox_ca)))
 
-    def _prometheus_config(self, ports: dict[str, int], p: RuleParameters) -> dict[str, Any]:
+    def _prometheus_config(self, ports: dict[str, int], p: RuleParameters,
+                           pushgateway: bool = False) -> dict[str, Any]:
         model_targets = [{"files": [str(self.targets_dir / "model.json")]}]
         tls_targets = [{"files": [str(self.targets_dir / "tls.json")]}]
         blackbox = f"{HOST}:{ports['blackbox']}"
@@ -279,6 +288,9 @@ class Monitoring:
                 ],
             }
 
+        # the training pipeline's Pushgateway (mlchaos.sandbox.pipeline): its groups keep their own job label
+        pushgateway_job = [{"job_name": "pushgateway", "honor_labels": True,
+                            "file_sd_configs": [{"files": [str(self.targets_dir / "pushgateway.json")]}]}]
         return {
             "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
             "rule_files": [str(self.config_dir / "rules" / RULES_FILE), str(self.rules_dir / "*.yml")],
@@ -294,6 +306,7 @@ class Monitoring:
                 probe_job(p.tls_job, "tls_verify", tls_targets, "https://$1/v2/health/live"),
                 probe_job(p.tls_insecure_job, "tls_insecure", tls_targets, "https://$1/v2/health/live"),
                 {"job_name": "blackbox", "static_configs": [{"targets": [blackbox]}]},
+                *(pushgateway_job if pushgateway else []),
             ],
         }
 

@@ -1,0 +1,1 @@
+"""Training-pipeline faults: the sandbox's training pipeline stops pushing to the Pushgateway."""
