@@ -27,7 +27,22 @@ def start_watchdog(after: float, func: str, arguments: dict[str, Any]) -> int:
                "--arguments", json.dumps(arguments)]
     process = subprocess.Popen(command, start_new_session=True, stdin=subprocess.DEVNULL,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait_until_recognisable(process.pid)
     return process.pid
+
+
+def _wait_until_recognisable(pid: int, timeout: float = 5.0) -> None:
+    """Return once the child has exec'd (its command line carries the marker): until then a rollback that
+    looks for watchdogs by command line (drivers.watchdogs) could not find it. Bounded; never raises."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                if _MARKER in handle.read():
+                    return
+        except FileNotFoundError:
+            return
+        time.sleep(0.002)
 
 
 def stop_watchdog(pid: int) -> bool:
