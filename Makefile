@@ -5,7 +5,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 EXPERIMENTS ?= experiments/kill-one-replica.yaml experiments/kill-one-replica-alerts.yaml \
-  experiments/latency-one-replica.yaml experiments/telemetry-outage.yaml experiments/expired-certificate.yaml
+  experiments/latency-one-replica.yaml experiments/telemetry-outage.yaml experiments/expired-certificate.yaml \
+  experiments/nan-outputs.yaml experiments/stale-model.yaml experiments/invalid-inputs.yaml \
+  experiments/model-not-ready.yaml experiments/pipeline-not-pushing.yaml
 EXPECTED_TO_FAIL ?= experiments/miswritten-alert-rule.yaml
 
 .PHONY: install system-packages docker docker-images stack-up stack-down test-docker demo test test-unit test-integration lint bench clean

@@ -37,6 +37,20 @@ def module_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox
             sandbox.down()
 
 
+@pytest.fixture(scope="module")
+def monitored(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    """Three replicas with Prometheus, Alertmanager and the blackbox exporter, one per test module."""
+    from components import require_monitoring
+
+    require_monitoring()
+    sandbox = Sandbox(tmp_path_factory.mktemp("monitored-state"))
+    try:
+        sandbox.up(replicas=3, timeout=90)
+        yield sandbox
+    finally:
+        sandbox.down()
+
+
 @pytest.fixture
 def sandbox(module_sandbox: Sandbox) -> Sandbox:
     """The module's sandbox, healed (dead replicas restarted, paused ones resumed) first."""

@@ -8,11 +8,9 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from components import require_monitoring
 
 from mlchaos import exitcodes
 from mlchaos.sandbox.manager import Sandbox
@@ -20,18 +18,6 @@ from mlchaos.sandbox.manager import Sandbox
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def monitored(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    require_monitoring()
-    path = tmp_path_factory.mktemp("drill-state")
-    sandbox = Sandbox(path)
-    try:
-        sandbox.up(replicas=3, timeout=90)
-        yield sandbox
-    finally:
-        sandbox.down()
 
 
 def _run(sandbox: Sandbox, name: str, tmp_path: Path) -> tuple[subprocess.CompletedProcess, dict, float]:

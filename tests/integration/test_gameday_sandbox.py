@@ -11,33 +11,18 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from components import require_monitoring
 from manual_clock import ManualClock
 from polling import wait_until
 
 from mlchaos import exitcodes
-from mlchaos.sandbox.manager import Sandbox
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def monitored(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    require_monitoring()
-    path = tmp_path_factory.mktemp("gameday-state")
-    sandbox = Sandbox(path)
-    try:
-        sandbox.up(replicas=3, timeout=90)
-        yield sandbox
-    finally:
-        sandbox.down()
 
 
 def test_the_smoke_game_day_runs_two_sandbox_drills_with_a_cool_down(monitored, tmp_path):

@@ -8,29 +8,15 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from components import require_monitoring
 
 from mlchaos import exitcodes
-from mlchaos.sandbox.manager import Sandbox
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def monitored(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    require_monitoring()
-    sandbox = Sandbox(tmp_path_factory.mktemp("latency-drill-state"))
-    try:
-        sandbox.up(replicas=3, timeout=90)
-        yield sandbox
-    finally:
-        sandbox.down()
 
 
 def test_the_latency_drill_detects_the_slow_replica_within_budget(monitored, tmp_path):

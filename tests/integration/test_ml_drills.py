@@ -9,11 +9,9 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from components import require_monitoring
 
 from mlchaos import exitcodes
 from mlchaos.sandbox.manager import Sandbox
@@ -24,17 +22,6 @@ ROOT = Path(__file__).resolve().parents[2]
 # drill -> the alert it must fire
 DRILLS = {"nan-outputs.yaml": "ModelNonFiniteOutputs", "stale-model.yaml": "ModelStale",
           "invalid-inputs.yaml": "ModelInvalidInputRatioHigh", "model-not-ready.yaml": "ModelNotReady"}
-
-
-@pytest.fixture(scope="module")
-def monitored(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    require_monitoring()
-    sandbox = Sandbox(tmp_path_factory.mktemp("ml-drill-state"))
-    try:
-        sandbox.up(replicas=3, timeout=90)
-        yield sandbox
-    finally:
-        sandbox.down()
 
 
 def _env(sandbox: Sandbox) -> dict[str, str]:
