@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from components import require_monitoring
+from components import require_component, require_monitoring
 
 from mlchaos import exitcodes
 from mlchaos.sandbox import procs
@@ -27,8 +27,8 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def monitored(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     require_monitoring()
-    if pushgateway_binary() is None:
-        pytest.skip("no /usr/bin/prometheus-pushgateway")
+    require_component("Pushgateway", pushgateway_binary() is not None,
+                      "apt-get install prometheus-pushgateway (scripts/install-system-packages.sh)")
     sandbox = Sandbox(tmp_path_factory.mktemp("pipeline-state"))
     try:
         sandbox.up(replicas=1, timeout=90)

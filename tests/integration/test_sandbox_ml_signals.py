@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 import requests
+from components import require_component
 
 from mlchaos.sandbox import dataset
 from mlchaos.sandbox.manager import Replica, Sandbox
@@ -150,8 +151,9 @@ def _non_loopback_address() -> str | None:
 
 def test_admin_endpoint_refuses_a_non_loopback_client() -> None:
     address = _non_loopback_address()
-    if address is None:
-        pytest.skip("no non-loopback address here (the check itself: tests/unit/test_model_signals.py)")
+    require_component("a non-loopback IPv4 address", address is not None,
+                      "a network interface with a non-loopback address "
+                      "(the check itself is unit-tested: tests/unit/test_model_signals.py)")
     proc = subprocess.Popen([sys.executable, "-m", "mlchaos.sandbox.model_server", "--host", "0.0.0.0",
                              "--port", "0", "--replica", "t"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                             text=True)
