@@ -45,6 +45,15 @@ def _wait_until_recognisable(pid: int, timeout: float = 5.0) -> None:
         time.sleep(0.002)
 
 
+def start_record_watchdog(record: Any, after: float, func: str, arguments: dict[str, Any]) -> int:
+    """Start the watchdog of a change record's fault and note its pid in the record (``parameters`` and the
+    undo's arguments), so that the rollback stops it first; return the pid."""
+    pid = start_watchdog(after, func, arguments)
+    record.parameters["watchdog_pid"] = pid
+    record.undo["arguments"]["watchdog_pid"] = pid
+    return pid
+
+
 def stop_watchdog(pid: int) -> bool:
     """Stop a watchdog (checked by its command line: a reused pid is left alone); True if it was running."""
     try:

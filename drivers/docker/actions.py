@@ -30,7 +30,7 @@ from drivers.docker.targets import Selection, check_ids, concurrently, inspect, 
 from drivers.watchdogs import stop_covered
 from mlchaos.changes import announce
 from mlchaos.errors import DriverError, TargetNotFound
-from mlchaos.watchdog import start_watchdog, stop_watchdog
+from mlchaos.watchdog import start_record_watchdog, stop_watchdog
 
 MODULE = "drivers.docker.actions"
 KILL_SIGNALS = frozenset({"SIGKILL", "SIGTERM", "SIGINT", "SIGQUIT", "SIGABRT"})
@@ -580,9 +580,7 @@ def _refuse_host_network(sel: Selection) -> None:
 
 
 def _start_watchdog(record: Any, ttl: float, func: str, arguments: dict[str, Any]) -> None:
-    watchdog = start_watchdog(ttl, f"{MODULE}.{func}", arguments)
-    record.parameters["watchdog_pid"] = watchdog
-    record.undo["arguments"]["watchdog_pid"] = watchdog
+    start_record_watchdog(record, ttl, f"{MODULE}.{func}", arguments)
 
 
 def _stop_watchdogs(func: str, ids: list[str], **same: Any) -> None:

@@ -51,7 +51,7 @@ from drivers.kubernetes.targets import (
 from drivers.watchdogs import stop_covered
 from mlchaos.changes import ChangeRecord, Target, announce
 from mlchaos.errors import DriverError, TargetNotFound
-from mlchaos.watchdog import start_watchdog, stop_watchdog
+from mlchaos.watchdog import start_record_watchdog, stop_watchdog
 
 MODULE = "drivers.kubernetes.actions"
 DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
@@ -819,9 +819,7 @@ def _undo(func: str, conn: Connection, **arguments: Any) -> dict[str, Any]:
 
 
 def _start_watchdog(record: ChangeRecord, ttl: float, func: str, arguments: dict[str, Any]) -> None:
-    watchdog = start_watchdog(ttl, f"{MODULE}.{func}", arguments)
-    record.parameters["watchdog_pid"] = watchdog
-    record.undo["arguments"]["watchdog_pid"] = watchdog
+    start_record_watchdog(record, ttl, f"{MODULE}.{func}", arguments)
 
 
 def _stop_watchdogs(func: str, namespace: str, names: set[str], key: str, single: bool = False) -> None:

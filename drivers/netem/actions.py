@@ -15,7 +15,7 @@ from drivers.netem.commands import NetemSpec, add_command, delete_command, netem
 from drivers.watchdogs import stop_covered
 from mlchaos.changes import ChangeRecord, Target, announce, local_environment
 from mlchaos.errors import DriverError
-from mlchaos.watchdog import start_watchdog, stop_watchdog
+from mlchaos.watchdog import start_record_watchdog, stop_watchdog
 
 UNDO_FUNC = "drivers.netem.actions.remove_latency"
 
@@ -64,9 +64,7 @@ def add_latency(
     if result.returncode != 0:
         raise DriverError(f"tc netem failed in the namespace of pid {pid}: {result.stderr.strip()}")
     if ttl is not None:
-        watchdog = start_watchdog(ttl, UNDO_FUNC, {"pid": pid, "device": device})
-        record.parameters["watchdog_pid"] = watchdog
-        record.undo["arguments"]["watchdog_pid"] = watchdog
+        start_record_watchdog(record, ttl, UNDO_FUNC, {"pid": pid, "device": device})
     return record.to_dict()
 
 

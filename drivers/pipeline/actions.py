@@ -17,7 +17,7 @@ from mlchaos.changes import ChangeRecord, Target, announce, local_environment
 from mlchaos.errors import DriverError, TargetNotFound
 from mlchaos.sandbox import procs
 from mlchaos.sandbox.pipeline import JOB, PUSHGATEWAY, TrainingPipeline, pushgateway_binary
-from mlchaos.watchdog import start_watchdog, stop_watchdog
+from mlchaos.watchdog import start_record_watchdog, stop_watchdog
 
 RESUME_FUNC = "drivers.pipeline.actions.resume_pushes"
 
@@ -43,9 +43,7 @@ def stop_pushes(ttl: float | None = 600.0, *, dry_run: bool = False) -> dict[str
         return record.to_dict()
     os.kill(pid, signal.SIGSTOP)
     if ttl is not None:
-        watchdog = start_watchdog(ttl, RESUME_FUNC, {"pid": pid})
-        record.parameters["watchdog_pid"] = watchdog
-        record.undo["arguments"]["watchdog_pid"] = watchdog
+        start_record_watchdog(record, ttl, RESUME_FUNC, {"pid": pid})
     return record.to_dict()
 
 

@@ -20,7 +20,7 @@ from mlchaos.changes import ChangeRecord, Target, announce, local_environment
 from mlchaos.errors import DriverError, SandboxError, TargetNotFound
 from mlchaos.sandbox import procs
 from mlchaos.sandbox.manager import Replica, Sandbox
-from mlchaos.watchdog import start_watchdog, stop_watchdog
+from mlchaos.watchdog import start_record_watchdog, stop_watchdog
 
 UNDO_FUNC = "drivers.process.actions.restart_replicas"
 CONTINUE_FUNC = "drivers.process.actions.continue_replicas"
@@ -169,9 +169,7 @@ def _fault(
     if pausing:
         _wait_until(lambda: all(procs.is_stopped(r.pid) for r in sent), GONE_TIMEOUT)
         if ttl is not None:
-            watchdog = start_watchdog(ttl, CONTINUE_FUNC, dict(undo_args))
-            record.parameters["watchdog_pid"] = watchdog
-            record.undo["arguments"]["watchdog_pid"] = watchdog
+            start_record_watchdog(record, ttl, CONTINUE_FUNC, dict(undo_args))
     else:
         left = procs.wait_gone([r.pid for r in sent], GONE_TIMEOUT)
         if left:

@@ -18,7 +18,7 @@ from typing import Any
 from drivers.watchdogs import stop_covered
 from mlchaos.changes import ChangeRecord, Target, announce, local_environment
 from mlchaos.errors import DriverError, TargetNotFound
-from mlchaos.watchdog import start_watchdog, stop_watchdog
+from mlchaos.watchdog import start_record_watchdog, stop_watchdog
 
 RESUME_FUNC = "drivers.telemetry.actions.resume_exporter"
 
@@ -59,9 +59,7 @@ def stop_exporter(
     for target in pids:
         os.kill(target, signal.SIGSTOP)
     if ttl is not None:
-        watchdog = start_watchdog(ttl, RESUME_FUNC, {"pids": pids})
-        record.parameters["watchdog_pid"] = watchdog
-        record.undo["arguments"]["watchdog_pid"] = watchdog
+        start_record_watchdog(record, ttl, RESUME_FUNC, {"pids": pids})
     return record.to_dict()
 
 
