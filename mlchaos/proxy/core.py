@@ -51,8 +51,12 @@ class ToxicEntry:
 
     def to_dict(self) -> dict[str, Any]:
         """Toxiproxy's toxic JSON, plus ``ttl`` and ``expires_at`` (epoch seconds, or null)."""
-        return {"name": self.name, "type": self.type, "stream": self.stream, "toxicity": self.toxicity,
+        data = {"name": self.name, "type": self.type, "stream": self.stream, "toxicity": self.toxicity,
                 "attributes": self.toxic.attributes(), "ttl": self.ttl, "expires_at": self.expires_at}
+        stats = getattr(self.toxic, "stats", None)
+        if stats is not None:
+            data["stats"] = stats()
+        return data
 
 
 class Proxy:
@@ -249,6 +253,8 @@ def _entry(type: str, attributes: dict[str, Any] | None, stream: str, toxicity: 
     toxic = build(type, attributes)
     if stream not in STREAMS:
         raise InvalidToxic(f"stream must be upstream or downstream, got {stream!r}")
+    if stream not in toxic.streams:
+        raise InvalidToxic(f"toxic {type} acts on the {' or '.join(toxic.streams)} stream only, not {stream}")
     if isinstance(toxicity, bool) or not isinstance(toxicity, int | float) or not 0 <= toxicity <= 1:
         raise InvalidToxic(f"toxicity must be a number in [0, 1], got {toxicity!r}")
     if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int | float)

@@ -65,6 +65,10 @@ class LinkStub:
         """Reset the whole connection (RST)."""
         self.link.connection.reset()
 
+    def reply(self, data: bytes) -> None:
+        """Write ``data`` to the client of this connection."""
+        self.link.connection.client_writer.write(data)
+
 
 class Link:
     """One direction of a connection."""
@@ -103,6 +107,7 @@ class Link:
         try:
             while (item := await queue.get()) is not None:
                 read_at, data = item
+                data = self._released() + data  # what toxics that left the chain held goes first
                 for entry, stub in self.chain():
                     stub.read_at = read_at
                     data = await entry.toxic.pipe(data, stub)
@@ -115,12 +120,26 @@ class Link:
                 hook = getattr(entry.toxic, "before_close", None)
                 if hook is not None:
                     await hook(stub)
+            if held := self._released(everything=True):
+                self.writer.write(held)
+                await self.writer.drain()
             if self.writer.can_write_eof():
                 self.writer.write_eof()
         except (ConnectionError, OSError):
             self.connection.close()
         finally:
             reading.cancel()
+
+    def _released(self, everything: bool = False) -> bytes:
+        """Bytes held by toxics that left the chain (``everything``: by every toxic, at the end of the stream)."""
+        held = b""
+        for entry, stub in list(self._stubs.items()):
+            release = getattr(entry.toxic, "release", None)
+            if release is not None and (everything or not self.applies(entry)):
+                held += release(stub)
+            if not self.applies(entry):
+                del self._stubs[entry]
+        return held
 
     async def _read(self, queue: asyncio.Queue[tuple[float, bytes] | None]) -> None:
         try:

@@ -3,14 +3,16 @@
 A toxic needs one method, ``pipe(data, stub) -> bytes``; the abilities a toxic may
 add are opt-in, detected by ``hasattr``: ``run(stub)`` (a task started when the toxic
 becomes active on a connection, e.g. to close it after a timeout) and
-``before_close(stub)`` (awaited when the stream ends, before it is closed).
+``before_close(stub)`` (awaited when the stream ends, before it is closed) and
+``release(stub) -> bytes`` (the data it holds, handed on when it leaves the chain or the
+stream ends: a toxic that buffers, such as the request-level ones, never loses bytes).
 See :mod:`mlchaos.proxy.toxics.base` for the contract.
 """
 
 from __future__ import annotations
 
 # importing the modules registers them
-from mlchaos.proxy.toxics import bandwidth, latency, reset_peer, slow_close, timeout  # noqa: E402,F401,I001
+from mlchaos.proxy.toxics import bandwidth, http_requests, latency, reset_peer, slow_close, timeout  # noqa: E402,F401,I001
 from mlchaos.proxy.toxics.base import TOXICS, Stub, Toxic, build, register
 
 __all__ = ["TOXICS", "Stub", "Toxic", "build", "register"]

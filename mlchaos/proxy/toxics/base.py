@@ -41,11 +41,15 @@ class Stub(Protocol):
     def reset(self) -> None:
         """Reset the connection (both sides) with a TCP RST (SO_LINGER 0)."""
 
+    def reply(self, data: bytes) -> None:
+        """Write ``data`` to the client (request-level toxics answer in the proxy's name)."""
+
 
 class Toxic:
     """Base class: a dataclass of non-negative numeric attributes plus ``pipe``."""
 
     type: ClassVar[str] = ""
+    streams: ClassVar[tuple[str, ...]] = ("upstream", "downstream")  # the streams it may be added to
 
     async def pipe(self, data: bytes, stub: Stub) -> bytes:
         """Pass one chunk (possibly after a wait); return what goes on."""

@@ -1,0 +1,154 @@
+"""HTTP/1.1 request framing for the request-level toxics (no I/O in here).
+
+:class:`RequestFramer` splits the bytes a client sends on one connection into complete
+requests (request line, headers, a ``Content-Length`` body). What it cannot frame
+safely goes on untouched, as raw bytes, for the rest of the connection: a chunked
+body, a malformed head, a head over :data:`MAX_HEAD` or a body over :data:`MAX_BODY`
+(the framer then becomes *opaque*). A request nobody changes is forwarded as the exact
+bytes the client sent (:attr:`HttpRequest.raw`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from urllib.parse import urlsplit
+
+MAX_HEAD = 64 * 1024
+MAX_BODY = 16 * 1024 * 1024
+_REQUEST_LINE = re.compile(rb"^([A-Z]+) (\S+) (HTTP/1\.[01])$")
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+@dataclass
+class HttpRequest:
+    """One framed request; ``raw`` is exactly what the client sent."""
+
+    method: str
+    target: str
+    version: str
+    headers: list[tuple[str, str]]
+    body: bytes
+    raw: bytes = field(repr=False)
+
+    @property
+    def path(self) -> str:
+        """The request target's path (no query string)."""
+        return urlsplit(self.target).path
+
+    def header(self, name: str) -> str | None:
+        """The first header called ``name`` (case-insensitive), or None."""
+        wanted = name.lower()
+        return next((v for k, v in self.headers if k.lower() == wanted), None)
+
+    def with_body(self, body: bytes) -> bytes:
+        """The request re-serialised with ``body`` (Content-Length fixed, any Expect header dropped)."""
+        lines = [f"{self.method} {self.target} {self.version}"]
+        lines += [f"{k}: {v}" for k, v in self.headers if k.lower() not in ("content-length", "expect")]
+        lines.append(f"Content-Length: {len(body)}")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+def response(status: int, body: bytes = b"", close: bool = False, content_type: str = "application/json") -> bytes:
+    """A complete HTTP/1.1 response with ``status`` and ``body``."""
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "Unknown"
+    head = [f"HTTP/1.1 {status} {phrase}", f"Content-Type: {content_type}", f"Content-Length: {len(body)}"]
+    if close:
+        head.append("Connection: close")
+    return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
+
+
+class RequestFramer:
+    """Turns one connection's client bytes into :class:`HttpRequest` objects and raw pass-through bytes."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        self.opaque = False  # True once framing gave up: everything passes through raw
+        self.continue_sent = False
+        self._waiting_head: HttpRequest | None = None  # a head whose body has not fully arrived
+
+    def feed(self, data: bytes) -> list[HttpRequest | bytes]:
+        """Add ``data``; return the complete requests and raw chunks, in stream order."""
+        self._buffer += data
+        out: list[HttpRequest | bytes] = []
+        while self._buffer:
+            if self.opaque:
+                out.append(self.take_pending())
+                break
+            request = self._next()
+            if request is None:
+                if self.opaque:
+                    continue  # gave up framing: what is buffered goes on raw
+                break
+            out.append(request)
+        return out
+
+    def take_pending(self) -> bytes:
+        """Hand over (and forget) the bytes held for an incomplete request."""
+        held = bytes(self._buffer)
+        self._buffer.clear()
+        self._waiting_head = None
+        return held
+
+    def wants_continue(self) -> bool:
+        """True when the held head asked for ``100 Continue`` and none was sent for it yet."""
+        head = self._waiting_head
+        return (head is not None and not self.continue_sent
+                and (head.header("expect") or "").lower() == "100-continue")
+
+    def _next(self) -> HttpRequest | None:
+        end = self._buffer.find(b"\r\n\r\n")
+        if end < 0:
+            if len(self._buffer) > MAX_HEAD:
+                self.opaque = True
+            return None
+        head = self._parse_head(bytes(self._buffer[:end]))
+        if head is None:
+            self.opaque = True
+            return None
+        length = _content_length(head)
+        if length is None or length > MAX_BODY:
+            self.opaque = True
+            return None
+        total = end + 4 + length
+        if len(self._buffer) < total:
+            if self._waiting_head is None:
+                self.continue_sent = False
+            self._waiting_head = head
+            return None
+        raw = bytes(self._buffer[:total])
+        del self._buffer[:total]
+        self._waiting_head = None
+        head.body, head.raw = raw[end + 4:], raw
+        return head
+
+    @staticmethod
+    def _parse_head(head: bytes) -> HttpRequest | None:
+        lines = head.split(b"\r\n")
+        match = _REQUEST_LINE.match(lines[0])
+        if match is None:
+            return None
+        headers: list[tuple[str, str]] = []
+        for line in lines[1:]:
+            name, sep, value = line.partition(b":")
+            if not sep or not name or name != name.strip():
+                return None
+            headers.append((name.decode("latin-1"), value.strip().decode("latin-1")))
+        method, target, version = (part.decode("latin-1") for part in match.groups())
+        return HttpRequest(method, target, version, headers, b"", b"")
+
+
+def _content_length(request: HttpRequest) -> int | None:
+    """The body length, 0 without a body; None when it cannot be framed (chunked, bad or duplicate length)."""
+    if request.header("transfer-encoding") is not None:
+        return None
+    values = {v for k, v in request.headers if k.lower() == "content-length"}
+    if not values:
+        return 0
+    if len(values) != 1 or not (value := values.pop()).isdigit():
+        return None
+    return int(value)
