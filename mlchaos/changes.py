@@ -48,6 +48,9 @@ class ChangeRecord:
     # blast-radius fractions); empty when the driver cannot tell (counted as 100 %)
     population: list[str] = field(default_factory=list)
     announced_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
+    # a load the recovery check relies on (client traffic that refills a drift window): when no
+    # declared rollback undid it, the safety net undoes it after the recovery check, not before
+    undo_after_recovery: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

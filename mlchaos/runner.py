@@ -146,6 +146,7 @@ class Runner:
         self._stop: Abort | None = None
         self._signals_installed = False
         self._undo_funcs_done: set[str] = set()
+        self._auto_undone: set[int] = set()  # ids of the change records the safety net already undid
         self.refusals: list[str] = []
         self.planned: list[tuple[Activity, Outcome]] = []
         self.entry: runs.RunEntry | None = None
@@ -200,11 +201,13 @@ class Runner:
                 self._run_phases()
             self.monitor.stop_guarding()
             left_undone = self._run_rollbacks()
-            left_undone += self._undo_uncovered_changes()
             injected = any(not r.dry_run for r in self.context.changes)
-            if (not left_undone and self._interrupt is None and self.experiment.recovery and not self.dry_run
-                    and (injected or not self.refusals)):  # a refused run that changed nothing has nothing to recover
+            recovering = (self._interrupt is None and bool(self.experiment.recovery) and not self.dry_run
+                          and (injected or not self.refusals))  # a refused run that changed nothing: nothing to do
+            left_undone += self._undo_uncovered_changes(keep_loads=recovering and not left_undone)
+            if recovering and not left_undone:
                 self._run_recovery()
+            left_undone += self._undo_uncovered_changes()  # the loads the recovery check relied on
         finally:
             self.monitor.stop()
             runcontext.deactivate(context_token)
@@ -307,15 +310,20 @@ class Runner:
         self.guardian_pid = start_guardian(self.entry, self.experiment.settings.heartbeat_timeout)
         self.journal.extra["guardian_pid"] = self.guardian_pid
 
-    def _undo_uncovered_changes(self) -> list[str]:
-        """The safety net: undo every applied change that no successful declared rollback undid."""
+    def _undo_uncovered_changes(self, keep_loads: bool = False) -> list[str]:
+        """The safety net: undo every applied change that no successful declared rollback undid.
+
+        ``keep_loads``: leave the changes marked ``undo_after_recovery`` (client traffic) for later.
+        """
         if self._abandon:
             return []
         from mlchaos.recovery import undo_record
 
         left: list[str] = []
         uncovered = [r for r in self.context.changes
-                     if not r.dry_run and r.undo.get("func") and r.undo["func"] not in self._undo_funcs_done]
+                     if not r.dry_run and r.undo.get("func") and r.undo["func"] not in self._undo_funcs_done
+                     and id(r) not in self._auto_undone and not (keep_loads and r.undo_after_recovery)]
+        self._auto_undone.update(id(r) for r in uncovered)
         if uncovered and not self.experiment.rollbacks:
             self.console.heading("rollbacks:")
         for record in reversed(uncovered):

@@ -22,6 +22,7 @@ from typing import Any
 from drivers.proxy.client import api_url, call, check_toxic, get_proxy, sandbox_replica
 from mlchaos.changes import ChangeRecord, Target, announce
 from mlchaos.errors import DriverError
+from mlchaos.proxy.toxics.http_requests import FEEDBACK_PATH, INFER_PATH
 from mlchaos.sandbox.manager import METRICS_PROXY_SUFFIX
 
 SAFETY_TTL = 600.0
@@ -39,7 +40,7 @@ def add_toxic(
     *,
     dry_run: bool = False,
 ) -> dict[str, Any]:
-    """Add a toxic (latency, bandwidth, timeout, reset_peer, slow_close) to a proxy; undo: remove_toxic.
+    """Add a toxic (latency, bandwidth, timeout, reset_peer, slow_close, http_transform, http_drop); undo: remove_toxic.
 
     ``stream``: downstream (server->client) or upstream; ``toxicity``: fraction of
     connections affected; ``ttl``: seconds until the proxy removes it by itself
@@ -69,17 +70,65 @@ def add_toxic(
     return result
 
 
+def skew_requests(
+    proxy: str,
+    transforms: list[dict[str, Any]],
+    path: str = INFER_PATH,
+    probability: float = 1.0,
+    tensor: str = "",
+    name: str = "skew",
+    ttl: float | None = None,
+    url: str | None = None,
+    *,
+    dry_run: bool = False,
+) -> dict[str, Any]:
+    """Train/serve skew: rewrite the features of infer requests on their way through a proxy; undo: remove_toxic.
+
+    ``transforms``: operations applied in order to the input tensor's columns, e.g.
+    ``[{"op": "scale", "feature": 2, "factor": 10}]``; ops: scale (factor), offset (delta),
+    zero, swap (features [i, j]), datatype (datatype). ``path``: regular expression of the
+    request paths to rewrite (default: OIP infer); ``probability``: share of those requests.
+    """
+    attributes = {"transforms": transforms, "path": path, "probability": probability, "tensor": tensor}
+    return add_toxic(proxy, "http_transform", attributes, "upstream", 1.0, name, ttl, url, dry_run=dry_run)
+
+
+def drop_requests(
+    proxy: str,
+    path: str = FEEDBACK_PATH,
+    method: str = "POST",
+    status: int = 202,
+    probability: float = 1.0,
+    name: str = "drop",
+    ttl: float | None = None,
+    url: str | None = None,
+    *,
+    dry_run: bool = False,
+) -> dict[str, Any]:
+    """Swallow matching requests in a proxy, answering ``status`` itself (0: close); undo: remove_toxic.
+
+    Default: OIP feedback calls, answered 202 so the sender believes they were delivered
+    (feedback that silently stops arriving). ``probability``: share of the matching requests.
+    """
+    attributes = {"path": path, "method": method, "status": status, "probability": probability}
+    return add_toxic(proxy, "http_drop", attributes, "upstream", 1.0, name, ttl, url, dry_run=dry_run)
+
+
 def remove_toxic(proxy: str, name: str, url: str | None = None) -> dict[str, Any]:
     """Remove a toxic from a proxy (the rollback of add_toxic; idempotent: a missing toxic is fine)."""
     base = api_url(url)
-    existed = name in [t.get("name") for t in get_proxy(base, proxy).get("toxics") or []]
+    found = [t for t in get_proxy(base, proxy).get("toxics") or [] if t.get("name") == name]
+    existed = bool(found)
     if existed:
         call("DELETE", base, f"/proxies/{proxy}/toxics/{name}", missing_ok=True)  # it may expire meanwhile
     left = [t.get("name") for t in get_proxy(base, proxy).get("toxics") or []]
     if name in left:
         raise DriverError(f"toxic {name!r} is still on proxy {proxy!r} after DELETE")
-    return {"proxy": proxy, "toxic": name, "removed": existed, "toxics_left": left,
-            "already": [] if existed else [name]}
+    result = {"proxy": proxy, "toxic": name, "removed": existed, "toxics_left": left,
+              "already": [] if existed else [name]}
+    if found and "stats" in found[0]:
+        result["stats"] = found[0]["stats"]  # what a request-level toxic did while it was in place
+    return result
 
 
 def disable_proxy(proxy: str, url: str | None = None, *, dry_run: bool = False) -> dict[str, Any]:

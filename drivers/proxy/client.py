@@ -90,6 +90,8 @@ def check_toxic(type: str, attributes: dict[str, Any] | None, stream: str, toxic
         raise DriverError(str(exc)) from None
     if stream not in STREAMS:
         raise DriverError(f"stream must be upstream (client->server) or downstream (server->client), got {stream!r}")
+    if stream not in TOXICS[type].streams:
+        raise DriverError(f"toxic {type} acts on the {' or '.join(TOXICS[type].streams)} stream only, not {stream}")
     if isinstance(toxicity, bool) or not isinstance(toxicity, int | float) or not 0 <= toxicity <= 1:
         raise DriverError(f"toxicity must be a number in [0, 1] (fraction of connections), got {toxicity!r}")
     if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int | float)

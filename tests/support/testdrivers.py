@@ -46,6 +46,21 @@ def inject_marker(path: str, hold: float = 0.0) -> dict:
     return record.to_dict()
 
 
+def start_load(path: str) -> dict:
+    """A fake client load the recovery check relies on: a marker file, undone after recovery."""
+    record = ChangeRecord(driver="test", action="start-load", targets=[Target(kind="file", name=path)],
+                          undo={"func": "testdrivers.remove_marker", "arguments": {"path": path}},
+                          undo_after_recovery=True)
+    announce(record)
+    Path(path).write_text("load\n", encoding="utf-8")
+    return record.to_dict()
+
+
+def marker_exists(path: str) -> bool:
+    """True while the marker file exists."""
+    return Path(path).exists()
+
+
 def remove_marker(path: str) -> bool:
     """Undo inject_marker."""
     Path(path).unlink(missing_ok=True)

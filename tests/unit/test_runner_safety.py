@@ -179,6 +179,25 @@ def test_a_refused_run_that_changed_nothing_has_no_recovery_check_and_no_budget_
     assert result.budgets == [] and all("not measured" not in f for f in result.failures)
 
 
+def test_a_load_the_recovery_relies_on_is_undone_after_the_recovery_check(run_experiment, tmp_path):
+    load = str(tmp_path / "load")
+    data = experiment(tmp_path, [py("load", "start_load", path=load), hit(tmp_path, "m0")], rollbacks=[],
+                      recovery=[probe("load-still-there", "marker_exists", True, path=load),
+                                probe("fault-gone", "marker_exists", False, path=str(tmp_path / "m"))])
+    result, journal, _ = run_experiment(data)
+    assert result.exit_code == exitcodes.OK
+    assert journal["mlchaos"]["recovery"]["recovered"] is True
+    assert not (tmp_path / "load").exists()
+    undone = [r["activity"]["provider"]["arguments"]["path"] for r in journal["rollbacks"] if r.get("automatic")]
+    assert undone == [str(tmp_path / "m"), load]  # the fault before the recovery check, the load after it
+
+
+def test_without_a_recovery_check_a_load_is_undone_with_the_other_changes(run_experiment, tmp_path):
+    load = str(tmp_path / "load")
+    result, _, _ = run_experiment(experiment(tmp_path, [py("load", "start_load", path=load)], rollbacks=[]))
+    assert result.exit_code == exitcodes.OK and not (tmp_path / "load").exists()
+
+
 def test_an_aborted_run_still_checks_recovery(run_experiment, tmp_path):
     log = tmp_path / "recovery.log"
     data = experiment(tmp_path, [hit(tmp_path, "m0"), py("long", "sleep", seconds=20)],
