@@ -165,6 +165,21 @@ def unexpected_alert_count(allowed: list[str] | None = None, url: str | None = N
     return len(no_unexpected_alerts(allowed=allowed, url=url))
 
 
+def alerting_elsewhere_count(alert: str, labels: dict[str, str], url: str | None = None) -> int:
+    """How many pending or firing `alert` alerts lack one of `labels` (0: it fires only where it should).
+
+    A canary drill's check that the stable pool stays quiet: ``labels: {replica: model-2}``
+    counts the alert on every other replica (use tolerance 0).
+    """
+    if not isinstance(alert, str) or not alert:
+        raise DriverError(f"alert must be an alert name, got {alert!r}")
+    if not isinstance(labels, dict) or not labels or not all(isinstance(v, str) for v in labels.values()):
+        raise DriverError(f"labels must be a non-empty mapping of label names to values, got {labels!r}")
+    alerts = _get(_base_url(url), "/api/v1/alerts", None, MAX_REQUEST_TIMEOUT).get("alerts") or []
+    return sum(1 for a in alerts if _name(a) == alert and a.get("state") in ("pending", "firing")
+               and any((a.get("labels") or {}).get(k) != v for k, v in labels.items()))
+
+
 # -- helpers --------------------------------------------------------------------------------
 
 

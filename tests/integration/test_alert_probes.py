@@ -294,6 +294,10 @@ def test_alert_fires_notifies_and_resolves(stack: Stack, fault: RunContext) -> N
     assert prom.no_unexpected_alerts(allowed=["TestAlert"], url=p_url) == []
     assert prom.no_unexpected_alerts(url=p_url) == ["TestAlert"]
     assert prom.unexpected_alert_count(url=p_url) == 1
+    here = {"instance": stack.targets[0].instance}
+    assert prom.alerting_elsewhere_count("TestAlert", here, url=p_url) == 0
+    assert prom.alerting_elsewhere_count("TestAlert", {"instance": "elsewhere:1"}, url=p_url) == 1
+    assert prom.alerting_elsewhere_count("OtherAlert", {"instance": "elsewhere:1"}, url=p_url) == 0
 
     stack.targets[0].value = 0
     resolved = prom.alert_resolves_within("TestAlert", within=20, match_fault_targets=True, poll=0.2, url=p_url)
