@@ -1,0 +1,421 @@
+"""Which model-server replica to act on, and how to reach it: a sandbox process, a Docker container or a URL.
+
+An :class:`Endpoint` is one replica: its ``name``, the ``instance`` label Prometheus gives it
+(so ``match_fault_targets`` finds the alert that names it), its ``kind`` (``process``,
+``container`` or ``url``), the ``environment`` id its change records carry and the ``details``
+they list. :meth:`Endpoint.call` makes one JSON call to it; every failure is one DriverError line
+naming the replica, method and path. How the call travels is the endpoint's transport:
+
+* target ``sandbox``: the replica's own loopback URL (the admin endpoint answers loopback
+  clients only; this host is one); alive while its process is;
+* target ``docker``: ``docker exec <container> python3 -c <urllib snippet>`` to
+  ``127.0.0.1:8000`` *inside* the container, so its loopback-only admin endpoint answers too
+  (method, URL and body travel as argv, never through a shell); alive while the container runs
+  (or is paused: the engine then refuses the exec, which says so);
+* target ``url``: any server speaking the protocol, public API only: an ``/admin/`` call is
+  refused before anything is sent.
+
+:func:`parse_scope` validates the "where" arguments every model action takes; :meth:`Scope.select`
+(:func:`select_endpoints`) picks ``count`` random live replicas (``seed`` repeats the pick) and
+:meth:`Scope.named` (:func:`named_endpoints`) finds the replicas an undo names.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import requests as http
+
+from drivers.docker import selection
+from drivers.docker.client import API_TIMEOUT, client, docker_errors, environment_id
+from drivers.docker.targets import COMPOSE_SERVICE_LABEL, concurrently, details, inspect, list_candidates, status
+from mlchaos.changes import Target, local_environment
+from mlchaos.errors import DriverError, SandboxError, TargetNotFound
+from mlchaos.sandbox import procs
+from mlchaos.sandbox.manager import Replica, Sandbox
+
+TARGETS = ("sandbox", "docker", "url")
+DEFAULT_LABELS: Mapping[str, str] = {"mlchaos.target": "model"}  # the compose stack's model replicas
+CONTAINER_PORT = 8000  # where the server listens inside a container (the compose stack's PORT)
+ADMIN_PREFIX = "/admin/"
+MAX_TIMEOUT = 60.0
+EXEC_SLACK = 15.0  # python start-up in the container plus the engine's round trip, on top of a call's timeout
+JSON_HEADERS = {"Content-Type": "application/json"}
+# runs inside the container: argv = method, url, timeout, body ("" for none); prints the status, then the body
+EXEC_SNIPPET = """\
+import sys, urllib.error, urllib.request
+method, url, timeout, body = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
+request = urllib.request.Request(url, data=body.encode() if body else None, method=method,
+                                 headers={"Content-Type": "application/json"} if body else {})
+try:
+    with urllib.request.urlopen(request, timeout=timeout) as answer:
+        status, data = answer.status, answer.read()
+except urllib.error.HTTPError as error:
+    status, data = error.code, error.read()
+except Exception as error:
+    sys.stderr.write(f"{type(error).__name__}: {error}")
+    sys.exit(3)
+sys.stdout.buffer.write(b"%d\\n" % status + data)
+"""
+
+
+@dataclass(frozen=True)
+class Response:
+    """What a replica answered: the HTTP status and the body."""
+
+    status: int
+    text: str
+
+
+class Transport(Protocol):
+    """How calls reach one replica. ``request`` raises DriverError (without the replica's name) when no
+    answer came back; any HTTP status is an answer."""
+
+    def request(self, method: str, path: str, data: bytes | None, timeout: float) -> Response: ...
+
+    def alive(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One model-server replica to act on: who it is (for the change record) and how to reach it."""
+
+    name: str
+    instance: str  # the ``instance`` label Prometheus gives the replica ("" when gone)
+    kind: str  # the change record's target kind: process, container or url
+    environment: str  # local:<host>, docker:<DOCKER_HOST> or the server's origin
+    details: Mapping[str, Any]
+    transport: Transport = field(repr=False, compare=False)
+
+    @property
+    def url(self) -> str | None:
+        """A base URL this host reaches the public API at (the container's published port), or None."""
+        return self.details.get("url")
+
+    def alive(self) -> bool:
+        """False when the replica is gone (its process or container no longer runs): faults lived in memory."""
+        return self.transport.alive()
+
+    def target(self) -> Target:
+        return Target(kind=self.kind, name=self.name, details=dict(self.details))
+
+    def request(self, method: str, path: str, body: Any = None, timeout: float = 5.0) -> Response:
+        """One call; any HTTP status is returned. DriverError when no answer came back."""
+        data = None if body is None else json.dumps(body).encode()  # json.dumps writes NaN literals too
+        try:
+            return self.transport.request(method, path, data, timeout)
+        except DriverError as exc:
+            raise type(exc)(f"{self.name}: {method} {path} failed: {exc}") from None
+
+    def call(self, method: str, path: str, body: Any = None, timeout: float = 5.0) -> dict[str, Any]:
+        """One call that must be answered 2xx with a JSON object, else a one-line DriverError."""
+        resp = self.request(method, path, body, timeout)
+        if not 200 <= resp.status < 300:
+            detail = " ".join(resp.text.split())[:200]
+            raise DriverError(f"{self.name}: {method} {path} answered HTTP {resp.status}: {detail}")
+        try:
+            found = json.loads(resp.text)
+        except ValueError:
+            found = None
+        if not isinstance(found, dict):
+            raise DriverError(f"{self.name}: {method} {path} answered no JSON object: {resp.text[:200]!r}")
+        return found
+
+
+# -- transports ----------------------------------------------------------------------------
+
+
+def _http(method: str, url: str, data: bytes | None, timeout: float) -> Response:
+    try:
+        resp = http.request(method, url, data=data, headers=JSON_HEADERS if data is not None else None,
+                            timeout=timeout)
+    except http.RequestException as exc:
+        raise DriverError(f"{type(exc).__name__}: {exc}") from None
+    return Response(resp.status_code, resp.text)
+
+
+@dataclass(frozen=True)
+class ProcessTransport:
+    """A sandbox replica: its own loopback URL; alive while its process is."""
+
+    url: str
+    pid: int
+    replica: str
+
+    def request(self, method: str, path: str, data: bytes | None, timeout: float) -> Response:
+        return _http(method, self.url + path, data, timeout)
+
+    def alive(self) -> bool:
+        return procs.is_alive(self.pid, self.replica)
+
+
+@dataclass(frozen=True)
+class UrlTransport:
+    """Any server by URL: the public API only (its admin endpoint answers loopback clients only)."""
+
+    url: str
+
+    def request(self, method: str, path: str, data: bytes | None, timeout: float) -> Response:
+        if path.startswith(ADMIN_PREFIX):
+            raise DriverError(f"the admin endpoint ({ADMIN_PREFIX}...) answers loopback clients only, not a "
+                              f"server by URL: use target sandbox or docker (docker exec) for this fault")
+        return _http(method, self.url + path, data, timeout)
+
+    def alive(self) -> bool:
+        return True  # nothing tells; a server that does not answer fails the call
+
+
+@dataclass(frozen=True)
+class ContainerTransport:
+    """A container: each call is ``docker exec`` of a urllib snippet to 127.0.0.1:``port`` inside it."""
+
+    api: Any  # docker.APIClient (its timeout covers a call's timeout plus EXEC_SLACK)
+    container_id: str
+    port: int = CONTAINER_PORT
+
+    def request(self, method: str, path: str, data: bytes | None, timeout: float) -> Response:
+        argv = ["python3", "-c", EXEC_SNIPPET, method, f"http://127.0.0.1:{self.port}{path}", repr(float(timeout)),
+                (data or b"").decode()]
+        with docker_errors(f"docker exec in {self.container_id[:12]}"):
+            exec_id = self.api.exec_create(self.container_id, argv, stdout=True, stderr=True)["Id"]
+            out, err = self.api.exec_start(exec_id, demux=True)
+            code = self.api.exec_inspect(exec_id).get("ExitCode")
+        out, err = out or b"", (err or b"").decode(errors="replace")
+        if code in (126, 127):
+            raise DriverError(f"no python3 in container {self.container_id[:12]} (exit {code}): {err.strip()[:200]}")
+        head, _, body = out.partition(b"\n")
+        if code != 0 or not head.strip().isdigit():
+            raise DriverError(" ".join(err.split())[:300] or f"docker exec exited {code} with no answer")
+        return Response(int(head), body.decode(errors="replace"))
+
+    def alive(self) -> bool:
+        return status(self.api, self.container_id) in ("running", "paused")
+
+
+@dataclass(frozen=True)
+class GoneTransport:
+    """A replica an undo names that no longer exists (a removed container)."""
+
+    name: str
+
+    def request(self, method: str, path: str, data: bytes | None, timeout: float) -> Response:
+        raise TargetNotFound(f"{self.name} no longer exists")
+
+    def alive(self) -> bool:
+        return False
+
+
+# -- scope: where the replicas are ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The validated "where" of a model action: a target and the arguments that go with it."""
+
+    target: str = "sandbox"
+    service: str = "model"
+    labels: Mapping[str, Any] | Sequence[str] | None = None  # docker (DEFAULT_LABELS when not given)
+    name_pattern: str | None = None  # docker
+    project: str | None = None  # docker
+    urls: tuple[str, ...] = ()  # url
+
+    def arguments(self) -> dict[str, Any]:
+        """The arguments an undo needs to find the replicas again: none for the sandbox (the default)."""
+        if self.target == "docker":
+            return {"target": "docker", "labels": _jsonable(self.labels), "name_pattern": self.name_pattern,
+                    "project": self.project}
+        if self.target == "url":
+            return {"target": "url", "urls": list(self.urls)}
+        return {}
+
+    def select(self, count: int, seed: int | None) -> tuple[list[Endpoint], list[str], int]:
+        """``count`` random live replicas, the names of every live one (the population) and the seed."""
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise DriverError(f"count must be an integer >= 1, got {count!r}")
+        seed = selection.check_seed(seed)  # a drawn seed is recorded: it repeats this very pick
+        if self.target == "docker":
+            return (*self._select_containers(count, seed), seed)
+        if self.target == "url":
+            pool = [_url_endpoint(u) for u in self.urls]
+            if count > len(pool):
+                raise DriverError(f"count={count} but only {len(pool)} URL(s) given: {', '.join(self.urls)}")
+            chosen = _sample(pool, count, seed)
+            environment(chosen)  # one change record names one environment
+            return chosen, list(self.urls), seed
+        live = [r for r in _replicas(self.service) if procs.is_alive(r.pid, r.name)]
+        if not live:
+            raise TargetNotFound(f"no live replica of service {self.service!r}")
+        if count > len(live):
+            raise DriverError(f"count={count} but service {self.service!r} has only {len(live)} live replica(s)")
+        chosen = sorted(random.Random(seed).sample(live, count), key=lambda r: r.index)
+        return [_process_endpoint(r) for r in chosen], [r.name for r in live], seed
+
+    def named(self, names: list[str] | None) -> list[Endpoint]:
+        """The replicas an undo names (every one of the scope when None), alive or not.
+
+        An unknown name is TargetNotFound, except a container that no longer exists: it is
+        returned gone (not alive), since its faults went with it.
+        """
+        if names is not None and (isinstance(names, str) or not isinstance(names, list | tuple)
+                                  or not all(isinstance(n, str) for n in names)):
+            raise DriverError(f"replicas must be a list of replica names, got {names!r}")
+        if self.target == "docker":
+            return self._named_containers(names)
+        if self.target == "url":
+            unknown = sorted(set(names or ()) - set(self.urls))
+            if unknown:
+                raise TargetNotFound(f"no replica(s) {unknown} among the urls {list(self.urls)}")
+            return [_url_endpoint(u) for u in self.urls if names is None or u in names]
+        replicas = _replicas(self.service)
+        unknown = sorted(set(names or ()) - {r.name for r in replicas})
+        if unknown:
+            raise TargetNotFound(f"no replica(s) {unknown} in service {self.service!r}")
+        return [_process_endpoint(r) for r in replicas if names is None or r.name in names]
+
+    # docker ----------------------------------------------------------------------------
+
+    @property
+    def _selector(self) -> selection.Selector:
+        return selection.parse_selector(self.labels, self.name_pattern, self.project)
+
+    def _select_containers(self, count: int, seed: int) -> tuple[list[Endpoint], list[str]]:
+        # as drivers.docker.targets.select does, with a client whose timeout covers a call's
+        api, selector, own = _docker_api(), self._selector, selection.own_container_ids()
+        found = list_candidates(api, selector)
+        chosen = selection.choose(found, selector, selection.Mode(count=count), seed, ("running",), own)
+        population = [c.name for c in selection.eligible(found, selector, ("running",), own)]
+        infos = concurrently([c.id for c in chosen], lambda cid: inspect(api, cid), "inspect")
+        return [_container_endpoint(api, info) for info in infos], population
+
+    def _named_containers(self, names: list[str] | None) -> list[Endpoint]:
+        api, selector = _docker_api(), self._selector
+        found = selection.eligible(list_candidates(api, selector), selector, None, selection.own_container_ids())
+        by_name = {c.name: c for c in found}
+        wanted = [c.name for c in found] if names is None else list(names)
+        infos = {n: inspect(api, by_name[n].id) for n in wanted if n in by_name}
+        return [_container_endpoint(api, infos[n]) if n in infos else
+                Endpoint(n, "", "container", environment_id(), {}, GoneTransport(n)) for n in wanted]
+
+
+def parse_scope(
+    target: str = "sandbox", service: str = "model", labels: Mapping[str, Any] | Sequence[str] | None = None,
+    name_pattern: str | None = None, project: str | None = None, urls: list[str] | None = None,
+) -> Scope:
+    """Validate the "where" arguments (nothing is asked of any server or engine yet)."""
+    if target not in TARGETS:
+        raise DriverError(f"target must be one of {', '.join(TARGETS)}, got {target!r}")
+    docker_args = [n for n, v in (("labels", labels), ("name_pattern", name_pattern), ("project", project))
+                   if v is not None]
+    if target != "docker" and docker_args:
+        raise DriverError(f"{', '.join(docker_args)} select containers: give them with target docker, not {target}")
+    if target != "url" and urls is not None:
+        raise DriverError(f"urls name servers by URL: give them with target url, not {target}")
+    if not isinstance(service, str) or not service:
+        raise DriverError(f"service must be a non-empty service name, got {service!r}")
+    if target == "docker":
+        labels = dict(DEFAULT_LABELS) if labels is None else labels
+        selection.parse_selector(labels, name_pattern, project)  # an empty or bad selector fails here
+        return Scope("docker", service, labels, name_pattern, project)
+    if target == "url":
+        return Scope("url", service, urls=_check_urls(urls))
+    return Scope("sandbox", service)
+
+
+def select_endpoints(count: int = 1, seed: int | None = None, **where: Any) -> tuple[list[Endpoint], list[str], int]:
+    """``parse_scope(**where).select(count, seed)``: (chosen, population names, seed)."""
+    return parse_scope(**where).select(count, seed)
+
+
+def named_endpoints(names: list[str] | None = None, **where: Any) -> list[Endpoint]:
+    """``parse_scope(**where).named(names)``: the replicas an undo names."""
+    return parse_scope(**where).named(names)
+
+
+def environment(chosen: Sequence[Endpoint]) -> str:
+    """The one environment of the chosen replicas (a change record names one); DriverError when they differ."""
+    found = sorted({e.environment for e in chosen})
+    if len(found) > 1:
+        raise DriverError(f"the chosen replicas are in {len(found)} environments ({', '.join(found)}): one change "
+                          "record names one environment; choose fewer replicas or URLs of one server")
+    return found[0] if found else ""
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+def _replicas(service: str) -> list[Replica]:
+    try:
+        return Sandbox().replicas(service)
+    except SandboxError as exc:
+        raise DriverError(str(exc)) from exc
+
+
+def _process_endpoint(r: Replica) -> Endpoint:
+    # instance: the address Prometheus scrapes, so alerts can be matched to the replica that was hit
+    instance = f"{r.host}:{r.port}"
+    return Endpoint(r.name, instance, "process", local_environment(),
+                    {"pid": r.pid, "port": r.port, "service": r.service, "url": r.url, "instance": instance},
+                    ProcessTransport(r.url, r.pid, r.name))
+
+
+def _container_endpoint(api: Any, info: Mapping[str, Any]) -> Endpoint:
+    found = details(info)
+    name = str(info.get("Name") or info["Id"][:12]).lstrip("/")
+    # Prometheus scrapes a compose replica by its service name on the network (model-0:8000), as
+    # deploy/docker/prometheus/targets/model.json lists it; a plain container by its name
+    host = found["labels"].get(COMPOSE_SERVICE_LABEL) or name
+    found["instance"] = f"{host}:{CONTAINER_PORT}"
+    published = found["ports"].get(f"{CONTAINER_PORT}/tcp")
+    if published:
+        found["url"] = f"http://{published[0]}"
+    return Endpoint(name, found["instance"], "container", environment_id(), found,
+                    ContainerTransport(api, info["Id"]))
+
+
+def _url_endpoint(url: str) -> Endpoint:
+    parts = urlsplit(url)
+    host = f"[{parts.hostname}]" if ":" in (parts.hostname or "") else parts.hostname
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    instance = f"{host}:{port}"
+    return Endpoint(url, instance, "url", f"{parts.scheme}://{instance}", {"url": url, "instance": instance},
+                    UrlTransport(url))
+
+
+def _docker_api() -> Any:
+    return client(timeout=max(API_TIMEOUT, MAX_TIMEOUT + EXEC_SLACK)).api
+
+
+def _sample(pool: list[Endpoint], count: int, seed: int) -> list[Endpoint]:
+    order = {e.name: i for i, e in enumerate(pool)}
+    return sorted(random.Random(seed).sample(pool, count), key=lambda e: order[e.name])
+
+
+def _check_urls(urls: Any) -> tuple[str, ...]:
+    if isinstance(urls, str) or not isinstance(urls, list | tuple) or not urls:
+        raise DriverError(f"urls must be a non-empty list of server base URLs (http://host:port), got {urls!r}")
+    found: list[str] = []
+    for url in urls:
+        try:
+            parts = urlsplit(url)
+            valid = parts.scheme in ("http", "https") and bool(parts.hostname) and not parts.query \
+                and not parts.fragment and (parts.port is None or parts.port > 0)
+        except (TypeError, ValueError, AttributeError):  # not a string, a port out of range or not a number
+            valid = False
+        if not valid:
+            raise DriverError(f"urls: {url!r} is not an http(s)://host[:port] base URL")
+        url = url.rstrip("/")
+        if url in found:
+            raise DriverError(f"urls: {url!r} is given twice")
+        found.append(url)
+    return tuple(found)
+
+
+def _jsonable(labels: Mapping[str, Any] | Sequence[str] | None) -> Any:
+    if labels is None or isinstance(labels, Mapping):
+        return None if labels is None else dict(labels)
+    return list(labels)
