@@ -6,7 +6,8 @@ refuses (``BoundExceeded``) a change that would take the run past ``max_targets`
 ``max_fraction``, that touches a target outside every declared scope, or whose
 environment is not on the allow-list. Configuration artefacts (rule files, certificate
 files) are not workload targets and are not counted; the process that serves a swapped
-certificate is.
+certificate is. Nor is client traffic a drill sends (kind ``traffic``): a load, not a fault;
+its environment is still checked against the allow-list.
 
 The fraction is counted per target kind: the distinct targets of that kind affected, over
 every eligible target of that kind the selections chose from (``ChangeRecord.population``).
@@ -26,7 +27,7 @@ from mlchaos.changes import ChangeRecord, Target
 from mlchaos.errors import DriverError
 from mlchaos.settings import BlastRadius, Scope
 
-UNCOUNTED_KINDS = frozenset({"file", "prometheus-rule-file"})
+UNCOUNTED_KINDS = frozenset({"file", "prometheus-rule-file", "traffic"})
 HOST_ALLOW_LIST_VARIABLE = "MLCHAOS_ALLOWED_ENVIRONMENTS"
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"

@@ -56,6 +56,15 @@ def test_configuration_artefacts_are_not_workload_targets():
     assert book.summary()["targets"] == 1
 
 
+def test_client_traffic_is_a_load_not_a_fault_target():
+    book = ledger(max_targets=1, max_fraction=0.34)
+    book.admit(record("model-0", "model-1", "model-2", kind="traffic", population=["model-0", "model-1", "model-2"]))
+    book.admit(record("model-1", kind="process", population=["model-0", "model-1", "model-2"]))
+    assert book.summary()["targets"] == 1
+    with pytest.raises(BoundExceeded, match="not allowed"):
+        ledger(allowed=("local:*",)).admit(record("model-0", kind="traffic"))
+
+
 @pytest.mark.parametrize(("scope", "target", "inside"), [
     ({"labels": {"mlchaos.target": "model"}}, Target("container", "c", {"labels": {"mlchaos.target": "model"}}), True),
     ({"labels": {"mlchaos.target": "model"}}, Target("container", "c", {"labels": {"mlchaos.target": "db"}}), False),
