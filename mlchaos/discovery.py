@@ -10,7 +10,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 DRIVER_PACKAGE = "drivers"
-FUNCTION_MODULES = {"actions": "action", "probes": "probe"}
+# driver modules whose public functions experiments call, and the kind of those functions; a module
+# may narrow its list with ``__all__`` and name its probes in ``PROBES`` (drivers.model.traffic does)
+FUNCTION_MODULES = {"actions": "action", "probes": "probe", "traffic": "action"}
 HOOKS = {"preflight"}  # module functions mlchaos calls itself, not activities
 
 
@@ -26,7 +28,7 @@ class DriverFunction:
 
 
 def driver_module_names() -> list[str]:
-    """Dotted names of every ``drivers.<x>.actions`` / ``drivers.<x>.probes`` module."""
+    """Dotted names of every ``drivers.<x>.actions`` / ``probes`` / ``traffic`` module."""
     try:
         package = importlib.import_module(DRIVER_PACKAGE)
     except ImportError:
@@ -51,12 +53,15 @@ def driver_functions() -> Iterator[DriverFunction | tuple[str, str]]:
         except Exception as exc:  # report, never hide, a driver that cannot load
             yield module_name, f"{type(exc).__name__}: {exc}"
             continue
-        kind = FUNCTION_MODULES[module_name.rsplit(".", 1)[1]]
+        default_kind = FUNCTION_MODULES[module_name.rsplit(".", 1)[1]]
+        listed = getattr(module, "__all__", None)
+        probes = set(getattr(module, "PROBES", ()))
         for name, func in sorted(vars(module).items()):
             if name.startswith("_") or not inspect.isfunction(func) or func.__module__ != module_name:
                 continue
-            if name in HOOKS:
+            if name in HOOKS or (listed is not None and name not in listed):
                 continue
+            kind = "probe" if name in probes else default_kind
             doc = inspect.getdoc(func) or ""
             yield DriverFunction(
                 module=module_name,

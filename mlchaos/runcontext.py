@@ -26,8 +26,13 @@ class RunContext:
     dry_run: bool = False  # a plan: the planned (dry-run) changes stand for the faults
 
     def last_fault(self) -> ChangeRecord | None:
-        """The most recent change that was really applied (in a plan: the most recent planned one)."""
+        """The most recent change that was really applied (in a plan: the most recent planned one).
+
+        Client traffic a drill starts (targets of kind ``traffic``) is a load, not a fault: skipped.
+        """
         for record in reversed(self.changes):
+            if any(t.kind == "traffic" for t in record.targets):
+                continue
             if self.dry_run or not record.dry_run:
                 return record
         return None

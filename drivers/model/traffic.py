@@ -37,6 +37,8 @@ from mlchaos.sandbox.files import write_json
 from mlchaos.sandbox.manager import Replica, Sandbox
 from mlchaos.statedir import state_dir
 
+__all__ = ["start_traffic", "stop_traffic", "traffic_answers", "traffic_stats"]  # what `mlchaos discover` lists
+PROBES = ("traffic_answers", "traffic_stats")
 STOP_FUNC = "drivers.model.traffic.stop_traffic"
 MAX_RATE = 500.0
 MAX_DURATION = 3600.0

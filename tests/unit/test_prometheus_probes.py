@@ -225,6 +225,11 @@ def test_labels_and_fault_instance_must_match(prom: ReplayServer, run: RunContex
     run.changes.append(fault("127.0.0.1:2", dry_run=True))  # a dry run is not a fault
     with pytest.raises(DriverError, match=r"on instance 127\.0\.0\.1:1 did"):
         probes.alert_fires_within("TestAlert", within=0, match_fault_targets=True, url=prom.url)
+    traffic = fault("127.0.0.1:3")
+    traffic.targets = [Target("traffic", "model-1", {"instance": "127.0.0.1:3"})]
+    run.changes.append(traffic)  # client traffic started after the fault is a load, not a fault
+    with pytest.raises(DriverError, match=r"on instance 127\.0\.0\.1:1 did"):
+        probes.alert_fires_within("TestAlert", within=0, match_fault_targets=True, url=prom.url)
 
 
 def test_match_fault_targets_needs_a_run_a_fault_and_instances(prom: ReplayServer) -> None:
