@@ -90,6 +90,10 @@ class RuleParameters:
     non_finite_for: str = "1m"
     feedback_window: str = "30m"  # no feedback event over this window while predictions are served
     feedback_for: str = "15m"
+    accuracy_threshold: float = 0.8  # ModelAccuracyLow: matched labels predicted right, over accuracy_window
+    accuracy_window: str = "30m"
+    accuracy_for: str = "15m"
+    accuracy_min_labels: float = 100.0  # fewer matched labels than this in the window: no verdict (idle replica)
     training_job: str = "training"  # Pushgateway group of the training pipeline (push_time_seconds)
     pipeline_max_age: str = "1d"
     pipeline_for: str = "15m"
@@ -102,9 +106,11 @@ class RuleParameters:
             elif f.name.endswith("_job") and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.:-]*", value):
                 raise InvalidInput(f"{f.name}: not a valid job name: {value!r}")
         for name in ("latency_p95_seconds", "endpoint_latency_p95_seconds", "error_rate_ratio", "cert_expiring_days",
-                     "drift_psi_threshold", "invalid_input_ratio"):
+                     "drift_psi_threshold", "invalid_input_ratio", "accuracy_min_labels"):
             if not getattr(self, name) > 0:
                 raise InvalidInput(f"{name} must be > 0, got {getattr(self, name)!r}")
+        if not 0 < self.accuracy_threshold <= 1:
+            raise InvalidInput(f"accuracy_threshold must be in (0, 1], got {self.accuracy_threshold!r}")
 
     def with_overrides(self, assignments: list[str]) -> RuleParameters:
         """Return a copy with ``name=value`` assignments applied (values typed like the field)."""
@@ -155,6 +161,9 @@ SANDBOX = RuleParameters(
     non_finite_for="2s",
     feedback_window="30s",
     feedback_for="5s",
+    accuracy_window="15s",
+    accuracy_for="3s",
+    accuracy_min_labels=20.0,
     pipeline_max_age="15s",  # the sandbox pipeline pushes every second: a drill sees it stop in seconds
     pipeline_for="3s",
 )
@@ -174,6 +183,7 @@ ALERT_NAMES = (
     "ModelInvalidInputRatioHigh",
     "ModelNonFiniteOutputs",
     "ModelFeedbackAbsent",
+    "ModelAccuracyLow",
     "ModelPipelineNotPushing",
 )
 
@@ -309,6 +319,8 @@ def _ml_rules(p: RuleParameters) -> list[dict[str, Any]]:
     max_age = parse_duration(p.model_max_age)
     push_age = parse_duration(p.pipeline_max_age)
     fw = p.feedback_window
+    aw = p.accuracy_window
+    matched = f"sum by ({by}) (increase(model_feedback_matched_total{{{job}}}[{aw}]))"
     return [
         _alert(
             "ModelPredictionDrift",
@@ -357,6 +369,18 @@ def _ml_rules(p: RuleParameters) -> list[dict[str, Any]]:
             f"No feedback reaches {inst}",
             f"{inst} serves predictions but has received no true labels on its feedback endpoint for {fw}:"
             " prediction quality cannot be measured.",
+        ),
+        _alert(
+            "ModelAccuracyLow",
+            # only labels matched to the prediction they are for count; with fewer than the minimum in the
+            # window there is no verdict (an idle replica, 0/0, or a handful of labels never fires it)
+            f"sum by ({by}) (increase(model_feedback_correct_total{{{job}}}[{aw}])) / {matched}"
+            f" < {p.accuracy_threshold:g} and {matched} >= {p.accuracy_min_labels:g}",
+            p.accuracy_for, "critical", "Monitoring 7",
+            f"Predictions of {inst} are often wrong",
+            f"Less than {p.accuracy_threshold:g} of the true labels fed back to {inst} over {aw} (at least"
+            f" {p.accuracy_min_labels:g} matched to their predictions) agree with what it predicted, for"
+            f" {p.accuracy_for}: a bad model is served; roll it back.",
         ),
         _alert(
             "ModelPipelineNotPushing",
@@ -411,7 +435,9 @@ def render_rule_tests(params: RuleParameters = STAGING, rule_file: str = "ml-ser
     Cases: healthy replica (nothing fires), kill (only ModelServerDown, also with the
     probe lagging the scrape by one cycle), restart after a kill (resolved),
     telemetry-only outages (scrape failing, target gone: only ModelTelemetryAbsent),
-    not ready, high latency, high error rate, certificate expiring / expired / untrusted.
+    not ready, high latency, high error rate, certificate expiring / expired / untrusted, and
+    the model-quality alerts, each with the cases that must not fire it (for accuracy: good
+    accuracy, too few matched labels, an idle replica).
     """
     step = parse_duration(params.scrape_interval)
     windows = [parse_duration(getattr(params, f.name)) for f in dataclasses.fields(params)
@@ -558,10 +584,12 @@ def _cases(p: RuleParameters, warm: int, after: int, total: int) -> list[tuple[s
 
     def ml(n: int = total, psi: str | None = None, trained: str | None = None, predictions: str | None = None,
            feedback: str | None = None, non_finite: str | None = None, invalid: str | None = None,
-           push: str | None = None) -> list[dict[str, str]]:
+           push: str | None = None, matched: str | None = None, correct: str | None = None) -> list[dict[str, str]]:
         """The model-quality signals, healthy unless given; ``n < total``: the replica's series end (killed)."""
         end = " stale" if n < total else ""
         rows = [
+            s("model_feedback_matched_total", p.model_job, (matched or _seq((0, rate, n))) + end, model),
+            s("model_feedback_correct_total", p.model_job, (correct or _seq((0, rate * good, n))) + end, model),
             s("model_prediction_drift_psi", p.model_job, (psi or _const(0.01, n)) + end, model),
             s("model_trained_timestamp_seconds", p.model_job, (trained or _const(0, n)) + end, model),
             s("model_predictions_total", p.model_job, (predictions or _seq((0, rate, n))) + end,
@@ -576,6 +604,15 @@ def _cases(p: RuleParameters, warm: int, after: int, total: int) -> list[tuple[s
     def fault(healthy_value: float | str, faulty: float | str) -> str:
         return with_tail(_const(healthy_value, warm), _const(faulty, after))
 
+    good = 0.95  # share of the matched labels a healthy model predicted right
+
+    def counter(before: float, then: float) -> str:
+        """A counter increasing by ``before`` per step, then by ``then`` from the fault on."""
+        return _seq((0, before, warm), (before * (warm - 1) + then, then, after))
+
+    window_steps = parse_duration(p.accuracy_window) / step
+    few = p.accuracy_min_labels / window_steps / 4  # matched labels per step: a quarter of the minimum per window
+    silent = _const(0, total)
     flat_after = _seq((0, rate, warm), (rate * warm, 0, after))  # a counter that stops increasing
     rising_after = _seq((0, 0, warm), (0, rate, after))  # a counter that starts increasing
     long_ago = f"{-2 * max(parse_duration(p.model_max_age), parse_duration(p.pipeline_max_age)):.0f}"
@@ -696,12 +733,34 @@ def _cases(p: RuleParameters, warm: int, after: int, total: int) -> list[tuple[s
         ),
         (
             "feedback stops while predictions are served: only ModelFeedbackAbsent",
-            healthy_ml + ml(feedback=_seq((1, rate, warm), (rate * (warm - 1) + 1, 0, after))),
+            healthy_ml + ml(feedback=_seq((1, rate, warm), (rate * (warm - 1) + 1, 0, after)),
+                            matched=counter(rate, 0), correct=counter(rate * good, 0)),
             {"ModelFeedbackAbsent": alert("ModelFeedbackAbsent", "warning", "Monitoring 7")},
         ),
         (
             "no feedback loop at all (counter 0 since start-up): nothing fires",
-            healthy_ml + ml(feedback=_const(0, total)),
+            healthy_ml + ml(feedback=silent, matched=silent, correct=silent),
+            {},
+        ),
+        (
+            "bad model pushed (a third of the matched labels right): only ModelAccuracyLow",
+            healthy_ml + ml(correct=counter(rate * good, rate / 3)),
+            {"ModelAccuracyLow": alert("ModelAccuracyLow", "critical", "Monitoring 7")},
+        ),
+        (
+            f"accuracy dips to 0.9 (threshold {p.accuracy_threshold:g}): nothing fires",
+            healthy_ml + ml(correct=counter(rate * good, rate * 0.9)),
+            {},
+        ),
+        (
+            "too few matched labels in the window (every one wrong): nothing fires",
+            healthy_ml + ml(matched=_seq((0, few, total)), correct=silent),
+            {},
+        ),
+        (
+            "idle replica after wrong predictions (no traffic, no labels in the window): nothing fires",
+            healthy_ml + ml(predictions=flat_after, feedback=counter(rate, 0), matched=counter(rate, 0),
+                            correct=counter(rate / 3, 0)),
             {},
         ),
         (

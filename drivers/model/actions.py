@@ -6,8 +6,9 @@ repeatable), announces a :class:`~mlchaos.changes.ChangeRecord` *before* acting 
 replica's direct URL over loopback (the admin hooks answer loopback clients only), never through
 the fault proxy, each with a ``timeout`` (seconds). Undos: :func:`clear_model_faults` for
 ``emit_nan_outputs`` and ``make_not_ready``, :func:`restore_model_version` for
-``pin_model_version``; both are idempotent (a second call lists the replicas under ``already``).
-``send_invalid_inputs`` leaves nothing to undo: its record has an empty undo.
+``pin_model_version``, :func:`restore_pushed_model` for ``push_bad_model``; all are idempotent
+(a second call lists the replicas under ``already``). ``send_invalid_inputs`` leaves nothing to
+undo: its record has an empty undo.
 """
 
 from __future__ import annotations
@@ -25,9 +26,11 @@ from mlchaos.changes import ChangeRecord, Target, announce, local_environment
 from mlchaos.errors import DriverError, SandboxError, TargetNotFound
 from mlchaos.sandbox import dataset, procs
 from mlchaos.sandbox.manager import Replica, Sandbox
+from mlchaos.sandbox.model import DEFECTS, VERSION_NAME
 
 CLEAR_FUNC = "drivers.model.actions.clear_model_faults"
 RESTORE_FUNC = "drivers.model.actions.restore_model_version"
+RESTORE_PUSHED_FUNC = "drivers.model.actions.restore_pushed_model"
 INVALID_KINDS = ("nan", "out_of_range", "wrong_shape", "wrong_datatype")
 MAX_REQUESTS = 10_000
 MAX_RATE = 500.0
@@ -110,23 +113,88 @@ def restore_model_version(
 ) -> dict[str, Any]:
     """Roll back a pinned version: serve `versions[replica]` again, or the server's current one (idempotent)."""
     _check_timeout(timeout)
-    if versions is not None and (not isinstance(versions, dict)
-                                 or not all(isinstance(v, str) and v for v in versions.values())):
-        raise DriverError(f"versions must map replica names to version strings, got {versions!r}")
+    _check_versions(versions)
     restored, already, gone = [], [], []
     for r in _named(service, replicas):
         if not procs.is_alive(r.pid, r.name):
             gone.append(r.name)
             continue
-        wanted = (versions or {}).get(r.name) or None  # None: the server's current version
-        before = _served(r, model, timeout)
-        if wanted is not None and before == wanted:
-            already.append(r.name)
-            continue
-        body = {"parameters": {"version": wanted}} if wanted else None
-        after = _call("POST", r, f"/v2/repository/models/{model}/load", timeout, body).get("version")
-        (already if after == before else restored).append(r.name)
+        (restored if _restore(r, versions, model, timeout) else already).append(r.name)
     return {"service": service, "restored": restored, "already": already, "gone": gone}
+
+
+def push_bad_model(
+    defect: str = "label_flipped", version: str = "bad", service: str = "model", count: int = 1,
+    seed: int | None = None, model: str = "iris", timeout: float = 5.0, *, dry_run: bool = False,
+) -> dict[str, Any]:
+    """Push a defective model `version` (label_flipped or random_weights) to `count` random replicas and serve it.
+
+    A bad artifact pushed and loaded: accuracy drops (ModelAccuracyLow), random_weights drifts too.
+    The version each replica served before is recorded for the undo: restore_pushed_model.
+    """
+    if defect not in DEFECTS:
+        raise DriverError(f"defect must be one of {', '.join(DEFECTS)}, got {defect!r}")
+    if not isinstance(version, str) or not VERSION_NAME.match(version):
+        raise DriverError(f"version must be 1-64 letters, digits, '.', '_' or '-', got {version!r}")
+    _check_timeout(timeout)
+    chosen, live, seed = _select(service, count, seed)
+    previous: dict[str, str] = {}
+    for r in chosen:
+        served = _served(r, model, timeout)
+        if served is None:
+            raise DriverError(f"{r.name}: model {model!r} serves no version")
+        if version in _index(r, model, timeout):
+            held = {v["version"]: v["defect"] for v in _call("GET", r, "/admin/versions", timeout)["versions"]}
+            if held.get(version) != defect:
+                what = f"pushed with defect {held[version]!r}" if version in held else "a release"
+                raise DriverError(f"{r.name}: version {version!r} of {model!r} is {what}: pick another version name")
+        if served == version:
+            raise DriverError(f"{r.name}: already serves version {version!r}: nothing to roll back to")
+        previous[r.name] = served
+    record = _record("push_bad_model", chosen, live,
+                     {"service": service, "count": count, "seed": seed, "defect": defect, "version": version,
+                      "model": model, "previous": previous},
+                     {"func": RESTORE_PUSHED_FUNC, "arguments": {
+                         "service": service, "replicas": [r.name for r in chosen], "versions": previous,
+                         "model": model, "remove_version": version}}, dry_run)
+    if not dry_run:
+        for r in chosen:
+            _call("POST", r, "/admin/versions", timeout, {"version": version, "defect": defect})
+            _call("POST", r, f"/v2/repository/models/{model}/load", timeout, {"parameters": {"version": version}})
+    return record.to_dict()
+
+
+def restore_pushed_model(
+    service: str = "model", replicas: list[str] | None = None, versions: dict[str, str] | None = None,
+    model: str = "iris", remove_version: str = "bad", timeout: float = 5.0,
+) -> dict[str, Any]:
+    """Roll back a bad push: serve the previous version again, then remove `remove_version` (idempotent).
+
+    Serves `versions[replica]` (the server's current version when null) as restore_model_version
+    does, then deletes the pushed version from each replica's repository.
+    """
+    _check_timeout(timeout)
+    _check_versions(versions)
+    if not isinstance(remove_version, str) or not VERSION_NAME.match(remove_version):
+        raise DriverError(f"remove_version must be a version name such as 'bad', got {remove_version!r}")
+    if remove_version in (versions or {}).values():
+        raise DriverError(f"remove_version {remove_version!r} is also a version to restore: {versions!r}")
+    restored, removed, already, gone = [], [], [], []
+    for r in _named(service, replicas):
+        if not procs.is_alive(r.pid, r.name):
+            gone.append(r.name)  # a restarted replica holds no pushed version (they live in memory)
+            continue
+        changed = False
+        if _restore(r, versions, model, timeout):
+            restored.append(r.name)
+            changed = True
+        if remove_version in _index(r, model, timeout):
+            _call("DELETE", r, f"/admin/versions/{remove_version}", timeout)
+            removed.append(r.name)
+            changed = True
+        if not changed:
+            already.append(r.name)
+    return {"service": service, "restored": restored, "removed": removed, "already": already, "gone": gone}
 
 
 def send_invalid_inputs(
@@ -253,6 +321,23 @@ def _index(r: Replica, model: str, timeout: float) -> dict[str, str]:
 
 def _served(r: Replica, model: str, timeout: float) -> str | None:
     return next((v for v, state in _index(r, model, timeout).items() if state == "READY"), None)
+
+
+def _restore(r: Replica, versions: dict[str, str] | None, model: str, timeout: float) -> bool:
+    """Serve `versions[r]` (or the server's current version) on a live replica; False when it already did."""
+    wanted = (versions or {}).get(r.name) or None  # None: the server's current version
+    before = _served(r, model, timeout)
+    if wanted is not None and before == wanted:
+        return False
+    body = {"parameters": {"version": wanted}} if wanted else None
+    after = _call("POST", r, f"/v2/repository/models/{model}/load", timeout, body).get("version")
+    return after != before
+
+
+def _check_versions(versions: Any) -> None:
+    if versions is not None and (not isinstance(versions, dict)
+                                 or not all(isinstance(v, str) and v for v in versions.values())):
+        raise DriverError(f"versions must map replica names to version strings, got {versions!r}")
 
 
 def _call(method: str, r: Replica, path: str, timeout: float, body: Any = None) -> dict[str, Any]:

@@ -47,17 +47,19 @@ def prediction_accuracy(
     only_healthy: bool = True,
     golden_set: str | None = None,
     timeout: float = 2.0,
+    replicas: list[str] | None = None,
 ) -> float:
     """Lowest accuracy (0..1) over the replicas on the holdout or a golden set.
 
-    Each replica (each healthy one when ``only_healthy``) gets the whole set in one
-    infer request. A replica that cannot be reached is left out; one that answers
-    with an error or a malformed output scores 0. Raises DriverError when no
+    Each replica (each healthy one when ``only_healthy``; only the sandbox replicas named in
+    ``replicas`` when given, e.g. ``[model-1]``) gets the whole set in one infer request, so
+    one bad replica pulls the result down. A replica that cannot be reached is left out; one
+    that answers with an error or a malformed output scores 0. Raises DriverError when no
     replica could be reached at all. ``golden_set`` is a JSON file
     ``{"inputs": [[f1, f2, ...], ...], "labels": [int, ...]}``.
     """
     rows, labels = _golden(golden_set) if golden_set else dataset.holdout_split()
-    targets = _urls(service, urls)
+    targets = _urls(service, urls, only=replicas)
     if only_healthy:
         targets = _healthy(targets, model, timeout)
     scores: list[float] = []
@@ -154,10 +156,11 @@ def error_rate(
 # -- helpers --------------------------------------------------------------------------------
 
 
-def _urls(service: str, urls: list[str] | None, exclude: list[str] | None = None) -> list[str]:
+def _urls(service: str, urls: list[str] | None, exclude: list[str] | None = None,
+          only: list[str] | None = None) -> list[str]:
     if urls is not None:
-        if exclude:
-            raise DriverError("exclude names sandbox replicas: use it without urls")
+        if exclude or only is not None:
+            raise DriverError(f"{'exclude' if exclude else 'replicas'} names sandbox replicas: use it without urls")
         if not isinstance(urls, list) or not urls or not all(isinstance(u, str) for u in urls):
             raise DriverError(f"urls must be a non-empty list of strings, got {urls!r}")
         return [u.rstrip("/") for u in urls]
@@ -175,6 +178,15 @@ def _urls(service: str, urls: list[str] | None, exclude: list[str] | None = None
         replicas = [r for r in replicas if r.name not in exclude]
         if not replicas:
             raise DriverError(f"exclude leaves no replica of service {service!r}")
+    if only is not None:
+        if isinstance(only, str) or not isinstance(only, list) or not only \
+                or not all(isinstance(n, str) for n in only):
+            raise DriverError(f"replicas must be a non-empty list of replica names, got {only!r}")
+        unknown = sorted(set(only) - {r.name for r in replicas})
+        if unknown:
+            raise DriverError(f"replicas: no replica {', '.join(unknown)} in service {service!r}"
+                              f" (replicas: {', '.join(r.name for r in replicas)})")
+        replicas = [r for r in replicas if r.name in only]
     return [r.client_url for r in replicas]
 
 

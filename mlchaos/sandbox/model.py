@@ -4,11 +4,20 @@
 Protocol (OIP / KServe V2) infer requests given as parsed JSON. Bad input raises
 :class:`InvalidRequest` carrying a short machine-readable ``reason``; the HTTP
 layer maps it to status 400.
+
+A *bad model push* (:meth:`ServedModel.push`) adds a defective version to the repository,
+trained in-process, as if someone had pushed a bad artifact: ``label_flipped`` is trained on
+labels shifted cyclically (y -> (y + 1) % 3), so its predictions stay class-balanced and only
+accuracy shows it; ``random_weights`` keeps the estimator's shape but replaces its
+coefficients with seeded random values (its predictions pile up on one class: drift shows it
+too). A pushed version is not served until it is loaded.
 """
 
 from __future__ import annotations
 
 import math
+import re
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,6 +36,9 @@ ACCEPTED_DATATYPES = frozenset({"FP16", "FP32", "FP64", "INT8", "INT16", "INT32"
 MAX_BATCH = 10_000
 # plausible iris measurements in cm: a 10x unit skew (cm read as mm) stays inside, so it shows up as drift
 FEATURE_RANGE = (0.0, 100.0)
+DEFECTS = ("label_flipped", "random_weights")
+RANDOM_WEIGHTS_SEED = 0  # every random_weights push gets the same weights: its accuracy is reproducible
+VERSION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 class InvalidRequest(ValueError):
@@ -45,6 +57,18 @@ class LoadFailed(RuntimeError):
     """A load failed (the ``fail_load`` fault); the previously served version stays."""
 
 
+class BadPush(ValueError):
+    """A push that names an unknown defect or an unusable version name."""
+
+
+class VersionConflict(RuntimeError):
+    """A push or removal that clashes with the repository: a release version, another defect, the served one."""
+
+
+class VersionNotFound(LookupError):
+    """A removal of a version the repository does not hold."""
+
+
 @dataclass
 class Prediction:
     """The outputs for one batch: classes when they are finite, the raw values always."""
@@ -52,6 +76,7 @@ class Prediction:
     classes: list[int]
     class_names: list[str]
     values: list[float] = field(default_factory=list)
+    version: str = ""  # the version that answered (a load may swap it right after)
 
     @property
     def non_finite(self) -> int:
@@ -66,6 +91,7 @@ class TrainedVersion:
     estimator: Any = field(repr=False)
     trained_at: float
     class_distribution: tuple[float, ...]
+    defect: str | None = None  # set for a pushed (defective) version
 
 
 # version -> (training split, how much older than start-up its training time is stamped)
@@ -88,6 +114,7 @@ class ServedModel:
     faults: Faults = field(default_factory=Faults)
     _versions: dict[str, TrainedVersion] = field(default_factory=dict, repr=False)
     _active: TrainedVersion | None = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def version(self) -> str:
@@ -122,17 +149,77 @@ class ServedModel:
     def load(self, version: str | None = None) -> TrainedVersion:
         """Serve ``version`` (default: the current one); raise UnknownVersion or LoadFailed and keep the old one."""
         wanted = DEFAULT_VERSION if version is None else version
-        if wanted not in self._versions:
-            raise UnknownVersion(f"model {self.name!r} has no version {wanted!r}; known: {', '.join(self._versions)}")
-        if self.faults.flags.fail_load:
-            raise LoadFailed(f"failed to load model {self.name!r} version {wanted!r} (fail_load fault)")
-        self._active = self._versions[wanted]
-        return self._active
+        with self._lock:
+            if wanted not in self._versions:
+                raise UnknownVersion(f"model {self.name!r} has no version {wanted!r};"
+                                     f" known: {', '.join(self._versions)}")
+            if self.faults.flags.fail_load:
+                raise LoadFailed(f"failed to load model {self.name!r} version {wanted!r} (fail_load fault)")
+            self._active = self._versions[wanted]
+            return self._active
 
     def index(self) -> list[dict[str, str]]:
         """The repository index, Triton-shaped: one entry per version with its state."""
-        return [{"name": self.name, "version": v, "state": "READY" if self._active is t else "UNAVAILABLE"}
-                for v, t in self._versions.items()]
+        with self._lock:
+            return [{"name": self.name, "version": v, "state": "READY" if self._active is t else "UNAVAILABLE"}
+                    for v, t in self._versions.items()]
+
+    def pushed(self) -> list[TrainedVersion]:
+        """The pushed (defective) versions the repository holds, oldest first."""
+        with self._lock:
+            return [t for t in self._versions.values() if t.defect is not None]
+
+    def push(self, version: Any, defect: Any) -> tuple[TrainedVersion, bool]:
+        """Train a ``defect``-ive ``version`` and add it to the repository (not served); return it and
+        whether it is new. Pushing the same version with the same defect again changes nothing."""
+        if not isinstance(defect, str) or defect not in DEFECTS:
+            raise BadPush(f"defect must be one of {', '.join(DEFECTS)}, got {defect!r}")
+        if not isinstance(version, str) or not VERSION_NAME.match(version):
+            raise BadPush(f"version must be 1-64 letters, digits, '.', '_' or '-', got {version!r}")
+        with self._lock:
+            self._check_push(version, defect)
+            if version in self._versions:
+                return self._versions[version], False
+        trained = _train_defective(version, defect)  # tens of milliseconds: not under the lock
+        with self._lock:
+            self._check_push(version, defect)  # a concurrent push of the same name may have won
+            if version in self._versions:
+                return self._versions[version], False
+            self._versions[version] = trained
+            return trained, True
+
+    def remove(self, version: str) -> TrainedVersion:
+        """Remove a pushed version; the served one and the release versions cannot be removed."""
+        with self._lock:
+            held = self._versions.get(version)
+            if held is None:
+                raise VersionNotFound(f"model {self.name!r} has no version {version!r}")
+            if held.defect is None:
+                raise VersionConflict(f"version {version!r} is a release of model {self.name!r}, not a pushed one")
+            if held is self._active:
+                raise VersionConflict(f"version {version!r} of model {self.name!r} is being served: load another"
+                                      " version first")
+            return self._versions.pop(version)
+
+    def reset(self) -> list[str]:
+        """Clear every fault, serve the current version again and remove every pushed version (their names)."""
+        self.faults.clear()
+        self.load()
+        with self._lock:
+            removed = [v for v, t in self._versions.items() if t.defect is not None]
+            for v in removed:
+                del self._versions[v]
+        return removed
+
+    def _check_push(self, version: str, defect: str) -> None:
+        held = self._versions.get(version)
+        if held is None:
+            return
+        if held.defect is None:
+            raise VersionConflict(f"version {version!r} is a release of model {self.name!r}: push another name")
+        if held.defect != defect:
+            raise VersionConflict(f"version {version!r} was pushed with defect {held.defect!r}, not {defect!r}:"
+                                  " remove it first")
 
     def metadata(self) -> dict[str, Any]:
         """Return the OIP model metadata document."""
@@ -155,9 +242,29 @@ class ServedModel:
         if active is None:
             raise RuntimeError("model is not trained yet")
         if self.faults.flags.nan_outputs:
-            return Prediction([], [], [math.nan] * len(rows))
+            return Prediction([], [], [math.nan] * len(rows), active.version)
         classes = [int(c) for c in active.estimator.predict(rows)]
-        return Prediction(classes, [dataset.CLASS_NAMES[c] for c in classes], [float(c) for c in classes])
+        return Prediction(classes, [dataset.CLASS_NAMES[c] for c in classes], [float(c) for c in classes],
+                          active.version)
+
+
+def _train_defective(version: str, defect: str) -> TrainedVersion:
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = dataset.training_split()
+    n_classes = len(dataset.CLASS_NAMES)
+    estimator = LogisticRegression(max_iter=500)
+    if defect == "label_flipped":
+        y = [(c + 1) % n_classes for c in y]  # still class-balanced: the drift score stays low
+        estimator.fit(x, y)
+    else:  # random_weights: the shape of a trained model, none of its knowledge
+        estimator.fit(x, y)
+        rng = np.random.default_rng(RANDOM_WEIGHTS_SEED)
+        estimator.coef_ = rng.normal(size=estimator.coef_.shape)
+        estimator.intercept_ = rng.normal(size=estimator.intercept_.shape)
+    shares = tuple(distribution(y, n_classes))
+    return TrainedVersion(version, estimator, time.time(), shares, defect)  # a fresh push, not a stale model
 
 
 def parse_infer_request(body: Any) -> list[list[float]]:

@@ -13,8 +13,9 @@ default action (the process ends), as before.
 
 Endpoints: ``GET /v2``, ``/v2/health/live``, ``/v2/health/ready``,
 ``/v2/models/{m}[/versions/{v}]``, ``/v2/models/{m}[/versions/{v}]/ready``,
-``POST /v2/models/{m}[/versions/{v}]/infer`` and Prometheus ``GET /metrics``; feedback, the
-model repository (version pinning) and the loopback-only fault hooks live in
+``POST /v2/models/{m}[/versions/{v}]/infer`` and Prometheus ``GET /metrics``. An infer body's
+OIP ``"id"`` is echoed and its predictions are remembered for feedback naming it. Feedback, the
+model repository (version pinning) and the loopback-only fault and bad-push hooks live in
 :mod:`mlchaos.sandbox.routes`, the metrics and the drift score in :mod:`mlchaos.sandbox.signals`.
 Handlers are thin: look up, one call into :mod:`mlchaos.sandbox.model`, serialise.
 """
@@ -237,19 +238,21 @@ class Handler(BaseHTTPRequestHandler):
         started = time.perf_counter()
         prediction = model.predict(rows)
         signals.metrics.latency.labels(model.name).observe(time.perf_counter() - started)
+        # OIP request id: echoed, and the predictions remembered under it for feedback (a non-string is ignored)
+        request_id = body["id"] if isinstance(body.get("id"), str) else None
         if prediction.non_finite:  # what an unguarded server sends: NaN literals, counted
             signals.non_finite(prediction.non_finite)
             output = {"name": "predict", "shape": [len(rows)], "datatype": "FP64", "data": prediction.values}
         else:
-            signals.predicted(prediction.classes)
+            signals.predicted(prediction.classes, request_id)
             output = {"name": "predict", "shape": [len(rows)], "datatype": "INT64", "data": prediction.classes}
         answer: dict[str, Any] = {
             "model_name": model.name,
-            "model_version": model.version,
+            "model_version": prediction.version or model.version,
             "outputs": [output],
         }
-        if isinstance(body.get("id"), str):
-            answer["id"] = body["id"]
+        if request_id is not None:
+            answer["id"] = request_id
         return answer
 
     def _read_json(self) -> Any:

@@ -1,13 +1,18 @@
 """The model server's routes beyond plain inference: feedback, the model repository and the admin faults.
 
 ``POST /v2/models/{m}/feedback`` takes true labels, OIP-shaped
-(``{"inputs":[{"name":"truth","shape":[N],"datatype":"INT64","data":[0,2,...]}]}``).
+(``{"id":"abc","inputs":[{"name":"truth","shape":[N],"datatype":"INT64","data":[0,2,...]}]}``);
+the optional ``id`` names the infer request they are for, whose remembered predictions they
+are compared with (``"matched": N``; 0 without an id, for an unknown one or a count mismatch).
 ``GET|POST /v2/repository/index`` lists the versions and which one is ``READY``;
 ``POST /v2/repository/models/{m}/load`` with an optional ``{"parameters":{"version":"1"}}``
 serves that version (default: the current one), as Triton and MLServer do to pin or roll back.
 ``/admin/faults`` (``GET``; ``POST {"nan_outputs": true, ...}``; ``DELETE`` clears them all) and
-``POST /admin/reset`` (clears every fault and serves the current version again) answer
-loopback clients only; any other client gets 403. Every handler is one lookup, one core call
+``POST /admin/versions`` (``{"version": "bad", "defect": "label_flipped"}``: push a defective
+version, see :meth:`ServedModel.push`), ``GET /admin/versions`` (the pushed ones),
+``DELETE /admin/versions/{v}`` (remove a pushed version) and ``POST /admin/reset`` (clears every
+fault, serves the current version again and removes the pushed versions) answer loopback
+clients only; any other client gets 403. Every handler is one lookup, one core call
 and a JSON answer; :data:`ERRORS` is the one table that maps core errors to status codes.
 """
 
@@ -22,7 +27,16 @@ from typing import Any, Protocol
 
 from mlchaos.sandbox import dataset
 from mlchaos.sandbox.faults import BadFaults, Faults, is_loopback
-from mlchaos.sandbox.model import InvalidRequest, LoadFailed, ServedModel, UnknownVersion
+from mlchaos.sandbox.model import (
+    BadPush,
+    InvalidRequest,
+    LoadFailed,
+    ServedModel,
+    TrainedVersion,
+    UnknownVersion,
+    VersionConflict,
+    VersionNotFound,
+)
 from mlchaos.sandbox.signals import Signals
 
 MAX_FEEDBACK = 10_000
@@ -41,6 +55,9 @@ ERRORS: dict[type[Exception], HTTPStatus] = {
     BadFaults: HTTPStatus.BAD_REQUEST,
     UnknownVersion: HTTPStatus.BAD_REQUEST,
     LoadFailed: HTTPStatus.INTERNAL_SERVER_ERROR,
+    BadPush: HTTPStatus.BAD_REQUEST,
+    VersionConflict: HTTPStatus.CONFLICT,
+    VersionNotFound: HTTPStatus.NOT_FOUND,
 }
 
 
@@ -68,9 +85,15 @@ Handler = Callable[[Core, Request], dict[str, Any]]
 
 def _feedback(core: Core, req: Request) -> dict[str, Any]:
     _same_model(core, req.groups[0])
-    labels = parse_feedback(req.body())
+    body = req.body()
+    labels = parse_feedback(body)
+    request_id = parse_request_id(body)
     core.signals.feedback(len(labels), time.time())
-    return {"model_name": core.model.name, "accepted": len(labels)}
+    matched = core.signals.match(request_id, labels)
+    answer: dict[str, Any] = {"model_name": core.model.name, "accepted": len(labels), "matched": matched}
+    if request_id is not None:
+        answer["id"] = request_id
+    return answer
 
 
 def _index(core: Core, req: Request) -> dict[str, Any]:
@@ -102,10 +125,34 @@ def _faults(core: Core, req: Request) -> dict[str, Any]:
 
 
 def _reset(core: Core, req: Request) -> dict[str, Any]:
-    core.model.faults.clear()
-    core.model.load()
-    core.publish()
-    return {"faults": asdict(core.model.faults.flags), "version": core.model.version}
+    try:
+        removed = core.model.reset()
+    finally:
+        core.publish()
+    return {"faults": asdict(core.model.faults.flags), "version": core.model.version, "removed": removed}
+
+
+def _push(core: Core, req: Request) -> dict[str, Any]:
+    body = req.body()
+    if not isinstance(body, dict):
+        raise BadPush('expected {"version": "bad", "defect": "label_flipped"}')
+    pushed, created = core.model.push(body.get("version"), body.get("defect"))
+    return {**_pushed(core, pushed), "created": created}
+
+
+def _pushed_versions(core: Core, req: Request) -> dict[str, Any]:
+    return {"versions": [_pushed(core, t) for t in core.model.pushed()]}
+
+
+def _remove(core: Core, req: Request) -> dict[str, Any]:
+    removed = core.model.remove(req.groups[0])
+    return {"name": core.model.name, "version": removed.version, "removed": True}
+
+
+def _pushed(core: Core, t: TrainedVersion) -> dict[str, Any]:
+    state = "READY" if core.model.version == t.version else "UNAVAILABLE"  # as in the repository index
+    return {"name": core.model.name, "version": t.version, "defect": t.defect, "trained_at": t.trained_at,
+            "state": state}
 
 
 # (path pattern, endpoint label, {method: handler}); admin endpoints are loopback-only
@@ -115,6 +162,8 @@ ROUTES: list[tuple[re.Pattern[str], str, dict[str, Handler]]] = [
     (re.compile(r"^/v2/repository/models/([^/]+)/load$"), "repository", {"POST": _load}),
     (re.compile(r"^/admin/faults$"), "admin", {"GET": _faults, "POST": _faults, "DELETE": _faults}),
     (re.compile(r"^/admin/reset$"), "admin", {"POST": _reset}),
+    (re.compile(r"^/admin/versions$"), "admin", {"GET": _pushed_versions, "POST": _push}),
+    (re.compile(r"^/admin/versions/([^/]+)$"), "admin", {"DELETE": _remove}),
 ]
 
 
@@ -157,6 +206,14 @@ def parse_feedback(body: Any) -> list[int]:
         if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < n_classes:
             raise InvalidRequest("malformed", f"true labels are class indices 0..{n_classes - 1}, got {label!r}")
     return list(data)
+
+
+def parse_request_id(body: Any) -> str | None:
+    """The OIP request ``id`` of a parsed body: None when absent; raise InvalidRequest when not a string."""
+    request_id = body.get("id") if isinstance(body, dict) else None
+    if request_id is not None and not isinstance(request_id, str):
+        raise InvalidRequest("malformed", f"'id' must be a string (an OIP request id), got {request_id!r}")
+    return request_id
 
 
 def _same_model(core: Core, name: str) -> None:

@@ -13,6 +13,11 @@ in one class about 6.1 (a usual alarm line is 0.2). Until the window holds
 :data:`MIN_WINDOW` predictions the score is 0 (too few samples to mean anything), and
 ``model_prediction_drift_window_predictions`` says how many it was computed from.
 
+Online accuracy: an infer request that carries an OIP ``"id"`` has its predicted classes
+remembered (:class:`PredictionLog`, the most recent :data:`MAX_REMEMBERED_IDS` ids); feedback
+naming that id is compared with them once, counted in ``model_feedback_matched_total`` and
+``model_feedback_correct_total``.
+
 :class:`Signals` is the bookkeeping the HTTP layer calls (no HTTP in here): every
 labelled series is created up front, so a counter that was never incremented is still
 exported as 0 and ``rate()`` / ``increase()`` see it from the first scrape.
@@ -23,7 +28,7 @@ from __future__ import annotations
 import math
 import threading
 from collections import Counter as Tally
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -35,6 +40,9 @@ WINDOW_SIZE = 200
 MIN_WINDOW = 50
 # reasons an infer request is rejected (the `reason` label of model_invalid_inputs_total)
 INVALID_REASONS = ("nan", "out_of_range", "wrong_shape", "wrong_datatype", "malformed", "malformed_json", "too_large")
+MAX_REMEMBERED_IDS = 10_000  # request ids whose predictions wait for feedback
+MAX_REMEMBERED_ROWS = 1_000_000  # predicted classes held in all (a batch holds up to 10,000 rows)
+MAX_ID_LENGTH = 256  # a longer request id is echoed but not remembered
 
 
 def distribution(labels: Iterable[int], n_classes: int) -> list[float]:
@@ -88,6 +96,62 @@ class PredictionWindow:
             return psi(distribution(self._classes, len(self.reference)), self.reference)
 
 
+class PredictionLog:
+    """Predicted classes by request id, for matching feedback later (bounded, thread-safe).
+
+    Holds the most recent ``max_ids`` ids and at most ``max_rows`` classes in all; the oldest
+    go first. Classes are stored one byte each (class indices below 256).
+    """
+
+    def __init__(self, max_ids: int = MAX_REMEMBERED_IDS, max_rows: int = MAX_REMEMBERED_ROWS) -> None:
+        if max_ids < 1 or max_rows < 1:
+            raise ValueError(f"need max_ids >= 1 and max_rows >= 1, got {max_ids}, {max_rows}")
+        self._lock = threading.Lock()
+        self._by_id: OrderedDict[str, bytes] = OrderedDict()
+        self._rows = 0
+        self.max_ids, self.max_rows = max_ids, max_rows
+
+    def remember(self, request_id: str, classes: Sequence[int]) -> bool:
+        """Remember the classes predicted for ``request_id`` (a reused id replaces its entry); False if not kept."""
+        if len(request_id) > MAX_ID_LENGTH or not 1 <= len(classes) <= self.max_rows:
+            return False
+        packed = bytes(classes)
+        with self._lock:
+            old = self._by_id.pop(request_id, None)
+            self._rows -= len(old) if old is not None else 0
+            self._by_id[request_id] = packed
+            self._rows += len(packed)
+            while len(self._by_id) > self.max_ids or self._rows > self.max_rows:
+                _, dropped = self._by_id.popitem(last=False)
+                self._rows -= len(dropped)
+        return True
+
+    def match(self, request_id: str, labels: Sequence[int]) -> tuple[int, int]:
+        """(matched, correct) for true ``labels`` of ``request_id``; (0, 0) for an unknown id or a count mismatch.
+
+        A match forgets the id (each prediction is matched once); a count mismatch keeps it.
+        """
+        with self._lock:
+            predicted = self._by_id.get(request_id)
+            if predicted is None or len(predicted) != len(labels):
+                return 0, 0
+            del self._by_id[request_id]
+            self._rows -= len(predicted)
+        return len(labels), sum(p == t for p, t in zip(predicted, labels, strict=True))
+
+    def clear(self) -> None:
+        with self._lock:
+            self._by_id.clear()
+            self._rows = 0
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    @property
+    def rows(self) -> int:
+        return self._rows
+
+
 @dataclass
 class Metrics:
     """The server's Prometheus metrics, in a registry of their own."""
@@ -103,6 +167,8 @@ class Metrics:
     non_finite: Counter
     feedback: Counter
     feedback_at: Gauge
+    feedback_matched: Counter
+    feedback_correct: Counter
     drift: Gauge
     drift_window: Gauge
 
@@ -133,6 +199,11 @@ class Metrics:
             feedback=counter("model_feedback_events", "True labels received on the feedback endpoint", ["model"]),
             feedback_at=gauge("model_feedback_last_timestamp_seconds", "Unix time of the last feedback event",
                               ["model"]),
+            feedback_matched=counter("model_feedback_matched",
+                                     "True labels matched to a remembered prediction (feedback naming a request id)",
+                                     ["model"]),
+            feedback_correct=counter("model_feedback_correct",
+                                     "Matched true labels the prediction got right", ["model"]),
             drift=gauge("model_prediction_drift_psi",
                         "PSI of the predicted classes in the recent window against the training classes", ["model"]),
             drift_window=gauge("model_prediction_drift_window_predictions",
@@ -144,11 +215,13 @@ class Signals:
     """Bookkeeping of one model's signals: what the HTTP layer records, as metrics and drift window."""
 
     def __init__(self, model: str, class_names: Sequence[str], reference: Sequence[float],
-                 metrics: Metrics | None = None, window: PredictionWindow | None = None) -> None:
+                 metrics: Metrics | None = None, window: PredictionWindow | None = None,
+                 log: PredictionLog | None = None) -> None:
         self.model = model
         self.class_names = tuple(class_names)
         self.metrics = metrics if metrics is not None else Metrics.create()
         self.window = window if window is not None else PredictionWindow(reference)
+        self.log = log if log is not None else PredictionLog()
         m = self.metrics
         for name in self.class_names:
             m.predictions.labels(model, name)
@@ -157,15 +230,20 @@ class Signals:
         m.non_finite.labels(model)
         m.feedback.labels(model)
         m.feedback_at.labels(model).set(0)
+        m.feedback_matched.labels(model)
+        m.feedback_correct.labels(model)
         m.ready.labels(model).set(0)
         self._publish_drift()
         self._version: str | None = None
 
-    def predicted(self, classes: Sequence[int]) -> None:
+    def predicted(self, classes: Sequence[int], request_id: str | None = None) -> None:
+        """Count predicted classes; remember them under ``request_id`` (when given) for feedback."""
         for c in classes:
             self.metrics.predictions.labels(self.model, self.class_names[c]).inc()
         self.window.add(classes)
         self._publish_drift()
+        if request_id is not None:
+            self.log.remember(request_id, classes)
 
     def invalid(self, reason: str) -> None:
         self.metrics.invalid_inputs.labels(self.model, reason).inc()
@@ -176,6 +254,16 @@ class Signals:
     def feedback(self, count: int, now: float) -> None:
         self.metrics.feedback.labels(self.model).inc(count)
         self.metrics.feedback_at.labels(self.model).set(now)
+
+    def match(self, request_id: str | None, labels: Sequence[int]) -> int:
+        """Compare true ``labels`` with the predictions remembered for ``request_id``; return how many matched."""
+        if request_id is None:
+            return 0
+        matched, correct = self.log.match(request_id, labels)
+        if matched:
+            self.metrics.feedback_matched.labels(self.model).inc(matched)
+            self.metrics.feedback_correct.labels(self.model).inc(correct)
+        return matched
 
     def serving(self, version: str, trained_at: float, ready: bool, reference: Sequence[float] | None = None) -> None:
         """Publish the served version, its training time and readiness; a new version starts a fresh window."""

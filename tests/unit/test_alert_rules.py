@@ -59,7 +59,8 @@ def test_unit_tests_cover_the_faults_that_must_be_told_apart() -> None:
     names = [t["name"] for t in tests]
     for needle in ("healthy", "kill", "restart", "scrape fails", "target dropped", "not ready", "slow",
                    "500", "expires soon", "expired", "untrusted", "drift", "old model version", "invalid",
-                   "NaN outputs", "feedback stops", "no feedback loop", "stopped pushing"):
+                   "NaN outputs", "feedback stops", "no feedback loop", "stopped pushing", "bad model pushed",
+                   "accuracy dips", "too few matched labels", "idle replica"):
         assert any(needle in n for n in names), needle
     for case in tests[:-1]:  # every case checks every alert: the expected one fires, all others do not
         assert sorted(t["alertname"] for t in case["alert_rule_test"]) == sorted(ALERT_NAMES)
@@ -74,6 +75,9 @@ def test_unit_tests_cover_the_faults_that_must_be_told_apart() -> None:
     ("ModelFeedbackAbsent", 'sum by (instance, replica) (increase(model_predictions_total{job="model"}[30s])) > 0'
      ' unless on(instance) sum by (instance) (increase(model_feedback_events_total{job="model"}[30s])) > 0',
      "no feedback loop at all"),
+    ("ModelAccuracyLow", 'sum by (instance, replica) (increase(model_feedback_correct_total{job="model"}[15s]))'
+     ' / sum by (instance, replica) (increase(model_feedback_matched_total{job="model"}[15s])) < 0.8',
+     "too few matched labels"),
 ])
 def test_naive_rules_fail_the_unit_tests(alert: str, naive_expr: str, broken_case: str, tmp_path: Path) -> None:
     """The tests have teeth: a rule that cannot tell a kill from a telemetry outage is caught."""
@@ -106,18 +110,18 @@ def test_every_alert_is_labelled_and_names_its_instance() -> None:
         assert names in rule["annotations"]["description"]
     scores = {r["alert"]: r["labels"]["ml_test_score"] for r in rules}
     assert scores["ModelHighLatencyP95"] == "Monitoring 6"
-    assert {a: scores[a] for a in ALERT_NAMES[-6:]} == {
+    assert {a: scores[a] for a in ALERT_NAMES[-7:]} == {
         "ModelPredictionDrift": "Monitoring 3", "ModelStale": "Monitoring 4",
         "ModelInvalidInputRatioHigh": "Monitoring 2",
         "ModelNonFiniteOutputs": "Monitoring 5", "ModelFeedbackAbsent": "Monitoring 7",
-        "ModelPipelineNotPushing": "Monitoring 4"}
+        "ModelAccuracyLow": "Monitoring 7", "ModelPipelineNotPushing": "Monitoring 4"}
     assert {r["alert"]: r["for"] for r in rules} == {
         "ModelServerDown": "3s", "ModelTelemetryAbsent": "5s", "ModelNotReady": "3s", "ModelHighLatencyP95": "5s",
         "ModelEndpointLatencyHigh": "3s",
         "ModelHighErrorRate": "5s", "ModelCertificateExpiringSoon": "3s", "ModelCertificateExpired": "3s",
         "ModelEndpointTLSProbeFailing": "3s", "ModelPredictionDrift": "5s", "ModelStale": "3s",
         "ModelInvalidInputRatioHigh": "5s", "ModelNonFiniteOutputs": "2s", "ModelFeedbackAbsent": "5s",
-        "ModelPipelineNotPushing": "3s",
+        "ModelAccuracyLow": "3s", "ModelPipelineNotPushing": "3s",
     }
     assert yaml.safe_load(render_rules(SANDBOX))["groups"][0]["name"] == GROUP_NAME
 
@@ -138,6 +142,10 @@ def test_durations_and_overrides() -> None:
         SANDBOX.with_overrides(["error_rate_ratio=high"])
     with pytest.raises(InvalidInput, match="must be > 0"):
         SANDBOX.with_overrides(["latency_p95_seconds=0"])
+    with pytest.raises(InvalidInput, match="must be > 0"):
+        SANDBOX.with_overrides(["accuracy_min_labels=0"])
+    with pytest.raises(InvalidInput, match=r"accuracy_threshold must be in \(0, 1\]"):
+        SANDBOX.with_overrides(["accuracy_threshold=1.5"])
     with pytest.raises(InvalidInput, match="unknown rule profile"):
         profile("prod")
 

@@ -16,7 +16,7 @@ from mlchaos.discovery import DriverFunction, driver_functions
 ROLLBACKS = {
     "drivers.docker.actions": {"start_containers", "unpause_containers", "release_hold", "unblock_port",
                                "remove_netem", "restore_container_certificate"},
-    "drivers.model.actions": {"clear_model_faults", "restore_model_version"},
+    "drivers.model.actions": {"clear_model_faults", "restore_model_version", "restore_pushed_model"},
     "drivers.netem.actions": {"remove_latency"},
     "drivers.process.actions": {"continue_replicas", "restart_replicas"},
     "drivers.prometheus.actions": {"remove_rule_file"},

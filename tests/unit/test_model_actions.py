@@ -30,6 +30,13 @@ from mlchaos.sandbox.model import InvalidRequest, parse_infer_request
     (lambda: actions.send_invalid_inputs(max_seconds=-1), "max_seconds must be a positive number"),
     (lambda: actions.restore_model_version(versions={"model-0": 1}), "versions must map replica names"),
     (lambda: actions.clear_model_faults(replicas="model-0"), "replicas must be a list of replica names"),
+    (lambda: actions.push_bad_model(defect="typo"), "defect must be one of label_flipped, random_weights"),
+    (lambda: actions.push_bad_model(version=""), "version must be 1-64 letters"),
+    (lambda: actions.push_bad_model(version="a/b"), "version must be 1-64 letters"),
+    (lambda: actions.push_bad_model(timeout=-1), "timeout must be a number"),
+    (lambda: actions.restore_pushed_model(versions={"model-0": 2}), "versions must map replica names"),
+    (lambda: actions.restore_pushed_model(remove_version=""), "remove_version must be a version name"),
+    (lambda: actions.restore_pushed_model(versions={"model-0": "bad"}), "is also a version to restore"),
 ])
 def test_bad_arguments_are_refused_with_one_line(state_dir, call, message):
     with pytest.raises(DriverError, match=message) as info:
@@ -38,7 +45,7 @@ def test_bad_arguments_are_refused_with_one_line(state_dir, call, message):
 
 
 @pytest.mark.parametrize("fault", [actions.emit_nan_outputs, actions.make_not_ready, actions.pin_model_version,
-                                   actions.send_invalid_inputs])
+                                   actions.send_invalid_inputs, actions.push_bad_model])
 def test_a_fault_on_an_empty_sandbox_is_an_error_even_in_a_dry_run(state_dir, fault):
     with pytest.raises(DriverError):
         fault(dry_run=True)
