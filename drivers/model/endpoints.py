@@ -355,11 +355,15 @@ def _replicas(service: str) -> list[Replica]:
         raise DriverError(str(exc)) from exc
 
 
+def replica_details(r: Replica) -> dict[str, Any]:
+    """A sandbox replica's change-record details; ``instance`` is the address Prometheus scrapes, so
+    alerts can be matched to the replica that was hit."""
+    return {"pid": r.pid, "port": r.port, "service": r.service, "url": r.url, "instance": f"{r.host}:{r.port}"}
+
+
 def _process_endpoint(r: Replica) -> Endpoint:
-    # instance: the address Prometheus scrapes, so alerts can be matched to the replica that was hit
-    instance = f"{r.host}:{r.port}"
-    return Endpoint(r.name, instance, "process", local_environment(),
-                    {"pid": r.pid, "port": r.port, "service": r.service, "url": r.url, "instance": instance},
+    found = replica_details(r)
+    return Endpoint(r.name, found["instance"], "process", local_environment(), found,
                     ProcessTransport(r.url, r.pid, r.name))
 
 
