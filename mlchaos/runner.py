@@ -43,7 +43,7 @@ from mlchaos.errors import InvalidInput
 from mlchaos.execution import FAILED, SUCCEEDED, LockType, Outcome, Waiter, execute, in_background
 from mlchaos.journal import Journal, Redactor, activity_record, sensitive_values
 from mlchaos.models import Activity, Experiment
-from mlchaos.monitor import Abort, RunMonitor
+from mlchaos.monitor import Abort, GuardState, RunMonitor
 from mlchaos.settings import SANDBOX
 from mlchaos.tolerance import check as check_tolerance
 from mlchaos.variables import Variables
@@ -714,7 +714,9 @@ class Runner:
     def _plan_guards(self) -> None:
         """In a plan, evaluate every guard once: it proves the probe works and shows its value now."""
         self.console.heading("guards (evaluated once; a run evaluates them while a fault is active):")
-        for guard, state in zip(self.experiment.guards, self.monitor.states, strict=True):
+        for guard in self.experiment.guards:
+            state = GuardState(guard.name)  # a plan's monitor guards nothing: its states are the plan's
+            self.monitor.states.append(state)
             met, explanation = self.monitor.evaluate(guard, state)
             self.console.finished("probe", guard.name, met, 0.0, explanation)
             if not met:

@@ -146,13 +146,14 @@ def restore_model_version(
 
 def push_bad_model(
     defect: str = "label_flipped", version: str = "bad", service: str = "model", count: int = 1,
-    seed: int | None = None, model: str = "iris", timeout: float = 5.0, target: str = "sandbox",
-    labels: Labels = None, name_pattern: str | None = None, project: str | None = None,
+    seed: int | None = None, model: str = "iris", timeout: float = 5.0, replicas: list[str] | None = None,
+    target: str = "sandbox", labels: Labels = None, name_pattern: str | None = None, project: str | None = None,
     urls: list[str] | None = None, *, dry_run: bool = False,
 ) -> dict[str, Any]:
     """Push a defective model `version` (label_flipped or random_weights) to `count` random replicas and serve it.
 
     A bad artifact pushed and loaded: accuracy drops (ModelAccuracyLow), random_weights drifts too.
+    `replicas` names the replicas instead of a random pick (a canary: `[model-2]`; count is then ignored).
     The version each replica served before is recorded for the undo: restore_pushed_model.
     """
     if defect not in DEFECTS:
@@ -161,7 +162,7 @@ def push_bad_model(
         raise DriverError(f"version must be 1-64 letters, digits, '.', '_' or '-', got {version!r}")
     _check_timeout(timeout)
     scope = _admin_scope(parse_scope(target, service, labels, name_pattern, project, urls), "push_bad_model")
-    chosen, population, seed = scope.select(count, seed)
+    chosen, population, seed = scope.choose(count, seed, replicas)
     previous: dict[str, str] = {}
     for e in chosen:
         served = _served(e, model, timeout)

@@ -255,6 +255,19 @@ class Scope:
         chosen = sorted(random.Random(seed).sample(live, count), key=lambda r: r.index)
         return [_process_endpoint(r) for r in chosen], [r.name for r in live], seed
 
+    def choose(self, count: int, seed: int | None, names: list[str] | None = None
+               ) -> tuple[list[Endpoint], list[str], int | None]:
+        """``select(count, seed)``, or exactly the live replicas ``names`` (a canary) when given."""
+        if names is None:
+            return self.select(count, seed)
+        if isinstance(names, list) and not names:
+            raise DriverError("replicas must name at least one replica (or be null for a random pick)")
+        chosen = self.named(names)
+        dead = [e.name for e in chosen if not e.alive()]
+        if dead:
+            raise DriverError(f"replica(s) {', '.join(dead)} not running: nothing to act on")
+        return chosen, [e.name for e in self.named(None) if e.alive()], None
+
     def named(self, names: list[str] | None) -> list[Endpoint]:
         """The replicas an undo names (every one of the scope when None), alive or not.
 

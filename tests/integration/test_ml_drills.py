@@ -19,9 +19,13 @@ from mlchaos.sandbox.manager import Sandbox
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-# drill -> the alert it must fire
+# drill -> the alert it must fire. Order matters: a replica that has received feedback and then serves
+# predictions without it is (rightly) ModelFeedbackAbsent, so the drills whose traffic sends feedback
+# (bad-model-rollback, canary-bad-model, feedback-loss) run after those whose traffic does not.
 DRILLS = {"nan-outputs.yaml": "ModelNonFiniteOutputs", "stale-model.yaml": "ModelStale",
-          "invalid-inputs.yaml": "ModelInvalidInputRatioHigh", "model-not-ready.yaml": "ModelNotReady"}
+          "invalid-inputs.yaml": "ModelInvalidInputRatioHigh", "model-not-ready.yaml": "ModelNotReady",
+          "train-serve-skew.yaml": "ModelPredictionDrift", "bad-model-rollback.yaml": "ModelAccuracyLow",
+          "canary-bad-model.yaml": "ModelAccuracyLow", "feedback-loss.yaml": "ModelFeedbackAbsent"}
 
 
 def _env(sandbox: Sandbox) -> dict[str, str]:
@@ -60,12 +64,19 @@ def test_the_ml_drill_fires_its_alert_for_the_replica_hit_and_recovers(monitored
     assert {"time_to_detect", "time_to_recover"} <= set(kinds)
     assert all(b["met"] for b in journal["mlchaos"]["budgets"])
     assert journal["mlchaos"]["recovery"]["recovered"] is True
-    (change,) = journal["mlchaos"]["changes"]
-    hit = change["targets"][0]["details"]["instance"]
+    faults = [c for c in journal["mlchaos"]["changes"] if all(t["kind"] != "traffic" for t in c["targets"])]
+    (change,) = faults  # one fault; the client traffic some drills start is a load, not a fault
+    hit = {t["details"]["instance"] for t in change["targets"]}
     runs = {r["activity"]["name"]: r for r in journal["run"]}
-    fired = next(r["output"] for n, r in runs.items() if n.endswith("-alert-fires-for-that-replica"))
-    assert fired["alert"] == DRILLS[name] and fired["labels"]["instance"] == hit
+    fired = next(r["output"] for n, r in runs.items() if "-alert-fires" in n)
+    assert fired["alert"] == DRILLS[name] and fired["labels"]["instance"] in hit
     assert all(row.state == "ready" for row in monitored.status())
+    traffic = [c for c in journal["mlchaos"]["changes"] if c not in faults]
+    if traffic:  # stopped after the recovery check, and no client ever saw a server error
+        (stop,) = [r for r in journal["rollbacks"] if r["activity"]["provider"]["func"] == "stop_traffic"]
+        answers = stop["output"]["stats"]["answers"]
+        assert not [code for per in answers.values() for calls in per.values() for code in calls
+                    if code.startswith("5")], answers
     if name == "invalid-inputs.yaml":
         answers = change["parameters"].get("answers") or runs["send-nan-inputs-to-one-replica"]["output"][
             "parameters"]["answers"]

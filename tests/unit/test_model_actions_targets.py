@@ -30,6 +30,8 @@ def test_every_action_and_undo_takes_the_target_arguments_after_its_own(func):
 @pytest.mark.parametrize(("call", "message"), [
     (lambda: actions.emit_nan_outputs(target="docker", labels={}), "an empty selector would target every container"),
     (lambda: actions.make_not_ready(target="kubernetes"), "target must be one of sandbox, docker, url"),
+    (lambda: actions.push_bad_model(replicas=[], dry_run=True), "replicas must name at least one replica"),
+    (lambda: actions.push_bad_model(replicas="model-2", dry_run=True), "replicas must be a list of replica names"),
     (lambda: actions.pin_model_version(project="mlchaos"), "project select containers: give them with target docker"),
     (lambda: actions.send_invalid_inputs(urls=URLS), "urls name servers by URL: give them with target url"),
     (lambda: actions.restore_model_version(target="url"), "urls must be a non-empty list"),

@@ -159,6 +159,15 @@ def test_the_run_is_registered_while_it_runs_and_unregistered_after(run_experime
     assert runs.registered() == []
 
 
+def test_a_plan_evaluates_each_guard_once(run_experiment, tmp_path):
+    data = experiment(tmp_path, [hit(tmp_path, "m0")],
+                      guards=[probe("fine", "echo", True, value=True), probe("tripped", "echo", True, value=False)])
+    result, journal, out = run_experiment(data, dry_run=True)
+    assert result.exit_code == exitcodes.DEVIATED and not (tmp_path / "m").exists()
+    assert [g["name"] for g in journal["mlchaos"]["guards"]] == ["fine", "tripped"]
+    assert "guard 'tripped' would trip now" in " ".join(result.failures)
+
+
 def test_dry_run_plans_and_checks_bounds_without_changing_anything(run_experiment, tmp_path):
     data = experiment(tmp_path, [hit(tmp_path, "m0"), hit(tmp_path, "m1")], blast_radius={"max_fraction": 0.34})
     result, journal, _ = run_experiment(data, dry_run=True)
