@@ -132,6 +132,8 @@ def transform_body(body: bytes, transforms: tuple[Transform, ...], tensor: str =
 
 
 def _flatten(data: list[Any]) -> list[Any]:
+    # the same walk as mlchaos.sandbox.model._flatten, kept apart on purpose: the fault-proxy image ships
+    # mlchaos/proxy/ alone (standard library only) and the model-server image mlchaos/sandbox/ alone
     out: list[Any] = []
     stack = [iter(data)]
     while stack:
