@@ -80,6 +80,37 @@ def prediction_accuracy(
     return min(scores)
 
 
+def served_versions(
+    service: str = "model", model: str = "iris", timeout: float = 5.0, target: str = "sandbox",
+    labels: dict[str, str] | list[str] | None = None, name_pattern: str | None = None, project: str | None = None,
+    urls: list[str] | None = None,
+) -> dict[str, str | None]:
+    """The version of `model` each live replica serves (its repository index entry in state READY), by name.
+
+    `target` sandbox, docker or url as for drivers.model.actions; a replica serving none maps to null.
+    """
+    from drivers.model.endpoints import parse_scope  # the replica resolution the actions use
+
+    served: dict[str, str | None] = {}
+    for endpoint in parse_scope(target, service, labels, name_pattern, project, urls).named(None):
+        if not endpoint.alive():
+            continue
+        entries = endpoint.call("GET", "/v2/repository/index", None, timeout).get("models") or []
+        served[endpoint.name] = next((e.get("version") for e in entries
+                                      if e.get("name") == model and e.get("state") == "READY"), None)
+    return served
+
+
+def served_version_count(
+    version: str, service: str = "model", model: str = "iris", timeout: float = 5.0, target: str = "sandbox",
+    labels: dict[str, str] | list[str] | None = None, name_pattern: str | None = None, project: str | None = None,
+    urls: list[str] | None = None,
+) -> int:
+    """How many live replicas serve `version` (other arguments as served_versions): all of them after a rollback."""
+    served = served_versions(service, model, timeout, target, labels, name_pattern, project, urls)
+    return sum(1 for v in served.values() if v == version)
+
+
 def latency_percentile(
     percentile: float = 95,
     requests: int = 50,

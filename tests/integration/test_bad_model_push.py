@@ -132,6 +132,8 @@ def test_label_flipped_push_drops_accuracy_not_drift_and_rolls_back(clean: Sandb
     others = [r.name for r in clean.replicas("model") if r.name != hit]
     replica = next(r for r in clean.replicas("model") if r.name == hit)
     assert served(clean)[hit] == "bad"
+    assert probes.served_versions() == {r.name: "bad" if r.name == hit else "2" for r in clean.replicas("model")}
+    assert probes.served_version_count("2") == len(others)
     assert probes.prediction_accuracy(replicas=[hit]) < 0.1  # per replica: the bad one
     assert probes.prediction_accuracy(replicas=others) > 0.9
     assert probes.prediction_accuracy() < 0.1  # the lowest over all replicas is the bad one
@@ -146,6 +148,7 @@ def test_label_flipped_push_drops_accuracy_not_drift_and_rolls_back(clean: Sandb
     assert undo == {"service": "model", "restored": [hit], "removed": [hit], "already": [], "gone": []}
     assert actions.restore_pushed_model(**record["undo"]["arguments"])["already"] == [hit]
     assert set(served(clean).values()) == {"2"} and versions(replica) == ["1", "2"]
+    assert probes.served_version_count("2") == len(others) + 1
     assert probes.prediction_accuracy() > 0.9
     matched, correct = online_accuracy(replica.url, "after")
     assert correct / matched > 0.9
