@@ -7,7 +7,8 @@ BIN := $(VENV)/bin
 EXPERIMENTS ?= experiments/kill-one-replica.yaml experiments/kill-one-replica-alerts.yaml \
   experiments/latency-one-replica.yaml experiments/telemetry-outage.yaml experiments/expired-certificate.yaml \
   experiments/nan-outputs.yaml experiments/stale-model.yaml experiments/invalid-inputs.yaml \
-  experiments/model-not-ready.yaml experiments/pipeline-not-pushing.yaml experiments/train-serve-skew.yaml \
+  experiments/model-not-ready.yaml experiments/pipeline-not-pushing.yaml experiments/failed-rollout.yaml \
+  experiments/train-serve-skew.yaml \
   experiments/bad-model-rollback.yaml experiments/canary-bad-model.yaml experiments/feedback-loss.yaml
 # (the drills whose client traffic sends feedback come last: see experiments/gamedays/sandbox-ml.yaml)
 EXPECTED_TO_FAIL ?= experiments/miswritten-alert-rule.yaml

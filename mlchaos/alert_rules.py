@@ -94,6 +94,8 @@ class RuleParameters:
     accuracy_window: str = "30m"
     accuracy_for: str = "15m"
     accuracy_min_labels: float = 100.0  # fewer matched labels than this in the window: no verdict (idle replica)
+    load_failure_window: str = "1h"  # ModelLoadFailed: a repository load failed within this window
+    load_failure_for: str = "0s"  # a failed rollout is news at once: the old version keeps serving silently
     training_job: str = "training"  # Pushgateway group of the training pipeline (push_time_seconds)
     pipeline_max_age: str = "1d"
     pipeline_for: str = "15m"
@@ -164,6 +166,7 @@ SANDBOX = RuleParameters(
     accuracy_window="15s",
     accuracy_for="3s",
     accuracy_min_labels=20.0,
+    load_failure_window="20s",
     pipeline_max_age="15s",  # the sandbox pipeline pushes every second: a drill sees it stop in seconds
     pipeline_for="3s",
 )
@@ -184,6 +187,7 @@ ALERT_NAMES = (
     "ModelNonFiniteOutputs",
     "ModelFeedbackAbsent",
     "ModelAccuracyLow",
+    "ModelLoadFailed",
     "ModelPipelineNotPushing",
 )
 
@@ -381,6 +385,14 @@ def _ml_rules(p: RuleParameters) -> list[dict[str, Any]]:
             f"Less than {p.accuracy_threshold:g} of the true labels fed back to {inst} over {aw} (at least"
             f" {p.accuracy_min_labels:g} matched to their predictions) agree with what it predicted, for"
             f" {p.accuracy_for}: a bad model is served; roll it back.",
+        ),
+        _alert(
+            "ModelLoadFailed",
+            f"sum by ({by}) (increase(model_load_failures_total{{{job}}}[{p.load_failure_window}])) > 0",
+            p.load_failure_for, "warning", "Monitoring 4",
+            f"A model version failed to load on {inst}",
+            f"A repository load on {inst} failed within the last {p.load_failure_window}: the rollout did not"
+            " happen there and the previous version is still served (the updated model was not pushed).",
         ),
         _alert(
             "ModelPipelineNotPushing",
@@ -584,7 +596,8 @@ def _cases(p: RuleParameters, warm: int, after: int, total: int) -> list[tuple[s
 
     def ml(n: int = total, psi: str | None = None, trained: str | None = None, predictions: str | None = None,
            feedback: str | None = None, non_finite: str | None = None, invalid: str | None = None,
-           push: str | None = None, matched: str | None = None, correct: str | None = None) -> list[dict[str, str]]:
+           push: str | None = None, matched: str | None = None, correct: str | None = None,
+           load_failures: str | None = None) -> list[dict[str, str]]:
         """The model-quality signals, healthy unless given; ``n < total``: the replica's series end (killed)."""
         end = " stale" if n < total else ""
         rows = [
@@ -597,6 +610,7 @@ def _cases(p: RuleParameters, warm: int, after: int, total: int) -> list[tuple[s
             s("model_feedback_events_total", p.model_job, (feedback or _seq((1, rate, n))) + end, model),
             s("model_non_finite_outputs_total", p.model_job, (non_finite or _const(0, n)) + end, model),
             s("model_invalid_inputs_total", p.model_job, (invalid or _const(0, n)) + end, model + ', reason="nan"'),
+            s("model_load_failures_total", p.model_job, (load_failures or _const(0, n)) + end, model),
         ]
         return rows + [{"series": f'push_time_seconds{{job="{p.training_job}"}}',
                         "values": push or _seq((0, step, total))}]
@@ -761,6 +775,16 @@ def _cases(p: RuleParameters, warm: int, after: int, total: int) -> list[tuple[s
             "idle replica after wrong predictions (no traffic, no labels in the window): nothing fires",
             healthy_ml + ml(predictions=flat_after, feedback=counter(rate, 0), matched=counter(rate, 0),
                             correct=counter(rate / 3, 0)),
+            {},
+        ),
+        (
+            "repository loads fail (the rollout retries; the old version keeps serving): only ModelLoadFailed",
+            healthy_ml + ml(load_failures=rising_after),
+            {"ModelLoadFailed": alert("ModelLoadFailed", "warning", "Monitoring 4")},
+        ),
+        (
+            "a load that failed before the window (the counter does not move): nothing fires",
+            healthy_ml + ml(load_failures=_const(1, total)),
             {},
         ),
         (

@@ -70,6 +70,56 @@ def make_not_ready(
     return _admin_fault("not_ready", scope, count, seed, timeout, dry_run)
 
 
+def fail_model_loads(
+    service: str = "model", count: int = 1, seed: int | None = None, timeout: float = 5.0,
+    replicas: list[str] | None = None, target: str = "sandbox", labels: Labels = None,
+    name_pattern: str | None = None, project: str | None = None, urls: list[str] | None = None, *,
+    dry_run: bool = False,
+) -> dict[str, Any]:
+    """Make every repository load fail on `count` random replicas (admin fault fail_load); the served version stays.
+
+    A rollout then silently does not happen there. `replicas` names them instead. Undo: clear_model_faults.
+    """
+    scope = parse_scope(target, service, labels, name_pattern, project, urls)
+    return _admin_fault("fail_load", scope, count, seed, timeout, dry_run, replicas)
+
+
+def roll_out_model(
+    version: str | None = None, service: str = "model", model: str = "iris", timeout: float = 5.0,
+    target: str = "sandbox", labels: Labels = None, name_pattern: str | None = None, project: str | None = None,
+    urls: list[str] | None = None, *, dry_run: bool = False,
+) -> dict[str, Any]:
+    """Load `version` (default: the server's current one) on every live replica, as a deploy would.
+
+    A load that fails does not raise: `loaded` and `failed` (replica -> error) say what happened, as a
+    deploy pipeline's log would. Undo: restore_model_version (the versions served before).
+    """
+    if version is not None and (not isinstance(version, str) or not version):
+        raise DriverError(f"version must be a version string such as '2', or null for the current one, got {version!r}")
+    _check_timeout(timeout)
+    scope = parse_scope(target, service, labels, name_pattern, project, urls)
+    chosen = [e for e in scope.named(None) if e.alive()]
+    if not chosen:
+        raise DriverError(f"no live replica to roll {model!r} out to")
+    previous = {e.name: _served(e, model, timeout) or "" for e in chosen}
+    record = _record("roll_out_model", scope, chosen, [e.name for e in chosen],
+                     {"service": service, "version": version, "model": model, "previous": previous},
+                     {"func": RESTORE_FUNC, "arguments": {"service": service, "replicas": [e.name for e in chosen],
+                                                          "versions": previous, "model": model}}, dry_run)
+    result = record.to_dict()
+    if dry_run:
+        return result
+    body = {"parameters": {"version": version}} if version is not None else None
+    loaded, failed = [], {}
+    for e in chosen:
+        try:
+            e.call("POST", f"/v2/repository/models/{model}/load", body, timeout)
+            loaded.append(e.name)
+        except DriverError as exc:
+            failed[e.name] = str(exc)
+    return {**result, "loaded": loaded, "failed": failed}
+
+
 def clear_model_faults(
     service: str = "model", replicas: list[str] | None = None, timeout: float = 5.0,
     target: str = "sandbox", labels: Labels = None, name_pattern: str | None = None, project: str | None = None,
@@ -290,10 +340,10 @@ def send_invalid_inputs(
 
 
 def _admin_fault(fault: str, scope: Scope, count: int, seed: int | None, timeout: float,
-                 dry_run: bool) -> dict[str, Any]:
+                 dry_run: bool, replicas: list[str] | None = None) -> dict[str, Any]:
     _check_timeout(timeout)
     _admin_scope(scope, fault)
-    chosen, population, seed = scope.select(count, seed)
+    chosen, population, seed = scope.choose(count, seed, replicas)
     record = _record(fault, scope, chosen, population,
                      {"service": scope.service, "count": count, "seed": seed, "fault": fault},
                      {"func": CLEAR_FUNC, "arguments": {"service": scope.service,

@@ -109,6 +109,9 @@ def _load(core: Core, req: Request) -> dict[str, Any]:
         raise InvalidRequest("malformed", 'expected {"parameters": {"version": "N"}} or no body')
     try:
         loaded = core.model.load(version)
+    except LoadFailed:
+        core.signals.load_failed()  # the previous version keeps serving: only this counter tells
+        raise
     finally:
         core.publish()
     return {"name": core.model.name, "version": loaded.version, "state": "READY"}

@@ -169,6 +169,7 @@ class Metrics:
     feedback_at: Gauge
     feedback_matched: Counter
     feedback_correct: Counter
+    load_failures: Counter
     drift: Gauge
     drift_window: Gauge
 
@@ -204,6 +205,8 @@ class Metrics:
                                      ["model"]),
             feedback_correct=counter("model_feedback_correct",
                                      "Matched true labels the prediction got right", ["model"]),
+            load_failures=counter("model_load_failures", "Repository loads of a model version that failed",
+                                  ["model"]),
             drift=gauge("model_prediction_drift_psi",
                         "PSI of the predicted classes in the recent window against the training classes", ["model"]),
             drift_window=gauge("model_prediction_drift_window_predictions",
@@ -232,6 +235,7 @@ class Signals:
         m.feedback_at.labels(model).set(0)
         m.feedback_matched.labels(model)
         m.feedback_correct.labels(model)
+        m.load_failures.labels(model)
         m.ready.labels(model).set(0)
         self._publish_drift()
         self._version: str | None = None
@@ -244,6 +248,9 @@ class Signals:
         self._publish_drift()
         if request_id is not None:
             self.log.remember(request_id, classes)
+
+    def load_failed(self) -> None:
+        self.metrics.load_failures.labels(self.model).inc()
 
     def invalid(self, reason: str) -> None:
         self.metrics.invalid_inputs.labels(self.model, reason).inc()

@@ -168,3 +168,22 @@ def test_random_weights_push_drops_accuracy_and_drifts(clean: Sandbox) -> None:
     undo = actions.restore_pushed_model(remove_version="rw")
     assert undo["restored"] == [hit] and undo["removed"] == [hit] and len(undo["already"]) == 2
     assert set(served(clean).values()) == {"2"} and probes.prediction_accuracy() > 0.9
+
+
+def test_a_rollout_onto_a_broken_repository_fails_there_counts_it_and_keeps_serving(clean: Sandbox) -> None:
+    names = [r.name for r in clean.replicas("model")]
+    broken = clean.replicas("model")[-1]
+    planned = actions.fail_model_loads(replicas=[broken.name], dry_run=True)
+    assert planned["undo"]["arguments"]["replicas"] == [broken.name] and planned["population"] == names
+    assert metric(broken.url, "model_load_failures_total") == 0  # exported from start-up
+    fault = actions.fail_model_loads(replicas=[broken.name])
+    rollout = actions.roll_out_model()
+    assert rollout["loaded"] == names[:-1] and list(rollout["failed"]) == [broken.name]
+    assert "500" in rollout["failed"][broken.name]
+    assert metric(broken.url, "model_load_failures_total") == 1
+    assert probes.served_version_count("2") == len(names)  # the previous version keeps serving everywhere
+    assert probes.prediction_accuracy(replicas=[broken.name]) > 0.9
+    assert actions.clear_model_faults(**fault["undo"]["arguments"])["cleared"] == [broken.name]
+    undo = actions.restore_model_version(**rollout["undo"]["arguments"])
+    assert undo["already"] == names  # nothing changed: every replica was serving "2" before and after
+    assert actions.roll_out_model()["failed"] == {}

@@ -110,18 +110,19 @@ def test_every_alert_is_labelled_and_names_its_instance() -> None:
         assert names in rule["annotations"]["description"]
     scores = {r["alert"]: r["labels"]["ml_test_score"] for r in rules}
     assert scores["ModelHighLatencyP95"] == "Monitoring 6"
-    assert {a: scores[a] for a in ALERT_NAMES[-7:]} == {
+    assert {a: scores[a] for a in ALERT_NAMES[-8:]} == {
         "ModelPredictionDrift": "Monitoring 3", "ModelStale": "Monitoring 4",
         "ModelInvalidInputRatioHigh": "Monitoring 2",
         "ModelNonFiniteOutputs": "Monitoring 5", "ModelFeedbackAbsent": "Monitoring 7",
-        "ModelAccuracyLow": "Monitoring 7", "ModelPipelineNotPushing": "Monitoring 4"}
+        "ModelAccuracyLow": "Monitoring 7", "ModelLoadFailed": "Monitoring 4",
+        "ModelPipelineNotPushing": "Monitoring 4"}
     assert {r["alert"]: r["for"] for r in rules} == {
         "ModelServerDown": "3s", "ModelTelemetryAbsent": "5s", "ModelNotReady": "3s", "ModelHighLatencyP95": "5s",
         "ModelEndpointLatencyHigh": "3s",
         "ModelHighErrorRate": "5s", "ModelCertificateExpiringSoon": "3s", "ModelCertificateExpired": "3s",
         "ModelEndpointTLSProbeFailing": "3s", "ModelPredictionDrift": "5s", "ModelStale": "3s",
         "ModelInvalidInputRatioHigh": "5s", "ModelNonFiniteOutputs": "2s", "ModelFeedbackAbsent": "5s",
-        "ModelAccuracyLow": "3s", "ModelPipelineNotPushing": "3s",
+        "ModelAccuracyLow": "3s", "ModelLoadFailed": "0s", "ModelPipelineNotPushing": "3s",
     }
     assert yaml.safe_load(render_rules(SANDBOX))["groups"][0]["name"] == GROUP_NAME
 

@@ -15,7 +15,7 @@ URLS = ["http://127.0.0.1:18100", "http://127.0.0.1:18101"]
 TARGET_ARGS = ["target", "labels", "name_pattern", "project", "urls"]
 FUNCS = [actions.emit_nan_outputs, actions.make_not_ready, actions.clear_model_faults, actions.pin_model_version,
          actions.restore_model_version, actions.push_bad_model, actions.restore_pushed_model,
-         actions.send_invalid_inputs]
+         actions.send_invalid_inputs, actions.fail_model_loads, actions.roll_out_model]
 
 
 @pytest.mark.parametrize("func", FUNCS, ids=lambda f: f.__name__)
@@ -31,6 +31,8 @@ def test_every_action_and_undo_takes_the_target_arguments_after_its_own(func):
     (lambda: actions.emit_nan_outputs(target="docker", labels={}), "an empty selector would target every container"),
     (lambda: actions.make_not_ready(target="kubernetes"), "target must be one of sandbox, docker, url"),
     (lambda: actions.push_bad_model(replicas=[], dry_run=True), "replicas must name at least one replica"),
+    (lambda: actions.fail_model_loads(target="url", urls=URLS, dry_run=True), "fail_load needs the admin endpoint"),
+    (lambda: actions.roll_out_model(version="", dry_run=True), "version must be a version string"),
     (lambda: actions.push_bad_model(replicas="model-2", dry_run=True), "replicas must be a list of replica names"),
     (lambda: actions.pin_model_version(project="mlchaos"), "project select containers: give them with target docker"),
     (lambda: actions.send_invalid_inputs(urls=URLS), "urls name servers by URL: give them with target url"),
