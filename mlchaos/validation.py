@@ -84,6 +84,8 @@ class _Checker:
         tags = data.get("tags", [])
         if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
             yield self.problem("/tags", "must be a list of strings")
+        else:
+            yield from self._check_ml_test_score_tags(tags)
         yield from self.check_configuration()
         yield from self.check_secrets()
         yield from self.check_extensions()
@@ -137,6 +139,20 @@ class _Checker:
                     yield from self._check_env_reference(
                         value, pointer_join(pointer, key), "secret", allow_vault=True
                     )
+
+    def _check_ml_test_score_tags(self, tags: list[str]) -> Iterator[Problem]:
+        """``ml-test-score:<section>-<n>`` tags must name a rubric test (the report scores them)."""
+        from mlchaos.reports.mltestscore import TAG_PREFIX, parse_reference
+
+        for i, tag in enumerate(tags):
+            if not tag.lower().startswith(TAG_PREFIX):
+                continue
+            tests, sections, bad = parse_reference(tag[len(TAG_PREFIX):])
+            why = bad or [f"names the {s} section but no test of it (write e.g. {s}-1)" for s in sections]
+            if not tests and not why:
+                why = ["names no rubric test (write e.g. ml-test-score:monitoring-3)"]
+            if why:
+                yield self.problem(f"/tags/{i}", f"{tag!r}: {'; '.join(why)}")
 
     def _check_env_reference(
         self, value: dict[str, Any], pointer: str, what: str, allow_vault: bool = False, allow_default: bool = False
