@@ -107,6 +107,9 @@ def resolve_values(experiment: Experiment, variables: Variables) -> tuple[dict[s
     from chaoslib.exceptions import ChaosException
     from chaoslib.secret import load_secrets
 
+    # chaostoolkit-lib reads env-backed values from os.environ: the .env variables are put there for
+    # the resolution only, and the environment is restored after (they never leak into the process)
+    saved = {name: os.environ.get(name) for name in variables.environment}
     os.environ.update(variables.environment)
     try:
         configuration = load_configuration(
@@ -118,6 +121,12 @@ def resolve_values(experiment: Experiment, variables: Variables) -> tuple[dict[s
         secrets = load_secrets(dict(experiment.secrets), configuration, dict(variables.secrets))
     except ChaosException as exc:
         raise InvalidInput(f"{experiment.source}: {exc}") from None
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
     return configuration, secrets
 
 

@@ -249,3 +249,19 @@ def test_a_closed_output_stream_does_not_stop_the_run(write_experiment, tmp_path
     stream.close()
     result = Runner(experiment, None, tmp_path / "j.json", Console(stream, tty=False)).run()
     assert result.exit_code == 0 and log.exists()
+
+
+def test_env_file_variables_resolve_configuration_without_leaking_into_the_process(write_experiment, monkeypatch):
+    import os
+
+    from mlchaos.runner import resolve_values
+
+    monkeypatch.setenv("MLCHAOS_TEST_KEPT", "before")
+    data = valid()
+    data["configuration"] = {"url": {"type": "env", "key": "MLCHAOS_TEST_FROM_DOTENV"},
+                             "kept": {"type": "env", "key": "MLCHAOS_TEST_KEPT"}}
+    experiment = build_experiment(load_document(write_experiment(data)))
+    variables = Variables(environment={"MLCHAOS_TEST_FROM_DOTENV": "http://x", "MLCHAOS_TEST_KEPT": "dotenv"})
+    configuration, _ = resolve_values(experiment, variables)
+    assert configuration["url"] == "http://x" and configuration["kept"] == "dotenv"
+    assert "MLCHAOS_TEST_FROM_DOTENV" not in os.environ and os.environ["MLCHAOS_TEST_KEPT"] == "before"
