@@ -32,6 +32,7 @@ import signal
 import threading
 import traceback
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -474,7 +475,15 @@ class Runner:
         section.append(entry)
         self.journal.save(force=activity.kind == "action")
         self.console.started(activity.kind, activity.name)
-        outcome = self._execute(activity, rollback)
+        try:
+            outcome = self._execute(activity, rollback)
+        except BaseException as exc:  # an abort or a signal cut it short: the entry must not stay "running"
+            ended = datetime.now(UTC)
+            entry.update(status="interrupted", end=ended.isoformat(),
+                         duration=(ended - datetime.fromisoformat(entry["start"])).total_seconds(),
+                         exception=[f"{type(exc).__name__}: {exc}"])
+            self.journal.save(force=True)
+            raise
         entry.clear()
         entry.update(activity_record(activity, outcome))
         self._collect_measurement(activity, outcome)

@@ -76,6 +76,9 @@ def test_a_signal_mid_method_runs_the_rollbacks(tmp_path, subprocess_env, signum
     assert data["status"] == "interrupted"
     assert data["mlchaos"]["interrupted_by"] == signal.Signals(signum).name
     assert [r["status"] for r in data["rollbacks"]] == ["succeeded", "succeeded"]
+    wait = next(r for r in data["run"] if r["activity"]["name"] == "wait")  # cut short, not left "running"
+    assert wait["status"] == "interrupted" and wait["end"] and wait["duration"] > 0, wait
+    assert signal.Signals(signum).name in wait["exception"][0]
 
 
 def test_a_second_ctrl_c_during_rollbacks_warns_and_rollbacks_finish(tmp_path, subprocess_env):
