@@ -15,7 +15,10 @@ prints figures only (no assertions):
    N requests each, direct then through the proxy (alternated over R rounds); requests
    per second, and the proxied/direct ratio (goal >= 0.8);
 3. **latency accuracy**: with a 200 ms downstream latency toxic, the added median over
-   N/10 requests against the direct median (goal: within 5 % of 200 ms).
+   N/10 requests against the direct median (goal: within 5 % of 200 ms);
+4. **request-level toxic**: with an ``http_transform`` toxic scaling one feature of every infer
+   request (train/serve skew: framing, JSON parse, rewrite), the proxied median and p99 against
+   the proxied figures of 1 (what framing and rewriting add on top of the proxy).
 """
 
 from __future__ import annotations
@@ -140,6 +143,21 @@ def main() -> int:
             added = slow - base
             print(f"\n3. latency toxic 200 ms ({n} calls): proxied median {slow:.2f} ms, direct median {base:.2f} ms")
             print(f"   added {added:.2f} ms, error {100 * (added - 200) / 200:+.2f} %   (goal: within 5 %)")
+            requests.post(f"{api}/reset", timeout=5).raise_for_status()
+
+            skew = {"type": "http_transform", "stream": "upstream", "name": "skew", "ttl": 300,
+                    "attributes": {"transforms": [{"op": "scale", "feature": 2, "factor": 10}]}}
+            requests.post(f"{api}/proxies/model-0/toxics", json=skew, timeout=5).raise_for_status()
+            timed_requests(proxy_port, 50)  # warm-up
+            skewed: list[float] = []
+            for _ in range(args.rounds):
+                skewed += timed_requests(proxy_port, args.requests)
+            stats = requests.get(f"{api}/proxies/model-0/toxics/skew", timeout=5).json()["stats"]
+            sm, s99 = statistics.median(skewed), p(skewed, 99)
+            print(f"\n4. http_transform toxic, one feature scaled ({len(skewed)} keep-alive infer calls)")
+            print(f"   proxied + transform: median {sm:.3f} ms  p99 {s99:.3f} ms;"
+                  f" added over 1.'s proxied: median {sm - pm:+.3f} ms  p99 {s99 - p99:+.3f} ms")
+            print(f"   requests changed {stats['changed']} of {stats['seen']}")
             requests.post(f"{api}/reset", timeout=5).raise_for_status()
         finally:
             sandbox.down()
