@@ -1,4 +1,4 @@
-"""Background client traffic, with a feedback stream, to every live replica of a sandbox service.
+"""Background client traffic, with a feedback stream, to every live replica of a sandbox service or to servers by URL.
 
 ``start_traffic`` announces a change record, then starts a detached generator
 (``python -m drivers.model.traffic_process``, see there) that keeps sending real rows, and the true
@@ -10,6 +10,14 @@ calls) ends exactly that process: it is named by its pid, its start time and a t
 line, so a reused pid is never signalled, and it is found by its token alone when the record was
 journaled before the start. The record is marked ``undo_after_recovery``: a run with no declared
 rollback for it keeps the traffic flowing through its recovery check and stops it after.
+
+Where it goes (``target``): ``sandbox``, every live replica of a sandbox service (through its proxy
+or not); ``url``, the base URLs clients use (``urls``: a Docker stack's published proxy ports, any
+server speaking the protocol), each named by ``names`` (the replica it reaches, e.g. ``model-1``, so
+stats and record targets name it as alerts' ``replica`` label does; default ``host:port``). Such a
+record's environment is the URLs' origin (as drivers.model.endpoints names a server by URL; several
+ports of one host: ``scheme://host``), and each target carries the ``instance`` label the
+compose stack's Prometheus gives the replica when the URL is one of the stack's published ports.
 """
 
 from __future__ import annotations
@@ -24,17 +32,20 @@ import subprocess
 import sys
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from drivers.model.actions import _details
+from drivers.model.endpoints import Endpoint, parse_scope
+from drivers.model.endpoints import environment as url_environment
 from drivers.model.traffic_process import ENDPOINTS, MARKER, Plan
 from mlchaos import runcontext
 from mlchaos.changes import ChangeRecord, Target, announce, local_environment
 from mlchaos.errors import DriverError, SandboxError, TargetNotFound
 from mlchaos.sandbox import dataset, procs
 from mlchaos.sandbox.files import write_json
-from mlchaos.sandbox.manager import Replica, Sandbox
+from mlchaos.sandbox.manager import Sandbox
 from mlchaos.statedir import state_dir
 
 __all__ = ["start_traffic", "stop_traffic", "traffic_answers", "traffic_stats"]  # what `mlchaos discover` lists
@@ -50,47 +61,61 @@ STOP_TIMEOUT = 5.0  # seconds after SIGTERM before SIGKILL
 KILL_TIMEOUT = 5.0
 _PROC = Path("/proc")  # tests point this at a fake /proc
 _STATUS = re.compile(r"^(\d{3}|[1-5]xx|error|any)$")
+TARGETS = ("sandbox", "url")
+
+
+@dataclass(frozen=True)
+class Receiver:
+    """One replica the traffic goes to: its name (stats, record target), the base URL called, the target's details."""
+
+    name: str
+    url: str
+    details: dict[str, Any]
 
 
 def start_traffic(
     service: str = "model", rate: float = 20.0, duration: float = 120.0, feedback: bool = True,
     feedback_every: int = 1, rows: str = "holdout", batch: int = 1, via_proxy: bool = True, model: str = "iris",
-    seed: int | None = None, timeout: float = 2.0, *, dry_run: bool = False,
+    seed: int | None = None, timeout: float = 2.0, target: str = "sandbox", urls: list[str] | None = None,
+    names: list[str] | None = None, *, dry_run: bool = False,
 ) -> dict[str, Any]:
-    """Send `rate` infer calls/s in total, round robin over every live replica, for `duration` s, in the background.
+    """Send `rate` infer calls/s in total, round robin over every replica, for `duration` s, in the background.
 
-    Rows are real `rows` ("holdout" or "training") rows picked with `seed`, `batch` per call, through each
-    replica's proxy when `via_proxy` (so proxy faults apply). With `feedback`, the true labels of every
-    `feedback_every`-th infer answered 200 go to the same replica. Returns once the generator runs.
-    Undo: stop_traffic.
+    `target` "sandbox": every live replica of `service`, through its proxy when `via_proxy` (so proxy faults
+    apply); "url": the base URLs `urls` as given (clients' URLs, e.g. a Docker stack's proxy ports), named by
+    `names` (one per URL, e.g. model-0..2; default host:port). Rows are real `rows` ("holdout" or "training")
+    rows picked with `seed`, `batch` per call. With `feedback`, the true labels of every `feedback_every`-th
+    infer answered 200 go to the same replica. Returns once the generator runs. Undo: stop_traffic.
     """
     _check_start(service, rate, duration, feedback, feedback_every, rows, batch, via_proxy, model, seed, timeout)
-    live = _live(service)
+    servers = _check_where(target, service, via_proxy, urls, names)
+    receivers, environment = _url_receivers(servers) if target == "url" else _sandbox_receivers(service, via_proxy)
     if seed is None:  # record a seed that repeats this very traffic
         seed = random.SystemRandom().randrange(2**31)
     token = uuid.uuid4().hex
     folder = state_dir() / "traffic"
     stats_path, log_path = folder / f"{token}.stats.json", folder / f"{token}.log"
-    urls = {r.name: r.client_url if via_proxy else r.url for r in live}
     stop = {"pid": None, "token": token, "start_time": None, "stats_path": str(stats_path)}
+    where: dict[str, Any] = {"target": target}
+    if target == "url":
+        where |= {"urls": [r.url for r in receivers], "names": [r.name for r in receivers]}
     record = ChangeRecord(
         driver="model", action="start_traffic",
         # kind "traffic": the replicas receive load, nothing of theirs is changed
-        targets=[Target(kind="traffic", name=r.name, details={**_details(r), "traffic_url": urls[r.name]})
-                 for r in live],
+        targets=[Target(kind="traffic", name=r.name, details=r.details) for r in receivers],
         parameters={"service": service, "rate": rate, "duration": duration, "feedback": feedback,
                     "feedback_every": feedback_every, "rows": rows, "batch": batch, "via_proxy": via_proxy,
-                    "model": model, "seed": seed, "timeout": timeout, "token": token, "pid": None,
+                    "model": model, "seed": seed, "timeout": timeout, **where, "token": token, "pid": None,
                     "stats_path": str(stats_path), "log_path": str(log_path)},
         undo={"func": STOP_FUNC, "arguments": stop}, dry_run=dry_run,
-        environment=local_environment(), population=[r.name for r in live],
+        environment=environment, population=[r.name for r in receivers],
         undo_after_recovery=True,  # a load: the recovery check needs the traffic still flowing
     )
     announce(record)
     if dry_run:
         return record.to_dict()
     features, labels = ROWS[rows]()
-    plan = Plan(token=token, replicas=[[r.name, urls[r.name]] for r in live], rows=features, labels=labels,
+    plan = Plan(token=token, replicas=[[r.name, r.url] for r in receivers], rows=features, labels=labels,
                 rate=float(rate), duration=float(duration), batch=batch, feedback=feedback,
                 feedback_every=feedback_every, model=model, seed=seed, timeout=float(timeout),
                 stats_path=str(stats_path))
@@ -234,7 +259,38 @@ def _check_start(service: Any, rate: Any, duration: Any, feedback: Any, feedback
         raise DriverError(f"timeout must be a number of seconds in (0, {MAX_TIMEOUT:g}], got {timeout!r}")
 
 
-def _live(service: str) -> list[Replica]:
+def _check_where(target: Any, service: Any, via_proxy: bool, urls: Any, names: Any) -> list[tuple[str, Endpoint]]:
+    """Check where the traffic goes (touching nothing); with target url: (name, server) pairs, names defaulted to
+    host:port."""
+    if target not in TARGETS:
+        raise DriverError(f"target must be one of {', '.join(TARGETS)} (a Docker stack: target url with its "
+                          f"published proxy ports), got {target!r}")
+    if target != "url" and names is not None:
+        raise DriverError(f"names name the urls: give them with target url, not {target}")
+    scope = parse_scope(target, service, urls=urls)  # urls: a non-empty list of distinct http(s) base URLs
+    if target != "url":
+        return []
+    if not via_proxy:
+        raise DriverError("via_proxy false picks a sandbox replica's own URL: with target url the urls are called "
+                          "as given (give the replicas' own URLs to bypass a proxy)")
+    found = scope.named(None)
+    _environment(found)
+    if names is None:
+        names = [e.instance for e in found]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise DriverError(f"names: the urls share host:port {', '.join(twice)}: give each URL a name")
+    elif isinstance(names, str) or not isinstance(names, list | tuple) or len(names) != len(found) or not all(
+            isinstance(n, str) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.:-]*", n) for n in names):
+        raise DriverError(f"names must be a list of {len(found)} replica name(s), one per URL of urls "
+                          f"(such as 'model-1'), got {names!r}")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise DriverError(f"names: {', '.join(map(repr, twice))} is given twice")
+    return list(zip(names, found, strict=True))
+
+
+def _sandbox_receivers(service: str, via_proxy: bool) -> tuple[list[Receiver], str]:
     try:
         replicas = Sandbox().replicas(service)
     except SandboxError as exc:
@@ -242,7 +298,42 @@ def _live(service: str) -> list[Replica]:
     live = [r for r in replicas if procs.is_alive(r.pid, r.name)]
     if not live:
         raise TargetNotFound(f"no live replica of service {service!r}")
-    return live
+    return [Receiver(r.name, url, {**_details(r), "traffic_url": url})
+            for r in live for url in [r.client_url if via_proxy else r.url]], local_environment()
+
+
+def _url_receivers(servers: list[tuple[str, Endpoint]]) -> tuple[list[Receiver], str]:
+    """The servers by URL (as drivers.model.endpoints names them) and the record's one environment."""
+    stack = _stack_instances()
+    receivers = []
+    for name, server in servers:
+        details: dict[str, Any] = {"url": server.name, "traffic_url": server.name}
+        if server.name in stack:  # only when known: how the Prometheus that scrapes the replica labels it
+            details["instance"] = stack[server.name]
+        receivers.append(Receiver(name, server.name, details))
+    return receivers, _environment([e for _, e in servers])
+
+
+def _environment(found: list[Endpoint]) -> str:
+    """The origin of the URLs; several ports of one host: ``scheme://host`` (one generator, one record)."""
+    origins = sorted({e.environment for e in found})
+    if len(origins) == 1:
+        return url_environment(found)
+    hosts = sorted({o.rsplit(":", 1)[0] for o in origins})  # an origin always names its port (endpoints)
+    if len(hosts) > 1:
+        raise DriverError(f"urls: one traffic record names one environment, and these are not on one scheme and "
+                          f"host ({', '.join(origins)}): start one generator per host")
+    return hosts[0]
+
+
+def _stack_instances() -> dict[str, str]:
+    """The compose stack's published replica URLs (through its fault proxy, and direct) -> the ``instance``
+    label its Prometheus gives that replica (``model-N:8000``, deploy/docker/prometheus/targets/model.json)."""
+    from mlchaos.containers import configs, stack
+
+    found = stack.endpoints()
+    return {url: f"{name}:{configs.MODEL_PORT}"
+            for by_name in (found.model_urls, found.direct_urls) for name, url in by_name.items()}
 
 
 def _spawn(plan: Plan, plan_path: Path, log_path: Path) -> tuple[int, int | None]:

@@ -53,6 +53,49 @@ def test_every_argument_is_checked_before_anything_is_read(arguments, named):
         traffic.start_traffic(**arguments, dry_run=True)
 
 
+STACK = ["http://127.0.0.1:18000", "http://127.0.0.1:18001", "http://127.0.0.1:18002"]
+
+
+@pytest.mark.parametrize(("arguments", "message"), [
+    ({"target": "docker"}, "^target must be one of sandbox, url"),
+    ({"target": "url"}, "^urls must be a non-empty list"),
+    ({"target": "url", "urls": "http://127.0.0.1:18000"}, "^urls must be a non-empty list"),
+    ({"target": "url", "urls": ["ftp://127.0.0.1"]}, "^urls: 'ftp://127.0.0.1' is not"),
+    ({"target": "url", "urls": [STACK[0], STACK[0] + "/"]}, "^urls: .* is given twice"),
+    ({"urls": STACK}, "^urls name servers by URL: give them with target url, not sandbox"),
+    ({"names": ["model-0"]}, "^names name the urls: give them with target url, not sandbox"),
+    ({"target": "url", "urls": STACK, "names": ["model-0", "model-1"]}, "^names must be a list of 3 replica"),
+    ({"target": "url", "urls": STACK, "names": "model-0"}, "^names must be a list of 3 replica"),
+    ({"target": "url", "urls": STACK, "names": ["model-0", "", "model-2"]}, "^names must be a list of 3 replica"),
+    ({"target": "url", "urls": STACK, "names": ["model-0", "model-0", "model-2"]}, "^names: 'model-0' is given twice"),
+    ({"target": "url", "urls": ["http://a.test:80/x", "http://a.test/y"]}, "^names: the urls share host:port"),
+    ({"target": "url", "urls": STACK, "via_proxy": False}, "^via_proxy false picks a sandbox replica's own URL"),
+    ({"target": "url", "urls": ["http://a.test:80", "http://b.test:80"]}, "^urls: one traffic record names one env"),
+])
+def test_where_the_traffic_goes_is_checked_before_anything_is_read(arguments, message):
+    with pytest.raises(DriverError, match=message):
+        traffic.start_traffic(**arguments, dry_run=True)
+
+
+def test_traffic_to_servers_by_url_names_them_and_their_environment():
+    record = traffic.start_traffic(target="url", urls=[u + "/" for u in STACK], names=["model-0", "model-1", "model-2"],
+                                   rate=30, seed=3, dry_run=True)
+    assert record["dry_run"] and record["undo_after_recovery"] and record["undo"]["func"] == traffic.STOP_FUNC
+    assert [(t["kind"], t["name"]) for t in record["targets"]] == [("traffic", f"model-{i}") for i in range(3)]
+    assert [t["details"] for t in record["targets"]] == [
+        {"url": url, "traffic_url": url, "instance": f"model-{i}:8000"} for i, url in enumerate(STACK)], (
+        "the compose stack's published ports: the instance its Prometheus labels the replica with")
+    assert record["environment"] == "http://127.0.0.1", "several ports of one host"
+    assert record["population"] == ["model-0", "model-1", "model-2"]
+    assert record["parameters"]["target"] == "url" and record["parameters"]["urls"] == STACK
+    assert record["parameters"]["names"] == ["model-0", "model-1", "model-2"]
+    one = traffic.start_traffic(target="url", urls=["http://serving.test:8080"], dry_run=True)
+    assert one["environment"] == "http://serving.test:8080", "one server: its origin, as the model actions name it"
+    (target,) = one["targets"]
+    assert target["name"] == "serving.test:8080", "no names: host:port"
+    assert "instance" not in target["details"], "not known how its Prometheus (if any) labels it"
+
+
 def test_no_sandbox_is_no_target():
     with pytest.raises(TargetNotFound, match="no replicas of service 'model'"):
         traffic.start_traffic(dry_run=True)
