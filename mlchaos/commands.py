@@ -107,9 +107,11 @@ def print_plan(result) -> None:
             population = output.get("population") or []
             for target in targets:
                 details = target.get("details") or {}
-                extra = ", ".join(f"{k} {details[k]}" for k in ("pid", "id", "instance", "url") if details.get(k))
-                print(f"         would hit {target.get('kind')} {target.get('name')}"
-                      + (f" ({extra[:100]})" if extra else ""))
+                # the instance first (what alerts name), a container id short as docker shows it
+                extra = ", ".join(f"{k} {str(details[k])[:12] if k == 'id' else details[k]}"
+                                  for k in ("instance", "pid", "id", "url") if details.get(k))
+                verb = "would send traffic to" if target.get("kind") == "traffic" else f"would hit {target.get('kind')}"
+                print(f"         {verb} {target.get('name')}" + (f" ({extra[:120]})" if extra else ""))
             if population:
                 print(f"         chosen from {len(population)} eligible: {', '.join(population[:10])}"
                       + (" ..." if len(population) > 10 else ""))

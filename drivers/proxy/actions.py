@@ -179,4 +179,7 @@ def _target(proxy: str, found: dict[str, Any], base: str, url: str | None, toxic
     if replica is not None:
         # instance: the replica's own address, the label its alerts carry (match_fault_targets)
         details |= {"instance": f"{replica.host}:{replica.port}", "service": replica.service, "url": replica.url}
+    elif found.get("upstream"):
+        # a proxy elsewhere (the Docker stack's): its upstream is the server's address as Prometheus scrapes it
+        details["instance"] = found["upstream"]
     return Target(kind="proxy", name=proxy, details=details)

@@ -63,7 +63,7 @@ def test_the_docker_ml_drills_plan_cleanly_and_touch_nothing(compose_stack, dril
     proc = subprocess.run([sys.executable, "-m", "mlchaos", "plan", str(ROOT / "experiments" / drill)],
                           env=_env(), capture_output=True, text=True, timeout=120)
     assert proc.returncode == exitcodes.OK, proc.stdout + proc.stderr
-    assert "would hit traffic model-1 (instance model-1:8000, url http://127.0.0.1:18001)" in proc.stdout
+    assert "would send traffic to model-1 (instance model-1:8000, url http://127.0.0.1:18001)" in proc.stdout
     assert "environment: http://127.0.0.1\n" in proc.stdout and "would hit proxy model-1" in proc.stdout
     assert not any(_toxics(compose_stack).values())
 
