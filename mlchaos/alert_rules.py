@@ -94,7 +94,7 @@ class RuleParameters:
     accuracy_window: str = "30m"
     accuracy_for: str = "15m"
     accuracy_min_labels: float = 100.0  # fewer matched labels than this in the window: no verdict (idle replica)
-    load_failure_window: str = "1h"  # ModelLoadFailed: a repository load failed within this window
+    load_failure_window: str = "30m"  # ModelLoadFailed: a repository load failed within this window
     load_failure_for: str = "0s"  # a failed rollout is news at once: the old version keeps serving silently
     training_job: str = "training"  # Pushgateway group of the training pipeline (push_time_seconds)
     pipeline_max_age: str = "1d"
