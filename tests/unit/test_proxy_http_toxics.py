@@ -152,8 +152,8 @@ def test_drop_with_status_zero_closes_the_connection(harness):
 def test_probability_drops_about_that_share_of_requests(harness):
     harness.add("http_drop", {"probability": 0.5})
     with requests.Session() as s:
-        codes = [s.post(harness.url + FEEDBACK, json={}, timeout=5).status_code for _ in range(200)]
-    assert 60 <= codes.count(202) <= 140 and codes.count(202) + codes.count(200) == 200
+        codes = [s.post(harness.url + FEEDBACK, json={}, timeout=5).status_code for _ in range(100)]
+    assert 25 <= codes.count(202) <= 75 and codes.count(202) + codes.count(200) == 100  # 5 sd either side
     assert len(_Recorder.seen) == codes.count(200)
 
 
