@@ -92,6 +92,7 @@ class _Harness:
         self.call(self.registry.close())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.server.shutdown()
+        self.server.server_close()
 
 
 @pytest.fixture
