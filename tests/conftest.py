@@ -1,14 +1,18 @@
-"""Shared fixtures: a temporary sandbox state directory and a running 3-replica sandbox."""
+"""Shared fixtures: a temporary sandbox state directory, a running 3-replica sandbox, the compose stack."""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from mlchaos.sandbox.manager import Sandbox
+
+if TYPE_CHECKING:
+    from mlchaos.containers.stack import StackEndpoints
 
 SUPPORT = Path(__file__).resolve().parent / "support"
 if str(SUPPORT) not in sys.path:
@@ -57,3 +61,17 @@ def sandbox(module_sandbox: Sandbox) -> Sandbox:
     module_sandbox.up(replicas=3, timeout=60, monitoring=False)
     return module_sandbox
 
+
+@pytest.fixture(scope="module")
+def compose_stack() -> Iterator[StackEndpoints]:
+    """The Docker reference stack (docker-compose.yml), fresh for one test module and taken down after."""
+    from components import require_stack_images
+
+    from mlchaos.containers import stack
+
+    require_stack_images()
+    stack.stack_down()  # leftovers of an interrupted run
+    try:
+        yield stack.stack_up(timeout=90)
+    finally:
+        stack.stack_down()

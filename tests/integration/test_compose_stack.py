@@ -17,7 +17,6 @@ from collections.abc import Iterator
 import docker
 import pytest
 import requests
-from components import require_stack_images
 
 from drivers.model import probes as model_probes
 from drivers.prometheus import probes as prom_probes
@@ -28,15 +27,6 @@ from mlchaos.notifications import NotificationReceiver
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
 IRIS_ROW = [5.1, 3.5, 1.4, 0.2]  # setosa: class 0
 
-
-@pytest.fixture(scope="module")
-def compose_stack() -> Iterator[stack.StackEndpoints]:
-    require_stack_images()
-    stack.stack_down()  # leftovers of an interrupted run
-    try:
-        yield stack.stack_up(timeout=90)
-    finally:
-        stack.stack_down()
 
 
 @pytest.fixture(scope="module")

@@ -8,10 +8,8 @@ within 30 s; a fresh Alertmanager per module keeps the drills independent.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 
 import pytest
-from components import require_stack_images
 from polling import wait_until
 
 from drivers.model import probes as model_probes
@@ -19,15 +17,6 @@ from mlchaos.containers import stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
 
-
-@pytest.fixture(scope="module")
-def compose_stack() -> Iterator[stack.StackEndpoints]:
-    require_stack_images()
-    stack.stack_down()
-    try:
-        yield stack.stack_up(timeout=90)
-    finally:
-        stack.stack_down()
 
 
 DOCKER_DRILLS = ["docker-kill-replica.yaml", "docker-pause-replica.yaml", "docker-telemetry-outage.yaml",

@@ -14,12 +14,10 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
-from components import require_stack_images
 
 from drivers.model import traffic
 from mlchaos import exitcodes
@@ -31,15 +29,6 @@ ROOT = Path(__file__).resolve().parents[2]
 DRILLS = {"docker-train-serve-skew.yaml": ("ModelPredictionDrift", "infer"),
           "docker-feedback-loss.yaml": ("ModelFeedbackAbsent", "feedback")}
 
-
-@pytest.fixture(scope="module")
-def compose_stack() -> Iterator[stack.StackEndpoints]:
-    require_stack_images()
-    stack.stack_down()
-    try:
-        yield stack.stack_up(timeout=90)
-    finally:
-        stack.stack_down()
 
 
 def _env() -> dict[str, str]:

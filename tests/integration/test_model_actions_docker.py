@@ -8,12 +8,10 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
-from components import require_stack_images
 from polling import wait_until
 
 from drivers.model import actions
@@ -26,15 +24,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.docker]
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER = {"target": "docker", "project": stack.PROJECT}
 
-
-@pytest.fixture(scope="module")
-def compose_stack() -> Iterator[stack.StackEndpoints]:
-    require_stack_images()
-    stack.stack_down()
-    try:
-        yield stack.stack_up(timeout=90)
-    finally:
-        stack.stack_down()
 
 
 def _env() -> dict[str, str]:

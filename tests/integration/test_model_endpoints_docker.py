@@ -3,11 +3,8 @@ public API and to the loopback-only admin endpoint through ``docker exec``, serv
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import requests
-from components import require_stack_images
 
 from drivers.model import endpoints
 from mlchaos.containers import configs, stack
@@ -16,15 +13,6 @@ from mlchaos.errors import DriverError
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
 DOCKER = {"target": "docker", "project": stack.PROJECT}
 
-
-@pytest.fixture(scope="module")
-def compose_stack() -> Iterator[stack.StackEndpoints]:
-    require_stack_images()
-    stack.stack_down()
-    try:
-        yield stack.stack_up(timeout=90)
-    finally:
-        stack.stack_down()
 
 
 def test_containers_are_picked_by_label_and_seed_and_named_as_prometheus_knows_them(compose_stack):
