@@ -23,7 +23,6 @@ compose stack's Prometheus gives the replica when the URL is one of the stack's 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import random
 import re
@@ -44,7 +43,7 @@ from mlchaos import runcontext
 from mlchaos.changes import ChangeRecord, Target, announce, local_environment
 from mlchaos.errors import DriverError, SandboxError, TargetNotFound
 from mlchaos.sandbox import dataset, procs
-from mlchaos.sandbox.files import write_json
+from mlchaos.sandbox.files import read_json, write_json
 from mlchaos.sandbox.manager import Sandbox
 from mlchaos.statedir import state_dir
 
@@ -391,11 +390,9 @@ def _stats_path(stats_path: str | None, planned: bool = False) -> Path:
 def _read_stats(path: Path) -> dict[str, Any] | None:
     """The stats the generator wrote (atomically: never half a file); None when there are none yet."""
     try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        raise DriverError(f"cannot read the traffic stats {path}: {exc}") from None
+        return read_json(path, "the traffic stats")
+    except SandboxError as exc:
+        raise DriverError(str(exc)) from None
 
 
 def _tail(path: Path, lines: int = 10) -> str:
