@@ -27,7 +27,7 @@ from typing import Any
 
 import requests as http  # `requests` is also an argument (a count)
 
-from drivers.model.endpoints import Endpoint, Scope, environment, parse_scope, replica_details
+from drivers.model.endpoints import Endpoint, Scope, environment, parse_scope, replica_details, served_in
 from mlchaos.changes import ChangeRecord, announce
 from mlchaos.errors import DriverError
 from mlchaos.sandbox import dataset
@@ -101,7 +101,7 @@ def roll_out_model(
     chosen = [e for e in scope.named(None) if e.alive()]
     if not chosen:
         raise DriverError(f"no live replica to roll {model!r} out to")
-    previous = {e.name: _served(e, model, timeout) or "" for e in chosen}
+    previous = {e.name: e.served_version(model, timeout) or "" for e in chosen}
     record = _record("roll_out_model", scope, chosen, [e.name for e in chosen],
                      {"service": service, "version": version, "model": model, "previous": previous},
                      {"func": RESTORE_FUNC, "arguments": {"service": service, "replicas": [e.name for e in chosen],
@@ -161,10 +161,10 @@ def pin_model_version(
     chosen, population, seed = scope.select(count, seed)
     previous: dict[str, str] = {}
     for e in chosen:
-        index = _index(e, model, timeout)
+        index = e.repository_index(model, timeout)
         if version not in index:
             raise DriverError(f"{e.name}: model {model!r} has no version {version!r} (known: {', '.join(index)})")
-        previous[e.name] = next((v for v, state in index.items() if state == "READY"), "")
+        previous[e.name] = served_in(index) or ""
     record = _record("pin_model_version", scope, chosen, population,
                      {"service": service, "count": count, "seed": seed, "version": version, "model": model,
                       "previous": previous},
@@ -215,10 +215,11 @@ def push_bad_model(
     chosen, population, seed = scope.choose(count, seed, replicas)
     previous: dict[str, str] = {}
     for e in chosen:
-        served = _served(e, model, timeout)
+        index = e.repository_index(model, timeout)
+        served = served_in(index)
         if served is None:
             raise DriverError(f"{e.name}: model {model!r} serves no version")
-        if version in _index(e, model, timeout):
+        if version in index:
             held = {v["version"]: v["defect"] for v in e.call("GET", "/admin/versions", timeout=timeout)["versions"]}
             if held.get(version) != defect:
                 what = f"pushed with defect {held[version]!r}" if version in held else "a release"
@@ -266,7 +267,7 @@ def restore_pushed_model(
         if _restore(e, versions, model, timeout):
             restored.append(e.name)
             changed = True
-        if remove_version in _index(e, model, timeout):
+        if remove_version in e.repository_index(model, timeout):
             e.call("DELETE", f"/admin/versions/{remove_version}", timeout=timeout)
             removed.append(e.name)
             changed = True
@@ -377,19 +378,10 @@ def _record(action: str, scope: Scope, chosen: list[Endpoint], population: list[
     return record
 
 
-def _index(e: Endpoint, model: str, timeout: float) -> dict[str, str]:
-    entries = e.call("GET", "/v2/repository/index", timeout=timeout).get("models", [])
-    return {m["version"]: m["state"] for m in entries if m.get("name") == model}
-
-
-def _served(e: Endpoint, model: str, timeout: float) -> str | None:
-    return next((v for v, state in _index(e, model, timeout).items() if state == "READY"), None)
-
-
 def _restore(e: Endpoint, versions: dict[str, str] | None, model: str, timeout: float) -> bool:
     """Serve `versions[e]` (or the server's current version) on a live replica; False when it already did."""
     wanted = (versions or {}).get(e.name) or None  # None: the server's current version
-    before = _served(e, model, timeout)
+    before = e.served_version(model, timeout)
     if wanted is not None and before == wanted:
         return False
     body = {"parameters": {"version": wanted}} if wanted else None

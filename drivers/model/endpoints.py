@@ -104,6 +104,15 @@ class Endpoint:
     def target(self) -> Target:
         return Target(kind=self.kind, name=self.name, details=dict(self.details))
 
+    def repository_index(self, model: str, timeout: float = 5.0) -> dict[str, str]:
+        """Version -> state (READY, UNAVAILABLE) of ``model`` in the replica's repository index."""
+        entries = self.call("GET", "/v2/repository/index", timeout=timeout).get("models") or []
+        return {m["version"]: m["state"] for m in entries if m.get("name") == model}
+
+    def served_version(self, model: str, timeout: float = 5.0) -> str | None:
+        """The version of ``model`` the replica serves (the READY one), or None."""
+        return served_in(self.repository_index(model, timeout))
+
     def request(self, method: str, path: str, body: Any = None, timeout: float = 5.0) -> Response:
         """One call; any HTTP status is returned. DriverError when no answer came back."""
         data = None if body is None else json.dumps(body).encode()  # json.dumps writes NaN literals too
@@ -337,6 +346,11 @@ def parse_scope(
     if target == "url":
         return Scope("url", service, urls=_check_urls(urls))
     return Scope("sandbox", service)
+
+
+def served_in(index: Mapping[str, str]) -> str | None:
+    """The READY version of a repository index (as :meth:`Endpoint.repository_index` returns it), or None."""
+    return next((v for v, state in index.items() if state == "READY"), None)
 
 
 def select_endpoints(count: int = 1, seed: int | None = None, **where: Any) -> tuple[list[Endpoint], list[str], int]:

@@ -95,9 +95,7 @@ def served_versions(
     for endpoint in parse_scope(target, service, labels, name_pattern, project, urls).named(None):
         if not endpoint.alive():
             continue
-        entries = endpoint.call("GET", "/v2/repository/index", None, timeout).get("models") or []
-        served[endpoint.name] = next((e.get("version") for e in entries
-                                      if e.get("name") == model and e.get("state") == "READY"), None)
+        served[endpoint.name] = endpoint.served_version(model, timeout)
     return served
 
 
