@@ -134,10 +134,11 @@ class Link:
         """Bytes held by toxics that left the chain (``everything``: by every toxic, at the end of the stream)."""
         held = b""
         for entry, stub in list(self._stubs.items()):
+            gone = not self.applies(entry)
             release = getattr(entry.toxic, "release", None)
-            if release is not None and (everything or not self.applies(entry)):
+            if release is not None and (everything or gone):
                 held += release(stub)
-            if not self.applies(entry):
+            if gone:
                 del self._stubs[entry]
         return held
 
