@@ -16,9 +16,9 @@ from typing import Any
 
 import requests
 
-from mlchaos import runcontext
 from mlchaos.errors import DriverError
-from mlchaos.notifications import ALERT_STATUSES, Notification, alert_selector
+from mlchaos.monitoring.notifications import ALERT_STATUSES, Notification, alert_selector
+from mlchaos.safety import run_context
 
 NO_RECEIVER = "this experiment has no notification receiver: declare `notifications` in its mlchaos extension"
 DRY_RUN_TIMEOUT = 5.0  # seconds for the one Alertmanager request of a dry run
@@ -73,7 +73,7 @@ def notification_delivered_within(
         raise DriverError(f"status must be 'firing' or 'resolved', got {status!r}")
     if isinstance(within, bool) or not isinstance(within, int | float) or not math.isfinite(within) or within < 0:
         raise DriverError(f"within must be a non-negative number of seconds, got {within!r}")
-    context = runcontext.current()
+    context = run_context.current()
     receiver = context.receiver if context is not None else None
     if receiver is None:
         raise DriverError(NO_RECEIVER)
@@ -139,7 +139,7 @@ def resolved_notification_delivered_within(
 
 
 def _base_url(url: str | None) -> str:
-    from mlchaos.sandbox.monitoring import component_url  # lazy: only drivers aimed at the sandbox need it
+    from mlchaos.sandbox.monitoring_stack import component_url
 
     return component_url(url, "alertmanager")
 
@@ -148,10 +148,10 @@ def _notifying_alertmanager(url: str | None, receiver: Any) -> str:
     """The Alertmanager a dry run checks: ``url``, else the sandbox's when the receiver listens at its sink."""
     if url is not None:
         return _base_url(url)
-    from mlchaos.sandbox import monitoring
+    from mlchaos.sandbox import monitoring_stack
 
     base = _base_url(None)  # DriverError when the sandbox monitoring stack is not running
-    sink = monitoring.endpoints()
+    sink = monitoring_stack.endpoints()
     if (receiver.host, receiver.port) != (sink.sink_host, sink.sink_port):
         raise DriverError(
             f"the receiver at {receiver.url} is not the sandbox Alertmanager's sink "
@@ -185,6 +185,6 @@ def preflight(func: str, arguments: dict[str, Any]) -> list[str]:
     """Validation hook (not a probe): aimed at the sandbox, the monitoring binaries must be installed."""
     if func.startswith(("notification_", "resolved_notification_")):
         return []  # served by the run's receiver; `notifications: listen: sandbox` is checked on its own
-    from mlchaos.sandbox.monitoring import preflight_for_sandbox
+    from mlchaos.sandbox.monitoring_stack import preflight_for_sandbox
 
     return preflight_for_sandbox(arguments)

@@ -27,10 +27,9 @@ from typing import Any
 from drivers.common import wait_for
 from drivers.docker.client import docker_errors
 from drivers.docker.targets import Selection, check_ids, concurrently, inspect, select, status
-from drivers.watchdogs import stop_covered
-from mlchaos.changes import announce
 from mlchaos.errors import DriverError, TargetNotFound
-from mlchaos.watchdog import start_record_watchdog, stop_watchdog
+from mlchaos.safety.changes import announce
+from mlchaos.safety.watchdog import start_record_watchdog, stop_covered, stop_watchdog
 
 MODULE = "drivers.docker.actions"
 KILL_SIGNALS = frozenset({"SIGKILL", "SIGTERM", "SIGINT", "SIGQUIT", "SIGABRT"})
@@ -310,7 +309,7 @@ def install_certificate(
     ``untrusted`` is signed by the CA in `ca_dir`. Undo: restore_container_certificate.
     """
     from drivers.docker.archive import FileCopy, read_file, write_files
-    from mlchaos import certificates as certs
+    from mlchaos.lib import certificates as certs
 
     if kind not in certs.KINDS:
         raise DriverError(f"kind must be one of {', '.join(certs.KINDS)}, got {kind!r}")
@@ -663,7 +662,7 @@ def _rollback_ids(api: Any, ids: list[str] | None, labels: Labels, name_pattern:
 
 
 def _certificate_call(make: Any) -> Any:
-    from mlchaos.certificates import CertificateError
+    from mlchaos.lib.certificates import CertificateError
 
     try:
         return make()

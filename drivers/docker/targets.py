@@ -13,8 +13,8 @@ from typing import Any, TypeVar
 from drivers import common
 from drivers.docker import selection
 from drivers.docker.client import client, docker_errors, environment_id
-from mlchaos.changes import ChangeRecord, Target
 from mlchaos.errors import DriverError, TargetNotFound
+from mlchaos.safety.changes import ChangeRecord, Target
 
 T = TypeVar("T")
 SERVICE_LABEL = "mlchaos.service"  # the service a replica belongs to (``model``), like a sandbox replica's

@@ -26,10 +26,9 @@ from typing import Any
 
 from drivers.gpu import cuda, planning
 from drivers.gpu.hog import MARKER
-from drivers.watchdogs import stop_covered
-from mlchaos.changes import ChangeRecord, Target, announce, local_environment
 from mlchaos.errors import DriverError
-from mlchaos.watchdog import start_watchdog, stop_watchdog
+from mlchaos.safety.changes import ChangeRecord, Target, announce, local_environment
+from mlchaos.safety.watchdog import start_watchdog, stop_covered, stop_watchdog
 
 RELEASE_FUNC = "drivers.gpu.actions.release_gpu_memory"
 START_TIMEOUT = 60.0  # seconds for the helper to allocate and report

@@ -48,10 +48,9 @@ from drivers.kubernetes.targets import (
     restart_workload,
     select_pods,
 )
-from drivers.watchdogs import stop_covered
-from mlchaos.changes import ChangeRecord, Target, announce
 from mlchaos.errors import DriverError, TargetNotFound
-from mlchaos.watchdog import start_record_watchdog, stop_watchdog
+from mlchaos.safety.changes import ChangeRecord, Target, announce
+from mlchaos.safety.watchdog import start_record_watchdog, stop_covered, stop_watchdog
 
 MODULE = "drivers.kubernetes.actions"
 DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
@@ -211,7 +210,7 @@ def swap_tls_certificate(
     their pods load it. The previous data is kept in the Secret's ``mlchaos.io/secret-backup``
     annotation; targets are the pods that mount the Secret (the Secret itself when none does).
     """
-    from mlchaos import certificates as certs
+    from mlchaos.lib import certificates as certs
 
     selection.check_namespace(namespace)
     if kind not in certs.KINDS:

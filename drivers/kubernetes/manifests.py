@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from mlchaos.alert_rules import GROUP_NAME, STAGING, RuleParameters, alert_rules
+from mlchaos.monitoring.alert_rules import GROUP_NAME, STAGING, RuleParameters, alert_rules
 
 ROOT = Path(__file__).resolve().parents[2]
 RULE_FILE = ROOT / "deploy" / "kubernetes" / "prometheus-rule.yaml"

@@ -18,8 +18,8 @@ from typing import Any
 from drivers.kubernetes import selection
 from drivers.kubernetes.client import Connection, connect
 from drivers.kubernetes.targets import list_pods, pod_ready, read_workload, restart_count
-from mlchaos import runcontext
 from mlchaos.errors import DriverError
+from mlchaos.safety import run_context
 
 Selector = str | dict[str, Any] | None
 
@@ -176,7 +176,7 @@ def _since(since_seconds: float | None) -> datetime | None:
         if isinstance(since_seconds, bool) or not isinstance(since_seconds, int | float) or since_seconds <= 0:
             raise DriverError(f"since_seconds must be a positive number, got {since_seconds!r}")
         return datetime.fromtimestamp(datetime.now(UTC).timestamp() - since_seconds, UTC)
-    run = runcontext.current()
+    run = run_context.current()
     at = run.fault_time() if run is not None else None
     # event timestamps have whole seconds: an event in the fault's own second counts
     return datetime.fromtimestamp(int(at), UTC) if at is not None else None
@@ -189,7 +189,7 @@ def _objects(objects: list[str] | None) -> set[tuple[str | None, str]] | None:
             raise DriverError(f"objects must be a list of 'kind/name' or names, got {objects!r}")
         return {(k.lower() if sep else None, n) if sep else (None, k)
                 for k, sep, n in (o.partition("/") for o in objects)}
-    run = runcontext.current()
+    run = run_context.current()
     if run is None or run.last_fault() is None:
         return None
     found: set[tuple[str | None, str]] = set()

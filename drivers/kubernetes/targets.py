@@ -16,8 +16,8 @@ from typing import Any, TypeVar
 from drivers import common
 from drivers.kubernetes import selection
 from drivers.kubernetes.client import Connection
-from mlchaos.changes import ChangeRecord, Target
 from mlchaos.errors import DriverError, TargetNotFound
+from mlchaos.safety.changes import ChangeRecord, Target
 
 T = TypeVar("T")
 SERVICE_LABELS = ("mlchaos.service", "app.kubernetes.io/name", "app")  # the first present names the service

@@ -8,8 +8,8 @@ from typing import Any
 
 from drivers.kubernetes import selection
 from drivers.kubernetes.client import Connection
-from mlchaos.changes import Target
 from mlchaos.errors import DriverError
+from mlchaos.safety.changes import Target
 
 
 def secret_targets(conn: Connection, namespace: str, secret: str, obj: dict[str, Any],
@@ -50,7 +50,7 @@ def load_ca(conn: Connection, namespace: str, ca_secret: str | None, ca_dir: str
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
 
-    from mlchaos import certificates as certs
+    from mlchaos.lib import certificates as certs
 
     if ca_dir is not None:
         try:

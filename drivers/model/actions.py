@@ -28,8 +28,8 @@ from typing import Any
 import requests as http  # `requests` is also an argument (a count)
 
 from drivers.model.endpoints import Endpoint, Scope, environment, parse_scope, replica_details, served_in
-from mlchaos.changes import ChangeRecord, announce
 from mlchaos.errors import DriverError
+from mlchaos.safety.changes import ChangeRecord, announce
 from mlchaos.sandbox import dataset
 from mlchaos.sandbox.manager import Replica
 from mlchaos.sandbox.model import DEFECTS, VERSION_NAME

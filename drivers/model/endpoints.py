@@ -34,8 +34,8 @@ import requests as http
 from drivers.docker import selection
 from drivers.docker.client import API_TIMEOUT, client, docker_errors, environment_id
 from drivers.docker.targets import COMPOSE_SERVICE_LABEL, concurrently, details, inspect, list_candidates, status
-from mlchaos.changes import Target, local_environment
 from mlchaos.errors import DriverError, SandboxError, TargetNotFound
+from mlchaos.safety.changes import Target, local_environment
 from mlchaos.sandbox import procs
 from mlchaos.sandbox.manager import Replica, Sandbox
 

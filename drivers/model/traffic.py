@@ -39,13 +39,13 @@ from drivers.model.actions import _details
 from drivers.model.endpoints import Endpoint, parse_scope
 from drivers.model.endpoints import environment as url_environment
 from drivers.model.traffic_process import ENDPOINTS, MARKER, Plan
-from mlchaos import runcontext
-from mlchaos.changes import ChangeRecord, Target, announce, local_environment
 from mlchaos.errors import DriverError, SandboxError, TargetNotFound
+from mlchaos.lib.files import read_json, write_json
+from mlchaos.lib.state_dir import state_dir
+from mlchaos.safety import run_context
+from mlchaos.safety.changes import ChangeRecord, Target, announce, local_environment
 from mlchaos.sandbox import dataset, procs
-from mlchaos.sandbox.files import read_json, write_json
 from mlchaos.sandbox.manager import Sandbox
-from mlchaos.statedir import state_dir
 
 __all__ = ["start_traffic", "stop_traffic", "traffic_answers", "traffic_stats"]  # what `mlchaos discover` lists
 PROBES = ("traffic_answers", "traffic_stats")
@@ -380,7 +380,7 @@ def _stats_path(stats_path: str | None, planned: bool = False) -> Path:
         if not isinstance(stats_path, str) or not stats_path:
             raise DriverError(f"stats_path must be a path or null, got {stats_path!r}")
         return Path(stats_path)
-    context = runcontext.current()
+    context = run_context.current()
     for record in reversed(context.changes if context is not None else []):
         if record.driver == "model" and record.action == "start_traffic" and (planned or not record.dry_run):
             return Path(record.parameters["stats_path"])

@@ -12,10 +12,9 @@ import os
 from typing import Any
 
 from drivers.netem.commands import NetemSpec, add_command, delete_command, netem_support, run, show_command
-from drivers.watchdogs import stop_covered
-from mlchaos.changes import ChangeRecord, Target, announce, local_environment
 from mlchaos.errors import DriverError
-from mlchaos.watchdog import start_record_watchdog, stop_watchdog
+from mlchaos.safety.changes import ChangeRecord, Target, announce, local_environment
+from mlchaos.safety.watchdog import start_record_watchdog, stop_covered, stop_watchdog
 
 UNDO_FUNC = "drivers.netem.actions.remove_latency"
 

@@ -12,12 +12,11 @@ import os
 import signal
 from typing import Any
 
-from drivers.watchdogs import stop_covered
-from mlchaos.changes import ChangeRecord, Target, announce, local_environment
 from mlchaos.errors import DriverError, TargetNotFound
+from mlchaos.safety.changes import ChangeRecord, Target, announce, local_environment
+from mlchaos.safety.watchdog import start_record_watchdog, stop_covered, stop_watchdog
 from mlchaos.sandbox import procs
 from mlchaos.sandbox.pipeline import JOB, PUSHGATEWAY, TrainingPipeline, pushgateway_binary
-from mlchaos.watchdog import start_record_watchdog, stop_watchdog
 
 RESUME_FUNC = "drivers.pipeline.actions.resume_pushes"
 

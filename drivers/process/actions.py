@@ -15,12 +15,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from drivers.watchdogs import stop_covered
-from mlchaos.changes import ChangeRecord, Target, announce, local_environment
 from mlchaos.errors import DriverError, SandboxError, TargetNotFound
+from mlchaos.safety.changes import ChangeRecord, Target, announce, local_environment
+from mlchaos.safety.watchdog import start_record_watchdog, stop_covered, stop_watchdog
 from mlchaos.sandbox import procs
 from mlchaos.sandbox.manager import Replica, Sandbox
-from mlchaos.watchdog import start_record_watchdog, stop_watchdog
 
 UNDO_FUNC = "drivers.process.actions.restart_replicas"
 CONTINUE_FUNC = "drivers.process.actions.continue_replicas"

@@ -23,10 +23,10 @@ from typing import Any
 
 import yaml
 
-from mlchaos.changes import ChangeRecord, Target, announce
 from mlchaos.errors import DriverError
-from mlchaos.sandbox import monitoring
-from mlchaos.sandbox.files import atomic_write
+from mlchaos.lib.files import atomic_write
+from mlchaos.safety.changes import ChangeRecord, Target, announce
+from mlchaos.sandbox import monitoring_stack
 
 UNDO_FUNC = "drivers.prometheus.actions.remove_rule_file"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,100}")
@@ -106,7 +106,7 @@ def _check_name(name: str) -> None:
 
 
 def _rules_dir(create: bool = True) -> Path:
-    path = monitoring.Monitoring().rules_dir
+    path = monitoring_stack.Monitoring().rules_dir
     if create:
         path.mkdir(parents=True, exist_ok=True)
     return path
@@ -114,7 +114,7 @@ def _rules_dir(create: bool = True) -> Path:
 
 def _prometheus_url(url: str | None) -> str:
     if url is None:
-        return monitoring.endpoints().prometheus_url.rstrip("/")  # DriverError when not running
+        return monitoring_stack.endpoints().prometheus_url.rstrip("/")  # DriverError when not running
     if not isinstance(url, str) or not url.startswith(("http://", "https://")):
         raise DriverError(f"url must be an http(s) URL of Prometheus, got {url!r}")
     return url.rstrip("/")
@@ -122,7 +122,7 @@ def _prometheus_url(url: str | None) -> str:
 
 def _check_rules(name: str, text: str) -> list[str]:
     """Run ``promtool check rules`` on the text; return its group names or raise DriverError."""
-    promtool = monitoring.promtool()
+    promtool = monitoring_stack.promtool()
     with tempfile.TemporaryDirectory(prefix="mlchaos-rules-") as tmp:
         candidate = Path(tmp) / f"{name}.yml"
         candidate.write_text(text)
@@ -188,4 +188,4 @@ def _wait_groups(base: str, path: Path, groups: list[str], present: bool, timeou
 
 def preflight(func: str, arguments: dict[str, Any]) -> list[str]:
     """Validation hook (not an action): rule files go into the sandbox Prometheus, which must be installed."""
-    return monitoring.preflight_for_sandbox(arguments, needs_sandbox=True)
+    return monitoring_stack.preflight_for_sandbox(arguments, needs_sandbox=True)

@@ -21,9 +21,9 @@ from typing import Any
 
 import requests
 
-from mlchaos import runcontext
 from mlchaos.errors import DriverError
-from mlchaos.notifications import AlertSelector, alert_selector
+from mlchaos.monitoring.notifications import AlertSelector, alert_selector
+from mlchaos.safety import run_context
 
 MAX_REQUEST_TIMEOUT = 5.0  # seconds, per poll of the polling probes
 
@@ -184,7 +184,7 @@ def alerting_elsewhere_count(alert: str, labels: dict[str, str], url: str | None
 
 
 def _base_url(url: str | None) -> str:
-    from mlchaos.sandbox.monitoring import component_url  # lazy: only drivers aimed at the sandbox need it
+    from mlchaos.sandbox.monitoring_stack import component_url
 
     return component_url(url, "prometheus")
 
@@ -209,7 +209,7 @@ def _alerting_rules(base: str, name: str, timeout: float) -> list[dict[str, Any]
 
 def _planned_rules(name: str) -> list[dict[str, Any]]:
     """In a plan, the alert a planned add_rule_file would load stands for a loaded, healthy rule."""
-    context = runcontext.current()
+    context = run_context.current()
     if context is None or not context.dry_run:
         return []
     for record in context.changes:
@@ -285,7 +285,7 @@ def _alerts(base: str, deadline: float) -> list[dict[str, Any]]:
 
 def _origin() -> tuple[float, str]:
     """Epoch seconds measurements count from: the run's last fault, else now (the probe's start)."""
-    context = runcontext.current()
+    context = run_context.current()
     fault_time = context.fault_time() if context is not None else None
     return (fault_time, "fault") if fault_time is not None else (time.time(), "probe start")
 
@@ -347,6 +347,6 @@ def preflight(func: str, arguments: dict[str, Any]) -> list[str]:
     """Validation hook (not a probe): aimed at the sandbox, the monitoring binaries must be installed."""
     if func.startswith(("notification_", "resolved_notification_")):
         return []  # served by the run's receiver; `notifications: listen: sandbox` is checked on its own
-    from mlchaos.sandbox.monitoring import preflight_for_sandbox
+    from mlchaos.sandbox.monitoring_stack import preflight_for_sandbox
 
     return preflight_for_sandbox(arguments)

@@ -20,9 +20,9 @@ from __future__ import annotations
 from typing import Any
 
 from drivers.proxy.client import api_url, call, check_toxic, get_proxy, sandbox_replica
-from mlchaos.changes import ChangeRecord, Target, announce
 from mlchaos.errors import DriverError
 from mlchaos.proxy.toxics.http_requests import FEEDBACK_PATH, INFER_PATH
+from mlchaos.safety.changes import ChangeRecord, Target, announce
 from mlchaos.sandbox.manager import METRICS_PROXY_SUFFIX
 
 SAFETY_TTL = 600.0

@@ -15,10 +15,9 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from drivers.watchdogs import stop_covered
-from mlchaos.changes import ChangeRecord, Target, announce, local_environment
 from mlchaos.errors import DriverError, TargetNotFound
-from mlchaos.watchdog import start_record_watchdog, stop_watchdog
+from mlchaos.safety.changes import ChangeRecord, Target, announce, local_environment
+from mlchaos.safety.watchdog import start_record_watchdog, stop_covered, stop_watchdog
 
 RESUME_FUNC = "drivers.telemetry.actions.resume_exporter"
 

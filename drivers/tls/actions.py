@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from drivers.tls.sandbox import replica_tls
-from mlchaos.certificates import (
+from mlchaos.errors import DriverError
+from mlchaos.lib.certificates import (
     KINDS,
     CertificateAuthority,
     CertificateError,
@@ -42,8 +43,7 @@ from mlchaos.certificates import (
     read_certificate,
     write_atomic,
 )
-from mlchaos.changes import ChangeRecord, Target, announce, local_environment
-from mlchaos.errors import DriverError
+from mlchaos.safety.changes import ChangeRecord, Target, announce, local_environment
 from mlchaos.sandbox import procs
 
 UNDO_FUNC = "drivers.tls.actions.restore_certificate"

@@ -16,8 +16,8 @@ from typing import Any
 from cryptography import x509
 
 from drivers.tls.sandbox import replica_tls
-from mlchaos.certificates import describe
 from mlchaos.errors import DriverError
+from mlchaos.lib.certificates import describe
 
 # OpenSSL X509_V_ERR_* codes -> the reason a probe reports
 REASONS: dict[int, str] = {

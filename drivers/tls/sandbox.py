@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mlchaos.certificates import CertificateError, SandboxTLSPaths, sandbox_tls_paths
 from mlchaos.errors import DriverError, SandboxError, TargetNotFound
+from mlchaos.lib.certificates import CertificateError, SandboxTLSPaths, sandbox_tls_paths
 
 
 @dataclass(frozen=True)

@@ -29,8 +29,8 @@ from typing import Any
 
 import yaml
 
-from mlchaos.alert_rules import SANDBOX, render_rules
-from mlchaos.sandbox import monitoring
+from mlchaos.monitoring.alert_rules import SANDBOX, render_rules
+from mlchaos.sandbox import monitoring_stack
 
 REPLICAS = ("model-0", "model-1", "model-2")
 SERVICE = "model"
@@ -51,7 +51,7 @@ TLS_DIR = Path(__file__).resolve().parents[2] / "deploy" / "docker" / "tls"  # g
 def issue_certificates(directory: Path = TLS_DIR) -> dict[str, Path]:
     """A CA (``ca/``) and a valid leaf per replica (``model-N/``, for ``model-N`` and localhost), reused
     while valid: what the compose file mounts into the replicas and the blackbox exporter."""
-    from mlchaos.certificates import issue_sandbox_certificates
+    from mlchaos.lib.certificates import issue_sandbox_certificates
 
     ca_dir = directory / "ca"
     for name in REPLICAS:
@@ -72,12 +72,12 @@ def _yaml(data: Any) -> str:
 
 def _prometheus_config() -> dict[str, Any]:
     # the sandbox's generator, with placeholders for the two addresses it writes as 127.0.0.1:PORT
-    config = monitoring.Monitoring(IN_CONTAINER_STATE)._prometheus_config(
+    config = monitoring_stack.Monitoring(IN_CONTAINER_STATE)._prometheus_config(
         {"blackbox": 9115, "alertmanager": 9093}, SANDBOX)
     text = json.dumps(config)
-    text = text.replace(f'"{monitoring.HOST}:9115"', json.dumps(BLACKBOX))
-    text = text.replace(f'"{monitoring.HOST}:9093"', json.dumps(ALERTMANAGER))
-    if monitoring.HOST in text:
+    text = text.replace(f'"{monitoring_stack.HOST}:9115"', json.dumps(BLACKBOX))
+    text = text.replace(f'"{monitoring_stack.HOST}:9093"', json.dumps(ALERTMANAGER))
+    if monitoring_stack.HOST in text:
         raise RuntimeError(f"a loopback address is left in the container Prometheus config: {text}")
     return json.loads(text)
 
@@ -87,7 +87,7 @@ def render() -> dict[str, str]:
     targets = [
         {"targets": [f"{name}:{MODEL_PORT}"], "labels": {
             "replica": name, "service": SERVICE,
-            monitoring.PROXY_LABEL: f"{PROXY_SERVICE}:{proxy_port(i)}",
+            monitoring_stack.PROXY_LABEL: f"{PROXY_SERVICE}:{proxy_port(i)}",
         }}
         for i, name in enumerate(REPLICAS)
     ]
@@ -95,15 +95,15 @@ def render() -> dict[str, str]:
                    for name in REPLICAS]
     proxies = [{"name": name, "listen": f"0.0.0.0:{proxy_port(i)}", "upstream": f"{name}:{MODEL_PORT}",
                 "enabled": True} for i, name in enumerate(REPLICAS)]
-    sink = monitoring.MonitoringEndpoints("", "", "", SINK_HOST, SINK_PORT)
+    sink = monitoring_stack.MonitoringEndpoints("", "", "", SINK_HOST, SINK_PORT)
     return {
         "prometheus/prometheus.yml": _yaml(_prometheus_config()),
-        f"prometheus/rules/{monitoring.RULES_FILE}": render_rules(SANDBOX),
+        f"prometheus/rules/{monitoring_stack.RULES_FILE}": render_rules(SANDBOX),
         "prometheus/rules.d/README": "Rule files (*.yml) here are loaded too (POST /-/reload after a change).\n",
         "prometheus/targets/model.json": json.dumps(targets, indent=2) + "\n",
         "prometheus/targets/tls.json": json.dumps(tls_targets, indent=2) + "\n",
-        "alertmanager/alertmanager.yml": _yaml(monitoring._alertmanager_config(sink)),
-        "blackbox/blackbox.yml": _yaml(monitoring._blackbox_config(CA_FILE)),
+        "alertmanager/alertmanager.yml": _yaml(monitoring_stack._alertmanager_config(sink)),
+        "blackbox/blackbox.yml": _yaml(monitoring_stack._blackbox_config(CA_FILE)),
         "proxy/proxies.json": json.dumps(proxies, indent=2) + "\n",
     }
 

@@ -25,11 +25,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from mlchaos.alert_rules import GROUP_NAME, SANDBOX
 from mlchaos.containers import configs
 from mlchaos.errors import SandboxError
-from mlchaos.sandbox.httpcheck import http_json as _http_json
-from mlchaos.sandbox.httpcheck import http_ok as _http_ok
+from mlchaos.lib.http import http_json as _http_json
+from mlchaos.lib.http import http_ok as _http_ok
+from mlchaos.monitoring.alert_rules import GROUP_NAME, SANDBOX
 
 PROJECT = os.environ.get("MLCHAOS_COMPOSE_PROJECT", "mlchaos")
 COMPOSE_FILE = Path(os.environ.get("MLCHAOS_COMPOSE_FILE",
@@ -182,7 +182,7 @@ def targets_up(prometheus_url: str) -> set[tuple[str, str]]:
 
 
 def _last_evaluation(prometheus_url: str) -> float:
-    from mlchaos.sandbox.monitoring import _last_evaluation as last
+    from mlchaos.sandbox.monitoring_stack import _last_evaluation as last
 
     return last(prometheus_url)
 

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from mlchaos.statedir import state_dir
+from mlchaos.lib.state_dir import state_dir
 
 
 def lock_path(source: Path) -> Path:

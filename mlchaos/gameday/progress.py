@@ -15,8 +15,8 @@ import time
 from datetime import datetime
 from typing import Any, TextIO
 
-from mlchaos.console import Console
-from mlchaos.runner import STOPPABLE_PHASES
+from mlchaos.engine.console import Console
+from mlchaos.engine.runner import STOPPABLE_PHASES
 
 
 class ProgressConsole(Console):

@@ -35,10 +35,10 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from mlchaos.experiment.loader import Document, pointer_join, read_document
+from mlchaos.experiment.problems import Problem, ProblemList
 from mlchaos.gameday.schedule import DAY_NAMES, Calendar, CronSchedule, Exclusion, Window, cron_problem, parse_hhmm
 from mlchaos.gameday.schedule import zone as parse_zone
-from mlchaos.loader import Document, pointer_join, read_document
-from mlchaos.problems import Problem, ProblemList
 
 TOP_KEYS = ("title", "description", "experiments", "vars", "var_files", "cool_down", "stop_on_failure", "schedule")
 ENTRY_KEYS = ("path", "vars", "var_files")
@@ -140,7 +140,7 @@ def check_suite(gameday: GameDay, var: list[str] | None = None, var_files: list[
 
 def _check_entries(entries: tuple[SuiteEntry, ...] | list[SuiteEntry], var: list[str] | None,
                    var_files: list[str] | None) -> tuple[list[CheckedExperiment], list[Problem]]:
-    from mlchaos.commands import load_checked
+    from mlchaos.experiment.pipeline import load_checked
 
     checked: list[CheckedExperiment] = []
     problems: list[Problem] = []

@@ -25,8 +25,8 @@ from typing import Any
 import requests
 
 from mlchaos.errors import SandboxError
+from mlchaos.lib.files import atomic_write, read_json, write_json
 from mlchaos.sandbox import procs
-from mlchaos.sandbox.files import atomic_write, read_json, write_json
 
 MODULE = "mlchaos.proxy"
 STATE_FILE = "proxy.json"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 from collections.abc import Sequence
 
-from mlchaos.budgets import KIND_LABELS
+from mlchaos.engine.budgets import KIND_LABELS
 from mlchaos.reports import formatting as fmt
 from mlchaos.reports import mltestscore
 from mlchaos.reports.model import ExperimentRuns, RunReport, Suite, Timeline

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mlchaos.budgets import KIND_LABELS
+from mlchaos.engine.budgets import KIND_LABELS
 from mlchaos.reports import formatting as fmt
 from mlchaos.reports import mltestscore
 from mlchaos.reports.model import ExperimentRuns, RunReport, Suite

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from mlchaos.budgets import KIND_LABELS
+from mlchaos.engine.budgets import KIND_LABELS
 from mlchaos.errors import InvalidInput
 
 MAX_JOURNAL_BYTES = 64 * 1024 * 1024

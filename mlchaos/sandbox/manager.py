@@ -28,15 +28,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from mlchaos.errors import SandboxError, TargetNotFound
+from mlchaos.lib.files import file_lock, free_ports, read_json, write_json
+from mlchaos.lib.http import http_ok as _http_ok
+from mlchaos.lib.state_dir import state_dir
 from mlchaos.sandbox import procs
-from mlchaos.sandbox.files import file_lock, free_ports, read_json, write_json
-from mlchaos.sandbox.httpcheck import http_ok as _http_ok
 from mlchaos.sandbox.procs import SERVER_MODULE
-from mlchaos.statedir import state_dir
 
 if TYPE_CHECKING:
     from mlchaos.proxy.supervisor import ProxyProcess
-    from mlchaos.sandbox.monitoring import Monitoring
+    from mlchaos.sandbox.monitoring_stack import Monitoring
     from mlchaos.sandbox.pipeline import TrainingPipeline
 
 STATE_FILE = "sandbox.json"
@@ -147,7 +147,7 @@ class Sandbox:
         proxy per recorded replica.
         """
         if monitoring:
-            from mlchaos.sandbox.monitoring import PROMTOOL, install_hint, missing_binaries
+            from mlchaos.sandbox.monitoring_stack import PROMTOOL, install_hint, missing_binaries
 
             missing = [m for m in missing_binaries() if m[0] != PROMTOOL[0]]
             if missing:
@@ -211,7 +211,7 @@ class Sandbox:
 
     def monitoring(self) -> Monitoring:
         """The monitoring stack (Prometheus, Alertmanager, blackbox exporter) of this sandbox."""
-        from mlchaos.sandbox.monitoring import Monitoring
+        from mlchaos.sandbox.monitoring_stack import Monitoring
 
         return Monitoring(self.state_dir)
 
@@ -313,7 +313,7 @@ class Sandbox:
 
     def _tls_arguments(self, replica: Replica) -> list[str]:
         """Certificates of the sandbox CA for a replica (reused while valid) and the server's TLS flags."""
-        from mlchaos.certificates import issue_sandbox_certificates, sandbox_tls_paths
+        from mlchaos.lib.certificates import issue_sandbox_certificates, sandbox_tls_paths
 
         paths = sandbox_tls_paths(self.state_dir, replica.name)
         files = issue_sandbox_certificates(paths.directory, hosts=[replica.host, "localhost"], ca_dir=paths.ca_dir)

@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from mlchaos.errors import SandboxError, TargetNotFound
+from mlchaos.lib.files import atomic_write, file_lock, free_ports, read_json, write_json
+from mlchaos.lib.http import http_ok
 from mlchaos.sandbox import procs
-from mlchaos.sandbox.files import atomic_write, file_lock, free_ports, read_json, write_json
-from mlchaos.sandbox.httpcheck import http_ok
 
 HOST = "127.0.0.1"
 PUSHGATEWAY = ("/usr/bin/prometheus-pushgateway", "prometheus-pushgateway")
@@ -39,7 +39,7 @@ MODULE = "mlchaos.sandbox.pipeline"
 
 def pushgateway_binary() -> str | None:
     """The Pushgateway binary, None when it is not installed."""
-    from mlchaos.sandbox.monitoring import _which
+    from mlchaos.sandbox.monitoring_stack import _which
 
     return _which(PUSHGATEWAY[0])
 
@@ -80,7 +80,7 @@ class TrainingPipeline:
                 pusher = self._spawn([sys.executable, "-m", MODULE, "--gateway", url, "--job", JOB], "pipeline")
             self._save({"port": port, "gateway_pid": gateway, "pusher_pid": pusher})
             atomic_write(self.targets_file, f'[{{"targets": ["{HOST}:{port}"]}}]\n')
-            from mlchaos.sandbox.httpcheck import http_json
+            from mlchaos.lib.http import http_json
 
             while True:
                 groups = (http_json(f"{url}/api/v1/metrics") or {}).get("data") or []

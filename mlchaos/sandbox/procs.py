@@ -11,7 +11,9 @@ import os
 import signal
 import subprocess
 import time
-from pathlib import Path
+
+from mlchaos.lib import procfs
+from mlchaos.lib.procfs import state as proc_state
 
 SERVER_MODULE = "mlchaos.sandbox.model_server"
 
@@ -35,23 +37,9 @@ def reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
-def proc_state(pid: int) -> str | None:
-    """Return the one-letter kernel state of ``pid`` (R, S, T, Z...) or None if gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return None
-    # the command name in (...) may hold spaces and parentheses: split after the last ')'
-    return stat.rsplit(")", 1)[1].split()[0]
-
-
 def cmdline(pid: int) -> list[str]:
     """Return the argument vector of ``pid`` (empty when it is gone)."""
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return []
-    return [a.decode(errors="replace") for a in raw.split(b"\0") if a]
+    return procfs.cmdline(pid) or []
 
 
 def is_model_server(pid: int, replica: str | None = None) -> bool:

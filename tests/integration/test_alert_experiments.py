@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from mlchaos import exitcodes
+from mlchaos.engine import exit_codes
 from mlchaos.sandbox.manager import Sandbox
 
 pytestmark = pytest.mark.integration
@@ -33,7 +33,7 @@ def _run(sandbox: Sandbox, name: str, tmp_path: Path) -> tuple[subprocess.Comple
 def test_the_kill_drill_detects_notifies_and_resolves_within_budget(monitored, tmp_path):
     monitored.up(replicas=3, timeout=90)  # heal whatever an earlier test left
     proc, journal, seconds = _run(monitored, "kill-one-replica-alerts.yaml", tmp_path)
-    assert proc.returncode == exitcodes.OK, proc.stdout + proc.stderr
+    assert proc.returncode == exit_codes.OK, proc.stdout + proc.stderr
     print(f"kill drill with alert verification: {seconds:.1f}s wall")
     kinds = {m["kind"]: m["seconds"] for m in journal["mlchaos"]["measurements"]}
     assert set(kinds) == {"time_to_detect", "time_to_notify", "time_to_recover", "time_to_notify_resolved"}
@@ -51,7 +51,7 @@ def test_the_kill_drill_detects_notifies_and_resolves_within_budget(monitored, t
 def test_a_miswritten_rule_makes_the_drill_fail(monitored, tmp_path):
     monitored.up(replicas=3, timeout=90)
     proc, journal, _ = _run(monitored, "miswritten-alert-rule.yaml", tmp_path)
-    assert proc.returncode == exitcodes.DEVIATED, proc.stdout + proc.stderr
+    assert proc.returncode == exit_codes.DEVIATED, proc.stdout + proc.stderr
     assert "alert ModelServerDownMiswritten on instance" in proc.stdout
     assert "did not fire within 12s" in proc.stdout
     assert journal["mlchaos"]["budgets"] == [{"alert": "ModelServerDownMiswritten", "kind": "time_to_detect",
@@ -64,7 +64,7 @@ def test_a_miswritten_rule_makes_the_drill_fail(monitored, tmp_path):
 def test_an_expired_certificate_is_refused_and_detected(monitored, tmp_path):
     monitored.up(replicas=3, timeout=90)
     proc, journal, _ = _run(monitored, "expired-certificate.yaml", tmp_path)
-    assert proc.returncode == exitcodes.OK, proc.stdout + proc.stderr
+    assert proc.returncode == exit_codes.OK, proc.stdout + proc.stderr
     runs = {r["activity"]["name"]: r for r in journal["run"]}
     assert runs["verifying-client-refuses-the-expired-certificate"]["output"]["reason"] == "certificate has expired"
     assert runs["presented-certificate-is-expired"]["output"] < 0
@@ -80,7 +80,7 @@ def test_an_expired_certificate_is_refused_and_detected(monitored, tmp_path):
 def test_a_telemetry_outage_fires_only_telemetry_absent(monitored, tmp_path):
     monitored.up(replicas=3, timeout=90)
     proc, journal, _ = _run(monitored, "telemetry-outage.yaml", tmp_path)
-    assert proc.returncode == exitcodes.OK, proc.stdout + proc.stderr
+    assert proc.returncode == exit_codes.OK, proc.stdout + proc.stderr
     runs = {r["activity"]["name"]: r for r in journal["run"]}
     fired = runs["telemetry-absent-fires-for-that-replica"]["output"]
     assert fired["labels"]["replica"] == "model-1"
@@ -118,7 +118,7 @@ def test_every_sandbox_drill_plans_cleanly_and_changes_nothing(monitored, name):
     before = {r.name: r.pid for r in monitored.recorded()}
     proc = subprocess.run([sys.executable, "-m", "mlchaos", "plan", str(ROOT / "experiments" / name)],
                           env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == exitcodes.OK, proc.stdout + proc.stderr
+    assert proc.returncode == exit_codes.OK, proc.stdout + proc.stderr
     assert "verdict: PLANNED (exit 0)" in proc.stdout and "would hit" in proc.stdout
     assert {r.name: r.pid for r in monitored.recorded()} == before
     assert all(row.state == "ready" for row in monitored.status())

@@ -27,11 +27,11 @@ from components import require_component
 
 from drivers.alertmanager import probes as am
 from drivers.prometheus import probes as prom
-from mlchaos import runcontext
-from mlchaos.changes import ChangeRecord, Target
 from mlchaos.errors import DriverError
-from mlchaos.notifications import NotificationReceiver
-from mlchaos.runcontext import RunContext
+from mlchaos.monitoring.notifications import NotificationReceiver
+from mlchaos.safety import run_context
+from mlchaos.safety.changes import ChangeRecord, Target
+from mlchaos.safety.run_context import RunContext
 
 pytestmark = pytest.mark.integration
 
@@ -238,11 +238,11 @@ def fault(stack: Stack) -> Iterator[RunContext]:
         driver="test", action="flip", targets=[Target("process", "flip-0", {"instance": target.instance})]
     )
     context = RunContext(changes=[record], receiver=stack.receiver)
-    token = runcontext.activate(context)
+    token = run_context.activate(context)
     try:
         yield context
     finally:
-        runcontext.deactivate(token)
+        run_context.deactivate(token)
         for t in stack.targets:
             t.value = 0
 

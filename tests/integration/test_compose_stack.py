@@ -20,9 +20,9 @@ import requests
 
 from drivers.model import probes as model_probes
 from drivers.prometheus import probes as prom_probes
-from mlchaos.alert_rules import ALERT_NAMES, GROUP_NAME
 from mlchaos.containers import configs, stack
-from mlchaos.notifications import NotificationReceiver
+from mlchaos.monitoring.alert_rules import ALERT_NAMES, GROUP_NAME
+from mlchaos.monitoring.notifications import NotificationReceiver
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
 IRIS_ROW = [5.1, 3.5, 1.4, 0.2]  # setosa: class 0

@@ -12,7 +12,7 @@ import yaml
 from components import require_component
 
 from mlchaos.containers import configs, stack
-from mlchaos.sandbox import monitoring
+from mlchaos.sandbox import monitoring_stack
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,8 +52,8 @@ def test_compose_file_is_valid_and_publishes_on_loopback_only() -> None:
 
 
 def test_prometheus_and_alertmanager_accept_the_rendered_configs(tmp_path: Path) -> None:
-    promtool = monitoring._which("/usr/bin/promtool")
-    amtool = monitoring._which("/usr/bin/amtool")
+    promtool = monitoring_stack._which("/usr/bin/promtool")
+    amtool = monitoring_stack._which("/usr/bin/amtool")
     require_component("promtool", promtool is not None, "apt-get install prometheus")
     rules = ROOT / "deploy" / "docker" / "prometheus" / "rules" / "ml-serving-rules.yml"
     subprocess.run([promtool, "check", "rules", str(rules)], check=True, capture_output=True, timeout=60)

@@ -23,10 +23,10 @@ from components import require_docker
 from polling import poll, wait_until
 
 from drivers.docker import actions, probes
-from drivers.watchdogs import pending
-from mlchaos import certificates
-from mlchaos.changes import ChangeRecord, reset_sink, set_sink
 from mlchaos.errors import DriverError, TargetNotFound
+from mlchaos.lib import certificates
+from mlchaos.safety.changes import ChangeRecord, reset_sink, set_sink
+from mlchaos.safety.watchdog import pending
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
 

@@ -20,8 +20,8 @@ import pytest
 import requests
 
 from drivers.model import traffic
-from mlchaos import exitcodes
 from mlchaos.containers import stack
+from mlchaos.engine import exit_codes
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,7 +51,7 @@ def _toxics(found: stack.StackEndpoints) -> dict[str, list[str]]:
 def test_the_docker_ml_drills_plan_cleanly_and_touch_nothing(compose_stack, drill):
     proc = subprocess.run([sys.executable, "-m", "mlchaos", "plan", str(ROOT / "experiments" / drill)],
                           env=_env(), capture_output=True, text=True, timeout=120)
-    assert proc.returncode == exitcodes.OK, proc.stdout + proc.stderr
+    assert proc.returncode == exit_codes.OK, proc.stdout + proc.stderr
     assert "would send traffic to model-1 (instance model-1:8000, url http://127.0.0.1:18001)" in proc.stdout
     assert "environment: http://127.0.0.1\n" in proc.stdout and "would hit proxy model-1" in proc.stdout
     assert not any(_toxics(compose_stack).values())
@@ -66,7 +66,7 @@ def test_the_docker_ml_drills_fire_for_model_1_only_and_recover(compose_stack, t
     journal = tmp_path / "journal.json"
     proc = subprocess.run([sys.executable, "-m", "mlchaos", "run", str(ROOT / "experiments" / drill),
                            "--journal", str(journal)], env=_env(), capture_output=True, text=True, timeout=240)
-    assert proc.returncode == exitcodes.OK, proc.stdout + proc.stderr
+    assert proc.returncode == exit_codes.OK, proc.stdout + proc.stderr
     data = json.loads(journal.read_text())
     load, fault = data["mlchaos"]["changes"]
     assert load["action"] == "start_traffic" and load["environment"] == "http://127.0.0.1"

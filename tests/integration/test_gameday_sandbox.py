@@ -18,7 +18,7 @@ import pytest
 from manual_clock import ManualClock
 from polling import wait_until
 
-from mlchaos import exitcodes
+from mlchaos.engine import exit_codes
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +35,7 @@ def test_the_smoke_game_day_runs_two_sandbox_drills_with_a_cool_down(monitored, 
                            str(ROOT / "experiments" / "gamedays" / "sandbox-smoke.yaml"), "--out", str(out)],
                           env=env, capture_output=True, text=True, timeout=400)
     took = time.monotonic() - started
-    assert proc.returncode == exitcodes.OK, proc.stdout + proc.stderr
+    assert proc.returncode == exit_codes.OK, proc.stdout + proc.stderr
     print(f"sandbox smoke game day (kill, 5 s cool-down, latency): {took:.1f}s wall")
     suite = json.loads((out / "suite.json").read_text())
     kill, latency = suite["experiments"]
@@ -55,9 +55,9 @@ def test_the_smoke_game_day_runs_two_sandbox_drills_with_a_cool_down(monitored, 
 def test_a_window_closing_mid_drill_aborts_it_and_removes_the_real_fault(monitored, tmp_path, monkeypatch):
     from drivers.proxy.probes import toxic_count
     from mlchaos.gameday.progress import ProgressConsole
-    from mlchaos.gameday.runner import SuiteRunner
     from mlchaos.gameday.schedule import Calendar, Window
     from mlchaos.gameday.suite import load_suite
+    from mlchaos.gameday.suite_runner import SuiteRunner
 
     monitored.up(replicas=3, timeout=90)
     monkeypatch.setenv("MLCHAOS_STATE_DIR", str(monitored.state_dir))
@@ -77,12 +77,12 @@ def test_a_window_closing_mid_drill_aborts_it_and_removes_the_real_fault(monitor
     threading.Thread(target=close_the_window_once_the_latency_is_in_place, daemon=True).start()
     result = runner.run()
     latency, kill = result.records
-    assert (latency.verdict, latency.exit_code) == ("aborted", exitcodes.ABORTED), latency
+    assert (latency.verdict, latency.exit_code) == ("aborted", exit_codes.ABORTED), latency
     assert latency.reason == "the game day's window closed at 10:00 UTC"
     assert toxic_count("model-1") == 0, "the rollback removed the latency"
     journal = json.loads((tmp_path / "out" / "01-latency-one-replica.json").read_text())
     assert journal["mlchaos"]["aborted"]["kind"] == "window"
     assert [r["status"] for r in journal["rollbacks"]] == ["succeeded"]
     assert (kill.verdict, kill.reason) == ("skipped", "the game day's window closed")
-    assert result.exit_code == exitcodes.ABORTED
+    assert result.exit_code == exit_codes.ABORTED
     assert {row.state for row in monitored.status()} == {"ready"}, "nothing was killed"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from polling import wait_until
 
-from mlchaos import exitcodes
+from mlchaos.engine import exit_codes
 from mlchaos.sandbox.manager import Sandbox
 
 pytestmark = pytest.mark.integration
@@ -38,7 +38,7 @@ def test_kill_one_replica_holds_and_the_replica_comes_back(sandbox, tmp_path):
         [sys.executable, "-m", "mlchaos", "run", str(EXPERIMENT), "--journal", str(journal)],
         env=_env(sandbox.state_dir), capture_output=True, text=True, timeout=120,
     )
-    assert proc.returncode == exitcodes.OK, proc.stdout + proc.stderr
+    assert proc.returncode == exit_codes.OK, proc.stdout + proc.stderr
     data = json.loads(journal.read_text())
     (change,) = data["mlchaos"]["changes"]
     (killed,) = [t["name"] for t in change["targets"]]
@@ -64,7 +64,7 @@ def test_sigterm_after_the_kill_still_restarts_the_replica(sandbox, tmp_path):
     wait_until(lambda: "dead" in _states(sandbox).values(), timeout=60, what="a replica to be killed")
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode == exitcodes.TERMINATED, out + err
+    assert proc.returncode == exit_codes.TERMINATED, out + err
     assert set(_states(sandbox).values()) == {"ready"}
     assert json.loads(journal.read_text())["rollbacks"][0]["status"] == "succeeded"
 
@@ -76,7 +76,7 @@ def test_dry_run_selects_a_target_but_kills_nothing(sandbox, tmp_path):
         [sys.executable, "-m", "mlchaos", "run", str(EXPERIMENT), "--dry-run", "--journal", str(journal)],
         env=_env(sandbox.state_dir), capture_output=True, text=True, timeout=120,
     )
-    assert proc.returncode == exitcodes.OK, proc.stdout + proc.stderr
+    assert proc.returncode == exit_codes.OK, proc.stdout + proc.stderr
     assert "dry run" in proc.stdout
     (change,) = json.loads(journal.read_text())["mlchaos"]["changes"]
     assert change["dry_run"] is True and len(change["targets"]) == 1

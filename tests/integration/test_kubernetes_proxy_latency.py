@@ -21,10 +21,10 @@ from pathlib import Path
 
 import pytest
 import requests
+from kubernetes_emulator import SERVICES, EmulatedCluster
 from polling import wait_until
 
 from drivers.kubernetes import actions
-from drivers.kubernetes.emulator import SERVICES, EmulatedCluster
 from drivers.model import probes as model_probes
 
 pytestmark = pytest.mark.integration

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from mlchaos import exitcodes
+from mlchaos.engine import exit_codes
 
 pytestmark = pytest.mark.integration
 
@@ -28,7 +28,7 @@ def test_the_latency_drill_detects_the_slow_replica_within_budget(monitored, tmp
     proc = subprocess.run([sys.executable, "-m", "mlchaos", "run", str(experiment), "--journal", str(journal_path)],
                           env=env, capture_output=True, text=True, timeout=180)
     seconds = time.monotonic() - started
-    assert proc.returncode == exitcodes.OK, proc.stdout + proc.stderr
+    assert proc.returncode == exit_codes.OK, proc.stdout + proc.stderr
     journal = json.loads(journal_path.read_text())
     kinds = {m["kind"]: m["seconds"] for m in journal["mlchaos"]["measurements"]}
     print(f"latency drill: {seconds:.1f}s wall, measured {kinds}")

@@ -18,9 +18,9 @@ import requests
 from components import require_monitoring
 
 from drivers.model import actions
-from mlchaos.sandbox import dataset, monitoring
+from mlchaos.sandbox import dataset, monitoring_stack
 from mlchaos.sandbox.manager import Replica, Sandbox
-from mlchaos.sandbox.monitoring import MonitoringEndpoints
+from mlchaos.sandbox.monitoring_stack import MonitoringEndpoints
 
 pytestmark = pytest.mark.integration
 T = 5.0
@@ -37,7 +37,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Sandbox, M
         sandbox = Sandbox(path)
         try:
             sandbox.up(replicas=2, timeout=60)
-            yield sandbox, monitoring.endpoints(path)
+            yield sandbox, monitoring_stack.endpoints(path)
         finally:
             sandbox.down()
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from mlchaos import exitcodes
+from mlchaos.engine import exit_codes
 from mlchaos.sandbox.manager import Sandbox
 
 pytestmark = pytest.mark.integration
@@ -58,7 +58,7 @@ def test_the_ml_drill_fires_its_alert_for_the_replica_hit_and_recovers(monitored
                            "--journal", str(journal_path)], env=_env(monitored), capture_output=True, text=True,
                           timeout=240)
     seconds = time.monotonic() - started
-    assert proc.returncode == exitcodes.OK, proc.stdout + proc.stderr
+    assert proc.returncode == exit_codes.OK, proc.stdout + proc.stderr
     journal = json.loads(journal_path.read_text())
     kinds = {m["kind"]: m["seconds"] for m in journal["mlchaos"]["measurements"]}
     print(f"{name}: {seconds:.1f}s wall; " + ", ".join(f"{k} {v:.1f}s" for k, v in sorted(kinds.items())))
@@ -90,9 +90,9 @@ def test_the_ml_drill_validates_and_plans_cleanly_and_changes_nothing(monitored,
     path = str(ROOT / "experiments" / name)
     proc = subprocess.run([sys.executable, "-m", "mlchaos", "validate", path], env=_env(monitored),
                           capture_output=True, text=True, timeout=60)
-    assert proc.returncode == exitcodes.OK, proc.stdout + proc.stderr
+    assert proc.returncode == exit_codes.OK, proc.stdout + proc.stderr
     proc = subprocess.run([sys.executable, "-m", "mlchaos", "plan", path], env=_env(monitored),
                           capture_output=True, text=True, timeout=120)
-    assert proc.returncode == exitcodes.OK, proc.stdout + proc.stderr
+    assert proc.returncode == exit_codes.OK, proc.stdout + proc.stderr
     assert "verdict: PLANNED (exit 0)" in proc.stdout and "would hit" in proc.stdout
     assert all(row.state == "ready" for row in monitored.status())

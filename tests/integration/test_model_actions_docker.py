@@ -16,8 +16,8 @@ from polling import wait_until
 
 from drivers.model import actions
 from drivers.model import probes as model_probes
-from mlchaos import exitcodes
 from mlchaos.containers import stack
+from mlchaos.engine import exit_codes
 from mlchaos.errors import DriverError
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
@@ -50,7 +50,7 @@ def test_the_docker_nan_drill_fires_for_the_container_hit_through_the_cli(compos
     drill = ROOT / "experiments" / "docker-nan-outputs.yaml"
     proc = subprocess.run([sys.executable, "-m", "mlchaos", "run", str(drill), "--journal", str(journal)],
                           env=_env(), capture_output=True, text=True, timeout=180)
-    assert proc.returncode == exitcodes.OK, proc.stdout + proc.stderr
+    assert proc.returncode == exit_codes.OK, proc.stdout + proc.stderr
     data = json.loads(journal.read_text())
     (change,) = data["mlchaos"]["changes"]
     (hit,) = change["targets"]
@@ -110,7 +110,7 @@ def test_recover_undoes_docker_model_faults_from_the_journal_alone(compose_stack
     for _ in range(2):
         proc = subprocess.run([sys.executable, "-m", "mlchaos", "recover", str(journal)], env=_env(),
                               capture_output=True, text=True, timeout=120)
-        assert proc.returncode == exitcodes.OK, proc.stdout + proc.stderr
+        assert proc.returncode == exit_codes.OK, proc.stdout + proc.stderr
         assert "undone  nan_outputs" in proc.stdout and "undone  pin_model_version" in proc.stdout
         assert not any(_faults(compose_stack).values()) and set(_served(compose_stack).values()) == {"2"}
     wait_until(lambda: model_probes.all_replicas_healthy(urls=list(compose_stack.model_urls.values())), 20,
@@ -137,7 +137,7 @@ def test_the_docker_nan_drill_plans_cleanly_and_touches_nothing(compose_stack):
     drill = ROOT / "experiments" / "docker-nan-outputs.yaml"
     proc = subprocess.run([sys.executable, "-m", "mlchaos", "plan", str(drill)], env=_env(), capture_output=True,
                           text=True, timeout=120)
-    assert proc.returncode == exitcodes.OK, proc.stdout + proc.stderr
+    assert proc.returncode == exit_codes.OK, proc.stdout + proc.stderr
     assert "would hit container" in proc.stdout and "environment: docker:" in proc.stdout
     assert "target='docker'" in proc.stdout, "the undo carries the target"
     assert not any(_faults(compose_stack).values())

@@ -20,11 +20,11 @@ import pytest
 import yaml
 from components import require_monitoring
 
-from mlchaos.alert_rules import ALERT_NAMES
 from mlchaos.errors import DriverError, SandboxError
-from mlchaos.sandbox import monitoring
+from mlchaos.monitoring.alert_rules import ALERT_NAMES
+from mlchaos.sandbox import monitoring_stack
 from mlchaos.sandbox.manager import Sandbox
-from mlchaos.sandbox.monitoring import Monitoring, MonitoringEndpoints
+from mlchaos.sandbox.monitoring_stack import Monitoring, MonitoringEndpoints
 
 pytestmark = pytest.mark.integration
 
@@ -41,7 +41,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Sandbox, M
             started = time.monotonic()
             sandbox.up(replicas=3, timeout=60)
             print(f"sandbox + monitoring up in {time.monotonic() - started:.2f}s")
-            yield sandbox, monitoring.endpoints(path)
+            yield sandbox, monitoring_stack.endpoints(path)
         finally:
             sandbox.down()
 
@@ -155,12 +155,12 @@ def test_up_keeps_a_healthy_stack_and_heals_a_dead_component(stack) -> None:
     os.kill(before["prometheus"], signal.SIGKILL)
     poll(lambda: {r.name: r.state for r in sandbox.monitoring().status()}["prometheus"] == "dead", 5, "seen dead")
     with pytest.raises(DriverError, match="prometheus not running"):
-        monitoring.endpoints(sandbox.state_dir)
+        monitoring_stack.endpoints(sandbox.state_dir)
     sandbox.up(replicas=3)
     after = {row.name: row.pid for row in sandbox.monitoring().status()}
     assert after["prometheus"] != before["prometheus"]
     assert after["alertmanager"] == before["alertmanager"] and after["blackbox"] == before["blackbox"]
-    assert monitoring.endpoints(sandbox.state_dir) == ep  # same ports, same sink address
+    assert monitoring_stack.endpoints(sandbox.state_dir) == ep  # same ports, same sink address
 
 
 def test_sandbox_status_command_shows_monitoring(stack, subprocess_env_for_state: dict[str, str]) -> None:
@@ -188,16 +188,16 @@ def test_down_stops_the_stack_and_endpoints_say_so(stack) -> None:
     assert all(not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
                for pid in pids)
     with pytest.raises(DriverError, match="not running.*mlchaos sandbox up"):
-        monitoring.endpoints(sandbox.state_dir)
+        monitoring_stack.endpoints(sandbox.state_dir)
     assert sandbox.monitoring().recorded_endpoints() == ep  # ports and sink kept for the next up
 
 
 def test_missing_binaries_are_named_with_the_apt_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     gone = [("/nonexistent/mlchaos-alertmanager", "prometheus-alertmanager"),
             ("/nonexistent/mlchaos-blackbox", "prometheus-blackbox-exporter")]
-    monkeypatch.setitem(monitoring.BINARIES, "alertmanager", gone[0])
-    monkeypatch.setitem(monitoring.BINARIES, "blackbox", gone[1])
-    assert [m for m in monitoring.missing_binaries() if m != monitoring.PROMTOOL] == gone
+    monkeypatch.setitem(monitoring_stack.BINARIES, "alertmanager", gone[0])
+    monkeypatch.setitem(monitoring_stack.BINARIES, "blackbox", gone[1])
+    assert [m for m in monitoring_stack.missing_binaries() if m != monitoring_stack.PROMTOOL] == gone
     hint = "apt-get install prometheus-alertmanager prometheus-blackbox-exporter"
     with pytest.raises(SandboxError, match=hint):
         Sandbox(tmp_path).up(replicas=1)

@@ -18,8 +18,8 @@ from polling import wait_until
 
 from drivers.netem import actions
 from drivers.netem.commands import netem_support, run, show_command
-from mlchaos import changes
 from mlchaos.errors import DriverError
+from mlchaos.safety import changes
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from components import require_component, require_monitoring
 
-from mlchaos import exitcodes
+from mlchaos.engine import exit_codes
 from mlchaos.sandbox import procs
 from mlchaos.sandbox.manager import Sandbox
 from mlchaos.sandbox.pipeline import pushgateway_binary
@@ -46,7 +46,7 @@ def test_the_pipeline_drill_detects_and_resolves_within_budget(monitored: Sandbo
     proc = subprocess.run([sys.executable, "-m", "mlchaos", "run", str(experiment), "--journal", str(journal_path)],
                           env=env, capture_output=True, text=True, timeout=240)
     print(f"pipeline drill: {time.monotonic() - started:.1f}s wall")
-    assert proc.returncode == exitcodes.OK, proc.stdout + proc.stderr
+    assert proc.returncode == exit_codes.OK, proc.stdout + proc.stderr
     journal = json.loads(journal_path.read_text())
     kinds = {m["kind"]: m["seconds"] for m in journal["mlchaos"]["measurements"]}
     assert set(kinds) == {"time_to_detect", "time_to_recover"} and kinds["time_to_detect"] >= 15

@@ -17,14 +17,14 @@ from drivers.alertmanager import probes as am
 from drivers.process import actions
 from drivers.process import probes as process
 from drivers.prometheus import probes as prom
-from mlchaos import runcontext
-from mlchaos.changes import ChangeRecord
 from mlchaos.errors import DriverError
-from mlchaos.notifications import NotificationReceiver
-from mlchaos.runcontext import RunContext
-from mlchaos.sandbox import monitoring
+from mlchaos.monitoring.notifications import NotificationReceiver
+from mlchaos.safety import run_context
+from mlchaos.safety.changes import ChangeRecord
+from mlchaos.safety.run_context import RunContext
+from mlchaos.sandbox import monitoring_stack
 from mlchaos.sandbox.manager import Sandbox
-from mlchaos.sandbox.monitoring import MonitoringEndpoints
+from mlchaos.sandbox.monitoring_stack import MonitoringEndpoints
 
 pytestmark = pytest.mark.integration
 
@@ -42,7 +42,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Sandbox, M
         sandbox = Sandbox(path)
         try:
             sandbox.up(replicas=3, timeout=60)
-            yield sandbox, monitoring.endpoints(path)
+            yield sandbox, monitoring_stack.endpoints(path)
         finally:
             sandbox.down()
 
@@ -53,13 +53,13 @@ def plan(stack: tuple[Sandbox, MonitoringEndpoints]) -> Iterator[RunContext]:
     _, ep = stack
     with NotificationReceiver(host=ep.sink_host, port=ep.sink_port) as receiver:
         context = RunContext(receiver=receiver)
-        token = runcontext.activate(context)
+        token = run_context.activate(context)
         try:
             record = actions.kill_replicas(service="model", count=1, dry_run=True)
             context.changes.append(ChangeRecord.from_dict(record))
             yield context
         finally:
-            runcontext.deactivate(token)
+            run_context.deactivate(token)
 
 
 def test_waiting_probes_check_and_return_at_once(stack: tuple[Sandbox, MonitoringEndpoints], plan: RunContext) -> None:
@@ -102,11 +102,11 @@ def test_a_typo_in_the_alert_name_is_caught(stack: tuple[Sandbox, MonitoringEndp
 def test_a_receiver_the_sandbox_does_not_notify_needs_a_url(stack: tuple[Sandbox, MonitoringEndpoints]) -> None:
     _, ep = stack
     with NotificationReceiver() as elsewhere:
-        token = runcontext.activate(RunContext(receiver=elsewhere))
+        token = run_context.activate(RunContext(receiver=elsewhere))
         try:
             with pytest.raises(DriverError, match=r"is not the sandbox Alertmanager's sink .*: give url"):
                 am.notification_delivered_within("ModelServerDown", within=DEADLINE, dry_run=True)
             checked = am.notification_delivered_within("ModelServerDown", url=ep.alertmanager_url, dry_run=True)
             assert checked["alertmanager"] == ep.alertmanager_url.rstrip("/")
         finally:
-            runcontext.deactivate(token)
+            run_context.deactivate(token)

@@ -10,8 +10,8 @@ import pytest
 from polling import poll
 
 from drivers.process import actions, probes
-from mlchaos import changes
 from mlchaos.errors import DriverError, TargetNotFound
+from mlchaos.safety import changes
 from mlchaos.sandbox import procs
 from mlchaos.sandbox.manager import Sandbox
 

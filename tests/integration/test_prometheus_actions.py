@@ -14,10 +14,10 @@ import pytest
 from components import require_component
 
 from drivers.prometheus import actions
-from mlchaos import changes
 from mlchaos.errors import DriverError
-from mlchaos.sandbox import monitoring
-from mlchaos.sandbox.monitoring import Monitoring, MonitoringEndpoints
+from mlchaos.safety import changes
+from mlchaos.sandbox import monitoring_stack
+from mlchaos.sandbox.monitoring_stack import Monitoring, MonitoringEndpoints
 
 pytestmark = pytest.mark.integration
 
@@ -41,8 +41,9 @@ groups:
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Monitoring, MonitoringEndpoints]]:
     """The monitoring stack alone (no replicas), its state dir exported in the env."""
-    missing = monitoring.missing_binaries()
-    require_component("monitoring binaries", not missing, monitoring.install_hint(missing or [("", "prometheus")]))
+    missing = monitoring_stack.missing_binaries()
+    require_component("monitoring binaries", not missing,
+                      monitoring_stack.install_hint(missing or [("", "prometheus")]))
     path = tmp_path_factory.mktemp("prom-actions-state")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLCHAOS_STATE_DIR", str(path))

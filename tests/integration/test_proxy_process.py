@@ -19,8 +19,8 @@ from polling import wait_until
 
 from drivers.model import probes as model_probes
 from drivers.proxy import actions, probes
-from mlchaos.changes import reset_sink, set_sink
 from mlchaos.errors import DriverError
+from mlchaos.safety.changes import reset_sink, set_sink
 from mlchaos.sandbox import procs
 
 pytestmark = pytest.mark.integration

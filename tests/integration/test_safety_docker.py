@@ -17,7 +17,7 @@ import pytest
 from components import require_docker
 from polling import wait_until
 
-from mlchaos import exitcodes
+from mlchaos.engine import exit_codes
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
 
@@ -109,7 +109,7 @@ def test_a_run_over_its_bounds_touches_no_container(tmp_path, states, settings, 
     if host_allow:
         env["MLCHAOS_ALLOWED_ENVIRONMENTS"] = host_allow
     result = _run(tmp_path, _experiment(tmp_path, [KILL_TWO], [START], **settings), env)
-    assert result.returncode == exitcodes.REFUSED, result.stdout + result.stderr
+    assert result.returncode == exit_codes.REFUSED, result.stdout + result.stderr
     assert reason in result.stdout + result.stderr
     assert set(states().values()) == {"running"}
 
@@ -121,7 +121,7 @@ def test_a_run_within_its_scopes_goes_ahead(tmp_path, states):
                                            "scopes": [{"kind": "container", "project": PROJECT,
                                                        "labels": {"mlchaos.target": "model"}}]})
     result = _run(tmp_path, experiment)
-    assert result.returncode == exitcodes.OK, result.stdout + result.stderr
+    assert result.returncode == exit_codes.OK, result.stdout + result.stderr
     assert set(states().values()) == {"running"}
 
 
@@ -161,7 +161,7 @@ def test_a_guard_on_real_containers_aborts_and_rolls_back(tmp_path, states):
     experiment = _experiment(tmp_path, [PAUSE_ONE, _hold(60)], [UNPAUSE], guards=[guard], guard_interval=0.5)
     started = time.monotonic()
     result = _run(tmp_path, experiment)
-    assert result.returncode == exitcodes.ABORTED, result.stdout + result.stderr
+    assert result.returncode == exit_codes.ABORTED, result.stdout + result.stderr
     assert time.monotonic() - started < 40 and "guard 'three-running' tripped" in result.stdout
     assert set(states().values()) == {"running"}
     (guard_state,) = json.loads((tmp_path / "journal.json").read_text())["mlchaos"]["guards"]
@@ -185,7 +185,7 @@ def test_recover_unpauses_what_a_dead_run_left_and_is_idempotent(tmp_path, state
     for _ in range(2):
         result = subprocess.run([sys.executable, "-m", "mlchaos", "recover", str(journal)], env=_env(tmp_path),
                                 capture_output=True, text=True, timeout=120)
-        assert result.returncode == exitcodes.OK, result.stdout + result.stderr
+        assert result.returncode == exit_codes.OK, result.stdout + result.stderr
         assert "undone  pause" in result.stdout
         assert set(states().values()) == {"running"}
 
@@ -199,9 +199,9 @@ def test_mlchaos_stop_aborts_a_docker_run_mid_fault(tmp_path, states):
         wait_until(lambda: "paused" in states().values(), timeout=60, what="a paused container")
         stop = subprocess.run([sys.executable, "-m", "mlchaos", "stop", "--wait", "60"], env=_env(tmp_path),
                               capture_output=True, text=True, timeout=90)
-        assert stop.returncode == exitcodes.OK, stop.stdout + stop.stderr
+        assert stop.returncode == exit_codes.OK, stop.stdout + stop.stderr
         out, err = proc.communicate(timeout=60)
-        assert proc.returncode == exitcodes.ABORTED, out + err
+        assert proc.returncode == exit_codes.ABORTED, out + err
         assert set(states().values()) == {"running"}
     finally:
         if proc.poll() is None:

@@ -22,7 +22,7 @@ import pytest
 from polling import wait_until
 
 from drivers.proxy.probes import list_toxics
-from mlchaos import exitcodes
+from mlchaos.engine import exit_codes
 from mlchaos.sandbox import procs
 from mlchaos.sandbox.manager import Sandbox
 
@@ -147,7 +147,7 @@ def test_a_run_over_its_bounds_touches_no_replica(sandbox, tmp_path, settings, r
     experiment = _write(tmp_path, [kill], [_action("restart", "drivers.process.actions", "restart_replicas")],
                         **settings)
     result = _mlchaos(sandbox, "run", str(experiment), "--journal", str(tmp_path / "j.json"))
-    assert result.returncode == exitcodes.REFUSED, result.stdout + result.stderr
+    assert result.returncode == exit_codes.REFUSED, result.stdout + result.stderr
     assert reason in result.stdout + result.stderr
     assert _pids(sandbox) == before and all(procs.is_alive(pid) for pid in before.values())
 
@@ -159,7 +159,7 @@ def test_the_same_run_within_its_bounds_goes_ahead(sandbox, tmp_path):
                                       "scopes": [{"kind": "process", "service": "model"}]},
                         allowed_environments=["local:*"])
     result = _mlchaos(sandbox, "run", str(experiment), "--journal", str(tmp_path / "j.json"))
-    assert result.returncode == exitcodes.OK, result.stdout + result.stderr
+    assert result.returncode == exit_codes.OK, result.stdout + result.stderr
     journal = json.loads((tmp_path / "j.json").read_text())
     assert journal["mlchaos"]["blast_radius"]["by_kind"]["process"]["eligible"] == 3
 
@@ -171,7 +171,7 @@ def test_a_guard_on_a_real_probe_aborts_the_run_and_rolls_back(sandbox, tmp_path
     started = time.monotonic()
     result = _mlchaos(sandbox, "run", str(experiment), "--journal", str(tmp_path / "j.json"))
     elapsed = time.monotonic() - started
-    assert result.returncode == exitcodes.ABORTED, result.stdout + result.stderr
+    assert result.returncode == exit_codes.ABORTED, result.stdout + result.stderr
     assert "guard 'all-replicas-running' tripped" in result.stdout and elapsed < 30
     assert not _paused(sandbox)
     (guard_state,) = json.loads((tmp_path / "j.json").read_text())["mlchaos"]["guards"]
@@ -182,7 +182,7 @@ def test_a_guard_on_a_real_probe_aborts_the_run_and_rolls_back(sandbox, tmp_path
 def test_plan_names_the_replica_a_run_would_kill_and_kills_nothing(sandbox, tmp_path):
     before = _pids(sandbox)
     result = _mlchaos(sandbox, "plan", str(ROOT / "experiments" / "kill-one-replica.yaml"))
-    assert result.returncode == exitcodes.OK, result.stdout + result.stderr
+    assert result.returncode == exit_codes.OK, result.stdout + result.stderr
     assert "would hit process model-" in result.stdout
     assert "undo: drivers.process.actions.restart_replicas" in result.stdout
     assert "chosen from 3 eligible" in result.stdout
@@ -196,9 +196,9 @@ def test_mlchaos_stop_aborts_a_real_run_mid_fault(sandbox, tmp_path):
     wait_until(lambda: _paused(sandbox), timeout=30, what="a paused replica")
     try:
         stop = _mlchaos(sandbox, "stop", "--reason", "drill test", "--wait", "60")
-        assert stop.returncode == exitcodes.OK, stop.stdout + stop.stderr
+        assert stop.returncode == exit_codes.OK, stop.stdout + stop.stderr
         out, err = proc.communicate(timeout=60)
-        assert proc.returncode == exitcodes.ABORTED, out + err
+        assert proc.returncode == exit_codes.ABORTED, out + err
         assert not _paused(sandbox)
     finally:
         _mlchaos(sandbox, "stop", "--clear")
@@ -220,5 +220,5 @@ def test_recover_resumes_what_a_dead_run_left_and_is_idempotent(sandbox, tmp_pat
     assert _paused(sandbox)
     for _ in range(2):
         result = _mlchaos(sandbox, "recover", str(journal))
-        assert result.returncode == exitcodes.OK, result.stdout + result.stderr
+        assert result.returncode == exit_codes.OK, result.stdout + result.stderr
         assert "undone  stop" in result.stdout and not _paused(sandbox)

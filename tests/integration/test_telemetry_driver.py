@@ -14,9 +14,9 @@ from polling import poll
 
 from drivers.proxy import probes as proxy_probes
 from drivers.telemetry import actions
-from drivers.watchdogs import pending
-from mlchaos import changes
 from mlchaos.errors import DriverError, TargetNotFound
+from mlchaos.safety import changes
+from mlchaos.safety.watchdog import pending
 from mlchaos.sandbox import procs
 from mlchaos.sandbox.manager import Sandbox
 

@@ -21,9 +21,9 @@ import requests
 from polling import wait_until
 
 from drivers.tls import actions, probes
-from mlchaos import certificates as certs
-from mlchaos import changes
 from mlchaos.errors import DriverError
+from mlchaos.lib import certificates as certs
+from mlchaos.safety import changes
 from mlchaos.sandbox import dataset
 
 pytestmark = pytest.mark.integration

@@ -16,8 +16,8 @@ import pytest
 from polling import wait_until
 
 from drivers.model import actions, traffic
-from mlchaos.changes import ChangeRecord
-from mlchaos.recovery import undo_record
+from mlchaos.safety.changes import ChangeRecord
+from mlchaos.safety.undo import undo_record
 from mlchaos.sandbox import procs
 from mlchaos.sandbox.manager import Sandbox
 
@@ -170,11 +170,11 @@ def _experiment(tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("dry_run", [False, True], ids=["run", "plan"])
 def test_a_run_s_probes_read_its_generator_and_the_safety_net_stops_it(sandbox, tmp_path, dry_run):
-    from mlchaos.console import Console
-    from mlchaos.loader import load_document
-    from mlchaos.models import build_experiment
-    from mlchaos.runner import Runner
-    from mlchaos.validation import validate
+    from mlchaos.engine.console import Console
+    from mlchaos.engine.runner import Runner
+    from mlchaos.experiment.loader import load_document
+    from mlchaos.experiment.models import build_experiment
+    from mlchaos.experiment.validation import validate
 
     doc = load_document(_experiment(tmp_path))
     assert validate(doc) == []

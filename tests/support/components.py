@@ -19,10 +19,11 @@ def require_component(name: str, available: bool, how_to_get_it: str) -> None:
 
 def require_monitoring() -> None:
     """The Prometheus, Alertmanager and blackbox exporter binaries (and promtool) must be installed."""
-    from mlchaos.sandbox import monitoring
+    from mlchaos.sandbox import monitoring_stack
 
-    missing = monitoring.missing_binaries()
-    require_component("monitoring binaries", not missing, monitoring.install_hint(missing or [("", "prometheus")]))
+    missing = monitoring_stack.missing_binaries()
+    require_component("monitoring binaries", not missing,
+                      monitoring_stack.install_hint(missing or [("", "prometheus")]))
 
 
 def require_docker() -> None:

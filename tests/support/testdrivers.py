@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mlchaos.changes import ChangeRecord, Target, announce
+from mlchaos.safety.changes import ChangeRecord, Target, announce
 
 
 def echo(value: Any = True) -> Any:

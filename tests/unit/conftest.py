@@ -48,11 +48,11 @@ def run_experiment(write_experiment, tmp_path):
     """Validate, build and run an experiment in process; return (result, journal, console text)."""
     import io
 
-    from mlchaos.console import Console
-    from mlchaos.loader import load_document
-    from mlchaos.models import build_experiment
-    from mlchaos.runner import Runner
-    from mlchaos.validation import validate
+    from mlchaos.engine.console import Console
+    from mlchaos.engine.runner import Runner
+    from mlchaos.experiment.loader import load_document
+    from mlchaos.experiment.models import build_experiment
+    from mlchaos.experiment.validation import validate
 
     def run(data, variables=None, dry_run=False):
         doc = load_document(write_experiment(data))

@@ -12,7 +12,8 @@ import pytest
 import yaml
 from components import require_component
 
-from mlchaos.alert_rules import (
+from mlchaos.errors import InvalidInput
+from mlchaos.monitoring.alert_rules import (
     ALERT_NAMES,
     GROUP_NAME,
     SANDBOX,
@@ -24,7 +25,6 @@ from mlchaos.alert_rules import (
     render_rule_tests,
     render_rules,
 )
-from mlchaos.errors import InvalidInput
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
 RENDERINGS = {  # staging: see test_shipped_files_are_the_staging_rendering_and_pass

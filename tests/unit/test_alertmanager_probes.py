@@ -16,11 +16,11 @@ import requests
 from fixtures_api import ReplayServer
 
 from drivers.alertmanager import probes
-from mlchaos import runcontext
-from mlchaos.changes import ChangeRecord, Target
 from mlchaos.errors import DriverError
-from mlchaos.notifications import NotificationReceiver
-from mlchaos.runcontext import RunContext
+from mlchaos.monitoring.notifications import NotificationReceiver
+from mlchaos.safety import run_context
+from mlchaos.safety.changes import ChangeRecord, Target
+from mlchaos.safety.run_context import RunContext
 
 INSTANCE = fixtures_api.recorded_instance()
 ALERTS = "/api/v2/alerts"
@@ -43,9 +43,9 @@ def receiver() -> Iterator[NotificationReceiver]:
 def run(receiver: NotificationReceiver) -> Iterator[RunContext]:
     """An active run with the receiver, whose last fault (1 s ago) hit the recorded instance."""
     context = RunContext(changes=[fault(INSTANCE, seconds_ago=1)], receiver=receiver)
-    token = runcontext.activate(context)
+    token = run_context.activate(context)
     yield context
-    runcontext.deactivate(token)
+    run_context.deactivate(token)
 
 
 def fault(instance: str, seconds_ago: float = 0) -> ChangeRecord:
@@ -106,16 +106,17 @@ def test_alertmanager_errors(am: ReplayServer) -> None:
 
 
 def test_url_from_the_sandbox_monitoring_stack(am: ReplayServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    from mlchaos.sandbox import monitoring
+    from mlchaos.sandbox import monitoring_stack
 
-    monkeypatch.setattr(monitoring, "endpoints", lambda state_dir=None: types.SimpleNamespace(alertmanager_url=am.url))
+    monkeypatch.setattr(monitoring_stack, "endpoints",
+                        lambda state_dir=None: types.SimpleNamespace(alertmanager_url=am.url))
     am.serve(ALERTS, "alertmanager_alerts_active.json")
     assert probes.alert_is_active("TestAlert") is True
 
     def not_running(state_dir: object = None) -> object:
         raise DriverError("the monitoring stack is not running")
 
-    monkeypatch.setattr(monitoring, "endpoints", not_running)
+    monkeypatch.setattr(monitoring_stack, "endpoints", not_running)
     with pytest.raises(DriverError, match="no Alertmanager url given and the sandbox monitoring stack is not running"):
         probes.alert_is_active("TestAlert")
 
@@ -180,7 +181,7 @@ def test_timeout_lists_what_was_received(receiver: NotificationReceiver, run: Ru
 
 def test_without_a_fault_only_notifications_since_the_probe_started_count(receiver: NotificationReceiver) -> None:
     deliver(receiver, "webhook_firing.json")
-    token = runcontext.activate(RunContext(receiver=receiver))
+    token = run_context.activate(RunContext(receiver=receiver))
     try:
         with pytest.raises(DriverError, match=r"received since the probe start: none"):
             probes.notification_delivered_within("TestAlert", within=0)
@@ -189,7 +190,7 @@ def test_without_a_fault_only_notifications_since_the_probe_started_count(receiv
         result = probes.notification_delivered_within("TestAlert", within=10)
         timer.join()
     finally:
-        runcontext.deactivate(token)
+        run_context.deactivate(token)
     assert result["measured_from"] == "probe start" and 0 < result["measurement"]["seconds"] < 5
 
 
@@ -198,12 +199,12 @@ def test_no_receiver() -> None:
     with pytest.raises(DriverError) as caught:
         probes.notification_delivered_within("TestAlert")
     assert str(caught.value) == message
-    token = runcontext.activate(RunContext(changes=[fault(INSTANCE)]))
+    token = run_context.activate(RunContext(changes=[fault(INSTANCE)]))
     try:
         with pytest.raises(DriverError) as caught:
             probes.resolved_notification_delivered_within("TestAlert")
     finally:
-        runcontext.deactivate(token)
+        run_context.deactivate(token)
     assert str(caught.value) == message
 
 

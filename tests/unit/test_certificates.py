@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from mlchaos import certificates as certs
-from mlchaos.certificates import CertificateAuthority, CertificateError
+from mlchaos.lib import certificates as certs
+from mlchaos.lib.certificates import CertificateAuthority, CertificateError
 
 NOW = datetime(2030, 1, 15, 12, 0, tzinfo=UTC)
 

@@ -20,7 +20,8 @@ import pytest
 from builders import py
 from polling import poll, wait_until
 
-from mlchaos import exitcodes, runs
+from mlchaos.engine import exit_codes
+from mlchaos.safety import run_registry
 
 
 def _experiment(tmp_path: Path, heartbeat_timeout: float = 10.0, hold: float = 60.0) -> Path:
@@ -75,7 +76,7 @@ def test_the_guardian_undoes_the_fault_when_the_runner_is_killed(tmp_path, env):
     (recovery,) = _journal(journal)["mlchaos"]["recoveries"]
     assert recovery["by"] == "guardian (runner gone)" and recovery["ok"]
     assert [r["status"] for r in recovery["results"]] == ["undone"]
-    wait_until(lambda: runs.registered() == [], what="the dead run to be unregistered")
+    wait_until(lambda: run_registry.registered() == [], what="the dead run to be unregistered")
 
 
 def test_the_guardian_recovers_a_runner_whose_heartbeat_stopped(tmp_path, env):
@@ -101,11 +102,11 @@ def test_recover_undoes_a_dead_runs_journal_and_is_idempotent(tmp_path, env):
     proc.communicate(timeout=10)
     assert (tmp_path / "fault").exists()
     first = _mlchaos("recover", str(journal), env=env)
-    assert first.returncode == exitcodes.OK, first.stdout + first.stderr
+    assert first.returncode == exit_codes.OK, first.stdout + first.stderr
     assert "undone  inject-marker" in first.stdout
     assert not (tmp_path / "fault").exists()
     second = _mlchaos("recover", str(journal), env=env)
-    assert second.returncode == exitcodes.OK and "undone  inject-marker" in second.stdout
+    assert second.returncode == exit_codes.OK and "undone  inject-marker" in second.stdout
     assert [r["by"] for r in _journal(journal)["mlchaos"]["recoveries"]] == ["mlchaos recover"] * 2
 
 
@@ -115,8 +116,8 @@ def test_recover_all_finds_the_dead_runs(tmp_path, env):
     proc.kill()
     proc.communicate(timeout=10)
     result = _mlchaos("recover", "--all", env=env)
-    assert result.returncode == exitcodes.OK, result.stdout + result.stderr
-    assert not (tmp_path / "fault").exists() and runs.registered() == []
+    assert result.returncode == exit_codes.OK, result.stdout + result.stderr
+    assert not (tmp_path / "fault").exists() and run_registry.registered() == []
     again = _mlchaos("recover", "--all", env=env)
     assert "nothing to recover" in again.stdout
 
@@ -125,7 +126,7 @@ def test_recover_refuses_a_journal_whose_run_is_alive(tmp_path, env):
     proc, journal = _start(tmp_path, env)
     try:
         result = _mlchaos("recover", str(journal), env=env)
-        assert result.returncode == exitcodes.INVALID
+        assert result.returncode == exit_codes.INVALID
         assert "is still running and will roll back itself" in result.stderr
         assert (tmp_path / "fault").exists()
     finally:
@@ -137,21 +138,21 @@ def test_recover_reports_an_unreadable_journal(tmp_path, env):
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
     result = _mlchaos("recover", str(bad), str(tmp_path / "missing.json"), env=env)
-    assert result.returncode == exitcodes.INVALID
+    assert result.returncode == exit_codes.INVALID
     assert "bad.json: not a readable journal" in result.stderr and "missing.json: no such journal" in result.stderr
 
 
 def test_mlchaos_stop_aborts_a_running_run_and_refuses_new_ones(tmp_path, env):
     proc, journal = _start(tmp_path, env)
     stop = _mlchaos("stop", "--reason", "incident in progress", "--wait", "30", env=env)
-    assert stop.returncode == exitcodes.OK, stop.stdout + stop.stderr
+    assert stop.returncode == exit_codes.OK, stop.stdout + stop.stderr
     assert "aborting run" in stop.stdout
     out, err = proc.communicate(timeout=30)
-    assert proc.returncode == exitcodes.ABORTED, out + err
+    assert proc.returncode == exit_codes.ABORTED, out + err
     assert "emergency stop" in out + err and not (tmp_path / "fault").exists()
     assert _journal(journal)["mlchaos"]["verdict"] == "aborted"
     refused = _mlchaos("run", str(_experiment(tmp_path)), "--journal", str(tmp_path / "j2.json"), env=env)
-    assert refused.returncode == exitcodes.REFUSED and "incident in progress" in refused.stdout + refused.stderr
+    assert refused.returncode == exit_codes.REFUSED and "incident in progress" in refused.stdout + refused.stderr
     assert not (tmp_path / "fault").exists()
     assert "emergency stop cleared" in _mlchaos("stop", "--clear", env=env).stdout
-    assert poll(lambda: not runs.stop_engaged(), timeout=1)
+    assert poll(lambda: not run_registry.stop_engaged(), timeout=1)

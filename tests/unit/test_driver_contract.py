@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from mlchaos.discovery import DriverFunction, driver_functions
+from mlchaos.experiment.driver_registry import DriverFunction, driver_functions
 
 # the functions that undo a fault (what a change record's undo names, or an experiment's rollbacks call);
 # a driver module not listed here marks its rollbacks by saying "roll back"/"rollback" in their summary

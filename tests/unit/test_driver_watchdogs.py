@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 from polling import poll
 
-from drivers.watchdogs import pending, stop_covered
-from mlchaos.watchdog import start_watchdog, stop_watchdog
+from mlchaos.safety.watchdog import pending, start_watchdog, stop_covered, stop_watchdog
 
 SUPPORT = Path(__file__).resolve().parents[1] / "support"
 FUNC = "testdrivers.append_line"

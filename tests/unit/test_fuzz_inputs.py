@@ -26,12 +26,12 @@ from fuzz_inputs import (
 )
 from hypothesis import HealthCheck, event, given, settings
 
-from mlchaos import exitcodes
-from mlchaos.commands import load_checked
-from mlchaos.commands import run as run_command
-from mlchaos.inventory import inventory
-from mlchaos.loader import MAX_FILE_BYTES
-from mlchaos.problems import ProblemList
+from mlchaos.cli.commands import run as run_command
+from mlchaos.engine import exit_codes
+from mlchaos.experiment.inventory import inventory
+from mlchaos.experiment.loader import MAX_FILE_BYTES
+from mlchaos.experiment.pipeline import load_checked
+from mlchaos.experiment.problems import ProblemList
 
 FAST = settings(
     max_examples=EXAMPLES or 40, deadline=None, database=None, print_blob=True,
@@ -86,10 +86,10 @@ def test_run_command_survives_mutated_experiments(tmp_path: Path, marker: Path, 
     marker.unlink(missing_ok=True)
     code = _run_in_process(path, tmp_path)
     event(f"exit {code}")
-    if code == exitcodes.INVALID:
+    if code == exit_codes.INVALID:
         assert not marker.exists(), "an invalid input executed an action"
     else:
-        assert code in (exitcodes.OK, exitcodes.DEVIATED), code
+        assert code in (exit_codes.OK, exit_codes.DEVIATED), code
 
 
 def _run_in_process(path: Path, tmp_path: Path) -> int:
@@ -98,7 +98,7 @@ def _run_in_process(path: Path, tmp_path: Path) -> int:
     out, err = io.StringIO(), io.StringIO()
     with time_limit(20), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = run_command(args)
-    if code == exitcodes.INVALID:
+    if code == exit_codes.INVALID:
         assert "nothing was executed" in err.getvalue()
     return code
 
@@ -116,7 +116,7 @@ def test_corpus_case(tmp_path_factory: pytest.TempPathFactory, marker: Path, nam
     else:
         assert first is not None and expected in first, first
     code = _run_in_process(path, marker.parent)
-    assert code == (exitcodes.OK if expected is None else exitcodes.INVALID)
+    assert code == (exit_codes.OK if expected is None else exit_codes.INVALID)
     assert marker.exists() == (expected is None)
 
 

@@ -16,7 +16,7 @@ import pytest
 from builders import probe, py
 from polling import wait_until
 
-from mlchaos import exitcodes
+from mlchaos.engine import exit_codes
 
 
 @pytest.fixture
@@ -89,7 +89,7 @@ def test_the_default_results_directory_is_timestamped(tmp_path, env):
 def test_an_unknown_report_format_is_refused_before_anything_runs(tmp_path, env):
     path = _gameday(tmp_path, [_held(tmp_path, "one")])
     proc = _mlchaos("gameday", str(path), "--report", "pdf", "--out", str(tmp_path / "out"), env=env)
-    assert proc.returncode == exitcodes.INVALID
+    assert proc.returncode == exit_codes.INVALID
     assert "unknown report format 'pdf'" in proc.stderr and not (tmp_path / "out").exists()
 
 
@@ -100,7 +100,7 @@ def test_an_invalid_suite_executes_nothing(tmp_path, env):
     bad = _write(tmp_path / "bad.json", {"title": "bad", "method": [py("go", "typed", count="three")]})
     path = _gameday(tmp_path, [good, bad, "missing-*.json"])
     proc = _mlchaos("gameday", str(path), "--out", str(tmp_path / "out"), env=env)
-    assert proc.returncode == exitcodes.INVALID
+    assert proc.returncode == exit_codes.INVALID
     assert f"error: {path}:1: /experiments/2: glob 'missing-*.json' matches no experiment file" in proc.stderr
     assert f"error: {tmp_path / 'bad.json'}:1: /method/0/provider/arguments/count: " in proc.stderr
     assert "2 problems found; nothing was executed." in proc.stderr
@@ -114,7 +114,7 @@ def test_the_suite_exits_with_the_most_severe_code(tmp_path, env):
     aborted = _faulty(tmp_path, "slow", hold=10, extensions=bounded)
     path = _gameday(tmp_path, [failing, aborted, _held(tmp_path, "fine")], stop_on_failure=False)
     proc = _mlchaos("gameday", str(path), "--out", str(tmp_path / "out"), env=env)
-    assert proc.returncode == exitcodes.ABORTED, proc.stdout + proc.stderr
+    assert proc.returncode == exit_codes.ABORTED, proc.stdout + proc.stderr
     assert [e["exit_code"] for e in _suite(tmp_path / "out")["experiments"]] == [1, 5, 0]
     assert "verdict: ABORTED (exit 5)  1 held, 2 did not hold, 0 skipped" in proc.stdout
 
@@ -163,7 +163,7 @@ def test_sigterm_stops_a_scheduler_mid_experiment_after_the_rollback(tmp_path, e
     wait_until((tmp_path / "long.fault").exists, timeout=30, what="the fault to be injected")
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=30)
-    assert proc.returncode == exitcodes.TERMINATED, out + err
+    assert proc.returncode == exit_codes.TERMINATED, out + err
     assert not (tmp_path / "long.fault").exists(), "rolled back"
     (run,) = (tmp_path / "runs").iterdir()
     suite = _suite(run)
@@ -180,7 +180,7 @@ def test_ctrl_c_during_the_cool_down_skips_the_rest(tmp_path, env):
                what="the first experiment to end")
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
-    assert proc.returncode == exitcodes.INTERRUPTED, out + err
+    assert proc.returncode == exit_codes.INTERRUPTED, out + err
     suite = _suite(tmp_path / "out")
     assert [e["verdict"] for e in suite["experiments"]] == ["held", "skipped"]
     assert suite["stopped_by"] == "stopped: SIGINT received"
@@ -193,7 +193,7 @@ def test_mlchaos_stop_aborts_the_running_experiment_and_the_rest_of_the_suite(tm
     stop = _mlchaos("stop", "--reason", "incident", "--wait", "30", env=env)
     assert stop.returncode == 0, stop.stdout + stop.stderr
     out, err = proc.communicate(timeout=30)
-    assert proc.returncode == exitcodes.ABORTED, out + err
+    assert proc.returncode == exit_codes.ABORTED, out + err
     assert not (tmp_path / "long.fault").exists()
     experiments = _suite(tmp_path / "out")["experiments"]
     assert [(e["verdict"], e["exit_code"]) for e in experiments] == [("aborted", 5), ("skipped", None)]
@@ -207,7 +207,7 @@ def test_a_game_day_that_is_already_running_is_refused(tmp_path, env):
     try:
         wait_until((tmp_path / "long.fault").exists, timeout=30, what="the fault to be injected")
         second = _mlchaos("gameday", str(path), "--out", str(tmp_path / "second"), env=env)
-        assert second.returncode == exitcodes.REFUSED
+        assert second.returncode == exit_codes.REFUSED
         assert f"refused: game day {path}: its previous run is still going (pid {proc.pid}, since" in second.stderr
         assert not (tmp_path / "second").exists()
     finally:
@@ -247,10 +247,10 @@ def test_check_validates_and_shows_the_next_fire_times(tmp_path, env):
 def test_a_schedule_needs_a_cron_expression(tmp_path, env):
     path = _gameday(tmp_path, [_held(tmp_path, "one")])
     proc = _mlchaos("gameday", str(path), "--schedule", env=env)
-    assert proc.returncode == exitcodes.INVALID
+    assert proc.returncode == exit_codes.INVALID
     assert "no cron expression: give one with --schedule CRON or as schedule.cron" in proc.stderr
     proc = _mlchaos("gameday", str(path), "--schedule", "61 * * * *", env=env)
-    assert proc.returncode == exitcodes.INVALID and "invalid cron expression" in proc.stderr
+    assert proc.returncode == exit_codes.INVALID and "invalid cron expression" in proc.stderr
 
 
 def test_ctrl_c_stops_an_idle_scheduler_at_once(tmp_path, env):

@@ -18,11 +18,12 @@ from builders import probe, py
 from manual_clock import ManualClock
 from polling import wait_until
 
-from mlchaos import exitcodes, runs
+from mlchaos.engine import exit_codes
 from mlchaos.gameday.progress import ProgressConsole
-from mlchaos.gameday.runner import SuiteRunner, most_severe, report_formats
 from mlchaos.gameday.schedule import Calendar, Window
 from mlchaos.gameday.suite import check_suite, load_gameday
+from mlchaos.gameday.suite_runner import SuiteRunner, most_severe, report_formats
+from mlchaos.safety import run_registry
 
 EVERY_DAY = frozenset(range(7))
 NINE_TO_TEN = Calendar(windows=(Window(EVERY_DAY, 9 * 60, 10 * 60),))
@@ -84,7 +85,7 @@ def test_a_suite_runs_every_experiment_with_a_cool_down_and_writes_suite_json(tm
     clock = ManualClock(datetime(2025, 1, 13, 9, 0, tzinfo=UTC))
     runner, out = _suite(tmp_path, [_held(tmp_path, "one"), _held(tmp_path, "two")], clock=clock, cool_down=30)
     result = runner.run()
-    assert result.exit_code == exitcodes.OK and result.verdict == "held"
+    assert result.exit_code == exit_codes.OK and result.verdict == "held"
     assert sum(clock.waits) == pytest.approx(30)
     data = _suite_json(tmp_path)
     assert data["status"] == "held" and data["exit_code"] == 0 and data["trigger"] == "now"
@@ -102,7 +103,7 @@ def test_a_suite_runs_every_experiment_with_a_cool_down_and_writes_suite_json(tm
 def test_stop_on_failure_skips_the_rest(tmp_path):
     runner, _ = _suite(tmp_path, [_failing(tmp_path), _held(tmp_path)])
     result = runner.run()
-    assert result.exit_code == exitcodes.DEVIATED
+    assert result.exit_code == exit_codes.DEVIATED
     assert [(r.verdict, r.exit_code) for r in result.records] == [("deviated", 1), ("skipped", None)]
     assert "stop_on_failure" in result.records[1].reason
     assert not (tmp_path / "out" / "02-held.json").exists()
@@ -114,8 +115,8 @@ def test_without_stop_on_failure_the_suite_goes_on_and_keeps_the_most_severe_cod
                                                              "blast_radius": {"max_duration": 0.5}}])
     runner, _ = _suite(tmp_path, [_failing(tmp_path), aborted, _held(tmp_path)], stop_on_failure=False)
     result = runner.run()
-    assert [r.exit_code for r in result.records] == [exitcodes.DEVIATED, exitcodes.ABORTED, exitcodes.OK]
-    assert result.exit_code == exitcodes.ABORTED and result.verdict == "aborted"
+    assert [r.exit_code for r in result.records] == [exit_codes.DEVIATED, exit_codes.ABORTED, exit_codes.OK]
+    assert result.exit_code == exit_codes.ABORTED and result.verdict == "aborted"
     assert not (tmp_path / "slow.fault").exists(), "the aborted experiment rolled back"
 
 
@@ -125,7 +126,7 @@ def test_a_failed_rollback_always_ends_the_suite(tmp_path):
         "rollbacks": [py("undo", "fail", message="cannot undo")]})
     runner, _ = _suite(tmp_path, [broken, _held(tmp_path)], stop_on_failure=False)
     result = runner.run()
-    assert result.exit_code == exitcodes.ROLLBACK_FAILED
+    assert result.exit_code == exit_codes.ROLLBACK_FAILED
     assert result.records[1].verdict == "skipped" and "a rollback failed" in result.records[1].reason
 
 
@@ -146,13 +147,13 @@ def test_a_window_closing_mid_run_aborts_and_rolls_back_and_skips_the_rest(tmp_p
     assert took < 10, "aborted at once, not after the 20 s hold"
     assert not marker.exists(), "rolled back"
     first, second = result.records
-    assert (first.verdict, first.exit_code) == ("aborted", exitcodes.ABORTED)
+    assert (first.verdict, first.exit_code) == ("aborted", exit_codes.ABORTED)
     assert first.reason == "the game day's window closed at 10:00 UTC"
     journal = json.loads((tmp_path / "out" / "01-long.json").read_text())
     assert journal["mlchaos"]["aborted"] == {"kind": "window", "message": first.reason}
     assert [r["status"] for r in journal["rollbacks"]] == ["succeeded"]
     assert (second.verdict, second.reason) == ("skipped", "the game day's window closed")
-    assert result.exit_code == exitcodes.ABORTED
+    assert result.exit_code == exit_codes.ABORTED
 
 
 def test_a_window_that_closes_during_the_cool_down_skips_the_rest(tmp_path):
@@ -162,17 +163,17 @@ def test_a_window_that_closes_during_the_cool_down_skips_the_rest(tmp_path):
     result = runner.run()
     assert [r.verdict for r in result.records] == ["held", "skipped"]
     assert "the window closed: Mon 10:0" in result.records[1].reason
-    assert result.exit_code == exitcodes.ABORTED, "a suite cut short by its window did not all hold"
+    assert result.exit_code == exit_codes.ABORTED, "a suite cut short by its window did not all hold"
     assert sum(clock.waits) < 300, "the cool-down ended with the window"
 
 
 def test_the_emergency_stop_between_experiments_skips_the_rest(tmp_path):
     runner, _ = _suite(tmp_path, [_held(tmp_path, "one"), _held(tmp_path, "two")])
-    runner.on_experiment = lambda record: runs.engage_stop("incident")
+    runner.on_experiment = lambda record: run_registry.engage_stop("incident")
     result = runner.run()
     assert [r.verdict for r in result.records] == ["held", "skipped"]
     assert "the emergency stop is engaged" in result.records[1].reason and "incident" in result.records[1].reason
-    assert result.exit_code == exitcodes.REFUSED
+    assert result.exit_code == exit_codes.REFUSED
 
 
 def test_an_experiment_that_cannot_start_counts_as_invalid(tmp_path):
@@ -186,7 +187,7 @@ def test_an_experiment_that_cannot_start_counts_as_invalid(tmp_path):
         result = runner.run()
     assert [(r.verdict, r.exit_code) for r in result.records] == [("invalid", 2), ("held", 0)]
     assert "cannot listen for notifications" in result.records[0].reason
-    assert result.exit_code == exitcodes.INVALID
+    assert result.exit_code == exit_codes.INVALID
 
 
 def test_a_dotenv_var_file_of_one_experiment_does_not_leak_into_the_next(tmp_path, monkeypatch):
@@ -268,7 +269,7 @@ def test_elsewhere_plain_progress_lines(tmp_path):
 
 
 def test_a_bug_in_the_runner_ends_the_suite_as_a_possible_fault_left_in_place(tmp_path, monkeypatch):
-    from mlchaos.runner import Runner
+    from mlchaos.engine.runner import Runner
 
     def broken(self):
         raise RuntimeError("bug")
@@ -278,4 +279,4 @@ def test_a_bug_in_the_runner_ends_the_suite_as_a_possible_fault_left_in_place(tm
     result = runner.run()
     assert [(r.verdict, r.exit_code) for r in result.records] == [("error", 3), ("skipped", None)]
     assert result.records[0].reason.startswith("internal error: RuntimeError: bug; a fault may still be in place")
-    assert result.exit_code == exitcodes.ROLLBACK_FAILED and _suite_json(tmp_path)["status"] == "rollback-failed"
+    assert result.exit_code == exit_codes.ROLLBACK_FAILED and _suite_json(tmp_path)["status"] == "rollback-failed"

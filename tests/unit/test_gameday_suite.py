@@ -10,8 +10,8 @@ import pytest
 import yaml
 from builders import py
 
+from mlchaos.experiment.problems import ProblemList
 from mlchaos.gameday.suite import check_suite, load_gameday, load_suite
-from mlchaos.problems import ProblemList
 
 
 def _experiment(path: Path, title: str = "drill", **extra) -> Path:

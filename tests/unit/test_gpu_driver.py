@@ -14,10 +14,10 @@ import pytest
 
 from drivers.gpu import actions, cuda, planning, probes
 from drivers.gpu.hog import MARKER, hold_memory
-from mlchaos.changes import reset_sink, set_sink
 from mlchaos.errors import DriverError
-from mlchaos.loader import parse_text
-from mlchaos.validation import validate
+from mlchaos.experiment.loader import parse_text
+from mlchaos.experiment.validation import validate
+from mlchaos.safety.changes import reset_sink, set_sink
 
 GiB = 1 << 30
 MiB = planning.MiB

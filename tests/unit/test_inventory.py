@@ -8,8 +8,8 @@ from pathlib import Path
 
 from bad_experiments import valid
 
-from mlchaos.commands import validate
-from mlchaos.inventory import inventory
+from mlchaos.cli.commands import validate
+from mlchaos.experiment.inventory import inventory
 
 ROOT = Path(__file__).resolve().parents[2]
 

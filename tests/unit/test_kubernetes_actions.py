@@ -14,12 +14,12 @@ import json
 import time
 
 import pytest
+from kubernetes_emulator import DEPLOYMENTS, NETWORKPOLICIES, PODS, SECRETS, SERVICES, EmulatedCluster
 
 from drivers.kubernetes import actions, probes
-from drivers.kubernetes.emulator import DEPLOYMENTS, NETWORKPOLICIES, PODS, SECRETS, SERVICES, EmulatedCluster
-from mlchaos import certificates as certs
-from mlchaos.changes import ChangeRecord, reset_sink, set_sink
 from mlchaos.errors import DriverError, TargetNotFound
+from mlchaos.lib import certificates as certs
+from mlchaos.safety.changes import ChangeRecord, reset_sink, set_sink
 
 APP = {"app.kubernetes.io/name": "model-server"}
 SELECTOR = "app.kubernetes.io/name=model-server"

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from kubernetes_emulator import EmulatedCluster
 
 from drivers.kubernetes import client
-from drivers.kubernetes.emulator import EmulatedCluster
 from mlchaos.errors import DriverError, TargetNotFound
 
 

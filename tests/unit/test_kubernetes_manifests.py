@@ -16,9 +16,9 @@ import yaml
 
 from drivers.kubernetes import manifests
 from drivers.kubernetes.selection import selector_from_object
-from mlchaos.alert_rules import ALERT_NAMES, STAGING, alert_rules
-from mlchaos.loader import load_document
-from mlchaos.validation import validate
+from mlchaos.experiment.loader import load_document
+from mlchaos.experiment.validation import validate
+from mlchaos.monitoring.alert_rules import ALERT_NAMES, STAGING, alert_rules
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy" / "kubernetes"

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from kubernetes_emulator import NETWORKPOLICIES, SECRETS, SERVICES, ApiCall, EmulatedCluster
 
 from drivers.kubernetes import actions, probes
-from drivers.kubernetes.emulator import NETWORKPOLICIES, SECRETS, SERVICES, ApiCall, EmulatedCluster
-from mlchaos import certificates as certs
+from mlchaos.lib import certificates as certs
 
 ROOT = Path(__file__).resolve().parents[2]
 RBAC = ROOT / "deploy" / "kubernetes" / "rbac.yaml"

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from kubernetes_emulator import DEPLOYMENTS, PODS, EmulatedCluster
 
-from drivers.kubernetes.emulator import DEPLOYMENTS, PODS, EmulatedCluster
-from mlchaos import exitcodes
+from mlchaos.engine import exit_codes
 
 ROOT = Path(__file__).resolve().parents[2]
 NS = "ml-serving"
@@ -56,7 +56,7 @@ def _pods(cluster: EmulatedCluster) -> set[str]:
 def test_the_staging_drill_holds_and_the_pod_is_replaced(cluster, run_experiment, experiment):
     before = _pods(cluster)
     result, journal, out = run_experiment(experiment)
-    assert result.exit_code == exitcodes.OK, (result.failures, out)
+    assert result.exit_code == exit_codes.OK, (result.failures, out)
     (change,) = journal["mlchaos"]["changes"]
     assert change["environment"] == "kubernetes:staging" and change["driver"] == "kubernetes"
     killed = change["targets"][0]["name"]
@@ -71,7 +71,7 @@ def test_a_production_context_is_refused_before_anything_is_touched(cluster, run
     before = _pods(cluster)
     cluster.clear_calls()
     result, journal, out = run_experiment(experiment)
-    assert result.exit_code == exitcodes.REFUSED
+    assert result.exit_code == exit_codes.REFUSED
     assert "environment 'kubernetes:production' is not allowed by the experiment's allowed_environments" in \
         " ".join(result.refusals)
     assert _pods(cluster) == before and not [c for c in cluster.calls if c.verb not in ("get", "list")]
@@ -81,7 +81,7 @@ def test_the_hosts_allow_list_refuses_too(cluster, run_experiment, experiment, m
     monkeypatch.setenv("MLCHAOS_ALLOWED_ENVIRONMENTS", "kubernetes:staging-eu*,docker:*")
     before = _pods(cluster)
     result, _, _ = run_experiment(experiment)
-    assert result.exit_code == exitcodes.REFUSED and "MLCHAOS_ALLOWED_ENVIRONMENTS" in " ".join(result.refusals)
+    assert result.exit_code == exit_codes.REFUSED and "MLCHAOS_ALLOWED_ENVIRONMENTS" in " ".join(result.refusals)
     assert _pods(cluster) == before
 
 
@@ -89,7 +89,7 @@ def test_a_plan_over_the_blast_radius_is_refused(cluster, run_experiment, experi
     experiment["method"][0]["provider"]["arguments"]["count"] = 2
     before = _pods(cluster)
     result, _, _ = run_experiment(experiment)
-    assert result.exit_code == exitcodes.REFUSED
+    assert result.exit_code == exit_codes.REFUSED
     assert "more than max_targets 1" in " ".join(result.refusals)
     assert _pods(cluster) == before
 
@@ -97,13 +97,13 @@ def test_a_plan_over_the_blast_radius_is_refused(cluster, run_experiment, experi
 def test_a_scope_in_another_namespace_refuses(cluster, run_experiment, experiment):
     experiment["extensions"][0]["blast_radius"]["scopes"] = [{"kind": "pod", "namespace": "elsewhere"}]
     result, _, _ = run_experiment(experiment)
-    assert result.exit_code == exitcodes.REFUSED and "outside every allowed scope" in " ".join(result.refusals)
+    assert result.exit_code == exit_codes.REFUSED and "outside every allowed scope" in " ".join(result.refusals)
 
 
 def test_a_plan_names_the_pod_and_deletes_nothing(cluster, run_experiment, experiment):
     before = _pods(cluster)
     result, journal, out = run_experiment(experiment, dry_run=True)
-    assert result.exit_code == exitcodes.OK, out
+    assert result.exit_code == exit_codes.OK, out
     assert _pods(cluster) == before
     (change,) = journal["mlchaos"]["changes"]
     assert change["dry_run"] and change["targets"][0]["name"] in before

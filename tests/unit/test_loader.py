@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mlchaos.loader import load_document
-from mlchaos.problems import ProblemList
+from mlchaos.experiment.loader import load_document
+from mlchaos.experiment.problems import ProblemList
 
 
 def test_yaml_values_and_their_lines(tmp_path):

@@ -12,7 +12,7 @@ import fixtures_api
 import pytest
 import requests
 
-from mlchaos.notifications import Notification, NotificationReceiver
+from mlchaos.monitoring.notifications import Notification, NotificationReceiver
 
 
 @pytest.fixture

@@ -20,11 +20,11 @@ from fixtures_api import ReplayServer
 
 from drivers.alertmanager import probes as am
 from drivers.prometheus import probes as prom
-from mlchaos import runcontext
-from mlchaos.changes import ChangeRecord, Target
 from mlchaos.errors import DriverError
-from mlchaos.notifications import NotificationReceiver
-from mlchaos.runcontext import RunContext
+from mlchaos.monitoring.notifications import NotificationReceiver
+from mlchaos.safety import run_context
+from mlchaos.safety.changes import ChangeRecord, Target
+from mlchaos.safety.run_context import RunContext
 
 DEADLINE = 30  # seconds the probes would wait outside a dry run
 QUICK = 2.0  # a dry run returns well within this, loosely measured
@@ -59,9 +59,9 @@ def plan() -> Iterator[RunContext]:
                            dry_run=True, announced_at=datetime.now(UTC).isoformat())
     with NotificationReceiver() as receiver:
         context = RunContext(changes=[planned], receiver=receiver)
-        token = runcontext.activate(context)
+        token = run_context.activate(context)
         yield context
-        runcontext.deactivate(token)
+        run_context.deactivate(token)
 
 
 def closed_url() -> str:
@@ -163,9 +163,9 @@ def test_prometheus_dry_run_still_validates_arguments(prometheus: ReplayServer) 
 
 
 def test_prometheus_dry_run_uses_the_sandbox_url(prometheus: ReplayServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    from mlchaos.sandbox import monitoring
+    from mlchaos.sandbox import monitoring_stack
 
-    monkeypatch.setattr(monitoring, "endpoints", lambda state_dir=None: types.SimpleNamespace(
+    monkeypatch.setattr(monitoring_stack, "endpoints", lambda state_dir=None: types.SimpleNamespace(
         prometheus_url=prometheus.url + "/"))
     assert prom.alert_fires_within("TestAlert", dry_run=True)["prometheus"] == prometheus.url
 
@@ -196,12 +196,12 @@ def test_notification_dry_run_checks_receiver_and_alertmanager(alertmanager: Rep
 
 
 def test_notification_dry_run_needs_a_receiver(alertmanager: ReplayServer) -> None:
-    token = runcontext.activate(RunContext())
+    token = run_context.activate(RunContext())
     try:
         with pytest.raises(DriverError, match="this experiment has no notification receiver"):
             am.notification_delivered_within("TestAlert", within=DEADLINE, url=alertmanager.url, dry_run=True)
     finally:
-        runcontext.deactivate(token)
+        run_context.deactivate(token)
     with pytest.raises(DriverError, match="this experiment has no notification receiver"):  # outside a run
         am.resolved_notification_delivered_within("TestAlert", url=alertmanager.url, dry_run=True)
     assert alertmanager.requests == []
@@ -220,12 +220,12 @@ def test_notification_dry_run_with_alertmanager_down(server: ReplayServer, plan:
 def test_notification_dry_run_uses_the_sandbox_alertmanager_of_its_sink(
     alertmanager: ReplayServer, plan: RunContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from mlchaos.sandbox import monitoring
+    from mlchaos.sandbox import monitoring_stack
 
     receiver = plan.receiver
     sandbox = types.SimpleNamespace(alertmanager_url=alertmanager.url, sink_host=receiver.host,
                                     sink_port=receiver.port)
-    monkeypatch.setattr(monitoring, "endpoints", lambda state_dir=None: sandbox)
+    monkeypatch.setattr(monitoring_stack, "endpoints", lambda state_dir=None: sandbox)
     assert am.notification_delivered_within("TestAlert", dry_run=True)["alertmanager"] == alertmanager.url
 
     sandbox.sink_port = receiver.port + 1  # the receiver listens elsewhere: another Alertmanager posts to it
@@ -239,7 +239,7 @@ def test_notification_dry_run_uses_the_sandbox_alertmanager_of_its_sink(
     def not_running(state_dir: object = None) -> object:
         raise DriverError("the monitoring stack is not running")
 
-    monkeypatch.setattr(monitoring, "endpoints", not_running)
+    monkeypatch.setattr(monitoring_stack, "endpoints", not_running)
     with pytest.raises(DriverError, match="no Alertmanager url given and the sandbox monitoring stack is not running"):
         am.notification_delivered_within("TestAlert", dry_run=True)
 

@@ -14,10 +14,10 @@ import pytest
 from fixtures_api import ReplayServer
 
 from drivers.prometheus import probes
-from mlchaos import runcontext
-from mlchaos.changes import ChangeRecord, Target
 from mlchaos.errors import DriverError
-from mlchaos.runcontext import RunContext
+from mlchaos.safety import run_context
+from mlchaos.safety.changes import ChangeRecord, Target
+from mlchaos.safety.run_context import RunContext
 
 INSTANCE = fixtures_api.recorded_instance()
 ALERTS = "/api/v1/alerts"
@@ -34,9 +34,9 @@ def prom() -> Iterator[ReplayServer]:
 def run() -> Iterator[RunContext]:
     """An active run context whose last fault (2 s ago) hit the recorded instance."""
     context = RunContext(changes=[fault(INSTANCE, seconds_ago=2)])
-    token = runcontext.activate(context)
+    token = run_context.activate(context)
     yield context
-    runcontext.deactivate(token)
+    run_context.deactivate(token)
 
 
 def fault(instance: str | None, seconds_ago: float = 0, dry_run: bool = False) -> ChangeRecord:
@@ -122,17 +122,17 @@ def test_non_api_answers_and_unreachable_server(prom: ReplayServer) -> None:
 
 
 def test_url_from_the_sandbox_monitoring_stack(prom: ReplayServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    from mlchaos.sandbox import monitoring
+    from mlchaos.sandbox import monitoring_stack
 
     running = types.SimpleNamespace(prometheus_url=prom.url + "/")
-    monkeypatch.setattr(monitoring, "endpoints", lambda state_dir=None: running)
+    monkeypatch.setattr(monitoring_stack, "endpoints", lambda state_dir=None: running)
     prom.serve("/api/v1/query", "prometheus_query_vector_one.json")
     assert probes.query_value("sum(mlchaos_test_flip)") == 0.0
 
     def not_running(state_dir: object = None) -> object:
         raise DriverError("the monitoring stack is not running (mlchaos sandbox up --monitoring)")
 
-    monkeypatch.setattr(monitoring, "endpoints", not_running)
+    monkeypatch.setattr(monitoring_stack, "endpoints", not_running)
     with pytest.raises(DriverError, match="no Prometheus url given and the sandbox monitoring stack is not running"):
         probes.query_value("up")
 
@@ -241,12 +241,12 @@ def test_match_fault_targets_needs_a_run_a_fault_and_instances(prom: ReplayServe
         ([fault(INSTANCE, dry_run=True)], "no fault has been injected"),
         ([fault(None)], r"the targets of the last fault \(kill: model-1\) carry no 'instance'"),
     ):
-        token = runcontext.activate(RunContext(changes=changes))
+        token = run_context.activate(RunContext(changes=changes))
         try:
             with pytest.raises(DriverError, match=message):
                 probes.alert_fires_within("TestAlert", within=0, match_fault_targets=True, url=prom.url)
         finally:
-            runcontext.deactivate(token)
+            run_context.deactivate(token)
     assert prom.requests == []  # nothing asked before the arguments made sense
 
 

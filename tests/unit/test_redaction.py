@@ -9,7 +9,7 @@ from pathlib import Path
 
 from bad_experiments import valid
 
-from mlchaos.journal import REDACTED, Redactor, sensitive_values
+from mlchaos.journal.redaction import REDACTED, Redactor, sensitive_values
 
 LITERAL_SECRET = "s3cr3t-literal-token"
 ENV_SECRET = "pa55-from-the-environment"

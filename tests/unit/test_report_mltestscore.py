@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from report_helpers import journal
 
-from mlchaos.alert_rules import alert_rules, profile
+from mlchaos.monitoring.alert_rules import alert_rules, profile
 from mlchaos.reports.mltestscore import FAILING, NOT_COVERED, NOT_VERIFIED, PASSING, RubricTest, parse_reference, score
 from mlchaos.reports.model import RunReport
 

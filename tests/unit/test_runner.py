@@ -10,18 +10,18 @@ import pytest
 from bad_experiments import valid
 from builders import probe, py
 
-from mlchaos import exitcodes
-from mlchaos.console import Console
+from mlchaos.engine import exit_codes
+from mlchaos.engine.console import Console
+from mlchaos.engine.runner import Runner
 from mlchaos.errors import InvalidInput
-from mlchaos.loader import load_document
-from mlchaos.models import build_experiment
-from mlchaos.runner import Runner
-from mlchaos.variables import Variables
+from mlchaos.experiment.loader import load_document
+from mlchaos.experiment.models import build_experiment
+from mlchaos.experiment.variables import Variables
 
 
 def test_a_held_hypothesis_exits_zero_with_a_complete_journal(run_experiment):
     result, journal, out = run_experiment(valid())
-    assert (result.exit_code, result.verdict, journal["status"]) == (exitcodes.OK, "held", "completed")
+    assert (result.exit_code, result.verdict, journal["status"]) == (exit_codes.OK, "held", "completed")
     assert journal["steady_states"]["before"]["steady_state_met"] is True
     assert journal["steady_states"]["after"]["steady_state_met"] is True
     assert [r["status"] for r in journal["run"]] == ["succeeded"]
@@ -37,7 +37,7 @@ def test_deviation_before_skips_the_method_but_runs_rollbacks(run_experiment, tm
     data["method"] = [py("must-not-run", "append_line", path=str(tmp_path / "method.log"), text="ran")]
     data["rollbacks"] = [py("undo", "append_line", path=str(log), text="rolled back")]
     result, journal, out = run_experiment(data)
-    assert result.exit_code == exitcodes.DEVIATED and result.deviated
+    assert result.exit_code == exit_codes.DEVIATED and result.deviated
     assert not (tmp_path / "method.log").exists()
     assert log.read_text() == "rolled back\n"
     assert "expected a value in [2, 3], got 1" in out
@@ -54,7 +54,7 @@ def test_deviation_after_the_method_still_rolls_back(run_experiment, tmp_path):
     # the after-hypothesis fails because a probe raises (as a killed server would)
     data["steady-state-hypothesis"]["probes"].append(probe("raises", "fail", True, message="connection refused"))
     result, journal, out = run_experiment(data)
-    assert result.exit_code == exitcodes.DEVIATED
+    assert result.exit_code == exit_codes.DEVIATED
     assert not state.exists() and log.read_text() == "done\n"
     assert "connection refused" in out
 
@@ -93,7 +93,7 @@ def test_a_failed_rollback_exits_three_and_is_named(run_experiment):
     data = valid()
     data["rollbacks"] = [py("cannot-undo", "fail", message="nope")]
     result, journal, out = run_experiment(data)
-    assert result.exit_code == exitcodes.ROLLBACK_FAILED
+    assert result.exit_code == exit_codes.ROLLBACK_FAILED
     assert journal["mlchaos"]["rollbacks_left_undone"] == ["cannot-undo"]
 
 
@@ -205,13 +205,13 @@ def test_a_measurement_within_its_budget_holds(run_experiment):
 
 def test_a_missed_budget_fails_the_verdict(run_experiment):
     result, journal, _ = run_experiment(_budget_experiment(42.0, {"detect": 30}))
-    assert (result.exit_code, result.verdict) == (exitcodes.DEVIATED, "deviated")
+    assert (result.exit_code, result.verdict) == (exit_codes.DEVIATED, "deviated")
     assert "time to detect ModelServerDown: 42.0s EXCEEDS the budget of 30s" in result.failures
 
 
 def test_a_budget_nobody_measured_fails_the_verdict(run_experiment):
     result, _, _ = run_experiment(_budget_experiment(1.0, {"detect": 30, "recover": 60}))
-    assert result.exit_code == exitcodes.DEVIATED
+    assert result.exit_code == exit_codes.DEVIATED
     assert any("time to recover ModelServerDown: not measured" in f for f in result.failures)
 
 
@@ -219,7 +219,7 @@ def test_a_method_probe_with_a_tolerance_is_checked(run_experiment):
     data = valid()
     data["method"] = [probe("must-be-two", "echo", 2, value=3)]
     result, journal, out = run_experiment(data)
-    assert result.exit_code == exitcodes.DEVIATED
+    assert result.exit_code == exit_codes.DEVIATED
     assert journal["run"][0]["tolerance_met"] is False
     assert "expected 2, got 3" in out
 
@@ -236,7 +236,7 @@ def test_an_internal_error_still_runs_the_rollbacks(write_experiment, tmp_path, 
     monkeypatch.setattr(Runner, "_run_hypothesis", broken)
     result = Runner(experiment, None, tmp_path / "j.json", Console(io.StringIO(), tty=False)).run()
     assert log.read_text() == "rolled back\n"
-    assert result.exit_code == exitcodes.DEVIATED
+    assert result.exit_code == exit_codes.DEVIATED
     assert "internal error during the start of the run: RuntimeError: a bug in the runner" in result.failures[0]
 
 
@@ -254,7 +254,7 @@ def test_a_closed_output_stream_does_not_stop_the_run(write_experiment, tmp_path
 def test_env_file_variables_resolve_configuration_without_leaking_into_the_process(write_experiment, monkeypatch):
     import os
 
-    from mlchaos.runner import resolve_values
+    from mlchaos.engine.runner import resolve_values
 
     monkeypatch.setenv("MLCHAOS_TEST_KEPT", "before")
     data = valid()

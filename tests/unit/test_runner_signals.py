@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from polling import wait_until
 
-from mlchaos import exitcodes
+from mlchaos.engine import exit_codes
 
 
 def _action(name, func, **arguments):
@@ -61,8 +61,8 @@ def _in_wait(journal: Path) -> bool:
     return any(r["activity"]["name"] == "wait" and r["status"] == "running" for r in runs)
 
 
-@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, exitcodes.INTERRUPTED),
-                                               (signal.SIGTERM, exitcodes.TERMINATED)])
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, exit_codes.INTERRUPTED),
+                                               (signal.SIGTERM, exit_codes.TERMINATED)])
 def test_a_signal_mid_method_runs_the_rollbacks(tmp_path, subprocess_env, signum, code):
     proc, journal = _start(tmp_path, subprocess_env, _experiment(tmp_path))
     wait_until(lambda: _in_wait(journal), what="the method to reach its wait")
@@ -89,7 +89,7 @@ def test_a_second_ctrl_c_during_rollbacks_warns_and_rollbacks_finish(tmp_path, s
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
     assert "rollbacks in progress, still to run: slow-cleanup, remove-fault, log-rollback" in err
-    assert proc.returncode == exitcodes.INTERRUPTED
+    assert proc.returncode == exit_codes.INTERRUPTED
     assert not (tmp_path / "fault").exists()
 
 
@@ -102,7 +102,7 @@ def test_a_third_ctrl_c_abandons_rollbacks_and_says_what_is_left(tmp_path, subpr
     time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
-    assert proc.returncode == exitcodes.ROLLBACK_FAILED, out + err
+    assert proc.returncode == exit_codes.ROLLBACK_FAILED, out + err
     assert "abandoning rollbacks; left undone: slow-cleanup, remove-fault, log-rollback" in err
     assert "rollbacks left undone: slow-cleanup, remove-fault, log-rollback" in out
     assert (tmp_path / "fault").exists()  # honestly reported as still in place

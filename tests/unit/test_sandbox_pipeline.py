@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from drivers.pipeline import actions
-from mlchaos.alert_rules import SANDBOX, STAGING, parse_duration
 from mlchaos.errors import DriverError, TargetNotFound
+from mlchaos.monitoring.alert_rules import SANDBOX, STAGING, parse_duration
 from mlchaos.sandbox import pipeline
-from mlchaos.sandbox.monitoring import Monitoring
+from mlchaos.sandbox.monitoring_stack import Monitoring
 
 
 def test_prometheus_scrapes_the_pushgateway_keeping_the_pushed_job(tmp_path: Path):

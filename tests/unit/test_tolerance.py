@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from chaoslib.hypothesis import within_tolerance
 
-from mlchaos.execution import Waiter
-from mlchaos.tolerance import _within, check
+from mlchaos.experiment.execution import Waiter
+from mlchaos.experiment.tolerance import _within, check
 
 CASES = [
     (True, True), (True, False), (True, 1), (False, False), ("ok", "ok"), ("ok", "no"),

@@ -19,9 +19,9 @@ from drivers.model.traffic_process import (
     run,
     workers_for,
 )
-from mlchaos import runcontext
-from mlchaos.changes import ChangeRecord
 from mlchaos.errors import DriverError, TargetNotFound
+from mlchaos.safety import run_context
+from mlchaos.safety.changes import ChangeRecord
 from mlchaos.sandbox import routes
 from mlchaos.sandbox.model import parse_infer_request
 
@@ -277,7 +277,7 @@ def test_without_a_path_the_stats_are_those_of_the_run_s_latest_generator(tmp_pa
     records = [ChangeRecord("model", "start_traffic", [], parameters={"stats_path": path}),
                ChangeRecord("model", "start_traffic", [], parameters={"stats_path": "/planned"}, dry_run=True),
                ChangeRecord("model", "nan_outputs", [])]
-    token = runcontext.activate(runcontext.RunContext(changes=records))
+    token = run_context.activate(run_context.RunContext(changes=records))
     try:
         assert traffic.traffic_stats()["sent"] == 9, "a planned generator is not the one that runs"
         assert traffic.traffic_answers("200", replica="model-1") == 1
@@ -285,7 +285,7 @@ def test_without_a_path_the_stats_are_those_of_the_run_s_latest_generator(tmp_pa
         assert planned == {"dry_run": True, "stats_path": "/planned", "status": "5xx", "endpoint": "infer",
                            "replica": None}, "a plan reads nothing: it names the planned generator's stats"
     finally:
-        runcontext.deactivate(token)
+        run_context.deactivate(token)
 
 
 # -- identity: a reused pid is never signalled ---------------------------------------------

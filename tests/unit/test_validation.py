@@ -7,9 +7,9 @@ import json
 import pytest
 from bad_experiments import CATALOGUE, valid
 
-from mlchaos.loader import load_document
-from mlchaos.validation import validate
-from mlchaos.variables import Variables
+from mlchaos.experiment.loader import load_document
+from mlchaos.experiment.validation import validate
+from mlchaos.experiment.variables import Variables
 
 
 def _problems(write_experiment, data, variables=None, name="experiment.json"):
@@ -109,12 +109,12 @@ def test_a_bare_dollar_word_is_not_reported(write_experiment):
 def test_experiments_that_need_monitoring_name_the_missing_packages(monkeypatch):
     from pathlib import Path
 
-    from mlchaos.sandbox import monitoring
+    from mlchaos.sandbox import monitoring_stack
 
-    for name, (_, package) in list(monitoring.BINARIES.items()):
-        monkeypatch.setitem(monitoring.BINARIES, name, (f"/nonexistent/{name}", package))
-    monkeypatch.setattr(monitoring, "PROMTOOL", ("/nonexistent/promtool", "prometheus"))
-    monkeypatch.setattr(monitoring.shutil, "which", lambda _name: None)
+    for name, (_, package) in list(monitoring_stack.BINARIES.items()):
+        monkeypatch.setitem(monitoring_stack.BINARIES, name, (f"/nonexistent/{name}", package))
+    monkeypatch.setattr(monitoring_stack, "PROMTOOL", ("/nonexistent/promtool", "prometheus"))
+    monkeypatch.setattr(monitoring_stack.shutil, "which", lambda _name: None)
     root = Path(__file__).resolve().parents[2] / "experiments"
     problems = validate(load_document(root / "kill-one-replica-alerts.yaml"))
     assert problems, "an experiment needing monitoring must not validate without it"

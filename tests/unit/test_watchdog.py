@@ -8,7 +8,7 @@ from pathlib import Path
 
 from polling import poll
 
-from mlchaos.watchdog import start_watchdog, stop_watchdog
+from mlchaos.safety.watchdog import start_watchdog, stop_watchdog
 
 SUPPORT = Path(__file__).resolve().parents[1] / "support"
 
@@ -26,7 +26,7 @@ def test_a_stopped_watchdog_does_not_undo(tmp_path, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(SUPPORT), os.environ.get("PYTHONPATH", "")]))
     marker = tmp_path / "undone"
     pid = start_watchdog(1.0, "testdrivers.append_line", {"path": str(marker), "text": "undone"})
-    assert poll(lambda: b"mlchaos.watchdog" in Path(f"/proc/{pid}/cmdline").read_bytes(), timeout=5)
+    assert poll(lambda: b"mlchaos.safety.watchdog" in Path(f"/proc/{pid}/cmdline").read_bytes(), timeout=5)
     assert stop_watchdog(pid) is True
     time.sleep(1.5)  # past the TTL: the undo must not have run
     assert not marker.exists()

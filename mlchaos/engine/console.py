@@ -1,0 +1,71 @@
+"""What a person sees while a run goes: a line per activity and a summary.
+
+Colour and symbols only on a terminal; plain ASCII text otherwise (CI logs, pipes).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TextIO
+
+from mlchaos.journal.redaction import Redactor
+
+_COLOURS = {"ok": "\033[32m", "fail": "\033[31m", "warn": "\033[33m", "dim": "\033[2m"}
+_RESET = "\033[0m"
+
+
+class Console:
+    """Writes run progress to a stream (stdout by default)."""
+
+    def __init__(self, stream: TextIO | None = None, tty: bool | None = None,
+                 redactor: Redactor | None = None, quiet: bool = False):
+        self.stream = stream or sys.stdout
+        self.tty = self.stream.isatty() if tty is None else tty
+        self.redactor = redactor or Redactor()
+        self.quiet = quiet
+        self._pending = False
+
+    def _paint(self, kind: str, text: str) -> str:
+        return f"{_COLOURS[kind]}{text}{_RESET}" if self.tty else text
+
+    def write(self, text: str = "") -> None:
+        if self.quiet:
+            return
+        try:
+            self._clear_pending()
+            self.stream.write(self.redactor.text(text) + "\n")
+            self.stream.flush()
+        except (OSError, ValueError):  # a closed pipe or stream must never stop a run (or its rollbacks)
+            self.quiet = True
+
+    def _clear_pending(self) -> None:
+        if self._pending:
+            self.stream.write("\r\033[K")
+            self._pending = False
+
+    def heading(self, text: str) -> None:
+        self.write(self._paint("dim", text) if self.tty else text)
+
+    def started(self, kind: str, name: str) -> None:
+        """On a terminal, show the activity while it runs (overwritten when it ends)."""
+        if self.quiet or not self.tty:
+            return
+        try:
+            self._clear_pending()
+            self.stream.write(f"  ..   {kind:<6} {name}")
+            self.stream.flush()
+            self._pending = True
+        except (OSError, ValueError):
+            self.quiet = True
+
+    def finished(self, kind: str, name: str, ok: bool, duration: float, detail: str = "") -> None:
+        mark = ("✓" if ok else "✗") if self.tty else ("ok" if ok else "FAIL")
+        mark = self._paint("ok" if ok else "fail", f"{mark:<4}")
+        tail = f"  {detail}" if detail else ""
+        self.write(f"  {mark} {kind:<6} {name}  ({duration:.2f}s){tail}")
+
+    def warn(self, text: str) -> None:
+        self.write(self._paint("warn", f"WARNING: {text}"))
+
+    def error(self, text: str) -> None:
+        self.write(self._paint("fail", f"ERROR: {text}"))

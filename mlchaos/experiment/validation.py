@@ -1,0 +1,620 @@
+"""Check a parsed experiment and report every problem at once, each with where it is.
+
+Nothing here executes an activity. Python providers are imported (to check that the
+function exists and that the arguments fit its signature), exactly as chaostoolkit does.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import numbers
+import os
+import re
+import shutil
+import string
+import types
+import typing
+from collections.abc import Iterator
+from typing import Any
+
+from mlchaos.experiment.driver_registry import HOOKS, function_signature, import_driver_module
+from mlchaos.experiment.loader import Document, pointer_join
+from mlchaos.experiment.problems import Problem, suggest
+from mlchaos.experiment.settings import SANDBOX, SETTINGS_CHECKS
+from mlchaos.experiment.variables import Variables
+
+TOP_LEVEL_KEYS = {
+    "version", "title", "description", "tags", "contributions", "configuration", "secrets",
+    "steady-state-hypothesis", "method", "rollbacks", "extensions", "controls", "runtime",
+}
+ACTIVITY_KEYS = {
+    "type", "name", "provider", "tolerance", "background", "pauses", "timeout", "ref",
+    "controls", "configuration", "secrets", "dry", "description", "tags",
+}
+PROVIDER_KEYS = {
+    "python": {"type", "module", "func", "arguments", "secrets"},
+    "process": {"type", "path", "arguments", "timeout", "secrets"},
+    "http": {"type", "url", "method", "headers", "arguments", "timeout", "expected_status",
+             "verify_tls", "secrets"},
+}
+INJECTED_PARAMETERS = ("configuration", "secrets")
+MAX_SECONDS = 7 * 24 * 3600  # timeouts and pauses: a week (more overflows the OS's timed waits)
+ENV_VAR_TYPES = {"str", "string", "int", "integer", "float", "number", "bytes", "bool", "json"}
+_SINGLE_VARIABLE = re.compile(r"\$\{([^{}$]+)\}")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # would reach a terminal: escape sequences
+_SIMPLE_TYPES: dict[Any, tuple[type, ...]] = {
+    int: (int,), float: (int, float), str: (str,), bool: (bool,), list: (list,), dict: (dict,),
+    "int": (int,), "float": (int, float), "str": (str,), "bool": (bool,), "list": (list,),
+    "dict": (dict,),
+}
+
+
+def validate(doc: Document, variables: Variables | None = None) -> list[Problem]:
+    """Every problem in ``doc``; an empty list means it may run."""
+    problems = list(_Checker(doc, variables or Variables()).run())
+    return sorted(problems, key=lambda p: p.line or 0)
+
+
+class _Checker:
+    def __init__(self, doc: Document, variables: Variables):
+        self.doc = doc
+        self.data: dict[str, Any] = doc.data
+        self.variables = variables
+        self.names: set[str] = set()
+
+    def problem(self, pointer: str, message: str) -> Problem:
+        return self.doc.problem(pointer, message)
+
+    def run(self) -> Iterator[Problem]:
+        data = self.data
+        for key in sorted(set(data) - TOP_LEVEL_KEYS):
+            yield self.problem(f"/{key}", f"unknown key {key!r}{suggest(key, TOP_LEVEL_KEYS)}")
+        if "controls" in data:
+            yield self.problem("/controls", "Chaos Toolkit controls are not supported by mlchaos yet")
+        title = data.get("title")
+        if not isinstance(title, str) or not title.strip():
+            yield self.problem("/title", "required: a non-empty string 'title'")
+        elif _CONTROL.search(title):
+            yield self.problem("/title", "the title contains control characters")
+        if "description" in data and not isinstance(data["description"], str):
+            yield self.problem("/description", "must be a string")
+        tags = data.get("tags", [])
+        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+            yield self.problem("/tags", "must be a list of strings")
+        else:
+            yield from self._check_ml_test_score_tags(tags)
+        yield from self.check_configuration()
+        yield from self.check_secrets()
+        yield from self.check_extensions()
+        self.names = set(self._activity_names())
+        hypothesis = data.get("steady-state-hypothesis")
+        if hypothesis is not None:
+            yield from self.check_hypothesis(hypothesis)
+        method = data.get("method")
+        if method is None:
+            yield self.problem("/method", "required: a 'method' list of activities")
+        elif not isinstance(method, list) or not method:
+            yield self.problem("/method", "must be a non-empty list of activities")
+        else:
+            for index, activity in enumerate(method):
+                yield from self.check_activity(activity, f"/method/{index}")
+        rollbacks = data.get("rollbacks", [])
+        if not isinstance(rollbacks, list):
+            yield self.problem("/rollbacks", "must be a list of actions")
+        else:
+            for index, activity in enumerate(rollbacks):
+                yield from self.check_activity(activity, f"/rollbacks/{index}", rollback=True)
+        yield from self.check_references()
+
+    # --- configuration, secrets, extensions -------------------------------------------
+    def check_configuration(self) -> Iterator[Problem]:
+        config = self.data.get("configuration", {})
+        if not isinstance(config, dict):
+            yield self.problem("/configuration", "must be a mapping")
+            return
+        for key, value in config.items():
+            pointer = pointer_join("/configuration", key)
+            if key in self.variables.configuration:
+                continue
+            if isinstance(value, dict) and "type" in value:
+                yield from self._check_env_reference(value, pointer, "configuration", allow_default=True)
+
+    def check_secrets(self) -> Iterator[Problem]:
+        secrets = self.data.get("secrets", {})
+        if not isinstance(secrets, dict):
+            yield self.problem("/secrets", "must be a mapping of scopes")
+            return
+        for scope, values in secrets.items():
+            pointer = pointer_join("/secrets", scope)
+            if not isinstance(values, dict):
+                yield self.problem(pointer, "a secrets scope must be a mapping")
+                continue
+            if scope in self.variables.secrets:
+                continue
+            for key, value in values.items():
+                if isinstance(value, dict) and "type" in value:
+                    yield from self._check_env_reference(
+                        value, pointer_join(pointer, key), "secret", allow_vault=True
+                    )
+
+    def _check_ml_test_score_tags(self, tags: list[str]) -> Iterator[Problem]:
+        """``ml-test-score:<section>-<n>`` tags must name a rubric test (the report scores them)."""
+        from mlchaos.reports.mltestscore import TAG_PREFIX, parse_reference
+
+        for i, tag in enumerate(tags):
+            if not tag.lower().startswith(TAG_PREFIX):
+                continue
+            tests, sections, bad = parse_reference(tag[len(TAG_PREFIX):])
+            why = bad or [f"names the {s} section but no test of it (write e.g. {s}-1)" for s in sections]
+            if not tests and not why:
+                why = ["names no rubric test (write e.g. ml-test-score:monitoring-3)"]
+            if why:
+                yield self.problem(f"/tags/{i}", f"{tag!r}: {'; '.join(why)}")
+
+    def _check_env_reference(
+        self, value: dict[str, Any], pointer: str, what: str, allow_vault: bool = False, allow_default: bool = False
+    ) -> Iterator[Problem]:
+        kind = value.get("type")
+        if kind == "vault" and allow_vault:
+            return
+        if kind != "env":
+            yield self.problem(pointer_join(pointer, "type"), f"unknown {what} type {kind!r}")
+            return
+        key = value.get("key")
+        if not isinstance(key, str) or not key:
+            yield self.problem(pointer, f"an env {what} needs a 'key' naming the variable")
+            return
+        has_default = allow_default and "default" in value
+        if key not in os.environ and key not in self.variables.environment and not has_default:
+            hint = "and has no default " if allow_default else "(a secret has no default) "
+            yield self.problem(
+                pointer,
+                f"environment variable {key} is not set {hint}(set it, or pass --var / --var-file)",
+            )
+            return
+        kind = value.get("env_var_type")
+        if kind is None or not allow_default:
+            return
+        if kind not in ENV_VAR_TYPES:
+            yield self.problem(pointer_join(pointer, "env_var_type"),
+                               f"env_var_type must be one of {', '.join(sorted(ENV_VAR_TYPES))}, got {kind!r}")
+            return
+        yield from self._check_env_conversion(value, key, kind, pointer)
+
+    def _check_env_conversion(self, value: dict[str, Any], key: str, kind: str, pointer: str) -> Iterator[Problem]:
+        """The variable's value (or the default) must convert to ``env_var_type``; the value is never shown."""
+        from chaoslib import convert_to_type
+
+        raw = self.variables.environment.get(key, os.environ.get(key, value.get("default")))
+        try:
+            convert_to_type(kind, raw)
+        except Exception as exc:  # any conversion failure: int(), float(), json.loads(), .lower()
+            source = "its default" if key not in os.environ and key not in self.variables.environment else "its value"
+            yield self.problem(pointer, f"environment variable {key}: {source} is not a valid {kind}"
+                               f" ({type(exc).__name__})")
+
+    def check_extensions(self) -> Iterator[Problem]:
+        extensions = self.data.get("extensions", [])
+        if not isinstance(extensions, list):
+            yield self.problem("/extensions", "must be a list")
+            return
+        for index, ext in enumerate(extensions):
+            pointer = f"/extensions/{index}"
+            if not isinstance(ext, dict) or not isinstance(ext.get("name"), str):
+                yield self.problem(pointer, "an extension must be a mapping with a 'name'")
+                continue
+            if ext["name"] != "mlchaos":
+                continue
+            for key, value in ext.items():
+                if key == "name":
+                    continue
+                here = pointer_join(pointer, key)
+                check = SETTINGS_CHECKS.get(key)
+                if check is None:
+                    yield self.problem(
+                        here, f"unknown mlchaos setting {key!r}{suggest(key, SETTINGS_CHECKS)}"
+                    )
+                    continue
+                if key.endswith("_timeout") and _too_many_seconds(value):
+                    yield self.problem(here, f"{key}: at most {MAX_SECONDS} seconds (7 days), got {value!r}")
+                    continue
+                found = [self.problem(here + sub, f"{key}: {message}") for sub, message in check(value)]
+                yield from found
+                if key == "notifications" and not found and value.get("listen", SANDBOX) == SANDBOX:
+                    from mlchaos.sandbox.monitoring_stack import preflight_for_sandbox
+
+                    for message in preflight_for_sandbox({}, needs_sandbox=True):
+                        yield self.problem(here, f"notifications: listen: sandbox {message}")
+                if key in ("recovery", "guards") and not found:
+                    for number, probe in enumerate(value):
+                        yield from self.check_probe_with_tolerance(probe, pointer_join(here, number))
+
+    # --- hypothesis and activities ------------------------------------------------------
+    def check_hypothesis(self, hypothesis: Any) -> Iterator[Problem]:
+        base = "/steady-state-hypothesis"
+        if not isinstance(hypothesis, dict):
+            yield self.problem(base, "must be a mapping with 'title' and 'probes'")
+            return
+        if not isinstance(hypothesis.get("title"), str) or not hypothesis.get("title"):
+            yield self.problem(f"{base}/title", "required: the hypothesis needs a title")
+        probes = hypothesis.get("probes", [])
+        if not isinstance(probes, list):
+            yield self.problem(f"{base}/probes", "must be a list of probes")
+            return
+        for index, probe in enumerate(probes):
+            yield from self.check_probe_with_tolerance(probe, f"{base}/probes/{index}")
+
+    def check_probe_with_tolerance(self, probe: Any, pointer: str) -> Iterator[Problem]:
+        yield from self.check_activity(probe, pointer)
+        if not isinstance(probe, dict) or "ref" in probe:
+            return
+        if probe.get("type") == "action":
+            yield self.problem(f"{pointer}/type", "only probes may check a steady state")
+        if "tolerance" not in probe:
+            yield self.problem(pointer, "a steady-state probe needs a 'tolerance'")
+        else:
+            yield from self.check_tolerance(probe["tolerance"], f"{pointer}/tolerance")
+
+    def check_activity(self, activity: Any, pointer: str, rollback: bool = False) -> Iterator[Problem]:
+        if not isinstance(activity, dict):
+            yield self.problem(pointer, "an activity must be a mapping")
+            return
+        if "ref" in activity:
+            if not isinstance(activity["ref"], str) or not activity["ref"]:
+                yield self.problem(f"{pointer}/ref", "a reference must be a non-empty string")
+            return
+        for key in sorted(set(activity) - ACTIVITY_KEYS):
+            yield self.problem(
+                pointer_join(pointer, key), f"unknown key {key!r}{suggest(key, ACTIVITY_KEYS)}"
+            )
+        if "controls" in activity:
+            yield self.problem(f"{pointer}/controls", "Chaos Toolkit controls are not supported by mlchaos yet")
+        kind = activity.get("type")
+        if kind not in ("action", "probe"):
+            yield self.problem(f"{pointer}/type", f"type must be 'action' or 'probe', got {kind!r}")
+        if not isinstance(activity.get("name"), str) or not activity.get("name"):
+            yield self.problem(f"{pointer}/name", "required: a non-empty 'name'")
+        elif _CONTROL.search(activity["name"]):
+            yield self.problem(f"{pointer}/name", "the name contains control characters")
+        timeout = activity.get("timeout")
+        if timeout is not None and not _positive_number_or_var(timeout):
+            yield self.problem(f"{pointer}/timeout", f"timeout must be a positive number, got {timeout!r}")
+        elif _too_many_seconds(timeout):
+            yield self.problem(f"{pointer}/timeout", f"timeout must be at most {MAX_SECONDS} seconds (7 days)")
+        elif isinstance(timeout, str):
+            yield from self._check_template_seconds(timeout, f"{pointer}/timeout", "timeout must be")
+        pauses = activity.get("pauses")
+        if pauses is not None:
+            if not isinstance(pauses, dict) or set(pauses) - {"before", "after"}:
+                yield self.problem(f"{pointer}/pauses", "pauses takes only 'before' and 'after'")
+            else:
+                for key, value in pauses.items():
+                    if not _positive_number_or_var(value, allow_zero=True):
+                        yield self.problem(
+                            f"{pointer}/pauses/{key}", f"a pause is a number of seconds, got {value!r}"
+                        )
+                    elif _too_many_seconds(value):
+                        yield self.problem(f"{pointer}/pauses/{key}", f"a pause is at most {MAX_SECONDS} seconds")
+                    elif isinstance(value, str):
+                        yield from self._check_template_seconds(
+                            value, f"{pointer}/pauses/{key}", "a pause must be", allow_zero=True)
+        if "background" in activity and not isinstance(activity["background"], bool):
+            yield self.problem(f"{pointer}/background", "background must be true or false")
+        if rollback and activity.get("background"):
+            yield self.problem(f"{pointer}/background", "rollbacks cannot run in the background")
+        yield from self.check_provider(activity.get("provider"), f"{pointer}/provider")
+        yield from self.check_variables(activity, pointer)
+
+    def _check_template_seconds(
+        self, text: str, pointer: str, what: str, allow_zero: bool = False
+    ) -> Iterator[Problem]:
+        """``${name}`` used as seconds: one configuration value, known now and a sane number (else it would
+        only fail at run time, perhaps in the middle of the rollbacks)."""
+        match = _SINGLE_VARIABLE.fullmatch(text)
+        if match is None:
+            yield self.problem(pointer, f"{what} a number of seconds or a single ${{name}}, got {text!r}")
+            return
+        name = match[1]
+        found, value = self._configured_value(name)
+        if not found:
+            if name not in self.variables.configuration and name not in (self.data.get("configuration") or {}) \
+                    and name in self.known_variables():
+                yield self.problem(pointer, f"{what} a number of seconds from the configuration, not the secret {text}")
+            return  # unresolved or unset: reported elsewhere
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError, OverflowError):
+            seconds = math.nan
+        if isinstance(value, bool) or not (0 <= seconds <= MAX_SECONDS) or (seconds == 0 and not allow_zero):
+            shown = "its value" if self._env_backed(name) else repr(value)
+            yield self.problem(
+                pointer, f"{what} a positive number of seconds (at most {MAX_SECONDS}), got {shown} from {text}"
+            )
+
+    def _env_backed(self, name: str) -> bool:
+        config = self.data.get("configuration")
+        entry = config.get(name) if isinstance(config, dict) else None
+        return name not in self.variables.configuration and isinstance(entry, dict) and entry.get("type") == "env"
+
+    def _configured_value(self, name: str) -> tuple[bool, Any]:
+        """(True, value) when ``name``'s configuration value is known before the run."""
+        if name in self.variables.configuration:
+            return True, self.variables.configuration[name]
+        config = self.data.get("configuration")
+        if not isinstance(config, dict) or name not in config:
+            return False, None
+        entry = config[name]
+        if not isinstance(entry, dict) or "type" not in entry:
+            return True, entry
+        if entry.get("type") != "env" or not isinstance(entry.get("key"), str):
+            return False, None
+        key = entry["key"]
+        raw = self.variables.environment.get(key, os.environ.get(key, entry.get("default")))
+        if raw is None or entry.get("env_var_type") is None:
+            return raw is not None, raw
+        from chaoslib import convert_to_type
+
+        try:
+            return True, convert_to_type(entry["env_var_type"], raw)
+        except Exception:  # reported by the env check
+            return False, None
+
+    def check_provider(self, provider: Any, pointer: str) -> Iterator[Problem]:
+        if not isinstance(provider, dict):
+            yield self.problem(pointer, "required: a 'provider' mapping")
+            return
+        kind = provider.get("type")
+        if not isinstance(kind, str) or kind not in PROVIDER_KEYS:
+            yield self.problem(
+                f"{pointer}/type", f"provider type must be python, process or http, got {kind!r}"
+            )
+            return
+        for key in sorted(set(provider) - PROVIDER_KEYS[kind]):
+            yield self.problem(
+                pointer_join(pointer, key),
+                f"unknown key {key!r} for a {kind} provider{suggest(key, PROVIDER_KEYS[kind])}",
+            )
+        scopes = provider.get("secrets", [])
+        known_scopes = self.data.get("secrets") or {}
+        if not isinstance(scopes, list):
+            yield self.problem(f"{pointer}/secrets", "must be a list of secret scope names")
+        else:
+            for scope in scopes:
+                if not isinstance(scope, str):
+                    yield self.problem(f"{pointer}/secrets", f"a secrets scope name must be a string, got {scope!r}")
+                elif isinstance(known_scopes, dict) and scope not in known_scopes:
+                    yield self.problem(f"{pointer}/secrets", f"unknown secrets scope {scope!r}")
+        if kind == "python":
+            yield from self.check_python_provider(provider, pointer)
+        elif kind == "process":
+            path = provider.get("path")
+            if not isinstance(path, str) or not path:
+                yield self.problem(f"{pointer}/path", "required: the program to run")
+            elif "${" not in path and not (shutil.which(path) or os.path.isfile(path)):
+                yield self.problem(f"{pointer}/path", f"program {path!r} not found")
+            args = provider.get("arguments")
+            if args is not None and not isinstance(args, (str, list)):
+                yield self.problem(f"{pointer}/arguments", "must be a list of strings")
+        else:
+            url = provider.get("url")
+            if not isinstance(url, str) or not url:
+                yield self.problem(f"{pointer}/url", "required: the URL to call")
+            elif "${" not in url and not re.match(r"^https?://", url):
+                yield self.problem(f"{pointer}/url", f"not an http(s) URL: {url!r}")
+
+    def check_python_provider(self, provider: dict[str, Any], pointer: str) -> Iterator[Problem]:
+        module_name, func_name = provider.get("module"), provider.get("func")
+        if not isinstance(module_name, str) or not module_name:
+            yield self.problem(f"{pointer}/module", "required: the Python module of the driver")
+            return
+        if not isinstance(func_name, str) or not func_name:
+            yield self.problem(f"{pointer}/func", "required: the function to call")
+            return
+        module, error = import_driver_module(module_name)
+        if module is None:
+            yield self.problem(f"{pointer}/module", error)
+            return
+        func = getattr(module, func_name, None)
+        if not callable(func):
+            public = [n for n, v in vars(module).items() if inspect.isfunction(v) and not n.startswith("_")]
+            yield self.problem(
+                f"{pointer}/func",
+                f"module {module_name} has no function {func_name!r}{suggest(func_name, public)}",
+            )
+            return
+        arguments = provider.get("arguments", {})
+        if not isinstance(arguments, dict):
+            yield self.problem(f"{pointer}/arguments", "python arguments must be a mapping")
+            return
+        try:
+            function_signature(func)
+        except (TypeError, ValueError) as exc:  # a builtin or a class without an inspectable signature
+            yield self.problem(f"{pointer}/func", f"{module_name}.{func_name} is not a driver function: {exc}")
+            return
+        yield from self.check_signature(func, arguments, f"{pointer}/arguments", f"{module_name}.{func_name}")
+        preflight = getattr(module, "preflight", None)
+        if callable(preflight) and func_name not in HOOKS:
+            for message in preflight(func_name, arguments):
+                yield self.problem(pointer, message)
+
+    def check_signature(
+        self, func: Any, arguments: dict[str, Any], pointer: str, name: str
+    ) -> Iterator[Problem]:
+        params = function_signature(func).parameters
+        accepts_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+        for key in arguments:
+            if key in INJECTED_PARAMETERS:
+                yield self.problem(pointer_join(pointer, key), f"{key!r} is injected by the runner, not an argument")
+            elif key not in params and not accepts_any:
+                yield self.problem(
+                    pointer_join(pointer, key),
+                    f"{name}() has no argument {key!r}{suggest(key, params)}",
+                )
+        for pname, param in params.items():
+            if pname in INJECTED_PARAMETERS or param.kind in (param.VAR_KEYWORD, param.VAR_POSITIONAL):
+                continue
+            if param.default is param.empty and pname not in arguments:
+                yield self.problem(pointer, f"{name}() needs argument {pname!r}")
+            if pname in arguments:
+                yield from self._check_type(param, arguments[pname], pointer_join(pointer, pname), name)
+
+    def _check_type(self, param: inspect.Parameter, value: Any, pointer: str, name: str) -> Iterator[Problem]:
+        if isinstance(value, str) and "${" in value:
+            return
+        expected = _accepted_types(param.annotation)
+        if expected is None:
+            return
+        bool_mismatch = isinstance(value, bool) and bool not in expected
+        if bool_mismatch or not isinstance(value, expected):
+            wanted = " or ".join(sorted({"null" if t is type(None) else t.__name__ for t in expected}))
+            yield self.problem(pointer, f"{name}() argument {param.name!r} must be {wanted}, got {value!r}")
+
+    def check_tolerance(self, tolerance: Any, pointer: str) -> Iterator[Problem]:
+        if isinstance(tolerance, (bool, int, float, str)):
+            return
+        if isinstance(tolerance, list):
+            numeric = len(tolerance) == 2 and all(isinstance(v, numbers.Number) for v in tolerance)
+            if numeric and tolerance[0] > tolerance[1]:
+                yield self.problem(pointer, f"range tolerance is empty: {tolerance[0]} > {tolerance[1]}")
+            return
+        if not isinstance(tolerance, dict):
+            yield self.problem(pointer, f"unsupported tolerance {tolerance!r}")
+            return
+        kind = tolerance.get("type")
+        if kind == "range":
+            bounds = tolerance.get("range")
+            if not (isinstance(bounds, list) and len(bounds) == 2
+                    and all(isinstance(v, numbers.Number) for v in bounds)):
+                yield self.problem(f"{pointer}/range", "a range tolerance needs 'range': [min, max]")
+            elif bounds[0] > bounds[1]:
+                yield self.problem(f"{pointer}/range", f"range is empty: {bounds[0]} > {bounds[1]}")
+        elif kind == "regex":
+            pattern = tolerance.get("pattern")
+            if not isinstance(pattern, str):
+                yield self.problem(f"{pointer}/pattern", "a regex tolerance needs a 'pattern' string")
+            else:
+                try:
+                    re.compile(pattern)
+                except re.error as exc:
+                    yield self.problem(f"{pointer}/pattern", f"invalid regular expression: {exc}")
+        elif kind == "jsonpath":
+            if not isinstance(tolerance.get("path"), str):
+                yield self.problem(f"{pointer}/path", "a jsonpath tolerance needs a 'path' string")
+        elif kind == "probe":
+            yield from self.check_provider(tolerance.get("provider"), f"{pointer}/provider")
+            provider = tolerance.get("provider")
+            if isinstance(provider, dict) and provider.get("type") == "python":
+                args = provider.get("arguments")
+                if args is not None and "value" in args:
+                    yield self.problem(f"{pointer}/provider/arguments/value",
+                                       "'value' is filled in with the probe's result")
+        else:
+            yield self.problem(
+                f"{pointer}/type", f"tolerance type must be range, regex, jsonpath or probe, got {kind!r}"
+            )
+
+    # --- variables and references ---------------------------------------------------
+    def known_variables(self) -> set[str]:
+        names = set(self.variables.configuration)
+        config = self.data.get("configuration")
+        if isinstance(config, dict):
+            names |= set(config)
+        for source in (self.data.get("secrets"), self.variables.secrets):
+            if isinstance(source, dict):
+                for scope in source.values():
+                    if isinstance(scope, dict):
+                        names |= set(scope)
+        return names
+
+    def check_variables(self, activity: dict[str, Any], pointer: str) -> Iterator[Problem]:
+        known = self.known_variables()
+        for where, text in _strings(activity, pointer):
+            for name in _template_names(text):
+                if name not in known:
+                    yield self.problem(
+                        where,
+                        f"unresolved variable ${{{name}}}: not in configuration or secrets"
+                        f"{suggest(name, known)} (or pass --var {name}=...)",
+                    )
+
+    def _activity_names(self) -> Iterator[str]:
+        for section in ("method", "rollbacks"):
+            for activity in _as_list(self.data.get(section)):
+                if isinstance(activity, dict) and isinstance(activity.get("name"), str):
+                    yield activity["name"]
+        hypothesis = self.data.get("steady-state-hypothesis")
+        if isinstance(hypothesis, dict):
+            for probe in _as_list(hypothesis.get("probes")):
+                if isinstance(probe, dict) and isinstance(probe.get("name"), str):
+                    yield probe["name"]
+
+    def check_references(self) -> Iterator[Problem]:
+        for section in ("method", "rollbacks"):
+            items = self.data.get(section)
+            if not isinstance(items, list):
+                continue
+            for index, activity in enumerate(items):
+                if isinstance(activity, dict) and isinstance(activity.get("ref"), str):
+                    ref = activity["ref"]
+                    if ref not in self.names:
+                        yield self.problem(
+                            f"/{section}/{index}/ref",
+                            f"no activity named {ref!r}{suggest(ref, self.names)}",
+                        )
+
+
+def _accepted_types(annotation: Any) -> tuple[type, ...] | None:
+    """The plain types an annotation accepts, or None when it is not a simple one."""
+    if annotation in _SIMPLE_TYPES:
+        return _SIMPLE_TYPES[annotation]
+    origin = typing.get_origin(annotation)
+    if origin in (list, dict):
+        return (origin,)
+    if origin in (typing.Union, types.UnionType):
+        accepted: list[type] = []
+        for arg in typing.get_args(annotation):
+            if arg is type(None):
+                accepted.append(type(None))
+                continue
+            inner = _accepted_types(arg)
+            if inner is None:
+                return None
+            accepted.extend(inner)
+        return tuple(accepted)
+    return None
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _too_many_seconds(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and value > MAX_SECONDS
+
+
+def _positive_number_or_var(value: Any, allow_zero: bool = False) -> bool:
+    if isinstance(value, str):
+        return value.startswith("${") and value.endswith("}")
+    if isinstance(value, bool) or not isinstance(value, numbers.Number):
+        return False
+    return value >= 0 if allow_zero else value > 0
+
+
+def _strings(value: Any, pointer: str) -> Iterator[tuple[str, str]]:
+    if isinstance(value, str):
+        yield pointer, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _strings(item, pointer_join(pointer, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _strings(item, pointer_join(pointer, index))
+
+
+def _template_names(text: str) -> Iterator[str]:
+    """Names of ``${name}`` references. A bare ``$name`` is substituted when it is known but is
+    not reported when it is not: it is common in text such as Prometheus templates."""
+    for match in string.Template.pattern.finditer(text):
+        if match.group("braced"):
+            yield match.group("braced")

@@ -1,0 +1,101 @@
+"""Run-time variables: ``--var name[:type]=value`` and ``--var-file`` (JSON, YAML or .env).
+
+Unlike chaostoolkit-lib's ``merge_vars``, an unreadable or malformed var file is an
+error that names the file, not a log line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from mlchaos.experiment.loader import MAX_FILE_BYTES, decode, read_document
+from mlchaos.experiment.problems import Problem, ProblemList
+
+_CONVERTERS = {"str": str, "int": int, "float": float, "bool": lambda v: v.lower() in {"1", "true", "yes", "on"}}
+
+
+@dataclass
+class Variables:
+    """Values that override the experiment's configuration and secrets."""
+
+    configuration: dict[str, Any] = field(default_factory=dict)
+    secrets: dict[str, Any] = field(default_factory=dict)
+    environment: dict[str, str] = field(default_factory=dict)
+
+
+def parse_var(text: str) -> tuple[str, Any]:
+    """Parse one ``name[:type]=value`` (type is str, int, float or bool)."""
+    if "=" not in text:
+        raise ValueError(f"--var {text!r}: expected name[:type]=value")
+    name, value = text.split("=", 1)
+    kind = "str"
+    if ":" in name:
+        name, kind = name.rsplit(":", 1)
+    if not name:
+        raise ValueError(f"--var {text!r}: the name is empty")
+    if kind not in _CONVERTERS:
+        raise ValueError(f"--var {text!r}: unknown type {kind!r} (use {', '.join(_CONVERTERS)})")
+    try:
+        return name, _CONVERTERS[kind](value)
+    except ValueError:
+        raise ValueError(f"--var {text!r}: {value!r} is not a valid {kind}") from None
+
+
+def load_variables(var_args: list[str], var_files: list[str]) -> Variables:
+    """Merge var files (in order) then ``--var`` values; raise ProblemList on any error."""
+    result = Variables()
+    problems: list[Problem] = []
+    for name in var_files:
+        try:
+            _merge_file(Path(name), result)
+        except ProblemList as exc:
+            problems.extend(exc.problems)
+    for text in var_args:
+        try:
+            key, value = parse_var(text)
+        except ValueError as exc:
+            problems.append(Problem("<command line>", "", None, str(exc)))
+            continue
+        result.configuration[key] = value
+    if problems:
+        raise ProblemList(problems)
+    return result
+
+
+def _merge_file(path: Path, into: Variables) -> None:
+    suffix = path.suffix.lower()
+    if suffix in {".json", ".yaml", ".yml"}:
+        try:  # the experiment loader's limits: size, depth, aliases, UTF-8, finite numbers
+            data = read_document(path).data or {}
+        except ProblemList as exc:
+            raise ProblemList([replace(p, message=f"cannot read var file: {p.message}")
+                               for p in exc.problems]) from None
+        if not isinstance(data, dict) or set(data) - {"configuration", "secrets"}:
+            raise ProblemList(
+                [Problem(str(path), "", None,
+                         "a var file must be a mapping with only 'configuration' and 'secrets'")]
+            )
+        for key in ("configuration", "secrets"):
+            section = data.get(key) or {}
+            if not isinstance(section, dict):
+                raise ProblemList([Problem(str(path), f"/{key}", None, "must be a mapping")])
+            getattr(into, key).update(section)
+        return
+    try:
+        with open(path, "rb") as handle:  # may be a pipe: --var-file <(...)
+            raw = handle.read(MAX_FILE_BYTES + 1)
+        if len(raw) > MAX_FILE_BYTES:
+            raise ProblemList([Problem(str(path), "", None, f"cannot read var file: more than {MAX_FILE_BYTES} bytes")])
+        text = decode(raw, path)
+    except OSError as exc:
+        raise ProblemList([Problem(str(path), "", None, f"cannot read var file: {exc}")]) from None
+    for number, line in enumerate(text.splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if "=" not in line:
+            raise ProblemList([Problem(str(path), "", number, "expected NAME=value")])
+        key, value = line.split("=", 1)
+        into.environment[key.strip()] = value.strip().strip('"').strip("'")

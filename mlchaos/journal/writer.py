@@ -1,0 +1,125 @@
+"""The run journal: Chaos Toolkit's journal format plus an ``mlchaos`` section.
+
+It is written to disk while the run goes (atomically: temporary file then rename), and
+always before an action starts, so a runner killed with SIGKILL still leaves a record
+naming the fault it was injecting. Secret values, and the values of env-backed
+configuration entries, are replaced by ``***`` on the way out (journal, console, and
+whatever the run writes to stdout/stderr: see :mod:`mlchaos.journal.redaction`).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import platform
+import socket
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from mlchaos import __version__
+from mlchaos.experiment.execution import RUNNING, Outcome
+from mlchaos.experiment.models import Activity
+from mlchaos.journal.redaction import Redactor, redact_secrets_block
+from mlchaos.safety.changes import ChangeRecord
+
+THROTTLE_SECONDS = 0.25
+
+
+def activity_record(activity: Activity, outcome: Outcome | None = None) -> dict[str, Any]:
+    """A journal 'run' entry for an activity (status ``running`` while it is in flight)."""
+    record: dict[str, Any] = {"activity": activity.spec, "output": None}  # read-only: never mutated
+    if outcome is None:
+        record.update(status=RUNNING, start=datetime.now(UTC).isoformat())
+        return record
+    record.update(
+        output=outcome.output, start=outcome.start, end=outcome.end,
+        duration=outcome.duration, status=outcome.status,
+    )
+    if outcome.exception:
+        record["exception"] = outcome.exception
+    return record
+
+
+class Journal:
+    """The journal of one run, persisted to ``path`` as it changes."""
+
+    def __init__(self, path: Path | None, experiment_raw: dict[str, Any], source: Path, redactor: Redactor):
+        self.path = path
+        self.redactor = redactor
+        self._last_write = 0.0
+        experiment = copy.deepcopy(experiment_raw)
+        if "secrets" in experiment:
+            experiment["secrets"] = redact_secrets_block(experiment["secrets"])
+        self.data: dict[str, Any] = {
+            "chaoslib-version": _chaoslib_version(),
+            "platform": platform.platform(),
+            "node": socket.gethostname(),
+            "experiment": experiment,
+            "start": datetime.now(UTC).isoformat(),
+            "status": RUNNING,
+            "deviated": False,
+            "steady_states": {"before": None, "after": None, "during": []},
+            "run": [],
+            "rollbacks": [],
+            "mlchaos": {
+                "version": __version__,
+                "source": str(source),
+                "pid": os.getpid(),
+                "changes": [],
+                "recovery": None,
+                "rollbacks_left_undone": [],
+                "interrupted_by": None,
+                "verdict": None,
+                "exit_code": None,
+            },
+        }
+
+    @property
+    def extra(self) -> dict[str, Any]:
+        return self.data["mlchaos"]
+
+    def record_change(self, record: ChangeRecord) -> None:
+        """Persist a change an action is about to make (always written at once)."""
+        self.extra["changes"].append(record.to_dict())
+        self.save(force=True)
+
+    def finish(self, status: str, deviated: bool, verdict: str, exit_code: int) -> None:
+        end = datetime.now(UTC)
+        self.data["end"] = end.isoformat()
+        start = datetime.fromisoformat(self.data["start"])
+        self.data["duration"] = round((end - start).total_seconds(), 6)
+        self.data.update(status=status, deviated=deviated)
+        self.extra.update(verdict=verdict, exit_code=exit_code)
+        self.save(force=True)
+
+    def save(self, force: bool = False) -> None:
+        """Write the journal; unless forced, at most every THROTTLE_SECONDS."""
+        if self.path is None:
+            return
+        now = time.monotonic()
+        if not force and now - self._last_write < THROTTLE_SECONDS:
+            return
+        self._last_write = now
+        # compact: json's C encoder is only used without indent (~30x faster on big journals)
+        text = json.dumps(self.redactor.data(self.data), default=str)
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.write("\n")
+            if force:
+                handle.flush()
+                os.fsync(handle.fileno())
+        os.replace(tmp, self.path)
+
+
+def _chaoslib_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("chaostoolkit-lib")
+    except PackageNotFoundError:
+        return "unknown"

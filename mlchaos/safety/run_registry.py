@@ -1,0 +1,170 @@
+"""The runs in progress on this host, their heartbeats, and the emergency stop.
+
+A run registers itself in ``<state_dir>/runs/<run_id>.json`` (pid, journal, experiment)
+and touches ``<run_id>.heartbeat`` every second while it runs; both are removed when it
+ends. ``mlchaos stop`` engages the emergency stop (``<state_dir>/STOP``): every
+registered run is told to abort (SIGUSR1), and no new run starts until
+``mlchaos stop --clear``. A run whose heartbeat stopped is dead or hung: its guardian,
+or ``mlchaos recover --all``, undoes what its journal recorded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from mlchaos.lib import procfs
+from mlchaos.lib.files import atomic_write
+from mlchaos.lib.state_dir import state_dir
+
+ABORT_SIGNAL = signal.SIGUSR1
+STOP_FILE = "STOP"
+
+
+@dataclass(frozen=True)
+class RunEntry:
+    """One registered run."""
+
+    run_id: str
+    pid: int
+    journal: str | None
+    experiment: str
+    source: str
+    started: str
+    directory: str
+    start_ticks: int | None = None  # the process' start time (/proc/PID/stat), so a reused pid is not taken for it
+
+    @property
+    def registry_file(self) -> Path:
+        return Path(self.directory) / f"{self.run_id}.json"
+
+    @property
+    def heartbeat_file(self) -> Path:
+        return Path(self.directory) / f"{self.run_id}.heartbeat"
+
+    def heartbeat_age(self) -> float | None:
+        """Seconds since the last heartbeat (None when there is none)."""
+        try:
+            return max(time.time() - self.heartbeat_file.stat().st_mtime, 0.0)
+        except FileNotFoundError:
+            return None
+
+    def runner_alive(self) -> bool:
+        """True when the registered process still runs (a zombie or a reused pid does not)."""
+        stat = procfs.stat(self.pid)
+        if stat is None or stat[0] == "Z":
+            return False
+        return self.start_ticks is None or stat[1] == self.start_ticks
+
+    def is_dead(self, heartbeat_timeout: float) -> bool:
+        """The runner is gone, or its heartbeat is older than ``heartbeat_timeout`` seconds."""
+        age = self.heartbeat_age()
+        return not self.runner_alive() or age is None or age > heartbeat_timeout
+
+
+def runs_dir() -> Path:
+    return state_dir() / "runs"
+
+
+def register(journal: Path | None, experiment: str, source: str) -> RunEntry:
+    """Register the current process as a run in progress (and give it a first heartbeat)."""
+    directory = runs_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    entry = RunEntry(
+        run_id=f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}", pid=os.getpid(),
+        journal=str(journal.resolve()) if journal else None, experiment=experiment, source=source,
+        started=datetime.now(UTC).isoformat(), directory=str(directory),
+        start_ticks=(procfs.stat(os.getpid()) or ("", None))[1],
+    )
+    beat(entry)
+    atomic_write(entry.registry_file, json.dumps(asdict(entry), indent=2) + "\n")
+    return entry
+
+
+def beat(entry: RunEntry) -> None:
+    """Say the runner is alive (touch its heartbeat file)."""
+    entry.heartbeat_file.touch()
+
+
+def unregister(entry: RunEntry) -> None:
+    """The run ended: remove its registry and heartbeat files (its guardian then exits)."""
+    for path in (entry.registry_file, entry.heartbeat_file):
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def registered() -> list[RunEntry]:
+    """Every run registered on this host (alive or not)."""
+    return registered_in(runs_dir())
+
+
+def registered_in(directory: Path) -> list[RunEntry]:
+    """Every run registered in ``directory``."""
+    entries = []
+    for path in sorted(directory.glob("*.json")) if directory.is_dir() else []:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            entries.append(RunEntry(**{**data, "directory": str(directory)}))
+        except (OSError, ValueError, TypeError):
+            continue  # a half-written or foreign file is not a run
+    return entries
+
+
+def stop_file() -> Path:
+    return state_dir() / STOP_FILE
+
+
+def engage_stop(reason: str) -> dict[str, Any]:
+    """Engage the emergency stop: record who and why; running runs abort, new ones are refused."""
+    info = {"engaged_at": datetime.now(UTC).isoformat(), "reason": reason, "pid": os.getpid(),
+            "user": os.environ.get("USER") or str(os.getuid())}
+    path = stop_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, json.dumps(info, indent=2) + "\n")
+    return info
+
+
+def stop_engaged() -> dict[str, Any] | None:
+    """The emergency stop's record when it is engaged, else None."""
+    try:
+        text = stop_file().read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = {}
+    return data if isinstance(data, dict) else {}
+
+
+def clear_stop() -> bool:
+    """Disengage the emergency stop; True when it was engaged."""
+    try:
+        stop_file().unlink()
+        return True
+    except FileNotFoundError:
+        return False
+
+
+def describe_stop(info: dict[str, Any]) -> str:
+    return (f"the emergency stop is engaged (since {info.get('engaged_at', '?')}, by {info.get('user', '?')}: "
+            f"{info.get('reason') or 'no reason given'}); clear it with `mlchaos stop --clear`")
+
+
+def signal_abort(entry: RunEntry) -> bool:
+    """Tell a live run to abort and roll back; True when it was signalled."""
+    if not entry.runner_alive():
+        return False
+    try:
+        os.kill(entry.pid, ABORT_SIGNAL)
+        return True
+    except ProcessLookupError:
+        return False

@@ -1,0 +1,126 @@
+"""Undo what a run's journal says was changed: ``mlchaos recover``, the guardian, the runner's safety net.
+
+Every fault's change record is on disk (journal ``mlchaos.changes``) before the fault is
+applied, with the function that undoes it. Recovery calls those undo functions newest
+first, continues past individual failures and reports them all. Undo functions are
+idempotent (undoing what is already undone succeeds and changes nothing), so recovering
+a journal twice, or after the run's own rollbacks, is harmless.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from mlchaos.errors import InvalidInput
+from mlchaos.experiment.execution import Waiter, execute
+from mlchaos.lib.files import atomic_write
+from mlchaos.safety.changes import ChangeRecord, is_change_record
+
+UNDO_TIMEOUT = 120.0
+
+
+@dataclass
+class UndoResult:
+    """What undoing one change record did."""
+
+    action: str
+    targets: list[str]
+    undo: str
+    status: str  # undone | failed | nothing-to-undo
+    output: Any = None
+    error: str | None = None
+    duration: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.status != "failed"
+
+    def describe(self) -> str:
+        what = f"{self.action} on {', '.join(self.targets) or 'nothing'}"
+        if self.status == "failed":
+            return f"FAILED  {what}: {self.undo} -> {self.error}"
+        return f"{self.status:<7} {what} ({self.undo}, {self.duration:.2f}s)"
+
+
+@dataclass
+class RecoveryReport:
+    """The outcome of recovering one journal."""
+
+    journal: str
+    by: str
+    at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
+    results: list[UndoResult] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.results)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"by": self.by, "at": self.at, "ok": self.ok, "results": [asdict(r) for r in self.results]}
+
+
+def undo_record(record: ChangeRecord, timeout: float = UNDO_TIMEOUT, waiter: Waiter | None = None) -> UndoResult:
+    """Call the record's undo function once (with a timeout); never raises."""
+    targets = [t.name for t in record.targets]
+    func = (record.undo or {}).get("func")
+    if not func:
+        return UndoResult(record.action, targets, "-", "nothing-to-undo")
+    module, _, name = func.rpartition(".")
+    spec = {"type": "action", "name": f"undo {record.action}",
+            "provider": {"type": "python", "module": module, "func": name,
+                         "arguments": dict((record.undo or {}).get("arguments") or {})}}
+    outcome = execute(spec, {}, {}, timeout, waiter or Waiter())
+    return UndoResult(record.action, targets, func, "undone" if outcome.succeeded else "failed",
+                      output=outcome.output, error=outcome.error, duration=outcome.duration)
+
+
+def recorded_changes(journal: dict[str, Any]) -> list[ChangeRecord]:
+    """The real (not dry-run) changes a journal recorded, oldest first, each in its most complete form.
+
+    The announced copy is written before the fault; the action's output (when it finished)
+    may add what only the fault knew, e.g. the pid of the watchdog its undo must stop.
+    """
+    extra = journal.get("mlchaos") if isinstance(journal.get("mlchaos"), dict) else {}
+    finished = {}
+    for entry in journal.get("run") or []:
+        output = entry.get("output") if isinstance(entry, dict) else None
+        if is_change_record(output):
+            finished[(output.get("announced_at"), output.get("action"))] = output
+    records = []
+    for data in extra.get("changes") or []:
+        if not is_change_record(data) or data.get("dry_run"):
+            continue
+        data = finished.get((data.get("announced_at"), data.get("action")), data)
+        try:
+            records.append(ChangeRecord.from_dict(data))
+        except TypeError:
+            continue
+    return records
+
+
+def load_journal(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InvalidInput(f"{path}: no such journal") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise InvalidInput(f"{path}: not a readable journal ({exc})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("mlchaos"), dict):
+        raise InvalidInput(f"{path}: not an mlchaos journal (no 'mlchaos' section)")
+    return data
+
+
+def recover(path: Path, by: str, timeout: float = UNDO_TIMEOUT) -> RecoveryReport:
+    """Undo every change the journal at ``path`` recorded, newest first; append the report to the journal."""
+    journal = load_journal(path)
+    report = RecoveryReport(journal=str(path), by=by)
+    for record in reversed(recorded_changes(journal)):
+        report.results.append(undo_record(record, timeout))
+    journal = load_journal(path)  # re-read: keep whatever was written meanwhile
+    journal["mlchaos"].setdefault("recoveries", []).append(report.to_dict())
+    atomic_write(Path(path), json.dumps(journal, default=str) + "\n")
+    return report
