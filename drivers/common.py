@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from mlchaos.errors import DriverError
+from mlchaos.driver_kit import DriverError, wait_for
+
+__all__ = ["MAX_WORKERS", "check_name_pattern", "concurrently", "wait_for"]
 
 T = TypeVar("T")
 MAX_WORKERS = 16
@@ -32,16 +33,6 @@ def concurrently(items: Sequence[str], work: Callable[[str], T], what: str, *, n
         of = f"{len(items)} {noun}".rstrip()
         raise DriverError(f"{what} failed for {len(failures)} of {of}: " + "; ".join(failures))
     return results
-
-
-def wait_for(check: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
-    """Poll ``check`` until it is true or ``timeout`` seconds have passed."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(interval)
-    return True
 
 
 def check_name_pattern(name_pattern: Any) -> None:

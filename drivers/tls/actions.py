@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal as signals
 import time
 from dataclasses import dataclass
@@ -41,8 +40,8 @@ from mlchaos.lib.certificates import (
     issue_certificate,
     key_pem,
     read_certificate,
-    write_atomic,
 )
+from mlchaos.lib.files import atomic_write
 from mlchaos.safety.changes import ChangeRecord, Target, announce, local_environment
 from mlchaos.sandbox import procs
 
@@ -120,10 +119,10 @@ def install_certificate(
     _write_backup(backup, target)  # before the announcement: its undo must be able to find the backup
     announce(record)
     if kind == "untrusted":  # keep the throw-away CA for inspection; no client trusts it
-        write_atomic(backup / "untrusted-ca.crt", cert_pem(issuer.certificate))
+        atomic_write(backup / "untrusted-ca.crt", cert_pem(issuer.certificate))
     # only the two files the server reads (and the backup holds) change; key first, then certificate
-    write_atomic(target.key_path, key_pem(key), mode=0o600)
-    write_atomic(target.cert_path, cert_pem(cert))
+    atomic_write(target.key_path, key_pem(key), mode=0o600)
+    atomic_write(target.cert_path, cert_pem(cert))
     _reload(target, sig_name, fingerprint(cert), timeout)
     return record.to_dict()
 
@@ -306,13 +305,9 @@ def _manifest(backup: Path) -> dict[str, Any]:
 
 
 def _copy_atomic(source: Path, dest: Path, mode: int) -> None:
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
     try:
-        shutil.copyfile(source, tmp)
-        os.chmod(tmp, mode)
-        os.replace(tmp, dest)
+        atomic_write(dest, source.read_bytes(), mode)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise DriverError(f"cannot copy {source} to {dest}: {exc}") from exc
 
 

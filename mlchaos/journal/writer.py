@@ -14,7 +14,6 @@ import json
 import os
 import platform
 import socket
-import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +23,7 @@ from mlchaos import __version__
 from mlchaos.experiment.execution import RUNNING, Outcome
 from mlchaos.experiment.models import Activity
 from mlchaos.journal.redaction import Redactor, redact_secrets_block
+from mlchaos.lib.files import atomic_write
 from mlchaos.safety.changes import ChangeRecord
 
 THROTTLE_SECONDS = 0.25
@@ -105,15 +105,7 @@ class Journal:
             return
         self._last_write = now
         # compact: json's C encoder is only used without indent (~30x faster on big journals)
-        text = json.dumps(self.redactor.data(self.data), default=str)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.write("\n")
-            if force:
-                handle.flush()
-                os.fsync(handle.fileno())
-        os.replace(tmp, self.path)
+        atomic_write(self.path, json.dumps(self.redactor.data(self.data), default=str) + "\n", sync=force)
 
 
 def _chaoslib_version() -> str:

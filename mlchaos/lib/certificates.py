@@ -23,9 +23,7 @@ what replica ``<replica>`` serves (:func:`issue_sandbox_certificates` creates or
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -39,6 +37,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from mlchaos.errors import MlchaosError
+from mlchaos.lib.files import atomic_write
 
 CertificateKind = Literal["valid", "expiring_soon", "expired", "wrong_hostname", "untrusted"]
 KINDS: tuple[str, ...] = ("valid", "expiring_soon", "expired", "wrong_hostname", "untrusted")
@@ -156,8 +155,8 @@ class CertificateAuthority:
     def write(self, ca_dir: Path | str) -> Path:
         """Write ``ca.crt`` and ``ca.key`` (0600) into ``ca_dir``; return the certificate's path."""
         ca_dir = Path(ca_dir)
-        write_atomic(ca_dir / CA_KEY_FILE, key_pem(self.key), mode=0o600)
-        write_atomic(ca_dir / CA_CERT_FILE, cert_pem(self.certificate))
+        atomic_write(ca_dir / CA_KEY_FILE, key_pem(self.key), mode=0o600)
+        atomic_write(ca_dir / CA_CERT_FILE, cert_pem(self.certificate))
         return ca_dir / CA_CERT_FILE
 
     def issue(self, hosts: Sequence[str], not_before: datetime, not_after: datetime,
@@ -249,10 +248,10 @@ def write_certificate(
     chain_path = cert_path.with_name(f"{cert_path.stem}-chain{cert_path.suffix or '.crt'}")
     ca_file = Path(ca_path) if ca_path is not None else cert_path.with_name(f"{cert_path.stem}-ca.crt")
     if not ca_file.exists() or ca_file.read_bytes() != cert_pem(ca.certificate):
-        write_atomic(ca_file, cert_pem(ca.certificate))
-    write_atomic(key_path, key_pem(key), mode=0o600)
-    write_atomic(cert_path, cert_pem(cert))
-    write_atomic(chain_path, cert_pem(cert) + cert_pem(ca.certificate))
+        atomic_write(ca_file, cert_pem(ca.certificate))
+    atomic_write(key_path, key_pem(key), mode=0o600)
+    atomic_write(cert_path, cert_pem(cert))
+    atomic_write(chain_path, cert_pem(cert) + cert_pem(ca.certificate))
     return CertificateFiles(cert_path, key_path, ca_file, kind, cert.not_valid_after_utc, chain_path)
 
 
@@ -342,25 +341,6 @@ def key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     """A private key as unencrypted PKCS#8 PEM."""
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                              serialization.NoEncryption())
-
-
-def write_atomic(path: Path | str, data: bytes, mode: int = 0o644) -> None:
-    """Replace ``path`` with ``data`` atomically (temporary file in the same directory, fsync, rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            os.fchmod(handle.fileno(), mode)  # the umask must not widen or narrow it
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
 
 
 def _reusable_leaf(cert_path: Path, key_path: Path, ca: CertificateAuthority,

@@ -1,4 +1,4 @@
-"""State files of the sandbox's components: atomic writes, a lock, strict reads, free ports."""
+"""Files: the one atomic (fsync'd) write, JSON state files, a lock, strict reads, free ports."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import fcntl
 import json
 import os
 import socket
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,12 +15,25 @@ from typing import Any
 from mlchaos.errors import SandboxError
 
 
-def atomic_write(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` at once (a temporary file, then a rename)."""
+def atomic_write(path: Path | str, data: str | bytes, mode: int = 0o644, *, sync: bool = True) -> None:
+    """Replace ``path`` with ``data`` at once: a temporary file of a unique name in the same folder (concurrent
+    writers never share one), written with ``mode`` whatever the umask, fsynced (unless ``sync`` is False),
+    then renamed over ``path``. A reader sees the old file or the new one, never a part of either."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    descriptor, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = Path(name)
+    try:
+        with open(descriptor, "wb") as handle:
+            handle.write(data.encode("utf-8") if isinstance(data, str) else data)
+            handle.flush()
+            if sync:
+                os.fsync(handle.fileno())
+            os.fchmod(handle.fileno(), mode)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def write_json(path: Path, data: Any) -> None:

@@ -36,8 +36,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.utils import floatToGoString
 
 from mlchaos.errors import MlchaosError
+from mlchaos.lib.files import atomic_write
 from mlchaos.reports.model import RunReport
-from mlchaos.reports.writer import atomic_write_text
 
 JOB = "mlchaos"
 RUNS = "mlchaos_experiment_runs"
@@ -263,7 +263,7 @@ def update_textfile(runs: Iterable[RunReport], path: str | os.PathLike[str]) -> 
         except MetricsError as exc:
             raise MetricsError(f"{path}: {exc}; fix or delete the file (its counters would be lost)") from None
         counted = [run for run in _ordered(runs) if state.record(run)]
-        atomic_write_text(path, state.render())
+        atomic_write(path, state.render())
     return counted
 
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from mlchaos.errors import InvalidInput
+from mlchaos.lib.files import atomic_write
 from mlchaos.reports.html import render_html
 from mlchaos.reports.junit import render_junit
 from mlchaos.reports.markdown import render_markdown
@@ -50,7 +50,7 @@ def write_reports(journals: Journals, out_dir: str | os.PathLike[str],
     written = {}
     for name, text in texts.items():
         path = directory / FILE_NAMES[name]
-        atomic_write_text(path, text)
+        atomic_write(path, text)
         written[name] = path
     return written
 
@@ -63,24 +63,8 @@ def write_files(journals: Journals, targets: Mapping[str, str | os.PathLike[str]
     texts = {name: render(suite, name) for name in targets}
     written = {}
     for name, target in targets.items():
-        atomic_write_text(Path(target), texts[name])
+        atomic_write(Path(target), texts[name])
         written[name] = Path(target)
     return written
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` at once: a temporary file in the same folder (a unique name, so
-    concurrent writers never share one), fsynced, then renamed over it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    tmp = Path(name)
-    try:
-        with open(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)  # readable by a textfile collector running as another user
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise

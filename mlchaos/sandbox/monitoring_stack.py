@@ -47,6 +47,7 @@ from mlchaos.errors import DriverError, SandboxError
 from mlchaos.lib.files import atomic_write, file_lock, free_ports, read_json, write_json
 from mlchaos.lib.http import http_json as _http_json
 from mlchaos.lib.http import http_ok as _http_ok
+from mlchaos.lib.waiting import wait_for
 from mlchaos.monitoring.alert_rules import GROUP_NAME, SANDBOX, RuleParameters, render_rules
 from mlchaos.sandbox import procs
 
@@ -366,10 +367,10 @@ class Monitoring:
             return False
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
-        if not _wait(lambda: not self._alive(name, pid), timeout):
+        if not wait_for(lambda: not self._alive(name, pid), timeout):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            if not _wait(lambda: not self._alive(name, pid), 5.0):
+            if not wait_for(lambda: not self._alive(name, pid), 5.0):
                 raise SandboxError(f"could not stop {name} (pid {pid})")
         return True
 
@@ -508,15 +509,6 @@ def _last_evaluation(prometheus_url: str) -> float:
             with contextlib.suppress(ValueError):
                 return datetime.fromisoformat(stamp).timestamp()
     return 0.0
-
-
-def _wait(check: Any, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def _tail(path: Path, lines: int = 15) -> str:
