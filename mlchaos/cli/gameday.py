@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from mlchaos.cli.options import add_var_options
+
 GAMEDAY_HELP = """exit codes of a game day (the most severe of its experiments'):
   3 > 143 > 130 > 5 > 4 > 2 > 1 > 0
   0    every experiment held (or, run now: outside its window, nothing started)
@@ -21,8 +23,10 @@ GAMEDAY_HELP = """exit codes of a game day (the most severe of its experiments')
 """
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The ``gameday`` options (``--var``/``--var-file`` are added by the CLI like for ``run``)."""
+def add_parser(commands: Any) -> argparse.ArgumentParser:
+    """``gameday FILE [--out] [--schedule [CRON]] [--timezone] [--max-runs] [--ignore-windows] [--check] ...``."""
+    parser = commands.add_parser("gameday", help="run a suite of experiments now, or on a schedule",
+                                 epilog=GAMEDAY_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("file", help="game-day file (.yaml, .yml, .json)")
     parser.add_argument("--out", default=None, metavar="DIR",
                         help="results directory (default gameday-<UTC timestamp>); with --schedule the directory "
@@ -43,19 +47,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "default: every format of `mlchaos report`)")
     parser.add_argument("--no-report", action="store_true", help="write no report, only the journals")
     parser.add_argument("--quiet", action="store_true", help="print only the summaries")
+    add_var_options(parser)
+    return parser
 
 
 def main(args: argparse.Namespace) -> int:
     """Run the ``gameday`` command."""
+    from mlchaos.cli.listen_targets import LISTEN_TARGETS
+    from mlchaos.cli.printing import print_problems
     from mlchaos.engine import exit_codes
     from mlchaos.experiment.problems import ProblemList
     from mlchaos.gameday.suite import load_suite
     from mlchaos.gameday.suite_runner import report_formats
 
     try:
-        gameday, checked = load_suite(args.file, args.var, args.var_file)
+        gameday, checked = load_suite(args.file, args.var, args.var_file, LISTEN_TARGETS)
     except ProblemList as exc:
-        _print_problems(exc.problems)
+        print_problems(exc.problems)
         return exit_codes.INVALID
     try:
         calendar = _calendar(gameday, args)
@@ -72,13 +80,6 @@ def main(args: argparse.Namespace) -> int:
     if args.schedule is None:
         return _run_now(gameday, checked, calendar, args)
     return _serve(gameday, calendar, cron, args)
-
-
-def _print_problems(problems: list[Any]) -> None:
-    for problem in problems:
-        print(f"error: {problem}", file=sys.stderr)
-    count = len(problems)
-    print(f"{count} problem{'s' if count != 1 else ''} found; nothing was executed.", file=sys.stderr)
 
 
 def _calendar(gameday: Any, args: argparse.Namespace) -> Any:
@@ -141,6 +142,7 @@ def _check(gameday: Any, checked: list[Any], calendar: Any, cron: Any) -> int:
 
 
 def _run_now(gameday: Any, checked: list[Any], calendar: Any, args: argparse.Namespace) -> int:
+    from mlchaos.cli.listen_targets import LISTEN_TARGETS
     from mlchaos.engine import exit_codes
     from mlchaos.gameday.lock import SuiteLock
     from mlchaos.gameday.progress import ProgressConsole
@@ -164,13 +166,15 @@ def _run_now(gameday: Any, checked: list[Any], calendar: Any, args: argparse.Nam
     try:
         runner = SuiteRunner(gameday, checked, out_dir, console=ProgressConsole(quiet=args.quiet),
                              calendar=calendar,
-                             report_formats=args.report)
+                             report_formats=args.report, listen_targets=LISTEN_TARGETS)
         return runner.run().exit_code
     finally:
         lock.release()
 
 
 def _serve(gameday: Any, calendar: Any, cron: Any, args: argparse.Namespace) -> int:
+    from mlchaos.cli.listen_targets import LISTEN_TARGETS
+    from mlchaos.cli.printing import print_problems
     from mlchaos.engine import exit_codes
     from mlchaos.experiment.problems import ProblemList
     from mlchaos.gameday.lock import SuiteLock
@@ -186,14 +190,14 @@ def _serve(gameday: Any, calendar: Any, cron: Any, args: argparse.Namespace) -> 
 
     def run_suite(fire: datetime) -> int:
         try:  # the experiments may have changed since the last run: validate every one again
-            current, checked = load_suite(args.file, args.var, args.var_file)
+            current, checked = load_suite(args.file, args.var, args.var_file, LISTEN_TARGETS)
         except ProblemList as exc:
-            _print_problems(exc.problems)
+            print_problems(exc.problems)
             return exit_codes.INVALID
         out_dir = _unique(parent / f"gameday-{_stamp(fire)}")
         runner = SuiteRunner(current, checked, out_dir, console=console, calendar=restricted, stop=stop,
                              trigger=f"schedule {cron.expression!r} at {fire.isoformat()}",
-                             report_formats=args.report)
+                             report_formats=args.report, listen_targets=LISTEN_TARGETS)
         return runner.run().exit_code
 
     scheduler = Scheduler(cron, restricted, SuiteLock(gameday.source), run_suite, stop=stop,

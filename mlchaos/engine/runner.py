@@ -42,12 +42,12 @@ from mlchaos.errors import InvalidInput
 from mlchaos.experiment.driver_registry import accepts_dry_run
 from mlchaos.experiment.execution import FAILED, SUCCEEDED, LockType, Outcome, Waiter, execute, in_background
 from mlchaos.experiment.models import Activity, Experiment
-from mlchaos.experiment.settings import SANDBOX
 from mlchaos.experiment.tolerance import check as check_tolerance
 from mlchaos.experiment.variables import Variables
 from mlchaos.journal.redaction import Redactor, sensitive_values
 from mlchaos.journal.writer import Journal, activity_record
-from mlchaos.safety import changes, run_context, run_registry
+from mlchaos.monitoring.notifications import open_receiver
+from mlchaos.safety import changes, emergency_stop, run_context, run_registry
 from mlchaos.safety.blast_radius import BoundExceeded, Ledger
 from mlchaos.safety.guards import Abort, GuardState, RunMonitor
 
@@ -213,9 +213,9 @@ class Runner:
     # --- safety: refusals, aborts, the guardian, the safety net ------------------------------
     def _admitted(self) -> bool:
         """Refuse the run before anything runs when the emergency stop is engaged or the plan breaks a bound."""
-        info = run_registry.stop_engaged()
+        info = emergency_stop.engaged()
         if info is not None:
-            self._refuse(run_registry.describe_stop(info))
+            self._refuse(emergency_stop.describe(info))
             return self.dry_run  # a plan still shows what a run would do
         refusals = self._pauses_exceed_max_duration()
         if not self.dry_run and self.ledger.active:
@@ -340,25 +340,7 @@ class Runner:
         listen = self.experiment.settings.notifications_listen
         if listen is None:
             return None
-        from mlchaos.monitoring.notifications import NotificationReceiver
-
-        if listen == SANDBOX:
-            from mlchaos.errors import DriverError
-            from mlchaos.sandbox.monitoring_stack import endpoints
-
-            try:
-                found = endpoints()
-            except DriverError as exc:
-                raise InvalidInput(f"notifications: listen: sandbox: {exc}") from None
-            host, port = found.sink_host, found.sink_port
-        else:
-            host, _, port_text = listen.rpartition(":")
-            host, port = host.strip("[]"), int(port_text)
-        receiver = NotificationReceiver(host=host, port=port)
-        try:
-            receiver.start()
-        except OSError as exc:
-            raise InvalidInput(f"cannot listen for notifications on {host}:{port}: {exc}") from None
+        receiver = open_receiver(listen)
         self.console.write(f"  notifications: listening on {receiver.url}")
         return receiver
 
@@ -624,8 +606,8 @@ class Runner:
     def _on_abort_signal(self, _signum: int, _frame: Any) -> None:
         """SIGUSR1: ``mlchaos stop`` (or the run's own monitor) asks the run to abort and roll back."""
         if self._stop is None:
-            info = run_registry.stop_engaged()
-            message = "emergency stop: " + (run_registry.describe_stop(info) if info else "SIGUSR1 received")
+            info = emergency_stop.engaged()
+            message = "emergency stop: " + (emergency_stop.describe(info) if info else "SIGUSR1 received")
             self._stop = Abort("stop", message)
             self.journal.extra["aborted"] = {"kind": "stop", "message": message}
             _say(f"\nABORT: {message}; rolling back\n")

@@ -1,8 +1,10 @@
-"""The end-of-run summary a person reads (``mlchaos run`` and every experiment of a game day)."""
+"""What a person reads at the end of a run: the plan of a dry run, and the summary (``mlchaos run`` and every
+experiment of a game day)."""
 
 from __future__ import annotations
 
 from mlchaos.engine.result import RunResult
+from mlchaos.safety.changes import is_change_record
 
 
 def print_summary(result: RunResult) -> None:
@@ -33,3 +35,48 @@ def print_summary(result: RunResult) -> None:
             print(f"    undo what the journal recorded: mlchaos recover {result.journal_path}")
     if result.journal_path:
         print(f"  journal: {result.journal_path}")
+
+
+def print_plan(result: RunResult) -> None:
+    """What a run would do: each action's targets and undo, the guards, the bounds."""
+    print()
+    print(f"plan: {result.title}")
+    for activity, outcome in result.planned:
+        if activity.kind != "action":
+            state = "ok" if outcome.succeeded else f"FAILED: {outcome.error}"
+            print(f"  probe  {activity.name}  ({activity.target}): {state}")
+            continue
+        print(f"  action {activity.name}  ({activity.target})")
+        output = outcome.output
+        if not outcome.succeeded:
+            print(f"         could not be resolved: {outcome.error}")
+        elif is_change_record(output):
+            targets = output.get("targets") or []
+            population = output.get("population") or []
+            for target in targets:
+                details = target.get("details") or {}
+                # the instance first (what alerts name), a container id short as docker shows it
+                extra = ", ".join(f"{k} {str(details[k])[:12] if k == 'id' else details[k]}"
+                                  for k in ("instance", "pid", "id", "url") if details.get(k))
+                verb = "would send traffic to" if target.get("kind") == "traffic" else f"would hit {target.get('kind')}"
+                print(f"         {verb} {target.get('name')}" + (f" ({extra[:120]})" if extra else ""))
+            if population:
+                print(f"         chosen from {len(population)} eligible: {', '.join(population[:10])}"
+                      + (" ..." if len(population) > 10 else ""))
+            print(f"         environment: {output.get('environment') or 'not reported by the driver'}")
+            undo = output.get("undo") or {}
+            if undo.get("func"):
+                arguments = ", ".join(f"{k}={v!r}" for k, v in (undo.get("arguments") or {}).items())
+                print(f"         undo: {undo['func']}({arguments[:160]})")
+        else:
+            print(f"         not resolved in advance: {output}")
+    for guard in result.guards:
+        print(f"  guard  {guard['name']}: now {guard['last_value']!r}")
+    if result.bounds:
+        print("  bounds:")
+        for line in result.bounds:
+            print(f"    {line}")
+    else:
+        print("  bounds: none declared (blast_radius, allowed_environments, MLCHAOS_ALLOWED_ENVIRONMENTS)")
+    for refusal in result.refusals:
+        print(f"  REFUSED: {refusal}")

@@ -1,19 +1,83 @@
-"""Load and check an experiment in one step: what ``run``, ``plan``, ``validate`` and game days all do first."""
+"""Load and check an experiment in one step: what ``run``, ``plan``, ``validate`` and game days all do first.
+
+An experiment may ask its notification receiver to listen at a *named* place instead of a
+``HOST:PORT`` (``extensions: [{name: mlchaos, notifications: {listen: sandbox}}]``). The core
+does not know what a name means: the caller passes the :class:`ListenTarget` s it knows (the
+command line passes the sandbox's), :func:`load_checked` asks the named one for its
+validation-time problems, and :func:`resolve_listen` turns the name into the address just
+before the run, so the engine only ever sees ``HOST:PORT``.
+"""
 
 from __future__ import annotations
 
-from mlchaos.experiment.loader import load_document
+import dataclasses
+import re
+from collections.abc import Mapping
+from typing import Protocol
+
+from mlchaos.errors import InvalidInput
+from mlchaos.experiment.loader import Document, load_document
 from mlchaos.experiment.models import Experiment, build_experiment
-from mlchaos.experiment.problems import ProblemList
+from mlchaos.experiment.problems import Problem, ProblemList, suggest
+from mlchaos.experiment.settings import ADDRESS, mlchaos_extension_index
 from mlchaos.experiment.validation import validate
 from mlchaos.experiment.variables import Variables, load_variables
 
 
-def load_checked(path: str, var: list[str], var_files: list[str]) -> tuple[Experiment, Variables]:
+class ListenTarget(Protocol):
+    """A named place the run's notification receiver may listen at (``notifications: {listen: NAME}``)."""
+
+    def preflight(self) -> list[str]:
+        """What keeps an experiment that listens here from running, found without starting anything."""
+
+    def address(self) -> str:
+        """``HOST:PORT`` to listen at now; raises InvalidInput saying why there is none."""
+
+
+ListenTargets = Mapping[str, ListenTarget]
+
+
+def load_checked(path: str, var: list[str], var_files: list[str],
+                 listen_targets: ListenTargets | None = None) -> tuple[Experiment, Variables]:
     """Load, validate and build an experiment; raise ProblemList with every problem."""
     variables = load_variables(var, var_files)
     doc = load_document(path)
-    problems = validate(doc, variables)
+    problems = validate(doc, variables) + _listen_problems(doc, listen_targets or {})
     if problems:
         raise ProblemList(problems)
     return build_experiment(doc), variables
+
+
+def resolve_listen(experiment: Experiment, listen_targets: ListenTargets | None = None) -> Experiment:
+    """The experiment with a named notification listener replaced by its ``HOST:PORT`` (InvalidInput if none)."""
+    listen = experiment.settings.notifications_listen
+    if listen is None or ADDRESS.match(listen):
+        return experiment
+    target = (listen_targets or {}).get(listen)
+    if target is None:
+        raise InvalidInput(f"notifications: listen: {listen}: no such listen target here")
+    try:
+        address = target.address()
+    except InvalidInput as exc:
+        raise InvalidInput(f"notifications: listen: {listen}: {exc}") from None
+    settings = dataclasses.replace(experiment.settings, notifications_listen=address)
+    return dataclasses.replace(experiment, settings=settings)
+
+
+def _listen_problems(doc: Document, listen_targets: ListenTargets) -> list[Problem]:
+    index = mlchaos_extension_index(doc.data)
+    if index is None:
+        return []
+    notifications = doc.data["extensions"][index].get("notifications")
+    if not isinstance(notifications, dict):
+        return []
+    listen = notifications.get("listen", "sandbox")
+    if not isinstance(listen, str) or ADDRESS.match(listen) or not re.fullmatch(r"[a-z][a-z0-9_-]*", listen):
+        return []
+    pointer = f"/extensions/{index}/notifications"
+    target = listen_targets.get(listen)
+    if target is None:
+        known = ", ".join(sorted(listen_targets)) or "none"
+        return [doc.problem(pointer, f"notifications: listen: {listen}: no such listen target here (known: {known})"
+                                     f"{suggest(listen, listen_targets)}")]
+    return [doc.problem(pointer, f"notifications: listen: {listen} {message}") for message in target.preflight()]

@@ -20,7 +20,7 @@ SCOPE_KEYS = {"kind", "labels", "project", "namespace", "service", "name_pattern
 SANDBOX = "sandbox"
 BUDGET_KINDS = {"detect": "time_to_detect", "notify": "time_to_notify", "recover": "time_to_recover",
                 "notify_resolved": "time_to_notify_resolved"}
-_ADDRESS = re.compile(r"^(?P<host>[^\s:]+|\[[0-9a-fA-F:]+\]):(?P<port>\d{1,5})$")
+ADDRESS = re.compile(r"^(?P<host>[^\s:]+|\[[0-9a-fA-F:]+\]):(?P<port>\d{1,5})$")
 
 Check = Callable[[Any], Iterator[tuple[str, str]]]
 
@@ -44,9 +44,9 @@ def _check_notifications(value: Any) -> Iterator[tuple[str, str]]:
         yield "", "must be a mapping with 'listen': 'sandbox' or 'HOST:PORT'"
         return
     listen = value.get("listen", SANDBOX)
-    if listen != SANDBOX and not (isinstance(listen, str) and _ADDRESS.match(listen)):
+    if listen != SANDBOX and not (isinstance(listen, str) and ADDRESS.match(listen)):
         yield "/listen", f"listen must be 'sandbox' or HOST:PORT, got {listen!r}"
-    elif listen != SANDBOX and not 0 < int(_ADDRESS.match(listen)["port"]) < 65536:
+    elif listen != SANDBOX and not 0 < int(ADDRESS.match(listen)["port"]) < 65536:
         yield "/listen", f"port out of range in {listen!r}"
 
 
@@ -236,7 +236,14 @@ class Settings:
 
 def mlchaos_extension(data: dict[str, Any]) -> dict[str, Any] | None:
     """The experiment's ``extensions`` entry named ``mlchaos``, if any."""
-    for ext in data.get("extensions") or []:
+    index = mlchaos_extension_index(data)
+    return None if index is None else data["extensions"][index]
+
+
+def mlchaos_extension_index(data: dict[str, Any]) -> int | None:
+    """Where the ``extensions`` entry named ``mlchaos`` is in the list, if there is one."""
+    extensions = data.get("extensions")
+    for index, ext in enumerate(extensions if isinstance(extensions, list) else []):
         if isinstance(ext, dict) and ext.get("name") == "mlchaos":
-            return ext
+            return index
     return None

@@ -21,7 +21,7 @@ from typing import Any
 from mlchaos.experiment.driver_registry import HOOKS, function_signature, import_driver_module
 from mlchaos.experiment.loader import Document, pointer_join
 from mlchaos.experiment.problems import Problem, suggest
-from mlchaos.experiment.settings import SANDBOX, SETTINGS_CHECKS
+from mlchaos.experiment.settings import SETTINGS_CHECKS
 from mlchaos.experiment.variables import Variables
 
 TOP_LEVEL_KEYS = {
@@ -221,11 +221,6 @@ class _Checker:
                     continue
                 found = [self.problem(here + sub, f"{key}: {message}") for sub, message in check(value)]
                 yield from found
-                if key == "notifications" and not found and value.get("listen", SANDBOX) == SANDBOX:
-                    from mlchaos.sandbox.monitoring_stack import preflight_for_sandbox
-
-                    for message in preflight_for_sandbox({}, needs_sandbox=True):
-                        yield self.problem(here, f"notifications: listen: sandbox {message}")
                 if key in ("recovery", "guards") and not found:
                     for number, probe in enumerate(value):
                         yield from self.check_probe_with_tolerance(probe, pointer_join(here, number))

@@ -16,7 +16,7 @@ from datetime import datetime
 from mlchaos.gameday.lock import SuiteLock
 from mlchaos.gameday.schedule import Calendar, Clock, CronSchedule, SystemClock
 from mlchaos.gameday.suite_runner import StopRequest, most_severe
-from mlchaos.safety import run_registry
+from mlchaos.safety import emergency_stop
 
 MAX_MISSED_COUNTED = 10_000
 
@@ -82,9 +82,9 @@ class Scheduler:
         why = self.calendar.why_not(self.clock.now()) if self.calendar is not None else None
         if why is not None:
             return self._skipped(fire, why)
-        info = run_registry.stop_engaged()
+        info = emergency_stop.engaged()
         if info is not None:
-            return self._skipped(fire, run_registry.describe_stop(info))
+            return self._skipped(fire, emergency_stop.describe(info))
         if not self.lock.acquire():
             return self._skipped(fire, self.lock.describe_holder())
         try:

@@ -36,6 +36,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from mlchaos.experiment.loader import Document, pointer_join, read_document
+from mlchaos.experiment.pipeline import ListenTargets, load_checked
 from mlchaos.experiment.problems import Problem, ProblemList
 from mlchaos.gameday.schedule import DAY_NAMES, Calendar, CronSchedule, Exclusion, Window, cron_problem, parse_hhmm
 from mlchaos.gameday.schedule import zone as parse_zone
@@ -111,7 +112,7 @@ def load_gameday(path: str | Path) -> GameDay:
 
 
 def load_suite(path: str | Path, var: list[str] | None = None, var_files: list[str] | None = None,
-               ) -> tuple[GameDay, list[CheckedExperiment]]:
+               listen_targets: ListenTargets | None = None) -> tuple[GameDay, list[CheckedExperiment]]:
     """Read a game-day file and validate every experiment it names; raise ProblemList with every problem
     of both (the experiments of a game-day file with problems are still checked, where they can be)."""
     doc = read_document(path)
@@ -119,36 +120,35 @@ def load_suite(path: str | Path, var: list[str] | None = None, var_files: list[s
     problems = list(checker.check())
     if problems:
         usable = _entries(doc, checker.clean_items, checker.suite_vars, checker.suite_var_files)
-        problems += _check_entries(usable, var, var_files)[1]
+        problems += _check_entries(usable, var, var_files, listen_targets)[1]
         raise ProblemList(problems)
     gameday = _build(doc)
-    checked, problems = _check_entries(gameday.entries, var, var_files)
+    checked, problems = _check_entries(gameday.entries, var, var_files, listen_targets)
     if problems:
         raise ProblemList(problems)
     return gameday, checked
 
 
 def check_suite(gameday: GameDay, var: list[str] | None = None, var_files: list[str] | None = None,
-                ) -> list[CheckedExperiment]:
+                listen_targets: ListenTargets | None = None) -> list[CheckedExperiment]:
     """Validate every experiment of the suite with its variables (the file's, then the command line's);
     raise ProblemList with the problems of all of them."""
-    checked, problems = _check_entries(gameday.entries, var, var_files)
+    checked, problems = _check_entries(gameday.entries, var, var_files, listen_targets)
     if problems:
         raise ProblemList(problems)
     return checked
 
 
 def _check_entries(entries: tuple[SuiteEntry, ...] | list[SuiteEntry], var: list[str] | None,
-                   var_files: list[str] | None) -> tuple[list[CheckedExperiment], list[Problem]]:
-    from mlchaos.experiment.pipeline import load_checked
-
+                   var_files: list[str] | None, listen_targets: ListenTargets | None = None,
+                   ) -> tuple[list[CheckedExperiment], list[Problem]]:
     checked: list[CheckedExperiment] = []
     problems: list[Problem] = []
     for index, entry in enumerate(entries, start=1):
         try:
             experiment, variables = load_checked(
                 str(entry.path), [*entry.var_args(), *(var or [])],
-                [*(str(p) for p in entry.var_files), *(var_files or [])])
+                [*(str(p) for p in entry.var_files), *(var_files or [])], listen_targets)
         except ProblemList as exc:
             problems.extend(p for p in exc.problems if p not in problems)  # a file named twice: once
             continue

@@ -30,11 +30,12 @@ from typing import Any
 
 from mlchaos.engine import exit_codes
 from mlchaos.engine.runner import STOPPABLE_PHASES
+from mlchaos.experiment.pipeline import ListenTargets, resolve_listen
 from mlchaos.gameday.progress import ProgressConsole
 from mlchaos.gameday.schedule import Calendar, Clock, SystemClock
 from mlchaos.gameday.suite import CheckedExperiment, GameDay
 from mlchaos.lib.files import write_json
-from mlchaos.safety import run_registry
+from mlchaos.safety import emergency_stop, run_registry
 
 # Most severe first; 0 (held) is the least. A suite exits with the first of these that any of its
 # experiments (or a skip that ended it) produced.
@@ -203,7 +204,8 @@ class SuiteRunner:
                  console: ProgressConsole | None = None, clock: Clock | None = None,
                  calendar: Calendar | None = None, stop: StopRequest | None = None, trigger: str = "now",
                  report_formats: list[str] | None = None,
-                 on_experiment: Callable[[ExperimentRecord], None] | None = None):
+                 on_experiment: Callable[[ExperimentRecord], None] | None = None,
+                 listen_targets: ListenTargets | None = None):
         self.gameday, self.checked, self.out_dir = gameday, checked, out_dir
         self.console = console or ProgressConsole()
         self.clock = clock or SystemClock()
@@ -211,6 +213,7 @@ class SuiteRunner:
         self.stop = stop or StopRequest()
         self.report_formats = list(report_formats or [])
         self.on_experiment = on_experiment
+        self.listen_targets = listen_targets  # named notification listeners (the CLI passes the sandbox's)
         self.result = SuiteResult(gameday.title, str(gameday.source.resolve()), out_dir, trigger=trigger)
         self.result.records = [
             ExperimentRecord(c.index, str(c.entry.path.resolve()), c.experiment.title,
@@ -280,6 +283,7 @@ class SuiteRunner:
         try:
             with redacted_output(lambda: self.console.redactor):
                 try:
+                    runner.experiment = resolve_listen(experiment, self.listen_targets)  # a name: HOST:PORT now
                     result = runner.run()
                 except InvalidInput as exc:
                     print(f"error: {exc}\nnothing was executed.", file=sys.stderr, flush=True)
@@ -324,9 +328,9 @@ class SuiteRunner:
         if self.stop.is_set():
             self._end(self.stop.exit_code, f"stopped: {self.stop.reason}")
             return f"the game day was stopped ({self.stop.reason})"
-        info = run_registry.stop_engaged()
+        info = emergency_stop.engaged()
         if info is not None or self.stop.suite_abort.is_set():
-            message = run_registry.describe_stop(info) if info is not None else "the emergency stop (SIGUSR1)"
+            message = emergency_stop.describe(info) if info is not None else "the emergency stop (SIGUSR1)"
             self._end(exit_codes.REFUSED, message)
             return message
         done = [r for r in self.result.records if r.exit_code is not None]

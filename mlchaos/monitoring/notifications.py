@@ -25,7 +25,8 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from mlchaos.errors import DriverError
+from mlchaos.errors import DriverError, InvalidInput
+from mlchaos.experiment.settings import ADDRESS
 from mlchaos.safety import run_context
 
 ALERT_STATUSES = ("firing", "resolved")
@@ -393,3 +394,18 @@ def _text(value: Any) -> str:
 def _label_text(name: str, labels: dict[str, str]) -> str:
     rest = ", ".join(f'{k}="{v}"' for k, v in sorted(labels.items()) if k != "alertname")
     return f"{name}{{{rest}}}" if rest else name
+
+
+def open_receiver(listen: str) -> NotificationReceiver:
+    """A started receiver on ``listen`` (``HOST:PORT``; port 0: any free one); InvalidInput when it cannot be."""
+    match = ADDRESS.match(listen)
+    if match is None:
+        raise InvalidInput(f"notifications: listen: {listen!r} is not HOST:PORT (a named listen target, such as "
+                           "'sandbox', is resolved before the run)")
+    host, port = match["host"].strip("[]"), int(match["port"])
+    receiver = NotificationReceiver(host=host, port=port)
+    try:
+        receiver.start()
+    except OSError as exc:
+        raise InvalidInput(f"cannot listen for notifications on {host}:{port}: {exc}") from None
+    return receiver

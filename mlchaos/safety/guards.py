@@ -19,7 +19,7 @@ from typing import Any
 from mlchaos.experiment.execution import Waiter, execute
 from mlchaos.experiment.models import Activity
 from mlchaos.experiment.tolerance import check as check_tolerance
-from mlchaos.safety import run_registry
+from mlchaos.safety import emergency_stop, run_registry
 
 WATCH_SECONDS = 0.2
 HEARTBEAT_SECONDS = 1.0
@@ -109,9 +109,9 @@ class RunMonitor:
             if self.entry is not None and now - last_beat >= HEARTBEAT_SECONDS:
                 run_registry.beat(self.entry)
                 last_beat = now
-            info = run_registry.stop_engaged()
+            info = emergency_stop.engaged()
             if info is not None:
-                self._abort(Abort("stop", "emergency stop: " + run_registry.describe_stop(info)))
+                self._abort(Abort("stop", "emergency stop: " + emergency_stop.describe(info)))
             if self.max_duration is not None and now - self.started > self.max_duration:
                 self._abort(Abort("max_duration", f"the run exceeded its max_duration of {self.max_duration:g}s"))
 

@@ -2,10 +2,9 @@
 
 A run registers itself in ``<state_dir>/runs/<run_id>.json`` (pid, journal, experiment)
 and touches ``<run_id>.heartbeat`` every second while it runs; both are removed when it
-ends. ``mlchaos stop`` engages the emergency stop (``<state_dir>/STOP``): every
-registered run is told to abort (SIGUSR1), and no new run starts until
-``mlchaos stop --clear``. A run whose heartbeat stopped is dead or hung: its guardian,
-or ``mlchaos recover --all``, undoes what its journal recorded.
+ends. ``mlchaos stop`` tells every registered run to abort (:func:`signal_abort`, SIGUSR1;
+the stop itself is :mod:`mlchaos.safety.emergency_stop`). A run whose heartbeat stopped is
+dead or hung: its guardian, or ``mlchaos recover --all``, undoes what its journal recorded.
 """
 
 from __future__ import annotations
@@ -19,14 +18,12 @@ import uuid
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from mlchaos.lib import procfs
 from mlchaos.lib.files import atomic_write
 from mlchaos.lib.state_dir import state_dir
 
 ABORT_SIGNAL = signal.SIGUSR1
-STOP_FILE = "STOP"
 
 
 @dataclass(frozen=True)
@@ -116,47 +113,6 @@ def registered_in(directory: Path) -> list[RunEntry]:
         except (OSError, ValueError, TypeError):
             continue  # a half-written or foreign file is not a run
     return entries
-
-
-def stop_file() -> Path:
-    return state_dir() / STOP_FILE
-
-
-def engage_stop(reason: str) -> dict[str, Any]:
-    """Engage the emergency stop: record who and why; running runs abort, new ones are refused."""
-    info = {"engaged_at": datetime.now(UTC).isoformat(), "reason": reason, "pid": os.getpid(),
-            "user": os.environ.get("USER") or str(os.getuid())}
-    path = stop_file()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, json.dumps(info, indent=2) + "\n")
-    return info
-
-
-def stop_engaged() -> dict[str, Any] | None:
-    """The emergency stop's record when it is engaged, else None."""
-    try:
-        text = stop_file().read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    try:
-        data = json.loads(text)
-    except ValueError:
-        data = {}
-    return data if isinstance(data, dict) else {}
-
-
-def clear_stop() -> bool:
-    """Disengage the emergency stop; True when it was engaged."""
-    try:
-        stop_file().unlink()
-        return True
-    except FileNotFoundError:
-        return False
-
-
-def describe_stop(info: dict[str, Any]) -> str:
-    return (f"the emergency stop is engaged (since {info.get('engaged_at', '?')}, by {info.get('user', '?')}: "
-            f"{info.get('reason') or 'no reason given'}); clear it with `mlchaos stop --clear`")
 
 
 def signal_abort(entry: RunEntry) -> bool:

@@ -21,7 +21,7 @@ from builders import py
 from polling import poll, wait_until
 
 from mlchaos.engine import exit_codes
-from mlchaos.safety import run_registry
+from mlchaos.safety import emergency_stop, run_registry
 
 
 def _experiment(tmp_path: Path, heartbeat_timeout: float = 10.0, hold: float = 60.0) -> Path:
@@ -155,4 +155,4 @@ def test_mlchaos_stop_aborts_a_running_run_and_refuses_new_ones(tmp_path, env):
     assert refused.returncode == exit_codes.REFUSED and "incident in progress" in refused.stdout + refused.stderr
     assert not (tmp_path / "fault").exists()
     assert "emergency stop cleared" in _mlchaos("stop", "--clear", env=env).stdout
-    assert poll(lambda: not run_registry.stop_engaged(), timeout=1)
+    assert poll(lambda: not emergency_stop.engaged(), timeout=1)

@@ -26,7 +26,7 @@ from fuzz_inputs import (
 )
 from hypothesis import HealthCheck, event, given, settings
 
-from mlchaos.cli.commands import run as run_command
+from mlchaos.cli.run import main as run_command
 from mlchaos.engine import exit_codes
 from mlchaos.experiment.inventory import inventory
 from mlchaos.experiment.loader import MAX_FILE_BYTES

@@ -23,7 +23,7 @@ from mlchaos.gameday.progress import ProgressConsole
 from mlchaos.gameday.schedule import Calendar, Window
 from mlchaos.gameday.suite import check_suite, load_gameday
 from mlchaos.gameday.suite_runner import SuiteRunner, most_severe, report_formats
-from mlchaos.safety import run_registry
+from mlchaos.safety import emergency_stop
 
 EVERY_DAY = frozenset(range(7))
 NINE_TO_TEN = Calendar(windows=(Window(EVERY_DAY, 9 * 60, 10 * 60),))
@@ -169,7 +169,7 @@ def test_a_window_that_closes_during_the_cool_down_skips_the_rest(tmp_path):
 
 def test_the_emergency_stop_between_experiments_skips_the_rest(tmp_path):
     runner, _ = _suite(tmp_path, [_held(tmp_path, "one"), _held(tmp_path, "two")])
-    runner.on_experiment = lambda record: run_registry.engage_stop("incident")
+    runner.on_experiment = lambda record: emergency_stop.engage("incident")
     result = runner.run()
     assert [r.verdict for r in result.records] == ["held", "skipped"]
     assert "the emergency stop is engaged" in result.records[1].reason and "incident" in result.records[1].reason

@@ -16,7 +16,7 @@ from mlchaos.gameday.lock import SuiteLock
 from mlchaos.gameday.schedule import Calendar, CronSchedule, Exclusion, Window
 from mlchaos.gameday.scheduler import Scheduler
 from mlchaos.gameday.suite_runner import StopRequest
-from mlchaos.safety import run_registry
+from mlchaos.safety import emergency_stop
 
 UTC_ZONE = ZoneInfo("UTC")
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -128,13 +128,13 @@ def test_the_most_severe_code_of_its_runs(tmp_path):
 def test_the_emergency_stop_skips_fires_until_cleared(tmp_path):
     clock = ManualClock(utc(2025, 1, 13, 9, 59, 30))
     suite = Suite(clock, seconds=1)
-    run_registry.engage_stop("incident")
+    emergency_stop.engage("incident")
     scheduler, _ = _scheduler(tmp_path, clock, "* * * * *", suite, max_runs=1)
     original = clock.wait
 
     def clear_after_a_fire(seconds, stop):
         if scheduler.fires:
-            run_registry.clear_stop()
+            emergency_stop.clear()
         return original(seconds, stop)
 
     clock.wait = clear_after_a_fire

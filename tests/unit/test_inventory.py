@@ -8,7 +8,7 @@ from pathlib import Path
 
 from bad_experiments import valid
 
-from mlchaos.cli.commands import validate
+from mlchaos.cli.validate import main as validate
 from mlchaos.experiment.inventory import inventory
 
 ROOT = Path(__file__).resolve().parents[2]

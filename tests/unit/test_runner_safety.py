@@ -12,7 +12,7 @@ import time
 from builders import probe, py
 
 from mlchaos.engine import exit_codes
-from mlchaos.safety import run_registry
+from mlchaos.safety import emergency_stop, run_registry
 
 
 def experiment(tmp_path, method, rollbacks=None, **settings):
@@ -125,12 +125,12 @@ def test_max_duration_aborts_a_run_that_takes_too_long(run_experiment, tmp_path)
 
 
 def test_an_engaged_emergency_stop_refuses_new_runs_until_cleared(run_experiment, tmp_path):
-    run_registry.engage_stop("game day paused by the incident commander")
+    emergency_stop.engage("game day paused by the incident commander")
     result, journal, _ = run_experiment(experiment(tmp_path, [hit(tmp_path, "m0")]))
     assert result.exit_code == exit_codes.REFUSED
     assert "incident commander" in result.refusals[0] and "mlchaos stop --clear" in result.refusals[0]
     assert journal["run"] == [] and not (tmp_path / "m").exists()
-    assert run_registry.clear_stop()
+    assert emergency_stop.clear()
     result, _, _ = run_experiment(experiment(tmp_path, [hit(tmp_path, "m0")]))
     assert result.exit_code == exit_codes.OK
 

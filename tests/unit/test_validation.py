@@ -107,8 +107,12 @@ def test_a_bare_dollar_word_is_not_reported(write_experiment):
 
 
 def test_experiments_that_need_monitoring_name_the_missing_packages(monkeypatch):
+    """Through the pipeline the command line runs: `listen: sandbox` is checked by the sandbox's listen target."""
     from pathlib import Path
 
+    from mlchaos.cli.listen_targets import LISTEN_TARGETS
+    from mlchaos.experiment.pipeline import load_checked
+    from mlchaos.experiment.problems import ProblemList
     from mlchaos.sandbox import monitoring_stack
 
     for name, (_, package) in list(monitoring_stack.BINARIES.items()):
@@ -116,7 +120,9 @@ def test_experiments_that_need_monitoring_name_the_missing_packages(monkeypatch)
     monkeypatch.setattr(monitoring_stack, "PROMTOOL", ("/nonexistent/promtool", "prometheus"))
     monkeypatch.setattr(monitoring_stack.shutil, "which", lambda _name: None)
     root = Path(__file__).resolve().parents[2] / "experiments"
-    problems = validate(load_document(root / "kill-one-replica-alerts.yaml"))
+    with pytest.raises(ProblemList) as raised:
+        load_checked(str(root / "kill-one-replica-alerts.yaml"), [], [], LISTEN_TARGETS)
+    problems = raised.value.problems
     assert problems, "an experiment needing monitoring must not validate without it"
     expected = "apt-get install prometheus prometheus-alertmanager prometheus-blackbox-exporter"
     assert all(expected in p.message for p in problems)
@@ -124,4 +130,4 @@ def test_experiments_that_need_monitoring_name_the_missing_packages(monkeypatch)
     assert "/extensions/0/notifications" in pointers
     assert "/steady-state-hypothesis/probes/0/provider" in pointers
     # an experiment without monitoring is unaffected
-    assert validate(load_document(root / "kill-one-replica.yaml")) == []
+    assert load_checked(str(root / "kill-one-replica.yaml"), [], [], LISTEN_TARGETS)[0].title

@@ -1,0 +1,12 @@
+"""The named listen targets the command line knows (``notifications: {listen: NAME}``): the sandbox's alert sink.
+
+The core resolves names only through these (see :mod:`mlchaos.experiment.pipeline`): the engine never
+imports the sandbox.
+"""
+
+from __future__ import annotations
+
+from mlchaos.experiment.pipeline import ListenTargets
+from mlchaos.sandbox.monitoring_stack import SandboxNotifications
+
+LISTEN_TARGETS: ListenTargets = {"sandbox": SandboxNotifications()}
