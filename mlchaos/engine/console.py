@@ -6,9 +6,10 @@ Colour and symbols only on a terminal; plain ASCII text otherwise (CI logs, pipe
 from __future__ import annotations
 
 import sys
-from typing import TextIO
+from typing import Any, TextIO
 
 from mlchaos.journal.redaction import Redactor
+from mlchaos.safety.changes import is_change_record
 
 _COLOURS = {"ok": "\033[32m", "fail": "\033[31m", "warn": "\033[33m", "dim": "\033[2m"}
 _RESET = "\033[0m"
@@ -69,3 +70,23 @@ class Console:
 
     def error(self, text: str) -> None:
         self.write(self._paint("fail", f"ERROR: {text}"))
+
+
+def summarise_output(output: Any, limit: int = 100) -> str:
+    """One short line for an activity's output: a change record's action and targets, a mapping's scalars."""
+    if output is None:
+        return ""
+    if is_change_record(output):
+        targets = ", ".join(t.get("name", "?") for t in output.get("targets", []))
+        return f"{output.get('action')} -> {targets}" if targets else str(output.get("action"))
+    if isinstance(output, dict):
+        parts = []
+        for key, value in output.items():
+            if isinstance(value, list) and all(isinstance(v, (str, int, float)) for v in value):
+                parts.append(f"{key}=[{', '.join(map(str, value))}]")
+            elif isinstance(value, (str, int, float, bool)) or value is None:
+                parts.append(f"{key}={value}")
+        text = " ".join(parts) or str(output)
+    else:
+        text = str(output)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -6,12 +6,17 @@ error that names the file, not a log line.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from mlchaos.errors import InvalidInput
 from mlchaos.experiment.loader import MAX_FILE_BYTES, decode, read_document
 from mlchaos.experiment.problems import Problem, ProblemList
+
+if TYPE_CHECKING:
+    from mlchaos.experiment.models import Experiment
 
 _CONVERTERS = {"str": str, "int": int, "float": float, "bool": lambda v: v.lower() in {"1", "true", "yes", "on"}}
 
@@ -99,3 +104,32 @@ def _merge_file(path: Path, into: Variables) -> None:
             raise ProblemList([Problem(str(path), "", number, "expected NAME=value")])
         key, value = line.split("=", 1)
         into.environment[key.strip()] = value.strip().strip('"').strip("'")
+
+
+def resolve_values(experiment: Experiment, variables: Variables) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Load configuration and secrets (env-backed values, --var overrides); InvalidInput on failure."""
+    from chaoslib.configuration import load_configuration
+    from chaoslib.exceptions import ChaosException
+    from chaoslib.secret import load_secrets
+
+    # chaostoolkit-lib reads env-backed values from os.environ: the .env variables are put there for
+    # the resolution only, and the environment is restored after (they never leak into the process)
+    saved = {name: os.environ.get(name) for name in variables.environment}
+    os.environ.update(variables.environment)
+    try:
+        configuration = load_configuration(
+            dict(experiment.configuration), dict(variables.configuration)
+        )
+        # chaostoolkit-lib drops --var values the experiment did not declare; mlchaos keeps them
+        for key, value in variables.configuration.items():
+            configuration.setdefault(key, value)
+        secrets = load_secrets(dict(experiment.secrets), configuration, dict(variables.secrets))
+    except ChaosException as exc:
+        raise InvalidInput(f"{experiment.source}: {exc}") from None
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    return configuration, secrets

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any, TextIO
 
 from mlchaos.engine.console import Console
-from mlchaos.engine.runner import STOPPABLE_PHASES
+from mlchaos.engine.signals import STOPPABLE_PHASES
 
 
 class ProgressConsole(Console):

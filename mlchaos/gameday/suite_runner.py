@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from mlchaos.engine import exit_codes
-from mlchaos.engine.runner import STOPPABLE_PHASES
+from mlchaos.engine.signals import STOPPABLE_PHASES
 from mlchaos.experiment.pipeline import ListenTargets, resolve_listen
 from mlchaos.gameday.progress import ProgressConsole
 from mlchaos.gameday.schedule import Calendar, Clock, SystemClock

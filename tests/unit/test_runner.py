@@ -7,8 +7,6 @@ import json
 import time
 
 import pytest
-from bad_experiments import valid
-from builders import probe, py
 
 from mlchaos.engine import exit_codes
 from mlchaos.engine.console import Console
@@ -17,6 +15,8 @@ from mlchaos.errors import InvalidInput
 from mlchaos.experiment.loader import load_document
 from mlchaos.experiment.models import build_experiment
 from mlchaos.experiment.variables import Variables
+from tests.support.bad_experiments import valid
+from tests.support.builders import probe, py
 
 
 def test_a_held_hypothesis_exits_zero_with_a_complete_journal(run_experiment):
@@ -254,7 +254,7 @@ def test_a_closed_output_stream_does_not_stop_the_run(write_experiment, tmp_path
 def test_env_file_variables_resolve_configuration_without_leaking_into_the_process(write_experiment, monkeypatch):
     import os
 
-    from mlchaos.engine.runner import resolve_values
+    from mlchaos.experiment.variables import resolve_values
 
     monkeypatch.setenv("MLCHAOS_TEST_KEPT", "before")
     data = valid()
