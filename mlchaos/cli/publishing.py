@@ -77,7 +77,7 @@ def publish_run(args: argparse.Namespace, journal: Path | None, dry_run: bool) -
     if journal is None or not journal.is_file():
         return [f"no journal to report on ({journal or 'none written'})"]
     from mlchaos.reports.metrics import push, split_credentials, update_textfile
-    from mlchaos.reports.model import build_suite
+    from mlchaos.reports.reader import build_suite
     from mlchaos.reports.writer import write_reports
 
     errors = []

@@ -27,7 +27,7 @@ def main(args: argparse.Namespace) -> int:
     """``mlchaos report``: exit 0 when the reports were written, 2 for a bad journal or option."""
     from mlchaos.engine import exit_codes
     from mlchaos.errors import InvalidInput
-    from mlchaos.reports.model import build_suite
+    from mlchaos.reports.reader import build_suite
     from mlchaos.reports.writer import FILE_NAMES, FORMATS, render, write_files
 
     targets = {name: path for name, path in (("html", args.html), ("junit", args.junit), ("markdown", args.markdown))

@@ -20,6 +20,7 @@ ROLLBACK_FAILED = "rollback-failed"
 INTERRUPTED = "interrupted"
 REFUSED = "refused"
 ABORTED = "aborted"
+UNFINISHED = "unfinished"  # what a report calls a journal without a verdict (a runner that died)
 RUN_VERDICTS = (HELD, DEVIATED, ACTIVITY_FAILED, ROLLBACK_FAILED, INTERRUPTED, REFUSED, ABORTED, PLANNED)
 PASSED = frozenset({HELD})
 FAILED = frozenset({DEVIATED, ACTIVITY_FAILED, ABORTED, ROLLBACK_FAILED})

@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from mlchaos.engine import exit_codes
+from mlchaos.engine import exit_codes, verdicts
 from mlchaos.engine.signals import STOPPABLE_PHASES
 from mlchaos.experiment.pipeline import ListenTargets, resolve_listen
 from mlchaos.gameday.progress import ProgressConsole
@@ -41,9 +41,12 @@ from mlchaos.safety import emergency_stop, run_registry
 # experiments (or a skip that ended it) produced.
 SEVERITY = (exit_codes.ROLLBACK_FAILED, exit_codes.TERMINATED, exit_codes.INTERRUPTED, exit_codes.ABORTED,
             exit_codes.REFUSED, exit_codes.INVALID, exit_codes.DEVIATED)
-VERDICTS = {exit_codes.OK: "held", exit_codes.DEVIATED: "failed", exit_codes.INVALID: "invalid",
-            exit_codes.ROLLBACK_FAILED: "rollback-failed", exit_codes.REFUSED: "refused",
-            exit_codes.ABORTED: "aborted", exit_codes.INTERRUPTED: "interrupted", exit_codes.TERMINATED: "terminated"}
+# a suite's record of one experiment, by its exit code (a suite's own vocabulary: "failed" covers deviated and
+# activity-failed, "invalid" a file that could not run, "terminated" SIGTERM)
+VERDICTS = {exit_codes.OK: verdicts.HELD, exit_codes.DEVIATED: "failed", exit_codes.INVALID: "invalid",
+            exit_codes.ROLLBACK_FAILED: verdicts.ROLLBACK_FAILED, exit_codes.REFUSED: verdicts.REFUSED,
+            exit_codes.ABORTED: verdicts.ABORTED, exit_codes.INTERRUPTED: verdicts.INTERRUPTED,
+            exit_codes.TERMINATED: "terminated"}
 WINDOW_POLL_SECONDS = 0.1
 WINDOW_CLOSED = "the game day's window closed"
 _ABORTABLE_PHASES = ("start of the run", *STOPPABLE_PHASES)  # never once the rollbacks have started

@@ -4,19 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from mlchaos.reports.model import RunReport
+from mlchaos.engine import verdicts
+from mlchaos.reports.types import RunReport
 
-VERDICT_TEXT = {
-    "held": "HELD",
-    "deviated": "DEVIATED",
-    "activity-failed": "ACTIVITY FAILED",
-    "rollback-failed": "ROLLBACK FAILED",
-    "interrupted": "INTERRUPTED",
-    "refused": "REFUSED",
-    "aborted": "ABORTED",
-    "planned": "PLANNED",
-    "unfinished": "UNFINISHED",
-}
+VERDICT_TEXT = {verdict: verdict.replace("-", " ").upper() for verdict in (*verdicts.RUN_VERDICTS, verdicts.UNFINISHED)}
 MEASURED_KINDS = ("time_to_detect", "time_to_notify", "time_to_recover")
 
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from mlchaos.engine.budgets import KIND_LABELS
 from mlchaos.reports import formatting as fmt
 from mlchaos.reports import mltestscore
-from mlchaos.reports.model import ExperimentRuns, RunReport, Suite, Timeline
+from mlchaos.reports.types import ExperimentRuns, RunReport, Suite, Timeline
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 CSS = """

@@ -13,10 +13,11 @@ from __future__ import annotations
 import platform
 import xml.etree.ElementTree as ET
 
+from mlchaos.engine import verdicts
 from mlchaos.reports import formatting as fmt
-from mlchaos.reports.model import PHASE_AFTER, PHASE_BEFORE, PHASE_RECOVERY, ActivityResult, RunReport, Suite
+from mlchaos.reports.types import PHASE_AFTER, PHASE_BEFORE, PHASE_RECOVERY, ActivityResult, RunReport, Suite
 
-ERROR_VERDICTS = frozenset({"rollback-failed", "refused", "interrupted", "unfinished"})
+ERROR_VERDICTS = frozenset({verdicts.ROLLBACK_FAILED, verdicts.REFUSED, verdicts.INTERRUPTED, verdicts.UNFINISHED})
 _ILLEGAL = {c: None for c in [*range(0, 9), 11, 12, *range(14, 32)]}  # not allowed in XML 1.0
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from mlchaos.engine.budgets import KIND_LABELS
 from mlchaos.reports import formatting as fmt
 from mlchaos.reports import mltestscore
-from mlchaos.reports.model import ExperimentRuns, RunReport, Suite
+from mlchaos.reports.types import ExperimentRuns, RunReport, Suite
 
 CELL_LIMIT = 300
 

@@ -35,9 +35,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.utils import floatToGoString
 
+from mlchaos.engine import verdicts
 from mlchaos.errors import MlchaosError
 from mlchaos.lib.files import atomic_write
-from mlchaos.reports.model import RunReport
+from mlchaos.reports.types import RunReport
 
 JOB = "mlchaos"
 RUNS = "mlchaos_experiment_runs"
@@ -51,8 +52,7 @@ HISTOGRAMS = {
     "time_to_recover": "mlchaos_time_to_recover_seconds",
 }
 BUCKETS = (1.0, 2.0, 5.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0, 300.0, 600.0, 900.0, 1800.0)
-VERDICTS = ("held", "deviated", "activity-failed", "rollback-failed", "interrupted", "refused", "aborted",
-            "unfinished")
+VERDICTS = (*(v for v in verdicts.RUN_VERDICTS if v != verdicts.PLANNED), verdicts.UNFINISHED)  # a plan is no run
 HELP = {
     RUNS: "Runs of an mlchaos experiment, by verdict.",
     LAST_RUN: "When the last run of the experiment ended (Unix time).",

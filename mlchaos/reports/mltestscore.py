@@ -22,7 +22,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from mlchaos.reports.model import FAILED, PASSED, RunReport
+from mlchaos.reports.types import FAILED, PASSED, RunReport
 
 TAG_PREFIX = "ml-test-score:"
 LABEL = "ml_test_score"

@@ -12,7 +12,8 @@ from mlchaos.lib.files import atomic_write
 from mlchaos.reports.html import render_html
 from mlchaos.reports.junit import render_junit
 from mlchaos.reports.markdown import render_markdown
-from mlchaos.reports.model import RunReport, Suite, build_suite
+from mlchaos.reports.reader import build_suite
+from mlchaos.reports.types import RunReport, Suite
 
 RENDERERS: dict[str, Callable[[Suite], str]] = {"html": render_html, "junit": render_junit,
                                                 "markdown": render_markdown}

@@ -17,6 +17,7 @@ from typing import Any
 
 from mlchaos.errors import InvalidInput
 from mlchaos.experiment.execution import Waiter, execute
+from mlchaos.journal import reader as journal_reader
 from mlchaos.lib.files import atomic_write
 from mlchaos.safety.changes import ChangeRecord, is_change_record
 
@@ -103,13 +104,9 @@ def recorded_changes(journal: dict[str, Any]) -> list[ChangeRecord]:
 
 
 def load_journal(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InvalidInput(f"{path}: no such journal") from None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise InvalidInput(f"{path}: not a readable journal ({exc})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("mlchaos"), dict):
+    """The journal at ``path``; InvalidInput when it cannot be read or has no ``mlchaos`` section."""
+    data = journal_reader.read_file(Path(path))
+    if not isinstance(data, dict) or not isinstance(data.get(journal_reader.SECTION), dict):
         raise InvalidInput(f"{path}: not an mlchaos journal (no 'mlchaos' section)")
     return data
 
