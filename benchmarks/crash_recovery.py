@@ -1,6 +1,6 @@
 """How fast a fault is undone when its runner dies, and what bounds cost a run.
 
-1. guardian: start `mlchaos run` on a fake fault (tests/support/testdrivers.py: a marker
+1. guardian: start `mlchaos run` on a fake fault (tests/drivers/testdrivers.py: a marker
    file whose undo removes it), SIGKILL the runner once the fault is in place, and time
    until the guardian has undone it. Repeated; prints median / min / max.
 2. bounds: the wall time of the same short run without bounds and with a blast radius
@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SUPPORT = ROOT / "tests" / "support"
+TEST_DRIVERS = ROOT / "tests" / "drivers"  # the `testdrivers` module
 
 
 def _experiment(directory: Path, hold: float, bounds: bool) -> Path:
@@ -42,7 +42,7 @@ def _experiment(directory: Path, hold: float, bounds: bool) -> Path:
 
 def _env(state: Path) -> dict[str, str]:
     env = dict(os.environ, MLCHAOS_STATE_DIR=str(state))
-    env["PYTHONPATH"] = os.pathsep.join([str(SUPPORT), str(ROOT), env.get("PYTHONPATH", "")])
+    env["PYTHONPATH"] = os.pathsep.join([str(TEST_DRIVERS), str(ROOT), env.get("PYTHONPATH", "")])
     env.pop("MLCHAOS_ALLOWED_ENVIRONMENTS", None)
     return env
 

@@ -40,12 +40,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests" / "support"))
-
-from kubernetes_emulator import DEPLOYMENTS, PODS, REPLICASETS, EmulatedCluster  # noqa: E402
 
 from drivers.kubernetes import actions, selection  # noqa: E402
 from drivers.kubernetes.client import connect  # noqa: E402
+from tests.support.kubernetes_emulator import DEPLOYMENTS, PODS, REPLICASETS, EmulatedCluster  # noqa: E402
 
 NS = "bench"
 LABELS = {"app.kubernetes.io/name": "model-server"}

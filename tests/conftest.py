@@ -1,22 +1,60 @@
-"""Shared fixtures: a temporary sandbox state directory, a running 3-replica sandbox, the compose stack."""
+"""The root of the test suite: markers derived from the folders, the environment of child processes, a state dir.
+
+Layout (tests/unit/test_test_layout.py checks it):
+
+* tests/unit         fast, in-process or short child processes; no real service, no real binary besides Python.
+                     Every test gets its own MLCHAOS_STATE_DIR (tests/unit/conftest.py), so the folder runs in
+                     parallel (``make test-unit``: pytest-xdist).
+* tests/integration  real processes, sockets, services and binaries (sandbox replicas, Prometheus, promtool,
+                     the CLI in child processes over seconds of real time); fixtures in tests/integration/conftest.py.
+                     Run one test at a time (they share loopback services and the machine's CPU).
+* tests/support      helpers, imported by their full name (``from tests.support.polling import wait_until``).
+* tests/drivers      the ``testdrivers`` module (Python provider ``module: testdrivers``), on sys.path and on
+                     children's PYTHONPATH; never imported as ``tests.drivers.testdrivers``.
+
+Markers. Nobody writes ``integration`` or ``unit`` by hand: :func:`pytest_collection_modifyitems` gives every
+test under tests/integration the ``integration`` marker and every test under tests/unit the ``unit`` marker,
+so a marker cannot drift from the folder (``-m integration`` and ``tests/integration`` select the same tests).
+Two markers stay explicit because they are not a property of the folder:
+
+* ``docker``  a module that needs a Docker engine (and the stack's images) says so with
+              ``pytestmark = pytest.mark.docker``; ``-m "not docker"`` runs everything else.
+* ``slow``    a test that takes over about 10 s on a 2-core machine (measured with ``--durations=0``) says so
+              with ``@pytest.mark.slow``; ``-m "not slow"`` is a quicker integration pass. All of them are
+              integration tests: the unit folder has no slow test.
+
+A test that needs a component (a binary, a service) calls ``tests.support.components.require_component``:
+skipped on a developer machine, a failure in CI (MLCHAOS_REQUIRE_COMPONENTS=1).
+"""
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pytest
 
-from mlchaos.sandbox.manager import Sandbox
+from tests.support.environment import child_env
+from tests.support.paths import TESTS
 
-if TYPE_CHECKING:
-    from mlchaos.containers.stack import StackEndpoints
+FOLDER_MARKERS = {"unit": pytest.mark.unit, "integration": pytest.mark.integration}
 
-SUPPORT = Path(__file__).resolve().parent / "support"
-if str(SUPPORT) not in sys.path:
-    sys.path.insert(0, str(SUPPORT))  # test-only drivers and helpers
+
+def suite_folder(path: Path) -> str | None:
+    """'unit' or 'integration' for a path under tests/unit or tests/integration, else None."""
+    try:
+        relative = Path(path).resolve().relative_to(TESTS)
+    except ValueError:
+        return None
+    return relative.parts[0] if len(relative.parts) > 1 and relative.parts[0] in FOLDER_MARKERS else None
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark each test after its folder: tests/unit -> unit, tests/integration -> integration."""
+    for item in items:
+        folder = suite_folder(item.path)
+        if folder is not None:
+            item.add_marker(FOLDER_MARKERS[folder])
 
 
 @pytest.fixture
@@ -27,51 +65,13 @@ def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def module_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    """Three iris replicas shared by one test module (state dir exported in the env)."""
-    path = tmp_path_factory.mktemp("sandbox-state")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLCHAOS_STATE_DIR", str(path))
-        sandbox = Sandbox(path)
-        try:
-            sandbox.up(replicas=3, timeout=60, monitoring=False)
-            yield sandbox
-        finally:
-            sandbox.down()
-
-
-@pytest.fixture(scope="module")
-def monitored(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    """Three replicas with Prometheus, Alertmanager and the blackbox exporter, one per test module."""
-    from components import require_monitoring
-
-    require_monitoring()
-    sandbox = Sandbox(tmp_path_factory.mktemp("monitored-state"))
-    try:
-        sandbox.up(replicas=3, timeout=90)
-        yield sandbox
-    finally:
-        sandbox.down()
-
-
 @pytest.fixture
-def sandbox(module_sandbox: Sandbox) -> Sandbox:
-    """The module's sandbox, healed (dead replicas restarted, paused ones resumed) first."""
-    module_sandbox.up(replicas=3, timeout=60, monitoring=False)
-    return module_sandbox
+def subprocess_env() -> dict[str, str]:
+    """Environment for a child process (``python -m mlchaos``, a server) that imports this checkout and the
+    test drivers: PYTHONPATH = tests/drivers, the repository, then the current one; PYTHONUNBUFFERED=1.
 
-
-@pytest.fixture(scope="module")
-def compose_stack() -> Iterator[StackEndpoints]:
-    """The Docker reference stack (docker-compose.yml), fresh for one test module and taken down after."""
-    from components import require_stack_images
-
-    from mlchaos.containers import stack
-
-    require_stack_images()
-    stack.stack_down()  # leftovers of an interrupted run
-    try:
-        yield stack.stack_up(timeout=90)
-    finally:
-        stack.stack_down()
+    MLCHAOS_STATE_DIR is the test's own (in tests/unit every test has one); give another with
+    ``child_env(state_dir=...)`` from tests.support.environment, which module-scoped code calls directly.
+    A fresh dict per test: change it freely.
+    """
+    return child_env()

@@ -4,7 +4,6 @@ Prometheus, Alertmanager and blackbox exporter."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -14,15 +13,12 @@ import pytest
 
 from mlchaos.engine import exit_codes
 from mlchaos.sandbox.manager import Sandbox
-
-pytestmark = pytest.mark.integration
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.environment import child_env
+from tests.support.paths import ROOT
 
 
 def _run(sandbox: Sandbox, name: str, tmp_path: Path) -> tuple[subprocess.CompletedProcess, dict, float]:
-    env = dict(os.environ, MLCHAOS_STATE_DIR=str(sandbox.state_dir))
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    env = child_env(sandbox.state_dir)
     journal = tmp_path / "journal.json"
     started = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "mlchaos", "run", str(ROOT / "experiments" / name),
@@ -92,7 +88,7 @@ def test_a_telemetry_outage_fires_only_telemetry_absent(monitored, tmp_path):
     toxics = json.loads(subprocess.run(
         [sys.executable, "-c", "import json; from drivers.proxy.probes import list_toxics;"
          "print(json.dumps(list_toxics('model-1-metrics')))"],
-        env=dict(os.environ, MLCHAOS_STATE_DIR=str(monitored.state_dir), PYTHONPATH=str(ROOT)),
+        env=child_env(monitored.state_dir),
         capture_output=True, text=True, timeout=30, check=True).stdout)
     assert toxics == [], "the rollback removed the telemetry fault"
 
@@ -113,8 +109,7 @@ SANDBOX_DRILLS = ["kill-one-replica.yaml", "kill-one-replica-alerts.yaml", "late
 def test_every_sandbox_drill_plans_cleanly_and_changes_nothing(monitored, name):
     """`mlchaos plan` resolves each drill's targets and runs its probes' dry runs: exit 0, nothing touched."""
     monitored.up(replicas=3, timeout=90)
-    env = dict(os.environ, MLCHAOS_STATE_DIR=str(monitored.state_dir))
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    env = child_env(monitored.state_dir)
     before = {r.name: r.pid for r in monitored.recorded()}
     proc = subprocess.run([sys.executable, "-m", "mlchaos", "plan", str(ROOT / "experiments" / name)],
                           env=env, capture_output=True, text=True, timeout=120)

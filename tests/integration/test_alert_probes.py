@@ -23,7 +23,6 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
-from components import require_component
 
 from drivers.alertmanager import probes as am
 from drivers.prometheus import probes as prom
@@ -32,8 +31,7 @@ from mlchaos.monitoring.notifications import NotificationReceiver
 from mlchaos.safety import run_context
 from mlchaos.safety.changes import ChangeRecord, Target
 from mlchaos.safety.run_context import RunContext
-
-pytestmark = pytest.mark.integration
+from tests.support.components import require_component
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager") or ""

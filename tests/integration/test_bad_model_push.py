@@ -14,7 +14,6 @@ from drivers.model import actions, probes
 from mlchaos.sandbox import dataset
 from mlchaos.sandbox.manager import Replica, Sandbox
 
-pytestmark = pytest.mark.integration
 T = 5.0
 
 

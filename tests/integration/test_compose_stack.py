@@ -24,9 +24,8 @@ from mlchaos.containers import configs, stack
 from mlchaos.monitoring.alert_rules import ALERT_NAMES, GROUP_NAME
 from mlchaos.monitoring.notifications import NotificationReceiver
 
-pytestmark = [pytest.mark.integration, pytest.mark.docker]
+pytestmark = pytest.mark.docker  # integration: from the folder (tests/conftest.py)
 IRIS_ROW = [5.1, 3.5, 1.4, 0.2]  # setosa: class 0
-
 
 
 @pytest.fixture(scope="module")

@@ -7,15 +7,12 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
 import yaml
-from components import require_component
 
 from mlchaos.containers import configs, stack
 from mlchaos.sandbox import monitoring_stack
-
-pytestmark = pytest.mark.integration
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.components import require_component
+from tests.support.paths import ROOT
 
 
 def test_deploy_docker_is_current() -> None:

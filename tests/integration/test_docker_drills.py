@@ -7,16 +7,14 @@ within 30 s; a fresh Alertmanager per module keeps the drills independent.
 
 from __future__ import annotations
 
-import os
-
 import pytest
-from polling import wait_until
 
 from drivers.model import probes as model_probes
 from mlchaos.containers import stack
+from tests.support.paths import EXPERIMENTS
+from tests.support.polling import wait_until
 
-pytestmark = [pytest.mark.integration, pytest.mark.docker]
-
+pytestmark = pytest.mark.docker  # integration: from the folder (tests/conftest.py)
 
 
 DOCKER_DRILLS = ["docker-kill-replica.yaml", "docker-pause-replica.yaml", "docker-telemetry-outage.yaml",
@@ -24,19 +22,18 @@ DOCKER_DRILLS = ["docker-kill-replica.yaml", "docker-pause-replica.yaml", "docke
 
 
 @pytest.mark.parametrize("drill", DOCKER_DRILLS)
-def test_the_docker_drills_plan_cleanly_and_touch_nothing(compose_stack: stack.StackEndpoints, drill: str) -> None:
+def test_the_docker_drills_plan_cleanly_and_touch_nothing(compose_stack: stack.StackEndpoints, drill: str,
+                                                          subprocess_env: dict[str, str]) -> None:
     """`mlchaos plan` resolves each Docker drill's container and runs the probes' dry runs: exit 0, no change."""
     import subprocess
     import sys
-    from pathlib import Path
 
     import docker
 
-    root = Path(__file__).resolve().parents[2]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
+    env = subprocess_env
     client = docker.from_env()
     before = {c.name: (c.status, c.attrs["State"]["StartedAt"]) for c in client.containers.list(all=True)}
-    proc = subprocess.run([sys.executable, "-m", "mlchaos", "plan", str(root / "experiments" / drill)],
+    proc = subprocess.run([sys.executable, "-m", "mlchaos", "plan", str(EXPERIMENTS / drill)],
                           env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "would hit container" in proc.stdout and "environment: docker:" in proc.stdout
@@ -45,16 +42,15 @@ def test_the_docker_drills_plan_cleanly_and_touch_nothing(compose_stack: stack.S
 
 
 @pytest.mark.parametrize("drill", DOCKER_DRILLS)
-def test_the_docker_drills_hold_through_the_cli(compose_stack: stack.StackEndpoints, tmp_path, drill: str) -> None:
+def test_the_docker_drills_hold_through_the_cli(compose_stack: stack.StackEndpoints, tmp_path, drill: str,
+                                                subprocess_env: dict[str, str]) -> None:
     import json
     import subprocess
     import sys
-    from pathlib import Path
 
-    root = Path(__file__).resolve().parents[2]
     journal = tmp_path / "journal.json"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
-    experiment = root / "experiments" / drill
+    env = subprocess_env
+    experiment = EXPERIMENTS / drill
     proc = subprocess.run([sys.executable, "-m", "mlchaos", "run", str(experiment), "--journal", str(journal)],
                           env=env, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -19,16 +19,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from components import require_docker
-from polling import poll, wait_until
 
 from drivers.docker import actions, probes
 from mlchaos.errors import DriverError, TargetNotFound
 from mlchaos.lib import certificates
 from mlchaos.safety.changes import ChangeRecord, reset_sink, set_sink
 from mlchaos.safety.watchdog import pending
+from tests.support.components import require_docker
+from tests.support.paths import ROOT
+from tests.support.polling import poll, wait_until
 
-pytestmark = [pytest.mark.integration, pytest.mark.docker]
+pytestmark = pytest.mark.docker  # integration: from the folder (tests/conftest.py)
 
 IMAGE = os.environ.get("MLCHAOS_BASE_IMAGE", "mlchaos/base:bookworm")
 # serves HTTP on 8000, counts SIGHUPs in /tmp/hups, has a certificate and key under /certs
@@ -416,9 +417,8 @@ def test_a_run_journals_the_record_and_rolls_back(fleet: dict[str, Any], tmp_pat
     experiment = tmp_path / "docker-kill.yaml"
     experiment.write_text(EXPERIMENT)
     journal = tmp_path / "journal.json"
-    repo = Path(__file__).resolve().parents[2]
     done = subprocess.run([sys.executable, "-m", "mlchaos", "run", str(experiment), "--journal", str(journal),
-                           "--var", f"run={RUN}", "--quiet"], cwd=repo, capture_output=True, text=True, timeout=60)
+                           "--var", f"run={RUN}", "--quiet"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
     text = journal.read_text()
     assert '"mlchaos_change": 1' in text and '"seed": 11' in text and "drivers.docker.actions.start_containers" in text

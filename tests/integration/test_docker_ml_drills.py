@@ -11,10 +11,8 @@ had no feedback yet (it is restarted if it had).
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import requests
@@ -22,17 +20,17 @@ import requests
 from drivers.model import traffic
 from mlchaos.containers import stack
 from mlchaos.engine import exit_codes
+from tests.support.environment import child_env
+from tests.support.paths import ROOT
 
-pytestmark = [pytest.mark.integration, pytest.mark.docker]
-ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.docker  # integration: from the folder (tests/conftest.py)
 # drill -> (the alert it must fire for model-1, the endpoint whose answers must show no 5xx). Order matters.
 DRILLS = {"docker-train-serve-skew.yaml": ("ModelPredictionDrift", "infer"),
           "docker-feedback-loss.yaml": ("ModelFeedbackAbsent", "feedback")}
 
 
-
 def _env() -> dict[str, str]:
-    return dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    return child_env()
 
 
 def _had_feedback(found: stack.StackEndpoints) -> bool:

@@ -9,7 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from fuzz_inputs import (
+from hypothesis import HealthCheck, given, settings
+
+from tests.support.fuzz_inputs import (
     EXAMPLES,
     EXPECTED,
     RUNNABLE_SEEDS,
@@ -19,9 +21,6 @@ from fuzz_inputs import (
     hostile_files,
     mlchaos,
 )
-from hypothesis import HealthCheck, given, settings
-
-pytestmark = pytest.mark.integration
 
 
 def _check_case(path: Path, tmp: Path, expected: str | None | type = ...) -> int:

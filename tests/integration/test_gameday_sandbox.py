@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -14,21 +13,16 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pytest
-from manual_clock import ManualClock
-from polling import wait_until
-
 from mlchaos.engine import exit_codes
-
-pytestmark = pytest.mark.integration
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.environment import child_env
+from tests.support.manual_clock import ManualClock
+from tests.support.paths import ROOT
+from tests.support.polling import wait_until
 
 
 def test_the_smoke_game_day_runs_two_sandbox_drills_with_a_cool_down(monitored, tmp_path):
     monitored.up(replicas=3, timeout=90)
-    env = dict(os.environ, MLCHAOS_STATE_DIR=str(monitored.state_dir))
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    env = child_env(monitored.state_dir)
     out = tmp_path / "out"
     started = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "mlchaos", "gameday",

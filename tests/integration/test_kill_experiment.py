@@ -3,27 +3,22 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-from polling import wait_until
-
 from mlchaos.engine import exit_codes
 from mlchaos.sandbox.manager import Sandbox
+from tests.support.environment import child_env
+from tests.support.paths import ROOT
+from tests.support.polling import wait_until
 
-pytestmark = pytest.mark.integration
-
-ROOT = Path(__file__).resolve().parents[2]
 EXPERIMENT = ROOT / "experiments" / "kill-one-replica.yaml"
 
 
 def _env(state: Path) -> dict[str, str]:
-    env = dict(os.environ, MLCHAOS_STATE_DIR=str(state), PYTHONUNBUFFERED="1")
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    env = child_env(state)
     return env
 
 

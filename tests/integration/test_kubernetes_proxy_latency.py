@@ -12,24 +12,20 @@ through the proxy to the model server and are timed.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import requests
-from kubernetes_emulator import SERVICES, EmulatedCluster
-from polling import wait_until
 
 from drivers.kubernetes import actions
 from drivers.model import probes as model_probes
+from tests.support.environment import child_env
+from tests.support.kubernetes_emulator import SERVICES, EmulatedCluster
+from tests.support.polling import wait_until
 
-pytestmark = pytest.mark.integration
-
-ROOT = Path(__file__).resolve().parents[2]
 NS = "ml-serving"
 MODEL = {"app.kubernetes.io/name": "model-server"}
 PROXY = {"app.kubernetes.io/name": "fault-proxy"}
@@ -37,7 +33,7 @@ PROXY_PORT = 18000
 
 
 def start(argv: list[str]) -> tuple[subprocess.Popen[str], int]:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = child_env()
     proc = subprocess.Popen([sys.executable, *argv], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                             env=env)
     line = proc.stdout.readline()

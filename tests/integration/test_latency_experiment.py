@@ -4,24 +4,17 @@ proxy fires the client-side ModelEndpointLatencyHigh for that replica, within bu
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
-from pathlib import Path
-
-import pytest
 
 from mlchaos.engine import exit_codes
-
-pytestmark = pytest.mark.integration
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.environment import child_env
+from tests.support.paths import ROOT
 
 
 def test_the_latency_drill_detects_the_slow_replica_within_budget(monitored, tmp_path):
-    env = dict(os.environ, MLCHAOS_STATE_DIR=str(monitored.state_dir))
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    env = child_env(monitored.state_dir)
     journal_path = tmp_path / "journal.json"
     started = time.monotonic()
     experiment = ROOT / "experiments" / "latency-one-replica.yaml"

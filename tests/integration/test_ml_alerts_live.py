@@ -15,14 +15,13 @@ from itertools import count
 
 import pytest
 import requests
-from components import require_monitoring
 
 from drivers.model import actions
 from mlchaos.sandbox import dataset, monitoring_stack
 from mlchaos.sandbox.manager import Replica, Sandbox
 from mlchaos.sandbox.monitoring_stack import MonitoringEndpoints
+from tests.support.components import require_monitoring
 
-pytestmark = pytest.mark.integration
 T = 5.0
 ALERT = "ModelNonFiniteOutputs"
 ACCURACY_ALERT = "ModelAccuracyLow"

@@ -5,20 +5,17 @@ else, and recovers within budget."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from mlchaos.engine import exit_codes
 from mlchaos.sandbox.manager import Sandbox
+from tests.support.environment import child_env
+from tests.support.paths import ROOT
 
-pytestmark = pytest.mark.integration
-
-ROOT = Path(__file__).resolve().parents[2]
 # drill -> the alert it must fire. Order matters: a replica that has received feedback and then serves
 # predictions without it is (rightly) ModelFeedbackAbsent, so the drills whose traffic sends feedback
 # (bad-model-rollback, canary-bad-model, feedback-loss) run after those whose traffic does not.
@@ -30,8 +27,7 @@ DRILLS = {"nan-outputs.yaml": "ModelNonFiniteOutputs", "stale-model.yaml": "Mode
 
 
 def _env(sandbox: Sandbox) -> dict[str, str]:
-    env = dict(os.environ, MLCHAOS_STATE_DIR=str(sandbox.state_dir))
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    env = child_env(sandbox.state_dir)
     return env
 
 

@@ -5,29 +5,27 @@ and `mlchaos recover` undoes a docker model fault from its journal alone (twice:
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import requests
-from polling import wait_until
 
 from drivers.model import actions
 from drivers.model import probes as model_probes
 from mlchaos.containers import stack
 from mlchaos.engine import exit_codes
 from mlchaos.errors import DriverError
+from tests.support.environment import child_env
+from tests.support.paths import ROOT
+from tests.support.polling import wait_until
 
-pytestmark = [pytest.mark.integration, pytest.mark.docker]
-ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.docker  # integration: from the folder (tests/conftest.py)
 DOCKER = {"target": "docker", "project": stack.PROJECT}
 
 
-
 def _env() -> dict[str, str]:
-    return dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    return child_env()
 
 
 def _served(found: stack.StackEndpoints) -> dict[str, str]:

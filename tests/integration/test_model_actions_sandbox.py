@@ -10,8 +10,6 @@ from drivers.model import actions, probes
 from mlchaos.errors import DriverError, TargetNotFound
 from mlchaos.sandbox.manager import Sandbox
 
-pytestmark = pytest.mark.integration
-
 
 def _faults(sandbox: Sandbox) -> dict[str, dict[str, bool]]:
     return {r.name: requests.get(r.url + "/admin/faults", timeout=5).json()["faults"] for r in sandbox.recorded()}

@@ -10,9 +10,8 @@ from drivers.model import endpoints
 from mlchaos.containers import configs, stack
 from mlchaos.errors import DriverError
 
-pytestmark = [pytest.mark.integration, pytest.mark.docker]
+pytestmark = pytest.mark.docker  # integration: from the folder (tests/conftest.py)
 DOCKER = {"target": "docker", "project": stack.PROJECT}
-
 
 
 def test_containers_are_picked_by_label_and_seed_and_named_as_prometheus_knows_them(compose_stack):

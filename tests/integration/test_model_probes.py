@@ -14,8 +14,6 @@ from mlchaos.errors import DriverError, TargetNotFound
 from mlchaos.sandbox import dataset
 from mlchaos.sandbox.manager import Sandbox
 
-pytestmark = pytest.mark.integration
-
 
 def _closed_port_url() -> str:
     with socket.socket() as s:

@@ -18,15 +18,14 @@ from typing import Any
 
 import pytest
 import yaml
-from components import require_monitoring
 
 from mlchaos.errors import DriverError, SandboxError
 from mlchaos.monitoring.alert_rules import ALERT_NAMES
 from mlchaos.sandbox import monitoring_stack
 from mlchaos.sandbox.manager import Sandbox
 from mlchaos.sandbox.monitoring_stack import Monitoring, MonitoringEndpoints
-
-pytestmark = pytest.mark.integration
+from tests.support.components import require_monitoring
+from tests.support.environment import child_env
 
 
 @pytest.fixture(scope="module")
@@ -175,9 +174,7 @@ def test_sandbox_status_command_shows_monitoring(stack, subprocess_env_for_state
 
 @pytest.fixture
 def subprocess_env_for_state(stack) -> dict[str, str]:
-    env = dict(os.environ, MLCHAOS_STATE_DIR=str(stack[0].state_dir))
-    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[2]), env.get("PYTHONPATH", "")])
-    return env
+    return child_env(stack[0].state_dir)
 
 
 def test_down_stops_the_stack_and_endpoints_say_so(stack) -> None:

@@ -13,15 +13,13 @@ import subprocess
 from collections.abc import Iterator
 
 import pytest
-from components import require_component
-from polling import wait_until
 
 from drivers.netem import actions
 from drivers.netem.commands import netem_support, run, show_command
 from mlchaos.errors import DriverError
 from mlchaos.safety import changes
-
-pytestmark = pytest.mark.integration
+from tests.support.components import require_component
+from tests.support.polling import wait_until
 
 
 @pytest.fixture

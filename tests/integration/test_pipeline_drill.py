@@ -4,7 +4,6 @@ Prometheus and pusher: pausing the pusher fires ModelPipelineNotPushing, the rol
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -12,16 +11,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from components import require_component, require_monitoring
 
 from mlchaos.engine import exit_codes
 from mlchaos.sandbox import procs
 from mlchaos.sandbox.manager import Sandbox
 from mlchaos.sandbox.pipeline import pushgateway_binary
-
-pytestmark = pytest.mark.integration
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.components import require_component, require_monitoring
+from tests.support.environment import child_env
+from tests.support.paths import ROOT
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +35,7 @@ def monitored(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
 
 
 def test_the_pipeline_drill_detects_and_resolves_within_budget(monitored: Sandbox, tmp_path: Path) -> None:
-    env = dict(os.environ, MLCHAOS_STATE_DIR=str(monitored.state_dir))
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    env = child_env(monitored.state_dir)
     journal_path = tmp_path / "journal.json"
     started = time.monotonic()
     experiment = ROOT / "experiments" / "pipeline-not-pushing.yaml"

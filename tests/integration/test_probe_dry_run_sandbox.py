@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from components import require_monitoring
 
 from drivers.alertmanager import probes as am
 from drivers.process import actions
@@ -25,8 +24,7 @@ from mlchaos.safety.run_context import RunContext
 from mlchaos.sandbox import monitoring_stack
 from mlchaos.sandbox.manager import Sandbox
 from mlchaos.sandbox.monitoring_stack import MonitoringEndpoints
-
-pytestmark = pytest.mark.integration
+from tests.support.components import require_monitoring
 
 DEADLINE = 30  # seconds each probe would wait outside a dry run
 QUICK = 1.0  # a dry run against live local endpoints takes milliseconds

@@ -7,15 +7,13 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from polling import poll
 
 from drivers.process import actions, probes
 from mlchaos.errors import DriverError, TargetNotFound
 from mlchaos.safety import changes
 from mlchaos.sandbox import procs
 from mlchaos.sandbox.manager import Sandbox
-
-pytestmark = pytest.mark.integration
+from tests.support.polling import poll
 
 
 @pytest.fixture

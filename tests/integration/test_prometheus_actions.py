@@ -11,15 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from components import require_component
 
 from drivers.prometheus import actions
 from mlchaos.errors import DriverError
 from mlchaos.safety import changes
 from mlchaos.sandbox import monitoring_stack
 from mlchaos.sandbox.monitoring_stack import Monitoring, MonitoringEndpoints
-
-pytestmark = pytest.mark.integration
+from tests.support.components import require_component
 
 ALWAYS_FIRING = """\
 groups:

@@ -15,17 +15,14 @@ from pathlib import Path
 
 import pytest
 import requests
-from polling import wait_until
 
 from drivers.model import probes as model_probes
 from drivers.proxy import actions, probes
 from mlchaos.errors import DriverError
 from mlchaos.safety.changes import reset_sink, set_sink
 from mlchaos.sandbox import procs
-
-pytestmark = pytest.mark.integration
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.environment import child_env
+from tests.support.polling import wait_until
 
 
 @pytest.fixture
@@ -38,7 +35,7 @@ def proxy_api(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     config = tmp_path / "proxies.json"
     config.write_text(json.dumps([{"name": "web", "listen": "127.0.0.1:0", "upstream": f"127.0.0.1:{upstream_port}"}]))
     (tmp_path / "index.html").write_text("hello")
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = child_env()
     proc = subprocess.Popen([sys.executable, "-m", "mlchaos.proxy", "--api", "127.0.0.1:0", "--config", str(config)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     try:

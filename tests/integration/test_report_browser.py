@@ -7,12 +7,10 @@ import subprocess
 import zlib
 
 import pytest
-from components import require_component
-from report_helpers import ALL, journal_path, parse_html, read_png
 
 from mlchaos.reports.writer import write_reports
-
-pytestmark = pytest.mark.integration
+from tests.support.components import require_component
+from tests.support.report_helpers import ALL, journal_path, parse_html, read_png
 
 
 def chromium(*args: str, home) -> subprocess.CompletedProcess:

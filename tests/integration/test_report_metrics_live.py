@@ -8,21 +8,19 @@ import re
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import requests
-from builders import probe, py
-from components import require_component
 from prometheus_client.parser import text_string_to_metric_families
-from report_helpers import HELD, journal, serve
 
 from mlchaos.reports.metrics import MetricsError, MetricsState, push, update_textfile
-from mlchaos.reports.model import RunReport
+from mlchaos.reports.reader import read_run
+from mlchaos.reports.types import RunReport
+from tests.support.builders import probe, py
+from tests.support.components import require_component
+from tests.support.paths import ROOT
+from tests.support.report_helpers import HELD, journal, serve
 
-pytestmark = pytest.mark.integration
-
-ROOT = Path(__file__).resolve().parents[2]
 PUSHGATEWAY = "/usr/bin/prometheus-pushgateway"
 NODE_EXPORTER = "/usr/bin/prometheus-node-exporter"
 INSTALL = "run scripts/install-system-packages.sh (Debian packages prometheus-pushgateway, prometheus-node-exporter)"
@@ -30,7 +28,7 @@ KILL = "kill-one-replica-alerts"
 
 
 def run(name: str) -> RunReport:
-    return RunReport.from_journal(journal(name))
+    return read_run(journal(name))
 
 
 def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -92,14 +90,14 @@ def test_a_pushgateway_behind_basic_auth(tmp_path):
     assert f'mlchaos_experiment_runs_total{{experiment="{KILL}",instance="",job="mlchaos",verdict="held"}} 1' in text
 
 
-def test_mlchaos_run_pushes_its_result(pushgateway, tmp_path):
+def test_mlchaos_run_pushes_its_result(pushgateway, tmp_path, subprocess_env):
     experiment = tmp_path / "pushed-drill.json"
     experiment.write_text(json.dumps({
         "title": "pushed drill",
         "steady-state-hypothesis": {"title": "s", "probes": [probe("steady", "echo", True, value=True)]},
         "method": [py("detected", "measured", kind="probe", what="time_to_detect", alert="TestAlert", seconds=3.0)],
     }))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests" / "support"), str(ROOT)])}
+    env = subprocess_env
     proc = subprocess.run([sys.executable, "-m", "mlchaos", "run", str(experiment), "--journal",
                            str(tmp_path / "j.json"), "--pushgateway", pushgateway], env=env,
                           capture_output=True, text=True, timeout=60)

@@ -14,14 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from components import require_docker
-from polling import wait_until
 
 from mlchaos.engine import exit_codes
+from tests.support.components import require_docker
+from tests.support.environment import child_env
+from tests.support.polling import wait_until
 
-pytestmark = [pytest.mark.integration, pytest.mark.docker]
+pytestmark = pytest.mark.docker  # integration: from the folder (tests/conftest.py)
 
-ROOT = Path(__file__).resolve().parents[2]
 IMAGE = os.environ.get("MLCHAOS_BASE_IMAGE", "mlchaos/base:bookworm")
 RUN = uuid.uuid4().hex[:8]
 LABELS = {"mlchaos.target": "model", "mlchaos.test.run": RUN}
@@ -66,8 +66,7 @@ def states(containers) -> Any:
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
-    env = dict(os.environ, MLCHAOS_STATE_DIR=str(tmp_path / "state"), PYTHONUNBUFFERED="1")
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    env = child_env(tmp_path / "state")
     env.pop("MLCHAOS_ALLOWED_ENVIRONMENTS", None)
     return env
 

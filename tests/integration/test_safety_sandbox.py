@@ -19,21 +19,18 @@ import time
 from pathlib import Path
 
 import pytest
-from polling import wait_until
 
 from drivers.proxy.probes import list_toxics
 from mlchaos.engine import exit_codes
 from mlchaos.sandbox import procs
 from mlchaos.sandbox.manager import Sandbox
-
-pytestmark = pytest.mark.integration
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.environment import child_env
+from tests.support.paths import ROOT
+from tests.support.polling import wait_until
 
 
 def _env(box: Sandbox) -> dict[str, str]:
-    env = dict(os.environ, MLCHAOS_STATE_DIR=str(box.state_dir), PYTHONUNBUFFERED="1")
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    env = child_env(box.state_dir)
     env.pop("MLCHAOS_ALLOWED_ENVIRONMENTS", None)
     return env
 

@@ -10,13 +10,11 @@ from pathlib import Path
 
 import pytest
 import requests
-from polling import poll
 
 from mlchaos.errors import TargetNotFound
 from mlchaos.sandbox import procs
 from mlchaos.sandbox.manager import Replica, Sandbox
-
-pytestmark = pytest.mark.integration
+from tests.support.polling import poll
 
 
 @pytest.fixture
@@ -27,8 +25,6 @@ def fresh(state_dir: Path) -> Iterator[Sandbox]:
         yield sandbox
     finally:
         sandbox.down()
-
-
 
 
 def _states(sandbox: Sandbox) -> dict[str, str]:

@@ -11,12 +11,11 @@ from collections.abc import Iterator
 
 import pytest
 import requests
-from components import require_component
 
 from mlchaos.sandbox import dataset
 from mlchaos.sandbox.manager import Replica, Sandbox
+from tests.support.components import require_component
 
-pytestmark = pytest.mark.integration
 T = 5.0
 
 

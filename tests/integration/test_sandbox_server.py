@@ -13,7 +13,6 @@ import requests
 from mlchaos.sandbox import dataset
 from mlchaos.sandbox.manager import Replica, Sandbox
 
-pytestmark = pytest.mark.integration
 T = 5.0  # seconds, every HTTP call
 
 

@@ -9,8 +9,6 @@ import urllib.request
 from collections.abc import Iterator
 
 import pytest
-from components import require_monitoring
-from polling import poll
 
 from drivers.proxy import probes as proxy_probes
 from drivers.telemetry import actions
@@ -19,8 +17,8 @@ from mlchaos.safety import changes
 from mlchaos.safety.watchdog import pending
 from mlchaos.sandbox import procs
 from mlchaos.sandbox.manager import Sandbox
-
-pytestmark = pytest.mark.integration
+from tests.support.components import require_monitoring
+from tests.support.polling import poll
 
 
 def _free_port() -> int:

@@ -18,15 +18,14 @@ from typing import Any
 
 import pytest
 import requests
-from polling import wait_until
 
 from drivers.tls import actions, probes
 from mlchaos.errors import DriverError
 from mlchaos.lib import certificates as certs
 from mlchaos.safety import changes
 from mlchaos.sandbox import dataset
+from tests.support.polling import wait_until
 
-pytestmark = pytest.mark.integration
 HOST = "127.0.0.1"
 T = 5.0
 

@@ -13,15 +13,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from polling import wait_until
 
 from drivers.model import actions, traffic
 from mlchaos.safety.changes import ChangeRecord
 from mlchaos.safety.undo import undo_record
 from mlchaos.sandbox import procs
 from mlchaos.sandbox.manager import Sandbox
-
-pytestmark = pytest.mark.integration
+from tests.support.polling import wait_until
 
 
 @pytest.fixture

@@ -21,12 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from bad_experiments import CATALOGUE, valid
 from hypothesis import strategies as st
 
-ROOT = Path(__file__).resolve().parents[2]
-SUPPORT = ROOT / "tests" / "support"
-CORPUS = ROOT / "tests" / "fuzz_corpus"
+from tests.support import environment
+from tests.support.bad_experiments import CATALOGUE, valid
+from tests.support.paths import EXPERIMENTS, FUZZ_CORPUS
+
+CORPUS = FUZZ_CORPUS
 MARKER_ENV = "MLCHAOS_TEST_MARKER"
 EXAMPLES = int(os.environ.get("MLCHAOS_FUZZ_EXAMPLES", "0"))  # > 0: a longer fuzzing session
 CASE_SECONDS = 20  # a case still running after this is a hang
@@ -43,7 +44,7 @@ def marker_experiment() -> dict[str, Any]:
 
 
 def real_experiments() -> list[dict[str, Any]]:
-    return [yaml.safe_load(p.read_text(encoding="utf-8")) for p in sorted((ROOT / "experiments").glob("*.yaml"))]
+    return [yaml.safe_load(p.read_text(encoding="utf-8")) for p in sorted(EXPERIMENTS.glob("*.yaml"))]
 
 
 RUNNABLE_SEEDS = [marker_experiment()] + [bad.data for bad in CATALOGUE]  # only test drivers
@@ -269,9 +270,5 @@ def mlchaos(*args: str, env: dict[str, str], timeout: float = CASE_SECONDS) -> s
 
 
 def child_env(tmp: Path, marker: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(SUPPORT), str(ROOT), env.get("PYTHONPATH", "")])
-    env[MARKER_ENV] = str(marker)
-    env["MLCHAOS_STATE_DIR"] = str(tmp / "state")
-    env.pop("MLCHAOS_FUZZ_SURELY_UNSET", None)
-    return env
+    """A child's environment (tests.support.environment) with the marker file and a state dir under ``tmp``."""
+    return environment.child_env(tmp / "state", **{MARKER_ENV: str(marker), "MLCHAOS_FUZZ_SURELY_UNSET": None})

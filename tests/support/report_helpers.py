@@ -16,9 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from polling import poll
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "journals"
+from tests.support import paths
+from tests.support.polling import poll
+
+FIXTURES = paths.FIXTURES / "journals"
 HELD = ["kill-alerts-held-1", "kill-alerts-held-2", "kill-alerts-held-3"]
 ALL = [*HELD, "kill-alerts-interrupted", "latency-held", "miswritten-alert-rule-deviated", "kill-guarded-aborted",
        "latency-bounded-refused"]

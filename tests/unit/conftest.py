@@ -1,16 +1,17 @@
-"""Unit-test helpers: the test-only drivers in tests/support are importable."""
+"""Unit-test fixtures: each test's own state directory (so the folder runs in parallel), experiment writers.
+
+Every test here is marked ``unit`` by tests/conftest.py (from the folder). A unit test is fast and
+xdist-safe: no fixed port, no shared file, no real service; its child processes (``subprocess_env``,
+tests/conftest.py) are short. Anything slower or needing a real binary or service belongs in tests/integration.
+"""
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 import yaml
-
-ROOT = Path(__file__).resolve().parents[2]
-SUPPORT = ROOT / "tests" / "support"  # on sys.path: see tests/conftest.py
 
 
 @pytest.fixture(autouse=True)
@@ -32,15 +33,6 @@ def write_experiment(tmp_path):
         return path
 
     return write
-
-
-@pytest.fixture
-def subprocess_env() -> dict[str, str]:
-    """Environment for a child `mlchaos` process that can import the test drivers."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(SUPPORT), str(ROOT), env.get("PYTHONPATH", "")])
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
 
 
 @pytest.fixture

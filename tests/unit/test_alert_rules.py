@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from components import require_component
 
 from mlchaos.errors import InvalidInput
 from mlchaos.monitoring.alert_rules import (
@@ -25,8 +24,10 @@ from mlchaos.monitoring.alert_rules import (
     render_rule_tests,
     render_rules,
 )
+from tests.support import paths
+from tests.support.components import require_component
 
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
+DEPLOY = paths.DEPLOY / "prometheus"
 RENDERINGS = {  # staging: see test_shipped_files_are_the_staging_rendering_and_pass
     "sandbox": SANDBOX,
     "custom": SANDBOX.with_overrides(["down_for=2s", "latency_p95_seconds=0.5", "model_job=iris-serving",

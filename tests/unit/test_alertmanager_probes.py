@@ -10,10 +10,8 @@ import urllib.parse
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-import fixtures_api
 import pytest
 import requests
-from fixtures_api import ReplayServer
 
 from drivers.alertmanager import probes
 from mlchaos.errors import DriverError
@@ -21,6 +19,8 @@ from mlchaos.monitoring.notifications import NotificationReceiver
 from mlchaos.safety import run_context
 from mlchaos.safety.changes import ChangeRecord, Target
 from mlchaos.safety.run_context import RunContext
+from tests.support import fixtures_api
+from tests.support.fixtures_api import ReplayServer
 
 INSTANCE = fixtures_api.recorded_instance()
 ALERTS = "/api/v2/alerts"

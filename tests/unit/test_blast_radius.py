@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from bad_experiments import valid
 
 from mlchaos.experiment.loader import load_document
 from mlchaos.experiment.settings import BlastRadius, Scope
 from mlchaos.experiment.validation import validate
 from mlchaos.safety.blast_radius import BoundExceeded, Ledger, scope_matches
 from mlchaos.safety.changes import ChangeRecord, Target
+from tests.support.bad_experiments import valid
 
 
 def record(*names, kind="container", population=(), environment="docker:unix:///var/run/docker.sock",

@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from bad_experiments import valid
+from tests.support.bad_experiments import valid
 
 
 def mlchaos(*args, env, cwd=None, timeout=60):

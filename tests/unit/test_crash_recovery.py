@@ -17,11 +17,11 @@ import time
 from pathlib import Path
 
 import pytest
-from builders import py
-from polling import poll, wait_until
 
 from mlchaos.engine import exit_codes
 from mlchaos.safety import emergency_stop, run_registry
+from tests.support.builders import py
+from tests.support.polling import poll, wait_until
 
 
 def _experiment(tmp_path: Path, heartbeat_timeout: float = 10.0, hold: float = 60.0) -> Path:
@@ -139,7 +139,7 @@ def test_recover_reports_an_unreadable_journal(tmp_path, env):
     bad.write_text("{not json")
     result = _mlchaos("recover", str(bad), str(tmp_path / "missing.json"), env=env)
     assert result.returncode == exit_codes.INVALID
-    assert "bad.json: not a readable journal" in result.stderr and "missing.json: no such journal" in result.stderr
+    assert "bad.json: not a JSON journal" in result.stderr and "missing.json: no such journal" in result.stderr
 
 
 def test_mlchaos_stop_aborts_a_running_run_and_refuses_new_ones(tmp_path, env):

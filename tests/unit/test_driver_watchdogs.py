@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
-from polling import poll
 
 from mlchaos.safety.watchdog import pending, start_watchdog, stop_covered, stop_watchdog
+from tests.support.environment import pythonpath
+from tests.support.polling import poll
 
-SUPPORT = Path(__file__).resolve().parents[1] / "support"
 FUNC = "testdrivers.append_line"
 
 
@@ -22,7 +21,7 @@ def _gone(pid: int) -> bool:
 
 
 def test_only_the_covered_watchdogs_of_that_function_are_stopped(tmp_path, monkeypatch):
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(SUPPORT), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv("PYTHONPATH", pythonpath())  # the watchdog imports testdrivers
     marker = str(tmp_path / "undone")
     mine = start_watchdog(30, FUNC, {"path": marker, "text": "a"})
     other = start_watchdog(30, FUNC, {"path": marker, "text": "b"})

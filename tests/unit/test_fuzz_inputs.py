@@ -14,7 +14,15 @@ import json
 from pathlib import Path
 
 import pytest
-from fuzz_inputs import (
+from hypothesis import HealthCheck, event, given, settings
+
+from mlchaos.cli.run import main as run_command
+from mlchaos.engine import exit_codes
+from mlchaos.experiment.inventory import inventory
+from mlchaos.experiment.loader import MAX_FILE_BYTES
+from mlchaos.experiment.pipeline import load_checked
+from mlchaos.experiment.problems import ProblemList
+from tests.support.fuzz_inputs import (
     EXAMPLES,
     EXPECTED,
     MARKER_ENV,
@@ -24,14 +32,6 @@ from fuzz_inputs import (
     hostile_files,
     time_limit,
 )
-from hypothesis import HealthCheck, event, given, settings
-
-from mlchaos.cli.run import main as run_command
-from mlchaos.engine import exit_codes
-from mlchaos.experiment.inventory import inventory
-from mlchaos.experiment.loader import MAX_FILE_BYTES
-from mlchaos.experiment.pipeline import load_checked
-from mlchaos.experiment.problems import ProblemList
 
 FAST = settings(
     max_examples=EXAMPLES or 40, deadline=None, database=None, print_blob=True,

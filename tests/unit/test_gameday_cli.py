@@ -13,10 +13,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from builders import probe, py
-from polling import wait_until
 
 from mlchaos.engine import exit_codes
+from tests.support.builders import probe, py
+from tests.support.polling import wait_until
 
 
 @pytest.fixture

@@ -9,12 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from components import require_component
-
 from mlchaos.cli import build_parser
 from mlchaos.gameday.schedule import cron_problem
+from tests.support.components import require_component
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 SYSTEMD = ROOT / "deploy" / "systemd"
 CRON = ROOT / "deploy" / "cron" / "mlchaos-gameday"
 

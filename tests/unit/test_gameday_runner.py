@@ -14,9 +14,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from builders import probe, py
-from manual_clock import ManualClock
-from polling import wait_until
 
 from mlchaos.engine import exit_codes
 from mlchaos.gameday.progress import ProgressConsole
@@ -24,6 +21,9 @@ from mlchaos.gameday.schedule import Calendar, Window
 from mlchaos.gameday.suite import check_suite, load_gameday
 from mlchaos.gameday.suite_runner import SuiteRunner, most_severe, report_formats
 from mlchaos.safety import emergency_stop
+from tests.support.builders import probe, py
+from tests.support.manual_clock import ManualClock
+from tests.support.polling import wait_until
 
 EVERY_DAY = frozenset(range(7))
 NINE_TO_TEN = Calendar(windows=(Window(EVERY_DAY, 9 * 60, 10 * 60),))

@@ -9,14 +9,13 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from manual_clock import ManualClock
-from polling import wait_until
-
 from mlchaos.gameday.lock import SuiteLock
 from mlchaos.gameday.schedule import Calendar, CronSchedule, Exclusion, Window
 from mlchaos.gameday.scheduler import Scheduler
 from mlchaos.gameday.suite_runner import StopRequest
 from mlchaos.safety import emergency_stop
+from tests.support.manual_clock import ManualClock
+from tests.support.polling import wait_until
 
 UTC_ZONE = ZoneInfo("UTC")
 BERLIN = ZoneInfo("Europe/Berlin")

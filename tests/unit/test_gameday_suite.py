@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from builders import py
 
 from mlchaos.experiment.problems import ProblemList
 from mlchaos.gameday.suite import check_suite, load_gameday, load_suite
+from tests.support.builders import py
+from tests.support.paths import EXPERIMENTS
 
 
 def _experiment(path: Path, title: str = "drill", **extra) -> Path:
@@ -228,7 +229,7 @@ def test_load_suite_reports_the_files_problems_and_its_experiments_at_once(tmp_p
 
 
 def test_the_bundled_game_days_are_valid():
-    root = Path(__file__).resolve().parents[2] / "experiments" / "gamedays"
+    root = EXPERIMENTS / "gamedays"
     files = sorted(root.glob("*.yaml"))
     assert len(files) >= 3
     for path in files:

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import argparse
 import shutil
-from pathlib import Path
-
-from bad_experiments import valid
 
 from mlchaos.cli.validate import main as validate
 from mlchaos.experiment.inventory import inventory
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.bad_experiments import valid
+from tests.support.paths import ROOT
 
 
 def _python(module: str, func: str) -> dict:

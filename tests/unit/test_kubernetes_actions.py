@@ -14,12 +14,12 @@ import json
 import time
 
 import pytest
-from kubernetes_emulator import DEPLOYMENTS, NETWORKPOLICIES, PODS, SECRETS, SERVICES, EmulatedCluster
 
 from drivers.kubernetes import actions, probes
 from mlchaos.errors import DriverError, TargetNotFound
 from mlchaos.lib import certificates as certs
 from mlchaos.safety.changes import ChangeRecord, reset_sink, set_sink
+from tests.support.kubernetes_emulator import DEPLOYMENTS, NETWORKPOLICIES, PODS, SECRETS, SERVICES, EmulatedCluster
 
 APP = {"app.kubernetes.io/name": "model-server"}
 SELECTOR = "app.kubernetes.io/name=model-server"

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from kubernetes_emulator import EmulatedCluster
 
 from drivers.kubernetes import client
 from mlchaos.errors import DriverError, TargetNotFound
+from tests.support.kubernetes_emulator import EmulatedCluster
 
 
 @pytest.fixture(scope="module")

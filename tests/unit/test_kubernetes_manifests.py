@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import re
-from pathlib import Path
 
 import pytest
 import yaml
@@ -19,8 +18,8 @@ from drivers.kubernetes.selection import selector_from_object
 from mlchaos.experiment.loader import load_document
 from mlchaos.experiment.validation import validate
 from mlchaos.monitoring.alert_rules import ALERT_NAMES, STAGING, alert_rules
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy" / "kubernetes"
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")

@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 import yaml
-from kubernetes_emulator import NETWORKPOLICIES, SECRETS, SERVICES, ApiCall, EmulatedCluster
 
 from drivers.kubernetes import actions, probes
 from mlchaos.lib import certificates as certs
+from tests.support.kubernetes_emulator import NETWORKPOLICIES, SECRETS, SERVICES, ApiCall, EmulatedCluster
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 RBAC = ROOT / "deploy" / "kubernetes" / "rbac.yaml"
 NS = "ml-serving"  # the namespace the Role is for
 APP = {"app.kubernetes.io/name": "model-server"}

@@ -9,15 +9,14 @@ nothing, and the runner's safety net undoing a Kubernetes change from its record
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import pytest
 import yaml
-from kubernetes_emulator import DEPLOYMENTS, PODS, EmulatedCluster
 
 from mlchaos.engine import exit_codes
+from tests.support.kubernetes_emulator import DEPLOYMENTS, PODS, EmulatedCluster
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 NS = "ml-serving"
 APP = {"app.kubernetes.io/name": "model-server"}
 

@@ -8,11 +8,11 @@ import threading
 import time
 from collections.abc import Iterator
 
-import fixtures_api
 import pytest
 import requests
 
 from mlchaos.monitoring.notifications import Notification, NotificationReceiver
+from tests.support import fixtures_api
 
 
 @pytest.fixture

@@ -14,9 +14,7 @@ import types
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
-import fixtures_api
 import pytest
-from fixtures_api import ReplayServer
 
 from drivers.alertmanager import probes as am
 from drivers.prometheus import probes as prom
@@ -25,6 +23,8 @@ from mlchaos.monitoring.notifications import NotificationReceiver
 from mlchaos.safety import run_context
 from mlchaos.safety.changes import ChangeRecord, Target
 from mlchaos.safety.run_context import RunContext
+from tests.support import fixtures_api
+from tests.support.fixtures_api import ReplayServer
 
 DEADLINE = 30  # seconds the probes would wait outside a dry run
 QUICK = 2.0  # a dry run returns well within this, loosely measured

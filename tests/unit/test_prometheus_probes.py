@@ -9,15 +9,15 @@ import types
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-import fixtures_api
 import pytest
-from fixtures_api import ReplayServer
 
 from drivers.prometheus import probes
 from mlchaos.errors import DriverError
 from mlchaos.safety import run_context
 from mlchaos.safety.changes import ChangeRecord, Target
 from mlchaos.safety.run_context import RunContext
+from tests.support import fixtures_api
+from tests.support.fixtures_api import ReplayServer
 
 INSTANCE = fixtures_api.recorded_instance()
 ALERTS = "/api/v1/alerts"

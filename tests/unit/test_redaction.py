@@ -7,9 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bad_experiments import valid
-
 from mlchaos.journal.redaction import REDACTED, Redactor, sensitive_values
+from tests.support.bad_experiments import valid
 
 LITERAL_SECRET = "s3cr3t-literal-token"
 ENV_SECRET = "pa55-from-the-environment"

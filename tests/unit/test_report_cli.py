@@ -10,9 +10,10 @@ import xml.etree.ElementTree as ET
 from datetime import datetime
 
 import pytest
-from builders import probe, py
 from prometheus_client.parser import text_string_to_metric_families
-from report_helpers import ALL, journal_path, parse_html
+
+from tests.support.builders import probe, py
+from tests.support.report_helpers import ALL, journal_path, parse_html
 
 
 def mlchaos(*args, env, cwd=None, timeout=60):

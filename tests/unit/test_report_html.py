@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import re
 
-from report_helpers import ALL, HELD, journal, journal_path, parse_html
-
 from mlchaos.reports.html import render_html
-from mlchaos.reports.model import RunReport, build_suite
+from mlchaos.reports.reader import build_suite, read_run
+from tests.support.report_helpers import ALL, HELD, journal, journal_path, parse_html
 
 
 def page(*names: str, journals: list | None = None):
@@ -39,7 +38,7 @@ def test_each_experiment_has_its_verdict_timeline_and_budgets():
     assert exp.find("span", class_="verdict-held").text() == "HELD"
     svg = exp.find("svg", class_="timeline")
     assert svg.attrs["role"] == "img"
-    run = RunReport.from_journal(journal("kill-alerts-held-1"))
+    run = read_run(journal("kill-alerts-held-1"))
     assert len(svg.find_all("rect", class_="span")) == len(run.timeline.spans)
     kinds = [line.attrs["data-kind"] for line in svg.find_all("line", class_="marker")]
     assert kinds[0] == "fault"  # real runs: the notification may come before the probe saw the alert firing

@@ -5,10 +5,10 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 
 import pytest
-from report_helpers import ALL, HELD, journal, journal_path
 
 from mlchaos.reports.junit import render_junit
-from mlchaos.reports.model import build_suite
+from mlchaos.reports.reader import build_suite
+from tests.support.report_helpers import ALL, HELD, journal, journal_path
 
 # the usual JUnit schema (Jenkins / Ant junit-10.xsd, what CI systems read): allowed children and attributes
 SHAPE = {

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from report_helpers import ALL, HELD, journal, journal_path
-
 from mlchaos.reports.markdown import cell, render_markdown
-from mlchaos.reports.model import build_suite
+from mlchaos.reports.reader import build_suite
+from tests.support.report_helpers import ALL, HELD, journal, journal_path
 
 
 def markdown(*names: str, journals: list | None = None) -> str:

@@ -6,16 +6,17 @@ import threading
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from report_helpers import HELD, journal
 
 from mlchaos.reports.metrics import BUCKETS, MetricsError, MetricsState, split_credentials, update_textfile
-from mlchaos.reports.model import RunReport
+from mlchaos.reports.reader import read_run
+from mlchaos.reports.types import RunReport
+from tests.support.report_helpers import HELD, journal
 
 
 def run(name: str, **extra) -> RunReport:
     data = journal(name)
     data["mlchaos"].update(extra)
-    return RunReport.from_journal(data)
+    return read_run(data)
 
 
 def samples(path) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

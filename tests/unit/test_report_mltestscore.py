@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from report_helpers import journal
 
 from mlchaos.monitoring.alert_rules import alert_rules, profile
 from mlchaos.reports.mltestscore import FAILING, NOT_COVERED, NOT_VERIFIED, PASSING, RubricTest, parse_reference, score
-from mlchaos.reports.model import RunReport
+from mlchaos.reports.reader import read_run
+from mlchaos.reports.types import RunReport
+from tests.support.report_helpers import journal
 
 
 def run(name: str, tags: list[str] | None = None, source: str | None = None) -> RunReport:
@@ -16,7 +17,7 @@ def run(name: str, tags: list[str] | None = None, source: str | None = None) -> 
         data["experiment"]["tags"] = tags
     if source is not None:
         data["mlchaos"]["source"] = source
-    return RunReport.from_journal(data)
+    return read_run(data)
 
 
 @pytest.mark.parametrize(("text", "tests", "sections", "problems"), [

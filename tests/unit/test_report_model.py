@@ -5,23 +5,15 @@ from __future__ import annotations
 import json
 
 import pytest
-from report_helpers import HELD, journal, journal_path
 
 from mlchaos.errors import InvalidInput
-from mlchaos.reports.model import (
-    FAILED,
-    INCOMPLETE,
-    PASSED,
-    RunReport,
-    build_suite,
-    exception_message,
-    experiment_id,
-    load_journal,
-)
+from mlchaos.reports.reader import build_suite, exception_message, experiment_id, load_journal, read_run
+from mlchaos.reports.types import FAILED, INCOMPLETE, PASSED, RunReport
+from tests.support.report_helpers import HELD, journal, journal_path
 
 
 def report(name: str) -> RunReport:
-    return RunReport.from_journal(journal(name))
+    return read_run(journal(name))
 
 
 @pytest.mark.parametrize(("name", "experiment", "verdict", "exit_code", "outcome"), [
@@ -104,7 +96,7 @@ def test_a_tolerance_failure_shows_the_tolerance_and_the_actual_value():
     data = journal("kill-alerts-held-1")
     probe = data["steady_states"]["after"]["probes"][1]
     probe.update(output=1, tolerance_met=False)
-    run = RunReport.from_journal(data)
+    run = read_run(data)
     assert "steady state after: probe enough-replicas-serving: tolerance " \
            '{"type":"range","range":[2,3]} not met, actual value 1' in run.failures
 
@@ -126,7 +118,7 @@ def test_a_journal_cut_short_by_a_killed_runner_still_reports():
     data["status"] = "running"
     data["mlchaos"].update(verdict=None, exit_code=None, budgets=None, recovery=None)
     data["rollbacks"] = []
-    run = RunReport.from_journal(data)
+    run = read_run(data)
     assert (run.verdict, run.outcome, run.exit_code) == ("unfinished", INCOMPLETE, None)
     assert run.timeline.duration > 0
 
@@ -142,7 +134,7 @@ def test_a_journal_cut_short_by_a_killed_runner_still_reports():
 def test_malformed_journal_fields_never_crash_the_report(mangle):
     data = journal("kill-alerts-held-1")
     mangle(data)
-    run = RunReport.from_journal(data)
+    run = read_run(data)
     assert run.verdict == "held"
 
 
@@ -151,7 +143,7 @@ def test_load_journal_names_the_file_when_it_is_not_a_journal(tmp_path):
     (tmp_path / "list.json").write_text("[]")
     (tmp_path / "bytes.json").write_bytes(b"\xff\xfe")
     for name, words in (("text.json", "not a JSON journal"), ("list.json", "no 'experiment' object"),
-                        ("bytes.json", "not UTF-8"), ("missing.json", "cannot read")):
+                        ("bytes.json", "not UTF-8"), ("missing.json", "no such journal")):
         with pytest.raises(InvalidInput, match=words) as caught:
             load_journal(tmp_path / name)
         assert name in str(caught.value)

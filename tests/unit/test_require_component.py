@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 from _pytest.outcomes import Failed, Skipped
-from components import require_component
+
+from tests.support.components import require_component
 
 
 def test_an_available_component_neither_skips_nor_fails():

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import time
 
-from builders import probe, py
-
 from mlchaos.engine import exit_codes
 from mlchaos.safety import emergency_stop, run_registry
+from tests.support.builders import probe, py
 
 
 def experiment(tmp_path, method, rollbacks=None, **settings):

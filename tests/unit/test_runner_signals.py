@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
-from polling import wait_until
 
 from mlchaos.engine import exit_codes
+from tests.support.polling import wait_until
 
 
 def _action(name, func, **arguments):

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from bad_experiments import CATALOGUE, valid
 
 from mlchaos.experiment.loader import load_document
 from mlchaos.experiment.validation import validate
 from mlchaos.experiment.variables import Variables
+from tests.support.bad_experiments import CATALOGUE, valid
+from tests.support.paths import EXPERIMENTS
 
 
 def _problems(write_experiment, data, variables=None, name="experiment.json"):
@@ -90,9 +91,8 @@ def test_validation_does_not_execute_anything(write_experiment, tmp_path):
 
 
 def test_bundled_experiments_are_valid():
-    from pathlib import Path
 
-    root = Path(__file__).resolve().parents[2] / "experiments"
+    root = EXPERIMENTS
     files = sorted(root.glob("*.yaml")) + sorted(root.glob("*.json"))
     assert files, "no bundled experiment found"
     for path in files:
@@ -108,7 +108,6 @@ def test_a_bare_dollar_word_is_not_reported(write_experiment):
 
 def test_experiments_that_need_monitoring_name_the_missing_packages(monkeypatch):
     """Through the pipeline the command line runs: `listen: sandbox` is checked by the sandbox's listen target."""
-    from pathlib import Path
 
     from mlchaos.cli.listen_targets import LISTEN_TARGETS
     from mlchaos.experiment.pipeline import load_checked
@@ -119,7 +118,7 @@ def test_experiments_that_need_monitoring_name_the_missing_packages(monkeypatch)
         monkeypatch.setitem(monitoring_stack.BINARIES, name, (f"/nonexistent/{name}", package))
     monkeypatch.setattr(monitoring_stack, "PROMTOOL", ("/nonexistent/promtool", "prometheus"))
     monkeypatch.setattr(monitoring_stack.shutil, "which", lambda _name: None)
-    root = Path(__file__).resolve().parents[2] / "experiments"
+    root = EXPERIMENTS
     with pytest.raises(ProblemList) as raised:
         load_checked(str(root / "kill-one-replica-alerts.yaml"), [], [], LISTEN_TARGETS)
     problems = raised.value.problems

@@ -6,15 +6,13 @@ import os
 import time
 from pathlib import Path
 
-from polling import poll
-
 from mlchaos.safety.watchdog import start_watchdog, stop_watchdog
-
-SUPPORT = Path(__file__).resolve().parents[1] / "support"
+from tests.support.environment import pythonpath
+from tests.support.polling import poll
 
 
 def test_the_watchdog_runs_the_undo_after_its_ttl(tmp_path, monkeypatch):
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(SUPPORT), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv("PYTHONPATH", pythonpath())  # the watchdog imports testdrivers
     marker = tmp_path / "undone"
     pid = start_watchdog(0.3, "testdrivers.append_line", {"path": str(marker), "text": "undone"})
     assert poll(marker.exists, timeout=15)
@@ -23,7 +21,7 @@ def test_the_watchdog_runs_the_undo_after_its_ttl(tmp_path, monkeypatch):
 
 
 def test_a_stopped_watchdog_does_not_undo(tmp_path, monkeypatch):
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(SUPPORT), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv("PYTHONPATH", pythonpath())  # the watchdog imports testdrivers
     marker = tmp_path / "undone"
     pid = start_watchdog(1.0, "testdrivers.append_line", {"path": str(marker), "text": "undone"})
     assert poll(lambda: b"mlchaos.safety.watchdog" in Path(f"/proc/{pid}/cmdline").read_bytes(), timeout=5)

@@ -1,4 +1,8 @@
-"""Driver functions used only by the tests (on PYTHONPATH as a plain module)."""
+"""Driver functions used only by the tests: the Python provider `module: testdrivers`.
+
+This directory (tests/drivers, not a package) is on sys.path in pytest (pyproject `pythonpath`) and on
+the PYTHONPATH of child processes (tests.support.environment.child_env), so the module has one name only:
+`testdrivers`. Never import it as `tests.drivers.testdrivers`."""
 
 from __future__ import annotations
 

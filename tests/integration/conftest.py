@@ -1,0 +1,67 @@
+"""Fixtures of the integration tests: a running 3-replica sandbox, the sandbox with its monitoring, the compose stack.
+
+Every test here is marked ``integration`` by tests/conftest.py (from the folder). Each fixture starts real
+processes (or containers) once per test module and takes them down after it; a missing binary or engine
+goes through ``require_component`` (skip on a developer machine, failure in CI).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import pytest
+
+from mlchaos.sandbox.manager import Sandbox
+
+if TYPE_CHECKING:
+    from mlchaos.containers.stack import StackEndpoints
+
+
+@pytest.fixture(scope="module")
+def module_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    """Three iris replicas shared by one test module (state dir exported in the env)."""
+    path = tmp_path_factory.mktemp("sandbox-state")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLCHAOS_STATE_DIR", str(path))
+        sandbox = Sandbox(path)
+        try:
+            sandbox.up(replicas=3, timeout=60, monitoring=False)
+            yield sandbox
+        finally:
+            sandbox.down()
+
+
+@pytest.fixture(scope="module")
+def monitored(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    """Three replicas with Prometheus, Alertmanager and the blackbox exporter, one per test module."""
+    from tests.support.components import require_monitoring
+
+    require_monitoring()
+    sandbox = Sandbox(tmp_path_factory.mktemp("monitored-state"))
+    try:
+        sandbox.up(replicas=3, timeout=90)
+        yield sandbox
+    finally:
+        sandbox.down()
+
+
+@pytest.fixture
+def sandbox(module_sandbox: Sandbox) -> Sandbox:
+    """The module's sandbox, healed (dead replicas restarted, paused ones resumed) first."""
+    module_sandbox.up(replicas=3, timeout=60, monitoring=False)
+    return module_sandbox
+
+
+@pytest.fixture(scope="module")
+def compose_stack() -> Iterator[StackEndpoints]:
+    """The Docker reference stack (docker-compose.yml), fresh for one test module and taken down after."""
+    from mlchaos.containers import stack
+    from tests.support.components import require_stack_images
+
+    require_stack_images()
+    stack.stack_down()  # leftovers of an interrupted run
+    try:
+        yield stack.stack_up(timeout=90)
+    finally:
+        stack.stack_down()

@@ -1,0 +1,17 @@
+"""The repository's folders, for tests and their helpers (no test module computes its own root)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+"""The repository root (what ``python -m mlchaos`` must find on its path)."""
+TESTS = ROOT / "tests"
+TEST_DRIVERS = TESTS / "drivers"
+"""The folder of the ``testdrivers`` module: on sys.path (pyproject ``pythonpath``) and on children's PYTHONPATH."""
+SUPPORT = TESTS / "support"
+FIXTURES = TESTS / "fixtures"
+FUZZ_CORPUS = TESTS / "fuzz_corpus"
+EXPERIMENTS = ROOT / "experiments"
+DEPLOY = ROOT / "deploy"
+DOCS = ROOT / "docs"
