@@ -6,7 +6,8 @@
 * ``python -m mlchaos.proxy --api HOST:PORT [--config proxies.json]``: one process with both.
 """
 
-from mlchaos.proxy.core import Proxy, ProxyRegistry, ToxicEntry
+from mlchaos.proxy.core import Proxy, ProxyRegistry
+from mlchaos.proxy.entry import ToxicEntry
 from mlchaos.proxy.errors import AlreadyExists, InvalidProxy, InvalidToxic, ProxyError, ProxyNotFound, ToxicNotFound
 
 __all__ = ["AlreadyExists", "InvalidProxy", "InvalidToxic", "Proxy", "ProxyError", "ProxyNotFound",

@@ -15,12 +15,12 @@ import asyncio
 import math
 import re
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
+from mlchaos.proxy.entry import ToxicEntry
 from mlchaos.proxy.errors import AlreadyExists, InvalidProxy, InvalidToxic, ProxyNotFound, ToxicNotFound
 from mlchaos.proxy.link import Connection
-from mlchaos.proxy.toxics import Toxic, build
+from mlchaos.proxy.toxics import build
 
 STREAMS = ("upstream", "downstream")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
@@ -34,29 +34,6 @@ def parse_address(address: Any, what: str) -> tuple[str, int]:
     if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise InvalidProxy(f"{what} must be HOST:PORT, got {address!r}")
     return host.strip("[]"), int(port)
-
-
-@dataclass(eq=False)
-class ToxicEntry:
-    """One configured toxic on a proxy (identity matters: a change replaces the entry)."""
-
-    name: str
-    type: str
-    stream: str
-    toxicity: float
-    toxic: Toxic
-    ttl: float | None = None
-    expires_at: float | None = None
-    timer: asyncio.TimerHandle | None = field(default=None, repr=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Toxiproxy's toxic JSON, plus ``ttl`` and ``expires_at`` (epoch seconds, or null)."""
-        data = {"name": self.name, "type": self.type, "stream": self.stream, "toxicity": self.toxicity,
-                "attributes": self.toxic.attributes(), "ttl": self.ttl, "expires_at": self.expires_at}
-        stats = getattr(self.toxic, "stats", None)
-        if stats is not None:
-            data["stats"] = stats()
-        return data
 
 
 class Proxy:

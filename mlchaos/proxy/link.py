@@ -17,10 +17,9 @@ import random
 import socket
 import struct
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from mlchaos.proxy.core import Proxy, ToxicEntry
+from mlchaos.proxy.entry import ToxicEntry
 
 CHUNK = 64 * 1024
 QUEUE_CHUNKS = 64
@@ -151,10 +150,18 @@ class Link:
         await queue.put(None)
 
 
+class ToxicChain(Protocol):
+    """What a connection needs of its proxy: where to connect, the toxics in order, an event set on every change."""
+
+    upstream: str
+    toxics: list[ToxicEntry]
+    changed: asyncio.Event
+
+
 class Connection:
     """A client connection and its upstream connection, piped both ways."""
 
-    def __init__(self, proxy: Proxy, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, proxy: ToxicChain, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.proxy, self.client_reader, self.client_writer = proxy, reader, writer
         self.links: list[Link] = []
         self.writers: list[asyncio.StreamWriter] = [writer]

@@ -47,6 +47,8 @@ from mlchaos.errors import DriverError, InvalidInput, SandboxError
 from mlchaos.lib.files import atomic_write, file_lock, free_ports, read_json, write_json
 from mlchaos.lib.http import http_json as _http_json
 from mlchaos.lib.http import http_ok as _http_ok
+from mlchaos.lib.programs import find_program
+from mlchaos.lib.state_dir import state_dir as default_state_dir
 from mlchaos.lib.waiting import wait_for
 from mlchaos.monitoring.alert_rules import GROUP_NAME, SANDBOX, RuleParameters, render_rules
 from mlchaos.sandbox import procs
@@ -99,7 +101,7 @@ class ComponentStatus:
 
 def missing_binaries() -> list[tuple[str, str]]:
     """(binary path, Debian package) of every monitoring binary that is not installed."""
-    return [(path, package) for path, package in (*BINARIES.values(), PROMTOOL) if _which(path) is None]
+    return [(path, package) for path, package in (*BINARIES.values(), PROMTOOL) if find_program(path) is None]
 
 
 def install_hint(missing: list[tuple[str, str]]) -> str:
@@ -110,16 +112,10 @@ def install_hint(missing: list[tuple[str, str]]) -> str:
 
 def promtool() -> str:
     """Path of promtool; raise DriverError naming the package when it is missing."""
-    found = _which(PROMTOOL[0])
+    found = find_program(PROMTOOL[0])
     if found is None:
         raise DriverError(f"promtool not found ({PROMTOOL[0]}): {install_hint([PROMTOOL])}")
     return found
-
-
-def _which(path: str) -> str | None:
-    if os.access(path, os.X_OK) and Path(path).is_file():
-        return path
-    return shutil.which(Path(path).name)
 
 
 class Monitoring:
@@ -127,8 +123,6 @@ class Monitoring:
 
     def __init__(self, state_dir: Path | None = None) -> None:
         if state_dir is None:
-            from mlchaos.sandbox.manager import state_dir as default_state_dir
-
             state_dir = default_state_dir()
         self.state_dir = Path(state_dir).expanduser().absolute()  # the generated configs hold absolute paths
         self.state_file = self.state_dir / STATE_FILE
@@ -331,7 +325,7 @@ class Monitoring:
     # -- processes ----------------------------------------------------------------------
 
     def _argv(self, name: str, port: int) -> list[str]:
-        binary = _which(BINARIES[name][0]) or BINARIES[name][0]
+        binary = find_program(BINARIES[name][0]) or BINARIES[name][0]
         listen = f"--web.listen-address={HOST}:{port}"
         if name == "prometheus":
             return [binary, f"--config.file={self.config_dir / 'prometheus.yml'}",

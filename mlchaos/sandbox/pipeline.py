@@ -27,6 +27,8 @@ from typing import Any
 from mlchaos.errors import SandboxError, TargetNotFound
 from mlchaos.lib.files import atomic_write, file_lock, free_ports, read_json, write_json
 from mlchaos.lib.http import http_ok
+from mlchaos.lib.programs import find_program
+from mlchaos.lib.state_dir import state_dir as default_state_dir
 from mlchaos.sandbox import procs
 
 HOST = "127.0.0.1"
@@ -39,9 +41,7 @@ MODULE = "mlchaos.sandbox.pipeline"
 
 def pushgateway_binary() -> str | None:
     """The Pushgateway binary, None when it is not installed."""
-    from mlchaos.sandbox.monitoring_stack import _which
-
-    return _which(PUSHGATEWAY[0])
+    return find_program(PUSHGATEWAY[0])
 
 
 class TrainingPipeline:
@@ -49,8 +49,6 @@ class TrainingPipeline:
 
     def __init__(self, state_dir: Path | None = None) -> None:
         if state_dir is None:
-            from mlchaos.sandbox.manager import state_dir as default_state_dir
-
             state_dir = default_state_dir()
         self.state_dir = Path(state_dir).expanduser().absolute()
         self.state_file = self.state_dir / STATE_FILE
