@@ -251,7 +251,7 @@ class Runner:
         if not record.dry_run:
             self._ensure_guardian()
         self.context.changes.append(record)
-        self.journal.record_change(record)
+        self.journal.record_change(record.to_dict())
         if not record.dry_run:
             self.monitor.fault_applied()
 

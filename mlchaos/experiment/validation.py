@@ -140,7 +140,7 @@ class _Checker:
 
     def _check_ml_test_score_tags(self, tags: list[str]) -> Iterator[Problem]:
         """``ml-test-score:<section>-<n>`` tags must name a rubric test (the report scores them)."""
-        from mlchaos.reports.mltestscore import TAG_PREFIX, parse_reference
+        from mlchaos.experiment.ml_test_score import TAG_PREFIX, parse_reference
 
         for i, tag in enumerate(tags):
             if not tag.lower().startswith(TAG_PREFIX):

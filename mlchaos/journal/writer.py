@@ -24,7 +24,6 @@ from mlchaos.experiment.execution import RUNNING, Outcome
 from mlchaos.experiment.models import Activity
 from mlchaos.journal.redaction import Redactor, redact_secrets_block
 from mlchaos.lib.files import atomic_write
-from mlchaos.safety.changes import ChangeRecord
 
 THROTTLE_SECONDS = 0.25
 
@@ -82,9 +81,9 @@ class Journal:
     def extra(self) -> dict[str, Any]:
         return self.data["mlchaos"]
 
-    def record_change(self, record: ChangeRecord) -> None:
-        """Persist a change an action is about to make (always written at once)."""
-        self.extra["changes"].append(record.to_dict())
+    def record_change(self, record: dict[str, Any]) -> None:
+        """Persist a change an action is about to make (a change record's dict; always written at once)."""
+        self.extra["changes"].append(record)
         self.save(force=True)
 
     def finish(self, status: str, deviated: bool, verdict: str, exit_code: int) -> None:

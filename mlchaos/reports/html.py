@@ -11,6 +11,7 @@ import html
 from collections.abc import Sequence
 
 from mlchaos.engine.budgets import KIND_LABELS
+from mlchaos.experiment.ml_test_score import TAG_PREFIX
 from mlchaos.reports import formatting as fmt
 from mlchaos.reports import mltestscore
 from mlchaos.reports.types import ExperimentRuns, RunReport, Suite, Timeline
@@ -173,7 +174,7 @@ def _scorecard(card: mltestscore.Scorecard) -> str:
     return (
         '<section id="ml-test-score"><h2>ML Test Score</h2>'
         f'<p class="meta">Breck et al. 2017, "The ML Test Score". Evidence: experiment tags '
-        f"<code>{e(mltestscore.TAG_PREFIX)}&lt;section&gt;-&lt;n&gt;</code> and the <code>ml_test_score</code> "
+        f"<code>{e(TAG_PREFIX)}&lt;section&gt;-&lt;n&gt;</code> and the <code>ml_test_score</code> "
         f"labels of alerts that fired, over the latest run of each of {card.runs} experiment(s). A test scores 1 "
         "(automated and passing) when a drill that verified it held and none that attempted it failed.</p>"
         f'<div class="cards">{sums}<div class="card" data-score="final"><b>{card.final:g}</b>final score '

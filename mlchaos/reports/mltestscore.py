@@ -18,102 +18,23 @@ tagged with one of their tests.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from mlchaos.experiment.ml_test_score import (
+    DRILLABLE,
+    LABEL,
+    RUBRIC,
+    SECTION_TITLES,
+    SECTIONS,
+    TAG_PREFIX,
+    RubricTest,
+    parse_reference,
+)
 from mlchaos.reports.types import FAILED, PASSED, RunReport
 
-TAG_PREFIX = "ml-test-score:"
-LABEL = "ml_test_score"
-SECTIONS = ("data", "model", "infrastructure", "monitoring")
-DRILLABLE = ("monitoring", "infrastructure")
-SECTION_TITLES = {"data": "Data", "model": "Model", "infrastructure": "Infrastructure", "monitoring": "Monitoring"}
-RUBRIC: dict[str, tuple[str, ...]] = {
-    "data": (
-        "Feature expectations are captured in a schema",
-        "All features are beneficial",
-        "No feature's cost is too much",
-        "Features adhere to meta-level requirements",
-        "The data pipeline has appropriate privacy controls",
-        "New features can be added quickly",
-        "All input feature code is tested",
-    ),
-    "model": (
-        "Model specs are reviewed and submitted",
-        "Offline and online metrics correlate",
-        "All hyperparameters have been tuned",
-        "The impact of model staleness is known",
-        "A simpler model is not better",
-        "Model quality is sufficient on important data slices",
-        "The model is tested for considerations of inclusion",
-    ),
-    "infrastructure": (
-        "Training is reproducible",
-        "Model specs are unit tested",
-        "The ML pipeline is integration tested",
-        "Model quality is validated before serving",
-        "The model is debuggable",
-        "Models are canaried before serving",
-        "Serving models can be rolled back",
-    ),
-    "monitoring": (
-        "Dependency changes result in notification",
-        "Data invariants hold for inputs",
-        "Training and serving are not skewed",
-        "Models are not too stale",
-        "Models are numerically stable",
-        "Computing performance has not regressed",
-        "Prediction quality has not regressed",
-    ),
-}
-_PART = re.compile(r"^\s*(data|model|infrastructure|infra|monitoring)\s*[-_ ]?\s*(\d+)?\s*$", re.IGNORECASE)
+# a rubric test's status in a scorecard
 PASSING, FAILING, NOT_VERIFIED, NOT_COVERED = "passing", "failing", "not verified", "not covered"
-
-
-@dataclass(frozen=True, order=True)
-class RubricTest:
-    """One test of the rubric, e.g. Monitoring 6."""
-
-    section: str
-    number: int
-
-    @property
-    def key(self) -> str:
-        return f"{self.section}-{self.number}"
-
-    @property
-    def label(self) -> str:
-        return f"{SECTION_TITLES[self.section]} {self.number}"
-
-    @property
-    def title(self) -> str:
-        return RUBRIC[self.section][self.number - 1]
-
-
-def parse_reference(text: str) -> tuple[list[RubricTest], list[str], list[str]]:
-    """Rubric tests named in a label value or tag body: (tests, sections named without a test, problems)."""
-    tests: list[RubricTest] = []
-    sections: list[str] = []
-    problems: list[str] = []
-    for part in re.split(r"[,;]", text):
-        if not part.strip():
-            continue
-        match = _PART.match(part)
-        if match is None:
-            problems.append(f"{part.strip()!r} is not a rubric test (write e.g. monitoring-6)")
-            continue
-        section = match.group(1).lower()
-        section = "infrastructure" if section == "infra" else section
-        if match.group(2) is None:
-            sections.append(section)
-            continue
-        number = int(match.group(2))
-        if not 1 <= number <= len(RUBRIC[section]):
-            problems.append(f"{part.strip()!r}: the {section} section has tests 1 to {len(RUBRIC[section])}")
-            continue
-        tests.append(RubricTest(section, number))
-    return tests, sections, problems
 
 
 @dataclass(frozen=True)

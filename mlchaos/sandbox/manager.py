@@ -7,7 +7,7 @@ to ``<state_dir>/logs/<replica>.log``. A replica keeps its port across restarts,
 so its URL is stable for the whole experiment.
 
 Clients reach each replica through the sandbox's fault proxy (one
-``python -m mlchaos.proxy`` process, see :mod:`mlchaos.proxy.supervisor`): proxy
+``python -m mlchaos.proxy`` process, see :mod:`mlchaos.sandbox.proxy_process`): proxy
 ``model-0`` listens on ``Replica.proxy_port`` (``proxy_url``), stable like the
 replica's own port, and forwards to the replica. Prometheus scrapes the replica
 directly; the blackbox probes and the model probes go through the proxy, so
@@ -35,9 +35,9 @@ from mlchaos.sandbox import procs
 from mlchaos.sandbox.procs import SERVER_MODULE
 
 if TYPE_CHECKING:
-    from mlchaos.proxy.supervisor import ProxyProcess
     from mlchaos.sandbox.monitoring_stack import Monitoring
     from mlchaos.sandbox.pipeline import TrainingPipeline
+    from mlchaos.sandbox.proxy_process import ProxyProcess
 
 STATE_FILE = "sandbox.json"
 STATE_VERSION = 1
@@ -223,7 +223,7 @@ class Sandbox:
 
     def proxy(self) -> ProxyProcess:
         """The fault-proxy process of this sandbox (one proxy per replica)."""
-        from mlchaos.proxy.supervisor import ProxyProcess
+        from mlchaos.sandbox.proxy_process import ProxyProcess
 
         return ProxyProcess(self.state_dir)
 
@@ -322,7 +322,7 @@ class Sandbox:
 
     def _ensure_proxy(self, deadline: float) -> list[Replica]:
         """Give every recorded replica a proxy port (kept once chosen), run the proxy; return the records."""
-        from mlchaos.proxy.supervisor import Route
+        from mlchaos.sandbox.proxy_process import Route
 
         replicas = self._load()
         fresh = iter(free_ports(sum(1 for r in replicas if not r.proxy_port)
