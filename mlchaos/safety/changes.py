@@ -9,6 +9,7 @@ and returns ``record.to_dict()`` as the activity's output.
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -59,9 +60,13 @@ class ChangeRecord:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ChangeRecord:
-        fields = {k: v for k, v in data.items() if k != CHANGE_MARKER}
-        fields["targets"] = [Target(**t) for t in fields.get("targets", [])]
-        return cls(**fields)
+        """The record in a journal: the announced copy, or an action's output, which may carry more keys than
+        the record (a toxic's JSON, stats...): those are not part of the record and are left out.
+        TypeError or ValueError when a field the record needs is missing or malformed."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        values["targets"] = [Target(**t) for t in values.get("targets", [])]
+        return cls(**values)
 
 
 def local_environment() -> str:

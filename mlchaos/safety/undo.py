@@ -9,6 +9,7 @@ a journal twice, or after the run's own rollbacks, is harmless.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -79,11 +80,12 @@ def undo_record(record: ChangeRecord, timeout: float = UNDO_TIMEOUT, waiter: Wai
                       output=outcome.output, error=outcome.error, duration=outcome.duration)
 
 
-def recorded_changes(journal: dict[str, Any]) -> list[ChangeRecord]:
+def recorded_changes(journal: dict[str, Any], unreadable: list[str] | None = None) -> list[ChangeRecord]:
     """The real (not dry-run) changes a journal recorded, oldest first, each in its most complete form.
 
-    The announced copy is written before the fault; the action's output (when it finished)
-    may add what only the fault knew, e.g. the pid of the watchdog its undo must stop.
+    The announced copy is written before the fault; the action's output (when it finished) may add what
+    only the fault knew, e.g. the pid of the watchdog its undo must stop. A record that cannot be read
+    is never skipped in silence: it is described in ``unreadable`` (when given).
     """
     extra = journal.get("mlchaos") if isinstance(journal.get("mlchaos"), dict) else {}
     finished = {}
@@ -92,14 +94,18 @@ def recorded_changes(journal: dict[str, Any]) -> list[ChangeRecord]:
         if is_change_record(output):
             finished[(output.get("announced_at"), output.get("action"))] = output
     records = []
-    for data in extra.get("changes") or []:
-        if not is_change_record(data) or data.get("dry_run"):
+    for index, announced in enumerate(extra.get("changes") or []):
+        if not is_change_record(announced) or announced.get("dry_run"):
             continue
-        data = finished.get((data.get("announced_at"), data.get("action")), data)
-        try:
-            records.append(ChangeRecord.from_dict(data))
-        except TypeError:
-            continue
+        record = None
+        for data in (finished.get((announced.get("announced_at"), announced.get("action"))), announced):
+            if record is None and data is not None:
+                with contextlib.suppress(TypeError, ValueError, AttributeError):
+                    record = ChangeRecord.from_dict(data)
+        if record is not None:
+            records.append(record)
+        elif unreadable is not None:
+            unreadable.append(f"change record {index} ({announced.get('action')!r}) cannot be read")
     return records
 
 
@@ -115,8 +121,11 @@ def recover(path: Path, by: str, timeout: float = UNDO_TIMEOUT) -> RecoveryRepor
     """Undo every change the journal at ``path`` recorded, newest first; append the report to the journal."""
     journal = load_journal(path)
     report = RecoveryReport(journal=str(path), by=by)
-    for record in reversed(recorded_changes(journal)):
+    unreadable: list[str] = []
+    for record in reversed(recorded_changes(journal, unreadable)):
         report.results.append(undo_record(record, timeout))
+    report.results += [UndoResult("?", [], "-", "failed", error=f"{problem}: undo it by hand")
+                       for problem in unreadable]
     journal = load_journal(path)  # re-read: keep whatever was written meanwhile
     journal["mlchaos"].setdefault("recoveries", []).append(report.to_dict())
     atomic_write(Path(path), json.dumps(journal, default=str) + "\n")
