@@ -54,17 +54,15 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
 def main(args: argparse.Namespace) -> int:
     """Run the ``gameday`` command."""
     from mlchaos.cli.listen_targets import LISTEN_TARGETS
-    from mlchaos.cli.printing import print_problems
+    from mlchaos.cli.printing import loaded_or_none
     from mlchaos.engine import exit_codes
-    from mlchaos.experiment.problems import ProblemList
     from mlchaos.gameday.suite import load_suite
     from mlchaos.gameday.suite_runner import report_formats
 
-    try:
-        gameday, checked = load_suite(args.file, args.var, args.var_file, LISTEN_TARGETS)
-    except ProblemList as exc:
-        print_problems(exc.problems)
+    loaded = loaded_or_none(load_suite, args.file, args.var, args.var_file, LISTEN_TARGETS)
+    if loaded is None:
         return exit_codes.INVALID
+    gameday, checked = loaded
     try:
         calendar = _calendar(gameday, args)
         cron = _cron(gameday, args) if args.schedule is not None or args.check else None
@@ -174,9 +172,8 @@ def _run_now(gameday: Any, checked: list[Any], calendar: Any, args: argparse.Nam
 
 def _serve(gameday: Any, calendar: Any, cron: Any, args: argparse.Namespace) -> int:
     from mlchaos.cli.listen_targets import LISTEN_TARGETS
-    from mlchaos.cli.printing import print_problems
+    from mlchaos.cli.printing import loaded_or_none
     from mlchaos.engine import exit_codes
-    from mlchaos.experiment.problems import ProblemList
     from mlchaos.gameday.lock import SuiteLock
     from mlchaos.gameday.progress import ProgressConsole
     from mlchaos.gameday.scheduler import Scheduler
@@ -189,11 +186,11 @@ def _serve(gameday: Any, calendar: Any, cron: Any, args: argparse.Namespace) -> 
     stop = StopRequest()
 
     def run_suite(fire: datetime) -> int:
-        try:  # the experiments may have changed since the last run: validate every one again
-            current, checked = load_suite(args.file, args.var, args.var_file, LISTEN_TARGETS)
-        except ProblemList as exc:
-            print_problems(exc.problems)
+        # the experiments may have changed since the last run: validate every one again
+        loaded = loaded_or_none(load_suite, args.file, args.var, args.var_file, LISTEN_TARGETS)
+        if loaded is None:
             return exit_codes.INVALID
+        current, checked = loaded
         out_dir = _unique(parent / f"gameday-{_stamp(fire)}")
         runner = SuiteRunner(current, checked, out_dir, console=console, calendar=restricted, stop=stop,
                              trigger=f"schedule {cron.expression!r} at {fire.isoformat()}",

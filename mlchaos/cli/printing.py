@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from mlchaos.experiment.problems import ProblemList
+
+T = TypeVar("T")
 
 
 def print_problems(problems: Sequence[Any]) -> None:
@@ -13,3 +17,12 @@ def print_problems(problems: Sequence[Any]) -> None:
         print(f"error: {problem}", file=sys.stderr)
     count = len(problems)
     print(f"{count} problem{'s' if count != 1 else ''} found; nothing was executed.", file=sys.stderr)
+
+
+def loaded_or_none(load: Callable[..., T], *args: Any) -> T | None:
+    """``load(*args)`` (an experiment, a suite), or None once every problem it found is printed."""
+    try:
+        return load(*args)
+    except ProblemList as exc:
+        print_problems(exc.problems)
+        return None

@@ -27,10 +27,11 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
     return parser
 
 
+# (a command's start, parse then load, has the shape of gameday's: each is a few calls, nothing to share)
 def main(args: argparse.Namespace) -> int:
     """Validate, then run one experiment (a plan with ``--dry-run``)."""
     from mlchaos.cli.listen_targets import LISTEN_TARGETS
-    from mlchaos.cli.printing import print_problems
+    from mlchaos.cli.printing import loaded_or_none
     from mlchaos.cli.publishing import preflight, publish_run
     from mlchaos.engine import exit_codes
     from mlchaos.engine.console import Console
@@ -38,14 +39,12 @@ def main(args: argparse.Namespace) -> int:
     from mlchaos.engine.summary import print_plan, print_summary
     from mlchaos.errors import InvalidInput
     from mlchaos.experiment.pipeline import load_checked, resolve_listen
-    from mlchaos.experiment.problems import ProblemList
     from mlchaos.journal.redaction import redacted_output
 
-    try:
-        experiment, variables = load_checked(args.file, args.var, args.var_file, LISTEN_TARGETS)
-    except ProblemList as exc:
-        print_problems(exc.problems)
+    loaded = loaded_or_none(load_checked, args.file, args.var, args.var_file, LISTEN_TARGETS)
+    if loaded is None:
         return exit_codes.INVALID
+    experiment, variables = loaded
     for problem in preflight(args):  # report and metrics options: fail before the drill, not after
         print(f"error: {problem}\nnothing was executed.", file=sys.stderr)
         return exit_codes.INVALID

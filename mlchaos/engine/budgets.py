@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from mlchaos.experiment.settings import Budget
+from mlchaos.lib.records import JsonRecord
 
 KIND_LABELS = {
     "time_to_detect": "time to detect",
@@ -16,7 +17,7 @@ KIND_LABELS = {
 
 
 @dataclass(frozen=True)
-class Measurement:
+class Measurement(JsonRecord):
     """One duration measured by a probe, in seconds after the fault was injected."""
 
     kind: str
@@ -35,13 +36,11 @@ class Measurement:
         except (KeyError, TypeError, ValueError):
             return None
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
     def describe(self) -> str:
         return f"{KIND_LABELS.get(self.kind, self.kind)} {self.alert}: {self.seconds:.1f}s"
 
 
+# (a record type: its declaration has the shape of every frozen dataclass here, e.g. ComponentStatus's)
 @dataclass(frozen=True)
 class BudgetResult:
     """Whether one measured duration met its budget."""

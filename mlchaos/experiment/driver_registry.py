@@ -14,7 +14,8 @@ from mlchaos.experiment.problems import suggest
 
 DRIVER_PACKAGE = "drivers"
 # driver modules whose public functions experiments call, and the kind of those functions; a module
-# may narrow its list with ``__all__`` and name its probes in ``PROBES`` (drivers.model.traffic does)
+# may narrow its list with ``__all__`` and name its probes in ``PROBES`` (drivers.model.traffic does), and a
+# facade (drivers.docker.actions) lists in ``__all__`` the functions it re-exports from its package's modules
 FUNCTION_MODULES = {"actions": "action", "probes": "probe", "traffic": "action"}
 HOOKS = {"preflight"}  # module functions mlchaos calls itself, not activities
 
@@ -56,11 +57,14 @@ def driver_functions() -> Iterator[DriverFunction | tuple[str, str]]:
         except Exception as exc:  # report, never hide, a driver that cannot load
             yield module_name, f"{type(exc).__name__}: {exc}"
             continue
-        default_kind = FUNCTION_MODULES[module_name.rsplit(".", 1)[1]]
+        package, _, kind_name = module_name.rpartition(".")
+        default_kind = FUNCTION_MODULES[kind_name]
         listed = getattr(module, "__all__", None)
         probes = set(getattr(module, "PROBES", ()))
         for name, func in sorted(vars(module).items()):
-            if name.startswith("_") or not inspect.isfunction(func) or func.__module__ != module_name:
+            if name.startswith("_") or not inspect.isfunction(func):
+                continue
+            if func.__module__ != module_name and not _reexported(name, func, listed, package):
                 continue
             if name in HOOKS or (listed is not None and name not in listed):
                 continue
@@ -73,6 +77,12 @@ def driver_functions() -> Iterator[DriverFunction | tuple[str, str]]:
                 signature=_render_signature(func),
                 summary=doc.splitlines()[0] if doc else "(no docstring)",
             )
+
+
+def _reexported(name: str, func: Any, listed: Any, package: str) -> bool:
+    """True for a function a facade module (``drivers.docker.actions``) lists in ``__all__`` and imports from a
+    module of the same driver package (``drivers.docker.lifecycle``): it is the facade's own."""
+    return listed is not None and name in listed and func.__module__.startswith(f"{package}.")
 
 
 def _render_signature(func: object) -> str:

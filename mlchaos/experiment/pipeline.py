@@ -39,10 +39,17 @@ ListenTargets = Mapping[str, ListenTarget]
 
 def load_checked(path: str, var: list[str], var_files: list[str],
                  listen_targets: ListenTargets | None = None) -> tuple[Experiment, Variables]:
-    """Load, validate and build an experiment; raise ProblemList with every problem."""
+    """Load, validate and build an experiment; raise ProblemList with every problem.
+
+    With ``listen_targets`` (the command line passes the ones it knows), a named notification listener must
+    be one of them, and its preflight problems are the experiment's; without, a name is left for
+    :func:`resolve_listen` to resolve (or refuse) before the run.
+    """
     variables = load_variables(var, var_files)
     doc = load_document(path)
-    problems = validate(doc, variables) + _listen_problems(doc, listen_targets or {})
+    problems = validate(doc, variables)
+    if listen_targets is not None:
+        problems += _listen_problems(doc, listen_targets)
     if problems:
         raise ProblemList(problems)
     return build_experiment(doc), variables

@@ -62,14 +62,8 @@ def _within(tolerance: Any, value: Any, configuration: dict[str, Any], secrets: 
     return bool(within_tolerance(copy.deepcopy(tolerance), value, configuration, secrets))
 
 
-def _check_with_probe(
-    tolerance: dict[str, Any],
-    value: Any,
-    configuration: dict[str, Any],
-    secrets: dict[str, Any],
-    timeout: float,
-    waiter: Waiter,
-) -> Verdict:
+def _check_with_probe(tolerance: dict[str, Any], value: Any, configuration: dict[str, Any], secrets: dict[str, Any],
+                      timeout: float, waiter: Waiter) -> Verdict:
     spec = copy.deepcopy(tolerance)
     spec.setdefault("name", "tolerance")
     spec["provider"].setdefault("arguments", {})["value"] = value

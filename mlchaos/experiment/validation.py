@@ -18,6 +18,7 @@ import typing
 from collections.abc import Iterator
 from typing import Any
 
+from mlchaos.experiment.checking import DocumentChecker
 from mlchaos.experiment.driver_registry import HOOKS, function_signature, import_driver_module
 from mlchaos.experiment.loader import Document, pointer_join
 from mlchaos.experiment.problems import Problem, suggest
@@ -56,15 +57,14 @@ def validate(doc: Document, variables: Variables | None = None) -> list[Problem]
     return sorted(problems, key=lambda p: p.line or 0)
 
 
-class _Checker:
+class _Checker(DocumentChecker):
+    """Every problem of an experiment document, each located by pointer and line."""
+
     def __init__(self, doc: Document, variables: Variables):
-        self.doc = doc
+        super().__init__(doc)
         self.data: dict[str, Any] = doc.data
         self.variables = variables
         self.names: set[str] = set()
-
-    def problem(self, pointer: str, message: str) -> Problem:
-        return self.doc.problem(pointer, message)
 
     def run(self) -> Iterator[Problem]:
         data = self.data
@@ -99,44 +99,29 @@ class _Checker:
         else:
             for index, activity in enumerate(method):
                 yield from self.check_activity(activity, f"/method/{index}")
-        rollbacks = data.get("rollbacks", [])
-        if not isinstance(rollbacks, list):
-            yield self.problem("/rollbacks", "must be a list of actions")
-        else:
-            for index, activity in enumerate(rollbacks):
-                yield from self.check_activity(activity, f"/rollbacks/{index}", rollback=True)
+        yield from self.each(data.get("rollbacks", []), "/rollbacks", "must be a list of actions",
+                             lambda activity, pointer: self.check_activity(activity, pointer, rollback=True))
         yield from self.check_references()
 
     # --- configuration, secrets, extensions -------------------------------------------
     def check_configuration(self) -> Iterator[Problem]:
-        config = self.data.get("configuration", {})
-        if not isinstance(config, dict):
-            yield self.problem("/configuration", "must be a mapping")
-            return
-        for key, value in config.items():
-            pointer = pointer_join("/configuration", key)
-            if key in self.variables.configuration:
-                continue
-            if isinstance(value, dict) and "type" in value:
+        def entry(key: str, value: Any, pointer: str) -> Iterator[Problem]:
+            if key not in self.variables.configuration and isinstance(value, dict) and "type" in value:
                 yield from self._check_env_reference(value, pointer, "configuration", allow_default=True)
 
+        yield from self.each_entry(self.data.get("configuration", {}), "/configuration", "must be a mapping", entry)
+
     def check_secrets(self) -> Iterator[Problem]:
-        secrets = self.data.get("secrets", {})
-        if not isinstance(secrets, dict):
-            yield self.problem("/secrets", "must be a mapping of scopes")
-            return
-        for scope, values in secrets.items():
-            pointer = pointer_join("/secrets", scope)
-            if not isinstance(values, dict):
-                yield self.problem(pointer, "a secrets scope must be a mapping")
-                continue
-            if scope in self.variables.secrets:
-                continue
-            for key, value in values.items():
-                if isinstance(value, dict) and "type" in value:
-                    yield from self._check_env_reference(
-                        value, pointer_join(pointer, key), "secret", allow_vault=True
-                    )
+        def secret(_key: str, value: Any, pointer: str) -> Iterator[Problem]:
+            if isinstance(value, dict) and "type" in value:
+                yield from self._check_env_reference(value, pointer, "secret", allow_vault=True)
+
+        def scope(name: str, values: Any, pointer: str) -> Iterator[Problem]:
+            if name in self.variables.secrets and isinstance(values, dict):
+                return
+            yield from self.each_entry(values, pointer, "a secrets scope must be a mapping", secret)
+
+        yield from self.each_entry(self.data.get("secrets", {}), "/secrets", "must be a mapping of scopes", scope)
 
     def _check_ml_test_score_tags(self, tags: list[str]) -> Iterator[Problem]:
         """``ml-test-score:<section>-<n>`` tags must name a rubric test (the report scores them)."""
@@ -233,12 +218,8 @@ class _Checker:
             return
         if not isinstance(hypothesis.get("title"), str) or not hypothesis.get("title"):
             yield self.problem(f"{base}/title", "required: the hypothesis needs a title")
-        probes = hypothesis.get("probes", [])
-        if not isinstance(probes, list):
-            yield self.problem(f"{base}/probes", "must be a list of probes")
-            return
-        for index, probe in enumerate(probes):
-            yield from self.check_probe_with_tolerance(probe, f"{base}/probes/{index}")
+        yield from self.each(hypothesis.get("probes", []), f"{base}/probes", "must be a list of probes",
+                             self.check_probe_with_tolerance)
 
     def check_probe_with_tolerance(self, probe: Any, pointer: str) -> Iterator[Problem]:
         yield from self.check_activity(probe, pointer)

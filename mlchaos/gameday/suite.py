@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from mlchaos.experiment.checking import DocumentChecker
 from mlchaos.experiment.loader import Document, pointer_join, read_document
 from mlchaos.experiment.pipeline import ListenTargets, load_checked
 from mlchaos.experiment.problems import Problem, ProblemList
@@ -169,19 +170,16 @@ def _var_arg(name: str, value: Any) -> str:
 # --- checking -----------------------------------------------------------------------------------
 
 
-class _Checker:
+class _Checker(DocumentChecker):
     """Every problem of a game-day document, each located by pointer and line."""
 
     def __init__(self, doc: Document):
-        self.doc = doc
+        super().__init__(doc)
         self.base = doc.path.parent
         self.clean_items: list[tuple[int, Any]] = []  # (index, entry) of the experiments without a problem
         self.suite_vars: dict[str, Any] = {}
         self.suite_var_files: list[str] = []
         self._total = 0
-
-    def problem(self, pointer: str, message: str) -> Problem:
-        return self.doc.problem(pointer, message)
 
     def check(self) -> Iterator[Problem]:
         data = self.doc.data
@@ -253,27 +251,22 @@ class _Checker:
                                         f"(paths are relative to {self.base})")
 
     def _vars(self, value: Any, pointer: str) -> Iterator[Problem]:
-        if value is None:
-            return
-        if not isinstance(value, dict):
-            yield self.problem(pointer, "must be a mapping of variable names to values")
-            return
-        for name, item in value.items():
+        def variable(name: Any, item: Any, where: str) -> Iterator[Problem]:
             if not name or not isinstance(item, (str, int, float, bool)):
-                yield self.problem(pointer_join(pointer, name),
-                                   f"a variable is a string, number or boolean, got {type(item).__name__}")
+                yield self.problem(where, f"a variable is a string, number or boolean, got {type(item).__name__}")
+
+        if value is not None:
+            yield from self.each_entry(value, pointer, "must be a mapping of variable names to values", variable)
 
     def _var_files(self, value: Any, pointer: str) -> Iterator[Problem]:
-        if value is None:
-            return
-        if not isinstance(value, list):
-            yield self.problem(pointer, "must be a list of var files (JSON/YAML or .env)")
-            return
-        for index, item in enumerate(value):
+        def var_file(item: Any, where: str) -> Iterator[Problem]:
             if not isinstance(item, str) or not item:
-                yield self.problem(f"{pointer}/{index}", f"must be a file name, got {item!r}")
+                yield self.problem(where, f"must be a file name, got {item!r}")
             elif not (self.base / item).is_file():
-                yield self.problem(f"{pointer}/{index}", f"var file {item!r} not found (relative to {self.base})")
+                yield self.problem(where, f"var file {item!r} not found (relative to {self.base})")
+
+        if value is not None:
+            yield from self.each(value, pointer, "must be a list of var files (JSON/YAML or .env)", var_file)
 
     def _schedule(self, value: Any) -> Iterator[Problem]:
         if not isinstance(value, dict):
@@ -293,21 +286,16 @@ class _Checker:
                     parse_zone(value["timezone"])
                 except ValueError as exc:
                     yield self.problem("/schedule/timezone", str(exc))
-        windows = value.get("windows", [])
-        if not isinstance(windows, list):
-            yield self.problem("/schedule/windows", "must be a list of {days, start, end}")
-        else:
-            for index, window in enumerate(windows):
-                yield from self._window(window, f"/schedule/windows/{index}")
-        exclusions = value.get("exclude", [])
-        if not isinstance(exclusions, list):
-            yield self.problem("/schedule/exclude", "must be a list of dates and {from, to} ranges")
-        else:
-            for index, item in enumerate(exclusions):
-                try:
-                    _exclusion(item)
-                except ValueError as exc:
-                    yield self.problem(f"/schedule/exclude/{index}", str(exc))
+        yield from self.each(value.get("windows", []), "/schedule/windows", "must be a list of {days, start, end}",
+                             self._window)
+        yield from self.each(value.get("exclude", []), "/schedule/exclude",
+                             "must be a list of dates and {from, to} ranges", self._exclusion)
+
+    def _exclusion(self, item: Any, pointer: str) -> Iterator[Problem]:
+        try:
+            _exclusion(item)
+        except ValueError as exc:
+            yield self.problem(pointer, str(exc))
 
     def _window(self, window: Any, pointer: str) -> Iterator[Problem]:
         if not isinstance(window, dict):

@@ -19,15 +19,15 @@ import contextlib
 import json
 import threading
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from mlchaos.errors import DriverError, InvalidInput
+from mlchaos.errors import InvalidInput
 from mlchaos.experiment.settings import ADDRESS
-from mlchaos.safety import run_context
+from mlchaos.lib.records import JsonRecord
 
 ALERT_STATUSES = ("firing", "resolved")
 DEFAULT_MAX_BYTES = 1_048_576
@@ -35,7 +35,7 @@ READ_TIMEOUT = 10.0  # seconds a client may take to send its body
 
 
 @dataclass(frozen=True)
-class Notification:
+class Notification(JsonRecord):
     """One alert of one webhook payload, as Alertmanager delivered it."""
 
     received_at: float  # epoch seconds
@@ -49,9 +49,6 @@ class Notification:
     receiver: str = ""
     group_key: str = ""
 
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable copy."""
-        return asdict(self)
 
     def describe(self) -> str:
         """``Name{label="value", ...} status`` (alertname left out of the labels)."""
@@ -59,7 +56,7 @@ class Notification:
 
 
 @dataclass(frozen=True)
-class Rejection:
+class Rejection(JsonRecord):
     """A request the receiver refused (malformed, oversized, wrong path or method)."""
 
     received_at: float  # epoch seconds
@@ -70,63 +67,6 @@ class Rejection:
     method: str = "POST"
     path: str = ""
 
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable copy."""
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class AlertSelector:
-    """Which alerts a probe is about: a name, required labels, optionally the instances of the last fault."""
-
-    alertname: str
-    labels: dict[str, str] = field(default_factory=dict)
-    instances: tuple[str, ...] | None = None  # None: any instance
-
-    def matches(self, alertname: str, labels: Mapping[str, str]) -> bool:
-        """True when the alert has this name, every required label, and (if asked) a fault instance."""
-        if alertname != self.alertname or any(labels.get(k) != v for k, v in self.labels.items()):
-            return False
-        return self.instances is None or labels.get("instance") in self.instances
-
-    def describe(self) -> str:
-        """``Name{label="value"}`` plus the fault instances when they are required."""
-        text = _label_text(self.alertname, self.labels)
-        if self.instances is not None:
-            text += f" on instance {' or '.join(self.instances)}"
-        return text
-
-
-def alert_selector(
-    alert: str, labels: dict[str, str] | None = None, match_fault_targets: bool = False
-) -> AlertSelector:
-    """Build a selector; with ``match_fault_targets`` the instances of the run's most recent fault.
-
-    Raises DriverError when there is no run, no fault yet, or targets without an ``instance``.
-    """
-    if not isinstance(alert, str) or not alert:
-        raise DriverError(f"alert must be a non-empty alert name, got {alert!r}")
-    if labels is not None and (
-        not isinstance(labels, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items())
-    ):
-        raise DriverError(f"labels must map label names to string values, got {labels!r}")
-    instances = None
-    if match_fault_targets:
-        context = run_context.current()
-        if context is None:
-            raise DriverError("match_fault_targets needs a running experiment (no run context)")
-        record = context.last_fault()
-        if record is None:
-            raise DriverError("match_fault_targets: no fault has been injected in this run yet")
-        targets = context.fault_targets()
-        found = tuple(sorted({str(t["instance"]) for t in targets if t.get("instance")}))
-        if not found:
-            names = ", ".join(t["name"] for t in targets) or "none"
-            raise DriverError(
-                f"match_fault_targets: the targets of the last fault ({record.action}: {names}) carry no 'instance'"
-            )
-        instances = found
-    return AlertSelector(alert, dict(labels or {}), instances)
 
 
 class PayloadError(ValueError):

@@ -38,3 +38,18 @@ def now() -> str:
 
 def exit_text(run: RunReport) -> str:
     return "\u2013" if run.exit_code is None else str(run.exit_code)
+
+
+def stop_events(run: RunReport) -> list[str]:
+    """What stopped or cut the run short, and what undid its faults: refusals, an abort, a signal, rollbacks left
+    undone, recoveries, the safety net's automatic undos."""
+    items = [f"refused: {r}" for r in run.refusals]
+    if run.aborted:
+        items.append(f"aborted ({run.aborted_kind or 'abort'}): {run.aborted}")
+    if run.interrupted_by:
+        items.append(f"interrupted by {run.interrupted_by}; the rollbacks ran")
+    if run.left_undone:
+        items.append(f"rollbacks left undone: {', '.join(run.left_undone)} -- the fault may still be in place")
+    items.extend(f"recovered by {r}" for r in run.recoveries)
+    items.extend(f"safety net: {a.name}" for a in run.activities if a.automatic)
+    return items

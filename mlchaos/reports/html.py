@@ -251,8 +251,7 @@ def _budgets(run: RunReport) -> str:
             )
     if not rows:
         return _none("nothing measured and no budget declared")
-    return ('<table class="budgets"><thead><tr><th>duration</th><th>alert</th><th>measured</th><th>budget</th>'
-            f"<th></th><th></th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
+    return _table("budgets", ["duration", "alert", "measured", "budget", "", ""], "".join(rows))
 
 
 def _budget_bar(measured: float | None, budget: float) -> str:
@@ -271,28 +270,19 @@ def _budget_bar(measured: float | None, budget: float) -> str:
 def _targets(run: RunReport) -> str:
     if not run.targets:
         return _none("no change was announced: nothing was touched")
-    rows = "".join(
-        f"<tr><td>{e(t.action)}</td><td>{e(t.driver)}</td><td>{e(t.kind)}</td><td><b>{e(t.name)}</b></td>"
-        f'<td class="value">{e(t.detail)}</td><td>{e(t.environment)}</td><td>{e(fmt.moment(t.announced_at))}</td>'
-        f"<td>{'dry run' if t.dry_run else 'applied'}</td></tr>"
-        for t in run.targets
-    )
-    return ('<table class="targets"><thead><tr><th>action</th><th>driver</th><th>kind</th><th>target</th>'
-            "<th>details</th><th>environment</th><th>announced</th><th></th></tr></thead>"
-            f"<tbody>{rows}</tbody></table>")
+    rows = "".join(_row(t.action, t.driver, t.kind, Markup(f"<b>{e(t.name)}</b>"), ("value", t.detail), t.environment,
+                        fmt.moment(t.announced_at), "dry run" if t.dry_run else "applied") for t in run.targets)
+    return _table("targets", ["action", "driver", "kind", "target", "details", "environment", "announced", ""], rows)
 
 
 def _blast_radius(run: RunReport) -> str:
     radius = run.blast_radius
-    rows = "".join(
-        f"<tr><td>{e(k.kind)}</td><td>{e(', '.join(k.affected))}</td>"
-        f'<td class="num">{e("unknown" if k.population_unknown or k.eligible is None else k.eligible)}</td>'
-        f'<td class="num">{e("" if k.fraction is None else f"{k.fraction:.0%}")}</td></tr>'
-        for k in radius.kinds
-    )
+    rows = "".join(_row(k.kind, ", ".join(k.affected),
+                        ("num", "unknown" if k.population_unknown or k.eligible is None else k.eligible),
+                        ("num", "" if k.fraction is None else f"{k.fraction:.0%}")) for k in radius.kinds)
     bounds = "".join(f"<li>{e(b)}</li>" for b in radius.bounds) or '<li class="none">no bound declared</li>'
-    table = ('<table class="blast-radius"><thead><tr><th>kind</th><th>affected</th><th>eligible</th>'
-             f"<th>fraction</th></tr></thead><tbody>{rows}</tbody></table>") if rows else _none("nothing affected")
+    table = _table("blast-radius", ["kind", "affected", "eligible", "fraction"], rows) if rows else _none(
+        "nothing affected")
     environments = ", ".join(radius.environments) or "none"
     return (f"<p>{radius.targets} target(s) affected; environments: {e(environments)}</p>{table}"
             f'<ul class="events">{bounds}</ul>')
@@ -301,15 +291,10 @@ def _blast_radius(run: RunReport) -> str:
 def _guards(run: RunReport) -> str:
     if not run.guards:
         return _none("no guard declared")
-    rows = "".join(
-        f'<tr class="{"bad" if g.tripped else ""}"><td>{e(g.name)}</td>'
-        f"<td>{'TRIPPED' if g.tripped else 'held'}</td><td class='num'>{g.checks}</td>"
-        f'<td class="value">{e(g.last_value)}</td><td>{e(g.explanation)}</td>'
-        f'<td class="num">{e(fmt.seconds(g.tripped_at, 2))}</td></tr>'
-        for g in run.guards
-    )
-    return ('<table class="guards"><thead><tr><th>guard</th><th>state</th><th>checks</th><th>last value</th>'
-            f"<th>why</th><th>tripped at</th></tr></thead><tbody>{rows}</tbody></table>")
+    rows = "".join(_row(g.name, "TRIPPED" if g.tripped else "held", ("num", g.checks), ("value", g.last_value),
+                        g.explanation, ("num", fmt.seconds(g.tripped_at, 2)), css_class="bad" if g.tripped else "")
+                   for g in run.guards)
+    return _table("guards", ["guard", "state", "checks", "last value", "why", "tripped at"], rows)
 
 
 def _failures(run: RunReport) -> str:
@@ -319,34 +304,41 @@ def _failures(run: RunReport) -> str:
 
 
 def _stops(run: RunReport) -> str:
-    items = [f"refused: {r}" for r in run.refusals]
-    if run.aborted:
-        items.append(f"aborted ({run.aborted_kind or 'abort'}): {run.aborted}")
-    if run.interrupted_by:
-        items.append(f"interrupted by {run.interrupted_by}; the rollbacks ran")
-    if run.left_undone:
-        items.append(f"rollbacks left undone: {', '.join(run.left_undone)} -- the fault may still be in place")
-    items.extend(f"recovered by {r}" for r in run.recoveries)
-    automatic = [a.name for a in run.activities if a.automatic]
-    items.extend(f"safety net: {name}" for name in automatic)
+    items = fmt.stop_events(run)
     if not items:
         return _none("none")
     return '<ul class="events stops">' + "".join(f"<li>{e(i)}</li>" for i in items) + "</ul>"
 
 
+class Markup(str):
+    """Text that is already HTML (escaped where it holds journal text): a cell writes it as it is."""
+
+
+def _row(*cells: object, css_class: str = "", phase: str | None = None) -> str:
+    """One ``<tr>``: a cell is a value, or (its css class, its value); values are escaped, Markup is not."""
+    tds = []
+    for cell in cells:
+        cls, value = cell if isinstance(cell, tuple) else ("", cell)
+        text = value if isinstance(value, Markup) else e(value)
+        tds.append(f'<td class="{cls}">{text}</td>' if cls else f"<td>{text}</td>")
+    attributes = f' class="{css_class}"' if css_class or phase is not None else ""
+    attributes += f' data-phase="{e(phase)}"' if phase is not None else ""
+    return f"<tr{attributes}>{''.join(tds)}</tr>"
+
+
+def _table(css_class: str, headers: list[str], rows: str) -> str:
+    """A table of class ``css_class``: the (escaped) headers, then ``rows`` (``<tr>`` elements, already escaped)."""
+    head = "".join(f"<th>{e(h)}</th>" for h in headers)
+    return f'<table class="{css_class}"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
+
+
 def _activities(run: RunReport) -> str:
     if not run.activities:
         return _none("no activity ran")
-    rows = "".join(
-        f'<tr class="{"" if a.passed else "bad"}" data-phase="{e(a.phase)}"><td>{e(a.phase)}</td><td>{e(a.kind)}</td>'
-        f"<td>{e(a.name)}</td><td>{e(_activity_state(a.status, a.tolerance_met))}</td>"
-        f'<td class="num">{e(fmt.seconds(a.duration, 2))}</td><td class="value">{e(a.value)}</td>'
-        f'<td class="value">{e(a.tolerance)}</td><td>{e(a.error)}</td></tr>'
-        for a in run.activities
-    )
-    return ('<table class="activities"><thead><tr><th>phase</th><th>kind</th><th>name</th><th>result</th>'
-            "<th>duration</th><th>value</th><th>tolerance</th><th>error</th></tr></thead>"
-            f"<tbody>{rows}</tbody></table>")
+    rows = "".join(_row(a.phase, a.kind, a.name, _activity_state(a.status, a.tolerance_met),
+                        ("num", fmt.seconds(a.duration, 2)), ("value", a.value), ("value", a.tolerance), a.error,
+                        css_class="" if a.passed else "bad", phase=a.phase) for a in run.activities)
+    return _table("activities", ["phase", "kind", "name", "result", "duration", "value", "tolerance", "error"], rows)
 
 
 def _activity_state(status: str, met: bool | None) -> str:

@@ -101,14 +101,7 @@ def _experiment(group: ExperimentRuns) -> list[str]:
         state = f"TRIPPED after {fmt.seconds(guard.tripped_at, 2)}: {guard.explanation}" if guard.tripped else "held"
         out += ["", f"Guard {line(guard.name)}: {line(state)} (last value {line(guard.last_value)}, "
                 f"{guard.checks} checks)"]
-    stops = [f"refused: {r}" for r in run.refusals]
-    if run.aborted:
-        stops.append(f"aborted: {run.aborted}")
-    if run.interrupted_by:
-        stops.append(f"interrupted by {run.interrupted_by}")
-    if run.left_undone:
-        stops.append(f"rollbacks left undone: {', '.join(run.left_undone)}")
-    stops += [f"recovered by {r}" for r in run.recoveries]
+    stops = fmt.stop_events(run)
     if stops or run.failures:
         out += ["", "Failures and stops:", ""]
         out += [f"- {line(item)}" for item in [*stops, *run.failures]]

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from mlchaos.engine.budgets import KIND_LABELS
 from mlchaos.errors import InvalidInput
@@ -39,6 +39,7 @@ from mlchaos.reports.types import (
 )
 
 VALUE_LIMIT = 200
+T = TypeVar("T")
 
 
 def read_run(data: Mapping[str, Any]) -> RunReport:
@@ -190,26 +191,29 @@ class _JournalReader:
 
     # --- mlchaos' sections ----------------------------------------------------------------
     def _budgets(self) -> list[BudgetRow]:
-        rows = []
-        for item in _sequence(self.extra.get("budgets")):
-            item = _mapping(item)
-            budget = _number(item.get("budget"))
+        def row(item: Mapping[str, Any]) -> BudgetRow | None:
+            budget, measured = _number(item.get("budget")), _number(item.get("measured"))
             if budget is None:
-                continue
-            measured = _number(item.get("measured"))
-            rows.append(BudgetRow(_text(item.get("alert")), _text(item.get("kind")), budget, measured,
-                                  measured is not None and measured <= budget))
-        return rows
+                return None
+            return BudgetRow(_text(item.get("alert")), _text(item.get("kind")), budget, measured,
+                             measured is not None and measured <= budget)
+
+        return self._rows("budgets", row)
 
     def _measurements(self) -> list[MeasurementRow]:
-        rows = []
-        for item in _sequence(self.extra.get("measurements")):
-            item = _mapping(item)
+        def row(item: Mapping[str, Any]) -> MeasurementRow | None:
             seconds = _number(item.get("seconds"))
-            if seconds is not None:
-                rows.append(MeasurementRow(_text(item.get("kind")), _text(item.get("alert")), seconds,
-                                           _text(item.get("activity"))))
-        return rows
+            if seconds is None:
+                return None
+            return MeasurementRow(_text(item.get("kind")), _text(item.get("alert")), seconds,
+                                  _text(item.get("activity")))
+
+        return self._rows("measurements", row)
+
+    def _rows(self, key: str, row: Callable[[Mapping[str, Any]], T | None]) -> list[T]:
+        """The readable rows of the list ``key`` of the mlchaos section (an unreadable item is left out)."""
+        found = (row(_mapping(item)) for item in _sequence(self.extra.get(key)))
+        return [item for item in found if item is not None]
 
     def _changes(self) -> list[Mapping[str, Any]]:
         return [_mapping(c) for c in _sequence(self.extra.get("changes"))]

@@ -312,6 +312,8 @@ def parse_infer_request(body: Any) -> list[list[float]]:
 
 
 def _flatten(data: Any) -> list[Any]:
+    # mlchaos.proxy.transforms has the same walk, kept apart on purpose: the model-server image ships
+    # mlchaos/sandbox/ alone and the fault-proxy image mlchaos/proxy/ alone
     if not isinstance(data, list):
         raise InvalidRequest("malformed", "'data' must be a (possibly nested) list")
     out: list[Any] = []

@@ -41,7 +41,7 @@ def test_a_run_section_has_budgets_targets_failures_and_trend():
     assert "| time to detect | ModelServerDown | 4.6s | 20s | ok |" in text
     assert "| kill | process model-0 |" in text
     assert "Guard every-replica-running: TRIPPED after 1.65s: expected 3, got 2 (last value 2, 2 checks)" in text
-    assert "- aborted: guard 'every-replica-running' tripped: expected 3, got 2" in text
+    assert "- aborted (guard): guard 'every-replica-running' tripped: expected 3, got 2" in text
     trend = table_rows(text, "| started | verdict")
     assert [r[1] for r in trend] == ["HELD", "HELD", "HELD"]
     assert "## ML Test Score" in text

@@ -126,6 +126,7 @@ class RuleParameters:
 
 
 STAGING = RuleParameters()
+# a table of values, one per line (its lines look alike to a duplicate finder; nothing is repeated)
 SANDBOX = RuleParameters(
     scrape_interval="1s",
     down_for="3s",
