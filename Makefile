@@ -57,14 +57,23 @@ demo: install system-packages
 	$(BIN)/mlchaos sandbox down; \
 	echo; echo "demo finished: exit $$rc"; exit $$rc
 
+# Tests (tests/conftest.py has the layout): tests/unit is fast and runs in parallel (pytest-xdist, one
+# worker per core); tests/integration starts real processes, binaries and services, one test at a time.
+# The markers unit/integration come from those folders. `make test` runs both (every test), after lint.
+TEST_WORKERS ?= auto
+UNIT_ARGS = -n $(TEST_WORKERS) --dist worksteal
+
 test: install system-packages lint
-	$(BIN)/pytest -q
+	@rc=0; \
+	$(BIN)/pytest -q $(UNIT_ARGS) -m unit || rc=$$?; \
+	$(BIN)/pytest -q -m "not unit" || rc=$$?; \
+	exit $$rc
 
 test-unit: install
-	$(BIN)/pytest -q -m "not integration"
+	$(BIN)/pytest -q $(UNIT_ARGS) tests/unit
 
 test-integration: install system-packages
-	$(BIN)/pytest -q -m integration
+	$(BIN)/pytest -q tests/integration
 
 lint: install
 	$(BIN)/ruff check mlchaos drivers tests benchmarks

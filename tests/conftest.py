@@ -29,23 +29,15 @@ skipped on a developer machine, a failure in CI (MLCHAOS_REQUIRE_COMPONENTS=1).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from tests.support.environment import child_env
-from tests.support.paths import TESTS
+from tests.support.paths import suite_folder
 
 FOLDER_MARKERS = {"unit": pytest.mark.unit, "integration": pytest.mark.integration}
-
-
-def suite_folder(path: Path) -> str | None:
-    """'unit' or 'integration' for a path under tests/unit or tests/integration, else None."""
-    try:
-        relative = Path(path).resolve().relative_to(TESTS)
-    except ValueError:
-        return None
-    return relative.parts[0] if len(relative.parts) > 1 and relative.parts[0] in FOLDER_MARKERS else None
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
@@ -59,19 +51,29 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture
 def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh state directory, exported as MLCHAOS_STATE_DIR for this test."""
+    """A fresh state directory (tmp_path / "state"), exported as MLCHAOS_STATE_DIR for this test."""
     path = tmp_path / "state"
     monkeypatch.setenv("MLCHAOS_STATE_DIR", str(path))
     return path
 
 
 @pytest.fixture
-def subprocess_env() -> dict[str, str]:
+def isolated_state(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """This test's own state directory (registered runs, the emergency stop, the sandbox), outside tmp_path,
+    exported as MLCHAOS_STATE_DIR. Autouse in tests/unit; an integration module asks for it by name."""
+    path = tmp_path_factory.mktemp("state")
+    monkeypatch.setenv("MLCHAOS_STATE_DIR", str(path))
+    return path
+
+
+@pytest.fixture
+def subprocess_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Environment for a child process (``python -m mlchaos``, a server) that imports this checkout and the
     test drivers: PYTHONPATH = tests/drivers, the repository, then the current one; PYTHONUNBUFFERED=1.
 
-    MLCHAOS_STATE_DIR is the test's own (in tests/unit every test has one); give another with
-    ``child_env(state_dir=...)`` from tests.support.environment, which module-scoped code calls directly.
+    MLCHAOS_STATE_DIR is the one this test exported (in tests/unit every test has its own; in an integration
+    module, the module sandbox's), else a fresh directory: a child never uses the developer's own state.
+    Another one: ``child_env(state_dir)`` from tests.support.environment (module-scoped code calls it directly).
     A fresh dict per test: change it freely.
     """
-    return child_env()
+    return child_env(os.environ.get("MLCHAOS_STATE_DIR") or tmp_path_factory.mktemp("child-state"))

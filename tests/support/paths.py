@@ -15,3 +15,15 @@ FUZZ_CORPUS = TESTS / "fuzz_corpus"
 EXPERIMENTS = ROOT / "experiments"
 DEPLOY = ROOT / "deploy"
 DOCS = ROOT / "docs"
+
+SUITES = ("unit", "integration")
+"""The two folders of test modules; each gives its tests a marker of the same name (tests/conftest.py)."""
+
+
+def suite_folder(path: str | Path) -> str | None:
+    """'unit' or 'integration' for a path under tests/unit or tests/integration, else None."""
+    try:
+        relative = Path(path).resolve().relative_to(TESTS)
+    except ValueError:
+        return None
+    return relative.parts[0] if len(relative.parts) > 1 and relative.parts[0] in SUITES else None

@@ -15,11 +15,10 @@ import yaml
 
 
 @pytest.fixture(autouse=True)
-def isolated_state(tmp_path_factory, monkeypatch) -> Path:
-    """Every unit test gets its own state directory: registered runs, the emergency stop, the sandbox."""
-    path = tmp_path_factory.mktemp("state")
-    monkeypatch.setenv("MLCHAOS_STATE_DIR", str(path))
-    return path
+def isolated_state(isolated_state: Path) -> Path:
+    """Every unit test gets its own state directory (tests/conftest.py): registered runs, the emergency stop,
+    the sandbox. What makes the folder safe to run in parallel."""
+    return isolated_state
 
 
 @pytest.fixture

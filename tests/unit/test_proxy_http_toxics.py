@@ -62,7 +62,7 @@ class _Harness:
     def __init__(self) -> None:
         _Recorder.seen = []
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         self.loop = asyncio.new_event_loop()
         threading.Thread(target=self.loop.run_forever, daemon=True).start()
         self.registry = ProxyRegistry()

@@ -1,6 +1,6 @@
 """A real `mlchaos run` process is interrupted mid-method: rollbacks must run.
 
-These start the real CLI as a child process and send it real signals.
+These start the real CLI as a child process and send it real signals (so they are integration tests).
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ import pytest
 
 from mlchaos.engine import exit_codes
 from tests.support.polling import wait_until
+
+pytestmark = pytest.mark.usefixtures("isolated_state")  # each test's own MLCHAOS_STATE_DIR, as in tests/unit
 
 
 def _action(name, func, **arguments):

@@ -1,6 +1,6 @@
 """The real ``mlchaos gameday`` CLI in child processes with the test drivers: a suite run now, an invalid
 suite, the exit-code order, a real schedule firing within seconds, two schedulers on one host, signals,
-the emergency stop, windows."""
+the emergency stop, windows. (In tests/integration: each test runs the CLI for seconds of real time.)"""
 
 from __future__ import annotations
 
@@ -16,12 +16,14 @@ import pytest
 
 from mlchaos.engine import exit_codes
 from tests.support.builders import probe, py
+from tests.support.environment import child_env
 from tests.support.polling import wait_until
 
 
 @pytest.fixture
-def env(subprocess_env, isolated_state):
-    return subprocess_env
+def env(state_dir):
+    """Each test's own state directory (registered runs, the emergency stop, the scheduler's lock)."""
+    return child_env(state_dir)
 
 
 def _write(path: Path, data: dict) -> str:
@@ -119,7 +121,6 @@ def test_the_suite_exits_with_the_most_severe_code(tmp_path, env):
     assert "verdict: ABORTED (exit 5)  1 held, 2 did not hold, 0 skipped" in proc.stdout
 
 
-@pytest.mark.integration  # real time: seconds of schedule
 def test_a_real_schedule_fires_within_seconds(tmp_path, env):
     path = _gameday(tmp_path, [_held(tmp_path, "one"), _held(tmp_path, "two")], cool_down=0.2)
     started = time.monotonic()
@@ -138,7 +139,6 @@ def test_a_real_schedule_fires_within_seconds(tmp_path, env):
     assert took < 30
 
 
-@pytest.mark.integration  # real time: seconds of schedule
 def test_two_schedulers_on_one_host_never_run_the_suite_twice_at_once(tmp_path, env):
     path = _gameday(tmp_path, [_faulty(tmp_path, "hold", hold=3)])
     args = ("gameday", str(path), "--schedule", "*/2 * * * * *", "--max-runs", "1")
