@@ -29,7 +29,8 @@ from mlchaos.containers import configs
 from mlchaos.errors import SandboxError
 from mlchaos.lib.http import http_json as _http_json
 from mlchaos.lib.http import http_ok as _http_ok
-from mlchaos.monitoring.alert_rules import GROUP_NAME, SANDBOX
+from mlchaos.monitoring.alert_rules import SANDBOX
+from mlchaos.sandbox.monitoring_stack import wait_for_settled_rules
 
 PROJECT = os.environ.get("MLCHAOS_COMPOSE_PROJECT", "mlchaos")
 COMPOSE_FILE = Path(os.environ.get("MLCHAOS_COMPOSE_FILE",
@@ -129,7 +130,8 @@ def stack_up(timeout: float = 120, build: bool = False) -> StackEndpoints:
 
     Ready means: every replica answers ready through its fault proxy, Prometheus is ready and
     has every replica up in the ``model``, ``model-live`` and ``model-ready`` jobs, and it
-    evaluated the ML-serving rules after that (so no start-up artefact is pending).
+    evaluated the ML-serving rules on samples all taken after that (so no start-up artefact,
+    such as a replica that was not ready yet, is pending or firing).
     Raises SandboxError saying what is missing when ``timeout`` runs out.
     """
     deadline = time.monotonic() + timeout
@@ -164,9 +166,7 @@ def wait_ready(found: StackEndpoints, deadline: float) -> None:
 
     until(lambda: f"Prometheus does not have every target up (missing: {', '.join(missing)});"
                   f" see {found.prometheus_url}/targets", all_up)
-    scraped_at = time.time()
-    until(f"Prometheus did not evaluate the {GROUP_NAME} rules",
-          lambda: _last_evaluation(found.prometheus_url) > scraped_at)
+    wait_for_settled_rules(found.prometheus_url, time.time(), deadline, SANDBOX)  # no start-up artefact left
 
 
 def stack_down(volumes: bool = True, timeout: float = 120) -> None:
@@ -179,12 +179,6 @@ def targets_up(prometheus_url: str) -> set[tuple[str, str]]:
     data = _http_json(f"{prometheus_url}/api/v1/targets?state=active", timeout=2.0) or {}
     return {(t["labels"].get("job"), t["labels"].get("instance"))
             for t in data.get("data", {}).get("activeTargets", []) if t.get("health") == "up"}
-
-
-def _last_evaluation(prometheus_url: str) -> float:
-    from mlchaos.sandbox.monitoring_stack import _last_evaluation as last
-
-    return last(prometheus_url)
 
 
 def main(argv: list[str] | None = None) -> int:

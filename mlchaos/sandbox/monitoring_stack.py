@@ -50,7 +50,7 @@ from mlchaos.lib.http import http_ok as _http_ok
 from mlchaos.lib.programs import find_program
 from mlchaos.lib.state_dir import state_dir as default_state_dir
 from mlchaos.lib.waiting import wait_for
-from mlchaos.monitoring.alert_rules import GROUP_NAME, SANDBOX, RuleParameters, render_rules
+from mlchaos.monitoring.alert_rules import GROUP_NAME, SANDBOX, RuleParameters, parse_duration, render_rules
 from mlchaos.sandbox import procs
 
 STATE_FILE = "monitoring.json"
@@ -403,13 +403,7 @@ class Monitoring:
                                    f" see {endpoints.prometheus_url}/targets")
             time.sleep(delay)
             delay = min(delay * 1.5, 0.2)
-        # one rule evaluation on complete data, so no start-up artefact (a probe scraped before its
-        # replica's metrics) is left pending when a drill checks its steady state
-        scraped_at = time.time()
-        while _last_evaluation(endpoints.prometheus_url) <= scraped_at:
-            if time.monotonic() >= deadline:
-                raise SandboxError(f"Prometheus did not evaluate the {GROUP_NAME} rules in time")
-            time.sleep(0.1)
+        wait_for_settled_rules(endpoints.prometheus_url, time.time(), deadline, SANDBOX)
 
     # -- state file ---------------------------------------------------------------------
 
@@ -492,6 +486,21 @@ def _http_post(url: str, timeout: float = 10.0) -> tuple[int, str]:
         return exc.code, exc.read().decode(errors="replace")
     except (urllib.error.URLError, OSError, ValueError) as exc:
         return 0, str(exc)
+
+
+def wait_for_settled_rules(prometheus_url: str, since: float, deadline: float, params: RuleParameters) -> None:
+    """Wait until Prometheus evaluated the ML-serving rules on samples all taken after ``since`` (epoch seconds).
+
+    A start-up artefact (a probe that failed while a replica was still loading, a ``model_ready`` of 0) is
+    real, but it is over once every replica is ready: the rules look back two scrapes (``max_over_time`` of
+    the probes) and their newest sample may be one scrape old, so an evaluation later than ``since`` plus
+    three scrapes sees none of it. SandboxError once ``deadline`` (monotonic) has passed.
+    """
+    settled = since + 3 * parse_duration(params.scrape_interval)
+    while _last_evaluation(prometheus_url) <= settled:
+        if time.monotonic() >= deadline:
+            raise SandboxError(f"Prometheus did not evaluate the {GROUP_NAME} rules on settled samples in time")
+        time.sleep(0.1)
 
 
 def _last_evaluation(prometheus_url: str) -> float:
