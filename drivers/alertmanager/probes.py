@@ -14,11 +14,11 @@ import math
 import time
 from typing import Any
 
-import requests
-
-from mlchaos.errors import DriverError
-from mlchaos.monitoring.notifications import ALERT_STATUSES, Notification, alert_selector
-from mlchaos.safety import run_context
+from drivers._common.alerts import alert_selector
+from drivers._common.http import get_json
+from drivers.alertmanager.sandbox import alertmanager_url, sink_address
+from drivers.prometheus.sandbox import preflight as preflight  # the validation hook (not a probe)
+from mlchaos.driver_kit import ALERT_STATUSES, DriverError, Notification, current_run
 
 NO_RECEIVER = "this experiment has no notification receiver: declare `notifications` in its mlchaos extension"
 DRY_RUN_TIMEOUT = 5.0  # seconds for the one Alertmanager request of a dry run
@@ -38,7 +38,7 @@ def alert_is_active(
     ``instance`` to be one the run's most recent fault hit.
     """
     selector = alert_selector(alert, labels, match_fault_targets)
-    base = _base_url(url)
+    base = alertmanager_url(url)
     escaped = alert.replace("\\", "\\\\").replace('"', '\\"')
     params = {"active": "true", "silenced": "false", "inhibited": "false", "filter": f'alertname="{escaped}"'}
     alerts = _get(base, "/api/v2/alerts", params, timeout)
@@ -73,7 +73,7 @@ def notification_delivered_within(
         raise DriverError(f"status must be 'firing' or 'resolved', got {status!r}")
     if isinstance(within, bool) or not isinstance(within, int | float) or not math.isfinite(within) or within < 0:
         raise DriverError(f"within must be a non-negative number of seconds, got {within!r}")
-    context = run_context.current()
+    context = current_run()
     receiver = context.receiver if context is not None else None
     if receiver is None:
         raise DriverError(NO_RECEIVER)
@@ -138,40 +138,23 @@ def resolved_notification_delivered_within(
 # -- helpers --------------------------------------------------------------------------------
 
 
-def _base_url(url: str | None) -> str:
-    from mlchaos.sandbox.monitoring_stack import component_url
-
-    return component_url(url, "alertmanager")
-
-
 def _notifying_alertmanager(url: str | None, receiver: Any) -> str:
     """The Alertmanager a dry run checks: ``url``, else the sandbox's when the receiver listens at its sink."""
     if url is not None:
-        return _base_url(url)
-    from mlchaos.sandbox import monitoring_stack
-
-    base = _base_url(None)  # DriverError when the sandbox monitoring stack is not running
-    sink = monitoring_stack.endpoints()
-    if (receiver.host, receiver.port) != (sink.sink_host, sink.sink_port):
+        return alertmanager_url(url)
+    base = alertmanager_url(None)  # DriverError when the sandbox monitoring stack is not running
+    host, port = sink_address()
+    if (receiver.host, receiver.port) != (host, port):
         raise DriverError(
             f"the receiver at {receiver.url} is not the sandbox Alertmanager's sink "
-            f"({sink.sink_host}:{sink.sink_port}): give url, the Alertmanager that notifies it"
+            f"({host}:{port}): give url, the Alertmanager that notifies it"
         )
     return base
 
 
 def _get(base: str, path: str, params: dict[str, str], timeout: float) -> Any:
     """GET an Alertmanager API path and return its JSON; every failure becomes a DriverError."""
-    try:
-        resp = requests.get(base + path, params=params, timeout=timeout)
-    except requests.Timeout:
-        raise DriverError(f"Alertmanager at {base} did not answer {path} within {timeout:g}s") from None
-    except requests.RequestException as exc:
-        raise DriverError(f"Alertmanager at {base} is unreachable: {exc}") from None
-    try:
-        body = resp.json()
-    except ValueError:
-        body = None
+    resp, body = get_json("Alertmanager", base, path, params, timeout)
     if not resp.ok:
         # v2 errors are a JSON string ("bad matcher format: ...") or {"code", "message"}
         text = body.get("message", body) if isinstance(body, dict) else (body or resp.text[:200])
@@ -179,12 +162,3 @@ def _get(base: str, path: str, params: dict[str, str], timeout: float) -> Any:
     if body is None:
         raise DriverError(f"Alertmanager {path} answered HTTP {resp.status_code} with no JSON: {resp.text[:200]!r}")
     return body
-
-
-def preflight(func: str, arguments: dict[str, Any]) -> list[str]:
-    """Validation hook (not a probe): aimed at the sandbox, the monitoring binaries must be installed."""
-    if func.startswith(("notification_", "resolved_notification_")):
-        return []  # served by the run's receiver; `notifications: listen: sandbox` is checked on its own
-    from mlchaos.sandbox.monitoring_stack import preflight_for_sandbox
-
-    return preflight_for_sandbox(arguments)

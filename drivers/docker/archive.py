@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from drivers.docker.client import docker_errors
-from mlchaos.errors import DriverError
+from mlchaos.driver_kit import DriverError
 
 
 @dataclass(frozen=True)

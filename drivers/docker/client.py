@@ -11,7 +11,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-from mlchaos.errors import DriverError, TargetNotFound
+from mlchaos.driver_kit import DriverError, TargetNotFound
 
 API_TIMEOUT = 30.0
 POOL_SIZE = 32  # connections to the engine: one per concurrent worker
@@ -29,6 +29,17 @@ def client(timeout: float = API_TIMEOUT) -> Any:
         import docker
 
         return docker.from_env(timeout=int(max(timeout, 1)), max_pool_size=POOL_SIZE)
+
+
+def api(timeout: float = API_TIMEOUT) -> Any:
+    """The low-level ``docker.APIClient`` of :func:`client`."""
+    return client(timeout).api
+
+
+def call(method: Any, container_id: str, what: str, **kwargs: Any) -> Any:
+    """``method(container_id, **kwargs)`` of the APIClient, its errors translated (``what`` names the call)."""
+    with docker_errors(what):
+        return method(container_id, **kwargs)
 
 
 @contextlib.contextmanager

@@ -13,7 +13,7 @@ from typing import Any
 from drivers.docker.client import client, docker_errors
 from drivers.docker.selection import eligible, parse_selector
 from drivers.docker.targets import list_candidates
-from mlchaos.errors import TargetNotFound
+from mlchaos.driver_kit import TargetNotFound
 
 Labels = dict[str, Any] | list[str] | None
 

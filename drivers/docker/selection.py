@@ -2,30 +2,30 @@
 
 The selector and the mode are validated before the engine is asked anything. An empty
 selector is an error, never "every container"; a container labelled ``mlchaos.skip=true``
-(and the container mlchaos itself runs in) is never a candidate. Modes: a fixed ``count``,
-a ``percentage`` of the matches (rounded down; ``at_least_one`` rounds 0 up to 1) or
-``all``. The choice is random with a ``seed`` (generated when None) that the change
-record keeps, so a drill can be replayed: the same seed over the same candidates picks
-the same containers.
+(and the container mlchaos itself runs in) is never a candidate. Modes and seeds are every
+driver's (:mod:`drivers._common.selection`): a fixed ``count``, a ``percentage`` of the
+matches (rounded down; ``at_least_one`` rounds 0 up to 1) or ``all``, picked with a ``seed``
+(generated when None) that the change record keeps, so a drill can be replayed: the same
+seed over the same candidates picks the same containers.
 """
 
 from __future__ import annotations
 
-import math
 import os
-import random
 import re
 import socket
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from drivers.common import check_name_pattern
-from mlchaos.errors import DriverError, TargetNotFound
+from drivers._common import checks
+from drivers._common import selection as common
+from drivers._common.selection import SKIP_LABEL, Mode, check_seed, is_skipped, parse_mode
+from mlchaos.driver_kit import DriverError
 
-SKIP_LABEL = "mlchaos.skip"
+__all__ = ["PROJECT_LABEL", "SKIP_LABEL", "Candidate", "Mode", "Selector", "candidates_from_api", "check_seed",
+           "choose", "eligible", "is_skipped", "own_container_ids", "parse_mode", "parse_selector"]
 PROJECT_LABEL = "com.docker.compose.project"
-TRUE_VALUES = frozenset({"true", "1", "yes", "on"})
 
 
 @dataclass(frozen=True)
@@ -71,28 +71,6 @@ class Selector:
         return {"labels": {k: v for k, v in self.labels}, "name_pattern": self.name_pattern, "project": self.project}
 
 
-@dataclass(frozen=True)
-class Mode:
-    """How many of the matching containers: ``count``, ``percentage`` (with ``at_least_one``) or ``all``."""
-
-    count: int | None = None
-    percentage: float | None = None
-    all: bool = False
-    at_least_one: bool = False
-
-    def how_many(self, matches: int) -> int:
-        """The number of containers to pick out of ``matches``."""
-        if self.all:
-            return matches
-        if self.percentage is not None:
-            wanted = math.floor(matches * self.percentage / 100 + 1e-9)
-            return max(wanted, 1) if self.at_least_one and matches else wanted
-        return self.count or 0
-
-    def describe(self) -> dict[str, Any]:
-        return {"count": self.count, "percentage": self.percentage, "all": self.all, "at_least_one": self.at_least_one}
-
-
 def parse_selector(
     labels: Mapping[str, Any] | Sequence[str] | None = None,
     name_pattern: str | None = None,
@@ -101,47 +79,12 @@ def parse_selector(
     """Validate a selector; DriverError for an empty one, a bad label or an invalid regex."""
     pairs = _label_pairs(labels)
     if name_pattern is not None:
-        check_name_pattern(name_pattern)
+        checks.name_pattern(name_pattern)
     if project is not None and (not isinstance(project, str) or not project):
         raise DriverError(f"project must be a non-empty compose project name, got {project!r}")
     if not pairs and name_pattern is None:
         raise DriverError("an empty selector would target every container: give labels and/or name_pattern")
     return Selector(pairs, name_pattern, project)
-
-
-def parse_mode(
-    count: int | None = None, percentage: float | None = None, all: bool = False, at_least_one: bool = False
-) -> Mode:
-    """Validate the mode; with none given, one container (``count=1``). Exactly one mode at most."""
-    given = [name for name, value in (("count", count), ("percentage", percentage)) if value is not None]
-    if all is True:
-        given.append("all")
-    elif all is not False:
-        raise DriverError(f"all must be true or false, got {all!r}")
-    if len(given) > 1:
-        raise DriverError(f"give only one of count, percentage or all (got {', '.join(given)})")
-    if not isinstance(at_least_one, bool):
-        raise DriverError(f"at_least_one must be true or false, got {at_least_one!r}")
-    if percentage is not None:
-        if isinstance(percentage, bool) or not isinstance(percentage, int | float) or not 0 < percentage <= 100:
-            raise DriverError(f"percentage must be a number in (0, 100], got {percentage!r}")
-        return Mode(percentage=float(percentage), at_least_one=at_least_one)
-    if all:
-        return Mode(all=True)
-    if count is None:
-        count = 1
-    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise DriverError(f"count must be an integer >= 1, got {count!r}")
-    return Mode(count=count)
-
-
-def check_seed(seed: int | None) -> int:
-    """The seed to use: the one given (an integer), or a fresh random one."""
-    if seed is None:
-        return random.SystemRandom().randrange(2**31)
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise DriverError(f"seed must be an integer or null, got {seed!r}")
-    return seed
 
 
 def eligible(candidates: Iterable[Candidate], selector: Selector, states: Iterable[str] | None = None,
@@ -160,23 +103,10 @@ def choose(candidates: Sequence[Candidate], selector: Selector, mode: Mode, seed
            states: Iterable[str] | None = ("running",), exclude_ids: Iterable[str] = ()) -> list[Candidate]:
     """Pick the targets: TargetNotFound when nothing matches, DriverError when the count is too large."""
     pool = eligible(candidates, selector, states, exclude_ids)
-    if not pool:
-        where = f" in state {'/'.join(states)}" if states is not None else ""
-        raise TargetNotFound(f"no container{where} matches {selector.describe()} (containers labelled "
-                             f"{SKIP_LABEL}=true are never targeted)")
-    wanted = mode.how_many(len(pool))
-    if wanted > len(pool):
-        raise DriverError(f"count={wanted} but only {len(pool)} container(s) match {selector.describe()}: "
-                          + ", ".join(c.name for c in pool))
-    if wanted == 0:
-        raise TargetNotFound(f"{mode.percentage:g}% of {len(pool)} matching container(s) rounds down to 0 "
-                             "(pass at_least_one: true to take one)")
-    return sorted(random.Random(seed).sample(list(pool), wanted), key=lambda c: (c.name, c.id))
-
-
-def is_skipped(labels: Mapping[str, str]) -> bool:
-    """True for a container that opted out of chaos (``mlchaos.skip=true``)."""
-    return str(labels.get(SKIP_LABEL, "")).strip().lower() in TRUE_VALUES
+    where = f" in state {'/'.join(states)}" if states is not None else ""
+    return common.choose(pool, mode, seed, noun="container(s)", scope=f"match {selector.describe()}",
+                         nothing=f"no container{where} matches {selector.describe()} (containers labelled "
+                                 f"{SKIP_LABEL}=true are never targeted)", name=lambda c: c.name)
 
 
 def own_container_ids() -> list[str]:

@@ -1,7 +1,9 @@
-"""What every Docker action shares: validate + select targets, describe them, act on all of them at once.
+"""What every Docker fault shares: validate + select targets, describe them, act on all of them at once,
+and find the containers a rollback names (its exact ids, or a selector).
 
-No ``docker`` import here: the client comes from :mod:`drivers.docker.client` when an
-action runs.
+The rollbacks are named ``drivers.docker.actions.<func>`` (:data:`ROLLBACKS`), the facade
+journals and watchdog command lines keep. No ``docker`` import here: the client comes from
+:mod:`drivers.docker.client` when an action runs.
 """
 
 from __future__ import annotations
@@ -10,15 +12,18 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from drivers import common
+from drivers._common import concurrency
+from drivers._common.undo import Rollbacks, covers
 from drivers.docker import selection
 from drivers.docker.client import client, docker_errors, environment_id
-from mlchaos.errors import DriverError, TargetNotFound
-from mlchaos.safety.changes import ChangeRecord, Target
+from mlchaos.driver_kit import ChangeRecord, DriverError, Target, TargetNotFound, announce
 
 T = TypeVar("T")
 SERVICE_LABEL = "mlchaos.service"  # the service a replica belongs to (``model``), like a sandbox replica's
 COMPOSE_SERVICE_LABEL = "com.docker.compose.service"
+ROLLBACKS = Rollbacks("drivers.docker.actions")
+GONE = "gone (the container no longer exists)"
+Labels = dict[str, Any] | list[str] | None
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,28 @@ class Selection:
         return ChangeRecord(driver="docker", action=action, targets=self.targets(),
                             parameters=self.parameters(**parameters), undo=undo, dry_run=dry_run,
                             environment=environment_id(), population=list(self.population))
+
+    def announce(self, action: str, undo: dict[str, Any], dry_run: bool, **parameters: Any) -> ChangeRecord:
+        """:meth:`record`, announced (the runner journals it and checks it against the bounds)."""
+        record = self.record(action, undo, dry_run, **parameters)
+        announce(record)
+        return record
+
+    def concurrently(self, work: Callable[[str], Any], what: str) -> None:
+        """Run ``work(container id)`` for every chosen container at once; one DriverError naming every failure."""
+        concurrently(self.ids, work, what)
+
+    def pid(self, container_id: str) -> int:
+        """The main process of a chosen container, as inspected when it was chosen."""
+        return next(c["State"]["Pid"] for c in self.containers if c["Id"] == container_id)
+
+    def refuse_host_network(self) -> None:
+        """DriverError when a chosen container uses the host's network (a network fault would hit the host)."""
+        shared = [c["Name"].lstrip("/") for c in self.containers
+                  if (c.get("HostConfig") or {}).get("NetworkMode") == "host"]
+        if shared:
+            raise DriverError(f"{', '.join(shared)} use the host's network: the fault would hit the whole host; "
+                              "nothing changed")
 
 
 def select(
@@ -140,10 +167,13 @@ def published_ports(info: Mapping[str, Any]) -> dict[str, list[str]]:
 
 def concurrently(items: Sequence[str], work: Callable[[str], T], what: str) -> list[T]:
     """Run ``work(item)`` for every container id at once; one DriverError naming every failure."""
-    return common.concurrently(items, work, what, noun="container(s)", label=lambda cid: cid[:12],
-                               thread_prefix="mlchaos-docker")
+    return concurrency.concurrently(items, work, what, noun="container(s)", label=lambda cid: cid[:12],
+                                    thread_prefix="mlchaos-docker")
 
 
+def each(ids: list[str], work: Callable[[str], str], what: str) -> dict[str, str]:
+    """:func:`concurrently`, as ``{container id: result}``."""
+    return dict(zip(ids, concurrently(ids, work, what), strict=True))
 
 def status(api: Any, container_id: str) -> str | None:
     """The container's state (running, exited, paused...), None when it no longer exists."""
@@ -151,6 +181,35 @@ def status(api: Any, container_id: str) -> str | None:
         return inspect(api, container_id)["State"]["Status"]
     except TargetNotFound:
         return None
+
+
+def running_pid(api: Any, container_id: str) -> int | None:
+    """The container's main process when it runs (None when it does not, or no longer exists)."""
+    try:
+        state = inspect(api, container_id)["State"]
+    except TargetNotFound:
+        return None
+    return state["Pid"] if state.get("Running") and state.get("Pid") else None
+
+
+def rollback_ids(api: Any, ids: list[str] | None, labels: Labels, name_pattern: str | None, project: str | None,
+                 states: tuple[str, ...] | None) -> list[str]:
+    """The exact ``ids`` of a change record, or the matching containers in ``states`` (one of the two)."""
+    if ids is not None:
+        if labels is not None or name_pattern is not None or project is not None:
+            raise DriverError("give either ids or a selector (labels, name_pattern, project), not both")
+        return check_ids(ids)
+    selector = selection.parse_selector(labels, name_pattern, project)
+    found = selection.eligible(list_candidates(api, selector), selector, None, selection.own_container_ids())
+    if not found:
+        raise TargetNotFound(f"no container matches {selector.describe()}")
+    return [c.id for c in found if states is None or c.state in states]
+
+
+def stop_watchdogs(func: str, ids: list[str], **same: Any) -> None:
+    """Stop the TTL watchdogs of ``func`` whose every container is in ``ids`` and whose ``same`` arguments match
+    (a rollback by selector, or one replayed from the journal, is not told their pids)."""
+    ROLLBACKS.stop_watchdogs(func, covers("ids", ids, **same))
 
 
 def check_ids(ids: Any) -> list[str]:

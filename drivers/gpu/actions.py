@@ -21,16 +21,16 @@ import subprocess
 import sys
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
+from drivers._common import checks
+from drivers._common.undo import Rollbacks, stop_told
 from drivers.gpu import cuda, planning
 from drivers.gpu.hog import MARKER
-from mlchaos.errors import DriverError
-from mlchaos.safety.changes import ChangeRecord, Target, announce, local_environment
-from mlchaos.safety.watchdog import start_watchdog, stop_covered, stop_watchdog
+from mlchaos.driver_kit import ChangeRecord, DriverError, Target, announce, local_environment, procfs, start_watchdog
 
-RELEASE_FUNC = "drivers.gpu.actions.release_gpu_memory"
+ROLLBACKS = Rollbacks("drivers.gpu.actions")
+RELEASE_FUNC = ROLLBACKS.path("release_gpu_memory")
 START_TIMEOUT = 60.0  # seconds for the helper to allocate and report
 EXIT_TIMEOUT = 10.0
 log = logging.getLogger(__name__)
@@ -54,9 +54,9 @@ def hog_gpu_memory(
     checks the CUDA driver and plans the allocation. Undo: release_gpu_memory.
     """
     planning.check_request(fraction, bytes)
-    for name, value in (("ttl", ttl), ("hold", hold)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or value <= 0):
-            raise DriverError(f"{name} must be a positive number of seconds or null, got {value!r}")
+    checks.ttl(ttl)
+    if hold is not None:
+        checks.positive("hold", hold)
     if hold is None and ttl is None:
         raise DriverError("a GPU memory hog must be bounded: give hold or ttl")
     held_for = min(v for v in (hold, ttl) if v is not None)
@@ -97,13 +97,12 @@ def release_gpu_memory(
     """Roll back hog_gpu_memory: end exactly its helper process (idempotent), then check the memory is free again."""
     if pid is None and token is None:
         raise DriverError("give the helper's pid or its token")
-    if watchdog_pid is not None:
-        stop_watchdog(watchdog_pid)
+    stop_told(watchdog_pid)
     helpers = _find_helpers(pid, token, start_time)
     for found in helpers:
         _end(found)
-    stop_covered(RELEASE_FUNC, lambda a: (token is not None and a.get("token") == token)
-                 or (pid is not None and a.get("pid") == pid))
+    ROLLBACKS.stop_watchdogs("release_gpu_memory", lambda a: (token is not None and a.get("token") == token)
+                             or (pid is not None and a.get("pid") == pid))
     result: dict[str, Any] = {"ended": helpers, "already": [] if helpers else [pid or token], "device": device}
     if free_before is not None:
         result.update(_check_free_again(device, free_before))
@@ -139,30 +138,17 @@ def _start_helper(device: int, chunks: list[int], hold: float, token: str) -> di
         process.kill()
         process.wait(EXIT_TIMEOUT)
         raise DriverError(f"the GPU memory hog did not start: {outcome['error']}")
-    return {**outcome, "pid": process.pid, "start_time": _start_time(process.pid)}
-
-
-def _start_time(pid: int) -> int | None:
-    """The process's start time in clock ticks since boot (with the pid, it names one process for good)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[1].split()
-    return None if fields[0] in "ZX" else int(fields[19])
+    return {**outcome, "pid": process.pid, "start_time": procfs.start_time(process.pid)}
 
 
 def _find_helpers(pid: int | None, token: str | None, start_time: int | None) -> list[int]:
-    candidates = [pid] if pid is not None else [int(e.name) for e in Path("/proc").iterdir() if e.name.isdigit()]
+    candidates = [pid] if pid is not None else list(procfs.pids())
     found = []
     for candidate in candidates:
-        try:
-            argv = [a.decode(errors="replace") for a in Path(f"/proc/{candidate}/cmdline").read_bytes().split(b"\0")]
-        except OSError:
+        argv = procfs.cmdline(candidate)
+        if argv is None or MARKER not in argv or (token is not None and token not in argv):
             continue
-        if MARKER not in argv or (token is not None and token not in argv):
-            continue
-        started = _start_time(candidate)
+        started = procfs.start_time(candidate)
         if started is None or (start_time is not None and started != start_time):
             continue  # a zombie, or a reused pid
         found.append(candidate)
@@ -180,7 +166,7 @@ def _end(pid: int) -> None:
         while time.monotonic() < deadline:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, os.WNOHANG)  # reaps it when this process started it
-            if _start_time(pid) is None:
+            if procfs.start_time(pid) is None:
                 return
             time.sleep(0.05)
     raise DriverError(f"the GPU memory hog (pid {pid}) did not end")

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Protocol
 
-from mlchaos.errors import DriverError
+from mlchaos.driver_kit import DriverError
 
 LIBRARY = "libcuda.so.1"
 _ERRORS = {1: "invalid value", 2: "out of memory", 3: "not initialized", 100: "no CUDA-capable device",

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from drivers.gpu.cuda import CudaApi
-from mlchaos.errors import DriverError
+from mlchaos.driver_kit import DriverError
 
 MARKER = "drivers.gpu.hog"
 

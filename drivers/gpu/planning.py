@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mlchaos.errors import DriverError
+from mlchaos.driver_kit import DriverError
 
 MiB = 1 << 20
 MAX_FRACTION = 0.98  # above this the device (and the driver's own context) has no room left at all

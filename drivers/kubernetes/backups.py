@@ -15,7 +15,7 @@ import json
 from typing import Any
 
 from drivers.kubernetes import selection
-from mlchaos.errors import DriverError
+from mlchaos.driver_kit import DriverError
 
 REPLICAS_BACKUP = "mlchaos.io/replicas-before"
 SECRET_BACKUP = "mlchaos.io/secret-backup"

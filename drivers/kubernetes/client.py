@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlchaos.errors import DriverError, TargetNotFound
+from mlchaos.driver_kit import DriverError, TargetNotFound
 
 API_TIMEOUT: tuple[float, float] = (5.0, 30.0)  # (connect, read) seconds, for every request (see retries())
 POOL_SIZE = 32  # connections to the API server: one per concurrent worker

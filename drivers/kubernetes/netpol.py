@@ -8,7 +8,7 @@ from typing import Any
 from drivers.kubernetes import selection
 from drivers.kubernetes.client import Connection
 from drivers.kubernetes.targets import PodSelection
-from mlchaos.errors import TargetNotFound
+from mlchaos.driver_kit import TargetNotFound
 
 BLOCK_LABEL = "mlchaos.io/blocked"  # on the pods a metrics NetworkPolicy selects
 CHANGE_LABEL = "mlchaos.io/change"

@@ -16,10 +16,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from drivers.kubernetes import selection
-from drivers.kubernetes.client import Connection, connect
-from drivers.kubernetes.targets import list_pods, pod_ready, read_workload, restart_count
-from mlchaos.errors import DriverError
-from mlchaos.safety import run_context
+from drivers.kubernetes.client import connect
+from drivers.kubernetes.targets import connect_namespace, list_pods, pod_ready, restart_count
+from drivers.kubernetes.workloads import check_kind, read_workload
+from mlchaos.driver_kit import DriverError, current_run
 
 Selector = str | dict[str, Any] | None
 
@@ -54,9 +54,7 @@ def ready_replicas(
     in_cluster: bool | None = None, configuration: dict[str, Any] | None = None,
 ) -> int:
     """``status.readyReplicas`` of a Deployment or StatefulSet (0 when none is ready)."""
-    from drivers.kubernetes.targets import check_kind
-
-    conn = _connect(namespace, kubeconfig, context, in_cluster, configuration)
+    conn = connect_namespace(namespace, kubeconfig, context, in_cluster, configuration)
     workload = read_workload(conn, namespace, check_kind(kind), name)
     return int((workload.get("status") or {}).get("readyReplicas") or 0)
 
@@ -66,7 +64,7 @@ def deployment_available(
     context: str | None = None, in_cluster: bool | None = None, configuration: dict[str, Any] | None = None,
 ) -> bool:
     """True when the Deployment is Available (`all_replicas`: every replica available too), waiting up to `within` s."""
-    conn = _connect(namespace, kubeconfig, context, in_cluster, configuration)
+    conn = connect_namespace(namespace, kubeconfig, context, in_cluster, configuration)
 
     def available() -> bool:
         deployment = read_workload(conn, namespace, "Deployment", name)
@@ -110,7 +108,7 @@ def events_since_fault(
     override them. `reasons` / `types` (Normal, Warning) filter further. Each event:
     ``{time, type, reason, object, message, count}``.
     """
-    conn = _connect(namespace, kubeconfig, context, in_cluster, configuration)
+    conn = connect_namespace(namespace, kubeconfig, context, in_cluster, configuration)
     since = _since(since_seconds)
     wanted = _objects(objects)
     listed = conn.call(f"list events in {namespace}", "core", "list_namespaced_event", namespace) or {}
@@ -157,12 +155,6 @@ def _poll(within: float, check: Callable[[], bool], interval: float = 1.0) -> bo
         time.sleep(min(interval, left))
 
 
-def _connect(namespace: str, kubeconfig: str | None, context: str | None, in_cluster: bool | None,
-             configuration: dict[str, Any] | None) -> Connection:
-    selection.check_namespace(namespace)
-    return connect(kubeconfig, context, in_cluster, configuration)
-
-
 def _pods(namespace: str, label_selector: Selector, field_selector: str | None, name_pattern: str | None,
           kubeconfig: str | None, context: str | None, in_cluster: bool | None,
           configuration: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -176,7 +168,7 @@ def _since(since_seconds: float | None) -> datetime | None:
         if isinstance(since_seconds, bool) or not isinstance(since_seconds, int | float) or since_seconds <= 0:
             raise DriverError(f"since_seconds must be a positive number, got {since_seconds!r}")
         return datetime.fromtimestamp(datetime.now(UTC).timestamp() - since_seconds, UTC)
-    run = run_context.current()
+    run = current_run()
     at = run.fault_time() if run is not None else None
     # event timestamps have whole seconds: an event in the fault's own second counts
     return datetime.fromtimestamp(int(at), UTC) if at is not None else None
@@ -189,7 +181,7 @@ def _objects(objects: list[str] | None) -> set[tuple[str | None, str]] | None:
             raise DriverError(f"objects must be a list of 'kind/name' or names, got {objects!r}")
         return {(k.lower() if sep else None, n) if sep else (None, k)
                 for k, sep, n in (o.partition("/") for o in objects)}
-    run = run_context.current()
+    run = current_run()
     if run is None or run.last_fault() is None:
         return None
     found: set[tuple[str | None, str]] = set()

@@ -10,26 +10,25 @@ sent to the API server *and* checked again here, so a pod is never chosen becaus
 server (or proxy) ignored a selector.
 
 Eligible pods: matching, phase ``Running``, not being deleted, not labelled
-``mlchaos.skip=true``, and not the pod mlchaos itself runs in. Modes and seeds are the
-Docker driver's (:func:`drivers.docker.selection.parse_mode`, ``check_seed``): ``count``,
-``percentage`` (rounded down; ``at_least_one``) or ``all``; the choice is
-``random.Random(seed).sample`` over the eligible pods sorted by name, so the same seed over
-the same pods picks the same pods.
+``mlchaos.skip=true``, and not the pod mlchaos itself runs in. Modes and seeds are every
+driver's (:mod:`drivers._common.selection`): ``count``, ``percentage`` (rounded down;
+``at_least_one``) or ``all``; the choice is ``random.Random(seed).sample`` over the eligible
+pods sorted by name, so the same seed over the same pods picks the same pods.
 """
 
 from __future__ import annotations
 
 import os
-import random
 import re
 import socket
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from drivers.common import check_name_pattern
-from drivers.docker.selection import SKIP_LABEL, Mode, check_seed, is_skipped, parse_mode
-from mlchaos.errors import DriverError, TargetNotFound
+from drivers._common import checks
+from drivers._common import selection as common
+from drivers._common.selection import SKIP_LABEL, Mode, check_seed, is_skipped, parse_mode
+from mlchaos.driver_kit import DriverError
 
 __all__ = ["SKIP_LABEL", "Mode", "check_seed", "parse_mode", "LabelSelector", "FieldSelector", "PodSelector",
            "parse_label_selector", "parse_field_selector", "parse_pod_selector", "check_namespace", "choose",
@@ -219,7 +218,7 @@ def parse_pod_selector(namespace: str, label_selector: str | Mapping[str, Any] |
     labels = parse_label_selector(label_selector)
     fields = parse_field_selector(field_selector)
     if name_pattern is not None:
-        check_name_pattern(name_pattern)
+        checks.name_pattern(name_pattern)
     if name_pattern is None and (labels is None or not labels.positive):
         what = "an empty selector" if labels is None else f"label_selector {labels.render()!r} (only negative terms)"
         raise DriverError(f"{what} would select (almost) every pod in {namespace}: give a label_selector with at "
@@ -245,18 +244,9 @@ def eligible(pods: Iterable[Mapping[str, Any]], selector: PodSelector, running_o
 
 def choose(pool: Sequence[dict], selector: PodSelector, mode: Mode, seed: int) -> list[dict]:
     """Pick the targets out of the eligible ``pool``: TargetNotFound when empty, DriverError when too many wanted."""
-    if not pool:
-        raise TargetNotFound(f"no running pod matches {_describe(selector)} (pods labelled {SKIP_LABEL}=true are "
-                             "never targeted)")
-    wanted = mode.how_many(len(pool))
-    if wanted > len(pool):
-        raise DriverError(f"count={wanted} but only {len(pool)} running pod(s) match {_describe(selector)}: "
-                          + ", ".join(p["metadata"]["name"] for p in pool[:20]))
-    if wanted == 0:
-        raise TargetNotFound(f"{mode.percentage:g}% of {len(pool)} matching pod(s) rounds down to 0 "
-                             "(pass at_least_one: true to take one)")
-    chosen = random.Random(seed).sample(list(pool), wanted)
-    return sorted(chosen, key=lambda p: p["metadata"]["name"])
+    return common.choose(pool, mode, seed, noun="running pod(s)", scope=f"match {_describe(selector)}",
+                         nothing=f"no running pod matches {_describe(selector)} (pods labelled {SKIP_LABEL}=true "
+                                 "are never targeted)", name=lambda p: p["metadata"]["name"], shown=20)
 
 
 def own_pod() -> tuple[str, str] | None:

@@ -1,4 +1,4 @@
-"""What the Kubernetes actions share: select pods, describe them, find their owners, act on many at once.
+"""What the Kubernetes faults share: select pods, describe them, find their owners, patch them, act on many at once.
 
 A :class:`PodSelection` is the validated selector and mode, the seed, the chosen pods (as
 the API server returned them), the names of every eligible pod (the record's
@@ -13,15 +13,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from drivers import common
+from drivers._common import concurrency
 from drivers.kubernetes import selection
-from drivers.kubernetes.client import Connection
-from mlchaos.errors import DriverError, TargetNotFound
-from mlchaos.safety.changes import ChangeRecord, Target
+from drivers.kubernetes.client import Connection, connect
+from mlchaos.driver_kit import ChangeRecord, Target, TargetNotFound
 
 T = TypeVar("T")
 SERVICE_LABELS = ("mlchaos.service", "app.kubernetes.io/name", "app")  # the first present names the service
-SCALABLE = {"Deployment": ("apps", "deployment"), "StatefulSet": ("apps", "stateful_set")}
 DRIVER = "kubernetes"
 
 
@@ -77,6 +75,26 @@ class PodSelection:
         return ChangeRecord(driver=DRIVER, action=action, targets=self.targets(),
                             parameters=self.parameters(**parameters), undo=undo, dry_run=dry_run,
                             environment=self.conn.environment, population=list(self.population))
+
+
+def connect_namespace(namespace: str, kubeconfig: str | None, context: str | None, in_cluster: bool | None,
+                      configuration: dict[str, Any] | None) -> Connection:
+    """Check the namespace's name (before any API call), then connect (:func:`~drivers.kubernetes.client.connect`)."""
+    selection.check_namespace(namespace)
+    return connect(kubeconfig, context, in_cluster, configuration)
+
+
+def select(namespace: str, label_selector: str | dict[str, Any] | None, field_selector: str | None,
+           name_pattern: str | None, count: int | None, percentage: float | None, all: bool, at_least_one: bool,
+           seed: int | None, kubeconfig: str | None, context: str | None, in_cluster: bool | None,
+           configuration: dict[str, Any] | None, owners: bool = True,
+           keep: Callable[[dict[str, Any]], bool] | None = None) -> PodSelection:
+    """Validate selector, mode and seed (before any API call), connect, then choose the pods."""
+    selector = selection.parse_pod_selector(namespace, label_selector, field_selector, name_pattern)
+    mode = selection.parse_mode(count, percentage, all, at_least_one)
+    seed = selection.check_seed(seed)
+    conn = connect(kubeconfig, context, in_cluster, configuration)
+    return select_pods(conn, selector, mode, seed, owners=owners, keep=keep)
 
 
 def select_pods(conn: Connection, selector: selection.PodSelector, mode: selection.Mode, seed: int,
@@ -176,64 +194,28 @@ def first_port(pod: Mapping[str, Any]) -> int | None:
     return int(ports[0]["containerPort"]) if ports and ports[0].get("containerPort") else None
 
 
+def patch_pod(conn: Connection, namespace: str, name: str, body: dict[str, Any], missing_ok: bool = False) -> None:
+    """A merge patch of one pod (a pod gone meanwhile is fine with ``missing_ok``)."""
+    try:
+        conn.call(f"patch pod {namespace}/{name}", "core", "patch_namespaced_pod", name, namespace, body=body)
+    except TargetNotFound:
+        if not missing_ok:
+            raise
+
+
+def label_pod(conn: Connection, namespace: str, name: str, labels: dict[str, Any], missing_ok: bool = False) -> None:
+    """Set (a value) or remove (None) labels of one pod."""
+    patch_pod(conn, namespace, name, {"metadata": {"labels": labels}}, missing_ok)
+
+
 def concurrently(items: Sequence[str], work: Callable[[str], T], what: str) -> list[T]:
     """Run ``work(item)`` for every pod (or object) name at once; one DriverError naming every failure."""
-    return common.concurrently(items, work, what, thread_prefix="mlchaos-k8s")
+    return concurrency.concurrently(items, work, what, thread_prefix="mlchaos-k8s")
 
 
-
-def check_kind(kind: Any) -> str:
-    """``Deployment`` or ``StatefulSet`` (any case); DriverError otherwise."""
-    for known in SCALABLE:
-        if isinstance(kind, str) and kind.lower() == known.lower():
-            return known
-    raise DriverError(f"kind must be one of {', '.join(SCALABLE)}, got {kind!r}")
-
-
-def read_workload(conn: Connection, namespace: str, kind: str, name: str) -> dict[str, Any]:
-    """The Deployment or StatefulSet (TargetNotFound when missing)."""
-    api, noun = SCALABLE[kind]
-    return conn.call(f"get {kind.lower()} {namespace}/{name}", api, f"read_namespaced_{noun}", name, namespace)
-
-
-def read_replicas(conn: Connection, namespace: str, kind: str, name: str) -> int:
-    """``spec.replicas`` read through the ``scale`` subresource."""
-    api, noun = SCALABLE[kind]
-    scale = conn.call(f"get the scale of {kind.lower()} {namespace}/{name}", api,
-                      f"read_namespaced_{noun}_scale", name, namespace)
-    return int(((scale or {}).get("spec") or {}).get("replicas") or 0)
-
-
-def patch_replicas(conn: Connection, namespace: str, kind: str, name: str, replicas: int) -> None:
-    """Set ``spec.replicas`` through the ``scale`` subresource."""
-    api, noun = SCALABLE[kind]
-    conn.call(f"scale {kind.lower()} {namespace}/{name} to {replicas}", api, f"patch_namespaced_{noun}_scale",
-              name, namespace, body={"spec": {"replicas": replicas}})
-
-
-def restart_workload(conn: Connection, namespace: str, kind: str, name: str, at: str) -> None:
-    """A rollout restart: ``kubectl.kubernetes.io/restartedAt`` on the pod template (what ``kubectl rollout
-    restart`` does); the controller replaces every pod."""
-    api, noun = SCALABLE[kind]
-    body = {"spec": {"template": {"metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": at}}}}}
-    conn.call(f"restart {kind.lower()} {namespace}/{name}", api, f"patch_namespaced_{noun}", name, namespace,
-              body=body)
-
-
-def parse_workloads(values: Any, what: str = "restart") -> list[tuple[str, str]]:
-    """``["model-server", "statefulset/db"]`` -> [(Deployment, model-server), (StatefulSet, db)]."""
-    if values is None:
-        return []
-    if isinstance(values, str):
-        values = [values]
-    if not isinstance(values, list) or not all(isinstance(v, str) and v for v in values):
-        raise DriverError(f"{what} must be a list of workload names ('name' or 'kind/name'), got {values!r}")
-    found = []
-    for value in values:
-        kind, sep, name = value.partition("/")
-        found.append((check_kind(kind), name) if sep else ("Deployment", value))
-    return found
-
+def each(names: list[str], work: Callable[[str], str], what: str) -> dict[str, str]:
+    """:func:`concurrently`, as ``{name: result}``."""
+    return dict(zip(names, concurrently(names, work, what), strict=True))
 
 def _replicaset_owner(conn: Connection, namespace: str, ref: Mapping[str, Any]) -> Owner:
     try:

@@ -6,10 +6,10 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+from drivers._common.errors import translated
 from drivers.kubernetes import selection
 from drivers.kubernetes.client import Connection
-from mlchaos.errors import DriverError
-from mlchaos.safety.changes import Target
+from mlchaos.driver_kit import DriverError, Target, certificates
 
 
 def secret_targets(conn: Connection, namespace: str, secret: str, obj: dict[str, Any],
@@ -50,13 +50,9 @@ def load_ca(conn: Connection, namespace: str, ca_secret: str | None, ca_dir: str
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
 
-    from mlchaos.lib import certificates as certs
-
     if ca_dir is not None:
-        try:
-            return certs.CertificateAuthority.load(ca_dir)
-        except certs.CertificateError as exc:
-            raise DriverError(str(exc)) from exc
+        with translated():
+            return certificates.CertificateAuthority.load(ca_dir)
     if ca_secret is None:
         raise DriverError(f"a {kind} certificate must be signed by the CA the clients trust: pass ca_secret "
                           "(a Secret with ca.crt + ca.key, or tls.crt + tls.key) or ca_dir")
@@ -72,7 +68,7 @@ def load_ca(conn: Connection, namespace: str, ca_secret: str | None, ca_dir: str
         raise DriverError(f"secret {namespace}/{ca_secret}: not a PEM certificate and key ({exc})") from exc
     if cert.public_key() != key.public_key():
         raise DriverError(f"secret {namespace}/{ca_secret}: the certificate and the key do not belong together")
-    return certs.CertificateAuthority(cert, key)  # type: ignore[arg-type]
+    return certificates.CertificateAuthority(cert, key)  # type: ignore[arg-type]
 
 
 def certificate(value: str, where: str) -> Any:

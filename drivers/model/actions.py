@@ -1,7 +1,7 @@
 """Model faults on model-server replicas, through the reference server's own hooks (see docs/ml-faults.md).
 
 Each fault picks ``count`` random live replicas (``seed`` makes the pick repeatable), announces a
-:class:`~mlchaos.changes.ChangeRecord` *before* acting and returns ``record.to_dict()``;
+:class:`~mlchaos.driver_kit.ChangeRecord` *before* acting and returns ``record.to_dict()``;
 ``dry_run`` returns the same record without acting. Where the replicas are is ``target``
 (:mod:`drivers.model.endpoints`): ``sandbox`` (default: the replicas of the sandbox ``service``,
 called on their direct loopback URL), ``docker`` (containers chosen by ``labels``, default
@@ -27,21 +27,26 @@ from typing import Any
 
 import requests as http  # `requests` is also an argument (a count)
 
-from drivers.model.endpoints import Endpoint, Scope, environment, parse_scope, replica_details, served_in
-from mlchaos.errors import DriverError
-from mlchaos.safety.changes import ChangeRecord, announce
-from mlchaos.sandbox import dataset
-from mlchaos.sandbox.manager import Replica
-from mlchaos.sandbox.model import DEFECTS, VERSION_NAME
+from drivers._common.checks import is_number
+from drivers._common.undo import Rollbacks
+from drivers.model.endpoints import Endpoint, Scope, environment, parse_scope, served_in
+from drivers.model.sandbox import DEFECTS, N_FEATURES, VERSION_NAME, holdout_split
+from mlchaos.driver_kit import ChangeRecord, DriverError, announce
 
-CLEAR_FUNC = "drivers.model.actions.clear_model_faults"
-RESTORE_FUNC = "drivers.model.actions.restore_model_version"
-RESTORE_PUSHED_FUNC = "drivers.model.actions.restore_pushed_model"
+ROLLBACKS = Rollbacks("drivers.model.actions")
+CLEAR_FUNC = ROLLBACKS.path("clear_model_faults")
+RESTORE_FUNC = ROLLBACKS.path("restore_model_version")
+RESTORE_PUSHED_FUNC = ROLLBACKS.path("restore_pushed_model")
 INVALID_KINDS = ("nan", "out_of_range", "wrong_shape", "wrong_datatype")
 MAX_REQUESTS = 10_000
 MAX_RATE = 500.0
 JSON = {"Content-Type": "application/json"}
 Labels = dict[str, Any] | list[str] | None
+
+
+# emit_nan_outputs, make_not_ready and fail_model_loads are three thin public wrappers of _admin_fault with the
+# same "where" parameters: kept apart (not generated) so that each keeps its own signature and docstring, which
+# `mlchaos discover` shows and experiments bind their arguments to. A deliberate repetition.
 
 
 def emit_nan_outputs(
@@ -104,8 +109,7 @@ def roll_out_model(
     previous = {e.name: e.served_version(model, timeout) or "" for e in chosen}
     record = _record("roll_out_model", scope, chosen, [e.name for e in chosen],
                      {"service": service, "version": version, "model": model, "previous": previous},
-                     {"func": RESTORE_FUNC, "arguments": {"service": service, "replicas": [e.name for e in chosen],
-                                                          "versions": previous, "model": model}}, dry_run)
+                     _restore_undo(service, chosen, previous, model), dry_run)
     result = record.to_dict()
     if dry_run:
         return result
@@ -168,8 +172,7 @@ def pin_model_version(
     record = _record("pin_model_version", scope, chosen, population,
                      {"service": service, "count": count, "seed": seed, "version": version, "model": model,
                       "previous": previous},
-                     {"func": RESTORE_FUNC, "arguments": {"service": service, "replicas": [e.name for e in chosen],
-                                                          "versions": previous, "model": model}}, dry_run)
+                     _restore_undo(service, chosen, previous, model), dry_run)
     if not dry_run:
         for e in chosen:
             e.call("POST", f"/v2/repository/models/{model}/load", {"parameters": {"version": version}}, timeout)
@@ -230,9 +233,8 @@ def push_bad_model(
     record = _record("push_bad_model", scope, chosen, population,
                      {"service": service, "count": count, "seed": seed, "defect": defect, "version": version,
                       "model": model, "previous": previous},
-                     {"func": RESTORE_PUSHED_FUNC, "arguments": {
-                         "service": service, "replicas": [e.name for e in chosen], "versions": previous,
-                         "model": model, "remove_version": version}}, dry_run)
+                     ROLLBACKS.undo("restore_pushed_model", service=service, replicas=[e.name for e in chosen],
+                                    versions=previous, model=model, remove_version=version), dry_run)
     if not dry_run:
         for e in chosen:
             e.call("POST", "/admin/versions", {"version": version, "defect": defect}, timeout)
@@ -293,11 +295,11 @@ def send_invalid_inputs(
         raise DriverError(f"kind must be one of {', '.join(INVALID_KINDS)}, got {kind!r}")
     if isinstance(requests, bool) or not isinstance(requests, int) or not 1 <= requests <= MAX_REQUESTS:
         raise DriverError(f"requests must be an integer in [1, {MAX_REQUESTS}], got {requests!r}")
-    if not _number(rate) or not 0 < rate <= MAX_RATE:
+    if not is_number(rate) or not 0 < rate <= MAX_RATE:
         raise DriverError(f"rate must be a number of requests per second in (0, {MAX_RATE:g}], got {rate!r}")
-    if not _number(invalid_fraction) or not 0 < invalid_fraction <= 1:
+    if not is_number(invalid_fraction) or not 0 < invalid_fraction <= 1:
         raise DriverError(f"invalid_fraction must be in (0, 1], got {invalid_fraction!r}")
-    if not _number(max_seconds) or max_seconds <= 0:
+    if not is_number(max_seconds) or max_seconds <= 0:
         raise DriverError(f"max_seconds must be a positive number, got {max_seconds!r}")
     _check_timeout(timeout)
     scope = parse_scope(target, service, labels, name_pattern, project, urls)
@@ -308,7 +310,7 @@ def send_invalid_inputs(
                      {}, dry_run)
     if dry_run:
         return record.to_dict()
-    rows, _ = dataset.holdout_split()
+    rows, _ = holdout_split()
     pick = random.Random(record.parameters["seed"])
     answers: dict[str, Counter[str]] = {"invalid": Counter(), "valid": Counter()}
     path = f"/v2/models/{model}/infer"
@@ -347,8 +349,8 @@ def _admin_fault(fault: str, scope: Scope, count: int, seed: int | None, timeout
     chosen, population, seed = scope.choose(count, seed, replicas)
     record = _record(fault, scope, chosen, population,
                      {"service": scope.service, "count": count, "seed": seed, "fault": fault},
-                     {"func": CLEAR_FUNC, "arguments": {"service": scope.service,
-                                                        "replicas": [e.name for e in chosen]}}, dry_run)
+                     ROLLBACKS.undo("clear_model_faults", service=scope.service, replicas=[e.name for e in chosen]),
+                     dry_run)
     if not dry_run:
         for e in chosen:
             e.call("POST", "/admin/faults", {fault: True}, timeout)
@@ -378,6 +380,12 @@ def _record(action: str, scope: Scope, chosen: list[Endpoint], population: list[
     return record
 
 
+def _restore_undo(service: str, chosen: list[Endpoint], previous: dict[str, str], model: str) -> dict[str, Any]:
+    """The undo of a version change: serve each replica's previous version again."""
+    return ROLLBACKS.undo("restore_model_version", service=service, replicas=[e.name for e in chosen],
+                          versions=previous, model=model)
+
+
 def _restore(e: Endpoint, versions: dict[str, str] | None, model: str, timeout: float) -> bool:
     """Serve `versions[e]` (or the server's current version) on a live replica; False when it already did."""
     wanted = (versions or {}).get(e.name) or None  # None: the server's current version
@@ -396,14 +404,14 @@ def _check_versions(versions: Any) -> None:
 
 
 def _invalid_body(kind: str) -> dict[str, Any]:
-    tensor: dict[str, Any] = {"name": "input-0", "shape": [1, dataset.N_FEATURES], "datatype": "FP64",
+    tensor: dict[str, Any] = {"name": "input-0", "shape": [1, N_FEATURES], "datatype": "FP64",
                               "data": [5.1, 3.5, 1.4, 0.2]}
     if kind == "nan":
         tensor["data"] = [5.1, float("nan"), 1.4, 0.2]
     elif kind == "out_of_range":
         tensor["data"] = [5.1, 3.5, 1400.0, 0.2]
     elif kind == "wrong_shape":
-        tensor["shape"], tensor["data"] = [1, dataset.N_FEATURES - 1], [5.1, 3.5, 1.4]
+        tensor["shape"], tensor["data"] = [1, N_FEATURES - 1], [5.1, 3.5, 1.4]
     else:  # wrong_datatype
         tensor["datatype"], tensor["data"] = "BYTES", ["5.1", "3.5", "1.4", "0.2"]
     return {"inputs": [tensor]}
@@ -413,15 +421,6 @@ def _row_body(row: list[float]) -> dict[str, Any]:
     return {"inputs": [{"name": "input-0", "shape": [1, len(row)], "datatype": "FP64", "data": list(row)}]}
 
 
-def _details(r: Replica) -> dict[str, Any]:
-    """A sandbox replica's change-record details (drivers.model.traffic records its targets so too)."""
-    return replica_details(r)
-
-
-def _number(value: Any) -> bool:
-    return not isinstance(value, bool) and isinstance(value, int | float)
-
-
 def _check_timeout(timeout: Any) -> None:
-    if not _number(timeout) or not 0 < timeout <= 60:
+    if not is_number(timeout) or not 0 < timeout <= 60:
         raise DriverError(f"timeout must be a number of seconds in (0, 60], got {timeout!r}")

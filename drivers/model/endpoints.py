@@ -16,69 +16,33 @@ naming the replica, method and path. How the call travels is the endpoint's tran
   refused before anything is sent.
 
 :func:`parse_scope` validates the "where" arguments every model action takes; :meth:`Scope.select`
-(:func:`select_endpoints`) picks ``count`` random live replicas (``seed`` repeats the pick) and
-:meth:`Scope.named` (:func:`named_endpoints`) finds the replicas an undo names.
+(:func:`select_endpoints`) picks ``count`` random live replicas (``seed`` repeats the pick, as
+:mod:`drivers._common.selection` picks every driver's targets) and :meth:`Scope.named`
+(:func:`named_endpoints`) finds the replicas an undo names.
 """
 
 from __future__ import annotations
 
 import json
-import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urlsplit
 
-import requests as http
-
+from drivers._common import selection as common
 from drivers.docker import selection
-from drivers.docker.client import API_TIMEOUT, client, docker_errors, environment_id
-from drivers.docker.targets import COMPOSE_SERVICE_LABEL, concurrently, details, inspect, list_candidates, status
-from mlchaos.errors import DriverError, SandboxError, TargetNotFound
-from mlchaos.safety.changes import Target, local_environment
-from mlchaos.sandbox import procs
-from mlchaos.sandbox.manager import Replica, Sandbox
+from drivers.docker.client import API_TIMEOUT, client, environment_id
+from drivers.docker.targets import COMPOSE_SERVICE_LABEL, concurrently, details, inspect, list_candidates
+from drivers.model import sandbox, transports
+from drivers.model.sandbox import Replica, replica_details
+from drivers.model.transports import ContainerTransport, GoneTransport, ProcessTransport, Response, UrlTransport
+from mlchaos.driver_kit import DriverError, Target, TargetNotFound, local_environment
 
 TARGETS = ("sandbox", "docker", "url")
 DEFAULT_LABELS: Mapping[str, str] = {"mlchaos.target": "model"}  # the compose stack's model replicas
-CONTAINER_PORT = 8000  # where the server listens inside a container (the compose stack's PORT)
-ADMIN_PREFIX = "/admin/"
 MAX_TIMEOUT = 60.0
 EXEC_SLACK = 15.0  # python start-up in the container plus the engine's round trip, on top of a call's timeout
-JSON_HEADERS = {"Content-Type": "application/json"}
-# runs inside the container: argv = method, url, timeout, body ("" for none); prints the status, then the body
-EXEC_SNIPPET = """\
-import sys, urllib.error, urllib.request
-method, url, timeout, body = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
-request = urllib.request.Request(url, data=body.encode() if body else None, method=method,
-                                 headers={"Content-Type": "application/json"} if body else {})
-try:
-    with urllib.request.urlopen(request, timeout=timeout) as answer:
-        status, data = answer.status, answer.read()
-except urllib.error.HTTPError as error:
-    status, data = error.code, error.read()
-except Exception as error:
-    sys.stderr.write(f"{type(error).__name__}: {error}")
-    sys.exit(3)
-sys.stdout.buffer.write(b"%d\\n" % status + data)
-"""
-
-
-@dataclass(frozen=True)
-class Response:
-    """What a replica answered: the HTTP status and the body."""
-
-    status: int
-    text: str
-
-
-class Transport(Protocol):
-    """How calls reach one replica. ``request`` raises DriverError (without the replica's name) when no
-    answer came back; any HTTP status is an answer."""
-
-    def request(self, method: str, path: str, data: bytes | None, timeout: float) -> Response: ...
-
-    def alive(self) -> bool: ...
+CONTAINER_PORT = transports.CONTAINER_PORT
 
 
 @dataclass(frozen=True)
@@ -90,7 +54,7 @@ class Endpoint:
     kind: str  # the change record's target kind: process, container or url
     environment: str  # local:<host>, docker:<DOCKER_HOST> or the server's origin
     details: Mapping[str, Any]
-    transport: Transport = field(repr=False, compare=False)
+    transport: transports.Transport = field(repr=False, compare=False)
 
     @property
     def url(self) -> str | None:
@@ -136,89 +100,6 @@ class Endpoint:
         return found
 
 
-# -- transports ----------------------------------------------------------------------------
-
-
-def _http(method: str, url: str, data: bytes | None, timeout: float) -> Response:
-    try:
-        resp = http.request(method, url, data=data, headers=JSON_HEADERS if data is not None else None,
-                            timeout=timeout)
-    except http.RequestException as exc:
-        raise DriverError(f"{type(exc).__name__}: {exc}") from None
-    return Response(resp.status_code, resp.text)
-
-
-@dataclass(frozen=True)
-class ProcessTransport:
-    """A sandbox replica: its own loopback URL; alive while its process is."""
-
-    url: str
-    pid: int
-    replica: str
-
-    def request(self, method: str, path: str, data: bytes | None, timeout: float) -> Response:
-        return _http(method, self.url + path, data, timeout)
-
-    def alive(self) -> bool:
-        return procs.is_alive(self.pid, self.replica)
-
-
-@dataclass(frozen=True)
-class UrlTransport:
-    """Any server by URL: the public API only (its admin endpoint answers loopback clients only)."""
-
-    url: str
-
-    def request(self, method: str, path: str, data: bytes | None, timeout: float) -> Response:
-        if path.startswith(ADMIN_PREFIX):
-            raise DriverError(f"the admin endpoint ({ADMIN_PREFIX}...) answers loopback clients only, not a "
-                              f"server by URL: use target sandbox or docker (docker exec) for this fault")
-        return _http(method, self.url + path, data, timeout)
-
-    def alive(self) -> bool:
-        return True  # nothing tells; a server that does not answer fails the call
-
-
-@dataclass(frozen=True)
-class ContainerTransport:
-    """A container: each call is ``docker exec`` of a urllib snippet to 127.0.0.1:``port`` inside it."""
-
-    api: Any  # docker.APIClient (its timeout covers a call's timeout plus EXEC_SLACK)
-    container_id: str
-    port: int = CONTAINER_PORT
-
-    def request(self, method: str, path: str, data: bytes | None, timeout: float) -> Response:
-        argv = ["python3", "-c", EXEC_SNIPPET, method, f"http://127.0.0.1:{self.port}{path}", repr(float(timeout)),
-                (data or b"").decode()]
-        with docker_errors(f"docker exec in {self.container_id[:12]}"):
-            exec_id = self.api.exec_create(self.container_id, argv, stdout=True, stderr=True)["Id"]
-            out, err = self.api.exec_start(exec_id, demux=True)
-            code = self.api.exec_inspect(exec_id).get("ExitCode")
-        out, err = out or b"", (err or b"").decode(errors="replace")
-        if code in (126, 127):
-            raise DriverError(f"no python3 in container {self.container_id[:12]} (exit {code}): {err.strip()[:200]}")
-        head, _, body = out.partition(b"\n")
-        if code != 0 or not head.strip().isdigit():
-            raise DriverError(" ".join(err.split())[:300] or f"docker exec exited {code} with no answer")
-        return Response(int(head), body.decode(errors="replace"))
-
-    def alive(self) -> bool:
-        return status(self.api, self.container_id) in ("running", "paused")
-
-
-@dataclass(frozen=True)
-class GoneTransport:
-    """A replica an undo names that no longer exists (a removed container)."""
-
-    name: str
-
-    def request(self, method: str, path: str, data: bytes | None, timeout: float) -> Response:
-        raise TargetNotFound(f"{self.name} no longer exists")
-
-    def alive(self) -> bool:
-        return False
-
-
 # -- scope: where the replicas are ---------------------------------------------------------
 
 
@@ -244,25 +125,19 @@ class Scope:
 
     def select(self, count: int, seed: int | None) -> tuple[list[Endpoint], list[str], int]:
         """``count`` random live replicas, the names of every live one (the population) and the seed."""
-        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-            raise DriverError(f"count must be an integer >= 1, got {count!r}")
-        seed = selection.check_seed(seed)  # a drawn seed is recorded: it repeats this very pick
+        mode = common.count_mode(count)
+        seed = common.check_seed(seed)  # a drawn seed is recorded: it repeats this very pick
         if self.target == "docker":
-            return (*self._select_containers(count, seed), seed)
+            return (*self._select_containers(mode, seed), seed)
         if self.target == "url":
-            pool = [_url_endpoint(u) for u in self.urls]
-            if count > len(pool):
-                raise DriverError(f"count={count} but only {len(pool)} URL(s) given: {', '.join(self.urls)}")
-            chosen = _sample(pool, count, seed)
+            chosen = common.choose([_url_endpoint(u) for u in self.urls], mode, seed, noun="URL(s)", scope="given",
+                                   nothing="no urls given", name=lambda e: e.name)
             environment(chosen)  # one change record names one environment
             return chosen, list(self.urls), seed
-        live = [r for r in _replicas(self.service) if procs.is_alive(r.pid, r.name)]
-        if not live:
-            raise TargetNotFound(f"no live replica of service {self.service!r}")
-        if count > len(live):
-            raise DriverError(f"count={count} but service {self.service!r} has only {len(live)} live replica(s)")
-        chosen = sorted(random.Random(seed).sample(live, count), key=lambda r: r.index)
-        return [_process_endpoint(r) for r in chosen], [r.name for r in live], seed
+        live = [r for r in sandbox.replicas(self.service) if sandbox.is_alive(r.pid, r.name)]
+        picked = common.choose(live, mode, seed, noun="live replica(s)", scope=f"of service {self.service!r}",
+                               nothing=f"no live replica of service {self.service!r}", order=lambda r: r.index)
+        return [_process_endpoint(r) for r in picked], [r.name for r in live], seed
 
     def choose(self, count: int, seed: int | None, names: list[str] | None = None
                ) -> tuple[list[Endpoint], list[str], int | None]:
@@ -293,7 +168,7 @@ class Scope:
             if unknown:
                 raise TargetNotFound(f"no replica(s) {unknown} among the urls {list(self.urls)}")
             return [_url_endpoint(u) for u in self.urls if names is None or u in names]
-        replicas = _replicas(self.service)
+        replicas = sandbox.replicas(self.service)
         unknown = sorted(set(names or ()) - {r.name for r in replicas})
         if unknown:
             raise TargetNotFound(f"no replica(s) {unknown} in service {self.service!r}")
@@ -305,11 +180,11 @@ class Scope:
     def _selector(self) -> selection.Selector:
         return selection.parse_selector(self.labels, self.name_pattern, self.project)
 
-    def _select_containers(self, count: int, seed: int) -> tuple[list[Endpoint], list[str]]:
+    def _select_containers(self, mode: common.Mode, seed: int) -> tuple[list[Endpoint], list[str]]:
         # as drivers.docker.targets.select does, with a client whose timeout covers a call's
         api, selector, own = _docker_api(), self._selector, selection.own_container_ids()
         found = list_candidates(api, selector)
-        chosen = selection.choose(found, selector, selection.Mode(count=count), seed, ("running",), own)
+        chosen = selection.choose(found, selector, mode, seed, ("running",), own)
         population = [c.name for c in selection.eligible(found, selector, ("running",), own)]
         infos = concurrently([c.id for c in chosen], lambda cid: inspect(api, cid), "inspect")
         return [_container_endpoint(api, info) for info in infos], population
@@ -375,19 +250,6 @@ def environment(chosen: Sequence[Endpoint]) -> str:
 # -- helpers -------------------------------------------------------------------------------
 
 
-def _replicas(service: str) -> list[Replica]:
-    try:
-        return Sandbox().replicas(service)
-    except SandboxError as exc:
-        raise DriverError(str(exc)) from exc
-
-
-def replica_details(r: Replica) -> dict[str, Any]:
-    """A sandbox replica's change-record details; ``instance`` is the address Prometheus scrapes, so
-    alerts can be matched to the replica that was hit."""
-    return {"pid": r.pid, "port": r.port, "service": r.service, "url": r.url, "instance": f"{r.host}:{r.port}"}
-
-
 def _process_endpoint(r: Replica) -> Endpoint:
     found = replica_details(r)
     return Endpoint(r.name, found["instance"], "process", local_environment(), found,
@@ -419,11 +281,6 @@ def _url_endpoint(url: str) -> Endpoint:
 
 def _docker_api() -> Any:
     return client(timeout=max(API_TIMEOUT, MAX_TIMEOUT + EXEC_SLACK)).api
-
-
-def _sample(pool: list[Endpoint], count: int, seed: int) -> list[Endpoint]:
-    order = {e.name: i for i, e in enumerate(pool)}
-    return sorted(random.Random(seed).sample(pool, count), key=lambda e: order[e.name])
 
 
 def _check_urls(urls: Any) -> tuple[str, ...]:

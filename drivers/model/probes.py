@@ -18,9 +18,9 @@ from typing import Any
 
 import requests as http  # `requests` is also a probe argument (a count)
 
-from mlchaos.errors import DriverError, SandboxError
-from mlchaos.sandbox import dataset
-from mlchaos.sandbox.manager import Sandbox
+from drivers.model import sandbox
+from drivers.model.sandbox import holdout_split
+from mlchaos.driver_kit import DriverError
 
 MAX_REQUESTS = 10_000
 
@@ -58,7 +58,7 @@ def prediction_accuracy(
     replica could be reached at all. ``golden_set`` is a JSON file
     ``{"inputs": [[f1, f2, ...], ...], "labels": [int, ...]}``.
     """
-    rows, labels = _golden(golden_set) if golden_set else dataset.holdout_split()
+    rows, labels = _golden(golden_set) if golden_set else holdout_split()
     targets = _urls(service, urls, only=replicas)
     if only_healthy:
         targets = _healthy(targets, model, timeout)
@@ -130,7 +130,7 @@ def latency_percentile(
     targets = _healthy(_urls(service, urls, exclude), model, timeout)
     if not targets:
         raise DriverError("no healthy replica to measure latency on")
-    rows, _ = dataset.holdout_split()
+    rows, _ = holdout_split()
     timings: list[float] = []
     with http.Session() as session:
         for _, url, row in zip(range(requests), cycle(targets), cycle(rows), strict=False):
@@ -166,7 +166,7 @@ def error_rate(
     if concurrency < 1:
         raise DriverError(f"concurrency must be >= 1, got {concurrency}")
     targets = _urls(service, urls)
-    rows, _ = dataset.holdout_split()
+    rows, _ = holdout_split()
     plan = list(zip(range(requests), cycle(targets), cycle(rows), strict=False))
 
     def call(item: tuple[int, str, list[float]]) -> bool:
@@ -193,10 +193,7 @@ def _urls(service: str, urls: list[str] | None, exclude: list[str] | None = None
         if not isinstance(urls, list) or not urls or not all(isinstance(u, str) for u in urls):
             raise DriverError(f"urls must be a non-empty list of strings, got {urls!r}")
         return [u.rstrip("/") for u in urls]
-    try:
-        replicas = Sandbox().replicas(service)
-    except SandboxError as exc:
-        raise DriverError(str(exc)) from exc
+    replicas = sandbox.replicas(service)
     if exclude:
         if not isinstance(exclude, list) or not all(isinstance(n, str) for n in exclude):
             raise DriverError(f"exclude must be a list of replica names, got {exclude!r}")

@@ -22,54 +22,43 @@ compose stack's Prometheus gives the replica when the URL is one of the stack's 
 
 from __future__ import annotations
 
-import contextlib
-import os
-import random
 import re
-import signal
-import subprocess
-import sys
-import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from drivers.model.actions import _details
-from drivers.model.endpoints import Endpoint, parse_scope
-from drivers.model.endpoints import environment as url_environment
-from drivers.model.traffic_process import ENDPOINTS, MARKER, Plan
-from mlchaos.errors import DriverError, SandboxError, TargetNotFound
-from mlchaos.lib.files import read_json, write_json
-from mlchaos.lib.state_dir import state_dir
-from mlchaos.safety import run_context
-from mlchaos.safety.changes import ChangeRecord, Target, announce, local_environment
-from mlchaos.sandbox import dataset, procs
-from mlchaos.sandbox.manager import Sandbox
+from drivers._common import selection
+from drivers._common.checks import is_number
+from drivers._common.errors import translated
+from drivers._common.undo import Rollbacks
+from drivers.model import generators, sandbox
+from drivers.model import receivers as receivers_
+from drivers.model.generators import find_generators as find_generators
+from drivers.model.generators import is_generator as is_generator
+from drivers.model.traffic_process import ENDPOINTS, Plan
+from mlchaos.driver_kit import (
+    ChangeRecord,
+    DriverError,
+    Target,
+    TargetNotFound,
+    announce,
+    current_run,
+    procfs,
+    read_json,
+    state_dir,
+)
 
 __all__ = ["start_traffic", "stop_traffic", "traffic_answers", "traffic_stats"]  # what `mlchaos discover` lists
 PROBES = ("traffic_answers", "traffic_stats")
-STOP_FUNC = "drivers.model.traffic.stop_traffic"
+ROLLBACKS = Rollbacks("drivers.model.traffic")
+STOP_FUNC = ROLLBACKS.path("stop_traffic")
 MAX_RATE = 500.0
 MAX_DURATION = 3600.0
 MAX_BATCH = 100
 MAX_TIMEOUT = 30.0
-ROWS = {"holdout": dataset.holdout_split, "training": dataset.training_split}
-START_TIMEOUT = 20.0  # seconds for the generator to write its first stats
-STOP_TIMEOUT = 5.0  # seconds after SIGTERM before SIGKILL
-KILL_TIMEOUT = 5.0
-_PROC = Path("/proc")  # tests point this at a fake /proc
+ROWS = {"holdout": sandbox.holdout_split, "training": sandbox.training_split}
+process_start_time = procfs.start_time  # when a pid started (clock ticks since boot): a pid with it names a process
 _STATUS = re.compile(r"^(\d{3}|[1-5]xx|error|any)$")
-TARGETS = ("sandbox", "url")
-
-
-@dataclass(frozen=True)
-class Receiver:
-    """One replica the traffic goes to: its name (stats, record target), the base URL called, the target's details."""
-
-    name: str
-    url: str
-    details: dict[str, Any]
 
 
 def start_traffic(
@@ -86,11 +75,11 @@ def start_traffic(
     rows picked with `seed`, `batch` per call. With `feedback`, the true labels of every `feedback_every`-th
     infer answered 200 go to the same replica. Returns once the generator runs. Undo: stop_traffic.
     """
-    _check_start(service, rate, duration, feedback, feedback_every, rows, batch, via_proxy, model, seed, timeout)
-    servers = _check_where(target, service, via_proxy, urls, names)
-    receivers, environment = _url_receivers(servers) if target == "url" else _sandbox_receivers(service, via_proxy)
-    if seed is None:  # record a seed that repeats this very traffic
-        seed = random.SystemRandom().randrange(2**31)
+    _check_start(service, rate, duration, feedback, feedback_every, rows, batch, via_proxy, model, timeout)
+    seed = selection.check_seed(seed)  # recorded: it repeats this very traffic
+    servers = receivers_.check_where(target, service, via_proxy, urls, names)
+    receivers, environment = (receivers_.url_receivers(servers) if target == "url"
+                              else receivers_.sandbox_receivers(service, via_proxy))
     token = uuid.uuid4().hex
     folder = state_dir() / "traffic"
     stats_path, log_path = folder / f"{token}.stats.json", folder / f"{token}.log"
@@ -106,7 +95,7 @@ def start_traffic(
                     "feedback_every": feedback_every, "rows": rows, "batch": batch, "via_proxy": via_proxy,
                     "model": model, "seed": seed, "timeout": timeout, **where, "token": token, "pid": None,
                     "stats_path": str(stats_path), "log_path": str(log_path)},
-        undo={"func": STOP_FUNC, "arguments": stop}, dry_run=dry_run,
+        undo=ROLLBACKS.undo("stop_traffic", **stop), dry_run=dry_run,
         environment=environment, population=[r.name for r in receivers],
         undo_after_recovery=True,  # a load: the recovery check needs the traffic still flowing
     )
@@ -118,8 +107,9 @@ def start_traffic(
                 rate=float(rate), duration=float(duration), batch=batch, feedback=feedback,
                 feedback_every=feedback_every, model=model, seed=seed, timeout=float(timeout),
                 stats_path=str(stats_path))
-    pid, start_time = _spawn(plan, folder / f"{token}.plan.json", log_path)
-    stop.update(pid=pid, start_time=start_time)
+    pid, start_time = generators.spawn(plan, folder / f"{token}.plan.json", log_path,
+                                       lambda: _read_stats(stats_path) is not None)
+    record.undo["arguments"].update(pid=pid, start_time=start_time)
     record.parameters["pid"] = pid
     return record.to_dict()
 
@@ -143,7 +133,7 @@ def stop_traffic(
     found = find_generators(token, pid, start_time)
     stopped, killed = [], []
     for candidate in found:
-        (killed if _end(candidate, token) else stopped).append(candidate)
+        (killed if generators.end(candidate, token) else stopped).append(candidate)
     result: dict[str, Any] = {"token": token, "stopped": stopped, "killed": killed,
                               "already": [] if found else [pid if pid is not None else token]}
     result["stats"] = _read_stats(Path(stats_path)) if stats_path else None
@@ -201,45 +191,16 @@ def status_matches(code: str, status: str) -> bool:
     return code == status
 
 
-def find_generators(token: str, pid: int | None = None, start_time: int | None = None) -> list[int]:
-    """The live generators carrying `token` (only `pid` when given, and only if it started at `start_time`)."""
-    candidates = [pid] if pid is not None else sorted(int(e.name) for e in _PROC.iterdir() if e.name.isdigit())
-    return [c for c in candidates if is_generator(c, token, start_time)]
-
-
-def is_generator(pid: int, token: str, start_time: int | None = None) -> bool:
-    """True when `pid` is a live (never zombie) traffic generator with `token` (started at `start_time`)."""
-    started = process_start_time(pid)
-    if started is None or (start_time is not None and started != start_time):
-        return False  # gone, a zombie, or a reused pid
-    try:
-        argv = [a.decode(errors="replace") for a in (_PROC / str(pid) / "cmdline").read_bytes().split(b"\0")]
-    except OSError:
-        return False
-    return MARKER in argv and any(a == "--token" and b == token for a, b in zip(argv, argv[1:], strict=False))
-
-
-def process_start_time(pid: int) -> int | None:
-    """When `pid` started, in clock ticks since boot (with the pid it names one process for good); None when it is
-    gone or a zombie."""
-    try:
-        stat = (_PROC / str(pid) / "stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[1].split()  # the command name in (...) may hold spaces and parentheses
-    return None if fields[0] in ("Z", "X") else int(fields[19])
-
-
-# -- validation, selection and the process ---------------------------------------------------
+# -- validation and selection ------------------------------------------------------------------
 
 
 def _check_start(service: Any, rate: Any, duration: Any, feedback: Any, feedback_every: Any, rows: Any,
-                 batch: Any, via_proxy: Any, model: Any, seed: Any, timeout: Any) -> None:
+                 batch: Any, via_proxy: Any, model: Any, timeout: Any) -> None:
     if not isinstance(service, str) or not service:
         raise DriverError(f"service must be a non-empty string, got {service!r}")
-    if not _number(rate) or not 0 < rate <= MAX_RATE:
+    if not is_number(rate) or not 0 < rate <= MAX_RATE:
         raise DriverError(f"rate must be a number of infer calls per second in (0, {MAX_RATE:g}], got {rate!r}")
-    if not _number(duration) or not 0 < duration <= MAX_DURATION:
+    if not is_number(duration) or not 0 < duration <= MAX_DURATION:
         raise DriverError(f"duration must be a number of seconds in (0, {MAX_DURATION:g}], got {duration!r}")
     for name, value in (("feedback", feedback), ("via_proxy", via_proxy)):
         if not isinstance(value, bool):
@@ -252,126 +213,8 @@ def _check_start(service: Any, rate: Any, duration: Any, feedback: Any, feedback
         raise DriverError(f"batch must be an integer in [1, {MAX_BATCH}], got {batch!r}")
     if not isinstance(model, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", model):
         raise DriverError(f"model must be a model name such as 'iris', got {model!r}")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise DriverError(f"seed must be an integer or null, got {seed!r}")
-    if not _number(timeout) or not 0 < timeout <= MAX_TIMEOUT:
+    if not is_number(timeout) or not 0 < timeout <= MAX_TIMEOUT:
         raise DriverError(f"timeout must be a number of seconds in (0, {MAX_TIMEOUT:g}], got {timeout!r}")
-
-
-def _check_where(target: Any, service: Any, via_proxy: bool, urls: Any, names: Any) -> list[tuple[str, Endpoint]]:
-    """Check where the traffic goes (touching nothing); with target url: (name, server) pairs, names defaulted to
-    host:port."""
-    if target not in TARGETS:
-        raise DriverError(f"target must be one of {', '.join(TARGETS)} (a Docker stack: target url with its "
-                          f"published proxy ports), got {target!r}")
-    if target != "url" and names is not None:
-        raise DriverError(f"names name the urls: give them with target url, not {target}")
-    scope = parse_scope(target, service, urls=urls)  # urls: a non-empty list of distinct http(s) base URLs
-    if target != "url":
-        return []
-    if not via_proxy:
-        raise DriverError("via_proxy false picks a sandbox replica's own URL: with target url the urls are called "
-                          "as given (give the replicas' own URLs to bypass a proxy)")
-    found = scope.named(None)
-    _environment(found)
-    if names is None:
-        names = [e.instance for e in found]
-        twice = sorted({n for n in names if names.count(n) > 1})
-        if twice:
-            raise DriverError(f"names: the urls share host:port {', '.join(twice)}: give each URL a name")
-    elif isinstance(names, str) or not isinstance(names, list | tuple) or len(names) != len(found) or not all(
-            isinstance(n, str) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.:-]*", n) for n in names):
-        raise DriverError(f"names must be a list of {len(found)} replica name(s), one per URL of urls "
-                          f"(such as 'model-1'), got {names!r}")
-    twice = sorted({n for n in names if names.count(n) > 1})
-    if twice:
-        raise DriverError(f"names: {', '.join(map(repr, twice))} is given twice")
-    return list(zip(names, found, strict=True))
-
-
-def _sandbox_receivers(service: str, via_proxy: bool) -> tuple[list[Receiver], str]:
-    try:
-        replicas = Sandbox().replicas(service)
-    except SandboxError as exc:
-        raise DriverError(str(exc)) from exc
-    live = [r for r in replicas if procs.is_alive(r.pid, r.name)]
-    if not live:
-        raise TargetNotFound(f"no live replica of service {service!r}")
-    return [Receiver(r.name, url, {**_details(r), "traffic_url": url})
-            for r in live for url in [r.client_url if via_proxy else r.url]], local_environment()
-
-
-def _url_receivers(servers: list[tuple[str, Endpoint]]) -> tuple[list[Receiver], str]:
-    """The servers by URL (as drivers.model.endpoints names them) and the record's one environment."""
-    stack = _stack_instances()
-    receivers = []
-    for name, server in servers:
-        details: dict[str, Any] = {"url": server.name, "traffic_url": server.name}
-        if server.name in stack:  # only when known: how the Prometheus that scrapes the replica labels it
-            details["instance"] = stack[server.name]
-        receivers.append(Receiver(name, server.name, details))
-    return receivers, _environment([e for _, e in servers])
-
-
-def _environment(found: list[Endpoint]) -> str:
-    """The origin of the URLs; several ports of one host: ``scheme://host`` (one generator, one record)."""
-    origins = sorted({e.environment for e in found})
-    if len(origins) == 1:
-        return url_environment(found)
-    hosts = sorted({o.rsplit(":", 1)[0] for o in origins})  # an origin always names its port (endpoints)
-    if len(hosts) > 1:
-        raise DriverError(f"urls: one traffic record names one environment, and these are not on one scheme and "
-                          f"host ({', '.join(origins)}): start one generator per host")
-    return hosts[0]
-
-
-def _stack_instances() -> dict[str, str]:
-    """The compose stack's published replica URLs (through its fault proxy, and direct) -> the ``instance``
-    label its Prometheus gives that replica (``model-N:8000``, deploy/docker/prometheus/targets/model.json)."""
-    from mlchaos.containers import configs, stack
-
-    found = stack.endpoints()
-    return {url: f"{name}:{configs.MODEL_PORT}"
-            for by_name in (found.model_urls, found.direct_urls) for name, url in by_name.items()}
-
-
-def _spawn(plan: Plan, plan_path: Path, log_path: Path) -> tuple[int, int | None]:
-    """Start the generator in its own session; return (pid, start time) once it wrote its first stats."""
-    write_json(plan_path, plan.to_dict())
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen([sys.executable, "-m", MARKER, "--token", plan.token, "--config", str(plan_path)],
-                                   start_new_session=True, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
-    procs.track(process)  # reaped once it exits, so it never lingers as a zombie of the runner
-    start_time = process_start_time(process.pid)
-    deadline = time.monotonic() + START_TIMEOUT
-    stats_path = Path(plan.stats_path)
-    while _read_stats(stats_path) is None:
-        code = process.poll()
-        if code is not None:
-            raise DriverError(f"the traffic generator exited at its start (code {code}): {_tail(log_path)}")
-        if time.monotonic() >= deadline:
-            _end(process.pid, plan.token)
-            raise DriverError(f"the traffic generator wrote no stats within {START_TIMEOUT:g}s: {_tail(log_path)}")
-        time.sleep(0.02)
-    return process.pid, start_time
-
-
-def _end(pid: int, token: str) -> bool:
-    """SIGTERM, then SIGKILL after STOP_TIMEOUT; wait until it is gone. True when it had to be killed."""
-    start_time = process_start_time(pid)
-    for sig, wait in ((signal.SIGTERM, STOP_TIMEOUT), (signal.SIGKILL, KILL_TIMEOUT)):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, sig)
-        deadline = time.monotonic() + wait
-        while is_generator(pid, token, start_time):
-            if time.monotonic() >= deadline:
-                break
-            time.sleep(0.02)
-            procs.reap(pid)  # our own child: collect it, or it stays a zombie
-        else:
-            return sig is signal.SIGKILL
-    raise DriverError(f"the traffic generator (pid {pid}) did not end after SIGKILL")
 
 
 def _stats_path(stats_path: str | None, planned: bool = False) -> Path:
@@ -380,7 +223,7 @@ def _stats_path(stats_path: str | None, planned: bool = False) -> Path:
         if not isinstance(stats_path, str) or not stats_path:
             raise DriverError(f"stats_path must be a path or null, got {stats_path!r}")
         return Path(stats_path)
-    context = run_context.current()
+    context = current_run()
     for record in reversed(context.changes if context is not None else []):
         if record.driver == "model" and record.action == "start_traffic" and (planned or not record.dry_run):
             return Path(record.parameters["stats_path"])
@@ -389,18 +232,5 @@ def _stats_path(stats_path: str | None, planned: bool = False) -> Path:
 
 def _read_stats(path: Path) -> dict[str, Any] | None:
     """The stats the generator wrote (atomically: never half a file); None when there are none yet."""
-    try:
+    with translated():
         return read_json(path, "the traffic stats")
-    except SandboxError as exc:
-        raise DriverError(str(exc)) from None
-
-
-def _tail(path: Path, lines: int = 10) -> str:
-    try:
-        return " | ".join(path.read_text(errors="replace").strip().splitlines()[-lines:]) or "(empty log)"
-    except OSError:
-        return "(no log)"
-
-
-def _number(value: Any) -> bool:
-    return not isinstance(value, bool) and isinstance(value, int | float)

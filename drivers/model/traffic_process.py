@@ -267,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    from mlchaos.lib.files import atomic_write
+    from mlchaos.driver_kit import atomic_write
 
     stats_path = Path(plan.stats_path)
 

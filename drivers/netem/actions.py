@@ -11,12 +11,13 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from drivers._common import checks
+from drivers._common.undo import Rollbacks, stop_told
 from drivers.netem.commands import NetemSpec, add_command, delete_command, netem_support, run, show_command
-from mlchaos.errors import DriverError
-from mlchaos.safety.changes import ChangeRecord, Target, announce, local_environment
-from mlchaos.safety.watchdog import start_record_watchdog, stop_covered, stop_watchdog
+from mlchaos.driver_kit import ChangeRecord, DriverError, Target, announce, local_environment
 
-UNDO_FUNC = "drivers.netem.actions.remove_latency"
+ROLLBACKS = Rollbacks("drivers.netem.actions")
+UNDO_FUNC = ROLLBACKS.path("remove_latency")
 
 
 def add_latency(
@@ -38,8 +39,7 @@ def add_latency(
     A dry run checks all of that (netem support, the device) and changes nothing. Undo: remove_latency.
     """
     spec = NetemSpec(delay_ms, jitter_ms, correlation_percent, loss_percent)
-    if ttl is not None and ttl <= 0:
-        raise DriverError(f"ttl must be a positive number of seconds or null, got {ttl}")
+    checks.ttl(ttl)
     _check_target(pid, allow_host_namespace)
     available, reason = netem_support()
     if not available:
@@ -53,7 +53,7 @@ def add_latency(
         targets=[Target(kind="netns", name=f"pid {pid} dev {device}", details={"pid": pid, "device": device})],
         parameters={"delay_ms": delay_ms, "jitter_ms": jitter_ms, "correlation_percent": correlation_percent,
                     "loss_percent": loss_percent, "ttl": ttl},
-        undo={"func": UNDO_FUNC, "arguments": {"pid": pid, "device": device}},
+        undo=ROLLBACKS.undo("remove_latency", pid=pid, device=device),
         dry_run=dry_run, environment=local_environment(),  # one named pid: no population to choose from
     )
     announce(record)
@@ -63,15 +63,14 @@ def add_latency(
     if result.returncode != 0:
         raise DriverError(f"tc netem failed in the namespace of pid {pid}: {result.stderr.strip()}")
     if ttl is not None:
-        start_record_watchdog(record, ttl, UNDO_FUNC, {"pid": pid, "device": device})
+        ROLLBACKS.start_watchdog(record, ttl, "remove_latency", {"pid": pid, "device": device})
     return record.to_dict()
 
 
 def remove_latency(pid: int, device: str = "eth0", watchdog_pid: int | None = None) -> dict[str, Any]:
     """Roll back add_latency: delete the netem root qdisc of `device` in the namespace of `pid` (idempotent)."""
-    if watchdog_pid is not None:
-        stop_watchdog(watchdog_pid)
-    stop_covered(UNDO_FUNC, lambda a: (a.get("pid"), a.get("device")) == (pid, device))
+    stop_told(watchdog_pid)
+    ROLLBACKS.stop_watchdogs("remove_latency", lambda a: (a.get("pid"), a.get("device")) == (pid, device))
     target = f"pid {pid} dev {device}"
     if not os.path.exists(f"/proc/{pid}"):
         return {"pid": pid, "device": device, "removed": False, "reason": "the process (and its namespace) is gone",

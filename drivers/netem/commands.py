@@ -6,7 +6,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
-from mlchaos.errors import DriverError
+from mlchaos.driver_kit import DriverError
 
 COMMAND_TIMEOUT = 10.0
 PROBE_DEVICE = "lo"

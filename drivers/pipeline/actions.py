@@ -1,9 +1,10 @@
 """Stop the sandbox training pipeline's pushes, and resume them.
 
-``stop_pushes`` pauses (SIGSTOP) the pusher of :mod:`mlchaos.sandbox.pipeline`: the Pushgateway
-keeps serving the last ``push_time_seconds`` of job ``training``, which grows older until
-ModelPipelineNotPushing fires. A TTL watchdog resumes the pusher by itself if no rollback did,
-even when the runner died; ``resume_pushes`` is idempotent (``already`` when nothing was paused).
+``stop_pushes`` pauses (SIGSTOP) the pusher of :mod:`mlchaos.sandbox.pipeline` (reached through
+:mod:`drivers.pipeline.sandbox`): the Pushgateway keeps serving the last ``push_time_seconds``
+of job ``training``, which grows older until ModelPipelineNotPushing fires. A TTL watchdog
+resumes the pusher by itself if no rollback did, even when the runner died; ``resume_pushes``
+is idempotent (``already`` when nothing was paused).
 """
 
 from __future__ import annotations
@@ -12,13 +13,13 @@ import os
 import signal
 from typing import Any
 
-from mlchaos.errors import DriverError, TargetNotFound
-from mlchaos.safety.changes import ChangeRecord, Target, announce, local_environment
-from mlchaos.safety.watchdog import start_record_watchdog, stop_covered, stop_watchdog
-from mlchaos.sandbox import procs
-from mlchaos.sandbox.pipeline import JOB, PUSHGATEWAY, TrainingPipeline, pushgateway_binary
+from drivers._common import checks
+from drivers._common.undo import Rollbacks, stop_told
+from drivers.pipeline.sandbox import JOB, PUSHGATEWAY, is_pusher, pusher_pid, pushgateway_binary
+from mlchaos.driver_kit import ChangeRecord, Target, TargetNotFound, announce, local_environment, procfs
 
-RESUME_FUNC = "drivers.pipeline.actions.resume_pushes"
+ROLLBACKS = Rollbacks("drivers.pipeline.actions")
+RESUME_FUNC = ROLLBACKS.path("resume_pushes")
 
 
 def stop_pushes(ttl: float | None = 600.0, *, dry_run: bool = False) -> dict[str, Any]:
@@ -26,15 +27,13 @@ def stop_pushes(ttl: float | None = 600.0, *, dry_run: bool = False) -> dict[str
 
     With `ttl` (seconds) a detached watchdog resumes it by itself. Undo: resume_pushes.
     """
-    if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int | float) or ttl <= 0):
-        raise DriverError(f"ttl must be a positive number of seconds or null, got {ttl!r}")
-    pipeline = TrainingPipeline()
-    pid = pipeline.pusher_pid()
+    checks.ttl(ttl)
+    pid = pusher_pid()
     record = ChangeRecord(
         driver="pipeline", action="stop-pushes",
         targets=[Target(kind="process", name=f"training pipeline (job {JOB})", details={"pid": pid, "job": JOB})],
         parameters={"ttl": ttl},
-        undo={"func": RESUME_FUNC, "arguments": {"pid": pid}},
+        undo=ROLLBACKS.undo("resume_pushes", pid=pid),
         dry_run=dry_run, environment=local_environment(),  # the one pipeline: no population to choose from
     )
     announce(record)
@@ -42,23 +41,21 @@ def stop_pushes(ttl: float | None = 600.0, *, dry_run: bool = False) -> dict[str
         return record.to_dict()
     os.kill(pid, signal.SIGSTOP)
     if ttl is not None:
-        start_record_watchdog(record, ttl, RESUME_FUNC, {"pid": pid})
+        ROLLBACKS.start_watchdog(record, ttl, "resume_pushes", {"pid": pid})
     return record.to_dict()
 
 
 def resume_pushes(pid: int | None = None, watchdog_pid: int | None = None) -> dict[str, Any]:
     """Roll back stop_pushes: SIGCONT the pusher (idempotent; a pusher that runs or is gone is reported)."""
-    if watchdog_pid is not None:
-        stop_watchdog(watchdog_pid)
-    pipeline = TrainingPipeline()
+    stop_told(watchdog_pid)
     if pid is None:
         try:
-            pid = pipeline.pusher_pid()
+            pid = pusher_pid()
         except TargetNotFound:
             return {"resumed": [], "already": [], "gone": ["training pipeline"]}
     result: dict[str, Any] = {"resumed": [], "already": [], "gone": []}
-    state = procs.proc_state(pid)
-    if state is None or state in "ZX" or not pipeline.is_pusher(pid):
+    state = procfs.state(pid)
+    if state is None or state in "ZX" or not is_pusher(pid):
         result["gone"].append(pid)  # never a signal to a pid that is no longer our pusher
     elif state not in "Tt":
         result["already"].append(pid)
@@ -68,7 +65,7 @@ def resume_pushes(pid: int | None = None, watchdog_pid: int | None = None) -> di
             result["resumed"].append(pid)
         except ProcessLookupError:
             result["gone"].append(pid)
-    stop_covered(RESUME_FUNC, lambda a: a.get("pid") == pid)
+    ROLLBACKS.stop_watchdogs("resume_pushes", lambda a: a.get("pid") == pid)
     return result
 
 

@@ -11,22 +11,20 @@ sandbox's), which is also the record's ``environment``.
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
+import requests
 import yaml
 
-from mlchaos.errors import DriverError
-from mlchaos.lib.files import atomic_write
-from mlchaos.safety.changes import ChangeRecord, Target, announce
-from mlchaos.sandbox import monitoring_stack
+from drivers._common.errors import http_errors
+from drivers._common.http import get_json
+from drivers.prometheus.sandbox import preflight_rule_files, prometheus_url, promtool, rules_dir
+from mlchaos.driver_kit import ChangeRecord, DriverError, Target, announce, atomic_write
 
 UNDO_FUNC = "drivers.prometheus.actions.remove_rule_file"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,100}")
@@ -56,9 +54,9 @@ def add_rule_file(
         except OSError as exc:
             raise DriverError(f"cannot read rule file {path}: {exc}") from exc
     text = str(text)
-    base = _prometheus_url(url)
+    base = prometheus_url(url)
     groups = _check_rules(name, text)
-    target = _rules_dir(create=not dry_run) / f"{name}.yml"
+    target = rules_dir(create=not dry_run) / f"{name}.yml"
     _loaded_groups(base, target)  # Prometheus answers (DriverError when not), before anything is announced
     record = ChangeRecord(
         driver="prometheus",
@@ -88,8 +86,8 @@ def add_rule_file(
 def remove_rule_file(name: str, url: str | None = None, timeout: float = 15) -> dict[str, Any]:
     """Roll back add_rule_file: delete the rule file, reload Prometheus, wait until its groups are gone."""
     _check_name(name)
-    base = _prometheus_url(url)
-    target = _rules_dir() / f"{name}.yml"
+    base = prometheus_url(url)
+    target = rules_dir() / f"{name}.yml"
     existed = target.exists()
     target.unlink(missing_ok=True)
     _reload(base)  # also when the file was gone already: a reload that never happened must still take effect
@@ -105,29 +103,14 @@ def _check_name(name: str) -> None:
         raise DriverError(f"rule file name must match {_NAME.pattern} (no path, no extension), got {name!r}")
 
 
-def _rules_dir(create: bool = True) -> Path:
-    path = monitoring_stack.Monitoring().rules_dir
-    if create:
-        path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def _prometheus_url(url: str | None) -> str:
-    if url is None:
-        return monitoring_stack.endpoints().prometheus_url.rstrip("/")  # DriverError when not running
-    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-        raise DriverError(f"url must be an http(s) URL of Prometheus, got {url!r}")
-    return url.rstrip("/")
-
-
 def _check_rules(name: str, text: str) -> list[str]:
     """Run ``promtool check rules`` on the text; return its group names or raise DriverError."""
-    promtool = monitoring_stack.promtool()
+    tool = promtool()
     with tempfile.TemporaryDirectory(prefix="mlchaos-rules-") as tmp:
         candidate = Path(tmp) / f"{name}.yml"
         candidate.write_text(text)
         try:
-            proc = subprocess.run([promtool, "check", "rules", str(candidate)], capture_output=True,
+            proc = subprocess.run([tool, "check", "rules", str(candidate)], capture_output=True,
                                   text=True, timeout=30)
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise DriverError(f"cannot run promtool: {exc}") from exc
@@ -147,26 +130,26 @@ def _alert_names(text: str) -> list[str]:
 
 
 def _reload(base: str, strict: bool = True) -> None:
-    request = urllib.request.Request(f"{base}/-/reload", data=b"", method="POST")
     try:
-        with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT):
-            return
-    except urllib.error.HTTPError as exc:
-        problem = f"HTTP {exc.code}: {exc.read().decode(errors='replace').strip()}"
-    except (urllib.error.URLError, OSError) as exc:
+        with http_errors(f"Prometheus at {base}", "POST /-/reload", HTTP_TIMEOUT):
+            resp = requests.post(f"{base}/-/reload", timeout=HTTP_TIMEOUT)
+        problem = None if resp.ok else f"HTTP {resp.status_code}: {resp.text.strip()}"
+    except DriverError as exc:
         problem = str(exc)
-    if strict:
+    if problem and strict:
         raise DriverError(f"Prometheus at {base} refused to reload its configuration ({problem});"
                           " is it started with --web.enable-lifecycle?")
 
 
 def _loaded_groups(base: str, path: Path) -> list[str]:
     try:
-        with urllib.request.urlopen(f"{base}/api/v1/rules", timeout=HTTP_TIMEOUT) as resp:
-            data = json.loads(resp.read())
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise DriverError(f"cannot read rules from Prometheus at {base}: {exc}") from exc
-    groups = [g for g in data.get("data", {}).get("groups", []) if g.get("file") == str(path)]
+        resp, body = get_json("Prometheus", base, "/api/v1/rules", None, HTTP_TIMEOUT)
+    except DriverError as exc:
+        raise DriverError(f"cannot read rules from Prometheus: {exc}") from None
+    if not resp.ok or not isinstance(body, dict):
+        raise DriverError(f"cannot read rules from Prometheus at {base}: HTTP {resp.status_code}: "
+                          f"{resp.text[:200]!r}")
+    groups = [g for g in body.get("data", {}).get("groups", []) if g.get("file") == str(path)]
     # a group counts once every rule in it has been evaluated (health "ok" or "err", not "unknown"),
     # so a probe right after this action sees the rule's real health
     return [g["name"] for g in groups if all(r.get("health") != "unknown" for r in g.get("rules", []))]
@@ -188,4 +171,4 @@ def _wait_groups(base: str, path: Path, groups: list[str], present: bool, timeou
 
 def preflight(func: str, arguments: dict[str, Any]) -> list[str]:
     """Validation hook (not an action): rule files go into the sandbox Prometheus, which must be installed."""
-    return monitoring_stack.preflight_for_sandbox(arguments, needs_sandbox=True)
+    return preflight_rule_files(arguments)

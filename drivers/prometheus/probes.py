@@ -16,14 +16,15 @@ from __future__ import annotations
 import difflib
 import math
 import time
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-import requests
-
-from mlchaos.errors import DriverError
-from mlchaos.monitoring.notifications import AlertSelector, alert_selector
-from mlchaos.safety import run_context
+from drivers._common.alerts import AlertSelector, alert_selector
+from drivers._common.http import get_json
+from drivers.prometheus.sandbox import preflight as preflight  # the validation hook (not a probe)
+from drivers.prometheus.sandbox import prometheus_url
+from mlchaos.driver_kit import DriverError, current_run
 
 MAX_REQUEST_TIMEOUT = 5.0  # seconds, per poll of the polling probes
 
@@ -57,97 +58,76 @@ def rule_is_healthy(rule: str, url: str | None = None, timeout: float = 5.0) -> 
     A rule that is not loaded raises DriverError naming the closest loaded rules, so an
     experiment fails before it injects a fault that nothing would detect.
     """
-    return all(r.get("health") == "ok" for r in _alerting_rules(_base_url(url), rule, timeout))
+    return all(r.get("health") == "ok" for r in _alerting_rules(prometheus_url(url), rule, timeout))
 
 
-def alert_fires_within(
-    alert: str,
-    within: float = 30,
-    labels: dict[str, str] | None = None,
-    match_fault_targets: bool = False,
-    poll: float = 0.5,
-    url: str | None = None,
-    *,
-    dry_run: bool = False,
-) -> dict[str, Any]:
+def alert_fires_within(alert: str, within: float = 30, labels: dict[str, str] | None = None,
+                       match_fault_targets: bool = False, poll: float = 0.5, url: str | None = None,
+                       *, dry_run: bool = False) -> dict[str, Any]:
     """Wait up to `within` seconds for the alert to be firing (not pending); measures time to detect.
 
     ``labels`` must all be on the alert; ``match_fault_targets`` also requires its
     ``instance`` to be one the run's most recent fault hit. Polls every ``poll`` seconds.
     ``dry_run``: do not wait; check that Prometheus answers and a healthy rule defines the alert.
     """
-    base, selector = _base_url(url), alert_selector(alert, labels, match_fault_targets and not dry_run)
-    _check_durations(within, poll)
-    if dry_run:
-        return _dry_run(base, selector, match_fault_targets)
-    origin, measured_from = _origin()
-    deadline = time.monotonic() + within
-    while True:
-        alerts = _alerts(base, deadline)
+
+    def fired(selector: AlertSelector, alerts: list[dict[str, Any]], origin: float,
+              measured_from: str) -> dict[str, Any] | None:
         firing = [a for a in alerts if a.get("state") == "firing" and _matches(selector, a)]
-        if firing:
-            now = time.time()
-            found = firing[0]
-            seconds = round(now - origin, 3)
-            active_at = found.get("activeAt")
-            return {
-                "alert": alert,
-                "state": "firing",
-                "labels": found.get("labels") or {},
-                "active_at": active_at,
-                "fired_after_fault": seconds if measured_from == "fault" else None,
-                # True: it was already pending/firing when the fault was injected, so the fault did not cause it
-                "active_before_fault": _before(active_at, origin) if measured_from == "fault" else None,
-                "measured_from": measured_from,
-                "measurement": {"kind": "time_to_detect", "alert": alert, "seconds": seconds},
-            }
-        if time.monotonic() >= deadline:
-            raise DriverError(
-                f"alert {selector.describe()} did not fire within {within:g}s "
-                f"(last seen: {_last_seen(selector, alerts)}); firing alerts: {_firing_text(alerts)}"
-            )
-        time.sleep(min(poll, max(deadline - time.monotonic(), 0.0)))
+        if not firing:
+            return None
+        seconds = round(time.time() - origin, 3)
+        found = firing[0]
+        active_at = found.get("activeAt")
+        return {
+            "alert": alert,
+            "state": "firing",
+            "labels": found.get("labels") or {},
+            "active_at": active_at,
+            "fired_after_fault": seconds if measured_from == "fault" else None,
+            # True: it was already pending/firing when the fault was injected, so the fault did not cause it
+            "active_before_fault": _before(active_at, origin) if measured_from == "fault" else None,
+            "measured_from": measured_from,
+            "measurement": {"kind": "time_to_detect", "alert": alert, "seconds": seconds},
+        }
+
+    def late(selector: AlertSelector, alerts: list[dict[str, Any]]) -> str:
+        return (f"alert {selector.describe()} did not fire within {within:g}s "
+                f"(last seen: {_last_seen(selector, alerts)}); firing alerts: {_firing_text(alerts)}")
+
+    return _wait(alert, within, labels, match_fault_targets, poll, url, dry_run, fired, late)
 
 
-def alert_resolves_within(
-    alert: str,
-    within: float = 60,
-    labels: dict[str, str] | None = None,
-    match_fault_targets: bool = False,
-    poll: float = 0.5,
-    url: str | None = None,
-    *,
-    dry_run: bool = False,
-) -> dict[str, Any]:
+def alert_resolves_within(alert: str, within: float = 60, labels: dict[str, str] | None = None,
+                          match_fault_targets: bool = False, poll: float = 0.5, url: str | None = None,
+                          *, dry_run: bool = False) -> dict[str, Any]:
     """Wait up to `within` seconds until no matching alert is pending or firing; measures time to recover.
 
     The seconds are counted from the run's most recent fault (from the probe's start
     outside a run). ``labels`` and ``match_fault_targets`` select alerts as in alert_fires_within.
     ``dry_run``: do not wait; check that Prometheus answers and a healthy rule defines the alert.
     """
-    base, selector = _base_url(url), alert_selector(alert, labels, match_fault_targets and not dry_run)
-    _check_durations(within, poll)
-    if dry_run:
-        return _dry_run(base, selector, match_fault_targets)
-    origin, measured_from = _origin()
-    deadline = time.monotonic() + within
-    while True:
-        alerts = _alerts(base, deadline)
-        active = [a for a in alerts if a.get("state") in ("pending", "firing") and _matches(selector, a)]
-        if not active:
-            seconds = round(time.time() - origin, 3)
-            return {
-                "alert": alert,
-                "state": "inactive",
-                "labels": dict(labels or {}),
-                "resolved_after_fault": seconds if measured_from == "fault" else None,
-                "measured_from": measured_from,
-                "measurement": {"kind": "time_to_recover", "alert": alert, "seconds": seconds},
-            }
-        if time.monotonic() >= deadline:
-            still = "; ".join(f"{_alert_text(a)} {a.get('state')} since {a.get('activeAt')}" for a in active)
-            raise DriverError(f"alert {selector.describe()} did not resolve within {within:g}s (still: {still})")
-        time.sleep(min(poll, max(deadline - time.monotonic(), 0.0)))
+
+    def resolved(selector: AlertSelector, alerts: list[dict[str, Any]], origin: float,
+                 measured_from: str) -> dict[str, Any] | None:
+        if _active(selector, alerts):
+            return None
+        seconds = round(time.time() - origin, 3)
+        return {
+            "alert": alert,
+            "state": "inactive",
+            "labels": dict(labels or {}),
+            "resolved_after_fault": seconds if measured_from == "fault" else None,
+            "measured_from": measured_from,
+            "measurement": {"kind": "time_to_recover", "alert": alert, "seconds": seconds},
+        }
+
+    def late(selector: AlertSelector, alerts: list[dict[str, Any]]) -> str:
+        still = "; ".join(f"{_alert_text(a)} {a.get('state')} since {a.get('activeAt')}"
+                          for a in _active(selector, alerts))
+        return f"alert {selector.describe()} did not resolve within {within:g}s (still: {still})"
+
+    return _wait(alert, within, labels, match_fault_targets, poll, url, dry_run, resolved, late)
 
 
 def no_unexpected_alerts(allowed: list[str] | None = None, url: str | None = None) -> list[str]:
@@ -155,7 +135,7 @@ def no_unexpected_alerts(allowed: list[str] | None = None, url: str | None = Non
     if allowed is not None and (not isinstance(allowed, list) or not all(isinstance(a, str) for a in allowed)):
         raise DriverError(f"allowed must be a list of alert names, got {allowed!r}")
     permitted = set(allowed or [])
-    alerts = _get(_base_url(url), "/api/v1/alerts", None, MAX_REQUEST_TIMEOUT).get("alerts") or []
+    alerts = _get(prometheus_url(url), "/api/v1/alerts", None, MAX_REQUEST_TIMEOUT).get("alerts") or []
     names = {_name(a) for a in alerts if a.get("state") == "firing"}
     return sorted(n for n in names if n not in permitted)
 
@@ -175,7 +155,7 @@ def alerting_elsewhere_count(alert: str, labels: dict[str, str], url: str | None
         raise DriverError(f"alert must be an alert name, got {alert!r}")
     if not isinstance(labels, dict) or not labels or not all(isinstance(v, str) for v in labels.values()):
         raise DriverError(f"labels must be a non-empty mapping of label names to values, got {labels!r}")
-    alerts = _get(_base_url(url), "/api/v1/alerts", None, MAX_REQUEST_TIMEOUT).get("alerts") or []
+    alerts = _get(prometheus_url(url), "/api/v1/alerts", None, MAX_REQUEST_TIMEOUT).get("alerts") or []
     return sum(1 for a in alerts if _name(a) == alert and a.get("state") in ("pending", "firing")
                and any((a.get("labels") or {}).get(k) != v for k, v in labels.items()))
 
@@ -183,10 +163,32 @@ def alerting_elsewhere_count(alert: str, labels: dict[str, str], url: str | None
 # -- helpers --------------------------------------------------------------------------------
 
 
-def _base_url(url: str | None) -> str:
-    from mlchaos.sandbox.monitoring_stack import component_url
+Settled = Callable[[AlertSelector, list[dict[str, Any]], float, str], dict[str, Any] | None]
 
-    return component_url(url, "prometheus")
+
+def _wait(alert: str, within: float, labels: dict[str, str] | None, match_fault_targets: bool, poll: float,
+          url: str | None, dry_run: bool, settled: Settled,
+          late: Callable[[AlertSelector, list[dict[str, Any]]], str]) -> dict[str, Any]:
+    """Poll the alerts until ``settled(selector, alerts, origin, measured_from)`` answers; DriverError(``late``)
+    after `within` s. A dry run checks the rule and Prometheus instead (:func:`_dry_run`)."""
+    base, selector = prometheus_url(url), alert_selector(alert, labels, match_fault_targets and not dry_run)
+    _check_durations(within, poll)
+    if dry_run:
+        return _dry_run(base, selector, match_fault_targets)
+    origin, measured_from = _origin()
+    deadline = time.monotonic() + within
+    while True:
+        alerts = _alerts(base, deadline)
+        result = settled(selector, alerts, origin, measured_from)
+        if result is not None:
+            return result
+        if time.monotonic() >= deadline:
+            raise DriverError(late(selector, alerts))
+        time.sleep(min(poll, max(deadline - time.monotonic(), 0.0)))
+
+
+def _active(selector: AlertSelector, alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [a for a in alerts if a.get("state") in ("pending", "firing") and _matches(selector, a)]
 
 
 def _alerting_rules(base: str, name: str, timeout: float) -> list[dict[str, Any]]:
@@ -209,7 +211,7 @@ def _alerting_rules(base: str, name: str, timeout: float) -> list[dict[str, Any]
 
 def _planned_rules(name: str) -> list[dict[str, Any]]:
     """In a plan, the alert a planned add_rule_file would load stands for a loaded, healthy rule."""
-    context = run_context.current()
+    context = current_run()
     if context is None or not context.dry_run:
         return []
     for record in context.changes:
@@ -248,16 +250,7 @@ def _dry_run(base: str, selector: AlertSelector, match_fault_targets: bool) -> d
 
 def _get(base: str, path: str, params: dict[str, str] | None, timeout: float) -> Any:
     """GET a Prometheus API path and return its ``data``; every failure becomes a DriverError."""
-    try:
-        resp = requests.get(base + path, params=params, timeout=timeout)
-    except requests.Timeout:
-        raise DriverError(f"Prometheus at {base} did not answer {path} within {timeout:g}s") from None
-    except requests.RequestException as exc:
-        raise DriverError(f"Prometheus at {base} is unreachable: {exc}") from None
-    try:
-        body = resp.json()
-    except ValueError:
-        body = None
+    resp, body = get_json("Prometheus", base, path, params, timeout)
     if not isinstance(body, dict):
         raise DriverError(f"Prometheus {path} answered HTTP {resp.status_code} with no API body: {resp.text[:200]!r}")
     if body.get("status") != "success" or not resp.ok:
@@ -269,7 +262,7 @@ def _get(base: str, path: str, params: dict[str, str] | None, timeout: float) ->
 def _instant(query: str, url: str | None, timeout: float) -> list[dict[str, Any]]:
     if not isinstance(query, str) or not query.strip():
         raise DriverError(f"query must be a non-empty PromQL expression, got {query!r}")
-    data = _get(_base_url(url), "/api/v1/query", {"query": query}, timeout)
+    data = _get(prometheus_url(url), "/api/v1/query", {"query": query}, timeout)
     kind, result = data.get("resultType"), data.get("result")
     if kind == "scalar":
         return [{"labels": {}, "value": _float(result[1])}]
@@ -285,7 +278,7 @@ def _alerts(base: str, deadline: float) -> list[dict[str, Any]]:
 
 def _origin() -> tuple[float, str]:
     """Epoch seconds measurements count from: the run's last fault, else now (the probe's start)."""
-    context = run_context.current()
+    context = current_run()
     fault_time = context.fault_time() if context is not None else None
     return (fault_time, "fault") if fault_time is not None else (time.time(), "probe start")
 
@@ -341,12 +334,3 @@ def _float(text: Any) -> float:
         return float(text)  # Prometheus sends sample values as strings, "NaN" and "+Inf" included
     except (TypeError, ValueError):
         raise DriverError(f"Prometheus returned a sample value that is not a number: {text!r}") from None
-
-
-def preflight(func: str, arguments: dict[str, Any]) -> list[str]:
-    """Validation hook (not a probe): aimed at the sandbox, the monitoring binaries must be installed."""
-    if func.startswith(("notification_", "resolved_notification_")):
-        return []  # served by the run's receiver; `notifications: listen: sandbox` is checked on its own
-    from mlchaos.sandbox.monitoring_stack import preflight_for_sandbox
-
-    return preflight_for_sandbox(arguments)

@@ -2,7 +2,7 @@
 
 ``proxy`` names a proxy; in the sandbox each replica has one named like it
 (``model-0``...), and ``url`` None means the sandbox's proxy API. Fault actions
-validate their arguments, announce a :class:`~mlchaos.changes.ChangeRecord` *before*
+validate their arguments, announce a :class:`~mlchaos.driver_kit.ChangeRecord` *before*
 changing anything and return it; its undo is the matching rollback
 (:func:`remove_toxic`, :func:`enable_proxy`), which is idempotent (``already`` says when
 there was nothing left to undo). A record's ``environment`` is the API's base URL; its
@@ -20,10 +20,8 @@ from __future__ import annotations
 from typing import Any
 
 from drivers.proxy.client import api_url, call, check_toxic, get_proxy, sandbox_replica
-from mlchaos.errors import DriverError
-from mlchaos.proxy.toxics.http_requests import FEEDBACK_PATH, INFER_PATH
-from mlchaos.safety.changes import ChangeRecord, Target, announce
-from mlchaos.sandbox.manager import METRICS_PROXY_SUFFIX
+from drivers.proxy.sandbox import FEEDBACK_PATH, INFER_PATH, METRICS_PROXY_SUFFIX
+from mlchaos.driver_kit import ChangeRecord, DriverError, Target, announce
 
 SAFETY_TTL = 600.0
 

@@ -6,18 +6,17 @@ Toxiproxy itself); None means the sandbox's proxy (``mlchaos sandbox up``).
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import requests
 
-from mlchaos.errors import DriverError, SandboxError
-from mlchaos.proxy.errors import InvalidToxic
-from mlchaos.proxy.toxics import TOXICS, build
-from mlchaos.sandbox.manager import METRICS_PROXY_SUFFIX, Replica, Sandbox
+from drivers._common import checks
+from drivers._common.errors import http_errors
+from drivers.process.sandbox import Replica
+from drivers.proxy.sandbox import check_toxic_type, replica_behind, sandbox_api_url
+from mlchaos.driver_kit import DriverError
 
 HTTP_TIMEOUT = 5.0
-STREAMS = ("upstream", "downstream")
 
 
 def api_url(url: str | None) -> str:
@@ -26,30 +25,18 @@ def api_url(url: str | None) -> str:
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             raise DriverError(f"url must be the http(s) URL of a Toxiproxy-compatible API, got {url!r}")
         return url.rstrip("/")
-    try:
-        return Sandbox().proxy_api_url()
-    except SandboxError as exc:
-        raise DriverError(str(exc)) from exc
+    return sandbox_api_url()
 
 
 def sandbox_replica(proxy: str, url: str | None) -> Replica | None:
     """The sandbox replica that proxy ``proxy`` fronts (only when ``url`` is None), else None."""
-    if url is not None:
-        return None
-    try:
-        replicas = Sandbox().recorded()
-    except SandboxError as exc:
-        raise DriverError(str(exc)) from exc
-    name = proxy.removesuffix(METRICS_PROXY_SUFFIX)  # "<replica>-metrics" carries that replica's scrapes
-    return next((r for r in replicas if r.name == name), None)
+    return replica_behind(proxy) if url is None else None
 
 
 def call(method: str, base: str, path: str, body: Any = None, missing_ok: bool = False) -> Any:
     """One API call; the parsed JSON (None for an empty body, or a 404 with ``missing_ok``)."""
-    try:
+    with http_errors(f"proxy API at {base}", f"{method} {path}", HTTP_TIMEOUT):
         resp = requests.request(method, f"{base}{path}", json=body, timeout=HTTP_TIMEOUT)
-    except requests.RequestException as exc:
-        raise DriverError(f"proxy API {method} {base}{path} failed: {exc}") from exc
     if resp.status_code == 404 and missing_ok:
         return None
     if resp.status_code >= 400:
@@ -80,20 +67,7 @@ def get_proxy(base: str, proxy: str) -> dict[str, Any]:
 def check_toxic(type: str, attributes: dict[str, Any] | None, stream: str, toxicity: float,
                 ttl: float | None) -> None:
     """Validate a toxic before anything is changed; DriverError with a clear message."""
-    if type not in TOXICS:
-        raise DriverError(f"unknown toxic type {type!r}; known: {', '.join(sorted(TOXICS))}")
-    if attributes is not None and not isinstance(attributes, dict):
-        raise DriverError(f"attributes must be a mapping, got {attributes!r}")
-    try:
-        build(type, attributes)
-    except InvalidToxic as exc:
-        raise DriverError(str(exc)) from None
-    if stream not in STREAMS:
-        raise DriverError(f"stream must be upstream (client->server) or downstream (server->client), got {stream!r}")
-    if stream not in TOXICS[type].streams:
-        raise DriverError(f"toxic {type} acts on the {' or '.join(TOXICS[type].streams)} stream only, not {stream}")
+    check_toxic_type(type, attributes, stream)
     if isinstance(toxicity, bool) or not isinstance(toxicity, int | float) or not 0 <= toxicity <= 1:
         raise DriverError(f"toxicity must be a number in [0, 1] (fraction of connections), got {toxicity!r}")
-    if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int | float)
-                            or not math.isfinite(ttl) or ttl <= 0):
-        raise DriverError(f"ttl must be a number of seconds > 0, got {ttl!r}")
+    checks.ttl(ttl)

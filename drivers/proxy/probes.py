@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from drivers.proxy.client import api_url, get_proxy
-from mlchaos.errors import DriverError
+from mlchaos.driver_kit import DriverError
 
 MAX_REQUESTS = 1000
 

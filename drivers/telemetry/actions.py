@@ -4,7 +4,9 @@ Mechanisms: pause (SIGSTOP) a telemetry exporter process, or make the scrapes of
 sandbox replica hang at its metrics proxy (``<replica>-metrics``, through ``drivers.proxy``).
 Every fault carries a time to live: a detached watchdog resumes the exporter (the proxy
 removes the toxic) by itself if no rollback did, even when the runner died. The rollbacks
-are idempotent: ``already`` lists what needed nothing.
+are idempotent: ``already`` lists what needed nothing. Exporters chosen by a pattern are
+picked like every driver's targets (:mod:`drivers._common.selection`): ``count`` of them,
+with a ``seed`` the change record keeps.
 """
 
 from __future__ import annotations
@@ -12,14 +14,15 @@ from __future__ import annotations
 import os
 import re
 import signal
-from pathlib import Path
 from typing import Any
 
-from mlchaos.errors import DriverError, TargetNotFound
-from mlchaos.safety.changes import ChangeRecord, Target, announce, local_environment
-from mlchaos.safety.watchdog import start_record_watchdog, stop_covered, stop_watchdog
+from drivers._common import checks, selection
+from drivers._common.undo import Rollbacks, covers, stop_told
+from drivers.proxy.sandbox import metrics_proxy
+from mlchaos.driver_kit import ChangeRecord, DriverError, Target, TargetNotFound, announce, local_environment, procfs
 
-RESUME_FUNC = "drivers.telemetry.actions.resume_exporter"
+ROLLBACKS = Rollbacks("drivers.telemetry.actions")
+RESUME_FUNC = ROLLBACKS.path("resume_exporter")
 
 
 def stop_exporter(
@@ -27,29 +30,33 @@ def stop_exporter(
     name_pattern: str | None = None,
     count: int = 1,
     ttl: float | None = 600.0,
+    seed: int | None = None,
     *,
     dry_run: bool = False,
 ) -> dict[str, Any]:
     """Pause (SIGSTOP) a telemetry exporter process, by `pid` or by a regex on its command line.
 
     The process keeps its sockets but answers nothing, so every scrape of it times out.
+    By `name_pattern`, `count` of the matching processes are picked with `seed` (recorded).
     With `ttl` (seconds) a detached watchdog resumes it by itself. Undo: resume_exporter.
     """
     if (pid is None) == (name_pattern is None):
         raise DriverError("give exactly one of pid or name_pattern")
-    if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int | float) or ttl <= 0):
-        raise DriverError(f"ttl must be a positive number of seconds or null, got {ttl!r}")
+    checks.ttl(ttl)
     if pid is not None:
         chosen, population = [_describe(pid)], []  # named exactly: no choice was made
+        seed = None if seed is None else selection.check_seed(seed)
     else:
         population = _matching(name_pattern)
-        chosen = _choose(population, name_pattern, count)
+        mode, seed = selection.count_mode(count), selection.check_seed(seed)
+        chosen = selection.choose(population, mode, seed, noun="process(es)", scope=f"match {name_pattern!r}",
+                                  nothing=f"no process matches name_pattern {name_pattern!r}")
     pids = [p["pid"] for p in chosen]
     record = ChangeRecord(
         driver="telemetry", action="stop-exporter",
         targets=[Target(kind="process", name=p["command"], details=p) for p in chosen],
-        parameters={"pid": pid, "name_pattern": name_pattern, "count": count, "ttl": ttl},
-        undo={"func": RESUME_FUNC, "arguments": {"pids": pids}},
+        parameters={"pid": pid, "name_pattern": name_pattern, "count": count, "seed": seed, "ttl": ttl},
+        undo=ROLLBACKS.undo("resume_exporter", pids=pids),
         dry_run=dry_run, environment=local_environment(), population=[p["command"] for p in population],
     )
     announce(record)
@@ -58,19 +65,18 @@ def stop_exporter(
     for target in pids:
         os.kill(target, signal.SIGSTOP)
     if ttl is not None:
-        start_record_watchdog(record, ttl, RESUME_FUNC, {"pids": pids})
+        ROLLBACKS.start_watchdog(record, ttl, "resume_exporter", {"pids": pids})
     return record.to_dict()
 
 
 def resume_exporter(pids: list[int], watchdog_pid: int | None = None) -> dict[str, Any]:
     """Roll back stop_exporter: SIGCONT the paused exporters (idempotent; gone ones are reported, not errors)."""
-    if watchdog_pid is not None:
-        stop_watchdog(watchdog_pid)
+    stop_told(watchdog_pid)
     resumed: list[int] = []
     already: list[int] = []
     gone: list[int] = []
     for target in pids:
-        state = _state(target)
+        state = procfs.state(target)
         if state is None or state in "ZX":
             gone.append(target)
         elif state not in "Tt":
@@ -81,57 +87,31 @@ def resume_exporter(pids: list[int], watchdog_pid: int | None = None) -> dict[st
                 resumed.append(target)
             except ProcessLookupError:
                 gone.append(target)
-    handled = set(pids)
-    stop_covered(RESUME_FUNC, lambda a: bool(a.get("pids")) and set(a["pids"]) <= handled)
+    ROLLBACKS.stop_watchdogs("resume_exporter", covers("pids", pids))
     return {"resumed": resumed, "already": already, "gone": gone}
 
 
-def _state(pid: int) -> str | None:
-    """The one-letter kernel state of ``pid`` (R, S, T, Z...), None when it is gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return None
-    return stat.rsplit(")", 1)[1].split()[0]
-
-
 def _describe(pid: int) -> dict[str, Any]:
-    try:
-        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
-    except FileNotFoundError:
-        raise TargetNotFound(f"no process with pid {pid}") from None
+    argv = procfs.cmdline(pid)
+    if argv is None:
+        raise TargetNotFound(f"no process with pid {pid}")
     if pid in (os.getpid(), os.getppid(), 1):
         raise DriverError(f"refusing to stop pid {pid}: it is mlchaos itself, its parent or init")
-    return {"pid": pid, "command": command}
+    return {"pid": pid, "command": " ".join(argv)}
 
 
 def _matching(pattern: str) -> list[dict[str, Any]]:
     """Every process (but mlchaos, its parent and init) whose command line matches ``pattern``, by pid."""
-    try:
-        regex = re.compile(pattern)
-    except re.error as exc:
-        raise DriverError(f"name_pattern {pattern!r} is not a valid regular expression: {exc}") from None
+    checks.name_pattern(pattern)
+    regex = re.compile(pattern)
     found = []
-    for entry in sorted(Path("/proc").iterdir(), key=lambda p: p.name):
-        if not entry.name.isdigit() or int(entry.name) in (os.getpid(), os.getppid(), 1):
+    for pid in sorted(procfs.pids()):
+        if pid in (os.getpid(), os.getppid(), 1):
             continue
-        try:
-            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
-        except (FileNotFoundError, PermissionError, ProcessLookupError):
-            continue
+        command = " ".join(procfs.cmdline(pid) or [])
         if command and regex.search(command):
-            found.append({"pid": int(entry.name), "command": command})
+            found.append({"pid": pid, "command": command})
     return found
-
-
-def _choose(found: list[dict[str, Any]], pattern: str, count: int) -> list[dict[str, Any]]:
-    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise DriverError(f"count must be an integer >= 1, got {count!r}")
-    if not found:
-        raise TargetNotFound(f"no process matches name_pattern {pattern!r}")
-    if count > len(found):
-        raise DriverError(f"count {count} is more than the {len(found)} processes matching {pattern!r}")
-    return found[:count]
 
 
 SCRAPE_FAULTS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -151,12 +131,11 @@ def block_scrapes(
     the toxic expires by itself after `ttl` seconds. Undo: restore_scrapes.
     """
     from drivers.proxy.actions import add_toxic
-    from mlchaos.sandbox.manager import METRICS_PROXY_SUFFIX
 
     if mode not in SCRAPE_FAULTS:
         raise DriverError(f"mode must be one of {', '.join(SCRAPE_FAULTS)}, got {mode!r}")
     kind, attributes = SCRAPE_FAULTS[mode]
-    return add_toxic(f"{replica}{METRICS_PROXY_SUFFIX}", kind, attributes, stream="downstream",
+    return add_toxic(metrics_proxy(replica), kind, attributes, stream="downstream",
                      name=f"{SCRAPE_FAULT_PREFIX}{mode}", ttl=ttl, url=url, dry_run=dry_run)
 
 
@@ -164,9 +143,8 @@ def restore_scrapes(replica: str, url: str | None = None) -> dict[str, Any]:
     """Roll back block_scrapes: remove every telemetry fault from the replica's metrics proxy."""
     from drivers.proxy.actions import remove_toxic
     from drivers.proxy.probes import list_toxics
-    from mlchaos.sandbox.manager import METRICS_PROXY_SUFFIX
 
-    proxy = f"{replica}{METRICS_PROXY_SUFFIX}"
+    proxy = metrics_proxy(replica)
     names = [t["name"] for t in list_toxics(proxy, url=url) if t.get("name", "").startswith(SCRAPE_FAULT_PREFIX)]
     removed = [name for name in names if remove_toxic(proxy, name, url=url)["removed"]]  # one may expire meanwhile
     return {"replica": replica, "removed": removed, "already": [] if removed else [proxy]}

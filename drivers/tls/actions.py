@@ -1,7 +1,7 @@
 """TLS certificate faults: swap in an expired (or otherwise bad) certificate, and put the old one back.
 
 :func:`install_certificate` backs the current files up, announces a
-:class:`~mlchaos.changes.ChangeRecord` *before* it writes anything, replaces the
+:class:`~mlchaos.driver_kit.ChangeRecord` *before* it writes anything, replaces the
 certificate and key atomically and has the server reload them (SIGHUP, sent only to a
 live sandbox model server that serves exactly these files). Its undo is
 :func:`restore_certificate`, which is idempotent.
@@ -13,7 +13,7 @@ same files as restored, so undoing out of order never brings a fault back.
 
 Targets are given either as files (``cert_path``, ``key_path``, ``reload_pid``) or as a
 sandbox replica (``service``, ``replica``), whose files follow
-:func:`mlchaos.certificates.sandbox_tls_paths` and whose pid and TLS port come from the
+:func:`mlchaos.lib.certificates.sandbox_tls_paths` and whose pid and TLS port come from the
 sandbox state (``tls_port`` on the replica record).
 """
 
@@ -27,26 +27,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from drivers.tls.sandbox import replica_tls
-from mlchaos.errors import DriverError
-from mlchaos.lib.certificates import (
-    KINDS,
-    CertificateAuthority,
-    CertificateError,
-    cert_pem,
-    certificate_hosts,
-    describe,
-    fingerprint,
-    issue_certificate,
-    key_pem,
-    read_certificate,
-)
-from mlchaos.lib.files import atomic_write
-from mlchaos.safety.changes import ChangeRecord, Target, announce, local_environment
-from mlchaos.sandbox import procs
+from drivers._common import checks
+from drivers._common.errors import translated
+from drivers.tls import sandbox
+from mlchaos.driver_kit import ChangeRecord, DriverError, Target, announce, atomic_write, local_environment, procfs
+from mlchaos.driver_kit import certificates as certs
 
 UNDO_FUNC = "drivers.tls.actions.restore_certificate"
-RELOAD_SIGNALS = frozenset({"SIGHUP", "SIGUSR1", "SIGUSR2"})
+RELOAD_SIGNALS = checks.RELOAD_SIGNALS
 BACKUP_DIR = ".mlchaos-backups"
 RESTORED_MARKER = "RESTORED"
 
@@ -65,20 +53,10 @@ class _Target:
 
 
 def install_certificate(
-    cert_path: str | None = None,
-    key_path: str | None = None,
-    kind: str = "expired",
-    hosts: list[str] | None = None,
-    reload_pid: int | None = None,
-    reload_signal: str = "SIGHUP",
-    service: str | None = None,
-    replica: str | None = None,
-    ca_dir: str | None = None,
-    days: int = 3,
-    tls_address: str | None = None,
-    timeout: float = 10.0,
-    *,
-    dry_run: bool = False,
+    cert_path: str | None = None, key_path: str | None = None, kind: str = "expired", hosts: list[str] | None = None,
+    reload_pid: int | None = None, reload_signal: str = "SIGHUP", service: str | None = None,
+    replica: str | None = None, ca_dir: str | None = None, days: int = 3, tls_address: str | None = None,
+    timeout: float = 10.0, *, dry_run: bool = False,
 ) -> dict[str, Any]:
     """Replace a server's certificate with an expired (or expiring_soon, wrong_hostname, untrusted, valid) one.
 
@@ -87,19 +65,21 @@ def install_certificate(
     With ``tls_address`` (``host:port``; known for a sandbox replica) the action waits up to
     ``timeout`` s until the server presents the new certificate.
     """
-    if kind not in KINDS:
-        raise DriverError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    if kind not in certs.KINDS:
+        raise DriverError(f"kind must be one of {', '.join(certs.KINDS)}, got {kind!r}")
     if isinstance(days, bool) or not isinstance(days, int) or days < 1:
         raise DriverError(f"days must be an integer >= 1, got {days!r}")
-    sig_name = _reload_signal(reload_signal)
+    sig_name = checks.signal_name(reload_signal, RELOAD_SIGNALS, "reload_signal")
     target = _resolve(cert_path, key_path, reload_pid, service, replica, ca_dir, hosts, tls_address)
     _check_reload_target(target)
     ca = None
     if kind != "untrusted":
         if target.ca_dir is None:
             raise DriverError(f"a {kind} certificate is signed by the CA the clients trust: pass ca_dir")
-        ca = _translate(lambda: CertificateAuthority.load(target.ca_dir))
-    cert, key, issuer = _translate(lambda: issue_certificate(kind, target.hosts, ca, days=days))
+        with translated():
+            ca = certs.CertificateAuthority.load(target.ca_dir)
+    with translated():
+        cert, key, issuer = certs.issue_certificate(kind, target.hosts, ca, days=days)
     backup = _backup_path(target.cert_path)
     record = ChangeRecord(
         driver="tls",
@@ -107,7 +87,7 @@ def install_certificate(
         targets=_targets(target),
         parameters={"kind": kind, "hosts": target.hosts, "days": days, "reload_signal": sig_name,
                     "ca_dir": str(target.ca_dir) if target.ca_dir else None,
-                    "certificate": describe(cert)},
+                    "certificate": certs.describe(cert)},
         undo={"func": UNDO_FUNC, "arguments": {
             "cert_path": str(target.cert_path), "key_path": str(target.key_path), "backup_dir": str(backup),
             "reload_pid": target.pid, "reload_signal": sig_name, "tls_address": target.tls_address}},
@@ -119,31 +99,25 @@ def install_certificate(
     _write_backup(backup, target)  # before the announcement: its undo must be able to find the backup
     announce(record)
     if kind == "untrusted":  # keep the throw-away CA for inspection; no client trusts it
-        atomic_write(backup / "untrusted-ca.crt", cert_pem(issuer.certificate))
+        atomic_write(backup / "untrusted-ca.crt", certs.cert_pem(issuer.certificate))
     # only the two files the server reads (and the backup holds) change; key first, then certificate
-    atomic_write(target.key_path, key_pem(key), mode=0o600)
-    atomic_write(target.cert_path, cert_pem(cert))
-    _reload(target, sig_name, fingerprint(cert), timeout)
+    atomic_write(target.key_path, certs.key_pem(key), mode=0o600)
+    atomic_write(target.cert_path, certs.cert_pem(cert))
+    _reload(target, sig_name, certs.fingerprint(cert), timeout)
     return record.to_dict()
 
 
 def restore_certificate(
-    cert_path: str | None = None,
-    key_path: str | None = None,
-    backup_dir: str | None = None,
-    reload_pid: int | None = None,
-    reload_signal: str = "SIGHUP",
-    service: str | None = None,
-    replica: str | None = None,
-    tls_address: str | None = None,
-    timeout: float = 10.0,
+    cert_path: str | None = None, key_path: str | None = None, backup_dir: str | None = None,
+    reload_pid: int | None = None, reload_signal: str = "SIGHUP", service: str | None = None,
+    replica: str | None = None, tls_address: str | None = None, timeout: float = 10.0,
 ) -> dict[str, Any]:
     """Roll back install_certificate: put the backed-up certificate and key back and reload (idempotent).
 
     Without ``backup_dir``, the oldest backup of these files that was not restored yet is
     used (the state before the first fault); with none pending nothing changes.
     """
-    sig_name = _reload_signal(reload_signal)
+    sig_name = checks.signal_name(reload_signal, RELOAD_SIGNALS, "reload_signal")
     target = _resolve(cert_path, key_path, reload_pid, service, replica, None, None, tls_address)
     if backup_dir is not None:
         backup: Path | None = Path(backup_dir)
@@ -165,9 +139,10 @@ def restore_certificate(
     _copy_atomic(backup / "cert.pem", target.cert_path, 0o644)
     for newer in [b for b in _backups(target.cert_path) if b.name >= backup.name]:
         (newer / RESTORED_MARKER).write_text(f"restored from {backup.name}\n")
-    restored = _translate(lambda: read_certificate(target.cert_path))
-    result.update(restored=True, certificate=describe(restored), already=[])
-    result["reloaded"] = _reload(target, sig_name, fingerprint(restored), timeout, must_be_alive=False)
+    with translated():
+        restored = certs.read_certificate(target.cert_path)
+    result.update(restored=True, certificate=certs.describe(restored), already=[])
+    result["reloaded"] = _reload(target, sig_name, certs.fingerprint(restored), timeout, must_be_alive=False)
     return result
 
 
@@ -188,8 +163,8 @@ def _resolve(cert_path: str | None, key_path: str | None, pid: int | None, servi
     cert, key = Path(cert_path).absolute(), Path(key_path).absolute()
     if hosts is None:  # keep the names the current certificate is valid for
         try:
-            hosts = certificate_hosts(read_certificate(cert)) or None
-        except CertificateError:
+            hosts = certs.certificate_hosts(certs.read_certificate(cert)) or None
+        except certs.CertificateError:
             hosts = None
     return _Target(cert, key, pid, None, None, Path(ca_dir).absolute() if ca_dir else None,
                    _address(tls_address), list(hosts or ["127.0.0.1", "localhost"]))
@@ -198,7 +173,7 @@ def _resolve(cert_path: str | None, key_path: str | None, pid: int | None, servi
 def _resolve_replica(service: str | None, replica: str | None, ca_dir: str | None, hosts: list[str] | None,
                      tls_address: str | None) -> _Target:
     """A sandbox replica's files, pid and TLS address (the sandbox must serve TLS)."""
-    rec = replica_tls(service, replica)
+    rec = sandbox.replica_tls(service, replica)
     return _Target(rec.paths.cert_path.absolute(), rec.paths.key_path.absolute(), rec.pid, rec.name, rec.service,
                    Path(ca_dir).absolute() if ca_dir else rec.paths.ca_dir.absolute(),
                    _address(tls_address) or rec.address, list(hosts or [rec.host, "localhost"]), rec.siblings)
@@ -208,11 +183,11 @@ def _check_reload_target(target: _Target, must_be_alive: bool = True) -> None:
     """The pid must be a live model server serving these very files (SIGHUP kills one without TLS)."""
     if target.pid is None:
         return
-    if not procs.is_alive(target.pid, target.replica):
+    if not sandbox.is_alive(target.pid, target.replica):
         if must_be_alive:
             raise DriverError(f"pid {target.pid} is not a live sandbox model server: nothing changed")
         return
-    argv = procs.cmdline(target.pid)
+    argv = procfs.cmdline(target.pid) or []
     served = [b for a, b in zip(argv, argv[1:], strict=False) if a == "--tls-cert"]
     if not served or Path(served[0]).absolute() != target.cert_path:
         raise DriverError(f"pid {target.pid} does not serve {target.cert_path} (its --tls-cert:"
@@ -238,7 +213,7 @@ def _reload(target: _Target, sig_name: str, expected_sha256: str, timeout: float
     """Signal the server; with a TLS address, wait until it presents the expected certificate."""
     if target.pid is None:
         return False
-    if not procs.signal_model_server(target.pid, signals.Signals[sig_name], target.replica):
+    if not sandbox.signal_model_server(target.pid, signals.Signals[sig_name], target.replica):
         if must_be_alive:
             raise DriverError(f"pid {target.pid} exited before it could reload the certificate")
         return False
@@ -259,14 +234,6 @@ def _reload(target: _Target, sig_name: str, expected_sha256: str, timeout: float
         raise DriverError(f"{target.tls_address} does not present the new certificate {timeout} s after"
                           f" {sig_name} (presents {seen or 'nothing'}); see the server's log")
     return True
-
-
-def _reload_signal(name: str) -> str:
-    sig = str(name).upper()
-    sig = sig if sig.startswith("SIG") else f"SIG{sig}"
-    if sig not in RELOAD_SIGNALS:
-        raise DriverError(f"reload_signal must be one of {sorted(RELOAD_SIGNALS)}, got {name!r}")
-    return sig
 
 
 # -- backups -------------------------------------------------------------------------------
@@ -318,11 +285,3 @@ def _address(value: str | None) -> str | None:
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise DriverError(f"tls_address must be HOST:PORT, got {value!r}")
     return value
-
-
-def _translate(make: Any) -> Any:
-    """Run ``make()``; certificate errors become DriverError (one translation point)."""
-    try:
-        return make()
-    except CertificateError as exc:
-        raise DriverError(str(exc)) from exc

@@ -16,8 +16,7 @@ from typing import Any
 from cryptography import x509
 
 from drivers.tls.sandbox import replica_tls
-from mlchaos.errors import DriverError
-from mlchaos.lib.certificates import describe
+from mlchaos.driver_kit import DriverError, certificates
 
 # OpenSSL X509_V_ERR_* codes -> the reason a probe reports
 REASONS: dict[int, str] = {
@@ -114,7 +113,7 @@ def _presented(host: str, port: int, timeout: float) -> dict[str, Any]:
         raise DriverError(f"{host}:{port} presented no certificate")
     cert = x509.load_der_x509_certificate(der)
     left = (cert.not_valid_after_utc - datetime.now(UTC)).total_seconds() / 86400
-    return {**describe(cert), "days_left": round(left, 6)}
+    return {**certificates.describe(cert), "days_left": round(left, 6)}
 
 
 def _connect(host: str, port: int, timeout: float) -> socket.socket:

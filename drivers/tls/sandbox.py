@@ -1,11 +1,19 @@
-"""Where a sandbox replica serves TLS: its pid, TLS port and certificate files (from the sandbox state)."""
+"""Where a sandbox replica serves TLS: its pid, TLS port and certificate files (from the sandbox state).
+
+The one module of drivers.tls that reaches the sandbox (``mlchaos.sandbox``, through
+:mod:`drivers.process.sandbox`): the replica's record, whether its process still serves,
+and its reload signal.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mlchaos.errors import DriverError, SandboxError, TargetNotFound
-from mlchaos.lib.certificates import CertificateError, SandboxTLSPaths, sandbox_tls_paths
+from drivers._common.errors import translated
+from drivers.process.sandbox import is_alive, replicas, signal_model_server
+from mlchaos.driver_kit import DriverError, TargetNotFound, certificates, state_dir
+
+__all__ = ["ReplicaTLS", "is_alive", "replica_tls", "signal_model_server"]
 
 
 @dataclass(frozen=True)
@@ -17,7 +25,7 @@ class ReplicaTLS:
     pid: int
     host: str
     tls_port: int
-    paths: SandboxTLSPaths
+    paths: certificates.SandboxTLSPaths
     siblings: tuple[str, ...] = ()  # every replica of the service (the population a fault chose from)
 
     @property
@@ -28,24 +36,16 @@ class ReplicaTLS:
 
 def replica_tls(service: str | None, replica: str | None) -> ReplicaTLS:
     """Resolve a replica's TLS endpoint; DriverError when it is unknown or serves no TLS."""
-    from mlchaos.sandbox.manager import Sandbox
-
     if not service or not replica:
         raise DriverError("service and replica go together (e.g. service: model, replica: model-0)")
-    sandbox = Sandbox()
-    try:
-        recorded = sandbox.replicas(service)
-    except SandboxError as exc:  # TargetNotFound (a DriverError) passes through
-        raise DriverError(str(exc)) from exc
+    recorded = replicas(service)
     found = [r for r in recorded if r.name == replica]
     if not found:
         names = ", ".join(r.name for r in recorded)
         raise TargetNotFound(f"no replica {replica!r} in service {service!r} (replicas: {names})")
     rec = found[0]
-    try:
-        paths = sandbox_tls_paths(sandbox.state_dir, rec.name)
-    except CertificateError as exc:
-        raise DriverError(str(exc)) from exc
+    with translated():
+        paths = certificates.sandbox_tls_paths(state_dir(), rec.name)
     tls_port = int(getattr(rec, "tls_port", 0) or 0)  # TODO(lead): Replica.tls_port, set from the TLS line
     if not tls_port or not paths.cert_path.exists():
         raise DriverError(

@@ -17,6 +17,7 @@ from drivers.gpu.hog import MARKER, hold_memory
 from mlchaos.errors import DriverError
 from mlchaos.experiment.loader import parse_text
 from mlchaos.experiment.validation import validate
+from mlchaos.lib import procfs
 from mlchaos.safety.changes import reset_sink, set_sink
 
 GiB = 1 << 30
@@ -218,7 +219,7 @@ def _fake_helper(token: str) -> subprocess.Popen:
 def test_release_ends_exactly_the_helper_and_is_idempotent(gpu):
     mine, other = _fake_helper("tok-mine"), _fake_helper("tok-other")
     try:
-        start = actions._start_time(mine.pid)
+        start = procfs.start_time(mine.pid)
         result = actions.release_gpu_memory(pid=mine.pid, token="tok-mine", start_time=start,
                                             free_before=76 * GiB)
         assert result["ended"] == [mine.pid] and result["already"] == [] and result["memory_free_again"] is True
@@ -234,7 +235,7 @@ def test_release_ends_exactly_the_helper_and_is_idempotent(gpu):
 def test_release_by_token_alone_and_never_a_reused_pid(gpu):
     helper = _fake_helper("tok-recover")
     try:
-        wrong = actions.release_gpu_memory(pid=helper.pid, start_time=actions._start_time(helper.pid) + 1)
+        wrong = actions.release_gpu_memory(pid=helper.pid, start_time=procfs.start_time(helper.pid) + 1)
         assert wrong["ended"] == [] and helper.poll() is None  # another process now has that pid: left alone
         assert actions.release_gpu_memory(token="tok-recover")["ended"] == [helper.pid]
     finally:

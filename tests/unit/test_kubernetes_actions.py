@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from drivers.kubernetes import actions, probes
+from drivers.kubernetes import actions, deletion, probes, targets
 from mlchaos.errors import DriverError, TargetNotFound
 from mlchaos.lib import certificates as certs
 from mlchaos.safety.changes import ChangeRecord, reset_sink, set_sink
@@ -157,14 +157,14 @@ def test_bare_pods_are_refused_unless_allowed(cluster, ns, conn):
 def test_a_pod_replaced_under_the_same_name_is_not_deleted(cluster, ns, conn):
     """StatefulSet pods come back with the same name: the uid precondition protects the new one."""
     cluster.add_pod(ns, "db-0", APP, owner={"kind": "StatefulSet", "name": "db"})
-    sel = actions._select(ns, SELECTOR, None, None, 1, None, False, False, 1, conn["kubeconfig"], conn["context"],
-                          None, None)
+    sel = targets.select(ns, SELECTOR, None, None, 1, None, False, False, 1, conn["kubeconfig"], conn["context"],
+                         None, None)
     cluster.delete(PODS, ns, "db-0")
     cluster.add_pod(ns, "db-0", APP, owner={"kind": "StatefulSet", "name": "db"})  # a new uid
-    result = actions._delete_pod(sel.conn, sel.pods[0], 0)
+    result = deletion.delete_pod(sel.conn, sel.pods[0], 0)
     assert result.startswith("already replaced") and names(cluster, ns) == {"db-0"}
     cluster.delete(PODS, ns, "db-0")
-    assert actions._delete_pod(sel.conn, sel.pods[0], 0) == "already gone"
+    assert deletion.delete_pod(sel.conn, sel.pods[0], 0) == "already gone"
 
 
 def test_deleted_pods_come_back_through_their_controller(cluster, ns, conn):

@@ -5,6 +5,7 @@ keeps a reused pid from ever being signalled (on a fake /proc)."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from drivers.model.traffic_process import (
     workers_for,
 )
 from mlchaos.errors import DriverError, TargetNotFound
+from mlchaos.lib import procfs
 from mlchaos.safety import run_context
 from mlchaos.safety.changes import ChangeRecord
 from mlchaos.sandbox import routes
@@ -305,7 +307,7 @@ GENERATOR = ["/usr/bin/python3", "-m", "drivers.model.traffic_process", "--token
 def fake_proc(tmp_path, monkeypatch) -> Path:
     proc = tmp_path / "proc"
     proc.mkdir()
-    monkeypatch.setattr(traffic, "_PROC", proc)
+    monkeypatch.setattr(procfs, "PROC", proc)
     return proc
 
 
@@ -328,7 +330,7 @@ def test_stop_never_signals_a_reused_pid_and_says_already(fake_proc, monkeypatch
     _fake_process(fake_proc, 10, ["/usr/bin/python3", "-m", "some.other.program"], 999)
     _fake_process(fake_proc, 11, GENERATOR, 1000)  # the generator's command line, another start time
     signalled = []
-    monkeypatch.setattr(traffic.os, "kill", lambda pid, sig: signalled.append((pid, sig)))
+    monkeypatch.setattr(os, "kill", lambda pid, sig: signalled.append((pid, sig)))
     stats = tmp_path / "final.json"
     stats.write_text(json.dumps({"finished": True, "ended": "ttl"}))
     for pid, start in ((10, 500), (11, 500)):

@@ -1,15 +1,12 @@
-"""What every driver shares: act on many targets at once, poll until a condition holds, check a name pattern."""
+"""Act on many targets at once: a bounded thread pool, and one DriverError naming every failure."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from mlchaos.driver_kit import DriverError, wait_for
-
-__all__ = ["MAX_WORKERS", "check_name_pattern", "concurrently", "wait_for"]
+from mlchaos.driver_kit import DriverError
 
 T = TypeVar("T")
 MAX_WORKERS = 16
@@ -33,13 +30,3 @@ def concurrently(items: Sequence[str], work: Callable[[str], T], what: str, *, n
         of = f"{len(items)} {noun}".rstrip()
         raise DriverError(f"{what} failed for {len(failures)} of {of}: " + "; ".join(failures))
     return results
-
-
-def check_name_pattern(name_pattern: Any) -> None:
-    """A selector's ``name_pattern`` must be a non-empty, valid regular expression (DriverError otherwise)."""
-    if not isinstance(name_pattern, str) or not name_pattern:
-        raise DriverError(f"name_pattern must be a non-empty regular expression, got {name_pattern!r}")
-    try:
-        re.compile(name_pattern)
-    except re.error as exc:
-        raise DriverError(f"name_pattern {name_pattern!r} is not a valid regular expression: {exc}") from None

@@ -1,0 +1,85 @@
+"""The traffic generator processes of drivers.model.traffic: start one, find it again, end exactly it.
+
+A generator (``python -m drivers.model.traffic_process``) is ours only when its command line
+carries the marker and its token and, when known, it started at the recorded start time
+(:func:`mlchaos.lib.procfs.start_time`): a reused pid is never signalled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from drivers.model.sandbox import reap, track
+from drivers.model.traffic_process import MARKER, Plan
+from mlchaos.driver_kit import DriverError, procfs, write_json
+
+START_TIMEOUT = 20.0  # seconds for the generator to write its first stats
+STOP_TIMEOUT = 5.0  # seconds after SIGTERM before SIGKILL
+KILL_TIMEOUT = 5.0
+
+
+def find_generators(token: str, pid: int | None = None, start_time: int | None = None) -> list[int]:
+    """The live generators carrying `token` (only `pid` when given, and only if it started at `start_time`)."""
+    candidates = [pid] if pid is not None else sorted(procfs.pids())
+    return [c for c in candidates if is_generator(c, token, start_time)]
+
+
+def is_generator(pid: int, token: str, start_time: int | None = None) -> bool:
+    """True when `pid` is a live (never zombie) traffic generator with `token` (started at `start_time`)."""
+    started = procfs.start_time(pid)
+    if started is None or (start_time is not None and started != start_time):
+        return False  # gone, a zombie, or a reused pid
+    argv = procfs.cmdline(pid)
+    return argv is not None and MARKER in argv and procfs.has_option(argv, "--token", token)
+
+
+def spawn(plan: Plan, plan_path: Path, log_path: Path, started: Any) -> tuple[int, int | None]:
+    """Start the generator in its own session; (pid, start time) once ``started()`` (its first stats) is true."""
+    write_json(plan_path, plan.to_dict())
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen([sys.executable, "-m", MARKER, "--token", plan.token, "--config", str(plan_path)],
+                                   start_new_session=True, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+    track(process)  # reaped once it exits, so it never lingers as a zombie of the runner
+    start_time = procfs.start_time(process.pid)
+    deadline = time.monotonic() + START_TIMEOUT
+    while not started():
+        code = process.poll()
+        if code is not None:
+            raise DriverError(f"the traffic generator exited at its start (code {code}): {_tail(log_path)}")
+        if time.monotonic() >= deadline:
+            end(process.pid, plan.token)
+            raise DriverError(f"the traffic generator wrote no stats within {START_TIMEOUT:g}s: {_tail(log_path)}")
+        time.sleep(0.02)
+    return process.pid, start_time
+
+
+def end(pid: int, token: str) -> bool:
+    """SIGTERM, then SIGKILL after STOP_TIMEOUT; wait until it is gone. True when it had to be killed."""
+    start_time = procfs.start_time(pid)
+    for sig, wait in ((signal.SIGTERM, STOP_TIMEOUT), (signal.SIGKILL, KILL_TIMEOUT)):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+        deadline = time.monotonic() + wait
+        while is_generator(pid, token, start_time):
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.02)
+            reap(pid)  # our own child: collect it, or it stays a zombie
+        else:
+            return sig is signal.SIGKILL
+    raise DriverError(f"the traffic generator (pid {pid}) did not end after SIGKILL")
+
+
+def _tail(path: Path, lines: int = 10) -> str:
+    try:
+        return " | ".join(path.read_text(errors="replace").strip().splitlines()[-lines:]) or "(empty log)"
+    except OSError:
+        return "(no log)"

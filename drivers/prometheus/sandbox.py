@@ -1,0 +1,42 @@
+"""The sandbox monitoring stack as the Prometheus driver sees it: its URL, its rule files, promtool, preflight.
+
+The only module of drivers.prometheus that imports ``mlchaos.sandbox``; without a ``url``
+argument the driver talks to the stack ``mlchaos sandbox up`` started.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mlchaos.sandbox import monitoring_stack
+
+
+def prometheus_url(url: str | None) -> str:
+    """``url`` (an http(s) URL), else the sandbox Prometheus' (DriverError when its stack is not running)."""
+    return monitoring_stack.component_url(url, "prometheus")
+
+
+def rules_dir(create: bool = True) -> Path:
+    """The directory of rule files the sandbox Prometheus loads (``rules.d/*.yml``)."""
+    path = monitoring_stack.Monitoring().rules_dir
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def promtool() -> str:
+    """The path of promtool (DriverError naming the package when it is missing)."""
+    return monitoring_stack.promtool()
+
+
+def preflight(func: str, arguments: dict[str, Any]) -> list[str]:
+    """Validation hook of the probes: aimed at the sandbox, the monitoring binaries must be installed."""
+    if func.startswith(("notification_", "resolved_notification_")):
+        return []  # served by the run's receiver; `notifications: listen: sandbox` is checked on its own
+    return monitoring_stack.preflight_for_sandbox(arguments)
+
+
+def preflight_rule_files(arguments: dict[str, Any]) -> list[str]:
+    """What the actions need: rule files go into the sandbox Prometheus, which must be installed."""
+    return monitoring_stack.preflight_for_sandbox(arguments, needs_sandbox=True)
