@@ -28,7 +28,7 @@ def swap_tls_certificate(
 ) -> dict[str, Any]:
     """Put a bad certificate (expired, wrong_hostname, untrusted...) into a TLS Secret; undo: restore_secret.
 
-    The leaf is issued like drivers.tls does (mlchaos.certificates) for `hosts` (default: the
+    The leaf is issued like drivers.tls does (mlchaos.lib.certificates) for `hosts` (default: the
     current certificate's names), signed by the CA clients trust (`ca_secret`: a Secret with
     ca.crt/ca.key or tls.crt/tls.key; or `ca_dir`), except `untrusted` (a throw-away CA).
     `restart`: workloads to rollout-restart afterwards (``model-server``, ``statefulset/db``) so

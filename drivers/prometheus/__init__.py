@@ -1,5 +1,5 @@
 """Prometheus: alert probes (``probes``) and monitoring faults such as an injected or broken rule file (``actions``).
 
 Without a ``url`` argument they talk to the sandbox monitoring stack
-(:func:`mlchaos.sandbox.monitoring.endpoints`).
+(:mod:`drivers.prometheus.sandbox`: :func:`mlchaos.sandbox.monitoring_stack.endpoints`).
 """

@@ -19,10 +19,20 @@ from typing import Any
 from drivers._common import checks, selection
 from drivers._common.undo import Rollbacks, covers, stop_told
 from drivers.proxy.sandbox import metrics_proxy
-from mlchaos.driver_kit import ChangeRecord, DriverError, Target, TargetNotFound, announce, local_environment, procfs
+from mlchaos.driver_kit import (
+    ChangeRecord,
+    DriverError,
+    Target,
+    TargetNotFound,
+    announce,
+    local_environment,
+    procfs,
+    wait_for,
+)
 
 ROLLBACKS = Rollbacks("drivers.telemetry.actions")
 RESUME_FUNC = ROLLBACKS.path("resume_exporter")
+STOP_TIMEOUT = 5.0  # seconds for a paused exporter to show as stopped
 
 
 def stop_exporter(
@@ -64,6 +74,8 @@ def stop_exporter(
         return record.to_dict()
     for target in pids:
         os.kill(target, signal.SIGSTOP)
+    # a stop is delivered asynchronously: return once every exporter is stopped (a scrape now times out)
+    wait_for(lambda: all(procfs.state(p) in ("T", "t", None) for p in pids), STOP_TIMEOUT, interval=0.01)
     if ttl is not None:
         ROLLBACKS.start_watchdog(record, ttl, "resume_exporter", {"pids": pids})
     return record.to_dict()

@@ -11,6 +11,7 @@ import pytest
 import requests
 
 from drivers.model import actions, probes
+from mlchaos.errors import DriverError
 from mlchaos.sandbox import dataset
 from mlchaos.sandbox.manager import Replica, Sandbox
 
@@ -141,7 +142,7 @@ def test_label_flipped_push_drops_accuracy_not_drift_and_rolls_back(clean: Sandb
     for _ in range(2):  # 90 real rows: balanced predictions, the drift score stays low
         infer(replica.url, dataset.holdout_split()[0])
     assert metric(replica.url, "model_prediction_drift_psi") < 0.1
-    with pytest.raises(actions.DriverError, match="already serves version 'bad'"):
+    with pytest.raises(DriverError, match="already serves version 'bad'"):
         actions.push_bad_model(count=3)
     undo = actions.restore_pushed_model(**record["undo"]["arguments"])
     assert undo == {"service": "model", "restored": [hit], "removed": [hit], "already": [], "gone": []}
@@ -161,7 +162,7 @@ def test_random_weights_push_drops_accuracy_and_drifts(clean: Sandbox) -> None:
     matched, correct = online_accuracy(replica.url, "rw")
     assert matched == 45 and correct / matched < 0.4
     assert metric(replica.url, "model_prediction_drift_psi") > 2  # its predictions pile up on one class
-    with pytest.raises(actions.DriverError, match="pushed with defect 'random_weights'"):
+    with pytest.raises(DriverError, match="pushed with defect 'random_weights'"):
         actions.push_bad_model(defect="label_flipped", version="rw", count=3, dry_run=True)
     # a rollback with no record of the previous versions serves each replica's current version
     undo = actions.restore_pushed_model(remove_version="rw")

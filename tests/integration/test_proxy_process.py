@@ -121,7 +121,7 @@ def test_the_drivers_work_against_any_api_url(proxy_api):
         ({"type": "latency", "attributes": {"latency": -3}}, "latency must be a number >= 0"),
         ({"type": "latency", "toxicity": 1.5}, "toxicity must be a number in [0, 1]"),
         ({"type": "latency", "stream": "both"}, "stream must be upstream"),
-        ({"type": "latency", "ttl": -1}, "ttl must be a number of seconds > 0"),
+        ({"type": "latency", "ttl": -1}, "ttl must be a positive number of seconds"),
         ({"type": "latency", "proxy": "nope"}, "no proxy 'nope'"),
     ],
 )

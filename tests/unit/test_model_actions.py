@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from drivers.model import actions
+from drivers.model import actions, invalid_inputs
 from mlchaos.errors import DriverError
 from mlchaos.sandbox import dataset
 from mlchaos.sandbox.model import InvalidRequest, parse_infer_request
@@ -53,7 +53,7 @@ def test_a_fault_on_an_empty_sandbox_is_an_error_even_in_a_dry_run(state_dir, fa
 
 @pytest.mark.parametrize("kind", actions.INVALID_KINDS)
 def test_every_invalid_body_is_refused_by_the_server_for_its_own_reason(kind):
-    body = json.loads(json.dumps(actions._invalid_body(kind)))  # through JSON, as the server reads it
+    body = json.loads(json.dumps(invalid_inputs.invalid_body(kind)))  # through JSON, as the server reads it
     with pytest.raises(InvalidRequest) as info:
         parse_infer_request(body)
     assert info.value.reason == kind
@@ -61,4 +61,4 @@ def test_every_invalid_body_is_refused_by_the_server_for_its_own_reason(kind):
 
 def test_the_valid_rows_are_real_holdout_rows_the_server_accepts():
     rows, _ = dataset.holdout_split()
-    assert parse_infer_request(json.loads(json.dumps(actions._row_body(rows[0])))) == [list(rows[0])]
+    assert parse_infer_request(json.loads(json.dumps(invalid_inputs.row_body(rows[0])))) == [list(rows[0])]
