@@ -1,4 +1,5 @@
-"""`mlchaos report` and `mlchaos run --report-dir/--metrics-textfile/--pushgateway`, as real child processes."""
+"""`mlchaos report` and `mlchaos run --report-dir/--metrics-textfile/--pushgateway`, as real child processes
+(integration tests: each test starts the CLI)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.builders import probe, py
 from tests.support.report_helpers import ALL, journal_path, parse_html
+
+pytestmark = pytest.mark.usefixtures("isolated_state")  # each test's own MLCHAOS_STATE_DIR, as in tests/unit
 
 
 def mlchaos(*args, env, cwd=None, timeout=60):

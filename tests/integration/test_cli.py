@@ -1,4 +1,4 @@
-"""The command line, run as a real child process."""
+"""The command line, run as a real child process (an integration test: each test starts the CLI)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,11 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tests.support.bad_experiments import valid
+
+pytestmark = pytest.mark.usefixtures("isolated_state")  # each test's own MLCHAOS_STATE_DIR, as in tests/unit
 
 
 def mlchaos(*args, env, cwd=None, timeout=60):
