@@ -29,6 +29,12 @@ def positive(name: str, value: Any) -> None:
         raise DriverError(f"{name} must be a positive number of seconds, got {value!r}")
 
 
+def non_negative(name: str, value: Any) -> None:
+    """``value`` must be a finite number of seconds >= 0 (0: do not wait)."""
+    if not is_number(value) or not math.isfinite(value) or value < 0:
+        raise DriverError(f"{name} must be a non-negative number of seconds, got {value!r}")
+
+
 def ttl(value: Any) -> None:
     """A time to live: a finite number of seconds > 0, or None (no watchdog, or the driver's default)."""
     if value is not None and (not is_number(value) or not math.isfinite(value) or value <= 0):

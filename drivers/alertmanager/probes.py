@@ -10,10 +10,10 @@ they check that the run has a receiver and that the Alertmanager notifying it an
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Any
 
+from drivers._common import checks
 from drivers._common.alerts import alert_selector
 from drivers._common.http import get_json
 from drivers.alertmanager.sandbox import alertmanager_url, sink_address
@@ -71,8 +71,7 @@ def notification_delivered_within(
     """
     if status not in ALERT_STATUSES:
         raise DriverError(f"status must be 'firing' or 'resolved', got {status!r}")
-    if isinstance(within, bool) or not isinstance(within, int | float) or not math.isfinite(within) or within < 0:
-        raise DriverError(f"within must be a non-negative number of seconds, got {within!r}")
+    checks.non_negative("within", within)
     context = current_run()
     receiver = context.receiver if context is not None else None
     if receiver is None:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from drivers._common import checks
 from drivers.kubernetes import selection
 from drivers.kubernetes.client import connect
 from drivers.kubernetes.targets import connect_namespace, list_pods, pod_ready, restart_count
@@ -143,8 +144,7 @@ def event_count(
 
 def _poll(within: float, check: Callable[[], bool], interval: float = 1.0) -> bool:
     """``check()``, again every `interval` s until it is true or `within` s have passed; its last answer."""
-    if isinstance(within, bool) or not isinstance(within, int | float) or within < 0:
-        raise DriverError(f"within must be a number of seconds >= 0, got {within!r}")
+    checks.non_negative("within", within)
     deadline = time.monotonic() + within
     while True:
         if check():
@@ -165,8 +165,7 @@ def _pods(namespace: str, label_selector: Selector, field_selector: str | None, 
 
 def _since(since_seconds: float | None) -> datetime | None:
     if since_seconds is not None:
-        if isinstance(since_seconds, bool) or not isinstance(since_seconds, int | float) or since_seconds <= 0:
-            raise DriverError(f"since_seconds must be a positive number, got {since_seconds!r}")
+        checks.positive("since_seconds", since_seconds)
         return datetime.fromtimestamp(datetime.now(UTC).timestamp() - since_seconds, UTC)
     run = current_run()
     at = run.fault_time() if run is not None else None

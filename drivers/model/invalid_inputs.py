@@ -15,6 +15,7 @@ from typing import Any
 
 import requests as http  # `requests` is also an argument (a count)
 
+from drivers._common import checks
 from drivers._common.checks import is_number
 from drivers.model.endpoints import parse_scope
 from drivers.model.faults import Labels, announce_record, check_timeout
@@ -48,8 +49,7 @@ def send_invalid_inputs(
         raise DriverError(f"rate must be a number of requests per second in (0, {MAX_RATE:g}], got {rate!r}")
     if not is_number(invalid_fraction) or not 0 < invalid_fraction <= 1:
         raise DriverError(f"invalid_fraction must be in (0, 1], got {invalid_fraction!r}")
-    if not is_number(max_seconds) or max_seconds <= 0:
-        raise DriverError(f"max_seconds must be a positive number, got {max_seconds!r}")
+    checks.positive("max_seconds", max_seconds)
     check_timeout(timeout)
     scope = parse_scope(target, service, labels, name_pattern, project, urls)
     chosen, population, seed = scope.select(count, seed)

@@ -14,12 +14,12 @@ alerting rule defines the alert, and return what they checked.
 from __future__ import annotations
 
 import difflib
-import math
 import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from drivers._common import checks
 from drivers._common.alerts import AlertSelector, alert_selector
 from drivers._common.http import get_json
 from drivers.prometheus.sandbox import preflight as preflight  # the validation hook (not a probe)
@@ -291,9 +291,8 @@ def _before(timestamp: Any, epoch: float) -> bool | None:
 
 
 def _check_durations(within: float, poll: float) -> None:
-    for name, value in (("within", within), ("poll", poll)):
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
-            raise DriverError(f"{name} must be a non-negative number of seconds, got {value!r}")
+    checks.non_negative("within", within)
+    checks.non_negative("poll", poll)
     if poll <= 0:
         raise DriverError(f"poll must be > 0 seconds, got {poll!r}")
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from cryptography import x509
 
+from drivers._common import checks
 from drivers.tls.sandbox import replica_tls
 from mlchaos.driver_kit import DriverError, certificates
 
@@ -117,10 +118,8 @@ def _presented(host: str, port: int, timeout: float) -> dict[str, Any]:
 
 
 def _connect(host: str, port: int, timeout: float) -> socket.socket:
-    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
-        raise DriverError(f"port must be an integer in 1..65535, got {port!r}")
-    if not timeout > 0:
-        raise DriverError(f"timeout must be > 0 seconds, got {timeout!r}")
+    checks.port("port", port)
+    checks.positive("timeout", timeout)
     try:
         return socket.create_connection((host, port), timeout=timeout)
     except OSError as exc:
