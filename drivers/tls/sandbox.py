@@ -46,10 +46,10 @@ def replica_tls(service: str | None, replica: str | None) -> ReplicaTLS:
     rec = found[0]
     with translated():
         paths = certificates.sandbox_tls_paths(state_dir(), rec.name)
-    tls_port = int(getattr(rec, "tls_port", 0) or 0)  # TODO(lead): Replica.tls_port, set from the TLS line
+    tls_port = rec.tls_port or 0  # the port the replica printed on its TLS line (0: it serves no TLS)
     if not tls_port or not paths.cert_path.exists():
         raise DriverError(
             f"replica {rec.name} serves no TLS (no tls_port recorded, or no certificate at {paths.cert_path}):"
-            " not wired yet: the sandbox must start replicas with --tls-port/--tls-cert/--tls-key"
+            " restart the sandbox (`mlchaos sandbox up`) so that its replicas serve HTTPS"
         )
     return ReplicaTLS(rec.service, rec.name, rec.pid, rec.host, tls_port, paths, tuple(r.name for r in recorded))
