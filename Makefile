@@ -57,18 +57,19 @@ demo: install system-packages
 	$(BIN)/mlchaos sandbox down; \
 	echo; echo "demo finished: exit $$rc"; exit $$rc
 
-# Tests (tests/conftest.py has the layout): tests/unit is fast and runs in parallel (pytest-xdist; `auto` is
-# two workers per core, see tests/conftest.py); tests/integration starts real processes, binaries and
-# services, one test at a time. The markers unit/integration come from those folders. `make test` runs both
-# (every test), after lint. Bytecode is cached for the test runs even where PYTHONDONTWRITEBYTECODE is set:
-# otherwise every pytest worker compiles the package and rewrites every test module again (seconds each).
+# Tests (tests/conftest.py has the layout): tests/unit is fast and runs in parallel (pytest-xdist; `auto`
+# is two workers per core, see tests/conftest.py); tests/integration starts real processes, binaries and
+# services, one test at a time. The markers unit/integration come from those folders. `make test` runs
+# both, after lint: every test (its second run takes whatever is not marked unit). Bytecode is cached for
+# the test runs even where PYTHONDONTWRITEBYTECODE is set: otherwise every pytest worker compiles the
+# package and rewrites every test module again (seconds each).
 TEST_WORKERS ?= auto
 UNIT_ARGS = -n $(TEST_WORKERS) --dist worksteal
 test test-unit test-integration test-docker: export PYTHONDONTWRITEBYTECODE :=
 
 test: install system-packages lint
 	@rc=0; \
-	$(BIN)/pytest -q $(UNIT_ARGS) -m unit || rc=$$?; \
+	$(BIN)/pytest -q $(UNIT_ARGS) tests/unit || rc=$$?; \
 	$(BIN)/pytest -q -m "not unit" || rc=$$?; \
 	exit $$rc
 

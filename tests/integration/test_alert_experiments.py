@@ -26,6 +26,7 @@ def _run(sandbox: Sandbox, name: str, tmp_path: Path) -> tuple[subprocess.Comple
     return proc, json.loads(journal.read_text()), time.monotonic() - started
 
 
+@pytest.mark.slow  # about 15 s on a 2-core machine
 def test_the_kill_drill_detects_notifies_and_resolves_within_budget(monitored, tmp_path):
     monitored.up(replicas=3, timeout=90)  # heal whatever an earlier test left
     proc, journal, seconds = _run(monitored, "kill-one-replica-alerts.yaml", tmp_path)
@@ -44,6 +45,7 @@ def test_the_kill_drill_detects_notifies_and_resolves_within_budget(monitored, t
     assert "time to detect ModelServerDown" in proc.stdout
 
 
+@pytest.mark.slow  # about 22 s on a 2-core machine
 def test_a_miswritten_rule_makes_the_drill_fail(monitored, tmp_path):
     monitored.up(replicas=3, timeout=90)
     proc, journal, _ = _run(monitored, "miswritten-alert-rule.yaml", tmp_path)
@@ -57,6 +59,7 @@ def test_a_miswritten_rule_makes_the_drill_fail(monitored, tmp_path):
     assert {row.state for row in monitored.status()} == {"ready"}
 
 
+@pytest.mark.slow  # about 13 s on a 2-core machine
 def test_an_expired_certificate_is_refused_and_detected(monitored, tmp_path):
     monitored.up(replicas=3, timeout=90)
     proc, journal, _ = _run(monitored, "expired-certificate.yaml", tmp_path)
@@ -73,6 +76,7 @@ def test_an_expired_certificate_is_refused_and_detected(monitored, tmp_path):
     assert journal["mlchaos"]["recovery"]["recovered"] is True
 
 
+@pytest.mark.slow  # about 14 s on a 2-core machine
 def test_a_telemetry_outage_fires_only_telemetry_absent(monitored, tmp_path):
     monitored.up(replicas=3, timeout=90)
     proc, journal, _ = _run(monitored, "telemetry-outage.yaml", tmp_path)

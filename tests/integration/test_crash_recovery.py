@@ -88,6 +88,8 @@ def test_the_guardian_recovers_a_runner_whose_heartbeat_stopped(tmp_path, env):
         stopped = time.monotonic()
         wait_until(lambda: not (tmp_path / "fault").exists(), timeout=10, what="the guardian to remove the fault")
         assert time.monotonic() - stopped >= 0.4  # the last beat was at most 1 s before the SIGSTOP
+        # the guardian writes the journal after the undo: wait for it (read at once, it raced on a loaded machine)
+        wait_until(lambda: _journal(journal)["mlchaos"].get("recoveries"), what="the recovery in the journal")
         recovery = _journal(journal)["mlchaos"]["recoveries"][0]
         assert recovery["by"].startswith("guardian (no heartbeat for")
     finally:

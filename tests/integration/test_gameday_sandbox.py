@@ -13,6 +13,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from mlchaos.engine import exit_codes
 from tests.support.environment import child_env
 from tests.support.manual_clock import ManualClock
@@ -20,6 +22,7 @@ from tests.support.paths import ROOT
 from tests.support.polling import wait_until
 
 
+@pytest.mark.slow  # about 30 s on a 2-core machine
 def test_the_smoke_game_day_runs_two_sandbox_drills_with_a_cool_down(monitored, tmp_path):
     monitored.up(replicas=3, timeout=90)
     env = child_env(monitored.state_dir)

@@ -8,11 +8,14 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from mlchaos.engine import exit_codes
 from tests.support.environment import child_env
 from tests.support.paths import ROOT
 
 
+@pytest.mark.slow  # about 16 s on a 2-core machine
 def test_the_latency_drill_detects_the_slow_replica_within_budget(monitored, tmp_path):
     env = child_env(monitored.state_dir)
     journal_path = tmp_path / "journal.json"

@@ -46,6 +46,7 @@ def alerts(ep: MonitoringEndpoints) -> set[tuple[str, str, str]]:
     return {(a["labels"]["alertname"], a["labels"].get("instance", ""), a["state"]) for a in data}
 
 
+@pytest.mark.slow  # about 15 s on a 2-core machine
 def test_nan_fault_fires_non_finite_outputs_and_reset_resolves_it(stack) -> None:
     sandbox, ep = stack
     victim = sandbox.replicas("model")[0]
@@ -106,6 +107,7 @@ class Traffic:
             assert time.monotonic() - started < limit, f"{what} not within {limit}s; saw {seen}"
 
 
+@pytest.mark.slow  # about 22 s on a 2-core machine
 def test_label_flipped_push_fires_accuracy_low_and_the_rollback_resolves_it(stack) -> None:
     sandbox, ep = stack
     traffic = Traffic(sandbox.replicas("model"))

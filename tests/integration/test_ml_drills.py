@@ -44,6 +44,7 @@ def _quiet(sandbox: Sandbox, timeout: float = 60) -> None:
     pytest.fail(f"alerts still active {timeout}s before the drill: {out.stdout} {out.stderr}")
 
 
+@pytest.mark.slow  # 11-46 s a drill on a 2-core machine
 @pytest.mark.parametrize("name", list(DRILLS))
 def test_the_ml_drill_fires_its_alert_for_the_replica_hit_and_recovers(monitored, name, tmp_path):
     monitored.up(replicas=3, timeout=90)  # heal whatever an earlier test left

@@ -145,6 +145,7 @@ def test_kill_fires_only_server_down_for_that_instance_and_resolves_after_restar
     print(f"kill -> ModelServerDown firing {detect:.2f}s; restart -> resolved {resolved:.2f}s")
 
 
+@pytest.mark.slow  # about 14 s on a 2-core machine
 def test_up_keeps_a_healthy_stack_and_heals_a_dead_component(stack) -> None:
     sandbox, ep = stack
     before = {row.name: row.pid for row in sandbox.monitoring().status()}

@@ -34,6 +34,7 @@ def monitored(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
         sandbox.down()
 
 
+@pytest.mark.slow  # about 23 s on a 2-core machine
 def test_the_pipeline_drill_detects_and_resolves_within_budget(monitored: Sandbox, tmp_path: Path) -> None:
     env = child_env(monitored.state_dir)
     journal_path = tmp_path / "journal.json"

@@ -30,6 +30,7 @@ def report(tmp_path_factory):
     return written["html"]
 
 
+@pytest.mark.slow  # about 21 s on a 2-core machine
 def test_the_browser_builds_the_page_with_verdicts_and_timelines(report, tmp_path):
     proc = chromium("--dump-dom", report.as_uri(), home=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -198,6 +198,7 @@ def test_a_run_s_probes_read_its_generator_and_the_safety_net_stops_it(sandbox, 
     assert not traffic.find_generators(record["parameters"]["token"])
 
 
+@pytest.mark.slow  # about 11 s on a 2-core machine
 def test_a_hung_replica_costs_only_its_own_workers(sandbox, started):
     hung = sandbox.recorded()[0]
     os.kill(hung.pid, signal.SIGSTOP)
