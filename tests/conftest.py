@@ -44,9 +44,9 @@ FOLDER_MARKERS = {"unit": pytest.mark.unit, "integration": pytest.mark.integrati
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
-    """``-n auto`` (make test-unit): two workers per core, 2 to 8. Most unit tests wait (on loopback sockets,
-    timers, short child processes) rather than compute: on 2 cores, 4 workers took the folder from about 27 s
-    to about 20 s, where 2 workers left the cores idle half the time."""
+    """``-n auto`` (make test-unit): two workers per core, 2 to 8. Many unit tests wait (on loopback sockets,
+    timers, short child processes) rather than compute: on 2 cores the folder took about 28 s with 2 workers
+    (cores idle while tests wait) and about 23 s with 4 (then both cores are busy)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(2, min(8, 2 * cores))
 

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from mlchaos.monitoring.alert_rules import SANDBOX, STAGING, render_rule_tests, render_rules
 from tests.support.bad_experiments import valid
 
 pytestmark = pytest.mark.usefixtures("isolated_state")  # each test's own MLCHAOS_STATE_DIR, as in tests/unit
@@ -118,3 +119,16 @@ def test_discover_lists_driver_functions_with_summaries(subprocess_env):
     assert "kill_replicas(" in proc.stdout
     assert "drivers.model.probes" in proc.stdout
     assert "(no docstring)" not in proc.stdout
+
+
+def test_rules_command_prints_the_rendering(subprocess_env: dict[str, str]) -> None:
+    def mlchaos(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "mlchaos", "rules", *args], env=subprocess_env,
+                              capture_output=True, text=True, timeout=60)
+
+    proc = mlchaos("--profile", "sandbox", "--set", "down_for=2s")
+    assert proc.returncode == 0 and proc.stdout == render_rules(SANDBOX.with_overrides(["down_for=2s"]))
+    assert mlchaos().stdout == render_rules(STAGING)
+    assert mlchaos("--tests").stdout == render_rule_tests(STAGING)
+    bad = mlchaos("--set", "dwn_for=2s")
+    assert bad.returncode == 2 and "unknown parameter 'dwn_for'" in bad.stderr and bad.stdout == ""

@@ -1,10 +1,8 @@
-"""Alert rules as rendered: labels, durations, overrides, the unit-test cases they carry, the shipped files, the
-`mlchaos rules` command. promtool runs them in tests/integration/test_alert_rules_promtool.py."""
+"""Alert rules as rendered: labels, durations, overrides, the unit-test cases they carry, the shipped files.
+promtool runs them in tests/integration/test_alert_rules_promtool.py; the `mlchaos rules` command is tested as
+a child process in tests/integration/test_cli.py."""
 
 from __future__ import annotations
-
-import subprocess
-import sys
 
 import pytest
 import yaml
@@ -101,16 +99,3 @@ def test_durations_and_overrides() -> None:
         SANDBOX.with_overrides(["accuracy_threshold=1.5"])
     with pytest.raises(InvalidInput, match="unknown rule profile"):
         profile("prod")
-
-
-def test_rules_command_prints_the_rendering(subprocess_env: dict[str, str]) -> None:
-    def mlchaos(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "mlchaos", "rules", *args], env=subprocess_env,
-                              capture_output=True, text=True, timeout=60)
-
-    proc = mlchaos("--profile", "sandbox", "--set", "down_for=2s")
-    assert proc.returncode == 0 and proc.stdout == render_rules(SANDBOX.with_overrides(["down_for=2s"]))
-    assert mlchaos().stdout == render_rules(STAGING)
-    assert mlchaos("--tests").stdout == render_rule_tests(STAGING)
-    bad = mlchaos("--set", "dwn_for=2s")
-    assert bad.returncode == 2 and "unknown parameter 'dwn_for'" in bad.stderr and bad.stdout == ""

@@ -1,4 +1,5 @@
-"""drivers.watchdogs finds the TTL watchdogs of an undo function by their command line (real processes)."""
+"""drivers.watchdogs finds the TTL watchdogs of an undo function by their command line (real processes:
+an integration test)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from tests.support.environment import pythonpath
 from tests.support.polling import poll
 
 FUNC = "testdrivers.append_line"
+
+pytestmark = pytest.mark.usefixtures("isolated_state")  # each test's own MLCHAOS_STATE_DIR, as in tests/unit
 
 
 def _gone(pid: int) -> bool:

@@ -1,4 +1,5 @@
-"""The detached TTL watchdog undoes a fault by itself, unless the rollback stopped it first."""
+"""The detached TTL watchdog undoes a fault by itself, unless the rollback stopped it first (real detached
+processes over seconds of their TTLs: an integration test)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,13 @@ import os
 import time
 from pathlib import Path
 
+import pytest
+
 from mlchaos.safety.watchdog import start_watchdog, stop_watchdog
 from tests.support.environment import pythonpath
 from tests.support.polling import poll
+
+pytestmark = pytest.mark.usefixtures("isolated_state")  # each test's own MLCHAOS_STATE_DIR, as in tests/unit
 
 
 def test_the_watchdog_runs_the_undo_after_its_ttl(tmp_path, monkeypatch):
