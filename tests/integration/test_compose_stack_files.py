@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 from mlchaos.containers import configs, stack
-from mlchaos.sandbox import monitoring_stack
+from mlchaos.lib.programs import find_program
 from tests.support.components import require_component
 from tests.support.paths import ROOT
 
@@ -49,8 +49,8 @@ def test_compose_file_is_valid_and_publishes_on_loopback_only() -> None:
 
 
 def test_prometheus_and_alertmanager_accept_the_rendered_configs(tmp_path: Path) -> None:
-    promtool = monitoring_stack._which("/usr/bin/promtool")
-    amtool = monitoring_stack._which("/usr/bin/amtool")
+    promtool = find_program("/usr/bin/promtool")
+    amtool = find_program("/usr/bin/amtool")
     require_component("promtool", promtool is not None, "apt-get install prometheus")
     rules = ROOT / "deploy" / "docker" / "prometheus" / "rules" / "ml-serving-rules.yml"
     subprocess.run([promtool, "check", "rules", str(rules)], check=True, capture_output=True, timeout=60)
