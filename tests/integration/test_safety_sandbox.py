@@ -99,6 +99,8 @@ def test_sigkill_mid_latency_fault_the_guardian_removes_the_toxic(sandbox, tmp_p
     killed = time.monotonic()
     wait_until(lambda: not list_toxics("model-1", url), timeout=15, what="the guardian to remove the toxic")
     print(f"latency fault removed {time.monotonic() - killed:.2f}s after the runner's SIGKILL")
+    # the guardian writes the journal after the undo: wait for it (read at once, it raced on a loaded machine)
+    wait_until(lambda: json.loads(journal.read_text())["mlchaos"].get("recoveries"), what="the recovery in the journal")
     recovery = json.loads(journal.read_text())["mlchaos"]["recoveries"][0]
     assert recovery["by"] == "guardian (runner gone)" and recovery["ok"]
 
