@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -49,6 +50,14 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     (cores idle while tests wait) and about 23 s with 4 (then both cores are busy)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(2, min(8, 2 * cores))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Each test process (each xdist worker too) keeps its mlchaos state in a directory of its own, never in the
+    person's (~/.local/state/mlchaos) nor in another worker's; fixtures give tests their own below that."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker is not None or "MLCHAOS_STATE_DIR" not in os.environ:
+        os.environ["MLCHAOS_STATE_DIR"] = tempfile.mkdtemp(prefix=f"mlchaos-state-{worker or 'main'}-")
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m deselects by marker

@@ -140,9 +140,19 @@ def no_unexpected_alerts(allowed: list[str] | None = None, url: str | None = Non
     return sorted(n for n in names if n not in permitted)
 
 
-def unexpected_alert_count(allowed: list[str] | None = None, url: str | None = None) -> int:
-    """How many distinct alert names are firing that are not in `allowed` (use tolerance 0)."""
-    return len(no_unexpected_alerts(allowed=allowed, url=url))
+def unexpected_alert_count(allowed: list[str] | None = None, url: str | None = None, within: float = 0) -> int:
+    """How many distinct alert names are firing that are not in `allowed` (use tolerance 0).
+
+    With `within` (seconds), wait up to that long for them to resolve first: a recovery check on a system
+    that is still settling (a replica restarted by the rollback may be honestly not ready for a few seconds).
+    """
+    checks.non_negative("within", within)
+    deadline = time.monotonic() + within
+    while True:
+        count = len(no_unexpected_alerts(allowed=allowed, url=url))
+        if count == 0 or time.monotonic() >= deadline:
+            return count
+        time.sleep(min(1.0, max(deadline - time.monotonic(), 0.0)))
 
 
 def alerting_elsewhere_count(alert: str, labels: dict[str, str], url: str | None = None) -> int:

@@ -44,6 +44,22 @@ def _quiet(sandbox: Sandbox, timeout: float = 60) -> None:
     pytest.fail(f"alerts still active {timeout}s before the drill: {out.stdout} {out.stderr}")
 
 
+@pytest.mark.parametrize("name", list(DRILLS))
+def test_the_ml_drill_validates_and_plans_cleanly_and_changes_nothing(monitored, name):
+    """Before the drills that fire (defined first, so run first): their probes send predictions, and once a
+    feedback drill has run, a replica serving predictions without feedback is rightly ModelFeedbackAbsent."""
+    monitored.up(replicas=3, timeout=90)
+    path = str(ROOT / "experiments" / name)
+    proc = subprocess.run([sys.executable, "-m", "mlchaos", "validate", path], env=_env(monitored),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == exit_codes.OK, proc.stdout + proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "mlchaos", "plan", path], env=_env(monitored),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == exit_codes.OK, proc.stdout + proc.stderr
+    assert "verdict: PLANNED (exit 0)" in proc.stdout and "would hit" in proc.stdout
+    assert all(row.state == "ready" for row in monitored.status())
+
+
 @pytest.mark.slow  # 11-46 s a drill on a 2-core machine
 @pytest.mark.parametrize("name", list(DRILLS))
 def test_the_ml_drill_fires_its_alert_for_the_replica_hit_and_recovers(monitored, name, tmp_path):
@@ -79,17 +95,3 @@ def test_the_ml_drill_fires_its_alert_for_the_replica_hit_and_recovers(monitored
         answers = change["parameters"].get("answers") or runs["send-nan-inputs-to-one-replica"]["output"][
             "parameters"]["answers"]
         assert answers["invalid"] == {"400": 100} and answers["valid"] == {"200": 100}
-
-
-@pytest.mark.parametrize("name", list(DRILLS))
-def test_the_ml_drill_validates_and_plans_cleanly_and_changes_nothing(monitored, name):
-    monitored.up(replicas=3, timeout=90)
-    path = str(ROOT / "experiments" / name)
-    proc = subprocess.run([sys.executable, "-m", "mlchaos", "validate", path], env=_env(monitored),
-                          capture_output=True, text=True, timeout=60)
-    assert proc.returncode == exit_codes.OK, proc.stdout + proc.stderr
-    proc = subprocess.run([sys.executable, "-m", "mlchaos", "plan", path], env=_env(monitored),
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == exit_codes.OK, proc.stdout + proc.stderr
-    assert "verdict: PLANNED (exit 0)" in proc.stdout and "would hit" in proc.stdout
-    assert all(row.state == "ready" for row in monitored.status())
