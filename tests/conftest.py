@@ -39,7 +39,7 @@ import pytest
 import yaml
 
 from tests.support.environment import child_env
-from tests.support.paths import suite_folder
+from tests.support.paths import DOCKER_SCOPE, is_docker_module, suite_folder
 
 FOLDER_MARKERS = {"unit": pytest.mark.unit, "integration": pytest.mark.integration}
 
@@ -58,6 +58,23 @@ def pytest_configure(config: pytest.Config) -> None:
     worker = os.environ.get("PYTEST_XDIST_WORKER")
     if worker is not None or "MLCHAOS_STATE_DIR" not in os.environ:
         os.environ["MLCHAOS_STATE_DIR"] = tempfile.mkdtemp(prefix=f"mlchaos-state-{worker or 'main'}-")
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """``--dist loadscope`` (make test-integration): one module at a time per worker, so a module's sandbox
+    starts once; and the Docker modules together, as one unit: they share the compose stack and the engine.
+    A Docker module says so in its name (``docker`` or ``compose_stack``; tests/unit/test_test_layout.py checks
+    that every module marked ``docker`` does)."""
+    if config.getoption("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModulesWithDockerTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return DOCKER_SCOPE if is_docker_module(module) else module
+
+    return ModulesWithDockerTogether(config, log)
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m deselects by marker

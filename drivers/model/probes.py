@@ -18,6 +18,7 @@ from typing import Any
 
 import requests as http  # `requests` is also a probe argument (a count)
 
+from drivers._common import checks
 from drivers.model import sandbox
 from drivers.model.sandbox import holdout_split
 from mlchaos.driver_kit import DriverError
@@ -26,11 +27,22 @@ MAX_REQUESTS = 10_000
 
 
 def all_replicas_healthy(
-    service: str = "model", urls: list[str] | None = None, model: str = "iris", timeout: float = 2.0
+    service: str = "model", urls: list[str] | None = None, model: str = "iris", timeout: float = 2.0,
+    within: float = 0,
 ) -> bool:
-    """True when every replica answers live, ready and model-ready (timeout in seconds)."""
+    """True when every replica answers live, ready and model-ready (timeout in seconds per call).
+
+    With `within` (seconds), wait up to that long for them all to be: a recovery check right after a rollback
+    that restarted a replica (it serves again once its model is loaded, sooner or later with the host's load).
+    """
+    checks.non_negative("within", within)
     targets = _urls(service, urls)
-    return len(_healthy(targets, model, timeout)) == len(targets)
+    deadline = time.monotonic() + within
+    while True:
+        healthy = len(_healthy(targets, model, timeout)) == len(targets)
+        if healthy or time.monotonic() >= deadline:
+            return healthy
+        time.sleep(min(0.5, max(deadline - time.monotonic(), 0.0)))
 
 
 def healthy_replica_count(

@@ -27,3 +27,13 @@ def suite_folder(path: str | Path) -> str | None:
     except ValueError:
         return None
     return relative.parts[0] if len(relative.parts) > 1 and relative.parts[0] in SUITES else None
+
+
+DOCKER_SCOPE = "docker"
+"""The one xdist scope of every Docker test module (they share the compose stack: one at a time)."""
+
+
+def is_docker_module(path: str | Path) -> bool:
+    """A test module of the Docker group, by its name: it holds ``docker`` or ``compose_stack``."""
+    stem = Path(path).stem
+    return "docker" in stem or "compose_stack" in stem

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from tests.support.paths import ROOT, SUITES, TEST_DRIVERS, TESTS, suite_folder
+from tests.support.paths import ROOT, SUITES, TEST_DRIVERS, TESTS, is_docker_module, suite_folder
 
 
 def _test_modules() -> list:
@@ -71,3 +71,12 @@ def test_unit_tests_need_no_component():
     unit = [path for path in (TESTS / "unit").glob("test_*.py") if path.name != "test_require_component.py"]
     offenders = [_relative(path) for path in unit if needs.search(path.read_text(encoding="utf-8"))]
     assert offenders == [], "move them to tests/integration"
+
+
+def test_every_docker_module_is_named_as_one():
+    """`make test-integration` runs the Docker modules one after another on one worker (tests/conftest.py), which
+    it finds by name: a module that needs the engine without saying so in its name would race the others."""
+    marked = re.compile(r"pytest\.mark\.docker\b")
+    offenders = [_relative(path) for path in _test_modules()
+                 if marked.search(path.read_text(encoding="utf-8")) and not is_docker_module(path)]
+    assert offenders == [], "name it test_..._docker_... (or test_compose_stack_...)"
