@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from mlchaos.experiment.ml_test_score import RubricTest, parse_reference
 from mlchaos.monitoring.alert_rules import alert_rules, profile
-from mlchaos.reports.mltestscore import FAILING, NOT_COVERED, NOT_VERIFIED, PASSING, RubricTest, parse_reference, score
+from mlchaos.reports.mltestscore import FAILING, NOT_COVERED, NOT_VERIFIED, PASSING, score
 from mlchaos.reports.reader import read_run
 from mlchaos.reports.types import RunReport
 from tests.support.report_helpers import journal
