@@ -1,6 +1,6 @@
 """Read an experiment file (JSON or YAML) into plain data, remembering where each value sits.
 
-Only parsing lives here: a malformed file becomes a :class:`~mlchaos.problems.Problem`
+Only parsing lives here: a malformed file becomes a :class:`~mlchaos.experiment.problems.Problem`
 with the parser's line and column; checking the content is ``validation``'s job.
 
 An experiment file may be hostile, so the loader also guarantees the shape of what it

@@ -99,8 +99,8 @@ class CheckedExperiment:
 
     index: int
     entry: SuiteEntry
-    experiment: Any  # mlchaos.models.Experiment
-    variables: Any  # mlchaos.variables.Variables
+    experiment: Any  # mlchaos.experiment.models.Experiment
+    variables: Any  # mlchaos.experiment.variables.Variables
 
 
 def load_gameday(path: str | Path) -> GameDay:

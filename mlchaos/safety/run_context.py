@@ -22,7 +22,7 @@ class RunContext:
     """Shared, read-mostly state of one run."""
 
     changes: list[ChangeRecord] = field(default_factory=list)
-    receiver: Any = None  # mlchaos.notifications.NotificationReceiver when the run has one
+    receiver: Any = None  # mlchaos.monitoring.notifications.NotificationReceiver when the run has one
     dry_run: bool = False  # a plan: the planned (dry-run) changes stand for the faults
 
     def last_fault(self) -> ChangeRecord | None:

@@ -139,7 +139,7 @@ class Sandbox:
         model name (always trained on iris). ``base_port`` > 0 gives replica i
         port base_port + i, else ports are ephemeral. With ``monitoring`` the
         Prometheus/Alertmanager/blackbox stack is started (or healed) next and
-        scrapes every recorded replica (see :mod:`mlchaos.sandbox.monitoring`).
+        scrapes every recorded replica (see :mod:`mlchaos.sandbox.monitoring_stack`).
         Raises SandboxError when a replica fails to start or is not ready within
         ``timeout`` seconds, or when a monitoring binary is missing (before
         anything starts). The fault proxy is started (or healed: restarted when
