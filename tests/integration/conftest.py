@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from mlchaos.sandbox.manager import Sandbox
+from tests.support.settling import wait_until_quiet
 
 if TYPE_CHECKING:
     from mlchaos.containers.stack import StackEndpoints
@@ -41,6 +42,7 @@ def monitored(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     sandbox = Sandbox(tmp_path_factory.mktemp("monitored-state"))
     try:
         sandbox.up(replicas=3, timeout=90)
+        wait_until_quiet(sandbox.monitoring().endpoints().prometheus_url)  # start-up alerts resolve by themselves
         yield sandbox
     finally:
         sandbox.down()
@@ -62,6 +64,8 @@ def compose_stack() -> Iterator[StackEndpoints]:
     require_stack_images()
     stack.stack_down()  # leftovers of an interrupted run
     try:
-        yield stack.stack_up(timeout=90)
+        endpoints = stack.stack_up(timeout=90)
+        wait_until_quiet(endpoints.prometheus_url)  # a fresh stack on a loaded host may alert for seconds
+        yield endpoints
     finally:
         stack.stack_down()

@@ -28,8 +28,10 @@ def test_healthy_sandbox(sandbox: Sandbox) -> None:
     assert probes.prediction_accuracy() > 0.9
     assert probes.error_rate(requests=30) == 0.0
     p95 = probes.latency_percentile(percentile=95, requests=30)
-    assert isinstance(p95, float) and p95 > 0
-    assert probes.latency_percentile(percentile=50, requests=30) <= p95
+    assert isinstance(p95, float) and 0 < p95 < 2000  # milliseconds; the calls' timeout is 2 s
+    # a second sample's median (independent calls: on a loaded host it may exceed the first sample's p95;
+    # the percentile's arithmetic on one sample is tests/unit/test_model_percentile.py's)
+    assert 0 < probes.latency_percentile(percentile=50, requests=30) < 2000
 
 
 def test_one_replica_killed(sandbox: Sandbox) -> None:
