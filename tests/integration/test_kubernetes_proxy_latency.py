@@ -101,7 +101,9 @@ def test_latency_through_the_proxy_then_the_service_restored_exactly(stack):
         toxics = requests.get(f"{stack['api']}/proxies/model-server/toxics", timeout=5).json()
         assert [t["attributes"]["latency"] for t in toxics] == [300]
         slowed = p50(stack)
-        assert 300 <= slowed - baseline < 600, (baseline, slowed)
+        # Every request through the toxic waits its 300 ms; the direct baseline is a separate sample,
+        # so the difference of the two is not bounded below by 300 (stop 19's CI: 6.3 ms, then 305.2 ms).
+        assert 300 <= slowed < baseline + 600, (baseline, slowed)
         print(f"p50 through the Service: {baseline:.1f} ms direct, {slowed:.1f} ms through the proxy")
     finally:
         result = actions.restore_service(**record["undo"]["arguments"])
