@@ -5,11 +5,11 @@ These start the real CLI as a child process and send it real signals (so they ar
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -40,14 +40,16 @@ def _experiment(tmp_path: Path, rollback_seconds: float = 0.0, hold: float = 0.0
     }
 
 
-def _start(tmp_path, subprocess_env, data) -> tuple[subprocess.Popen, Path]:
+def _start(tmp_path, subprocess_env, data, stderr: Path | None = None) -> tuple[subprocess.Popen, Path]:
+    """Start ``mlchaos run``; its stderr goes to a pipe, or to the file *stderr* for a test that watches it."""
     path = tmp_path / "experiment.json"
     path.write_text(json.dumps(data), encoding="utf-8")
     journal = tmp_path / "journal.json"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mlchaos", "run", str(path), "--journal", str(journal)],
-        env=subprocess_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
+    with open(stderr, "w") if stderr else contextlib.nullcontext(subprocess.PIPE) as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mlchaos", "run", str(path), "--journal", str(journal)],
+            env=subprocess_env, stdout=subprocess.PIPE, stderr=err, text=True,
+        )
     return proc, journal
 
 
@@ -83,12 +85,17 @@ def test_a_signal_mid_method_runs_the_rollbacks(tmp_path, subprocess_env, signum
     assert signal.Signals(signum).name in wait["exception"][0]
 
 
-def test_a_second_ctrl_c_during_rollbacks_warns_and_rollbacks_finish(tmp_path, subprocess_env):
-    proc, journal = _start(tmp_path, subprocess_env, _experiment(tmp_path, rollback_seconds=1.5))
+def _ctrl_c_twice_into_the_rollbacks(proc: subprocess.Popen, journal: Path) -> None:
+    """Ctrl-C mid-method, then again once the rollbacks have started."""
     wait_until(lambda: _in_wait(journal), what="the method to reach its wait")
     proc.send_signal(signal.SIGINT)
     wait_until(lambda: _journal(journal).get("rollbacks"), what="rollbacks to start")
     proc.send_signal(signal.SIGINT)
+
+
+def test_a_second_ctrl_c_during_rollbacks_warns_and_rollbacks_finish(tmp_path, subprocess_env):
+    proc, journal = _start(tmp_path, subprocess_env, _experiment(tmp_path, rollback_seconds=1.5))
+    _ctrl_c_twice_into_the_rollbacks(proc, journal)
     out, err = proc.communicate(timeout=30)
     assert "rollbacks in progress, still to run: slow-cleanup, remove-fault, log-rollback" in err
     assert proc.returncode == exit_codes.INTERRUPTED
@@ -96,14 +103,14 @@ def test_a_second_ctrl_c_during_rollbacks_warns_and_rollbacks_finish(tmp_path, s
 
 
 def test_a_third_ctrl_c_abandons_rollbacks_and_says_what_is_left(tmp_path, subprocess_env):
-    proc, journal = _start(tmp_path, subprocess_env, _experiment(tmp_path, rollback_seconds=30))
-    wait_until(lambda: _in_wait(journal), what="the method to reach its wait")
+    stderr = tmp_path / "stderr.txt"
+    proc, journal = _start(tmp_path, subprocess_env, _experiment(tmp_path, rollback_seconds=30), stderr=stderr)
+    _ctrl_c_twice_into_the_rollbacks(proc, journal)
+    # The third only once the second was handled: two pending SIGINTs would merge into one.
+    wait_until(lambda: "still to run" in stderr.read_text(), what="the second Ctrl-C's warning")
     proc.send_signal(signal.SIGINT)
-    wait_until(lambda: _journal(journal).get("rollbacks"), what="rollbacks to start")
-    proc.send_signal(signal.SIGINT)
-    time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=30)
+    out, _ = proc.communicate(timeout=30)
+    err = stderr.read_text()
     assert proc.returncode == exit_codes.ROLLBACK_FAILED, out + err
     assert "abandoning rollbacks; left undone: slow-cleanup, remove-fault, log-rollback" in err
     assert "rollbacks left undone: slow-cleanup, remove-fault, log-rollback" in out
