@@ -71,15 +71,9 @@ def _yaml(data: Any) -> str:
 
 
 def _prometheus_config() -> dict[str, Any]:
-    # the sandbox's generator, with placeholders for the two addresses it writes as 127.0.0.1:PORT
-    config = monitoring_stack.Monitoring(IN_CONTAINER_STATE)._prometheus_config(
-        {"blackbox": 9115, "alertmanager": 9093}, SANDBOX)
-    text = json.dumps(config)
-    text = text.replace(f'"{monitoring_stack.HOST}:9115"', json.dumps(BLACKBOX))
-    text = text.replace(f'"{monitoring_stack.HOST}:9093"', json.dumps(ALERTMANAGER))
-    if monitoring_stack.HOST in text:
-        raise RuntimeError(f"a loopback address is left in the container Prometheus config: {text}")
-    return json.loads(text)
+    # the sandbox's generator, with the blackbox exporter and Alertmanager at their service names
+    return monitoring_stack.Monitoring(IN_CONTAINER_STATE).prometheus_config(
+        SANDBOX, blackbox=BLACKBOX, alertmanager=ALERTMANAGER)
 
 
 def render() -> dict[str, str]:
@@ -95,15 +89,14 @@ def render() -> dict[str, str]:
                    for name in REPLICAS]
     proxies = [{"name": name, "listen": f"0.0.0.0:{proxy_port(i)}", "upstream": f"{name}:{MODEL_PORT}",
                 "enabled": True} for i, name in enumerate(REPLICAS)]
-    sink = monitoring_stack.MonitoringEndpoints("", "", "", SINK_HOST, SINK_PORT)
     return {
         "prometheus/prometheus.yml": _yaml(_prometheus_config()),
         f"prometheus/rules/{monitoring_stack.RULES_FILE}": render_rules(SANDBOX),
         "prometheus/rules.d/README": "Rule files (*.yml) here are loaded too (POST /-/reload after a change).\n",
         "prometheus/targets/model.json": json.dumps(targets, indent=2) + "\n",
         "prometheus/targets/tls.json": json.dumps(tls_targets, indent=2) + "\n",
-        "alertmanager/alertmanager.yml": _yaml(monitoring_stack._alertmanager_config(sink)),
-        "blackbox/blackbox.yml": _yaml(monitoring_stack._blackbox_config(CA_FILE)),
+        "alertmanager/alertmanager.yml": _yaml(monitoring_stack.alertmanager_config(f"http://{SINK_HOST}:{SINK_PORT}/alerts")),
+        "blackbox/blackbox.yml": _yaml(monitoring_stack.blackbox_config(CA_FILE)),
         "proxy/proxies.json": json.dumps(proxies, indent=2) + "\n",
     }
 

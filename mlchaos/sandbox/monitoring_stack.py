@@ -253,24 +253,27 @@ class Monitoring:
         pushgateway_targets = self.targets_dir / "pushgateway.json"  # mlchaos.sandbox.pipeline writes it
         if not pushgateway_targets.exists():
             atomic_write(pushgateway_targets, "[]\n")
-        atomic_write(self.config_dir / "prometheus.yml",
-                     _dump(self._prometheus_config(ports, params, pushgateway=True)))
-        atomic_write(self.config_dir / "alertmanager.yml", _dump(_alertmanager_config(endpoints)))
+        prometheus = self.prometheus_config(params, blackbox=f"{HOST}:{ports['blackbox']}",
+                                            alertmanager=f"{HOST}:{ports['alertmanager']}", pushgateway=True)
+        atomic_write(self.config_dir / "prometheus.yml", _dump(prometheus))
+        atomic_write(self.config_dir / "alertmanager.yml", _dump(alertmanager_config(endpoints.sink_url)))
         sandbox_ca = self.state_dir / "tls" / "ca" / "ca.crt"  # mlchaos.lib.certificates.sandbox_tls_paths
-        atomic_write(self.config_dir / "blackbox.yml", _dump(_blackbox_config(sandbox_ca)))
+        atomic_write(self.config_dir / "blackbox.yml", _dump(blackbox_config(sandbox_ca)))
 
-    def _prometheus_config(self, ports: dict[str, int], p: RuleParameters,
-                           pushgateway: bool = False) -> dict[str, Any]:
-        model_targets = [{"files": [str(self.targets_dir / "model.json")]}]
-        tls_targets = [{"files": [str(self.targets_dir / "tls.json")]}]
-        blackbox = f"{HOST}:{ports['blackbox']}"
+    def prometheus_config(self, p: RuleParameters, *, blackbox: str, alertmanager: str,
+                          pushgateway: bool = False) -> dict[str, Any]:
+        """Prometheus' configuration: scrape and probe jobs over this state dir's target files, the
+        rule files, and the blackbox exporter and Alertmanager at the given ``host:port``."""
+        def file_sd(name: str) -> list[dict[str, Any]]:  # a fresh list per job: no YAML anchors in the file
+            return [{"files": [str(self.targets_dir / name)]}]
 
-        def probe_job(job: str, module: str, targets: list[dict], url: str) -> dict[str, Any]:
+
+        def probe_job(job: str, module: str, targets: str, url: str) -> dict[str, Any]:
             return {
                 "job_name": job,
                 "metrics_path": "/probe",
                 "params": {"module": [module]},
-                "file_sd_configs": targets,
+                "file_sd_configs": file_sd(targets),
                 "relabel_configs": [
                     # instance = the replica's host:port, the same as its scrape target's
                     {"source_labels": ["__address__"], "target_label": "instance"},
@@ -285,21 +288,21 @@ class Monitoring:
 
         # the training pipeline's Pushgateway (mlchaos.sandbox.pipeline): its groups keep their own job label
         pushgateway_job = [{"job_name": "pushgateway", "honor_labels": True,
-                            "file_sd_configs": [{"files": [str(self.targets_dir / "pushgateway.json")]}]}]
+                            "file_sd_configs": file_sd("pushgateway.json")}]
         return {
             "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
             "rule_files": [str(self.config_dir / "rules" / RULES_FILE), str(self.rules_dir / "*.yml")],
-            "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"{HOST}:{ports['alertmanager']}"]}]}]},
+            "alerting": {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]},
             "scrape_configs": [
-                {"job_name": p.model_job, "file_sd_configs": model_targets, "relabel_configs": [
+                {"job_name": p.model_job, "file_sd_configs": file_sd("model.json"), "relabel_configs": [
                     # instance = the replica's own host:port; the scrape itself goes through its metrics proxy
                     {"source_labels": ["__address__"], "target_label": "instance"},
                     {"source_labels": [METRICS_PROXY_LABEL], "regex": "(.+)", "target_label": "__address__"},
                 ]},
-                probe_job(p.blackbox_job, "http_2xx", model_targets, "http://$1/v2/health/live"),
-                probe_job(p.readiness_job, "http_2xx", model_targets, "http://$1/v2/health/ready"),
-                probe_job(p.tls_job, "tls_verify", tls_targets, "https://$1/v2/health/live"),
-                probe_job(p.tls_insecure_job, "tls_insecure", tls_targets, "https://$1/v2/health/live"),
+                probe_job(p.blackbox_job, "http_2xx", "model.json", "http://$1/v2/health/live"),
+                probe_job(p.readiness_job, "http_2xx", "model.json", "http://$1/v2/health/ready"),
+                probe_job(p.tls_job, "tls_verify", "tls.json", "https://$1/v2/health/live"),
+                probe_job(p.tls_insecure_job, "tls_insecure", "tls.json", "https://$1/v2/health/live"),
                 {"job_name": "blackbox", "static_configs": [{"targets": [blackbox]}]},
                 *(pushgateway_job if pushgateway else []),
             ],
@@ -434,7 +437,9 @@ def endpoints(state_dir: Path | None = None) -> MonitoringEndpoints:
     return Monitoring(state_dir).endpoints()
 
 
-def _alertmanager_config(endpoints: MonitoringEndpoints) -> dict[str, Any]:
+def alertmanager_config(webhook_url: str) -> dict[str, Any]:
+    """Alertmanager's configuration: every alert, grouped per alert and instance within a second,
+    to one webhook, resolved notifications included."""
     return {
         "route": {
             "receiver": "mlchaos",
@@ -445,12 +450,12 @@ def _alertmanager_config(endpoints: MonitoringEndpoints) -> dict[str, Any]:
         },
         "receivers": [{
             "name": "mlchaos",
-            "webhook_configs": [{"url": endpoints.sink_url, "send_resolved": True}],
+            "webhook_configs": [{"url": webhook_url, "send_resolved": True}],
         }],
     }
 
 
-def _blackbox_config(ca_file: Path) -> dict[str, Any]:
+def blackbox_config(ca_file: Path) -> dict[str, Any]:
     """Probe modules; the verifying TLS module trusts the sandbox CA (as the sandbox's clients do)."""
     http = {"valid_status_codes": [], "preferred_ip_protocol": "ip4"}
     verify: dict[str, Any] = {"insecure_skip_verify": False, "ca_file": str(ca_file)}

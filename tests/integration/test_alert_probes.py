@@ -31,6 +31,7 @@ from mlchaos.monitoring.notifications import NotificationReceiver
 from mlchaos.safety import run_context
 from mlchaos.safety.changes import ChangeRecord, Target
 from mlchaos.safety.run_context import RunContext
+from mlchaos.sandbox.monitoring_stack import alertmanager_config
 from tests.support.components import require_component
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
@@ -134,16 +135,7 @@ def start_stack(workdir: Path, rules: list[dict] | None = None, targets: int = 2
     stack = Stack("", "", NotificationReceiver().start(), [FlipTarget() for _ in range(targets)])
     try:
         am_port, prom_port = free_port(), free_port()
-        am_config = {
-            "route": {
-                "receiver": "mlchaos",
-                "group_by": ["alertname", "instance"],
-                "group_wait": "1s",
-                "group_interval": "1s",
-                "repeat_interval": "1h",
-            },
-            "receivers": [{"name": "mlchaos", "webhook_configs": [{"url": stack.receiver.url, "send_resolved": True}]}],
-        }
+        am_config = alertmanager_config(stack.receiver.url)  # the sandbox's routing, to this test's receiver
         (workdir / "alertmanager.yml").write_text(yaml.safe_dump(am_config))
         stack.procs.append(
             _start(

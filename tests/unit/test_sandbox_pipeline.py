@@ -15,11 +15,11 @@ from mlchaos.sandbox.monitoring_stack import Monitoring
 
 def test_prometheus_scrapes_the_pushgateway_keeping_the_pushed_job(tmp_path: Path):
     monitoring = Monitoring(tmp_path)
-    config = monitoring._prometheus_config({"blackbox": 1, "alertmanager": 2}, SANDBOX, pushgateway=True)
+    config = monitoring.prometheus_config(SANDBOX, blackbox="b:1", alertmanager="a:2", pushgateway=True)
     job = config["scrape_configs"][-1]
     assert job == {"job_name": "pushgateway", "honor_labels": True,
                    "file_sd_configs": [{"files": [str(monitoring.targets_dir / pipeline.TARGETS_FILE)]}]}
-    plain = monitoring._prometheus_config({"blackbox": 1, "alertmanager": 2}, SANDBOX)  # the container stack's
+    plain = monitoring.prometheus_config(SANDBOX, blackbox="b:1", alertmanager="a:2")  # the container stack's
     assert "pushgateway" not in [j["job_name"] for j in plain["scrape_configs"]]
 
 
