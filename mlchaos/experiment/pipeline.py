@@ -19,7 +19,7 @@ from mlchaos.errors import InvalidInput
 from mlchaos.experiment.loader import Document, load_document
 from mlchaos.experiment.models import Experiment, build_experiment
 from mlchaos.experiment.problems import Problem, ProblemList, suggest
-from mlchaos.experiment.settings import ADDRESS, mlchaos_extension_index
+from mlchaos.experiment.settings import ADDRESS, SANDBOX, mlchaos_extension_index
 from mlchaos.experiment.validation import validate
 from mlchaos.experiment.variables import Variables, load_variables
 
@@ -49,7 +49,7 @@ def load_checked(path: str, var: list[str], var_files: list[str],
     doc = load_document(path)
     problems = validate(doc, variables)
     if listen_targets is not None:
-        problems += _listen_problems(doc, listen_targets)
+        problems = sorted(problems + _listen_problems(doc, listen_targets, problems), key=lambda p: p.line or 0)
     if problems:
         raise ProblemList(problems)
     return build_experiment(doc), variables
@@ -71,17 +71,20 @@ def resolve_listen(experiment: Experiment, listen_targets: ListenTargets | None 
     return dataclasses.replace(experiment, settings=settings)
 
 
-def _listen_problems(doc: Document, listen_targets: ListenTargets) -> list[Problem]:
+def _listen_problems(doc: Document, listen_targets: ListenTargets, found: list[Problem]) -> list[Problem]:
+    """The named listen target's problems; none while validation already found the setting wrong."""
     index = mlchaos_extension_index(doc.data)
     if index is None:
+        return []
+    pointer = f"/extensions/{index}/notifications"
+    if any(p.pointer == pointer or p.pointer.startswith(pointer + "/") for p in found):
         return []
     notifications = doc.data["extensions"][index].get("notifications")
     if not isinstance(notifications, dict):
         return []
-    listen = notifications.get("listen", "sandbox")
+    listen = notifications.get("listen", SANDBOX)
     if not isinstance(listen, str) or ADDRESS.match(listen) or not re.fullmatch(r"[a-z][a-z0-9_-]*", listen):
         return []
-    pointer = f"/extensions/{index}/notifications"
     target = listen_targets.get(listen)
     if target is None:
         known = ", ".join(sorted(listen_targets)) or "none"

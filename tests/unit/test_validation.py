@@ -130,3 +130,32 @@ def test_experiments_that_need_monitoring_name_the_missing_packages(monkeypatch)
     assert "/steady-state-hypothesis/probes/0/provider" in pointers
     # an experiment without monitoring is unaffected
     assert load_checked(str(root / "kill-one-replica.yaml"), [], [], LISTEN_TARGETS)[0].title
+
+
+@pytest.mark.parametrize(("notifications", "expected"), [
+    ({"listen": "foo"}, "listen must be 'sandbox' or HOST:PORT, got 'foo'"),
+    ({"listen": "sandbox", "extra": 1}, "must be a mapping with 'listen'"),
+])
+def test_a_wrong_notifications_setting_is_one_problem_and_no_listen_target_is_asked(write_experiment, notifications,
+                                                                                   expected):
+    """The setting's own check owns it: the named target's preflight runs only on a setting that passed."""
+    from mlchaos.experiment.pipeline import load_checked
+    from mlchaos.experiment.problems import ProblemList
+
+    class Target:
+        asked = 0
+
+        def preflight(self) -> list[str]:
+            Target.asked += 1
+            return ["is not running"]
+
+        def address(self) -> str:
+            raise AssertionError("not resolved at validation")
+
+    data = valid()
+    data["extensions"] = [{"name": "mlchaos", "notifications": notifications}]
+    with pytest.raises(ProblemList) as raised:
+        load_checked(str(write_experiment(data)), [], [], {"sandbox": Target()})
+    (problem,) = raised.value.problems
+    assert expected in problem.message and problem.pointer.startswith("/extensions/0/notifications")
+    assert Target.asked == 0
