@@ -273,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def write(stats: dict[str, Any]) -> None:
         try:
-            atomic_write(stats_path, json.dumps(stats, indent=1) + "\n")
+            atomic_write(stats_path, json.dumps(stats, indent=1) + "\n", sync=False)  # every second
         except OSError as exc:  # keep sending: the stats are a report, the traffic is the point
             print(f"cannot write the stats {stats_path}: {exc}", file=sys.stderr, flush=True)
 

@@ -99,10 +99,10 @@ def install_certificate(
     _write_backup(backup, target)  # before the announcement: its undo must be able to find the backup
     announce(record)
     if kind == "untrusted":  # keep the throw-away CA for inspection; no client trusts it
-        atomic_write(backup / "untrusted-ca.crt", certs.cert_pem(issuer.certificate))
+        atomic_write(backup / "untrusted-ca.crt", certs.cert_pem(issuer.certificate), mode=0o644)
     # only the two files the server reads (and the backup holds) change; key first, then certificate
     atomic_write(target.key_path, certs.key_pem(key), mode=0o600)
-    atomic_write(target.cert_path, certs.cert_pem(cert))
+    atomic_write(target.cert_path, certs.cert_pem(cert), mode=0o644)
     _reload(target, sig_name, certs.fingerprint(cert), timeout)
     return record.to_dict()
 

@@ -156,7 +156,7 @@ class CertificateAuthority:
         """Write ``ca.crt`` and ``ca.key`` (0600) into ``ca_dir``; return the certificate's path."""
         ca_dir = Path(ca_dir)
         atomic_write(ca_dir / CA_KEY_FILE, key_pem(self.key), mode=0o600)
-        atomic_write(ca_dir / CA_CERT_FILE, cert_pem(self.certificate))
+        atomic_write(ca_dir / CA_CERT_FILE, cert_pem(self.certificate), mode=0o644)
         return ca_dir / CA_CERT_FILE
 
     def issue(self, hosts: Sequence[str], not_before: datetime, not_after: datetime,
@@ -248,10 +248,10 @@ def write_certificate(
     chain_path = cert_path.with_name(f"{cert_path.stem}-chain{cert_path.suffix or '.crt'}")
     ca_file = Path(ca_path) if ca_path is not None else cert_path.with_name(f"{cert_path.stem}-ca.crt")
     if not ca_file.exists() or ca_file.read_bytes() != cert_pem(ca.certificate):
-        atomic_write(ca_file, cert_pem(ca.certificate))
+        atomic_write(ca_file, cert_pem(ca.certificate), mode=0o644)
     atomic_write(key_path, key_pem(key), mode=0o600)
-    atomic_write(cert_path, cert_pem(cert))
-    atomic_write(chain_path, cert_pem(cert) + cert_pem(ca.certificate))
+    atomic_write(cert_path, cert_pem(cert), mode=0o644)
+    atomic_write(chain_path, cert_pem(cert) + cert_pem(ca.certificate), mode=0o644)
     return CertificateFiles(cert_path, key_path, ca_file, kind, cert.not_valid_after_utc, chain_path)
 
 

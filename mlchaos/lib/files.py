@@ -6,8 +6,8 @@ import contextlib
 import fcntl
 import json
 import os
+import secrets
 import socket
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,21 +15,31 @@ from typing import Any
 from mlchaos.errors import SandboxError
 
 
-def atomic_write(path: Path | str, data: str | bytes, mode: int = 0o644, *, sync: bool = True) -> None:
+def atomic_write(path: Path | str, data: str | bytes, mode: int | None = None, *, sync: bool = True) -> None:
     """Replace ``path`` with ``data`` at once: a temporary file of a unique name in the same folder (concurrent
-    writers never share one), written with ``mode`` whatever the umask, fsynced (unless ``sync`` is False),
-    then renamed over ``path``. A reader sees the old file or the new one, never a part of either."""
+    writers never share one), fsynced (unless ``sync`` is False), then renamed over ``path``. A reader sees
+    the old file or the new one, never a part of either.
+
+    Without ``mode`` the file gets the permissions any new file gets (0666 less the umask, as ``open``
+    gives); with one, exactly ``mode`` whatever the umask (``0o600`` for keys; ``0o644`` for
+    certificates and reports, which other users' programs read)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    tmp = Path(name)
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:  # created 0600 when a mode is given, so a key is never readable by others, not even briefly
+            descriptor = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666 if mode is None else 0o600)
+            break
+        except FileExistsError:
+            continue
     try:
         with open(descriptor, "wb") as handle:
             handle.write(data.encode("utf-8") if isinstance(data, str) else data)
             handle.flush()
             if sync:
                 os.fsync(handle.fileno())
-            os.fchmod(handle.fileno(), mode)
+            if mode is not None:
+                os.fchmod(handle.fileno(), mode)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -263,7 +263,7 @@ def update_textfile(runs: Iterable[RunReport], path: str | os.PathLike[str]) -> 
         except MetricsError as exc:
             raise MetricsError(f"{path}: {exc}; fix or delete the file (its counters would be lost)") from None
         counted = [run for run in _ordered(runs) if state.record(run)]
-        atomic_write(path, state.render())
+        atomic_write(path, state.render(), mode=0o644)  # a textfile collector may run as another user
     return counted
 
 

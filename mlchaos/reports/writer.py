@@ -51,7 +51,7 @@ def write_reports(journals: Journals, out_dir: str | os.PathLike[str],
     written = {}
     for name, text in texts.items():
         path = directory / FILE_NAMES[name]
-        atomic_write(path, text)
+        atomic_write(path, text, mode=0o644)
         written[name] = path
     return written
 
@@ -64,7 +64,7 @@ def write_files(journals: Journals, targets: Mapping[str, str | os.PathLike[str]
     texts = {name: render(suite, name) for name in targets}
     written = {}
     for name, target in targets.items():
-        atomic_write(Path(target), texts[name])
+        atomic_write(Path(target), texts[name], mode=0o644)
         written[name] = Path(target)
     return written
 
