@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mlchaos.engine.console import Console
+from mlchaos.engine.signals import Stop
 from mlchaos.experiment.driver_registry import accepts_dry_run
 from mlchaos.experiment.execution import Outcome
 from mlchaos.experiment.models import Activity, Experiment
@@ -52,12 +53,9 @@ def pauses_exceed_max_duration(experiment: Experiment, substitute: Callable[[Any
     return []
 
 
-def resolve_plan(experiment: Experiment, bounds: Ledger, execute: Execute, console: Console,
-                 stopped: type[BaseException]) -> list[str]:
-    """Resolve every method action in dry-run mode and check the plan against the bounds; the refusals.
-
-    ``stopped``: the exception that stops the run while the plan resolves (a signal, an abort).
-    """
+def resolve_plan(experiment: Experiment, bounds: Ledger, execute: Execute, console: Console) -> list[str]:
+    """Resolve every method action in dry-run mode and check the plan against the bounds; the refusals
+    (a signal or an abort while it resolves is one)."""
     ledger = Ledger(bounds.bounds, bounds.allowed, bounds.host_allowed)
     refusals: list[str] = []
 
@@ -78,7 +76,7 @@ def resolve_plan(experiment: Experiment, bounds: Ledger, execute: Execute, conso
             outcome = execute(activity, spec)
             if not outcome.succeeded:
                 console.warn(f"plan: {activity.name!r} could not be resolved: {outcome.error}")
-    except stopped as exc:
+    except Stop as exc:
         refusals.append(f"stopped while resolving the plan: {exc}")
     finally:
         changes.reset_sink(token)

@@ -34,7 +34,7 @@ from mlchaos.engine import budgets, plan
 from mlchaos.engine.budgets import Measurement
 from mlchaos.engine.console import Console, summarise_output
 from mlchaos.engine.result import RunResult
-from mlchaos.engine.signals import ROLLBACKS, Aborted, Interrupted, RollbacksAbandoned, RunSignals, Stop
+from mlchaos.engine.signals import DONE, METHOD, ROLLBACKS, Aborted, Interrupted, RollbacksAbandoned, RunSignals, Stop
 from mlchaos.engine.verdicts import Ending
 from mlchaos.errors import InvalidInput
 from mlchaos.experiment.execution import FAILED, SUCCEEDED, LockType, Outcome, Waiter, execute, in_background
@@ -162,7 +162,7 @@ class Runner:
             return self.dry_run  # a plan still shows what a run would do
         refusals = plan.pauses_exceed_max_duration(self.experiment, self._substitute)
         if not self.dry_run and self.ledger.active:
-            refusals += plan.resolve_plan(self.experiment, self.ledger, self._execute_spec, self.console, Stop)
+            refusals += plan.resolve_plan(self.experiment, self.ledger, self._execute_spec, self.console)
         for message in refusals:
             self._refuse(message)
         return not refusals or self.dry_run
@@ -268,7 +268,7 @@ class Runner:
                     self.failures.append("steady state not met now: a run would stop before its method")
             if self.dry_run and self.experiment.guards:
                 self._plan_guards()
-            self.phase = "method"
+            self.phase = METHOD
             self.console.heading("method:")
             background = [self._run_method_activity(a) for a in self.experiment.method]
             for job in background:
@@ -412,7 +412,7 @@ class Runner:
             return self._execute_spec(activity, activity.private_spec(), rollback, waiter)
         if rollback:
             return Outcome(SUCCEEDED, {"dry_run": "a plan does not run rollbacks"}, duration=0.0)
-        spec = plan.dry_run_spec(activity, waiting_probe=self.phase == "method")  # a probe waiting for the fault
+        spec = plan.dry_run_spec(activity, waiting_probe=self.phase == METHOD)  # a probe waiting for the fault
         if spec is None:
             return Outcome(SUCCEEDED, {"dry_run": "skipped: its provider has no dry run"}, duration=0.0)
         return self._execute_spec(activity, spec, rollback, waiter)
@@ -481,7 +481,7 @@ class Runner:
 
     # --- the end ------------------------------------------------------------------------
     def _finish(self, left_undone: list[str]) -> RunResult:
-        self.phase = "done"
+        self.phase = DONE
         interrupt, stop = self.signals.interrupt, self.signals.stop
         ending = Ending(left_undone=bool(left_undone), interrupt=interrupt, refused=bool(self.refusals),
                         stopped=stop is not None, deviated=self.deviated, failed=bool(self.failures),

@@ -20,12 +20,12 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from mlchaos.engine import exit_codes
+from mlchaos.engine.verdicts import SIGNAL_EXIT
 from mlchaos.safety import emergency_stop, run_registry
 from mlchaos.safety.guards import Abort
 
-SIGNAL_EXIT = {signal.SIGINT: exit_codes.INTERRUPTED, signal.SIGTERM: exit_codes.TERMINATED}
-STOPPABLE_PHASES = ("steady-state hypothesis (before)", "method", "steady-state hypothesis (after)")
+METHOD = "method"
+STOPPABLE_PHASES = ("steady-state hypothesis (before)", METHOD, "steady-state hypothesis (after)")
 ROLLBACKS = "rollbacks"
 DONE = "done"
 

@@ -24,6 +24,7 @@ UNFINISHED = "unfinished"  # what a report calls a journal without a verdict (a 
 RUN_VERDICTS = (HELD, DEVIATED, ACTIVITY_FAILED, ROLLBACK_FAILED, INTERRUPTED, REFUSED, ABORTED, PLANNED)
 PASSED = frozenset({HELD})
 FAILED = frozenset({DEVIATED, ACTIVITY_FAILED, ABORTED, ROLLBACK_FAILED})
+# the signals a run handles, and its exit code when one stops it
 SIGNAL_EXIT = {signal.SIGINT: exit_codes.INTERRUPTED, signal.SIGTERM: exit_codes.TERMINATED}
 
 
