@@ -27,7 +27,6 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
     return parser
 
 
-# (a command's start, parse then load, has the shape of gameday's: each is a few calls, nothing to share)
 def main(args: argparse.Namespace) -> int:
     """Validate, then run one experiment (a plan with ``--dry-run``)."""
     from mlchaos.cli.listen_targets import LISTEN_TARGETS

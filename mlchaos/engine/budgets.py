@@ -40,7 +40,6 @@ class Measurement(JsonRecord):
         return f"{KIND_LABELS.get(self.kind, self.kind)} {self.alert}: {self.seconds:.1f}s"
 
 
-# (a record type: its declaration has the shape of every frozen dataclass here, e.g. ComponentStatus's)
 @dataclass(frozen=True)
 class BudgetResult:
     """Whether one measured duration met its budget."""

@@ -57,7 +57,6 @@ class Activity:
         return spec
 
 
-# (its first fields are a game day's too, source, title, description: declarations, no shared logic)
 @dataclass(frozen=True)
 class Experiment:
     """A validated experiment."""

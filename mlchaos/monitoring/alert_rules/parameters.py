@@ -126,7 +126,7 @@ class RuleParameters:
 
 
 STAGING = RuleParameters()
-# a table of values, one per line (its lines look alike to a duplicate finder; nothing is repeated)
+# a table of values, one per line
 SANDBOX = RuleParameters(
     scrape_interval="1s",
     down_for="3s",
