@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from typing import Any
 
 
@@ -21,6 +20,7 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
 def main(args: argparse.Namespace) -> int:
     """Engage the stop, tell every live run to abort, wait for them (or clear the stop)."""
     from mlchaos.engine import exit_codes
+    from mlchaos.lib.waiting import wait_for
     from mlchaos.safety import emergency_stop, run_registry
 
     if args.clear:
@@ -33,10 +33,12 @@ def main(args: argparse.Namespace) -> int:
         print(f"aborting run {entry.run_id} (pid {entry.pid}): {entry.experiment}")
     print(f"emergency stop engaged: {len(live)} run(s) told to abort and roll back; new runs are refused "
           "until `mlchaos stop --clear`")
-    deadline = time.monotonic() + args.wait
-    while live and time.monotonic() < deadline:
-        live = [e for e in live if e.registry_file.exists() and e.runner_alive()]
-        time.sleep(0.1)
+
+    def all_exited() -> bool:
+        live[:] = [e for e in live if e.registry_file.exists() and e.runner_alive()]
+        return not live
+
+    wait_for(all_exited, args.wait, interval=0.1)
     for entry in live:
         print(f"still running after {args.wait:g}s: run {entry.run_id} (pid {entry.pid})", file=sys.stderr)
     return exit_codes.OK if not live else exit_codes.DEVIATED
