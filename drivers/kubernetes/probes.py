@@ -10,12 +10,10 @@ counts are 0 and pods_ready is false. Every probe only reads (get / list). ``wit
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from drivers._common import checks
+from drivers._common import checks, polling
 from drivers.kubernetes import selection
 from drivers.kubernetes.client import connect
 from drivers.kubernetes.targets import connect_namespace, list_pods, pod_ready, restart_count
@@ -37,7 +35,7 @@ def pods_ready(
                      configuration)
         return bool(pods) and all(pod_ready(p) for p in pods)
 
-    return _poll(within, ready)
+    return polling.poll(within, ready)
 
 
 def ready_pod_count(
@@ -74,7 +72,7 @@ def deployment_available(
         wanted = int((deployment.get("spec") or {}).get("replicas", 1))
         return found and (not all_replicas or int(status.get("availableReplicas") or 0) >= wanted)
 
-    return _poll(within, available)
+    return polling.poll(within, available)
 
 
 def restart_counts(
@@ -140,19 +138,6 @@ def event_count(
     """Number of events_since_fault (each counted once, whatever its repeat count)."""
     return len(events_since_fault(namespace, reasons, types, objects, since_seconds, kubeconfig, context,
                                   in_cluster, configuration))
-
-
-def _poll(within: float, check: Callable[[], bool], interval: float = 1.0) -> bool:
-    """``check()``, again every `interval` s until it is true or `within` s have passed; its last answer."""
-    checks.non_negative("within", within)
-    deadline = time.monotonic() + within
-    while True:
-        if check():
-            return True
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return False
-        time.sleep(min(interval, left))
 
 
 def _pods(namespace: str, label_selector: Selector, field_selector: str | None, name_pattern: str | None,

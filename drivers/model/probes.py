@@ -18,7 +18,7 @@ from typing import Any
 
 import requests as http  # `requests` is also a probe argument (a count)
 
-from drivers._common import checks
+from drivers._common import checks, polling
 from drivers.model import sandbox
 from drivers.model.sandbox import holdout_split
 from mlchaos.driver_kit import DriverError
@@ -35,14 +35,9 @@ def all_replicas_healthy(
     With `within` (seconds), wait up to that long for them all to be: a recovery check right after a rollback
     that restarted a replica (it serves again once its model is loaded, sooner or later with the host's load).
     """
-    checks.non_negative("within", within)
+    checks.non_negative("within", within)  # before the replicas are looked up (polling checks it again)
     targets = _urls(service, urls)
-    deadline = time.monotonic() + within
-    while True:
-        healthy = len(_healthy(targets, model, timeout)) == len(targets)
-        if healthy or time.monotonic() >= deadline:
-            return healthy
-        time.sleep(min(0.5, max(deadline - time.monotonic(), 0.0)))
+    return polling.poll(within, lambda: len(_healthy(targets, model, timeout)) == len(targets), interval=0.5)
 
 
 def healthy_replica_count(

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from drivers._common import checks
+from drivers._common import checks, polling
 from drivers._common.alerts import AlertSelector, alert_selector
 from drivers._common.http import get_json
 from drivers.prometheus.sandbox import preflight as preflight  # the validation hook (not a probe)
@@ -146,13 +146,7 @@ def unexpected_alert_count(allowed: list[str] | None = None, url: str | None = N
     With `within` (seconds), wait up to that long for them to resolve first: a recovery check on a system
     that is still settling (a replica restarted by the rollback may be honestly not ready for a few seconds).
     """
-    checks.non_negative("within", within)
-    deadline = time.monotonic() + within
-    while True:
-        count = len(no_unexpected_alerts(allowed=allowed, url=url))
-        if count == 0 or time.monotonic() >= deadline:
-            return count
-        time.sleep(min(1.0, max(deadline - time.monotonic(), 0.0)))
+    return polling.poll(within, lambda: len(no_unexpected_alerts(allowed=allowed, url=url)), lambda count: count == 0)
 
 
 def alerting_elsewhere_count(alert: str, labels: dict[str, str], url: str | None = None) -> int:
