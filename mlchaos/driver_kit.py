@@ -35,12 +35,12 @@ from mlchaos.safety.changes import ChangeRecord, Target, announce, is_change_rec
 from mlchaos.safety.run_context import RunContext
 from mlchaos.safety.run_context import current as current_run
 from mlchaos.safety.watchdog import pending as pending_watchdogs
-from mlchaos.safety.watchdog import start_record_watchdog, start_watchdog, stop_covered, stop_watchdog
+from mlchaos.safety.watchdog import start_record_watchdog, stop_covered, stop_watchdog
 
 __all__ = [
     "ALERT_STATUSES", "ChangeRecord", "DriverError", "InvalidInput", "MlchaosError", "Notification", "RunContext",
     "SandboxError", "Target", "TargetNotFound", "alert_rules", "announce", "atomic_write", "certificates",
     "current_run", "is_change_record", "local_environment", "pending_watchdogs", "procfs", "read_json",
-    "start_record_watchdog", "start_watchdog", "state_dir", "stop_covered", "stop_watchdog", "wait_for",
+    "start_record_watchdog", "state_dir", "stop_covered", "stop_watchdog", "wait_for",
     "write_json",
 ]

@@ -27,7 +27,7 @@ from drivers._common import checks
 from drivers._common.undo import Rollbacks, stop_told
 from drivers.gpu import cuda, planning
 from drivers.gpu.hog import MARKER
-from mlchaos.driver_kit import ChangeRecord, DriverError, Target, announce, local_environment, procfs, start_watchdog
+from mlchaos.driver_kit import ChangeRecord, DriverError, Target, announce, local_environment, procfs
 
 ROLLBACKS = Rollbacks("drivers.gpu.actions")
 RELEASE_FUNC = ROLLBACKS.path("release_gpu_memory")
@@ -80,9 +80,7 @@ def hog_gpu_memory(
     release.update(pid=helper["pid"], start_time=helper["start_time"])
     record.parameters.update(pid=helper["pid"], free_during=helper.get("free"))
     if ttl is not None:
-        watchdog = start_watchdog(ttl, RELEASE_FUNC, dict(release))
-        record.parameters["watchdog_pid"] = watchdog
-        release["watchdog_pid"] = watchdog
+        ROLLBACKS.start_watchdog(record, ttl, "release_gpu_memory", dict(release))
     return record.to_dict()
 
 

@@ -18,6 +18,7 @@ from mlchaos.errors import DriverError
 from mlchaos.experiment.loader import parse_text
 from mlchaos.experiment.validation import validate
 from mlchaos.lib import procfs
+from mlchaos.safety import watchdog
 from mlchaos.safety.changes import reset_sink, set_sink
 
 GiB = 1 << 30
@@ -174,7 +175,7 @@ def test_the_record_is_announced_before_the_helper_starts_and_names_it(gpu, monk
         return {"pid": 4242, "start_time": 777, "free": 1}
 
     monkeypatch.setattr(actions, "_start_helper", start)
-    monkeypatch.setattr(actions, "start_watchdog", lambda after, func, args: watchdogs.append((after, args)) or 99)
+    monkeypatch.setattr(watchdog, "start_watchdog", lambda after, func, args: watchdogs.append((after, args)) or 99)
     token = set_sink(announced.append)
     try:
         record = actions.hog_gpu_memory(bytes=GiB, ttl=120, hold=30)
@@ -192,7 +193,7 @@ def test_the_helper_holds_for_the_ttl_when_no_hold_is_given_and_a_hog_must_be_bo
     monkeypatch.setattr(actions, "_start_helper", lambda d, c, hold, t: holds.append(hold) or {"pid": 1,
                                                                                            "start_time": 1})
     actions.hog_gpu_memory(fraction=0.1, ttl=None, hold=5)
-    monkeypatch.setattr(actions, "start_watchdog", lambda *a: 2)
+    monkeypatch.setattr(watchdog, "start_watchdog", lambda *a: 2)
     actions.hog_gpu_memory(fraction=0.1, ttl=45)
     assert holds == [5, 45]
     with pytest.raises(DriverError, match="must be bounded"):
