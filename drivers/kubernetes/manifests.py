@@ -14,8 +14,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from mlchaos.driver_kit import alert_rules
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,8 +40,7 @@ def render(params: alert_rules.RuleParameters = alert_rules.STAGING, namespace: 
               " -- do not edit.\n"
               "# The same rules as deploy/prometheus/ml-serving-rules.yml (`mlchaos rules --profile staging`).\n"
               f"# Parameters: {', '.join(f'{k}={v}' for k, v in dataclasses.asdict(params).items())}\n")
-    return header + yaml.dump(prometheus_rule(params, namespace), Dumper=_Dumper, sort_keys=False, width=1000,
-                              allow_unicode=True)
+    return header + alert_rules.dump_yaml(prometheus_rule(params, namespace))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,17 +59,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {args.output}")
     return 0
 
-
-class _Dumper(yaml.SafeDumper):
-    def ignore_aliases(self, data: Any) -> bool:
-        return True
-
-
-def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|" if "\n" in value else None)
-
-
-_Dumper.add_representer(str, _str)
 
 if __name__ == "__main__":
     raise SystemExit(main())

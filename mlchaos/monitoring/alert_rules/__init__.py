@@ -4,7 +4,7 @@ Two profiles: :data:`SANDBOX` (seconds-long windows for a 1 s scrape interval, s
 drill sees an alert fire within seconds) and :data:`STAGING` (minutes, for a real
 deployment). :func:`render_rules` turns either into a rule file with one group
 ``ml-serving``; :func:`render_rule_tests` writes the matching ``promtool test rules``
-file, whose cases prove which alert answers which fault (a kill fires only
+file (both as :func:`dump_yaml` writes YAML), whose cases prove which alert answers which fault (a kill fires only
 ``ModelServerDown``, a telemetry-only outage only ``ModelTelemetryAbsent``...).
 
 Every alert joins its signals on the ``instance`` label: the scrape target of a
@@ -27,7 +27,7 @@ from mlchaos.monitoring.alert_rules.parameters import (
     profile,
 )
 from mlchaos.monitoring.alert_rules.rule_tests import render_rule_tests
-from mlchaos.monitoring.alert_rules.rules import alert_rules, render_rules
+from mlchaos.monitoring.alert_rules.rules import alert_rules, dump_yaml, render_rules
 
 __all__ = ["ALERT_NAMES", "COMPONENT", "GROUP_NAME", "PROFILES", "SANDBOX", "STAGING", "RuleParameters", "alert_rules",
-           "format_duration", "parse_duration", "profile", "render_rule_tests", "render_rules"]
+           "dump_yaml", "format_duration", "parse_duration", "profile", "render_rule_tests", "render_rules"]
