@@ -7,6 +7,6 @@ imports the sandbox.
 from __future__ import annotations
 
 from mlchaos.experiment.pipeline import ListenTargets
-from mlchaos.sandbox.monitoring_stack import SandboxNotifications
+from mlchaos.sandbox.listen_target import SandboxNotifications
 
 LISTEN_TARGETS: ListenTargets = {"sandbox": SandboxNotifications()}

@@ -43,7 +43,7 @@ from typing import Any, Literal
 
 import yaml
 
-from mlchaos.errors import DriverError, InvalidInput, SandboxError
+from mlchaos.errors import DriverError, SandboxError
 from mlchaos.lib.files import atomic_write, file_lock, free_ports, read_json, write_json
 from mlchaos.lib.http import http_json as _http_json
 from mlchaos.lib.http import http_ok as _http_ok
@@ -558,19 +558,3 @@ def component_url(url: str | None, component: Literal["prometheus", "alertmanage
     except DriverError as exc:
         raise DriverError(f"no {label} url given and the sandbox monitoring stack is not running: {exc}") from exc
     return getattr(found, f"{component}_url").rstrip("/")
-
-
-class SandboxNotifications:
-    """``notifications: {listen: sandbox}``: the run listens where the sandbox's Alertmanager sends its webhooks."""
-
-    def preflight(self) -> list[str]:
-        """The monitoring packages must be installed (the stack itself need not run to validate)."""
-        return preflight_for_sandbox({}, needs_sandbox=True)
-
-    def address(self) -> str:
-        """``HOST:PORT`` of the sandbox's alert sink; InvalidInput when its monitoring stack is not running."""
-        try:
-            found = endpoints()
-        except DriverError as exc:
-            raise InvalidInput(str(exc)) from None
-        return f"{found.sink_host}:{found.sink_port}"
