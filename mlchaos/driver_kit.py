@@ -14,8 +14,8 @@ A driver is a package of plain keyword-argument functions (``drivers/<name>/acti
 * the TTL watchdog: :func:`start_record_watchdog` for a fault that cannot expire by itself,
   :func:`stop_watchdog` / :func:`stop_covered` in its undo;
 * helpers: :func:`state_dir`, :func:`atomic_write` (fsync'd), :func:`read_json`,
-  :func:`write_json`, :func:`wait_for`, the ``procfs`` reader, the ``certificates`` library and
-  the ``alert_rules`` renderer.
+  :func:`write_json`, :func:`wait_for`, the ``procfs`` reader, the ``certificates`` library,
+  the ``alert_rules`` renderer and :func:`label_text` (an alert as ``Name{label="value"}``).
 
 Code that talks to mlchaos' own reference systems (``mlchaos.sandbox``, ``mlchaos.containers``,
 ``mlchaos.proxy``) lives in a driver's adapter module (``drivers/<name>/sandbox.py``), the only
@@ -30,7 +30,7 @@ from mlchaos.lib.files import atomic_write, read_json, write_json
 from mlchaos.lib.state_dir import state_dir
 from mlchaos.lib.waiting import wait_for
 from mlchaos.monitoring import alert_rules
-from mlchaos.monitoring.notifications import ALERT_STATUSES, Notification
+from mlchaos.monitoring.notifications import ALERT_STATUSES, Notification, label_text
 from mlchaos.safety.changes import ChangeRecord, Target, announce, is_change_record, local_environment
 from mlchaos.safety.run_context import RunContext
 from mlchaos.safety.run_context import current as current_run
@@ -40,7 +40,7 @@ from mlchaos.safety.watchdog import start_record_watchdog, stop_covered, stop_wa
 __all__ = [
     "ALERT_STATUSES", "ChangeRecord", "DriverError", "InvalidInput", "MlchaosError", "Notification", "RunContext",
     "SandboxError", "Target", "TargetNotFound", "alert_rules", "announce", "atomic_write", "certificates",
-    "current_run", "is_change_record", "local_environment", "pending_watchdogs", "procfs", "read_json",
+    "current_run", "is_change_record", "label_text", "local_environment", "pending_watchdogs", "procfs", "read_json",
     "start_record_watchdog", "state_dir", "stop_covered", "stop_watchdog", "wait_for",
     "write_json",
 ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from mlchaos.driver_kit import DriverError, current_run
+from mlchaos.driver_kit import DriverError, current_run, label_text
 
 
 @dataclass(frozen=True)
@@ -29,8 +29,7 @@ class AlertSelector:
 
     def describe(self) -> str:
         """``Name{label="value"}`` plus the fault instances when they are required."""
-        rest = ", ".join(f'{k}="{v}"' for k, v in sorted(self.labels.items()) if k != "alertname")
-        text = f"{self.alertname}{{{rest}}}" if rest else self.alertname
+        text = label_text(self.alertname, self.labels)
         if self.instances is not None:
             text += f" on instance {' or '.join(self.instances)}"
         return text

@@ -52,7 +52,7 @@ class Notification(JsonRecord):
 
     def describe(self) -> str:
         """``Name{label="value", ...} status`` (alertname left out of the labels)."""
-        return f"{_label_text(self.alertname, self.labels)} {self.status}"
+        return f"{label_text(self.alertname, self.labels)} {self.status}"
 
 
 @dataclass(frozen=True)
@@ -331,7 +331,8 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else ("" if value is None else str(value))
 
 
-def _label_text(name: str, labels: dict[str, str]) -> str:
+def label_text(name: str, labels: dict[str, str]) -> str:
+    """``Name{label="value", ...}``: the labels sorted, alertname left out; the bare name without other labels."""
     rest = ", ".join(f'{k}="{v}"' for k, v in sorted(labels.items()) if k != "alertname")
     return f"{name}{{{rest}}}" if rest else name
 
