@@ -4,8 +4,8 @@ A driver is a package of plain keyword-argument functions (``drivers/<name>/acti
 ``probes.py``). What it needs from the core is here, and only here:
 
 * errors: :class:`DriverError` (any failure; becomes a failed activity), :class:`TargetNotFound`
-  (a selector matched nothing), :class:`InvalidInput`, and :class:`SandboxError`, which a
-  driver's sandbox adapter translates once (``drivers._common.errors.translated``);
+  (a selector matched nothing), and :class:`SandboxError`, which a driver's sandbox adapter
+  translates once (``drivers._common.errors.translated``);
 * change records: an action builds a :class:`ChangeRecord` *before* it touches anything,
   :func:`announce` s it (the runner journals it at once and checks it against the bounds),
   applies the fault and returns ``record.to_dict()``; :func:`local_environment` names this host;
@@ -24,23 +24,20 @@ place a driver may import them. A unit test enforces both rules.
 
 from __future__ import annotations
 
-from mlchaos.errors import DriverError, InvalidInput, MlchaosError, SandboxError, TargetNotFound
+from mlchaos.errors import DriverError, SandboxError, TargetNotFound
 from mlchaos.lib import certificates, procfs
 from mlchaos.lib.files import atomic_write, read_json, write_json
 from mlchaos.lib.state_dir import state_dir
 from mlchaos.lib.waiting import wait_for
 from mlchaos.monitoring import alert_rules
 from mlchaos.monitoring.notifications import ALERT_STATUSES, Notification, label_text
-from mlchaos.safety.changes import ChangeRecord, Target, announce, is_change_record, local_environment
-from mlchaos.safety.run_context import RunContext
+from mlchaos.safety.changes import ChangeRecord, Target, announce, local_environment
 from mlchaos.safety.run_context import current as current_run
-from mlchaos.safety.watchdog import pending as pending_watchdogs
 from mlchaos.safety.watchdog import start_record_watchdog, stop_covered, stop_watchdog
 
 __all__ = [
-    "ALERT_STATUSES", "ChangeRecord", "DriverError", "InvalidInput", "MlchaosError", "Notification", "RunContext",
-    "SandboxError", "Target", "TargetNotFound", "alert_rules", "announce", "atomic_write", "certificates",
-    "current_run", "is_change_record", "label_text", "local_environment", "pending_watchdogs", "procfs", "read_json",
-    "start_record_watchdog", "state_dir", "stop_covered", "stop_watchdog", "wait_for",
+    "ALERT_STATUSES", "ChangeRecord", "DriverError", "Notification", "SandboxError", "Target", "TargetNotFound",
+    "alert_rules", "announce", "atomic_write", "certificates", "current_run", "label_text", "local_environment",
+    "procfs", "read_json", "start_record_watchdog", "state_dir", "stop_covered", "stop_watchdog", "wait_for",
     "write_json",
 ]
