@@ -43,7 +43,6 @@ from mlchaos.driver_kit import (
     TargetNotFound,
     announce,
     current_run,
-    procfs,
     read_json,
     state_dir,
 )
@@ -57,7 +56,6 @@ MAX_DURATION = 3600.0
 MAX_BATCH = 100
 MAX_TIMEOUT = 30.0
 ROWS = {"holdout": sandbox.holdout_split, "training": sandbox.training_split}
-process_start_time = procfs.start_time  # when a pid started (clock ticks since boot): a pid with it names a process
 _STATUS = re.compile(r"^(\d{3}|[1-5]xx|error|any)$")
 
 

@@ -316,7 +316,7 @@ def test_only_a_live_generator_with_the_token_and_start_time_is_ours(fake_proc):
     _fake_process(fake_proc, 11, GENERATOR[:4] + ["f" * 32] + GENERATOR[5:], 555)
     _fake_process(fake_proc, 12, ["/usr/bin/python3", "-m", "mlchaos.sandbox.model_server", TOKEN], 555)
     _fake_process(fake_proc, 13, GENERATOR, 555, state="Z")
-    assert traffic.process_start_time(10) == 555
+    assert procfs.start_time(10) == 555
     assert traffic.is_generator(10, TOKEN) and traffic.is_generator(10, TOKEN, 555)
     assert not traffic.is_generator(10, TOKEN, 556), "same pid, other start time: a reused pid"
     assert not traffic.is_generator(11, TOKEN), "another generator"
