@@ -30,3 +30,8 @@ def concurrently(items: Sequence[str], work: Callable[[str], T], what: str, *, n
         of = f"{len(items)} {noun}".rstrip()
         raise DriverError(f"{what} failed for {len(failures)} of {of}: " + "; ".join(failures))
     return results
+
+
+def each(items: Sequence[str], work: Callable[[str], T], what: str, **options: Any) -> dict[str, T]:
+    """:func:`concurrently` (with the same keyword ``options``), as ``{item: result}``."""
+    return dict(zip(items, concurrently(items, work, what, **options), strict=True))

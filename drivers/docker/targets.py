@@ -23,6 +23,8 @@ SERVICE_LABEL = "mlchaos.service"  # the service a replica belongs to (``model``
 COMPOSE_SERVICE_LABEL = "com.docker.compose.service"
 ROLLBACKS = Rollbacks("drivers.docker.actions")
 GONE = "gone (the container no longer exists)"
+# how concurrently/each name containers in a failure, and their threads
+_POOL: dict[str, Any] = {"noun": "container(s)", "label": lambda cid: cid[:12], "thread_prefix": "mlchaos-docker"}
 Labels = dict[str, Any] | list[str] | None
 
 
@@ -167,13 +169,13 @@ def published_ports(info: Mapping[str, Any]) -> dict[str, list[str]]:
 
 def concurrently(items: Sequence[str], work: Callable[[str], T], what: str) -> list[T]:
     """Run ``work(item)`` for every container id at once; one DriverError naming every failure."""
-    return concurrency.concurrently(items, work, what, noun="container(s)", label=lambda cid: cid[:12],
-                                    thread_prefix="mlchaos-docker")
+    return concurrency.concurrently(items, work, what, **_POOL)
 
 
 def each(ids: list[str], work: Callable[[str], str], what: str) -> dict[str, str]:
     """:func:`concurrently`, as ``{container id: result}``."""
-    return dict(zip(ids, concurrently(ids, work, what), strict=True))
+    return concurrency.each(ids, work, what, **_POOL)
+
 
 def status(api: Any, container_id: str) -> str | None:
     """The container's state (running, exited, paused...), None when it no longer exists."""

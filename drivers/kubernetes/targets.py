@@ -21,6 +21,7 @@ from mlchaos.driver_kit import ChangeRecord, Target, TargetNotFound
 T = TypeVar("T")
 SERVICE_LABELS = ("mlchaos.service", "app.kubernetes.io/name", "app")  # the first present names the service
 DRIVER = "kubernetes"
+THREAD_PREFIX = "mlchaos-k8s"  # the threads of concurrently/each
 
 
 @dataclass(frozen=True)
@@ -210,12 +211,13 @@ def label_pod(conn: Connection, namespace: str, name: str, labels: dict[str, Any
 
 def concurrently(items: Sequence[str], work: Callable[[str], T], what: str) -> list[T]:
     """Run ``work(item)`` for every pod (or object) name at once; one DriverError naming every failure."""
-    return concurrency.concurrently(items, work, what, thread_prefix="mlchaos-k8s")
+    return concurrency.concurrently(items, work, what, thread_prefix=THREAD_PREFIX)
 
 
 def each(names: list[str], work: Callable[[str], str], what: str) -> dict[str, str]:
     """:func:`concurrently`, as ``{name: result}``."""
-    return dict(zip(names, concurrently(names, work, what), strict=True))
+    return concurrency.each(names, work, what, thread_prefix=THREAD_PREFIX)
+
 
 def _replicaset_owner(conn: Connection, namespace: str, ref: Mapping[str, Any]) -> Owner:
     try:
