@@ -37,7 +37,7 @@ def main(args: argparse.Namespace) -> int:
     from mlchaos.engine.runner import Runner
     from mlchaos.engine.summary import print_plan, print_summary
     from mlchaos.errors import InvalidInput
-    from mlchaos.experiment.pipeline import load_checked, resolve_listen
+    from mlchaos.experiment.pipeline import load_checked
     from mlchaos.journal.redaction import redacted_output
 
     loaded = loaded_or_none(load_checked, args.file, args.var, args.var_file, LISTEN_TARGETS)
@@ -54,8 +54,8 @@ def main(args: argparse.Namespace) -> int:
     console.write(f"  file: {experiment.source}   journal: {journal or 'none'}")
     with redacted_output(lambda: console.redactor):  # drivers' prints and logs, plan, summary: no secrets
         try:
-            experiment = resolve_listen(experiment, LISTEN_TARGETS)
-            result = Runner(experiment, variables, journal, console, dry_run=args.dry_run).run()
+            result = Runner(experiment, variables, journal, console, dry_run=args.dry_run,
+                            listen_targets=LISTEN_TARGETS).run()
         except InvalidInput as exc:
             print(f"error: {exc}\nnothing was executed.", file=sys.stderr)
             return exit_codes.INVALID

@@ -39,6 +39,7 @@ from mlchaos.engine.verdicts import Ending
 from mlchaos.errors import InvalidInput
 from mlchaos.experiment.execution import FAILED, SUCCEEDED, LockType, Outcome, Waiter, execute, in_background
 from mlchaos.experiment.models import Activity, Experiment
+from mlchaos.experiment.pipeline import ListenTargets, listen_address
 from mlchaos.experiment.tolerance import check as check_tolerance
 from mlchaos.experiment.variables import Variables, resolve_values
 from mlchaos.journal.redaction import Redactor, sensitive_values
@@ -60,8 +61,10 @@ class Runner:
         journal_path: Path | None = None,
         console: Console | None = None,
         dry_run: bool = False,
+        listen_targets: ListenTargets | None = None,
     ):
         self.experiment = experiment
+        self.listen_targets = listen_targets  # named notification listeners (the command line passes the sandbox's)
         self.variables = variables or Variables()
         self.journal_path = journal_path
         self.dry_run = dry_run
@@ -216,7 +219,7 @@ class Runner:
 
     def _start_receiver(self) -> Any:
         """Start the run's notification receiver when the experiment declares one (before anything runs)."""
-        listen = self.experiment.settings.notifications_listen
+        listen = listen_address(self.experiment, self.listen_targets)
         if listen is None:
             return None
         receiver = open_receiver(listen)

@@ -4,13 +4,12 @@ An experiment may ask its notification receiver to listen at a *named* place ins
 ``HOST:PORT`` (``extensions: [{name: mlchaos, notifications: {listen: sandbox}}]``). The core
 does not know what a name means: the caller passes the :class:`ListenTarget` s it knows (the
 command line passes the sandbox's), :func:`load_checked` asks the named one for its
-validation-time problems, and :func:`resolve_listen` turns the name into the address just
-before the run, so the engine only ever sees ``HOST:PORT``.
+validation-time problems, and :func:`listen_address` turns the name into the address when the
+runner starts its receiver, so the engine never knows what a name means.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Mapping
 from typing import Protocol
@@ -43,7 +42,7 @@ def load_checked(path: str, var: list[str], var_files: list[str],
 
     With ``listen_targets`` (the command line passes the ones it knows), a named notification listener must
     be one of them, and its preflight problems are the experiment's; without, a name is left for
-    :func:`resolve_listen` to resolve (or refuse) before the run.
+    :func:`listen_address` to resolve (or refuse) when the run starts.
     """
     variables = load_variables(var, var_files)
     doc = load_document(path)
@@ -55,20 +54,19 @@ def load_checked(path: str, var: list[str], var_files: list[str],
     return build_experiment(doc), variables
 
 
-def resolve_listen(experiment: Experiment, listen_targets: ListenTargets | None = None) -> Experiment:
-    """The experiment with a named notification listener replaced by its ``HOST:PORT`` (InvalidInput if none)."""
+def listen_address(experiment: Experiment, listen_targets: ListenTargets | None = None) -> str | None:
+    """Where the run's notification receiver listens: ``HOST:PORT``, a named listener resolved through
+    ``listen_targets`` (InvalidInput when it cannot be), or None when the experiment declares none."""
     listen = experiment.settings.notifications_listen
     if listen is None or ADDRESS.match(listen):
-        return experiment
+        return listen
     target = (listen_targets or {}).get(listen)
     if target is None:
         raise InvalidInput(f"notifications: listen: {listen}: no such listen target here")
     try:
-        address = target.address()
+        return target.address()
     except InvalidInput as exc:
         raise InvalidInput(f"notifications: listen: {listen}: {exc}") from None
-    settings = dataclasses.replace(experiment.settings, notifications_listen=address)
-    return dataclasses.replace(experiment, settings=settings)
 
 
 def _listen_problems(doc: Document, listen_targets: ListenTargets, found: list[Problem]) -> list[Problem]:

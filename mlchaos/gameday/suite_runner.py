@@ -30,7 +30,7 @@ from typing import Any
 
 from mlchaos.engine import exit_codes, verdicts
 from mlchaos.engine.signals import STOPPABLE_PHASES
-from mlchaos.experiment.pipeline import ListenTargets, resolve_listen
+from mlchaos.experiment.pipeline import ListenTargets
 from mlchaos.gameday.progress import ProgressConsole
 from mlchaos.gameday.schedule import Calendar, Clock, SystemClock
 from mlchaos.gameday.suite import CheckedExperiment, GameDay
@@ -273,7 +273,7 @@ class SuiteRunner:
                                "back if it is still going then")
         record.started, record.verdict = _now(), "running"
         self._save()
-        runner = Runner(experiment, checked.variables, journal, self.console)
+        runner = Runner(experiment, checked.variables, journal, self.console, listen_targets=self.listen_targets)
         self.console.begin(checked.index, total, experiment.title, experiment.settings.blast_radius.max_duration,
                            local_close)
         self.console.attach(runner)
@@ -286,7 +286,6 @@ class SuiteRunner:
         try:
             with redacted_output(lambda: self.console.redactor):
                 try:
-                    runner.experiment = resolve_listen(experiment, self.listen_targets)  # a name: HOST:PORT now
                     result = runner.run()
                 except InvalidInput as exc:
                     print(f"error: {exc}\nnothing was executed.", file=sys.stderr, flush=True)

@@ -341,8 +341,7 @@ def open_receiver(listen: str) -> NotificationReceiver:
     """A started receiver on ``listen`` (``HOST:PORT``; port 0: any free one); InvalidInput when it cannot be."""
     match = ADDRESS.match(listen)
     if match is None:
-        raise InvalidInput(f"notifications: listen: {listen!r} is not HOST:PORT (a named listen target, such as "
-                           "'sandbox', is resolved before the run)")
+        raise InvalidInput(f"notifications: listen: {listen!r} is not HOST:PORT")
     host, port = match["host"].strip("[]"), int(match["port"])
     receiver = NotificationReceiver(host=host, port=port)
     try:

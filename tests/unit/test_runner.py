@@ -265,3 +265,38 @@ def test_env_file_variables_resolve_configuration_without_leaking_into_the_proce
     configuration, _ = resolve_values(experiment, variables)
     assert configuration["url"] == "http://x" and configuration["kept"] == "dotenv"
     assert "MLCHAOS_TEST_FROM_DOTENV" not in os.environ and os.environ["MLCHAOS_TEST_KEPT"] == "before"
+
+
+class _ListenTarget:
+    """A named notification listener: where it says, or refused with a reason."""
+
+    def __init__(self, address: str | None):
+        self._address = address
+
+    def preflight(self) -> list[str]:
+        return []
+
+    def address(self) -> str:
+        if self._address is None:
+            raise InvalidInput("its monitoring stack is not running")
+        return self._address
+
+
+def test_a_named_listener_is_resolved_by_the_runner_or_refuses_the_run_before_anything(
+        write_experiment, tmp_path):
+    data = valid()
+    data["method"] = [py("must-not-run", "append_line", path=str(tmp_path / "method.log"), text="ran")]
+    data["extensions"] = [{"name": "mlchaos", "notifications": {"listen": "sandbox"}}]
+    experiment = build_experiment(load_document(write_experiment(data)))
+    with pytest.raises(InvalidInput, match="notifications: listen: sandbox: its monitoring stack is not running"):
+        Runner(experiment, None, tmp_path / "j.json", Console(io.StringIO(), tty=False),
+               listen_targets={"sandbox": _ListenTarget(None)}).run()
+    with pytest.raises(InvalidInput, match="notifications: listen: sandbox: no such listen target here"):
+        Runner(experiment, None, tmp_path / "j.json", Console(io.StringIO(), tty=False)).run()
+    assert not (tmp_path / "j.json").exists() and not (tmp_path / "method.log").exists()
+
+    out = io.StringIO()
+    result = Runner(experiment, None, tmp_path / "j.json", Console(out, tty=False),
+                    listen_targets={"sandbox": _ListenTarget("127.0.0.1:0")}).run()
+    assert result.exit_code == exit_codes.OK
+    assert "notifications: listening on http://127.0.0.1:" in out.getvalue()
