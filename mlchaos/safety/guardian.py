@@ -39,16 +39,13 @@ def watch(registry: Path, timeout: float) -> int:
     entry = _entry(registry)
     if entry is None:
         return 0
-    while True:
-        if not registry.exists():
-            return 0  # the run ended and unregistered itself
-        age = entry.heartbeat_age()
-        if not entry.runner_alive() or age is None or age > timeout:
-            break
+    while registry.exists() and not entry.is_dead(timeout):
         time.sleep(POLL_SECONDS)
     if not registry.exists():
-        return 0
-    cause = "runner gone" if not entry.runner_alive() else f"no heartbeat for {age:.1f}s"
+        return 0  # the run ended and unregistered itself
+    age = entry.heartbeat_age()
+    cause = ("runner gone" if not entry.runner_alive()
+             else "no heartbeat file" if age is None else f"no heartbeat for {age:.1f}s")
     status = 0
     with open(log_path(entry), "a", encoding="utf-8") as log:
         print(f"guardian: {cause}; recovering {entry.journal}", file=log, flush=True)
