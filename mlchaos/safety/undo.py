@@ -87,7 +87,7 @@ def recorded_changes(journal: dict[str, Any], unreadable: list[str] | None = Non
     only the fault knew, e.g. the pid of the watchdog its undo must stop. A record that cannot be read
     is never skipped in silence: it is described in ``unreadable`` (when given).
     """
-    extra = journal.get("mlchaos") if isinstance(journal.get("mlchaos"), dict) else {}
+    extra = journal_reader.mlchaos_section(journal)
     finished = {}
     for entry in journal.get("run") or []:
         output = entry.get("output") if isinstance(entry, dict) else None
