@@ -31,6 +31,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mlchaos.lib import procfs
+from mlchaos.lib.waiting import wait_for
 
 MODULE = "mlchaos.safety.watchdog"
 MARKERS = (MODULE, "mlchaos.watchdog")  # the module now, and before the move (still recognised)
@@ -49,12 +50,12 @@ def start_watchdog(after: float, func: str, arguments: dict[str, Any]) -> int:
 def _wait_until_recognisable(pid: int, timeout: float = 5.0) -> None:
     """Return once the child has exec'd (its command line carries the marker): until then a rollback that
     looks for watchdogs by command line (:func:`pending`) could not find it. Bounded; never raises."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def exec_done() -> bool:
         argv = procfs.cmdline(pid)
-        if argv is None or is_watchdog(argv):
-            return
-        time.sleep(0.002)
+        return argv is None or is_watchdog(argv)
+
+    wait_for(exec_done, timeout, interval=0.002)
 
 
 def start_record_watchdog(record: Any, after: float, func: str, arguments: dict[str, Any]) -> int:
