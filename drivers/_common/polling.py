@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import TypeVar
 
 from drivers._common import checks
+from mlchaos.driver_kit import wait_for
 
 T = TypeVar("T")
 
@@ -14,13 +14,14 @@ T = TypeVar("T")
 def poll(within: float, attempt: Callable[[], T], done: Callable[[T], bool] = bool, interval: float = 1.0) -> T:
     """``attempt()``, again every `interval` s until ``done`` of its answer or `within` s have passed; its last answer.
 
-    ``within`` must be a non-negative number of seconds (0: ask once).
+    ``within`` must be a non-negative number of seconds (0: ask once). The waiting is :func:`wait_for`'s.
     """
     checks.non_negative("within", within)
-    deadline = time.monotonic() + within
-    while True:
-        answer = attempt()
-        left = deadline - time.monotonic()
-        if done(answer) or left <= 0:
-            return answer
-        time.sleep(min(interval, left))
+    last: list[T] = []
+
+    def settled() -> bool:
+        last[:] = [attempt()]
+        return done(last[0])
+
+    wait_for(settled, within, interval)
+    return last[0]

@@ -7,10 +7,14 @@ from collections.abc import Callable
 
 
 def wait_for(check: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
-    """Poll ``check`` every ``interval`` seconds until it is true (True) or ``timeout`` seconds have passed (False)."""
+    """Poll ``check`` every ``interval`` seconds until it is true (True) or ``timeout`` seconds have passed (False).
+
+    It never sleeps past the deadline: the last look is at the deadline, not up to an interval after it.
+    """
     deadline = time.monotonic() + timeout
     while not check():
-        if time.monotonic() >= deadline:
+        left = deadline - time.monotonic()
+        if left <= 0:
             return False
-        time.sleep(interval)
+        time.sleep(min(interval, left))
     return True
