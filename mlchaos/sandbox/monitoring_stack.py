@@ -264,9 +264,9 @@ class Monitoring:
                           pushgateway: bool = False) -> dict[str, Any]:
         """Prometheus' configuration: scrape and probe jobs over this state dir's target files, the
         rule files, and the blackbox exporter and Alertmanager at the given ``host:port``."""
+
         def file_sd(name: str) -> list[dict[str, Any]]:  # a fresh list per job: no YAML anchors in the file
             return [{"files": [str(self.targets_dir / name)]}]
-
 
         def probe_job(job: str, module: str, targets: str, url: str) -> dict[str, Any]:
             return {
