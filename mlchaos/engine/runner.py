@@ -42,11 +42,12 @@ from mlchaos.experiment.models import Activity, Experiment
 from mlchaos.experiment.pipeline import ListenTargets, listen_address
 from mlchaos.experiment.tolerance import check as check_tolerance
 from mlchaos.experiment.variables import Variables, resolve_values
-from mlchaos.journal.redaction import Redactor, sensitive_values
+from mlchaos.journal.redaction import MIN_SECRET_LENGTH, Redactor, code_paths, sensitive_values, too_short_to_redact
 from mlchaos.journal.writer import Journal, activity_record
 from mlchaos.monitoring.notifications import open_receiver
 from mlchaos.safety import changes, emergency_stop, run_context, run_registry, safety_net
 from mlchaos.safety.blast_radius import BoundExceeded, Ledger
+from mlchaos.safety.exact_records import ExactRecords
 from mlchaos.safety.guards import Abort, GuardState, RunMonitor
 from mlchaos.safety.safety_net import SafetyNet
 
@@ -75,6 +76,7 @@ class Runner:
         self.planned: list[tuple[Activity, Outcome]] = []
         self.entry: run_registry.RunEntry | None = None
         self.guardian_pid: int | None = None
+        self.exact: ExactRecords | None = None  # the run's exact change records (the journal's are redacted)
         self.failures: list[str] = []
         self.deviated = False
         self.counts = {"succeeded": 0, "failed": 0, "skipped": 0}
@@ -93,9 +95,14 @@ class Runner:
         """Run the experiment and return its result (the journal is on disk at every step)."""
         configuration, secrets = resolve_values(self.experiment, self.variables)
         self.configuration, self.secrets = configuration, secrets
-        redactor = Redactor(sensitive_values(self.experiment.configuration, configuration, secrets,
-                                             self.variables.configuration))  # env-backed values too
+        declared = (self.experiment.configuration, configuration, secrets, self.variables.configuration)
+        redactor = Redactor(sensitive_values(*declared))  # env-backed values too
+        redactor.protect(code_paths(self.experiment.raw))  # a secret never rewrites a provider's name
         self.console.redactor = redactor
+        too_short = too_short_to_redact(*declared)
+        if too_short:
+            self.console.warn(f"{', '.join(too_short)}: shorter than {MIN_SECRET_LENGTH} characters, too short to"
+                              " redact safely: shown as is in the journal and the output")
         if self.journal_path is not None:
             try:
                 self.journal_path.parent.mkdir(parents=True, exist_ok=True)
@@ -121,6 +128,10 @@ class Runner:
                 raise InvalidInput(f"cannot register the run in {run_registry.runs_dir()} (MLCHAOS_STATE_DIR): "
                                    f"{exc}") from None
             self.journal.extra["run_id"] = self.entry.run_id
+            if self.journal_path is not None:
+                self.exact = ExactRecords.for_run(self.entry.run_id, self.journal_path.resolve(), redactor.secrets)
+        if too_short:
+            self.journal.extra["too_short_to_redact"] = too_short
         self.monitor = RunMonitor(
             on_abort=self.abort, entry=self.entry,
             max_duration=None if self.dry_run else settings.blast_radius.max_duration,
@@ -130,6 +141,7 @@ class Runner:
         token = changes.set_sink(self._record_change)
         context_token = run_context.activate(self.context)
         left_undone: list[str] = []
+        all_undone = False
         try:
             self.monitor.start()
             if self._admitted():
@@ -143,6 +155,7 @@ class Runner:
             if recovering and not left_undone:
                 self._run_recovery()
             left_undone += self._undo_uncovered_changes()  # the loads the recovery check relied on
+            all_undone = not left_undone and not self.signals.abandon
         finally:
             self.monitor.stop()
             run_context.deactivate(context_token)
@@ -153,6 +166,8 @@ class Runner:
                 self.journal.extra["notifications"] = receiver.to_journal()
             if self.entry is not None:
                 run_registry.unregister(self.entry)
+            if all_undone:
+                self._drop_exact_records()
         self._check_budgets()
         return self._finish(left_undone)
 
@@ -192,6 +207,19 @@ class Runner:
 
         self.guardian_pid = start_guardian(self.entry, self.experiment.settings.heartbeat_timeout)
         self.journal.extra["guardian_pid"] = self.guardian_pid
+
+    def _drop_exact_records(self) -> None:
+        """Every change was undone: the exact records (and the secrets in them) are no longer needed."""
+        if self.exact is None:
+            return
+        self.exact.remove()
+        if "exact_records" in self.journal.extra:
+            self.journal.extra["exact_records"]["kept"] = False
+
+    def _keep_exact(self, output: Any) -> None:
+        """An action's output that is a real change record: kept exactly (it may say more than the announcement)."""
+        if self.exact is not None and changes.is_change_record(output) and not output.get("dry_run"):
+            self.exact.add_output(output)
 
     def _undo_uncovered_changes(self, keep_loads: bool = False) -> list[str]:
         """The safety net: undo every applied change that no successful declared rollback undid.
@@ -251,10 +279,15 @@ class Runner:
             if not record.dry_run:
                 self.journal.save(force=True)
                 raise
+        data = record.to_dict()
+        self.console.redactor.protect(code_paths(data))  # its undo's name, in what the console says of it
         if not record.dry_run:
             self._ensure_guardian()
+            if self.exact is not None:  # exact first: a record only the journal holds is redacted there
+                self.exact.add_change(data)
+                self.journal.extra["exact_records"] = {"path": str(self.exact.path), "kept": True}
         self.context.changes.append(record)
-        self.journal.record_change(record.to_dict())
+        self.journal.record_change(data)
         if not record.dry_run:
             self.monitor.fault_applied()
 
@@ -397,6 +430,7 @@ class Runner:
             raise
         entry.clear()
         entry.update(activity_record(activity, outcome))
+        self._keep_exact(outcome.output)
         self._collect_measurement(activity, outcome)
         self.journal.save()
         if report:
@@ -461,6 +495,7 @@ class Runner:
         outcome = box.get("outcome") or Outcome(FAILED, None, "background activity did not finish")
         entry.clear()
         entry.update(activity_record(activity, outcome))
+        self._keep_exact(outcome.output)
         self._collect_measurement(activity, outcome)
         self.journal.save()
         self._report(activity, outcome)
