@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 import os
-import select
 import signal
 import socket
 import ssl
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -25,72 +20,18 @@ from mlchaos.lib import certificates as certs
 from mlchaos.safety import changes
 from mlchaos.sandbox import dataset
 from tests.support.polling import wait_until
+from tests.support.tls_server import HOST, TLSServer, start_tls_server, stop_tls_server
 
-HOST = "127.0.0.1"
 T = 5.0
-
-
-@dataclass
-class TLSServer:
-    proc: subprocess.Popen[bytes]
-    port: int
-    tls_port: int
-    files: certs.CertificateFiles
-    ca_dir: Path
-    log: Path
-
-    @property
-    def address(self) -> str:
-        return f"{HOST}:{self.tls_port}"
-
-    def install(self, kind: str, **extra: Any) -> dict[str, Any]:
-        return actions.install_certificate(
-            str(self.files.cert_path), str(self.files.key_path), kind=kind, reload_pid=self.proc.pid,
-            ca_dir=str(self.ca_dir), tls_address=self.address, **extra)
-
-    def restore(self, record: dict[str, Any]) -> dict[str, Any]:
-        return actions.restore_certificate(**record["undo"]["arguments"])
-
-
-def _start(tmp: Path, replica: str = "tls-test") -> TLSServer:
-    files = certs.issue_sandbox_certificates(tmp / replica, ca_dir=tmp / "ca")
-    log = tmp / f"{replica}.log"
-    argv = [sys.executable, "-m", "mlchaos.sandbox.model_server", "--host", HOST, "--port", "0",
-            "--replica", replica, "--tls-port", "0", "--tls-cert", str(files.cert_path),
-            "--tls-key", str(files.key_path)]
-    with open(log, "wb") as err:
-        # unbuffered: select() must see every line still unread (a buffered reader would hide the second)
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL, bufsize=0)
-    lines: dict[str, int] = {}
-    deadline = time.monotonic() + 30
-    assert proc.stdout is not None
-    while "READY" not in lines:
-        if time.monotonic() > deadline or proc.poll() is not None:
-            proc.kill()
-            raise AssertionError(f"model server not ready: {lines}; log: {log.read_text()}")
-        if select.select([proc.stdout], [], [], 0.1)[0]:
-            word, _, port = proc.stdout.readline().decode().strip().partition(" ")
-            lines[word] = int(port)
-    assert list(lines) == ["TLS", "READY"]  # the TLS line comes first
-    return TLSServer(proc, lines["READY"], lines["TLS"], files, tmp / "ca", log)
-
-
-def _stop(srv: TLSServer) -> None:
-    srv.proc.send_signal(signal.SIGTERM)
-    try:
-        assert srv.proc.wait(10) == 0
-    finally:
-        if srv.proc.poll() is None:
-            srv.proc.kill()
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TLSServer]:
-    srv = _start(tmp_path_factory.mktemp("tls"))
+    srv = start_tls_server(tmp_path_factory.mktemp("tls"))
     try:
         yield srv
     finally:
-        _stop(srv)
+        stop_tls_server(srv)
 
 
 @pytest.fixture
@@ -289,7 +230,7 @@ def test_sandbox_replica_path_once_the_state_records_tls(state_dir: Path, monkey
     """service/replica resolve the sandbox layout (<state>/tls/...) and a recorded tls_port."""
     from mlchaos.sandbox.manager import Sandbox
 
-    srv = _start(state_dir / "tls", replica="model-0")  # files in <state>/tls/model-0, CA in <state>/tls/ca
+    srv = start_tls_server(state_dir / "tls", replica="model-0")  # files in <state>/tls/model-0, CA in <state>/tls/ca
     try:
         recorded = SimpleNamespace(service="model", name="model-0", pid=srv.proc.pid, host=HOST,
                                    port=srv.port, tls_port=srv.tls_port)
@@ -309,7 +250,7 @@ def test_sandbox_replica_path_once_the_state_records_tls(state_dir: Path, monkey
         with pytest.raises(DriverError, match="no replica 'model-9'"):
             probes.handshake_result(service="model", replica="model-9")
     finally:
-        _stop(srv)
+        stop_tls_server(srv)
 
 
 def test_unreachable_endpoint_is_an_error_not_a_verdict() -> None:
