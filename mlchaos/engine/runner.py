@@ -210,10 +210,7 @@ class Runner:
 
     def _drop_exact_records(self) -> None:
         """Every change was undone: the exact records (and the secrets in them) are no longer needed."""
-        if self.exact is None:
-            return
-        self.exact.remove()
-        if "exact_records" in self.journal.extra:
+        if self.exact is not None and self.exact.remove() and "exact_records" in self.journal.extra:
             self.journal.extra["exact_records"]["kept"] = False
 
     def _keep_exact(self, output: Any) -> None:

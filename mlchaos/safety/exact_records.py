@@ -78,8 +78,13 @@ class ExactRecords:
         except OSError as exc:
             raise MlchaosError(f"cannot keep the exact change records in {self.path}: {exc}") from None
 
-    def remove(self) -> None:
-        self.path.unlink(missing_ok=True)
+    def remove(self) -> bool:
+        """Delete the file (no longer needed); False when it could not be deleted (it stays, kept)."""
+        try:
+            self.path.unlink(missing_ok=True)
+        except OSError:
+            return False
+        return True
 
 
 def load(path: Path, run_id: str) -> ExactRecords | None:

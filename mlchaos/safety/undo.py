@@ -143,8 +143,7 @@ def recover(path: Path, by: str, timeout: float = UNDO_TIMEOUT) -> RecoveryRepor
     journal = load_journal(path)  # re-read: keep whatever was written meanwhile
     extra = journal["mlchaos"]
     extra.setdefault("recoveries", []).append(report.to_dict())
-    if exact is not None and report.ok:
-        exact.remove()
+    if exact is not None and report.ok and exact.remove():
         extra["exact_records"] = {**(extra.get("exact_records") or {}), "kept": False}
     atomic_write(Path(path), json.dumps(journal, default=str) + "\n")
     return report

@@ -164,3 +164,14 @@ def test_a_run_that_left_something_undone_keeps_them(run_experiment, tmp_path, s
     assert [c["undo"]["arguments"]["path"] for c in kept.changes] == [str(secret_dir / "fault")]
     assert [o["action"] for o in kept.outputs] == ["inject-marker"]  # the action's output, kept as it ended
     assert str(secret_dir) not in json.dumps(journal) and str(secret_dir) not in out
+
+
+def test_a_fault_whose_exact_record_cannot_be_kept_is_not_applied(run_experiment, tmp_path, secret_dir,
+                                                                   monkeypatch, isolated_state):
+    monkeypatch.setenv("MLCHAOS_TEST_FAULT_DIR", str(secret_dir))
+    (isolated_state / exact_records.FOLDER).write_text("a file where the folder should be")
+    result, journal, out = run_experiment(_experiment(tmp_path, []))
+    assert result.exit_code != exit_codes.OK
+    assert not (secret_dir / "fault").exists()  # the driver announces before it acts: the announcement failed
+    (entry,) = journal["run"]
+    assert entry["status"] == "failed" and "cannot keep the exact change records" in entry["exception"][-1]
