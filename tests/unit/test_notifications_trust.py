@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 import requests
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from mlchaos.errors import InvalidInput
 from mlchaos.monitoring import notifications
@@ -153,3 +155,39 @@ def test_deeply_nested_json_is_a_recorded_rejection_not_a_crash() -> None:
         assert response.status_code == 400
         assert receiver.rejections()[-1].reason == "JSON nested too deeply"
         assert post(receiver, payload()).status_code == 200  # and it keeps serving
+
+
+_json = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+                     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children,
+                                                                                         max_size=4), max_leaves=30)
+
+
+def _alertish() -> st.SearchStrategy[dict]:
+    """Payloads near Alertmanager's shape: most fields right, some wrong or missing."""
+    alert = st.fixed_dictionaries({"status": st.sampled_from(["firing", "resolved", "pending", 1, None]),
+                                   "labels": st.one_of(st.dictionaries(st.sampled_from(["alertname", "instance"]),
+                                                                       st.text(max_size=10)), _json)},
+                                  optional={"startsAt": _json, "fingerprint": _json, "annotations": _json})
+    return st.fixed_dictionaries({"alerts": st.one_of(st.lists(alert, max_size=3), _json)},
+                                 optional={"receiver": _json, "groupKey": _json, "version": _json})
+
+
+@settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(body=st.one_of(st.binary(max_size=300), _json.map(lambda v: json.dumps(v).encode()),
+                      _alertish().map(lambda v: json.dumps(v).encode())),
+       credential=st.sampled_from([None, "wrong-token-but-long-enough", TOKEN]))
+def test_fuzzed_deliveries_never_crash_it_and_only_authenticated_valid_ones_count(body: bytes,
+                                                                                  credential: str | None) -> None:
+    """Bounded fuzzing over real HTTP: every request gets an answer, the receiver keeps serving, and a
+    notification is kept only for a well-formed payload carrying the token."""
+    with NotificationReceiver(token=TOKEN) as receiver:
+        answer = post(receiver, body, token=credential)
+        assert answer.status_code in (200, 400, 401)
+        kept = receiver.notifications()
+        if credential != TOKEN:
+            assert answer.status_code == 401 and kept == []
+        elif answer.status_code == 200:
+            assert len(kept) == answer.json()["accepted"] and all(n.status in ("firing", "resolved") for n in kept)
+        else:
+            assert kept == [] and receiver.rejected_count() == 1
+        assert post(receiver, payload(), token=TOKEN).status_code == 200  # still serving
