@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import sys
@@ -27,6 +28,7 @@ from typing import Any
 
 from mlchaos.containers import configs
 from mlchaos.errors import SandboxError
+from mlchaos.lib.files import atomic_write
 from mlchaos.lib.http import http_json as _http_json
 from mlchaos.lib.http import http_ok as _http_ok
 from mlchaos.monitoring.alert_rules import SANDBOX
@@ -136,6 +138,8 @@ def stack_up(timeout: float = 120, build: bool = False) -> StackEndpoints:
     """
     deadline = time.monotonic() + timeout
     configs.issue_certificates()  # before `up`: the replicas serve HTTPS when their certificates are there
+    if not configs.TOKEN_FILE.exists():  # Alertmanager's credentials_file; each run writes its own
+        atomic_write(configs.TOKEN_FILE, secrets.token_urlsafe(32) + "\n", mode=0o600)
     _compose("up", "-d", *(["--build"] if build else ["--no-build"]), timeout=max(timeout, 60))
     found = endpoints()
     wait_ready(found, deadline)

@@ -39,12 +39,12 @@ from mlchaos.engine.verdicts import Ending
 from mlchaos.errors import InvalidInput
 from mlchaos.experiment.execution import FAILED, SUCCEEDED, LockType, Outcome, Waiter, execute, in_background
 from mlchaos.experiment.models import Activity, Experiment
-from mlchaos.experiment.pipeline import ListenTargets, listen_address
+from mlchaos.experiment.pipeline import ListenTargets, listen_endpoint
 from mlchaos.experiment.tolerance import check as check_tolerance
 from mlchaos.experiment.variables import Variables, resolve_values
 from mlchaos.journal.redaction import MIN_SECRET_LENGTH, Redactor, code_paths, sensitive_values, too_short_to_redact
 from mlchaos.journal.writer import Journal, activity_record
-from mlchaos.monitoring.notifications import open_receiver
+from mlchaos.monitoring.notifications import open_receiver, run_token
 from mlchaos.safety import changes, emergency_stop, run_context, run_registry, safety_net
 from mlchaos.safety.blast_radius import BoundExceeded, Ledger
 from mlchaos.safety.exact_records import ExactRecords
@@ -244,11 +244,14 @@ class Runner:
 
     def _start_receiver(self) -> Any:
         """Start the run's notification receiver when the experiment declares one (before anything runs)."""
-        listen = listen_address(self.experiment, self.listen_targets)
-        if listen is None:
+        endpoint = listen_endpoint(self.experiment, self.listen_targets)
+        if endpoint is None:
             return None
-        receiver = open_receiver(listen)
-        self.console.write(f"  notifications: listening on {receiver.url}")
+        token = run_token(endpoint.token_file, endpoint.token_env)
+        self.console.redactor.secrets.insert(0, token)  # never in the journal, the console or a report
+        receiver = open_receiver(endpoint.address, token)
+        source = f"token in {endpoint.token_file}" if endpoint.token_file else f"token from ${endpoint.token_env}"
+        self.console.write(f"  notifications: listening on {receiver.url} (only with the run's {source})")
         return receiver
 
     def _check_budgets(self) -> None:

@@ -182,7 +182,7 @@ def test_an_experiment_that_cannot_start_counts_as_invalid(tmp_path):
         busy.listen()
         port = busy.getsockname()[1]
         listening = _held(tmp_path, "listening", extensions=[{"name": "mlchaos", "notifications": {
-            "listen": f"127.0.0.1:{port}"}}])
+            "listen": f"127.0.0.1:{port}", "token_file": str(tmp_path / "token")}}])
         runner, _ = _suite(tmp_path, [listening, _held(tmp_path)], stop_on_failure=False)
         result = runner.run()
     assert [(r.verdict, r.exit_code) for r in result.records] == [("invalid", 2), ("held", 0)]

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import stat
 import time
+from pathlib import Path
 
 import pytest
 
@@ -270,8 +272,8 @@ def test_env_file_variables_resolve_configuration_without_leaking_into_the_proce
 class _ListenTarget:
     """A named notification listener: where it says, or refused with a reason."""
 
-    def __init__(self, address: str | None):
-        self._address = address
+    def __init__(self, address: str | None, token_file: Path | None = None):
+        self._address, self._token_file = address, token_file
 
     def preflight(self) -> list[str]:
         return []
@@ -280,6 +282,10 @@ class _ListenTarget:
         if self._address is None:
             raise InvalidInput("its monitoring stack is not running")
         return self._address
+
+    def token_file(self) -> Path:
+        assert self._token_file is not None
+        return self._token_file
 
 
 def test_a_named_listener_is_resolved_by_the_runner_or_refuses_the_run_before_anything(
@@ -295,8 +301,11 @@ def test_a_named_listener_is_resolved_by_the_runner_or_refuses_the_run_before_an
         Runner(experiment, None, tmp_path / "j.json", Console(io.StringIO(), tty=False)).run()
     assert not (tmp_path / "j.json").exists() and not (tmp_path / "method.log").exists()
 
-    out = io.StringIO()
+    out, token = io.StringIO(), tmp_path / "webhook.token"
     result = Runner(experiment, None, tmp_path / "j.json", Console(out, tty=False),
-                    listen_targets={"sandbox": _ListenTarget("127.0.0.1:0")}).run()
+                    listen_targets={"sandbox": _ListenTarget("127.0.0.1:0", token)}).run()
     assert result.exit_code == exit_codes.OK
     assert "notifications: listening on http://127.0.0.1:" in out.getvalue()
+    assert stat.S_IMODE(token.stat().st_mode) == 0o600 and len(token.read_text().strip()) >= 32
+    journal = (tmp_path / "j.json").read_text()
+    assert token.read_text().strip() not in journal and json.loads(journal)["mlchaos"]["notifications"]["authenticated"]
