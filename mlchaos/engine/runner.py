@@ -248,7 +248,7 @@ class Runner:
         if endpoint is None:
             return None
         token = run_token(endpoint.token_file, endpoint.token_env)
-        self.console.redactor.secrets.insert(0, token)  # never in the journal, the console or a report
+        self.console.redactor.add_secret(token)  # never in the journal, the console or a report
         receiver = open_receiver(endpoint.address, token)
         source = f"token in {endpoint.token_file}" if endpoint.token_file else f"token from ${endpoint.token_env}"
         self.console.write(f"  notifications: listening on {receiver.url} (only with the run's {source})")

@@ -106,8 +106,16 @@ class Redactor:
     protected: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
+        self._compile()
+
+    def _compile(self) -> None:
         ordered = sorted(set(self.secrets), key=len, reverse=True)  # the longest secret wins where two overlap
         self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+
+    def add_secret(self, value: str) -> None:
+        """Redact ``value`` too from now on (a credential the run makes itself, e.g. its receiver's token)."""
+        self.secrets.append(value)
+        self._compile()
 
     def protect(self, names: Iterable[str]) -> None:
         """Keep these code paths whole in texts from now on."""

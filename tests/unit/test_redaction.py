@@ -143,3 +143,13 @@ def test_a_run_warns_once_naming_the_secrets_too_short_to_redact(tmp_path: Path,
     written = json.loads(journal.read_text(encoding="utf-8"))
     assert written["mlchaos"]["too_short_to_redact"] == ["secrets.api.pin"]
     assert LITERAL_SECRET not in journal.read_text(encoding="utf-8")
+
+
+def test_a_secret_added_later_is_redacted_from_then_on() -> None:
+    """The run's own receiver token is made after the redactor; it must be redacted all the same."""
+    redactor = Redactor(["alpha-secret"])
+    token = "a-run-token-made-later-0123456789"
+    assert redactor.text(f"bearer {token}") == f"bearer {token}"
+    redactor.add_secret(token)
+    assert redactor.text(f"bearer {token} alpha-secret") == "bearer *** ***"
+    assert redactor.data({"header": f"Bearer {token}"}) == {"header": "Bearer ***"}
