@@ -472,8 +472,12 @@ class Runner:
             entry["tolerance_met"] = False
             self._report(probe, outcome)
             return False
+        if isinstance(probe.tolerance, dict):  # may take the rest of its timeout: the journal shows where the run is
+            entry["tolerance_met"] = None  # not decided (yet, or ever when a signal stops the run now)
+            self.journal.save(force=True, sync=False)
+        # within what is left of the probe's timeout; a signal stops it like any wait
         verdict = check_tolerance(probe.tolerance, outcome.output, self.configuration,
-                                  self.secrets, self._timeout(probe), self.waiter)
+                                  self.secrets, self._timeout(probe) - outcome.duration, self.waiter)
         entry["tolerance_met"] = verdict.met
         self.counts["succeeded" if verdict.met else "failed"] += 1
         if not verdict.met:

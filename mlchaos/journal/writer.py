@@ -95,8 +95,8 @@ class Journal:
         self.extra.update(verdict=verdict, exit_code=exit_code)
         self.save(force=True)
 
-    def save(self, force: bool = False) -> None:
-        """Write the journal; unless forced, at most every THROTTLE_SECONDS."""
+    def save(self, force: bool = False, sync: bool | None = None) -> None:
+        """Write the journal; unless forced, at most every THROTTLE_SECONDS; fsync'd when forced (or ``sync``)."""
         if self.path is None:
             return
         now = time.monotonic()
@@ -104,7 +104,8 @@ class Journal:
             return
         self._last_write = now
         # compact: json's C encoder is only used without indent (~30x faster on big journals)
-        atomic_write(self.path, json.dumps(self.redactor.data(self.data), default=str) + "\n", sync=force)
+        atomic_write(self.path, json.dumps(self.redactor.data(self.data), default=str) + "\n",
+                     sync=force if sync is None else sync)
 
 
 def _chaoslib_version() -> str:
