@@ -76,6 +76,7 @@ class Runner:
         self.entry: run_registry.RunEntry | None = None
         self.guardian_pid: int | None = None
         self.failures: list[str] = []
+        self.background: list[tuple[Activity, dict, LockType, dict]] = []  # started, not yet joined
         self.deviated = False
         self.counts = {"succeeded": 0, "failed": 0, "skipped": 0}
 
@@ -273,10 +274,13 @@ class Runner:
                 self._plan_guards()
             self.phase = METHOD
             self.console.heading("method:")
-            background = [self._run_method_activity(a) for a in self.experiment.method]
-            for job in background:
+            for activity in self.experiment.method:
+                job = self._run_method_activity(activity)
                 if job is not None:
-                    self._join_background(*job)
+                    self.background.append(job)
+            while self.background:
+                self._join_background(*self.background[0])
+                self.background.pop(0)
             if self.experiment.hypothesis and not self.dry_run and not self._run_hypothesis("after"):
                 self.deviated = True
         except Interrupted as exc:
@@ -289,6 +293,29 @@ class Runner:
             self.failures.append(message)
             self.journal.extra["internal_error"] = traceback.format_exc()
             self.console.error(f"{message}; rolling back")
+        finally:
+            self._abandon_background()
+
+    def _abandon_background(self) -> None:
+        """The run stopped before it joined its background activities: never wait for them (the rollbacks
+        come first), and never leave them ``running`` in the journal. One that has finished keeps its outcome;
+        one still going is closed as interrupted (a Python function cannot be killed: its late result is
+        discarded)."""
+        for activity, entry, done, box in self.background:
+            if done.acquire(blocking=False):
+                self._close_background(activity, entry, box.get("outcome"))
+                continue
+            ended = datetime.now(UTC)
+            reason = self.journal.extra.get("interrupted_by") or (self.signals.stop.message if self.signals.stop
+                                                                   else "an error")
+            entry.update(status="interrupted", end=ended.isoformat(),
+                         duration=(ended - datetime.fromisoformat(entry["start"])).total_seconds(),
+                         exception=[f"abandoned: the run stopped ({reason}) while this activity ran in the "
+                                    f"background; it was not waited for and its result is discarded\n"])
+            self.console.warn(f"background {activity.kind} {activity.name!r} abandoned (still running)")
+        if self.background:
+            self.background.clear()
+            self.journal.save(force=True)
 
     def _run_hypothesis(self, when: str) -> bool:
         self.phase = f"steady-state hypothesis ({when})"
@@ -458,7 +485,10 @@ class Runner:
 
     def _join_background(self, activity: Activity, entry: dict, done: LockType, box: dict) -> None:
         self.waiter.wait(done, self._timeout(activity) + 1.0)
-        outcome = box.get("outcome") or Outcome(FAILED, None, "background activity did not finish")
+        self._close_background(activity, entry, box.get("outcome"))
+
+    def _close_background(self, activity: Activity, entry: dict, outcome: Outcome | None) -> None:
+        outcome = outcome or Outcome(FAILED, None, "background activity did not finish")
         entry.clear()
         entry.update(activity_record(activity, outcome))
         self._collect_measurement(activity, outcome)
