@@ -171,3 +171,9 @@ def exit_gracefully() -> bool:
 
     ctk_exit_gracefully()
     return True
+
+
+def slow_accept(value: Any, seconds: float) -> bool:
+    """A tolerance probe that takes ``seconds`` to accept any value."""
+    time.sleep(seconds)
+    return True
