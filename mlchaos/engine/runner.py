@@ -3,17 +3,18 @@
 The phases and their order follow Chaos Toolkit; the guarantees are mlchaos' own
 (see ../shared/notes/chaoslib.md for what chaostoolkit-lib's ``Runner`` lacks):
 
-* rollbacks run after a deviation, a failed or raising activity, an exception, Ctrl-C and
-  SIGTERM (:mod:`mlchaos.engine.signals`); after the declared rollbacks, every recorded change
-  no successful rollback covered is undone from its change record
-  (:mod:`mlchaos.safety.safety_net`);
+* rollbacks run after a deviation, a failed or raising activity, an exception, and every signal
+  a run handles (SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2: :mod:`mlchaos.engine.signals`);
+  after the declared rollbacks, every recorded change no successful rollback covered is undone from
+  its change record (:mod:`mlchaos.safety.safety_net`);
 * bounds (``blast_radius``, ``allowed_environments``): a real run first resolves its actions in
   dry-run mode and is refused (exit 4) when the plan breaks a bound (:mod:`mlchaos.engine.plan`);
   every change is checked again when it is announced, before it is applied;
 * guards, the emergency stop (``mlchaos stop``) and ``max_duration`` abort the run (exit 5) and
   roll back (:mod:`mlchaos.safety.guards`); a guardian process undoes the recorded faults when
   the runner's heartbeat stops (:mod:`mlchaos.safety.guardian`);
-* every activity has an enforced timeout (:mod:`mlchaos.experiment.execution`);
+* every activity has an enforced timeout (:mod:`mlchaos.experiment.execution`), and its tolerance is
+  checked within what is left of it (:mod:`mlchaos.experiment.tolerance`);
 * the journal is on disk before any action starts (:mod:`mlchaos.journal.writer`);
 * the experiment is never mutated: activities run from private copies.
 
