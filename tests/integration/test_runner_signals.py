@@ -182,6 +182,23 @@ def test_a_third_ctrl_c_abandons_rollbacks_and_says_what_is_left(tmp_path, subpr
                                                                      "log-rollback"]
 
 
+def test_sigusr1_never_abandons_the_rollbacks(tmp_path, subprocess_env):
+    """exit_gracefully() is graceful: SIGUSR1 during the rollbacks (three times) only says they go on."""
+    stderr = tmp_path / "stderr.txt"
+    proc, journal = _start(tmp_path, subprocess_env, _experiment(tmp_path, rollback_seconds=3), stderr=stderr)
+    wait_until(lambda: _in_wait(journal), what="the method to reach its wait")
+    proc.send_signal(signal.SIGINT)
+    wait_until(lambda: _journal(journal).get("rollbacks"), what="rollbacks to start")
+    for count in (1, 2, 3):  # one at a time: two pending signals would merge into one
+        proc.send_signal(signal.SIGUSR1)
+        wait_until(lambda n=count: stderr.read_text().count("they go on") == n, what=f"SIGUSR1 number {count}")
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == exit_codes.INTERRUPTED, out + stderr.read_text()
+    assert "abandoning" not in stderr.read_text()
+    assert not (tmp_path / "fault").exists()
+    assert _journal(journal)["mlchaos"]["rollbacks_left_undone"] == []
+
+
 def test_sigkill_leaves_a_journal_that_names_the_injected_fault(tmp_path, subprocess_env):
     proc, journal = _start(tmp_path, subprocess_env, _experiment(tmp_path, hold=60))
     marker = tmp_path / "fault"
