@@ -3,17 +3,18 @@
 The phases and their order follow Chaos Toolkit; the guarantees are mlchaos' own
 (see ../shared/notes/chaoslib.md for what chaostoolkit-lib's ``Runner`` lacks):
 
-* rollbacks run after a deviation, a failed or raising activity, an exception, Ctrl-C and
-  SIGTERM (:mod:`mlchaos.engine.signals`); after the declared rollbacks, every recorded change
-  no successful rollback covered is undone from its change record
-  (:mod:`mlchaos.safety.safety_net`);
+* rollbacks run after a deviation, a failed or raising activity, an exception, and every signal
+  a run handles (SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2: :mod:`mlchaos.engine.signals`);
+  after the declared rollbacks, every recorded change no successful rollback covered is undone from
+  its change record (:mod:`mlchaos.safety.safety_net`);
 * bounds (``blast_radius``, ``allowed_environments``): a real run first resolves its actions in
   dry-run mode and is refused (exit 4) when the plan breaks a bound (:mod:`mlchaos.engine.plan`);
   every change is checked again when it is announced, before it is applied;
 * guards, the emergency stop (``mlchaos stop``) and ``max_duration`` abort the run (exit 5) and
   roll back (:mod:`mlchaos.safety.guards`); a guardian process undoes the recorded faults when
   the runner's heartbeat stops (:mod:`mlchaos.safety.guardian`);
-* every activity has an enforced timeout (:mod:`mlchaos.experiment.execution`);
+* every activity has an enforced timeout (:mod:`mlchaos.experiment.execution`), and its tolerance is
+  checked within what is left of it (:mod:`mlchaos.experiment.tolerance`);
 * the journal is on disk before any action starts (:mod:`mlchaos.journal.writer`);
 * the experiment is never mutated: activities run from private copies.
 
@@ -78,6 +79,7 @@ class Runner:
         self.guardian_pid: int | None = None
         self.exact: ExactRecords | None = None  # the run's exact change records (the journal's are redacted)
         self.failures: list[str] = []
+        self.background: list[tuple[Activity, dict, LockType, dict]] = []  # started, not yet joined
         self.deviated = False
         self.counts = {"succeeded": 0, "failed": 0, "skipped": 0}
 
@@ -306,10 +308,13 @@ class Runner:
                 self._plan_guards()
             self.phase = METHOD
             self.console.heading("method:")
-            background = [self._run_method_activity(a) for a in self.experiment.method]
-            for job in background:
+            for activity in self.experiment.method:
+                job = self._run_method_activity(activity)
                 if job is not None:
-                    self._join_background(*job)
+                    self.background.append(job)
+            while self.background:
+                self._join_background(*self.background[0])
+                self.background.pop(0)
             if self.experiment.hypothesis and not self.dry_run and not self._run_hypothesis("after"):
                 self.deviated = True
         except Interrupted as exc:
@@ -322,6 +327,29 @@ class Runner:
             self.failures.append(message)
             self.journal.extra["internal_error"] = traceback.format_exc()
             self.console.error(f"{message}; rolling back")
+        finally:
+            self._abandon_background()
+
+    def _abandon_background(self) -> None:
+        """The run stopped before it joined its background activities: never wait for them (the rollbacks
+        come first), and never leave them ``running`` in the journal. One that has finished keeps its outcome;
+        one still going is closed as interrupted (a Python function cannot be killed: its late result is
+        discarded)."""
+        for activity, entry, done, box in self.background:
+            if done.acquire(blocking=False):
+                self._close_background(activity, entry, box.get("outcome"))
+                continue
+            ended = datetime.now(UTC)
+            reason = self.journal.extra.get("interrupted_by") or (self.signals.stop.message if self.signals.stop
+                                                                   else "an error")
+            entry.update(status="interrupted", end=ended.isoformat(),
+                         duration=(ended - datetime.fromisoformat(entry["start"])).total_seconds(),
+                         exception=[f"abandoned: the run stopped ({reason}) while this activity ran in the "
+                                    f"background; it was not waited for and its result is discarded\n"])
+            self.console.warn(f"background {activity.kind} {activity.name!r} abandoned (still running)")
+        if self.background:
+            self.background.clear()
+            self.journal.save(force=True)
 
     def _run_hypothesis(self, when: str) -> bool:
         self.phase = f"steady-state hypothesis ({when})"
@@ -492,7 +520,10 @@ class Runner:
 
     def _join_background(self, activity: Activity, entry: dict, done: LockType, box: dict) -> None:
         self.waiter.wait(done, self._timeout(activity) + 1.0)
-        outcome = box.get("outcome") or Outcome(FAILED, None, "background activity did not finish")
+        self._close_background(activity, entry, box.get("outcome"))
+
+    def _close_background(self, activity: Activity, entry: dict, outcome: Outcome | None) -> None:
+        outcome = outcome or Outcome(FAILED, None, "background activity did not finish")
         entry.clear()
         entry.update(activity_record(activity, outcome))
         self._keep_exact(outcome.output)
@@ -507,8 +538,12 @@ class Runner:
             entry["tolerance_met"] = False
             self._report(probe, outcome)
             return False
+        if isinstance(probe.tolerance, dict):  # may take the rest of its timeout: the journal shows where the run is
+            entry["tolerance_met"] = None  # not decided (yet, or ever when a signal stops the run now)
+            self.journal.save(force=True, sync=False)
+        # within what is left of the probe's timeout; a signal stops it like any wait
         verdict = check_tolerance(probe.tolerance, outcome.output, self.configuration,
-                                  self.secrets, self._timeout(probe), self.waiter)
+                                  self.secrets, self._timeout(probe) - outcome.duration, self.waiter)
         entry["tolerance_met"] = verdict.met
         self.counts["succeeded" if verdict.met else "failed"] += 1
         if not verdict.met:

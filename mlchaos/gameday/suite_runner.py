@@ -39,21 +39,25 @@ from mlchaos.safety import emergency_stop, run_registry
 
 # Most severe first; 0 (held) is the least. A suite exits with the first of these that any of its
 # experiments (or a skip that ended it) produced.
-SEVERITY = (exit_codes.ROLLBACK_FAILED, exit_codes.TERMINATED, exit_codes.INTERRUPTED, exit_codes.ABORTED,
-            exit_codes.REFUSED, exit_codes.INVALID, exit_codes.DEVIATED)
+SEVERITY = (exit_codes.ROLLBACK_FAILED, exit_codes.TERMINATED, exit_codes.EXIT_UNGRACEFULLY,
+            exit_codes.EXIT_GRACEFULLY, exit_codes.QUIT, exit_codes.INTERRUPTED, exit_codes.HANGUP,
+            exit_codes.ABORTED, exit_codes.REFUSED, exit_codes.INVALID, exit_codes.DEVIATED)
+# the exit code a signal gave a run, back to the signal (a game day stops on any of them)
+SIGNAL_OF_EXIT = {code: signum for signum, code in verdicts.SIGNAL_EXIT.items()}
 # a suite's record of one experiment, by its exit code (a suite's own vocabulary: "failed" covers deviated and
 # activity-failed, "invalid" a file that could not run, "terminated" SIGTERM)
 VERDICTS = {exit_codes.OK: verdicts.HELD, exit_codes.DEVIATED: "failed", exit_codes.INVALID: "invalid",
             exit_codes.ROLLBACK_FAILED: verdicts.ROLLBACK_FAILED, exit_codes.REFUSED: verdicts.REFUSED,
             exit_codes.ABORTED: verdicts.ABORTED, exit_codes.INTERRUPTED: verdicts.INTERRUPTED,
-            exit_codes.TERMINATED: "terminated"}
+            exit_codes.TERMINATED: "terminated",
+            **{code: verdicts.INTERRUPTED for code in SIGNAL_OF_EXIT if code != exit_codes.TERMINATED}}
 WINDOW_POLL_SECONDS = 0.1
 WINDOW_CLOSED = "the game day's window closed"
 _ABORTABLE_PHASES = ("start of the run", *STOPPABLE_PHASES)  # never once the rollbacks have started
 
 
 def most_severe(codes: Iterator[int] | list[int]) -> int:
-    """The most severe exit code of ``codes`` (3 > 143 > 130 > 5 > 4 > 2 > 1 > 0)."""
+    """The most severe exit code of ``codes`` (3 > 143 > 140 > 138 > 131 > 130 > 129 > 5 > 4 > 2 > 1 > 0)."""
     present = set(codes)
     for code in SEVERITY:
         if code in present:
@@ -91,7 +95,7 @@ class StopRequest:
 
     @property
     def exit_code(self) -> int:
-        return exit_codes.TERMINATED if self.signum == signal.SIGTERM else exit_codes.INTERRUPTED
+        return verdicts.SIGNAL_EXIT.get(self.signum, exit_codes.INTERRUPTED)
 
     @contextlib.contextmanager
     def handlers(self) -> Iterator[None]:
@@ -316,8 +320,8 @@ class SuiteRunner:
     def _after(self, result: Any) -> None:
         """What an experiment's outcome means for the rest of the suite."""
         code, abort = result.exit_code, result.abort
-        if code in (exit_codes.INTERRUPTED, exit_codes.TERMINATED):
-            signum = signal.SIGINT if code == exit_codes.INTERRUPTED else signal.SIGTERM
+        if code in SIGNAL_OF_EXIT:  # SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR2, or SIGUSR1 (exit_gracefully)
+            signum = SIGNAL_OF_EXIT[code]
             self.stop.stop(f"{signal.Signals(signum).name} received during an experiment", signum)
         elif abort is not None and abort.kind == "stop":
             self.stop.suite_abort.set()

@@ -173,6 +173,21 @@ def test_sigterm_stops_a_scheduler_mid_experiment_after_the_rollback(tmp_path, e
     assert "scheduler: stopped (SIGTERM received during an experiment)" in out
 
 
+def test_a_sighup_mid_experiment_rolls_back_and_stops_the_suite(tmp_path, env):
+    """SIGHUP (and SIGQUIT, SIGUSR2) is handled by the run like SIGTERM: the game day must stop after it too."""
+    path = _gameday(tmp_path, [_faulty(tmp_path, "long", hold=60), _held(tmp_path, "next")])
+    proc = _start("gameday", str(path), "--out", str(tmp_path / "out"), env=env)
+    wait_until((tmp_path / "long.fault").exists, timeout=30, what="the fault to be injected")
+    proc.send_signal(signal.SIGHUP)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == exit_codes.HANGUP, out + err
+    assert not (tmp_path / "long.fault").exists(), "rolled back"
+    suite = _suite(tmp_path / "out")
+    assert [(e["verdict"], e["exit_code"]) for e in suite["experiments"]] == [("interrupted", 129),
+                                                                              ("skipped", None)]
+    assert suite["stopped_by"] == "stopped: SIGHUP received during an experiment"
+
+
 def test_ctrl_c_during_the_cool_down_skips_the_rest(tmp_path, env):
     path = _gameday(tmp_path, [_held(tmp_path, "one"), _held(tmp_path, "two")], cool_down=60)
     proc = _start("gameday", str(path), "--out", str(tmp_path / "out"), env=env)

@@ -17,6 +17,8 @@ from mlchaos.errors import InvalidInput
 from mlchaos.experiment.loader import load_document
 from mlchaos.experiment.models import build_experiment
 from mlchaos.experiment.variables import Variables
+from mlchaos.journal.redaction import Redactor
+from mlchaos.journal.writer import Journal
 from tests.support.bad_experiments import valid
 from tests.support.builders import probe, py
 
@@ -169,6 +171,36 @@ def test_background_activities_are_joined_and_recorded(run_experiment):
     assert result.exit_code == 0
     assert {r["activity"]["name"]: r["status"] for r in journal["run"]} == {"slow": "succeeded",
                                                                             "quick": "succeeded"}
+
+
+def test_a_tolerance_gets_only_what_is_left_of_its_probes_timeout(run_experiment):
+    """The probe takes 1 s of its 1.5 s; a tolerance probe that needs 1 s more is cut off, not given 1.5 s."""
+    data = valid()
+    data["method"] = [{**py("slow", "sleep", kind="probe", seconds=1.0), "timeout": 1.5,
+                       "tolerance": {"type": "probe", "name": "accepts-slowly",
+                                     "provider": {"type": "python", "module": "testdrivers", "func": "slow_accept",
+                                                  "arguments": {"seconds": 1.0}}}}]
+    result, journal, out = run_experiment(data)
+    assert result.exit_code == exit_codes.DEVIATED
+    assert journal["run"][0]["tolerance_met"] is False
+    assert "tolerance probe failed on 1.0: timed out after 0." in out
+
+
+def test_a_finished_journal_never_holds_a_running_activity(tmp_path):
+    journal = Journal(tmp_path / "journal.json", {"title": "t"}, tmp_path / "experiment.json", Redactor())
+    start = "2026-01-01T00:00:00+00:00"
+    journal.data["run"] = [{"activity": {"name": "bg"}, "status": "running", "start": start},
+                           {"activity": {"name": "done"}, "status": "succeeded", "start": start, "end": start}]
+    journal.data["steady_states"]["before"] = {"probes": [{"activity": {"name": "p"}, "status": "running",
+                                                           "start": start}]}
+    journal.extra["recovery"] = {"probes": [{"activity": {"name": "r"}, "status": "running"}]}
+    journal.finish("interrupted", False, "interrupted", 143)
+    data = json.loads((tmp_path / "journal.json").read_text())
+    entries = [*data["run"], *data["steady_states"]["before"]["probes"], *data["mlchaos"]["recovery"]["probes"]]
+    assert [e["status"] for e in entries] == ["interrupted", "succeeded", "interrupted", "interrupted"]
+    closed = [e for e in entries if e["status"] == "interrupted"]
+    assert all(e["end"] == data["end"] and e["duration"] >= 0 for e in closed)
+    assert all("still running when the run finished (interrupted)" in e["exception"][0] for e in closed)
 
 
 def test_pauses_are_honoured(run_experiment):
