@@ -21,7 +21,7 @@ from drivers._common.undo import already
 from drivers.docker.archive import FileCopy, read_file, write_files
 from drivers.docker.client import api, call
 from drivers.docker.targets import GONE, ROLLBACKS, Labels, each, rollback_ids, select, status
-from mlchaos.driver_kit import DriverError, announce, certificates, state_dir
+from mlchaos.driver_kit import DriverError, announce, certificates, state_dir, undo_function
 
 RESTORED_MARKER = "RESTORED"
 
@@ -81,6 +81,7 @@ def install_certificate(
     return record.to_dict()
 
 
+@undo_function
 def restore_container_certificate(
     ids: list[str] | None = None, cert_path_in_container: str | None = None,
     key_path_in_container: str | None = None, backup_dir: str | None = None, reload_signal: str = "SIGHUP",

@@ -30,7 +30,16 @@ from typing import Any
 from drivers._common import checks
 from drivers._common.errors import translated
 from drivers.tls import sandbox
-from mlchaos.driver_kit import ChangeRecord, DriverError, Target, announce, atomic_write, local_environment, procfs
+from mlchaos.driver_kit import (
+    ChangeRecord,
+    DriverError,
+    Target,
+    announce,
+    atomic_write,
+    local_environment,
+    procfs,
+    undo_function,
+)
 from mlchaos.driver_kit import certificates as certs
 
 UNDO_FUNC = "drivers.tls.actions.restore_certificate"
@@ -107,6 +116,7 @@ def install_certificate(
     return record.to_dict()
 
 
+@undo_function
 def restore_certificate(
     cert_path: str | None = None, key_path: str | None = None, backup_dir: str | None = None,
     reload_pid: int | None = None, reload_signal: str = "SIGHUP", service: str | None = None,
