@@ -21,7 +21,7 @@ from drivers._common.undo import already
 from drivers.docker.archive import FileCopy, read_file, write_files
 from drivers.docker.client import api, call
 from drivers.docker.targets import GONE, ROLLBACKS, Labels, each, rollback_ids, select, status
-from mlchaos.driver_kit import DriverError, announce, certificates, state_dir, undo_function
+from mlchaos.driver_kit import DriverError, announce, certificates, private_dir, state_dir, undo_function
 
 RESTORED_MARKER = "RESTORED"
 
@@ -126,7 +126,7 @@ def restore_container_certificate(
 def _back_up(client: Any, cid: str, backup: Path, cert_path: str, key_path: str) -> None:
     """Copy the container's certificate and key out, with a manifest of their paths, modes and owners."""
     folder = backup / cid[:12]
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(folder)
     cert, key = (read_file(client, cid, p) for p in (cert_path, key_path))
     (folder / "cert.pem").write_bytes(cert.data)
     (folder / "key.pem").touch(mode=0o600)

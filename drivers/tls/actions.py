@@ -37,6 +37,7 @@ from mlchaos.driver_kit import (
     announce,
     atomic_write,
     local_environment,
+    private_dir,
     procfs,
     undo_function,
 )
@@ -256,7 +257,8 @@ def _backup_path(cert_path: Path) -> Path:
 def _write_backup(backup: Path, target: _Target) -> None:
     if not target.cert_path.is_file() or not target.key_path.is_file():
         raise DriverError(f"nothing to back up: {target.cert_path} or {target.key_path} does not exist")
-    backup.mkdir(parents=True, mode=0o700)
+    private_dir(backup.parent)
+    backup.mkdir(mode=0o700)
     _copy_atomic(target.cert_path, backup / "cert.pem", 0o644)
     _copy_atomic(target.key_path, backup / "key.pem", 0o600)
     manifest = {"cert_path": str(target.cert_path), "key_path": str(target.key_path),

@@ -104,7 +104,8 @@ class Journal:
             return
         self._last_write = now
         # compact: json's C encoder is only used without indent (~30x faster on big journals)
-        atomic_write(self.path, json.dumps(self.redactor.data(self.data), default=str) + "\n", sync=force)
+        atomic_write(self.path, json.dumps(self.redactor.data(self.data), default=str) + "\n", mode=0o600,
+                     sync=force)  # a journal names what was changed and how to undo it: its user's only
 
 
 def _chaoslib_version() -> str:

@@ -22,6 +22,7 @@ from mlchaos.errors import InvalidInput
 from mlchaos.experiment.execution import Waiter, execute
 from mlchaos.journal import reader as journal_reader
 from mlchaos.lib.files import atomic_write
+from mlchaos.lib.state_dir import PRIVATE_FILE
 from mlchaos.safety.changes import ChangeRecord, is_change_record
 from mlchaos.safety.declared_undos import UndoRefused, resolve
 
@@ -144,5 +145,5 @@ def recover(path: Path, by: str, timeout: float = UNDO_TIMEOUT) -> RecoveryRepor
                        for problem in unreadable]
     journal = load_journal(path)  # re-read: keep whatever was written meanwhile
     journal["mlchaos"].setdefault("recoveries", []).append(report.to_dict())
-    atomic_write(Path(path), json.dumps(journal, default=str) + "\n")
+    atomic_write(Path(path), json.dumps(journal, default=str) + "\n", mode=PRIVATE_FILE)
     return report

@@ -4,6 +4,7 @@ and what a run leaves in the state directory is private to its user."""
 from __future__ import annotations
 
 import json
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -56,3 +57,40 @@ def test_recover_refuses_a_real_driver_fault_named_as_an_undo(tmp_path, subproce
     assert (files.cert_path.read_bytes(), files.key_path.read_bytes()) == before
     assert not (files.cert_path.parent / ".mlchaos-backups").exists()
     assert "drivers.tls.actions.install_certificate is not declared as an undo by its driver" in proc.stdout
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_a_run_leaves_its_journal_and_state_directory_private_under_umask_022(tmp_path, subprocess_env):
+    state = Path(subprocess_env["MLCHAOS_STATE_DIR"])
+    state.chmod(0o755)  # it exists already, looser than it should be: mlchaos owns it and tightens it
+    marker = tmp_path / "fault"
+    experiment = tmp_path / "experiment.json"
+    experiment.write_text(json.dumps({"title": "private", "method": [
+        {"type": "action", "name": "inject", "provider": {
+            "type": "python", "module": "testdrivers", "func": "inject_marker", "arguments": {"path": str(marker)}}},
+    ]}))
+    journal = tmp_path / "out" / "journal.json"
+    proc = _mlchaos(subprocess_env, "run", str(experiment), "--journal", str(journal), umask=0o022)
+    assert proc.returncode == exit_codes.OK, proc.stdout + proc.stderr
+    assert not marker.exists()  # the safety net undid it (no rollback declared)
+    assert _mode(journal) == 0o600
+    assert _mode(journal.parent) == 0o755  # the user's own folder: not mlchaos' to tighten
+    folders = [state, *(p for p in state.rglob("*") if p.is_dir())]
+    assert len(folders) >= 2  # the state dir and runs/ (the run registered itself)
+    assert {str(p.relative_to(state)): oct(_mode(p)) for p in folders} == {
+        str(p.relative_to(state)): oct(0o700) for p in folders}
+    loose = {str(p): oct(_mode(p)) for p in state.rglob("*") if p.is_file() and _mode(p) & 0o077}
+    assert loose == {}
+
+
+def test_recovery_keeps_the_journal_private(tmp_path, subprocess_env):
+    marker = tmp_path / "marker"
+    marker.write_text("fault\n")
+    journal = _journal_naming(tmp_path / "journal.json", "testdrivers.remove_marker", {"path": str(marker)})
+    journal.chmod(0o600)
+    proc = _mlchaos(subprocess_env, "recover", str(journal), umask=0o022)
+    assert proc.returncode == exit_codes.OK, proc.stdout + proc.stderr
+    assert not marker.exists() and _mode(journal) == 0o600
