@@ -6,10 +6,13 @@ certificate and key atomically and has the server reload them (SIGHUP, sent only
 live sandbox model server that serves exactly these files). Its undo is
 :func:`restore_certificate`, which is idempotent.
 
-Backups live next to the files: ``<cert dir>/.mlchaos-backups/<time_ns>-<pid>/`` holds
-``cert.pem``, ``key.pem`` (0600) and ``manifest.json``; a ``RESTORED`` marker is written
-once they have been put back. Restoring a backup also marks every newer backup of the
-same files as restored, so undoing out of order never brings a fault back.
+Backups live next to the files: ``<cert dir>/.mlchaos-backups/`` (0700) holds one folder per
+fault, ``<time_ns>-<pid>/`` (0700), with ``cert.pem``, ``key.pem`` (0600, created exclusively)
+and ``manifest.json``. Once they have been put back and the restore is verified (the files
+read back equal the backup's; with ``tls_address``, the server presents the certificate), a
+``RESTORED`` marker is written and the backup is pruned to its manifest and marker. Restoring a
+backup also marks (and prunes) every newer backup of the same files, so undoing out of order
+never brings a fault back. A restore that fails keeps its backup, for a retry.
 
 Targets are given either as files (``cert_path``, ``key_path``, ``reload_pid``) or as a
 sandbox replica (``service``, ``replica``), whose files follow
@@ -29,6 +32,7 @@ from typing import Any
 
 from drivers._common import checks
 from drivers._common.errors import translated
+from drivers._common.undo import prune_backup
 from drivers.tls import sandbox
 from mlchaos.driver_kit import (
     ChangeRecord,
@@ -47,6 +51,7 @@ UNDO_FUNC = "drivers.tls.actions.restore_certificate"
 RELOAD_SIGNALS = checks.RELOAD_SIGNALS
 BACKUP_DIR = ".mlchaos-backups"
 RESTORED_MARKER = "RESTORED"
+BACKUP_KEEP = ("manifest.json", RESTORED_MARKER)  # what a restored backup keeps: no key, no certificate
 
 
 @dataclass(frozen=True)
@@ -148,12 +153,16 @@ def restore_certificate(
     _check_reload_target(target, must_be_alive=False)
     _copy_atomic(backup / "key.pem", target.key_path, 0o600)
     _copy_atomic(backup / "cert.pem", target.cert_path, 0o644)
-    for newer in [b for b in _backups(target.cert_path) if b.name >= backup.name]:
-        (newer / RESTORED_MARKER).write_text(f"restored from {backup.name}\n")
+    _verify_restored(backup, target)
     with translated():
         restored = certs.read_certificate(target.cert_path)
     result.update(restored=True, certificate=certs.describe(restored), already=[])
     result["reloaded"] = _reload(target, sig_name, certs.fingerprint(restored), timeout, must_be_alive=False)
+    # verified (and reloaded): only now is the backup marked restored and pruned, and every newer one with it
+    result["pruned"] = []
+    for newer in [b for b in _backups(target.cert_path) if b.name >= backup.name]:
+        (newer / RESTORED_MARKER).write_text(f"restored from {backup.name}\n")
+        result["pruned"] += [str(newer / name) for name in prune_backup(newer, BACKUP_KEEP)]
     return result
 
 
@@ -263,7 +272,7 @@ def _write_backup(backup: Path, target: _Target) -> None:
     _copy_atomic(target.key_path, backup / "key.pem", 0o600)
     manifest = {"cert_path": str(target.cert_path), "key_path": str(target.key_path),
                 "created": time.time(), "replica": target.replica}
-    (backup / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    atomic_write(backup / "manifest.json", json.dumps(manifest, indent=2) + "\n", mode=0o600)
 
 
 def _backups(cert_path: Path) -> list[Path]:
@@ -283,7 +292,21 @@ def _manifest(backup: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def _verify_restored(backup: Path, target: _Target) -> None:
+    """The target's files read back equal the backup's; DriverError (the backup is kept) when they do not."""
+    for saved, path in ((backup / "key.pem", target.key_path), (backup / "cert.pem", target.cert_path)):
+        try:
+            same = path.read_bytes() == saved.read_bytes()
+        except OSError as exc:
+            raise DriverError(f"cannot verify the restored {path}: {exc}; the backup {backup} is kept") from exc
+        if not same:
+            raise DriverError(f"{path} does not hold the backed-up file after the restore (changed meanwhile?);"
+                              f" the backup {backup} is kept")
+
+
 def _copy_atomic(source: Path, dest: Path, mode: int) -> None:
+    """Copy ``source`` over ``dest`` atomically: a temporary file created exclusively (O_EXCL) and 0600, given
+    ``mode`` before it is renamed over ``dest``, so a key is never readable by others, not even briefly."""
     try:
         atomic_write(dest, source.read_bytes(), mode)
     except OSError as exc:
