@@ -75,7 +75,9 @@ def install_certificate(
 ) -> dict[str, Any]:
     """Replace a server's certificate with an expired (or expiring_soon, wrong_hostname, untrusted, valid) one.
 
-    Every kind but ``untrusted`` is signed by the CA in ``ca_dir`` (the CA clients trust).
+    ``untrusted`` is signed by a throw-away CA made for this fault (its key is never written, the CA in
+    ``ca_dir`` is not read); the other kinds by the CA in ``ca_dir`` (the CA clients trust), because a
+    valid chain is their point (mlchaos.lib.certificates says why; an expired one was valid for an hour).
     ``days``: how long ago an expired certificate ended, or how soon an expiring one ends.
     With ``tls_address`` (``host:port``; known for a sandbox replica) the action waits up to
     ``timeout`` s until the server presents the new certificate.
@@ -88,7 +90,7 @@ def install_certificate(
     target = _resolve(cert_path, key_path, reload_pid, service, replica, ca_dir, hosts, tls_address)
     _check_reload_target(target)
     ca = None
-    if kind != "untrusted":
+    if kind in certs.SIGNED_BY_THE_TRUSTED_CA:  # only then is the serving CA's key read at all
         if target.ca_dir is None:
             raise DriverError(f"a {kind} certificate is signed by the CA the clients trust: pass ca_dir")
         with translated():
@@ -102,7 +104,8 @@ def install_certificate(
         targets=_targets(target),
         parameters={"kind": kind, "hosts": target.hosts, "days": days, "reload_signal": sig_name,
                     "ca_dir": str(target.ca_dir) if target.ca_dir else None,
-                    "certificate": certs.describe(cert)},
+                    "certificate": certs.describe(cert),
+                    "signed_by": "the trusted CA" if issuer is ca else "a throw-away CA"},
         undo={"func": UNDO_FUNC, "arguments": {
             "cert_path": str(target.cert_path), "key_path": str(target.key_path), "backup_dir": str(backup),
             "reload_pid": target.pid, "reload_signal": sig_name, "tls_address": target.tls_address}},
