@@ -16,7 +16,7 @@ from drivers.kubernetes.backups import SECRET_BACKUP
 from drivers.kubernetes.faults import ROLLBACKS, SAFETY_TTL, Selector, change_id, read_backup, stop_watchdogs, undo
 from drivers.kubernetes.targets import DRIVER, connect_namespace
 from drivers.kubernetes.workloads import parse_workloads, restart_all
-from mlchaos.driver_kit import ChangeRecord, DriverError, announce, certificates
+from mlchaos.driver_kit import ChangeRecord, DriverError, announce, certificates, undo_function
 
 
 def swap_tls_certificate(
@@ -89,6 +89,7 @@ def swap_tls_certificate(
     return output
 
 
+@undo_function
 def restore_secret(
     namespace: str, secret: str, uid: str | None = None, sha256: str | None = None, restart: list[str] | None = None,
     kubeconfig: str | None = None, context: str | None = None, in_cluster: bool | None = None,

@@ -52,10 +52,14 @@ TLS_DIR = Path(__file__).resolve().parents[2] / "deploy" / "docker" / "tls"  # g
 
 def issue_certificates(directory: Path = TLS_DIR) -> dict[str, Path]:
     """A CA (``ca/``) and a valid leaf per replica (``model-N/``, for ``model-N`` and localhost), reused
-    while valid: what the compose file mounts into the replicas and the blackbox exporter."""
-    from mlchaos.lib.certificates import issue_sandbox_certificates
+    while valid: what the compose file mounts into the replicas (their own folder) and the blackbox
+    exporter (``ca/ca.crt`` alone: the CA's key stays on the host)."""
+    from mlchaos.lib.certificates import CA_CERT_FILE, issue_sandbox_certificates
 
     ca_dir = directory / "ca"
+    stray = ca_dir / CA_CERT_FILE  # blackbox mounts this one file (never the CA's key): a `docker compose up`
+    if stray.is_dir() and not any(stray.iterdir()):  # before it existed left an empty folder in its place
+        stray.rmdir()
     for name in REPLICAS:
         issue_sandbox_certificates(directory / name, hosts=[name, "localhost", "127.0.0.1"], ca_dir=ca_dir)
     return {"ca_dir": ca_dir, **{name: directory / name for name in REPLICAS}}

@@ -31,6 +31,7 @@ from typing import Any
 from mlchaos.engine import exit_codes, verdicts
 from mlchaos.engine.signals import STOPPABLE_PHASES
 from mlchaos.experiment.pipeline import ListenTargets
+from mlchaos.experiment.problems import printable_lines
 from mlchaos.gameday.progress import ProgressConsole
 from mlchaos.gameday.schedule import Calendar, Clock, SystemClock
 from mlchaos.gameday.suite import CheckedExperiment, GameDay
@@ -424,27 +425,32 @@ def write_reports_hook(journals: list[Path], out_dir: Path, formats: list[str]) 
     return [str(path) for path in paths]
 
 
+def _say(text: str = "") -> None:
+    """Print a line of the summary: titles and reasons may carry driver or network text, escaped here."""
+    print(printable_lines(text))
+
+
 def print_suite_summary(result: SuiteResult) -> None:
     """The end-of-suite summary (printed even with --quiet): a line per experiment, then the verdict."""
     counts = {"held": 0, "failed": 0, "skipped": 0}
     total = len(result.records)
-    print()
-    print(f"game day: {result.title}")
+    _say()
+    _say(f"game day: {result.title}")
     for record in result.records:
         code = "" if record.exit_code is None else f"exit {record.exit_code}"
         took = "" if record.duration is None else f"{record.duration:.1f}s"
         tail = f"  {result.journal_path(record)}" if record.journal else ""
-        print(f"  {record.index}/{total} {record.verdict.upper():<16} {code:<8} {took:>7}  {record.title}{tail}")
+        _say(f"  {record.index}/{total} {record.verdict.upper():<16} {code:<8} {took:>7}  {record.title}{tail}")
         if record.reason and record.verdict in ("skipped", "aborted", "invalid", "error"):
-            print(f"        {record.reason}")
+            _say(f"        {record.reason}")
         key = "held" if record.exit_code == exit_codes.OK else "skipped" if record.verdict == "skipped" else "failed"
         counts[key] += 1
-    print(f"verdict: {result.verdict.upper()} (exit {result.exit_code})  {counts['held']} held, "
+    _say(f"verdict: {result.verdict.upper()} (exit {result.exit_code})  {counts['held']} held, "
           f"{counts['failed']} did not hold, {counts['skipped']} skipped")
     if result.stopped_by:
-        print(f"  stopped: {result.stopped_by}")
+        _say(f"  stopped: {result.stopped_by}")
     for report in result.reports:
-        print(f"  report: {report}")
+        _say(f"  report: {report}")
     print(f"  suite journal: {result.out_dir / 'suite.json'}", flush=True)
 
 

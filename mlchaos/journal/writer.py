@@ -125,7 +125,8 @@ class Journal:
             return
         self._last_write = now
         # compact: json's C encoder is only used without indent (~30x faster on big journals)
-        atomic_write(self.path, json.dumps(self.redactor.data(self.data), default=str) + "\n",
+        # a journal names what was changed and how to undo it: its user's only
+        atomic_write(self.path, json.dumps(self.redactor.data(self.data), default=str) + "\n", mode=0o600,
                      sync=force if sync is None else sync)
 
 

@@ -3,7 +3,9 @@
 Every fault's change record is on disk (journal ``mlchaos.changes``, redacted, and exactly in the
 run's private records, :mod:`mlchaos.safety.exact_records`) before the fault is applied, with the
 function that undoes it. Recovery calls those undo functions newest
-first, continues past individual failures and reports them all. Undo functions are
+first, continues past individual failures and reports them all. It calls only the functions
+drivers declare as undos (:mod:`mlchaos.safety.declared_undos`): any other function a record
+names is refused, reported as a failed undo, and nothing is run. Undo functions are
 idempotent (undoing what is already undone succeeds and changes nothing), so recovering
 a journal twice, or after the run's own rollbacks, is harmless.
 """
@@ -22,8 +24,10 @@ from mlchaos.experiment.execution import Waiter, execute
 from mlchaos.journal import reader as journal_reader
 from mlchaos.journal.redaction import REDACTED, Redactor, redacted_output
 from mlchaos.lib.files import atomic_write
+from mlchaos.lib.state_dir import PRIVATE_FILE
 from mlchaos.safety import exact_records
 from mlchaos.safety.changes import ChangeRecord, is_change_record
+from mlchaos.safety.declared_undos import UndoRefused, resolve
 from mlchaos.safety.exact_records import ExactRecords
 
 UNDO_TIMEOUT = 120.0
@@ -70,18 +74,31 @@ class RecoveryReport:
 
 
 def undo_record(record: ChangeRecord, timeout: float = UNDO_TIMEOUT, waiter: Waiter | None = None) -> UndoResult:
-    """Call the record's undo function once (with a timeout); never raises."""
+    """Call the record's undo function once (with a timeout), if it is a declared undo; never raises."""
     targets = [t.name for t in record.targets]
     func = (record.undo or {}).get("func")
     if not func:
         return UndoResult(record.action, targets, "-", "nothing-to-undo")
+    arguments = (record.undo or {}).get("arguments") or {}
+    try:
+        resolve(func)
+        if not isinstance(arguments, dict):
+            raise UndoRefused(f"its arguments are not a mapping: {arguments!r}")
+    except UndoRefused as exc:
+        return UndoResult(record.action, targets, str(func), "failed", error=refusal(exc, func, arguments))
     module, _, name = func.rpartition(".")
     spec = {"type": "action", "name": f"undo {record.action}",
-            "provider": {"type": "python", "module": module, "func": name,
-                         "arguments": dict((record.undo or {}).get("arguments") or {})}}
+            "provider": {"type": "python", "module": module, "func": name, "arguments": dict(arguments)}}
     outcome = execute(spec, {}, {}, timeout, waiter or Waiter())
     return UndoResult(record.action, targets, func, "undone" if outcome.succeeded else "failed",
                       output=outcome.output, error=outcome.error, duration=outcome.duration)
+
+
+def refusal(exc: UndoRefused, func: Any, arguments: Any) -> str:
+    """What a person reads when a record's undo is refused: why, that nothing ran, and what to do."""
+    return (f"refused: {exc}; nothing was run. Recovery calls only the undo functions drivers declare: if the "
+            f"journal was edited or is not mlchaos', distrust it; if the change it records is real, undo it by hand "
+            f"(recorded: {func}, arguments {arguments!r})")
 
 
 def recorded_changes(journal: dict[str, Any], unreadable: list[str] | None = None) -> list[ChangeRecord]:
@@ -145,7 +162,7 @@ def recover(path: Path, by: str, timeout: float = UNDO_TIMEOUT) -> RecoveryRepor
     extra.setdefault("recoveries", []).append(report.to_dict())
     if exact is not None and report.ok and exact.remove():
         extra["exact_records"] = {**(extra.get("exact_records") or {}), "kept": False}
-    atomic_write(Path(path), json.dumps(journal, default=str) + "\n")
+    atomic_write(Path(path), json.dumps(journal, default=str) + "\n", mode=PRIVATE_FILE)
     return report
 
 

@@ -49,6 +49,7 @@ from mlchaos.lib.files import atomic_write, file_lock, free_ports, read_json, wr
 from mlchaos.lib.http import http_json as _http_json
 from mlchaos.lib.http import http_ok as _http_ok
 from mlchaos.lib.programs import find_program
+from mlchaos.lib.state_dir import private_dir
 from mlchaos.lib.state_dir import state_dir as default_state_dir
 from mlchaos.lib.waiting import wait_for
 from mlchaos.monitoring.alert_rules import GROUP_NAME, SANDBOX, RuleParameters, parse_duration, render_rules
@@ -248,7 +249,7 @@ class Monitoring:
     def _write_configs(self, endpoints: MonitoringEndpoints, ports: dict[str, int],
                        params: RuleParameters) -> None:
         for sub in ("rules", "rules.d", "targets", "data/prometheus", "data/alertmanager"):
-            (self.config_dir / sub).mkdir(parents=True, exist_ok=True)
+            private_dir(self.config_dir / sub)
         tls_targets = self.targets_dir / "tls.json"
         if not tls_targets.exists():
             atomic_write(tls_targets, "[]\n")
@@ -325,7 +326,7 @@ class Monitoring:
             }}
             for r in replicas
         ]
-        self.targets_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.targets_dir)
         atomic_write(self.targets_dir / "model.json", json.dumps(groups, indent=2) + "\n")
         tls = [{"targets": [f"{r.host}:{r.tls_port}"], "labels": {"replica": r.name, "service": r.service}}
                for r in replicas if getattr(r, "tls_port", 0)]
@@ -348,7 +349,7 @@ class Monitoring:
         return [binary, f"--config.file={self.config_dir / 'blackbox.yml'}", listen]
 
     def _spawn(self, name: str, port: int) -> subprocess.Popen[bytes]:
-        self.log_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.log_dir)
         with open(self.log_dir / f"{name}.log", "ab") as log:
             proc = subprocess.Popen(
                 self._argv(name, port), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
@@ -428,7 +429,7 @@ class Monitoring:
         self._write_state({"version": STATE_VERSION, "endpoints": asdict(endpoints), "processes": processes})
 
     def _write_state(self, data: dict[str, Any]) -> None:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.state_dir)
         write_json(self.state_file, data)
 
     def _locked(self) -> contextlib.AbstractContextManager[None]:

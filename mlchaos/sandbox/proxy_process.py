@@ -26,6 +26,7 @@ import requests
 
 from mlchaos.errors import SandboxError
 from mlchaos.lib.files import atomic_write, read_json, write_json
+from mlchaos.lib.state_dir import private_dir
 from mlchaos.sandbox import procs
 
 MODULE = "mlchaos.proxy"
@@ -110,7 +111,7 @@ class ProxyProcess:
                          json={"listen": route.listen, "upstream": route.upstream, "enabled": True})
 
     def _spawn(self, port: int, timeout: float) -> str:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.log_path.parent)
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
         argv = [sys.executable, "-m", MODULE, "--api", f"{HOST}:{port}", "--config", str(self.config_file)]

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mlchaos.driver_kit import undo_function
 from mlchaos.safety.changes import ChangeRecord, Target, announce
 
 
@@ -65,6 +66,7 @@ def marker_exists(path: str) -> bool:
     return Path(path).exists()
 
 
+@undo_function
 def remove_marker(path: str) -> bool:
     """Undo inject_marker."""
     Path(path).unlink(missing_ok=True)

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import requests
+from cryptography import x509
 
 from drivers.tls import actions, probes
 from mlchaos.errors import DriverError
@@ -74,6 +75,42 @@ def test_each_bad_kind_is_refused_with_its_reason(fresh: TLSServer, kind: str, r
         assert probes.verifying_client_refused(HOST, fresh.tls_port, ca_file=str(fresh.files.ca_path))
         assert probes.presented_certificate(HOST, fresh.tls_port)["sha256"] == \
             record["parameters"]["certificate"]["sha256"]
+        served = certs.read_certificate(fresh.files.cert_path)
+        serving_ca = certs.CertificateAuthority.load(fresh.ca_dir)
+        assert certs.fingerprint(served) == record["parameters"]["certificate"]["sha256"]
+        if kind == "untrusted":  # a throw-away CA made for this fault, never the serving CA
+            assert not serving_ca.signed(served) and served.issuer != serving_ca.certificate.subject
+            assert record["parameters"]["signed_by"] == "a throw-away CA"
+        else:  # a valid chain is the point: refused for its dates or its name alone (documented)
+            assert serving_ca.signed(served) and record["parameters"]["signed_by"] == "the trusted CA"
+    finally:
+        fresh.restore(record)
+
+
+def test_every_untrusted_fault_has_its_own_throw_away_ca(fresh: TLSServer) -> None:
+    serving_ca = certs.CertificateAuthority.load(fresh.ca_dir)
+    issuers = []
+    for _ in range(2):
+        record = fresh.install("untrusted")
+        try:
+            served = certs.read_certificate(fresh.files.cert_path)
+            assert not serving_ca.signed(served)
+            assert probes.handshake_result(HOST, fresh.tls_port, ca_file=str(fresh.files.ca_path))["reason"] == \
+                "unknown issuer"
+            issuers.append(served.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier)
+        finally:
+            fresh.restore(record)
+    assert issuers[0] != issuers[1]
+
+
+def test_an_expired_certificate_was_valid_for_one_hour_long_ago(fresh: TLSServer) -> None:
+    record = fresh.install("expired", days=30)
+    try:
+        served = certs.read_certificate(fresh.files.cert_path)
+        assert served.not_valid_after_utc - served.not_valid_before_utc == certs.EXPIRED_WINDOW
+        assert -30.01 < probes.days_until_expiry(HOST, fresh.tls_port) < -29.99
+        assert probes.handshake_result(HOST, fresh.tls_port, ca_file=str(fresh.files.ca_path))["reason"] == \
+            "certificate has expired"
     finally:
         fresh.restore(record)
 
