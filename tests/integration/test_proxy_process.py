@@ -74,7 +74,8 @@ def test_the_api_speaks_toxiproxy(proxy_api):
         requests.delete(f"{api}/proxies/web/toxics/nope", timeout=5),
         requests.post(f"{api}/proxies/web/toxics", json={"type": "latency", "attributes": {"latency": -1}}, timeout=5),
         requests.post(f"{api}/proxies/web/toxics", json={"type": "nope"}, timeout=5),
-        requests.post(f"{api}/proxies/web/toxics", data=b"{not json", timeout=5),
+        requests.post(f"{api}/proxies/web/toxics", data=b"{not json", headers={"Content-Type": "application/json"},
+                      timeout=5),
         requests.put(f"{api}/proxies/web", json={}, timeout=5),
     ]
     assert [r.status_code for r in errors] == [404, 404, 400, 400, 400, 405]

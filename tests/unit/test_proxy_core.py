@@ -271,11 +271,11 @@ def test_duplicates_and_bad_proxies_are_refused():
         with pytest.raises(AlreadyExists):
             registry.add_toxic("echo", "latency", {"latency": 2})
         with pytest.raises(AlreadyExists):
-            await registry.create("echo", "127.0.0.1:0", "127.0.0.1:1")
+            await registry.create("echo", "127.0.0.1:0", "127.0.0.1:65000")
         with pytest.raises(AlreadyExists, match="cannot listen"):
-            await registry.create("twin", listen, "127.0.0.1:1")  # the address is taken
+            await registry.create("twin", listen, "127.0.0.1:65000")  # the address is taken
         with pytest.raises(InvalidProxy):
-            await registry.create("bad", "nowhere", "127.0.0.1:1")
+            await registry.create("bad", "nowhere", "127.0.0.1:65000")
         assert sorted(registry.proxies) == ["echo"]
 
     run(scenario)

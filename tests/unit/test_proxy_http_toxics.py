@@ -118,7 +118,8 @@ def test_transform_scales_a_feature_on_every_infer_request_of_a_keep_alive_conne
     bodies = [json.loads(b) for m, p, b in _Recorder.seen if p == INFER]
     assert [b["inputs"][0]["data"] for b in bodies] == [[5.1, 3.5, 14.0, 0.2]] * 3
     assert bodies[0]["id"] == "r1"  # everything but the features is kept
-    assert harness.stats() == {"seen": 4, "matched": 3, "changed": 3, "skipped": 0, "unframed_bytes": 0}
+    assert harness.stats() == {"seen": 4, "matched": 3, "changed": 3, "skipped": 0, "oversized": 0,
+                               "unframed_bytes": 0}
 
 
 def test_requests_that_do_not_match_pass_byte_for_byte(harness):
