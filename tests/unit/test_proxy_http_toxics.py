@@ -90,9 +90,17 @@ class _Harness:
 
     def close(self) -> None:
         self.call(self.registry.close())
+        self.call(_finish_tasks())  # connections cancelled by close() end before the loop stops, not at GC
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.server.shutdown()
         self.server.server_close()
+
+
+async def _finish_tasks() -> None:
+    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 @pytest.fixture
