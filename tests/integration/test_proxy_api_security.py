@@ -9,6 +9,7 @@ and the real Toxiproxy client (PyPI toxiproxy-python) still working with the tok
 from __future__ import annotations
 
 import base64
+import importlib.util
 import json
 import os
 import signal
@@ -22,6 +23,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.support.components import require_component
 from tests.support.environment import child_env
 from tests.support.polling import wait_until
 
@@ -323,7 +325,9 @@ def tuple_address(address: str) -> tuple[str, int]:
 
 def test_the_toxiproxy_python_client_works_with_the_token(start, upstream, tmp_path, monkeypatch):
     """PyPI toxiproxy-python knows nothing of tokens; `requests` sends basic auth from NETRC, which it reads."""
-    toxiproxy = pytest.importorskip("toxiproxy")
+    found = importlib.util.find_spec("toxiproxy") is not None
+    require_component("toxiproxy-python", found, "pip install toxiproxy-python (the PyPI Toxiproxy client)")
+    import toxiproxy
     from toxiproxy.api import APIConsumer
 
     api = start(api="0.0.0.0:0")
