@@ -6,6 +6,10 @@ config (Toxiproxy's format) in ``<state_dir>/proxy-config.json``, its log in
 reconciled through its API (missing proxies created, wrong ones fixed, disabled
 ones enabled, leftover toxics removed, stale ones deleted); a dead one is restarted
 on the same API port with the same proxies on the same ports.
+
+The API listens on loopback only, so it needs no token; when one is configured
+(``MLCHAOS_PROXY_TOKEN`` or ``MLCHAOS_PROXY_TOKEN_FILE``), the process inherits it and
+every call here sends it.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import requests
 
 from mlchaos.errors import SandboxError
 from mlchaos.lib.files import atomic_write, read_json, write_json
+from mlchaos.lib.proxy_token import proxy_api_headers
 from mlchaos.lib.state_dir import private_dir
 from mlchaos.sandbox import procs
 
@@ -167,14 +172,15 @@ def _url(port: int) -> str:
 
 def _answers(api: str) -> bool:
     try:
-        return requests.get(f"{api}/version", timeout=HTTP_TIMEOUT).ok
+        return requests.get(f"{api}/version", headers=proxy_api_headers(error=SandboxError), timeout=HTTP_TIMEOUT).ok
     except requests.RequestException:
         return False
 
 
 def _request(method: str, url: str, json: Any = None) -> requests.Response:
+    headers = proxy_api_headers(error=SandboxError)
     try:
-        resp = requests.request(method, url, json=json, timeout=HTTP_TIMEOUT)
+        resp = requests.request(method, url, json=json, headers=headers, timeout=HTTP_TIMEOUT)
     except requests.RequestException as exc:
         raise SandboxError(f"sandbox proxy API {method} {url}: {exc}") from exc
     if resp.status_code >= 400:

@@ -74,7 +74,8 @@ def test_the_api_speaks_toxiproxy(proxy_api):
         requests.delete(f"{api}/proxies/web/toxics/nope", timeout=5),
         requests.post(f"{api}/proxies/web/toxics", json={"type": "latency", "attributes": {"latency": -1}}, timeout=5),
         requests.post(f"{api}/proxies/web/toxics", json={"type": "nope"}, timeout=5),
-        requests.post(f"{api}/proxies/web/toxics", data=b"{not json", timeout=5),
+        requests.post(f"{api}/proxies/web/toxics", data=b"{not json", headers={"Content-Type": "application/json"},
+                      timeout=5),
         requests.put(f"{api}/proxies/web", json={}, timeout=5),
     ]
     assert [r.status_code for r in errors] == [404, 404, 400, 400, 400, 405]
@@ -241,3 +242,25 @@ def test_undos_run_again_change_nothing(proxy_api):
     assert actions.remove_toxic(**record["undo"]["arguments"])["already"] == ["latency_downstream"]
     assert actions.enable_proxy("web", url=api)["already"] == ["web"]
     assert probes.proxy_enabled("web", url=api) is True and probes.list_toxics("web", url=api) == []
+
+
+def test_with_a_token_set_the_sandbox_proxy_requires_it_and_mlchaos_sends_it(tmp_path, monkeypatch):
+    from mlchaos.sandbox.manager import Sandbox
+
+    token = "sandbox-proxy-token-0123456789abcdef"
+    monkeypatch.setenv("MLCHAOS_STATE_DIR", str(tmp_path))
+    monkeypatch.setenv("MLCHAOS_PROXY_TOKEN", token)  # the proxy process inherits it
+    sandbox = Sandbox(tmp_path)
+    try:
+        sandbox.up(replicas=1, timeout=60, monitoring=False)
+        api = sandbox.proxy_api_url()
+        assert requests.get(f"{api}/proxies", timeout=5).status_code == 401
+        auth = {"Authorization": f"Bearer {token}"}
+        assert "model-0" in requests.get(f"{api}/proxies", headers=auth, timeout=5).json()
+        actions.add_toxic("model-0", "latency", {"latency": 10})  # the driver sends the token
+        assert probes.toxic_count("model-0") == 1
+        pid = sandbox.proxy().pid()
+        sandbox.up(replicas=1, timeout=60, monitoring=False)  # heals through the API: with the token
+        assert sandbox.proxy().pid() == pid and probes.toxic_count("model-0") == 0
+    finally:
+        sandbox.down()
