@@ -15,7 +15,7 @@ import requests
 from drivers._common import checks
 from drivers._common.errors import http_errors
 from drivers.process.sandbox import Replica
-from drivers.proxy.sandbox import check_toxic_type, replica_behind, sandbox_api_url
+from drivers.proxy.sandbox import check_toxic_type, replica_behind, sandbox_api_headers, sandbox_api_url
 from mlchaos.driver_kit import DriverError, proxy_api_headers
 
 HTTP_TIMEOUT = 5.0
@@ -37,7 +37,7 @@ def sandbox_replica(proxy: str, url: str | None) -> Replica | None:
 
 def call(method: str, base: str, path: str, body: Any = None, missing_ok: bool = False) -> Any:
     """One API call; the parsed JSON (None for an empty body, or a 404 with ``missing_ok``)."""
-    headers = proxy_api_headers(error=DriverError)
+    headers = sandbox_api_headers(base) or proxy_api_headers(error=DriverError)
     with http_errors(f"proxy API at {base}", f"{method} {path}", HTTP_TIMEOUT):
         resp = requests.request(method, f"{base}{path}", json=body, headers=headers, timeout=HTTP_TIMEOUT)
     if resp.status_code == 404 and missing_ok:
