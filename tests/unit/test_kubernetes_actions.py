@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from drivers.kubernetes import actions, deletion, probes, targets
+from drivers.kubernetes import actions, client, deletion, probes, secret_backups, targets
 from mlchaos.errors import DriverError, TargetNotFound
 from mlchaos.lib import certificates as certs
 from mlchaos.safety.changes import ChangeRecord, reset_sink, set_sink
@@ -379,6 +379,43 @@ def test_a_second_swap_is_refused_while_the_backup_of_the_first_is_kept(cluster,
         before["data"]
     actions.restore_secret(**record["undo"]["arguments"])
     assert cluster.get(SECRETS, ns, "model-server-tls")["data"] == before["data"]
+
+
+def test_a_swap_whose_secret_patch_fails_leaves_no_backup_behind(cluster, ns, conn):
+    _, before = tls_setup(cluster, ns)
+    original = cluster.emulator._handle
+
+    async def refuse_the_swap(request):  # the Secret changed by someone else between the read and the patch
+        if request.method == "PATCH" and request.name == "model-server-tls":
+            import kmock
+
+            raise kmock.KubernetesError(status=422, reason="Invalid", message="the test operation failed")
+        return await original(request)
+
+    cluster.emulator._handle = refuse_the_swap
+    try:
+        with pytest.raises(DriverError, match="rejected the request"):
+            actions.swap_tls_certificate("model-server-tls", ns, "expired", ttl=None, **conn)
+    finally:
+        del cluster.emulator._handle
+    assert cluster.get(SECRETS, ns, "model-server-tls") == before and stored_backup(cluster, ns) is None
+    assert actions.swap_tls_certificate("model-server-tls", ns, "expired", ttl=None, **conn)["dry_run"] is False
+
+
+def test_a_runner_killed_between_the_backup_and_the_swap_is_recovered_from_its_record(cluster, ns, conn, announced):
+    """The record is journaled before the backup is written, the backup before the Secret: recovery from the record
+    finds the backup, writes the (unchanged) data back and drops it, so the next swap is not refused."""
+    _, before = tls_setup(cluster, ns)
+    actions.swap_tls_certificate("model-server-tls", ns, "expired", ttl=None, dry_run=True, **conn)
+    (record,) = announced
+    api = client.connect(**conn)
+    store = secret_backups.read_store(api, ns)
+    secret_backups.put(api, ns, store, "model-server-tls", {  # what swap_tls_certificate writes, then dies
+        "secret": "model-server-tls", "uid": before["metadata"]["uid"], "data": before["data"],
+        "sha256": record.undo["arguments"]["sha256"], "change": "killed", "restart": []})
+    assert stored_backup(cluster, ns)["data"] == before["data"]
+    assert actions.restore_secret(**record.undo["arguments"])["result"] == "restored"
+    assert cluster.get(SECRETS, ns, "model-server-tls")["data"] == before["data"] and stored_backup(cluster, ns) is None
 
 
 def test_a_damaged_backup_is_never_written_back(cluster, ns, conn):
