@@ -13,7 +13,7 @@ import re
 import pytest
 import yaml
 
-from drivers.kubernetes import manifests
+from drivers.kubernetes import actions, manifests
 from drivers.kubernetes.selection import selector_from_object
 from mlchaos.experiment.loader import load_document
 from mlchaos.experiment.validation import validate
@@ -28,8 +28,10 @@ API_VERSIONS = {
     "Deployment": "apps/v1", "CronJob": "batch/v1", "Role": "rbac.authorization.k8s.io/v1",
     "RoleBinding": "rbac.authorization.k8s.io/v1", "ServiceMonitor": "monitoring.coreos.com/v1",
     "PrometheusRule": "monitoring.coreos.com/v1", "NetworkPolicy": "networking.k8s.io/v1",
+    "ValidatingAdmissionPolicy": "admissionregistration.k8s.io/v1",
+    "ValidatingAdmissionPolicyBinding": "admissionregistration.k8s.io/v1",
 }
-NAMESPACED = set(API_VERSIONS) - {"Namespace"}
+NAMESPACED = set(API_VERSIONS) - {"Namespace", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
 
 
 def objects() -> list[tuple[str, dict]]:
@@ -56,7 +58,8 @@ def pod_specs() -> list[tuple[dict, dict]]:
 def test_the_manifests_parse_and_every_object_has_the_basics():
     found = objects()
     assert {name for name, _ in found} >= {"model-serving.yaml", "monitoring.yaml", "prometheus-rule.yaml",
-                                           "fault-proxy.yaml", "rbac.yaml", "gameday-cronjob.yaml"}
+                                           "fault-proxy.yaml", "rbac.yaml", "gameday-cronjob.yaml",
+                                           "admission-policy.yaml"}
     declared_namespaces = {o["metadata"]["name"] for _, o in found if o["kind"] == "Namespace"}
     for name, obj in found:
         where = f"{name}: {obj.get('kind')}/{obj.get('metadata', {}).get('name')}"
@@ -185,6 +188,29 @@ def test_a_network_policy_admits_only_the_runner_to_the_proxy_api():
     for rule in rules:
         if rule is not api_rules[0]:
             assert {p["port"] for p in rule["ports"]} == {"model-server"}
+def test_the_admission_policies_are_bound_to_deny_and_hold_the_runners_service_account():
+    """Every policy has a binding that denies (a policy without one does nothing), fails closed, and its match
+    condition names the ServiceAccount rbac.yaml binds the Role to."""
+    (binding,) = by_kind("RoleBinding")
+    (subject,) = binding["subjects"]
+    runner = f"system:serviceaccount:{subject['namespace']}:{subject['name']}"
+    policies = {p["metadata"]["name"]: p for p in by_kind("ValidatingAdmissionPolicy")}
+    bindings = {b["spec"]["policyName"]: b for b in by_kind("ValidatingAdmissionPolicyBinding")}
+    assert policies and set(bindings) == set(policies)
+    for name, policy in policies.items():
+        assert bindings[name]["spec"]["validationActions"] == ["Deny"], name
+        assert policy["spec"]["failurePolicy"] == "Fail", name
+        assert [c["expression"] for c in policy["spec"]["matchConditions"]] == [
+            f"request.userInfo.username == '{runner}'"], name
+
+
+def test_the_backup_secret_is_shipped_empty_and_the_role_may_patch_it():
+    (store,) = [s for s in by_kind("Secret") if s["metadata"]["name"] == actions.BACKUP_SECRET]
+    (role,) = by_kind("Role")
+    assert store["type"] == "Opaque" and "data" not in store and "stringData" not in store
+    assert store["metadata"]["namespace"] == role["metadata"]["namespace"]
+    granted = [r for r in role["rules"] if actions.BACKUP_SECRET in (r.get("resourceNames") or [])]
+    assert [sorted(r["verbs"]) for r in granted] == [["get", "patch"]]
 
 
 def test_the_prometheus_rule_is_the_current_rendering_of_the_alert_rules():
