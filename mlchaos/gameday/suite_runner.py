@@ -113,7 +113,9 @@ class StopRequest:
         def on_abort(_signum: int, _frame: Any) -> None:
             self.suite_abort.set()
 
-        previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        # every signal that interrupts a run also stops the suite between its experiments (SIGUSR1: the abort)
+        stopping = [s for s in verdicts.SIGNAL_EXIT if s != run_registry.ABORT_SIGNAL]
+        previous = {s: signal.signal(s, on_signal) for s in stopping}
         previous[run_registry.ABORT_SIGNAL] = signal.signal(run_registry.ABORT_SIGNAL, on_abort)
         try:
             yield
