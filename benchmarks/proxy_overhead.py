@@ -39,6 +39,7 @@ sys.path.insert(0, str(REPO))
 
 import requests  # noqa: E402
 
+from mlchaos.lib.proxy_token import proxy_api_headers  # noqa: E402
 from mlchaos.sandbox.manager import Sandbox  # noqa: E402
 
 BODY = json.dumps({"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP32",
@@ -135,8 +136,9 @@ def main() -> int:
             print(f"\n2. throughput ({args.clients} clients x {per_client} keep-alive calls, median of {args.rounds})")
             print(f"   direct {rd:.0f} req/s, proxied {rp:.0f} req/s, ratio {rp / rd:.3f}   (goal >= 0.8)")
 
+            auth = proxy_api_headers()  # the sandbox proxy's token, when MLCHAOS_PROXY_TOKEN sets one
             toxic = {"type": "latency", "attributes": {"latency": 200}, "ttl": 120}
-            requests.post(f"{api}/proxies/model-0/toxics", json=toxic, timeout=5).raise_for_status()
+            requests.post(f"{api}/proxies/model-0/toxics", json=toxic, headers=auth, timeout=5).raise_for_status()
             n = max(args.requests // 10, 10)
             base = statistics.median(timed_requests(direct_port, n))
             slow = statistics.median(timed_requests(proxy_port, n))
@@ -147,12 +149,12 @@ def main() -> int:
 
             skew = {"type": "http_transform", "stream": "upstream", "name": "skew", "ttl": 300,
                     "attributes": {"transforms": [{"op": "scale", "feature": 2, "factor": 10}]}}
-            requests.post(f"{api}/proxies/model-0/toxics", json=skew, timeout=5).raise_for_status()
+            requests.post(f"{api}/proxies/model-0/toxics", json=skew, headers=auth, timeout=5).raise_for_status()
             timed_requests(proxy_port, 50)  # warm-up
             skewed: list[float] = []
             for _ in range(args.rounds):
                 skewed += timed_requests(proxy_port, args.requests)
-            stats = requests.get(f"{api}/proxies/model-0/toxics/skew", timeout=5).json()["stats"]
+            stats = requests.get(f"{api}/proxies/model-0/toxics/skew", headers=auth, timeout=5).json()["stats"]
             sm, s99 = statistics.median(skewed), p(skewed, 99)
             print(f"\n4. http_transform toxic, one feature scaled ({len(skewed)} keep-alive infer calls)")
             print(f"   proxied + transform: median {sm:.3f} ms  p99 {s99:.3f} ms;"

@@ -1,4 +1,6 @@
 # mlchaos' TCP fault proxy (Toxiproxy-compatible HTTP API on :8474); standard library only.
+# The API listens beyond loopback, so it needs a token: MLCHAOS_PROXY_TOKEN (or a file named by
+# MLCHAOS_PROXY_TOKEN_FILE); without one the process refuses to start and says why.
 ARG BASE=debian:bookworm-slim
 FROM ${BASE}
 RUN command -v python3 >/dev/null \

@@ -5,13 +5,16 @@ A change record's undo names its rollback by a dotted path that journals keep fo
 driver's facade module, wherever the function lives now, and starts or stops the TTL
 watchdogs that call them. A rollback stops the watchdog it was told about
 (:func:`stop_told`), then the ones of the same fault it was not told about (a rollback by
-selector, or replayed from the journal) with :meth:`Rollbacks.stop_watchdogs`.
+selector, or replayed from the journal) with :meth:`Rollbacks.stop_watchdogs`. A rollback that
+restored files from a backup on disk prunes that backup (:func:`prune_backup`) once the restore is
+verified, never before: no copy of a key outlives the fault.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from mlchaos.driver_kit import ChangeRecord, start_record_watchdog, stop_covered, stop_watchdog
@@ -62,3 +65,15 @@ def covers(key: str, handled: Iterable[Any], **same: Any) -> Callable[[dict[str,
 def already(results: dict[str, str], *changed: str) -> list[str]:
     """The targets whose rollback found nothing to do: their result starts with none of ``changed``."""
     return [key for key, result in results.items() if not result.startswith(changed)]
+
+
+def prune_backup(folder: Path, keep: Iterable[str]) -> list[str]:
+    """Delete the files of a backup the rollback has put back (and verified) but those named in ``keep`` (its
+    manifest and RESTORED marker, so that a replayed undo still finds nothing to do); the names deleted."""
+    kept = set(keep)
+    pruned = []
+    for item in sorted(folder.iterdir()) if folder.is_dir() else []:
+        if item.name not in kept and (item.is_file() or item.is_symlink()):
+            item.unlink(missing_ok=True)
+            pruned.append(item.name)
+    return pruned

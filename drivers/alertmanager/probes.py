@@ -11,6 +11,7 @@ they check that the run has a receiver and that the Alertmanager notifying it an
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from typing import Any
 
 from drivers._common import checks
@@ -94,18 +95,30 @@ def notification_delivered_within(
     fault_time = context.fault_time()
     since, measured_from = (fault_time, "fault") if fault_time is not None else (time.time(), "probe start")
 
-    def wanted(note: Notification) -> bool:
-        return note.received_at >= since and note.status == status and selector.matches(note.alertname, note.labels)
+    witness = _witness(url, receiver) if status == "firing" else None
+    unconfirmed: list[Notification] = []  # matching, but the witness does not hold the alert
 
-    note = receiver.wait_for(wanted, timeout=within)
+    def wanted(note: Notification) -> bool:
+        return (note.received_at >= since and note.status == status and not any(n is note for n in unconfirmed)
+                and selector.matches(note.alertname, note.labels))
+
+    deadline = time.monotonic() + within
+    while True:  # the witness is asked outside the receiver's lock, so deliveries never wait for it
+        note = receiver.wait_for(wanted, timeout=max(deadline - time.monotonic(), 0.0))
+        if note is None or witness is None or _confirmed(witness, note):
+            break
+        unconfirmed.append(note)
     if note is None:
         recent = [n for n in receiver.notifications() if n.received_at >= since]
         seen = "; ".join(f"{n.describe()} at +{n.received_at - since:.1f}s" for n in recent[-10:]) or "none"
         rejected = receiver.rejections()
-        refused = f"; {len(rejected)} payloads rejected, last: {rejected[-1].reason}" if rejected else ""
+        refused = f"; {receiver.rejected_count()} requests refused, last: {rejected[-1].reason}" if rejected else ""
+        denied = (f"; not held by Alertmanager {witness}: "
+                  + ", ".join(f"{n.describe()} (fingerprint {n.fingerprint or 'none'})" for n in unconfirmed[-3:])
+                  if unconfirmed else "")
         raise DriverError(
             f"no {status} notification of {selector.describe()} arrived within {within:g}s "
-            f"(received since the {measured_from}: {seen}{refused})"
+            f"(received since the {measured_from}: {seen}{refused}{denied})"
         )
     seconds = round(note.received_at - since, 3)
     return {
@@ -114,6 +127,7 @@ def notification_delivered_within(
         "labels": dict(note.labels),
         "received_at": note.received_at,
         "measured_from": measured_from,
+        "confirmed_by": witness,  # the Alertmanager whose API holds the same alert; None: not reachable
         "measurement": {"kind": MEASUREMENT_KINDS[status], "alert": alert, "seconds": seconds},
     }
 
@@ -135,6 +149,39 @@ def resolved_notification_delivered_within(
 
 
 # -- helpers --------------------------------------------------------------------------------
+
+
+def _witness(url: str | None, receiver: Any) -> str | None:
+    """The Alertmanager whose API must hold a delivered firing alert: ``url``, else the sandbox's when the
+    receiver is its sink; None when there is none to ask (the receiver's token is then the only proof)."""
+    try:
+        base = _notifying_alertmanager(url, receiver)
+        _get(base, "/api/v2/status", {}, DRY_RUN_TIMEOUT)
+    except DriverError:
+        return None
+    return base
+
+
+def _confirmed(base: str, note: Notification) -> bool:
+    """Whether Alertmanager's API holds the notified alert: the same fingerprint, or labels and startsAt."""
+    escaped = note.alertname.replace("\\", "\\\\").replace('"', '\\"')
+    try:
+        alerts = _get(base, "/api/v2/alerts", {"filter": f'alertname="{escaped}"'}, DRY_RUN_TIMEOUT)
+    except DriverError:
+        return False
+    started = _instant(note.starts_at)
+    return isinstance(alerts, list) and any(
+        isinstance(a, dict) and (
+            (note.fingerprint and a.get("fingerprint") == note.fingerprint)
+            or (a.get("labels") == note.labels and started is not None and _instant(a.get("startsAt")) == started))
+        for a in alerts)
+
+
+def _instant(text: Any) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(text).replace("Z", "+00:00")).replace(microsecond=0)
+    except ValueError:
+        return None
 
 
 def _notifying_alertmanager(url: str | None, receiver: Any) -> str:

@@ -2,9 +2,10 @@
 
 The files in each container are copied out first, to a backup on this host
 (``<state dir>/docker-certificate-backups/<time_ns>-<pid>/<container id>/``: ``cert.pem``,
-``key.pem`` and ``manifest.json`` with their paths, modes and owners); a ``RESTORED`` marker
-is written once they are back. Part of :mod:`drivers.docker.actions` (experiments and change
-records name the functions there).
+``key.pem`` and ``manifest.json`` with their paths, modes and owners; folders 0700, files 0600).
+Once the files are back and read back equal to the backup, a ``RESTORED`` marker is written and
+the backup is pruned to its manifest and marker (a restore that cannot be verified keeps it).
+Part of :mod:`drivers.docker.actions` (experiments and change records name the functions there).
 """
 
 from __future__ import annotations
@@ -17,13 +18,22 @@ from typing import Any
 
 from drivers._common import checks
 from drivers._common.errors import translated
-from drivers._common.undo import already
+from drivers._common.undo import already, prune_backup
 from drivers.docker.archive import FileCopy, read_file, write_files
 from drivers.docker.client import api, call
 from drivers.docker.targets import GONE, ROLLBACKS, Labels, each, rollback_ids, select, status
-from mlchaos.driver_kit import DriverError, announce, certificates, state_dir
+from mlchaos.driver_kit import (
+    DriverError,
+    announce,
+    atomic_write,
+    certificates,
+    private_dir,
+    state_dir,
+    undo_function,
+)
 
 RESTORED_MARKER = "RESTORED"
+MANIFEST = "manifest.json"
 
 
 def install_certificate(
@@ -81,6 +91,7 @@ def install_certificate(
     return record.to_dict()
 
 
+@undo_function
 def restore_container_certificate(
     ids: list[str] | None = None, cert_path_in_container: str | None = None,
     key_path_in_container: str | None = None, backup_dir: str | None = None, reload_signal: str = "SIGHUP",
@@ -110,9 +121,16 @@ def restore_container_certificate(
         state = status(client, cid)
         if state is None:  # its files went with it: no bad certificate is left to undo
             return GONE
-        write_files(client, cid, [_copy(meta["key"]["path"], (folder / "key.pem").read_bytes(), meta["key"]),
-                                  _copy(meta["cert"]["path"], (folder / "cert.pem").read_bytes(), meta["cert"])])
+        saved = {meta["key"]["path"]: (folder / "key.pem").read_bytes(),
+                 meta["cert"]["path"]: (folder / "cert.pem").read_bytes()}
+        write_files(client, cid, [_copy(meta["key"]["path"], saved[meta["key"]["path"]], meta["key"]),
+                                  _copy(meta["cert"]["path"], saved[meta["cert"]["path"]], meta["cert"])])
+        changed = [path for path, data in saved.items() if read_file(client, cid, path).data != data]
+        if changed:  # not verified: keep the backup (and no marker) for a retry
+            raise DriverError(f"container {cid[:12]}: {', '.join(changed)} do not hold the backed-up files after"
+                              f" the restore; the backup {folder} is kept")
         (folder / RESTORED_MARKER).write_text("restored\n")
+        prune_backup(folder, (MANIFEST, RESTORED_MARKER))  # verified: no copy of the key outlives the fault
         if state != "running":
             return "restored (not running: not signalled)"
         call(client.kill, cid, f"send {sig} to {cid[:12]}", signal=sig)
@@ -125,12 +143,13 @@ def restore_container_certificate(
 def _back_up(client: Any, cid: str, backup: Path, cert_path: str, key_path: str) -> None:
     """Copy the container's certificate and key out, with a manifest of their paths, modes and owners."""
     folder = backup / cid[:12]
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(folder)
     cert, key = (read_file(client, cid, p) for p in (cert_path, key_path))
-    (folder / "cert.pem").write_bytes(cert.data)
-    (folder / "key.pem").touch(mode=0o600)
-    (folder / "key.pem").write_bytes(key.data)
-    (folder / "manifest.json").write_text(json.dumps({"id": cid, "cert": cert.meta(), "key": key.meta()}) + "\n")
+    # each file created exclusively and 0600 before it holds anything (atomic_write): never readable by others
+    atomic_write(folder / "cert.pem", cert.data, mode=0o600)
+    atomic_write(folder / "key.pem", key.data, mode=0o600)
+    atomic_write(folder / MANIFEST, json.dumps({"id": cid, "cert": cert.meta(), "key": key.meta()}) + "\n",
+                 mode=0o600)
 
 
 def _copy(path: str, data: bytes, meta: dict[str, Any]) -> FileCopy:

@@ -13,6 +13,7 @@ from drivers._common.undo import already, stop_told
 from drivers.docker.client import api, call
 from drivers.docker.lifecycle import kill, start
 from drivers.docker.targets import ROLLBACKS, Labels, check_ids, each, select, stop_watchdogs
+from mlchaos.driver_kit import undo_function
 
 HOLD_GRACE = 30.0  # the hold's watchdog releases the containers this long after the hold should have ended
 
@@ -55,6 +56,7 @@ def hold_down(
     return record.to_dict()
 
 
+@undo_function
 def release_hold(
     ids: list[str], restart_policies: dict[str, Any], timeout: float = 30.0, watchdog_pid: int | None = None,
 ) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from drivers._common import checks
 from drivers._common.undo import already
 from drivers.docker.client import api, call
 from drivers.docker.targets import ROLLBACKS, Labels, Selection, each, inspect, rollback_ids, select, status
-from mlchaos.driver_kit import DriverError, TargetNotFound, wait_for
+from mlchaos.driver_kit import DriverError, TargetNotFound, undo_function, wait_for
 
 VIAS = ("engine", "process")
 
@@ -56,6 +56,7 @@ def stop_containers(
     return record.to_dict()
 
 
+@undo_function
 def start_containers(
     ids: list[str] | None = None, labels: Labels = None, name_pattern: str | None = None,
     project: str | None = None, timeout: float = 30.0,

@@ -13,7 +13,7 @@ from drivers.docker.client import api
 from drivers.docker.targets import ROLLBACKS, Labels, each, rollback_ids, running_pid, select, stop_watchdogs
 from drivers.netem.actions import remove_latency
 from drivers.netem.commands import NetemSpec, add_command, netem_support, run
-from mlchaos.driver_kit import DriverError
+from mlchaos.driver_kit import DriverError, undo_function
 
 
 def netem_latency(
@@ -52,6 +52,7 @@ def netem_latency(
     return record.to_dict()
 
 
+@undo_function
 def remove_netem(
     ids: list[str] | None = None, device: str = "eth0", watchdog_pid: int | None = None,
     labels: Labels = None, name_pattern: str | None = None, project: str | None = None,

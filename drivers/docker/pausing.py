@@ -11,6 +11,7 @@ from drivers._common import checks
 from drivers._common.undo import already, stop_told
 from drivers.docker.client import api, call
 from drivers.docker.targets import GONE, ROLLBACKS, Labels, each, rollback_ids, select, status, stop_watchdogs
+from mlchaos.driver_kit import undo_function
 
 
 def pause_containers(
@@ -36,6 +37,7 @@ def pause_containers(
     return record.to_dict()
 
 
+@undo_function
 def unpause_containers(
     ids: list[str] | None = None, labels: Labels = None, name_pattern: str | None = None, project: str | None = None,
     watchdog_pid: int | None = None,

@@ -16,7 +16,7 @@ from drivers._common.undo import already, stop_told
 from drivers.docker.client import api, docker_errors
 from drivers.docker.selection import parse_selector
 from drivers.docker.targets import ROLLBACKS, Labels, each, rollback_ids, running_pid, select, stop_watchdogs
-from mlchaos.driver_kit import DriverError, TargetNotFound
+from mlchaos.driver_kit import DriverError, TargetNotFound, undo_function
 
 COMMAND_TIMEOUT = 10.0
 
@@ -60,6 +60,7 @@ def block_port(
     return record.to_dict()
 
 
+@undo_function
 def unblock_port(
     port: int, ids: list[str] | None = None, protocol: str = "tcp", watchdog_pid: int | None = None,
     labels: Labels = None, name_pattern: str | None = None, project: str | None = None,

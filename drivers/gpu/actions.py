@@ -27,7 +27,7 @@ from drivers._common import checks
 from drivers._common.undo import Rollbacks, stop_told
 from drivers.gpu import cuda, planning
 from drivers.gpu.hog import MARKER
-from mlchaos.driver_kit import ChangeRecord, DriverError, Target, announce, local_environment, procfs
+from mlchaos.driver_kit import ChangeRecord, DriverError, Target, announce, local_environment, procfs, undo_function
 
 ROLLBACKS = Rollbacks("drivers.gpu.actions")
 RELEASE_FUNC = ROLLBACKS.path("release_gpu_memory")
@@ -84,6 +84,7 @@ def hog_gpu_memory(
     return record.to_dict()
 
 
+@undo_function
 def release_gpu_memory(
     pid: int | None = None,
     token: str | None = None,

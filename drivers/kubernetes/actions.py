@@ -7,13 +7,14 @@ before anything is touched; ``population``: every eligible pod's name) and retur
 undo names the rollback and the exact objects (names and uids). Dry runs select and
 announce exactly as for real and change nothing.
 
-The state a rollback needs is kept on the changed object itself, in an ``mlchaos.io/...``
-annotation (the replica count before, the Secret's previous data, the Service's previous
-selector and ports, the removed annotation's value): it lives in the cluster with the same
-access control as the object, so a rollback works from the change record, from an
-experiment's static rollback list (``restore_secret(namespace, secret)``), from ``mlchaos
-recover`` on another machine, or from a TTL watchdog. A fault refuses to stack on an
-object that still carries a backup (undo the earlier one first). Rollbacks are idempotent
+The state a rollback needs is kept in the cluster: on the changed object itself, in an
+``mlchaos.io/...`` annotation (the replica count before, the Service's previous selector and
+ports, the removed annotation's value), except a Secret's previous data, which goes to the
+Secret ``mlchaos-backups`` beside it, where ``kubectl describe`` does not print it. So a
+rollback works from the change record, from an experiment's static rollback list
+(``restore_secret(namespace, secret)``), from ``mlchaos recover`` on another machine, or from
+a TTL watchdog. A fault refuses to stack on an object that still has a backup (undo the
+earlier one first). Rollbacks are idempotent
 (``already`` lists what needed nothing), go on past individual failures and raise one
 DriverError naming every failure at the end.
 
@@ -42,10 +43,11 @@ from drivers.kubernetes.netpol import BLOCK_LABEL
 from drivers.kubernetes.routing import restore_service, route_through_proxy
 from drivers.kubernetes.scaling import restore_scale, scale_workload
 from drivers.kubernetes.scrape_annotation import SCRAPE_ANNOTATION, remove_scrape_annotation, restore_scrape_annotation
+from drivers.kubernetes.secret_backups import BACKUP_SECRET
 
 __all__ = [
-    "BLOCK_LABEL", "GONE", "REPLICAS_BACKUP", "SAFETY_TTL", "SCRAPE_ANNOTATION", "SCRAPE_BACKUP", "SECRET_BACKUP",
-    "SERVICE_BACKUP", "block_metrics_port", "delete_pods", "remove_scrape_annotation", "restore_scale",
+    "BACKUP_SECRET", "BLOCK_LABEL", "GONE", "REPLICAS_BACKUP", "SAFETY_TTL", "SCRAPE_ANNOTATION", "SCRAPE_BACKUP",
+    "SECRET_BACKUP", "SERVICE_BACKUP", "block_metrics_port", "delete_pods", "remove_scrape_annotation", "restore_scale",
     "restore_scrape_annotation", "restore_secret", "restore_service", "route_through_proxy", "scale_workload",
     "swap_tls_certificate", "unblock_metrics_port",
 ]

@@ -1,7 +1,9 @@
 """Where a Kubernetes fault keeps what its rollback needs: an ``mlchaos.io/...`` annotation on the changed object.
 
-The backup lives in the cluster with the object, under the same access control (a Secret's
-previous data on the Secret), so a rollback works from the change record, from an
+A replica count, a Service's selector and ports, a removed annotation's value: nothing secret,
+so an annotation that ``kubectl describe`` prints is fine. A Secret's previous data is the
+exception: it lives in the Secret ``mlchaos-backups`` (:mod:`drivers.kubernetes.secret_backups`).
+Either way the backup stays in the cluster, so a rollback works from the change record, from an
 experiment's static arguments, from ``mlchaos recover`` elsewhere or from a watchdog. JSON
 patches that write or consume a backup test what they expect first (the resourceVersion that
 was read, the backup's exact text), so a concurrent change makes them fail instead of
@@ -18,7 +20,7 @@ from drivers.kubernetes import selection
 from mlchaos.driver_kit import DriverError
 
 REPLICAS_BACKUP = "mlchaos.io/replicas-before"
-SECRET_BACKUP = "mlchaos.io/secret-backup"
+SECRET_BACKUP = "mlchaos.io/secret-backup"  # before issue 15 only: restore_secret still reads it
 SERVICE_BACKUP = "mlchaos.io/service-backup"
 SCRAPE_BACKUP = "mlchaos.io/scrape-backup"
 

@@ -171,6 +171,9 @@ def translate(exc: BaseException, what: str, host: str | None = None) -> DriverE
         status, message = exc.status, _api_message(exc)
         if status == 404:
             return TargetNotFound(f"{what}: not found ({message})")
+        if status in (400, 403, 422) and "ValidatingAdmissionPolicy" in message:
+            return DriverError(f"{what}: denied by an admission policy ({message}); "
+                               "deploy/kubernetes/admission-policy.yaml lists what mlchaos may change")
         if status == 403:
             return DriverError(f"{what}: forbidden by RBAC ({message}); the role in deploy/kubernetes/rbac.yaml "
                                "lists what each action needs")

@@ -15,7 +15,7 @@ from drivers.kubernetes import netpol
 from drivers.kubernetes.faults import ROLLBACKS, SAFETY_TTL, Selector, change_id, equality_terms, stop_watchdogs, undo
 from drivers.kubernetes.netpol import BLOCK_LABEL, CHANGE_LABEL, MANAGED_BY
 from drivers.kubernetes.targets import concurrently, connect_namespace, label_pod, select
-from mlchaos.driver_kit import DriverError, announce
+from mlchaos.driver_kit import DriverError, announce, undo_function
 
 
 def block_metrics_port(
@@ -65,6 +65,7 @@ def block_metrics_port(
     return record.to_dict()
 
 
+@undo_function
 def unblock_metrics_port(
     namespace: str, policy: str | None = None, change: str | None = None, pods: list[dict[str, Any]] | None = None,
     policy_uid: str | None = None,

@@ -24,7 +24,7 @@ from drivers.kubernetes.faults import (
     undo,
 )
 from drivers.kubernetes.targets import DRIVER, connect_namespace, pod_ready
-from mlchaos.driver_kit import ChangeRecord, DriverError, Target, announce
+from mlchaos.driver_kit import ChangeRecord, DriverError, Target, announce, undo_function
 
 
 def route_through_proxy(
@@ -109,6 +109,7 @@ def route_through_proxy(
     return record.to_dict()
 
 
+@undo_function
 def restore_service(
     namespace: str, service: str, uid: str | None = None,
     kubeconfig: str | None = None, context: str | None = None, in_cluster: bool | None = None,

@@ -17,7 +17,7 @@ from drivers.kubernetes.client import connect
 from drivers.kubernetes.faults import GONE, ROLLBACKS, SAFETY_TTL, stop_watchdogs, undo
 from drivers.kubernetes.targets import DRIVER, each
 from drivers.kubernetes.workloads import annotate, check_kind, patch_replicas, population, read_workload, workload_items
-from mlchaos.driver_kit import ChangeRecord, DriverError, Target, TargetNotFound, announce
+from mlchaos.driver_kit import ChangeRecord, DriverError, Target, TargetNotFound, announce, undo_function
 
 
 def scale_workload(
@@ -60,6 +60,7 @@ def scale_workload(
     return record.to_dict()
 
 
+@undo_function
 def restore_scale(
     namespace: str, workloads: list[Any], kubeconfig: str | None = None, context: str | None = None,
     in_cluster: bool | None = None, configuration: dict[str, Any] | None = None, watchdog_pid: int | None = None,

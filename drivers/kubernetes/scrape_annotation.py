@@ -14,7 +14,7 @@ from drivers.kubernetes import backups
 from drivers.kubernetes.backups import SCRAPE_BACKUP
 from drivers.kubernetes.faults import GONE, ROLLBACKS, SAFETY_TTL, Selector, pod_refs, stop_watchdogs, undo
 from drivers.kubernetes.targets import concurrently, connect_namespace, each, patch_pod, select
-from mlchaos.driver_kit import DriverError, announce
+from mlchaos.driver_kit import DriverError, announce, undo_function
 
 SCRAPE_ANNOTATION = "prometheus.io/scrape"
 
@@ -67,6 +67,7 @@ def remove_scrape_annotation(
     return record.to_dict()
 
 
+@undo_function
 def restore_scrape_annotation(
     namespace: str, pods: list[Any] | None = None,
     kubeconfig: str | None = None, context: str | None = None, in_cluster: bool | None = None,

@@ -1,15 +1,14 @@
-"""TLS Secrets for swap_tls_certificate: the CA that signs the bad certificate, the current certificate, and
-the pods that mount the Secret (the fault's targets)."""
+"""TLS Secrets for swap_tls_certificate: the current certificate, and the pods that mount the Secret (the
+fault's targets)."""
 
 from __future__ import annotations
 
 import base64
 from typing import Any
 
-from drivers._common.errors import translated
 from drivers.kubernetes import selection
 from drivers.kubernetes.client import Connection
-from mlchaos.driver_kit import DriverError, Target, certificates
+from mlchaos.driver_kit import DriverError, Target
 
 
 def secret_targets(conn: Connection, namespace: str, secret: str, obj: dict[str, Any],
@@ -43,32 +42,6 @@ def mounts(pod: dict[str, Any], secret: str) -> bool:
             if (source.get("secret") or {}).get("name") == secret:
                 return True
     return False
-
-
-def load_ca(conn: Connection, namespace: str, ca_secret: str | None, ca_dir: str | None, kind: str) -> Any:
-    """The CA that signs the bad certificate: from ``ca_dir`` or from Secret ``ca_secret``."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
-
-    if ca_dir is not None:
-        with translated():
-            return certificates.CertificateAuthority.load(ca_dir)
-    if ca_secret is None:
-        raise DriverError(f"a {kind} certificate must be signed by the CA the clients trust: pass ca_secret "
-                          "(a Secret with ca.crt + ca.key, or tls.crt + tls.key) or ca_dir")
-    obj = conn.call(f"get secret {namespace}/{ca_secret}", "core", "read_namespaced_secret", ca_secret, namespace)
-    data = obj.get("data") or {}
-    pair = next(((c, k) for c, k in (("ca.crt", "ca.key"), ("tls.crt", "tls.key")) if c in data and k in data), None)
-    if pair is None:
-        raise DriverError(f"secret {namespace}/{ca_secret} has neither ca.crt + ca.key nor tls.crt + tls.key")
-    try:
-        cert = x509.load_pem_x509_certificate(base64.b64decode(data[pair[0]]))
-        key = serialization.load_pem_private_key(base64.b64decode(data[pair[1]]), password=None)
-    except ValueError as exc:
-        raise DriverError(f"secret {namespace}/{ca_secret}: not a PEM certificate and key ({exc})") from exc
-    if cert.public_key() != key.public_key():
-        raise DriverError(f"secret {namespace}/{ca_secret}: the certificate and the key do not belong together")
-    return certificates.CertificateAuthority(cert, key)  # type: ignore[arg-type]
 
 
 def certificate(value: str, where: str) -> Any:

@@ -10,6 +10,7 @@ from typing import Any
 
 from drivers.model.endpoints import Scope, parse_scope
 from drivers.model.faults import ROLLBACKS, Labels, admin_scope, announce_record, check_timeout
+from mlchaos.driver_kit import undo_function
 
 # emit_nan_outputs, make_not_ready and fail_model_loads are three thin public wrappers of _admin_fault with the
 # same "where" parameters: kept apart (not generated) so that each keeps its own signature and docstring, which
@@ -56,6 +57,7 @@ def fail_model_loads(
     return _admin_fault("fail_load", scope, count, seed, timeout, dry_run, replicas)
 
 
+@undo_function
 def clear_model_faults(
     service: str = "model", replicas: list[str] | None = None, timeout: float = 5.0,
     target: str = "sandbox", labels: Labels = None, name_pattern: str | None = None, project: str | None = None,

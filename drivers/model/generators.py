@@ -18,7 +18,7 @@ from typing import Any
 
 from drivers.model.sandbox import reap, track
 from drivers.model.traffic_process import MARKER, Plan
-from mlchaos.driver_kit import DriverError, procfs, write_json
+from mlchaos.driver_kit import DriverError, private_dir, procfs, write_json
 
 START_TIMEOUT = 20.0  # seconds for the generator to write its first stats
 STOP_TIMEOUT = 5.0  # seconds after SIGTERM before SIGKILL
@@ -43,7 +43,7 @@ def is_generator(pid: int, token: str, start_time: int | None = None) -> bool:
 def spawn(plan: Plan, plan_path: Path, log_path: Path, started: Any) -> tuple[int, int | None]:
     """Start the generator in its own session; (pid, start time) once ``started()`` (its first stats) is true."""
     write_json(plan_path, plan.to_dict())
-    log_path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(log_path.parent)
     with open(log_path, "ab") as log:
         process = subprocess.Popen([sys.executable, "-m", MARKER, "--token", plan.token, "--config", str(plan_path)],
                                    start_new_session=True, stdin=subprocess.DEVNULL, stdout=log, stderr=log)

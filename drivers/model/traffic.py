@@ -45,6 +45,7 @@ from mlchaos.driver_kit import (
     current_run,
     read_json,
     state_dir,
+    undo_function,
 )
 
 __all__ = ["start_traffic", "stop_traffic", "traffic_answers", "traffic_stats"]  # what `mlchaos discover` lists
@@ -112,6 +113,7 @@ def start_traffic(
     return record.to_dict()
 
 
+@undo_function
 def stop_traffic(
     pid: int | None = None, token: str | None = None, start_time: int | None = None, stats_path: str | None = None
 ) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from typing import Any
 from drivers.model.endpoints import Endpoint, parse_scope, served_in
 from drivers.model.faults import ROLLBACKS, Labels, admin_scope, announce_record, check_timeout
 from drivers.model.sandbox import DEFECTS, VERSION_NAME
-from mlchaos.driver_kit import DriverError
+from mlchaos.driver_kit import DriverError, undo_function
 
 
 def roll_out_model(
@@ -79,6 +79,7 @@ def pin_model_version(
     return record.to_dict()
 
 
+@undo_function
 def restore_model_version(
     service: str = "model", replicas: list[str] | None = None, versions: dict[str, str] | None = None,
     model: str = "iris", timeout: float = 5.0, target: str = "sandbox", labels: Labels = None,
@@ -142,6 +143,7 @@ def push_bad_model(
     return record.to_dict()
 
 
+@undo_function
 def restore_pushed_model(
     service: str = "model", replicas: list[str] | None = None, versions: dict[str, str] | None = None,
     model: str = "iris", remove_version: str = "bad", timeout: float = 5.0, target: str = "sandbox",

@@ -14,7 +14,7 @@ from typing import Any
 from drivers._common import checks
 from drivers._common.undo import Rollbacks, stop_told
 from drivers.netem.commands import NetemSpec, add_command, delete_command, netem_support, run, show_command
-from mlchaos.driver_kit import ChangeRecord, DriverError, Target, announce, local_environment
+from mlchaos.driver_kit import ChangeRecord, DriverError, Target, announce, local_environment, undo_function
 
 ROLLBACKS = Rollbacks("drivers.netem.actions")
 UNDO_FUNC = ROLLBACKS.path("remove_latency")
@@ -67,6 +67,7 @@ def add_latency(
     return record.to_dict()
 
 
+@undo_function
 def remove_latency(pid: int, device: str = "eth0", watchdog_pid: int | None = None) -> dict[str, Any]:
     """Roll back add_latency: delete the netem root qdisc of `device` in the namespace of `pid` (idempotent)."""
     stop_told(watchdog_pid)

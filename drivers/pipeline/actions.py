@@ -16,7 +16,7 @@ from typing import Any
 from drivers._common import checks
 from drivers._common.undo import Rollbacks, stop_told
 from drivers.pipeline.sandbox import JOB, PUSHGATEWAY, is_pusher, pusher_pid, pushgateway_binary
-from mlchaos.driver_kit import ChangeRecord, Target, TargetNotFound, announce, local_environment, procfs
+from mlchaos.driver_kit import ChangeRecord, Target, TargetNotFound, announce, local_environment, procfs, undo_function
 
 ROLLBACKS = Rollbacks("drivers.pipeline.actions")
 RESUME_FUNC = ROLLBACKS.path("resume_pushes")
@@ -45,6 +45,7 @@ def stop_pushes(ttl: float | None = 600.0, *, dry_run: bool = False) -> dict[str
     return record.to_dict()
 
 
+@undo_function
 def resume_pushes(pid: int | None = None, watchdog_pid: int | None = None) -> dict[str, Any]:
     """Roll back stop_pushes: SIGCONT the pusher (idempotent; a pusher that runs or is gone is reported)."""
     stop_told(watchdog_pid)

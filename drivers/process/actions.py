@@ -17,7 +17,16 @@ from drivers._common import checks, selection
 from drivers._common.undo import Rollbacks, covers, stop_told
 from drivers.process import sandbox
 from drivers.process.sandbox import Replica, replica_details
-from mlchaos.driver_kit import ChangeRecord, DriverError, Target, TargetNotFound, announce, local_environment, wait_for
+from mlchaos.driver_kit import (
+    ChangeRecord,
+    DriverError,
+    Target,
+    TargetNotFound,
+    announce,
+    local_environment,
+    undo_function,
+    wait_for,
+)
 
 ROLLBACKS = Rollbacks("drivers.process.actions")
 UNDO_FUNC = ROLLBACKS.path("restart_replicas")
@@ -60,6 +69,7 @@ def stop_replicas(
     return _fault("stop", service, count, "SIGSTOP", seed, ttl, dry_run)
 
 
+@undo_function
 def continue_replicas(
     service: str = "model", replicas: list[str] | None = None, watchdog_pid: int | None = None
 ) -> dict[str, Any]:
@@ -72,6 +82,7 @@ def continue_replicas(
             "already": [r.name for r in chosen if r.name not in continued]}
 
 
+@undo_function
 def restart_replicas(
     service: str = "model", timeout: float = 30, replicas: list[str] | None = None
 ) -> dict[str, Any]:

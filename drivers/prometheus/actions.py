@@ -24,7 +24,7 @@ import yaml
 from drivers._common.errors import http_errors
 from drivers._common.http import get_json
 from drivers.prometheus.sandbox import preflight_rule_files, prometheus_url, promtool, rules_dir
-from mlchaos.driver_kit import ChangeRecord, DriverError, Target, announce, atomic_write
+from mlchaos.driver_kit import ChangeRecord, DriverError, Target, announce, atomic_write, undo_function
 
 UNDO_FUNC = "drivers.prometheus.actions.remove_rule_file"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,100}")
@@ -83,6 +83,7 @@ def add_rule_file(
     return record.to_dict()
 
 
+@undo_function
 def remove_rule_file(name: str, url: str | None = None, timeout: float = 15) -> dict[str, Any]:
     """Roll back add_rule_file: delete the rule file, reload Prometheus, wait until its groups are gone."""
     _check_name(name)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from mlchaos.driver_kit import private_dir
 from mlchaos.sandbox import monitoring_stack
 
 
@@ -21,7 +22,7 @@ def rules_dir(create: bool = True) -> Path:
     """The directory of rule files the sandbox Prometheus loads (``rules.d/*.yml``)."""
     path = monitoring_stack.Monitoring().rules_dir
     if create:
-        path.mkdir(parents=True, exist_ok=True)
+        private_dir(path)
     return path
 
 

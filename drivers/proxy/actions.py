@@ -21,7 +21,7 @@ from typing import Any
 
 from drivers.proxy.client import api_url, call, check_toxic, get_proxy, sandbox_replica
 from drivers.proxy.sandbox import FEEDBACK_PATH, INFER_PATH, METRICS_PROXY_SUFFIX
-from mlchaos.driver_kit import ChangeRecord, DriverError, Target, announce
+from mlchaos.driver_kit import ChangeRecord, DriverError, Target, announce, undo_function
 
 SAFETY_TTL = 600.0
 
@@ -112,6 +112,7 @@ def drop_requests(
     return add_toxic(proxy, "http_drop", attributes, "upstream", 1.0, name, ttl, url, dry_run=dry_run)
 
 
+@undo_function
 def remove_toxic(proxy: str, name: str, url: str | None = None) -> dict[str, Any]:
     """Remove a toxic from a proxy (the rollback of add_toxic; idempotent: a missing toxic is fine)."""
     base = api_url(url)
@@ -145,6 +146,7 @@ def disable_proxy(proxy: str, url: str | None = None, *, dry_run: bool = False) 
     return record.to_dict()
 
 
+@undo_function
 def enable_proxy(proxy: str, url: str | None = None) -> dict[str, Any]:
     """Enable a proxy again (the rollback of disable_proxy; idempotent: an enabled proxy is left alone)."""
     base = api_url(url)
@@ -154,6 +156,7 @@ def enable_proxy(proxy: str, url: str | None = None) -> dict[str, Any]:
     return {"proxy": proxy, "enabled": bool(updated and updated.get("enabled")), "already": []}
 
 
+@undo_function
 def reset(url: str | None = None) -> dict[str, Any]:
     """Enable every proxy and remove every toxic (POST /reset): undo all network faults at once."""
     base = api_url(url)

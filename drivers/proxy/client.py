@@ -1,7 +1,9 @@
 """The one place where the proxy drivers talk HTTP: errors become DriverError here.
 
 ``url`` is the API of any Toxiproxy-compatible server (mlchaos' own proxy or
-Toxiproxy itself); None means the sandbox's proxy (``mlchaos sandbox up``).
+Toxiproxy itself); None means the sandbox's proxy (``mlchaos sandbox up``). Every call
+carries the API token when one is configured (``MLCHAOS_PROXY_TOKEN`` or
+``MLCHAOS_PROXY_TOKEN_FILE``, as ``Authorization: Bearer``; Toxiproxy ignores it).
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ import requests
 from drivers._common import checks
 from drivers._common.errors import http_errors
 from drivers.process.sandbox import Replica
-from drivers.proxy.sandbox import check_toxic_type, replica_behind, sandbox_api_url
-from mlchaos.driver_kit import DriverError
+from drivers.proxy.sandbox import check_toxic_type, replica_behind, sandbox_api_headers, sandbox_api_url
+from mlchaos.driver_kit import DriverError, proxy_api_headers
 
 HTTP_TIMEOUT = 5.0
 
@@ -35,8 +37,9 @@ def sandbox_replica(proxy: str, url: str | None) -> Replica | None:
 
 def call(method: str, base: str, path: str, body: Any = None, missing_ok: bool = False) -> Any:
     """One API call; the parsed JSON (None for an empty body, or a 404 with ``missing_ok``)."""
+    headers = sandbox_api_headers(base) or proxy_api_headers(error=DriverError)
     with http_errors(f"proxy API at {base}", f"{method} {path}", HTTP_TIMEOUT):
-        resp = requests.request(method, f"{base}{path}", json=body, timeout=HTTP_TIMEOUT)
+        resp = requests.request(method, f"{base}{path}", json=body, headers=headers, timeout=HTTP_TIMEOUT)
     if resp.status_code == 404 and missing_ok:
         return None
     if resp.status_code >= 400:

@@ -19,13 +19,19 @@ from mlchaos.proxy.toxics.http_requests import FEEDBACK_PATH, INFER_PATH
 from mlchaos.sandbox.manager import METRICS_PROXY_SUFFIX, Sandbox
 
 __all__ = ["FEEDBACK_PATH", "INFER_PATH", "METRICS_PROXY_SUFFIX", "check_toxic_type", "metrics_proxy",
-           "replica_behind", "sandbox_api_url"]
+           "replica_behind", "sandbox_api_headers", "sandbox_api_url"]
 
 
 def sandbox_api_url() -> str:
     """The API URL of the sandbox's running proxy (DriverError when it is not running)."""
     with translated():
         return Sandbox().proxy_api_url()
+
+
+def sandbox_api_headers(base: str) -> dict[str, str]:
+    """The sandbox proxy's token header when ``base`` is the sandbox's proxy API, else {} (never sent elsewhere)."""
+    proxy = Sandbox().proxy()
+    return proxy.api_headers() if proxy.api_url() == base.rstrip("/") else {}
 
 
 def replica_behind(proxy: str) -> Replica | None:

@@ -27,6 +27,7 @@ from mlchaos.driver_kit import (
     announce,
     local_environment,
     procfs,
+    undo_function,
     wait_for,
 )
 
@@ -81,6 +82,7 @@ def stop_exporter(
     return record.to_dict()
 
 
+@undo_function
 def resume_exporter(pids: list[int], watchdog_pid: int | None = None) -> dict[str, Any]:
     """Roll back stop_exporter: SIGCONT the paused exporters (idempotent; gone ones are reported, not errors)."""
     stop_told(watchdog_pid)
@@ -151,6 +153,7 @@ def block_scrapes(
                      name=f"{SCRAPE_FAULT_PREFIX}{mode}", ttl=ttl, url=url, dry_run=dry_run)
 
 
+@undo_function
 def restore_scrapes(replica: str, url: str | None = None) -> dict[str, Any]:
     """Roll back block_scrapes: remove every telemetry fault from the replica's metrics proxy."""
     from drivers.proxy.actions import remove_toxic

@@ -6,10 +6,13 @@ certificate and key atomically and has the server reload them (SIGHUP, sent only
 live sandbox model server that serves exactly these files). Its undo is
 :func:`restore_certificate`, which is idempotent.
 
-Backups live next to the files: ``<cert dir>/.mlchaos-backups/<time_ns>-<pid>/`` holds
-``cert.pem``, ``key.pem`` (0600) and ``manifest.json``; a ``RESTORED`` marker is written
-once they have been put back. Restoring a backup also marks every newer backup of the
-same files as restored, so undoing out of order never brings a fault back.
+Backups live next to the files: ``<cert dir>/.mlchaos-backups/`` (0700) holds one folder per
+fault, ``<time_ns>-<pid>/`` (0700), with ``cert.pem``, ``key.pem`` (0600, created exclusively)
+and ``manifest.json``. Once they have been put back and the restore is verified (the files
+read back equal the backup's; with ``tls_address``, the server presents the certificate), a
+``RESTORED`` marker is written and the backup is pruned to its manifest and marker. Restoring a
+backup also marks (and prunes) every newer backup of the same files, so undoing out of order
+never brings a fault back. A restore that fails keeps its backup, for a retry.
 
 Targets are given either as files (``cert_path``, ``key_path``, ``reload_pid``) or as a
 sandbox replica (``service``, ``replica``), whose files follow
@@ -29,14 +32,26 @@ from typing import Any
 
 from drivers._common import checks
 from drivers._common.errors import translated
+from drivers._common.undo import prune_backup
 from drivers.tls import sandbox
-from mlchaos.driver_kit import ChangeRecord, DriverError, Target, announce, atomic_write, local_environment, procfs
+from mlchaos.driver_kit import (
+    ChangeRecord,
+    DriverError,
+    Target,
+    announce,
+    atomic_write,
+    local_environment,
+    private_dir,
+    procfs,
+    undo_function,
+)
 from mlchaos.driver_kit import certificates as certs
 
 UNDO_FUNC = "drivers.tls.actions.restore_certificate"
 RELOAD_SIGNALS = checks.RELOAD_SIGNALS
 BACKUP_DIR = ".mlchaos-backups"
 RESTORED_MARKER = "RESTORED"
+BACKUP_KEEP = ("manifest.json", RESTORED_MARKER)  # what a restored backup keeps: no key, no certificate
 
 
 @dataclass(frozen=True)
@@ -60,7 +75,9 @@ def install_certificate(
 ) -> dict[str, Any]:
     """Replace a server's certificate with an expired (or expiring_soon, wrong_hostname, untrusted, valid) one.
 
-    Every kind but ``untrusted`` is signed by the CA in ``ca_dir`` (the CA clients trust).
+    ``untrusted`` is signed by a throw-away CA made for this fault (its key is never written, the CA in
+    ``ca_dir`` is not read); the other kinds by the CA in ``ca_dir`` (the CA clients trust), because a
+    valid chain is their point (mlchaos.lib.certificates says why; an expired one was valid for an hour).
     ``days``: how long ago an expired certificate ended, or how soon an expiring one ends.
     With ``tls_address`` (``host:port``; known for a sandbox replica) the action waits up to
     ``timeout`` s until the server presents the new certificate.
@@ -73,7 +90,7 @@ def install_certificate(
     target = _resolve(cert_path, key_path, reload_pid, service, replica, ca_dir, hosts, tls_address)
     _check_reload_target(target)
     ca = None
-    if kind != "untrusted":
+    if kind in certs.SIGNED_BY_THE_TRUSTED_CA:  # only then is the serving CA's key read at all
         if target.ca_dir is None:
             raise DriverError(f"a {kind} certificate is signed by the CA the clients trust: pass ca_dir")
         with translated():
@@ -87,7 +104,8 @@ def install_certificate(
         targets=_targets(target),
         parameters={"kind": kind, "hosts": target.hosts, "days": days, "reload_signal": sig_name,
                     "ca_dir": str(target.ca_dir) if target.ca_dir else None,
-                    "certificate": certs.describe(cert)},
+                    "certificate": certs.describe(cert),
+                    "signed_by": "the trusted CA" if issuer is ca else "a throw-away CA"},
         undo={"func": UNDO_FUNC, "arguments": {
             "cert_path": str(target.cert_path), "key_path": str(target.key_path), "backup_dir": str(backup),
             "reload_pid": target.pid, "reload_signal": sig_name, "tls_address": target.tls_address}},
@@ -107,6 +125,7 @@ def install_certificate(
     return record.to_dict()
 
 
+@undo_function
 def restore_certificate(
     cert_path: str | None = None, key_path: str | None = None, backup_dir: str | None = None,
     reload_pid: int | None = None, reload_signal: str = "SIGHUP", service: str | None = None,
@@ -137,12 +156,16 @@ def restore_certificate(
     _check_reload_target(target, must_be_alive=False)
     _copy_atomic(backup / "key.pem", target.key_path, 0o600)
     _copy_atomic(backup / "cert.pem", target.cert_path, 0o644)
-    for newer in [b for b in _backups(target.cert_path) if b.name >= backup.name]:
-        (newer / RESTORED_MARKER).write_text(f"restored from {backup.name}\n")
+    _verify_restored(backup, target)
     with translated():
         restored = certs.read_certificate(target.cert_path)
     result.update(restored=True, certificate=certs.describe(restored), already=[])
     result["reloaded"] = _reload(target, sig_name, certs.fingerprint(restored), timeout, must_be_alive=False)
+    # verified (and reloaded): only now is the backup marked restored and pruned, and every newer one with it
+    result["pruned"] = []
+    for newer in [b for b in _backups(target.cert_path) if b.name >= backup.name]:
+        (newer / RESTORED_MARKER).write_text(f"restored from {backup.name}\n")
+        result["pruned"] += [str(newer / name) for name in prune_backup(newer, BACKUP_KEEP)]
     return result
 
 
@@ -246,12 +269,13 @@ def _backup_path(cert_path: Path) -> Path:
 def _write_backup(backup: Path, target: _Target) -> None:
     if not target.cert_path.is_file() or not target.key_path.is_file():
         raise DriverError(f"nothing to back up: {target.cert_path} or {target.key_path} does not exist")
-    backup.mkdir(parents=True, mode=0o700)
+    private_dir(backup.parent)
+    backup.mkdir(mode=0o700)
     _copy_atomic(target.cert_path, backup / "cert.pem", 0o644)
     _copy_atomic(target.key_path, backup / "key.pem", 0o600)
     manifest = {"cert_path": str(target.cert_path), "key_path": str(target.key_path),
                 "created": time.time(), "replica": target.replica}
-    (backup / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    atomic_write(backup / "manifest.json", json.dumps(manifest, indent=2) + "\n", mode=0o600)
 
 
 def _backups(cert_path: Path) -> list[Path]:
@@ -271,7 +295,21 @@ def _manifest(backup: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def _verify_restored(backup: Path, target: _Target) -> None:
+    """The target's files read back equal the backup's; DriverError (the backup is kept) when they do not."""
+    for saved, path in ((backup / "key.pem", target.key_path), (backup / "cert.pem", target.cert_path)):
+        try:
+            same = path.read_bytes() == saved.read_bytes()
+        except OSError as exc:
+            raise DriverError(f"cannot verify the restored {path}: {exc}; the backup {backup} is kept") from exc
+        if not same:
+            raise DriverError(f"{path} does not hold the backed-up file after the restore (changed meanwhile?);"
+                              f" the backup {backup} is kept")
+
+
 def _copy_atomic(source: Path, dest: Path, mode: int) -> None:
+    """Copy ``source`` over ``dest`` atomically: a temporary file created exclusively (O_EXCL) and 0600, given
+    ``mode`` before it is renamed over ``dest``, so a key is never readable by others, not even briefly."""
     try:
         atomic_write(dest, source.read_bytes(), mode)
     except OSError as exc:

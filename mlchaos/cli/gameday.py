@@ -14,7 +14,7 @@ from typing import Any
 from mlchaos.cli.options import add_var_options
 
 GAMEDAY_HELP = """exit codes of a game day (the most severe of its experiments'):
-  3 > 143 > 130 > 5 > 4 > 2 > 1 > 0
+  3 > 143 > 140 > 138 > 131 > 130 > 129 > 5 > 4 > 2 > 1 > 0
   0    every experiment held (or, run now: outside its window, nothing started)
   2    the suite is invalid: nothing was executed
   4    refused: the emergency stop, or this game day is already running

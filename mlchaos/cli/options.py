@@ -13,7 +13,12 @@ EXIT_CODES_HELP = """exit codes:
        stop forbade a fault (nothing, or nothing more, was injected; rollbacks ran)
   5    aborted: a guard tripped, the run exceeded max_duration or `mlchaos stop`;
        rollbacks ran
+  129  stopped by SIGHUP, after rollbacks ran
   130  interrupted by SIGINT (Ctrl-C), after rollbacks ran
+  131  stopped by SIGQUIT, after rollbacks ran
+  138  stopped by SIGUSR1 (Chaos Toolkit's exit_gracefully; with the emergency
+       stop engaged SIGUSR1 is its abort: 5), after rollbacks ran
+  140  stopped by SIGUSR2 (Chaos Toolkit's exit_ungracefully), after rollbacks ran
   143  stopped by SIGTERM, after rollbacks ran
 """
 

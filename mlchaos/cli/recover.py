@@ -24,6 +24,7 @@ def main(args: argparse.Namespace) -> int:
     """Undo, newest first, every change each journal recorded; 3 when an undo failed."""
     from mlchaos.engine import exit_codes
     from mlchaos.errors import InvalidInput
+    from mlchaos.experiment.problems import printable_lines
     from mlchaos.safety import run_registry
     from mlchaos.safety.undo import recover as recover_journal
 
@@ -48,12 +49,12 @@ def main(args: argparse.Namespace) -> int:
         try:
             report = recover_journal(journal, by="mlchaos recover")
         except InvalidInput as exc:
-            print(f"error: {exc}", file=sys.stderr)
+            print(printable_lines(f"error: {exc}"), file=sys.stderr)
             status = max(status, exit_codes.INVALID)
             continue
-        print(f"recover {journal}: {len(report.results)} recorded change(s)")
-        for result in report.results:
-            print(f"  {result.describe()}")
+        print(printable_lines(f"recover {journal}: {len(report.results)} recorded change(s)"))
+        for result in report.results:  # an undo's error may quote what a server answered: escaped
+            print(printable_lines(f"  {result.describe()}"))
         if not report.ok:
             status = exit_codes.ROLLBACK_FAILED
     return status

@@ -38,6 +38,7 @@ def main(args: argparse.Namespace) -> int:
     from mlchaos.engine.summary import print_plan, print_summary
     from mlchaos.errors import InvalidInput
     from mlchaos.experiment.pipeline import load_checked
+    from mlchaos.experiment.problems import printable_lines
     from mlchaos.journal.redaction import redacted_output
 
     loaded = loaded_or_none(load_checked, args.file, args.var, args.var_file, LISTEN_TARGETS)
@@ -57,11 +58,11 @@ def main(args: argparse.Namespace) -> int:
             result = Runner(experiment, variables, journal, console, dry_run=args.dry_run,
                             listen_targets=LISTEN_TARGETS).run()
         except InvalidInput as exc:
-            print(f"error: {exc}\nnothing was executed.", file=sys.stderr)
+            print(printable_lines(f"error: {exc}\nnothing was executed."), file=sys.stderr)
             return exit_codes.INVALID
         if result.dry_run:
             print_plan(result)
         print_summary(result)
         for error in publish_run(args, result.journal_path, result.dry_run):  # the run's exit code stands
-            print(f"error: {error}", file=sys.stderr)
+            print(printable_lines(f"error: {error}"), file=sys.stderr)
     return result.exit_code

@@ -9,7 +9,14 @@ says where each part answers on 127.0.0.1. ``sink_listen_address()`` is the addr
 Alertmanager, which posts to ``http://host.docker.internal:19095/alerts`` (host-gateway:
 the docker0 bridge's address), to reach it.
 
-``python -m mlchaos.containers.stack up|down|status|sink`` does the same from a shell.
+The fault proxy's API listens on the compose network, so it requires a token
+(``MLCHAOS_PROXY_TOKEN`` in docker-compose.yml). :func:`proxy_token` is that token: the
+variable (or ``MLCHAOS_PROXY_TOKEN_FILE``) when set, else one made once and kept in the state
+directory (mode 0600). Every compose command gets it, and ``stack_up`` exports it into this
+process' environment, so the drivers (and the commands this process starts) send it.
+
+``python -m mlchaos.containers.stack up|down|status|sink|token`` does the same from a shell
+(``token`` prints ``export MLCHAOS_PROXY_TOKEN=...`` for a shell that runs ``docker compose`` itself).
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import sys
@@ -27,8 +35,12 @@ from typing import Any
 
 from mlchaos.containers import configs
 from mlchaos.errors import SandboxError
+from mlchaos.lib.files import atomic_write
 from mlchaos.lib.http import http_json as _http_json
 from mlchaos.lib.http import http_ok as _http_ok
+from mlchaos.lib.proxy_token import TOKEN_ENV
+from mlchaos.lib.proxy_token import proxy_token as _configured_token
+from mlchaos.lib.state_dir import state_dir
 from mlchaos.monitoring.alert_rules import SANDBOX
 from mlchaos.sandbox.monitoring_stack import wait_for_settled_rules
 
@@ -44,6 +56,7 @@ DEFAULT_PORTS = {  # env var -> default host port, as in docker-compose.yml
     "MLCHAOS_PROXY_API_PORT": 18474,
 }
 DEFAULT_BRIDGE_GATEWAY = "172.17.0.1"  # what host-gateway means on a default Docker engine
+TOKEN_FILE = "compose-proxy-token"  # in the state directory, when MLCHAOS_PROXY_TOKEN is not set
 
 
 @dataclass(frozen=True)
@@ -114,10 +127,28 @@ def endpoints() -> StackEndpoints:
     )
 
 
+def proxy_token() -> str:
+    """The fault proxy's API token for the stack: the configured one, else one kept in the state directory."""
+    configured = _configured_token(error=SandboxError)
+    if configured:
+        return configured
+    path = state_dir() / TOKEN_FILE
+    try:
+        kept = path.read_text(encoding="ascii").strip() if path.is_file() else ""
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SandboxError(f"cannot read the compose stack's proxy token {path}: {exc}") from None
+    if not kept:
+        kept = secrets.token_urlsafe(32)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, kept + "\n", mode=0o600)
+    return kept
+
+
 def _compose(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     cmd = [*compose_command(), *args]
+    env = {**os.environ, TOKEN_ENV: proxy_token()}
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=COMPOSE_FILE.parent)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=COMPOSE_FILE.parent, env=env)
     except subprocess.TimeoutExpired:
         raise SandboxError(f"{' '.join(cmd)} did not finish in {timeout:.0f} s") from None
     if proc.returncode != 0:
@@ -135,7 +166,10 @@ def stack_up(timeout: float = 120, build: bool = False) -> StackEndpoints:
     Raises SandboxError saying what is missing when ``timeout`` runs out.
     """
     deadline = time.monotonic() + timeout
+    os.environ[TOKEN_ENV] = proxy_token()  # what the stack's proxy requires: this process' drivers send it too
     configs.issue_certificates()  # before `up`: the replicas serve HTTPS when their certificates are there
+    if not configs.TOKEN_FILE.exists():  # Alertmanager's credentials_file; each run writes its own
+        atomic_write(configs.TOKEN_FILE, secrets.token_urlsafe(32) + "\n", mode=0o600)
     _compose("up", "-d", *(["--build"] if build else ["--no-build"]), timeout=max(timeout, 60))
     found = endpoints()
     wait_ready(found, deadline)
@@ -182,7 +216,7 @@ def targets_up(prometheus_url: str) -> set[tuple[str, str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m mlchaos.containers.stack up [TIMEOUT] | down | status | sink``."""
+    """``python -m mlchaos.containers.stack up [TIMEOUT] | down | status | sink | token``."""
     args = list(sys.argv[1:] if argv is None else argv)
     command = args[0] if args else "status"
     try:
@@ -197,8 +231,11 @@ def main(argv: list[str] | None = None) -> int:
         elif command == "sink":
             host, port = sink_listen_address()
             print(f"{host}:{port}")
+        elif command == "token":
+            print(f"export {TOKEN_ENV}={proxy_token()}")
         else:
-            print("usage: python -m mlchaos.containers.stack up [TIMEOUT] | down | status | sink", file=sys.stderr)
+            print("usage: python -m mlchaos.containers.stack up [TIMEOUT] | down | status | sink | token",
+                  file=sys.stderr)
             return 2
     except SandboxError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -1,6 +1,9 @@
 """What a person sees while a run goes: a line per activity and a summary.
 
-Colour and symbols only on a terminal; plain ASCII text otherwise (CI logs, pipes).
+Colour and symbols only on a terminal; plain ASCII text otherwise (CI logs, pipes). Whatever the
+console is given (activity names, outputs, errors: text from drivers and the network) is redacted
+and has its control characters escaped (``\x1b``, ``\r``...) before the console adds its own
+colours: a probe's output or a server's error body cannot move the cursor or rewrite the terminal.
 """
 
 from __future__ import annotations
@@ -8,6 +11,7 @@ from __future__ import annotations
 import sys
 from typing import Any, TextIO
 
+from mlchaos.experiment.problems import printable_lines
 from mlchaos.journal.redaction import Redactor
 from mlchaos.safety.changes import is_change_record
 
@@ -29,12 +33,20 @@ class Console:
     def _paint(self, kind: str, text: str) -> str:
         return f"{_COLOURS[kind]}{text}{_RESET}" if self.tty else text
 
+    def clean(self, text: Any) -> str:
+        """``text`` as the console shows it: secrets redacted, control characters escaped (newlines kept)."""
+        return printable_lines(self.redactor.text(str(text)))
+
     def write(self, text: str = "") -> None:
+        self._emit(self.clean(text))
+
+    def _emit(self, line: str) -> None:
+        """Write a line already cleaned (and painted) by this console."""
         if self.quiet:
             return
         try:
             self._clear_pending()
-            self.stream.write(self.redactor.text(text) + "\n")
+            self.stream.write(line + "\n")
             self.stream.flush()
         except (OSError, ValueError):  # a closed pipe or stream must never stop a run (or its rollbacks)
             self.quiet = True
@@ -45,7 +57,7 @@ class Console:
             self._pending = False
 
     def heading(self, text: str) -> None:
-        self.write(self._paint("dim", text) if self.tty else text)
+        self._emit(self._paint("dim", self.clean(text)))
 
     def started(self, kind: str, name: str) -> None:
         """On a terminal, show the activity while it runs (overwritten when it ends)."""
@@ -53,7 +65,7 @@ class Console:
             return
         try:
             self._clear_pending()
-            self.stream.write(f"  ..   {kind:<6} {name}")
+            self.stream.write(f"  ..   {kind:<6} {self.clean(name)}")
             self.stream.flush()
             self._pending = True
         except (OSError, ValueError):
@@ -62,14 +74,14 @@ class Console:
     def finished(self, kind: str, name: str, ok: bool, duration: float, detail: str = "") -> None:
         mark = ("✓" if ok else "✗") if self.tty else ("ok" if ok else "FAIL")
         mark = self._paint("ok" if ok else "fail", f"{mark:<4}")
-        tail = f"  {detail}" if detail else ""
-        self.write(f"  {mark} {kind:<6} {name}  ({duration:.2f}s){tail}")
+        tail = f"  {self.clean(detail)}" if detail else ""
+        self._emit(f"  {mark} {kind:<6} {self.clean(name)}  ({duration:.2f}s){tail}")
 
     def warn(self, text: str) -> None:
-        self.write(self._paint("warn", f"WARNING: {text}"))
+        self._emit(self._paint("warn", self.clean(f"WARNING: {text}")))
 
     def error(self, text: str) -> None:
-        self.write(self._paint("fail", f"ERROR: {text}"))
+        self._emit(self._paint("fail", self.clean(f"ERROR: {text}")))
 
 
 def summarise_output(output: Any, limit: int = 100) -> str:

@@ -3,17 +3,18 @@
 The phases and their order follow Chaos Toolkit; the guarantees are mlchaos' own
 (see ../shared/notes/chaoslib.md for what chaostoolkit-lib's ``Runner`` lacks):
 
-* rollbacks run after a deviation, a failed or raising activity, an exception, Ctrl-C and
-  SIGTERM (:mod:`mlchaos.engine.signals`); after the declared rollbacks, every recorded change
-  no successful rollback covered is undone from its change record
-  (:mod:`mlchaos.safety.safety_net`);
+* rollbacks run after a deviation, a failed or raising activity, an exception, and every signal
+  a run handles (SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2: :mod:`mlchaos.engine.signals`);
+  after the declared rollbacks, every recorded change no successful rollback covered is undone from
+  its change record (:mod:`mlchaos.safety.safety_net`);
 * bounds (``blast_radius``, ``allowed_environments``): a real run first resolves its actions in
   dry-run mode and is refused (exit 4) when the plan breaks a bound (:mod:`mlchaos.engine.plan`);
   every change is checked again when it is announced, before it is applied;
 * guards, the emergency stop (``mlchaos stop``) and ``max_duration`` abort the run (exit 5) and
   roll back (:mod:`mlchaos.safety.guards`); a guardian process undoes the recorded faults when
   the runner's heartbeat stops (:mod:`mlchaos.safety.guardian`);
-* every activity has an enforced timeout (:mod:`mlchaos.experiment.execution`);
+* every activity has an enforced timeout (:mod:`mlchaos.experiment.execution`), and its tolerance is
+  checked within what is left of it (:mod:`mlchaos.experiment.tolerance`);
 * the journal is on disk before any action starts (:mod:`mlchaos.journal.writer`);
 * the experiment is never mutated: activities run from private copies.
 
@@ -39,14 +40,15 @@ from mlchaos.engine.verdicts import Ending
 from mlchaos.errors import InvalidInput
 from mlchaos.experiment.execution import FAILED, SUCCEEDED, LockType, Outcome, Waiter, execute, in_background
 from mlchaos.experiment.models import Activity, Experiment
-from mlchaos.experiment.pipeline import ListenTargets, listen_address
+from mlchaos.experiment.pipeline import ListenTargets, listen_endpoint
 from mlchaos.experiment.tolerance import check as check_tolerance
 from mlchaos.experiment.variables import Variables, resolve_values
-from mlchaos.journal.redaction import Redactor, sensitive_values
+from mlchaos.journal.redaction import MIN_SECRET_LENGTH, Redactor, code_paths, sensitive_values, too_short_to_redact
 from mlchaos.journal.writer import Journal, activity_record
-from mlchaos.monitoring.notifications import open_receiver
+from mlchaos.monitoring.notifications import open_receiver, run_token
 from mlchaos.safety import changes, emergency_stop, run_context, run_registry, safety_net
 from mlchaos.safety.blast_radius import BoundExceeded, Ledger
+from mlchaos.safety.exact_records import ExactRecords
 from mlchaos.safety.guards import Abort, GuardState, RunMonitor
 from mlchaos.safety.safety_net import SafetyNet
 
@@ -75,7 +77,9 @@ class Runner:
         self.planned: list[tuple[Activity, Outcome]] = []
         self.entry: run_registry.RunEntry | None = None
         self.guardian_pid: int | None = None
+        self.exact: ExactRecords | None = None  # the run's exact change records (the journal's are redacted)
         self.failures: list[str] = []
+        self.background: list[tuple[Activity, dict, LockType, dict]] = []  # started, not yet joined
         self.deviated = False
         self.counts = {"succeeded": 0, "failed": 0, "skipped": 0}
 
@@ -93,9 +97,14 @@ class Runner:
         """Run the experiment and return its result (the journal is on disk at every step)."""
         configuration, secrets = resolve_values(self.experiment, self.variables)
         self.configuration, self.secrets = configuration, secrets
-        redactor = Redactor(sensitive_values(self.experiment.configuration, configuration, secrets,
-                                             self.variables.configuration))  # env-backed values too
+        declared = (self.experiment.configuration, configuration, secrets, self.variables.configuration)
+        redactor = Redactor(sensitive_values(*declared))  # env-backed values too
+        redactor.protect(code_paths(self.experiment.raw))  # a secret never rewrites a provider's name
         self.console.redactor = redactor
+        too_short = too_short_to_redact(*declared)
+        if too_short:
+            self.console.warn(f"{', '.join(too_short)}: shorter than {MIN_SECRET_LENGTH} characters, too short to"
+                              " redact safely: shown as is in the journal and the output")
         if self.journal_path is not None:
             try:
                 self.journal_path.parent.mkdir(parents=True, exist_ok=True)
@@ -121,6 +130,10 @@ class Runner:
                 raise InvalidInput(f"cannot register the run in {run_registry.runs_dir()} (MLCHAOS_STATE_DIR): "
                                    f"{exc}") from None
             self.journal.extra["run_id"] = self.entry.run_id
+            if self.journal_path is not None:
+                self.exact = ExactRecords.for_run(self.entry.run_id, self.journal_path.resolve(), redactor.secrets)
+        if too_short:
+            self.journal.extra["too_short_to_redact"] = too_short
         self.monitor = RunMonitor(
             on_abort=self.abort, entry=self.entry,
             max_duration=None if self.dry_run else settings.blast_radius.max_duration,
@@ -130,6 +143,7 @@ class Runner:
         token = changes.set_sink(self._record_change)
         context_token = run_context.activate(self.context)
         left_undone: list[str] = []
+        all_undone = False
         try:
             self.monitor.start()
             if self._admitted():
@@ -143,6 +157,7 @@ class Runner:
             if recovering and not left_undone:
                 self._run_recovery()
             left_undone += self._undo_uncovered_changes()  # the loads the recovery check relied on
+            all_undone = not left_undone and not self.signals.abandon
         finally:
             self.monitor.stop()
             run_context.deactivate(context_token)
@@ -153,6 +168,8 @@ class Runner:
                 self.journal.extra["notifications"] = receiver.to_journal()
             if self.entry is not None:
                 run_registry.unregister(self.entry)
+            if all_undone:
+                self._drop_exact_records()
         self._check_budgets()
         return self._finish(left_undone)
 
@@ -193,6 +210,16 @@ class Runner:
         self.guardian_pid = start_guardian(self.entry, self.experiment.settings.heartbeat_timeout)
         self.journal.extra["guardian_pid"] = self.guardian_pid
 
+    def _drop_exact_records(self) -> None:
+        """Every change was undone: the exact records (and the secrets in them) are no longer needed."""
+        if self.exact is not None and self.exact.remove() and "exact_records" in self.journal.extra:
+            self.journal.extra["exact_records"]["kept"] = False
+
+    def _keep_exact(self, output: Any) -> None:
+        """An action's output that is a real change record: kept exactly (it may say more than the announcement)."""
+        if self.exact is not None and changes.is_change_record(output) and not output.get("dry_run"):
+            self.exact.add_output(output)
+
     def _undo_uncovered_changes(self, keep_loads: bool = False) -> list[str]:
         """The safety net: undo every applied change that no successful declared rollback undid.
 
@@ -219,11 +246,14 @@ class Runner:
 
     def _start_receiver(self) -> Any:
         """Start the run's notification receiver when the experiment declares one (before anything runs)."""
-        listen = listen_address(self.experiment, self.listen_targets)
-        if listen is None:
+        endpoint = listen_endpoint(self.experiment, self.listen_targets)
+        if endpoint is None:
             return None
-        receiver = open_receiver(listen)
-        self.console.write(f"  notifications: listening on {receiver.url}")
+        token = run_token(endpoint.token_file, endpoint.token_env)
+        self.console.redactor.add_secret(token)  # never in the journal, the console or a report
+        receiver = open_receiver(endpoint.address, token)
+        source = f"token in {endpoint.token_file}" if endpoint.token_file else f"token from ${endpoint.token_env}"
+        self.console.write(f"  notifications: listening on {receiver.url} (only with the run's {source})")
         return receiver
 
     def _check_budgets(self) -> None:
@@ -251,10 +281,15 @@ class Runner:
             if not record.dry_run:
                 self.journal.save(force=True)
                 raise
+        data = record.to_dict()
+        self.console.redactor.protect(code_paths(data))  # its undo's name, in what the console says of it
         if not record.dry_run:
             self._ensure_guardian()
+            if self.exact is not None:  # exact first: a record only the journal holds is redacted there
+                self.exact.add_change(data)
+                self.journal.extra["exact_records"] = {"path": str(self.exact.path), "kept": True}
         self.context.changes.append(record)
-        self.journal.record_change(record.to_dict())
+        self.journal.record_change(data)
         if not record.dry_run:
             self.monitor.fault_applied()
 
@@ -273,10 +308,13 @@ class Runner:
                 self._plan_guards()
             self.phase = METHOD
             self.console.heading("method:")
-            background = [self._run_method_activity(a) for a in self.experiment.method]
-            for job in background:
+            for activity in self.experiment.method:
+                job = self._run_method_activity(activity)
                 if job is not None:
-                    self._join_background(*job)
+                    self.background.append(job)
+            while self.background:
+                self._join_background(*self.background[0])
+                self.background.pop(0)
             if self.experiment.hypothesis and not self.dry_run and not self._run_hypothesis("after"):
                 self.deviated = True
         except Interrupted as exc:
@@ -289,6 +327,29 @@ class Runner:
             self.failures.append(message)
             self.journal.extra["internal_error"] = traceback.format_exc()
             self.console.error(f"{message}; rolling back")
+        finally:
+            self._abandon_background()
+
+    def _abandon_background(self) -> None:
+        """The run stopped before it joined its background activities: never wait for them (the rollbacks
+        come first), and never leave them ``running`` in the journal. One that has finished keeps its outcome;
+        one still going is closed as interrupted (a Python function cannot be killed: its late result is
+        discarded)."""
+        for activity, entry, done, box in self.background:
+            if done.acquire(blocking=False):
+                self._close_background(activity, entry, box.get("outcome"))
+                continue
+            ended = datetime.now(UTC)
+            reason = self.journal.extra.get("interrupted_by") or (self.signals.stop.message if self.signals.stop
+                                                                   else "an error")
+            entry.update(status="interrupted", end=ended.isoformat(),
+                         duration=(ended - datetime.fromisoformat(entry["start"])).total_seconds(),
+                         exception=[f"abandoned: the run stopped ({reason}) while this activity ran in the "
+                                    f"background; it was not waited for and its result is discarded\n"])
+            self.console.warn(f"background {activity.kind} {activity.name!r} abandoned (still running)")
+        if self.background:
+            self.background.clear()
+            self.journal.save(force=True)
 
     def _run_hypothesis(self, when: str) -> bool:
         self.phase = f"steady-state hypothesis ({when})"
@@ -397,6 +458,7 @@ class Runner:
             raise
         entry.clear()
         entry.update(activity_record(activity, outcome))
+        self._keep_exact(outcome.output)
         self._collect_measurement(activity, outcome)
         self.journal.save()
         if report:
@@ -458,9 +520,13 @@ class Runner:
 
     def _join_background(self, activity: Activity, entry: dict, done: LockType, box: dict) -> None:
         self.waiter.wait(done, self._timeout(activity) + 1.0)
-        outcome = box.get("outcome") or Outcome(FAILED, None, "background activity did not finish")
+        self._close_background(activity, entry, box.get("outcome"))
+
+    def _close_background(self, activity: Activity, entry: dict, outcome: Outcome | None) -> None:
+        outcome = outcome or Outcome(FAILED, None, "background activity did not finish")
         entry.clear()
         entry.update(activity_record(activity, outcome))
+        self._keep_exact(outcome.output)
         self._collect_measurement(activity, outcome)
         self.journal.save()
         self._report(activity, outcome)
@@ -472,8 +538,12 @@ class Runner:
             entry["tolerance_met"] = False
             self._report(probe, outcome)
             return False
+        if isinstance(probe.tolerance, dict):  # may take the rest of its timeout: the journal shows where the run is
+            entry["tolerance_met"] = None  # not decided (yet, or ever when a signal stops the run now)
+            self.journal.save(force=True, sync=False)
+        # within what is left of the probe's timeout; a signal stops it like any wait
         verdict = check_tolerance(probe.tolerance, outcome.output, self.configuration,
-                                  self.secrets, self._timeout(probe), self.waiter)
+                                  self.secrets, self._timeout(probe) - outcome.duration, self.waiter)
         entry["tolerance_met"] = verdict.met
         self.counts["succeeded" if verdict.met else "failed"] += 1
         if not verdict.met:

@@ -1,11 +1,15 @@
-"""The run's signal state machine: how Ctrl-C, SIGTERM and aborts stop a run without costing its rollbacks.
+"""The run's signal state machine: how signals and aborts stop a run without costing its rollbacks.
 
-* SIGINT / SIGTERM before the rollbacks stop the hypothesis or the method (:class:`Interrupted`
-  is raised in the main thread the moment it waits); the rollbacks still run.
+* SIGINT, SIGTERM, SIGHUP, SIGQUIT and SIGUSR2 (Chaos Toolkit's ``exit_ungracefully``) before the
+  rollbacks stop the hypothesis or the method (:class:`Interrupted` is raised in the main thread
+  the moment it waits); the rollbacks still run, and the exit code names the signal
+  (:data:`~mlchaos.engine.verdicts.SIGNAL_EXIT`).
 * During the rollbacks a first signal only warns and lists what is left; a second abandons
   them (:class:`RollbacksAbandoned`), and the journal and exit code 3 say what was left undone.
 * An abort (a guard, ``max_duration``, the emergency stop, a refused change; SIGUSR1 from
   ``mlchaos stop``) stops the run the same way (:class:`Aborted`), then it rolls back.
+* SIGUSR1 while the emergency stop is not engaged and nothing aborted the run is Chaos Toolkit's
+  ``exit_gracefully``: an interrupt like the others, except that it never abandons rollbacks.
 
 Signals are only ever acted on where the main thread waits (:meth:`RunSignals.on_wait`, the
 hook of :class:`~mlchaos.experiment.execution.Waiter`) or at a checkpoint between activities.
@@ -78,8 +82,10 @@ class RunSignals:
         if threading.current_thread() is not threading.main_thread():
             return previous
         for signum in SIGNAL_EXIT:
-            previous[signum] = signal.signal(signum, self._on_signal)
-        previous[run_registry.ABORT_SIGNAL] = signal.signal(run_registry.ABORT_SIGNAL, self._on_abort_signal)
+            handler = self._on_abort_signal if signum == run_registry.ABORT_SIGNAL else self._on_signal
+            previous[signum] = signal.signal(signum, handler)
+        if run_registry.ABORT_SIGNAL not in previous:
+            previous[run_registry.ABORT_SIGNAL] = signal.signal(run_registry.ABORT_SIGNAL, self._on_abort_signal)
         self._installed = True
         return previous
 
@@ -106,20 +112,31 @@ class RunSignals:
             self._on_abort(abort)
             say(f"\nABORT: {abort.message}; rolling back\n")
 
-    def _on_abort_signal(self, _signum: int, _frame: Any) -> None:
-        """SIGUSR1: ``mlchaos stop`` (or the run's own monitor) asks the run to abort and roll back."""
+    def _on_abort_signal(self, signum: int, frame: Any) -> None:
+        """SIGUSR1: ``mlchaos stop`` (or the run's own monitor) asks the run to abort and roll back.
+
+        With no emergency stop engaged and no abort recorded it came from elsewhere (Chaos Toolkit's
+        ``exit_gracefully()`` in an extension, ``kill -USR1``): an interrupt that never abandons rollbacks.
+        """
         if self.stop is None:
             info = emergency_stop.engaged()
-            message = "emergency stop: " + (emergency_stop.describe(info) if info else "SIGUSR1 received")
-            self._record(Abort("stop", message))
+            if info is None:
+                self._on_signal(signum, frame, may_abandon=False)
+                return
+            self._record(Abort("stop", "emergency stop: " + emergency_stop.describe(info)))
         if self.phase in STOPPABLE_PHASES and self._waiting:
             raise Aborted(self.stop)
 
-    def _on_signal(self, signum: int, _frame: Any) -> None:
+    def _on_signal(self, signum: int, _frame: Any, may_abandon: bool = True) -> None:
         name = signal.Signals(signum).name
         if self.phase == ROLLBACKS:
-            self._rollback_signals += 1
             left = ", ".join(self.rollbacks_left) or "none"
+            if not may_abandon:
+                if self.interrupt is None:
+                    self.interrupt = signum
+                say(f"\n{name}: rollbacks in progress, still to run: {left}; they go on.\n")
+                return
+            self._rollback_signals += 1
             if self._rollback_signals == 1:
                 if self.interrupt is None:
                     self.interrupt = signum

@@ -24,8 +24,11 @@ UNFINISHED = "unfinished"  # what a report calls a journal without a verdict (a 
 RUN_VERDICTS = (HELD, DEVIATED, ACTIVITY_FAILED, ROLLBACK_FAILED, INTERRUPTED, REFUSED, ABORTED, PLANNED)
 PASSED = frozenset({HELD})
 FAILED = frozenset({DEVIATED, ACTIVITY_FAILED, ABORTED, ROLLBACK_FAILED})
-# the signals a run handles, and its exit code when one stops it
-SIGNAL_EXIT = {signal.SIGINT: exit_codes.INTERRUPTED, signal.SIGTERM: exit_codes.TERMINATED}
+# the signals that interrupt a run (it rolls back), and its exit code when one stops it; SIGUSR1 is also
+# the abort of `mlchaos stop` (exit 5, aborted) when the emergency stop is engaged
+SIGNAL_EXIT = {signal.SIGHUP: exit_codes.HANGUP, signal.SIGINT: exit_codes.INTERRUPTED, signal.SIGQUIT: exit_codes.QUIT,
+               signal.SIGUSR1: exit_codes.EXIT_GRACEFULLY, signal.SIGUSR2: exit_codes.EXIT_UNGRACEFULLY,
+               signal.SIGTERM: exit_codes.TERMINATED}
 
 
 @dataclass(frozen=True)

@@ -4,14 +4,16 @@ An experiment may ask its notification receiver to listen at a *named* place ins
 ``HOST:PORT`` (``extensions: [{name: mlchaos, notifications: {listen: sandbox}}]``). The core
 does not know what a name means: the caller passes the :class:`ListenTarget` s it knows (the
 command line passes the sandbox's), :func:`load_checked` asks the named one for its
-validation-time problems, and :func:`listen_address` turns the name into the address when the
-runner starts its receiver, so the engine never knows what a name means.
+validation-time problems, and :func:`listen_endpoint` turns the name into the address (and the file for the run's
+receiver token) when the runner starts its receiver, so the engine never knows what a name means.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from mlchaos.errors import InvalidInput
@@ -32,6 +34,18 @@ class ListenTarget(Protocol):
     def address(self) -> str:
         """``HOST:PORT`` to listen at now; raises InvalidInput saying why there is none."""
 
+    def token_file(self) -> Path:
+        """Where the run writes its receiver's token: the file the target's Alertmanager sends as its bearer."""
+
+
+@dataclass(frozen=True)
+class ListenEndpoint:
+    """Where the run's receiver listens, and where its credential comes from (exactly one of the two)."""
+
+    address: str  # HOST:PORT
+    token_file: Path | None = None  # the run writes a fresh token here (0600)
+    token_env: str | None = None  # the variable that holds the token the Alertmanager was given
+
 
 ListenTargets = Mapping[str, ListenTarget]
 
@@ -42,7 +56,7 @@ def load_checked(path: str, var: list[str], var_files: list[str],
 
     With ``listen_targets`` (the command line passes the ones it knows), a named notification listener must
     be one of them, and its preflight problems are the experiment's; without, a name is left for
-    :func:`listen_address` to resolve (or refuse) when the run starts.
+    :func:`listen_endpoint` to resolve (or refuse) when the run starts.
     """
     variables = load_variables(var, var_files)
     doc = load_document(path)
@@ -54,17 +68,23 @@ def load_checked(path: str, var: list[str], var_files: list[str],
     return build_experiment(doc), variables
 
 
-def listen_address(experiment: Experiment, listen_targets: ListenTargets | None = None) -> str | None:
-    """Where the run's notification receiver listens: ``HOST:PORT``, a named listener resolved through
-    ``listen_targets`` (InvalidInput when it cannot be), or None when the experiment declares none."""
-    listen = experiment.settings.notifications_listen
-    if listen is None or ADDRESS.match(listen):
-        return listen
+def listen_endpoint(experiment: Experiment, listen_targets: ListenTargets | None = None) -> ListenEndpoint | None:
+    """Where the run's notification receiver listens and how it authenticates: ``HOST:PORT`` with the
+    experiment's ``token_file`` (relative to the experiment's folder) or ``token_env``, or a named target
+    resolved through ``listen_targets`` (InvalidInput when it cannot be); None when there is no receiver."""
+    settings = experiment.settings
+    listen = settings.notifications_listen
+    if listen is None:
+        return None
+    if ADDRESS.match(listen):
+        token_file = settings.notifications_token_file
+        path = None if token_file is None else Path(experiment.source).parent / Path(token_file).expanduser()
+        return ListenEndpoint(listen, path, settings.notifications_token_env)
     target = (listen_targets or {}).get(listen)
     if target is None:
         raise InvalidInput(f"notifications: listen: {listen}: no such listen target here")
     try:
-        return target.address()
+        return ListenEndpoint(target.address(), target.token_file())
     except InvalidInput as exc:
         raise InvalidInput(f"notifications: listen: {listen}: {exc}") from None
 

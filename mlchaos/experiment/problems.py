@@ -43,6 +43,11 @@ def printable(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
+def printable_lines(text: str) -> str:
+    """:func:`printable`, line by line: newlines and tabs are kept, every other control character is escaped."""
+    return "\n".join("\t".join(printable(part) for part in line.split("\t")) for line in str(text).split("\n"))
+
+
 def suggest(word: str, candidates: Iterable[Any]) -> str:
     """`` (did you mean 'x'?)`` naming the close matches of ``word`` among ``candidates``, or ''."""
     matches = difflib.get_close_matches(str(word), [str(c) for c in candidates], n=3, cutoff=0.6)

@@ -39,15 +39,36 @@ def _check_probes(value: Any) -> Iterator[tuple[str, str]]:
         yield "", f"must be a list of probes with tolerances, got {value!r}"
 
 
+LISTEN_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")  # a named listen target (sandbox, docker...)
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+NOTIFICATION_KEYS = {"listen", "token_file", "token_env"}
+
+
 def _check_notifications(value: Any) -> Iterator[tuple[str, str]]:
-    if not isinstance(value, dict) or set(value) - {"listen"}:
-        yield "", "must be a mapping with 'listen': 'sandbox' or 'HOST:PORT'"
+    if not isinstance(value, dict) or set(value) - NOTIFICATION_KEYS:
+        yield "", ("must be a mapping with 'listen' ('sandbox', another named target, or 'HOST:PORT') and, for "
+                   "HOST:PORT, 'token_file' or 'token_env'")
         return
     listen = value.get("listen", SANDBOX)
-    if listen != SANDBOX and not (isinstance(listen, str) and ADDRESS.match(listen)):
-        yield "/listen", f"listen must be 'sandbox' or HOST:PORT, got {listen!r}"
-    elif listen != SANDBOX and not 0 < int(ADDRESS.match(listen)["port"]) < 65536:
+    address = ADDRESS.match(listen) if isinstance(listen, str) else None
+    if address is None and not (isinstance(listen, str) and LISTEN_NAME.match(listen)):
+        yield "/listen", f"listen must be a named listen target such as 'sandbox', or HOST:PORT, got {listen!r}"
+        return
+    if address is not None and not 0 < int(address["port"]) < 65536:
         yield "/listen", f"port out of range in {listen!r}"
+    token_file, token_env = value.get("token_file"), value.get("token_env")
+    if token_file is not None and not (isinstance(token_file, str) and token_file.strip()):
+        yield "/token_file", f"token_file must be a path, got {token_file!r}"
+    if token_env is not None and not (isinstance(token_env, str) and ENV_NAME.match(token_env)):
+        yield "/token_env", f"token_env must be an environment variable's name, got {token_env!r}"
+    given = [key for key in ("token_file", "token_env") if value.get(key) is not None]
+    if address is None and given:
+        yield f"/{given[0]}", f"the named listen target {listen!r} brings its own credential; drop {given[0]}"
+    elif address is not None and len(given) != 1:
+        yield "", ("a receiver on HOST:PORT needs exactly one credential, so that only your Alertmanager can "
+                   "deliver to it: token_file (mlchaos writes a fresh token there for each run; point "
+                   "Alertmanager's webhook http_config.authorization.credentials_file at it) or token_env (the "
+                   "token Alertmanager's config holds, from a secret)")
 
 
 def _check_budgets(value: Any) -> Iterator[tuple[str, str]]:
@@ -206,6 +227,8 @@ class Settings:
     activity_timeout: float = DEFAULT_ACTIVITY_TIMEOUT
     rollback_timeout: float = DEFAULT_ROLLBACK_TIMEOUT
     notifications_listen: str | None = None
+    notifications_token_file: str | None = None  # HOST:PORT receivers: where to write the run's token
+    notifications_token_env: str | None = None  # ... or the variable holding the shared token
     budgets: tuple[Budget, ...] = ()
     blast_radius: BlastRadius = BlastRadius()
     guard_interval: float = DEFAULT_GUARD_INTERVAL
@@ -219,10 +242,13 @@ class Settings:
         if ext is None:
             return cls()
         notifications = ext.get("notifications")
+        credential = notifications or {}
         return cls(
             activity_timeout=float(ext.get("activity_timeout", DEFAULT_ACTIVITY_TIMEOUT)),
             rollback_timeout=float(ext.get("rollback_timeout", DEFAULT_ROLLBACK_TIMEOUT)),
             notifications_listen=notifications.get("listen", SANDBOX) if notifications is not None else None,
+            notifications_token_file=credential.get("token_file"),
+            notifications_token_env=credential.get("token_env"),
             budgets=tuple(
                 Budget(b["alert"], {BUDGET_KINDS[k]: float(v) for k, v in b.items() if k in BUDGET_KINDS})
                 for b in ext.get("budgets", [])

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from mlchaos.lib.state_dir import state_dir
+from mlchaos.lib.state_dir import PRIVATE_FILE, private_dir, state_dir
 
 
 def lock_path(source: Path) -> Path:
@@ -42,8 +42,9 @@ class SuiteLock:
         """Take the lock without waiting; False when another run holds it."""
         if self._handle is not None:
             return False
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 (held until release)
+        private_dir(self.path.parent)
+        descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, PRIVATE_FILE)
+        handle = open(descriptor, "a+", encoding="utf-8")  # noqa: SIM115 (held until release)
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

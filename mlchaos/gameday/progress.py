@@ -72,9 +72,9 @@ class ProgressConsole(Console):
             self.runner = None
 
     # --- Console hooks ------------------------------------------------------------------------
-    def write(self, text: str = "") -> None:
+    def _emit(self, line: str) -> None:
         with self._lock:
-            super().write(text)
+            super()._emit(line)
 
     def started(self, kind: str, name: str) -> None:
         """The runner starts an activity: it becomes the step of the status line (drawn by the ticker)."""
@@ -95,7 +95,7 @@ class ProgressConsole(Console):
         guards = self._guard_values()
         if guards:
             parts.append("guards: " + ", ".join(guards))
-        return self.redactor.text("  " + " | ".join(p for p in parts if p))
+        return self.clean("  " + " | ".join(p for p in parts if p)).replace("\n", "\\n")  # one line, escaped
 
     def _phase_step(self) -> str:
         runner = self.runner

@@ -31,6 +31,7 @@ from typing import Any
 from mlchaos.engine import exit_codes, verdicts
 from mlchaos.engine.signals import STOPPABLE_PHASES
 from mlchaos.experiment.pipeline import ListenTargets
+from mlchaos.experiment.problems import printable_lines
 from mlchaos.gameday.progress import ProgressConsole
 from mlchaos.gameday.schedule import Calendar, Clock, SystemClock
 from mlchaos.gameday.suite import CheckedExperiment, GameDay
@@ -39,21 +40,25 @@ from mlchaos.safety import emergency_stop, run_registry
 
 # Most severe first; 0 (held) is the least. A suite exits with the first of these that any of its
 # experiments (or a skip that ended it) produced.
-SEVERITY = (exit_codes.ROLLBACK_FAILED, exit_codes.TERMINATED, exit_codes.INTERRUPTED, exit_codes.ABORTED,
-            exit_codes.REFUSED, exit_codes.INVALID, exit_codes.DEVIATED)
+SEVERITY = (exit_codes.ROLLBACK_FAILED, exit_codes.TERMINATED, exit_codes.EXIT_UNGRACEFULLY,
+            exit_codes.EXIT_GRACEFULLY, exit_codes.QUIT, exit_codes.INTERRUPTED, exit_codes.HANGUP,
+            exit_codes.ABORTED, exit_codes.REFUSED, exit_codes.INVALID, exit_codes.DEVIATED)
+# the exit code a signal gave a run, back to the signal (a game day stops on any of them)
+SIGNAL_OF_EXIT = {code: signum for signum, code in verdicts.SIGNAL_EXIT.items()}
 # a suite's record of one experiment, by its exit code (a suite's own vocabulary: "failed" covers deviated and
 # activity-failed, "invalid" a file that could not run, "terminated" SIGTERM)
 VERDICTS = {exit_codes.OK: verdicts.HELD, exit_codes.DEVIATED: "failed", exit_codes.INVALID: "invalid",
             exit_codes.ROLLBACK_FAILED: verdicts.ROLLBACK_FAILED, exit_codes.REFUSED: verdicts.REFUSED,
             exit_codes.ABORTED: verdicts.ABORTED, exit_codes.INTERRUPTED: verdicts.INTERRUPTED,
-            exit_codes.TERMINATED: "terminated"}
+            exit_codes.TERMINATED: "terminated",
+            **{code: verdicts.INTERRUPTED for code in SIGNAL_OF_EXIT if code != exit_codes.TERMINATED}}
 WINDOW_POLL_SECONDS = 0.1
 WINDOW_CLOSED = "the game day's window closed"
 _ABORTABLE_PHASES = ("start of the run", *STOPPABLE_PHASES)  # never once the rollbacks have started
 
 
 def most_severe(codes: Iterator[int] | list[int]) -> int:
-    """The most severe exit code of ``codes`` (3 > 143 > 130 > 5 > 4 > 2 > 1 > 0)."""
+    """The most severe exit code of ``codes`` (3 > 143 > 140 > 138 > 131 > 130 > 129 > 5 > 4 > 2 > 1 > 0)."""
     present = set(codes)
     for code in SEVERITY:
         if code in present:
@@ -91,7 +96,7 @@ class StopRequest:
 
     @property
     def exit_code(self) -> int:
-        return exit_codes.TERMINATED if self.signum == signal.SIGTERM else exit_codes.INTERRUPTED
+        return verdicts.SIGNAL_EXIT.get(self.signum, exit_codes.INTERRUPTED)
 
     @contextlib.contextmanager
     def handlers(self) -> Iterator[None]:
@@ -108,7 +113,9 @@ class StopRequest:
         def on_abort(_signum: int, _frame: Any) -> None:
             self.suite_abort.set()
 
-        previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        # every signal that interrupts a run also stops the suite between its experiments (SIGUSR1: the abort)
+        stopping = [s for s in verdicts.SIGNAL_EXIT if s != run_registry.ABORT_SIGNAL]
+        previous = {s: signal.signal(s, on_signal) for s in stopping}
         previous[run_registry.ABORT_SIGNAL] = signal.signal(run_registry.ABORT_SIGNAL, on_abort)
         try:
             yield
@@ -316,8 +323,8 @@ class SuiteRunner:
     def _after(self, result: Any) -> None:
         """What an experiment's outcome means for the rest of the suite."""
         code, abort = result.exit_code, result.abort
-        if code in (exit_codes.INTERRUPTED, exit_codes.TERMINATED):
-            signum = signal.SIGINT if code == exit_codes.INTERRUPTED else signal.SIGTERM
+        if code in SIGNAL_OF_EXIT:  # SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR2, or SIGUSR1 (exit_gracefully)
+            signum = SIGNAL_OF_EXIT[code]
             self.stop.stop(f"{signal.Signals(signum).name} received during an experiment", signum)
         elif abort is not None and abort.kind == "stop":
             self.stop.suite_abort.set()
@@ -420,27 +427,32 @@ def write_reports_hook(journals: list[Path], out_dir: Path, formats: list[str]) 
     return [str(path) for path in paths]
 
 
+def _say(text: str = "") -> None:
+    """Print a line of the summary: titles and reasons may carry driver or network text, escaped here."""
+    print(printable_lines(text))
+
+
 def print_suite_summary(result: SuiteResult) -> None:
     """The end-of-suite summary (printed even with --quiet): a line per experiment, then the verdict."""
     counts = {"held": 0, "failed": 0, "skipped": 0}
     total = len(result.records)
-    print()
-    print(f"game day: {result.title}")
+    _say()
+    _say(f"game day: {result.title}")
     for record in result.records:
         code = "" if record.exit_code is None else f"exit {record.exit_code}"
         took = "" if record.duration is None else f"{record.duration:.1f}s"
         tail = f"  {result.journal_path(record)}" if record.journal else ""
-        print(f"  {record.index}/{total} {record.verdict.upper():<16} {code:<8} {took:>7}  {record.title}{tail}")
+        _say(f"  {record.index}/{total} {record.verdict.upper():<16} {code:<8} {took:>7}  {record.title}{tail}")
         if record.reason and record.verdict in ("skipped", "aborted", "invalid", "error"):
-            print(f"        {record.reason}")
+            _say(f"        {record.reason}")
         key = "held" if record.exit_code == exit_codes.OK else "skipped" if record.verdict == "skipped" else "failed"
         counts[key] += 1
-    print(f"verdict: {result.verdict.upper()} (exit {result.exit_code})  {counts['held']} held, "
+    _say(f"verdict: {result.verdict.upper()} (exit {result.exit_code})  {counts['held']} held, "
           f"{counts['failed']} did not hold, {counts['skipped']} skipped")
     if result.stopped_by:
-        print(f"  stopped: {result.stopped_by}")
+        _say(f"  stopped: {result.stopped_by}")
     for report in result.reports:
-        print(f"  report: {report}")
+        _say(f"  report: {report}")
     print(f"  suite journal: {result.out_dir / 'suite.json'}", flush=True)
 
 

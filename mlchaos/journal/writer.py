@@ -87,7 +87,14 @@ class Journal:
         self.save(force=True)
 
     def finish(self, status: str, deviated: bool, verdict: str, exit_code: int) -> None:
+        """Write the run's end and verdict. A finished journal never holds a ``running`` activity: one the
+        runner could not close is closed here as interrupted."""
         end = datetime.now(UTC)
+        for entry in self.activities():
+            if entry.get("status") == RUNNING:
+                began = datetime.fromisoformat(entry["start"]) if entry.get("start") else end
+                entry.update(status="interrupted", end=end.isoformat(), duration=(end - began).total_seconds(),
+                             exception=[f"still running when the run finished ({status}): its result is discarded\n"])
         self.data["end"] = end.isoformat()
         start = datetime.fromisoformat(self.data["start"])
         self.data["duration"] = round((end - start).total_seconds(), 6)
@@ -95,8 +102,22 @@ class Journal:
         self.extra.update(verdict=verdict, exit_code=exit_code)
         self.save(force=True)
 
-    def save(self, force: bool = False) -> None:
-        """Write the journal; unless forced, at most every THROTTLE_SECONDS."""
+    def activities(self) -> list[dict[str, Any]]:
+        """Every activity entry: the hypotheses (before, after, during), the method, the rollbacks, the recovery."""
+        entries: list[dict[str, Any]] = []
+        states = self.data["steady_states"]
+        for state in (states.get("before"), states.get("after"), *states.get("during", [])):
+            if isinstance(state, dict):
+                entries.extend(state.get("probes", []))
+        entries.extend(self.data["run"])
+        entries.extend(self.data["rollbacks"])
+        recovery = self.extra.get("recovery")
+        if isinstance(recovery, dict):
+            entries.extend(recovery.get("probes", []))
+        return [e for e in entries if isinstance(e, dict)]
+
+    def save(self, force: bool = False, sync: bool | None = None) -> None:
+        """Write the journal; unless forced, at most every THROTTLE_SECONDS; fsync'd when forced (or ``sync``)."""
         if self.path is None:
             return
         now = time.monotonic()
@@ -104,7 +125,9 @@ class Journal:
             return
         self._last_write = now
         # compact: json's C encoder is only used without indent (~30x faster on big journals)
-        atomic_write(self.path, json.dumps(self.redactor.data(self.data), default=str) + "\n", sync=force)
+        # a journal names what was changed and how to undo it: its user's only
+        atomic_write(self.path, json.dumps(self.redactor.data(self.data), default=str) + "\n", mode=0o600,
+                     sync=force if sync is None else sync)
 
 
 def _chaoslib_version() -> str:

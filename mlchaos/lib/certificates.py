@@ -7,9 +7,21 @@ Kinds of leaf certificate (:data:`KINDS`), and what a verifying client says abou
 
 * ``valid``: signed by the CA, valid for the hosts -> the handshake succeeds.
 * ``expiring_soon``: like valid, but ``not_after`` is ``days`` days ahead -> still accepted.
-* ``expired``: ``not_after`` is ``days`` days in the past -> "certificate has expired".
+* ``expired``: valid for one hour only (:data:`EXPIRED_WINDOW`), which ended ``days`` days ago
+  -> "certificate has expired".
 * ``wrong_hostname``: signed by the CA for another name only -> "hostname mismatch".
 * ``untrusted``: valid dates and hosts, signed by a throw-away CA nobody trusts -> "unknown issuer".
+
+Who signs a fault's certificate (:data:`SIGNED_BY_THE_TRUSTED_CA`): ``untrusted`` by a throw-away
+CA made for that one certificate (its key is never written; the serving CA's key is not even
+read). Every other kind by the CA the clients trust, because a valid chain is the fault's point:
+an expired or wrong-host certificate must be refused for its dates or its name alone (a client
+that does not trust the issuer says "unknown issuer" before it looks at either), and
+expiring_soon and valid must be accepted. An intermediate CA would not help: the chain would
+still be valid to the same clients, and the sandbox's CAs allow none (path length 0). What
+limits such a certificate instead: an expired one was valid for one hour, long ago; a
+wrong-host one names only ``wrong-host.mlchaos.invalid``; their keys live where the server's
+own key lives, and the TLS drivers prune their backups once the fault is undone.
 
 On disk (:func:`write_certificate`): ``<name>.crt`` (the leaf, what a server presents),
 ``<name>.key`` (mode 0600), ``<name>-chain.crt`` (leaf + issuing CA) and the issuing CA's
@@ -50,6 +62,10 @@ CA_VALID_DAYS = 3650
 LEAF_VALID_DAYS = 365
 BACKDATE = timedelta(minutes=5)  # not_before slightly in the past: clock skew between processes
 REISSUE_MARGIN = timedelta(days=1)  # a sandbox leaf expiring sooner than this is reissued
+EXPIRED_WINDOW = timedelta(hours=1)  # how long an expired leaf was ever valid (ending ``days`` ago)
+# the kinds whose point is a valid chain to the CA clients trust (see the module's docstring); the others
+# are signed by a throw-away CA
+SIGNED_BY_THE_TRUSTED_CA: frozenset[str] = frozenset({"valid", "expiring_soon", "expired", "wrong_hostname"})
 
 
 class CertificateError(MlchaosError):
@@ -201,13 +217,14 @@ class CertificateAuthority:
 
 
 def validity(kind: str, days: int = 3, now: datetime | None = None) -> tuple[datetime, datetime]:
-    """(not_before, not_after) of a leaf of ``kind``: expired ended ``days`` ago, expiring_soon ends in ``days``."""
+    """(not_before, not_after) of a leaf of ``kind``: expired was valid for one hour ending ``days`` ago,
+    expiring_soon ends in ``days``."""
     _check_kind(kind)
     if days <= 0:
         raise CertificateError(f"days must be > 0, got {days}")
     now = _utc(now)
     if kind == "expired":
-        return now - timedelta(days=days + LEAF_VALID_DAYS), now - timedelta(days=days)
+        return now - timedelta(days=days) - EXPIRED_WINDOW, now - timedelta(days=days)
     if kind == "expiring_soon":
         return now - BACKDATE, now + timedelta(days=days)
     return now - BACKDATE, now + timedelta(days=LEAF_VALID_DAYS)
@@ -219,14 +236,14 @@ def issue_certificate(
 ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey, CertificateAuthority]:
     """A leaf of ``kind`` for ``hosts`` and the CA that signed it.
 
-    Every kind but ``untrusted`` is signed by ``ca`` (required); ``untrusted`` is signed by
-    a fresh CA that nobody trusts (``ca`` is ignored). ``days``: how long ago an expired
-    certificate ended, or how soon an expiring_soon one ends.
+    The kinds of :data:`SIGNED_BY_THE_TRUSTED_CA` are signed by ``ca`` (required: a valid chain is their
+    point); ``untrusted`` by a fresh CA that nobody trusts (``ca`` is ignored). ``days``: how long ago an
+    expired certificate ended, or how soon an expiring_soon one ends.
     """
     _check_kind(kind)
     now = _utc(now)
     not_before, not_after = validity(kind, days, now)
-    if kind == "untrusted":
+    if kind not in SIGNED_BY_THE_TRUSTED_CA:
         ca = CertificateAuthority.create("mlchaos untrusted CA (trusted by nobody)", now=now)
     elif ca is None:
         raise CertificateError(f"a {kind} certificate must be signed by the CA the clients trust: pass ca")

@@ -1,4 +1,8 @@
-"""Files: the one atomic (fsync'd) write, JSON state files, a lock, strict reads, free ports."""
+"""Files: the one atomic (fsync'd) write, JSON state files, a lock, strict reads, free ports.
+
+Under the state directory (:mod:`mlchaos.lib.state_dir`) what these create is private: folders
+0700, files 0600 unless the caller asks for another mode (certificates: 0644).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mlchaos.errors import SandboxError
+from mlchaos.lib.state_dir import PRIVATE_FILE, in_state_dir, private_dir
 
 
 def atomic_write(path: Path | str, data: str | bytes, mode: int | None = None, *, sync: bool = True) -> None:
@@ -21,10 +26,13 @@ def atomic_write(path: Path | str, data: str | bytes, mode: int | None = None, *
     the old file or the new one, never a part of either.
 
     Without ``mode`` the file gets the permissions any new file gets (0666 less the umask, as ``open``
-    gives); with one, exactly ``mode`` whatever the umask (``0o600`` for keys; ``0o644`` for
-    certificates and reports, which other users' programs read)."""
+    gives), but in the state directory, where it is 0600 and its missing folders 0700; with one, exactly
+    ``mode`` whatever the umask (``0o600`` for keys and journals; ``0o644`` for certificates and reports,
+    which other users' programs read)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _make_parent(path)
+    if mode is None and in_state_dir(path):
+        mode = PRIVATE_FILE
     while True:
         tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
         try:  # created 0600 when a mode is given, so a key is never readable by others, not even briefly
@@ -46,9 +54,17 @@ def atomic_write(path: Path | str, data: str | bytes, mode: int | None = None, *
         raise
 
 
+def _make_parent(path: Path) -> None:
+    """The folder of ``path``: private (0700) in the state directory, as any new folder elsewhere."""
+    if in_state_dir(path.parent):
+        private_dir(path.parent)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+
 def write_json(path: Path, data: Any) -> None:
-    """Atomically write ``data`` as indented JSON."""
-    atomic_write(path, json.dumps(data, indent=2) + "\n")
+    """Atomically write ``data`` as indented JSON, readable by this user only (0600): state, not a report."""
+    atomic_write(path, json.dumps(data, indent=2) + "\n", mode=PRIVATE_FILE)
 
 
 def read_json(path: Path, what: str) -> Any:
@@ -63,9 +79,9 @@ def read_json(path: Path, what: str) -> Any:
 
 @contextlib.contextmanager
 def file_lock(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``path`` (created if needed) for the duration of the block."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as lock:
+    """Hold an exclusive lock on ``path`` (created 0600 if needed) for the duration of the block."""
+    _make_parent(path)
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT, PRIVATE_FILE), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield

@@ -4,7 +4,15 @@
 Alertmanager ``webhook_configs`` entry at its ``url`` (and set ``send_resolved: true`` to
 see recoveries too). Every alert in every accepted payload becomes one typed
 :class:`Notification`; every refused request becomes a :class:`Rejection`. Nothing a
-client sends can crash the receiver or the run that owns it.
+client sends can crash the receiver or the run that owns it, or grow it without bound.
+
+With a ``token`` only requests carrying ``Authorization: Bearer <token>`` are read (what
+Alertmanager sends with ``http_config: {authorization: {credentials_file: ...}}``); any other
+is refused (401) and recorded, so a forged POST cannot make a drill pass. Bounds: each
+request has a total deadline (not a per-read one), at most ``MAX_CONNECTIONS`` are served at
+once, and at most ``MAX_NOTIFICATIONS`` notifications and ``MAX_STORED_BYTES`` of payload are
+kept (later payloads are refused, 507); rejections are counted, the latest ``MAX_REJECTIONS``
+kept.
 
 The payload format is Alertmanager's webhook version "4"::
 
@@ -16,22 +24,33 @@ The payload format is Alertmanager's webhook version "4"::
 from __future__ import annotations
 
 import contextlib
+import hmac
 import json
+import os
+import secrets
+import socket
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from mlchaos.errors import InvalidInput
 from mlchaos.experiment.settings import ADDRESS
+from mlchaos.lib.files import atomic_write
 from mlchaos.lib.records import JsonRecord
 
 ALERT_STATUSES = ("firing", "resolved")
 DEFAULT_MAX_BYTES = 1_048_576
-READ_TIMEOUT = 10.0  # seconds a client may take to send its body
+READ_TIMEOUT = 10.0  # seconds a client may take to send a whole request: headers and body
+MAX_CONNECTIONS = 32  # served at once; more are refused (503) at once
+MAX_NOTIFICATIONS = 10_000  # kept per receiver (a run); later payloads are refused (507)
+MAX_STORED_BYTES = 16 * 1_048_576  # of accepted payloads, per receiver
+MAX_REJECTIONS = 1_000  # the latest kept; all are counted
+MIN_TOKEN_LENGTH = 16
 
 
 @dataclass(frozen=True)
@@ -79,6 +98,8 @@ def parse_payload(body: bytes, received_at: float) -> list[Notification]:
         payload = json.loads(body)
     except (UnicodeDecodeError, ValueError) as exc:
         raise PayloadError(f"malformed JSON: {exc}") from None
+    except RecursionError:
+        raise PayloadError("JSON nested too deeply") from None
     if not isinstance(payload, dict):
         raise PayloadError(f"payload must be a JSON object, got {type(payload).__name__}")
     alerts = payload.get("alerts")
@@ -118,16 +139,23 @@ class NotificationReceiver:
     """An Alertmanager webhook receiver on ``host:port`` (port 0: any free port), POST ``path`` only."""
 
     def __init__(
-        self, host: str = "127.0.0.1", port: int = 0, path: str = "/alerts", max_bytes: int = DEFAULT_MAX_BYTES
+        self, host: str = "127.0.0.1", port: int = 0, path: str = "/alerts", max_bytes: int = DEFAULT_MAX_BYTES,
+        token: str | None = None,
     ) -> None:
         if not path.startswith("/"):
             raise ValueError(f"path must start with '/', got {path!r}")
         if max_bytes < 1:
             raise ValueError(f"max_bytes must be >= 1, got {max_bytes}")
+        if token is not None and len(token) < MIN_TOKEN_LENGTH:
+            raise ValueError(f"a receiver token must have at least {MIN_TOKEN_LENGTH} characters")
         self._host, self._port, self._path, self._max_bytes = host, port, path, max_bytes
+        self._expected = f"Bearer {token}".encode() if token is not None else None
         self._cond = threading.Condition()
         self._notifications: list[Notification] = []
+        self._stored_bytes = 0
         self._rejections: list[Rejection] = []
+        self._rejected = 0
+        self._connections = threading.BoundedSemaphore(MAX_CONNECTIONS)
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -179,6 +207,11 @@ class NotificationReceiver:
         return self._path
 
     @property
+    def authenticated(self) -> bool:
+        """Whether only requests with the receiver's bearer token are read."""
+        return self._expected is not None
+
+    @property
     def url(self) -> str:
         """The URL to put in Alertmanager's ``webhook_configs``."""
         return f"http://{self._host}:{self.port}{self._path}"
@@ -195,9 +228,14 @@ class NotificationReceiver:
             ]
 
     def rejections(self) -> list[Rejection]:
-        """The requests refused so far, oldest first."""
+        """The requests refused so far (the latest ``MAX_REJECTIONS``), oldest first."""
         with self._cond:
             return list(self._rejections)
+
+    def rejected_count(self) -> int:
+        """How many requests were refused in all (more than :meth:`rejections` keeps after a flood)."""
+        with self._cond:
+            return self._rejected
 
     def wait_for(self, predicate: Callable[[Notification], bool], timeout: float) -> Notification | None:
         """The first notification (already received or arriving within ``timeout`` seconds) matching ``predicate``."""
@@ -219,20 +257,38 @@ class NotificationReceiver:
         with self._cond:
             return {
                 "url": self.url,
+                "authenticated": self.authenticated,
                 "notifications": [n.to_dict() for n in self._notifications],
                 "rejections": [r.to_dict() for r in self._rejections],
+                "rejected": self._rejected,
             }
 
     # -- called by the handler ------------------------------------------------------------
 
-    def _accept(self, notes: list[Notification]) -> None:
+    def _authorized(self, header: str | None) -> bool:
+        if self._expected is None:
+            return True
+        return header is not None and hmac.compare_digest(header.strip().encode(), self._expected)
+
+    def _accept(self, notes: list[Notification], size: int) -> str | None:
+        """Keep the notes of one payload of ``size`` bytes; the reason when they would break a bound."""
         with self._cond:
+            if len(self._notifications) + len(notes) > MAX_NOTIFICATIONS:
+                return f"the receiver already holds {len(self._notifications)} notifications (at most " \
+                       f"{MAX_NOTIFICATIONS} per run)"
+            if self._stored_bytes + size > MAX_STORED_BYTES:
+                return f"the receiver already holds {self._stored_bytes} bytes of payloads (at most " \
+                       f"{MAX_STORED_BYTES} per run)"
             self._notifications.extend(notes)
+            self._stored_bytes += size
             self._cond.notify_all()
+            return None
 
     def _reject(self, rejection: Rejection) -> None:
         with self._cond:
+            self._rejected += 1
             self._rejections.append(rejection)
+            del self._rejections[:-MAX_REJECTIONS]
 
 
 class _Server(ThreadingHTTPServer):
@@ -241,17 +297,55 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 128  # a burst of group notifications must not hit a full listen backlog
     receiver: NotificationReceiver
 
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """One thread per connection, at most MAX_CONNECTIONS at once: the next is refused and closed."""
+        if not self.receiver._connections.acquire(blocking=False):
+            peer = f"{client_address[0]}:{client_address[1]}" if client_address else ""
+            reason = f"too many connections (at most {MAX_CONNECTIONS} at once)"
+            self.receiver._reject(Rejection(time.time(), reason, int(HTTPStatus.SERVICE_UNAVAILABLE), None, peer,
+                                            "", ""))
+            with contextlib.suppress(OSError):
+                request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.receiver._connections.release()
+
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
-    timeout = READ_TIMEOUT
+    timeout = READ_TIMEOUT  # per read; the deadline below bounds the whole request
     protocol_version = "HTTP/1.1"
+
+    def setup(self) -> None:
+        super().setup()
+        # a client that trickles a byte at a time must not hold its connection past READ_TIMEOUT in all
+        self._deadline = threading.Timer(READ_TIMEOUT, self._cut)
+        self._deadline.daemon = True
+        self._deadline.start()
+
+    def finish(self) -> None:
+        self._deadline.cancel()
+        with contextlib.suppress(OSError):
+            super().finish()
+
+    def _cut(self) -> None:
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
 
     def do_POST(self) -> None:
         receiver = self.server.receiver
         now = time.time()
         if not self._on_path():
             return self._refuse(HTTPStatus.NOT_FOUND, f"no receiver at {self._path()}", now, None)
+        if not receiver._authorized(self.headers.get("Authorization")):
+            reason = "missing or wrong credential (Authorization: Bearer, as Alertmanager's http_config sends it)"
+            return self._refuse(HTTPStatus.UNAUTHORIZED, reason, now, None)
         raw = self.headers.get("Content-Length")
         if raw is None:
             return self._refuse(HTTPStatus.LENGTH_REQUIRED, "no Content-Length", now, None)
@@ -279,7 +373,9 @@ class _Handler(BaseHTTPRequestHandler):
             notes = parse_payload(body, now)
         except PayloadError as exc:
             return self._refuse(HTTPStatus.BAD_REQUEST, str(exc), now, size, body_read=True)
-        receiver._accept(notes)
+        full = receiver._accept(notes, size)
+        if full is not None:
+            return self._refuse(HTTPStatus.INSUFFICIENT_STORAGE, full, now, size, body_read=True)
         self._respond(HTTPStatus.OK, {"accepted": len(notes)})
         return None
 
@@ -317,8 +413,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         for name, value in (headers or {}).items():
             self.send_header(name, value)
-        if self.close_connection:
-            self.send_header("Connection", "close")
+        self.close_connection = True  # one request per connection: the deadline bounds the connection
+        self.send_header("Connection", "close")
         self.end_headers()
         with contextlib.suppress(OSError):  # the client went away; the request is recorded already
             self.wfile.write(b"" if self.command == "HEAD" else data)
@@ -337,13 +433,34 @@ def label_text(name: str, labels: dict[str, str]) -> str:
     return f"{name}{{{rest}}}" if rest else name
 
 
-def open_receiver(listen: str) -> NotificationReceiver:
-    """A started receiver on ``listen`` (``HOST:PORT``; port 0: any free one); InvalidInput when it cannot be."""
+def run_token(token_file: Path | None, token_env: str | None) -> str:
+    """The receiver's bearer token for one run: a fresh random one written to ``token_file`` (0600, for the
+    Alertmanager that reads it as ``credentials_file``), or the one in the variable ``token_env`` (the token a
+    remote Alertmanager was configured with). InvalidInput when neither works."""
+    if token_env is not None:
+        token = os.environ.get(token_env, "").strip()
+        if len(token) < MIN_TOKEN_LENGTH:
+            raise InvalidInput(f"notifications: token_env: ${token_env} must hold a token of at least "
+                               f"{MIN_TOKEN_LENGTH} characters" + ("" if token else " (it is unset or empty)"))
+        return token
+    if token_file is None:
+        raise InvalidInput("notifications: the receiver needs a credential: token_file or token_env")
+    token = secrets.token_urlsafe(32)
+    try:
+        atomic_write(token_file, token + "\n", mode=0o600)
+    except OSError as exc:
+        raise InvalidInput(f"notifications: cannot write the run's receiver token to {token_file}: {exc}") from None
+    return token
+
+
+def open_receiver(listen: str, token: str | None = None) -> NotificationReceiver:
+    """A started receiver on ``listen`` (``HOST:PORT``; port 0: any free one) that reads only requests with
+    ``token`` (when given); InvalidInput when it cannot be started."""
     match = ADDRESS.match(listen)
     if match is None:
         raise InvalidInput(f"notifications: listen: {listen!r} is not HOST:PORT")
     host, port = match["host"].strip("[]"), int(match["port"])
-    receiver = NotificationReceiver(host=host, port=port)
+    receiver = NotificationReceiver(host=host, port=port, token=token)
     try:
         receiver.start()
     except OSError as exc:

@@ -2,7 +2,10 @@
 
 * :mod:`mlchaos.proxy.core`: :class:`ProxyRegistry`, :class:`Proxy`, toxic entries (no HTTP);
 * :mod:`mlchaos.proxy.toxics`: latency, bandwidth, timeout, reset_peer, slow_close;
-* :mod:`mlchaos.proxy.api`: the HTTP API (Toxiproxy's REST API) over the core;
+* :mod:`mlchaos.proxy.addresses`: where proxies may forward to and listen on (the allow-lists);
+* :mod:`mlchaos.proxy.api`: the routes of the HTTP API (Toxiproxy's REST API) over the core;
+* :mod:`mlchaos.proxy.server`: the HTTP server around it: strict parsing (:mod:`~mlchaos.proxy.request`),
+  who may call (:mod:`~mlchaos.proxy.guard`, :mod:`~mlchaos.proxy.token`), connection limits;
 * ``python -m mlchaos.proxy --api HOST:PORT [--config proxies.json]``: one process with both.
 """
 

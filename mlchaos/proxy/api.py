@@ -1,8 +1,8 @@
-"""The HTTP API over :class:`~mlchaos.proxy.core.ProxyRegistry`: Toxiproxy's REST API, JSON bodies.
+"""The routes of the HTTP API over :class:`~mlchaos.proxy.core.ProxyRegistry`: Toxiproxy's REST API, JSON bodies.
 
-A minimal HTTP/1.1 server on asyncio streams (keep-alive, Content-Length bodies).
 Handlers are thin: look up, make one core call, serialise. Core errors become
-responses through :data:`ERROR_STATUS`, the one table of status codes.
+responses through :data:`ERROR_STATUS`, the one table of status codes. The HTTP
+server around it (connections, limits, who may call) is :mod:`mlchaos.proxy.server`.
 
 Routes: GET /version; GET/POST /proxies; GET/POST(PATCH)/DELETE /proxies/{proxy};
 GET/POST /proxies/{proxy}/toxics; GET/POST(PATCH)/DELETE /proxies/{proxy}/toxics/{toxic};
@@ -11,34 +11,35 @@ POST /reset.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import re
 from collections.abc import Awaitable, Callable
-from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from mlchaos.proxy.core import ProxyRegistry
-from mlchaos.proxy.errors import AlreadyExists, InvalidProxy, InvalidToxic, ProxyNotFound, ToxicNotFound
+from mlchaos.proxy.errors import (
+    AlreadyExists,
+    Forbidden,
+    InvalidProxy,
+    InvalidToxic,
+    ProxyNotFound,
+    ResetIncomplete,
+    ToxicNotFound,
+)
+from mlchaos.proxy.request import BadRequest
 
 VERSION = "2.9.0-mlchaos"  # the Toxiproxy API version this one follows
-MAX_BODY = 1 << 20
-MAX_LINE = 8192
-
-
-class BadRequest(Exception):
-    """A request the API cannot parse (not a core error)."""
-
 
 ERROR_STATUS: dict[type[Exception], int] = {
     ProxyNotFound: 404,
     ToxicNotFound: 404,
     AlreadyExists: 409,
+    ResetIncomplete: 409,
     InvalidProxy: 400,
     InvalidToxic: 400,
     BadRequest: 400,
+    Forbidden: 403,
 }
 
 Response = tuple[int, Any]
@@ -75,7 +76,7 @@ class ProxyApi:
         return 200, {"version": VERSION}
 
     async def reset(self, body: Any) -> Response:
-        """POST /reset: every proxy enabled, every toxic removed."""
+        """POST /reset: every toxic removed, every proxy enabled (409 naming any that could not be)."""
         await self.registry.reset()
         return 204, None
 
@@ -147,47 +148,16 @@ class ProxyApi:
                 allowed.append(verb)
                 continue
             try:
-                body = json.loads(raw) if raw.strip() else {}
+                body = _json(raw)
                 args = {k: unquote(v) for k, v in match.groupdict().items()}
                 return await handler(body, **args)
-            except ValueError as exc:
-                if isinstance(exc, json.JSONDecodeError):
-                    return _error(400, f"malformed JSON body: {exc}")
-                raise
+            except ResetIncomplete as exc:
+                return ERROR_STATUS[ResetIncomplete], {**_error(409, str(exc))[1], "failed": exc.failed}
             except tuple(ERROR_STATUS) as exc:
                 return _error(ERROR_STATUS[type(exc)], str(exc))
         if allowed:
             return _error(405, f"{method} not allowed on {path} (allowed: {', '.join(allowed)})")
         return _error(404, f"no route {path}")
-
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """Serve requests on one connection (keep-alive) until the client closes."""
-        try:
-            while True:
-                line = await reader.readline()
-                if not line:
-                    break
-                try:
-                    method, target, version = line.decode("latin-1").split()
-                    headers = await _headers(reader)
-                    length = int(headers.get("content-length", "0"))
-                    if not 0 <= length <= MAX_BODY:
-                        raise BadRequest(f"body too large ({length} bytes)")
-                except (ValueError, BadRequest) as exc:
-                    await _respond(writer, *_error(400, f"bad request: {exc}"), keep_alive=False)
-                    break
-                raw = await reader.readexactly(length)
-                status, payload = await self.dispatch(method.upper(), target, raw)
-                keep = version == "HTTP/1.1" and headers.get("connection", "").lower() != "close"
-                await _respond(writer, status, payload, keep_alive=keep)
-                if not keep:
-                    break
-        except (ConnectionError, asyncio.IncompleteReadError, OSError):
-            pass
-        finally:
-            writer.close()
-            with contextlib.suppress(ConnectionError, OSError):
-                await writer.wait_closed()
 
 
 def _object(body: Any, known: tuple[str, ...]) -> dict[str, Any]:
@@ -203,30 +173,15 @@ def _error(status: int, message: str) -> Response:
     return status, {"error": message, "status": status}
 
 
-async def _headers(reader: asyncio.StreamReader) -> dict[str, str]:
-    headers: dict[str, str] = {}
-    while True:
-        line = await reader.readline()
-        if line in (b"\r\n", b"\n", b""):
-            return headers
-        if len(line) > MAX_LINE or len(headers) > 100:
-            raise BadRequest("headers too large")
-        name, _, value = line.decode("latin-1").partition(":")
-        headers[name.strip().lower()] = value.strip()
+def _json(raw: bytes) -> Any:
+    """The body as JSON ({} when empty); BadRequest for anything else (bad UTF-8, NaN, nesting too deep...)."""
+    if not raw.strip():
+        return {}
+    try:
+        return json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
+    except (ValueError, RecursionError) as exc:
+        raise BadRequest(f"malformed JSON body: {exc}") from None
 
 
-async def _respond(writer: asyncio.StreamWriter, status: int, payload: Any, keep_alive: bool) -> None:
-    body = b"" if payload is None else (json.dumps(payload) + "\n").encode()
-    reason = HTTPStatus(status).phrase
-    head = [f"HTTP/1.1 {status} {reason}", f"Content-Length: {len(body)}",
-            f"Connection: {'keep-alive' if keep_alive else 'close'}"]
-    if body:
-        head.append("Content-Type: application/json")
-    writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
-    await writer.drain()
-
-
-async def serve(registry: ProxyRegistry, host: str, port: int) -> asyncio.Server:
-    """Start the API on ``host:port`` (0: a free port) and return the server."""
-    api = ProxyApi(registry)
-    return await asyncio.start_server(api.handle, host, port)
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")

@@ -6,6 +6,12 @@ through its toxics (see :mod:`mlchaos.proxy.link`). A toxic may carry a ``ttl``
 (seconds): an asyncio timer removes it when it expires, whether or not anyone
 calls the API again (``expires_at``, epoch seconds, says when).
 
+Every address goes through the registry's :class:`~mlchaos.proxy.addresses.AddressPolicy`
+(an upstream or listen address outside it: Forbidden). Changes are all-or-nothing: an update
+whose new listen address cannot be opened puts the proxy back as it was (address, upstream,
+enabled; its toxics are never touched), and ``reset`` removes every toxic of every proxy
+before it re-enables them, going on past a proxy that cannot listen (ResetIncomplete names it).
+
 All methods must be called on the registry's event loop.
 """
 
@@ -17,8 +23,17 @@ import re
 import time
 from typing import Any
 
+from mlchaos.proxy.addresses import AddressPolicy
 from mlchaos.proxy.entry import ToxicEntry
-from mlchaos.proxy.errors import AlreadyExists, InvalidProxy, InvalidToxic, ProxyNotFound, ToxicNotFound
+from mlchaos.proxy.errors import (
+    AlreadyExists,
+    InvalidProxy,
+    InvalidToxic,
+    ProxyError,
+    ProxyNotFound,
+    ResetIncomplete,
+    ToxicNotFound,
+)
 from mlchaos.proxy.link import Connection
 from mlchaos.proxy.toxics import build
 
@@ -86,10 +101,11 @@ class Proxy:
 
 
 class ProxyRegistry:
-    """Every proxy of one process, by name."""
+    """Every proxy of one process, by name, and the addresses they may use (default: loopback only)."""
 
-    def __init__(self) -> None:
+    def __init__(self, policy: AddressPolicy | None = None) -> None:
         self.proxies: dict[str, Proxy] = {}
+        self.policy = AddressPolicy() if policy is None else policy
 
     def get(self, name: str) -> Proxy:
         """The proxy ``name``; raise ProxyNotFound."""
@@ -100,7 +116,7 @@ class ProxyRegistry:
                 from None
 
     async def create(self, name: str, listen: str, upstream: str, enabled: bool = True) -> Proxy:
-        """Create (and, when enabled, start) a proxy; raise AlreadyExists or InvalidProxy."""
+        """Create (and, when enabled, start) a proxy; raise AlreadyExists, InvalidProxy or Forbidden."""
         if not isinstance(name, str) or not _NAME.fullmatch(name):
             raise InvalidProxy(f"proxy name must match {_NAME.pattern}, got {name!r}")
         if name in self.proxies:
@@ -109,6 +125,8 @@ class ProxyRegistry:
         parse_address(upstream, "upstream")
         if not isinstance(enabled, bool):
             raise InvalidProxy(f"enabled must be true or false, got {enabled!r}")
+        self.policy.listen.check(listen)
+        self.policy.upstream.check(upstream)
         proxy = Proxy(name, listen, upstream, enabled=False)
         if enabled:
             await proxy.start()
@@ -117,25 +135,54 @@ class ProxyRegistry:
 
     async def update(self, name: str, enabled: bool | None = None, listen: str | None = None,
                      upstream: str | None = None) -> Proxy:
-        """Change a proxy's upstream or listen address, enable or disable it."""
+        """Change a proxy's upstream or listen address, enable or disable it: all of it, or nothing.
+
+        Everything is checked before anything changes; when the new listen address cannot be
+        opened (AlreadyExists), the previous address, upstream and enabled flag come back.
+        """
         proxy = self.get(name)
         if enabled is not None and not isinstance(enabled, bool):
             raise InvalidProxy(f"enabled must be true or false, got {enabled!r}")
         if upstream is not None:
             parse_address(upstream, "upstream")
-            proxy.upstream = upstream  # new connections go there
-        if listen is not None and listen != proxy.listen:
+            self.policy.upstream.check(upstream)
+        moving = listen is not None and listen != proxy.listen
+        if moving:
             parse_address(listen, "listen")
-            was = proxy.enabled
-            await proxy.stop()
-            proxy.listen = listen
-            if was:
+            self.policy.listen.check(listen)
+        before = (proxy.listen, proxy.upstream, proxy.enabled)
+        try:
+            if upstream is not None:
+                proxy.upstream = upstream  # new connections go there
+            if moving:
+                await proxy.stop()
+                proxy.listen = listen
+                if before[2]:
+                    await proxy.start()
+            if enabled is True and not proxy.enabled:
                 await proxy.start()
-        if enabled is True and not proxy.enabled:
-            await proxy.start()
-        elif enabled is False and proxy.enabled:
-            await proxy.stop()
+            elif enabled is False and proxy.enabled:
+                await proxy.stop()
+        except ProxyError as exc:
+            await self._restore(proxy, before, exc)
+            raise type(exc)(f"{exc} (nothing changed: proxy {name} is back on {proxy.listen} -> {proxy.upstream},"
+                            f" {'enabled' if proxy.enabled else 'disabled'})") from exc
         return proxy
+
+    async def _restore(self, proxy: Proxy, before: tuple[str, str, bool], cause: ProxyError) -> None:
+        """Put ``proxy`` back to ``before`` (listen, upstream, enabled) after a failed update; toxics stay."""
+        listen, upstream, enabled = before
+        if proxy.listen != listen and proxy.enabled:
+            await proxy.stop()
+        proxy.listen, proxy.upstream = listen, upstream
+        if enabled and not proxy.enabled:
+            try:
+                await proxy.start()
+            except ProxyError as again:
+                raise AlreadyExists(f"{cause}; and its previous address {listen} cannot be opened again either "
+                                    f"({again}): the proxy is disabled") from cause
+        elif not enabled and proxy.enabled:
+            await proxy.stop()
 
     async def delete(self, name: str) -> None:
         """Stop and forget a proxy (its toxics and their timers too)."""
@@ -163,6 +210,8 @@ class ProxyRegistry:
         """Change a toxic's attributes (merged), toxicity or ttl, keeping its place in the chain."""
         proxy = self.get(proxy_name)
         old = self.get_toxic(proxy_name, toxic_name)
+        if attributes is not None and not isinstance(attributes, dict):
+            raise InvalidToxic(f"attributes must be an object, got {attributes!r}")
         merged = {**old.toxic.attributes(), **(attributes or {})}
         new = _entry(old.type, merged, old.stream, old.toxicity if toxicity is None else toxicity, old.name,
                      old.ttl if ttl is None else ttl)
@@ -191,14 +240,26 @@ class ProxyRegistry:
         proxy.notify()
 
     async def reset(self) -> None:
-        """Enable every proxy and remove every toxic (Toxiproxy's POST /reset)."""
-        for proxy in self.proxies.values():
+        """Remove every toxic, then enable every proxy (Toxiproxy's POST /reset).
+
+        Every toxic goes first, all at once; a proxy that cannot listen again does not stop the
+        others: ResetIncomplete names each one that stayed disabled, and why.
+        """
+        proxies = list(self.proxies.values())
+        for proxy in proxies:
             for entry in proxy.toxics:
                 _cancel(entry)
             proxy.toxics.clear()
             proxy.notify()
+        failed: dict[str, str] = {}
+        for proxy in proxies:
             if not proxy.enabled:
-                await proxy.start()
+                try:
+                    await proxy.start()
+                except ProxyError as exc:
+                    failed[proxy.name] = str(exc)
+        if failed:
+            raise ResetIncomplete(failed)
 
     async def close(self) -> None:
         """Stop every proxy."""

@@ -26,3 +26,18 @@ class InvalidProxy(ProxyError):
 
 class InvalidToxic(ProxyError):
     """A toxic definition that cannot work (unknown type, bad attribute, stream or toxicity)."""
+
+
+class Forbidden(ProxyError):
+    """An address outside the allow-list: an upstream the proxy may not forward to, or a listen address it may
+    not open (see :mod:`mlchaos.proxy.addresses`)."""
+
+
+class ResetIncomplete(ProxyError):
+    """``reset`` removed every toxic but could not re-enable some proxies; ``failed`` names them, with why."""
+
+    def __init__(self, failed: dict[str, str]) -> None:
+        self.failed = dict(failed)
+        listed = "; ".join(f"{name}: {why}" for name, why in sorted(self.failed.items()))
+        super().__init__(f"reset removed every toxic and enabled every other proxy, but {len(self.failed)} "
+                         f"could not be enabled: {listed}")

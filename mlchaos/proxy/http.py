@@ -3,9 +3,15 @@
 :class:`RequestFramer` splits the bytes a client sends on one connection into complete
 requests (request line, headers, a ``Content-Length`` body). What it cannot frame
 safely goes on untouched, as raw bytes, for the rest of the connection: a chunked
-body, a malformed head, a head over :data:`MAX_HEAD` or a body over :data:`MAX_BODY`
-(the framer then becomes *opaque*). A request nobody changes is forwarded as the exact
-bytes the client sent (:attr:`HttpRequest.raw`).
+body, a malformed head or a head over :data:`MAX_HEAD` (the framer then becomes
+*opaque*). A request nobody changes is forwarded as the exact bytes the client sent
+(:attr:`HttpRequest.raw`).
+
+The buffer cap: a framer holds at most one request's head (:data:`MAX_HEAD`) and body
+(``max_body`` bytes, :data:`DEFAULT_MAX_BODY` = 1 MiB unless the toxic says otherwise,
+never more than :data:`MAX_BODY` = 16 MiB). A request whose ``Content-Length`` is over
+``max_body`` is not buffered at all: its head and body stream on, untouched, as they
+arrive (``oversized`` counts them), and framing resumes with the next request.
 """
 
 from __future__ import annotations
@@ -16,7 +22,8 @@ from http import HTTPStatus
 from urllib.parse import urlsplit
 
 MAX_HEAD = 64 * 1024
-MAX_BODY = 16 * 1024 * 1024
+MAX_BODY = 16 * 1024 * 1024  # the most a request-level toxic may be told to hold (max_body)
+DEFAULT_MAX_BODY = 1024 * 1024  # what it holds unless told otherwise
 _REQUEST_LINE = re.compile(rb"^([A-Z]+) (\S+) (HTTP/1\.[01])$")
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
@@ -65,11 +72,21 @@ def response(status: int, body: bytes = b"", close: bool = False, content_type: 
 class RequestFramer:
     """Turns one connection's client bytes into :class:`HttpRequest` objects and raw pass-through bytes."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_body: int = DEFAULT_MAX_BODY) -> None:
+        if isinstance(max_body, bool) or not isinstance(max_body, int) or not 0 <= max_body <= MAX_BODY:
+            raise ValueError(f"max_body must be a whole number of bytes in [0, {MAX_BODY}], got {max_body!r}")
+        self.max_body = max_body
         self._buffer = bytearray()
         self.opaque = False  # True once framing gave up: everything passes through raw
         self.continue_sent = False
+        self.oversized = 0  # requests streamed on unframed because their body was over max_body
+        self._passing = 0  # bytes of an oversized request still to stream on raw
         self._waiting_head: HttpRequest | None = None  # a head whose body has not fully arrived
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held right now (at most MAX_HEAD + max_body, plus one chunk being split)."""
+        return len(self._buffer)
 
     def feed(self, data: bytes) -> list[HttpRequest | bytes]:
         """Add ``data``; return the complete requests and raw chunks, in stream order."""
@@ -79,10 +96,16 @@ class RequestFramer:
             if self.opaque:
                 out.append(self.take_pending())
                 break
+            if self._passing:
+                count = min(self._passing, len(self._buffer))
+                out.append(bytes(self._buffer[:count]))
+                del self._buffer[:count]
+                self._passing -= count
+                continue
             request = self._next()
             if request is None:
-                if self.opaque:
-                    continue  # gave up framing: what is buffered goes on raw
+                if self.opaque or self._passing:
+                    continue  # gave up framing, or an oversized request: what is buffered goes on raw
                 break
             out.append(request)
         return out
@@ -92,6 +115,7 @@ class RequestFramer:
         held = bytes(self._buffer)
         self._buffer.clear()
         self._waiting_head = None
+        self._passing = 0
         return held
 
     def wants_continue(self) -> bool:
@@ -111,8 +135,13 @@ class RequestFramer:
             self.opaque = True
             return None
         length = _content_length(head)
-        if length is None or length > MAX_BODY:
+        if length is None:
             self.opaque = True
+            return None
+        if length > self.max_body:  # over the cap: stream it on as it comes instead of holding it
+            self.oversized += 1
+            self._passing = end + 4 + length
+            self._waiting_head = None
             return None
         total = end + 4 + length
         if len(self._buffer) < total:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from mlchaos.lib.files import atomic_write
-from mlchaos.lib.state_dir import state_dir
+from mlchaos.lib.state_dir import private_dir, state_dir
 
 STOP_FILE = "STOP"
 
@@ -28,7 +28,7 @@ def engage(reason: str) -> dict[str, Any]:
     info = {"engaged_at": datetime.now(UTC).isoformat(), "reason": reason, "pid": os.getpid(),
             "user": os.environ.get("USER") or str(os.getuid())}
     where = path()
-    where.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(where.parent)
     atomic_write(where, json.dumps(info, indent=2) + "\n")
     return info
 

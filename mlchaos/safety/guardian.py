@@ -10,6 +10,7 @@ guardian recovers the journal (:mod:`mlchaos.safety.undo`) and unregisters the r
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import time
@@ -47,7 +48,7 @@ def watch(registry: Path, timeout: float) -> int:
     cause = ("runner gone" if not entry.runner_alive()
              else "no heartbeat file" if age is None else f"no heartbeat for {age:.1f}s")
     status = 0
-    with open(log_path(entry), "a", encoding="utf-8") as log:
+    with open(os.open(log_path(entry), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "a", encoding="utf-8") as log:
         print(f"guardian: {cause}; recovering {entry.journal}", file=log, flush=True)
         if entry.journal:
             from mlchaos.safety.undo import recover

@@ -138,6 +138,6 @@ class RunMonitor:
         if not outcome.succeeded:
             return False, f"the probe failed: {outcome.error}"
         state.last_value = outcome.output
-        verdict = check_tolerance(guard.tolerance, outcome.output, self.configuration, self.secrets, timeout,
-                                  Waiter())
+        verdict = check_tolerance(guard.tolerance, outcome.output, self.configuration, self.secrets,
+                                  timeout - outcome.duration, Waiter())  # what is left of the probe's timeout
         return verdict.met, verdict.explanation

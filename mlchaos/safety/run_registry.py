@@ -21,7 +21,7 @@ from pathlib import Path
 
 from mlchaos.lib import procfs
 from mlchaos.lib.files import atomic_write
-from mlchaos.lib.state_dir import state_dir
+from mlchaos.lib.state_dir import PRIVATE_FILE, private_dir, state_dir
 
 ABORT_SIGNAL = signal.SIGUSR1
 
@@ -73,8 +73,7 @@ def runs_dir() -> Path:
 
 def register(journal: Path | None, experiment: str, source: str) -> RunEntry:
     """Register the current process as a run in progress (and give it a first heartbeat)."""
-    directory = runs_dir()
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = private_dir(runs_dir())
     entry = RunEntry(
         run_id=f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}", pid=os.getpid(),
         journal=str(journal.resolve()) if journal else None, experiment=experiment, source=source,
@@ -88,7 +87,7 @@ def register(journal: Path | None, experiment: str, source: str) -> RunEntry:
 
 def beat(entry: RunEntry) -> None:
     """Say the runner is alive (touch its heartbeat file)."""
-    entry.heartbeat_file.touch()
+    entry.heartbeat_file.touch(mode=PRIVATE_FILE)
 
 
 def unregister(entry: RunEntry) -> None:

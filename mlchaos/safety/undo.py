@@ -1,8 +1,11 @@
 """Undo what a run's journal says was changed: ``mlchaos recover``, the guardian, the runner's safety net.
 
-Every fault's change record is on disk (journal ``mlchaos.changes``) before the fault is
-applied, with the function that undoes it. Recovery calls those undo functions newest
-first, continues past individual failures and reports them all. Undo functions are
+Every fault's change record is on disk (journal ``mlchaos.changes``, redacted, and exactly in the
+run's private records, :mod:`mlchaos.safety.exact_records`) before the fault is applied, with the
+function that undoes it. Recovery calls those undo functions newest
+first, continues past individual failures and reports them all. It calls only the functions
+drivers declare as undos (:mod:`mlchaos.safety.declared_undos`): any other function a record
+names is refused, reported as a failed undo, and nothing is run. Undo functions are
 idempotent (undoing what is already undone succeeds and changes nothing), so recovering
 a journal twice, or after the run's own rollbacks, is harmless.
 """
@@ -19,8 +22,13 @@ from typing import Any
 from mlchaos.errors import InvalidInput
 from mlchaos.experiment.execution import Waiter, execute
 from mlchaos.journal import reader as journal_reader
+from mlchaos.journal.redaction import REDACTED, Redactor, redacted_output
 from mlchaos.lib.files import atomic_write
+from mlchaos.lib.state_dir import PRIVATE_FILE
+from mlchaos.safety import exact_records
 from mlchaos.safety.changes import ChangeRecord, is_change_record
+from mlchaos.safety.declared_undos import UndoRefused, resolve
+from mlchaos.safety.exact_records import ExactRecords
 
 UNDO_TIMEOUT = 120.0
 
@@ -66,18 +74,31 @@ class RecoveryReport:
 
 
 def undo_record(record: ChangeRecord, timeout: float = UNDO_TIMEOUT, waiter: Waiter | None = None) -> UndoResult:
-    """Call the record's undo function once (with a timeout); never raises."""
+    """Call the record's undo function once (with a timeout), if it is a declared undo; never raises."""
     targets = [t.name for t in record.targets]
     func = (record.undo or {}).get("func")
     if not func:
         return UndoResult(record.action, targets, "-", "nothing-to-undo")
+    arguments = (record.undo or {}).get("arguments") or {}
+    try:
+        resolve(func)
+        if not isinstance(arguments, dict):
+            raise UndoRefused(f"its arguments are not a mapping: {arguments!r}")
+    except UndoRefused as exc:
+        return UndoResult(record.action, targets, str(func), "failed", error=refusal(exc, func, arguments))
     module, _, name = func.rpartition(".")
     spec = {"type": "action", "name": f"undo {record.action}",
-            "provider": {"type": "python", "module": module, "func": name,
-                         "arguments": dict((record.undo or {}).get("arguments") or {})}}
+            "provider": {"type": "python", "module": module, "func": name, "arguments": dict(arguments)}}
     outcome = execute(spec, {}, {}, timeout, waiter or Waiter())
     return UndoResult(record.action, targets, func, "undone" if outcome.succeeded else "failed",
                       output=outcome.output, error=outcome.error, duration=outcome.duration)
+
+
+def refusal(exc: UndoRefused, func: Any, arguments: Any) -> str:
+    """What a person reads when a record's undo is refused: why, that nothing ran, and what to do."""
+    return (f"refused: {exc}; nothing was run. Recovery calls only the undo functions drivers declare: if the "
+            f"journal was edited or is not mlchaos', distrust it; if the change it records is real, undo it by hand "
+            f"(recorded: {func}, arguments {arguments!r})")
 
 
 def recorded_changes(journal: dict[str, Any], unreadable: list[str] | None = None) -> list[ChangeRecord]:
@@ -118,15 +139,66 @@ def load_journal(path: Path) -> dict[str, Any]:
 
 
 def recover(path: Path, by: str, timeout: float = UNDO_TIMEOUT) -> RecoveryReport:
-    """Undo every change the journal at ``path`` recorded, newest first; append the report to the journal."""
+    """Undo every change the journal at ``path`` recorded, newest first; append the report to the journal.
+
+    The run's exact records (:mod:`mlchaos.safety.exact_records`) are used when the journal names them;
+    a record the journal holds only redacted is never replayed (its undo would act on ``***``). What the
+    report says is redacted with the run's secrets; the exact records are removed once all is undone.
+    """
     journal = load_journal(path)
     report = RecoveryReport(journal=str(path), by=by)
-    unreadable: list[str] = []
-    for record in reversed(recorded_changes(journal, unreadable)):
-        report.results.append(undo_record(record, timeout))
-    report.results += [UndoResult("?", [], "-", "failed", error=f"{problem}: undo it by hand")
-                       for problem in unreadable]
+    problems: list[str] = []
+    exact = _exact_records(journal, problems)
+    redactor = exact.redactor() if exact is not None else Redactor()
+    with redacted_output(lambda: redactor):  # what the undo functions print
+        for record in reversed(recorded_changes(exact.as_journal() if exact else journal, problems)):
+            redacted = exact is None and _redacted(record)
+            report.results.append(_undo_redacted(record, journal) if redacted else undo_record(record, timeout))
+    report.results += [UndoResult("?", [], "-", "failed", error=f"{problem}: undo it by hand") for problem in problems]
+    for result in report.results:
+        _redact_result(result, redactor)
     journal = load_journal(path)  # re-read: keep whatever was written meanwhile
-    journal["mlchaos"].setdefault("recoveries", []).append(report.to_dict())
-    atomic_write(Path(path), json.dumps(journal, default=str) + "\n")
+    extra = journal["mlchaos"]
+    extra.setdefault("recoveries", []).append(report.to_dict())
+    if exact is not None and report.ok and exact.remove():
+        extra["exact_records"] = {**(extra.get("exact_records") or {}), "kept": False}
+    atomic_write(Path(path), json.dumps(journal, default=str) + "\n", mode=PRIVATE_FILE)
     return report
+
+
+def _exact_records(journal: dict[str, Any], problems: list[str]) -> ExactRecords | None:
+    """The exact records the journal names, if they are still there (a problem when they cannot be read)."""
+    extra = journal_reader.mlchaos_section(journal)
+    named, run_id = extra.get("exact_records"), extra.get("run_id")
+    if not isinstance(named, dict) or not named.get("path") or not isinstance(run_id, str):
+        return None
+    try:
+        return exact_records.load(Path(str(named["path"])), run_id)
+    except InvalidInput as exc:
+        problems.append(str(exc))
+        return None
+
+
+def _redacted(record: ChangeRecord) -> bool:
+    """True when the record's undo holds a redacted value (``***``)."""
+    return REDACTED in json.dumps(record.undo, default=str)
+
+
+def _undo_redacted(record: ChangeRecord, journal: dict[str, Any]) -> UndoResult:
+    """A record known only redacted: nothing to do when the run or a recovery undid everything, else failed."""
+    targets = [t.name for t in record.targets]
+    func = str((record.undo or {}).get("func"))
+    named = journal_reader.mlchaos_section(journal).get("exact_records")
+    if isinstance(named, dict) and named.get("kept") is False:
+        return UndoResult(record.action, targets, func, "nothing-to-undo",
+                          output={"note": "undone already: the run or a recovery undid every change"})
+    where = named.get("path") if isinstance(named, dict) else None
+    return UndoResult(record.action, targets, func, "failed",
+                      error=f"its undo arguments are redacted in the journal and the run's exact records"
+                            f" ({where or 'not kept by the mlchaos that wrote it'}) are gone: undo it by hand")
+
+
+def _redact_result(result: UndoResult, redactor: Redactor) -> None:
+    result.targets = [redactor.text(t) for t in result.targets]
+    result.output = redactor.data(result.output)
+    result.error = redactor.text(result.error) if result.error else result.error

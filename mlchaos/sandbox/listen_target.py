@@ -6,6 +6,8 @@ Kept apart from :mod:`mlchaos.sandbox.monitoring_stack` and importing it only wh
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from mlchaos.errors import DriverError, InvalidInput
 
 
@@ -27,3 +29,9 @@ class SandboxNotifications:
         except DriverError as exc:
             raise InvalidInput(str(exc)) from None
         return f"{found.sink_host}:{found.sink_port}"
+
+    def token_file(self) -> Path:
+        """The sandbox Alertmanager's ``credentials_file``: the run writes its receiver's token there."""
+        from mlchaos.sandbox.monitoring_stack import Monitoring
+
+        return Monitoring().token_file

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from mlchaos.errors import SandboxError, TargetNotFound
 from mlchaos.lib.files import file_lock, free_ports, read_json, write_json
 from mlchaos.lib.http import http_ok as _http_ok
-from mlchaos.lib.state_dir import state_dir
+from mlchaos.lib.state_dir import private_dir, state_dir
 from mlchaos.sandbox import procs
 from mlchaos.sandbox.procs import SERVER_MODULE
 
@@ -287,7 +287,7 @@ class Sandbox:
             raise SandboxError(f"corrupt sandbox state {self.state_file}: {exc!r}") from exc
 
     def _write(self, replicas: list[Replica]) -> None:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.state_dir)
         ordered = sorted(replicas, key=lambda r: (r.service, r.index))
         write_json(self.state_file, {"version": STATE_VERSION, "replicas": [r.to_dict() for r in ordered]})
 
@@ -340,7 +340,7 @@ class Sandbox:
 
     def _start(self, blanks: list[Replica], deadline: float) -> list[Replica]:
         """Spawn all replicas at once, record their pids, then wait for each READY line."""
-        self.log_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.log_dir)
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(_PROJECT_ROOT), env.get("PYTHONPATH", "")) if p

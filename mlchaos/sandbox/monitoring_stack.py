@@ -30,6 +30,7 @@ import contextlib
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import subprocess
@@ -48,6 +49,7 @@ from mlchaos.lib.files import atomic_write, file_lock, free_ports, read_json, wr
 from mlchaos.lib.http import http_json as _http_json
 from mlchaos.lib.http import http_ok as _http_ok
 from mlchaos.lib.programs import find_program
+from mlchaos.lib.state_dir import private_dir
 from mlchaos.lib.state_dir import state_dir as default_state_dir
 from mlchaos.lib.waiting import wait_for
 from mlchaos.monitoring.alert_rules import GROUP_NAME, SANDBOX, RuleParameters, parse_duration, render_rules
@@ -56,6 +58,7 @@ from mlchaos.sandbox import procs
 STATE_FILE = "monitoring.json"
 STATE_VERSION = 1
 HOST = "127.0.0.1"
+TOKEN_FILE = "webhook.token"
 RULES_FILE = "ml-serving-rules.yml"
 MONITORING_PACKAGES = ("prometheus", "prometheus-alertmanager", "prometheus-blackbox-exporter")
 # component -> (binary path, Debian package); a binary not at its path is also looked up on PATH
@@ -127,6 +130,7 @@ class Monitoring:
         self.state_dir = Path(state_dir).expanduser().absolute()  # the generated configs hold absolute paths
         self.state_file = self.state_dir / STATE_FILE
         self.config_dir = self.state_dir / "monitoring"
+        self.token_file = self.config_dir / TOKEN_FILE  # the receiver's bearer token, as Alertmanager sends it
         self.rules_dir = self.config_dir / "rules.d"
         self.targets_dir = self.config_dir / "targets"
         self.log_dir = self.state_dir / "logs"
@@ -245,7 +249,7 @@ class Monitoring:
     def _write_configs(self, endpoints: MonitoringEndpoints, ports: dict[str, int],
                        params: RuleParameters) -> None:
         for sub in ("rules", "rules.d", "targets", "data/prometheus", "data/alertmanager"):
-            (self.config_dir / sub).mkdir(parents=True, exist_ok=True)
+            private_dir(self.config_dir / sub)
         tls_targets = self.targets_dir / "tls.json"
         if not tls_targets.exists():
             atomic_write(tls_targets, "[]\n")
@@ -256,7 +260,10 @@ class Monitoring:
         prometheus = self.prometheus_config(params, blackbox=f"{HOST}:{ports['blackbox']}",
                                             alertmanager=f"{HOST}:{ports['alertmanager']}", pushgateway=True)
         atomic_write(self.config_dir / "prometheus.yml", _dump(prometheus))
-        atomic_write(self.config_dir / "alertmanager.yml", _dump(alertmanager_config(endpoints.sink_url)))
+        if not self.token_file.exists():  # each run writes its own; until then nobody knows this one
+            atomic_write(self.token_file, secrets.token_urlsafe(32) + "\n", mode=0o600)
+        atomic_write(self.config_dir / "alertmanager.yml",
+                     _dump(alertmanager_config(endpoints.sink_url, credentials_file=self.token_file)))
         sandbox_ca = self.state_dir / "tls" / "ca" / "ca.crt"  # mlchaos.lib.certificates.sandbox_tls_paths
         atomic_write(self.config_dir / "blackbox.yml", _dump(blackbox_config(sandbox_ca)))
 
@@ -319,7 +326,7 @@ class Monitoring:
             }}
             for r in replicas
         ]
-        self.targets_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.targets_dir)
         atomic_write(self.targets_dir / "model.json", json.dumps(groups, indent=2) + "\n")
         tls = [{"targets": [f"{r.host}:{r.tls_port}"], "labels": {"replica": r.name, "service": r.service}}
                for r in replicas if getattr(r, "tls_port", 0)]
@@ -342,7 +349,7 @@ class Monitoring:
         return [binary, f"--config.file={self.config_dir / 'blackbox.yml'}", listen]
 
     def _spawn(self, name: str, port: int) -> subprocess.Popen[bytes]:
-        self.log_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.log_dir)
         with open(self.log_dir / f"{name}.log", "ab") as log:
             proc = subprocess.Popen(
                 self._argv(name, port), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
@@ -422,7 +429,7 @@ class Monitoring:
         self._write_state({"version": STATE_VERSION, "endpoints": asdict(endpoints), "processes": processes})
 
     def _write_state(self, data: dict[str, Any]) -> None:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.state_dir)
         write_json(self.state_file, data)
 
     def _locked(self) -> contextlib.AbstractContextManager[None]:
@@ -437,9 +444,13 @@ def endpoints(state_dir: Path | None = None) -> MonitoringEndpoints:
     return Monitoring(state_dir).endpoints()
 
 
-def alertmanager_config(webhook_url: str) -> dict[str, Any]:
+def alertmanager_config(webhook_url: str, credentials_file: Path | str | None = None) -> dict[str, Any]:
     """Alertmanager's configuration: every alert, grouped per alert and instance within a second,
-    to one webhook, resolved notifications included."""
+    to one webhook, resolved notifications included; with ``credentials_file``, each webhook request
+    carries ``Authorization: Bearer <its content>`` (read at every request, so a run can rotate it)."""
+    webhook: dict[str, Any] = {"url": webhook_url, "send_resolved": True}
+    if credentials_file is not None:
+        webhook["http_config"] = {"authorization": {"type": "Bearer", "credentials_file": str(credentials_file)}}
     return {
         "route": {
             "receiver": "mlchaos",
@@ -450,7 +461,7 @@ def alertmanager_config(webhook_url: str) -> dict[str, Any]:
         },
         "receivers": [{
             "name": "mlchaos",
-            "webhook_configs": [{"url": webhook_url, "send_resolved": True}],
+            "webhook_configs": [webhook],
         }],
     }
 

@@ -28,6 +28,7 @@ from mlchaos.errors import SandboxError, TargetNotFound
 from mlchaos.lib.files import atomic_write, file_lock, free_ports, read_json, write_json
 from mlchaos.lib.http import http_ok
 from mlchaos.lib.programs import find_program
+from mlchaos.lib.state_dir import private_dir
 from mlchaos.lib.state_dir import state_dir as default_state_dir
 from mlchaos.sandbox import procs
 
@@ -118,7 +119,7 @@ class TrainingPipeline:
     # -- processes ----------------------------------------------------------------------
 
     def _spawn(self, argv: list[str], log_name: str) -> int:
-        self.log_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.log_dir)
         with open(self.log_dir / f"{log_name}.log", "ab") as log:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
         procs.track(proc)  # type: ignore[arg-type]

@@ -6,6 +6,11 @@ config (Toxiproxy's format) in ``<state_dir>/proxy-config.json``, its log in
 reconciled through its API (missing proxies created, wrong ones fixed, disabled
 ones enabled, leftover toxics removed, stale ones deleted); a dead one is restarted
 on the same API port with the same proxies on the same ports.
+
+The API listens on loopback only, and still takes only requests with the sandbox's own token
+(``<state_dir>/proxy.token``, 0600, made at the first start): another user of the machine can
+reach loopback, so reaching it must not be enough to steer the proxy. Every call here, and the
+drivers' calls to the sandbox's proxy (:meth:`ProxyProcess.api_headers`), send it.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import contextlib
 import json
 import os
 import re
+import secrets
 import signal
 import subprocess
 import sys
@@ -26,10 +32,12 @@ import requests
 
 from mlchaos.errors import SandboxError
 from mlchaos.lib.files import atomic_write, read_json, write_json
+from mlchaos.lib.state_dir import private_dir
 from mlchaos.sandbox import procs
 
 MODULE = "mlchaos.proxy"
 STATE_FILE = "proxy.json"
+TOKEN_FILE = "proxy.token"
 CONFIG_FILE = "proxy-config.json"
 HOST = "127.0.0.1"
 HTTP_TIMEOUT = 2.0
@@ -54,6 +62,7 @@ class ProxyProcess:
         self.state_file = self.state_dir / STATE_FILE
         self.config_file = self.state_dir / CONFIG_FILE
         self.log_path = self.state_dir / "logs" / "proxy.log"
+        self.token_file = self.state_dir / TOKEN_FILE
 
     def ensure(self, routes: list[Route], timeout: float = 10.0) -> str:
         """Make the process run exactly ``routes`` (healed, see the module doc); return the API URL."""
@@ -62,11 +71,19 @@ class ProxyProcess:
             [{"name": r.name, "listen": r.listen, "upstream": r.upstream, "enabled": True} for r in routes],
             indent=2) + "\n")
         pid, port = int(state.get("pid", 0)), int(state.get("api_port", 0))
-        if self.alive(pid) and _answers(_url(port)):
+        if self.alive(pid) and _answers(_url(port), self.api_headers()):
             self._reconcile(_url(port), routes)
             return _url(port)
         self._stop_pid(pid, 5.0)
         return self._spawn(port, timeout)
+
+    def api_headers(self) -> dict[str, str]:
+        """``{"Authorization": "Bearer TOKEN}`` with the sandbox proxy's token ({} before its first start)."""
+        try:
+            token = self.token_file.read_text(encoding="ascii").strip()
+        except (OSError, UnicodeDecodeError):
+            return {}
+        return {"Authorization": f"Bearer {token}"} if token else {}
 
     def api_url(self) -> str | None:
         """The API URL when the recorded process is alive, else None."""
@@ -93,25 +110,33 @@ class ProxyProcess:
     # -- internals ------------------------------------------------------------------------
 
     def _reconcile(self, api: str, routes: list[Route]) -> None:
-        current = _request("GET", f"{api}/proxies").json()
+        headers = self.api_headers()
+
+        def request(method: str, path: str, json: Any = None) -> requests.Response:
+            return _request(method, f"{api}{path}", json, headers)
+
+        current = request("GET", "/proxies").json()
         wanted = {r.name: r for r in routes}
         for name in [n for n in current if n not in wanted]:
-            _request("DELETE", f"{api}/proxies/{name}")
+            request("DELETE", f"/proxies/{name}")
         for route in routes:
             have = current.get(route.name)
             if have is None:
-                _request("POST", f"{api}/proxies", json={"name": route.name, "listen": route.listen,
-                                                         "upstream": route.upstream, "enabled": True})
+                request("POST", "/proxies", json={"name": route.name, "listen": route.listen,
+                                                  "upstream": route.upstream, "enabled": True})
                 continue
             for toxic in have.get("toxics") or []:
-                _request("DELETE", f"{api}/proxies/{route.name}/toxics/{toxic['name']}")
+                request("DELETE", f"/proxies/{route.name}/toxics/{toxic['name']}")
             if (have["listen"], have["upstream"], have["enabled"]) != (route.listen, route.upstream, True):
-                _request("POST", f"{api}/proxies/{route.name}",
-                         json={"listen": route.listen, "upstream": route.upstream, "enabled": True})
+                request("POST", f"/proxies/{route.name}",
+                        json={"listen": route.listen, "upstream": route.upstream, "enabled": True})
 
     def _spawn(self, port: int, timeout: float) -> str:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        private_dir(self.log_path.parent)
+        if not self.api_headers():
+            atomic_write(self.token_file, secrets.token_urlsafe(32) + "\n", mode=0o600)
+        env = dict(os.environ, PYTHONUNBUFFERED="1", MLCHAOS_PROXY_TOKEN_FILE=str(self.token_file))
+        env.pop("MLCHAOS_PROXY_TOKEN", None)  # the sandbox's proxy takes the sandbox's token, not one meant elsewhere
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
         argv = [sys.executable, "-m", MODULE, "--api", f"{HOST}:{port}", "--config", str(self.config_file)]
         with open(self.log_path, "ab") as log:
@@ -164,16 +189,16 @@ def _url(port: int) -> str:
     return f"http://{HOST}:{port}"
 
 
-def _answers(api: str) -> bool:
+def _answers(api: str, headers: dict[str, str]) -> bool:
     try:
-        return requests.get(f"{api}/version", timeout=HTTP_TIMEOUT).ok
+        return requests.get(f"{api}/version", headers=headers, timeout=HTTP_TIMEOUT).ok
     except requests.RequestException:
         return False
 
 
-def _request(method: str, url: str, json: Any = None) -> requests.Response:
+def _request(method: str, url: str, json: Any, headers: dict[str, str]) -> requests.Response:
     try:
-        resp = requests.request(method, url, json=json, timeout=HTTP_TIMEOUT)
+        resp = requests.request(method, url, json=json, headers=headers, timeout=HTTP_TIMEOUT)
     except requests.RequestException as exc:
         raise SandboxError(f"sandbox proxy API {method} {url}: {exc}") from exc
     if resp.status_code >= 400:

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mlchaos.driver_kit import undo_function
 from mlchaos.safety.changes import ChangeRecord, Target, announce
 
 
@@ -65,6 +66,7 @@ def marker_exists(path: str) -> bool:
     return Path(path).exists()
 
 
+@undo_function
 def remove_marker(path: str) -> bool:
     """Undo inject_marker."""
     Path(path).unlink(missing_ok=True)
@@ -154,3 +156,26 @@ def leak(token: str, endpoint: str, fail: bool = False) -> dict:
     if fail:
         raise RuntimeError(f"could not use token {token} at {endpoint}")
     return {"seen": f"token={token} endpoint={endpoint}", token: endpoint}
+
+
+def exit_ungracefully() -> bool:
+    """Call Chaos Toolkit's documented exit interface, as a published extension does: SIGUSR2 to this process
+    (chaoslib skips the rollbacks then; mlchaos must still run them)."""
+    from chaoslib.exit import exit_ungracefully as ctk_exit_ungracefully
+
+    ctk_exit_ungracefully()
+    return True
+
+
+def exit_gracefully() -> bool:
+    """Call Chaos Toolkit's ``exit_gracefully()``: SIGUSR1 to this process (the run stops, rollbacks run)."""
+    from chaoslib.exit import exit_gracefully as ctk_exit_gracefully
+
+    ctk_exit_gracefully()
+    return True
+
+
+def slow_accept(value: Any, seconds: float) -> bool:
+    """A tolerance probe that takes ``seconds`` to accept any value."""
+    time.sleep(seconds)
+    return True

@@ -43,6 +43,9 @@ def test_the_kill_drill_detects_notifies_and_resolves_within_budget(monitored, t
     assert ("ModelServerDown", "resolved", killed) in statuses
     assert {name for name, _, _ in statuses} == {"ModelServerDown"}, "no unrelated alert was notified"
     assert "time to detect ModelServerDown" in proc.stdout
+    # delivered with the run's own token: Alertmanager read it from its credentials_file
+    assert journal["mlchaos"]["notifications"]["authenticated"] is True
+    assert journal["mlchaos"]["notifications"]["rejections"] == []
 
 
 @pytest.mark.slow  # about 22 s on a 2-core machine

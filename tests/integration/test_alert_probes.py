@@ -32,6 +32,7 @@ from mlchaos.safety import run_context
 from mlchaos.safety.changes import ChangeRecord, Target
 from mlchaos.safety.run_context import RunContext
 from mlchaos.sandbox.monitoring_stack import alertmanager_config
+from tests.support import fixtures_api
 from tests.support.components import require_component
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
@@ -275,8 +276,9 @@ def test_alert_fires_notifies_and_resolves(stack: Stack, fault: RunContext) -> N
     assert 1.0 <= seconds < 20 and fired["fired_after_fault"] == seconds
     assert fired["active_before_fault"] is False
 
-    notified = am.notification_delivered_within("TestAlert", within=20, match_fault_targets=True)
+    notified = am.notification_delivered_within("TestAlert", within=20, match_fault_targets=True, url=a_url)
     assert notified["status"] == "firing" and notified["labels"]["instance"] == stack.targets[0].instance
+    assert notified["confirmed_by"] == a_url  # Alertmanager's API holds the alert it delivered
     assert notified["measurement"]["kind"] == "time_to_notify"
     assert notified["measurement"]["seconds"] >= seconds - 0.5
     assert am.alert_is_active("TestAlert", labels={"severity": "page"}, match_fault_targets=True, url=a_url) is True
@@ -302,6 +304,18 @@ def test_alert_fires_notifies_and_resolves(stack: Stack, fault: RunContext) -> N
     fault.changes.append(ChangeRecord(driver="test", action="flip", targets=fault.changes[-1].targets))
     with pytest.raises(DriverError, match=r"received since the fault: none"):
         am.notification_delivered_within("TestAlert", within=0.3)
+
+
+def test_a_delivery_alertmanager_does_not_hold_never_counts(stack: Stack, fault: RunContext) -> None:
+    """A stolen token is not enough: a firing notification must be an alert the reachable Alertmanager holds
+    (same fingerprint, or same labels and startsAt). This one is posted with nothing firing at all."""
+    fault.changes[-1].announced_at = _now_iso()
+    forged = fixtures_api.load("webhook_firing.json")
+    forged["alerts"][0]["labels"].update(alertname="TestAlert", instance=stack.targets[0].instance)
+    forged["alerts"][0].update(fingerprint="00000000deadbeef", startsAt=_now_iso())
+    assert requests.post(stack.receiver.url, json=forged, timeout=5).json() == {"accepted": 1}
+    with pytest.raises(DriverError, match=r"not held by Alertmanager .*TestAlert.*fingerprint 00000000deadbeef"):
+        am.notification_delivered_within("TestAlert", within=1, match_fault_targets=True, url=stack.alertmanager_url)
 
 
 def test_other_instance_does_not_count(stack: Stack, fault: RunContext) -> None:

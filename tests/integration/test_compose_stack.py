@@ -21,6 +21,7 @@ import requests
 from drivers.model import probes as model_probes
 from drivers.prometheus import probes as prom_probes
 from mlchaos.containers import configs, stack
+from mlchaos.lib.proxy_token import proxy_api_headers
 from mlchaos.monitoring.alert_rules import ALERT_NAMES, GROUP_NAME
 from mlchaos.monitoring.notifications import NotificationReceiver
 
@@ -63,15 +64,16 @@ def test_every_replica_predicts_through_the_fault_proxy(compose_stack: stack.Sta
     assert [_infer(url) for url in urls.values()] == [0, 0, 0]
     assert model_probes.prediction_accuracy(urls=list(urls.values())) >= 0.9
     # the path goes through the proxy: disabling model-0's proxy cuts its clients off, not the replica
-    api = compose_stack.proxy_api_url
-    assert sorted(requests.get(f"{api}/proxies", timeout=3).json()) == list(configs.REPLICAS)
-    requests.post(f"{api}/proxies/model-0", json={"enabled": False}, timeout=3).raise_for_status()
+    api, auth = compose_stack.proxy_api_url, proxy_api_headers()  # the token stack_up exported
+    assert requests.get(f"{api}/proxies", timeout=3).status_code == 401, "the API needs the token"
+    assert sorted(requests.get(f"{api}/proxies", headers=auth, timeout=3).json()) == list(configs.REPLICAS)
+    requests.post(f"{api}/proxies/model-0", json={"enabled": False}, headers=auth, timeout=3).raise_for_status()
     try:
         with pytest.raises(requests.ConnectionError):
             _infer(urls["model-0"])
         assert _infer(compose_stack.direct_urls["model-0"]) == 0
     finally:
-        requests.post(f"{api}/proxies/model-0", json={"enabled": True}, timeout=3).raise_for_status()
+        requests.post(f"{api}/proxies/model-0", json={"enabled": True}, headers=auth, timeout=3).raise_for_status()
     assert _infer(urls["model-0"]) == 0
 
 

@@ -20,6 +20,7 @@ import requests
 from drivers.model import traffic
 from mlchaos.containers import stack
 from mlchaos.engine import exit_codes
+from mlchaos.lib.proxy_token import proxy_api_headers
 from tests.support.environment import child_env
 from tests.support.paths import ROOT
 
@@ -41,7 +42,7 @@ def _had_feedback(found: stack.StackEndpoints) -> bool:
 
 
 def _toxics(found: stack.StackEndpoints) -> dict[str, list[str]]:
-    proxies = requests.get(found.proxy_api_url + "/proxies", timeout=5).json()
+    proxies = requests.get(found.proxy_api_url + "/proxies", headers=proxy_api_headers(), timeout=5).json()
     return {name: [t["name"] for t in p.get("toxics") or []] for name, p in proxies.items()}
 
 

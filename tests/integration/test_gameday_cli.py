@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from mlchaos.engine import exit_codes
+from mlchaos.engine import exit_codes, verdicts
 from tests.support.builders import probe, py
 from tests.support.environment import child_env
 from tests.support.polling import wait_until
@@ -173,17 +173,35 @@ def test_sigterm_stops_a_scheduler_mid_experiment_after_the_rollback(tmp_path, e
     assert "scheduler: stopped (SIGTERM received during an experiment)" in out
 
 
-def test_ctrl_c_during_the_cool_down_skips_the_rest(tmp_path, env):
+def test_a_sighup_mid_experiment_rolls_back_and_stops_the_suite(tmp_path, env):
+    """SIGHUP (and SIGQUIT, SIGUSR2) is handled by the run like SIGTERM: the game day must stop after it too."""
+    path = _gameday(tmp_path, [_faulty(tmp_path, "long", hold=60), _held(tmp_path, "next")])
+    proc = _start("gameday", str(path), "--out", str(tmp_path / "out"), env=env)
+    wait_until((tmp_path / "long.fault").exists, timeout=30, what="the fault to be injected")
+    proc.send_signal(signal.SIGHUP)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == exit_codes.HANGUP, out + err
+    assert not (tmp_path / "long.fault").exists(), "rolled back"
+    suite = _suite(tmp_path / "out")
+    assert [(e["verdict"], e["exit_code"]) for e in suite["experiments"]] == [("interrupted", 129),
+                                                                              ("skipped", None)]
+    assert suite["stopped_by"] == "stopped: SIGHUP received during an experiment"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR2])
+def test_a_signal_during_the_cool_down_skips_the_rest_and_finishes_suite_json(tmp_path, env, signum):
+    """Between experiments no fault is in place, but the suite must still end cleanly: every signal that
+    interrupts a run stops the game day there too (before, SIGHUP, SIGQUIT and SIGUSR2 killed it)."""
     path = _gameday(tmp_path, [_held(tmp_path, "one"), _held(tmp_path, "two")], cool_down=60)
     proc = _start("gameday", str(path), "--out", str(tmp_path / "out"), env=env)
     wait_until(lambda: _suite(tmp_path / "out").get("experiments", [{}])[0].get("verdict") == "held",
                what="the first experiment to end")
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     out, err = proc.communicate(timeout=30)
-    assert proc.returncode == exit_codes.INTERRUPTED, out + err
+    assert proc.returncode == verdicts.SIGNAL_EXIT[signum], out + err
     suite = _suite(tmp_path / "out")
     assert [e["verdict"] for e in suite["experiments"]] == ["held", "skipped"]
-    assert suite["stopped_by"] == "stopped: SIGINT received"
+    assert suite["stopped_by"] == f"stopped: {signal.Signals(signum).name} received"
 
 
 def test_mlchaos_stop_aborts_the_running_experiment_and_the_rest_of_the_suite(tmp_path, env):

@@ -6,7 +6,8 @@ Service *as the emulator holds it* (its selector and targetPort) to the process 
 the model server for the model pods' port, the proxy's listener for the fault-proxy pods' port
 18000. Everything else is real: the Service is read and patched over HTTP by the official
 client, the toxic is added through the proxy's Toxiproxy API, and inference requests go
-through the proxy to the model server and are timed.
+through the proxy to the model server and are timed. The proxy requires an API token, as in the
+cluster (deploy/kubernetes/fault-proxy.yaml): the driver sends the one in MLCHAOS_PROXY_TOKEN.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ NS = "ml-serving"
 MODEL = {"app.kubernetes.io/name": "model-server"}
 PROXY = {"app.kubernetes.io/name": "fault-proxy"}
 PROXY_PORT = 18000
+TOKEN = "k8s-proxy-latency-test-token-0123456789"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 def start(argv: list[str]) -> tuple[subprocess.Popen[str], int]:
@@ -54,13 +57,16 @@ def stop(proc: subprocess.Popen[str]) -> None:
 def stack(tmp_path_factory) -> Iterator[dict]:
     """A model server, a fault proxy in front of it, and the emulated cluster that describes both."""
     folder = tmp_path_factory.mktemp("k8s-proxy")
+    token_env = pytest.MonkeyPatch()
+    token_env.setenv("MLCHAOS_PROXY_TOKEN", TOKEN)  # the proxy (a child) requires it, the driver sends it
     model, model_port = start(["-m", "mlchaos.sandbox.model_server", "--port", "0", "--replica", "model-0"])
     config = folder / "proxies.json"
     config.write_text(json.dumps([{"name": "model-server", "listen": "127.0.0.1:0",
                                    "upstream": f"127.0.0.1:{model_port}"}]))
     proxy, api_port = start(["-m", "mlchaos.proxy", "--api", "127.0.0.1:0", "--config", str(config)])
     api = f"http://127.0.0.1:{api_port}"
-    listen = requests.get(f"{api}/proxies/model-server", timeout=5).json()["listen"]
+    assert requests.get(f"{api}/proxies/model-server", timeout=5).status_code == 401
+    listen = requests.get(f"{api}/proxies/model-server", headers=AUTH, timeout=5).json()["listen"]
     try:
         with EmulatedCluster(folder) as cluster:
             cluster.add_deployment(NS, "model-server", replicas=2, labels=MODEL)
@@ -75,6 +81,7 @@ def stack(tmp_path_factory) -> Iterator[dict]:
     finally:
         stop(proxy)
         stop(model)
+        token_env.undo()
 
 
 def service_url(stack: dict) -> str:
@@ -98,7 +105,7 @@ def test_latency_through_the_proxy_then_the_service_restored_exactly(stack):
     try:
         assert record["parameters"]["toxic"]["proxy"] == "model-server"
         assert service_url(stack) == stack["backends"][(tuple(sorted(PROXY.items())), PROXY_PORT)]
-        toxics = requests.get(f"{stack['api']}/proxies/model-server/toxics", timeout=5).json()
+        toxics = requests.get(f"{stack['api']}/proxies/model-server/toxics", headers=AUTH, timeout=5).json()
         assert [t["attributes"]["latency"] for t in toxics] == [300]
         slowed = p50(stack)
         # Every request through the toxic waits its 300 ms; the direct baseline is a separate sample,
@@ -110,7 +117,7 @@ def test_latency_through_the_proxy_then_the_service_restored_exactly(stack):
     assert result["result"] == "restored" and result["toxic"] == "removed"
     after = cluster.get(SERVICES, NS, "model-server")
     assert after["spec"] == before["spec"] and after["metadata"]["uid"] == before["metadata"]["uid"]
-    assert requests.get(f"{stack['api']}/proxies/model-server/toxics", timeout=5).json() == []
+    assert requests.get(f"{stack['api']}/proxies/model-server/toxics", headers=AUTH, timeout=5).json() == []
     assert p50(stack) < 150
     again = actions.restore_service(**record["undo"]["arguments"])
     assert again["already"] == ["model-server"]

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -74,7 +75,8 @@ def test_the_api_speaks_toxiproxy(proxy_api):
         requests.delete(f"{api}/proxies/web/toxics/nope", timeout=5),
         requests.post(f"{api}/proxies/web/toxics", json={"type": "latency", "attributes": {"latency": -1}}, timeout=5),
         requests.post(f"{api}/proxies/web/toxics", json={"type": "nope"}, timeout=5),
-        requests.post(f"{api}/proxies/web/toxics", data=b"{not json", timeout=5),
+        requests.post(f"{api}/proxies/web/toxics", data=b"{not json", headers={"Content-Type": "application/json"},
+                      timeout=5),
         requests.put(f"{api}/proxies/web", json={}, timeout=5),
     ]
     assert [r.status_code for r in errors] == [404, 404, 400, 400, 400, 405]
@@ -141,7 +143,7 @@ def test_the_driver_validates_before_changing_anything(proxy_api, kwargs, messag
 def test_the_sandbox_proxies_every_replica_and_heals(sandbox):
     replicas = sandbox.replicas("model")
     api = sandbox.proxy_api_url()
-    listing = requests.get(f"{api}/proxies", timeout=5).json()
+    listing = requests.get(f"{api}/proxies", headers=sandbox.proxy().api_headers(), timeout=5).json()
     assert {name: (p["listen"], p["upstream"]) for name, p in listing.items()} == {
         **{r.name: (f"127.0.0.1:{r.proxy_port}", f"127.0.0.1:{r.port}") for r in replicas},
         # the second proxy of each replica carries only Prometheus' scrapes
@@ -241,3 +243,32 @@ def test_undos_run_again_change_nothing(proxy_api):
     assert actions.remove_toxic(**record["undo"]["arguments"])["already"] == ["latency_downstream"]
     assert actions.enable_proxy("web", url=api)["already"] == ["web"]
     assert probes.proxy_enabled("web", url=api) is True and probes.list_toxics("web", url=api) == []
+
+
+def test_the_sandbox_proxy_takes_only_its_own_token_and_mlchaos_sends_it(tmp_path, monkeypatch):
+    """Loopback is reachable by every user of the machine: reaching the sandbox's proxy API is not enough to
+    steer it. Its token (made at the first start, 0600) is sent by the drivers and the sandbox, and a token
+    configured for another proxy (MLCHAOS_PROXY_TOKEN) is neither required by it nor sent to it."""
+    from mlchaos.sandbox.manager import Sandbox
+
+    other = "a-token-meant-for-another-proxy-0123456789"
+    monkeypatch.setenv("MLCHAOS_STATE_DIR", str(tmp_path))
+    monkeypatch.setenv("MLCHAOS_PROXY_TOKEN", other)
+    sandbox = Sandbox(tmp_path)
+    try:
+        sandbox.up(replicas=1, timeout=60, monitoring=False)
+        api, token_file = sandbox.proxy_api_url(), sandbox.proxy().token_file
+        assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+        assert requests.get(f"{api}/proxies", timeout=5).status_code == 401
+        assert requests.get(f"{api}/proxies", headers={"Authorization": f"Bearer {other}"}, timeout=5).status_code \
+            == 401
+        auth = {"Authorization": f"Bearer {token_file.read_text().strip()}"}
+        assert sandbox.proxy().api_headers() == auth
+        assert "model-0" in requests.get(f"{api}/proxies", headers=auth, timeout=5).json()
+        actions.add_toxic("model-0", "latency", {"latency": 10})  # the driver sends the sandbox's token
+        assert probes.toxic_count("model-0") == 1
+        pid = sandbox.proxy().pid()
+        sandbox.up(replicas=1, timeout=60, monitoring=False)  # heals through the API: with the token
+        assert sandbox.proxy().pid() == pid and probes.toxic_count("model-0") == 0
+    finally:
+        sandbox.down()

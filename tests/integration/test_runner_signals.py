@@ -1,6 +1,8 @@
 """A real `mlchaos run` process is interrupted mid-method: rollbacks must run.
 
-These start the real CLI as a child process and send it real signals (so they are integration tests).
+These start the real CLI as a child process and send it real signals (so they are integration tests):
+every signal a run handles (INT, TERM, HUP, QUIT, USR1, USR2), `mlchaos stop`, and Chaos Toolkit's own
+exit interface (chaoslib.exit) called from inside an activity.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ def _action(name, func, **arguments):
             "provider": {"type": "python", "module": "testdrivers", "func": func, "arguments": arguments}}
 
 
-def _experiment(tmp_path: Path, rollback_seconds: float = 0.0, hold: float = 0.0) -> dict:
+def _experiment(tmp_path: Path, rollback_seconds: float = 0.0, hold: float = 0.0, before_wait: tuple = ()) -> dict:
+    """Inject a marker fault, run ``before_wait``, then wait 60 s; the rollbacks remove the marker and log it."""
     marker, log = tmp_path / "fault", tmp_path / "rollback.log"
     rollbacks = []
     if rollback_seconds:
@@ -34,10 +37,33 @@ def _experiment(tmp_path: Path, rollback_seconds: float = 0.0, hold: float = 0.0
                   _action("log-rollback", "append_line", path=str(log), text="rolled back")]
     return {
         "title": "interrupt me",
-        "method": [_action("inject", "inject_marker", path=str(marker), hold=hold),
+        "method": [_action("inject", "inject_marker", path=str(marker), hold=hold), *before_wait,
                    {**_action("wait", "sleep", seconds=60), "timeout": 120}],
         "rollbacks": rollbacks,
     }
+
+
+def _background(name: str, func: str, **arguments) -> dict:
+    return {**_action(name, func, **arguments), "type": "probe", "background": True, "timeout": 120}
+
+
+def _running(data: dict) -> list[str]:
+    """The activities a journal still calls ``running``."""
+    states = data.get("steady_states") or {}
+    entries = [*data.get("run", []), *data.get("rollbacks", [])]
+    for state in (states.get("before"), states.get("after")):
+        entries += (state or {}).get("probes", [])
+    return [e["activity"]["name"] for e in entries if e.get("status") == "running"]
+
+
+def _assert_rolled_back_and_finished(tmp_path: Path, journal: Path, status: str) -> dict:
+    assert not (tmp_path / "fault").exists()
+    assert (tmp_path / "rollback.log").read_text() == "rolled back\n"
+    data = _journal(journal)
+    assert data["status"] == status
+    assert [r["status"] for r in data["rollbacks"]] == ["succeeded", "succeeded"]
+    assert _running(data) == [], "a finished journal holds no running activity"
+    return data
 
 
 def _start(tmp_path, subprocess_env, data, stderr: Path | None = None) -> tuple[subprocess.Popen, Path]:
@@ -65,24 +91,61 @@ def _in_wait(journal: Path) -> bool:
     return any(r["activity"]["name"] == "wait" and r["status"] == "running" for r in runs)
 
 
-@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, exit_codes.INTERRUPTED),
-                                               (signal.SIGTERM, exit_codes.TERMINATED)])
+@pytest.mark.parametrize(("signum", "code"), [
+    (signal.SIGINT, exit_codes.INTERRUPTED), (signal.SIGTERM, exit_codes.TERMINATED),
+    (signal.SIGHUP, exit_codes.HANGUP), (signal.SIGQUIT, exit_codes.QUIT),
+    (signal.SIGUSR1, exit_codes.EXIT_GRACEFULLY),  # no emergency stop engaged: Chaos Toolkit's exit_gracefully
+    (signal.SIGUSR2, exit_codes.EXIT_UNGRACEFULLY),  # Chaos Toolkit's exit_ungracefully: mlchaos still rolls back
+], ids=lambda v: v.name if isinstance(v, signal.Signals) else str(v))
 def test_a_signal_mid_method_runs_the_rollbacks(tmp_path, subprocess_env, signum, code):
-    proc, journal = _start(tmp_path, subprocess_env, _experiment(tmp_path))
+    watcher = _background("watch", "sleep", seconds=60)  # still running in the background when the signal comes
+    proc, journal = _start(tmp_path, subprocess_env, _experiment(tmp_path, before_wait=(watcher,)))
     wait_until(lambda: _in_wait(journal), what="the method to reach its wait")
     assert (tmp_path / "fault").exists()
     proc.send_signal(signum)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == code, out + err
-    assert not (tmp_path / "fault").exists()
-    assert (tmp_path / "rollback.log").read_text() == "rolled back\n"
-    data = _journal(journal)
-    assert data["status"] == "interrupted"
+    data = _assert_rolled_back_and_finished(tmp_path, journal, "interrupted")
     assert data["mlchaos"]["interrupted_by"] == signal.Signals(signum).name
-    assert [r["status"] for r in data["rollbacks"]] == ["succeeded", "succeeded"]
+    assert data["mlchaos"]["exit_code"] == code
     wait = next(r for r in data["run"] if r["activity"]["name"] == "wait")  # cut short, not left "running"
     assert wait["status"] == "interrupted" and wait["end"] and wait["duration"] > 0, wait
     assert signal.Signals(signum).name in wait["exception"][0]
+    watch = next(r for r in data["run"] if r["activity"]["name"] == "watch")  # abandoned, with an end time
+    assert watch["status"] == "interrupted" and watch["end"] and watch["duration"] > 0, watch
+    assert "abandoned" in watch["exception"][0] and signal.Signals(signum).name in watch["exception"][0]
+
+
+def test_mlchaos_stop_aborts_the_run_and_closes_its_background_activity(tmp_path, subprocess_env):
+    """SIGUSR1 with the emergency stop engaged is `mlchaos stop`'s abort: exit 5, aborted, rolled back."""
+    watcher = _background("watch", "sleep", seconds=60)
+    proc, journal = _start(tmp_path, subprocess_env, _experiment(tmp_path, before_wait=(watcher,)))
+    wait_until(lambda: _in_wait(journal), what="the method to reach its wait")
+    stop = subprocess.run([sys.executable, "-m", "mlchaos", "stop", "--reason", "drill over", "--wait", "60"],
+                          env=subprocess_env, capture_output=True, text=True, timeout=90)
+    assert stop.returncode == 0, stop.stdout + stop.stderr
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == exit_codes.ABORTED, out + err
+    data = _assert_rolled_back_and_finished(tmp_path, journal, "aborted")
+    assert "drill over" in data["mlchaos"]["aborted"]["message"]
+    watch = next(r for r in data["run"] if r["activity"]["name"] == "watch")
+    assert watch["status"] == "interrupted" and watch["end"], watch
+    assert "drill over" in watch["exception"][0]
+
+
+@pytest.mark.parametrize(("activity", "signum", "code"), [
+    (_action("leave-now", "exit_ungracefully"), signal.SIGUSR2, exit_codes.EXIT_UNGRACEFULLY),
+    (_background("leave-gracefully", "exit_gracefully"), signal.SIGUSR1, exit_codes.EXIT_GRACEFULLY),
+], ids=["exit_ungracefully", "exit_gracefully-in-the-background"])
+def test_chaos_toolkits_exit_interface_from_an_activity_still_rolls_back(tmp_path, subprocess_env, activity,
+                                                                          signum, code):
+    """An extension calls chaoslib.exit's documented functions (Chaos Toolkit would skip the rollbacks on
+    exit_ungracefully): the run stops, the fault is rolled back, the journal is finished."""
+    proc, journal = _start(tmp_path, subprocess_env, _experiment(tmp_path, before_wait=(activity,)))
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, out + err
+    data = _assert_rolled_back_and_finished(tmp_path, journal, "interrupted")
+    assert data["mlchaos"]["interrupted_by"] == signal.Signals(signum).name
 
 
 def _ctrl_c_twice_into_the_rollbacks(proc: subprocess.Popen, journal: Path) -> None:
@@ -117,6 +180,23 @@ def test_a_third_ctrl_c_abandons_rollbacks_and_says_what_is_left(tmp_path, subpr
     assert (tmp_path / "fault").exists()  # honestly reported as still in place
     assert _journal(journal)["mlchaos"]["rollbacks_left_undone"] == ["slow-cleanup", "remove-fault",
                                                                      "log-rollback"]
+
+
+def test_sigusr1_never_abandons_the_rollbacks(tmp_path, subprocess_env):
+    """exit_gracefully() is graceful: SIGUSR1 during the rollbacks (three times) only says they go on."""
+    stderr = tmp_path / "stderr.txt"
+    proc, journal = _start(tmp_path, subprocess_env, _experiment(tmp_path, rollback_seconds=3), stderr=stderr)
+    wait_until(lambda: _in_wait(journal), what="the method to reach its wait")
+    proc.send_signal(signal.SIGINT)
+    wait_until(lambda: _journal(journal).get("rollbacks"), what="rollbacks to start")
+    for count in (1, 2, 3):  # one at a time: two pending signals would merge into one
+        proc.send_signal(signal.SIGUSR1)
+        wait_until(lambda n=count: stderr.read_text().count("they go on") == n, what=f"SIGUSR1 number {count}")
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == exit_codes.INTERRUPTED, out + stderr.read_text()
+    assert "abandoning" not in stderr.read_text()
+    assert not (tmp_path / "fault").exists()
+    assert _journal(journal)["mlchaos"]["rollbacks_left_undone"] == []
 
 
 def test_sigkill_leaves_a_journal_that_names_the_injected_fault(tmp_path, subprocess_env):

@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import os
-import select
 import signal
 import socket
 import ssl
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import requests
+from cryptography import x509
 
 from drivers.tls import actions, probes
 from mlchaos.errors import DriverError
@@ -25,72 +21,18 @@ from mlchaos.lib import certificates as certs
 from mlchaos.safety import changes
 from mlchaos.sandbox import dataset
 from tests.support.polling import wait_until
+from tests.support.tls_server import HOST, TLSServer, start_tls_server, stop_tls_server
 
-HOST = "127.0.0.1"
 T = 5.0
-
-
-@dataclass
-class TLSServer:
-    proc: subprocess.Popen[bytes]
-    port: int
-    tls_port: int
-    files: certs.CertificateFiles
-    ca_dir: Path
-    log: Path
-
-    @property
-    def address(self) -> str:
-        return f"{HOST}:{self.tls_port}"
-
-    def install(self, kind: str, **extra: Any) -> dict[str, Any]:
-        return actions.install_certificate(
-            str(self.files.cert_path), str(self.files.key_path), kind=kind, reload_pid=self.proc.pid,
-            ca_dir=str(self.ca_dir), tls_address=self.address, **extra)
-
-    def restore(self, record: dict[str, Any]) -> dict[str, Any]:
-        return actions.restore_certificate(**record["undo"]["arguments"])
-
-
-def _start(tmp: Path, replica: str = "tls-test") -> TLSServer:
-    files = certs.issue_sandbox_certificates(tmp / replica, ca_dir=tmp / "ca")
-    log = tmp / f"{replica}.log"
-    argv = [sys.executable, "-m", "mlchaos.sandbox.model_server", "--host", HOST, "--port", "0",
-            "--replica", replica, "--tls-port", "0", "--tls-cert", str(files.cert_path),
-            "--tls-key", str(files.key_path)]
-    with open(log, "wb") as err:
-        # unbuffered: select() must see every line still unread (a buffered reader would hide the second)
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL, bufsize=0)
-    lines: dict[str, int] = {}
-    deadline = time.monotonic() + 30
-    assert proc.stdout is not None
-    while "READY" not in lines:
-        if time.monotonic() > deadline or proc.poll() is not None:
-            proc.kill()
-            raise AssertionError(f"model server not ready: {lines}; log: {log.read_text()}")
-        if select.select([proc.stdout], [], [], 0.1)[0]:
-            word, _, port = proc.stdout.readline().decode().strip().partition(" ")
-            lines[word] = int(port)
-    assert list(lines) == ["TLS", "READY"]  # the TLS line comes first
-    return TLSServer(proc, lines["READY"], lines["TLS"], files, tmp / "ca", log)
-
-
-def _stop(srv: TLSServer) -> None:
-    srv.proc.send_signal(signal.SIGTERM)
-    try:
-        assert srv.proc.wait(10) == 0
-    finally:
-        if srv.proc.poll() is None:
-            srv.proc.kill()
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TLSServer]:
-    srv = _start(tmp_path_factory.mktemp("tls"))
+    srv = start_tls_server(tmp_path_factory.mktemp("tls"))
     try:
         yield srv
     finally:
-        _stop(srv)
+        stop_tls_server(srv)
 
 
 @pytest.fixture
@@ -133,6 +75,42 @@ def test_each_bad_kind_is_refused_with_its_reason(fresh: TLSServer, kind: str, r
         assert probes.verifying_client_refused(HOST, fresh.tls_port, ca_file=str(fresh.files.ca_path))
         assert probes.presented_certificate(HOST, fresh.tls_port)["sha256"] == \
             record["parameters"]["certificate"]["sha256"]
+        served = certs.read_certificate(fresh.files.cert_path)
+        serving_ca = certs.CertificateAuthority.load(fresh.ca_dir)
+        assert certs.fingerprint(served) == record["parameters"]["certificate"]["sha256"]
+        if kind == "untrusted":  # a throw-away CA made for this fault, never the serving CA
+            assert not serving_ca.signed(served) and served.issuer != serving_ca.certificate.subject
+            assert record["parameters"]["signed_by"] == "a throw-away CA"
+        else:  # a valid chain is the point: refused for its dates or its name alone (documented)
+            assert serving_ca.signed(served) and record["parameters"]["signed_by"] == "the trusted CA"
+    finally:
+        fresh.restore(record)
+
+
+def test_every_untrusted_fault_has_its_own_throw_away_ca(fresh: TLSServer) -> None:
+    serving_ca = certs.CertificateAuthority.load(fresh.ca_dir)
+    issuers = []
+    for _ in range(2):
+        record = fresh.install("untrusted")
+        try:
+            served = certs.read_certificate(fresh.files.cert_path)
+            assert not serving_ca.signed(served)
+            assert probes.handshake_result(HOST, fresh.tls_port, ca_file=str(fresh.files.ca_path))["reason"] == \
+                "unknown issuer"
+            issuers.append(served.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier)
+        finally:
+            fresh.restore(record)
+    assert issuers[0] != issuers[1]
+
+
+def test_an_expired_certificate_was_valid_for_one_hour_long_ago(fresh: TLSServer) -> None:
+    record = fresh.install("expired", days=30)
+    try:
+        served = certs.read_certificate(fresh.files.cert_path)
+        assert served.not_valid_after_utc - served.not_valid_before_utc == certs.EXPIRED_WINDOW
+        assert -30.01 < probes.days_until_expiry(HOST, fresh.tls_port) < -29.99
+        assert probes.handshake_result(HOST, fresh.tls_port, ca_file=str(fresh.files.ca_path))["reason"] == \
+            "certificate has expired"
     finally:
         fresh.restore(record)
 
@@ -289,7 +267,7 @@ def test_sandbox_replica_path_once_the_state_records_tls(state_dir: Path, monkey
     """service/replica resolve the sandbox layout (<state>/tls/...) and a recorded tls_port."""
     from mlchaos.sandbox.manager import Sandbox
 
-    srv = _start(state_dir / "tls", replica="model-0")  # files in <state>/tls/model-0, CA in <state>/tls/ca
+    srv = start_tls_server(state_dir / "tls", replica="model-0")  # files in <state>/tls/model-0, CA in <state>/tls/ca
     try:
         recorded = SimpleNamespace(service="model", name="model-0", pid=srv.proc.pid, host=HOST,
                                    port=srv.port, tls_port=srv.tls_port)
@@ -309,7 +287,7 @@ def test_sandbox_replica_path_once_the_state_records_tls(state_dir: Path, monkey
         with pytest.raises(DriverError, match="no replica 'model-9'"):
             probes.handshake_result(service="model", replica="model-9")
     finally:
-        _stop(srv)
+        stop_tls_server(srv)
 
 
 def test_unreachable_endpoint_is_an_error_not_a_verdict() -> None:

@@ -128,7 +128,13 @@ CATALOGUE = [
     Bad("budget-not-a-number", {**valid(), "extensions": [{"name": "mlchaos", "budgets": [
         {"alert": "A", "detect": "fast"}]}]}, "/extensions/0/budgets/0/detect", "positive number of seconds"),
     Bad("bad-notifications-listen", {**valid(), "extensions": [{"name": "mlchaos", "notifications": {
-        "listen": "localhost"}}]}, "/extensions/0/notifications/listen", "listen must be 'sandbox' or HOST:PORT"),
+        "listen": "Local Host"}}]}, "/extensions/0/notifications/listen",
+        "listen must be a named listen target such as 'sandbox', or HOST:PORT"),
+    Bad("notifications-without-credential", {**valid(), "extensions": [{"name": "mlchaos", "notifications": {
+        "listen": "127.0.0.1:9095"}}]}, "/extensions/0/notifications", "needs exactly one credential"),
+    Bad("notifications-named-target-with-credential", {**valid(), "extensions": [{"name": "mlchaos",
+        "notifications": {"listen": "sandbox", "token_env": "TOKEN"}}]}, "/extensions/0/notifications/token_env",
+        "brings its own credential"),
     Bad("recovery-probe-without-tolerance", {**valid(), "extensions": [{"name": "mlchaos", "recovery": [
         {k: v for k, v in PROBE.items() if k != "tolerance"}]}]}, "/extensions/0/recovery/0",
         "needs a 'tolerance'"),

@@ -16,7 +16,11 @@ patch / delete over HTTP; the official ``kubernetes`` client talks to it unchang
 * an empty list for a known resource that has no object yet (kmock answers 404);
 * a log of every request as (verb, group, resource), for the RBAC tests; kmock's own request
   log is cut to the current request (kmock matches each request against all earlier ones, so
-  its cost grows with the number served: 100 deletes took 1.8 s, then 9.9 s after 400 more).
+  its cost grows with the number served: 100 deletes took 1.8 s, then 9.9 s after 400 more);
+* validating admission: every create, patch and delete is logged as a :class:`Write` (the
+  object before and after), and when ``admission`` is set (``EmulatedCluster(admission=...)``,
+  e.g. tests/support/admission_policy.py's ValidatingAdmissionPolicies) a write it denies is
+  refused with 403 before it is stored, as a real server refuses it.
 
 No controller runs in the emulator: deleting a pod does not recreate it, scaling creates no
 pod, a rollout restart replaces nothing, nothing becomes ready and no event is emitted.
@@ -45,7 +49,7 @@ from typing import Any
 
 import kmock
 import yaml
-from kmock._internal import enums
+from kmock._internal import dicts, enums
 
 from drivers.kubernetes.selection import parse_label_selector
 
@@ -72,6 +76,21 @@ class ApiCall:
     content_type: str | None
 
 
+@dataclass(frozen=True)
+class Write:
+    """One create, patch or delete the emulator admitted: the object before and after (None where there is none)."""
+
+    call: ApiCall
+    old: dict[str, Any] | None
+    new: dict[str, Any] | None
+
+
+# operation, group, resource, namespace, name, object, oldObject -> the denials (empty: admitted)
+Admission = Callable[[str, str, str, "str | None", "str | None", "dict[str, Any] | None", "dict[str, Any] | None"],
+                     list[str]]
+OPERATIONS = {enums.action.CREATE: "CREATE", enums.action.UPDATE: "UPDATE", enums.action.DELETE: "DELETE"}
+
+
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -84,6 +103,8 @@ class ApiServerEmulator(kmock.KubernetesEmulator):
         for resource in RESOURCES:
             self.resources[resource] = {}
         self.calls: list[ApiCall] = []
+        self.writes: list[Write] = []
+        self.admission: Admission | None = None
         self._versions = itertools.count(1)
 
     async def _handle(self, request: Any) -> Any:
@@ -109,7 +130,38 @@ class ApiServerEmulator(kmock.KubernetesEmulator):
                         raise kmock.KubernetesError(
                             status=409, reason="Conflict",
                             message=f"Precondition failed: UID in precondition: {wanted}, UID in object meta: {actual}")
+            if request.action in OPERATIONS:
+                self._admit(request)
         return await super()._handle(request)
+
+    def _admit(self, request: Any) -> None:
+        """Log the write with its object before and after; refuse it (403) when the admission hook denies it."""
+        call = self.calls[-1]
+        name = call.name
+        if name is None and isinstance(request.data, dict):  # a create names the object in its body
+            name = (request.data.get("metadata") or {}).get("name")
+        key = (request.resource, request.namespace, name)
+        stored = self.objects[key] if key in self.objects and not self.objects[key].deleted else None
+        old = copy.deepcopy(dict(stored.raw)) if stored is not None else None
+        if request.action == enums.action.CREATE:
+            new = copy.deepcopy(request.data)
+        elif request.action == enums.action.DELETE:
+            new = None
+        else:
+            if old is None:
+                return  # 404 from kmock
+            try:
+                new = dicts.patch_dict(copy.deepcopy(old), request.data)  # what kmock is about to store
+            except Exception:  # noqa: BLE001 - a failed JSON-patch test: kmock refuses it
+                return
+        operation = OPERATIONS[request.action]
+        if self.admission is not None and (operation == "CREATE" or old is not None):
+            denied = self.admission(operation, call.group, call.resource, call.namespace, name, new, old)
+            if denied:
+                resource = f"{call.resource}.{call.group}" if call.group else call.resource
+                raise kmock.KubernetesError(status=403, reason="Forbidden",
+                                            message=f'{resource} "{name}" is forbidden: ' + "; ".join(denied))
+        self.writes.append(Write(call, old, copy.deepcopy(dict(new)) if new is not None else None))
 
     async def _serve_list(self, request: Any) -> Any:
         answer = await super()._serve_list(request)
@@ -128,8 +180,10 @@ class EmulatedCluster:
     current), so a test can name a production-looking context and see the allow-list refuse it.
     """
 
-    def __init__(self, directory: Path | str, contexts: tuple[str, ...] = ("staging-emulator",)) -> None:
+    def __init__(self, directory: Path | str, contexts: tuple[str, ...] = ("staging-emulator",),
+                 admission: Admission | None = None) -> None:
         self.directory = Path(directory)
+        self.admission = admission
         self.contexts = contexts
         self.context = contexts[0]
         self.kubeconfig = self.directory / "kubeconfig"
@@ -197,6 +251,7 @@ class EmulatedCluster:
         self._stopping = asyncio.Event()
         async with ApiServerEmulator() as emulator, kmock.Server(emulator) as server:
             self.emulator = emulator
+            emulator.admission = self.admission
             self.url = str(server.url).rstrip("/")
             self._ready.set()
             await self._stopping.wait()
@@ -219,8 +274,16 @@ class EmulatedCluster:
         return list(self.emulator.calls)
 
     def clear_calls(self) -> None:
+        """Forget the requests and writes served so far."""
         assert self.emulator is not None
         self.emulator.calls.clear()
+        self.emulator.writes.clear()
+
+    @property
+    def writes(self) -> list[Write]:
+        """Every create, patch and delete admitted so far, with the object before and after."""
+        assert self.emulator is not None
+        return list(self.emulator.writes)
 
     def get(self, resource: str, namespace: str | None, name: str) -> dict[str, Any] | None:
         """The object's current JSON (a copy), None when absent or deleted."""
@@ -309,6 +372,30 @@ class EmulatedCluster:
             return self._get(DEPLOYMENTS, namespace, name) or made
 
         return self.run(seed)
+
+    def add_workload(self, resource: str, obj: dict[str, Any]) -> dict[str, Any]:
+        """A Deployment or StatefulSet as given (say from deploy/kubernetes/), and the pods its controllers make."""
+
+        def seed() -> dict[str, Any]:
+            made = self._put(resource, obj)
+            meta = made["metadata"]
+            if resource == DEPLOYMENTS:
+                self._reconcile_deployment(made)
+                self._reconcile_all_replicasets()
+                self._update_deployment_status(self._get(DEPLOYMENTS, meta["namespace"], meta["name"]) or made)
+            else:
+                self._reconcile_statefulset(made)
+            return self._get(resource, meta["namespace"], meta["name"]) or made
+
+        return self.run(seed)
+
+    def add_backup_secret(self, namespace: str) -> dict[str, Any]:
+        """The empty Secret ``mlchaos-backups`` that deploy/kubernetes/rbac.yaml creates (swap_tls_certificate's
+        backups live there)."""
+        return self.put(SECRETS, {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                                  "metadata": {"name": "mlchaos-backups", "namespace": namespace,
+                                               "labels": {"app.kubernetes.io/name": "mlchaos",
+                                                          "app.kubernetes.io/managed-by": "mlchaos"}}})
 
     def add_statefulset(self, namespace: str, name: str, replicas: int = 3,
                         labels: dict[str, str] | None = None, port: int = 8000) -> dict[str, Any]:

@@ -136,6 +136,7 @@ def test_firing_notification_after_the_fault(receiver: NotificationReceiver, run
         "labels": note.labels,
         "received_at": note.received_at,
         "measured_from": "fault",
+        "confirmed_by": None,  # no Alertmanager to ask here: the token is the proof
         "measurement": {"kind": "time_to_notify", "alert": "TestAlert", "seconds": seconds},
     }
     assert 1.0 <= seconds < 4
@@ -175,7 +176,7 @@ def test_timeout_lists_what_was_received(receiver: NotificationReceiver, run: Ru
     assert message.startswith(f"no firing notification of TestAlert on instance {INSTANCE} arrived within 0s ")
     assert 'TestAlert{instance="127.0.0.1:1", job="flip", severity="page"} firing at +1.' in message
     assert f'TestAlert{{instance="{INSTANCE}", job="flip", severity="page"}} resolved at +1.' in message
-    assert message.endswith("; 1 payloads rejected, last: malformed JSON: Expecting property name enclosed in "
+    assert message.endswith("; 1 requests refused, last: malformed JSON: Expecting property name enclosed in "
                             "double quotes: line 1 column 2 (char 1))")
 
 

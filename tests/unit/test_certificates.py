@@ -141,3 +141,21 @@ def test_sandbox_certificates_are_reused_then_healed(tmp_path: Path) -> None:
 def test_sandbox_paths_refuse_odd_replica_names(tmp_path: Path, name: str) -> None:
     with pytest.raises(CertificateError):
         certs.sandbox_tls_paths(tmp_path, name)
+
+
+def test_only_the_kinds_whose_point_is_a_valid_chain_are_signed_by_the_trusted_ca(ca: CertificateAuthority) -> None:
+    assert set(certs.KINDS) - certs.SIGNED_BY_THE_TRUSTED_CA == {"untrusted"}
+    for kind in certs.KINDS:
+        cert, _, issuer = certs.issue_certificate(kind, ["127.0.0.1"], ca, now=NOW)
+        assert ca.signed(cert) is (kind in certs.SIGNED_BY_THE_TRUSTED_CA), kind
+        assert issuer.signed(cert)
+    _, _, one = certs.issue_certificate("untrusted", ["127.0.0.1"], ca, now=NOW)
+    _, _, other = certs.issue_certificate("untrusted", ["127.0.0.1"], ca, now=NOW)
+    assert one.certificate != other.certificate  # a throw-away CA per certificate
+
+
+def test_an_expired_leaf_was_valid_for_one_hour_ending_days_ago(ca: CertificateAuthority) -> None:
+    cert, _, _ = certs.issue_certificate("expired", ["127.0.0.1"], ca, days=30, now=NOW)
+    assert cert.not_valid_after_utc == NOW - timedelta(days=30)
+    assert cert.not_valid_before_utc == NOW - timedelta(days=30) - certs.EXPIRED_WINDOW == \
+        cert.not_valid_after_utc - timedelta(hours=1)

@@ -1,5 +1,5 @@
 """Every driver action keeps the contract the runner and `mlchaos recover` rely on (no components needed):
-fault actions take a keyword-only ``dry_run``, rollbacks do not, and the rollbacks listed here exist."""
+fault actions take a keyword-only ``dry_run``; rollbacks are declared undos (``undo_function``) and take none."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import re
 import pytest
 
 from mlchaos.experiment.driver_registry import DriverFunction, driver_functions
+from mlchaos.safety.declared_undos import is_declared
 
-# the functions that undo a fault (what a change record's undo names, or an experiment's rollbacks call);
-# a driver module not listed here marks its rollbacks by saying "roll back"/"rollback" in their summary
-ROLLBACKS = {
+# the rollbacks experiments and change records name, as a floor: each must stay declared
+KNOWN_ROLLBACKS = {
     "drivers.docker.actions": {"start_containers", "unpause_containers", "release_hold", "unblock_port",
                                "remove_netem", "restore_container_certificate"},
     "drivers.model.actions": {"clear_model_faults", "restore_model_version", "restore_pushed_model"},
@@ -34,18 +34,17 @@ def _function(entry: DriverFunction):  # noqa: ANN202
     return getattr(importlib.import_module(entry.module), entry.name)
 
 
-def test_the_rollback_list_names_real_functions():
-    names = {(f.module, f.name) for f in _actions()}
-    assert {(m, n) for m, ns in ROLLBACKS.items() for n in ns} <= names
+def test_the_known_rollbacks_are_declared_undos():
+    declared = {(f.module, f.name) for f in _actions() if is_declared(_function(f))}
+    assert {(m, n) for m, ns in KNOWN_ROLLBACKS.items() for n in ns} <= declared
 
 
 @pytest.mark.parametrize("entry", _actions(), ids=lambda f: f"{f.module}.{f.name}")
 def test_faults_take_a_keyword_only_dry_run_and_rollbacks_do_not(entry: DriverFunction):
     parameters = inspect.signature(_function(entry)).parameters
-    if entry.module in ROLLBACKS:
-        rollback = entry.name in ROLLBACKS[entry.module]
-    else:
-        rollback = "dry_run" not in parameters and re.search(r"roll ?back", entry.summary, re.I) is not None
+    rollback = is_declared(_function(entry))
+    if re.match(r"roll ?back", entry.summary, re.I):
+        assert rollback, f"{entry.name} says it rolls back: declare it with undo_function"
     if rollback:
         assert "dry_run" not in parameters, "a rollback is never dry: it must undo"
         return

@@ -79,6 +79,11 @@ def test_the_exit_code_order():
     assert most_severe([143, 3, 1]) == 3
     assert most_severe([2, 1]) == 2
     assert most_severe([1, 4, 2]) == 4
+    # the other signals a run handles (SIGHUP 129, SIGQUIT 131, SIGUSR1 138, SIGUSR2 140) rank among the signals
+    assert most_severe([5, 129]) == 129
+    assert most_severe([129, 130, 131]) == 131
+    assert most_severe([131, 138, 140]) == 140
+    assert most_severe([140, 143]) == 143
 
 
 def test_a_suite_runs_every_experiment_with_a_cool_down_and_writes_suite_json(tmp_path, capsys):
@@ -182,7 +187,7 @@ def test_an_experiment_that_cannot_start_counts_as_invalid(tmp_path):
         busy.listen()
         port = busy.getsockname()[1]
         listening = _held(tmp_path, "listening", extensions=[{"name": "mlchaos", "notifications": {
-            "listen": f"127.0.0.1:{port}"}}])
+            "listen": f"127.0.0.1:{port}", "token_file": str(tmp_path / "token")}}])
         runner, _ = _suite(tmp_path, [listening, _held(tmp_path)], stop_on_failure=False)
         result = runner.run()
     assert [(r.verdict, r.exit_code) for r in result.records] == [("invalid", 2), ("held", 0)]

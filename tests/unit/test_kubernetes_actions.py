@@ -1,6 +1,8 @@
 """Kubernetes faults and rollbacks against kmock's API emulator over real HTTP, with the official client.
 
-The emulator (drivers.kubernetes.emulator) stores objects and serves the API; it runs no
+The emulator (tests/support/kubernetes_emulator.py: no API server runs on this machine) stores
+objects and serves the API, and refuses every write the admission policy of
+deploy/kubernetes/admission-policy.yaml denies the runner (evaluated with celpy); it runs no
 controller. Where a test needs one (a deleted pod recreated by its ReplicaSet, a scale-down
 removing pods, readiness, events), it says so and runs the emulated controller thread
 (``cluster.controller()``). Each test works in a namespace of its own.
@@ -9,16 +11,19 @@ removing pods, readiness, events), it says so and runs the emulated controller t
 from __future__ import annotations
 
 import base64
+import hashlib
+import inspect
 import itertools
 import json
 import time
 
 import pytest
 
-from drivers.kubernetes import actions, deletion, probes, targets
+from drivers.kubernetes import actions, client, deletion, probes, secret_backups, targets
 from mlchaos.errors import DriverError, TargetNotFound
 from mlchaos.lib import certificates as certs
 from mlchaos.safety.changes import ChangeRecord, reset_sink, set_sink
+from tests.support.admission_policy import Policies
 from tests.support.kubernetes_emulator import DEPLOYMENTS, NETWORKPOLICIES, PODS, SECRETS, SERVICES, EmulatedCluster
 
 APP = {"app.kubernetes.io/name": "model-server"}
@@ -28,7 +33,8 @@ _numbers = itertools.count()
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    with EmulatedCluster(tmp_path_factory.mktemp("k8s")) as found:
+    """The emulator, refusing what deploy/kubernetes/admission-policy.yaml denies the runner (evaluated by celpy)."""
+    with EmulatedCluster(tmp_path_factory.mktemp("k8s"), admission=Policies().admission()) as found:
         yield found
 
 
@@ -270,6 +276,8 @@ def test_scale_has_a_ttl_watchdog_that_restores_by_itself(cluster, ns, conn):
 
 
 def tls_setup(cluster: EmulatedCluster, ns: str) -> tuple[certs.CertificateAuthority, dict]:
+    """The serving certificate, signed by the CA clients trust, whose Secret lies in the namespace too (mlchaos must
+    never read it); the backup Secret of rbac.yaml; a Deployment that mounts the certificate and one that does not."""
     ca = certs.CertificateAuthority.create("staging CA")
     cert, key, _ = certs.issue_certificate("valid", ["model-server.ml.svc", "model-server"], ca)
     b64 = lambda data: base64.b64encode(data).decode()  # noqa: E731
@@ -277,9 +285,11 @@ def tls_setup(cluster: EmulatedCluster, ns: str) -> tuple[certs.CertificateAutho
                           "metadata": {"name": "model-server-tls", "namespace": ns},
                           "data": {"tls.crt": b64(certs.cert_pem(cert)), "tls.key": b64(certs.key_pem(key)),
                                    "ca.crt": b64(certs.cert_pem(ca.certificate))}})
-    cluster.put(SECRETS, {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "serving-ca", "namespace": ns},
+    cluster.put(SECRETS, {"apiVersion": "v1", "kind": "Secret",
+                          "metadata": {"name": "model-serving-ca", "namespace": ns},
                           "data": {"ca.crt": b64(certs.cert_pem(ca.certificate)),
                                    "ca.key": b64(certs.key_pem(ca.key))}})
+    cluster.add_backup_secret(ns)
     volume = [{"name": "tls", "secret": {"secretName": "model-server-tls"}}]
     cluster.add_deployment(ns, "model-server", replicas=2, labels=APP, volumes=volume)
     cluster.add_deployment(ns, "other", replicas=1, labels={"app": "other"})
@@ -290,13 +300,27 @@ def leaf(secret: dict) -> certs.x509.Certificate:
     return certs.x509.load_pem_x509_certificate(base64.b64decode(secret["data"]["tls.crt"]))
 
 
-def test_swap_an_expired_certificate_signed_by_the_trusted_ca_then_restore_exactly(cluster, ns, conn, announced):
+def stored_backup(cluster: EmulatedCluster, ns: str) -> dict | None:
+    """The backup of model-server-tls in Secret mlchaos-backups, decoded (None when there is none)."""
+    raw = (cluster.get(SECRETS, ns, actions.BACKUP_SECRET).get("data") or {}).get("secret.model-server-tls")
+    return None if raw is None else json.loads(base64.b64decode(raw))
+
+
+def described(cluster: EmulatedCluster, ns: str, name: str) -> str:
+    """What ``kubectl describe secret`` prints of a Secret: its metadata, and its data keys with their sizes only."""
+    secret = cluster.get(SECRETS, ns, name)
+    return json.dumps(secret["metadata"]) + json.dumps({k: len(v) for k, v in (secret.get("data") or {}).items()})
+
+
+def test_swap_an_expired_certificate_from_a_throwaway_ca_then_restore_exactly(cluster, ns, conn, announced):
     ca, before = tls_setup(cluster, ns)
-    record = actions.swap_tls_certificate("model-server-tls", ns, "expired", ca_secret="serving-ca",
-                                          restart=["model-server"], ttl=None, **conn)
+    cluster.clear_calls()
+    record = actions.swap_tls_certificate("model-server-tls", ns, "expired", restart=["model-server"], ttl=None,
+                                          **conn)
     swapped = cluster.get(SECRETS, ns, "model-server-tls")
     bad = leaf(swapped)
-    assert bad.not_valid_after_utc.timestamp() < time.time() and ca.signed(bad)
+    assert bad.not_valid_after_utc.timestamp() < time.time()
+    assert not ca.signed(bad) and record["parameters"]["issuer"] == "CN=mlchaos throw-away CA (trusted by nobody)"
     assert certs.certificate_hosts(bad) == ["model-server.ml.svc", "model-server"]  # the current names
     assert swapped["data"]["ca.crt"] == before["data"]["ca.crt"]
     assert {t["name"] for t in record["targets"]} == {p["metadata"]["name"] for p in cluster.list(PODS, ns)
@@ -304,46 +328,144 @@ def test_swap_an_expired_certificate_signed_by_the_trusted_ca_then_restore_exact
     assert len(record["population"]) == 3 and record["restarted"] == ["Deployment/model-server"]
     template = cluster.get(DEPLOYMENTS, ns, "model-server")["spec"]["template"]["metadata"]["annotations"]
     assert "kubectl.kubernetes.io/restartedAt" in template
+    # the CA Secret is never read: only the serving certificate and the backup Secret
+    assert {c.name for c in cluster.calls if c.resource == "secrets"} == {"model-server-tls", actions.BACKUP_SECRET}
+    # the previous key is in the backup Secret's data, which describe does not print; not in any annotation
+    assert stored_backup(cluster, ns)["data"] == before["data"]
+    for name in ("model-server-tls", actions.BACKUP_SECRET):
+        text = described(cluster, ns, name)
+        assert before["data"]["tls.key"] not in text and swapped["data"]["tls.key"] not in text
+    assert actions.SECRET_BACKUP not in (swapped["metadata"].get("annotations") or {})
     assert "tls.key" not in json.dumps(record["undo"])  # the key stays in the cluster, not in the journal
     result = actions.restore_secret(**record["undo"]["arguments"])
     assert result["result"] == "restored" and result["restarted"] == ["Deployment/model-server"]
     after = cluster.get(SECRETS, ns, "model-server-tls")
-    assert after["data"] == before["data"] and actions.SECRET_BACKUP not in after["metadata"]["annotations"]
+    assert after["data"] == before["data"] and after["metadata"].get("annotations") in (None, {})
+    assert stored_backup(cluster, ns) is None
     assert actions.restore_secret(**record["undo"]["arguments"])["already"] == ["model-server-tls"]
 
 
-@pytest.mark.parametrize("kind", ["wrong_hostname", "untrusted"])
-def test_other_bad_certificates(cluster, ns, conn, kind):
-    ca, _ = tls_setup(cluster, ns)
-    ca_secret = "serving-ca" if kind != "untrusted" else None
-    actions.swap_tls_certificate("model-server-tls", ns, kind, ca_secret=ca_secret, ttl=None, **conn)
+@pytest.mark.parametrize("kind", ["wrong_hostname", "untrusted", "valid"])
+def test_other_bad_certificates_are_never_signed_by_the_ca_clients_trust(cluster, ns, conn, kind):
+    ca, before = tls_setup(cluster, ns)
+    actions.swap_tls_certificate("model-server-tls", ns, kind, ttl=None, **conn)
     bad = leaf(cluster.get(SECRETS, ns, "model-server-tls"))
-    if kind == "untrusted":
-        assert not ca.signed(bad)
-    else:
-        assert ca.signed(bad) and certs.certificate_hosts(bad) == [certs.WRONG_HOSTNAME]
+    assert not ca.signed(bad)
+    if kind == "wrong_hostname":
+        assert certs.certificate_hosts(bad) == [certs.WRONG_HOSTNAME]
     assert actions.restore_secret(ns, "model-server-tls", **conn)["result"] == "restored"  # a static rollback
+    assert cluster.get(SECRETS, ns, "model-server-tls")["data"] == before["data"]
 
 
-def test_a_swap_without_the_trusted_ca_is_refused_before_anything_changes(cluster, ns, conn):
+def test_a_swap_is_refused_before_anything_changes(cluster, ns, conn):
     _, before = tls_setup(cluster, ns)
-    with pytest.raises(DriverError, match="pass ca_secret"):
-        actions.swap_tls_certificate("model-server-tls", ns, "expired", **conn)
     with pytest.raises(TargetNotFound):
         actions.swap_tls_certificate("missing", ns, "untrusted", **conn)
+    parameters = inspect.signature(actions.swap_tls_certificate).parameters
+    assert "ca_secret" not in parameters and "ca_dir" not in parameters  # no way to hand it the trusted CA
+    cluster.delete(SECRETS, ns, actions.BACKUP_SECRET)
+    with pytest.raises(DriverError, match="mlchaos-backups, where mlchaos keeps .* does not exist"):
+        actions.swap_tls_certificate("model-server-tls", ns, "expired", ttl=None, **conn)
     assert cluster.get(SECRETS, ns, "model-server-tls") == before
+
+
+def test_a_second_swap_is_refused_while_the_backup_of_the_first_is_kept(cluster, ns, conn):
+    _, before = tls_setup(cluster, ns)
+    record = actions.swap_tls_certificate("model-server-tls", ns, "expired", ttl=None, **conn)
+    swapped = cluster.get(SECRETS, ns, "model-server-tls")
+    with pytest.raises(DriverError, match="run restore_secret first"):
+        actions.swap_tls_certificate("model-server-tls", ns, "untrusted", ttl=None, **conn)
+    assert cluster.get(SECRETS, ns, "model-server-tls") == swapped and stored_backup(cluster, ns)["data"] == \
+        before["data"]
+    actions.restore_secret(**record["undo"]["arguments"])
+    assert cluster.get(SECRETS, ns, "model-server-tls")["data"] == before["data"]
+
+
+def test_a_swap_whose_secret_patch_fails_leaves_no_backup_behind(cluster, ns, conn):
+    _, before = tls_setup(cluster, ns)
+    original = cluster.emulator._handle
+
+    async def refuse_the_swap(request):  # the Secret changed by someone else between the read and the patch
+        if request.method == "PATCH" and request.name == "model-server-tls":
+            import kmock
+
+            raise kmock.KubernetesError(status=422, reason="Invalid", message="the test operation failed")
+        return await original(request)
+
+    cluster.emulator._handle = refuse_the_swap
+    try:
+        with pytest.raises(DriverError, match="rejected the request"):
+            actions.swap_tls_certificate("model-server-tls", ns, "expired", ttl=None, **conn)
+    finally:
+        del cluster.emulator._handle
+    assert cluster.get(SECRETS, ns, "model-server-tls") == before and stored_backup(cluster, ns) is None
+    assert actions.swap_tls_certificate("model-server-tls", ns, "expired", ttl=None, **conn)["dry_run"] is False
+
+
+def test_a_runner_killed_between_the_backup_and_the_swap_is_recovered_from_its_record(cluster, ns, conn, announced):
+    """The record is journaled before the backup is written, the backup before the Secret: recovery from the record
+    finds the backup, writes the (unchanged) data back and drops it, so the next swap is not refused."""
+    _, before = tls_setup(cluster, ns)
+    actions.swap_tls_certificate("model-server-tls", ns, "expired", ttl=None, dry_run=True, **conn)
+    (record,) = announced
+    api = client.connect(**conn)
+    store = secret_backups.read_store(api, ns)
+    secret_backups.put(api, ns, store, "model-server-tls", {  # what swap_tls_certificate writes, then dies
+        "secret": "model-server-tls", "uid": before["metadata"]["uid"], "data": before["data"],
+        "sha256": record.undo["arguments"]["sha256"], "change": "killed", "restart": []})
+    assert stored_backup(cluster, ns)["data"] == before["data"]
+    assert actions.restore_secret(**record.undo["arguments"])["result"] == "restored"
+    assert cluster.get(SECRETS, ns, "model-server-tls")["data"] == before["data"] and stored_backup(cluster, ns) is None
 
 
 def test_a_damaged_backup_is_never_written_back(cluster, ns, conn):
     tls_setup(cluster, ns)
     record = actions.swap_tls_certificate("model-server-tls", ns, "untrusted", ttl=None, **conn)
-    secret = cluster.get(SECRETS, ns, "model-server-tls")
-    backup = json.loads(secret["metadata"]["annotations"][actions.SECRET_BACKUP])
+    store = cluster.get(SECRETS, ns, actions.BACKUP_SECRET)
+    backup = stored_backup(cluster, ns)
     backup["data"]["tls.crt"] = "dGFtcGVyZWQ="
-    secret["metadata"]["annotations"][actions.SECRET_BACKUP] = json.dumps(backup)
-    cluster.put(SECRETS, secret)
+    store["data"]["secret.model-server-tls"] = base64.b64encode(json.dumps(backup).encode()).decode()
+    cluster.put(SECRETS, store)
+    swapped = cluster.get(SECRETS, ns, "model-server-tls")
     with pytest.raises(DriverError, match="damaged"):
         actions.restore_secret(**record["undo"]["arguments"])
+    assert cluster.get(SECRETS, ns, "model-server-tls")["data"] == swapped["data"]
+
+
+def test_the_backup_of_a_secret_deleted_or_replaced_meanwhile_is_dropped_and_nothing_written(cluster, ns, conn):
+    tls_setup(cluster, ns)
+    record = actions.swap_tls_certificate("model-server-tls", ns, "expired", ttl=None, **conn)
+    replaced = cluster.get(SECRETS, ns, "model-server-tls")
+    cluster.delete(SECRETS, ns, "model-server-tls")
+    replaced["metadata"]["uid"] = "another-uid"
+    cluster.put(SECRETS, replaced)
+    result = actions.restore_secret(ns, "model-server-tls", **conn)  # static: no uid given, the backup's own is used
+    assert result["result"].startswith("replaced since") and stored_backup(cluster, ns) is None
+    assert cluster.get(SECRETS, ns, "model-server-tls")["data"] == replaced["data"]
+    actions.swap_tls_certificate("model-server-tls", ns, "expired", ttl=None, **conn)
+    cluster.delete(SECRETS, ns, "model-server-tls")
+    assert actions.restore_secret(ns, "model-server-tls", **conn)["result"] == actions.GONE
+    assert stored_backup(cluster, ns) is None
+    assert record["undo"]["arguments"]["uid"] != "another-uid"
+
+
+def test_a_swap_made_by_an_older_mlchaos_is_undone_from_its_annotation(cluster, ns, conn):
+    """Before issue 15 the backup was the Secret's own mlchaos.io/secret-backup annotation (the pre-move record of
+    tests/fixtures/journals/premove/ names restore_secret with these arguments): it is restored and removed."""
+    _, before = tls_setup(cluster, ns)
+    old = before["data"]
+    digest = hashlib.sha256(json.dumps(old, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    legacy = json.dumps({"data": old, "sha256": digest, "change": "27d2ba48", "restart": ["deployment/model-server"]},
+                        sort_keys=True, separators=(",", ":"))
+    bad = {**old, "tls.crt": base64.b64encode(b"not the certificate").decode()}
+    cluster.put(SECRETS, {**before, "data": bad, "metadata": {**before["metadata"],
+                                                              "annotations": {actions.SECRET_BACKUP: legacy}}})
+    result = actions.restore_secret(ns, "model-server-tls", uid=before["metadata"]["uid"], sha256=digest,
+                                    restart=["deployment/model-server"], in_cluster=False, **conn)
+    assert result["result"] == "restored" and result["restarted"] == ["Deployment/model-server"]
+    after = cluster.get(SECRETS, ns, "model-server-tls")
+    assert after["data"] == old and actions.SECRET_BACKUP not in (after["metadata"].get("annotations") or {})
+    assert actions.restore_secret(ns, "model-server-tls", **conn)["already"] == ["model-server-tls"]
 
 
 def test_a_secret_mounted_by_a_pod_that_opted_out_is_refused(cluster, ns, conn):

@@ -138,6 +138,9 @@ def test_api_errors_become_one_line_driver_errors():
 
     forbidden = client.translate(api_error(403, 'pods is forbidden: User "x" cannot delete\n resource'), "delete pod")
     assert "forbidden by RBAC" in str(forbidden) and "\n" not in str(forbidden)
+    denied = client.translate(api_error(403, 'pods "x" is forbidden: ValidatingAdmissionPolicy \'mlchaos-pods\' '
+                                             "with binding 'mlchaos-pods' denied request: no image"), "patch pod")
+    assert "denied by an admission policy" in str(denied) and "RBAC" not in str(denied) and "no image" in str(denied)
     assert isinstance(client.translate(api_error(409, "conflict"), "patch"), client.ApiConflict)
     assert "rejected the request" in str(client.translate(api_error(422, "bad"), "create"))
     assert "answered HTTP 500" in str(client.translate(api_error(500, "boom"), "list"))

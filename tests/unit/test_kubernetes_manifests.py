@@ -13,7 +13,7 @@ import re
 import pytest
 import yaml
 
-from drivers.kubernetes import manifests
+from drivers.kubernetes import actions, manifests
 from drivers.kubernetes.selection import selector_from_object
 from mlchaos.experiment.loader import load_document
 from mlchaos.experiment.validation import validate
@@ -27,9 +27,11 @@ API_VERSIONS = {
     "Namespace": "v1", "ServiceAccount": "v1", "Service": "v1", "ConfigMap": "v1", "Secret": "v1",
     "Deployment": "apps/v1", "CronJob": "batch/v1", "Role": "rbac.authorization.k8s.io/v1",
     "RoleBinding": "rbac.authorization.k8s.io/v1", "ServiceMonitor": "monitoring.coreos.com/v1",
-    "PrometheusRule": "monitoring.coreos.com/v1",
+    "PrometheusRule": "monitoring.coreos.com/v1", "NetworkPolicy": "networking.k8s.io/v1",
+    "ValidatingAdmissionPolicy": "admissionregistration.k8s.io/v1",
+    "ValidatingAdmissionPolicyBinding": "admissionregistration.k8s.io/v1",
 }
-NAMESPACED = set(API_VERSIONS) - {"Namespace"}
+NAMESPACED = set(API_VERSIONS) - {"Namespace", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
 
 
 def objects() -> list[tuple[str, dict]]:
@@ -56,7 +58,8 @@ def pod_specs() -> list[tuple[dict, dict]]:
 def test_the_manifests_parse_and_every_object_has_the_basics():
     found = objects()
     assert {name for name, _ in found} >= {"model-serving.yaml", "monitoring.yaml", "prometheus-rule.yaml",
-                                           "fault-proxy.yaml", "rbac.yaml", "gameday-cronjob.yaml"}
+                                           "fault-proxy.yaml", "rbac.yaml", "gameday-cronjob.yaml",
+                                           "admission-policy.yaml"}
     declared_namespaces = {o["metadata"]["name"] for _, o in found if o["kind"] == "Namespace"}
     for name, obj in found:
         where = f"{name}: {obj.get('kind')}/{obj.get('metadata', {}).get('name')}"
@@ -135,6 +138,79 @@ def test_references_between_objects_resolve():
         for rule in role["rules"]:
             assert rule["apiGroups"] and rule["resources"] and rule["verbs"]
             assert "*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"]
+
+
+def _proxy_container() -> dict:
+    (deployment,) = [d for d in by_kind("Deployment") if d["metadata"]["name"] == "fault-proxy"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+def test_the_fault_proxy_api_requires_the_token_the_runner_sends():
+    container = _proxy_container()
+    args = container["args"]
+    assert args[args.index("--api") + 1] == "0.0.0.0:8474", "bound beyond loopback: the token is required"
+    env = {e["name"]: e for e in container["env"]}
+    proxy_ref = env["MLCHAOS_PROXY_TOKEN"]["valueFrom"]["secretKeyRef"]
+    assert proxy_ref.get("optional", False) is False, "the proxy must not start without its token"
+    (cronjob,) = by_kind("CronJob")
+    runner = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    runner_ref = {e["name"]: e for e in runner["env"]}["MLCHAOS_PROXY_TOKEN"]["valueFrom"]["secretKeyRef"]
+    assert (runner_ref["name"], runner_ref["key"]) == (proxy_ref["name"], proxy_ref["key"])
+    assert "--strict-upstreams" in args  # only the configured upstream, never the pod's own loopback
+    allowed_hosts = {args[i + 1] for i, a in enumerate(args) if a == "--allow-host"}
+    assert "fault-proxy.ml-serving.svc" in allowed_hosts  # the name the runner's proxy_url uses
+    assert "httpGet" not in container["readinessProbe"], "an unauthenticated probe would get 401"
+
+
+def test_a_network_policy_admits_only_the_runner_to_the_proxy_api():
+    (policy,) = by_kind("NetworkPolicy")
+    (deployment,) = [d for d in by_kind("Deployment") if d["metadata"]["name"] == "fault-proxy"]
+    assert policy["metadata"]["namespace"] == deployment["metadata"]["namespace"]
+    assert selector_from_object(policy["spec"]["podSelector"]).matches(
+        deployment["spec"]["template"]["metadata"]["labels"])
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    ports = {p["name"]: p["containerPort"] for p in _proxy_container()["ports"]}
+    rules = policy["spec"]["ingress"]
+    api_rules = [r for r in rules if any(p["port"] in ("api", ports["api"]) for p in r["ports"])]
+    assert len(api_rules) == 1 and len(api_rules[0]["from"]) == 1
+    (peer,) = api_rules[0]["from"]
+    # the runner's pods, and only in the runner's namespace: both selectors in one peer (AND, not OR)
+    (cronjob,) = by_kind("CronJob")
+    runner_labels = cronjob["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"]
+    runner_namespace = cronjob["metadata"]["namespace"]
+    assert peer["namespaceSelector"] == {"matchLabels": {"kubernetes.io/metadata.name": runner_namespace}}
+    pods = selector_from_object(peer["podSelector"])
+    assert pods.matches(runner_labels)
+    (model,) = [d for d in by_kind("Deployment") if d["metadata"]["name"] == "model-server"]
+    assert not pods.matches(model["spec"]["template"]["metadata"]["labels"])
+    # every other rule opens only the proxy port, never the API
+    for rule in rules:
+        if rule is not api_rules[0]:
+            assert {p["port"] for p in rule["ports"]} == {"model-server"}
+def test_the_admission_policies_are_bound_to_deny_and_hold_the_runners_service_account():
+    """Every policy has a binding that denies (a policy without one does nothing), fails closed, and its match
+    condition names the ServiceAccount rbac.yaml binds the Role to."""
+    (binding,) = by_kind("RoleBinding")
+    (subject,) = binding["subjects"]
+    runner = f"system:serviceaccount:{subject['namespace']}:{subject['name']}"
+    policies = {p["metadata"]["name"]: p for p in by_kind("ValidatingAdmissionPolicy")}
+    bindings = {b["spec"]["policyName"]: b for b in by_kind("ValidatingAdmissionPolicyBinding")}
+    assert policies and set(bindings) == set(policies)
+    for name, policy in policies.items():
+        assert bindings[name]["spec"]["validationActions"] == ["Deny"], name
+        assert policy["spec"]["failurePolicy"] == "Fail", name
+        assert [c["expression"] for c in policy["spec"]["matchConditions"]] == [
+            f"request.userInfo.username == '{runner}'"], name
+
+
+def test_the_backup_secret_is_shipped_empty_and_the_role_may_patch_it():
+    (store,) = [s for s in by_kind("Secret") if s["metadata"]["name"] == actions.BACKUP_SECRET]
+    (role,) = by_kind("Role")
+    assert store["type"] == "Opaque" and "data" not in store and "stringData" not in store
+    assert store["metadata"]["namespace"] == role["metadata"]["namespace"]
+    granted = [r for r in role["rules"] if actions.BACKUP_SECRET in (r.get("resourceNames") or [])]
+    assert [sorted(r["verbs"]) for r in granted] == [["get", "patch"]]
 
 
 def test_the_prometheus_rule_is_the_current_rendering_of_the_alert_rules():

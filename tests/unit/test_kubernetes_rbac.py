@@ -1,30 +1,33 @@
 """The Role in deploy/kubernetes/rbac.yaml grants exactly what the Kubernetes driver calls.
 
 Every driver function runs once (a happy path, the rollbacks both from their record and from
-an experiment's static arguments) against kmock's emulator, which logs each request as
-(verb, API group, resource[/subresource], name). The test then checks: every request is
-granted by the Role (resourceNames included), every rule of the Role was needed by some
-request, and each function made exactly the calls the table below (and docs/kubernetes.md)
-documents for it. The emulated controller is not needed: no test here waits for pods.
+an experiment's static arguments; tests/support/kubernetes_tour.py) against kmock's emulator,
+a stand-in for an API server (none runs on this machine), which logs each request as (verb,
+API group, resource[/subresource], name). The test then checks: every request is granted by
+the Role (resourceNames included), every rule of the Role was needed by some request, and
+each function made exactly the calls the table below (and docs/kubernetes.md) documents for
+it. And the Role grants no read of a CA, and every write verb it grants that could escalate
+is held by the admission policy (test_kubernetes_admission.py tests what the policy allows).
+The emulated controller is not needed: no test here waits for pods.
 """
 
 from __future__ import annotations
 
-import base64
-from collections.abc import Callable
-
 import pytest
 import yaml
 
-from drivers.kubernetes import actions, probes
-from mlchaos.lib import certificates as certs
-from tests.support.kubernetes_emulator import NETWORKPOLICIES, SECRETS, SERVICES, ApiCall, EmulatedCluster
+from tests.support.admission_policy import Policies
+from tests.support.kubernetes_emulator import ApiCall, EmulatedCluster
+from tests.support.kubernetes_tour import NS, tour
 from tests.support.paths import ROOT
 
 RBAC = ROOT / "deploy" / "kubernetes" / "rbac.yaml"
-NS = "ml-serving"  # the namespace the Role is for
-APP = {"app.kubernetes.io/name": "model-server"}
-SELECTOR = "app.kubernetes.io/name=model-server"
+# write grants no admission policy holds, because they cannot escalate: a deleted pod is recreated by its
+# controller from the same template; the scale subresource changes nothing but a replica count
+NOT_ESCALATING = {("", "pods", "delete"), ("apps", "deployments/scale", "patch"),
+                  ("apps", "statefulsets/scale", "patch")}
+WRITE_VERBS = {"create": "CREATE", "update": "UPDATE", "patch": "UPDATE", "delete": "DELETE",
+               "deletecollection": "DELETE"}
 
 # function -> the "verb group/resource" calls it makes (core group written as "")
 EXPECTED: dict[str, set[str]] = {
@@ -82,81 +85,10 @@ def role_rules() -> list[dict]:
     return role["rules"]
 
 
-def tour(cluster: EmulatedCluster) -> dict[str, list[ApiCall]]:
-    """Run every driver function once; the calls each made."""
-    conn = cluster.connection()
-    b64 = lambda data: base64.b64encode(data).decode()  # noqa: E731
-    ca = certs.CertificateAuthority.create("staging CA")
-    cert, key, _ = certs.issue_certificate("valid", ["model-server.ml-serving.svc"], ca)
-    cluster.put(SECRETS, {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
-                          "metadata": {"name": "model-server-tls", "namespace": NS},
-                          "data": {"tls.crt": b64(certs.cert_pem(cert)), "tls.key": b64(certs.key_pem(key))}})
-    cluster.put(SECRETS, {"apiVersion": "v1", "kind": "Secret",
-                          "metadata": {"name": "model-serving-ca", "namespace": NS},
-                          "data": {"ca.crt": b64(certs.cert_pem(ca.certificate)),
-                                   "ca.key": b64(certs.key_pem(ca.key))}})
-    cluster.add_deployment(NS, "model-server", replicas=3, labels=APP, annotations={"prometheus.io/scrape": "true"},
-                           volumes=[{"name": "tls", "secret": {"secretName": "model-server-tls"}}])
-    cluster.add_deployment(NS, "fault-proxy", replicas=1, labels={"app.kubernetes.io/name": "fault-proxy"})
-    cluster.add_statefulset(NS, "feature-store", replicas=2, labels={"app": "feature-store"})
-    cluster.put(SERVICES, {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "model-server", "namespace": NS},
-                           "spec": {"selector": dict(APP), "ports": [{"name": "http", "port": 8000,
-                                                                      "targetPort": "http"}]}})
-    steps: list[tuple[str, Callable[[], object]]] = []
-    state: dict[str, dict] = {}
-
-    def step(name: str, run: Callable[[], object], keep: str | None = None) -> None:
-        steps.append((name, lambda: state.__setitem__(keep, run()) if keep else run()))
-
-    step("delete_pods", lambda: actions.delete_pods(NS, SELECTOR, count=1, **conn))
-    step("delete_pods(keep_down)", lambda: actions.delete_pods(NS, SELECTOR, count=1, keep_down=60, **conn),
-         keep="hold")
-    step("restore_scale", lambda: actions.restore_scale(**{**state["hold"]["undo"]["arguments"]}))
-    step("delete_pods(keep_down, statefulset)", lambda: actions.delete_pods(
-        NS, "app=feature-store", name_pattern="-1$", keep_down=60, **conn), keep="sts")
-    step("restore_scale(statefulset)", lambda: actions.restore_scale(NS, ["statefulset/feature-store"], **conn))
-    step("scale_workload", lambda: actions.scale_workload("model-server", NS, 1, ttl=None, **conn), keep="scale")
-    step("restore_scale", lambda: actions.restore_scale(NS, ["model-server"], **conn))
-    step("scale_workload(statefulset)", lambda: actions.scale_workload("feature-store", NS, 0, kind="StatefulSet",
-                                                                       ttl=None, **conn))
-    step("restore_scale(statefulset)", lambda: actions.restore_scale(NS, ["statefulset/feature-store"], **conn))
-    step("swap_tls_certificate", lambda: actions.swap_tls_certificate(
-        "model-server-tls", NS, "expired", ca_secret="model-serving-ca", restart=["model-server"], ttl=None, **conn),
-        keep="tls")
-    step("restore_secret", lambda: actions.restore_secret(**state["tls"]["undo"]["arguments"]))
-    step("block_metrics_port", lambda: actions.block_metrics_port(8000, NS, SELECTOR, ttl=None, **conn),
-         keep="block")
-    step("unblock_metrics_port", lambda: actions.unblock_metrics_port(**state["block"]["undo"]["arguments"]))
-    step("block_metrics_port", lambda: actions.block_metrics_port(8000, NS, SELECTOR, ttl=None, **conn))
-    step("unblock_metrics_port(static)", lambda: actions.unblock_metrics_port(NS, **conn))
-    step("remove_scrape_annotation", lambda: actions.remove_scrape_annotation(NS, SELECTOR, ttl=None, **conn),
-         keep="scrape")
-    step("restore_scrape_annotation", lambda: actions.restore_scrape_annotation(
-        **state["scrape"]["undo"]["arguments"]))
-    step("route_through_proxy", lambda: actions.route_through_proxy(
-        "model-server", NS, {"app.kubernetes.io/name": "fault-proxy"}, 18000, ttl=None, **conn), keep="route")
-    step("restore_service", lambda: actions.restore_service(**state["route"]["undo"]["arguments"]))
-    step("pods_ready / ready_pod_count / restart_counts / total_restarts", lambda: (
-        probes.pods_ready(NS, SELECTOR, **conn), probes.ready_pod_count(NS, SELECTOR, **conn),
-        probes.restart_counts(NS, SELECTOR, **conn), probes.total_restarts(NS, SELECTOR, **conn)))
-    step("ready_replicas", lambda: probes.ready_replicas("model-server", NS, **conn))
-    step("ready_replicas(statefulset)", lambda: probes.ready_replicas("feature-store", NS, "StatefulSet", **conn))
-    step("deployment_available", lambda: probes.deployment_available("model-server", NS, **conn))
-    step("events_since_fault / event_count", lambda: (probes.events_since_fault(NS, since_seconds=60, **conn),
-                                                     probes.event_count(NS, **conn)))
-    calls: dict[str, list[ApiCall]] = {}
-    for name, run in steps:
-        cluster.clear_calls()
-        run()
-        calls.setdefault(name, []).extend(cluster.calls)
-    assert cluster.list(NETWORKPOLICIES, NS) == []
-    return calls
-
-
 @pytest.fixture(scope="module")
 def calls(tmp_path_factory) -> dict[str, list[ApiCall]]:
     with EmulatedCluster(tmp_path_factory.mktemp("k8s")) as cluster:
-        return tour(cluster)
+        return tour(cluster).calls
 
 
 def test_every_call_the_driver_makes_is_granted_by_the_role(calls):
@@ -192,3 +124,25 @@ def test_the_documentation_lists_the_same_calls():
         for call in needed:
             verb, _, resource = call.partition(" ")
             assert f"{verb} {resource.lstrip('/')}" in text, f"docs/kubernetes.md misses {call!r} ({name})"
+
+
+def test_the_role_reads_no_certificate_authority():
+    """The bad certificates come from a throw-away CA: the runner needs no CA Secret, and none is granted."""
+    secrets = [r for r in role_rules() if "secrets" in r["resources"]]
+    assert [sorted(r["resourceNames"]) for r in secrets] == [["mlchaos-backups", "model-server-tls"]]
+
+
+def test_every_write_the_role_grants_is_held_by_the_admission_policy():
+    """RBAC cannot limit a patch to fields nor a create or delete to mlchaos' own objects: each such grant must be
+    matched by a ValidatingAdmissionPolicy for the runner, or be one of the few that cannot escalate."""
+    policies = Policies()
+    unheld = []
+    for rule in role_rules():
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                for verb in rule["verbs"]:
+                    if verb in WRITE_VERBS and (group, resource, verb) not in NOT_ESCALATING \
+                            and not policies.matched_by(group, resource, WRITE_VERBS[verb]):
+                        unheld.append(f"{verb} {group}/{resource}")
+    assert unheld == []
+    assert policies.matched_by("", "pods", "DELETE") == []  # the exemptions are what they say

@@ -3,14 +3,14 @@
 The fixtures in tests/fixtures/journals/premove/ were recorded by real runs of the code of commit
 72ff95a (the flat layout): one journal per sandbox and Docker drill, a runner killed mid-fault,
 and every Kubernetes fault's change record with the command lines of the TTL watchdogs it started.
-Here: every undo those records name still resolves and accepts its recorded arguments, and a
+Here: every undo those records name still resolves to a declared undo (recovery calls no other function)
+and accepts its recorded arguments, and a
 watchdog with a pre-move command line is still found and stopped. tests/integration/
 test_premove_recovery.py runs ``mlchaos recover`` on pre-move journals for real.
 """
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import json
 import os
@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from mlchaos.safety.declared_undos import is_declared, resolve
 from mlchaos.safety.undo import recorded_changes
 from mlchaos.safety.watchdog import pending, stop_covered, stop_watchdog
 from tests.support.paths import FIXTURES
@@ -53,10 +54,9 @@ def test_the_fixtures_cover_every_driver_family_with_an_undo():
 
 
 @pytest.mark.parametrize(("where", "undo"), RECORDS, ids=[where for where, _ in RECORDS])
-def test_every_recorded_undo_resolves_and_takes_its_recorded_arguments(where, undo):
-    module, _, name = undo["func"].rpartition(".")
-    func = getattr(importlib.import_module(module), name)
-    assert callable(func), where
+def test_every_recorded_undo_is_declared_and_takes_its_recorded_arguments(where, undo):
+    func = resolve(undo["func"])  # raises UndoRefused when recovery would refuse it
+    assert is_declared(func), where
     inspect.signature(func).bind(**undo["arguments"])  # raises TypeError when an argument no longer fits
 
 

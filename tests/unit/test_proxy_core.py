@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from mlchaos.proxy import AlreadyExists, InvalidProxy, InvalidToxic, ProxyNotFound, ProxyRegistry, ToxicNotFound
+from mlchaos.proxy.errors import Forbidden, ResetIncomplete
 
 Scenario = Callable[[ProxyRegistry, str], Awaitable[Any]]
 
@@ -271,11 +272,11 @@ def test_duplicates_and_bad_proxies_are_refused():
         with pytest.raises(AlreadyExists):
             registry.add_toxic("echo", "latency", {"latency": 2})
         with pytest.raises(AlreadyExists):
-            await registry.create("echo", "127.0.0.1:0", "127.0.0.1:1")
+            await registry.create("echo", "127.0.0.1:0", "127.0.0.1:65000")
         with pytest.raises(AlreadyExists, match="cannot listen"):
-            await registry.create("twin", listen, "127.0.0.1:1")  # the address is taken
+            await registry.create("twin", listen, "127.0.0.1:65000")  # the address is taken
         with pytest.raises(InvalidProxy):
-            await registry.create("bad", "nowhere", "127.0.0.1:1")
+            await registry.create("bad", "nowhere", "127.0.0.1:65000")
         assert sorted(registry.proxies) == ["echo"]
 
     run(scenario)
@@ -298,3 +299,66 @@ def test_an_unreachable_upstream_resets_the_client():
             await registry.close()
 
     assert isinstance(asyncio.run(main()), ConnectionResetError)
+
+
+def test_reset_removes_every_toxic_and_goes_on_past_a_proxy_that_cannot_listen():
+    async def scenario(registry: ProxyRegistry, listen: str) -> None:
+        upstream = registry.get("echo").upstream
+        for name in ("a", "b"):
+            await registry.create(name, "127.0.0.1:0", upstream)
+        for name in ("echo", "a", "b"):
+            registry.add_toxic(name, "latency", {"latency": 5000}, ttl=60)
+        await registry.update("a", enabled=False)
+        squatter = await asyncio.start_server(lambda r, w: w.close(), *registry.get("a").listen.rsplit(":", 1))
+        try:
+            with pytest.raises(ResetIncomplete) as caught:
+                await registry.reset()
+        finally:
+            squatter.close()
+        assert list(caught.value.failed) == ["a"] and "cannot listen" in caught.value.failed["a"]
+        assert {name: p.toxics for name, p in registry.proxies.items()} == {"echo": [], "a": [], "b": []}
+        assert {name: p.enabled for name, p in registry.proxies.items()} == {"echo": True, "a": False, "b": True}
+        assert await _round_trip(registry.get("b").listen) < 1.0, "b's 5000 ms toxic is gone"
+        await registry.reset()  # the address is free again: this time everything comes back
+        assert registry.get("a").enabled
+
+    run(scenario)
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_a_failed_update_puts_the_proxy_back_as_it_was(enabled):
+    async def scenario(registry: ProxyRegistry, listen: str) -> None:
+        proxy = registry.get("echo")
+        toxic = registry.add_toxic("echo", "latency", {"latency": 1})
+        if not enabled:
+            await registry.update("echo", enabled=False)
+        before = (proxy.listen, proxy.upstream, proxy.enabled)
+        taken = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
+        elsewhere = f"127.0.0.1:{taken.sockets[0].getsockname()[1]}"
+        try:
+            with pytest.raises(AlreadyExists, match="nothing changed"):
+                # a new upstream, then a listen address that is taken: none of it may stay
+                await registry.update("echo", enabled=True, listen=elsewhere, upstream="127.0.0.1:65000")
+        finally:
+            taken.close()
+        assert (proxy.listen, proxy.upstream, proxy.enabled) == before
+        assert proxy.toxics == [toxic]
+        if enabled:
+            assert await _round_trip(proxy.listen) < 1.0, "still serving on its old address"
+
+    run(scenario)
+
+
+def test_addresses_outside_the_allow_list_are_refused_before_anything_changes():
+    async def scenario(registry: ProxyRegistry, listen: str) -> None:
+        proxy = registry.get("echo")
+        before = (proxy.listen, proxy.upstream, proxy.enabled)
+        with pytest.raises(Forbidden, match="upstream 127.0.0.1:22 is not allowed"):
+            await registry.create("ssh", "127.0.0.1:0", "127.0.0.1:22")
+        with pytest.raises(Forbidden, match="listen address 0.0.0.0:0 is not allowed"):
+            await registry.update("echo", listen="0.0.0.0:0", upstream="127.0.0.1:65000")
+        with pytest.raises(Forbidden):
+            await registry.update("echo", enabled=False, upstream="10.0.0.1:8000")
+        assert sorted(registry.proxies) == ["echo"] and (proxy.listen, proxy.upstream, proxy.enabled) == before
+
+    run(scenario)

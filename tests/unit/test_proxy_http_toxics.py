@@ -90,9 +90,17 @@ class _Harness:
 
     def close(self) -> None:
         self.call(self.registry.close())
+        self.call(_finish_tasks())  # connections cancelled by close() end before the loop stops, not at GC
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.server.shutdown()
         self.server.server_close()
+
+
+async def _finish_tasks() -> None:
+    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 @pytest.fixture
@@ -118,7 +126,8 @@ def test_transform_scales_a_feature_on_every_infer_request_of_a_keep_alive_conne
     bodies = [json.loads(b) for m, p, b in _Recorder.seen if p == INFER]
     assert [b["inputs"][0]["data"] for b in bodies] == [[5.1, 3.5, 14.0, 0.2]] * 3
     assert bodies[0]["id"] == "r1"  # everything but the features is kept
-    assert harness.stats() == {"seen": 4, "matched": 3, "changed": 3, "skipped": 0, "unframed_bytes": 0}
+    assert harness.stats() == {"seen": 4, "matched": 3, "changed": 3, "skipped": 0, "oversized": 0,
+                               "unframed_bytes": 0}
 
 
 def test_requests_that_do_not_match_pass_byte_for_byte(harness):
@@ -273,3 +282,51 @@ def test_framer_gives_up_on_what_it_cannot_frame_and_passes_it_raw(data):
     framer = RequestFramer()
     assert framer.feed(data) == [data] and framer.opaque
     assert framer.feed(b"more") == [b"more"]
+
+
+def test_a_request_over_the_buffer_cap_streams_on_instead_of_being_held():
+    framer = RequestFramer()  # the default cap: 1 MiB
+    body = bytes(range(256)) * (20 * 4096)  # 20 MiB, what used to be held whole (up to 16 MiB) per connection
+    big = f"POST {INFER} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
+    small = b"POST /b HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc"
+    stream = big + small
+    out: list[bytes | object] = []
+    peak = 0
+    for i in range(0, len(stream), 65536):  # the chunks a link reads
+        out += framer.feed(stream[i:i + 65536])
+        peak = max(peak, framer.buffered)
+    assert peak <= 65536, "never more than the chunk being split"
+    raw = [item for item in out if isinstance(item, bytes)]
+    assert b"".join(raw) == big, "byte for byte, in order"
+    assert [(r.method, r.body) for r in out if not isinstance(r, bytes)] == [("POST", b"abc")], "framing resumes"
+    assert framer.oversized == 1 and not framer.opaque
+
+
+def test_a_request_just_under_the_cap_is_held_and_framed():
+    framer = RequestFramer(max_body=1000)
+    request = b"POST /a HTTP/1.1\r\nContent-Length: 1000\r\n\r\n" + b"x" * 1000
+    assert framer.feed(request[:500]) == [] and framer.buffered == 500
+    (framed,) = framer.feed(request[500:])
+    assert framed.body == b"x" * 1000 and framer.oversized == 0
+    assert framer.feed(b"POST /a HTTP/1.1\r\nContent-Length: 1001\r\n\r\n") != []  # over: the head goes on at once
+    assert framer.oversized == 1 and framer.buffered == 0
+
+
+def test_a_request_level_toxic_fed_more_than_its_cap_passes_it_untouched(harness):
+    harness.add("http_transform", {"transforms": [{"op": "scale", "feature": 0, "factor": 2}], "max_body": 65536})
+    big = _infer([[1.0] * 4] * 5000)  # about 100 KB of JSON: over the 64 KiB cap
+    small = _infer([[1.0, 2.0, 3.0, 4.0]])
+    with requests.Session() as s:
+        assert s.post(harness.url + INFER, json=big, timeout=10).status_code == 200
+        assert s.post(harness.url + INFER, json=small, timeout=10).status_code == 200
+    (_, _, first), (_, _, second) = _Recorder.seen
+    assert json.loads(first) == big, "streamed on unchanged, not held"
+    assert json.loads(second)["inputs"][0]["data"] == [2.0, 2.0, 3.0, 4.0], "the next request is transformed"
+    assert harness.stats() | {"unframed_bytes": 0} == {"seen": 1, "matched": 1, "changed": 1, "skipped": 0,
+                                                       "oversized": 1, "unframed_bytes": 0}
+
+
+@pytest.mark.parametrize("max_body", [16 * 1024 * 1024 + 1, -1, 1.5])
+def test_the_buffer_cap_has_a_ceiling(harness, max_body):
+    with pytest.raises(InvalidToxic, match="max_body must be a whole number of bytes"):
+        harness.add("http_drop", {"max_body": max_body})

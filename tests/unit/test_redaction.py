@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mlchaos.journal.redaction import REDACTED, Redactor, sensitive_values
+from mlchaos.journal.redaction import REDACTED, Redactor, code_paths, sensitive_values, too_short_to_redact
 from tests.support.bad_experiments import valid
 
 LITERAL_SECRET = "s3cr3t-literal-token"
@@ -72,5 +72,84 @@ def test_sensitive_values_covers_env_configuration_and_var_file_declarations() -
     values = sensitive_values(declared, configuration, {"scope": {"key": "secret-value"}}, overrides)
     assert set(values) == {"https://hidden.example", "8443", "secret-value", "from-var-file"}
     redactor = Redactor(values)
-    assert redactor.data({"port": 8443, "https://hidden.example": "x", "name": "public"}) == {
-        "port": REDACTED, REDACTED: "x", "name": "public"}
+    assert redactor.data({"port": 8443, "https://hidden.example": "x", "at": "https://hidden.example:8443/x"}) == {
+        "port": 8443, "https://hidden.example": "x", "at": f"{REDACTED}:{REDACTED}/x"}
+
+
+def test_only_leaf_strings_change_never_keys_numbers_booleans_or_code_paths() -> None:
+    redactor = Redactor(["model", "443", "True"])
+    journal = {
+        "model": {"port": 443, "ready": True, "url": "https://model.example:443"},
+        "activity": {"provider": {"type": "python", "module": "drivers.model.actions", "func": "model",
+                                  "arguments": {"name": "model"}}},
+        "undo": {"func": "drivers.model.actions.restore_model", "arguments": {"replica": "model-1"}},
+    }
+    assert redactor.data(journal) == {
+        "model": {"port": 443, "ready": True, "url": f"https://{REDACTED}.example:{REDACTED}"},
+        "activity": {"provider": {"type": "python", "module": "drivers.model.actions", "func": "model",
+                                  "arguments": {"name": REDACTED}}},
+        "undo": {"func": "drivers.model.actions.restore_model", "arguments": {"replica": f"{REDACTED}-1"}},
+    }
+
+
+def test_a_drivers_output_can_be_keyed_by_a_secret_and_that_key_is_redacted() -> None:
+    """An output is data (a mapping by URL, by path): its keys are; the journal's own keys are not."""
+    redactor = Redactor(["https://hidden.example"])
+    entry = {"activity": {"name": "probe"}, "output": {"https://hidden.example": {"https://hidden.example/a": 1}}}
+    assert redactor.data({"run": [entry]}) == {"run": [
+        {"activity": {"name": "probe"}, "output": {REDACTED: {f"{REDACTED}/a": 1}}}]}
+
+
+def test_text_keeps_code_paths_whole_but_redacts_the_secret_elsewhere() -> None:
+    redactor = Redactor(["model", "model.actions.x1"])
+    redactor.protect(code_paths({"provider": {"module": "drivers.model.actions", "func": "kill"}}))
+    assert redactor.text("action kill (drivers.model.actions.kill) on model-1") == \
+        f"action kill (drivers.model.actions.kill) on {REDACTED}-1"
+    # a secret that reaches out of a code path is redacted whole
+    assert redactor.text("drivers.model.actions.x1") == f"drivers.{REDACTED}"
+    assert Redactor(["model"]).text("drivers.model.actions") == f"drivers.{REDACTED}.actions"  # nothing protected
+
+
+def test_a_bare_function_name_is_not_protected() -> None:
+    """Only dotted paths are code: a secret equal to a function's bare name stays hidden in texts."""
+    assert code_paths({"module": "testdrivers", "func": "leak"}) == {"testdrivers", "testdrivers.leak"}
+    assert code_paths({"func": "kill", "arguments": {}}) == set()
+    assert code_paths({"undo": {"func": "drivers.tls.actions.restore_certificate"}}) == \
+        {"drivers.tls.actions.restore_certificate"}
+
+
+def test_values_too_short_to_redact_are_named_by_key_never_by_value() -> None:
+    declared = {"zone": {"type": "env", "key": "Z"}, "url": {"type": "env", "key": "U", "default": ""}}
+    configuration = {"zone": "eu", "url": "https://long-enough.example"}
+    secrets = {"db": {"pin": 42, "password": "long-enough-password", "empty": ""}}
+    assert too_short_to_redact(declared, configuration, secrets) == ["configuration.zone", "secrets.db.pin"]
+    assert "eu" not in sensitive_values(declared, configuration, secrets)
+
+
+def test_a_run_warns_once_naming_the_secrets_too_short_to_redact(tmp_path: Path,
+                                                                    subprocess_env: dict[str, str]) -> None:
+    data = valid()
+    data["secrets"] = {"api": {"pin": "7x", "token": LITERAL_SECRET}}
+    data["method"] = [_leak("echo", "${token}", "${pin}")]
+    path = tmp_path / "short.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    journal = tmp_path / "journal.json"
+    proc = subprocess.run([sys.executable, "-m", "mlchaos", "run", str(path), "--journal", str(journal)],
+                          env=subprocess_env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    warnings = [line for line in proc.stdout.splitlines() if "too short to redact" in line]
+    assert warnings == ["WARNING: secrets.api.pin: shorter than 3 characters, too short to redact safely: "
+                        "shown as is in the journal and the output"]
+    written = json.loads(journal.read_text(encoding="utf-8"))
+    assert written["mlchaos"]["too_short_to_redact"] == ["secrets.api.pin"]
+    assert LITERAL_SECRET not in journal.read_text(encoding="utf-8")
+
+
+def test_a_secret_added_later_is_redacted_from_then_on() -> None:
+    """The run's own receiver token is made after the redactor; it must be redacted all the same."""
+    redactor = Redactor(["alpha-secret"])
+    token = "a-run-token-made-later-0123456789"
+    assert redactor.text(f"bearer {token}") == f"bearer {token}"
+    redactor.add_secret(token)
+    assert redactor.text(f"bearer {token} alpha-secret") == "bearer *** ***"
+    assert redactor.data({"header": f"Bearer {token}"}) == {"header": "Bearer ***"}

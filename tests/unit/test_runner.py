@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import stat
 import time
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +17,8 @@ from mlchaos.errors import InvalidInput
 from mlchaos.experiment.loader import load_document
 from mlchaos.experiment.models import build_experiment
 from mlchaos.experiment.variables import Variables
+from mlchaos.journal.redaction import Redactor
+from mlchaos.journal.writer import Journal
 from tests.support.bad_experiments import valid
 from tests.support.builders import probe, py
 
@@ -169,6 +173,36 @@ def test_background_activities_are_joined_and_recorded(run_experiment):
                                                                             "quick": "succeeded"}
 
 
+def test_a_tolerance_gets_only_what_is_left_of_its_probes_timeout(run_experiment):
+    """The probe takes 1 s of its 1.5 s; a tolerance probe that needs 1 s more is cut off, not given 1.5 s."""
+    data = valid()
+    data["method"] = [{**py("slow", "sleep", kind="probe", seconds=1.0), "timeout": 1.5,
+                       "tolerance": {"type": "probe", "name": "accepts-slowly",
+                                     "provider": {"type": "python", "module": "testdrivers", "func": "slow_accept",
+                                                  "arguments": {"seconds": 1.0}}}}]
+    result, journal, out = run_experiment(data)
+    assert result.exit_code == exit_codes.DEVIATED
+    assert journal["run"][0]["tolerance_met"] is False
+    assert "tolerance probe failed on 1.0: timed out after 0." in out
+
+
+def test_a_finished_journal_never_holds_a_running_activity(tmp_path):
+    journal = Journal(tmp_path / "journal.json", {"title": "t"}, tmp_path / "experiment.json", Redactor())
+    start = "2026-01-01T00:00:00+00:00"
+    journal.data["run"] = [{"activity": {"name": "bg"}, "status": "running", "start": start},
+                           {"activity": {"name": "done"}, "status": "succeeded", "start": start, "end": start}]
+    journal.data["steady_states"]["before"] = {"probes": [{"activity": {"name": "p"}, "status": "running",
+                                                           "start": start}]}
+    journal.extra["recovery"] = {"probes": [{"activity": {"name": "r"}, "status": "running"}]}
+    journal.finish("interrupted", False, "interrupted", 143)
+    data = json.loads((tmp_path / "journal.json").read_text())
+    entries = [*data["run"], *data["steady_states"]["before"]["probes"], *data["mlchaos"]["recovery"]["probes"]]
+    assert [e["status"] for e in entries] == ["interrupted", "succeeded", "interrupted", "interrupted"]
+    closed = [e for e in entries if e["status"] == "interrupted"]
+    assert all(e["end"] == data["end"] and e["duration"] >= 0 for e in closed)
+    assert all("still running when the run finished (interrupted)" in e["exception"][0] for e in closed)
+
+
 def test_pauses_are_honoured(run_experiment):
     data = valid()
     data["method"] = [{**py("a", "echo"), "pauses": {"after": 0.3}}]
@@ -270,8 +304,8 @@ def test_env_file_variables_resolve_configuration_without_leaking_into_the_proce
 class _ListenTarget:
     """A named notification listener: where it says, or refused with a reason."""
 
-    def __init__(self, address: str | None):
-        self._address = address
+    def __init__(self, address: str | None, token_file: Path | None = None):
+        self._address, self._token_file = address, token_file
 
     def preflight(self) -> list[str]:
         return []
@@ -280,6 +314,10 @@ class _ListenTarget:
         if self._address is None:
             raise InvalidInput("its monitoring stack is not running")
         return self._address
+
+    def token_file(self) -> Path:
+        assert self._token_file is not None
+        return self._token_file
 
 
 def test_a_named_listener_is_resolved_by_the_runner_or_refuses_the_run_before_anything(
@@ -295,8 +333,11 @@ def test_a_named_listener_is_resolved_by_the_runner_or_refuses_the_run_before_an
         Runner(experiment, None, tmp_path / "j.json", Console(io.StringIO(), tty=False)).run()
     assert not (tmp_path / "j.json").exists() and not (tmp_path / "method.log").exists()
 
-    out = io.StringIO()
+    out, token = io.StringIO(), tmp_path / "webhook.token"
     result = Runner(experiment, None, tmp_path / "j.json", Console(out, tty=False),
-                    listen_targets={"sandbox": _ListenTarget("127.0.0.1:0")}).run()
+                    listen_targets={"sandbox": _ListenTarget("127.0.0.1:0", token)}).run()
     assert result.exit_code == exit_codes.OK
     assert "notifications: listening on http://127.0.0.1:" in out.getvalue()
+    assert stat.S_IMODE(token.stat().st_mode) == 0o600 and len(token.read_text().strip()) >= 32
+    journal = (tmp_path / "j.json").read_text()
+    assert token.read_text().strip() not in journal and json.loads(journal)["mlchaos"]["notifications"]["authenticated"]

@@ -133,7 +133,8 @@ def test_experiments_that_need_monitoring_name_the_missing_packages(monkeypatch)
 
 
 @pytest.mark.parametrize(("notifications", "expected"), [
-    ({"listen": "foo"}, "listen must be 'sandbox' or HOST:PORT, got 'foo'"),
+    ({"listen": "foo"}, "notifications: listen: foo: no such listen target here (known: sandbox)"),
+    ({"listen": "Foo Bar"}, "listen must be a named listen target such as 'sandbox', or HOST:PORT, got 'Foo Bar'"),
     ({"listen": "sandbox", "extra": 1}, "must be a mapping with 'listen'"),
 ])
 def test_a_wrong_notifications_setting_is_one_problem_and_no_listen_target_is_asked(write_experiment, notifications,

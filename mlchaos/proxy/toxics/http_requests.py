@@ -10,10 +10,12 @@ regular expression ``path``, and a draw falls under ``probability`` (per request
 ``toxicity`` is per connection). Requests are framed by :class:`mlchaos.proxy.http.RequestFramer`:
 a partial request is held until it is complete and handed on unchanged if the toxic is removed
 meanwhile (``release``), so nothing is lost; what cannot be framed passes through untouched.
-A request no toxic changes goes on byte for byte. Answering a request in the proxy assumes the
-client waits for each answer before sending the next request on the connection (no pipelining),
-as HTTP clients do. Counters (``stats``: requests seen, matched, changed, skipped, unframed)
-appear in the toxic's JSON.
+A request no toxic changes goes on byte for byte. ``max_body`` (bytes, default 1 MiB, at most
+16 MiB) caps what the toxic holds per connection: a request with a larger body streams on
+untouched as it arrives (counted as ``oversized``) instead of being buffered. Answering a request
+in the proxy assumes the client waits for each answer before sending the next request on the
+connection (no pipelining), as HTTP clients do. Counters (``stats``: requests seen, matched,
+changed, skipped, oversized, unframed bytes) appear in the toxic's JSON.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from mlchaos.proxy.errors import InvalidToxic
-from mlchaos.proxy.http import CONTINUE, HttpRequest, RequestFramer, response
+from mlchaos.proxy.http import CONTINUE, DEFAULT_MAX_BODY, MAX_BODY, HttpRequest, RequestFramer, response
 from mlchaos.proxy.toxics.base import Stub, Toxic, register
 from mlchaos.proxy.transforms import Transform, parse_transforms, transform_body
 
@@ -42,6 +44,7 @@ class HttpRequestToxic(Toxic):
     path: str = ".*"
     method: str = "POST"
     probability: float = 1.0
+    max_body: int = DEFAULT_MAX_BODY
 
     @classmethod
     def from_attributes(cls, attributes: dict[str, Any]) -> Toxic:
@@ -72,11 +75,17 @@ class HttpRequestToxic(Toxic):
             raise InvalidToxic(f"{self.type}: probability must be in [0, 1], got {self.probability!r}")
         if self.method and not re.fullmatch(r"[A-Z]+", self.method):
             raise InvalidToxic(f"{self.type}: method must be an upper-case HTTP method or \"\", got {self.method!r}")
+        if not float(self.max_body).is_integer() or not 0 <= self.max_body <= MAX_BODY:
+            raise InvalidToxic(f"{self.type}: max_body must be a whole number of bytes in [0, {MAX_BODY}] (what it"
+                               f" may hold per connection), got {self.max_body!r}")
+        self.max_body = int(self.max_body)
         self.counts: Counter[str] = Counter()
 
     def stats(self) -> dict[str, int]:
-        """Requests seen, matched, changed, skipped (matched but left alone) and bytes passed unframed."""
-        return {k: self.counts.get(k, 0) for k in ("seen", "matched", "changed", "skipped", "unframed_bytes")}
+        """Requests seen, matched, changed, skipped (matched but left alone), oversized (streamed on unframed,
+        over ``max_body``) and bytes passed unframed."""
+        return {k: self.counts.get(k, 0)
+                for k in ("seen", "matched", "changed", "skipped", "oversized", "unframed_bytes")}
 
     def matches(self, request: HttpRequest) -> bool:
         """Method and path match, and the per-request draw falls under ``probability``."""
@@ -88,9 +97,14 @@ class HttpRequestToxic(Toxic):
 
     async def pipe(self, data: bytes, stub: Stub) -> bytes:
         """Frame the chunk into requests; pass on the complete ones (changed or not), hold a partial one."""
-        framer: RequestFramer = stub.state.setdefault("framer", RequestFramer())
+        framer: RequestFramer | None = stub.state.get("framer")
+        if framer is None:
+            framer = stub.state["framer"] = RequestFramer(self.max_body)
+        oversized = framer.oversized
         out = bytearray()
-        for item in framer.feed(data):
+        items = framer.feed(data)
+        self.counts["oversized"] += framer.oversized - oversized
+        for item in items:
             if isinstance(item, bytes):
                 self.counts["unframed_bytes"] += len(item)
                 out += item

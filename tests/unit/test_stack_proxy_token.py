@@ -1,0 +1,30 @@
+"""The compose stack's fault-proxy token (mlchaos.containers.stack.proxy_token), without Docker."""
+
+from __future__ import annotations
+
+import stat
+
+from mlchaos.containers import stack
+from mlchaos.lib.state_dir import state_dir
+
+
+def test_a_token_is_made_once_kept_private_and_reused(monkeypatch, capsys):
+    monkeypatch.delenv("MLCHAOS_PROXY_TOKEN", raising=False)
+    monkeypatch.delenv("MLCHAOS_PROXY_TOKEN_FILE", raising=False)
+    first = stack.proxy_token()
+    kept = state_dir() / stack.TOKEN_FILE
+    assert len(first) >= 32 and kept.read_text().strip() == first
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o600
+    assert stack.proxy_token() == first
+    assert stack.main(["token"]) == 0
+    assert capsys.readouterr().out == f"export MLCHAOS_PROXY_TOKEN={first}\n"
+
+
+def test_a_configured_token_wins(monkeypatch, tmp_path):
+    monkeypatch.setenv("MLCHAOS_PROXY_TOKEN", "configured-token-0123456789")
+    assert stack.proxy_token() == "configured-token-0123456789"
+    file = tmp_path / "token"
+    file.write_text("from-a-file-0123456789\n")
+    monkeypatch.setenv("MLCHAOS_PROXY_TOKEN_FILE", str(file))
+    assert stack.proxy_token() == "from-a-file-0123456789"
+    assert not (state_dir() / stack.TOKEN_FILE).exists()
