@@ -23,7 +23,7 @@ from mlchaos.experiment.loader import pointer_join
 from mlchaos.experiment.problems import Problem, suggest
 
 PROVIDER_KEYS = {
-    "python": {"type", "module", "func", "arguments", "secrets"},
+    "python": {"type", "module", "func", "arguments", "timeout", "secrets"},
     "process": {"type", "path", "arguments", "timeout", "secrets"},
     "http": {"type", "url", "method", "headers", "arguments", "timeout", "expected_status",
              "verify_tls", "secrets"},
@@ -73,7 +73,7 @@ class ProviderChecks(DocumentChecker):
             elif "${" not in path and not (shutil.which(path) or os.path.isfile(path)):
                 yield self.problem(f"{pointer}/path", f"program {path!r} not found")
             args = provider.get("arguments")
-            if args is not None and not isinstance(args, (str, list)):
+            if args is not None and not isinstance(args, (str, list, dict)):
                 yield self.problem(f"{pointer}/arguments", "must be a list of strings")
         else:
             url = provider.get("url")
