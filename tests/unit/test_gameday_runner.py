@@ -35,13 +35,14 @@ def _write(path: Path, data: dict) -> str:
 
 
 def _held(tmp_path: Path, name: str = "held", **extra) -> str:
-    return _write(tmp_path / f"{name}.json", {"title": name, "description": "d", "method": [py("say", "echo", kind="probe")], **extra})
+    return _write(tmp_path / f"{name}.json", {"title": name, "description": "d",
+                                              "method": [py("say", "echo", kind="probe")], **extra})
 
 
 def _failing(tmp_path: Path) -> str:
     return _write(tmp_path / "failing.json", {
-        "title": "failing", "description": "d", "steady-state-hypothesis": {"title": "h", "probes": [probe("no", "echo", True,
-                                                                                      value=False)]},
+        "title": "failing", "description": "d",
+        "steady-state-hypothesis": {"title": "h", "probes": [probe("no", "echo", True, value=False)]},
         "method": [py("say", "echo", kind="probe")]})
 
 
@@ -49,7 +50,8 @@ def _faulty(tmp_path: Path, name: str, hold: float = 0.0, **extra) -> str:
     """A fake fault (a marker file) with its rollback; ``extra`` goes into the experiment."""
     marker = str(tmp_path / f"{name}.fault")
     return _write(tmp_path / f"{name}.json", {
-        "title": name, "description": "d", "method": [{**py("inject", "inject_marker", path=marker, hold=hold), "timeout": 60}],
+        "title": name, "description": "d",
+        "method": [{**py("inject", "inject_marker", path=marker, hold=hold), "timeout": 60}],
         "rollbacks": [py("remove", "remove_marker", path=marker)], **extra})
 
 

@@ -203,7 +203,8 @@ experiments:
 
 def test_an_unresolved_variable_is_found_before_anything_runs(tmp_path):
     path = tmp_path / "a.json"
-    path.write_text(json.dumps({"title": "t", "description": "d", "method": [py("say", "echo", kind="probe", value="${nowhere}")]}))
+    path.write_text(json.dumps({"title": "t", "description": "d",
+                                "method": [py("say", "echo", kind="probe", value="${nowhere}")]}))
     gameday = load_gameday(_gameday(tmp_path, "title: t\nexperiments: [a.json]\n"))
     with pytest.raises(ProblemList, match=r"unresolved variable \$\{nowhere\}"):
         check_suite(gameday)
@@ -216,7 +217,8 @@ experiments: [{path: a.json, vars: {nowhere: here}}]
 def test_load_suite_reports_the_files_problems_and_its_experiments_at_once(tmp_path):
     _experiment(tmp_path / "good.json")
     bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps({"title": "bad", "description": "d", "method": [py("go", "typed", count="three")]}), encoding="utf-8")
+    bad.write_text(json.dumps({"title": "bad", "description": "d", "method": [py("go", "typed", count="three")]}),
+                   encoding="utf-8")
     path = _gameday(tmp_path, "title: t\nexperiments: [good.json, bad.json, {path: bad.json, vars: {x: [1]}}]\n"
                               "cool_down: soon\n")
     with pytest.raises(ProblemList) as info:
