@@ -217,8 +217,8 @@ class _Checker(ProviderChecks):
             return
         for index, ext in enumerate(extensions):
             pointer = f"/extensions/{index}"
-            if not isinstance(ext, dict) or not isinstance(ext.get("name"), str):
-                yield self.problem(pointer, "an extension must be a mapping with a 'name'")
+            if not isinstance(ext, dict) or not isinstance(ext.get("name"), str) or not ext["name"].strip():
+                yield self.problem(pointer, "an extension must be a mapping with a non-empty 'name'")
                 continue
             if ext["name"] != "mlchaos":
                 continue
@@ -291,6 +291,8 @@ class _Checker(ProviderChecks):
             yield self.problem(f"{pointer}/timeout", f"timeout must be at most {MAX_SECONDS} seconds (7 days)")
         elif isinstance(timeout, str):
             yield from self._check_template_seconds(timeout, f"{pointer}/timeout", "timeout must be")
+            self.warn(f"{pointer}/timeout", f"timeout {timeout}: Chaos Toolkit rejects a timeout that is not a "
+                                            f"number (`chaos validate` fails); mlchaos resolves it")
         pauses = activity.get("pauses")
         if pauses is not None:
             if not isinstance(pauses, dict) or set(pauses) - {"before", "after"}:

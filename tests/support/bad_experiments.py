@@ -122,7 +122,7 @@ CATALOGUE = [
         "unknown secrets scope 'vault'"),
     Bad("missing-process-program", _with("method/0", {"type": "action", "name": "p",
         "provider": {"type": "process", "path": "/no/such/program"}}), "/method/0/provider/path",
-        "program '/no/such/program' not found"),
+        "program '/no/such/program' not found on PATH"),
     Bad("bad-http-url", _with("method/0", {"type": "action", "name": "h",
         "provider": {"type": "http", "url": "ftp://x"}}), "/method/0/provider/url", "not an http(s) URL"),
     Bad("controls-not-run-yet", {**valid(), "controls": [{"name": "x"}]}, "/controls",
