@@ -173,7 +173,8 @@ HTTP_PROVIDER: dict[str, list[Any]] = {
     "method": ["POST"],
 }
 TOLERANCE = [DELETE, True, 0, "x", 1.5, [1, 2], [2, 1], {"type": "range", "range": [1, 2]},
-             {"type": "regex", "pattern": "(("}, {"type": "regex", "pattern": "o+"}, {"type": "jsonpath", "path": "$.a"},
+             {"type": "regex", "pattern": "(("}, {"type": "regex", "pattern": "o+"},
+             {"type": "jsonpath", "path": "$.a"},
              {"type": "between"}, {"type": "probe", "name": "t", "provider": {
                  "type": "python", "module": "testdrivers", "func": "echo"}}]
 
