@@ -119,3 +119,18 @@ def test_warnings_travel_with_the_experiment_to_the_console_and_the_journal(writ
     Runner(experiment, variables, journal_path, Console(out, tty=False)).run()
     assert "WARNING:" in out.getvalue() and "one after another" in out.getvalue()
     assert json.loads(journal_path.read_text())["mlchaos"]["warnings"] == list(experiment.warnings)
+
+
+def test_mlchaos_validate_prints_the_warnings_of_a_valid_file(write_experiment, capsys):
+    import argparse
+
+    from mlchaos.cli import validate
+
+    data = valid()
+    data["dry_run"] = True
+    path = write_experiment(data)
+    code = validate.main(argparse.Namespace(files=[str(path)], var=[], var_file=[]))
+    out = capsys.readouterr().out
+    assert code == exit_codes.OK
+    assert f"ok: {path}" in out
+    assert "warning: " in out and "/dry_run: dry_run: true: mlchaos only plans this experiment" in out
