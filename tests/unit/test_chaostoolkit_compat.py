@@ -134,3 +134,13 @@ def test_mlchaos_validate_prints_the_warnings_of_a_valid_file(write_experiment, 
     assert code == exit_codes.OK
     assert f"ok: {path}" in out
     assert "warning: " in out and "/dry_run: dry_run: true: mlchaos only plans this experiment" in out
+
+
+def test_an_experiment_with_nothing_to_run_is_valid_but_warned_about(write_experiment, tmp_path):
+    data = valid()
+    del data["steady-state-hypothesis"]
+    data["method"] = []
+    experiment, variables = load_checked(str(write_experiment(data)), [], [])
+    assert any("checks nothing" in w for w in experiment.warnings)
+    result = Runner(experiment, variables, tmp_path / "journal.json", Console(io.StringIO(), tty=False)).run()
+    assert result.exit_code == exit_codes.OK
