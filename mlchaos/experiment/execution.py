@@ -156,7 +156,11 @@ def execute(
     timeout: float,
     waiter: Waiter,
 ) -> Outcome:
-    """Run one activity spec and wait for it at most ``timeout`` seconds."""
+    """Run one activity spec and wait for it at most ``timeout`` seconds, or its provider's own ``timeout`` when
+    that is a smaller number (a ``${name}`` one is resolved by the caller)."""
+    own = spec.get("provider", {}).get("timeout")
+    if isinstance(own, (int, float)) and not isinstance(own, bool) and 0 < own < timeout:
+        timeout = float(own)
     spec = with_split_arguments(with_provider_timeout(spec, timeout))
     box: dict[str, Any] = {}
 

@@ -144,3 +144,12 @@ def test_an_experiment_with_nothing_to_run_is_valid_but_warned_about(write_exper
     assert any("checks nothing" in w for w in experiment.warnings)
     result = Runner(experiment, variables, tmp_path / "journal.json", Console(io.StringIO(), tty=False)).run()
     assert result.exit_code == exit_codes.OK
+
+
+def test_execute_never_lets_a_provider_run_past_its_own_timeout():
+    from mlchaos.experiment.execution import Waiter, execute
+
+    spec = py("slow", "sleep", seconds=3)
+    spec["provider"]["timeout"] = 0.2
+    outcome = execute(spec, {}, {}, 60.0, Waiter())  # the caller allows more: a tolerance probe, an undo
+    assert not outcome.succeeded and outcome.error == "timed out after 0.2s"
