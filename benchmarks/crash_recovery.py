@@ -30,7 +30,8 @@ def _experiment(directory: Path, hold: float, bounds: bool) -> Path:
     action = {"type": "action", "name": "inject", "provider": {
         "type": "python", "module": "testdrivers", "func": "hit_targets",
         "arguments": {"names": ["m0"], "marker": str(marker), "population": ["m0", "m1", "m2"], "hold": hold}}}
-    data = {"title": "benchmark", "method": [action], "rollbacks": [], "extensions": [{"name": "mlchaos"}]}
+    data = {"title": "benchmark", "description": "d", "method": [action], "rollbacks": [],
+            "extensions": [{"name": "mlchaos"}]}
     if bounds:
         data["extensions"][0].update(blast_radius={"max_targets": 1, "max_fraction": 0.34,
                                                    "scopes": [{"kind": "replica"}]},

@@ -50,12 +50,13 @@ def main(args: argparse.Namespace) -> int:
         return exit_codes.INVALID
     console = Console(quiet=args.quiet)
     journal = Path(args.journal) if args.journal else None
-    mode = " (dry run: actions are not applied)" if args.dry_run else ""
+    dry_run = args.dry_run or experiment.dry_run  # the file's own ``dry_run: true`` too
+    mode = " (dry run: actions are not applied)" if dry_run else ""
     console.write(f"mlchaos run: {experiment.title}{mode}")
     console.write(f"  file: {experiment.source}   journal: {journal or 'none'}")
     with redacted_output(lambda: console.redactor):  # drivers' prints and logs, plan, summary: no secrets
         try:
-            result = Runner(experiment, variables, journal, console, dry_run=args.dry_run,
+            result = Runner(experiment, variables, journal, console, dry_run=dry_run,
                             listen_targets=LISTEN_TARGETS).run()
         except InvalidInput as exc:
             print(printable_lines(f"error: {exc}\nnothing was executed."), file=sys.stderr)

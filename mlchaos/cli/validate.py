@@ -23,7 +23,7 @@ def main(args: argparse.Namespace) -> int:
     from mlchaos.engine import exit_codes
     from mlchaos.experiment.inventory import inventory
     from mlchaos.experiment.pipeline import load_checked
-    from mlchaos.experiment.problems import Problem, ProblemList
+    from mlchaos.experiment.problems import Problem, ProblemList, printable
 
     all_problems: list[Problem] = []
     for path in args.files:
@@ -33,6 +33,8 @@ def main(args: argparse.Namespace) -> int:
             all_problems.extend(exc.problems)
             continue
         print(f"ok: {path}")
+        for warning in experiment.warnings:
+            print(printable(f"  warning: {warning}"))
         for line in inventory(experiment.raw).lines():
             print(f"  {line}")
     if all_problems:

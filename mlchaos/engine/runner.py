@@ -69,7 +69,7 @@ class Runner:
         self.listen_targets = listen_targets  # named notification listeners (the command line passes the sandbox's)
         self.variables = variables or Variables()
         self.journal_path = journal_path
-        self.dry_run = dry_run
+        self.dry_run = dry_run or experiment.dry_run  # the file's ``dry_run: true`` makes every run a plan
         self.console = console or Console()
         self.signals = RunSignals(on_abort=self._record_abort)
         self.net = SafetyNet()
@@ -113,6 +113,10 @@ class Runner:
         receiver = self._start_receiver()  # may refuse the run (InvalidInput) before any journal exists
         self.journal = Journal(self.journal_path, self.experiment.raw, self.experiment.source, redactor)
         self.waiter = Waiter(self.signals.on_wait)
+        for warning in self.experiment.warnings:  # what validation advised: on screen and in the journal
+            self.console.warn(warning)
+        if self.experiment.warnings:
+            self.journal.extra["warnings"] = list(self.experiment.warnings)
         self.journal.save(force=True)
         self.measurements: list[Measurement] = []
         settings = self.experiment.settings
@@ -420,10 +424,15 @@ class Runner:
 
     # --- activities ---------------------------------------------------------------------
     def _timeout(self, activity: Activity, rollback: bool = False) -> float:
+        """The activity's timeout (or the default), or its provider's own ``timeout`` when that is smaller."""
         if activity.timeout is not None:
-            return float(self._substitute(activity.timeout))
-        settings = self.experiment.settings
-        return settings.rollback_timeout if rollback else settings.activity_timeout
+            timeout = float(self._substitute(activity.timeout))
+        else:
+            settings = self.experiment.settings
+            timeout = settings.rollback_timeout if rollback else settings.activity_timeout
+        if activity.provider_timeout is not None:
+            timeout = min(timeout, float(self._substitute(activity.provider_timeout)))
+        return timeout
 
     def _substitute(self, value: Any) -> Any:
         from chaoslib import substitute

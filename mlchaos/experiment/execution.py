@@ -7,6 +7,9 @@ the run moves on. A Python function cannot be killed from outside, so a driver t
 hangs keeps its daemon thread until it returns; its late result is discarded and it
 never keeps the process from exiting. Process and HTTP providers also get the timeout
 passed down, so their own subprocess / request stops too.
+
+Process arguments given as one string (deprecated by Chaos Toolkit, which runs them through
+a shell) are split with :func:`shlex.split` and run without a shell.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import contextvars
 import copy
 import queue
 import re
+import shlex
 import threading
 import time
 import traceback
@@ -112,11 +116,21 @@ def in_background(func: Callable[[], None]) -> LockType:
 
 
 def with_provider_timeout(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
-    """``spec``, or a copy whose process/http provider also stops at ``timeout``."""
+    """``spec``, or a copy whose process/http provider also stops at ``timeout`` (the activity's timeout,
+    already the smaller of the activity's and the provider's own; an http ``[connect, read]`` pair is kept)."""
     provider = spec.get("provider", {})
-    if provider.get("type") in ("process", "http") and "timeout" not in provider:
+    if provider.get("type") in ("process", "http") and not isinstance(provider.get("timeout"), list):
         spec = copy.deepcopy(spec)
         spec["provider"]["timeout"] = timeout
+    return spec
+
+
+def with_split_arguments(spec: dict[str, Any]) -> dict[str, Any]:
+    """``spec``, or a copy whose process arguments given as one string are a list (shlex-split: no shell)."""
+    provider = spec.get("provider", {})
+    if provider.get("type") == "process" and isinstance(provider.get("arguments"), str):
+        spec = copy.deepcopy(spec)
+        spec["provider"]["arguments"] = shlex.split(provider["arguments"])
     return spec
 
 
@@ -142,8 +156,12 @@ def execute(
     timeout: float,
     waiter: Waiter,
 ) -> Outcome:
-    """Run one activity spec and wait for it at most ``timeout`` seconds."""
-    spec = with_provider_timeout(spec, timeout)
+    """Run one activity spec and wait for it at most ``timeout`` seconds, or its provider's own ``timeout`` when
+    that is a smaller number (a ``${name}`` one is resolved by the caller)."""
+    own = spec.get("provider", {}).get("timeout")
+    if isinstance(own, (int, float)) and not isinstance(own, bool) and 0 < own < timeout:
+        timeout = float(own)
+    spec = with_split_arguments(with_provider_timeout(spec, timeout))
     box: dict[str, Any] = {}
 
     def target() -> None:

@@ -26,7 +26,8 @@ class Activity:
     name: str
     spec: dict[str, Any]
     pointer: str
-    timeout: float | None = None
+    timeout: float | str | None = None
+    provider_timeout: float | str | None = None  # the provider's own timeout (seconds or ${name}); the smaller wins
     background: bool = False
     pause_before: float | str | None = None
     pause_after: float | str | None = None
@@ -75,6 +76,8 @@ class Experiment:
     guards: tuple[Activity, ...]
     settings: Settings
     raw: dict[str, Any] = field(repr=False)
+    dry_run: bool = False  # the file's top-level ``dry_run: true``: every run of it is a plan
+    warnings: tuple[str, ...] = ()  # what validation advised (filled in by the pipeline)
 
     @property
     def actions(self) -> tuple[Activity, ...]:
@@ -101,6 +104,7 @@ def build_experiment(doc: Document) -> Experiment:
         guards=_extension_probes(data, named, "guards"),
         settings=Settings.from_experiment(data),
         raw=data,
+        dry_run=data.get("dry_run") is True,
     )
 
 
@@ -133,6 +137,7 @@ def _activities(items: list[dict[str, Any]], base: str, named: dict[str, dict[st
                 spec=spec,
                 pointer=f"{base}/{index}",
                 timeout=spec.get("timeout"),
+                provider_timeout=_provider_timeout(spec),
                 background=bool(spec.get("background", False)),
                 pause_before=pauses.get("before"),
                 pause_after=pauses.get("after"),
@@ -140,3 +145,10 @@ def _activities(items: list[dict[str, Any]], base: str, named: dict[str, dict[st
             )
         )
     return tuple(result)
+
+
+def _provider_timeout(spec: dict[str, Any]) -> float | str | None:
+    """The provider's own ``timeout`` when it is seconds (or ``${name}``); an http ``[connect, read]`` pair
+    bounds each phase of the request, not the whole activity, so it is left to the provider."""
+    timeout = (spec.get("provider") or {}).get("timeout")
+    return timeout if isinstance(timeout, (int, float, str)) and not isinstance(timeout, bool) else None

@@ -10,6 +10,7 @@ receiver token) when the runner starts its receiver, so the engine never knows w
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from mlchaos.experiment.loader import Document, load_document
 from mlchaos.experiment.models import Experiment, build_experiment
 from mlchaos.experiment.problems import Problem, ProblemList, suggest
 from mlchaos.experiment.settings import ADDRESS, SANDBOX, mlchaos_extension_index
-from mlchaos.experiment.validation import validate
+from mlchaos.experiment.validation import examine
 from mlchaos.experiment.variables import Variables, load_variables
 
 
@@ -52,7 +53,8 @@ ListenTargets = Mapping[str, ListenTarget]
 
 def load_checked(path: str, var: list[str], var_files: list[str],
                  listen_targets: ListenTargets | None = None) -> tuple[Experiment, Variables]:
-    """Load, validate and build an experiment; raise ProblemList with every problem.
+    """Load, validate and build an experiment; raise ProblemList with every problem. What validation advises
+    (warnings) travels with the experiment (``Experiment.warnings``).
 
     With ``listen_targets`` (the command line passes the ones it knows), a named notification listener must
     be one of them, and its preflight problems are the experiment's; without, a name is left for
@@ -60,12 +62,14 @@ def load_checked(path: str, var: list[str], var_files: list[str],
     """
     variables = load_variables(var, var_files)
     doc = load_document(path)
-    problems = validate(doc, variables)
+    findings = examine(doc, variables)
+    problems = findings.problems
     if listen_targets is not None:
         problems = sorted(problems + _listen_problems(doc, listen_targets, problems), key=lambda p: p.line or 0)
     if problems:
         raise ProblemList(problems)
-    return build_experiment(doc), variables
+    warnings = tuple(str(warning) for warning in findings.warnings)
+    return dataclasses.replace(build_experiment(doc), warnings=warnings), variables
 
 
 def listen_endpoint(experiment: Experiment, listen_targets: ListenTargets | None = None) -> ListenEndpoint | None:

@@ -23,7 +23,7 @@ from mlchaos.experiment.loader import pointer_join
 from mlchaos.experiment.problems import Problem, suggest
 
 PROVIDER_KEYS = {
-    "python": {"type", "module", "func", "arguments", "secrets"},
+    "python": {"type", "module", "func", "arguments", "timeout", "secrets"},
     "process": {"type", "path", "arguments", "timeout", "secrets"},
     "http": {"type", "url", "method", "headers", "arguments", "timeout", "expected_status",
              "verify_tls", "secrets"},
@@ -70,10 +70,14 @@ class ProviderChecks(DocumentChecker):
             path = provider.get("path")
             if not isinstance(path, str) or not path:
                 yield self.problem(f"{pointer}/path", "required: the program to run")
-            elif "${" not in path and not (shutil.which(path) or os.path.isfile(path)):
-                yield self.problem(f"{pointer}/path", f"program {path!r} not found")
+            elif "${" in path:
+                yield self.problem(f"{pointer}/path", f"program {path!r}: Chaos Toolkit looks the program up when it "
+                                                      f"validates, before any ${{name}} is resolved: name it as is")
+            elif not shutil.which(path):
+                why = "is not executable" if os.path.isfile(path) else "not found on PATH"
+                yield self.problem(f"{pointer}/path", f"program {path!r} {why}")
             args = provider.get("arguments")
-            if args is not None and not isinstance(args, (str, list)):
+            if args is not None and not isinstance(args, (str, list, dict)):
                 yield self.problem(f"{pointer}/arguments", "must be a list of strings")
         else:
             url = provider.get("url")
@@ -81,6 +85,10 @@ class ProviderChecks(DocumentChecker):
                 yield self.problem(f"{pointer}/url", "required: the URL to call")
             elif "${" not in url and not re.match(r"^https?://", url):
                 yield self.problem(f"{pointer}/url", f"not an http(s) URL: {url!r}")
+            headers = provider.get("headers")
+            if headers and not isinstance(headers, dict):
+                yield self.problem(f"{pointer}/headers", f"headers must be a mapping of names to values, got "
+                                                         f"{headers!r}")
 
     def check_python_provider(self, provider: dict[str, Any], pointer: str) -> Iterator[Problem]:
         module_name, func_name = provider.get("module"), provider.get("func")
@@ -150,7 +158,11 @@ class ProviderChecks(DocumentChecker):
             yield self.problem(pointer, f"{name}() argument {param.name!r} must be {wanted}, got {value!r}")
 
     def check_tolerance(self, tolerance: Any, pointer: str) -> Iterator[Problem]:
-        if isinstance(tolerance, (bool, int, float, str)):
+        if isinstance(tolerance, float):
+            yield self.problem(pointer, f"a tolerance cannot be a decimal number ({tolerance!r}): Chaos Toolkit "
+                                        f"rejects it; write [low, high] or {{type: range, range: [low, high]}}")
+            return
+        if isinstance(tolerance, (bool, int, str)):
             return
         if isinstance(tolerance, list):
             numeric = len(tolerance) == 2 and all(isinstance(v, numbers.Number) for v in tolerance)

@@ -2,6 +2,10 @@
 
 Nothing here executes an activity. Python providers are imported (to check that the
 function exists and that the arguments fit its signature), exactly as chaostoolkit does.
+
+What Chaos Toolkit accepts, mlchaos accepts, with a warning where it advises otherwise
+(:func:`examine` returns both); where mlchaos deliberately rejects more, docs/chaostoolkit.md
+lists it with its reason (``tests/unit/test_validation_parity.py`` compares the two validators).
 """
 
 from __future__ import annotations
@@ -10,8 +14,10 @@ import math
 import numbers
 import os
 import re
+import shlex
 import string
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from mlchaos.experiment.loader import Document, pointer_join
@@ -22,7 +28,7 @@ from mlchaos.experiment.variables import Variables
 
 TOP_LEVEL_KEYS = {
     "version", "title", "description", "tags", "contributions", "configuration", "secrets",
-    "steady-state-hypothesis", "method", "rollbacks", "extensions", "controls", "runtime",
+    "steady-state-hypothesis", "method", "rollbacks", "extensions", "controls", "runtime", "dry_run",
 }
 ACTIVITY_KEYS = {
     "type", "name", "provider", "tolerance", "background", "pauses", "timeout", "ref",
@@ -32,12 +38,29 @@ MAX_SECONDS = 7 * 24 * 3600  # timeouts and pauses: a week (more overflows the O
 ENV_VAR_TYPES = {"str", "string", "int", "integer", "float", "number", "bytes", "bool", "json"}
 _SINGLE_VARIABLE = re.compile(r"\$\{([^{}$]+)\}")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # would reach a terminal: escape sequences
+CONTROLS_LATER = ("Chaos Toolkit controls are not run by mlchaos yet (they come in a later change); an experiment "
+                  "that declares them is refused rather than run without them: remove 'controls', or run it with "
+                  "`chaos run`")
+
+
+@dataclass(frozen=True)
+class Findings:
+    """What validation found: problems keep the experiment from running, warnings do not."""
+
+    problems: list[Problem]
+    warnings: list[Problem]
+
+
+def examine(doc: Document, variables: Variables | None = None) -> Findings:
+    """Every problem and every warning in ``doc``, each sorted by line."""
+    checker = _Checker(doc, variables or Variables())
+    problems = list(checker.run())
+    return Findings(sorted(problems, key=lambda p: p.line or 0), sorted(checker.warnings, key=lambda p: p.line or 0))
 
 
 def validate(doc: Document, variables: Variables | None = None) -> list[Problem]:
     """Every problem in ``doc``; an empty list means it may run."""
-    problems = list(_Checker(doc, variables or Variables()).run())
-    return sorted(problems, key=lambda p: p.line or 0)
+    return examine(doc, variables).problems
 
 
 class _Checker(ProviderChecks):
@@ -48,25 +71,36 @@ class _Checker(ProviderChecks):
         self.data: dict[str, Any] = doc.data
         self.variables = variables
         self.names: set[str] = set()
+        self.warnings: list[Problem] = []
+
+    def warn(self, pointer: str, message: str) -> None:
+        """Note something that does not keep the experiment from running but deserves a word."""
+        self.warnings.append(self.problem(pointer, message))
 
     def run(self) -> Iterator[Problem]:
         data = self.data
         for key in sorted(set(data) - TOP_LEVEL_KEYS):
             yield self.problem(f"/{key}", f"unknown key {key!r}{suggest(key, TOP_LEVEL_KEYS)}")
         if "controls" in data:
-            yield self.problem("/controls", "Chaos Toolkit controls are not supported by mlchaos yet")
+            yield self.problem("/controls", CONTROLS_LATER)
         title = data.get("title")
         if not isinstance(title, str) or not title.strip():
             yield self.problem("/title", "required: a non-empty string 'title'")
         elif _CONTROL.search(title):
             yield self.problem("/title", "the title contains control characters")
-        if "description" in data and not isinstance(data["description"], str):
-            yield self.problem("/description", "must be a string")
+        description = data.get("description")
+        if not isinstance(description, str) or not description:
+            yield self.problem("/description", "required: a non-empty string 'description' (Chaos Toolkit requires "
+                                               "one too)")
         tags = data.get("tags", [])
         if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
             yield self.problem("/tags", "must be a list of strings")
         else:
+            for index, tag in enumerate(tags):
+                if not tag:
+                    yield self.problem(f"/tags/{index}", "a tag must be a non-empty string")
             yield from self._check_ml_test_score_tags(tags)
+        yield from self._check_dry_run()
         yield from self.check_configuration()
         yield from self.check_secrets()
         yield from self.check_extensions()
@@ -76,15 +110,29 @@ class _Checker(ProviderChecks):
             yield from self.check_hypothesis(hypothesis)
         method = data.get("method")
         if method is None:
-            yield self.problem("/method", "required: a 'method' list of activities")
-        elif not isinstance(method, list) or not method:
-            yield self.problem("/method", "must be a non-empty list of activities")
+            yield self.problem("/method", "required: a 'method' list of activities (an empty list checks only the "
+                                          "steady-state hypothesis)")
+        elif not isinstance(method, list):
+            yield self.problem("/method", "must be a list of activities")
         else:
+            if not method and not (isinstance(hypothesis, dict) and hypothesis.get("probes")):
+                self.warn("/method", "the method is empty and there is no steady-state hypothesis: the run "
+                                     "checks nothing")
             for index, activity in enumerate(method):
                 yield from self.check_activity(activity, f"/method/{index}")
         yield from self.each(data.get("rollbacks", []), "/rollbacks", "must be a list of actions",
                              lambda activity, pointer: self.check_activity(activity, pointer, rollback=True))
         yield from self.check_references()
+
+    def _check_dry_run(self) -> Iterator[Problem]:
+        """``dry_run: true`` makes ``mlchaos run`` plan the experiment (change nothing); Chaos Toolkit ignores it."""
+        if "dry_run" not in self.data:
+            return
+        if not isinstance(self.data["dry_run"], bool):
+            yield self.problem("/dry_run", f"dry_run must be true or false, got {self.data['dry_run']!r}")
+        elif self.data["dry_run"]:
+            self.warn("/dry_run", "dry_run: true: mlchaos only plans this experiment (as `mlchaos plan`: probes run, "
+                                  "actions change nothing); Chaos Toolkit ignores this key and would run it for real")
 
     # --- configuration, secrets, extensions -------------------------------------------
     def check_configuration(self) -> Iterator[Problem]:
@@ -169,8 +217,8 @@ class _Checker(ProviderChecks):
             return
         for index, ext in enumerate(extensions):
             pointer = f"/extensions/{index}"
-            if not isinstance(ext, dict) or not isinstance(ext.get("name"), str):
-                yield self.problem(pointer, "an extension must be a mapping with a 'name'")
+            if not isinstance(ext, dict) or not isinstance(ext.get("name"), str) or not ext["name"].strip():
+                yield self.problem(pointer, "an extension must be a mapping with a non-empty 'name'")
                 continue
             if ext["name"] != "mlchaos":
                 continue
@@ -228,7 +276,7 @@ class _Checker(ProviderChecks):
                 pointer_join(pointer, key), f"unknown key {key!r}{suggest(key, ACTIVITY_KEYS)}"
             )
         if "controls" in activity:
-            yield self.problem(f"{pointer}/controls", "Chaos Toolkit controls are not supported by mlchaos yet")
+            yield self.problem(f"{pointer}/controls", CONTROLS_LATER)
         kind = activity.get("type")
         if kind not in ("action", "probe"):
             yield self.problem(f"{pointer}/type", f"type must be 'action' or 'probe', got {kind!r}")
@@ -243,6 +291,8 @@ class _Checker(ProviderChecks):
             yield self.problem(f"{pointer}/timeout", f"timeout must be at most {MAX_SECONDS} seconds (7 days)")
         elif isinstance(timeout, str):
             yield from self._check_template_seconds(timeout, f"{pointer}/timeout", "timeout must be")
+            self.warn(f"{pointer}/timeout", f"timeout {timeout}: Chaos Toolkit rejects a timeout that is not a "
+                                            f"number (`chaos validate` fails); mlchaos resolves it")
         pauses = activity.get("pauses")
         if pauses is not None:
             if not isinstance(pauses, dict) or set(pauses) - {"before", "after"}:
@@ -260,10 +310,49 @@ class _Checker(ProviderChecks):
                             value, f"{pointer}/pauses/{key}", "a pause must be", allow_zero=True)
         if "background" in activity and not isinstance(activity["background"], bool):
             yield self.problem(f"{pointer}/background", "background must be true or false")
-        if rollback and activity.get("background"):
-            yield self.problem(f"{pointer}/background", "rollbacks cannot run in the background")
+        if rollback and activity.get("background") is True:
+            self.warn(f"{pointer}/background", "mlchaos runs rollbacks one after another, in order: this rollback "
+                                               "does not run in the background (Chaos Toolkit would run it alongside "
+                                               "the next ones)")
         yield from self.check_provider(activity.get("provider"), f"{pointer}/provider")
+        yield from self._check_provider_extras(activity.get("provider"), f"{pointer}/provider")
         yield from self.check_variables(activity, pointer)
+
+    def _check_provider_extras(self, provider: Any, pointer: str) -> Iterator[Problem]:
+        """A provider's own ``timeout`` (seconds; for http also ``[connect, read]``), and process arguments
+        given as a string (deprecated) or a mapping (deprecated by Chaos Toolkit)."""
+        if not isinstance(provider, dict):
+            return
+        if "timeout" in provider:
+            yield from self._check_provider_timeout(provider["timeout"], provider.get("type"), f"{pointer}/timeout")
+        args = provider.get("arguments")
+        if provider.get("type") != "process" or args is None:
+            return
+        if isinstance(args, str):
+            try:
+                shlex.split(args)
+            except ValueError as exc:
+                yield self.problem(f"{pointer}/arguments", f"process arguments cannot be split: {exc}")
+                return
+            self.warn(f"{pointer}/arguments", "process arguments as a string are deprecated (write a list): mlchaos "
+                                              "splits them like a shell would (shlex) but runs no shell, so pipes, "
+                                              "redirections, globs and $VARIABLES are passed as they are")
+        elif isinstance(args, dict):
+            self.warn(f"{pointer}/arguments", "process arguments as a mapping are deprecated (write a list): each "
+                                              "key is followed by its value, in order")
+
+    def _check_provider_timeout(self, timeout: Any, kind: Any, pointer: str) -> Iterator[Problem]:
+        if kind == "http" and isinstance(timeout, list):
+            if len(timeout) != 2 or not all(_positive_number_or_var(t) and not isinstance(t, str) for t in timeout):
+                yield self.problem(pointer, f"an http timeout is seconds or [connect, read] seconds, got {timeout!r}")
+            return
+        if not _positive_number_or_var(timeout):
+            yield self.problem(pointer, f"the provider's timeout must be a positive number of seconds, got "
+                                        f"{timeout!r}")
+        elif _too_many_seconds(timeout):
+            yield self.problem(pointer, f"the provider's timeout must be at most {MAX_SECONDS} seconds (7 days)")
+        elif isinstance(timeout, str):
+            yield from self._check_template_seconds(timeout, pointer, "the provider's timeout must be")
 
     def _check_template_seconds(
         self, text: str, pointer: str, what: str, allow_zero: bool = False

@@ -25,7 +25,7 @@ def _probe(name: str, func: str, **arguments) -> dict:
 
 def test_run_shows_escape_sequences_from_outputs_and_errors_escaped(tmp_path, subprocess_env):
     experiment = tmp_path / "experiment.json"
-    experiment.write_text(json.dumps({"title": "hostile answers", "method": [
+    experiment.write_text(json.dumps({"title": "hostile answers", "description": "d", "method": [
         _probe("text", "echo", value=f"body {CLEAR}\x1b[31mred\rover"),
         _probe("mapping", "echo", value={"status": TITLE}),
         {**_probe("error", "fail", message=f"server said {CLEAR}{TITLE}"), "type": "action"},

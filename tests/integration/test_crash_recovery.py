@@ -27,7 +27,7 @@ from tests.support.polling import poll, wait_until
 def _experiment(tmp_path: Path, heartbeat_timeout: float = 10.0, hold: float = 60.0) -> Path:
     marker = tmp_path / "fault"
     data = {
-        "title": "crash me",
+        "title": "crash me", "description": "d",
         "method": [py("inject", "inject_marker", path=str(marker), hold=hold)],
         "rollbacks": [py("remove-fault", "remove_marker", path=str(marker))],
         "extensions": [{"name": "mlchaos", "heartbeat_timeout": heartbeat_timeout}],

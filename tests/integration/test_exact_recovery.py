@@ -68,7 +68,7 @@ def _mode(path: Path) -> int:
 
 def _run(tmp_path: Path, env: dict[str, str], method: list[dict], hold: dict) -> tuple[subprocess.Popen, Path]:
     """Start `mlchaos run` with the method, then ``hold`` (a probe that pauses 120 s): killed meanwhile."""
-    data = {"title": "a fault on targets from the environment",
+    data = {"title": "a fault on targets from the environment", "description": "d",
             "configuration": {"cert_dir": {"type": "env", "key": CERT_DIR_VARIABLE},
                               "service": {"type": "env", "key": "MLCHAOS_TEST_SERVICE", "default": "none"}},
             "method": [*method, {**hold, "pauses": {"after": 120}}]}

@@ -32,13 +32,15 @@ def _write(path: Path, data: dict) -> str:
 
 
 def _held(tmp_path: Path, name: str) -> str:
-    return _write(tmp_path / f"{name}.json", {"title": name, "method": [py("say", "echo", kind="probe")]})
+    return _write(tmp_path / f"{name}.json", {"title": name, "description": "d",
+                                              "method": [py("say", "echo", kind="probe")]})
 
 
 def _faulty(tmp_path: Path, name: str, hold: float, **extra) -> str:
     marker = str(tmp_path / f"{name}.fault")
     return _write(tmp_path / f"{name}.json", {
-        "title": name, "method": [{**py("inject", "inject_marker", path=marker, hold=hold), "timeout": 120}],
+        "title": name, "description": "d",
+        "method": [{**py("inject", "inject_marker", path=marker, hold=hold), "timeout": 120}],
         "rollbacks": [py("remove", "remove_marker", path=marker)], **extra})
 
 
@@ -98,8 +100,10 @@ def test_an_unknown_report_format_is_refused_before_anything_runs(tmp_path, env)
 def test_an_invalid_suite_executes_nothing(tmp_path, env):
     marker = tmp_path / "executed"
     env["MLCHAOS_TEST_MARKER"] = str(marker)
-    good = _write(tmp_path / "good.json", {"title": "good", "method": [py("touch", "touch_marker")]})
-    bad = _write(tmp_path / "bad.json", {"title": "bad", "method": [py("go", "typed", count="three")]})
+    good = _write(tmp_path / "good.json", {"title": "good", "description": "d",
+                                           "method": [py("touch", "touch_marker")]})
+    bad = _write(tmp_path / "bad.json", {"title": "bad", "description": "d",
+                                         "method": [py("go", "typed", count="three")]})
     path = _gameday(tmp_path, [good, bad, "missing-*.json"])
     proc = _mlchaos("gameday", str(path), "--out", str(tmp_path / "out"), env=env)
     assert proc.returncode == exit_codes.INVALID
@@ -110,7 +114,7 @@ def test_an_invalid_suite_executes_nothing(tmp_path, env):
 
 
 def test_the_suite_exits_with_the_most_severe_code(tmp_path, env):
-    failing = _write(tmp_path / "failing.json", {"title": "failing", "method": [
+    failing = _write(tmp_path / "failing.json", {"title": "failing", "description": "d", "method": [
         probe("no", "echo", True, value=False)]})
     bounded = [{"name": "mlchaos", "blast_radius": {"max_duration": 0.5}}]
     aborted = _faulty(tmp_path, "slow", hold=10, extensions=bounded)

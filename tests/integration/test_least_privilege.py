@@ -68,7 +68,7 @@ def test_a_run_leaves_its_journal_and_state_directory_private_under_umask_022(tm
     state.chmod(0o755)  # it exists already, looser than it should be: mlchaos owns it and tightens it
     marker = tmp_path / "fault"
     experiment = tmp_path / "experiment.json"
-    experiment.write_text(json.dumps({"title": "private", "method": [
+    experiment.write_text(json.dumps({"title": "private", "description": "d", "method": [
         {"type": "action", "name": "inject", "provider": {
             "type": "python", "module": "testdrivers", "func": "inject_marker", "arguments": {"path": str(marker)}}},
     ]}))

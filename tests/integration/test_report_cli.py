@@ -27,7 +27,7 @@ def mlchaos(*args, env, cwd=None, timeout=60):
 def drill(tmp_path, held: bool = True) -> dict:
     """A small drill of the test drivers: a fault on a named target, a measured detection, a budget."""
     return {
-        "title": "Test drill <with markup>",
+        "title": "Test drill <with markup>", "description": "d",
         "tags": ["ml-test-score:monitoring-6"],
         "steady-state-hypothesis": {"title": "steady", "probes": [probe("steady", "echo", True, value=held)]},
         "method": [py("hit", "hit_targets", names=["replica-1"], marker=str(tmp_path / "marker"),

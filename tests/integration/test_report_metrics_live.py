@@ -93,7 +93,7 @@ def test_a_pushgateway_behind_basic_auth(tmp_path):
 def test_mlchaos_run_pushes_its_result(pushgateway, tmp_path, subprocess_env):
     experiment = tmp_path / "pushed-drill.json"
     experiment.write_text(json.dumps({
-        "title": "pushed drill",
+        "title": "pushed drill", "description": "d",
         "steady-state-hypothesis": {"title": "s", "probes": [probe("steady", "echo", True, value=True)]},
         "method": [py("detected", "measured", kind="probe", what="time_to_detect", alert="TestAlert", seconds=3.0)],
     }))

@@ -36,7 +36,7 @@ def _experiment(tmp_path: Path, rollback_seconds: float = 0.0, hold: float = 0.0
     rollbacks += [_action("remove-fault", "remove_marker", path=str(marker)),
                   _action("log-rollback", "append_line", path=str(log), text="rolled back")]
     return {
-        "title": "interrupt me",
+        "title": "interrupt me", "description": "d",
         "method": [_action("inject", "inject_marker", path=str(marker), hold=hold), *before_wait,
                    {**_action("wait", "sleep", seconds=60), "timeout": 120}],
         "rollbacks": rollbacks,

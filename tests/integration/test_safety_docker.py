@@ -77,7 +77,7 @@ def _action(label: str, func: str, **arguments) -> dict:
 
 
 def _experiment(tmp_path: Path, method: list, rollbacks: list, **settings) -> Path:
-    data = {"title": "docker safety", "method": method, "rollbacks": rollbacks}
+    data = {"title": "docker safety", "description": "d", "method": method, "rollbacks": rollbacks}
     if settings:
         data["extensions"] = [{"name": "mlchaos", **settings}]
     path = tmp_path / "experiment.json"

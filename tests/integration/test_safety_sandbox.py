@@ -45,7 +45,7 @@ def _probe(label: str, module: str, func: str, tolerance, **arguments) -> dict:
 
 
 def _write(tmp_path: Path, method: list, rollbacks: list | None = None, **settings) -> Path:
-    data = {"title": "safety drill", "method": method, "rollbacks": rollbacks or []}
+    data = {"title": "safety drill", "description": "d", "method": method, "rollbacks": rollbacks or []}
     if settings:
         data["extensions"] = [{"name": "mlchaos", **settings}]
     path = tmp_path / "experiment.json"

@@ -32,7 +32,7 @@ def _experiment(tmp_path: Path, pattern: str, output: str, timeout: float, hypot
     probe = {**_call("probe", "output-looks-right", "echo", value=output), "timeout": timeout,
              "tolerance": {"type": "regex", "pattern": pattern}}
     data = {
-        "title": "a regex tolerance",
+        "title": "a regex tolerance", "description": "d",
         "method": [_call("action", "inject", "inject_marker", path=str(marker))],
         "rollbacks": [_call("action", "remove-fault", "remove_marker", path=str(marker)),
                       _call("action", "log-rollback", "append_line", path=str(log), text="rolled back")],

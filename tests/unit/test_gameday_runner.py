@@ -35,13 +35,14 @@ def _write(path: Path, data: dict) -> str:
 
 
 def _held(tmp_path: Path, name: str = "held", **extra) -> str:
-    return _write(tmp_path / f"{name}.json", {"title": name, "method": [py("say", "echo", kind="probe")], **extra})
+    return _write(tmp_path / f"{name}.json", {"title": name, "description": "d",
+                                              "method": [py("say", "echo", kind="probe")], **extra})
 
 
 def _failing(tmp_path: Path) -> str:
     return _write(tmp_path / "failing.json", {
-        "title": "failing", "steady-state-hypothesis": {"title": "h", "probes": [probe("no", "echo", True,
-                                                                                      value=False)]},
+        "title": "failing", "description": "d",
+        "steady-state-hypothesis": {"title": "h", "probes": [probe("no", "echo", True, value=False)]},
         "method": [py("say", "echo", kind="probe")]})
 
 
@@ -49,7 +50,8 @@ def _faulty(tmp_path: Path, name: str, hold: float = 0.0, **extra) -> str:
     """A fake fault (a marker file) with its rollback; ``extra`` goes into the experiment."""
     marker = str(tmp_path / f"{name}.fault")
     return _write(tmp_path / f"{name}.json", {
-        "title": name, "method": [{**py("inject", "inject_marker", path=marker, hold=hold), "timeout": 60}],
+        "title": name, "description": "d",
+        "method": [{**py("inject", "inject_marker", path=marker, hold=hold), "timeout": 60}],
         "rollbacks": [py("remove", "remove_marker", path=marker)], **extra})
 
 
@@ -127,7 +129,7 @@ def test_without_stop_on_failure_the_suite_goes_on_and_keeps_the_most_severe_cod
 
 def test_a_failed_rollback_always_ends_the_suite(tmp_path):
     broken = _write(tmp_path / "broken.json", {
-        "title": "broken", "method": [py("say", "echo", kind="probe")],
+        "title": "broken", "description": "d", "method": [py("say", "echo", kind="probe")],
         "rollbacks": [py("undo", "fail", message="cannot undo")]})
     runner, _ = _suite(tmp_path, [broken, _held(tmp_path)], stop_on_failure=False)
     result = runner.run()
@@ -199,7 +201,7 @@ def test_a_dotenv_var_file_of_one_experiment_does_not_leak_into_the_next(tmp_pat
     monkeypatch.delenv("MLCHAOS_GAMEDAY_LEAK", raising=False)
     (tmp_path / "one.env").write_text("MLCHAOS_GAMEDAY_LEAK=yes\n")
     reader = _write(tmp_path / "reader.json", {
-        "title": "reader", "configuration": {"leak": {"type": "env", "key": "MLCHAOS_GAMEDAY_LEAK",
+        "title": "reader", "description": "d", "configuration": {"leak": {"type": "env", "key": "MLCHAOS_GAMEDAY_LEAK",
                                                       "default": "absent"}},
         "method": [probe("leak", "echo", "absent", value="${leak}")]})
     runner, _ = _suite(tmp_path, [{"path": _held(tmp_path), "var_files": ["one.env"]}, reader])

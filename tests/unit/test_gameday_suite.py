@@ -16,7 +16,7 @@ from tests.support.paths import EXPERIMENTS
 
 
 def _experiment(path: Path, title: str = "drill", **extra) -> Path:
-    data = {"title": title, "configuration": {"word": "plain"},
+    data = {"title": title, "description": "a drill", "configuration": {"word": "plain"},
             "method": [py("say", "echo", kind="probe", value="${word}")], **extra}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data), encoding="utf-8")
@@ -170,7 +170,7 @@ def test_a_malformed_file_is_a_problem_with_its_line(tmp_path):
 def test_check_suite_validates_every_experiment_and_reports_all_their_problems(tmp_path):
     _experiment(tmp_path / "good.json")
     bad = tmp_path / "bad.yaml"
-    bad.write_text(yaml.safe_dump({"title": "bad", "tittle": "x",
+    bad.write_text(yaml.safe_dump({"title": "bad", "description": "d", "tittle": "x",
                                    "method": [py("go", "typed", count="three")]}), encoding="utf-8")
     worse = tmp_path / "worse.json"
     worse.write_text("{", encoding="utf-8")
@@ -203,7 +203,8 @@ experiments:
 
 def test_an_unresolved_variable_is_found_before_anything_runs(tmp_path):
     path = tmp_path / "a.json"
-    path.write_text(json.dumps({"title": "t", "method": [py("say", "echo", kind="probe", value="${nowhere}")]}))
+    path.write_text(json.dumps({"title": "t", "description": "d",
+                                "method": [py("say", "echo", kind="probe", value="${nowhere}")]}))
     gameday = load_gameday(_gameday(tmp_path, "title: t\nexperiments: [a.json]\n"))
     with pytest.raises(ProblemList, match=r"unresolved variable \$\{nowhere\}"):
         check_suite(gameday)
@@ -216,7 +217,8 @@ experiments: [{path: a.json, vars: {nowhere: here}}]
 def test_load_suite_reports_the_files_problems_and_its_experiments_at_once(tmp_path):
     _experiment(tmp_path / "good.json")
     bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps({"title": "bad", "method": [py("go", "typed", count="three")]}), encoding="utf-8")
+    bad.write_text(json.dumps({"title": "bad", "description": "d", "method": [py("go", "typed", count="three")]}),
+                   encoding="utf-8")
     path = _gameday(tmp_path, "title: t\nexperiments: [good.json, bad.json, {path: bad.json, vars: {x: [1]}}]\n"
                               "cool_down: soon\n")
     with pytest.raises(ProblemList) as info:

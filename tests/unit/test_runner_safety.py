@@ -17,6 +17,7 @@ from tests.support.builders import probe, py
 def experiment(tmp_path, method, rollbacks=None, **settings):
     data = {
         "title": "safety",
+        "description": "a safety drill",
         "steady-state-hypothesis": {"title": "ok", "probes": [probe("ok", "echo", True, value=True)]},
         "method": method,
         "rollbacks": rollbacks if rollbacks is not None else [py("undo", "remove_marker", path=str(tmp_path / "m"))],
