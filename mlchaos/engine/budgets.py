@@ -56,7 +56,9 @@ class Measurement(JsonRecord):
         return None if self.floor is None else round(self.seconds - self.floor, 3)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "excess": self.excess}
+        """The journal's record: what a probe did not report (no polled time, no floor) is left out."""
+        data = {**asdict(self), "excess": self.excess}
+        return {k: v for k, v in data.items() if v not in (None, "") or k in ("kind", "alert", "seconds", "activity")}
 
     def describe(self) -> str:
         return f"{KIND_LABELS.get(self.kind, self.kind)} {self.alert}: {self.seconds:.1f}s{self.details()}"

@@ -38,7 +38,7 @@ def test_the_summary_table_has_a_row_per_experiment():
 def test_a_run_section_has_budgets_targets_failures_and_trend():
     text = markdown(*HELD, "kill-guarded-aborted")
     assert "## A killed model replica is detected, notified and resolved in time: HELD" in text
-    assert "| time to detect | ModelServerDown | 4.6s | \u2013 | \u2013 |   | 20s | ok |" in text  # no floor: an older journal
+    assert "| time to detect | ModelServerDown | 4.6s | \u2013 | \u2013 |   | 20s | ok |" in text  # an older journal
     assert "| kill | process model-0 |" in text
     assert "Guard every-replica-running: TRIPPED after 1.65s: expected 3, got 2 (last value 2, 2 checks)" in text
     assert "- aborted (guard): guard 'every-replica-running' tripped: expected 3, got 2" in text
