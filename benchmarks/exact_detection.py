@@ -57,7 +57,7 @@ def report(journals: list[Path]) -> None:
     print(f"{'run':<14} {'kind':<16} {'exact':>7} {'polled':>7} {'p-e':>7} {'p/e':>6} {'floor':>6} {'excess':>7}"
           f" {'notified':>8} {'method'}")
     gaps: dict[str, list[float]] = {"time_to_detect": [], "time_to_recover": []}
-    lead: list[float] = []
+    lead: dict[str, list[float]] = {"time_to_detect": [], "time_to_recover": []}
     for journal in journals:
         found = measurements(journal)
         for kind, notify in (("time_to_detect", "time_to_notify"), ("time_to_recover", "time_to_notify_resolved")):
@@ -70,8 +70,8 @@ def report(journals: list[Path]) -> None:
             ratio = f"{polled / exact:6.2f}" if polled is not None and exact > 0 else "     -"
             if m.get("method") == "prometheus timestamps" and gap is not None:
                 gaps[kind].append(gap)
-                if notified is not None and kind == "time_to_detect":
-                    lead.append(notified - exact)
+                if notified is not None:
+                    lead[kind].append(notified - exact)
             print(f"{journal.stem:<14} {kind:<16} {_cell(exact)} {_cell(polled)} {_cell(gap, True)} {ratio}"
                   f" {_cell(floor)[1:]} {_cell(m.get('excess'), True)} {_cell(notified):>8} "
                   f"{m.get('method') or 'old journal'}{': ' + m['note'] if m.get('note') else ''}")
@@ -80,9 +80,12 @@ def report(journals: list[Path]) -> None:
         if values:
             print(f"{kind}: polled - exact over {len(values)} runs: median {statistics.median(values):.3f}s, "
                   f"min {min(values):.3f}s, max {max(values):.3f}s")
-    if lead:
-        print(f"firing notification - exact detection (receiver's clock): median {statistics.median(lead):.3f}s, "
-              f"min {min(lead):.3f}s, max {max(lead):.3f}s")
+    for kind, values in lead.items():
+        if values:
+            what = "firing notification - exact detection" if kind == "time_to_detect" else \
+                "resolved notification - exact recovery"
+            print(f"{what} (receiver's clock): median {statistics.median(values):.3f}s, "
+                  f"min {min(values):.3f}s, max {max(values):.3f}s")
 
 
 def main() -> None:

@@ -55,3 +55,10 @@ def test_user_text_cannot_break_the_tables():
     assert len(row) == 8
     assert row[0] == r"a \| b \| c \<img src=x\> \`code\` \*bold\*"
     assert cell("x" * 400).endswith("...") and len(cell("x" * 400)) == 300
+
+
+def test_the_budgets_table_shows_the_floor_the_excess_and_how_it_was_measured():
+    text = markdown("kill-alerts-exact")
+    detect = next(m for m in journal("kill-alerts-exact")["mlchaos"]["measurements"] if m["kind"] == "time_to_detect")
+    assert (f"| time to detect | ModelServerDown | {detect['seconds']:.1f}s | 5s (scrape 1s + evaluation 1s + for 3s) "
+            f"| {detect['excess']:+.1f}s | exact (polled {detect['polled']:.1f}s) | 20s | ok |") in text
