@@ -22,6 +22,7 @@ from typing import Any
 from drivers._common import checks, polling
 from drivers._common.alerts import AlertSelector, alert_selector
 from drivers._common.http import get_json
+from drivers.prometheus import timing
 from drivers.prometheus.sandbox import preflight as preflight  # the validation hook (not a probe)
 from drivers.prometheus.sandbox import prometheus_url
 from mlchaos.driver_kit import DriverError, current_run
@@ -68,8 +69,13 @@ def alert_fires_within(alert: str, within: float = 30, labels: dict[str, str] | 
 
     ``labels`` must all be on the alert; ``match_fault_targets`` also requires its
     ``instance`` to be one the run's most recent fault hit. Polls every ``poll`` seconds.
+    The time to detect is exact: when Prometheus says it fired (``activeAt`` + the rule's ``for``),
+    beside the polled one and the floor (scrape + evaluation interval + ``for``); see
+    :mod:`drivers.prometheus.timing`. Where Prometheus cannot say, the polled time stands and the
+    measurement's ``note`` says why.
     ``dry_run``: do not wait; check that Prometheus answers and a healthy rule defines the alert.
     """
+    seen: dict[str, Any] = {}
 
     def fired(selector: AlertSelector, alerts: list[dict[str, Any]], origin: float,
               measured_from: str) -> dict[str, Any] | None:
@@ -78,6 +84,7 @@ def alert_fires_within(alert: str, within: float = 30, labels: dict[str, str] | 
             return None
         seconds = round(time.time() - origin, 3)
         found = firing[0]
+        seen.update(alert=found, origin=origin, at=origin + seconds)
         active_at = found.get("activeAt")
         return {
             "alert": alert,
@@ -95,7 +102,14 @@ def alert_fires_within(alert: str, within: float = 30, labels: dict[str, str] | 
         return (f"alert {selector.describe()} did not fire within {within:g}s "
                 f"(last seen: {_last_seen(selector, alerts)}); firing alerts: {_firing_text(alerts)}")
 
-    return _wait(alert, within, labels, match_fault_targets, poll, url, dry_run, fired, late)
+    result = _wait(alert, within, labels, match_fault_targets, poll, url, dry_run, fired, late)
+    if seen:
+        base = prometheus_url(url)
+        rule = _timing(base, alert, seen["alert"].get("labels") or {})
+        exact = (timing.fired_at(seen["alert"], rule, seen["origin"], seen["at"])
+                 if isinstance(rule, timing.RuleTiming) else timing.Exact(None, rule))
+        _refine(result, "fired_after_fault", exact, rule, seen["origin"])
+    return result
 
 
 def alert_resolves_within(alert: str, within: float = 60, labels: dict[str, str] | None = None,
@@ -105,14 +119,20 @@ def alert_resolves_within(alert: str, within: float = 60, labels: dict[str, str]
 
     The seconds are counted from the run's most recent fault (from the probe's start
     outside a run). ``labels`` and ``match_fault_targets`` select alerts as in alert_fires_within.
+    The time is exact where Prometheus can say: one evaluation interval after the last ``ALERTS``
+    sample of the alert (see :mod:`drivers.prometheus.timing`); the polled time stands beside it.
     ``dry_run``: do not wait; check that Prometheus answers and a healthy rule defines the alert.
     """
+    seen: dict[str, Any] = {}
 
     def resolved(selector: AlertSelector, alerts: list[dict[str, Any]], origin: float,
                  measured_from: str) -> dict[str, Any] | None:
-        if _active(selector, alerts):
+        active = _active(selector, alerts)
+        if active:
+            seen["labels"] = active[0].get("labels") or {}  # its job names the scrape interval
             return None
         seconds = round(time.time() - origin, 3)
+        seen.update(selector=selector, origin=origin, at=origin + seconds)
         return {
             "alert": alert,
             "state": "inactive",
@@ -127,7 +147,20 @@ def alert_resolves_within(alert: str, within: float = 60, labels: dict[str, str]
                           for a in _active(selector, alerts))
         return f"alert {selector.describe()} did not resolve within {within:g}s (still: {still})"
 
-    return _wait(alert, within, labels, match_fault_targets, poll, url, dry_run, resolved, late)
+    result = _wait(alert, within, labels, match_fault_targets, poll, url, dry_run, resolved, late)
+    if seen:
+        base = prometheus_url(url)
+        rule = _timing(base, alert, seen.get("labels") or dict(labels or {}))
+        if isinstance(rule, timing.RuleTiming):
+            try:
+                exact = timing.resolved_at(lambda path, params: _get(base, path, params, MAX_REQUEST_TIMEOUT),
+                                           seen["selector"].matches, alert, rule, seen["origin"], seen["at"])
+            except DriverError as error:
+                exact = timing.Exact(None, f"ALERTS could not be read: {error}")
+        else:
+            exact = timing.Exact(None, rule)
+        _refine(result, "resolved_after_fault", exact, rule, seen["origin"])
+    return result
 
 
 def no_unexpected_alerts(allowed: list[str] | None = None, url: str | None = None) -> list[str]:
@@ -189,6 +222,31 @@ def _wait(alert: str, within: float, labels: dict[str, str] | None, match_fault_
         if time.monotonic() >= deadline:
             raise DriverError(late(selector, alerts))
         time.sleep(min(poll, max(deadline - time.monotonic(), 0.0)))
+
+
+def _timing(base: str, alert: str, labels: dict[str, str]) -> timing.RuleTiming | str:
+    """The rule's timing as Prometheus reports it, or why it could not be read."""
+    try:
+        return timing.rule_timing(lambda path, params: _get(base, path, params, MAX_REQUEST_TIMEOUT), alert, labels)
+    except DriverError as error:
+        return f"the rule's timing could not be read: {error}"
+
+
+def _refine(result: dict[str, Any], after_fault: str, exact: timing.Exact, rule: timing.RuleTiming | str,
+            origin: float) -> None:
+    """Put the exact time (else the polled one, and why), the polled time and the floor into the measurement."""
+    measurement = result["measurement"]
+    polled = measurement["seconds"]
+    if exact.at is not None:
+        seconds = round(exact.at - origin, 3)
+        measurement.update(seconds=seconds, polled=polled, method="prometheus timestamps")
+        if result.get(after_fault) is not None:
+            result[after_fault] = seconds
+    else:
+        measurement.update(polled=polled, method="polled", note=exact.note)
+    floor = rule.floor(measurement["kind"]) if isinstance(rule, timing.RuleTiming) else None
+    if floor is not None:
+        measurement.update(floor=floor["seconds"], floor_text=floor["text"])
 
 
 def _active(selector: AlertSelector, alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -18,12 +18,23 @@ KIND_LABELS = {
 
 @dataclass(frozen=True)
 class Measurement(JsonRecord):
-    """One duration measured by a probe, in seconds after the fault was injected."""
+    """One duration measured by a probe, in seconds after the fault was injected.
+
+    ``seconds`` is the measurement: exact where the probe read it from the monitoring's own timestamps
+    (``method``), else polled. ``polled`` is what polling saw (for agreement), ``note`` why the exact time
+    is missing, ``floor`` what the monitoring's configuration alone costs (``floor_text``: scrape +
+    evaluation interval + the rule's ``for``) and :attr:`excess` the time lost beyond it.
+    """
 
     kind: str
     alert: str
     seconds: float
     activity: str
+    polled: float | None = None
+    method: str = ""
+    note: str = ""
+    floor: float | None = None
+    floor_text: str = ""
 
     @classmethod
     def from_output(cls, output: Any, activity: str) -> Measurement | None:
@@ -32,12 +43,40 @@ class Measurement(JsonRecord):
             return None
         data = output["measurement"]
         try:
-            return cls(str(data["kind"]), str(data["alert"]), float(data["seconds"]), activity)
+            return cls(str(data["kind"]), str(data["alert"]), float(data["seconds"]), activity,
+                       polled=_seconds(data.get("polled")), method=str(data.get("method") or ""),
+                       note=str(data.get("note") or ""), floor=_seconds(data.get("floor")),
+                       floor_text=str(data.get("floor_text") or ""))
         except (KeyError, TypeError, ValueError):
             return None
 
+    @property
+    def excess(self) -> float | None:
+        """Seconds beyond the floor (negative: the fault happened to land just before a scrape)."""
+        return None if self.floor is None else round(self.seconds - self.floor, 3)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The journal's record: what a probe did not report (no polled time, no floor) is left out."""
+        data = {**asdict(self), "excess": self.excess}
+        return {k: v for k, v in data.items() if v not in (None, "") or k in ("kind", "alert", "seconds", "activity")}
+
     def describe(self) -> str:
-        return f"{KIND_LABELS.get(self.kind, self.kind)} {self.alert}: {self.seconds:.1f}s"
+        return f"{KIND_LABELS.get(self.kind, self.kind)} {self.alert}: {self.seconds:.1f}s{self.details()}"
+
+    def details(self) -> str:
+        """What stands beside the measurement: its floor and the excess, how it was measured, the polled time."""
+        parts = []
+        if self.floor is not None and self.excess is not None:
+            parts.append(f"floor {self.floor:g}s ({self.floor_text}), {self.excess:+.1f}s over it")
+        if self.method == "prometheus timestamps" and self.polled is not None:
+            parts.append(f"Prometheus' timestamps; polled {self.polled:.1f}s")
+        elif self.method == "polled":
+            parts.append(f"polled: {self.note}" if self.note else "polled")
+        return f" [{'; '.join(parts)}]" if parts else ""
+
+
+def _seconds(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,9 @@ def print_summary(result: RunResult) -> None:
         if (measurement.alert, measurement.kind) not in budgeted:
             _say(f"  {measurement.describe()}")
     for budget in result.budgets:
-        _say(f"  {'ok  ' if budget.met else 'FAIL'} {budget.describe()}")
+        counted = [m for m in result.measurements if (m.alert, m.kind) == (budget.alert, budget.kind)]
+        beside = min(counted, key=lambda m: m.seconds).details() if counted else ""
+        _say(f"  {'ok  ' if budget.met else 'FAIL'} {budget.describe()}{beside}")
     for failure in result.failures:
         if not any(failure == b.describe() for b in result.budgets):
             _say(f"  - {failure}")

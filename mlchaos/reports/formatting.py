@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from mlchaos.engine import verdicts
-from mlchaos.reports.types import RunReport
+from mlchaos.reports.types import MeasurementRow, RunReport
 
 VERDICT_TEXT = {verdict: verdict.replace("-", " ").upper() for verdict in (*verdicts.RUN_VERDICTS, verdicts.UNFINISHED)}
 MEASURED_KINDS = ("time_to_detect", "time_to_notify", "time_to_recover")
@@ -53,3 +53,18 @@ def stop_events(run: RunReport) -> list[str]:
     items.extend(f"recovered by {r}" for r in run.recoveries)
     items.extend(f"safety net: {a.name}" for a in run.activities if a.automatic)
     return items
+
+
+def measurement(run: RunReport, alert: str, kind: str) -> MeasurementRow | None:
+    """The measurement a budget counted: the fastest of ``kind`` for ``alert``."""
+    found = [m for m in run.measurements if m.alert == alert and m.kind == kind]
+    return min(found, key=lambda m: m.seconds) if found else None
+
+
+def floor_cells(row: MeasurementRow | None) -> list[str]:
+    """The floor, the excess over it, and how the time was measured (en dashes where unknown)."""
+    if row is None:
+        return ["\u2013", "\u2013", ""]
+    floor = "\u2013" if row.floor is None else f"{row.floor:g}s ({row.floor_text})"
+    excess = "\u2013" if row.excess is None else f"{row.excess:+.1f}s"
+    return [floor, excess, row.how]

@@ -14,7 +14,7 @@ from mlchaos.engine.budgets import KIND_LABELS
 from mlchaos.experiment.ml_test_score import TAG_PREFIX
 from mlchaos.reports import formatting as fmt
 from mlchaos.reports import mltestscore
-from mlchaos.reports.types import ExperimentRuns, RunReport, Suite, Timeline
+from mlchaos.reports.types import ExperimentRuns, MeasurementRow, RunReport, Suite, Timeline
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 CSS = """
@@ -239,6 +239,7 @@ def _budgets(run: RunReport) -> str:
         rows.append(
             f'<tr class="{"" if budget.met else "bad"}" data-kind="{e(budget.kind)}"><td>{e(budget.label)}</td>'
             f'<td>{e(budget.alert)}</td><td class="num">{e(fmt.seconds(budget.measured))}</td>'
+            f"{_floor_cells(fmt.measurement(run, budget.alert, budget.kind))}"
             f'<td class="num">{e(fmt.seconds(budget.budget, 0))}</td><td>{e(state)}</td>'
             f"<td>{_budget_bar(budget.measured, budget.budget)}</td></tr>"
         )
@@ -247,11 +248,18 @@ def _budgets(run: RunReport) -> str:
             rows.append(
                 f'<tr data-kind="{e(measurement.kind)}"><td>{e(KIND_LABELS.get(measurement.kind, measurement.kind))}'
                 f'</td><td>{e(measurement.alert)}</td><td class="num">{e(fmt.seconds(measurement.seconds))}</td>'
-                '<td class="num">\u2013</td><td>no budget</td><td></td></tr>'
+                f'{_floor_cells(measurement)}<td class="num">\u2013</td><td>no budget</td><td></td></tr>'
             )
     if not rows:
         return _none("nothing measured and no budget declared")
-    return _table("budgets", ["duration", "alert", "measured", "budget", "", ""], "".join(rows))
+    return _table("budgets", ["duration", "alert", "measured", "floor", "over floor", "how", "budget", "", ""],
+                  "".join(rows))
+
+
+def _floor_cells(row: MeasurementRow | None) -> str:
+    """A measurement's floor (scrape + evaluation + for), its excess over it, and how it was measured."""
+    floor, excess, how = fmt.floor_cells(row)
+    return f'<td class="num">{e(floor)}</td><td class="num">{e(excess)}</td><td>{e(how)}</td>'
 
 
 def _budget_bar(measured: float | None, budget: float) -> str:

@@ -116,8 +116,11 @@ def _experiment(group: ExperimentRuns) -> list[str]:
 
 def _budgets(run: RunReport) -> list[str]:
     budgeted = {(b.alert, b.kind) for b in run.budgets}
-    rows = [[b.label, cell(b.alert), fmt.seconds(b.measured), fmt.seconds(b.budget, 0),
+    rows = [[b.label, cell(b.alert), fmt.seconds(b.measured),
+             *(cell(c) for c in fmt.floor_cells(fmt.measurement(run, b.alert, b.kind))), fmt.seconds(b.budget, 0),
              "ok" if b.met else ("not measured" if b.measured is None else "**over budget**")] for b in run.budgets]
-    rows += [[KIND_LABELS.get(m.kind, m.kind), cell(m.alert), fmt.seconds(m.seconds), "\u2013", "no budget"]
+    rows += [[KIND_LABELS.get(m.kind, m.kind), cell(m.alert), fmt.seconds(m.seconds),
+              *(cell(c) for c in fmt.floor_cells(m)), "\u2013", "no budget"]
              for m in run.measurements if (m.alert, m.kind) not in budgeted]
-    return table(["duration", "alert", "measured", "budget", ""], rows) if rows else ["Nothing measured."]
+    return (table(["duration", "alert", "measured", "floor", "over floor", "how", "budget", ""], rows) if rows
+            else ["Nothing measured."])

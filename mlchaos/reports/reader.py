@@ -206,7 +206,9 @@ class _JournalReader:
             if seconds is None:
                 return None
             return MeasurementRow(_text(item.get("kind")), _text(item.get("alert")), seconds,
-                                  _text(item.get("activity")))
+                                  _text(item.get("activity")), polled=_number(item.get("polled")),
+                                  method=_text(item.get("method")), note=_text(item.get("note")),
+                                  floor=_number(item.get("floor")), floor_text=_text(item.get("floor_text")))
 
         return self._rows("measurements", row)
 

@@ -97,12 +97,35 @@ class BudgetRow:
 
 @dataclass(frozen=True)
 class MeasurementRow:
-    """A duration a probe measured, in seconds after the fault."""
+    """A duration a probe measured, in seconds after the fault, beside its floor and the polled time.
+
+    ``method``: "prometheus timestamps" (exact) or "polled" (``note`` says why); empty in journals older
+    than exact times. ``floor``: scrape + evaluation interval + the rule's ``for`` (``floor_text``).
+    """
 
     kind: str
     alert: str
     seconds: float
     activity: str
+    polled: float | None = None
+    method: str = ""
+    note: str = ""
+    floor: float | None = None
+    floor_text: str = ""
+
+    @property
+    def excess(self) -> float | None:
+        """Seconds beyond the floor; None when the floor is unknown."""
+        return None if self.floor is None else round(self.seconds - self.floor, 3)
+
+    @property
+    def how(self) -> str:
+        """How it was measured, in words: exact (and the polled time), or polled and why."""
+        if self.method == "prometheus timestamps":
+            return "exact" + (f" (polled {self.polled:.1f}s)" if self.polled is not None else "")
+        if self.method == "polled":
+            return "polled" + (f": {self.note}" if self.note else "")
+        return ""
 
 
 @dataclass(frozen=True)

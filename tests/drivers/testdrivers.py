@@ -98,9 +98,9 @@ def optional(seed: int | None = None, names: list[str] | None = None) -> list:
     return [seed, names]
 
 
-def measured(what: str, alert: str, seconds: float) -> dict:
-    """Report a measurement the way the alert probes do."""
-    return {"alert": alert, "measurement": {"kind": what, "alert": alert, "seconds": seconds}}
+def measured(what: str, alert: str, seconds: float, beside: dict | None = None) -> dict:
+    """Report a measurement the way the alert probes do (``beside``: polled, method, note, floor, floor_text)."""
+    return {"alert": alert, "measurement": {"kind": what, "alert": alert, "seconds": seconds, **(beside or {})}}
 
 
 def hit_targets(

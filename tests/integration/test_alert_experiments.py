@@ -34,6 +34,15 @@ def test_the_kill_drill_detects_notifies_and_resolves_within_budget(monitored, t
     print(f"kill drill with alert verification: {seconds:.1f}s wall")
     kinds = {m["kind"]: m["seconds"] for m in journal["mlchaos"]["measurements"]}
     assert set(kinds) == {"time_to_detect", "time_to_notify", "time_to_recover", "time_to_notify_resolved"}
+    exact = {m["kind"]: m for m in journal["mlchaos"]["measurements"] if m.get("method") == "prometheus timestamps"}
+    assert set(exact) == {"time_to_detect", "time_to_recover"}, journal["mlchaos"]["measurements"]
+    # the sandbox profile, read from Prometheus: scrape 1s + evaluation 1s + for 3s (ModelServerDown)
+    assert (exact["time_to_detect"]["floor"], exact["time_to_recover"]["floor"]) == (5.0, 2.0)
+    for kind, measurement in exact.items():  # Prometheus' time is never later than what polling saw
+        assert 0 < measurement["seconds"] <= measurement["polled"], (kind, measurement)
+    # the receiver's clock agrees: no notification arrives before Prometheus says the alert fired (resolved)
+    assert kinds["time_to_notify"] >= kinds["time_to_detect"]
+    assert kinds["time_to_notify_resolved"] >= kinds["time_to_recover"]
     assert all(b["met"] for b in journal["mlchaos"]["budgets"])
     (change,) = journal["mlchaos"]["changes"]
     killed = change["targets"][0]["details"]["instance"]

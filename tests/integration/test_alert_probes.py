@@ -272,8 +272,16 @@ def test_alert_fires_notifies_and_resolves(stack: Stack, fault: RunContext) -> N
     assert fired["labels"]["instance"] == stack.targets[0].instance
     assert fired["measured_from"] == "fault"
     seconds = fired["measurement"]["seconds"]
-    assert fired["measurement"] == {"kind": "time_to_detect", "alert": "TestAlert", "seconds": seconds}
-    assert 1.0 <= seconds < 20 and fired["fired_after_fault"] == seconds
+    polled = fired["measurement"]["polled"]
+    assert fired["measurement"] == {
+        "kind": "time_to_detect", "alert": "TestAlert", "seconds": seconds, "polled": polled,
+        "method": "prometheus timestamps", "floor": 3.0, "floor_text": "scrape 1s + evaluation 1s + for 1s",
+    }
+    # exact: the evaluation after activeAt + for (1 s, one evaluation), on Prometheus' evaluation grid
+    fired_at = datetime.fromisoformat(fired["active_at"].replace("Z", "+00:00")).timestamp() + 1.0
+    fault_at = datetime.fromisoformat(fault.changes[-1].announced_at).timestamp()
+    assert seconds == round(fired_at - fault_at, 3)
+    assert 1.0 <= seconds <= polled < 20 and fired["fired_after_fault"] == seconds  # it fired before it was seen
     assert fired["active_before_fault"] is False
 
     notified = am.notification_delivered_within("TestAlert", within=20, match_fault_targets=True, url=a_url)
@@ -294,7 +302,9 @@ def test_alert_fires_notifies_and_resolves(stack: Stack, fault: RunContext) -> N
     stack.targets[0].value = 0
     resolved = prom.alert_resolves_within("TestAlert", within=20, match_fault_targets=True, poll=0.2, url=p_url)
     assert resolved["measurement"]["kind"] == "time_to_recover"
-    assert resolved["measurement"]["seconds"] > seconds
+    assert resolved["measurement"]["method"] == "prometheus timestamps", resolved["measurement"]
+    assert seconds < resolved["measurement"]["seconds"] <= resolved["measurement"]["polled"]
+    assert resolved["measurement"]["floor"] == 2.0  # scrape 1s + evaluation 1s + keep_firing_for 0s
     done = am.resolved_notification_delivered_within("TestAlert", within=20, match_fault_targets=True)
     assert done["status"] == "resolved"
     assert done["measurement"]["kind"] == "time_to_notify_resolved"

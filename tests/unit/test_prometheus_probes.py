@@ -167,19 +167,24 @@ def test_missing_rule_names_close_matches(prom: ReplayServer) -> None:
 def test_fires_after_pending_measured_from_the_fault(prom: ReplayServer, run: RunContext) -> None:
     prom.serve(ALERTS, "prometheus_alerts_none.json", "prometheus_alerts_pending.json",
                "prometheus_alerts_firing.json")
+    prom.serve("/api/v1/rules", "prometheus_rules_alert.json")
     result = probes.alert_fires_within("TestAlert", within=10, labels={"severity": "page"},
                                        match_fault_targets=True, poll=0.01, url=prom.url)
-    assert len(prom.requests) == 3  # pending was not taken for firing
+    assert prom.requests[:4] == [ALERTS] * 3 + ["/api/v1/rules?type=alert"]  # pending was not taken for firing
     seconds = result["measurement"]["seconds"]
+    active_at = fixtures_api.load("prometheus_alerts_firing.json")["data"]["alerts"][0]["activeAt"]
     assert result == {
         "alert": "TestAlert",
         "state": "firing",
         "labels": fixtures_api.load("prometheus_alerts_firing.json")["data"]["alerts"][0]["labels"],
-        "active_at": fixtures_api.load("prometheus_alerts_firing.json")["data"]["alerts"][0]["activeAt"],
+        "active_at": active_at,
         "fired_after_fault": seconds,
         "active_before_fault": True,  # the recording is older than this test's fault
         "measured_from": "fault",
-        "measurement": {"kind": "time_to_detect", "alert": "TestAlert", "seconds": seconds},
+        # an alert active before the fault was not caused by it: its activeAt says nothing of this fault
+        "measurement": {"kind": "time_to_detect", "alert": "TestAlert", "seconds": seconds, "polled": seconds,
+                        "method": "polled",
+                        "note": f"active since {active_at}, before the fault: not caused by it"},
     }
     assert 2.0 <= seconds < 5
 
@@ -275,7 +280,7 @@ def test_resolves_measured_from_the_fault(prom: ReplayServer, run: RunContext) -
     prom.serve(ALERTS, "prometheus_alerts_firing.json", "prometheus_alerts_pending.json",
                "prometheus_alerts_resolved.json")
     result = probes.alert_resolves_within("TestAlert", within=10, match_fault_targets=True, poll=0.01, url=prom.url)
-    assert len(prom.requests) == 3  # pending still counts as not resolved
+    assert prom.requests[:4] == [ALERTS] * 3 + ["/api/v1/rules?type=alert"]  # pending still counts as not resolved
     seconds = result["measurement"]["seconds"]
     assert result == {
         "alert": "TestAlert",
@@ -283,8 +288,11 @@ def test_resolves_measured_from_the_fault(prom: ReplayServer, run: RunContext) -
         "labels": {},
         "resolved_after_fault": seconds,
         "measured_from": "fault",
-        "measurement": {"kind": "time_to_recover", "alert": "TestAlert", "seconds": seconds},
+        # a Prometheus without the rules API (here: 404) leaves the polled time, and says so
+        "measurement": {"kind": "time_to_recover", "alert": "TestAlert", "seconds": seconds, "polled": seconds,
+                        "method": "polled", "note": result["measurement"]["note"]},
     }
+    assert result["measurement"]["note"].startswith("the rule's timing could not be read: Prometheus /api/v1/rules")
     assert 2.0 <= seconds < 5
 
 

@@ -50,8 +50,9 @@ def test_each_experiment_has_its_verdict_timeline_and_budgets():
                       "alert ModelServerDown"]
     budgets = exp.find("table", class_="budgets")
     detect = budgets.find("tr", data_kind="time_to_detect")
-    assert [td.text() for td in detect.find_all("td")][:5] == ["time to detect", "ModelServerDown", "4.6s", "20s",
-                                                               "within budget"]
+    # a journal older than exact times: no floor, no excess, no method
+    assert [td.text() for td in detect.find_all("td")][:8] == ["time to detect", "ModelServerDown", "4.6s", "\u2013",
+                                                               "\u2013", "", "20s", "within budget"]
     assert exp.find("table", class_="targets").find("b").text() == "model-0"
     events = [li.text() for li in exp.find("ul", class_="timeline-events").find_all("li")]
     assert events[0] == "1.17s fault: kill -> model-0"
@@ -137,3 +138,26 @@ def test_the_page_is_self_contained():
     assert text.startswith("<!DOCTYPE html>") and dom.find("html").attrs["lang"] == "en"
     for anchor in dom.find_all("a"):
         assert dom.find_all(id=anchor.attrs["href"][1:]), anchor.attrs["href"]
+
+
+def test_a_measurement_is_shown_beside_its_floor_and_the_polled_time():
+    """A real run with exact times: each budget row shows the floor, the excess over it and the polled time."""
+    _text, dom = page("kill-alerts-exact")
+    measured = {m["kind"]: m for m in journal("kill-alerts-exact")["mlchaos"]["measurements"]}
+    budgets = section(dom, "kill-one-replica-alerts").find("table", class_="budgets")
+    for kind, floor in (("time_to_detect", "5s (scrape 1s + evaluation 1s + for 3s)"),
+                        ("time_to_recover", "2s (scrape 1s + evaluation 1s + keep_firing_for 0s)")):
+        m = measured[kind]
+        cells = [td.text() for td in budgets.find("tr", data_kind=kind).find_all("td")]
+        assert cells[2:6] == [f"{m['seconds']:.1f}s", floor, f"{m['seconds'] - m['floor']:+.1f}s",
+                              f"exact (polled {m['polled']:.1f}s)"]
+    notify = [td.text() for td in budgets.find("tr", data_kind="time_to_notify").find_all("td")]
+    assert notify[3:6] == ["\u2013", "\u2013", ""]  # the receiver's time: no floor read for it
+    # exact times put the detection before its notification on the timeline, as it happened (the receiver also
+    # got other alerts' notifications of the drills before and of the restart: only the first after each counts)
+    lines = section(dom, "kill-one-replica-alerts").find("svg", class_="timeline").find_all("line", class_="marker")
+    at = [(line.attrs["data-kind"], float(line.attrs["x1"])) for line in lines]
+    first = {kind: min(x for k, x in at if k == kind) for kind in ("fault", "detected", "resolved")}
+    assert first["fault"] < first["detected"] <= min(x for k, x in at if k == "notified" and x > first["fault"])
+    assert first["detected"] < first["resolved"] <= min(x for k, x in at
+                                                         if k == "notified-resolved" and x > first["detected"])

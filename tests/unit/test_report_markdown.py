@@ -38,7 +38,7 @@ def test_the_summary_table_has_a_row_per_experiment():
 def test_a_run_section_has_budgets_targets_failures_and_trend():
     text = markdown(*HELD, "kill-guarded-aborted")
     assert "## A killed model replica is detected, notified and resolved in time: HELD" in text
-    assert "| time to detect | ModelServerDown | 4.6s | 20s | ok |" in text
+    assert "| time to detect | ModelServerDown | 4.6s | \u2013 | \u2013 |   | 20s | ok |" in text  # an older journal
     assert "| kill | process model-0 |" in text
     assert "Guard every-replica-running: TRIPPED after 1.65s: expected 3, got 2 (last value 2, 2 checks)" in text
     assert "- aborted (guard): guard 'every-replica-running' tripped: expected 3, got 2" in text
@@ -55,3 +55,10 @@ def test_user_text_cannot_break_the_tables():
     assert len(row) == 8
     assert row[0] == r"a \| b \| c \<img src=x\> \`code\` \*bold\*"
     assert cell("x" * 400).endswith("...") and len(cell("x" * 400)) == 300
+
+
+def test_the_budgets_table_shows_the_floor_the_excess_and_how_it_was_measured():
+    text = markdown("kill-alerts-exact")
+    detect = next(m for m in journal("kill-alerts-exact")["mlchaos"]["measurements"] if m["kind"] == "time_to_detect")
+    assert (f"| time to detect | ModelServerDown | {detect['seconds']:.1f}s | 5s (scrape 1s + evaluation 1s + for 3s) "
+            f"| {detect['excess']:+.1f}s | exact (polled {detect['polled']:.1f}s) | 20s | ok |") in text

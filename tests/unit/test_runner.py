@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mlchaos.engine import exit_codes
+from mlchaos.engine import exit_codes, summary
 from mlchaos.engine.console import Console
 from mlchaos.engine.runner import Runner
 from mlchaos.errors import InvalidInput
@@ -235,6 +235,29 @@ def test_a_measurement_within_its_budget_holds(run_experiment):
     assert journal["mlchaos"]["measurements"] == [
         {"kind": "time_to_detect", "alert": "ModelServerDown", "seconds": 4.2, "activity": "detect"}]
     assert journal["mlchaos"]["budgets"][0]["met"] is True
+
+
+def test_the_journal_and_the_summary_show_a_measurement_beside_its_floor(run_experiment, capsys):
+    data = _budget_experiment(4.2, {"detect": 30})
+    data["method"][0]["provider"]["arguments"]["beside"] = {
+        "polled": 4.61, "method": "prometheus timestamps", "floor": 5.0,
+        "floor_text": "scrape 1s + evaluation 1s + for 3s"}
+    data["method"].append(py("recover", "measured", what="time_to_recover", alert="ModelServerDown", seconds=9.5,
+                             beside={"polled": 9.5, "method": "polled", "note": "Prometheus gave no activeAt"}))
+    result, journal, _ = run_experiment(data)
+    capsys.readouterr()
+    summary.print_summary(result)
+    out = capsys.readouterr().out
+    assert result.exit_code == 0
+    assert journal["mlchaos"]["measurements"] == [
+        {"kind": "time_to_detect", "alert": "ModelServerDown", "seconds": 4.2, "activity": "detect", "polled": 4.61,
+         "method": "prometheus timestamps", "floor": 5.0, "floor_text": "scrape 1s + evaluation 1s + for 3s",
+         "excess": -0.8},
+        {"kind": "time_to_recover", "alert": "ModelServerDown", "seconds": 9.5, "activity": "recover", "polled": 9.5,
+         "method": "polled", "note": "Prometheus gave no activeAt"}]
+    assert ("ok   time to detect ModelServerDown: 4.2s within the budget of 30s [floor 5s (scrape 1s + "
+            "evaluation 1s + for 3s), -0.8s over it; Prometheus' timestamps; polled 4.6s]") in out
+    assert "  time to recover ModelServerDown: 9.5s [polled: Prometheus gave no activeAt]" in out
 
 
 def test_a_missed_budget_fails_the_verdict(run_experiment):

@@ -1,0 +1,170 @@
+"""Exact detection and recovery times (drivers.prometheus.timing), on API bodies recorded from Prometheus 2.42.
+
+The sandbox bodies were recorded after three real kill drills: the ALERTS samples of ModelServerDown
+(``for: 3s``, evaluated every second) and the running configuration (scrape every second).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import pytest
+
+from drivers.prometheus import probes, timing
+from mlchaos.errors import DriverError
+from mlchaos.safety import run_context
+from mlchaos.safety.changes import ChangeRecord, Target
+from mlchaos.safety.run_context import RunContext
+from tests.support import fixtures_api
+from tests.support.fixtures_api import ReplayServer
+
+SANDBOX = {
+    "/api/v1/rules": "prometheus_rules_sandbox.json",
+    "/api/v1/status/config": "prometheus_status_config_sandbox.json",
+    "/api/v1/query": "prometheus_query_alerts_range_sandbox.json",
+}
+MODEL_0, MODEL_2 = "127.0.0.1:43505", "127.0.0.1:42451"
+LAST_FIRING_MODEL_0 = 1796207631.887  # the last ALERTS sample of model-0 in the recording
+
+
+def recorded(bodies: dict[str, str]) -> tuple[timing.Get, list[tuple[str, Any]]]:
+    """A ``get`` answering each API path with the ``data`` of its recorded body; the requests it saw."""
+    asked: list[tuple[str, Any]] = []
+
+    def get(path: str, params: dict[str, str] | None) -> Any:
+        asked.append((path, params))
+        if path not in bodies:
+            raise DriverError(f"Prometheus {path} failed (HTTP 404, error): not found")
+        return fixtures_api.load(bodies[path])["data"]
+
+    return get, asked
+
+
+def sandbox_timing() -> timing.RuleTiming:
+    return timing.rule_timing(recorded(SANDBOX)[0], "ModelServerDown", {"job": "model"})
+
+
+def test_the_timing_of_the_sandbox_rule_is_read_from_prometheus() -> None:
+    assert sandbox_timing() == timing.RuleTiming(for_seconds=3.0, keep_firing_for=0.0, evaluation_interval=1.0,
+                                                 scrape_interval=1.0)
+    assert sandbox_timing().floor("time_to_detect") == {"seconds": 5.0,
+                                                        "text": "scrape 1s + evaluation 1s + for 3s"}
+    assert sandbox_timing().floor("time_to_recover") == {"seconds": 2.0,
+                                                         "text": "scrape 1s + evaluation 1s + keep_firing_for 0s"}
+
+
+def test_without_the_configuration_the_floor_is_unknown_but_the_rule_is_not() -> None:
+    get, asked = recorded({"/api/v1/rules": "prometheus_rules_sandbox.json"})
+    rule = timing.rule_timing(get, "ModelServerDown", {"job": "model"})
+    assert [path for path, _ in asked] == ["/api/v1/rules", "/api/v1/status/config"]
+    assert (rule.for_seconds, rule.evaluation_interval, rule.scrape_interval) == (3.0, 1.0, None)
+    assert rule.floor("time_to_detect") is None
+
+
+def test_an_unknown_rule_has_no_duration() -> None:
+    rule = timing.rule_timing(recorded(SANDBOX)[0], "NoSuchAlert", {})
+    assert rule.for_seconds is None and rule.keep_firing_for is None
+    assert rule.evaluation_interval == 1.0  # the global evaluation interval stands in for the group's
+
+
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("1m30s", 90.0), ("500ms", 0.5), ("2h", 7200.0), (3, 3.0), (0.5, 0.5), ("", None), ("3x", None),
+    ("1m junk", None), (None, None), (True, None),
+])
+def test_durations(text: Any, seconds: float | None) -> None:
+    assert timing.parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize(("for_seconds", "interval", "after"), [
+    (3.0, 1.0, 3.0),   # a multiple of the interval: activeAt + for
+    (2.5, 1.0, 3.0),   # not a multiple: the first evaluation at least `for` after activeAt
+    (0.0, 1.0, 0.0),   # for: 0 fires at the evaluation that made it active
+    (30.0, 15.0, 30.0),
+    (20.0, 15.0, 30.0),
+])
+def test_fired_at_is_the_first_evaluation_after_for(for_seconds: float, interval: float, after: float) -> None:
+    rule = timing.RuleTiming(for_seconds, 0.0, interval, 1.0)
+    exact = timing.fired_at({"activeAt": "2026-12-02T10:00:00Z"}, rule, origin=0.0, seen=2e9)
+    assert exact == timing.Exact(datetime.fromisoformat("2026-12-02T10:00:00+00:00").timestamp() + after)
+
+
+def test_fired_at_falls_back_with_a_reason() -> None:
+    rule = timing.RuleTiming(3.0, 0.0, 1.0, 1.0)
+    active = "2026-12-02T10:00:00.5Z"
+    at = datetime.fromisoformat("2026-12-02T10:00:00.5+00:00").timestamp()
+    cases = [
+        ({}, rule, 0.0, 2e9, "Prometheus gave no activeAt"),
+        ({"activeAt": "0001-01-01T00:00:00Z"}, rule, 0.0, 2e9, "Prometheus gave no activeAt"),
+        ({"activeAt": active}, timing.RuleTiming(None, None, 1.0, 1.0), 0.0, 2e9,
+         "Prometheus gave no rule duration (for)"),
+        ({"activeAt": active, "keepFiringSince": "2026-12-02T10:00:09Z"}, rule, 0.0, 2e9,
+         "kept firing (keep_firing_for) since 2026-12-02T10:00:09Z"),
+        ({"activeAt": active}, rule, at + 1, 2e9, f"active since {active}, before the fault: not caused by it"),
+        ({"activeAt": active}, rule, at - 1, at + 2.0,
+         "Prometheus says it fired 1.000s after this host saw it: clocks disagree"),
+    ]
+    for alert, rule_timing, origin, seen, note in cases:
+        assert timing.fired_at(alert, rule_timing, origin, seen) == timing.Exact(None, note)
+
+
+def test_resolved_one_evaluation_after_the_last_alerts_sample() -> None:
+    get, asked = recorded(SANDBOX)
+    instance_0 = lambda name, labels: labels.get("instance") == MODEL_0  # noqa: E731
+    exact = timing.resolved_at(get, instance_0, "ModelServerDown", sandbox_timing(),
+                               origin=LAST_FIRING_MODEL_0 - 10, seen=LAST_FIRING_MODEL_0 + 1.5)
+    assert exact == timing.Exact(LAST_FIRING_MODEL_0 + 1.0)
+    assert asked == [("/api/v1/query", {"query": 'ALERTS{alertname="ModelServerDown"}[14s]',
+                                        "time": f"{LAST_FIRING_MODEL_0 + 1.5:.3f}"})]
+    # model-2's episode (pending, then firing until .560.887) is a series of its own
+    instance_2 = lambda name, labels: labels.get("instance") == MODEL_2  # noqa: E731
+    assert timing.resolved_at(get, instance_2, "ModelServerDown", sandbox_timing(), origin=1796207550.0,
+                              seen=1796207562.0) == timing.Exact(1796207561.887)
+
+
+def test_resolved_at_falls_back_with_a_reason() -> None:
+    get, _ = recorded(SANDBOX)
+    nowhere = lambda name, labels: labels.get("instance") == "elsewhere:1"  # noqa: E731
+    assert timing.resolved_at(get, nowhere, "ModelServerDown", sandbox_timing(), 0.0, 2e9) == timing.Exact(
+        None, "no ALERTS sample since the fault: it was never active")
+    anywhere = lambda name, labels: True  # noqa: E731
+    assert timing.resolved_at(get, anywhere, "ModelServerDown", sandbox_timing(), LAST_FIRING_MODEL_0 + 60,
+                              LAST_FIRING_MODEL_0 + 61) == timing.Exact(
+        None, "Prometheus says it resolved 59.000s before the fault")  # an earlier drill's episode
+    assert timing.resolved_at(get, anywhere, "ModelServerDown", sandbox_timing(), 0.0,
+                              LAST_FIRING_MODEL_0) == timing.Exact(
+        None, "Prometheus says it resolved 1.000s after this host saw it: clocks disagree")
+    no_interval = timing.RuleTiming(3.0, 0.0, None, 1.0)
+    assert timing.resolved_at(get, anywhere, "ModelServerDown", no_interval, 0.0, 2e9) == timing.Exact(
+        None, "Prometheus gave no evaluation interval")
+
+
+# -- the probe, end to end over real HTTP ----------------------------------------------------
+
+
+@pytest.fixture
+def prom() -> Iterator[ReplayServer]:
+    server = ReplayServer()
+    yield server
+    server.stop()
+
+
+def test_the_probe_measures_from_prometheus_timestamps(prom: ReplayServer) -> None:
+    """The recorded TestAlert (for 3s, evaluated every second) became active at .57.346677605: with the fault
+    announced one second before, it fired 4.347 s after the fault, though the probe saw it days later."""
+    prom.serve("/api/v1/alerts", "prometheus_alerts_firing.json")
+    prom.serve("/api/v1/rules", "prometheus_rules_alert.json")
+    target = Target("process", "flip-0", {"instance": fixtures_api.recorded_instance()})
+    record = ChangeRecord("test", "flip", [target], announced_at="2026-11-26T16:19:56.346677+00:00")
+    token = run_context.activate(RunContext(changes=[record]))
+    try:
+        result = probes.alert_fires_within("TestAlert", within=5, match_fault_targets=True, poll=0.01, url=prom.url)
+    finally:
+        run_context.deactivate(token)
+    measurement = result["measurement"]
+    assert measurement["method"] == "prometheus timestamps"
+    assert measurement["seconds"] == 4.0 and result["fired_after_fault"] == 4.0  # activeAt + 3 s - fault
+    assert measurement["polled"] > 86400  # recorded long before this test ran
+    assert "floor" not in measurement  # the configuration was not served: its scrape interval is unknown
+    assert result["active_before_fault"] is False
