@@ -13,7 +13,8 @@ default action (the process ends), as before.
 
 Endpoints: ``GET /v2``, ``/v2/health/live``, ``/v2/health/ready``,
 ``/v2/models/{m}[/versions/{v}]``, ``/v2/models/{m}[/versions/{v}]/ready``,
-``POST /v2/models/{m}[/versions/{v}]/infer`` and Prometheus ``GET /metrics``. An infer body's
+``POST /v2/models/{m}[/versions/{v}]/infer``, the model repository extension (``POST /v2/repository/index``,
+``.../models/{m}/load`` and ``/unload``) and Prometheus ``GET /metrics``. An infer body's
 OIP ``"id"`` is echoed and its predictions are remembered for feedback naming it. Feedback, the
 model repository (version pinning) and the loopback-only fault and bad-push hooks live in
 :mod:`mlchaos.sandbox.routes`, the metrics and the drift score in :mod:`mlchaos.sandbox.signals`.
@@ -187,7 +188,7 @@ class Handler(BaseHTTPRequestHandler):
         self.server.metrics.requests.labels(label_model, self._endpoint, str(status.value)).inc()
         self._send(status, json.dumps(payload).encode(), "application/json")
 
-    def _route(self, method: str, path: str) -> dict[str, Any]:
+    def _route(self, method: str, path: str) -> Any:
         model = self.server.model
         if path == "/v2/health/live" and method == "GET":
             self._endpoint = "live"
@@ -199,7 +200,7 @@ class Handler(BaseHTTPRequestHandler):
             return {"ready": True}
         if path == "/v2" and method == "GET":
             self._endpoint = "server_metadata"
-            return {"name": "mlchaos-sandbox", "version": "1", "extensions": []}
+            return {"name": "mlchaos-sandbox", "version": "1", "extensions": ["model_repository"]}
         found = routes.find(method, path, self.client_address[0])
         if found is not None:
             self._endpoint, handler, groups = found
