@@ -119,3 +119,19 @@ def test_a_roll_out_loads_through_the_repository_api_and_keeps_the_version(serve
     result = actions.roll_out_model(target="url", urls=[server.url])
     assert result["loaded"] == [server.url] and result["failed"] == {}
     assert _index(server) == before
+
+
+def test_the_kserve_v1_protocol_mode_of_the_probes(server: Server, state_dir: Path) -> None:
+    urls = [server.url]
+    if server.kind == "mlserver":  # MLServer speaks V2 only: by V1 it is simply not healthy
+        assert requests.get(f"{server.url}/v1/models/iris", timeout=5).status_code == 404
+        assert probes.all_replicas_healthy(urls=urls, protocol="v1") is False
+        assert probes.error_rate(requests=5, urls=urls, protocol="v1") == 1.0
+        return
+    assert probes.all_replicas_healthy(urls=urls, protocol="v1") is True
+    assert probes.healthy_replica_count(urls=urls, protocol="v1") == 1
+    assert probes.prediction_accuracy(urls=urls, protocol="v1") == probes.prediction_accuracy(urls=urls) > 0.9
+    assert probes.error_rate(requests=10, urls=urls, protocol="v1") == 0.0
+    assert probes.latency_percentile(requests=10, urls=urls, protocol="v1") > 0
+    with pytest.raises(DriverError, match="protocol must be v2 .* or v1"):
+        probes.error_rate(urls=urls, protocol="v3")
