@@ -5,7 +5,9 @@ tests/support/mlserver.py) and against the reference server (``python -m mlchaos
 through nothing but the Open Inference Protocol and its model repository extension: health, accuracy,
 latency and error-rate probes; the served versions (``POST /v2/repository/index``); and a version fault
 through the repository API (``unload_model``: unload, the model is not ready, its undo loads it back)
-restored exactly: the index after the undo is the index before the fault.
+restored exactly: the index after the undo is the index before the fault. The probes' KServe V1 mode runs
+against a real KServe model server (tests/support/kserve.py; it has no repository index) and the reference
+server.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import requests
 from drivers.model import actions, probes
 from drivers.model.endpoints import named_endpoints
 from mlchaos.errors import DriverError
-from tests.support import mlserver
+from tests.support import kserve, mlserver
 from tests.support.components import require_component
 from tests.support.environment import child_env
 
@@ -135,3 +137,28 @@ def test_the_kserve_v1_protocol_mode_of_the_probes(server: Server, state_dir: Pa
     assert probes.latency_percentile(requests=10, urls=urls, protocol="v1") > 0
     with pytest.raises(DriverError, match="protocol must be v2 .* or v1"):
         probes.error_rate(urls=urls, protocol="v3")
+
+
+@pytest.fixture(scope="module")
+def kserve_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real KServe model server with the iris model, once per module."""
+    interpreter = kserve.python()
+    require_component("KServe", interpreter is not None, kserve.HOW_TO_GET_IT)
+    assert interpreter is not None
+    server = kserve.start(interpreter, tmp_path_factory.mktemp("kserve"))
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("protocol", ["v1", "v2"])
+def test_the_probes_against_a_real_kserve_server_in_both_protocols(kserve_url: str, protocol: str,
+                                                                    state_dir: Path) -> None:
+    urls = [kserve_url]
+    assert probes.all_replicas_healthy(urls=urls, protocol=protocol) is True
+    assert probes.healthy_replica_count(urls=urls, protocol=protocol) == 1
+    assert probes.prediction_accuracy(urls=urls, protocol=protocol) > 0.9
+    assert probes.error_rate(requests=10, urls=urls, protocol=protocol) == 0.0
+    assert probes.latency_percentile(requests=10, urls=urls, protocol=protocol) > 0
+    assert probes.healthy_replica_count(urls=urls, model="nope", protocol=protocol) == 0

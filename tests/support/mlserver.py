@@ -51,7 +51,7 @@ def binary() -> Path | None:
 
 @dataclass
 class MLServer:
-    """One running MLServer: its base URL, the model it serves and its process."""
+    """One running model server (MLServer; tests/support/kserve.py's too): its base URL and its process."""
 
     url: str
     metrics_url: str
@@ -84,7 +84,7 @@ def start(executable: Path, folder: Path) -> MLServer:
     (model_dir / "model-settings.json").write_text(json.dumps({
         "name": MODEL, "implementation": "mlserver_sklearn.SKLearnModel",
         "parameters": {"uri": "./model.joblib", "version": VERSION}}))
-    http_port, grpc_port, metrics_port = _free_ports(3)
+    http_port, grpc_port, metrics_port = free_ports(3)
     (folder / "settings.json").write_text(json.dumps({
         "http_port": http_port, "grpc_port": grpc_port, "metrics_port": metrics_port, "host": "127.0.0.1",
         "parallel_workers": 0}))
@@ -93,21 +93,25 @@ def start(executable: Path, folder: Path) -> MLServer:
         process = subprocess.Popen([str(executable), "start", str(folder)], cwd=folder, stdout=out,
                                    stderr=subprocess.STDOUT, start_new_session=True)
     server = MLServer(f"http://127.0.0.1:{http_port}", f"http://127.0.0.1:{metrics_port}", process, log)
-    if not poll(lambda: process.poll() is not None or _ready(server.url), timeout=START_TIMEOUT, interval=0.5) \
-            or process.poll() is not None:
+    if not ready(server, START_TIMEOUT):
         server.stop()
         raise RuntimeError(f"MLServer did not get ready within {START_TIMEOUT:g}s:\n{server.log_tail()}")
     return server
 
 
-def _ready(url: str) -> bool:
-    try:
-        return requests.get(f"{url}/v2/models/{MODEL}/ready", timeout=2).status_code == 200
-    except requests.RequestException:
-        return False
+def ready(server: MLServer, timeout: float) -> bool:
+    """Wait until the server's iris model answers ready (V2); False when the process ended or time ran out."""
+    def answered() -> bool:
+        try:
+            return requests.get(f"{server.url}/v2/models/{MODEL}/ready", timeout=2).status_code == 200
+        except requests.RequestException:
+            return False
+
+    done = poll(lambda: server.process.poll() is not None or answered(), timeout=timeout, interval=0.5)
+    return done and server.process.poll() is None
 
 
-def _free_ports(n: int) -> list[int]:
+def free_ports(n: int) -> list[int]:
     sockets = [socket.socket() for _ in range(n)]
     try:
         for s in sockets:
