@@ -10,7 +10,8 @@ inside each: the admin hooks answer loopback clients only) or ``url`` (any serve
 protocol at ``urls``: the public API only, so the admin faults are refused). Calls never go
 through a fault proxy, each with a ``timeout`` (seconds). Undos: :func:`clear_model_faults` for
 ``emit_nan_outputs`` and ``make_not_ready``, :func:`restore_model_version` for
-``pin_model_version``, :func:`restore_pushed_model` for ``push_bad_model``; all are idempotent
+``pin_model_version``, ``unload_model`` and ``roll_out_model``, :func:`restore_pushed_model` for
+``push_bad_model``; all are idempotent
 (a second call lists the replicas under ``already``) and the recorded undo carries the target
 arguments, so ``mlchaos recover`` finds the replicas again. ``send_invalid_inputs`` leaves
 nothing to undo: its record has an empty undo.
@@ -32,10 +33,11 @@ from drivers.model.versions import (
     restore_model_version,
     restore_pushed_model,
     roll_out_model,
+    unload_model,
 )
 
 __all__ = [
     "CLEAR_FUNC", "INVALID_KINDS", "RESTORE_FUNC", "RESTORE_PUSHED_FUNC", "clear_model_faults", "emit_nan_outputs",
     "fail_model_loads", "make_not_ready", "pin_model_version", "push_bad_model", "restore_model_version",
-    "restore_pushed_model", "roll_out_model", "send_invalid_inputs",
+    "restore_pushed_model", "roll_out_model", "send_invalid_inputs", "unload_model",
 ]

@@ -69,9 +69,23 @@ class Endpoint:
         return Target(kind=self.kind, name=self.name, details=dict(self.details))
 
     def repository_index(self, model: str, timeout: float = 5.0) -> dict[str, str]:
-        """Version -> state (READY, UNAVAILABLE) of ``model`` in the replica's repository index."""
-        entries = self.call("GET", "/v2/repository/index", timeout=timeout).get("models") or []
-        return {m["version"]: m["state"] for m in entries if m.get("name") == model}
+        """Version -> state (READY, UNAVAILABLE, ...) of ``model`` in the replica's repository index.
+
+        The Open Inference Protocol's model repository extension: ``POST /v2/repository/index`` with
+        ``{}`` answers a JSON array of ``{"name", "version", "state", "reason"}`` (MLServer, Triton and
+        the reference server alike); an entry without a version is listed under ``""``.
+        """
+        path = "/v2/repository/index"
+        resp = self.send("POST", path, {}, timeout)
+        try:
+            entries = json.loads(resp.text)
+        except ValueError:
+            entries = None
+        if not isinstance(entries, list) or not all(isinstance(m, dict) for m in entries):
+            raise DriverError(f"{self.name}: POST {path} answered no repository index (a JSON array of models,"
+                              f" as the Open Inference Protocol's model repository extension has it):"
+                              f" {resp.text[:200]!r}")
+        return {str(m.get("version") or ""): str(m.get("state") or "") for m in entries if m.get("name") == model}
 
     def served_version(self, model: str, timeout: float = 5.0) -> str | None:
         """The version of ``model`` the replica serves (the READY one), or None."""
@@ -85,12 +99,18 @@ class Endpoint:
         except DriverError as exc:
             raise type(exc)(f"{self.name}: {method} {path} failed: {exc}") from None
 
-    def call(self, method: str, path: str, body: Any = None, timeout: float = 5.0) -> dict[str, Any]:
-        """One call that must be answered 2xx with a JSON object, else a one-line DriverError."""
+    def send(self, method: str, path: str, body: Any = None, timeout: float = 5.0) -> Response:
+        """One call that must be answered 2xx (whatever its body: a repository load answers none), else a
+        one-line DriverError."""
         resp = self.request(method, path, body, timeout)
         if not 200 <= resp.status < 300:
             detail = " ".join(resp.text.split())[:200]
             raise DriverError(f"{self.name}: {method} {path} answered HTTP {resp.status}: {detail}")
+        return resp
+
+    def call(self, method: str, path: str, body: Any = None, timeout: float = 5.0) -> dict[str, Any]:
+        """One call that must be answered 2xx with a JSON object, else a one-line DriverError."""
+        resp = self.send(method, path, body, timeout)
         try:
             found = json.loads(resp.text)
         except ValueError:

@@ -1,9 +1,15 @@
-"""Probes that judge a model service over real HTTP (Open Inference Protocol / KServe V2).
+"""Probes that judge a model service over real HTTP (Open Inference Protocol / KServe V2, or KServe V1).
 
 Replica URLs come from ``urls`` (any OIP server) or from the sandbox state of
 ``service``: there, the client URL of each replica, i.e. through the sandbox's fault
 proxy (so injected network faults are seen as a client sees them).
 Every HTTP call has a timeout (``timeout``, seconds, per request).
+
+``protocol`` says which protocol the server speaks: ``v2`` (default; the Open Inference Protocol:
+MLServer, Triton, KServe's V2 endpoints) checks ``/v2/health/live``, ``/v2/health/ready`` and
+``/v2/models/{m}/ready`` and infers with ``POST /v2/models/{m}/infer``; ``v1`` (KServe V1) checks
+``GET /v1/models/{m}`` (200 with ``"ready": true``) and predicts with ``POST /v1/models/{m}:predict``
+(``{"instances": [[...], ...]}`` -> ``{"predictions": [...]}``).
 """
 
 from __future__ import annotations
@@ -24,11 +30,12 @@ from drivers.model.sandbox import holdout_split
 from mlchaos.driver_kit import DriverError
 
 MAX_REQUESTS = 10_000
+PROTOCOLS = ("v2", "v1")
 
 
 def all_replicas_healthy(
     service: str = "model", urls: list[str] | None = None, model: str = "iris", timeout: float = 2.0,
-    within: float = 0,
+    within: float = 0, protocol: str = "v2",
 ) -> bool:
     """True when every replica answers live, ready and model-ready (timeout in seconds per call).
 
@@ -36,15 +43,19 @@ def all_replicas_healthy(
     that restarted a replica (it serves again once its model is loaded, sooner or later with the host's load).
     """
     checks.non_negative("within", within)  # before the replicas are looked up (polling checks it again)
+    _check_protocol(protocol)
     targets = _urls(service, urls)
-    return polling.poll(within, lambda: len(_healthy(targets, model, timeout)) == len(targets), interval=0.5)
+    return polling.poll(within, lambda: len(_healthy(targets, model, timeout, protocol)) == len(targets),
+                        interval=0.5)
 
 
 def healthy_replica_count(
-    service: str = "model", urls: list[str] | None = None, model: str = "iris", timeout: float = 2.0
+    service: str = "model", urls: list[str] | None = None, model: str = "iris", timeout: float = 2.0,
+    protocol: str = "v2",
 ) -> int:
     """Count the replicas answering live, ready and model-ready (timeout in seconds)."""
-    return len(_healthy(_urls(service, urls), model, timeout))
+    _check_protocol(protocol)
+    return len(_healthy(_urls(service, urls), model, timeout, protocol))
 
 
 def prediction_accuracy(
@@ -55,6 +66,7 @@ def prediction_accuracy(
     golden_set: str | None = None,
     timeout: float = 2.0,
     replicas: list[str] | None = None,
+    protocol: str = "v2",
 ) -> float:
     """Lowest accuracy (0..1) over the replicas on the holdout or a golden set.
 
@@ -65,18 +77,20 @@ def prediction_accuracy(
     replica could be reached at all. ``golden_set`` is a JSON file
     ``{"inputs": [[f1, f2, ...], ...], "labels": [int, ...]}``.
     """
+    _check_protocol(protocol)
     rows, labels = _golden(golden_set) if golden_set else holdout_split()
     targets = _urls(service, urls, only=replicas)
     if only_healthy:
-        targets = _healthy(targets, model, timeout)
+        targets = _healthy(targets, model, timeout, protocol)
     scores: list[float] = []
     with http.Session() as session:
         for url in targets:
             try:
-                resp = session.post(_infer_url(url, model), json=_infer_body(rows), timeout=timeout)
+                resp = session.post(_infer_url(url, model, protocol), json=_infer_body(rows, protocol),
+                                    timeout=timeout)
             except http.RequestException:
                 continue
-            predicted = _predictions(resp, len(rows))
+            predicted = _predictions(resp, len(rows), protocol)
             if predicted is None:
                 scores.append(0.0)
             else:
@@ -124,6 +138,7 @@ def latency_percentile(
     model: str = "iris",
     timeout: float = 2.0,
     exclude: list[str] | None = None,
+    protocol: str = "v2",
 ) -> float:
     """Inference latency percentile in milliseconds over `requests` sequential single-row calls.
 
@@ -134,7 +149,8 @@ def latency_percentile(
     if not 0 < percentile <= 100:
         raise DriverError(f"percentile must be in (0, 100], got {percentile}")
     _check_count(requests)
-    targets = _healthy(_urls(service, urls, exclude), model, timeout)
+    _check_protocol(protocol)
+    targets = _healthy(_urls(service, urls, exclude), model, timeout, protocol)
     if not targets:
         raise DriverError("no healthy replica to measure latency on")
     rows, _ = holdout_split()
@@ -144,7 +160,7 @@ def latency_percentile(
             started = time.perf_counter()
             try:
                 resp = session.post(
-                    _infer_url(url, model), json=_infer_body([row]), timeout=timeout
+                    _infer_url(url, model, protocol), json=_infer_body([row], protocol), timeout=timeout
                 )
             except http.RequestException:
                 continue
@@ -162,6 +178,7 @@ def error_rate(
     model: str = "iris",
     timeout: float = 2.0,
     concurrency: int = 8,
+    protocol: str = "v2",
 ) -> float:
     """Fraction (0..1) of `requests` infer calls that failed, over ALL configured replicas.
 
@@ -172,6 +189,7 @@ def error_rate(
     _check_count(requests)
     if concurrency < 1:
         raise DriverError(f"concurrency must be >= 1, got {concurrency}")
+    _check_protocol(protocol)
     targets = _urls(service, urls)
     rows, _ = holdout_split()
     plan = list(zip(range(requests), cycle(targets), cycle(rows), strict=False))
@@ -179,7 +197,7 @@ def error_rate(
     def call(item: tuple[int, str, list[float]]) -> bool:
         _, url, row = item
         try:
-            resp = http.post(_infer_url(url, model), json=_infer_body([row]), timeout=timeout)
+            resp = http.post(_infer_url(url, model, protocol), json=_infer_body([row], protocol), timeout=timeout)
         except http.RequestException:
             return False
         return resp.ok
@@ -223,35 +241,53 @@ def _urls(service: str, urls: list[str] | None, exclude: list[str] | None = None
     return [r.client_url for r in replicas]
 
 
-def _healthy(urls: list[str], model: str, timeout: float) -> list[str]:
-    paths = ("/v2/health/live", "/v2/health/ready", f"/v2/models/{model}/ready")
+def _check_protocol(protocol: Any) -> None:
+    if protocol not in PROTOCOLS:
+        raise DriverError(f"protocol must be v2 (Open Inference Protocol) or v1 (KServe V1), got {protocol!r}")
+
+
+def _healthy(urls: list[str], model: str, timeout: float, protocol: str = "v2") -> list[str]:
     healthy = []
     with http.Session() as session:
         for url in urls:
             try:
-                if all(session.get(url + p, timeout=timeout).ok for p in paths):
+                if _answers_healthy(session, url, model, timeout, protocol):
                     healthy.append(url)
             except http.RequestException:
                 continue
     return healthy
 
 
-def _infer_url(url: str, model: str) -> str:
-    return f"{url}/v2/models/{model}/infer"
+def _answers_healthy(session: http.Session, url: str, model: str, timeout: float, protocol: str) -> bool:
+    if protocol == "v1":  # KServe V1: the model's status, {"name": m, "ready": true}
+        resp = session.get(f"{url}/v1/models/{model}", timeout=timeout)
+        try:
+            return resp.ok and resp.json().get("ready") is True
+        except (ValueError, AttributeError):
+            return False
+    paths = ("/v2/health/live", "/v2/health/ready", f"/v2/models/{model}/ready")
+    return all(session.get(url + p, timeout=timeout).ok for p in paths)
 
 
-def _infer_body(rows: list[list[float]]) -> dict[str, Any]:
+def _infer_url(url: str, model: str, protocol: str = "v2") -> str:
+    return f"{url}/v1/models/{model}:predict" if protocol == "v1" else f"{url}/v2/models/{model}/infer"
+
+
+def _infer_body(rows: list[list[float]], protocol: str = "v2") -> dict[str, Any]:
+    if protocol == "v1":
+        return {"instances": [list(row) for row in rows]}
     width = len(rows[0]) if rows else 0
     flat = [v for row in rows for v in row]
     return {"inputs": [{"name": "input-0", "shape": [len(rows), width], "datatype": "FP64",
                         "data": flat}]}
 
 
-def _predictions(resp: http.Response, n_rows: int) -> list[int] | None:
+def _predictions(resp: http.Response, n_rows: int, protocol: str = "v2") -> list[int] | None:
     if not resp.ok:
         return None
     try:
-        data = resp.json()["outputs"][0]["data"]
+        answer = resp.json()
+        data = answer["predictions"] if protocol == "v1" else answer["outputs"][0]["data"]
     except (ValueError, KeyError, IndexError, TypeError):
         return None
     if not isinstance(data, list) or len(data) != n_rows:

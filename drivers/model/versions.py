@@ -1,5 +1,13 @@
-"""Model version faults: roll out, pin an older version, push a defective model; and the rollbacks that serve
-the previous versions again (restore_model_version, restore_pushed_model).
+"""Model version faults: roll out, pin an older version, unload the model, push a defective model; and the
+rollbacks that serve the previous versions again (restore_model_version, restore_pushed_model).
+
+Versions are read and changed through the Open Inference Protocol's model repository extension, as
+MLServer and Triton serve it: ``POST /v2/repository/index`` (what each replica serves: its READY
+entry), ``POST /v2/repository/models/{m}/load`` and ``.../unload``. A load's answer carries no
+version (the spec gives it no body), so what a replica serves after one is read back from its index.
+Pinning a named version sends ``{"parameters": {"version": V}}`` with the load: a parameter of the
+reference server's (MLServer loads what its repository holds and ignores it), so the served version
+is checked after the load and a server that did not follow is a DriverError.
 
 Part of :mod:`drivers.model.actions` (experiments and change records name the functions there).
 """
@@ -38,11 +46,10 @@ def roll_out_model(
     result = record.to_dict()
     if dry_run:
         return result
-    body = {"parameters": {"version": version}} if version is not None else None
     loaded, failed = [], {}
     for e in chosen:
         try:
-            e.call("POST", f"/v2/repository/models/{model}/load", body, timeout)
+            _load(e, model, version, timeout)
             loaded.append(e.name)
         except DriverError as exc:
             failed[e.name] = str(exc)
@@ -75,7 +82,40 @@ def pin_model_version(
                              _restore_undo(service, chosen, previous, model), dry_run)
     if not dry_run:
         for e in chosen:
-            e.call("POST", f"/v2/repository/models/{model}/load", {"parameters": {"version": version}}, timeout)
+            _load(e, model, version, timeout)
+            _check_served(e, model, version, timeout)
+    return record.to_dict()
+
+
+def unload_model(
+    service: str = "model", count: int = 1, seed: int | None = None, model: str = "iris", timeout: float = 5.0,
+    replicas: list[str] | None = None, target: str = "sandbox", labels: Labels = None,
+    name_pattern: str | None = None, project: str | None = None, urls: list[str] | None = None,
+    *, dry_run: bool = False,
+) -> dict[str, Any]:
+    """Unload `model` on `count` random replicas (repository API: POST .../unload): not ready, every infer fails.
+
+    Works on any server with the model repository extension (MLServer, Triton, the reference server).
+    `replicas` names the replicas instead of a random pick. The version each replica served is recorded
+    for the undo, restore_model_version, which loads it back (POST .../load).
+    """
+    check_timeout(timeout)
+    scope = parse_scope(target, service, labels, name_pattern, project, urls)
+    chosen, population, seed = scope.choose(count, seed, replicas)
+    previous: dict[str, str] = {}
+    for e in chosen:
+        served = e.served_version(model, timeout)
+        if served is None:
+            raise DriverError(f"{e.name}: model {model!r} has no READY version in its repository index: nothing"
+                              " to unload")
+        previous[e.name] = served
+    record = announce_record("unload_model", scope, chosen, population,
+                             {"service": service, "count": count, "seed": seed, "model": model,
+                              "previous": previous},
+                             _restore_undo(service, chosen, previous, model), dry_run)
+    if not dry_run:
+        for e in chosen:
+            e.send("POST", f"/v2/repository/models/{model}/unload", None, timeout)
     return record.to_dict()
 
 
@@ -139,7 +179,8 @@ def push_bad_model(
     if not dry_run:
         for e in chosen:
             e.call("POST", "/admin/versions", {"version": version, "defect": defect}, timeout)
-            e.call("POST", f"/v2/repository/models/{model}/load", {"parameters": {"version": version}}, timeout)
+            _load(e, model, version, timeout)
+            _check_served(e, model, version, timeout)
     return record.to_dict()
 
 
@@ -188,16 +229,32 @@ def _restore_undo(service: str, chosen: list[Endpoint], previous: dict[str, str]
 
 def _restore(e: Endpoint, versions: dict[str, str] | None, model: str, timeout: float) -> bool:
     """Serve `versions[e]` (or the server's current version) on a live replica; False when it already did."""
-    wanted = (versions or {}).get(e.name) or None  # None: the server's current version
+    wanted = (versions or {}).get(e.name) or None  # None ("" recorded): the version a plain load serves
     before = e.served_version(model, timeout)
     if wanted is not None and before == wanted:
         return False
-    body = {"parameters": {"version": wanted}} if wanted else None
-    after = e.call("POST", f"/v2/repository/models/{model}/load", body, timeout).get("version")
-    return after != before
+    _load(e, model, wanted, timeout)
+    if wanted is not None:
+        _check_served(e, model, wanted, timeout)
+    return e.served_version(model, timeout) != before
+
+
+def _load(e: Endpoint, model: str, version: str | None, timeout: float) -> None:
+    """POST the repository load of `model` (with the reference server's version parameter when `version`)."""
+    body = {"parameters": {"version": version}} if version is not None else None
+    e.send("POST", f"/v2/repository/models/{model}/load", body, timeout)
+
+
+def _check_served(e: Endpoint, model: str, version: str, timeout: float) -> None:
+    """DriverError unless the replica's repository index says it serves `version` (after a load that named it)."""
+    served = e.served_version(model, timeout)
+    if served != version:
+        raise DriverError(f"{e.name}: loaded {model!r} naming version {version!r}, but its repository index says it"
+                          f" serves {served!r}: this server does not pin versions by a load parameter (the"
+                          " reference server does; MLServer and Triton load what their repository holds)")
 
 
 def _check_versions(versions: Any) -> None:
     if versions is not None and (not isinstance(versions, dict)
-                                 or not all(isinstance(v, str) and v for v in versions.values())):
+                                 or not all(isinstance(v, str) for v in versions.values())):
         raise DriverError(f"versions must map replica names to version strings, got {versions!r}")

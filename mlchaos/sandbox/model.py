@@ -11,6 +11,10 @@ labels shifted cyclically (y -> (y + 1) % 3), so its predictions stay class-bala
 accuracy shows it; ``random_weights`` keeps the estimator's shape but replaces its
 coefficients with seeded random values (its predictions pile up on one class: drift shows it
 too). A pushed version is not served until it is loaded.
+
+The repository follows the Open Inference Protocol's model repository extension: :meth:`ServedModel.index`
+lists every version with its state (``READY``, ``UNAVAILABLE``) and the reason, :meth:`ServedModel.unload`
+stops serving (nothing is ready until the next load) and :meth:`ServedModel.load` serves a version again.
 """
 
 from __future__ import annotations
@@ -69,6 +73,10 @@ class VersionNotFound(LookupError):
     """A removal of a version the repository does not hold."""
 
 
+class NotLoaded(LookupError):
+    """An unload of a model that is not loaded."""
+
+
 @dataclass
 class Prediction:
     """The outputs for one batch: classes when they are finite, the raw values always."""
@@ -114,6 +122,7 @@ class ServedModel:
     faults: Faults = field(default_factory=Faults)
     _versions: dict[str, TrainedVersion] = field(default_factory=dict, repr=False)
     _active: TrainedVersion | None = field(default=None, repr=False)
+    _unloaded: bool = field(default=False, repr=False)  # unloaded: the last served version stays named, not served
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -130,8 +139,13 @@ class ServedModel:
 
     @property
     def ready(self) -> bool:
-        """True once a version is loaded, unless the ``not_ready`` fault is set."""
-        return self._active is not None and not self.faults.flags.not_ready
+        """True once a version is loaded (and not unloaded since), unless the ``not_ready`` fault is set."""
+        return self._active is not None and not self._unloaded and not self.faults.flags.not_ready
+
+    @property
+    def loaded(self) -> bool:
+        """True while a version is loaded: false before training and after :meth:`unload`."""
+        return self._active is not None and not self._unloaded
 
     def train(self) -> None:
         """Fit every version (well under a second, mostly imports) and serve the default one."""
@@ -156,13 +170,33 @@ class ServedModel:
             if self.faults.flags.fail_load:
                 raise LoadFailed(f"failed to load model {self.name!r} version {wanted!r} (fail_load fault)")
             self._active = self._versions[wanted]
+            self._unloaded = False
             return self._active
 
-    def index(self) -> list[dict[str, str]]:
-        """The repository index, Triton-shaped: one entry per version with its state."""
+    def unload(self) -> str:
+        """Stop serving the model (every version UNAVAILABLE until the next load); return the version it served.
+
+        Raise NotLoaded when nothing is loaded (as a server answers an unload of a model it does not serve).
+        """
         with self._lock:
-            return [{"name": self.name, "version": v, "state": "READY" if self._active is t else "UNAVAILABLE"}
-                    for v, t in self._versions.items()]
+            if self._active is None or self._unloaded:
+                raise NotLoaded(f"model {self.name!r} is not loaded")
+            self._unloaded = True
+            return self._active.version
+
+    def index(self, ready_only: bool = False) -> list[dict[str, str]]:
+        """The repository index (OIP model repository extension): name, version, state and reason per version.
+
+        ``ready_only`` keeps the entries that are ready for inference (the index request's ``ready``).
+        """
+        with self._lock:
+            entries = []
+            for v, t in self._versions.items():
+                served = self._active is t and not self._unloaded
+                reason = "unloaded" if self._active is t and self._unloaded else ""
+                entries.append({"name": self.name, "version": v, "state": "READY" if served else "UNAVAILABLE",
+                                "reason": reason})
+        return [e for e in entries if e["state"] == "READY"] if ready_only else entries
 
     def pushed(self) -> list[TrainedVersion]:
         """The pushed (defective) versions the repository holds, oldest first."""
@@ -196,7 +230,7 @@ class ServedModel:
                 raise VersionNotFound(f"model {self.name!r} has no version {version!r}")
             if held.defect is None:
                 raise VersionConflict(f"version {version!r} is a release of model {self.name!r}, not a pushed one")
-            if held is self._active:
+            if held is self._active:  # served, or the last served of an unloaded model
                 raise VersionConflict(f"version {version!r} of model {self.name!r} is being served: load another"
                                       " version first")
             return self._versions.pop(version)

@@ -13,8 +13,12 @@ default action (the process ends), as before.
 
 Endpoints: ``GET /v2``, ``/v2/health/live``, ``/v2/health/ready``,
 ``/v2/models/{m}[/versions/{v}]``, ``/v2/models/{m}[/versions/{v}]/ready``,
-``POST /v2/models/{m}[/versions/{v}]/infer`` and Prometheus ``GET /metrics``. An infer body's
-OIP ``"id"`` is echoed and its predictions are remembered for feedback naming it. Feedback, the
+``POST /v2/models/{m}[/versions/{v}]/infer``, the model repository extension (``POST /v2/repository/index``,
+``.../models/{m}/load`` and ``/unload``) and Prometheus ``GET /metrics``. The KServe V1 protocol is served
+too: ``GET /v1/models`` (``{"models": [m]}``), ``GET /v1/models/{m}`` (``{"name": m, "ready": true}``; 503
+when not ready) and ``POST /v1/models/{m}:predict`` (``{"instances": [[f1, ...], ...]}`` ->
+``{"predictions": [class, ...]}``), counted as the V2 calls are (endpoints ``model_ready`` and ``infer``).
+An infer body's OIP ``"id"`` is echoed and its predictions are remembered for feedback naming it. Feedback, the
 model repository (version pinning) and the loopback-only fault and bad-push hooks live in
 :mod:`mlchaos.sandbox.routes`, the metrics and the drift score in :mod:`mlchaos.sandbox.signals`.
 Handlers are thin: look up, one call into :mod:`mlchaos.sandbox.model`, serialise.
@@ -31,6 +35,7 @@ import ssl
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -46,6 +51,7 @@ from mlchaos.sandbox.signals import LATENCY_BUCKETS, Metrics, Signals
 __all__ = ["LATENCY_BUCKETS", "HttpError", "Metrics", "ModelServer", "Signals", "TLSModelServer", "serve"]
 MAX_BODY_BYTES = 4 * 1024 * 1024
 _MODEL_PATH = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?(/ready|/infer)?$")
+_V1_MODEL_PATH = re.compile(r"^/v1/models/([^/:]+)(:predict)?$")
 
 
 class ModelServer(ThreadingHTTPServer):
@@ -187,7 +193,7 @@ class Handler(BaseHTTPRequestHandler):
         self.server.metrics.requests.labels(label_model, self._endpoint, str(status.value)).inc()
         self._send(status, json.dumps(payload).encode(), "application/json")
 
-    def _route(self, method: str, path: str) -> dict[str, Any]:
+    def _route(self, method: str, path: str) -> Any:
         model = self.server.model
         if path == "/v2/health/live" and method == "GET":
             self._endpoint = "live"
@@ -199,7 +205,9 @@ class Handler(BaseHTTPRequestHandler):
             return {"ready": True}
         if path == "/v2" and method == "GET":
             self._endpoint = "server_metadata"
-            return {"name": "mlchaos-sandbox", "version": "1", "extensions": []}
+            return {"name": "mlchaos-sandbox", "version": "1", "extensions": ["model_repository"]}
+        if path.startswith("/v1/"):
+            return self._route_v1(method, path)
         found = routes.find(method, path, self.client_address[0])
         if found is not None:
             self._endpoint, handler, groups = found
@@ -225,35 +233,66 @@ class Handler(BaseHTTPRequestHandler):
             return {"name": model.name, "ready": True}
         return self._infer()
 
+    def _route_v1(self, method: str, path: str) -> dict[str, Any]:
+        """The KServe V1 protocol: the model list, the model's readiness and ``:predict``."""
+        model = self.server.model
+        if path == "/v1/models":
+            self._endpoint = "metadata"
+            if method != "GET":
+                raise HttpError(HTTPStatus.METHOD_NOT_ALLOWED, "the model list needs GET")
+            return {"models": [model.name]}
+        match = _V1_MODEL_PATH.match(path)
+        if match is None:
+            raise HttpError(HTTPStatus.NOT_FOUND, f"no route for {method} {path}")
+        name, predict = match.groups()
+        self._endpoint = "infer" if predict else "model_ready"
+        wanted = "POST" if predict else "GET"
+        if method != wanted:
+            raise HttpError(HTTPStatus.METHOD_NOT_ALLOWED, f"{self._endpoint} needs {wanted}")
+        if name != model.name:
+            raise HttpError(HTTPStatus.NOT_FOUND, f"unknown model {name!r}")
+        if not predict:
+            if not model.ready:
+                raise HttpError(HTTPStatus.SERVICE_UNAVAILABLE, "model not ready")
+            return {"name": model.name, "ready": True}
+        rows, _ = self._parse(lambda body: parse_infer_request(_v1_as_v2(body)))
+        data, _, _ = self._predict(rows, None)
+        return {"predictions": data}
+
     def _infer(self) -> dict[str, Any]:
-        model, signals = self.server.model, self.server.signals
+        rows, body = self._parse(parse_infer_request)
+        # OIP request id: echoed, and the predictions remembered under it for feedback (a non-string is ignored)
+        request_id = body["id"] if isinstance(body.get("id"), str) else None
+        data, datatype, version = self._predict(rows, request_id)
+        output = {"name": "predict", "shape": [len(rows)], "datatype": datatype, "data": data}
+        answer: dict[str, Any] = {"model_name": self.server.model.name, "model_version": version, "outputs": [output]}
+        if request_id is not None:
+            answer["id"] = request_id
+        return answer
+
+    def _parse(self, parse: Callable[[Any], list[list[float]]]) -> tuple[list[list[float]], Any]:
+        """The request body and its validated rows; a bad one is counted by reason and answered 400."""
         try:
             body = self._read_json()
-            rows = parse_infer_request(body)
+            return parse(body), body
         except InvalidRequest as exc:
-            signals.invalid(exc.reason)
+            self.server.signals.invalid(exc.reason)
             raise HttpError(HTTPStatus.BAD_REQUEST, str(exc)) from None
+
+    def _predict(self, rows: list[list[float]], request_id: str | None) -> tuple[list[Any], str, str]:
+        """Predict ``rows`` (503 when the model is not ready): the data, its datatype and the version that answered."""
+        model, signals = self.server.model, self.server.signals
         if not model.ready:
             raise HttpError(HTTPStatus.SERVICE_UNAVAILABLE, "model not ready")
         started = time.perf_counter()
         prediction = model.predict(rows)
         signals.metrics.latency.labels(model.name).observe(time.perf_counter() - started)
-        # OIP request id: echoed, and the predictions remembered under it for feedback (a non-string is ignored)
-        request_id = body["id"] if isinstance(body.get("id"), str) else None
+        version = prediction.version or model.version
         if prediction.non_finite:  # what an unguarded server sends: NaN literals, counted
             signals.non_finite(prediction.non_finite)
-            output = {"name": "predict", "shape": [len(rows)], "datatype": "FP64", "data": prediction.values}
-        else:
-            signals.predicted(prediction.classes, request_id)
-            output = {"name": "predict", "shape": [len(rows)], "datatype": "INT64", "data": prediction.classes}
-        answer: dict[str, Any] = {
-            "model_name": model.name,
-            "model_version": prediction.version or model.version,
-            "outputs": [output],
-        }
-        if request_id is not None:
-            answer["id"] = request_id
-        return answer
+            return prediction.values, "FP64", version
+        signals.predicted(prediction.classes, request_id)
+        return prediction.classes, "INT64", version
 
     def _read_json(self) -> Any:
         try:
@@ -281,6 +320,15 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+
+def _v1_as_v2(body: Any) -> dict[str, Any]:
+    """A KServe V1 predict body (``{"instances": [[f1, ...], ...]}``) as the V2 infer body it stands for."""
+    instances = body.get("instances") if isinstance(body, dict) else None
+    if not isinstance(instances, list) or not instances or not isinstance(instances[0], list):
+        raise InvalidRequest("malformed", "'instances' must be a non-empty list of feature rows")
+    return {"inputs": [{"name": "input-0", "shape": [len(instances), len(instances[0])], "datatype": "FP64",
+                        "data": instances}]}
 
 
 @dataclass(frozen=True)

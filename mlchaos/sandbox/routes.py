@@ -4,9 +4,14 @@
 (``{"id":"abc","inputs":[{"name":"truth","shape":[N],"datatype":"INT64","data":[0,2,...]}]}``);
 the optional ``id`` names the infer request they are for, whose remembered predictions they
 are compared with (``"matched": N``; 0 without an id, for an unknown one or a count mismatch).
-``GET|POST /v2/repository/index`` lists the versions and which one is ``READY``;
-``POST /v2/repository/models/{m}/load`` with an optional ``{"parameters":{"version":"1"}}``
-serves that version (default: the current one), as Triton and MLServer do to pin or roll back.
+The model repository follows the Open Inference Protocol's model repository extension (as Triton and
+MLServer serve it): ``POST /v2/repository/index`` with ``{}`` or ``{"ready": true}`` answers a JSON
+array of ``{"name", "version", "state", "reason"}`` (``ready``: only the entries ready for inference);
+``POST /v2/repository/models/{m}/load`` serves the model again, with an optional
+``{"parameters":{"version":"1"}}`` (a parameter of this server, to pin or roll back a version;
+default: the current one); ``POST /v2/repository/models/{m}/unload`` stops serving it (every version
+``UNAVAILABLE``, the model not ready, infer answers 503) until the next load; unloading a model that
+is not loaded answers 404.
 ``/admin/faults`` (``GET``; ``POST {"nan_outputs": true, ...}``; ``DELETE`` clears them all) and
 ``POST /admin/versions`` (``{"version": "bad", "defect": "label_flipped"}``: push a defective
 version, see :meth:`ServedModel.push`), ``GET /admin/versions`` (the pushed ones),
@@ -31,6 +36,7 @@ from mlchaos.sandbox.model import (
     BadPush,
     InvalidRequest,
     LoadFailed,
+    NotLoaded,
     ServedModel,
     TrainedVersion,
     UnknownVersion,
@@ -58,6 +64,7 @@ ERRORS: dict[type[Exception], HTTPStatus] = {
     BadPush: HTTPStatus.BAD_REQUEST,
     VersionConflict: HTTPStatus.CONFLICT,
     VersionNotFound: HTTPStatus.NOT_FOUND,
+    NotLoaded: HTTPStatus.NOT_FOUND,
 }
 
 
@@ -80,7 +87,7 @@ class Request:
     body: Callable[[], Any]  # the parsed JSON body, None when empty; raises InvalidRequest
 
 
-Handler = Callable[[Core, Request], dict[str, Any]]
+Handler = Callable[[Core, Request], Any]  # answers a JSON value (an object; the repository index: an array)
 
 
 def _feedback(core: Core, req: Request) -> dict[str, Any]:
@@ -96,17 +103,20 @@ def _feedback(core: Core, req: Request) -> dict[str, Any]:
     return answer
 
 
-def _index(core: Core, req: Request) -> dict[str, Any]:
-    return {"models": core.model.index()}
+def _index(core: Core, req: Request) -> list[dict[str, str]]:
+    body = req.body()
+    ready = body.get("ready", False) if isinstance(body, dict) else None
+    if body is not None and not isinstance(ready, bool):
+        raise InvalidRequest("malformed", 'expected a repository index request: {} or {"ready": true}')
+    return core.model.index(ready_only=bool(ready))
 
 
 def _load(core: Core, req: Request) -> dict[str, Any]:
     _same_model(core, req.groups[0])
-    body = req.body()
-    params = body.get("parameters", {}) if isinstance(body, dict) else None
-    version = params.get("version") if isinstance(params, dict) else None
-    if body is not None and (not isinstance(params, dict) or not isinstance(version, str | None)):
-        raise InvalidRequest("malformed", 'expected {"parameters": {"version": "N"}} or no body')
+    params = _parameters(req.body(), '{"parameters": {"version": "N"}}')
+    version = params.get("version")
+    if not isinstance(version, str | None):
+        raise InvalidRequest("malformed", f"parameters.version must be a version name, got {version!r}")
     try:
         loaded = core.model.load(version)
     except LoadFailed:
@@ -115,6 +125,26 @@ def _load(core: Core, req: Request) -> dict[str, Any]:
     finally:
         core.publish()
     return {"name": core.model.name, "version": loaded.version, "state": "READY"}
+
+
+def _unload(core: Core, req: Request) -> dict[str, Any]:
+    _same_model(core, req.groups[0])
+    _parameters(req.body(), '{"parameters": {}}')  # no parameter of the extension's applies to one model
+    try:
+        version = core.model.unload()
+    finally:
+        core.publish()
+    return {"name": core.model.name, "version": version, "state": "UNAVAILABLE"}
+
+
+def _parameters(body: Any, expected: str) -> dict[str, Any]:
+    """The ``parameters`` object of a load or unload request (``{}`` without a body or without parameters)."""
+    params = body.get("parameters", {}) if isinstance(body, dict) else None
+    if body is None:
+        return {}
+    if not isinstance(params, dict):
+        raise InvalidRequest("malformed", f"expected {expected}, {{}} or no body")
+    return params
 
 
 def _faults(core: Core, req: Request) -> dict[str, Any]:
@@ -161,8 +191,9 @@ def _pushed(core: Core, t: TrainedVersion) -> dict[str, Any]:
 # (path pattern, endpoint label, {method: handler}); admin endpoints are loopback-only
 ROUTES: list[tuple[re.Pattern[str], str, dict[str, Handler]]] = [
     (re.compile(r"^/v2/models/([^/]+)/feedback$"), "feedback", {"POST": _feedback}),
-    (re.compile(r"^/v2/repository/index$"), "repository", {"GET": _index, "POST": _index}),
+    (re.compile(r"^/v2/repository/index$"), "repository", {"POST": _index}),
     (re.compile(r"^/v2/repository/models/([^/]+)/load$"), "repository", {"POST": _load}),
+    (re.compile(r"^/v2/repository/models/([^/]+)/unload$"), "repository", {"POST": _unload}),
     (re.compile(r"^/admin/faults$"), "admin", {"GET": _faults, "POST": _faults, "DELETE": _faults}),
     (re.compile(r"^/admin/reset$"), "admin", {"POST": _reset}),
     (re.compile(r"^/admin/versions$"), "admin", {"GET": _pushed_versions, "POST": _push}),
@@ -188,7 +219,7 @@ def find(method: str, path: str, client_host: str) -> tuple[str, Handler | None,
     return None
 
 
-def call(handler: Handler, core: Core, request: Request) -> dict[str, Any]:
+def call(handler: Handler, core: Core, request: Request) -> Any:
     """Run a handler, turning core errors into HttpError through :data:`ERRORS`."""
     try:
         return handler(core, request)

@@ -29,13 +29,13 @@ def metric(url: str, name: str) -> float:
 def served(sandbox: Sandbox) -> dict[str, str]:
     out = {}
     for r in sandbox.replicas("model"):
-        index = requests.get(r.url + "/v2/repository/index", timeout=T).json()["models"]
+        index = requests.post(r.url + "/v2/repository/index", json={}, timeout=T).json()
         out[r.name] = next(m["version"] for m in index if m["state"] == "READY")
     return out
 
 
 def versions(r: Replica) -> list[str]:
-    return [m["version"] for m in requests.get(r.url + "/v2/repository/index", timeout=T).json()["models"]]
+    return [m["version"] for m in requests.post(r.url + "/v2/repository/index", json={}, timeout=T).json()]
 
 
 def infer(url: str, rows: list[list[float]], request_id: str | None = None) -> requests.Response:

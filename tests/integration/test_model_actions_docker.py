@@ -31,7 +31,7 @@ def _env() -> dict[str, str]:
 def _served(found: stack.StackEndpoints) -> dict[str, str]:
     out = {}
     for replica, url in found.direct_urls.items():
-        index = requests.get(url + "/v2/repository/index", timeout=5).json()["models"]
+        index = requests.post(url + "/v2/repository/index", json={}, timeout=5).json()
         out[f"{replica}:8000"] = next(m["version"] for m in index if m["state"] == "READY")
     return out
 

@@ -18,7 +18,7 @@ def _faults(sandbox: Sandbox) -> dict[str, dict[str, bool]]:
 def _served(sandbox: Sandbox) -> dict[str, str]:
     out = {}
     for r in sandbox.recorded():
-        index = requests.get(r.url + "/v2/repository/index", timeout=5).json()["models"]
+        index = requests.post(r.url + "/v2/repository/index", json={}, timeout=5).json()
         out[r.name] = next(m["version"] for m in index if m["state"] == "READY")
     return out
 

@@ -44,8 +44,8 @@ def test_the_admin_endpoint_answers_through_docker_exec_only(compose_stack):
     finally:
         replica.call("DELETE", "/admin/faults")
     assert not any(replica.call("GET", "/admin/faults")["faults"].values())
-    index = replica.call("GET", "/v2/repository/index")["models"]
-    assert {m["version"] for m in index if m["state"] == "READY"} == {"2"}
+    index = replica.repository_index("iris")
+    assert {v for v, state in index.items() if state == "READY"} == {"2"}
     with pytest.raises(DriverError, match=r"^mlchaos\S*model-0\S*: GET /v2/nothing answered HTTP 404"):
         replica.call("GET", "/v2/nothing")
 

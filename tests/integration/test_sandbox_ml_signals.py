@@ -125,7 +125,7 @@ def test_version_pinning_and_failed_load(replica: Replica) -> None:
         metric(url, "model_info", version="2")  # one model_info series: the served version
     assert fresh - metric(url, "model_trained_timestamp_seconds") > 7 * 86400
     assert infer(url, [[5.1, 3.5, 1.4, 0.2]]).json()["model_version"] == "1"
-    index = requests.get(f"{url}/v2/repository/index", timeout=T).json()["models"]
+    index = requests.post(f"{url}/v2/repository/index", json={}, timeout=T).json()
     assert {e["version"]: e["state"] for e in index} == {"1": "READY", "2": "UNAVAILABLE"}
     requests.post(f"{url}/admin/faults", json={"fail_load": True}, timeout=T).raise_for_status()
     failed = requests.post(f"{url}/v2/repository/models/iris/load", timeout=T)
