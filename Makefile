@@ -13,12 +13,16 @@ EXPERIMENTS ?= experiments/kill-one-replica.yaml experiments/kill-one-replica-al
 # (the drills whose client traffic sends feedback come last: see experiments/gamedays/sandbox-ml.yaml)
 EXPECTED_TO_FAIL ?= experiments/miswritten-alert-rule.yaml
 
-.PHONY: install system-packages docker docker-images stack-up stack-down test-docker demo test test-unit test-integration lint bench clean
+.PHONY: install system-packages model-servers docker docker-images stack-up stack-down test-docker demo test test-unit test-integration lint bench clean
 
 install: $(VENV)/.installed
 
 system-packages:
 	scripts/install-system-packages.sh
+
+# the real model servers the integration tests run against (MLServer, KServe), each in its own venv
+model-servers:
+	scripts/install-model-servers.sh
 
 # Docker: the engine (docker.io, started by hand), docker-compose and debootstrap, then the stack's
 # images built offline and cached (scripts/docker-images.sh rebuilds only what changed)
@@ -71,7 +75,7 @@ UNIT_ARGS = -n $(TEST_WORKERS) --dist worksteal
 INTEGRATION_ARGS = -n $(INTEGRATION_WORKERS) --dist loadscope
 test test-unit test-integration test-docker: export PYTHONDONTWRITEBYTECODE :=
 
-test: install system-packages lint
+test: install system-packages model-servers lint
 	@rc=0; \
 	$(BIN)/pytest -q $(UNIT_ARGS) tests/unit || rc=$$?; \
 	$(BIN)/pytest -q $(INTEGRATION_ARGS) tests/integration || rc=$$?; \
@@ -80,7 +84,7 @@ test: install system-packages lint
 test-unit: install
 	$(BIN)/pytest -q $(UNIT_ARGS) tests/unit
 
-test-integration: install system-packages
+test-integration: install system-packages model-servers
 	$(BIN)/pytest -q $(INTEGRATION_ARGS) tests/integration
 
 lint: install
