@@ -41,13 +41,16 @@ def install_certificate(
     labels: Labels = None, name_pattern: str | None = None, project: str | None = None,
     count: int | None = None, percentage: float | None = None, all: bool = False, at_least_one: bool = False,
     seed: int | None = None, kind: str = "expired", ca_dir: str | None = None, hosts: list[str] | None = None,
-    days: int = 3, reload_signal: str = "SIGHUP", backup_dir: str | None = None, *, dry_run: bool = False,
+    days: int = 3, reload_signal: str = "SIGHUP", backup_dir: str | None = None, signer: str | None = None,
+    *, dry_run: bool = False,
 ) -> dict[str, Any]:
     """Swap a bad certificate (expired, expiring_soon, wrong_hostname, untrusted, valid) into the containers.
 
     The current files are copied out first (kept under `backup_dir`, default: the state
-    directory), then the new ones are copied in and `reload_signal` is sent. Every kind but
-    ``untrusted`` is signed by the CA in `ca_dir`. Undo: restore_container_certificate.
+    directory), then the new ones are copied in and `reload_signal` is sent. `signer`:
+    ``throwaway`` (default for expired, wrong_hostname, untrusted: a CA made for this fault) or
+    ``trusted_ca`` (the CA in `ca_dir`: default for valid and expiring_soon, opt-in for the bad
+    kinds). Undo: restore_container_certificate.
     """
     if kind not in certificates.KINDS:
         raise DriverError(f"kind must be one of {', '.join(certificates.KINDS)}, got {kind!r}")
@@ -56,10 +59,13 @@ def install_certificate(
                        ("key_path_in_container", key_path_in_container)):
         if not isinstance(path, str) or not path.startswith("/"):
             raise DriverError(f"{name} must be an absolute path in the container, got {path!r}")
+    with translated():
+        signer = certificates.signer_for(kind, signer)
     ca = None
-    if kind != "untrusted":
+    if signer == certificates.TRUSTED_CA:  # only then is the CA's key read at all
         if ca_dir is None:
-            raise DriverError(f"a {kind} certificate is signed by the CA the clients trust: pass ca_dir")
+            raise DriverError(f"a {kind} certificate signed by the CA the clients trust (signer {signer}) "
+                              "needs that CA: pass ca_dir")
         with translated():
             ca = certificates.CertificateAuthority.load(ca_dir)
     sel = select(labels, name_pattern, project, count, percentage, all, at_least_one, seed)
@@ -70,7 +76,7 @@ def install_certificate(
         issued = {c["Id"]: certificates.issue_certificate(
             kind, hosts or ["localhost", "127.0.0.1", c["Name"].lstrip("/")], ca, days=days) for c in sel.containers}
     record = sel.record("install-certificate", ROLLBACKS.undo("restore_container_certificate", **undo_args), dry_run,
-                        kind=kind, days=days, reload_signal=sig, ca_dir=ca_dir, backup_dir=str(backup),
+                        kind=kind, signer=signer, days=days, reload_signal=sig, ca_dir=ca_dir, backup_dir=str(backup),
                         cert_path_in_container=cert_path_in_container, key_path_in_container=key_path_in_container,
                         certificate=certificates.describe(next(iter(issued.values()))[0]))
     if not dry_run:  # the backup first: the announced undo must find it

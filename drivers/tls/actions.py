@@ -71,14 +71,16 @@ def install_certificate(
     cert_path: str | None = None, key_path: str | None = None, kind: str = "expired", hosts: list[str] | None = None,
     reload_pid: int | None = None, reload_signal: str = "SIGHUP", service: str | None = None,
     replica: str | None = None, ca_dir: str | None = None, days: int = 3, tls_address: str | None = None,
-    timeout: float = 10.0, *, dry_run: bool = False,
+    timeout: float = 10.0, signer: str | None = None, *, dry_run: bool = False,
 ) -> dict[str, Any]:
     """Replace a server's certificate with an expired (or expiring_soon, wrong_hostname, untrusted, valid) one.
 
-    ``untrusted`` is signed by a throw-away CA made for this fault (its key is never written, the CA in
-    ``ca_dir`` is not read); the other kinds by the CA in ``ca_dir`` (the CA clients trust), because a
-    valid chain is their point (mlchaos.lib.certificates says why; an expired one was valid for an hour).
-    ``days``: how long ago an expired certificate ended, or how soon an expiring one ends.
+    ``signer``: ``throwaway`` (the default for expired, wrong_hostname and untrusted: a CA made for this
+    fault, whose key is never written; the CA in ``ca_dir`` is not read) or ``trusted_ca`` (the CA in
+    ``ca_dir``, which clients trust: the default for valid and expiring_soon, and an opt-in for a drill
+    whose clients must refuse an expired or wrong-host certificate for that reason alone; see
+    mlchaos.lib.certificates). ``days``: how long ago an expired certificate ended, or how soon an
+    expiring one ends.
     With ``tls_address`` (``host:port``; known for a sandbox replica) the action waits up to
     ``timeout`` s until the server presents the new certificate.
     """
@@ -89,10 +91,13 @@ def install_certificate(
     sig_name = checks.signal_name(reload_signal, RELOAD_SIGNALS, "reload_signal")
     target = _resolve(cert_path, key_path, reload_pid, service, replica, ca_dir, hosts, tls_address)
     _check_reload_target(target)
+    with translated():
+        signer = certs.signer_for(kind, signer)
     ca = None
-    if kind in certs.SIGNED_BY_THE_TRUSTED_CA:  # only then is the serving CA's key read at all
+    if signer == certs.TRUSTED_CA:  # only then is the serving CA's key read at all
         if target.ca_dir is None:
-            raise DriverError(f"a {kind} certificate is signed by the CA the clients trust: pass ca_dir")
+            raise DriverError(f"a {kind} certificate signed by the CA the clients trust (signer {signer}) "
+                              "needs that CA: pass ca_dir")
         with translated():
             ca = certs.CertificateAuthority.load(target.ca_dir)
     with translated():
@@ -105,7 +110,7 @@ def install_certificate(
         parameters={"kind": kind, "hosts": target.hosts, "days": days, "reload_signal": sig_name,
                     "ca_dir": str(target.ca_dir) if target.ca_dir else None,
                     "certificate": certs.describe(cert),
-                    "signed_by": "the trusted CA" if issuer is ca else "a throw-away CA"},
+                    "signer": signer, "signed_by": "the trusted CA" if issuer is ca else "a throw-away CA"},
         undo={"func": UNDO_FUNC, "arguments": {
             "cert_path": str(target.cert_path), "key_path": str(target.key_path), "backup_dir": str(backup),
             "reload_pid": target.pid, "reload_signal": sig_name, "tls_address": target.tls_address}},
@@ -116,8 +121,8 @@ def install_certificate(
         return record.to_dict()
     _write_backup(backup, target)  # before the announcement: its undo must be able to find the backup
     announce(record)
-    if kind == "untrusted":  # keep the throw-away CA for inspection; no client trusts it
-        atomic_write(backup / "untrusted-ca.crt", certs.cert_pem(issuer.certificate), mode=0o644)
+    if issuer is not ca:  # keep the throw-away CA for inspection; no client trusts it
+        atomic_write(backup / "throwaway-ca.crt", certs.cert_pem(issuer.certificate), mode=0o644)
     # only the two files the server reads (and the backup holds) change; key first, then certificate
     atomic_write(target.key_path, certs.key_pem(key), mode=0o600)
     atomic_write(target.cert_path, certs.cert_pem(cert), mode=0o644)

@@ -12,16 +12,18 @@ Kinds of leaf certificate (:data:`KINDS`), and what a verifying client says abou
 * ``wrong_hostname``: signed by the CA for another name only -> "hostname mismatch".
 * ``untrusted``: valid dates and hosts, signed by a throw-away CA nobody trusts -> "unknown issuer".
 
-Who signs a fault's certificate (:data:`SIGNED_BY_THE_TRUSTED_CA`): ``untrusted`` by a throw-away
-CA made for that one certificate (its key is never written; the serving CA's key is not even
-read). Every other kind by the CA the clients trust, because a valid chain is the fault's point:
-an expired or wrong-host certificate must be refused for its dates or its name alone (a client
-that does not trust the issuer says "unknown issuer" before it looks at either), and
-expiring_soon and valid must be accepted. An intermediate CA would not help: the chain would
-still be valid to the same clients, and the sandbox's CAs allow none (path length 0). What
-limits such a certificate instead: an expired one was valid for one hour, long ago; a
-wrong-host one names only ``wrong-host.mlchaos.invalid``; their keys live where the server's
-own key lives, and the TLS drivers prune their backups once the fault is undone.
+Who signs a fault's certificate (:func:`signer_for`): the bad kinds (:data:`BAD_KINDS`: expired,
+wrong_hostname, untrusted) by default by a throw-away CA made for that one certificate (its key is
+never written; the serving CA's key is not even read), so a fault needs no access to the CA clients
+trust. A verifying client then refuses it as "unknown issuer" before it looks at dates or names;
+monitoring that reads the certificate without verifying (the blackbox exporter's expiry probe)
+still sees the expiry. A drill that must see the client refuse the certificate *for its dates or
+its name alone* opts in with ``signer: trusted_ca`` and a CA directory: the certificate is then
+signed by that CA (the sandbox's drills do, because the sandbox's CA is mlchaos' own). ``valid`` and
+``expiring_soon`` are meant to be accepted, so they default to ``trusted_ca``; ``untrusted`` is
+always throw-away. What limits a trusted-CA-signed bad certificate: an expired one was valid for one
+hour, long ago; a wrong-host one names only ``wrong-host.mlchaos.invalid``; their keys live where the
+server's own key lives, and the TLS drivers prune their backups once the fault is undone.
 
 On disk (:func:`write_certificate`): ``<name>.crt`` (the leaf, what a server presents),
 ``<name>.key`` (mode 0600), ``<name>-chain.crt`` (leaf + issuing CA) and the issuing CA's
@@ -63,9 +65,11 @@ LEAF_VALID_DAYS = 365
 BACKDATE = timedelta(minutes=5)  # not_before slightly in the past: clock skew between processes
 REISSUE_MARGIN = timedelta(days=1)  # a sandbox leaf expiring sooner than this is reissued
 EXPIRED_WINDOW = timedelta(hours=1)  # how long an expired leaf was ever valid (ending ``days`` ago)
-# the kinds whose point is a valid chain to the CA clients trust (see the module's docstring); the others
-# are signed by a throw-away CA
-SIGNED_BY_THE_TRUSTED_CA: frozenset[str] = frozenset({"valid", "expiring_soon", "expired", "wrong_hostname"})
+# the kinds a client must refuse; signed by a throw-away CA unless a drill opts in (see the module's docstring)
+BAD_KINDS: frozenset[str] = frozenset({"expired", "wrong_hostname", "untrusted"})
+THROWAWAY = "throwaway"
+TRUSTED_CA = "trusted_ca"
+SIGNERS: tuple[str, ...] = (THROWAWAY, TRUSTED_CA)
 
 
 class CertificateError(MlchaosError):
@@ -230,23 +234,39 @@ def validity(kind: str, days: int = 3, now: datetime | None = None) -> tuple[dat
     return now - BACKDATE, now + timedelta(days=LEAF_VALID_DAYS)
 
 
+def signer_for(kind: str, signer: str | None) -> str:
+    """Who signs a ``kind`` certificate: ``signer`` if given and allowed, else the kind's default.
+
+    Defaults: :data:`THROWAWAY` for the :data:`BAD_KINDS`, :data:`TRUSTED_CA` for valid and
+    expiring_soon. ``untrusted`` can only be signed by a throw-away CA.
+    """
+    _check_kind(kind)
+    if signer is None:
+        return THROWAWAY if kind in BAD_KINDS else TRUSTED_CA
+    if signer not in SIGNERS:
+        raise CertificateError(f"signer must be one of {', '.join(SIGNERS)}, got {signer!r}")
+    if kind == "untrusted" and signer == TRUSTED_CA:
+        raise CertificateError("an untrusted certificate is signed by a throw-away CA by definition: "
+                               f"signer {TRUSTED_CA} is not allowed with it")
+    return signer
+
+
 def issue_certificate(
     kind: str, hosts: Sequence[str] = DEFAULT_HOSTS, ca: CertificateAuthority | None = None,
     days: int = 3, now: datetime | None = None,
 ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey, CertificateAuthority]:
     """A leaf of ``kind`` for ``hosts`` and the CA that signed it.
 
-    The kinds of :data:`SIGNED_BY_THE_TRUSTED_CA` are signed by ``ca`` (required: a valid chain is their
-    point); ``untrusted`` by a fresh CA that nobody trusts (``ca`` is ignored). ``days``: how long ago an
-    expired certificate ended, or how soon an expiring_soon one ends.
+    Signed by ``ca`` when one is given (the caller decided, with :func:`signer_for`, that the CA
+    clients trust signs it), else by a fresh throw-away CA that nobody trusts. ``untrusted`` is
+    always signed by a throw-away CA. ``days``: how long ago an expired certificate ended, or how
+    soon an expiring_soon one ends.
     """
     _check_kind(kind)
     now = _utc(now)
     not_before, not_after = validity(kind, days, now)
-    if kind not in SIGNED_BY_THE_TRUSTED_CA:
-        ca = CertificateAuthority.create("mlchaos untrusted CA (trusted by nobody)", now=now)
-    elif ca is None:
-        raise CertificateError(f"a {kind} certificate must be signed by the CA the clients trust: pass ca")
+    if ca is None or kind == "untrusted":
+        ca = CertificateAuthority.create("mlchaos throw-away CA (trusted by nobody)", now=now)
     names = [WRONG_HOSTNAME] if kind == "wrong_hostname" else list(hosts)
     cert, key = ca.issue(names, not_before, not_after)
     return cert, key, ca

@@ -324,7 +324,7 @@ def test_netem_latency_is_refused_before_any_change_on_a_kernel_without_netem(fl
 def test_certificate_swap_round_trip(fleet: dict[str, Any], tmp_path: Path) -> None:
     from cryptography import x509
 
-    certificates.load_or_create_ca(tmp_path / "ca")
+    ca = certificates.load_or_create_ca(tmp_path / "ca")
     container = fleet["model-2"]
     hups = _hups(container)
     record = actions.install_certificate(
@@ -334,6 +334,8 @@ def test_certificate_swap_round_trip(fleet: dict[str, Any], tmp_path: Path) -> N
     key, key_mode = _file(container, "/certs/key.pem")
     parsed = x509.load_pem_x509_certificate(cert)
     assert parsed.not_valid_after_utc.timestamp() < time.time() and b"PRIVATE KEY" in key and key_mode == 0o600
+    # a bad kind comes from a throw-away CA unless the drill opts in (signer: trusted_ca)
+    assert record["parameters"]["signer"] == "throwaway" and not ca.signed(parsed)
     assert poll(lambda: _hups(container) == hups + 1, 5)
     backup = tmp_path / "backup" / container.id[:12]
     assert (backup / "cert.pem").read_bytes() == b"ORIGINAL CERT\n"

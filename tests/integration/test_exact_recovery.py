@@ -81,6 +81,7 @@ def _run(tmp_path: Path, env: dict[str, str], method: list[dict], hold: dict) ->
 
 def _expire(srv: TLSServer) -> dict:
     arguments = {"cert_path": "${cert_dir}/server.crt", "key_path": "${cert_dir}/server.key", "kind": "expired",
+                 "signer": "trusted_ca",
                  "reload_pid": srv.proc.pid, "ca_dir": str(srv.ca_dir), "tls_address": srv.address}
     return {"type": "action", "name": "expire-the-certificate",
             "provider": {"type": "python", "module": "drivers.tls.actions", "func": "install_certificate",

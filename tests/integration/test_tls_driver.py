@@ -61,13 +61,18 @@ def test_valid_certificate_serves_the_same_endpoints(fresh: TLSServer) -> None:
 
 
 @pytest.mark.parametrize(
-    ("kind", "reason", "codes"),
-    [("expired", "certificate has expired", {10}),
-     ("wrong_hostname", "hostname mismatch", {62, 64}),
-     ("untrusted", "unknown issuer", {20})],
+    ("kind", "signer", "reason", "codes"),
+    [("expired", "trusted_ca", "certificate has expired", {10}),
+     ("wrong_hostname", "trusted_ca", "hostname mismatch", {62, 64}),
+     ("expired", None, "unknown issuer", {20}),
+     ("wrong_hostname", None, "unknown issuer", {20}),
+     ("untrusted", None, "unknown issuer", {20})],
 )
-def test_each_bad_kind_is_refused_with_its_reason(fresh: TLSServer, kind: str, reason: str, codes: set[int]) -> None:
-    record = fresh.install(kind)
+def test_each_bad_kind_is_refused_with_its_reason(fresh: TLSServer, kind: str, signer: str | None, reason: str,
+                                                  codes: set[int]) -> None:
+    """By default a bad certificate comes from a throw-away CA (clients say "unknown issuer" first); with
+    ``signer: trusted_ca`` the serving CA signs it and clients refuse it for its dates or its name alone."""
+    record = fresh.install(kind, **({"signer": signer} if signer else {}))
     try:
         result = probes.handshake_result(HOST, fresh.tls_port, ca_file=str(fresh.files.ca_path))
         assert (result["ok"], result["reason"]) == (False, reason), result
@@ -78,13 +83,28 @@ def test_each_bad_kind_is_refused_with_its_reason(fresh: TLSServer, kind: str, r
         served = certs.read_certificate(fresh.files.cert_path)
         serving_ca = certs.CertificateAuthority.load(fresh.ca_dir)
         assert certs.fingerprint(served) == record["parameters"]["certificate"]["sha256"]
-        if kind == "untrusted":  # a throw-away CA made for this fault, never the serving CA
+        if signer is None:  # a throw-away CA made for this fault, never the serving CA
             assert not serving_ca.signed(served) and served.issuer != serving_ca.certificate.subject
             assert record["parameters"]["signed_by"] == "a throw-away CA"
-        else:  # a valid chain is the point: refused for its dates or its name alone (documented)
+            assert record["parameters"]["signer"] == "throwaway"
+        else:  # the drill opted in: a valid chain, refused for its dates or its name alone
             assert serving_ca.signed(served) and record["parameters"]["signed_by"] == "the trusted CA"
+        if kind == "expired":  # monitoring that reads without verifying sees the expiry whoever signed it
+            assert probes.days_until_expiry(HOST, fresh.tls_port) < 0
     finally:
         fresh.restore(record)
+
+
+def test_a_throwaway_signed_fault_never_reads_the_serving_ca(fresh: TLSServer, tmp_path: Path) -> None:
+    """The default signer needs no CA at all: no ca_dir, and a CA directory without its key, both work."""
+    record = actions.install_certificate(str(fresh.files.cert_path), str(fresh.files.key_path), kind="expired",
+                                         reload_pid=fresh.proc.pid, tls_address=fresh.address)
+    try:
+        assert record["parameters"]["signer"] == "throwaway" and record["parameters"]["ca_dir"] is None
+    finally:
+        fresh.restore(record)
+    with pytest.raises(DriverError, match="not allowed"):
+        fresh.install("untrusted", signer="trusted_ca")
 
 
 def test_every_untrusted_fault_has_its_own_throw_away_ca(fresh: TLSServer) -> None:
@@ -104,7 +124,7 @@ def test_every_untrusted_fault_has_its_own_throw_away_ca(fresh: TLSServer) -> No
 
 
 def test_an_expired_certificate_was_valid_for_one_hour_long_ago(fresh: TLSServer) -> None:
-    record = fresh.install("expired", days=30)
+    record = fresh.install("expired", days=30, signer="trusted_ca")
     try:
         served = certs.read_certificate(fresh.files.cert_path)
         assert served.not_valid_after_utc - served.not_valid_before_utc == certs.EXPIRED_WINDOW
@@ -141,7 +161,7 @@ def test_expired_certificate_swap_and_rollback(fresh: TLSServer) -> None:
 
     token = changes.set_sink(sink)
     try:
-        record = fresh.install("expired")
+        record = fresh.install("expired", signer="trusted_ca")
     finally:
         changes.reset_sink(token)
     assert len(seen) == 1 and seen[0]["files_unchanged"] and seen[0]["backup_ready"]
@@ -245,9 +265,9 @@ def test_refusals_change_nothing(fresh: TLSServer, tmp_path: Path) -> None:
         actions.install_certificate(str(other.cert_path), str(other.key_path), reload_pid=fresh.proc.pid,
                                     ca_dir=str(fresh.ca_dir))
     with pytest.raises(DriverError, match="pass ca_dir"):
-        actions.install_certificate(cert, key, kind="expired")
+        actions.install_certificate(cert, key, kind="expired", signer="trusted_ca")
     with pytest.raises(DriverError, match="no usable CA"):
-        actions.install_certificate(cert, key, ca_dir=str(tmp_path / "no-ca"))
+        actions.install_certificate(cert, key, ca_dir=str(tmp_path / "no-ca"), signer="trusted_ca")
     with pytest.raises(DriverError, match="kind must be one of"):
         actions.install_certificate(cert, key, kind="stale", ca_dir=str(fresh.ca_dir))
     with pytest.raises(DriverError, match="reload_signal must be one of"):
@@ -274,7 +294,7 @@ def test_sandbox_replica_path_once_the_state_records_tls(state_dir: Path, monkey
         monkeypatch.setattr(Sandbox, "replicas", lambda self, service: [recorded])  # what the lead's state will hold
         where = {"service": "model", "replica": "model-0"}
         assert probes.handshake_result(**where)["ok"]  # the sandbox CA is the default trust
-        record = actions.install_certificate(**where, kind="expired")
+        record = actions.install_certificate(**where, kind="expired", signer="trusted_ca")
         assert record["targets"][2]["name"] == "model-0"
         assert record["population"] == ["model-0"]  # every replica of the service (one here)
         assert record["targets"][2]["details"]["service"] == "model"

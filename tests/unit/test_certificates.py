@@ -70,9 +70,28 @@ def test_untrusted_is_signed_by_another_ca(ca: CertificateAuthority) -> None:
     assert cert.not_valid_after_utc > NOW  # only the issuer is wrong
 
 
-def test_kinds_other_than_untrusted_need_a_ca() -> None:
-    with pytest.raises(CertificateError, match="pass ca"):
-        certs.issue_certificate("expired", ["127.0.0.1"], None)
+def test_without_a_ca_every_kind_is_signed_by_a_fresh_throwaway_ca(ca: CertificateAuthority) -> None:
+    for kind in certs.KINDS:
+        cert, _, issuer = certs.issue_certificate(kind, ["127.0.0.1"], None, now=NOW)
+        assert issuer.signed(cert) and not ca.signed(cert), kind
+        assert "throw-away" in issuer.certificate.subject.rfc4514_string()
+
+
+@pytest.mark.parametrize(("kind", "default"), [("expired", "throwaway"), ("wrong_hostname", "throwaway"),
+                                               ("untrusted", "throwaway"), ("valid", "trusted_ca"),
+                                               ("expiring_soon", "trusted_ca")])
+def test_bad_kinds_default_to_a_throwaway_signer(kind: str, default: str) -> None:
+    assert certs.signer_for(kind, None) == default
+    if kind != "untrusted":
+        assert certs.signer_for(kind, "trusted_ca") == "trusted_ca"  # an explicit opt-in
+    assert certs.signer_for(kind, "throwaway") == "throwaway"
+
+
+def test_signer_refuses_an_untrusted_certificate_from_the_trusted_ca_and_unknown_signers() -> None:
+    with pytest.raises(CertificateError, match="not allowed"):
+        certs.signer_for("untrusted", "trusted_ca")
+    with pytest.raises(CertificateError, match="signer must be one of"):
+        certs.signer_for("expired", "serving")
 
 
 @pytest.mark.parametrize(("kind", "days", "message"), [("stale", 3, "unknown certificate kind"),
@@ -143,11 +162,10 @@ def test_sandbox_paths_refuse_odd_replica_names(tmp_path: Path, name: str) -> No
         certs.sandbox_tls_paths(tmp_path, name)
 
 
-def test_only_the_kinds_whose_point_is_a_valid_chain_are_signed_by_the_trusted_ca(ca: CertificateAuthority) -> None:
-    assert set(certs.KINDS) - certs.SIGNED_BY_THE_TRUSTED_CA == {"untrusted"}
+def test_a_given_ca_signs_every_kind_but_untrusted(ca: CertificateAuthority) -> None:
     for kind in certs.KINDS:
         cert, _, issuer = certs.issue_certificate(kind, ["127.0.0.1"], ca, now=NOW)
-        assert ca.signed(cert) is (kind in certs.SIGNED_BY_THE_TRUSTED_CA), kind
+        assert ca.signed(cert) is (kind != "untrusted"), kind
         assert issuer.signed(cert)
     _, _, one = certs.issue_certificate("untrusted", ["127.0.0.1"], ca, now=NOW)
     _, _, other = certs.issue_certificate("untrusted", ["127.0.0.1"], ca, now=NOW)

@@ -600,7 +600,7 @@ def test_probes_read_readiness_replicas_restarts_and_events(cluster, ns, conn):
     assert probes.deployment_available("model-server", ns, all_replicas=True, **conn)
     assert set(probes.restart_counts(ns, SELECTOR, **conn).values()) == {0} and probes.total_restarts(
         ns, SELECTOR, **conn) == 0
-    cluster.ready_after = 0.5
+    cluster.ready_after = float("inf")  # the replacement stays unready until the test says so: no race with load
     try:
         with cluster.controller():
             record = actions.delete_pods(ns, SELECTOR, count=1, seed=1, **conn)
@@ -608,6 +608,7 @@ def test_probes_read_readiness_replicas_restarts_and_events(cluster, ns, conn):
             assert cluster.wait_until(lambda: probes.ready_pod_count(ns, SELECTOR, **conn) == 2
                                       and len(names(cluster, ns)) == 3)
             assert not probes.pods_ready(ns, SELECTOR, **conn)
+            cluster.ready_after = 0.0
             assert cluster.wait_until(lambda: probes.pods_ready(ns, SELECTOR, **conn))
     finally:
         cluster.ready_after = 0.0

@@ -72,7 +72,8 @@ def test_a_verified_restore_prunes_its_backup_and_a_replay_still_finds_nothing_t
     done = _restore(record)
     assert done["restored"] and (served.cert_path.read_bytes(), served.key_path.read_bytes()) == original
     assert sorted(p.name for p in backup.iterdir()) == ["RESTORED", "manifest.json"]  # no key, no certificate
-    assert sorted(Path(p).name for p in done["pruned"]) == ["cert.pem", "key.pem"]
+    # the throw-away CA's certificate (kept for inspection, an expired fault's default signer) goes too
+    assert sorted(Path(p).name for p in done["pruned"]) == ["cert.pem", "key.pem", "throwaway-ca.crt"]
     again = _restore(record)
     assert not again["restored"] and "already restored" in again["note"] and again["already"]
 
@@ -81,7 +82,7 @@ def test_restoring_the_oldest_backup_prunes_the_newer_ones_too(served):
     original = served.key_path.read_bytes()
     first, second = _install(served), _install(served, kind="untrusted")
     newer = Path(second["undo"]["arguments"]["backup_dir"])
-    assert (newer / "untrusted-ca.crt").exists() and (newer / "key.pem").exists()  # the first fault's key
+    assert (newer / "throwaway-ca.crt").exists() and (newer / "key.pem").exists()  # the first fault's key
     healed = actions.restore_certificate(str(served.cert_path), str(served.key_path))
     assert healed["backup_dir"] == first["undo"]["arguments"]["backup_dir"] and served.key_path.read_bytes() == original
     for record in (first, second):
