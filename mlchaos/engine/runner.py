@@ -26,6 +26,7 @@ The verdict and the exit code are decided in :mod:`mlchaos.engine.verdicts`.
 from __future__ import annotations
 
 import signal
+import threading
 import traceback
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,7 +38,7 @@ from mlchaos.engine.console import Console, summarise_output
 from mlchaos.engine.result import RunResult
 from mlchaos.engine.signals import DONE, METHOD, ROLLBACKS, Aborted, Interrupted, RollbacksAbandoned, RunSignals, Stop
 from mlchaos.engine.verdicts import Ending
-from mlchaos.errors import InvalidInput
+from mlchaos.errors import DriverError, InvalidInput
 from mlchaos.experiment.execution import FAILED, SUCCEEDED, LockType, Outcome, Waiter, execute, in_background
 from mlchaos.experiment.models import Activity, Experiment
 from mlchaos.experiment.pipeline import ListenTargets, listen_endpoint
@@ -51,6 +52,8 @@ from mlchaos.safety.blast_radius import BoundExceeded, Ledger
 from mlchaos.safety.exact_records import ExactRecords
 from mlchaos.safety.guards import Abort, GuardState, RunMonitor
 from mlchaos.safety.safety_net import SafetyNet
+
+SETTLE_LIMIT = 30.0  # the longest wait for an abandoned background activity after the rollbacks (s)
 
 
 class Runner:
@@ -80,6 +83,9 @@ class Runner:
         self.exact: ExactRecords | None = None  # the run's exact change records (the journal's are redacted)
         self.failures: list[str] = []
         self.background: list[tuple[Activity, dict, LockType, dict]] = []  # started, not yet joined
+        # background activities the run stopped waiting for while they still ran (see _settle_abandoned)
+        self.abandoned: list[tuple[Activity, LockType, dict]] = []
+        self._background_changes = threading.Lock()  # a background announcement vs. its abandonment
         self.deviated = False
         self.counts = {"succeeded": 0, "failed": 0, "skipped": 0}
 
@@ -161,6 +167,7 @@ class Runner:
             if recovering and not left_undone:
                 self._run_recovery()
             left_undone += self._undo_uncovered_changes()  # the loads the recovery check relied on
+            left_undone += self._settle_abandoned()
             all_undone = not left_undone and not self.signals.abandon
         finally:
             self.monitor.stop()
@@ -340,9 +347,12 @@ class Runner:
         one still going is closed as interrupted (a Python function cannot be killed: its late result is
         discarded)."""
         for activity, entry, done, box in self.background:
+            with self._background_changes:  # from now on it cannot announce (so cannot apply) a new fault
+                box["abandoned"] = True
             if done.acquire(blocking=False):
                 self._close_background(activity, entry, box.get("outcome"))
                 continue
+            self.abandoned.append((activity, done, box))
             ended = datetime.now(UTC)
             reason = self.journal.extra.get("interrupted_by") or (self.signals.stop.message if self.signals.stop
                                                                    else "an error")
@@ -521,11 +531,53 @@ class Runner:
         box: dict[str, Outcome] = {}
 
         def work() -> None:
-            box["outcome"] = self._execute(activity, rollback=False, waiter=Waiter())
+            token = changes.set_sink(lambda record: self._record_background_change(box, record))
+            try:
+                box["outcome"] = self._execute(activity, rollback=False, waiter=Waiter())
+            finally:
+                changes.reset_sink(token)
 
         done = in_background(work)
         self.console.write(f"  ..   {activity.kind:<6} {activity.name}  (in the background)")
         return activity, entry, done, box
+
+    def _record_background_change(self, box: dict, record: changes.ChangeRecord) -> None:
+        """A background activity announced a change: recorded as any other, unless the run has stopped waiting
+        for it; then it is refused (drivers announce before they change anything, so nothing is applied)."""
+        with self._background_changes:
+            if box.get("abandoned") and not record.dry_run:
+                raise DriverError(f"the run stopped while this background activity ran: its change "
+                                  f"({record.driver} {record.action}) is refused and not applied")
+            self._record_change(record)
+            box.setdefault("changes", []).append(record)
+
+    def _settle_abandoned(self) -> list[str]:
+        """An abandoned background activity that announced a fault before the run stopped may still be applying
+        it after the rollbacks and the safety net undid it: wait for it (up to its timeout, at most
+        :data:`SETTLE_LIMIT` s) and undo its changes once more (undos are idempotent). Whatever still runs after
+        that dies with the process, which ends right after."""
+        left: list[str] = []
+        if self.signals.abandon:
+            return left
+        for activity, done, box in self.abandoned:
+            records = [r for r in box.get("changes", []) if not r.dry_run]
+            if not records:
+                continue
+            if not done.acquire(timeout=min(self._timeout(activity), SETTLE_LIMIT)):
+                self.console.warn(f"background {activity.kind} {activity.name!r} still runs after the rollbacks: "
+                                  "its changes are undone once more and it ends with the run")
+            for record in reversed(records):
+                name = safety_net.undo_name(record)
+                self.console.started("action", name)
+                result, entry = safety_net.undo(record, self.experiment.settings.rollback_timeout, self.waiter)
+                entry["automatic_reason"] = f"again, after the abandoned background {activity.kind} {activity.name!r}"
+                self.journal.data["rollbacks"].append(entry)
+                self.console.finished("action", name, result.ok, result.duration, result.error or "")
+                if not result.ok:
+                    left.append(name)
+                    self.failures.append(f"automatic undo of {record.action} failed: {result.error}")
+            self.journal.save(force=True)
+        return left
 
     def _join_background(self, activity: Activity, entry: dict, done: LockType, box: dict) -> None:
         self.waiter.wait(done, self._timeout(activity) + 1.0)

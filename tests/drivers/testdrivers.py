@@ -179,3 +179,53 @@ def slow_accept(value: Any, seconds: float) -> bool:
     """A tolerance probe that takes ``seconds`` to accept any value."""
     time.sleep(seconds)
     return True
+
+
+def _wait_for_file(path: str, limit: float = 60.0) -> bool:
+    deadline = time.monotonic() + limit
+    while not Path(path).exists():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def announce_then_apply_late(path: str, wait_for: str) -> dict:
+    """A slow fault: announce it, then apply it only once ``wait_for`` exists (its undo creates that file)."""
+    record = ChangeRecord(driver="test", action="late-marker", targets=[Target(kind="file", name=path)],
+                          undo={"func": "testdrivers.remove_marker_and_touch", "arguments": {
+                              "path": path, "touch": wait_for}})
+    announce(record)
+    if _wait_for_file(wait_for):
+        Path(path).write_text("late fault\n", encoding="utf-8")
+    return record.to_dict()
+
+
+@undo_function
+def remove_marker_and_touch(path: str, touch: str) -> bool:
+    """Undo announce_then_apply_late: remove the marker, then create ``touch`` (which lets the fault go on)."""
+    Path(path).unlink(missing_ok=True)
+    Path(touch).touch()
+    return True
+
+
+def apply_after(path: str, wait_for: str, attempted: str) -> dict:
+    """A fault that starts late: once ``wait_for`` exists, announce it and create the marker; ``attempted``
+    records whether the announcement was accepted or refused."""
+    _wait_for_file(wait_for)
+    record = ChangeRecord(driver="test", action="inject-marker", targets=[Target(kind="file", name=path)],
+                          undo={"func": "testdrivers.remove_marker", "arguments": {"path": path}})
+    try:
+        announce(record)
+    except Exception as exc:
+        Path(attempted).write_text(f"refused: {exc}\n", encoding="utf-8")
+        raise
+    Path(attempted).write_text("accepted\n", encoding="utf-8")
+    Path(path).write_text("fault\n", encoding="utf-8")
+    return record.to_dict()
+
+
+def touch_then_wait(touch: str, wait_for: str) -> bool:
+    """Create ``touch``, then wait (up to 60 s) until ``wait_for`` exists."""
+    Path(touch).touch()
+    return _wait_for_file(wait_for)

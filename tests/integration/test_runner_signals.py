@@ -212,3 +212,53 @@ def test_sigkill_leaves_a_journal_that_names_the_injected_fault(tmp_path, subpro
     assert change["undo"]["arguments"] == {"path": str(marker)}
     assert data["run"][0]["status"] == "running"
     assert data["status"] == "running"
+
+
+def _background_action(name: str, func: str, **arguments) -> dict:
+    return {**_action(name, func, **arguments), "background": True, "timeout": 120}
+
+
+def test_a_background_fault_applied_after_the_safety_net_is_undone_again(tmp_path, subprocess_env):
+    """A background action announced its fault, then applies it only after the run's undo has run (its undo
+    lets it go on): the runner waits for it and undoes its change once more, so the fault never outlives
+    the run."""
+    marker, flag = tmp_path / "late-fault", tmp_path / "undone-once"
+    data = {"title": "a slow background fault", "description": "d",
+            "method": [_background_action("slow-fault", "announce_then_apply_late", path=str(marker),
+                                          wait_for=str(flag)),
+                       {**_action("wait", "sleep", seconds=60), "timeout": 120}]}
+    proc, journal = _start(tmp_path, subprocess_env, data)
+    wait_until(lambda: _in_wait(journal) and bool(_journal(journal).get("mlchaos", {}).get("changes")),
+               what="the background fault's announcement and the method's wait")
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == exit_codes.TERMINATED, out + err
+    assert flag.exists(), "the safety net's undo ran (and let the fault go on)"
+    assert not marker.exists(), "the fault applied after the safety net outlived the run"
+    undos = [r for r in _journal(journal)["rollbacks"]
+             if r["activity"]["provider"]["func"] == "remove_marker_and_touch"]
+    assert [r["status"] for r in undos] == ["succeeded", "succeeded"]
+    assert "slow-fault" in undos[1]["automatic_reason"]
+    assert _running(_journal(journal)) == []
+
+
+def test_a_background_fault_announced_after_the_run_stopped_is_refused(tmp_path, subprocess_env):
+    """A background action that announces its fault only after the run stopped waiting for it is refused
+    before it changes anything (drivers announce first): no fault appears during or after the rollbacks."""
+    marker, go, attempted = tmp_path / "fault", tmp_path / "go", tmp_path / "attempted"
+    data = {"title": "a late background fault", "description": "d",
+            "method": [_background_action("late-fault", "apply_after", path=str(marker), wait_for=str(go),
+                                          attempted=str(attempted)),
+                       {**_action("wait", "sleep", seconds=60), "timeout": 120}],
+            "rollbacks": [_action("let-it-try", "touch_then_wait", touch=str(go), wait_for=str(attempted))]}
+    proc, journal = _start(tmp_path, subprocess_env, data)
+    wait_until(lambda: _in_wait(journal), what="the method to reach its wait")
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == exit_codes.TERMINATED, out + err
+    assert attempted.read_text().startswith("refused: the run stopped while this background activity ran")
+    assert not marker.exists()
+    final = _journal(journal)
+    assert final["mlchaos"]["changes"] == [] and _running(final) == []
+    late = next(r for r in final["run"] if r["activity"]["name"] == "late-fault")
+    assert late["status"] == "interrupted" and "abandoned" in late["exception"][0]
