@@ -55,6 +55,8 @@ def _tls_reason(exc: BaseException) -> str:
     """The innermost TLS reason of a requests/urllib3 SSL error, e.g. ``certificate verify failed: self-signed
     certificate`` or ``tlsv13 alert certificate required`` (the server wants a client certificate)."""
     text = str(exc)
-    found = re.findall(r"\[SSL(?:: [A-Z_]+)?\] ([^()\]\n]+?)(?: \(_ssl\.c:\d+\))?['\")\]]", text)
-    reason = found[-1] if found else text
-    return " ".join(reason.split())[:300]
+    found = re.findall(r"\[SSL(?:: [A-Z0-9_]+)?\] ([^()\]\n]+?)(?: \(_ssl\.c:\d+\))?['\")\]]", text)
+    reason = " ".join((found[-1] if found else text).split())[:300]
+    if "bad certificate" in reason or "certificate required" in reason:
+        reason += ": the server wants a client certificate it trusts (client_cert_file and client_key_file)"
+    return reason
