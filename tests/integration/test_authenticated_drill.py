@@ -65,7 +65,8 @@ def authenticated(monitored: Sandbox, tmp_path_factory: pytest.TempPathFactory) 
         alertmanager.stop()
         raise
     table = endpoints.EndpointTable({"prometheus": endpoints.Endpoint.from_dict("prometheus", {
-        "url": prometheus.url, "ca_file": str(pki.ca), "basic_auth": {"username": USER, "password_env": PASSWORD_ENV}})})
+        "url": prometheus.url, "ca_file": str(pki.ca),
+        "basic_auth": {"username": USER, "password_env": PASSWORD_ENV}})})
     os.environ[PASSWORD_ENV] = PASSWORD
     previous = endpoints.activate(table)
     try:
