@@ -64,8 +64,9 @@ def _endpoints(declaration: dict[str, Any], method: dict[str, Any] | None = None
 
 
 def _prometheus_probe(**arguments: Any) -> dict[str, Any]:
-    return {"type": "probe", "name": "q", "provider": {"type": "python", "module": "drivers.prometheus.probes",
-                                                       "func": "query_value", "arguments": {"query": "up", **arguments}}}
+    provider = {"type": "python", "module": "drivers.prometheus.probes", "func": "query_value",
+                "arguments": {"query": "up", **arguments}}
+    return {"type": "probe", "name": "q", "provider": provider}
 
 
 CATALOGUE = [
