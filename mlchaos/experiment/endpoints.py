@@ -213,8 +213,9 @@ def activity_problems(arguments: Mapping[str, Any], declared: Mapping[str, Any] 
     name = arguments["endpoint"]
     if name is None:
         return
-    if arguments.get("url") is not None:
-        yield "endpoint", "give url or endpoint, not both"
+    for key in ("url", "urls"):
+        if arguments.get(key) is not None:
+            yield "endpoint", f"give {key} or endpoint, not both"
     if not isinstance(name, str) or not name:
         yield "endpoint", f"endpoint must be the name of a declared endpoint, got {name!r}"
     elif "${" not in name and name not in (declared or {}):

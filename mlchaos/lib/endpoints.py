@@ -154,6 +154,33 @@ class Connection:
         """The smaller of a call's own timeout and the endpoint's."""
         return timeout if self.timeout is None else min(timeout, self.timeout)
 
+    @property
+    def url(self) -> BoundURL:
+        """The base URL, bound to this connection: two endpoints may share a URL (two tenants of one Mimir, one
+        ingress routing by Host), so a driver passes this on and every call made with it uses this session."""
+        return BoundURL(self.base_url, self)
+
+
+class BoundURL(str):
+    """A base URL that remembers the connection it came from. Copied, pickled or serialised it is a plain string
+    (a change record or a journal never holds a session)."""
+
+    connection: Connection
+
+    def __new__(cls, value: str, connection: Connection) -> BoundURL:
+        made = super().__new__(cls, value)
+        made.connection = connection
+        return made
+
+    def __copy__(self) -> str:
+        return str(self)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> str:
+        return str(self)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (str, (str(self),))
+
 
 KubernetesConnector = Callable[[Endpoint, "requests.Session"], str]
 _kubernetes_connector: KubernetesConnector | None = None
@@ -331,12 +358,14 @@ def active() -> EndpointTable | None:
 
 
 def session_for(url: str) -> Connection | None:
-    """The connection of the active endpoint whose base URL ``url`` starts with (same scheme, host, port and
+    """The connection a :class:`BoundURL` carries; else the connection of the active endpoint whose base URL ``url`` starts with (same scheme, host, port and
     path prefix), or None: a call to a declared endpoint's URL carries its credentials whether the activity
     named the endpoint or gave its URL, and a call anywhere else carries none.
 
     EndpointUnavailable when that endpoint's credentials cannot be read.
     """
+    if isinstance(url, BoundURL):
+        return url.connection
     table = _active
     if table is None:
         return None

@@ -3,8 +3,10 @@ credential errors, which server a call's credentials go to, and validation's war
 
 from __future__ import annotations
 
+import copy
 import http.server
 import json
+import pickle
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -210,3 +212,17 @@ def test_a_declared_default_stands_for_the_sandbox_in_preflight(tmp_path, monkey
 def test_a_path_is_relative_to_the_experiment(tmp_path):
     assert endpoints.resolve_path("t", tmp_path) == tmp_path / "t"
     assert endpoints.resolve_path("/abs/t", tmp_path) == Path("/abs/t")
+
+
+def test_two_tenants_on_one_url_each_send_their_own_header(server, active):
+    """Two endpoints may share a URL (tenants of one Mimir): each call goes with the endpoint it named."""
+    url, seen = server
+    _activate(active, EndpointTable({name: Endpoint.from_dict(name, {"url": url, "headers": {"X-Scope-OrgID": name}})
+                                     for name in ("team-a", "team-b")}))
+    assert probes.query_value("up", endpoint="team-b") == 7.0
+    assert probes.query_value("up", endpoint="team-a") == 7.0
+    assert probes.query_value("up", endpoint="team-b") == 7.0
+    assert [s["x-scope-orgid"] for s in seen] == ["team-b", "team-a", "team-b"]
+    bound = driver_endpoints.base_url("team-a", None, "prometheus", lambda u: "unused")
+    assert type(copy.deepcopy(bound)) is str and type(pickle.loads(pickle.dumps(bound))) is str
+    assert json.dumps({"u": bound}) == json.dumps({"u": url})
