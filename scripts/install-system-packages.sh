@@ -30,5 +30,7 @@ fi
 for binary in "${BINARIES[@]}"; do
   # the first line that is not launcher noise (Debian's chromium wrapper may complain on stderr);
   # awk reads it all: no SIGPIPE under pipefail
-  "$binary" --version 2>&1 | awk '!/^\// && !shown { print; shown = 1 }'
+  version=--version
+  [ "$(basename "$binary")" = nginx ] && version=-v  # nginx knows no long option
+  "$binary" "$version" 2>&1 | awk '!/^\// && !shown { print; shown = 1 }'
 done
