@@ -359,8 +359,8 @@ def active() -> EndpointTable | None:
 
 def session_for(url: str) -> Connection | None:
     """The connection a :class:`BoundURL` carries; else the connection of the active endpoint whose base URL
-    ``url`` starts with (same scheme, host, port and path prefix), or None: a call to a declared endpoint's URL carries its credentials whether the activity
-    named the endpoint or gave its URL, and a call anywhere else carries none.
+    ``url`` starts with (same scheme, host, port and path prefix), or None: a call to a declared endpoint's URL
+    carries its credentials whether the activity named the endpoint or gave its URL; a call elsewhere carries none.
 
     EndpointUnavailable when that endpoint's credentials cannot be read.
     """
