@@ -333,11 +333,34 @@ class EndpointTable:
                 except EndpointUnavailable:
                     continue
 
+    def problems(self) -> list[str]:
+        """What keeps a declared endpoint from being used here: a credential that cannot be read, a CA, client
+        certificate or key file that does not exist (``kubernetes`` endpoints are left to their connector)."""
+        found = []
+        for endpoint in self.endpoints.values():
+            if endpoint.kubernetes is not None:
+                continue
+            try:
+                _configure_tls(endpoint, _NoSession(), self.base_dir)
+                for cred in (endpoint.bearer_token, endpoint.basic_auth.password if endpoint.basic_auth else None):
+                    if cred is not None:
+                        read_credential(cred, self.secrets, self.base_dir, endpoint.name)
+            except EndpointUnavailable as exc:
+                found.append(str(exc))
+        return found
+
     def close(self) -> None:
         with self._lock:
             for conn in self._connections.values():
                 conn.session.close()
             self._connections.clear()
+
+
+class _NoSession:
+    """Takes what :func:`_configure_tls` sets, so its checks run without a session."""
+
+    verify: Any = True
+    cert: Any = None
 
 
 _active: EndpointTable | None = None

@@ -7,6 +7,8 @@ import copy
 import http.server
 import json
 import pickle
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +25,7 @@ from mlchaos.experiment.validation import examine
 from mlchaos.lib import endpoints
 from mlchaos.lib.endpoints import Endpoint, EndpointTable, EndpointUnavailable, KubernetesService
 from tests.support.bad_experiments import valid
+from tests.support.builders import py
 
 TOKEN = "tok-3f9a0c77-projected"
 
@@ -226,3 +229,21 @@ def test_two_tenants_on_one_url_each_send_their_own_header(server, active):
     bound = driver_endpoints.base_url("team-a", None, "prometheus", lambda u: "unused")
     assert type(copy.deepcopy(bound)) is str and type(pickle.loads(pickle.dumps(bound))) is str
     assert json.dumps({"u": bound}) == json.dumps({"u": url})
+
+
+def test_a_run_whose_endpoint_cannot_be_used_is_refused_before_anything_runs(tmp_path, subprocess_env):
+    """Validation only warns (the token may exist where the run happens); where it runs, it must."""
+    marker = tmp_path / "marker"
+    data = valid()
+    data["method"] = [py("hit", "hit_targets", names=["t"], marker=str(marker), population=["t"])]
+    data["extensions"] = [{"name": "mlchaos", "endpoints": {
+        "prometheus": {"url": "https://prom:9090", "bearer_token_file": "absent.token"},
+        "alertmanager": {"url": "https://am:9093", "ca_file": "absent-ca.crt"}}}]
+    path = tmp_path / "e.json"
+    path.write_text(json.dumps(data))
+    proc = subprocess.run([sys.executable, "-m", "mlchaos", "run", str(path), "--journal", str(tmp_path / "j.json")],
+                          env=subprocess_env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert f"endpoint 'prometheus': file absent.token: cannot read {tmp_path / 'absent.token'}" in proc.stderr
+    assert f"endpoint 'alertmanager': ca_file {tmp_path / 'absent-ca.crt'} does not exist" in proc.stderr
+    assert not marker.exists() and not (tmp_path / "j.json").exists()
