@@ -18,6 +18,7 @@ import pytest
 import requests
 
 from drivers.model import probes
+from mlchaos.driver_kit import DriverError
 from mlchaos.lib import endpoints
 from mlchaos.lib.files import free_ports
 from mlchaos.sandbox.manager import Sandbox
@@ -110,3 +111,22 @@ def test_through_the_endpoint_the_replica_is_judged_as_a_client_sees_it(declared
     # each half of the declaration matters: without the Host header the ingress has no route, without auth 401
     assert probes.healthy_replica_count(endpoint="no-host") == 0
     assert probes.healthy_replica_count(endpoint="no-auth") == 0
+
+
+def test_a_url_under_the_declared_endpoint_carries_its_credentials(gateway: str,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The version probes (and the model faults by ``target: url``) name servers by URL: under a declared
+    endpoint's URL, the call goes with its credentials and headers; elsewhere with none."""
+    with pytest.raises(DriverError, match="answered HTTP 404"):  # no Host header: the ingress has no route
+        probes.served_versions(target="url", urls=[gateway])
+    monkeypatch.setenv("MLCHAOS_TEST_SERVING_PASSWORD", PASSWORD)
+    table = endpoints.EndpointTable({"serving": endpoints.Endpoint.from_dict("serving", {
+        "url": gateway, "headers": {"Host": HOST_NAME},
+        "basic_auth": {"username": USER, "password_env": "MLCHAOS_TEST_SERVING_PASSWORD"}})})
+    previous = endpoints.activate(table)
+    try:
+        served = probes.served_versions(target="url", urls=[gateway])
+    finally:
+        endpoints.activate(previous)
+        table.close()
+    assert len(served) == 1 and all(served.values()), served
