@@ -247,3 +247,14 @@ def test_a_run_whose_endpoint_cannot_be_used_is_refused_before_anything_runs(tmp
     assert f"endpoint 'prometheus': file absent.token: cannot read {tmp_path / 'absent.token'}" in proc.stderr
     assert f"endpoint 'alertmanager': ca_file {tmp_path / 'absent-ca.crt'} does not exist" in proc.stderr
     assert not marker.exists() and not (tmp_path / "j.json").exists()
+
+
+@pytest.mark.parametrize("header", ["Authorization", "cookie", "X-API-Key", "X-Auth-Token", "X-Vault-Secret"])
+def test_a_header_that_looks_like_a_credential_is_refused(tmp_path, header):
+    data = valid()
+    data["extensions"] = [{"name": "mlchaos", "endpoints": {"p": {"url": "https://p", "headers": {header: "v"}}}}]
+    path = tmp_path / "e.json"
+    path.write_text(json.dumps(data))
+    (problem,) = examine(load_document(path)).problems
+    assert problem.pointer == f"/extensions/0/endpoints/p/headers/{header}"
+    assert "would write a credential into the experiment" in problem.message
