@@ -199,6 +199,11 @@ def register_kubernetes_connector(connector: KubernetesConnector | None) -> None
     _kubernetes_connector = connector
 
 
+def kubernetes_connector() -> KubernetesConnector | None:
+    """The registered Kubernetes connector, if any (to restore it after replacing it)."""
+    return _kubernetes_connector
+
+
 def read_credential(cred: Credential, secrets: Mapping[str, Any], base_dir: Path, endpoint: str) -> str:
     """The credential's value; EndpointUnavailable naming the endpoint and the source when it cannot be read."""
     where = f"endpoint {endpoint!r}: {cred.describe()}"
