@@ -33,7 +33,9 @@ def gateway(tmp_path: Path) -> Iterator[dict]:
     (port,) = free_ports(1)
     log = tmp_path / "pushgateway.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([str(binary), f"--web.listen-address=127.0.0.1:{port}", f"--web.config.file={web}"],
+        # its own persistence file: Debian's binary would otherwise keep (and reload) /var/lib/prometheus's
+        proc = subprocess.Popen([str(binary), f"--web.listen-address=127.0.0.1:{port}", f"--web.config.file={web}",
+                                 f"--persistence.file={tmp_path / 'pushgateway.data'}"],
                                 stdout=out, stderr=subprocess.STDOUT)
     url = f"https://127.0.0.1:{port}"
     auth = {"verify": str(pki.ca), "auth": (USER, PASSWORD)}
