@@ -31,7 +31,6 @@ import pytest
 import requests
 import yaml
 
-from drivers.model import actions as model_actions
 from drivers.model import probes as model_probes
 from drivers.model import traffic
 from drivers.proxy import actions as proxy_actions
