@@ -8,7 +8,6 @@ notify the run's receiver, and for both to resolve after the rollback.
 
 from __future__ import annotations
 
-import copy
 import json
 import subprocess
 import sys
@@ -19,7 +18,6 @@ from typing import Any
 
 import pytest
 import requests
-import yaml
 
 from drivers.prometheus import probes, timing
 from mlchaos.driver_kit import DriverError
@@ -27,11 +25,7 @@ from mlchaos.engine import exit_codes
 from mlchaos.sandbox.manager import Sandbox
 from tests.support import victoriametrics
 from tests.support.environment import child_env
-from tests.support.paths import ROOT
 from tests.support.settling import wait_until_quiet
-
-DRILL = ROOT / "experiments" / "kill-one-replica-alerts.yaml"
-MONITORING_MODULES = {"drivers.prometheus.probes": "prometheus", "drivers.alertmanager.probes": "alertmanager"}
 
 
 @pytest.fixture(scope="module")
@@ -44,21 +38,6 @@ def victoria(monitored: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> It
         yield stack
     finally:
         stack.stop()
-
-
-def _drill(stack: victoriametrics.VictoriaStack, prometheus_url: str) -> dict[str, Any]:
-    """The bundled kill drill, its Prometheus probes aimed at ``prometheus_url``, its Alertmanager probes at the
-    stack's Alertmanager, its receiver where that Alertmanager posts (with the token file it reads)."""
-    data = copy.deepcopy(yaml.safe_load(DRILL.read_text()))
-    urls = {"prometheus": prometheus_url, "alertmanager": stack.alertmanager_url}
-    extension = next(e for e in data["extensions"] if e["name"] == "mlchaos")
-    activities = [*data["steady-state-hypothesis"]["probes"], *data["method"], *extension["recovery"]]
-    for activity in activities:
-        kind = MONITORING_MODULES.get(activity["provider"].get("module"))
-        if kind is not None:
-            activity["provider"]["arguments"]["url"] = urls[kind]
-    extension["notifications"] = {"listen": stack.receiver, "token_file": str(stack.receiver_token_file)}
-    return data
 
 
 def _run(sandbox: Sandbox, experiment: dict[str, Any], tmp_path: Path) -> tuple[subprocess.CompletedProcess[str],
@@ -102,7 +81,7 @@ def test_the_gateway_routes_by_path_and_refuses_without_credentials(victoria):
 def test_the_kill_drill_passes_through_vmalert_and_alertmanager(monitored, victoria, tmp_path):
     monitored.up(replicas=3, timeout=90)  # heal whatever an earlier test left
     wait_until_quiet(victoria.victoria_url)
-    proc, journal, seconds = _run(monitored, _drill(victoria, victoria.victoria_url), tmp_path)
+    proc, journal, seconds = _run(monitored, victoriametrics.drill(victoria, victoria.victoria_url), tmp_path)
     assert proc.returncode == exit_codes.OK, proc.stdout + proc.stderr
     print(f"kill drill against VictoriaMetrics + vmalert: {seconds:.1f}s wall")
     measurements = {m["kind"]: m for m in journal["mlchaos"]["measurements"]}

@@ -27,6 +27,7 @@ The sandbox's own Prometheus and Alertmanager may run beside it: they notify the
 
 from __future__ import annotations
 
+import copy
 import os
 import secrets
 import signal
@@ -43,6 +44,7 @@ from mlchaos.monitoring.alert_rules import SANDBOX, render_rules
 from mlchaos.sandbox import monitoring_stack
 from tests.support.components import require_component
 from tests.support.mlserver import free_ports
+from tests.support.paths import ROOT
 from tests.support.polling import poll
 
 BINARIES = {name: Path(f"/usr/bin/{name}") for name in ("victoria-metrics", "vmalert", "vmauth")}
@@ -53,6 +55,8 @@ QUERY_PATHS = ["/api/v1/query", "/api/v1/query_range", "/api/v1/series", "/api/v
                "/api/v1/label/[^/]+/values", "/api/v1/status/config", "/api/v1/targets"]
 RULER_PATHS = ["/api/v1/rules", "/api/v1/alerts"]
 BASIC_USER = "drill"
+DRILL = ROOT / "experiments" / "kill-one-replica-alerts.yaml"
+MONITORING_MODULES = {"drivers.prometheus.probes": "prometheus", "drivers.alertmanager.probes": "alertmanager"}
 
 
 def require() -> None:
@@ -147,6 +151,21 @@ def start(folder: Path, sandbox_state: Path, timeout: float = START_TIMEOUT) -> 
         stack.stop()
         raise
     return stack
+
+
+def drill(stack: VictoriaStack, prometheus_url: str) -> dict[str, Any]:
+    """The bundled kill drill (experiments/kill-one-replica-alerts.yaml) aimed at this stack: its Prometheus
+    probes at ``prometheus_url``, its Alertmanager probes at the stack's Alertmanager, its receiver where that
+    Alertmanager posts (with the token file it reads)."""
+    data = copy.deepcopy(yaml.safe_load(DRILL.read_text()))
+    urls = {"prometheus": prometheus_url, "alertmanager": stack.alertmanager_url}
+    extension = next(e for e in data["extensions"] if e["name"] == "mlchaos")
+    for activity in [*data["steady-state-hypothesis"]["probes"], *data["method"], *extension["recovery"]]:
+        kind = MONITORING_MODULES.get(activity["provider"].get("module"))
+        if kind is not None:
+            activity["provider"]["arguments"]["url"] = urls[kind]
+    extension["notifications"] = {"listen": stack.receiver, "token_file": str(stack.receiver_token_file)}
+    return data
 
 
 def gateway_headers(stack: VictoriaStack) -> dict[str, str]:
