@@ -6,7 +6,8 @@ rules`` before it is written; Prometheus is then reloaded (``POST /-/reload``) a
 action waits until the file's groups show in ``GET /api/v1/rules``.
 :func:`add_rule_file` announces its change record before writing; its undo is
 :func:`remove_rule_file` (idempotent). ``url`` overrides the Prometheus URL (default: the
-sandbox's), which is also the record's ``environment``.
+sandbox's), which is also the record's ``environment``; ``endpoint`` names a declared endpoint instead
+(its credentials travel with every call; the undo names it too).
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import requests
 import yaml
 
+from drivers._common.endpoints import endpoint_argument, http_for
 from drivers._common.errors import http_errors
-from drivers._common.http import get_json
+from drivers._common.http import get_json, refused
+from drivers.prometheus.sandbox import DEFAULT_ENDPOINT as DEFAULT_ENDPOINT  # takes declared endpoints
 from drivers.prometheus.sandbox import preflight_rule_files, prometheus_url, promtool, rules_dir
 from mlchaos.driver_kit import ChangeRecord, DriverError, Target, announce, atomic_write, undo_function
 
@@ -37,6 +39,7 @@ def add_rule_file(
     path: str | None = None,
     url: str | None = None,
     timeout: float = 15,
+    endpoint: str | None = None,
     *,
     dry_run: bool = False,
 ) -> dict[str, Any]:
@@ -54,7 +57,7 @@ def add_rule_file(
         except OSError as exc:
             raise DriverError(f"cannot read rule file {path}: {exc}") from exc
     text = str(text)
-    base = prometheus_url(url)
+    base = prometheus_url(url, endpoint)
     groups = _check_rules(name, text)
     target = rules_dir(create=not dry_run) / f"{name}.yml"
     _loaded_groups(base, target)  # Prometheus answers (DriverError when not), before anything is announced
@@ -66,7 +69,8 @@ def add_rule_file(
             "replaced": target.exists(),
         })],
         parameters={"name": name, "source": path or "inline"},
-        undo={"func": UNDO_FUNC, "arguments": {"name": name, **({"url": url} if url else {})}},
+        undo={"func": UNDO_FUNC, "arguments": {"name": name, **({"url": url} if url else {}),
+                                                **endpoint_argument(endpoint)}},
         dry_run=dry_run, environment=base,  # one named file: no population to choose from
     )
     announce(record)
@@ -84,10 +88,11 @@ def add_rule_file(
 
 
 @undo_function
-def remove_rule_file(name: str, url: str | None = None, timeout: float = 15) -> dict[str, Any]:
+def remove_rule_file(name: str, url: str | None = None, timeout: float = 15,
+                     endpoint: str | None = None) -> dict[str, Any]:
     """Roll back add_rule_file: delete the rule file, reload Prometheus, wait until its groups are gone."""
     _check_name(name)
-    base = prometheus_url(url)
+    base = prometheus_url(url, endpoint)
     target = rules_dir() / f"{name}.yml"
     existed = target.exists()
     target.unlink(missing_ok=True)
@@ -132,8 +137,10 @@ def _alert_names(text: str) -> list[str]:
 
 def _reload(base: str, strict: bool = True) -> None:
     try:
-        with http_errors(f"Prometheus at {base}", "POST /-/reload", HTTP_TIMEOUT):
-            resp = requests.post(f"{base}/-/reload", timeout=HTTP_TIMEOUT)
+        http, capped = http_for(base)
+        with http_errors(f"Prometheus at {base}", "POST /-/reload", capped(HTTP_TIMEOUT)):
+            resp = http.post(f"{base}/-/reload", timeout=capped(HTTP_TIMEOUT))
+        refused("Prometheus", base, "POST /-/reload", resp)
         problem = None if resp.ok else f"HTTP {resp.status_code}: {resp.text.strip()}"
     except DriverError as exc:
         problem = str(exc)
