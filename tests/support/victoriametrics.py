@@ -153,18 +153,29 @@ def start(folder: Path, sandbox_state: Path, timeout: float = START_TIMEOUT) -> 
     return stack
 
 
-def drill(stack: VictoriaStack, prometheus_url: str) -> dict[str, Any]:
-    """The bundled kill drill (experiments/kill-one-replica-alerts.yaml) aimed at this stack: its Prometheus
-    probes at ``prometheus_url``, its Alertmanager probes at the stack's Alertmanager, its receiver where that
-    Alertmanager posts (with the token file it reads)."""
+def drill(stack: VictoriaStack, prometheus_url: str | None = None) -> dict[str, Any]:
+    """The bundled kill drill (experiments/kill-one-replica-alerts.yaml) aimed at this stack, its receiver where
+    the stack's Alertmanager posts (with the token file it reads).
+
+    With ``prometheus_url`` its Prometheus probes get that ``url`` (victoria-metrics itself: no credentials)
+    and its Alertmanager probes the stack's. Without, the experiment declares the endpoints instead, as a
+    staging experiment does: ``prometheus`` is vmauth with the bearer token file, ``alertmanager`` the stack's
+    Alertmanager; no probe names them (the default names).
+    """
     data = copy.deepcopy(yaml.safe_load(DRILL.read_text()))
-    urls = {"prometheus": prometheus_url, "alertmanager": stack.alertmanager_url}
     extension = next(e for e in data["extensions"] if e["name"] == "mlchaos")
+    extension["notifications"] = {"listen": stack.receiver, "token_file": str(stack.receiver_token_file)}
+    if prometheus_url is None:
+        extension["endpoints"] = {
+            "prometheus": {"url": stack.gateway_url, "bearer_token_file": str(stack.token_file)},
+            "alertmanager": {"url": stack.alertmanager_url},
+        }
+        return data
+    urls = {"prometheus": prometheus_url, "alertmanager": stack.alertmanager_url}
     for activity in [*data["steady-state-hypothesis"]["probes"], *data["method"], *extension["recovery"]]:
         kind = MONITORING_MODULES.get(activity["provider"].get("module"))
         if kind is not None:
             activity["provider"]["arguments"]["url"] = urls[kind]
-    extension["notifications"] = {"listen": stack.receiver, "token_file": str(stack.receiver_token_file)}
     return data
 
 
