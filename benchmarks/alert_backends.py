@@ -1,12 +1,13 @@
 """The kill drill against two monitoring backends watching the same replicas: the sandbox's Prometheus and
-VictoriaMetrics (victoria-metrics + vmalert + an Alertmanager of its own, tests/support/victoriametrics.py).
+VictoriaMetrics (victoria-metrics + vmalert + an Alertmanager of its own, tests/support/victoriametrics.py),
+the latter both by plain URL and through vmauth with a bearer token (the experiment's declared endpoint).
 
 Starts a sandbox (3 replicas, its monitoring) in a temporary state directory and the VictoriaMetrics stack
 over it, then runs ``experiments/kill-one-replica-alerts.yaml`` with the real CLI N times per backend,
 alternating, healing the sandbox and waiting until both backends are quiet before each run. Prints per run
 and as medians: the drill's wall time and the time to detect, notify, recover and notify resolved (the
 exact times where the ruler's timestamps give them, see docs/drivers/monitoring.md), the alerts notified
-besides ModelServerDown, and VictoriaMetrics / Prometheus. It prints figures only and asserts nothing.
+besides ModelServerDown, and each VictoriaMetrics form / Prometheus. It prints figures only and asserts nothing.
 
 Usage: python benchmarks/alert_backends.py [--runs N]  (needs the monitoring and victoria-metrics packages)
 """
@@ -72,6 +73,7 @@ def main() -> None:
             experiments = {
                 "prometheus": yaml.safe_load(victoriametrics.DRILL.read_text()),
                 "victoriametrics": victoriametrics.drill(stack, stack.victoria_url),
+                "vmauth": victoriametrics.drill(stack),  # endpoints: vmauth + bearer_token_file
             }
             rows: dict[str, list[dict[str, Any]]] = {name: [] for name in experiments}
             for index in range(args.runs):
@@ -91,15 +93,16 @@ def main() -> None:
     print()
     print(f"medians over {args.runs} drills per backend (seconds; exit code 0 in "
           + ", ".join(f"{n}: {sum(r['rc'] == 0 for r in rs)}/{len(rs)}" for n, rs in rows.items()) + ")")
-    print(f"{'':16} {'prometheus':>11} {'victoriametrics':>16} {'VM / Prom':>10}")
+    names = list(rows)
+    print(f"{'':16}" + "".join(f"{name:>17}" for name in names)
+          + "".join(f"{name + ' / prom':>24}" for name in names[1:]))
     for key in ("wall", *KINDS):
-        prom = [r[key] for r in rows["prometheus"] if key in r]
-        vm = [r[key] for r in rows["victoriametrics"] if key in r]
-        if not prom or not vm:
+        values = [[r[key] for r in rows[name] if key in r] for name in names]
+        if not all(values):
             continue
-        p, v = statistics.median(prom), statistics.median(vm)
-        print(f"{LABELS[key]:16} {p:11.2f} {v:16.2f} {v / p if p else float('nan'):10.2f}")
-
+        medians = [statistics.median(v) for v in values]
+        print(f"{LABELS[key]:16}" + "".join(f"{m:17.2f}" for m in medians)
+              + "".join(f"{m / medians[0] if medians[0] else float('nan'):24.2f}" for m in medians[1:]))
 
 if __name__ == "__main__":
     main()

@@ -157,7 +157,8 @@ def resolved_at(get: Get, selector: Callable[[str, Mapping[str, str]], bool], al
             for stamp, value in series.get("values") or []:
                 (active if _finite(value) else gone).append(float(stamp))
     if not active:
-        return Exact(None, "no ALERTS sample since the fault: it was never active")
+        return Exact(None, "no ALERTS sample since the fault: it was never active, or the ruler does not write "
+                           "ALERTS where it is queried (vmalert without -remoteWrite.url)")
     last = max(active)
     markers = [stamp for stamp in gone if stamp > last]
     if not all(stamp.is_integer() for stamp in [*active, *markers]):
