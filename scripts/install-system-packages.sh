@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the sandbox's monitoring stack needs (Prometheus + promtool,
 # Alertmanager, blackbox exporter), the Pushgateway and node_exporter (results as metrics:
-# `mlchaos run --pushgateway`, `--metrics-textfile` for node_exporter's textfile collector) and
-# Chromium (the test that opens the HTML report in a real headless browser) and nginx (an ingress routing by
-# Host with basic auth in front of a model replica: the serving-endpoint test), unless every binary
-# is already there. The packages cannot start their services without systemd: mlchaos (and
-# the tests) run the binaries themselves.
+# `mlchaos run --pushgateway`, `--metrics-textfile` for node_exporter's textfile collector),
+# VictoriaMetrics (victoria-metrics, vmalert, vmauth: the drills against another monitoring backend,
+# tests/support/victoriametrics.py), Chromium (the test that opens the HTML report in a real headless
+# browser) and nginx (an ingress routing by Host with basic auth in front of a model replica: the
+# serving-endpoint test), unless every binary is already there. The packages cannot start their
+# services without systemd: mlchaos (and the tests) run the binaries themselves.
 # Used by `make demo`, `make test` and .ci/run. Needs root (or sudo) when something is missing.
 set -euo pipefail
 BINARIES=(/usr/bin/prometheus /usr/bin/promtool /usr/bin/prometheus-alertmanager
           /usr/bin/prometheus-blackbox-exporter /usr/bin/prometheus-pushgateway /usr/bin/prometheus-node-exporter
-          /usr/bin/chromium /usr/sbin/nginx)
+          /usr/bin/victoria-metrics /usr/bin/vmalert /usr/bin/vmauth /usr/bin/chromium /usr/sbin/nginx)
 PACKAGES=(prometheus prometheus-alertmanager prometheus-blackbox-exporter prometheus-pushgateway
-          prometheus-node-exporter chromium nginx-light)
+          prometheus-node-exporter victoria-metrics chromium nginx-light)
 
 missing=0
 for binary in "${BINARIES[@]}"; do
@@ -30,7 +31,12 @@ fi
 for binary in "${BINARIES[@]}"; do
   # the first line that is not launcher noise (Debian's chromium wrapper may complain on stderr);
   # awk reads it all: no SIGPIPE under pipefail
-  version=--version
-  [ "$(basename "$binary")" = nginx ] && version=-v  # nginx knows no long option
-  "$binary" "$version" 2>&1 | awk '!/^\// && !shown { print; shown = 1 }'
+  option=--version
+  [ "$(basename "$binary")" = nginx ] && option=-v  # nginx knows no long option
+  version=$("$binary" "$option" 2>&1 | awk '!/^\// && !shown { print; shown = 1 }')
+  if [ -z "$version" ]; then  # Debian builds VictoriaMetrics without a version string: name the package's
+    package=$(dpkg-query -S "$binary" 2>/dev/null | cut -d: -f1)
+    version="$(basename "$binary") (Debian $package $(dpkg-query -W -f='${Version}' "$package" 2>/dev/null))"
+  fi
+  echo "$version"
 done

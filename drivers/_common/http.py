@@ -5,6 +5,8 @@ A call to a declared endpoint's URL goes through its session (its credentials, C
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Any
 
 import requests
@@ -24,6 +26,39 @@ def refused(service: str, base: str, path: str, resp: requests.Response) -> None
                           f"endpoint, extensions: mlchaos: endpoints, and name it with endpoint)")
 
 
+def echoed(service: str, base: str, path: str, resp: requests.Response) -> None:
+    """DriverError, the credential masked, when a refusal's text echoes the credential the request carried.
+
+    vmauth 1.79 answers an unknown bearer token with HTTP 400 ``cannot find the provided auth token "Bearer
+    <token>"``: a wrong token may still be a real one (stale, or another system's), so it is never shown.
+    """
+    if resp.ok:
+        return
+    text = resp.text[:300]
+    masked = text
+    for secret in _credentials(resp.request.headers.get("Authorization") if resp.request is not None else None):
+        masked = masked.replace(secret, "***")
+    if masked != text:
+        raise DriverError(f"{service} at {base} refused {path}: HTTP {resp.status_code}: {masked!r} "
+                          f"(the credential it echoed is masked)")
+
+
+def _credentials(authorization: str | bytes | None) -> list[str]:
+    """The secret parts of an Authorization header: a token; basic auth's encoded pair and its password."""
+    if not authorization:
+        return []
+    value = authorization.decode(errors="replace") if isinstance(authorization, bytes) else authorization
+    scheme, _, secret = value.partition(" ")
+    found = [secret] if len(secret) >= 4 else []
+    if scheme.lower() == "basic":
+        try:
+            password = base64.b64decode(secret, validate=True).decode(errors="replace").partition(":")[2]
+        except (binascii.Error, ValueError):
+            password = ""
+        found += [password] if len(password) >= 4 else []
+    return sorted(found, key=len, reverse=True)
+
+
 def get_json(service: str, base: str, path: str, params: dict[str, str] | None,
              timeout: float) -> tuple[requests.Response, Any]:
     """GET ``base + path``: the answer and its JSON body (None when it is not JSON); DriverError without an answer.
@@ -34,6 +69,7 @@ def get_json(service: str, base: str, path: str, params: dict[str, str] | None,
     with http_errors(f"{service} at {base}", path, capped(timeout)):
         resp = http.get(base + path, params=params, timeout=capped(timeout))
     refused(service, base, path, resp)
+    echoed(service, base, path, resp)
     try:
         return resp, resp.json()
     except ValueError:

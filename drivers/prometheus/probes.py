@@ -127,8 +127,9 @@ def alert_resolves_within(alert: str, within: float = 60, labels: dict[str, str]
 
     The seconds are counted from the run's most recent fault (from the probe's start
     outside a run). ``labels`` and ``match_fault_targets`` select alerts as in alert_fires_within.
-    The time is exact where Prometheus can say: one evaluation interval after the last ``ALERTS``
-    sample of the alert (see :mod:`drivers.prometheus.timing`); the polled time stands beside it.
+    The time is exact where Prometheus (or vmalert, through VictoriaMetrics) can say: the evaluation after the
+    last ``ALERTS`` sample of the alert (see :mod:`drivers.prometheus.timing`; ``resolution`` in the
+    measurement when it is only true to that many seconds); the polled time stands beside it.
     ``dry_run``: do not wait; check that Prometheus answers and a healthy rule defines the alert.
     """
     seen: dict[str, Any] = {}
@@ -138,6 +139,7 @@ def alert_resolves_within(alert: str, within: float = 60, labels: dict[str, str]
         active = _active(selector, alerts)
         if active:
             seen["labels"] = active[0].get("labels") or {}  # its job names the scrape interval
+            seen["active_at"] = timing.timestamp(active[0].get("activeAt"))  # the evaluation grid's phase
             return None
         seconds = round(time.time() - origin, 3)
         seen.update(selector=selector, origin=origin, at=origin + seconds)
@@ -163,7 +165,8 @@ def alert_resolves_within(alert: str, within: float = 60, labels: dict[str, str]
         if isinstance(rule, timing.RuleTiming):
             try:
                 exact = timing.resolved_at(lambda path, params: _get(base, path, params, MAX_REQUEST_TIMEOUT),
-                                           seen["selector"].matches, alert, rule, seen["origin"], seen["at"])
+                                           seen["selector"].matches, alert, rule, seen["origin"], seen["at"],
+                                           active_at=seen.get("active_at"))
             except DriverError as error:
                 exact = timing.Exact(None, f"ALERTS could not be read: {error}")
         else:
@@ -253,6 +256,8 @@ def _refine(result: dict[str, Any], after_fault: str, exact: timing.Exact, rule:
     if exact.at is not None:
         seconds = round(exact.at - origin, 3)
         measurement.update(seconds=seconds, polled=polled, method="prometheus timestamps")
+        if exact.resolution is not None:
+            measurement.update(resolution=exact.resolution, note=exact.note)
         if result.get(after_fault) is not None:
             result[after_fault] = seconds
     else:

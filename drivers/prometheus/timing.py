@@ -10,6 +10,11 @@ The polling probes see an alert fire (or go) up to one poll late. Prometheus kno
   ``lastEvaluation`` is merely the newest evaluation when it is asked. The ``ALERTS`` series, though, has
   one sample per evaluation at which the alert was active (pending or firing, ``keep_firing_for`` included):
   its last sample is the last evaluation that held it, so it was gone at the next one, ``interval`` later.
+  VictoriaMetrics also returns the staleness marker (a ``NaN`` sample) vmalert writes at the evaluation
+  that found the alert gone: that is the time itself. vmalert writes ``ALERTS`` at whole seconds (its
+  evaluation's time truncated): the evaluation is then put back on its grid (``activeAt`` + n *
+  ``interval``) when the probe saw the alert's ``activeAt``; otherwise the time is a lower bound, true to
+  ``resolution`` (1 s), and says so.
 
 The **floor** of a detection is what the monitoring's configuration alone costs at worst: the scrape
 interval (until the fault is sampled) + the evaluation interval (until a rule sees the sample) + the
@@ -64,10 +69,15 @@ class RuleTiming:
 
 @dataclass(frozen=True)
 class Exact:
-    """An exact time (epoch seconds on Prometheus' clock), or None and why the polled value stands."""
+    """An exact time (epoch seconds on Prometheus' clock), or None and why the polled value stands.
+
+    ``resolution`` (seconds): ``at`` is a lower bound, the truth lies within that much after it (the
+    timestamps it was read from were truncated); ``note`` then says why.
+    """
 
     at: float | None
     note: str = ""
+    resolution: float | None = None
 
 
 def parse_duration(text: Any) -> float | None:
@@ -128,8 +138,10 @@ def fired_at(alert: Mapping[str, Any], timing: RuleTiming, origin: float, seen: 
 
 
 def resolved_at(get: Get, selector: Callable[[str, Mapping[str, str]], bool], alertname: str,
-                timing: RuleTiming, origin: float, seen: float) -> Exact:
-    """When the alert was last gone: one evaluation interval after the last ``ALERTS`` sample since the fault."""
+                timing: RuleTiming, origin: float, seen: float, active_at: float | None = None) -> Exact:
+    """When the alert was last gone: the evaluation after the last ``ALERTS`` sample since the fault (its
+    staleness marker where the server returns one, else one interval later). ``active_at`` (epoch seconds,
+    the alert's ``activeAt`` when the probe saw it) puts whole-second timestamps back on the evaluation grid."""
     interval = timing.evaluation_interval
     if not interval:
         return Exact(None, "Prometheus gave no evaluation interval")
@@ -138,12 +150,45 @@ def resolved_at(get: Get, selector: Callable[[str, Mapping[str, str]], bool], al
     data = get("/api/v1/query", {"query": f'ALERTS{{alertname="{escaped}"}}[{window}s]', "time": f"{seen:.3f}"})
     if (data or {}).get("resultType") != "matrix":
         return Exact(None, "ALERTS range query gave no matrix")
-    last = [float(v[0]) for s in data.get("result") or []
-            if selector(alertname, {k: v for k, v in (s.get("metric") or {}).items() if k != "alertstate"})
-            for v in s.get("values") or []]
-    if not last:
-        return Exact(None, "no ALERTS sample since the fault: it was never active")
-    return _checked(max(last) + interval, origin, seen, "resolved")
+    active: list[float] = []
+    gone: list[float] = []  # staleness markers (NaN): evaluations that found the alert inactive
+    for series in data.get("result") or []:
+        if selector(alertname, {k: v for k, v in (series.get("metric") or {}).items() if k != "alertstate"}):
+            for stamp, value in series.get("values") or []:
+                (active if _finite(value) else gone).append(float(stamp))
+    if not active:
+        return Exact(None, "no ALERTS sample since the fault: it was never active, or the ruler does not write "
+                           "ALERTS where it is queried (vmalert without -remoteWrite.url)")
+    last = max(active)
+    markers = [stamp for stamp in gone if stamp > last]
+    if not all(stamp.is_integer() for stamp in [*active, *markers]):
+        return _checked(min(markers) if markers else last + interval, origin, seen, "resolved")
+    # whole seconds (vmalert): the evaluation ran within the second after each stamp
+    stamp, after = (min(markers), 0.0) if markers else (last, interval)
+    evaluation = _on_grid(stamp, active_at, interval) if active_at is not None else None
+    if evaluation is not None:
+        return _checked(evaluation + after, origin, seen, "resolved")
+    checked = _checked(stamp + after, origin, seen, "resolved")
+    if checked.at is None:
+        return checked
+    return Exact(checked.at, "ALERTS has whole-second timestamps and the alert's activeAt was not seen: "
+                             "a lower bound, true to 1s", resolution=1.0)
+
+
+def _on_grid(stamp: float, active_at: float, interval: float) -> float | None:
+    """The evaluation (``active_at`` + n * ``interval``) within the second after the truncated ``stamp``;
+    None when the grid does not single one out (an interval under a second)."""
+    if interval < 1.0:
+        return None
+    evaluation = active_at + math.ceil((stamp - active_at) / interval - 1e-9) * interval
+    return evaluation if stamp <= evaluation < stamp + 1.0 else None
+
+
+def _finite(value: Any) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
 
 
 def _checked(at: float, origin: float, seen: float, what: str) -> Exact:

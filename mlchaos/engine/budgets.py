@@ -23,7 +23,9 @@ class Measurement(JsonRecord):
     ``seconds`` is the measurement: exact where the probe read it from the monitoring's own timestamps
     (``method``), else polled. ``polled`` is what polling saw (for agreement), ``note`` why the exact time
     is missing, ``floor`` what the monitoring's configuration alone costs (``floor_text``: scrape +
-    evaluation interval + the rule's ``for``) and :attr:`excess` the time lost beyond it.
+    evaluation interval + the rule's ``for``) and :attr:`excess` the time lost beyond it. ``resolution``:
+    the exact time is a lower bound, true to that many seconds (timestamps truncated by the ruler; ``note``
+    says why).
     """
 
     kind: str
@@ -35,6 +37,7 @@ class Measurement(JsonRecord):
     note: str = ""
     floor: float | None = None
     floor_text: str = ""
+    resolution: float | None = None
 
     @classmethod
     def from_output(cls, output: Any, activity: str) -> Measurement | None:
@@ -46,7 +49,7 @@ class Measurement(JsonRecord):
             return cls(str(data["kind"]), str(data["alert"]), float(data["seconds"]), activity,
                        polled=_seconds(data.get("polled")), method=str(data.get("method") or ""),
                        note=str(data.get("note") or ""), floor=_seconds(data.get("floor")),
-                       floor_text=str(data.get("floor_text") or ""))
+                       floor_text=str(data.get("floor_text") or ""), resolution=_seconds(data.get("resolution")))
         except (KeyError, TypeError, ValueError):
             return None
 
@@ -69,7 +72,8 @@ class Measurement(JsonRecord):
         if self.floor is not None and self.excess is not None:
             parts.append(f"floor {self.floor:g}s ({self.floor_text}), {self.excess:+.1f}s over it")
         if self.method == "prometheus timestamps" and self.polled is not None:
-            parts.append(f"Prometheus' timestamps; polled {self.polled:.1f}s")
+            within = f" (a lower bound, true to {self.resolution:g}s)" if self.resolution else ""
+            parts.append(f"Prometheus' timestamps{within}; polled {self.polled:.1f}s")
         elif self.method == "polled":
             parts.append(f"polled: {self.note}" if self.note else "polled")
         return f" [{'; '.join(parts)}]" if parts else ""

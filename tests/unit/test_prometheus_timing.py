@@ -127,7 +127,8 @@ def test_resolved_at_falls_back_with_a_reason() -> None:
     get, _ = recorded(SANDBOX)
     nowhere = lambda name, labels: labels.get("instance") == "elsewhere:1"  # noqa: E731
     assert timing.resolved_at(get, nowhere, "ModelServerDown", sandbox_timing(), 0.0, 2e9) == timing.Exact(
-        None, "no ALERTS sample since the fault: it was never active")
+        None, "no ALERTS sample since the fault: it was never active, or the ruler does not write ALERTS where "
+              "it is queried (vmalert without -remoteWrite.url)")
     anywhere = lambda name, labels: True  # noqa: E731
     assert timing.resolved_at(get, anywhere, "ModelServerDown", sandbox_timing(), LAST_FIRING_MODEL_0 + 60,
                               LAST_FIRING_MODEL_0 + 61) == timing.Exact(
@@ -168,3 +169,83 @@ def test_the_probe_measures_from_prometheus_timestamps(prom: ReplayServer) -> No
     assert measurement["polled"] > 86400  # recorded long before this test ran
     assert "floor" not in measurement  # the configuration was not served: its scrape interval is unknown
     assert result["active_before_fault"] is False
+
+
+# -- vmalert and VictoriaMetrics (bodies recorded from Debian's 1.79.5 over the sandbox) -----------------
+
+VMALERT = {
+    "/api/v1/rules": "vmalert_rules_sandbox.json",
+    "/api/v1/status/config": "victoriametrics_status_config_sandbox.json",
+    "/api/v1/query": "victoriametrics_query_alerts_range_sandbox.json",
+}
+VM_KILLED = "127.0.0.1:42667"
+VM_FAULT = 1796213808.015  # SIGKILL of model-2
+VM_ACTIVE_AT = datetime.fromisoformat("2026-12-02T12:16:50.506822+00:00").timestamp()
+
+
+def vmalert_timing() -> timing.RuleTiming:
+    return timing.rule_timing(recorded(VMALERT)[0], "ModelServerDown", {"job": "model"})
+
+
+def test_vmalert_gives_durations_as_numbers_of_seconds() -> None:
+    """vmalert's rules API writes ``duration: 3`` and the group's ``interval: 1`` (Prometheus: "3s", 1s);
+    victoria-metrics' /api/v1/status/config is its -promscrape.config."""
+    assert vmalert_timing() == timing.RuleTiming(for_seconds=3.0, keep_firing_for=0.0, evaluation_interval=1.0,
+                                                 scrape_interval=1.0)
+
+
+def test_vmalert_fired_at_its_active_at_plus_for() -> None:
+    (alert,) = fixtures_api.load("vmalert_alerts_firing.json")["data"]["alerts"]
+    assert timing.fired_at(alert, vmalert_timing(), VM_FAULT, 2e9) == timing.Exact(VM_ACTIVE_AT + 3.0)
+
+
+def test_vmalert_resolved_at_its_staleness_marker_back_on_the_evaluation_grid() -> None:
+    """The recorded ALERTS samples are whole seconds (vmalert truncates its evaluation time) and end in a NaN
+    staleness marker at 1796213816: the evaluation at 12:16:56.507 (activeAt + 6 s) found the alert gone."""
+    killed = lambda name, labels: labels.get("instance") == VM_KILLED  # noqa: E731
+    exact = timing.resolved_at(recorded(VMALERT)[0], killed, "ModelServerDown", vmalert_timing(),
+                               VM_FAULT, 1796213826.104, active_at=VM_ACTIVE_AT)
+    assert exact == timing.Exact(VM_ACTIVE_AT + 6.0)
+    # without the alert's activeAt the second it happened in is all the timestamps say
+    exact = timing.resolved_at(recorded(VMALERT)[0], killed, "ModelServerDown", vmalert_timing(),
+                               VM_FAULT, 1796213826.104)
+    assert (exact.at, exact.resolution) == (1796213816.0, 1.0)
+    assert "whole-second timestamps" in exact.note
+
+
+def test_without_a_staleness_marker_it_is_one_interval_after_the_last_sample() -> None:
+    """Prometheus' API never returns staleness markers; with whole seconds the grid still applies."""
+    body = fixtures_api.load("victoriametrics_query_alerts_range_sandbox.json")
+    for series in body["data"]["result"]:
+        series["values"] = [v for v in series["values"] if v[1] != "NaN"]
+    get = lambda path, params: body["data"]  # noqa: E731
+    anywhere = lambda name, labels: True  # noqa: E731
+    exact = timing.resolved_at(get, anywhere, "ModelServerDown", vmalert_timing(), VM_FAULT, 1796213826.104,
+                               active_at=VM_ACTIVE_AT)
+    assert exact == timing.Exact(VM_ACTIVE_AT + 6.0)  # last sample 815 is the evaluation at .507, + 1 s
+
+
+def test_the_probes_measure_vmalert_alerts_end_to_end(prom: ReplayServer) -> None:
+    """Over real HTTP, as through victoria-metrics' -vmalert.proxyURL: the alert fires (vmalert's activeAt),
+    then resolves (the ALERTS staleness marker, put on the grid of the activeAt the probe saw)."""
+    prom.serve("/api/v1/alerts", "vmalert_alerts_firing.json")
+    for path, name in VMALERT.items():
+        prom.serve(path, name)
+    target = Target("process", "model-2", {"instance": VM_KILLED})
+    announced = datetime.fromtimestamp(VM_FAULT).astimezone().isoformat()
+    token = run_context.activate(RunContext(changes=[ChangeRecord("test", "kill", [target], announced_at=announced)]))
+    try:
+        fired = probes.alert_fires_within("ModelServerDown", within=5, match_fault_targets=True, poll=0.01,
+                                          url=prom.url)
+        prom.serve("/api/v1/alerts", "vmalert_alerts_firing.json", "vmalert_alerts_none.json")
+        resolved = probes.alert_resolves_within("ModelServerDown", within=5, match_fault_targets=True, poll=0.01,
+                                                url=prom.url)
+    finally:
+        run_context.deactivate(token)
+    assert fired["measurement"]["method"] == "prometheus timestamps"
+    assert fired["measurement"]["seconds"] == round(VM_ACTIVE_AT + 3.0 - VM_FAULT, 3)
+    assert fired["measurement"]["floor"] == 5.0  # scrape 1 s + evaluation 1 s + for 3 s
+    assert fired["labels"]["alertgroup"] == "ml-serving"  # vmalert's own label, kept
+    measurement = resolved["measurement"]
+    assert measurement["method"] == "prometheus timestamps" and "resolution" not in measurement
+    assert measurement["seconds"] == round(VM_ACTIVE_AT + 6.0 - VM_FAULT, 3)

@@ -1,4 +1,5 @@
-"""Recorded Prometheus 2.42 / Alertmanager 0.25 API bodies, and a real HTTP server that replays them.
+"""Recorded Prometheus 2.42 / Alertmanager 0.25 / VictoriaMetrics + vmalert 1.79.5 API bodies, and a real HTTP
+server that replays them.
 
 The ``*.json`` files next to this module are response bodies saved byte for byte from a
 real stack (see MANIFEST.json for the request, HTTP status and versions of each).
