@@ -127,6 +127,7 @@ class Connection:
         self.where = where
         self.timeout = timeout
         self.host = str(api_client.configuration.host)
+        self.configuration = api_client.configuration  # the credentials, for the service proxy's HTTP session
         self._apis = {"core": client.CoreV1Api(api_client), "apps": client.AppsV1Api(api_client),
                       "networking": client.NetworkingV1Api(api_client)}
 
