@@ -66,10 +66,12 @@ from kmock._internal import dicts, enums
 from drivers.kubernetes.selection import parse_label_selector
 
 RESOURCES = ("v1/pods", "v1/services", "v1/secrets", "v1/events", "v1/configmaps", "apps/v1/deployments",
-             "apps/v1/replicasets", "apps/v1/statefulsets", "networking.k8s.io/v1/networkpolicies")
+             "apps/v1/replicasets", "apps/v1/statefulsets", "networking.k8s.io/v1/networkpolicies",
+             "monitoring.coreos.com/v1/prometheusrules")  # the last: the Prometheus Operator's CRD
 PODS, SERVICES, SECRETS, EVENTS = "v1/pods", "v1/services", "v1/secrets", "v1/events"
 DEPLOYMENTS, REPLICASETS, STATEFULSETS = "apps/v1/deployments", "apps/v1/replicasets", "apps/v1/statefulsets"
 NETWORKPOLICIES = "networking.k8s.io/v1/networkpolicies"
+PROMETHEUSRULES = "monitoring.coreos.com/v1/prometheusrules"
 DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
 CONTROLLER_AGENT = "mlchaos-emulated-controller"
 TOKEN = "emulator-token"  # the kubeconfig's bearer token (EmulatedCluster.kubeconfig_data)
