@@ -3,9 +3,10 @@
 Where the Prometheus Operator manages rules (kube-prometheus-stack), Prometheus loads the
 PrometheusRule objects its ``ruleSelector`` (labels, e.g. ``release: kube-prometheus-stack``)
 and ``ruleNamespaceSelector`` pick. :func:`prometheus_rule` wraps rule groups in one, with the
-labels given; :func:`problems` checks an object's shape as the CRD's schema does (the fields
-it requires and their types, Kubernetes names and labels), so a bad object is refused here,
-not silently ignored by the operator.
+labels given; :func:`problems` checks an object's shape as the CRD's schema does (the
+``openAPIV3Schema`` of prometheus-operator 0.82's ``monitoring.coreos.com_prometheusrules.yaml``:
+required fields, types, duration patterns; plus Kubernetes names and labels, and unknown fields,
+which a structural schema would silently drop), so a bad object is refused here, not ignored.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ _LABEL_NAME = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9]")
 _LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?")
 _RULE_KEYS = {"alert", "record", "expr", "for", "keep_firing_for", "labels", "annotations"}
 _GROUP_KEYS = {"name", "rules", "interval", "limit", "partial_response_strategy", "query_offset", "labels"}
+_DURATION = re.compile(r"0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?")
 
 
 def prometheus_rule(groups: list[dict[str, Any]], name: str, namespace: str,
@@ -101,6 +103,9 @@ def _group_problems(group: Any, where: str) -> list[str]:
     found = [f"{where}.{key}: unknown field" for key in group if key not in _GROUP_KEYS]
     if not isinstance(group.get("name"), str) or not group["name"]:
         found.append(f"{where}.name is required (a non-empty string)")
+    found += _duration_problems(group, ("interval", "query_offset"), where)
+    if "limit" in group and (not isinstance(group["limit"], int) or isinstance(group["limit"], bool)):
+        found.append(f"{where}.limit must be an integer")
     rules = group.get("rules")
     if not isinstance(rules, list):
         return [*found, f"{where}.rules must be a list"]
@@ -114,9 +119,15 @@ def _group_problems(group: Any, where: str) -> list[str]:
             found.append(f"{here}: exactly one of alert or record")
         if not isinstance(rule.get("expr"), str | int) or rule.get("expr") == "":
             found.append(f"{here}.expr is required (a PromQL expression)")
+        found += _duration_problems(rule, ("for", "keep_firing_for"), here)
         for key in ("labels", "annotations"):
             value = rule.get(key)
             if value is not None and (not isinstance(value, dict) or
                                       not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())):
                 found.append(f"{here}.{key} must map strings to strings")
     return found
+
+
+def _duration_problems(item: dict[str, Any], keys: tuple[str, ...], where: str) -> list[str]:
+    return [f"{where}.{key}: {item[key]!r} is not a Prometheus duration (e.g. 30s, 5m, 1h30m)" for key in keys
+            if key in item and (not isinstance(item[key], str) or not item[key] or not _DURATION.fullmatch(item[key]))]
