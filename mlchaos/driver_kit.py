@@ -28,7 +28,7 @@ place a driver may import them. A unit test enforces both rules.
 from __future__ import annotations
 
 from mlchaos.errors import DriverError, SandboxError, TargetNotFound
-from mlchaos.lib import certificates, procfs
+from mlchaos.lib import certificates, endpoints, procfs
 from mlchaos.lib.files import atomic_write, read_json, write_json
 from mlchaos.lib.proxy_token import proxy_api_headers
 from mlchaos.lib.state_dir import private_dir, state_dir
@@ -42,7 +42,8 @@ from mlchaos.safety.watchdog import start_record_watchdog, stop_covered, stop_wa
 
 __all__ = [
     "ALERT_STATUSES", "ChangeRecord", "DriverError", "Notification", "SandboxError", "Target", "TargetNotFound",
-    "alert_rules", "announce", "atomic_write", "certificates", "current_run", "label_text", "local_environment",
+    "alert_rules", "announce", "atomic_write", "certificates", "current_run", "endpoints", "label_text",
+    "local_environment",
     "private_dir", "procfs", "proxy_api_headers", "read_json", "start_record_watchdog", "state_dir",
     "stop_covered", "stop_watchdog", "undo_function", "wait_for", "write_json",
 ]

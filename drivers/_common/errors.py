@@ -11,6 +11,8 @@ here (urllib's HTTPError passes through to the caller, who reads the status).
 from __future__ import annotations
 
 import contextlib
+import re
+import ssl
 import urllib.error
 from collections.abc import Iterator
 
@@ -42,6 +44,19 @@ def http_errors(where: str, request: str, timeout: float) -> Iterator[None]:
         reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
         if isinstance(reason, requests.Timeout | TimeoutError):
             failure = f"{where} did not answer {request} within {timeout:g}s"
+        elif isinstance(reason, requests.exceptions.SSLError | ssl.SSLError):
+            failure = f"{where}: TLS failed ({_tls_reason(reason)})"
         else:
             failure = f"{where} is unreachable: {reason}"
         raise DriverError(failure) from None
+
+
+def _tls_reason(exc: BaseException) -> str:
+    """The innermost TLS reason of a requests/urllib3 SSL error, e.g. ``certificate verify failed: self-signed
+    certificate`` or ``tlsv13 alert certificate required`` (the server wants a client certificate)."""
+    text = str(exc)
+    found = re.findall(r"\[SSL(?:: [A-Z0-9_]+)?\] ([^()\]\n]+?)(?: \(_ssl\.c:\d+\))?['\")\]]", text)
+    reason = " ".join((found[-1] if found else text).split())[:300]
+    if "bad certificate" in reason or "certificate required" in reason:
+        reason += ": the server wants a client certificate it trusts (client_cert_file and client_key_file)"
+    return reason

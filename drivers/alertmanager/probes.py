@@ -1,7 +1,8 @@
 """Alertmanager probes: is an alert active, and was its notification delivered (and how fast).
 
-The Alertmanager URL is the ``url`` argument or, when it is None, the sandbox monitoring
-stack's. Every HTTP call has a timeout (seconds). Delivery is judged on the run's
+The Alertmanager is the declared endpoint named by ``endpoint``, or ``url``, or (neither given) the
+endpoint declared as ``alertmanager``, or the sandbox monitoring stack's (docs/experiment-format.md,
+"Endpoints": credentials, TLS, headers). Every HTTP call has a timeout (seconds). Delivery is judged on the run's
 notification receiver (the ``notifications`` setting of the experiment's mlchaos
 extension), counting only what arrived after the run's most recent fault. With
 ``dry_run=True`` (a plan: no fault was injected) the notification probes do not wait:
@@ -16,7 +17,9 @@ from typing import Any
 
 from drivers._common import checks
 from drivers._common.alerts import alert_selector
+from drivers._common.endpoints import connection
 from drivers._common.http import get_json
+from drivers.alertmanager.sandbox import DEFAULT_ENDPOINT as DEFAULT_ENDPOINT  # takes declared endpoints
 from drivers.alertmanager.sandbox import alertmanager_url, sink_address
 from drivers.prometheus.sandbox import preflight as preflight  # the validation hook (not a probe)
 from mlchaos.driver_kit import ALERT_STATUSES, DriverError, Notification, current_run
@@ -32,6 +35,7 @@ def alert_is_active(
     match_fault_targets: bool = False,
     url: str | None = None,
     timeout: float = 5.0,
+    endpoint: str | None = None,
 ) -> bool:
     """True when Alertmanager holds the alert as active (not silenced, inhibited or unprocessed; timeout in s).
 
@@ -39,7 +43,7 @@ def alert_is_active(
     ``instance`` to be one the run's most recent fault hit.
     """
     selector = alert_selector(alert, labels, match_fault_targets)
-    base = alertmanager_url(url)
+    base = alertmanager_url(url, endpoint)
     escaped = alert.replace("\\", "\\\\").replace('"', '\\"')
     params = {"active": "true", "silenced": "false", "inhibited": "false", "filter": f'alertname="{escaped}"'}
     alerts = _get(base, "/api/v2/alerts", params, timeout)
@@ -60,6 +64,7 @@ def notification_delivered_within(
     labels: dict[str, str] | None = None,
     match_fault_targets: bool = False,
     url: str | None = None,
+    endpoint: str | None = None,
     *,
     dry_run: bool = False,
 ) -> dict[str, Any]:
@@ -79,7 +84,7 @@ def notification_delivered_within(
         raise DriverError(NO_RECEIVER)
     selector = alert_selector(alert, labels, match_fault_targets and not dry_run)
     if dry_run:
-        base = _notifying_alertmanager(url, receiver)
+        base = _notifying_alertmanager(url, receiver, endpoint)
         info = _get(base, "/api/v2/status", {}, DRY_RUN_TIMEOUT)
         version = (info.get("versionInfo") or {}).get("version") if isinstance(info, dict) else None
         return {
@@ -95,7 +100,7 @@ def notification_delivered_within(
     fault_time = context.fault_time()
     since, measured_from = (fault_time, "fault") if fault_time is not None else (time.time(), "probe start")
 
-    witness = _witness(url, receiver) if status == "firing" else None
+    witness = _witness(url, receiver, endpoint) if status == "firing" else None
     unconfirmed: list[Notification] = []  # matching, but the witness does not hold the alert
 
     def wanted(note: Notification) -> bool:
@@ -138,24 +143,25 @@ def resolved_notification_delivered_within(
     labels: dict[str, str] | None = None,
     match_fault_targets: bool = False,
     url: str | None = None,
+    endpoint: str | None = None,
     *,
     dry_run: bool = False,
 ) -> dict[str, Any]:
     """Wait up to `within` seconds for a resolved notification of the alert; measures time to notify recovery."""
     return notification_delivered_within(
         alert, within=within, status="resolved", labels=labels, match_fault_targets=match_fault_targets,
-        url=url, dry_run=dry_run,
+        url=url, endpoint=endpoint, dry_run=dry_run,
     )
 
 
 # -- helpers --------------------------------------------------------------------------------
 
 
-def _witness(url: str | None, receiver: Any) -> str | None:
+def _witness(url: str | None, receiver: Any, endpoint: str | None) -> str | None:
     """The Alertmanager whose API must hold a delivered firing alert: ``url``, else the sandbox's when the
     receiver is its sink; None when there is none to ask (the receiver's token is then the only proof)."""
     try:
-        base = _notifying_alertmanager(url, receiver)
+        base = _notifying_alertmanager(url, receiver, endpoint)
         _get(base, "/api/v2/status", {}, DRY_RUN_TIMEOUT)
     except DriverError:
         return None
@@ -184,8 +190,12 @@ def _instant(text: Any) -> datetime | None:
         return None
 
 
-def _notifying_alertmanager(url: str | None, receiver: Any) -> str:
-    """The Alertmanager a dry run checks: ``url``, else the sandbox's when the receiver listens at its sink."""
+def _notifying_alertmanager(url: str | None, receiver: Any, endpoint: str | None = None) -> str:
+    """The Alertmanager a dry run checks: ``url`` or the (named or default) declared endpoint, else the sandbox's
+    when the receiver listens at its sink."""
+    found = connection(endpoint, url, DEFAULT_ENDPOINT)
+    if found is not None:
+        return found.base_url
     if url is not None:
         return alertmanager_url(url)
     base = alertmanager_url(None)  # DriverError when the sandbox monitoring stack is not running

@@ -6,14 +6,15 @@ rules`` before it is written; Prometheus is then reloaded (``POST /-/reload``) a
 action waits until the file's groups show in ``GET /api/v1/rules``.
 :func:`add_rule_file` announces its change record before writing; its undo is
 :func:`remove_rule_file` (idempotent). ``url`` overrides the Prometheus URL (default: the
-sandbox's), which is also the record's ``environment``.
+sandbox's), which is also the record's ``environment``; ``endpoint`` names a declared endpoint instead
+(its credentials travel with every call; the undo names it too).
 
 With ``namespace``, the Prometheus Operator form (:mod:`drivers.prometheus.operator`): the
 checked rules become a labelled ``PrometheusRule`` ``mlchaos-drill-<name>`` in that namespace
 (``labels``: what the operator's ruleSelector needs), created through the Kubernetes API
 (``kubeconfig``, ``context``, ``in_cluster``, or the experiment's configuration), and the
-rollback deletes exactly that object. ``url`` (optional there; ``k8s://`` goes through the API
-server's service proxy) is the Prometheus to wait on.
+rollback deletes exactly that object. The Prometheus to wait on is optional there: ``endpoint``,
+``url`` (``k8s://`` goes through the API server's service proxy) or a declared ``prometheus`` endpoint.
 """
 
 from __future__ import annotations
@@ -25,13 +26,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-import requests
 import yaml
 
+from drivers._common.endpoints import endpoint_argument, http_for
 from drivers._common.errors import http_errors
-from drivers._common.http import get_json
+from drivers._common.http import get_json, refused
 from drivers.kubernetes.prometheus_rules import object_name as operator_name
 from drivers.prometheus.operator import add_rule_object, remove_rule_object
+from drivers.prometheus.sandbox import DEFAULT_ENDPOINT as DEFAULT_ENDPOINT  # takes declared endpoints
 from drivers.prometheus.sandbox import preflight_rule_files, prometheus_url, promtool, rules_dir
 from mlchaos.driver_kit import ChangeRecord, DriverError, Target, announce, atomic_write, undo_function
 
@@ -46,6 +48,7 @@ def add_rule_file(
     path: str | None = None,
     url: str | None = None,
     timeout: float = 15,
+    endpoint: str | None = None,
     namespace: str | None = None,
     labels: dict[str, str] | None = None,
     kubeconfig: str | None = None,
@@ -57,9 +60,9 @@ def add_rule_file(
 ) -> dict[str, Any]:
     """Load a Prometheus rule file (inline YAML or a file) into Prometheus; undo: remove_rule_file.
 
-    Into the sandbox Prometheus (or the one at ``url``) as a rule file; with ``namespace``, as a
-    labelled PrometheusRule for the Prometheus Operator. A dry run checks the rules (promtool)
-    and that Prometheus answers, and writes nothing.
+    Into the sandbox Prometheus (or the one at ``url`` / ``endpoint``) as a rule file; with
+    ``namespace``, as a labelled PrometheusRule for the Prometheus Operator. A dry run checks the
+    rules (promtool) and that Prometheus answers, and writes nothing.
     """
     if namespace is None and (labels is not None or kubeconfig or context or in_cluster):
         raise DriverError("labels, kubeconfig, context and in_cluster go with namespace (the PrometheusRule form)")
@@ -79,10 +82,10 @@ def add_rule_file(
     if namespace is not None:
         _check_rules(name, text)
         return add_rule_object(name, text, (yaml.safe_load(text) or {}).get("groups"), path or "inline", namespace,
-                               labels, url, timeout, {"kubeconfig": kubeconfig, "context": context,
-                                                      "in_cluster": in_cluster, "configuration": configuration},
-                               dry_run)
-    base = prometheus_url(url)
+                               labels, url, endpoint, timeout, {"kubeconfig": kubeconfig, "context": context,
+                                                                "in_cluster": in_cluster,
+                                                                "configuration": configuration}, dry_run)
+    base = prometheus_url(url, endpoint)
     groups = _check_rules(name, text)
     target = rules_dir(create=not dry_run) / f"{name}.yml"
     _loaded_groups(base, target)  # Prometheus answers (DriverError when not), before anything is announced
@@ -94,7 +97,8 @@ def add_rule_file(
             "replaced": target.exists(),
         })],
         parameters={"name": name, "source": path or "inline"},
-        undo={"func": UNDO_FUNC, "arguments": {"name": name, **({"url": url} if url else {})}},
+        undo={"func": UNDO_FUNC, "arguments": {"name": name, **({"url": url} if url else {}),
+                                                **endpoint_argument(endpoint)}},
         dry_run=dry_run, environment=base,  # one named file: no population to choose from
     )
     announce(record)
@@ -112,17 +116,17 @@ def add_rule_file(
 
 
 @undo_function
-def remove_rule_file(name: str, url: str | None = None, timeout: float = 15, namespace: str | None = None,
-                     change: str | None = None, uid: str | None = None, kubeconfig: str | None = None,
-                     context: str | None = None, in_cluster: bool | None = None,
+def remove_rule_file(name: str, url: str | None = None, timeout: float = 15, endpoint: str | None = None,
+                     namespace: str | None = None, change: str | None = None, uid: str | None = None,
+                     kubeconfig: str | None = None, context: str | None = None, in_cluster: bool | None = None,
                      configuration: dict[str, Any] | None = None) -> dict[str, Any]:
     """Roll back add_rule_file: delete the rule file (or exactly its PrometheusRule), wait until its groups are gone."""
     if namespace is not None:
-        return remove_rule_object(name, namespace, change, uid, url, timeout,
+        return remove_rule_object(name, namespace, change, uid, url, endpoint, timeout,
                                   {"kubeconfig": kubeconfig, "context": context, "in_cluster": in_cluster,
                                    "configuration": configuration})
     _check_name(name)
-    base = prometheus_url(url)
+    base = prometheus_url(url, endpoint)
     target = rules_dir() / f"{name}.yml"
     existed = target.exists()
     target.unlink(missing_ok=True)
@@ -167,8 +171,10 @@ def _alert_names(text: str) -> list[str]:
 
 def _reload(base: str, strict: bool = True) -> None:
     try:
-        with http_errors(f"Prometheus at {base}", "POST /-/reload", HTTP_TIMEOUT):
-            resp = requests.post(f"{base}/-/reload", timeout=HTTP_TIMEOUT)
+        http, capped = http_for(base)
+        with http_errors(f"Prometheus at {base}", "POST /-/reload", capped(HTTP_TIMEOUT)):
+            resp = http.post(f"{base}/-/reload", timeout=capped(HTTP_TIMEOUT))
+        refused("Prometheus", base, "POST /-/reload", resp)
         problem = None if resp.ok else f"HTTP {resp.status_code}: {resp.text.strip()}"
     except DriverError as exc:
         problem = str(exc)

@@ -1,7 +1,8 @@
 """Prometheus probes: query values, rule health, and whether (and how fast) an alert fires and resolves.
 
-The Prometheus URL is the ``url`` argument or, when it is None, the sandbox monitoring
-stack's. Every HTTP call has a timeout (seconds). API errors (``status: error``,
+The Prometheus is the declared endpoint named by ``endpoint``, or ``url``, or (neither given) the
+endpoint declared as ``prometheus``, or the sandbox monitoring stack's (docs/experiment-format.md,
+"Endpoints": credentials, TLS, headers). Every HTTP call has a timeout (seconds). API errors (``status: error``,
 HTTP 4xx/5xx, an unreachable server) raise DriverError with Prometheus' own error text.
 
 ``alert_fires_within`` and ``alert_resolves_within`` return a ``measurement``
@@ -23,6 +24,7 @@ from drivers._common import checks, polling
 from drivers._common.alerts import AlertSelector, alert_selector
 from drivers._common.http import get_json
 from drivers.prometheus import timing
+from drivers.prometheus.sandbox import DEFAULT_ENDPOINT as DEFAULT_ENDPOINT  # takes declared endpoints
 from drivers.prometheus.sandbox import preflight as preflight  # the validation hook (not a probe)
 from drivers.prometheus.sandbox import prometheus_url
 from mlchaos.driver_kit import DriverError, current_run
@@ -30,12 +32,13 @@ from mlchaos.driver_kit import DriverError, current_run
 MAX_REQUEST_TIMEOUT = 5.0  # seconds, per poll of the polling probes
 
 
-def query_value(query: str, url: str | None = None, timeout: float = 5.0) -> float | None:
+def query_value(query: str, url: str | None = None, timeout: float = 5.0,
+        endpoint: str | None = None) -> float | None:
     """The value of an instant PromQL query: one sample or a scalar; None when empty (timeout in s).
 
     A query that returns more than one series is an error: aggregate it (sum, max, ...).
     """
-    series = _instant(query, url, timeout)
+    series = _instant(query, url, timeout, endpoint)
     if not series:
         return None
     if len(series) > 1:
@@ -48,22 +51,25 @@ def query_value(query: str, url: str | None = None, timeout: float = 5.0) -> flo
     return series[0]["value"]
 
 
-def query_series(query: str, url: str | None = None, timeout: float = 5.0) -> list[dict[str, Any]]:
+def query_series(query: str, url: str | None = None, timeout: float = 5.0,
+        endpoint: str | None = None) -> list[dict[str, Any]]:
     """Every series of an instant PromQL query as ``{"labels": {...}, "value": float}`` (timeout in s)."""
-    return _instant(query, url, timeout)
+    return _instant(query, url, timeout, endpoint)
 
 
-def rule_is_healthy(rule: str, url: str | None = None, timeout: float = 5.0) -> bool:
+def rule_is_healthy(rule: str, url: str | None = None, timeout: float = 5.0,
+        endpoint: str | None = None) -> bool:
     """True when the alerting rule is loaded and its last evaluation succeeded (health "ok"; timeout in s).
 
     A rule that is not loaded raises DriverError naming the closest loaded rules, so an
     experiment fails before it injects a fault that nothing would detect.
     """
-    return all(r.get("health") == "ok" for r in _alerting_rules(prometheus_url(url), rule, timeout))
+    return all(r.get("health") == "ok" for r in _alerting_rules(prometheus_url(url, endpoint), rule, timeout))
 
 
 def alert_fires_within(alert: str, within: float = 30, labels: dict[str, str] | None = None,
                        match_fault_targets: bool = False, poll: float = 0.5, url: str | None = None,
+                       endpoint: str | None = None,
                        *, dry_run: bool = False) -> dict[str, Any]:
     """Wait up to `within` seconds for the alert to be firing (not pending); measures time to detect.
 
@@ -102,9 +108,10 @@ def alert_fires_within(alert: str, within: float = 30, labels: dict[str, str] | 
         return (f"alert {selector.describe()} did not fire within {within:g}s "
                 f"(last seen: {_last_seen(selector, alerts)}); firing alerts: {_firing_text(alerts)}")
 
-    result = _wait(alert, within, labels, match_fault_targets, poll, url, dry_run, fired, late)
+    result = _wait(alert, within, labels, match_fault_targets, poll, prometheus_url(url, endpoint), dry_run,
+                   fired, late)
     if seen:
-        base = prometheus_url(url)
+        base = prometheus_url(url, endpoint)
         rule = _timing(base, alert, seen["alert"].get("labels") or {})
         exact = (timing.fired_at(seen["alert"], rule, seen["origin"], seen["at"])
                  if isinstance(rule, timing.RuleTiming) else timing.Exact(None, rule))
@@ -114,6 +121,7 @@ def alert_fires_within(alert: str, within: float = 30, labels: dict[str, str] | 
 
 def alert_resolves_within(alert: str, within: float = 60, labels: dict[str, str] | None = None,
                           match_fault_targets: bool = False, poll: float = 0.5, url: str | None = None,
+                       endpoint: str | None = None,
                           *, dry_run: bool = False) -> dict[str, Any]:
     """Wait up to `within` seconds until no matching alert is pending or firing; measures time to recover.
 
@@ -147,9 +155,10 @@ def alert_resolves_within(alert: str, within: float = 60, labels: dict[str, str]
                           for a in _active(selector, alerts))
         return f"alert {selector.describe()} did not resolve within {within:g}s (still: {still})"
 
-    result = _wait(alert, within, labels, match_fault_targets, poll, url, dry_run, resolved, late)
+    result = _wait(alert, within, labels, match_fault_targets, poll, prometheus_url(url, endpoint), dry_run,
+                   resolved, late)
     if seen:
-        base = prometheus_url(url)
+        base = prometheus_url(url, endpoint)
         rule = _timing(base, alert, seen.get("labels") or dict(labels or {}))
         if isinstance(rule, timing.RuleTiming):
             try:
@@ -163,26 +172,30 @@ def alert_resolves_within(alert: str, within: float = 60, labels: dict[str, str]
     return result
 
 
-def no_unexpected_alerts(allowed: list[str] | None = None, url: str | None = None) -> list[str]:
+def no_unexpected_alerts(allowed: list[str] | None = None, url: str | None = None,
+                         endpoint: str | None = None) -> list[str]:
     """Sorted names of the firing alerts that are not in `allowed` (an empty list: all is quiet)."""
     if allowed is not None and (not isinstance(allowed, list) or not all(isinstance(a, str) for a in allowed)):
         raise DriverError(f"allowed must be a list of alert names, got {allowed!r}")
     permitted = set(allowed or [])
-    alerts = _get(prometheus_url(url), "/api/v1/alerts", None, MAX_REQUEST_TIMEOUT).get("alerts") or []
+    alerts = _get(prometheus_url(url, endpoint), "/api/v1/alerts", None, MAX_REQUEST_TIMEOUT).get("alerts") or []
     names = {_name(a) for a in alerts if a.get("state") == "firing"}
     return sorted(n for n in names if n not in permitted)
 
 
-def unexpected_alert_count(allowed: list[str] | None = None, url: str | None = None, within: float = 0) -> int:
+def unexpected_alert_count(allowed: list[str] | None = None, url: str | None = None, within: float = 0,
+                           endpoint: str | None = None) -> int:
     """How many distinct alert names are firing that are not in `allowed` (use tolerance 0).
 
     With `within` (seconds), wait up to that long for them to resolve first: a recovery check on a system
     that is still settling (a replica restarted by the rollback may be honestly not ready for a few seconds).
     """
-    return polling.poll(within, lambda: len(no_unexpected_alerts(allowed=allowed, url=url)), lambda count: count == 0)
+    return polling.poll(within, lambda: len(no_unexpected_alerts(allowed=allowed, url=url, endpoint=endpoint)),
+                        lambda count: count == 0)
 
 
-def alerting_elsewhere_count(alert: str, labels: dict[str, str], url: str | None = None) -> int:
+def alerting_elsewhere_count(alert: str, labels: dict[str, str], url: str | None = None,
+                             endpoint: str | None = None) -> int:
     """How many pending or firing `alert` alerts lack one of `labels` (0: it fires only where it should).
 
     A canary drill's check that the stable pool stays quiet: ``labels: {replica: model-2}``
@@ -192,7 +205,7 @@ def alerting_elsewhere_count(alert: str, labels: dict[str, str], url: str | None
         raise DriverError(f"alert must be an alert name, got {alert!r}")
     if not isinstance(labels, dict) or not labels or not all(isinstance(v, str) for v in labels.values()):
         raise DriverError(f"labels must be a non-empty mapping of label names to values, got {labels!r}")
-    alerts = _get(prometheus_url(url), "/api/v1/alerts", None, MAX_REQUEST_TIMEOUT).get("alerts") or []
+    alerts = _get(prometheus_url(url, endpoint), "/api/v1/alerts", None, MAX_REQUEST_TIMEOUT).get("alerts") or []
     return sum(1 for a in alerts if _name(a) == alert and a.get("state") in ("pending", "firing")
                and any((a.get("labels") or {}).get(k) != v for k, v in labels.items()))
 
@@ -204,11 +217,11 @@ Settled = Callable[[AlertSelector, list[dict[str, Any]], float, str], dict[str, 
 
 
 def _wait(alert: str, within: float, labels: dict[str, str] | None, match_fault_targets: bool, poll: float,
-          url: str | None, dry_run: bool, settled: Settled,
+          base: str, dry_run: bool, settled: Settled,
           late: Callable[[AlertSelector, list[dict[str, Any]]], str]) -> dict[str, Any]:
     """Poll the alerts until ``settled(selector, alerts, origin, measured_from)`` answers; DriverError(``late``)
     after `within` s. A dry run checks the rule and Prometheus instead (:func:`_dry_run`)."""
-    base, selector = prometheus_url(url), alert_selector(alert, labels, match_fault_targets and not dry_run)
+    selector = alert_selector(alert, labels, match_fault_targets and not dry_run)
     _check_durations(within, poll)
     if dry_run:
         return _dry_run(base, selector, match_fault_targets)
@@ -321,10 +334,10 @@ def _get(base: str, path: str, params: dict[str, str] | None, timeout: float) ->
     return body.get("data") or {}
 
 
-def _instant(query: str, url: str | None, timeout: float) -> list[dict[str, Any]]:
+def _instant(query: str, url: str | None, timeout: float, endpoint: str | None = None) -> list[dict[str, Any]]:
     if not isinstance(query, str) or not query.strip():
         raise DriverError(f"query must be a non-empty PromQL expression, got {query!r}")
-    data = _get(prometheus_url(url), "/api/v1/query", {"query": query}, timeout)
+    data = _get(prometheus_url(url, endpoint), "/api/v1/query", {"query": query}, timeout)
     kind, result = data.get("resultType"), data.get("result")
     if kind == "scalar":
         return [{"labels": {}, "value": _float(result[1])}]

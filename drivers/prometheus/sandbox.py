@@ -9,13 +9,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from drivers._common.endpoints import base_url
 from mlchaos.driver_kit import private_dir
 from mlchaos.sandbox import monitoring_stack
 
+DEFAULT_ENDPOINT = "prometheus"  # the declared endpoint used when neither url nor endpoint is given
 
-def prometheus_url(url: str | None) -> str:
-    """``url`` (an http(s) URL), else the sandbox Prometheus' (DriverError when its stack is not running)."""
-    return monitoring_stack.component_url(url, "prometheus")
+
+def prometheus_url(url: str | None, endpoint: str | None = None) -> str:
+    """The named ``endpoint``'s base URL, else ``url`` (an http(s) URL), else the declared ``prometheus`` endpoint's,
+    else the sandbox Prometheus' (DriverError when its stack is not running)."""
+    return base_url(endpoint, url, DEFAULT_ENDPOINT, lambda given: monitoring_stack.component_url(given, "prometheus"))
 
 
 def rules_dir(create: bool = True) -> Path:

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from drivers._common.endpoints import endpoint_argument
+from drivers.proxy.client import DEFAULT_ENDPOINT as DEFAULT_ENDPOINT  # takes declared endpoints
 from drivers.proxy.client import api_url, call, check_toxic, get_proxy, sandbox_replica
 from drivers.proxy.sandbox import FEEDBACK_PATH, INFER_PATH, METRICS_PROXY_SUFFIX
 from mlchaos.driver_kit import ChangeRecord, DriverError, Target, announce, undo_function
@@ -35,6 +37,7 @@ def add_toxic(
     name: str | None = None,
     ttl: float | None = None,
     url: str | None = None,
+    endpoint: str | None = None,
     *,
     dry_run: bool = False,
 ) -> dict[str, Any]:
@@ -47,16 +50,17 @@ def add_toxic(
     check_toxic(type, attributes, stream, toxicity, ttl)
     ttl = SAFETY_TTL if ttl is None else float(ttl)
     name = name or f"{type}_{stream}"
-    base = api_url(url)
+    base = api_url(url, endpoint)
     found = get_proxy(base, proxy)
     if any(t.get("name") == name for t in found.get("toxics") or []):
         raise DriverError(f"proxy {proxy!r} already has a toxic named {name!r}; remove it or choose another name")
     parameters = {"type": type, "attributes": dict(attributes or {}), "stream": stream,
                   "toxicity": float(toxicity), "name": name, "ttl": ttl}
     record = ChangeRecord(
-        driver="proxy", action="add-toxic", targets=[_target(proxy, found, base, url, toxic=name)],
+        driver="proxy", action="add-toxic", targets=[_target(proxy, found, base, url, endpoint, toxic=name)],
         parameters=parameters,
-        undo={"func": "drivers.proxy.actions.remove_toxic", "arguments": {"proxy": proxy, "name": name, "url": url}},
+        undo={"func": "drivers.proxy.actions.remove_toxic", "arguments": {"proxy": proxy, "name": name, "url": url,
+                                                                        **endpoint_argument(endpoint)}},
         dry_run=dry_run, environment=base, population=_population(base, proxy),
     )
     announce(record)
@@ -77,6 +81,7 @@ def skew_requests(
     name: str = "skew",
     ttl: float | None = None,
     url: str | None = None,
+    endpoint: str | None = None,
     *,
     dry_run: bool = False,
 ) -> dict[str, Any]:
@@ -88,7 +93,7 @@ def skew_requests(
     request paths to rewrite (default: OIP infer); ``probability``: share of those requests.
     """
     attributes = {"transforms": transforms, "path": path, "probability": probability, "tensor": tensor}
-    return add_toxic(proxy, "http_transform", attributes, "upstream", 1.0, name, ttl, url, dry_run=dry_run)
+    return add_toxic(proxy, "http_transform", attributes, "upstream", 1.0, name, ttl, url, endpoint, dry_run=dry_run)
 
 
 def drop_requests(
@@ -100,6 +105,7 @@ def drop_requests(
     name: str = "drop",
     ttl: float | None = None,
     url: str | None = None,
+    endpoint: str | None = None,
     *,
     dry_run: bool = False,
 ) -> dict[str, Any]:
@@ -109,13 +115,13 @@ def drop_requests(
     (feedback that silently stops arriving). ``probability``: share of the matching requests.
     """
     attributes = {"path": path, "method": method, "status": status, "probability": probability}
-    return add_toxic(proxy, "http_drop", attributes, "upstream", 1.0, name, ttl, url, dry_run=dry_run)
+    return add_toxic(proxy, "http_drop", attributes, "upstream", 1.0, name, ttl, url, endpoint, dry_run=dry_run)
 
 
 @undo_function
-def remove_toxic(proxy: str, name: str, url: str | None = None) -> dict[str, Any]:
+def remove_toxic(proxy: str, name: str, url: str | None = None, endpoint: str | None = None) -> dict[str, Any]:
     """Remove a toxic from a proxy (the rollback of add_toxic; idempotent: a missing toxic is fine)."""
-    base = api_url(url)
+    base = api_url(url, endpoint)
     found = [t for t in get_proxy(base, proxy).get("toxics") or [] if t.get("name") == name]
     existed = bool(found)
     if existed:
@@ -130,14 +136,16 @@ def remove_toxic(proxy: str, name: str, url: str | None = None) -> dict[str, Any
     return result
 
 
-def disable_proxy(proxy: str, url: str | None = None, *, dry_run: bool = False) -> dict[str, Any]:
+def disable_proxy(proxy: str, url: str | None = None, endpoint: str | None = None, *,
+                  dry_run: bool = False) -> dict[str, Any]:
     """Disable a proxy: it refuses new connections and drops live ones; undo: enable_proxy."""
-    base = api_url(url)
+    base = api_url(url, endpoint)
     found = get_proxy(base, proxy)
     record = ChangeRecord(
-        driver="proxy", action="disable-proxy", targets=[_target(proxy, found, base, url)],
+        driver="proxy", action="disable-proxy", targets=[_target(proxy, found, base, url, endpoint)],
         parameters={"enabled": False},
-        undo={"func": "drivers.proxy.actions.enable_proxy", "arguments": {"proxy": proxy, "url": url}},
+        undo={"func": "drivers.proxy.actions.enable_proxy", "arguments": {"proxy": proxy, "url": url,
+                                                                        **endpoint_argument(endpoint)}},
         dry_run=dry_run, environment=base, population=_population(base, proxy),
     )
     announce(record)
@@ -147,9 +155,9 @@ def disable_proxy(proxy: str, url: str | None = None, *, dry_run: bool = False) 
 
 
 @undo_function
-def enable_proxy(proxy: str, url: str | None = None) -> dict[str, Any]:
+def enable_proxy(proxy: str, url: str | None = None, endpoint: str | None = None) -> dict[str, Any]:
     """Enable a proxy again (the rollback of disable_proxy; idempotent: an enabled proxy is left alone)."""
-    base = api_url(url)
+    base = api_url(url, endpoint)
     if get_proxy(base, proxy).get("enabled", True) is True:
         return {"proxy": proxy, "enabled": True, "already": [proxy]}
     updated = call("POST", base, f"/proxies/{proxy}", {"enabled": True})
@@ -157,9 +165,9 @@ def enable_proxy(proxy: str, url: str | None = None) -> dict[str, Any]:
 
 
 @undo_function
-def reset(url: str | None = None) -> dict[str, Any]:
+def reset(url: str | None = None, endpoint: str | None = None) -> dict[str, Any]:
     """Enable every proxy and remove every toxic (POST /reset): undo all network faults at once."""
-    base = api_url(url)
+    base = api_url(url, endpoint)
     call("POST", base, "/reset")
     proxies = call("GET", base, "/proxies") or {}
     return {"api": base, "proxies": sorted(proxies),
@@ -172,11 +180,12 @@ def _population(base: str, proxy: str) -> list[str]:
     return sorted(p for p in call("GET", base, "/proxies") or {} if p.endswith(METRICS_PROXY_SUFFIX) == metrics)
 
 
-def _target(proxy: str, found: dict[str, Any], base: str, url: str | None, toxic: str | None = None) -> Target:
+def _target(proxy: str, found: dict[str, Any], base: str, url: str | None, endpoint: str | None,
+            toxic: str | None = None) -> Target:
     details: dict[str, Any] = {"api": base, "listen": found.get("listen"), "upstream": found.get("upstream")}
     if toxic is not None:
         details["toxic"] = toxic
-    replica = sandbox_replica(proxy, url)
+    replica = sandbox_replica(proxy, url, endpoint)
     if replica is not None:
         # instance: the replica's own address, the label its alerts carry (match_fault_targets)
         details |= {"instance": f"{replica.host}:{replica.port}", "service": replica.service, "url": replica.url}

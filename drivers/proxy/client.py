@@ -1,9 +1,11 @@
 """The one place where the proxy drivers talk HTTP: errors become DriverError here.
 
-``url`` is the API of any Toxiproxy-compatible server (mlchaos' own proxy or
-Toxiproxy itself); None means the sandbox's proxy (``mlchaos sandbox up``). Every call
-carries the API token when one is configured (``MLCHAOS_PROXY_TOKEN`` or
-``MLCHAOS_PROXY_TOKEN_FILE``, as ``Authorization: Bearer``; Toxiproxy ignores it).
+``endpoint`` names a declared endpoint (docs/experiment-format.md, "Endpoints"), whose session carries its
+credentials (a bearer token: the proxy API's token), CA and headers; else ``url`` is the API of any
+Toxiproxy-compatible server (mlchaos' own proxy or Toxiproxy itself); with neither, the endpoint declared as
+``proxy``, else the sandbox's proxy (``mlchaos sandbox up``). A call without an endpoint carries the API token
+when one is configured (``MLCHAOS_PROXY_TOKEN`` or ``MLCHAOS_PROXY_TOKEN_FILE``, as ``Authorization: Bearer``;
+Toxiproxy ignores it).
 """
 
 from __future__ import annotations
@@ -13,16 +15,22 @@ from typing import Any
 import requests
 
 from drivers._common import checks
+from drivers._common.endpoints import connection, http_for
 from drivers._common.errors import http_errors
+from drivers._common.http import refused
 from drivers.process.sandbox import Replica
 from drivers.proxy.sandbox import check_toxic_type, replica_behind, sandbox_api_headers, sandbox_api_url
 from mlchaos.driver_kit import DriverError, proxy_api_headers
 
 HTTP_TIMEOUT = 5.0
+DEFAULT_ENDPOINT = "proxy"  # the declared endpoint used when neither url nor endpoint is given
 
 
-def api_url(url: str | None) -> str:
-    """The API base URL: ``url``, or the sandbox proxy's."""
+def api_url(url: str | None, endpoint: str | None = None) -> str:
+    """The API base URL: the named ``endpoint``'s, ``url``, the declared ``proxy`` endpoint's, or the sandbox's."""
+    found = connection(endpoint, url, DEFAULT_ENDPOINT)
+    if found is not None:
+        return found.base_url
     if url is not None:
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             raise DriverError(f"url must be the http(s) URL of a Toxiproxy-compatible API, got {url!r}")
@@ -30,16 +38,20 @@ def api_url(url: str | None) -> str:
     return sandbox_api_url()
 
 
-def sandbox_replica(proxy: str, url: str | None) -> Replica | None:
-    """The sandbox replica that proxy ``proxy`` fronts (only when ``url`` is None), else None."""
-    return replica_behind(proxy) if url is None else None
+def sandbox_replica(proxy: str, url: str | None, endpoint: str | None = None) -> Replica | None:
+    """The sandbox replica that proxy ``proxy`` fronts (only when the sandbox's proxy is the one called), else None."""
+    if url is not None or connection(endpoint, url, DEFAULT_ENDPOINT) is not None:
+        return None
+    return replica_behind(proxy)
 
 
 def call(method: str, base: str, path: str, body: Any = None, missing_ok: bool = False) -> Any:
     """One API call; the parsed JSON (None for an empty body, or a 404 with ``missing_ok``)."""
-    headers = sandbox_api_headers(base) or proxy_api_headers(error=DriverError)
-    with http_errors(f"proxy API at {base}", f"{method} {path}", HTTP_TIMEOUT):
-        resp = requests.request(method, f"{base}{path}", json=body, headers=headers, timeout=HTTP_TIMEOUT)
+    http, capped = http_for(base)  # a declared endpoint's session carries its own credentials
+    headers = (sandbox_api_headers(base) or proxy_api_headers(error=DriverError)) if http is requests else None
+    with http_errors(f"proxy API at {base}", f"{method} {path}", capped(HTTP_TIMEOUT)):
+        resp = http.request(method, f"{base}{path}", json=body, headers=headers, timeout=capped(HTTP_TIMEOUT))
+    refused("proxy API", base, f"{method} {path}", resp)
     if resp.status_code == 404 and missing_ok:
         return None
     if resp.status_code >= 400:

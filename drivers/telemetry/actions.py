@@ -34,6 +34,7 @@ from mlchaos.driver_kit import (
 ROLLBACKS = Rollbacks("drivers.telemetry.actions")
 RESUME_FUNC = ROLLBACKS.path("resume_exporter")
 STOP_TIMEOUT = 5.0  # seconds for a paused exporter to show as stopped
+DEFAULT_ENDPOINT = "proxy"  # block_scrapes/restore_scrapes take a declared endpoint: the fault proxy's API
 
 
 def stop_exporter(
@@ -137,7 +138,8 @@ SCRAPE_FAULT_PREFIX = "telemetry-"
 
 
 def block_scrapes(
-    replica: str, mode: str = "hang", ttl: float | None = 600.0, url: str | None = None, *, dry_run: bool = False
+    replica: str, mode: str = "hang", ttl: float | None = 600.0, url: str | None = None,
+    endpoint: str | None = None, *, dry_run: bool = False
 ) -> dict[str, Any]:
     """Stop Prometheus scraping one sandbox replica while it keeps serving clients (mode hang, reset or slow).
 
@@ -150,16 +152,18 @@ def block_scrapes(
         raise DriverError(f"mode must be one of {', '.join(SCRAPE_FAULTS)}, got {mode!r}")
     kind, attributes = SCRAPE_FAULTS[mode]
     return add_toxic(metrics_proxy(replica), kind, attributes, stream="downstream",
-                     name=f"{SCRAPE_FAULT_PREFIX}{mode}", ttl=ttl, url=url, dry_run=dry_run)
+                     name=f"{SCRAPE_FAULT_PREFIX}{mode}", ttl=ttl, url=url, endpoint=endpoint, dry_run=dry_run)
 
 
 @undo_function
-def restore_scrapes(replica: str, url: str | None = None) -> dict[str, Any]:
+def restore_scrapes(replica: str, url: str | None = None, endpoint: str | None = None) -> dict[str, Any]:
     """Roll back block_scrapes: remove every telemetry fault from the replica's metrics proxy."""
     from drivers.proxy.actions import remove_toxic
     from drivers.proxy.probes import list_toxics
 
     proxy = metrics_proxy(replica)
-    names = [t["name"] for t in list_toxics(proxy, url=url) if t.get("name", "").startswith(SCRAPE_FAULT_PREFIX)]
-    removed = [name for name in names if remove_toxic(proxy, name, url=url)["removed"]]  # one may expire meanwhile
+    names = [t["name"] for t in list_toxics(proxy, url=url, endpoint=endpoint)
+             if t.get("name", "").startswith(SCRAPE_FAULT_PREFIX)]
+    # one may expire meanwhile
+    removed = [name for name in names if remove_toxic(proxy, name, url=url, endpoint=endpoint)["removed"]]
     return {"replica": replica, "removed": removed, "already": [] if removed else [proxy]}

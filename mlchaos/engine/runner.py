@@ -38,6 +38,7 @@ from mlchaos.engine.result import RunResult
 from mlchaos.engine.signals import DONE, METHOD, ROLLBACKS, Aborted, Interrupted, RollbacksAbandoned, RunSignals, Stop
 from mlchaos.engine.verdicts import Ending
 from mlchaos.errors import InvalidInput
+from mlchaos.experiment.endpoints import endpoint_table
 from mlchaos.experiment.execution import FAILED, SUCCEEDED, LockType, Outcome, Waiter, execute, in_background
 from mlchaos.experiment.models import Activity, Experiment
 from mlchaos.experiment.pipeline import ListenTargets, listen_endpoint
@@ -45,6 +46,7 @@ from mlchaos.experiment.tolerance import check as check_tolerance
 from mlchaos.experiment.variables import Variables, resolve_values
 from mlchaos.journal.redaction import MIN_SECRET_LENGTH, Redactor, code_paths, sensitive_values, too_short_to_redact
 from mlchaos.journal.writer import Journal, activity_record
+from mlchaos.lib import endpoints
 from mlchaos.monitoring.notifications import open_receiver, run_token
 from mlchaos.safety import changes, emergency_stop, run_context, run_registry, safety_net
 from mlchaos.safety.blast_radius import BoundExceeded, Ledger
@@ -101,6 +103,11 @@ class Runner:
         redactor = Redactor(sensitive_values(*declared))  # env-backed values too
         redactor.protect(code_paths(self.experiment.raw))  # a secret never rewrites a provider's name
         self.console.redactor = redactor
+        table = endpoint_table(self.experiment.raw, secrets, Path(self.experiment.source).parent)
+        if table is not None:  # every endpoint credential readable now is redacted before anything is written
+            for value in table.credentials():
+                redactor.add_secret(value)
+            table.on_secret = redactor.add_secret  # and any read later (a rotated ServiceAccount token)
         too_short = too_short_to_redact(*declared)
         if too_short:
             self.console.warn(f"{', '.join(too_short)}: shorter than {MIN_SECRET_LENGTH} characters, too short to"
@@ -146,6 +153,7 @@ class Runner:
         )
         token = changes.set_sink(self._record_change)
         context_token = run_context.activate(self.context)
+        previous_endpoints = endpoints.activate(table)
         left_undone: list[str] = []
         all_undone = False
         try:
@@ -165,6 +173,9 @@ class Runner:
         finally:
             self.monitor.stop()
             run_context.deactivate(context_token)
+            endpoints.activate(previous_endpoints)
+            if table is not None:
+                table.close()
             changes.reset_sink(token)
             self.signals.restore(previous)
             if receiver is not None:

@@ -19,6 +19,7 @@ from typing import Any
 
 from mlchaos.experiment.checking import DocumentChecker
 from mlchaos.experiment.driver_registry import HOOKS, function_signature, import_driver_module
+from mlchaos.experiment.endpoints import activity_problems, declared_endpoints
 from mlchaos.experiment.loader import pointer_join
 from mlchaos.experiment.problems import Problem, suggest
 
@@ -120,8 +121,18 @@ class ProviderChecks(DocumentChecker):
             yield self.problem(f"{pointer}/func", f"{module_name}.{func_name} is not a driver function: {exc}")
             return
         yield from self.check_signature(func, arguments, f"{pointer}/arguments", f"{module_name}.{func_name}")
+        declared = declared_endpoints(self.doc.data)
+        # a driver module whose functions take a declared endpoint's name says so with DEFAULT_ENDPOINT (another
+        # driver's ``endpoint`` argument may mean something else: the traffic probes' infer/feedback)
+        default = getattr(module, "DEFAULT_ENDPOINT", None)
+        named = isinstance(default, str) and "endpoint" in function_signature(func).parameters
+        if named:
+            for key, message in activity_problems(arguments, declared):
+                yield self.problem(pointer_join(f"{pointer}/arguments", key), message)
         preflight = getattr(module, "preflight", None)
         if callable(preflight) and func_name not in HOOKS:
+            if named and default in declared and arguments.get("url") is None and arguments.get("endpoint") is None:
+                arguments = {**arguments, "endpoint": default}  # the declared default stands for the sandbox
             for message in preflight(func_name, arguments):
                 yield self.problem(pointer, message)
 

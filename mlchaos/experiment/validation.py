@@ -18,8 +18,10 @@ import shlex
 import string
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from mlchaos.experiment.endpoints import check_endpoints, endpoint_warnings, secret_problems
 from mlchaos.experiment.loader import Document, pointer_join
 from mlchaos.experiment.problems import Problem, suggest
 from mlchaos.experiment.provider_checks import ProviderChecks
@@ -34,6 +36,7 @@ ACTIVITY_KEYS = {
     "type", "name", "provider", "tolerance", "background", "pauses", "timeout", "ref",
     "controls", "configuration", "secrets", "dry", "description", "tags",
 }
+CHECKS = {**SETTINGS_CHECKS, "endpoints": check_endpoints}  # endpoints are checked in their own module
 MAX_SECONDS = 7 * 24 * 3600  # timeouts and pauses: a week (more overflows the OS's timed waits)
 ENV_VAR_TYPES = {"str", "string", "int", "integer", "float", "number", "bytes", "bool", "json"}
 _SINGLE_VARIABLE = re.compile(r"\$\{([^{}$]+)\}")
@@ -226,10 +229,10 @@ class _Checker(ProviderChecks):
                 if key == "name":
                     continue
                 here = pointer_join(pointer, key)
-                check = SETTINGS_CHECKS.get(key)
+                check = CHECKS.get(key)
                 if check is None:
                     yield self.problem(
-                        here, f"unknown mlchaos setting {key!r}{suggest(key, SETTINGS_CHECKS)}"
+                        here, f"unknown mlchaos setting {key!r}{suggest(key, CHECKS)}"
                     )
                     continue
                 if key.endswith("_timeout") and _too_many_seconds(value):
@@ -237,9 +240,18 @@ class _Checker(ProviderChecks):
                     continue
                 found = [self.problem(here + sub, f"{key}: {message}") for sub, message in check(value)]
                 yield from found
+                if key == "endpoints" and not found:
+                    yield from self._check_endpoint_extras(value, here)
                 if key in ("recovery", "guards") and not found:
                     for number, probe in enumerate(value):
                         yield from self.check_probe_with_tolerance(probe, pointer_join(here, number))
+
+    def _check_endpoint_extras(self, value: dict[str, Any], pointer: str) -> Iterator[Problem]:
+        """Secret references that name nothing (problems); missing files and insecure TLS (warnings)."""
+        for sub, message in secret_problems(value, self.data.get("secrets")):
+            yield self.problem(pointer + sub, f"endpoints: {message}")
+        for sub, message in endpoint_warnings(value, Path(self.doc.path).parent):
+            self.warn(pointer + sub, f"endpoints: {message}")
 
     # --- hypothesis and activities ------------------------------------------------------
     def check_hypothesis(self, hypothesis: Any) -> Iterator[Problem]:

@@ -176,8 +176,10 @@ class CertificateAuthority:
         return ca_dir / CA_CERT_FILE
 
     def issue(self, hosts: Sequence[str], not_before: datetime, not_after: datetime,
-              common_name: str | None = None) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-        """A new server certificate and key for ``hosts`` (DNS names and/or IP addresses, as SANs)."""
+              common_name: str | None = None,
+              client: bool = False) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+        """A new server certificate and key for ``hosts`` (DNS names and/or IP addresses, as SANs); ``client``: one
+        usable as a TLS client certificate too (extended key usage clientAuth, which mTLS servers require)."""
         if not hosts:
             raise CertificateError("a certificate needs at least one host name or IP address")
         if not_after <= not_before:
@@ -198,7 +200,9 @@ class CertificateAuthority:
                 digital_signature=True, content_commitment=False, key_encipherment=False,
                 data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
                 encipher_only=False, decipher_only=False), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]
+                                                 + ([ExtendedKeyUsageOID.CLIENT_AUTH] if client else [])),
+                           critical=False)
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
                            critical=False)
             .sign(self.key, hashes.SHA256())

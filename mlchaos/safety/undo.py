@@ -20,9 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from mlchaos.errors import InvalidInput
+from mlchaos.experiment.endpoints import endpoint_table
 from mlchaos.experiment.execution import Waiter, execute
 from mlchaos.journal import reader as journal_reader
 from mlchaos.journal.redaction import REDACTED, Redactor, redacted_output
+from mlchaos.lib import endpoints
 from mlchaos.lib.files import atomic_write
 from mlchaos.lib.state_dir import PRIVATE_FILE
 from mlchaos.safety import exact_records
@@ -150,10 +152,17 @@ def recover(path: Path, by: str, timeout: float = UNDO_TIMEOUT) -> RecoveryRepor
     problems: list[str] = []
     exact = _exact_records(journal, problems)
     redactor = exact.redactor() if exact is not None else Redactor()
-    with redacted_output(lambda: redactor):  # what the undo functions print
-        for record in reversed(recorded_changes(exact.as_journal() if exact else journal, problems)):
-            redacted = exact is None and _redacted(record)
-            report.results.append(_undo_redacted(record, journal) if redacted else undo_record(record, timeout))
+    table = _endpoints(journal, redactor)
+    previous = endpoints.activate(table) if table is not None else None
+    try:
+        with redacted_output(lambda: redactor):  # what the undo functions print
+            for record in reversed(recorded_changes(exact.as_journal() if exact else journal, problems)):
+                redacted = exact is None and _redacted(record)
+                report.results.append(_undo_redacted(record, journal) if redacted else undo_record(record, timeout))
+    finally:
+        if table is not None:
+            endpoints.activate(previous)
+            table.close()
     report.results += [UndoResult("?", [], "-", "failed", error=f"{problem}: undo it by hand") for problem in problems]
     for result in report.results:
         _redact_result(result, redactor)
@@ -164,6 +173,24 @@ def recover(path: Path, by: str, timeout: float = UNDO_TIMEOUT) -> RecoveryRepor
         extra["exact_records"] = {**(extra.get("exact_records") or {}), "kept": False}
     atomic_write(Path(path), json.dumps(journal, default=str) + "\n", mode=PRIVATE_FILE)
     return report
+
+
+def _endpoints(journal: dict[str, Any], redactor: Redactor) -> endpoints.EndpointTable | None:
+    """The endpoints the run's experiment declared, for the undos that name one. The experiment's secrets are not
+    kept anywhere after the run, so an endpoint whose credential is a ``secret`` cannot be used here (its undo
+    fails, saying so); files and environment variables are read again."""
+    experiment = journal.get("experiment")
+    if not isinstance(experiment, dict):
+        return None
+    source = (journal.get(journal_reader.SECTION) or {}).get("source")
+    base_dir = Path(source).parent if isinstance(source, str) else Path.cwd()
+    try:
+        table = endpoint_table(experiment, {}, base_dir)
+    except (KeyError, TypeError, ValueError):  # a hand-edited journal: undos that need one fail, naming it
+        return None
+    if table is not None:
+        table.on_secret = redactor.add_secret
+    return table
 
 
 def _exact_records(journal: dict[str, Any], problems: list[str]) -> ExactRecords | None:

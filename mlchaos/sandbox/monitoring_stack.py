@@ -545,7 +545,7 @@ def preflight_for_sandbox(arguments: dict[str, Any], needs_sandbox: bool = False
     experiment that needs the sandbox's monitoring fails validation, naming the packages
     to install, instead of half-running.
     """
-    if arguments.get("url") and not needs_sandbox:
+    if (arguments.get("url") or arguments.get("endpoint")) and not needs_sandbox:
         return []
     missing = missing_binaries()
     if not missing:

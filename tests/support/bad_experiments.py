@@ -55,6 +55,20 @@ def _provider(**changes: Any) -> dict[str, Any]:
     return {"type": "action", "name": "act", "provider": provider}
 
 
+def _endpoints(declaration: dict[str, Any], method: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A valid experiment declaring one endpoint ``prom`` (and, given, a first method activity)."""
+    data = {**valid(), "extensions": [{"name": "mlchaos", "endpoints": {"prom": declaration}}]}
+    if method is not None:
+        data["method"] = [method]
+    return data
+
+
+def _prometheus_probe(**arguments: Any) -> dict[str, Any]:
+    provider = {"type": "python", "module": "drivers.prometheus.probes", "func": "query_value",
+                "arguments": {"query": "up", **arguments}}
+    return {"type": "probe", "name": "q", "provider": provider}
+
+
 CATALOGUE = [
     Bad("missing-title", _with("title", None), "/title", "required: a non-empty string 'title'"),
     Bad("misspelt-top-key", {**valid(), "methd": []}, "/methd", "unknown key 'methd' (did you mean 'method'?)"),
@@ -148,4 +162,35 @@ CATALOGUE = [
     Bad("recovery-probe-without-tolerance", {**valid(), "extensions": [{"name": "mlchaos", "recovery": [
         {k: v for k, v in PROBE.items() if k != "tolerance"}]}]}, "/extensions/0/recovery/0",
         "needs a 'tolerance'"),
+    *(Bad(f"endpoint-{name}", _endpoints(declaration), f"/extensions/0/endpoints/prom{pointer}", message)
+      for name, declaration, pointer, message in [
+          ("unknown-key", {"url": "http://p:9090", "bearer_token": "x"}, "/bearer_token",
+           "endpoint 'prom': unknown key 'bearer_token'"),
+          ("url-and-kubernetes", {"url": "http://p:9090", "kubernetes": {"namespace": "m", "service": "p",
+                                                                        "port": 9090}}, "",
+           "give url or kubernetes, not both"),
+          ("no-url", {"ca_file": "/ca.crt"}, "", "needs url"),
+          ("bad-url", {"url": "prom:9090"}, "/url", "url must be http(s)://HOST[:PORT][/PATH]"),
+          ("bad-k8s-url", {"url": "k8s://monitoring/prometheus"}, "/url", "k8s://NAMESPACE/SERVICE:PORT"),
+          ("kubernetes-without-port", {"kubernetes": {"namespace": "m", "service": "p"}}, "/kubernetes/port",
+           "required: the Service's port"),
+          ("cert-without-key", {"url": "https://p", "client_cert_file": "/c.crt"}, "/client_cert_file",
+           "client_cert_file needs client_key_file too"),
+          ("two-tokens", {"url": "https://p", "bearer_token_file": "/t", "bearer_token_env": "T"},
+           "/bearer_token_env", "give one of bearer_token_file, bearer_token_env"),
+          ("inline-password", {"url": "https://p", "basic_auth": {"username": "u", "password": "x"}},
+           "/basic_auth/password", "a password is never written in the experiment"),
+          ("authorization-header", {"url": "https://p", "headers": {"Authorization": "Bearer x"}},
+           "/headers/Authorization", "would write a credential into the experiment"),
+          ("bad-timeout", {"url": "https://p", "timeout": 0}, "/timeout", "timeout must be a number of seconds"),
+          ("insecure-not-bool", {"url": "https://p", "insecure_skip_verify": "yes"}, "/insecure_skip_verify",
+           "must be true or false"),
+          ("unknown-secret", {"url": "https://p", "bearer_token_secret": "prom.token"}, "/bearer_token_secret",
+           "no secret 'prom.token' in the experiment's secrets"),
+      ]),
+    Bad("endpoint-unknown-name", _endpoints({"url": "http://p:9090"}, _prometheus_probe(endpoint="prometeus")),
+        "/method/0/provider/arguments/endpoint", "no endpoint named 'prometeus' is declared (declared: prom)"),
+    Bad("endpoint-and-url", _endpoints({"url": "http://p:9090"}, _prometheus_probe(endpoint="prom",
+                                                                                   url="http://p:9090")),
+        "/method/0/provider/arguments/endpoint", "give url or endpoint, not both"),
 ]
