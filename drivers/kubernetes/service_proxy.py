@@ -158,13 +158,31 @@ def open_service(namespace: str | None = None, service: str | None = None, port:
                            conn.environment)
 
 
+def endpoint_connector(endpoint: Any, session: requests.Session) -> str:
+    """The connector of declared ``kubernetes`` endpoints (``mlchaos.lib.endpoints.register_kubernetes_connector``):
+    configures ``session`` for the Service's port and returns its base URL through the API server.
+
+    The cluster is the one every Kubernetes driver function picks without arguments: ``KUBECONFIG`` (or
+    ``~/.kube/config``) and its current context, or the pod's service account in a pod.
+    """
+    found = endpoint.kubernetes
+    ref = service_ref(found.namespace, found.service, found.port, found.scheme)
+    conn = connect()
+    configure_session(session, conn, ref)
+    return conn.host.rstrip("/") + ref.proxy_path()
+
+
 def proxy_session(conn: Connection, ref: ServiceRef) -> requests.Session:
     """A session that sends the connection's credentials and translates the API server's own failures."""
+    return configure_session(_TimeoutSession(), conn, ref)
+
+
+def configure_session(session: requests.Session, conn: Connection, ref: ServiceRef) -> requests.Session:
+    """Give ``session`` the connection's credentials, CA, client certificate and proxy, and the Status translation."""
     config = conn.configuration
     if getattr(config, "tls_server_name", None):
         raise DriverError("kubernetes endpoint: the kubeconfig sets tls-server-name, which the service proxy"
                           " transport does not support; use a kubeconfig without it")
-    session = _TimeoutSession()
     session.trust_env = False  # no netrc, no environment proxies: the kubernetes client's settings only
     session.auth = _ApiServerAuth(config, ref, conn.host)
     with kube_errors("set up the service proxy session", conn.host):

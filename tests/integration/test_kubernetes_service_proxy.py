@@ -6,19 +6,36 @@ forwarded). What it forwards to is real: the sandbox's Prometheus, Alertmanager,
 replica and the sandbox's fault proxy API (with its token), each exposed as a Service port of
 the emulated cluster. The transport is drivers/kubernetes/service_proxy.py, with the
 kubeconfig's credentials; every answer below came from the real server through it.
+
+The last tests use it as the experiment sees it: endpoints declared once with ``k8s://`` URLs or
+``kubernetes: {namespace, service, port}`` (extensions: mlchaos: endpoints), probes naming them
+with ``endpoint:``, the cluster found through ``KUBECONFIG`` (the emulator's), in process and then
+as a whole alert drill by the CLI.
 """
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import requests
+import yaml
 
 from drivers.kubernetes.service_proxy import open_service
+from drivers.prometheus import probes as prometheus_probes
+from drivers.proxy import probes as proxy_probes
+from mlchaos.engine import exit_codes
+from mlchaos.lib import endpoints
 from mlchaos.lib.proxy_token import proxy_api_headers
 from mlchaos.sandbox.manager import Sandbox
+from tests.support.environment import child_env
 from tests.support.kubernetes_emulator import EmulatedCluster
+from tests.support.paths import ROOT
 from tests.support.polling import wait_until
 
 PROMETHEUS = "k8s://monitoring/prometheus-operated:9090"
@@ -98,3 +115,69 @@ def test_the_fault_proxy_api_through_the_service_proxy_with_its_token(cluster, m
                what="toxic removed")
     verbs = {c.verb for c in cluster.calls if c.name == "http:fault-proxy:8474"}
     assert verbs == {"get", "create", "delete"}
+
+
+DECLARED = {"prom": {"url": PROMETHEUS, "headers": {"X-Scope-OrgID": "staging"}},
+            "am": {"kubernetes": {"namespace": "monitoring", "service": "alertmanager-operated", "port": 9093}},
+            "faults": {"url": FAULT_PROXY}}
+
+
+def test_probes_naming_kubernetes_endpoints_go_through_the_service_proxy(cluster, monitored, monkeypatch):
+    monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
+    monkeypatch.setenv("MLCHAOS_PROXY_TOKEN_FILE", str(monitored.proxy().token_file))
+    table = endpoints.EndpointTable({n: endpoints.Endpoint.from_dict(n, d) for n, d in DECLARED.items()})
+    previous = endpoints.activate(table)
+    cluster.clear_calls()
+    try:
+        replicas = prometheus_probes.query_value('count(up{job="model"})', endpoint="prom")
+        proxies = sorted(requests.get(f"{monitored.proxy_api_url()}/proxies", headers=monitored.proxy().api_headers(),
+                                      timeout=5).json())
+        assert proxy_probes.toxic_count(proxies[0], endpoint="faults") == 0
+        assert proxy_probes.proxy_enabled(proxies[0], endpoint="faults") is True
+        base = table.connection("prom").base_url
+    finally:
+        endpoints.activate(previous)
+        table.close()
+    assert replicas == 3.0
+    assert base == f"{cluster.url}/api/v1/namespaces/monitoring/services/http:prometheus-operated:9090/proxy"
+    assert {(c.verb, c.namespace, c.name) for c in cluster.calls} == {
+        ("get", "monitoring", "http:prometheus-operated:9090"), ("get", "ml-serving", "http:fault-proxy:8474")}
+
+
+def _drill(folder: Path) -> Path:
+    """The bundled kill drill with Prometheus and Alertmanager declared as in-cluster endpoints (default names)."""
+    data = yaml.safe_load((ROOT / "experiments" / "kill-one-replica-alerts.yaml").read_text())
+    ext = next(e for e in data["extensions"] if e["name"] == "mlchaos")
+    ext["endpoints"] = {"prometheus": {"url": PROMETHEUS, "timeout": 10}, "alertmanager": DECLARED["am"]}
+    data["steady-state-hypothesis"]["probes"].append(
+        {"type": "probe", "name": "prometheus-through-the-api-server", "tolerance": 3, "provider": {
+            "type": "python", "module": "drivers.prometheus.probes", "func": "query_value",
+            "arguments": {"query": 'count(up{job="model"})', "endpoint": "prometheus"}}})
+    path = folder / "k8s-endpoints-kill-drill.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+@pytest.mark.slow  # about 30 s on a 2-core machine
+def test_an_alert_drill_reads_prometheus_and_alertmanager_through_the_api_server(cluster, monitored, tmp_path):
+    monitored.up(replicas=3, timeout=90)
+    experiment = _drill(tmp_path)
+    journal_path = tmp_path / "journal.json"
+    env = child_env(monitored.state_dir) | {"KUBECONFIG": str(cluster.kubeconfig)}
+    cluster.clear_calls()
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "mlchaos", "run", str(experiment), "--journal", str(journal_path)],
+                          env=env, capture_output=True, text=True, timeout=240)
+    wall = time.monotonic() - started
+    assert proc.returncode == exit_codes.OK, proc.stdout + proc.stderr
+    journal = json.loads(journal_path.read_text())
+    kinds = {m["kind"]: m["seconds"] for m in journal["mlchaos"]["measurements"]}
+    print(f"kill drill through the emulated API server: {wall:.1f}s wall; "
+          + ", ".join(f"{k} {v:.2f}s" for k, v in kinds.items()))
+    assert {"time_to_detect", "time_to_notify", "time_to_recover"} <= set(kinds)
+    proxied = {(c.namespace, c.name) for c in cluster.calls if c.resource == "services/proxy"}
+    assert proxied == {("monitoring", "http:prometheus-operated:9090"),
+                       ("monitoring", "http:alertmanager-operated:9093")}
+    delivered = next(r["output"] for r in journal["run"] if r["activity"]["name"] == "on-call-is-notified")
+    assert "/services/http:alertmanager-operated:9093/proxy" in delivered["confirmed_by"]
+    assert "emulator-token" not in journal_path.read_text() + proc.stdout + proc.stderr

@@ -133,8 +133,12 @@ def test_kubernetes_endpoints_go_through_the_registered_connector(server, active
     assert declared["k"].kubernetes == KubernetesService("monitoring", "prometheus-operated", "web", "http")
     assert declared["s"].describe() == "k8s://monitoring/am:9093"
     table = _activate(active, EndpointTable(declared))
-    with pytest.raises(EndpointUnavailable, match="in-cluster endpoints are not available in this installation"):
-        table.connection("k")
+    endpoints.register_kubernetes_connector(None)  # drivers._common.endpoints registers the service proxy's
+    try:
+        with pytest.raises(EndpointUnavailable, match="in-cluster endpoints are not available in this installation"):
+            table.connection("k")
+    finally:
+        endpoints.register_kubernetes_connector(driver_endpoints._kubernetes_connector)
     asked: list[tuple[str, str]] = []
 
     def connector(endpoint: Endpoint, session: Any) -> str:
@@ -147,7 +151,7 @@ def test_kubernetes_endpoints_go_through_the_registered_connector(server, active
     try:
         assert probes.query_value("up", endpoint="s") == 7.0
     finally:
-        endpoints.register_kubernetes_connector(None)
+        endpoints.register_kubernetes_connector(driver_endpoints._kubernetes_connector)
     assert asked == [("s", "https:am")]
     assert seen[0]["path"].startswith("/api/v1/namespaces/monitoring/services/x/proxy/api/v1/query?")
     assert (seen[0]["authorization"], seen[0]["x-scope-orgid"]) == ("Bearer kubeconfig-token", "t")
