@@ -109,7 +109,7 @@ class _Checker(ProviderChecks):
         yield from self.check_extensions()
         self.names = set(self._activity_names())
         hypothesis = data.get("steady-state-hypothesis")
-        if hypothesis is not None:
+        if "steady-state-hypothesis" in data:  # present but null is refused, as chaoslib does (it crashes on it)
             yield from self.check_hypothesis(hypothesis)
         method = data.get("method")
         if method is None:

@@ -160,3 +160,12 @@ def test_every_deliberate_difference_is_documented() -> None:
     assert section != text, "docs/chaostoolkit.md has no 'Validation: where mlchaos differs' section"
     for deliberate in STRICTER + LOOSER:
         assert f"**{deliberate.doc}**" in section, f"{deliberate.doc!r} is not listed in docs/chaostoolkit.md"
+
+
+@pytest.mark.parametrize("base", ["python", "other"])
+def test_a_null_hypothesis_is_refused_as_chaoslib_refuses_it(base: str) -> None:
+    """Found by the generated mutations: ``steady-state-hypothesis: null`` crashed chaoslib's validator and
+    passed mlchaos'; mlchaos now refuses it with a clear message."""
+    verdict = verdicts(mutated(BASES[base], ("steady-state-hypothesis",), None))
+    assert not verdict.chaoslib_ok and not verdict.mlchaos_ok
+    assert any("must be a mapping" in p for p in verdict.problems), verdict
