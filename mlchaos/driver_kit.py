@@ -18,7 +18,8 @@ A driver is a package of plain keyword-argument functions (``drivers/<name>/acti
 * helpers: :func:`state_dir` and :func:`private_dir` (a folder only this user may enter, 0700),
   :func:`atomic_write` (fsync'd), :func:`read_json`, :func:`write_json`, :func:`wait_for`, the ``procfs``
   reader, the ``certificates`` library, the ``alert_rules`` renderer, :func:`label_text` (an alert as
-  ``Name{label="value"}``) and :func:`proxy_api_headers` (the fault proxy's API token, as a header).
+  ``Name{label="value"}``), :func:`proxy_api_headers` (the fault proxy's API token, as a header) and
+  ``endpoints`` (the experiment's declared endpoints: :mod:`mlchaos.lib.endpoints`).
 
 Code that talks to mlchaos' own reference systems (``mlchaos.sandbox``, ``mlchaos.containers``,
 ``mlchaos.proxy``) lives in a driver's adapter module (``drivers/<name>/sandbox.py``), the only

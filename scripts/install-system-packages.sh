@@ -2,16 +2,17 @@
 # Installs the Debian packages the sandbox's monitoring stack needs (Prometheus + promtool,
 # Alertmanager, blackbox exporter), the Pushgateway and node_exporter (results as metrics:
 # `mlchaos run --pushgateway`, `--metrics-textfile` for node_exporter's textfile collector) and
-# Chromium (the test that opens the HTML report in a real headless browser), unless every binary
+# Chromium (the test that opens the HTML report in a real headless browser) and nginx (an ingress routing by
+# Host with basic auth in front of a model replica: the serving-endpoint test), unless every binary
 # is already there. The packages cannot start their services without systemd: mlchaos (and
 # the tests) run the binaries themselves.
 # Used by `make demo`, `make test` and .ci/run. Needs root (or sudo) when something is missing.
 set -euo pipefail
 BINARIES=(/usr/bin/prometheus /usr/bin/promtool /usr/bin/prometheus-alertmanager
           /usr/bin/prometheus-blackbox-exporter /usr/bin/prometheus-pushgateway /usr/bin/prometheus-node-exporter
-          /usr/bin/chromium)
+          /usr/bin/chromium /usr/sbin/nginx)
 PACKAGES=(prometheus prometheus-alertmanager prometheus-blackbox-exporter prometheus-pushgateway
-          prometheus-node-exporter chromium)
+          prometheus-node-exporter chromium nginx-light)
 
 missing=0
 for binary in "${BINARIES[@]}"; do
@@ -29,5 +30,7 @@ fi
 for binary in "${BINARIES[@]}"; do
   # the first line that is not launcher noise (Debian's chromium wrapper may complain on stderr);
   # awk reads it all: no SIGPIPE under pipefail
-  "$binary" --version 2>&1 | awk '!/^\// && !shown { print; shown = 1 }'
+  version=--version
+  [ "$(basename "$binary")" = nginx ] && version=-v  # nginx knows no long option
+  "$binary" "$version" 2>&1 | awk '!/^\// && !shown { print; shown = 1 }'
 done

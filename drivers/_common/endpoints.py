@@ -44,7 +44,7 @@ def base_url(endpoint: str | None, url: str | None, default: str,
              fallback: Callable[[str | None], str]) -> str:
     """The base URL to call: the endpoint's, else ``fallback(url)`` (the URL checked, or the sandbox's)."""
     found = connection(endpoint, url, default)
-    return found.base_url if found is not None else fallback(url)
+    return found.url if found is not None else fallback(url)
 
 
 def http_for(url: str) -> tuple[Any, Callable[[float], float]]:

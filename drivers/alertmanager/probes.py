@@ -195,7 +195,7 @@ def _notifying_alertmanager(url: str | None, receiver: Any, endpoint: str | None
     when the receiver listens at its sink."""
     found = connection(endpoint, url, DEFAULT_ENDPOINT)
     if found is not None:
-        return found.base_url
+        return found.url
     if url is not None:
         return alertmanager_url(url)
     base = alertmanager_url(None)  # DriverError when the sandbox monitoring stack is not running

@@ -1,8 +1,9 @@
 """Probes that judge a model service over real HTTP (Open Inference Protocol / KServe V2, or KServe V1).
 
-Replica URLs come from ``urls`` (any OIP server) or from the sandbox state of
-``service``: there, the client URL of each replica, i.e. through the sandbox's fault
-proxy (so injected network faults are seen as a client sees them).
+Replica URLs come from ``endpoint`` (a declared endpoint: its URL, credentials, CA and headers, e.g. KServe's
+``Host``; see docs/experiment-format.md, "Endpoints"), ``urls`` (any OIP server), the endpoint declared as
+``serving`` when neither is given, or from the sandbox state of ``service``: there, the client URL of each
+replica, i.e. through the sandbox's fault proxy (so injected network faults are seen as a client sees them).
 Every HTTP call has a timeout (``timeout``, seconds, per request).
 
 ``protocol`` says which protocol the server speaks: ``v2`` (default; the Open Inference Protocol:
@@ -25,17 +26,19 @@ from typing import Any
 import requests as http  # `requests` is also a probe argument (a count)
 
 from drivers._common import checks, polling
+from drivers._common.endpoints import connection, http_for
 from drivers.model import sandbox
 from drivers.model.sandbox import holdout_split
 from mlchaos.driver_kit import DriverError
 
 MAX_REQUESTS = 10_000
+DEFAULT_ENDPOINT = "serving"  # the declared endpoint used when neither urls nor endpoint is given
 PROTOCOLS = ("v2", "v1")
 
 
 def all_replicas_healthy(
     service: str = "model", urls: list[str] | None = None, model: str = "iris", timeout: float = 2.0,
-    within: float = 0, protocol: str = "v2",
+    within: float = 0, protocol: str = "v2", endpoint: str | None = None,
 ) -> bool:
     """True when every replica answers live, ready and model-ready (timeout in seconds per call).
 
@@ -44,18 +47,18 @@ def all_replicas_healthy(
     """
     checks.non_negative("within", within)  # before the replicas are looked up (polling checks it again)
     _check_protocol(protocol)
-    targets = _urls(service, urls)
+    targets = _urls(service, urls, endpoint=endpoint)
     return polling.poll(within, lambda: len(_healthy(targets, model, timeout, protocol)) == len(targets),
                         interval=0.5)
 
 
 def healthy_replica_count(
     service: str = "model", urls: list[str] | None = None, model: str = "iris", timeout: float = 2.0,
-    protocol: str = "v2",
+    protocol: str = "v2", endpoint: str | None = None,
 ) -> int:
     """Count the replicas answering live, ready and model-ready (timeout in seconds)."""
     _check_protocol(protocol)
-    return len(_healthy(_urls(service, urls), model, timeout, protocol))
+    return len(_healthy(_urls(service, urls, endpoint=endpoint), model, timeout, protocol))
 
 
 def prediction_accuracy(
@@ -67,6 +70,7 @@ def prediction_accuracy(
     timeout: float = 2.0,
     replicas: list[str] | None = None,
     protocol: str = "v2",
+    endpoint: str | None = None,
 ) -> float:
     """Lowest accuracy (0..1) over the replicas on the holdout or a golden set.
 
@@ -79,14 +83,14 @@ def prediction_accuracy(
     """
     _check_protocol(protocol)
     rows, labels = _golden(golden_set) if golden_set else holdout_split()
-    targets = _urls(service, urls, only=replicas)
+    targets = _urls(service, urls, only=replicas, endpoint=endpoint)
     if only_healthy:
         targets = _healthy(targets, model, timeout, protocol)
     scores: list[float] = []
     with http.Session() as session:
         for url in targets:
             try:
-                resp = session.post(_infer_url(url, model, protocol), json=_infer_body(rows, protocol),
+                resp = _via(url, session).post(_infer_url(url, model, protocol), json=_infer_body(rows, protocol),
                                     timeout=timeout)
             except http.RequestException:
                 continue
@@ -139,6 +143,7 @@ def latency_percentile(
     timeout: float = 2.0,
     exclude: list[str] | None = None,
     protocol: str = "v2",
+    endpoint: str | None = None,
 ) -> float:
     """Inference latency percentile in milliseconds over `requests` sequential single-row calls.
 
@@ -150,7 +155,7 @@ def latency_percentile(
         raise DriverError(f"percentile must be in (0, 100], got {percentile}")
     _check_count(requests)
     _check_protocol(protocol)
-    targets = _healthy(_urls(service, urls, exclude), model, timeout, protocol)
+    targets = _healthy(_urls(service, urls, exclude, endpoint=endpoint), model, timeout, protocol)
     if not targets:
         raise DriverError("no healthy replica to measure latency on")
     rows, _ = holdout_split()
@@ -159,7 +164,7 @@ def latency_percentile(
         for _, url, row in zip(range(requests), cycle(targets), cycle(rows), strict=False):
             started = time.perf_counter()
             try:
-                resp = session.post(
+                resp = _via(url, session).post(
                     _infer_url(url, model, protocol), json=_infer_body([row], protocol), timeout=timeout
                 )
             except http.RequestException:
@@ -179,6 +184,7 @@ def error_rate(
     timeout: float = 2.0,
     concurrency: int = 8,
     protocol: str = "v2",
+    endpoint: str | None = None,
 ) -> float:
     """Fraction (0..1) of `requests` infer calls that failed, over ALL configured replicas.
 
@@ -190,14 +196,15 @@ def error_rate(
     if concurrency < 1:
         raise DriverError(f"concurrency must be >= 1, got {concurrency}")
     _check_protocol(protocol)
-    targets = _urls(service, urls)
+    targets = _urls(service, urls, endpoint=endpoint)
     rows, _ = holdout_split()
     plan = list(zip(range(requests), cycle(targets), cycle(rows), strict=False))
 
     def call(item: tuple[int, str, list[float]]) -> bool:
         _, url, row = item
         try:
-            resp = http.post(_infer_url(url, model, protocol), json=_infer_body([row], protocol), timeout=timeout)
+            resp = _via(url, http).post(_infer_url(url, model, protocol), json=_infer_body([row], protocol),
+                                        timeout=timeout)
         except http.RequestException:
             return False
         return resp.ok
@@ -211,7 +218,15 @@ def error_rate(
 
 
 def _urls(service: str, urls: list[str] | None, exclude: list[str] | None = None,
-          only: list[str] | None = None) -> list[str]:
+          only: list[str] | None = None, endpoint: str | None = None) -> list[str]:
+    if urls is not None and endpoint is not None:
+        raise DriverError(f"give urls or endpoint, not both (got urls={urls!r}, endpoint={endpoint!r})")
+    declared = connection(endpoint, None, DEFAULT_ENDPOINT) if urls is None else None
+    if declared is not None:
+        if exclude or only is not None:
+            raise DriverError(f"{'exclude' if exclude else 'replicas'} names sandbox replicas: use it without an "
+                              f"endpoint")
+        return [declared.url]
     if urls is not None:
         if exclude or only is not None:
             raise DriverError(f"{'exclude' if exclude else 'replicas'} names sandbox replicas: use it without urls")
@@ -251,7 +266,7 @@ def _healthy(urls: list[str], model: str, timeout: float, protocol: str = "v2") 
     with http.Session() as session:
         for url in urls:
             try:
-                if _answers_healthy(session, url, model, timeout, protocol):
+                if _answers_healthy(_via(url, session), url, model, timeout, protocol):
                     healthy.append(url)
             except http.RequestException:
                 continue
@@ -267,6 +282,13 @@ def _answers_healthy(session: http.Session, url: str, model: str, timeout: float
             return False
     paths = ("/v2/health/live", "/v2/health/ready", f"/v2/models/{model}/ready")
     return all(session.get(url + p, timeout=timeout).ok for p in paths)
+
+
+def _via(url: str, default: Any) -> Any:
+    """What a call to ``url`` goes through: the declared endpoint's session (its credentials, CA, headers such as
+    KServe's ``Host``) when ``url`` is under one, else ``default``."""
+    found, _ = http_for(url)
+    return default if found is http else found
 
 
 def _infer_url(url: str, model: str, protocol: str = "v2") -> str:

@@ -10,8 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import requests as http
-
+from drivers._common.endpoints import http_for
 from drivers._common.errors import http_errors
 from drivers.docker.client import docker_errors
 from drivers.docker.targets import status
@@ -57,9 +56,10 @@ class Transport(Protocol):
 
 
 def _http(method: str, base: str, path: str, data: bytes | None, timeout: float) -> Response:
-    with http_errors(base, f"{method} {path}", timeout):
-        resp = http.request(method, base + path, data=data, headers=JSON_HEADERS if data is not None else None,
-                            timeout=timeout)
+    client, capped = http_for(base)  # a declared endpoint's session (credentials, CA, headers) when base is under one
+    with http_errors(base, f"{method} {path}", capped(timeout)):
+        resp = client.request(method, base + path, data=data, headers=JSON_HEADERS if data is not None else None,
+                              timeout=capped(timeout))
     return Response(resp.status_code, resp.text)
 
 

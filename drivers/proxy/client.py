@@ -30,7 +30,7 @@ def api_url(url: str | None, endpoint: str | None = None) -> str:
     """The API base URL: the named ``endpoint``'s, ``url``, the declared ``proxy`` endpoint's, or the sandbox's."""
     found = connection(endpoint, url, DEFAULT_ENDPOINT)
     if found is not None:
-        return found.base_url
+        return found.url
     if url is not None:
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             raise DriverError(f"url must be the http(s) URL of a Toxiproxy-compatible API, got {url!r}")

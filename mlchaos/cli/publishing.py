@@ -9,9 +9,12 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from mlchaos.errors import InvalidInput, MlchaosError
+
+ENDPOINT_PREFIX = "endpoint:"  # --pushgateway endpoint:NAME: a declared endpoint
 
 
 def add_publishing_options(parser: argparse.ArgumentParser) -> None:
@@ -23,7 +26,8 @@ def add_publishing_options(parser: argparse.ArgumentParser) -> None:
                              "counters and last success carried forward)")
     parser.add_argument("--pushgateway", default=None, metavar="URL",
                         help="after the run, push its results to this Prometheus Pushgateway "
-                             "(job mlchaos, grouped by experiment)")
+                             "(job mlchaos, grouped by experiment); endpoint:NAME: the experiment's declared "
+                             "endpoint NAME, with its credentials")
 
 
 def preflight(args: argparse.Namespace) -> list[str]:
@@ -49,7 +53,10 @@ def preflight(args: argparse.Namespace) -> list[str]:
                     MetricsState.parse(path.read_text(encoding="utf-8"))
                 except (MetricsError, OSError, UnicodeDecodeError) as exc:
                     problems.append(f"--metrics-textfile {path}: {exc}; fix or delete it")
-    if pushgateway:
+    if pushgateway and pushgateway.startswith(ENDPOINT_PREFIX):
+        if not pushgateway[len(ENDPOINT_PREFIX):]:
+            problems.append(f"--pushgateway {pushgateway!r}: name the endpoint: endpoint:NAME")
+    elif pushgateway:
         parts = urlsplit(pushgateway if "://" in pushgateway else f"http://{pushgateway}")
         if parts.scheme not in ("http", "https") or not parts.hostname:
             problems.append(f"--pushgateway {split_credentials(pushgateway)[0]!r}: not an http(s) URL")
@@ -102,8 +109,29 @@ def publish_run(args: argparse.Namespace, journal: Path | None, dry_run: bool) -
             errors.append(f"cannot update the metrics textfile: {exc}")
     if pushgateway:
         try:
-            push(suite.runs, pushgateway)
-            print(f"  metrics: pushed to {split_credentials(pushgateway)[0]}")
+            target, session = _pushgateway(pushgateway, journal)
+            push(suite.runs, target, session=session)
+            print(f"  metrics: pushed to {split_credentials(target)[0]}")
         except MlchaosError as exc:
             errors.append(str(exc))
     return errors
+
+
+def _pushgateway(option: str, journal: Path) -> tuple[str, Any]:
+    """(URL, session or None) of ``--pushgateway``: a URL, or ``endpoint:NAME`` of the experiment's declared
+    endpoints (read from the journal's copy of the experiment; a credential from a file or a variable)."""
+    if not option.startswith(ENDPOINT_PREFIX):
+        return option, None
+    from mlchaos.experiment.endpoints import endpoint_table
+    from mlchaos.journal.reader import read_file
+
+    name = option[len(ENDPOINT_PREFIX):]
+    data = read_file(journal)
+    source = ((data.get("mlchaos") or {}).get("source")) if isinstance(data, dict) else None
+    experiment = data.get("experiment") if isinstance(data, dict) else None
+    table = endpoint_table(experiment if isinstance(experiment, dict) else {}, {},
+                           Path(source).parent if isinstance(source, str) else Path.cwd())
+    if table is None:
+        raise InvalidInput(f"--pushgateway {option}: the experiment declares no endpoints")
+    connection = table.connection(name)  # EndpointUnavailable (an InvalidInput) names what is missing
+    return connection.base_url, connection.session

@@ -105,6 +105,9 @@ class Runner:
         self.console.redactor = redactor
         table = endpoint_table(self.experiment.raw, secrets, Path(self.experiment.source).parent)
         if table is not None:  # every endpoint credential readable now is redacted before anything is written
+            unusable = table.problems()
+            if unusable:  # where the run happens, a missing token or certificate is bad input: nothing runs
+                raise InvalidInput("endpoints: " + "; ".join(unusable))
             for value in table.credentials():
                 redactor.add_secret(value)
             table.on_secret = redactor.add_secret  # and any read later (a rotated ServiceAccount token)

@@ -42,6 +42,7 @@ DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 SECRET_REF = re.compile(r"^[^.\s]+\.[^.\s]+$")
 SENSITIVE_HEADERS = {"authorization", "proxy-authorization", "cookie"}
+SENSITIVE_WORDS = ("token", "secret", "password", "api-key", "apikey", "auth")  # X-Auth-Token, X-API-Key...
 MAX_TIMEOUT = 600
 
 
@@ -165,9 +166,9 @@ def _check_headers(value: Any) -> Iterator[tuple[str, str]]:
     for name, text in value.items():
         if not isinstance(name, str) or not HEADER_NAME.match(name):
             yield f"/{name}", f"not a valid header name: {name!r}"
-        elif name.lower() in SENSITIVE_HEADERS:
-            yield f"/{name}", (f"{name} would write a credential into the experiment: use bearer_token_file/_env/"
-                               f"_secret or basic_auth")
+        elif name.lower() in SENSITIVE_HEADERS or any(word in name.lower() for word in SENSITIVE_WORDS):
+            yield f"/{name}", (f"{name} would write a credential into the experiment (journals and reports copy it): "
+                               f"use bearer_token_file/_env/_secret or basic_auth")
         elif not isinstance(text, str) or "\n" in text or "\r" in text:
             yield f"/{name}", f"a header value must be a one-line string, got {text!r}"
 
@@ -213,8 +214,9 @@ def activity_problems(arguments: Mapping[str, Any], declared: Mapping[str, Any] 
     name = arguments["endpoint"]
     if name is None:
         return
-    if arguments.get("url") is not None:
-        yield "endpoint", "give url or endpoint, not both"
+    for key in ("url", "urls"):
+        if arguments.get(key) is not None:
+            yield "endpoint", f"give {key} or endpoint, not both"
     if not isinstance(name, str) or not name:
         yield "endpoint", f"endpoint must be the name of a declared endpoint, got {name!r}"
     elif "${" not in name and name not in (declared or {}):

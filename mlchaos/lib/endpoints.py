@@ -154,6 +154,33 @@ class Connection:
         """The smaller of a call's own timeout and the endpoint's."""
         return timeout if self.timeout is None else min(timeout, self.timeout)
 
+    @property
+    def url(self) -> BoundURL:
+        """The base URL, bound to this connection: two endpoints may share a URL (two tenants of one Mimir, one
+        ingress routing by Host), so a driver passes this on and every call made with it uses this session."""
+        return BoundURL(self.base_url, self)
+
+
+class BoundURL(str):
+    """A base URL that remembers the connection it came from. Copied, pickled or serialised it is a plain string
+    (a change record or a journal never holds a session)."""
+
+    connection: Connection
+
+    def __new__(cls, value: str, connection: Connection) -> BoundURL:
+        made = super().__new__(cls, value)
+        made.connection = connection
+        return made
+
+    def __copy__(self) -> str:
+        return str(self)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> str:
+        return str(self)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (str, (str(self),))
+
 
 KubernetesConnector = Callable[[Endpoint, "requests.Session"], str]
 _kubernetes_connector: KubernetesConnector | None = None
@@ -170,6 +197,11 @@ def register_kubernetes_connector(connector: KubernetesConnector | None) -> None
     """
     global _kubernetes_connector
     _kubernetes_connector = connector
+
+
+def kubernetes_connector() -> KubernetesConnector | None:
+    """The registered Kubernetes connector, if any (to restore it after replacing it)."""
+    return _kubernetes_connector
 
 
 def read_credential(cred: Credential, secrets: Mapping[str, Any], base_dir: Path, endpoint: str) -> str:
@@ -306,11 +338,34 @@ class EndpointTable:
                 except EndpointUnavailable:
                     continue
 
+    def problems(self) -> list[str]:
+        """What keeps a declared endpoint from being used here: a credential that cannot be read, a CA, client
+        certificate or key file that does not exist (``kubernetes`` endpoints are left to their connector)."""
+        found = []
+        for endpoint in self.endpoints.values():
+            if endpoint.kubernetes is not None:
+                continue
+            try:
+                _configure_tls(endpoint, _NoSession(), self.base_dir)
+                for cred in (endpoint.bearer_token, endpoint.basic_auth.password if endpoint.basic_auth else None):
+                    if cred is not None:
+                        read_credential(cred, self.secrets, self.base_dir, endpoint.name)
+            except EndpointUnavailable as exc:
+                found.append(str(exc))
+        return found
+
     def close(self) -> None:
         with self._lock:
             for conn in self._connections.values():
                 conn.session.close()
             self._connections.clear()
+
+
+class _NoSession:
+    """Takes what :func:`_configure_tls` sets, so its checks run without a session."""
+
+    verify: Any = True
+    cert: Any = None
 
 
 _active: EndpointTable | None = None
@@ -331,12 +386,14 @@ def active() -> EndpointTable | None:
 
 
 def session_for(url: str) -> Connection | None:
-    """The connection of the active endpoint whose base URL ``url`` starts with (same scheme, host, port and
-    path prefix), or None: a call to a declared endpoint's URL carries its credentials whether the activity
-    named the endpoint or gave its URL, and a call anywhere else carries none.
+    """The connection a :class:`BoundURL` carries; else the connection of the active endpoint whose base URL
+    ``url`` starts with (same scheme, host, port and path prefix), or None: a call to a declared endpoint's URL
+    carries its credentials whether the activity named the endpoint or gave its URL; a call elsewhere carries none.
 
     EndpointUnavailable when that endpoint's credentials cannot be read.
     """
+    if isinstance(url, BoundURL):
+        return url.connection
     table = _active
     if table is None:
         return None

@@ -28,6 +28,7 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -267,20 +268,24 @@ def update_textfile(runs: Iterable[RunReport], path: str | os.PathLike[str]) -> 
     return counted
 
 
-def push(runs: Iterable[RunReport], url: str, timeout: float = PUSH_TIMEOUT) -> list[RunReport]:
+def push(runs: Iterable[RunReport], url: str, timeout: float = PUSH_TIMEOUT, session: Any = None) -> list[RunReport]:
     """Push ``runs`` to the Pushgateway at ``url``: job "mlchaos", one group per experiment; the runs counted.
 
-    ``http://user:password@host:9091`` authenticates with HTTP basic auth (never shown in messages).
+    ``http://user:password@host:9091`` authenticates with HTTP basic auth (never shown in messages); ``session``
+    (a declared endpoint's ``requests.Session``: its credentials, CA, client certificate, headers) makes every
+    request instead.
     """
     from prometheus_client import push_to_gateway
     from prometheus_client.exposition import basic_auth_handler, default_handler
 
     runs = _ordered(runs)
     base, auth = split_credentials(url)
-    state = MetricsState.parse(_fetch(base.rstrip("/") + "/metrics", timeout, auth), match={"job": JOB})
+    state = MetricsState.parse(_fetch(base.rstrip("/") + "/metrics", timeout, auth, session), match={"job": JOB})
     counted = [run for run in runs if state.record(run)]
 
     def handler(url: str, method: str, timeout: float | None, headers: list, data: bytes):
+        if session is not None:
+            return _session_handler(session, url, method, timeout, headers, data)
         if auth is None:
             return default_handler(url, method, timeout, headers, data)
         return basic_auth_handler(url, method, timeout, headers, data, auth[0], auth[1])
@@ -306,12 +311,24 @@ def split_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
     return urlunsplit(parts._replace(netloc=netloc)), (unquote(parts.username), unquote(parts.password or ""))
 
 
-def _fetch(url: str, timeout: float, auth: tuple[str, str] | None = None) -> str:
+def _session_handler(session: Any, url: str, method: str, timeout: float | None, headers: list,
+                     data: bytes) -> Any:
+    """prometheus_client's push, made with ``session``; a refusal is an OSError, as its own handlers raise."""
+
+    def handle() -> None:
+        response = session.request(method, url, data=data, headers=dict(headers), timeout=timeout)
+        if response.status_code >= 400:
+            raise OSError(f"HTTP {response.status_code}: {response.text.strip()[:200]}")
+
+    return handle
+
+
+def _fetch(url: str, timeout: float, auth: tuple[str, str] | None = None, session: Any = None) -> str:
     """The text at ``url`` (the Pushgateway's current metrics, to carry them forward)."""
     import requests
 
     try:
-        response = requests.get(url, timeout=timeout, auth=auth)
+        response = (session or requests).get(url, timeout=timeout, auth=auth)
         response.raise_for_status()
     except requests.RequestException as exc:
         raise MetricsError(f"cannot read the Pushgateway's metrics at {url}: {exc}") from None

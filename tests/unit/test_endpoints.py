@@ -3,8 +3,12 @@ credential errors, which server a call's credentials go to, and validation's war
 
 from __future__ import annotations
 
+import copy
 import http.server
 import json
+import pickle
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +25,7 @@ from mlchaos.experiment.validation import examine
 from mlchaos.lib import endpoints
 from mlchaos.lib.endpoints import Endpoint, EndpointTable, EndpointUnavailable, KubernetesService
 from tests.support.bad_experiments import valid
+from tests.support.builders import py
 
 TOKEN = "tok-3f9a0c77-projected"
 
@@ -133,12 +138,13 @@ def test_kubernetes_endpoints_go_through_the_registered_connector(server, active
     assert declared["k"].kubernetes == KubernetesService("monitoring", "prometheus-operated", "web", "http")
     assert declared["s"].describe() == "k8s://monitoring/am:9093"
     table = _activate(active, EndpointTable(declared))
-    endpoints.register_kubernetes_connector(None)  # drivers._common.endpoints registers the service proxy's
+    registered = endpoints.kubernetes_connector()  # the Kubernetes driver's, when it registers one: restored below
+    endpoints.register_kubernetes_connector(None)
     try:
         with pytest.raises(EndpointUnavailable, match="in-cluster endpoints are not available in this installation"):
             table.connection("k")
     finally:
-        endpoints.register_kubernetes_connector(driver_endpoints._kubernetes_connector)
+        endpoints.register_kubernetes_connector(registered)
     asked: list[tuple[str, str]] = []
 
     def connector(endpoint: Endpoint, session: Any) -> str:
@@ -151,7 +157,7 @@ def test_kubernetes_endpoints_go_through_the_registered_connector(server, active
     try:
         assert probes.query_value("up", endpoint="s") == 7.0
     finally:
-        endpoints.register_kubernetes_connector(driver_endpoints._kubernetes_connector)
+        endpoints.register_kubernetes_connector(registered)
     assert asked == [("s", "https:am")]
     assert seen[0]["path"].startswith("/api/v1/namespaces/monitoring/services/x/proxy/api/v1/query?")
     assert (seen[0]["authorization"], seen[0]["x-scope-orgid"]) == ("Bearer kubeconfig-token", "t")
@@ -214,3 +220,46 @@ def test_a_declared_default_stands_for_the_sandbox_in_preflight(tmp_path, monkey
 def test_a_path_is_relative_to_the_experiment(tmp_path):
     assert endpoints.resolve_path("t", tmp_path) == tmp_path / "t"
     assert endpoints.resolve_path("/abs/t", tmp_path) == Path("/abs/t")
+
+
+def test_two_tenants_on_one_url_each_send_their_own_header(server, active):
+    """Two endpoints may share a URL (tenants of one Mimir): each call goes with the endpoint it named."""
+    url, seen = server
+    _activate(active, EndpointTable({name: Endpoint.from_dict(name, {"url": url, "headers": {"X-Scope-OrgID": name}})
+                                     for name in ("team-a", "team-b")}))
+    assert probes.query_value("up", endpoint="team-b") == 7.0
+    assert probes.query_value("up", endpoint="team-a") == 7.0
+    assert probes.query_value("up", endpoint="team-b") == 7.0
+    assert [s["x-scope-orgid"] for s in seen] == ["team-b", "team-a", "team-b"]
+    bound = driver_endpoints.base_url("team-a", None, "prometheus", lambda u: "unused")
+    assert type(copy.deepcopy(bound)) is str and type(pickle.loads(pickle.dumps(bound))) is str
+    assert json.dumps({"u": bound}) == json.dumps({"u": url})
+
+
+def test_a_run_whose_endpoint_cannot_be_used_is_refused_before_anything_runs(tmp_path, subprocess_env):
+    """Validation only warns (the token may exist where the run happens); where it runs, it must."""
+    marker = tmp_path / "marker"
+    data = valid()
+    data["method"] = [py("hit", "hit_targets", names=["t"], marker=str(marker), population=["t"])]
+    data["extensions"] = [{"name": "mlchaos", "endpoints": {
+        "prometheus": {"url": "https://prom:9090", "bearer_token_file": "absent.token"},
+        "alertmanager": {"url": "https://am:9093", "ca_file": "absent-ca.crt"}}}]
+    path = tmp_path / "e.json"
+    path.write_text(json.dumps(data))
+    proc = subprocess.run([sys.executable, "-m", "mlchaos", "run", str(path), "--journal", str(tmp_path / "j.json")],
+                          env=subprocess_env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert f"endpoint 'prometheus': file absent.token: cannot read {tmp_path / 'absent.token'}" in proc.stderr
+    assert f"endpoint 'alertmanager': ca_file {tmp_path / 'absent-ca.crt'} does not exist" in proc.stderr
+    assert not marker.exists() and not (tmp_path / "j.json").exists()
+
+
+@pytest.mark.parametrize("header", ["Authorization", "cookie", "X-API-Key", "X-Auth-Token", "X-Vault-Secret"])
+def test_a_header_that_looks_like_a_credential_is_refused(tmp_path, header):
+    data = valid()
+    data["extensions"] = [{"name": "mlchaos", "endpoints": {"p": {"url": "https://p", "headers": {header: "v"}}}}]
+    path = tmp_path / "e.json"
+    path.write_text(json.dumps(data))
+    (problem,) = examine(load_document(path)).problems
+    assert problem.pointer == f"/extensions/0/endpoints/p/headers/{header}"
+    assert "would write a credential into the experiment" in problem.message
