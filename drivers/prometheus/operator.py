@@ -111,7 +111,7 @@ def _loaded_reader(url: str | None, endpoint: str | None,
         if declared is None and not (isinstance(url, str) and url.startswith(("http://", "https://"))):
             raise DriverError(f"url must be a Prometheus URL (http(s)://... or k8s://NAMESPACE/SERVICE:PORT),"
                               f" got {url!r}")
-        base = declared.base_url if declared is not None else str(url).rstrip("/")
+        base = declared.url if declared is not None else str(url).rstrip("/")
         shown = f"endpoint {declared.name}" if declared is not None else base
 
         def fetch() -> tuple[Any, Any]:

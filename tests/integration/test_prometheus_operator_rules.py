@@ -26,6 +26,7 @@ import yaml
 from drivers.kubernetes.prometheus_rules import PREFIX
 from drivers.prometheus import actions
 from mlchaos.errors import DriverError
+from mlchaos.lib import endpoints
 from mlchaos.safety import changes
 from mlchaos.sandbox import monitoring_stack
 from tests.support.admission_policy import Policies
@@ -179,8 +180,8 @@ def test_bad_rules_and_a_leftover_are_refused(cluster):
         actions.add_rule_file("Upper_Case", DRILL, namespace=NS, **conn)
     assert cluster.list(PROMETHEUSRULES, NS) == []
     first = actions.add_rule_file("leftover", DRILL, namespace=NS, labels=SELECTOR, **conn)  # no url: no wait
-    assert first["targets"][0]["details"]["loaded"] == "not checked (no url)"
     try:
+        assert first["targets"][0]["details"]["loaded"] == "not checked (no Prometheus url or endpoint)"
         with pytest.raises(DriverError, match="already exists .* earlier run"):
             actions.add_rule_file("leftover", DRILL, namespace=NS, labels=SELECTOR, **conn)
     finally:
@@ -207,3 +208,22 @@ def test_a_replaced_or_foreign_object_is_left_alone(cluster):
     finally:
         cluster.delete(PROMETHEUSRULES, NS, f"{PREFIX}replaced")
     assert actions.remove_rule_file("replaced", namespace=NS, **conn)["result"] == "already deleted"
+
+
+def test_the_declared_prometheus_endpoint_is_waited_on_through_the_api_server(cluster, prometheus, monkeypatch):
+    """No url: the experiment's declared ``prometheus`` endpoint (a ``k8s://`` one, as in the staging drill) is the
+    Prometheus the action and its undo wait on."""
+    url, _ = prometheus
+    monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
+    table = endpoints.EndpointTable({"prometheus": endpoints.Endpoint.from_dict("prometheus", {"url": PROM_URL})})
+    previous = endpoints.activate(table)
+    try:
+        record = actions.add_rule_file("declared", DRILL, namespace=NS, labels=SELECTOR, **cluster.connection())
+        (obj,) = cluster.list(PROMETHEUSRULES, NS)
+        assert record["targets"][0]["details"]["prometheus_url"] == "endpoint prometheus"
+        assert loaded_groups(url) == {f"{NS}-{PREFIX}declared-{obj['metadata']['uid']}.yaml": "drill-canary"}
+        assert actions.remove_rule_file(**record["undo"]["arguments"])["result"] == "deleted"
+        assert loaded_groups(url) == {} and cluster.list(PROMETHEUSRULES, NS) == []
+    finally:
+        endpoints.activate(previous)
+        table.close()
