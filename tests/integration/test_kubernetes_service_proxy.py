@@ -27,6 +27,7 @@ import requests
 import yaml
 
 from drivers.kubernetes.service_proxy import open_service
+from drivers.model import probes as model_probes
 from drivers.prometheus import probes as prometheus_probes
 from drivers.proxy import probes as proxy_probes
 from mlchaos.engine import exit_codes
@@ -119,7 +120,7 @@ def test_the_fault_proxy_api_through_the_service_proxy_with_its_token(cluster, m
 
 DECLARED = {"prom": {"url": PROMETHEUS, "headers": {"X-Scope-OrgID": "staging"}},
             "am": {"kubernetes": {"namespace": "monitoring", "service": "alertmanager-operated", "port": 9093}},
-            "faults": {"url": FAULT_PROXY}}
+            "faults": {"url": FAULT_PROXY}, "model": {"url": MODEL}}
 
 
 def test_probes_naming_kubernetes_endpoints_go_through_the_service_proxy(cluster, monitored, monkeypatch):
@@ -134,14 +135,16 @@ def test_probes_naming_kubernetes_endpoints_go_through_the_service_proxy(cluster
                                       timeout=5).json())
         assert proxy_probes.toxic_count(proxies[0], endpoint="faults") == 0
         assert proxy_probes.proxy_enabled(proxies[0], endpoint="faults") is True
+        healthy = model_probes.all_replicas_healthy(endpoint="model", model="iris")
         base = table.connection("prom").base_url
     finally:
         endpoints.activate(previous)
         table.close()
-    assert replicas == 3.0
+    assert replicas == 3.0 and healthy is True
     assert base == f"{cluster.url}/api/v1/namespaces/monitoring/services/http:prometheus-operated:9090/proxy"
     assert {(c.verb, c.namespace, c.name) for c in cluster.calls} == {
-        ("get", "monitoring", "http:prometheus-operated:9090"), ("get", "ml-serving", "http:fault-proxy:8474")}
+        ("get", "monitoring", "http:prometheus-operated:9090"), ("get", "ml-serving", "http:fault-proxy:8474"),
+        ("get", "ml-serving", "http:model-server:8000")}
 
 
 def _drill(folder: Path) -> Path:
