@@ -36,6 +36,8 @@ from drivers.model.versions import (
     unload_model,
 )
 
+DEFAULT_ENDPOINT = "serving"  # with target url, the faults take a declared endpoint (``endpoint``) instead of urls
+
 __all__ = [
     "CLEAR_FUNC", "INVALID_KINDS", "RESTORE_FUNC", "RESTORE_PUSHED_FUNC", "clear_model_faults", "emit_nan_outputs",
     "fail_model_loads", "make_not_ready", "pin_model_version", "push_bad_model", "restore_model_version",

@@ -20,40 +20,41 @@ from mlchaos.driver_kit import undo_function
 def emit_nan_outputs(
     service: str = "model", count: int = 1, seed: int | None = None, timeout: float = 5.0,
     target: str = "sandbox", labels: Labels = None, name_pattern: str | None = None, project: str | None = None,
-    urls: list[str] | None = None, *, dry_run: bool = False,
+    urls: list[str] | None = None, endpoint: str | None = None, *, dry_run: bool = False,
 ) -> dict[str, Any]:
     """Make `count` random replicas answer every inference with NaN outputs (admin fault nan_outputs).
 
     Undo: clear_model_faults.
     """
-    scope = parse_scope(target, service, labels, name_pattern, project, urls)
+    scope = parse_scope(target, service, labels, name_pattern, project, urls, endpoint)
     return _admin_fault("nan_outputs", scope, count, seed, timeout, dry_run)
 
 
 def make_not_ready(
     service: str = "model", count: int = 1, seed: int | None = None, timeout: float = 5.0,
     target: str = "sandbox", labels: Labels = None, name_pattern: str | None = None, project: str | None = None,
-    urls: list[str] | None = None, *, dry_run: bool = False,
+    urls: list[str] | None = None, endpoint: str | None = None, *, dry_run: bool = False,
 ) -> dict[str, Any]:
     """Make `count` random replicas live but not ready: readiness and infer 503 (admin fault not_ready).
 
     Undo: clear_model_faults.
     """
-    scope = parse_scope(target, service, labels, name_pattern, project, urls)
+    scope = parse_scope(target, service, labels, name_pattern, project, urls, endpoint)
     return _admin_fault("not_ready", scope, count, seed, timeout, dry_run)
 
 
 def fail_model_loads(
     service: str = "model", count: int = 1, seed: int | None = None, timeout: float = 5.0,
     replicas: list[str] | None = None, target: str = "sandbox", labels: Labels = None,
-    name_pattern: str | None = None, project: str | None = None, urls: list[str] | None = None, *,
+    name_pattern: str | None = None, project: str | None = None, urls: list[str] | None = None,
+    endpoint: str | None = None, *,
     dry_run: bool = False,
 ) -> dict[str, Any]:
     """Make every repository load fail on `count` random replicas (admin fault fail_load); the served version stays.
 
     A rollout then silently does not happen there. `replicas` names them instead. Undo: clear_model_faults.
     """
-    scope = parse_scope(target, service, labels, name_pattern, project, urls)
+    scope = parse_scope(target, service, labels, name_pattern, project, urls, endpoint)
     return _admin_fault("fail_load", scope, count, seed, timeout, dry_run, replicas)
 
 
@@ -61,14 +62,15 @@ def fail_model_loads(
 def clear_model_faults(
     service: str = "model", replicas: list[str] | None = None, timeout: float = 5.0,
     target: str = "sandbox", labels: Labels = None, name_pattern: str | None = None, project: str | None = None,
-    urls: list[str] | None = None,
+    urls: list[str] | None = None, endpoint: str | None = None,
 ) -> dict[str, Any]:
     """Roll back the admin faults: clear every one on the replicas (only `replicas` when given; idempotent).
 
     A replica that is not running has no fault left (they live in memory): listed under ``gone``.
     """
     check_timeout(timeout)
-    scope = admin_scope(parse_scope(target, service, labels, name_pattern, project, urls), "clear_model_faults")
+    scope = admin_scope(parse_scope(target, service, labels, name_pattern, project, urls,
+                                                endpoint), "clear_model_faults")
     cleared, already, gone = [], [], []
     for e in scope.named(replicas):
         if not e.alive():

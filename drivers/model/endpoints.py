@@ -30,6 +30,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from drivers._common import selection as common
+from drivers._common.endpoints import connection
 from drivers.docker import selection
 from drivers.docker.client import API_TIMEOUT, client, environment_id
 from drivers.docker.targets import COMPOSE_SERVICE_LABEL, concurrently, details, inspect, list_candidates
@@ -43,6 +44,7 @@ DEFAULT_LABELS: Mapping[str, str] = {"mlchaos.target": "model"}  # the compose s
 MAX_TIMEOUT = 60.0
 EXEC_SLACK = 15.0  # python start-up in the container plus the engine's round trip, on top of a call's timeout
 CONTAINER_PORT = transports.CONTAINER_PORT
+SERVING_ENDPOINT = "serving"  # the declared endpoint target url uses when neither urls nor endpoint is given
 
 
 @dataclass(frozen=True)
@@ -222,8 +224,21 @@ class Scope:
 def parse_scope(
     target: str = "sandbox", service: str = "model", labels: Mapping[str, Any] | Sequence[str] | None = None,
     name_pattern: str | None = None, project: str | None = None, urls: list[str] | None = None,
+    endpoint: str | None = None,
 ) -> Scope:
-    """Validate the "where" arguments (nothing is asked of any server or engine yet)."""
+    """Validate the "where" arguments (nothing is asked of any server or engine yet).
+
+    ``endpoint`` (with target url) names a declared endpoint instead of ``urls``: its URL, with its credentials
+    and headers; target url with neither takes the endpoint declared as ``serving``.
+    """
+    if endpoint is not None and urls is not None:
+        raise DriverError(f"give urls or endpoint, not both (got urls={urls!r}, endpoint={endpoint!r})")
+    if endpoint is not None and target != "url":
+        raise DriverError(f"endpoint names a server by URL: give it with target url, not {target}")
+    if target == "url" and urls is None:
+        declared = connection(endpoint, None, SERVING_ENDPOINT)
+        if declared is not None:
+            return Scope("url", service, urls=(declared.url,))
     if target not in TARGETS:
         raise DriverError(f"target must be one of {', '.join(TARGETS)}, got {target!r}")
     docker_args = [n for n, v in (("labels", labels), ("name_pattern", name_pattern), ("project", project))

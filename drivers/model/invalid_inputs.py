@@ -33,6 +33,7 @@ def send_invalid_inputs(
     service: str = "model", count: int = 1, seed: int | None = None, model: str = "iris",
     max_seconds: float = 60.0, timeout: float = 2.0, target: str = "sandbox", labels: Labels = None,
     name_pattern: str | None = None, project: str | None = None, urls: list[str] | None = None,
+    endpoint: str | None = None,
     *, dry_run: bool = False,
 ) -> dict[str, Any]:
     """Send `requests` infer calls at `rate`/s to `count` random replicas, `invalid_fraction` of them invalid.
@@ -51,7 +52,7 @@ def send_invalid_inputs(
         raise DriverError(f"invalid_fraction must be in (0, 1], got {invalid_fraction!r}")
     checks.positive("max_seconds", max_seconds)
     check_timeout(timeout)
-    scope = parse_scope(target, service, labels, name_pattern, project, urls)
+    scope = parse_scope(target, service, labels, name_pattern, project, urls, endpoint)
     chosen, population, seed = scope.select(count, seed)
     record = announce_record("send_invalid_inputs", scope, chosen, population,
                              {"service": service, "count": count, "seed": seed, "kind": kind, "requests": requests,

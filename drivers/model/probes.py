@@ -108,7 +108,7 @@ def prediction_accuracy(
 def served_versions(
     service: str = "model", model: str = "iris", timeout: float = 5.0, target: str = "sandbox",
     labels: dict[str, str] | list[str] | None = None, name_pattern: str | None = None, project: str | None = None,
-    urls: list[str] | None = None,
+    urls: list[str] | None = None, endpoint: str | None = None,
 ) -> dict[str, str | None]:
     """The version of `model` each live replica serves (its repository index entry in state READY), by name.
 
@@ -117,20 +117,20 @@ def served_versions(
     from drivers.model.endpoints import parse_scope  # the replica resolution the actions use
 
     served: dict[str, str | None] = {}
-    for endpoint in parse_scope(target, service, labels, name_pattern, project, urls).named(None):
-        if not endpoint.alive():
+    for replica in parse_scope(target, service, labels, name_pattern, project, urls, endpoint).named(None):
+        if not replica.alive():
             continue
-        served[endpoint.name] = endpoint.served_version(model, timeout)
+        served[replica.name] = replica.served_version(model, timeout)
     return served
 
 
 def served_version_count(
     version: str, service: str = "model", model: str = "iris", timeout: float = 5.0, target: str = "sandbox",
     labels: dict[str, str] | list[str] | None = None, name_pattern: str | None = None, project: str | None = None,
-    urls: list[str] | None = None,
+    urls: list[str] | None = None, endpoint: str | None = None,
 ) -> int:
     """How many live replicas serve `version` (other arguments as served_versions): all of them after a rollback."""
-    served = served_versions(service, model, timeout, target, labels, name_pattern, project, urls)
+    served = served_versions(service, model, timeout, target, labels, name_pattern, project, urls, endpoint)
     return sum(1 for v in served.values() if v == version)
 
 

@@ -25,7 +25,7 @@ from mlchaos.driver_kit import DriverError, undo_function
 def roll_out_model(
     version: str | None = None, service: str = "model", model: str = "iris", timeout: float = 5.0,
     target: str = "sandbox", labels: Labels = None, name_pattern: str | None = None, project: str | None = None,
-    urls: list[str] | None = None, *, dry_run: bool = False,
+    urls: list[str] | None = None, endpoint: str | None = None, *, dry_run: bool = False,
 ) -> dict[str, Any]:
     """Load `version` (default: the server's current one) on every live replica, as a deploy would.
 
@@ -35,7 +35,7 @@ def roll_out_model(
     if version is not None and (not isinstance(version, str) or not version):
         raise DriverError(f"version must be a version string such as '2', or null for the current one, got {version!r}")
     check_timeout(timeout)
-    scope = parse_scope(target, service, labels, name_pattern, project, urls)
+    scope = parse_scope(target, service, labels, name_pattern, project, urls, endpoint)
     chosen = [e for e in scope.named(None) if e.alive()]
     if not chosen:
         raise DriverError(f"no live replica to roll {model!r} out to")
@@ -59,7 +59,7 @@ def roll_out_model(
 def pin_model_version(
     version: str = "1", service: str = "model", count: int = 1, seed: int | None = None, model: str = "iris",
     timeout: float = 5.0, target: str = "sandbox", labels: Labels = None, name_pattern: str | None = None,
-    project: str | None = None, urls: list[str] | None = None, *, dry_run: bool = False,
+    project: str | None = None, urls: list[str] | None = None, endpoint: str | None = None, *, dry_run: bool = False,
 ) -> dict[str, Any]:
     """Serve an older model `version` on `count` random replicas (repository load API): a stale model.
 
@@ -68,7 +68,7 @@ def pin_model_version(
     if not isinstance(version, str) or not version:
         raise DriverError(f"version must be a non-empty string such as '1', got {version!r}")
     check_timeout(timeout)
-    scope = parse_scope(target, service, labels, name_pattern, project, urls)
+    scope = parse_scope(target, service, labels, name_pattern, project, urls, endpoint)
     chosen, population, seed = scope.select(count, seed)
     previous: dict[str, str] = {}
     for e in chosen:
@@ -91,6 +91,7 @@ def unload_model(
     service: str = "model", count: int = 1, seed: int | None = None, model: str = "iris", timeout: float = 5.0,
     replicas: list[str] | None = None, target: str = "sandbox", labels: Labels = None,
     name_pattern: str | None = None, project: str | None = None, urls: list[str] | None = None,
+    endpoint: str | None = None,
     *, dry_run: bool = False,
 ) -> dict[str, Any]:
     """Unload `model` on `count` random replicas (repository API: POST .../unload): not ready, every infer fails.
@@ -100,7 +101,7 @@ def unload_model(
     for the undo, restore_model_version, which loads it back (POST .../load).
     """
     check_timeout(timeout)
-    scope = parse_scope(target, service, labels, name_pattern, project, urls)
+    scope = parse_scope(target, service, labels, name_pattern, project, urls, endpoint)
     chosen, population, seed = scope.choose(count, seed, replicas)
     previous: dict[str, str] = {}
     for e in chosen:
@@ -124,11 +125,12 @@ def restore_model_version(
     service: str = "model", replicas: list[str] | None = None, versions: dict[str, str] | None = None,
     model: str = "iris", timeout: float = 5.0, target: str = "sandbox", labels: Labels = None,
     name_pattern: str | None = None, project: str | None = None, urls: list[str] | None = None,
+    endpoint: str | None = None,
 ) -> dict[str, Any]:
     """Roll back a pinned version: serve `versions[replica]` again, or the server's current one (idempotent)."""
     check_timeout(timeout)
     _check_versions(versions)
-    scope = parse_scope(target, service, labels, name_pattern, project, urls)
+    scope = parse_scope(target, service, labels, name_pattern, project, urls, endpoint)
     restored, already, gone = [], [], []
     for e in scope.named(replicas):
         if not e.alive():
@@ -142,7 +144,7 @@ def push_bad_model(
     defect: str = "label_flipped", version: str = "bad", service: str = "model", count: int = 1,
     seed: int | None = None, model: str = "iris", timeout: float = 5.0, replicas: list[str] | None = None,
     target: str = "sandbox", labels: Labels = None, name_pattern: str | None = None, project: str | None = None,
-    urls: list[str] | None = None, *, dry_run: bool = False,
+    urls: list[str] | None = None, endpoint: str | None = None, *, dry_run: bool = False,
 ) -> dict[str, Any]:
     """Push a defective model `version` (label_flipped or random_weights) to `count` random replicas and serve it.
 
@@ -155,7 +157,7 @@ def push_bad_model(
     if not isinstance(version, str) or not VERSION_NAME.match(version):
         raise DriverError(f"version must be 1-64 letters, digits, '.', '_' or '-', got {version!r}")
     check_timeout(timeout)
-    scope = admin_scope(parse_scope(target, service, labels, name_pattern, project, urls), "push_bad_model")
+    scope = admin_scope(parse_scope(target, service, labels, name_pattern, project, urls, endpoint), "push_bad_model")
     chosen, population, seed = scope.choose(count, seed, replicas)
     previous: dict[str, str] = {}
     for e in chosen:
@@ -189,7 +191,7 @@ def restore_pushed_model(
     service: str = "model", replicas: list[str] | None = None, versions: dict[str, str] | None = None,
     model: str = "iris", remove_version: str = "bad", timeout: float = 5.0, target: str = "sandbox",
     labels: Labels = None, name_pattern: str | None = None, project: str | None = None,
-    urls: list[str] | None = None,
+    urls: list[str] | None = None, endpoint: str | None = None,
 ) -> dict[str, Any]:
     """Roll back a bad push: serve the previous version again, then remove `remove_version` (idempotent).
 
@@ -202,7 +204,8 @@ def restore_pushed_model(
         raise DriverError(f"remove_version must be a version name such as 'bad', got {remove_version!r}")
     if remove_version in (versions or {}).values():
         raise DriverError(f"remove_version {remove_version!r} is also a version to restore: {versions!r}")
-    scope = admin_scope(parse_scope(target, service, labels, name_pattern, project, urls), "restore_pushed_model")
+    scope = admin_scope(parse_scope(target, service, labels, name_pattern, project, urls,
+                                                endpoint), "restore_pushed_model")
     restored, removed, already, gone = [], [], [], []
     for e in scope.named(replicas):
         if not e.alive():

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import requests
 
+from drivers.model import actions as model_actions
 from drivers.model import probes
 from mlchaos.driver_kit import DriverError
 from mlchaos.lib import endpoints
@@ -130,3 +131,27 @@ def test_a_url_under_the_declared_endpoint_carries_its_credentials(gateway: str,
         endpoints.activate(previous)
         table.close()
     assert len(served) == 1 and all(served.values()), served
+
+
+def test_a_version_fault_by_endpoint_goes_in_and_its_undo_takes_it_out(gateway: str,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """unload_model through the ingress (target url, endpoint serving); the recorded undo names the URL, which
+    carries the endpoint's credentials again, as ``mlchaos recover`` would call it."""
+    monkeypatch.setenv("MLCHAOS_TEST_SERVING_PASSWORD", PASSWORD)
+    table = endpoints.EndpointTable({"serving": endpoints.Endpoint.from_dict("serving", {
+        "url": gateway, "headers": {"Host": HOST_NAME},
+        "basic_auth": {"username": USER, "password_env": "MLCHAOS_TEST_SERVING_PASSWORD"}})})
+    previous = endpoints.activate(table)
+    try:
+        with pytest.raises(DriverError, match="give it with target url"):
+            model_actions.unload_model(endpoint="serving")
+        before = probes.served_versions(target="url", endpoint="serving")
+        record = model_actions.unload_model(target="url", endpoint="serving")
+        assert record["undo"]["arguments"]["urls"] == [gateway] and "endpoint" not in record["undo"]["arguments"]
+        assert probes.served_versions(target="url") == dict.fromkeys(before)  # target url alone: serving's URL
+        undo = getattr(model_actions, record["undo"]["func"].rsplit(".", 1)[1])
+        undo(**record["undo"]["arguments"])
+        assert probes.served_versions(target="url", endpoint="serving") == before
+    finally:
+        endpoints.activate(previous)
+        table.close()

@@ -12,7 +12,7 @@ from drivers.model import actions
 from mlchaos.errors import DriverError
 
 URLS = ["http://127.0.0.1:18100", "http://127.0.0.1:18101"]
-TARGET_ARGS = ["target", "labels", "name_pattern", "project", "urls"]
+TARGET_ARGS = ["target", "labels", "name_pattern", "project", "urls", "endpoint"]
 FUNCS = [actions.emit_nan_outputs, actions.make_not_ready, actions.clear_model_faults, actions.pin_model_version,
          actions.restore_model_version, actions.push_bad_model, actions.restore_pushed_model,
          actions.send_invalid_inputs, actions.fail_model_loads, actions.roll_out_model]
