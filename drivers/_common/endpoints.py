@@ -6,7 +6,9 @@ the sandbox's.
 (``prometheus``, ``alertmanager``, ``pushgateway``, ``serving``, ``proxy``) is used when there is one, else
 the driver's own fallback (the sandbox). :func:`http_for` is what every HTTP call of a driver goes through:
 the session of the declared endpoint whose base URL the call goes to (it carries that endpoint's
-credentials, CA, client certificate and headers), else plain ``requests``.
+credentials, CA, client certificate and headers), else plain ``requests``. Importing this module registers
+the Kubernetes connector: a ``kubernetes`` endpoint (``k8s://NS/SERVICE:PORT``) is reached through the API
+server's service proxy with the kubeconfig's credentials.
 """
 
 from __future__ import annotations
@@ -56,6 +58,17 @@ def http_for(url: str) -> tuple[Any, Callable[[float], float]]:
 
         return requests, lambda timeout: timeout
     return found.session, found.request_timeout
+
+
+def _kubernetes_connector(endpoint: endpoints.Endpoint, session: Any) -> str:
+    """In-cluster endpoints go through the API server's service proxy (drivers/kubernetes/service_proxy.py),
+    imported only when one is used."""
+    from drivers.kubernetes.service_proxy import endpoint_connector
+
+    return endpoint_connector(endpoint, session)
+
+
+endpoints.register_kubernetes_connector(_kubernetes_connector)
 
 
 def endpoint_argument(endpoint: str | None) -> dict[str, str]:

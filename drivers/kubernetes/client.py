@@ -39,7 +39,7 @@ DEFAULT_KUBECONFIG = "~/.kube/config"
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 CONFIG_KEYS = ("kubeconfig", "kube_context", "kube_in_cluster")  # keys read from the experiment's configuration
-APIS = ("core", "apps", "networking")
+APIS = ("core", "apps", "networking", "custom")
 
 _lock = threading.Lock()
 _connections: dict[tuple[Any, ...], Connection] = {}
@@ -127,8 +127,10 @@ class Connection:
         self.where = where
         self.timeout = timeout
         self.host = str(api_client.configuration.host)
+        self.configuration = api_client.configuration  # the credentials, for the service proxy's HTTP session
         self._apis = {"core": client.CoreV1Api(api_client), "apps": client.AppsV1Api(api_client),
-                      "networking": client.NetworkingV1Api(api_client)}
+                      "networking": client.NetworkingV1Api(api_client),
+                      "custom": client.CustomObjectsApi(api_client)}  # PrometheusRules (monitoring.coreos.com)
 
     @property
     def environment(self) -> str:

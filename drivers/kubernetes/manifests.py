@@ -24,14 +24,9 @@ NAMESPACE = "ml-serving"
 def prometheus_rule(params: alert_rules.RuleParameters = alert_rules.STAGING,
                     namespace: str = NAMESPACE) -> dict[str, Any]:
     """The PrometheusRule (Prometheus Operator, monitoring.coreos.com/v1) holding the ML-serving rule group."""
-    return {
-        "apiVersion": "monitoring.coreos.com/v1",
-        "kind": "PrometheusRule",
-        "metadata": {"name": "ml-serving-alerts", "namespace": namespace,
-                     "labels": {"app.kubernetes.io/part-of": "ml-serving", "app.kubernetes.io/managed-by": "mlchaos",
-                                "role": "alert-rules"}},
-        "spec": {"groups": [{"name": alert_rules.GROUP_NAME, "rules": alert_rules.alert_rules(params)}]},
-    }
+    return alert_rules.prometheus_rule(
+        [{"name": alert_rules.GROUP_NAME, "rules": alert_rules.alert_rules(params)}], "ml-serving-alerts", namespace,
+        {"app.kubernetes.io/part-of": "ml-serving", "app.kubernetes.io/managed-by": "mlchaos", "role": "alert-rules"})
 
 
 def render(params: alert_rules.RuleParameters = alert_rules.STAGING, namespace: str = NAMESPACE) -> str:

@@ -8,6 +8,13 @@ action waits until the file's groups show in ``GET /api/v1/rules``.
 :func:`remove_rule_file` (idempotent). ``url`` overrides the Prometheus URL (default: the
 sandbox's), which is also the record's ``environment``; ``endpoint`` names a declared endpoint instead
 (its credentials travel with every call; the undo names it too).
+
+With ``namespace``, the Prometheus Operator form (:mod:`drivers.prometheus.operator`): the
+checked rules become a labelled ``PrometheusRule`` ``mlchaos-drill-<name>`` in that namespace
+(``labels``: what the operator's ruleSelector needs), created through the Kubernetes API
+(``kubeconfig``, ``context``, ``in_cluster``, or the experiment's configuration), and the
+rollback deletes exactly that object. The Prometheus to wait on is optional there: ``endpoint``,
+``url`` (``k8s://`` goes through the API server's service proxy) or a declared ``prometheus`` endpoint.
 """
 
 from __future__ import annotations
@@ -24,6 +31,8 @@ import yaml
 from drivers._common.endpoints import endpoint_argument, http_for
 from drivers._common.errors import http_errors
 from drivers._common.http import get_json, refused
+from drivers.kubernetes.prometheus_rules import object_name as operator_name
+from drivers.prometheus.operator import add_rule_object, remove_rule_object
 from drivers.prometheus.sandbox import DEFAULT_ENDPOINT as DEFAULT_ENDPOINT  # takes declared endpoints
 from drivers.prometheus.sandbox import preflight_rule_files, prometheus_url, promtool, rules_dir
 from mlchaos.driver_kit import ChangeRecord, DriverError, Target, announce, atomic_write, undo_function
@@ -40,14 +49,27 @@ def add_rule_file(
     url: str | None = None,
     timeout: float = 15,
     endpoint: str | None = None,
+    namespace: str | None = None,
+    labels: dict[str, str] | None = None,
+    kubeconfig: str | None = None,
+    context: str | None = None,
+    in_cluster: bool | None = None,
+    configuration: dict[str, Any] | None = None,
     *,
     dry_run: bool = False,
 ) -> dict[str, Any]:
-    """Load a Prometheus rule file (inline YAML or a file) into the sandbox Prometheus; undo: remove_rule_file.
+    """Load a Prometheus rule file (inline YAML or a file) into Prometheus; undo: remove_rule_file.
 
-    A dry run checks the rules (promtool) and that Prometheus answers, and writes nothing.
+    Into the sandbox Prometheus (or the one at ``url`` / ``endpoint``) as a rule file; with
+    ``namespace``, as a labelled PrometheusRule for the Prometheus Operator. A dry run checks the
+    rules (promtool) and that Prometheus answers, and writes nothing.
     """
-    _check_name(name)
+    if namespace is None and (labels is not None or kubeconfig or context or in_cluster):
+        raise DriverError("labels, kubeconfig, context and in_cluster go with namespace (the PrometheusRule form)")
+    if namespace is None:
+        _check_name(name)
+    else:
+        operator_name(name)
     if (rules_yaml is None) == (path is None):
         raise DriverError("give exactly one of rules_yaml (the rule file's text) or path (a rule file)")
     text = rules_yaml
@@ -57,6 +79,12 @@ def add_rule_file(
         except OSError as exc:
             raise DriverError(f"cannot read rule file {path}: {exc}") from exc
     text = str(text)
+    if namespace is not None:
+        _check_rules(name, text)
+        return add_rule_object(name, text, (yaml.safe_load(text) or {}).get("groups"), path or "inline", namespace,
+                               labels, url, endpoint, timeout, {"kubeconfig": kubeconfig, "context": context,
+                                                                "in_cluster": in_cluster,
+                                                                "configuration": configuration}, dry_run)
     base = prometheus_url(url, endpoint)
     groups = _check_rules(name, text)
     target = rules_dir(create=not dry_run) / f"{name}.yml"
@@ -88,9 +116,15 @@ def add_rule_file(
 
 
 @undo_function
-def remove_rule_file(name: str, url: str | None = None, timeout: float = 15,
-                     endpoint: str | None = None) -> dict[str, Any]:
-    """Roll back add_rule_file: delete the rule file, reload Prometheus, wait until its groups are gone."""
+def remove_rule_file(name: str, url: str | None = None, timeout: float = 15, endpoint: str | None = None,
+                     namespace: str | None = None, change: str | None = None, uid: str | None = None,
+                     kubeconfig: str | None = None, context: str | None = None, in_cluster: bool | None = None,
+                     configuration: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Roll back add_rule_file: delete the rule file (or exactly its PrometheusRule), wait until its groups are gone."""
+    if namespace is not None:
+        return remove_rule_object(name, namespace, change, uid, url, endpoint, timeout,
+                                  {"kubeconfig": kubeconfig, "context": context, "in_cluster": in_cluster,
+                                   "configuration": configuration})
     _check_name(name)
     base = prometheus_url(url, endpoint)
     target = rules_dir() / f"{name}.yml"
@@ -178,5 +212,12 @@ def _wait_groups(base: str, path: Path, groups: list[str], present: bool, timeou
 
 
 def preflight(func: str, arguments: dict[str, Any]) -> list[str]:
-    """Validation hook (not an action): rule files go into the sandbox Prometheus, which must be installed."""
+    """Validation hook (not an action): rule files go into the sandbox Prometheus, which must be installed
+    (the PrometheusRule form, with ``namespace``, needs promtool only)."""
+    if arguments.get("namespace") is not None:
+        try:
+            promtool()
+        except DriverError as exc:
+            return [str(exc)]
+        return []
     return preflight_rule_files(arguments)

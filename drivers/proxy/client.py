@@ -48,7 +48,11 @@ def sandbox_replica(proxy: str, url: str | None, endpoint: str | None = None) ->
 def call(method: str, base: str, path: str, body: Any = None, missing_ok: bool = False) -> Any:
     """One API call; the parsed JSON (None for an empty body, or a 404 with ``missing_ok``)."""
     http, capped = http_for(base)  # a declared endpoint's session carries its own credentials
-    headers = (sandbox_api_headers(base) or proxy_api_headers(error=DriverError)) if http is requests else None
+    if http is requests:
+        headers = sandbox_api_headers(base) or proxy_api_headers(error=DriverError)
+    else:  # the endpoint's session has its credentials; a configured token also goes in the header that survives
+        # the Kubernetes API server's service proxy (it removes Authorization; kubernetes endpoints carry no token)
+        headers = {k: v for k, v in proxy_api_headers(error=DriverError).items() if k != "Authorization"} or None
     with http_errors(f"proxy API at {base}", f"{method} {path}", capped(HTTP_TIMEOUT)):
         resp = http.request(method, f"{base}{path}", json=body, headers=headers, timeout=capped(HTTP_TIMEOUT))
     refused("proxy API", base, f"{method} {path}", resp)

@@ -16,6 +16,7 @@ from mlchaos.errors import MlchaosError
 
 TOKEN_ENV = "MLCHAOS_PROXY_TOKEN"
 TOKEN_FILE_ENV = "MLCHAOS_PROXY_TOKEN_FILE"
+TOKEN_HEADER = "X-Mlchaos-Proxy-Token"
 
 
 def proxy_token(environ: Mapping[str, str] | None = None, error: type[MlchaosError] = MlchaosError) -> str | None:
@@ -32,6 +33,10 @@ def proxy_token(environ: Mapping[str, str] | None = None, error: type[MlchaosErr
 
 def proxy_api_headers(environ: Mapping[str, str] | None = None,
                       error: type[MlchaosError] = MlchaosError) -> dict[str, str]:
-    """``{"Authorization": "Bearer TOKEN"}`` when a token is configured, else ``{}``."""
+    """``Authorization: Bearer TOKEN`` and ``X-Mlchaos-Proxy-Token: TOKEN`` when a token is configured, else ``{}``.
+
+    The second header is what survives the Kubernetes API server's service proxy (it removes
+    Authorization before forwarding); the proxy accepts either (:mod:`mlchaos.proxy.guard`).
+    """
     token = proxy_token(environ, error)
-    return {"Authorization": f"Bearer {token}"} if token else {}
+    return {"Authorization": f"Bearer {token}", TOKEN_HEADER: token} if token else {}

@@ -11,7 +11,9 @@ In order, each refusal with its own status and a message that says what to do:
    ``Sec-Fetch-Site`` says a browser sent it on behalf of another site.
 3. **Token** (401): when a token is configured (required when the API listens beyond
    loopback, see :func:`require_token`), the request must carry it: ``Authorization: Bearer
-   TOKEN``, or HTTP basic authentication with the token as the password. Compared in constant time.
+   TOKEN``, HTTP basic authentication with the token as the password, or ``X-Mlchaos-Proxy-Token:
+   TOKEN`` (what reaches the API through the Kubernetes API server's service proxy, which removes
+   the Authorization header before forwarding). Compared in constant time.
 4. **Content type** (415): a request with a body, and any POST, PUT, PATCH or DELETE that
    declares a ``Content-Type``, must be ``application/json``: what a cross-origin form or
    ``no-cors`` fetch cannot send without a preflight, which the API never answers.
@@ -29,6 +31,7 @@ from mlchaos.proxy.addresses import is_loopback
 from mlchaos.proxy.request import RequestHead
 
 WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+TOKEN_HEADER = "x-mlchaos-proxy-token"  # the token in a header the Kubernetes API server's service proxy forwards
 WILDCARDS = frozenset({"", "0.0.0.0", "::", "*"})
 BROWSER_SITES = frozenset({"same-origin", "none"})  # Sec-Fetch-Site values that are not another site
 
@@ -126,12 +129,12 @@ class ApiGuard:
     def _token(self, head: RequestHead) -> Refusal | None:
         if self.token is None:
             return None
-        given = presented_token(head.headers.get("authorization", ""))
-        if given is not None and hmac.compare_digest(given.encode(), self.token.encode()):
-            return None
+        for given in (presented_token(head.headers.get("authorization", "")), head.headers.get(TOKEN_HEADER)):
+            if given is not None and hmac.compare_digest(given.strip().encode(), self.token.encode()):
+                return None
         return Refusal(401, "missing or wrong API token: send it as 'Authorization: Bearer TOKEN' (or as the"
-                            " password of HTTP basic authentication); mlchaos' clients read it from"
-                            " MLCHAOS_PROXY_TOKEN or MLCHAOS_PROXY_TOKEN_FILE")
+                            " password of HTTP basic authentication, or as X-Mlchaos-Proxy-Token); mlchaos' clients"
+                            " read it from MLCHAOS_PROXY_TOKEN or MLCHAOS_PROXY_TOKEN_FILE")
 
     @staticmethod
     def _content_type(head: RequestHead, body: bytes) -> Refusal | None:

@@ -4,8 +4,8 @@ Every change record a driver announces passes through :meth:`Ledger.admit` *befo
 fault is applied. The ledger keeps the distinct targets the run has affected so far and
 refuses (``BoundExceeded``) a change that would take the run past ``max_targets`` or
 ``max_fraction``, that touches a target outside every declared scope, or whose
-environment is not on the allow-list. Configuration artefacts (rule files, certificate
-files) are not workload targets and are not counted; the process that serves a swapped
+environment is not on the allow-list. Configuration artefacts (rule files, a drill's
+PrometheusRule, certificate files) are not workload targets and are not counted; the process that serves a swapped
 certificate is. Nor is client traffic a drill sends (kind ``traffic``): a load, not a fault;
 its environment is still checked against the allow-list.
 
@@ -27,7 +27,7 @@ from mlchaos.errors import DriverError
 from mlchaos.experiment.settings import BlastRadius, Scope
 from mlchaos.safety.changes import ChangeRecord, Target
 
-UNCOUNTED_KINDS = frozenset({"file", "prometheus-rule-file", "traffic"})
+UNCOUNTED_KINDS = frozenset({"file", "prometheus-rule-file", "prometheus-rule", "traffic"})
 HOST_ALLOW_LIST_VARIABLE = "MLCHAOS_ALLOWED_ENVIRONMENTS"
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"

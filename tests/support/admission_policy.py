@@ -41,9 +41,9 @@ from tests.support.paths import ROOT
 
 POLICY_FILE = ROOT / "deploy" / "kubernetes" / "admission-policy.yaml"
 RUNNER = "system:serviceaccount:mlchaos:mlchaos"  # the ServiceAccount of deploy/kubernetes/rbac.yaml
-VERSIONS = {"": "v1", "apps": "v1", "networking.k8s.io": "v1"}
+VERSIONS = {"": "v1", "apps": "v1", "networking.k8s.io": "v1", "monitoring.coreos.com": "v1"}
 KINDS = {"pods": "Pod", "services": "Service", "secrets": "Secret", "deployments": "Deployment",
-         "statefulsets": "StatefulSet", "networkpolicies": "NetworkPolicy"}
+         "statefulsets": "StatefulSet", "networkpolicies": "NetworkPolicy", "prometheusrules": "PrometheusRule"}
 UNSUPPORTED_SPEC = ("paramKind", "auditAnnotations")
 
 

@@ -20,7 +20,16 @@ patch / delete over HTTP; the official ``kubernetes`` client talks to it unchang
 * validating admission: every create, patch and delete is logged as a :class:`Write` (the
   object before and after), and when ``admission`` is set (``EmulatedCluster(admission=...)``,
   e.g. tests/support/admission_policy.py's ValidatingAdmissionPolicies) a write it denies is
-  refused with 403 before it is stored, as a real server refuses it.
+  refused with 403 before it is stored, as a real server refuses it;
+* the service proxy, ``/api/v1/namespaces/{ns}/services/{scheme}:{name}:{port}/proxy/{path}``
+  (:meth:`EmulatedCluster.expose` says which real local HTTP server is a Service port's
+  endpoint): the bearer token is checked (401), the request is logged in RBAC terms
+  (``services/proxy``, the verb of its method, the name ``scheme:name:port``) and, when
+  ``authorize`` is set, refused (403) unless granted; then the API server's work: 404 for an
+  unknown Service, 503 for an unknown port or no endpoint, the Authorization header removed
+  and the request forwarded, hop-by-hop headers dropped both ways, 503 "error trying to reach
+  service" when the endpoint refuses the connection. Failures are ``Status`` objects, as a
+  real server writes them. Only this path checks the token (kmock's own paths accept any).
 
 No controller runs in the emulator: deleting a pod does not recreate it, scaling creates no
 pod, a rollout restart replaces nothing, nothing becomes ready and no event is emitted.
@@ -38,6 +47,7 @@ import copy
 import hashlib
 import itertools
 import json
+import re
 import threading
 import time
 import uuid
@@ -47,6 +57,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+import aiohttp.web
 import kmock
 import yaml
 from kmock._internal import dicts, enums
@@ -54,12 +66,20 @@ from kmock._internal import dicts, enums
 from drivers.kubernetes.selection import parse_label_selector
 
 RESOURCES = ("v1/pods", "v1/services", "v1/secrets", "v1/events", "v1/configmaps", "apps/v1/deployments",
-             "apps/v1/replicasets", "apps/v1/statefulsets", "networking.k8s.io/v1/networkpolicies")
+             "apps/v1/replicasets", "apps/v1/statefulsets", "networking.k8s.io/v1/networkpolicies",
+             "monitoring.coreos.com/v1/prometheusrules")  # the last: the Prometheus Operator's CRD
 PODS, SERVICES, SECRETS, EVENTS = "v1/pods", "v1/services", "v1/secrets", "v1/events"
 DEPLOYMENTS, REPLICASETS, STATEFULSETS = "apps/v1/deployments", "apps/v1/replicasets", "apps/v1/statefulsets"
 NETWORKPOLICIES = "networking.k8s.io/v1/networkpolicies"
+PROMETHEUSRULES = "monitoring.coreos.com/v1/prometheusrules"
 DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
 CONTROLLER_AGENT = "mlchaos-emulated-controller"
+TOKEN = "emulator-token"  # the kubeconfig's bearer token (EmulatedCluster.kubeconfig_data)
+SERVICE_PROXY = re.compile(r"^/api/v1/namespaces/(?P<namespace>[^/]+)/services/(?P<name>[^/]+)/proxy(?P<rest>/.*)?$")
+HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+                        "transfer-encoding", "upgrade", "host", "content-length"})
+PROXY_VERBS = {"GET": "get", "HEAD": "get", "POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete",
+               "OPTIONS": "get"}
 
 
 @dataclass(frozen=True)
@@ -106,6 +126,55 @@ class ApiServerEmulator(kmock.KubernetesEmulator):
         self.writes: list[Write] = []
         self.admission: Admission | None = None
         self._versions = itertools.count(1)
+        self.backends: dict[tuple[str, str, int], str] = {}  # (namespace, service, port) -> a real server's URL
+        self.tokens: set[str] = {TOKEN}
+        self.authorize: Callable[[ApiCall], bool] | None = None  # RBAC for the service proxy (None: all granted)
+
+    async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        match = SERVICE_PROXY.match(raw_request.rel_url.raw_path)
+        if match is None:
+            return await super().__call__(raw_request)
+        return await self._service_proxy(raw_request, match)
+
+    async def _service_proxy(self, raw: aiohttp.web.BaseRequest, match: re.Match[str]) -> aiohttp.web.StreamResponse:
+        """The API server's service proxy (see the module docstring)."""
+        namespace, proxy_name = match["namespace"], match["name"]
+        scheme, name, port = _proxy_name(proxy_name)
+        given = raw.headers.get("Authorization", "")
+        if not given.startswith("Bearer ") or given[len("Bearer "):] not in self.tokens:
+            return _status(401, "Unauthorized", "Unauthorized")
+        call = ApiCall(raw.method, raw.rel_url.raw_path, PROXY_VERBS.get(raw.method, raw.method.lower()), "",
+                       "services/proxy", namespace, proxy_name, raw.headers.get("Content-Type"))
+        self.calls.append(call)
+        if self.authorize is not None and not self.authorize(call):
+            return _status(403, "Forbidden", f'services "{proxy_name}" is forbidden: User '
+                           f'"system:serviceaccount:mlchaos:mlchaos" cannot {call.verb} resource "services/proxy" '
+                           f'in API group "" in the namespace "{namespace}"')
+        key = (kmock.resource(SERVICES), namespace, name)
+        stored = self.objects[key] if key in self.objects and not self.objects[key].deleted else None
+        if stored is None:
+            return _status(404, "NotFound", f'services "{name}" not found')
+        ports = (stored.raw.get("spec") or {}).get("ports") or []
+        found = next((p for p in ports if str(p.get("port")) == port or p.get("name") == port), None) if port \
+            else (ports[0] if len(ports) == 1 else None)
+        if found is None:
+            return _status(503, "ServiceUnavailable", f'no service port "{port}" found for service "{name}"')
+        backend = self.backends.get((namespace, name, int(found["port"])))
+        if backend is None:
+            return _status(503, "ServiceUnavailable", f'no endpoints available for service "{name}"')
+        query = raw.rel_url.raw_query_string
+        target = backend.rstrip("/") + (match["rest"] or "/") + (f"?{query}" if query else "")
+        headers = {k: v for k, v in raw.headers.items() if k.lower() not in HOP_BY_HOP and k.lower() != "authorization"}
+        body = await raw.read()
+        try:
+            async with aiohttp.ClientSession(auto_decompress=False) as session, session.request(
+                    raw.method, target, headers=headers, data=body or None, allow_redirects=False,
+                    ssl=False if scheme == "https" else None, timeout=aiohttp.ClientTimeout(total=60)) as answer:
+                content = await answer.read()
+                kept = {k: v for k, v in answer.headers.items() if k.lower() not in HOP_BY_HOP}
+                return aiohttp.web.Response(status=answer.status, body=content, headers=kept)
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            return _status(503, "ServiceUnavailable", f"error trying to reach service: {exc}")
 
     async def _handle(self, request: Any) -> Any:
         # kmock logs every request and matches each new one against the whole log: quadratic, so a
@@ -228,10 +297,26 @@ class EmulatedCluster:
         return {
             "apiVersion": "v1", "kind": "Config", "preferences": {},
             "clusters": [{"name": "emulator", "cluster": {"server": self.url}}],
-            "users": [{"name": "emulator", "user": {"token": "emulator-token"}}],
+            "users": [{"name": "emulator", "user": {"token": TOKEN}}],
             "contexts": [{"name": c, "context": {"cluster": "emulator", "user": "emulator"}} for c in self.contexts],
             "current-context": self.context,
         }
+
+    def expose(self, namespace: str, service: str, port: int, url: str | None, port_name: str | None = None) -> None:
+        """Make the real HTTP server at ``url`` the endpoint of Service ``namespace/service`` port ``port``
+        (the Service is created when absent; ``url`` None: the port has no endpoint)."""
+        assert self.emulator is not None
+        if self.get(SERVICES, namespace, service) is None:
+            spec_port: dict[str, Any] = {"port": port, "targetPort": port, "protocol": "TCP"}
+            if port_name:
+                spec_port["name"] = port_name
+            self.put(SERVICES, {"apiVersion": "v1", "kind": "Service",
+                                "metadata": {"name": service, "namespace": namespace},
+                                "spec": {"ports": [spec_port], "selector": {"app.kubernetes.io/name": service}}})
+        if url is None:
+            self.emulator.backends.pop((namespace, service, port), None)
+        else:
+            self.emulator.backends[namespace, service, port] = url
 
     def connection(self, context: str | None = None) -> dict[str, Any]:
         """The connection arguments of the driver functions for this cluster."""
@@ -617,6 +702,23 @@ class EmulatedCluster:
                                "uid": involved.get("uid")},
             "reason": reason, "type": type_, "message": message, "count": 1,
             "firstTimestamp": _now(), "lastTimestamp": _now(), "source": {"component": CONTROLLER_AGENT}})
+
+
+def _proxy_name(value: str) -> tuple[str, str, str]:
+    """``[scheme:]name[:port]`` as the API server splits a service proxy name."""
+    parts = value.split(":")
+    if len(parts) == 3:
+        return parts[0] or "http", parts[1], parts[2]
+    if len(parts) == 2:
+        return "http", parts[0], parts[1]
+    return "http", parts[0], ""
+
+
+def _status(code: int, reason: str, message: str) -> aiohttp.web.Response:
+    """A failure as the API server writes it: a v1 Status object."""
+    body = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message,
+            "reason": reason, "code": code}
+    return aiohttp.web.json_response(body, status=code)
 
 
 def _call(request: Any) -> ApiCall:

@@ -14,14 +14,18 @@ tests/unit/test_kubernetes_admission.py checks each write against the admission 
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from unittest import mock
 
 import yaml
 
 from drivers.kubernetes import actions, probes
+from drivers.kubernetes.service_proxy import ServiceUnreachable, open_service
+from drivers.prometheus import actions as prometheus_actions
 from mlchaos.lib import certificates as certs
 from tests.support.kubernetes_emulator import (
     DEPLOYMENTS,
@@ -134,6 +138,34 @@ def seed(cluster: EmulatedCluster) -> None:
     cluster.add_workload(DEPLOYMENTS, served_workload(manifest("fault-proxy.yaml", "Deployment", "fault-proxy")))
     cluster.add_workload(STATEFULSETS, served_workload(feature_store()))
     cluster.put(SERVICES, served_service(manifest("model-serving.yaml", "Service", "model-server"), "10.96.0.20"))
+    cluster.put(SERVICES, served_service(manifest("fault-proxy.yaml", "Service", "fault-proxy"), "10.96.0.21"))
+
+
+DRILL_RULE = """\
+groups:
+  - name: drill-canary
+    rules:
+      - alert: DrillCanary
+        expr: vector(1)
+        labels: {severity: info}
+"""
+
+
+def add_drill_rule(conn: dict[str, Any]) -> dict[str, Any]:
+    """add_rule_file's PrometheusRule form. promtool is not run: the tour is a unit test, and promtool's check of
+    these rules is tested against the real binary in tests/integration/test_prometheus_operator_rules.py."""
+    with mock.patch.object(prometheus_actions, "_check_rules", return_value=["drill-canary"]):
+        return prometheus_actions.add_rule_file("canary", DRILL_RULE, namespace=NS,
+                                                labels={"release": "kube-prometheus-stack"}, **conn)
+
+
+def through_service_proxy(conn: dict[str, Any], service: str, port: int, methods: tuple[str, ...]) -> None:
+    """Requests through the API server's service proxy (no endpoint runs in the tour: the API server answers 503
+    after authorising, which is what RBAC sees)."""
+    endpoint = open_service(NS, service, port, **conn)
+    for method in methods:
+        with contextlib.suppress(ServiceUnreachable):
+            endpoint.session.request(method, endpoint.base_url + "/", json={} if method != "GET" else None)
 
 
 @dataclass
@@ -181,6 +213,12 @@ def tour(cluster: EmulatedCluster) -> TourLog:
     step("route_through_proxy", lambda: actions.route_through_proxy(
         "model-server", NS, {"app.kubernetes.io/name": "fault-proxy"}, 18000, ttl=None, **conn), keep="route")
     step("restore_service", lambda: actions.restore_service(**state["route"]["undo"]["arguments"]))
+    step("add_rule_file(prometheusrule)", lambda: add_drill_rule(conn), keep="rule")
+    step("remove_rule_file(prometheusrule)", lambda: prometheus_actions.remove_rule_file(
+        **state["rule"]["undo"]["arguments"]))
+    step("service proxy: model-server", lambda: through_service_proxy(conn, "model-server", 8000, ("GET", "POST")))
+    step("service proxy: fault-proxy", lambda: through_service_proxy(conn, "fault-proxy", 8474,
+                                                                     ("GET", "POST", "DELETE")))
     step("pods_ready / ready_pod_count / restart_counts / total_restarts", lambda: (
         probes.pods_ready(NS, SELECTOR, **conn), probes.ready_pod_count(NS, SELECTOR, **conn),
         probes.restart_counts(NS, SELECTOR, **conn), probes.total_restarts(NS, SELECTOR, **conn)))

@@ -79,8 +79,8 @@ def pod_spec(obj: dict[str, Any]) -> dict[str, Any]:
 
 def test_the_policy_file_parses_and_every_policy_is_bound():
     assert sorted(p.name for p in POLICIES.policies) == [
-        "mlchaos-deployments", "mlchaos-networkpolicies", "mlchaos-pods", "mlchaos-secrets", "mlchaos-services",
-        "mlchaos-statefulsets"]
+        "mlchaos-deployments", "mlchaos-networkpolicies", "mlchaos-pods", "mlchaos-prometheusrules", "mlchaos-secrets",
+        "mlchaos-services", "mlchaos-statefulsets"]
     for policy in POLICIES.policies:  # each holds the runner's ServiceAccount, nobody else
         assert [e for e, _ in policy.conditions] == [f"request.userInfo.username == '{RUNNER}'"], policy.name
     assert len(POLICIES.expressions()) > 40  # each compiled by celpy when the file was read
@@ -94,7 +94,8 @@ def test_every_write_of_every_action_is_admitted(log):
             assert POLICIES.denials(request(write)) == [], f"{step}: {write.call.verb} {write.call.resource}"
             held.update(p.name for p in POLICIES.policies if p.matches(request(write)))
     assert held == {p.name for p in POLICIES.policies}
-    faults = [s for s in log.writes if not s.startswith(("pods_ready", "ready_", "deployment_", "events_"))]
+    faults = [s for s in log.writes if not s.startswith(("pods_ready", "ready_", "deployment_", "events_",
+                                                         "service proxy"))]
     assert all(log.writes[s] for s in faults)  # every fault and rollback wrote something the policies saw
 
 
@@ -313,3 +314,41 @@ def test_only_its_own_network_policies_are_deleted_and_none_updated(log):
     update = Request("UPDATE", "networking.k8s.io", "networkpolicies", NS, created["metadata"]["name"], created,
                      created)
     assert any("never changes a NetworkPolicy in place" in d for d in POLICIES.denials(update))
+
+
+# -- drill PrometheusRules ------------------------------------------------------------------------------
+
+
+def _drill_rule_created(log: TourLog) -> Write:
+    return written(log, "add_rule_file(prometheusrule)", "create", "prometheusrules")
+
+
+@pytest.mark.parametrize(("escalation", "change", "reason"), [
+    ("another name", lambda r: r["metadata"].__setitem__("name", "ml-serving-alerts"), "only its own"),
+    ("no managed-by label", lambda r: r["metadata"]["labels"].pop("app.kubernetes.io/managed-by"), "only its own"),
+    ("no drill label", lambda r: r["metadata"]["labels"].pop("mlchaos.io/drill"), "only its own"),
+    ("no change label", lambda r: r["metadata"]["labels"].pop("mlchaos.io/change"), "only its own"),
+    ("a recording rule", lambda r: r["spec"]["groups"][0]["rules"].append({"record": "up", "expr": "vector(0)"}),
+     "alert rules only"),
+    ("a rule both alert and record", lambda r: r["spec"]["groups"][0]["rules"][0].__setitem__("record", "up"),
+     "alert rules only"),
+])
+def test_drill_rule_creations_beyond_its_own_are_denied(log, escalation, change, reason):
+    denials = changed(_drill_rule_created(log), change)
+    assert denials and all("'mlchaos-prometheusrules'" in d for d in denials) and any(reason in d for d in denials)
+
+
+def test_only_its_own_drill_rules_are_deleted_and_none_updated(log):
+    own = written(log, "remove_rule_file(prometheusrule)", "delete", "prometheusrules")
+    assert POLICIES.denials(request(own)) == []
+    foreign = {"apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule",
+               "metadata": {"name": "ml-serving-alerts", "namespace": NS,
+                            "labels": {"app.kubernetes.io/managed-by": "mlchaos", "role": "alert-rules"}},
+               "spec": {"groups": [{"name": "ml-serving", "rules": []}]}}
+    denials = POLICIES.denials(Request("DELETE", "monitoring.coreos.com", "prometheusrules", NS, "ml-serving-alerts",
+                                       None, foreign))
+    assert any("only its own drill PrometheusRules" in d for d in denials)
+    created = _drill_rule_created(log).new
+    update = Request("UPDATE", "monitoring.coreos.com", "prometheusrules", NS, created["metadata"]["name"], created,
+                     created)
+    assert any("never changes a PrometheusRule in place" in d for d in POLICIES.denials(update))

@@ -30,8 +30,10 @@ API_VERSIONS = {
     "PrometheusRule": "monitoring.coreos.com/v1", "NetworkPolicy": "networking.k8s.io/v1",
     "ValidatingAdmissionPolicy": "admissionregistration.k8s.io/v1",
     "ValidatingAdmissionPolicyBinding": "admissionregistration.k8s.io/v1",
+    "AlertmanagerConfig": "monitoring.coreos.com/v1alpha1",
 }
 NAMESPACED = set(API_VERSIONS) - {"Namespace", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
+EXTERNAL_NAMESPACES = {"monitoring"}  # kube-prometheus-stack's, which the manifests read from but do not create
 
 
 def objects() -> list[tuple[str, dict]]:
@@ -59,8 +61,8 @@ def test_the_manifests_parse_and_every_object_has_the_basics():
     found = objects()
     assert {name for name, _ in found} >= {"model-serving.yaml", "monitoring.yaml", "prometheus-rule.yaml",
                                            "fault-proxy.yaml", "rbac.yaml", "gameday-cronjob.yaml",
-                                           "admission-policy.yaml"}
-    declared_namespaces = {o["metadata"]["name"] for _, o in found if o["kind"] == "Namespace"}
+                                           "admission-policy.yaml", "notification-receiver.yaml"}
+    declared_namespaces = {o["metadata"]["name"] for _, o in found if o["kind"] == "Namespace"} | EXTERNAL_NAMESPACES
     for name, obj in found:
         where = f"{name}: {obj.get('kind')}/{obj.get('metadata', {}).get('name')}"
         assert obj.get("apiVersion") == API_VERSIONS[obj["kind"]], where
@@ -164,7 +166,7 @@ def test_the_fault_proxy_api_requires_the_token_the_runner_sends():
 
 
 def test_a_network_policy_admits_only_the_runner_to_the_proxy_api():
-    (policy,) = by_kind("NetworkPolicy")
+    (policy,) = [p for p in by_kind("NetworkPolicy") if p["metadata"]["name"] == "fault-proxy"]
     (deployment,) = [d for d in by_kind("Deployment") if d["metadata"]["name"] == "fault-proxy"]
     assert policy["metadata"]["namespace"] == deployment["metadata"]["namespace"]
     assert selector_from_object(policy["spec"]["podSelector"]).matches(
@@ -191,8 +193,8 @@ def test_a_network_policy_admits_only_the_runner_to_the_proxy_api():
 def test_the_admission_policies_are_bound_to_deny_and_hold_the_runners_service_account():
     """Every policy has a binding that denies (a policy without one does nothing), fails closed, and its match
     condition names the ServiceAccount rbac.yaml binds the Role to."""
-    (binding,) = by_kind("RoleBinding")
-    (subject,) = binding["subjects"]
+    (subject,) = {(s["kind"], s["name"], s["namespace"]): s for b in by_kind("RoleBinding")
+                  for s in b["subjects"]}.values()  # every Role is bound to the one ServiceAccount
     runner = f"system:serviceaccount:{subject['namespace']}:{subject['name']}"
     policies = {p["metadata"]["name"]: p for p in by_kind("ValidatingAdmissionPolicy")}
     bindings = {b["spec"]["policyName"]: b for b in by_kind("ValidatingAdmissionPolicyBinding")}
@@ -206,7 +208,7 @@ def test_the_admission_policies_are_bound_to_deny_and_hold_the_runners_service_a
 
 def test_the_backup_secret_is_shipped_empty_and_the_role_may_patch_it():
     (store,) = [s for s in by_kind("Secret") if s["metadata"]["name"] == actions.BACKUP_SECRET]
-    (role,) = by_kind("Role")
+    (role,) = [r for r in by_kind("Role") if r["metadata"]["name"] == "mlchaos-drills"]
     assert store["type"] == "Opaque" and "data" not in store and "stringData" not in store
     assert store["metadata"]["namespace"] == role["metadata"]["namespace"]
     granted = [r for r in role["rules"] if actions.BACKUP_SECRET in (r.get("resourceNames") or [])]
@@ -252,3 +254,40 @@ def test_the_game_days_experiment_is_the_staging_one_with_in_cluster_credentials
     expected = copy.deepcopy(staging)
     expected["extensions"][0]["allowed_environments"] = ["kubernetes:in-cluster"]
     assert in_cluster == expected
+
+
+def test_the_receiver_is_reached_only_by_alertmanager_with_the_runners_token():
+    """notification-receiver.yaml: the Service selects the runner pods on the port the CronJob names, the
+    NetworkPolicy admits only Alertmanager's pods there, the AlertmanagerConfig posts to that Service with the
+    token from the Secret whose value the CronJob gives the run, in the namespace its alerts carry; the staging
+    drill listens on that port and reads that variable."""
+    (service,) = [s for s in by_kind("Service") if s["metadata"]["name"] == "mlchaos-receiver"]
+    (cronjob,) = by_kind("CronJob")
+    template = cronjob["spec"]["jobTemplate"]["spec"]["template"]
+    (container,) = template["spec"]["containers"]
+    assert selector_from_object({"matchLabels": service["spec"]["selector"]}).matches(template["metadata"]["labels"])
+    (port,) = service["spec"]["ports"]
+    assert {"name": port["targetPort"], "containerPort": port["port"], "protocol": "TCP"} in container["ports"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["MLCHAOS_RECEIVER_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "mlchaos-receiver-token",
+                                                                          "key": "token", "optional": True}
+    (policy,) = [p for p in by_kind("NetworkPolicy") if p["metadata"]["name"] == "mlchaos-receiver"]
+    assert policy["metadata"]["namespace"] == service["metadata"]["namespace"] == "mlchaos"
+    assert policy["spec"]["podSelector"]["matchLabels"] == service["spec"]["selector"]
+    (rule,) = policy["spec"]["ingress"]
+    assert rule["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+                             "podSelector": {"matchLabels": {"app.kubernetes.io/name": "alertmanager"}}}]
+    assert rule["ports"] == [{"protocol": "TCP", "port": port["port"]}]
+    (config,) = by_kind("AlertmanagerConfig")
+    assert config["metadata"]["namespace"] == "ml-serving"  # the operator matches namespace="ml-serving"
+    route, (receiver,) = config["spec"]["route"], config["spec"]["receivers"]
+    assert route["receiver"] == receiver["name"] and route["continue"] is True
+    assert route["matchers"] == [{"name": "component", "value": "model-serving", "matchType": "="}]
+    assert all(r["labels"]["component"] == "model-serving" for r in alert_rules(STAGING))
+    (hook,) = receiver["webhookConfigs"]
+    assert hook["url"] == f"http://mlchaos-receiver.mlchaos.svc:{port['port']}/alerts" and hook["sendResolved"]
+    assert hook["httpConfig"]["authorization"] == {"type": "Bearer", "credentials": {
+        "name": "mlchaos-receiver-token", "key": "token"}}
+    drill = load_document(ROOT / "experiments" / "staging" / "kserve-kill-pod-alerts.yaml").data
+    (ext,) = [e for e in drill["extensions"] if e["name"] == "mlchaos"]
+    assert ext["notifications"] == {"listen": f"0.0.0.0:{port['port']}", "token_env": "MLCHAOS_RECEIVER_TOKEN"}

@@ -24,8 +24,11 @@ from tests.support.paths import ROOT
 RBAC = ROOT / "deploy" / "kubernetes" / "rbac.yaml"
 # write grants no admission policy holds, because they cannot escalate: a deleted pod is recreated by its
 # controller from the same template; the scale subresource changes nothing but a replica count
+# a request forwarded through the service proxy to one named Service port changes no object (the fault proxy's API
+# checks its own token)
 NOT_ESCALATING = {("", "pods", "delete"), ("apps", "deployments/scale", "patch"),
-                  ("apps", "statefulsets/scale", "patch")}
+                  ("apps", "statefulsets/scale", "patch"), ("", "services/proxy", "create"),
+                  ("", "services/proxy", "delete")}
 WRITE_VERBS = {"create": "CREATE", "update": "UPDATE", "patch": "UPDATE", "delete": "DELETE",
                "deletecollection": "DELETE"}
 
@@ -61,6 +64,11 @@ EXPECTED: dict[str, set[str]] = {
     "ready_replicas(statefulset)": {"get apps/statefulsets"},
     "deployment_available": {"get apps/deployments"},
     "events_since_fault / event_count": {"list /events"},
+    "add_rule_file(prometheusrule)": {"create monitoring.coreos.com/prometheusrules"},
+    "remove_rule_file(prometheusrule)": {"get monitoring.coreos.com/prometheusrules",
+                                         "delete monitoring.coreos.com/prometheusrules"},
+    "service proxy: model-server": {"get /services/proxy", "create /services/proxy"},
+    "service proxy: fault-proxy": {"get /services/proxy", "create /services/proxy", "delete /services/proxy"},
 }
 
 
@@ -78,10 +86,9 @@ def allowed(rules: list[dict], call: ApiCall) -> bool:
     return False
 
 
-def role_rules() -> list[dict]:
+def role_rules(namespace: str = NS) -> list[dict]:
     documents = [d for d in yaml.safe_load_all(RBAC.read_text()) if d]
-    (role,) = [d for d in documents if d["kind"] == "Role"]
-    assert role["metadata"]["namespace"] == NS
+    (role,) = [d for d in documents if d["kind"] == "Role" and d["metadata"]["namespace"] == namespace]
     return role["rules"]
 
 
@@ -146,3 +153,16 @@ def test_every_write_the_role_grants_is_held_by_the_admission_policy():
                         unheld.append(f"{verb} {group}/{resource}")
     assert unheld == []
     assert policies.matched_by("", "pods", "DELETE") == []  # the exemptions are what they say
+
+
+def test_the_monitoring_role_only_reads_prometheus_and_alertmanager_through_the_service_proxy():
+    """Namespace monitoring: GET through the service proxy to the two kube-prometheus-stack ports, nothing else
+    (tests/integration/test_kubernetes_service_proxy.py makes those requests through the emulator)."""
+    assert role_rules("monitoring") == [{"apiGroups": [""], "resources": ["services/proxy"], "verbs": ["get"],
+                                         "resourceNames": ["http:prometheus-operated:9090",
+                                                           "http:alertmanager-operated:9093"]}]
+    documents = [d for d in yaml.safe_load_all(RBAC.read_text()) if d]
+    bindings = {(d["metadata"]["namespace"], d["roleRef"]["name"]): d["subjects"] for d in documents
+                if d["kind"] == "RoleBinding"}
+    runner = [{"kind": "ServiceAccount", "name": "mlchaos", "namespace": "mlchaos"}]
+    assert bindings == {(NS, "mlchaos-drills"): runner, ("monitoring", "mlchaos-monitoring"): runner}

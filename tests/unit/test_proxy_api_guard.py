@@ -136,6 +136,15 @@ def test_without_the_right_token_every_route_is_refused():
         assert guard.check(head(method, Host="10.0.0.5", Authorization=f"Bearer {TOKEN}"), b"") is None
 
 
+def test_the_token_may_come_in_the_header_the_kubernetes_service_proxy_forwards():
+    """The API server's service proxy removes Authorization before forwarding: X-Mlchaos-Proxy-Token carries it."""
+    guard = ApiGuard("0.0.0.0", TOKEN)
+    assert guard.check(head("POST", Host="10.0.0.5", X_Mlchaos_Proxy_Token=TOKEN), b"") is None
+    for wrong in ("", TOKEN[:-1], TOKEN + "0", TOKEN.upper()):
+        refusal = guard.check(head("POST", Host="10.0.0.5", X_Mlchaos_Proxy_Token=wrong), b"")
+        assert refusal is not None and refusal.status == 401 and "X-Mlchaos-Proxy-Token" in refusal.message
+
+
 @pytest.mark.parametrize("method, content_type, body, status", [
     ("POST", None, b"{}", 415),
     ("POST", "text/plain", b"{}", 415),
@@ -253,7 +262,8 @@ def test_mlchaos_clients_read_the_same_variables_as_the_proxy(tmp_path: Path):
     file = tmp_path / "token"
     file.write_text(f"  {TOKEN}\n")
     for environ in ({"MLCHAOS_PROXY_TOKEN": TOKEN}, {"MLCHAOS_PROXY_TOKEN_FILE": str(file)}):
-        assert client_token.proxy_api_headers(environ) == {"Authorization": f"Bearer {TOKEN}"}
+        assert client_token.proxy_api_headers(environ) == {"Authorization": f"Bearer {TOKEN}",
+                                                           "X-Mlchaos-Proxy-Token": TOKEN}
         assert client_token.proxy_token(environ) == server_token.read_token(None, environ)
     assert client_token.proxy_api_headers({}) == {}
 
