@@ -141,10 +141,29 @@ def all_stopped(members: list[Member]) -> bool:
 
 
 @undo_function
-def continue_processes(processes: list[str], watchdog_pid: int | None = None) -> dict[str, Any]:
-    """Resume (SIGCONT) exactly the recorded processes (``"pid@start time"``) that are still stopped (idempotent)."""
+def continue_processes(
+    processes: list[str] | None = None,
+    pid_file: str | None = None,
+    pattern: str | None = None,
+    unit: str | None = None,
+    max_matches: int = 1,
+    scope: str = "tree",
+    watchdog_pid: int | None = None,
+) -> dict[str, Any]:
+    """Resume (SIGCONT) exactly the recorded `processes` ("pid@start time"), or those a selector picks (idempotent).
+
+    A change record's undo names the processes; a declared rollback may select by pid_file, pattern or unit
+    instead (each selected process with its scope).
+    """
     stop_told(watchdog_pid)
-    members = _members(processes, "processes")
+    if processes is None:
+        selector = selectors.parse(pid_file, pattern, unit, max_matches, scope)
+        members = [m for root in selectors.roots(selector) for m in selectors.scoped(selector, root)]
+    elif (pid_file, pattern, unit) != (None, None, None):
+        raise DriverError("give either processes (a change record's) or a selector (pid_file, pattern, unit), "
+                          "not both")
+    else:
+        members = _members(processes, "processes")
     result: dict[str, list[str]] = {"continued": [], "already": [], "gone": []}
     for member in reversed(members):  # workers first, their parent last
         if member.stopped() and send(member, signals.SIGCONT):
@@ -157,7 +176,7 @@ def continue_processes(processes: list[str], watchdog_pid: int | None = None) ->
 
 @undo_function
 def restart_processes(
-    killed: list[str],
+    killed: list[str] | None = None,
     pid_file: str | None = None,
     pattern: str | None = None,
     unit: str | None = None,
@@ -168,20 +187,25 @@ def restart_processes(
 ) -> dict[str, Any]:
     """Start again what kill_processes killed (its declared command, or systemctl start for a unit); wait until ready.
 
-    The command runs once per killed target that nobody restarted since; idempotent (what runs already is
-    listed under ``already``).
+    The command runs once per killed target that nobody restarted since (a declared rollback without `killed`:
+    until `roots_before` processes are selected again); idempotent (what runs already is listed under ``already``).
     """
     selector = selectors.parse(pid_file, pattern, unit, max_matches, scope)
-    members = _members(killed, "killed")
+    members = _members(killed, "killed") if killed is not None else []
     started = time.monotonic()
     if unit is not None:
-        return _restart_unit(unit, members, started)
+        if restart is not None:
+            raise DriverError("a unit is restarted with 'systemctl start': do not declare restart with unit")
+        return _restart_unit(unit, started)
+    if killed is None:  # a declared rollback: its declaration is checked as the fault checks it
+        restart = restarting.parse(restart, pid_file)
     if not isinstance(restart, dict) or not isinstance(restart.get("command"), list):
         raise DriverError(f"restart_processes needs the recorded restart declaration, got {restart!r}")
     if isinstance(roots_before, bool) or not isinstance(roots_before, int) or roots_before < 1:
         raise DriverError(f"roots_before must be an integer >= 1, got {roots_before!r}")
     running = _running_count(selector)
-    missing = max(0, min(roots_before - running, len([m for m in members if not m.alive()])))
+    dead = len([m for m in members if not m.alive()]) if killed is not None else roots_before
+    missing = max(0, min(roots_before - running, dead))
     deadline = time.monotonic() + float(restart.get("timeout") or restarting.DEFAULT_TIMEOUT)
     new = [restarting.launch(restart, pid_file) for _ in range(missing)]
     for process in new:
@@ -191,7 +215,7 @@ def restart_processes(
             "command": restart["command"], "log": restart.get("log"), "seconds": round(time.monotonic() - started, 3)}
 
 
-def _restart_unit(unit: str, members: list[Member], started: float) -> dict[str, Any]:
+def _restart_unit(unit: str, started: float) -> dict[str, Any]:
     if systemd.is_active(unit):
         return {"selected_by": f"unit {unit}", "restarted": [], "already": [unit], "seconds": 0.0}
     systemd.start(unit, restarting.DEFAULT_TIMEOUT)

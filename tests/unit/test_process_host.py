@@ -304,3 +304,21 @@ class _Adopted:
 
     def wait(self, timeout: float) -> None:
         wait_until(lambda: _gone(self.pid), timeout=timeout, what=f"pid {self.pid} to end")
+
+
+def test_declared_rollbacks_may_select_instead_of_naming_the_records_processes(started: list) -> None:
+    marker = _marker()
+    parent, child = _parent(started, marker)
+    actions.stop_processes(pattern=marker, ttl=None)
+    out = actions.continue_processes(pattern=marker)
+    assert len(out["continued"]) == 2 and probes.processes_running(pattern=marker) == 1
+    with pytest.raises(DriverError, match="either processes .* or a selector"):
+        actions.continue_processes(processes=[str(Member.of(parent.pid))], pattern=marker)
+    actions.kill_processes(pattern=marker, restart=_restart(marker))
+    parent.wait(timeout=10)
+    with pytest.raises(DriverError, match="restart must be a mapping"):
+        actions.restart_processes(pattern=marker)
+    out = actions.restart_processes(pattern=marker, restart=_restart(marker))
+    (new,) = out["restarted"]
+    started.append(_Adopted(new))
+    assert actions.restart_processes(pattern=marker, restart=_restart(marker))["restarted"] == []
