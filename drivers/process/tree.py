@@ -9,7 +9,6 @@ never signalled. Kernels without pidfds fall back to a start-time check just bef
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 from dataclasses import dataclass
@@ -109,23 +108,29 @@ def members(root: Member, scope: str) -> list[Member]:
 def send(member: Member, signum: signal.Signals) -> bool:
     """Signal this very process (never a reused pid); True when it was signalled, False when it is gone."""
     try:
-        fd = os.pidfd_open(member.pid)
+        return _send(member, signum)
     except ProcessLookupError:
         return False
+    except PermissionError:
+        raise DriverError(f"not allowed to send {signum.name} to pid {member.pid} ({command_text(member.pid, 80)}): "
+                          "run mlchaos as that process's user or as root") from None
+
+
+def _send(member: Member, signum: signal.Signals) -> bool:
+    try:
+        fd = os.pidfd_open(member.pid)
+    except (ProcessLookupError, PermissionError):
+        raise
     except (AttributeError, OSError):  # no pidfd on this kernel: check, then kill (a microseconds-wide race)
         if not member.alive():
             return False
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(member.pid, signum)
-            return True
-        return False
+        os.kill(member.pid, signum)
+        return True
     try:
         if not member.alive():  # checked after the pidfd was opened: the pidfd is this process or a dead one
             return False
         signal.pidfd_send_signal(fd, signum)
         return True
-    except ProcessLookupError:
-        return False
     finally:
         os.close(fd)
 

@@ -322,3 +322,28 @@ def test_declared_rollbacks_may_select_instead_of_naming_the_records_processes(s
     (new,) = out["restarted"]
     started.append(_Adopted(new))
     assert actions.restart_processes(pattern=marker, restart=_restart(marker))["restarted"] == []
+
+
+def test_scope_cgroup_takes_every_process_of_the_units_control_group(
+        started: list, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The unit's cgroup.procs is a file under a stand-in /sys/fs/cgroup (no systemd cgroup tree here) listing
+    real processes: the unit's main process and one that is not its descendant."""
+    from drivers.process import systemd
+
+    folder = fake_systemctl.install(tmp_path / "bin")
+    monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
+    marker = _marker()
+    fake_systemctl.declare_unit(folder, "model.service", [sys.executable, "-c", "import time; time.sleep(600)", marker])
+    subprocess.run([str(folder / "systemctl"), "start", "model.service"], check=True)
+    main = fake_systemctl.main_pid(folder, "model.service")
+    assert main is not None
+    started.append(_Adopted(main))
+    helper = _sleep(started, _marker())
+    group = tmp_path / "cgroup" / "system.slice" / "model.service"
+    group.mkdir(parents=True)
+    (group / "cgroup.procs").write_text(f"{main}\n{helper.pid}\n")
+    monkeypatch.setattr(systemd, "CGROUP_ROOTS", (tmp_path / "cgroup",))
+    planned = actions.stop_processes(unit="model.service", scope="cgroup", dry_run=True)
+    assert [Member.parse(m).pid for m in planned["targets"][0]["details"]["members"]] == [main, helper.pid]
+    tree = actions.stop_processes(unit="model.service", dry_run=True)  # the tree: the main process alone
+    assert [Member.parse(m).pid for m in tree["targets"][0]["details"]["members"]] == [main]
