@@ -63,18 +63,17 @@ def kill_processes(
     """Kill host processes chosen by pid_file, pattern or unit (and their tree); undo restarts them by `restart`.
 
     `restart` declares how the rollback starts a killed process again: ``{command: [argv...], cwd, env, log,
-    ready_url, timeout}`` (required unless a `unit` is selected: a unit restarts with ``systemctl start``).
+    ready_url, timeout}`` (required unless a `unit` is selected: a unit restarts with ``systemctl start``, and
+    its `restart` may give only ready_url and timeout).
     Waits up to `timeout` s until every signalled process is gone.
     """
     selector = selectors.parse(pid_file, pattern, unit, max_matches, scope)
     name = checks.signal_name(signal, checks.KILL_SIGNALS)
     checks.positive("timeout", timeout)
-    if unit is not None and restart is not None:
-        raise DriverError("a unit is restarted with 'systemctl start': do not declare restart with unit")
     if unit is None and restart is None:
         raise DriverError(f"kill_processes by {selector.describe()} needs restart: {{command: [...]}}, the command "
                           "its rollback starts the killed process with (nothing is killed that cannot be restarted)")
-    spec = restarting.parse(restart, pid_file) if restart is not None else None
+    spec = restarting.parse_unit(restart) if unit is not None else restarting.parse(restart, pid_file)
     found, chosen, seed = _choose(selector, count, percentage, all, seed, "kill")
     action = "terminate" if name == "SIGTERM" else "kill"
     trees = {root: selectors.scoped(selector, root) for root in chosen}
@@ -194,9 +193,7 @@ def restart_processes(
     members = _members(killed, "killed") if killed is not None else []
     started = time.monotonic()
     if unit is not None:
-        if restart is not None:
-            raise DriverError("a unit is restarted with 'systemctl start': do not declare restart with unit")
-        return _restart_unit(unit, started)
+        return _restart_unit(unit, restarting.parse_unit(restart) or {}, started)
     if killed is None:  # a declared rollback: its declaration is checked as the fault checks it
         restart = restarting.parse(restart, pid_file)
     if not isinstance(restart, dict) or not isinstance(restart.get("command"), list):
@@ -215,14 +212,18 @@ def restart_processes(
             "command": restart["command"], "log": restart.get("log"), "seconds": round(time.monotonic() - started, 3)}
 
 
-def _restart_unit(unit: str, started: float) -> dict[str, Any]:
+def _restart_unit(unit: str, spec: dict[str, Any], started: float) -> dict[str, Any]:
+    timeout = float(spec.get("timeout") or restarting.DEFAULT_TIMEOUT)
+    url = spec.get("ready_url")
     if systemd.is_active(unit):
         return {"selected_by": f"unit {unit}", "restarted": [], "already": [unit], "seconds": 0.0}
-    systemd.start(unit, restarting.DEFAULT_TIMEOUT)
-    if not wait_for(lambda: systemd.is_active(unit), restarting.DEFAULT_TIMEOUT, interval=0.2):
-        raise DriverError(f"unit {unit} not active {restarting.DEFAULT_TIMEOUT:g}s after systemctl start")
+    systemd.start(unit, timeout)
+    if not wait_for(lambda: systemd.is_active(unit), timeout, interval=0.2):
+        raise DriverError(f"unit {unit} not active {timeout:g}s after systemctl start")
+    if url and not restarting.wait_url(url, max(timeout - (time.monotonic() - started), 0.1)):
+        raise DriverError(f"unit {unit} started but {url} did not answer 200 within {timeout:g}s")
     return {"selected_by": f"unit {unit}", "restarted": [unit], "main_pid": systemd.main_pid(unit),
-            "already": [], "seconds": round(time.monotonic() - started, 3)}
+            "already": [], "ready_url": url, "seconds": round(time.monotonic() - started, 3)}
 
 
 # -- shared -----------------------------------------------------------------------------------------

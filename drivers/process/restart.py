@@ -13,6 +13,8 @@ in the change record's undo, so the rollback, the guardian and ``mlchaos recover
 * ``write_pid_file``: write the new pid into the pid file the fault selected by (default true when it
   selected by ``pid_file``: the command runs in the foreground, as a supervisor would run it).
 
+A unit starts with ``systemctl start``: its declaration may hold only ``ready_url`` and ``timeout``.
+
 The process starts in a session of its own (``setsid``): it outlives the runner, a guardian or a watchdog
 that restarted it, and a terminal's hang-up or Ctrl-C never reaches it.
 """
@@ -68,6 +70,26 @@ def parse(restart: Any, pid_file: str | None) -> dict[str, Any]:
                           f"got {write_pid_file!r}")
     return {"command": [program, *command[1:]], "cwd": cwd, "env": dict(env), "log": log, "ready_url": ready_url,
             "timeout": float(timeout), "write_pid_file": write_pid_file}
+
+
+def parse_unit(restart: Any) -> dict[str, Any] | None:
+    """A unit's restart declaration: None, or only ``ready_url`` and ``timeout`` (a unit starts with systemctl)."""
+    if restart is None:
+        return None
+    if not isinstance(restart, dict) or set(restart) - {"ready_url", "timeout"}:
+        raise DriverError("a unit is restarted with 'systemctl start': its restart may declare only ready_url and "
+                          f"timeout, got {restart!r}")
+    ready_url = restart.get("ready_url")
+    if ready_url is not None and (not isinstance(ready_url, str) or not re.match(r"https?://[^/\s]+", ready_url)):
+        raise DriverError(f"restart.ready_url must be an http:// or https:// URL, got {ready_url!r}")
+    timeout = restart.get("timeout", DEFAULT_TIMEOUT)
+    checks.positive("restart.timeout", timeout)
+    return {"ready_url": ready_url, "timeout": float(timeout)}
+
+
+def wait_url(url: str, timeout: float) -> bool:
+    """Wait up to ``timeout`` s until ``url`` answers 200."""
+    return wait_for(lambda: _answers(url), timeout, interval=0.2)
 
 
 def launch(spec: dict[str, Any], pid_file: str | None) -> subprocess.Popen[bytes]:

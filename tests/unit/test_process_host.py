@@ -6,7 +6,7 @@ machine runs no systemd); the processes it starts are real. MLServer itself: tes
 
 from __future__ import annotations
 
-import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -34,14 +34,15 @@ time.sleep(600)
 
 
 @pytest.fixture
-def started() -> Iterator[list[subprocess.Popen[bytes]]]:
-    """Processes a test starts (and their trees), killed at the end whatever happened."""
-    procs: list[subprocess.Popen[bytes]] = []
+def started() -> Iterator[list]:
+    """Processes a test starts (and their trees), killed at the end whatever happened: each named with its start
+    time when it is added, so a pid reused meanwhile (by another test worker's process) is never hit."""
+    procs: list = []
     yield procs
     for proc in procs:
-        for pid in [proc.pid, *_descendants(proc.pid)]:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        for member in [proc.member, *(Member.of(p) for p in _descendants(proc.pid))]:
+            if member is not None:
+                send(member, signal.SIGKILL)
         proc.wait(timeout=10)
 
 
@@ -57,14 +58,14 @@ def _marker() -> str:
 
 def _sleep(started: list, marker: str) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", marker])
-    started.append(proc)
+    started.append(_Started(proc))
     wait_until(lambda: marker in (procfs.cmdline(proc.pid) or []), what="the process to exec")
     return proc
 
 
 def _parent(started: list, marker: str) -> tuple[subprocess.Popen[bytes], int]:
     proc = subprocess.Popen([sys.executable, "-c", PARENT, marker], stdout=subprocess.PIPE)
-    started.append(proc)
+    started.append(_Started(proc))
     assert proc.stdout is not None
     child = int(proc.stdout.readline())
     wait_until(lambda: marker in (procfs.cmdline(child) or []), what="the child to exec")
@@ -94,7 +95,8 @@ def _gone(pid: int) -> bool:
     ({"pattern": "x", "signal": "SIGHUP"}, "signal must be one of"),
     ({"pattern": "x", "timeout": 0}, "timeout must be a positive number"),
     ({"pattern": "x", "restart": None}, "needs restart: {command"),
-    ({"unit": "a.service", "restart": {"command": ["true"]}}, "do not declare restart with unit"),
+    ({"unit": "a.service", "restart": {"command": ["true"]}}, "may declare only ready_url and timeout"),
+    ({"unit": "a.service", "restart": {"ready_url": "x"}}, "ready_url must be an http"),
     ({"pattern": "x", "restart": "mlserver start"}, "restart must be a mapping"),
     ({"pattern": "x", "restart": {"command": "mlserver start ."}}, "restart.command must be a non-empty list"),
     ({"pattern": "x", "restart": {"command": []}}, "restart.command must be a non-empty list"),
@@ -184,7 +186,7 @@ def test_a_forked_child_with_its_parents_command_line_belongs_to_the_parents_tre
     marker = _marker()
     code = "import os, time\nif os.fork() == 0:\n    time.sleep(600)\nelse:\n    time.sleep(600)\n"
     proc = subprocess.Popen([sys.executable, "-c", code, marker], start_new_session=True)
-    started.append(proc)
+    started.append(_Started(proc))
     wait_until(lambda: len(_descendants(proc.pid)) == 1, what="the fork")
     (forked,) = _descendants(proc.pid)
     planned = actions.stop_processes(pattern=marker, dry_run=True)  # two command lines match, one target
@@ -296,14 +298,25 @@ def _alive(*pids: int) -> bool:
     return all(procfs.start_time(p) is not None for p in pids)
 
 
+class _Started:
+    """A process the test started (its Popen), named with its start time."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self.proc, self.pid, self.member = proc, proc.pid, Member.of(proc.pid)
+
+    def wait(self, timeout: float) -> None:
+        self.proc.wait(timeout=timeout)
+
+
 class _Adopted:
     """A process the test did not start itself (a restart's), killed with its tree at the end."""
 
     def __init__(self, pid: int) -> None:
-        self.pid = pid
+        self.pid, self.member = pid, Member.of(pid)
 
     def wait(self, timeout: float) -> None:
-        wait_until(lambda: _gone(self.pid), timeout=timeout, what=f"pid {self.pid} to end")
+        wait_until(lambda: self.member is None or not self.member.alive(), timeout=timeout,
+                   what=f"pid {self.pid} to end")
 
 
 def test_declared_rollbacks_may_select_instead_of_naming_the_records_processes(started: list) -> None:
@@ -321,7 +334,9 @@ def test_declared_rollbacks_may_select_instead_of_naming_the_records_processes(s
     out = actions.restart_processes(pattern=marker, restart=_restart(marker))
     (new,) = out["restarted"]
     started.append(_Adopted(new))
-    assert actions.restart_processes(pattern=marker, restart=_restart(marker))["restarted"] == []
+    from drivers.process import selectors
+    seen = (selectors.matching(marker), procfs.cmdline(new), procfs.stat(new), procfs.parentage(new))
+    assert actions.restart_processes(pattern=marker, restart=_restart(marker))["restarted"] == [], seen
 
 
 def test_scope_cgroup_takes_every_process_of_the_units_control_group(
@@ -347,3 +362,21 @@ def test_scope_cgroup_takes_every_process_of_the_units_control_group(
     assert [Member.parse(m).pid for m in planned["targets"][0]["details"]["members"]] == [main, helper.pid]
     tree = actions.stop_processes(unit="model.service", dry_run=True)  # the tree: the main process alone
     assert [Member.parse(m).pid for m in tree["targets"][0]["details"]["members"]] == [main]
+
+
+def test_mlchaos_plan_resolves_the_targets_and_signals_nothing(started: list, tmp_path: Path) -> None:
+    from tests.support.environment import child_env
+
+    marker = _marker()
+    proc = _sleep(started, marker)
+    experiment = {"title": "t", "description": "d", "rollbacks": [], "method": [{
+        "type": "action", "name": "kill-it", "provider": {
+            "type": "python", "module": "drivers.process.actions", "func": "kill_processes",
+            "arguments": {"pattern": marker, "restart": _restart(marker)}}}]}
+    path = tmp_path / "experiment.json"
+    path.write_text(json.dumps(experiment))
+    plan = subprocess.run([sys.executable, "-m", "mlchaos", "plan", str(path)], env=child_env(), capture_output=True,
+                          text=True, timeout=120)
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    assert f"would hit process pid {proc.pid}" in plan.stdout and "restart_processes(pattern=" in plan.stdout
+    assert Member.of(proc.pid) is not None and not Member.of(proc.pid).stopped()  # type: ignore[union-attr]
