@@ -267,11 +267,18 @@ def _signal(selector: Selector, trees: dict[Member, list[Member]], signum: signa
     child spawned since the record was made is signalled too). The trees actually signalled."""
     done: dict[Member, list[Member]] = {}
     for root, tree in trees.items():
-        if selector.scope == "tree" and signum in (signals.SIGKILL, signals.SIGSTOP) and send(root, signals.SIGSTOP):
+        frozen = (selector.scope == "tree" and signum in (signals.SIGKILL, signals.SIGSTOP)
+                  and send(root, signals.SIGSTOP))
+        if frozen:
             again = selectors.scoped(selector, root)
             tree = [*tree, *(m for m in again if m not in tree)]
-        for member in tree:
-            send(member, signum)
+        try:
+            for member in tree:
+                send(member, signum)
+        except DriverError:  # not allowed to signal one of them: never leave the root frozen by a failed kill
+            if frozen and signum != signals.SIGSTOP:
+                send(root, signals.SIGCONT)
+            raise
         done[root] = tree
     return done
 

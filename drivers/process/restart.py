@@ -30,11 +30,12 @@ from pathlib import Path
 from typing import Any
 
 from drivers._common import checks
-from mlchaos.driver_kit import DriverError, atomic_write, private_dir, state_dir, wait_for
+from mlchaos.driver_kit import DriverError, atomic_write, private_dir, procfs, state_dir, wait_for
 
 KEYS = ("command", "cwd", "env", "log", "ready_url", "timeout", "write_pid_file")
 DEFAULT_TIMEOUT = 120.0
 TAIL_LINES = 15
+EXEC_TIMEOUT = 5.0
 
 
 def parse(restart: Any, pid_file: str | None) -> dict[str, Any]:
@@ -107,6 +108,9 @@ def launch(spec: dict[str, Any], pid_file: str | None) -> subprocess.Popen[bytes
         raise DriverError(f"could not start {spec['command'][0]}: {exc}") from None
     finally:
         os.close(fd)
+    # Popen returns at exec's point of no return, before the kernel has set up the new command line (read
+    # empty meanwhile: seen on this machine for about half of all starts): wait until a selector can see it
+    wait_for(lambda: bool(procfs.cmdline(process.pid)) or process.poll() is not None, EXEC_TIMEOUT, interval=0.002)
     if spec.get("write_pid_file") and pid_file:
         atomic_write(Path(pid_file), f"{process.pid}\n", mode=0o644)
     return process

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from drivers.process import actions, probes
+from drivers.process import actions, probes, selectors
 from drivers.process.tree import Member, send
 from mlchaos.driver_kit import DriverError, TargetNotFound, procfs
 from mlchaos.safety import changes
@@ -334,7 +334,6 @@ def test_declared_rollbacks_may_select_instead_of_naming_the_records_processes(s
     out = actions.restart_processes(pattern=marker, restart=_restart(marker))
     (new,) = out["restarted"]
     started.append(_Adopted(new))
-    from drivers.process import selectors
     seen = (selectors.matching(marker), procfs.cmdline(new), procfs.stat(new), procfs.parentage(new))
     assert actions.restart_processes(pattern=marker, restart=_restart(marker))["restarted"] == [], seen
 
