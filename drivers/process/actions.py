@@ -5,6 +5,11 @@ and returns ``record.to_dict()``. The undo of a kill is :func:`restart_replicas`
 pause :func:`continue_replicas`, each for exactly the replicas the fault hit; both are
 idempotent (a second call changes nothing and lists the replicas under ``already``).
 A pause carries a time to live: a detached watchdog resumes the replicas by itself.
+
+The same faults on any host process (a model server run as a plain process or a systemd unit, selected by
+pid file, command pattern or unit) live in :mod:`drivers.process.host` and are reached here, as experiments
+and change records name them: ``kill_processes``, ``stop_processes`` and their undos ``restart_processes``
+and ``continue_processes``.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from typing import Any
 from drivers._common import checks, selection
 from drivers._common.undo import Rollbacks, covers, stop_told
 from drivers.process import sandbox
+from drivers.process.host import continue_processes, kill_processes, restart_processes, stop_processes
 from drivers.process.sandbox import Replica, replica_details
 from mlchaos.driver_kit import (
     ChangeRecord,
@@ -27,6 +33,11 @@ from mlchaos.driver_kit import (
     undo_function,
     wait_for,
 )
+
+__all__ = [
+    "continue_processes", "continue_replicas", "kill_processes", "kill_replicas", "restart_processes",
+    "restart_replicas", "stop_processes", "stop_replicas", "terminate_replicas",
+]
 
 ROLLBACKS = Rollbacks("drivers.process.actions")
 UNDO_FUNC = ROLLBACKS.path("restart_replicas")

@@ -1,8 +1,9 @@
-"""Process probes over the sandbox state: how many replicas run, and in which state."""
+"""Process probes: the sandbox's replicas (how many run, in which state) and host processes by selector."""
 
 from __future__ import annotations
 
-from drivers.process import sandbox
+from drivers.process import sandbox, selectors
+from mlchaos.driver_kit import TargetNotFound
 
 
 def replicas_running(service: str = "model") -> int:
@@ -14,3 +15,14 @@ def replicas_running(service: str = "model") -> int:
 def replica_states(service: str = "model") -> dict[str, str]:
     """Map each replica of a service to ready, running-not-ready, stopped or dead."""
     return sandbox.replica_states(service)
+
+
+def processes_running(
+    pid_file: str | None = None, pattern: str | None = None, unit: str | None = None, max_matches: int = 1
+) -> int:
+    """Count the host processes selected by pid_file, pattern or unit that run and are not stopped (0: none)."""
+    selector = selectors.parse(pid_file, pattern, unit, max_matches)
+    try:
+        return sum(1 for m in selectors.roots(selector) if not m.stopped())
+    except TargetNotFound:
+        return 0

@@ -1,4 +1,4 @@
-"""Reading Linux ``/proc``: the pids, a process's command line, environment, state and start time.
+"""Reading Linux ``/proc``: the pids, a process's command line, environment, state, parentage and start time.
 
 A pid alone does not name a process for good (the kernel reuses pids); a pid with its start
 time (:func:`start_time`) does. Every function answers None (or an empty value) for a process
@@ -52,6 +52,19 @@ def stat(pid: int) -> tuple[str, int] | None:
     try:  # the command name in (...) may hold spaces and parentheses: split after the last ')'
         fields = raw.rsplit(b")", 1)[1].split()
         return fields[0].decode(), int(fields[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def parentage(pid: int) -> tuple[int, int, int] | None:
+    """(parent pid, process group id, session id) of ``pid``; None when it is gone or unreadable."""
+    try:
+        raw = (PROC / str(pid) / "stat").read_bytes()
+    except OSError:
+        return None
+    try:
+        fields = raw.rsplit(b")", 1)[1].split()
+        return int(fields[1]), int(fields[2]), int(fields[3])
     except (IndexError, ValueError):
         return None
 

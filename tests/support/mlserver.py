@@ -74,8 +74,17 @@ class MLServer:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-20:])
 
 
-def start(executable: Path, folder: Path) -> MLServer:
-    """Train the iris model into ``folder``, start MLServer on it and wait until the model is ready."""
+def command(executable: Path, folder: Path) -> list[str]:
+    """The command line that starts MLServer on ``folder`` (what :func:`start` runs)."""
+    return [str(executable), "start", str(folder)]
+
+
+def start(executable: Path, folder: Path, parallel_workers: int = 0) -> MLServer:
+    """Train the iris model into ``folder``, start MLServer on it and wait until the model is ready.
+
+    ``parallel_workers`` > 0 runs inference in that many worker processes (children of the server); MLServer
+    1.7.1's workers need uvloop < 0.22 (SeldonIO/MLServer#2286; scripts/install-model-servers.sh pins it).
+    """
     python = executable.parent / "python"
     model_dir = folder / MODEL
     model_dir.mkdir(parents=True)
@@ -87,10 +96,10 @@ def start(executable: Path, folder: Path) -> MLServer:
     http_port, grpc_port, metrics_port = free_ports(3)
     (folder / "settings.json").write_text(json.dumps({
         "http_port": http_port, "grpc_port": grpc_port, "metrics_port": metrics_port, "host": "127.0.0.1",
-        "parallel_workers": 0}))
+        "parallel_workers": parallel_workers}))
     log = folder / "mlserver.log"
     with log.open("wb") as out:
-        process = subprocess.Popen([str(executable), "start", str(folder)], cwd=folder, stdout=out,
+        process = subprocess.Popen(command(executable, folder), cwd=folder, stdout=out,
                                    stderr=subprocess.STDOUT, start_new_session=True)
     server = MLServer(f"http://127.0.0.1:{http_port}", f"http://127.0.0.1:{metrics_port}", process, log)
     if not ready(server, START_TIMEOUT):
