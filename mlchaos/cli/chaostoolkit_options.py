@@ -38,8 +38,9 @@ def add_strategy_options(parser: argparse.ArgumentParser) -> None:
 
 def schedule_from(args: argparse.Namespace) -> HypothesisSchedule:
     """The hypothesis schedule the options ask for; says once when ``--fail-fast`` cannot apply."""
-    schedule = HypothesisSchedule(args.hypothesis_strategy, args.hypothesis_frequency, args.fail_fast)
-    if args.fail_fast and not schedule.during:
+    schedule = HypothesisSchedule(getattr(args, "hypothesis_strategy", DEFAULT),
+                                  getattr(args, "hypothesis_frequency", 1.0), getattr(args, "fail_fast", False))
+    if schedule.fail_fast and not schedule.during:
         print(f"warning: --fail-fast applies only to the during-method-only and continuously strategies "
               f"(not {schedule.strategy}): ignored", file=sys.stderr)
     return schedule

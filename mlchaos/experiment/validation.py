@@ -241,17 +241,17 @@ class _Checker(ProviderChecks):
     def check_controls(self) -> Iterator[Problem]:
         """Chaos Toolkit controls, wherever declared: chaoslib's rules, and the module must import."""
         data = self.data
-        places = [("/controls", data.get("controls"))]
+        places = [("/controls", data)]
         hypothesis = data.get("steady-state-hypothesis")
         if isinstance(hypothesis, dict):
-            places.append(("/steady-state-hypothesis/controls", hypothesis.get("controls")))
-            places += [(f"/steady-state-hypothesis/probes/{i}/controls", p.get("controls"))
+            places.append(("/steady-state-hypothesis/controls", hypothesis))
+            places += [(f"/steady-state-hypothesis/probes/{i}/controls", p)
                        for i, p in enumerate(_as_list(hypothesis.get("probes"))) if isinstance(p, dict)]
         for section in ("method", "rollbacks"):
-            places += [(f"/{section}/{i}/controls", a.get("controls"))
-                       for i, a in enumerate(_as_list(data.get(section))) if isinstance(a, dict)]
-        for pointer, value in places:
-            if value is not None and not isinstance(value, list):
+            places += [(f"/{section}/{i}/controls", a) for i, a in enumerate(_as_list(data.get(section)))
+                       if isinstance(a, dict)]
+        for pointer, holder in places:
+            if "controls" in holder and not isinstance(holder["controls"], list):
                 yield self.problem(pointer, "controls must be a list of controls")
         top = _as_list(data.get("controls"))
         names = {c["name"] for c in top if isinstance(c, dict) and isinstance(c.get("name"), str) and "ref" not in c}
