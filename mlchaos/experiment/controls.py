@@ -172,8 +172,8 @@ class ControlSet:
     experiment: dict[str, Any]
     settings: dict[str, Any] = field(default_factory=dict)
     timeout: float = DEFAULT_CONTROL_TIMEOUT
-    configuration: dict[str, Any] = field(default_factory=dict)
-    secrets: dict[str, Any] = field(default_factory=dict)
+    configuration: dict[str, Any] | None = None  # None while loading, as chaoslib has it
+    secrets: dict[str, Any] | None = None
     on_problem: Callable[[ControlProblem], None] = lambda _problem: None
     problems: list[ControlProblem] = field(default_factory=list)
     calls: int = 0

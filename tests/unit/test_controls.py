@@ -1,7 +1,7 @@
 """Chaos Toolkit controls in the runner, in process, with the control written for the tests
-(tests/drivers/testcontrols.py): each hook in chaoslib's order with chaoslib's arguments; a control that raises, hangs or interrupts never costs a
-rollback. (The same hooks under the real ``chaos`` CLI, the exit interface and published controls:
-tests/integration/test_chaostoolkit_controls.py.)"""
+(tests/drivers/testcontrols.py): each hook in chaoslib's order with chaoslib's arguments; a control that raises, hangs
+or interrupts never costs a rollback. (The same hooks under the real ``chaos`` CLI, the exit interface and
+published controls: tests/integration/test_chaostoolkit_controls.py.)"""
 
 from __future__ import annotations
 

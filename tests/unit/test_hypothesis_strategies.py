@@ -126,3 +126,23 @@ def test_the_options_are_checked(subprocess_env, write_experiment):
     assert bad.returncode == 2 and "must be a positive number of seconds" in bad.stderr
     with pytest.raises(ValueError, match="unknown hypothesis strategy"):
         HypothesisSchedule("sometimes")
+
+
+def test_reports_show_the_checks_during_the_method(run, tmp_path):
+    from mlchaos.reports.html import render_html
+    from mlchaos.reports.markdown import render_markdown
+    from mlchaos.reports.reader import build_suite, read_run
+
+    _result, journal, _out = run(deviating(tmp_path), strategy="continuously", frequency=0.01)
+    report = read_run(journal)
+    missed = [c for c in report.during if not c.met]
+    assert report.during and missed and report.hypothesis_strategy == "continuously"
+    assert missed[0].missed == ("no-fault: true",)  # the probe and its actual value
+    assert any(f.startswith(f"steady state not met during the method in {len(missed)} of {len(report.during)}")
+               for f in report.failures)
+    markdown = render_markdown(build_suite([journal]))
+    assert f"Steady state during the method (continuously): {len(report.during)} checks" in markdown
+    assert f"- check {missed[0].index} (" in markdown
+    html = render_html(build_suite([journal]))
+    assert "<h3>Steady state during the method</h3>" in html and '<table class="during">' in html
+    assert "NOT MET" in html and "no-fault: true" in html
