@@ -18,11 +18,12 @@ each bounded by ``control_timeout``). Here, the run's side:
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from mlchaos.engine.console import Console
+from mlchaos.engine.run_events import JOURNAL, RunEvents
 from mlchaos.engine.signals import DONE, ROLLBACKS, Aborted, RunSignals
 from mlchaos.experiment.controls import ControlInterrupted, ControlProblem, ControlSet
 from mlchaos.experiment.execution import Waiter
@@ -42,7 +43,7 @@ class RunControls:
     """The controls of one run, called at the run's phases."""
 
     def __init__(self, controls: ControlSet, signals: RunSignals, console: Console, waiter: Waiter,
-                 record: dict[str, Any]):
+                 record: dict[str, Any], journal: Callable[[], dict[str, Any]] = dict):
         self.controls = controls
         self.signals = signals
         self.console = console
@@ -50,16 +51,26 @@ class RunControls:
         self.record = record  # the journal's ``mlchaos.controls``
         self.active = bool(controls)
         controls.on_problem = self._problem
+        self.events = RunEvents(lambda: getattr(controls, "registry", None), controls.timeout, journal,
+                                lambda event, error: self._problem(ControlProblem("run event handlers", event, error)))
         if self.active:
             record.update(declared=controls.declared, timeout=controls.timeout, calls=0, problems=[])
 
-    def start(self, experiment: dict[str, Any]) -> None:
-        """``configure_control`` then ``before_experiment_control``; may raise :class:`Aborted`."""
+    def start(self, experiment: dict[str, Any], schedule: Any = None) -> None:
+        """``configure_control``, the ``running`` event, then ``before_experiment_control``; may raise
+        :class:`Aborted`. ``schedule``: chaoslib's ``Schedule`` (what the ``running`` event carries)."""
         if not self.active:
             return
         self.console.write(f"  controls: {', '.join(self.controls.declared)}")
         self.controls.configure(self.waiter)
+        self.event("running", experiment, JOURNAL, self.controls.configuration, self.controls.secrets, schedule,
+                   self.controls.settings)
         self._apply("experiment", "before", experiment, self.waiter)
+
+    def event(self, name: str, *args: Any) -> None:
+        """Send chaoslib's run event ``name`` to the handlers the controls registered (if any)."""
+        if self.active:
+            self.events.send(name, *args)
 
     def finish(self, experiment: dict[str, Any], journal: dict[str, Any]) -> None:
         """``after_experiment_control`` with the journal, then ``cleanup_control``; never raises a control's error."""
@@ -71,7 +82,10 @@ class RunControls:
         except ControlInterrupted as exc:
             self._late(str(exc))
         self.controls.cleanup(quiet)
+        self.event("finish", journal)
         self.record["calls"] = self.controls.calls
+        if self.events.sent:
+            self.record["run_events"] = self.events.sent
 
     @contextmanager
     def around(self, level: str, context: Any, holder: Holder | None = None,

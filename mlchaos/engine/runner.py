@@ -37,6 +37,7 @@ from mlchaos.engine.budgets import Measurement
 from mlchaos.engine.console import Console, summarise_output
 from mlchaos.engine.controls import Holder, RunControls
 from mlchaos.engine.result import RunResult
+from mlchaos.engine.run_events import JOURNAL, Later
 from mlchaos.engine.signals import DONE, METHOD, ROLLBACKS, Aborted, Interrupted, RollbacksAbandoned, RunSignals, Stop
 from mlchaos.engine.strategies import FAIL_FAST, DuringHypothesis, HypothesisSchedule
 from mlchaos.engine.verdicts import Ending
@@ -171,9 +172,11 @@ class Runner:
                     self._run_phases()
                 self.monitor.stop_guarding()
                 self.phase = ROLLBACKS
+                self.run_controls.event("start_rollbacks", self.control_experiment)
                 with self.run_controls.around("rollback", self.control_experiment,
                                               Holder(self.journal.data["rollbacks"]), waiter=Waiter()):
                     left_undone = self._run_rollbacks()
+                self.run_controls.event("rollbacks_completed", self.control_experiment, JOURNAL)
                 injected = any(not r.dry_run for r in self.context.changes)
                 recovering = (self.signals.interrupt is None and bool(self.experiment.recovery) and not self.dry_run
                               and (injected or not self.refusals))  # a refused run that changed nothing: nothing to do
@@ -321,7 +324,7 @@ class Runner:
     # --- the phases ---------------------------------------------------------------------
     def _run_phases(self) -> None:
         try:
-            self.run_controls.start(self.control_experiment)
+            self.run_controls.start(self.control_experiment, self.schedule.chaoslib())
             if self.experiment.hypothesis and self.schedule.before:
                 met = self._run_hypothesis("before")
                 if not met:
@@ -333,6 +336,7 @@ class Runner:
             if self.dry_run and self.experiment.guards:
                 self._plan_guards()
             self.phase = METHOD
+            self.run_controls.event("start_method", self.control_experiment)
             with self.run_controls.around("method", self.control_experiment, Holder(self.journal.data["run"])):
                 self.console.heading("method:")
                 self._start_during()
@@ -344,14 +348,17 @@ class Runner:
                     self._join_background(*self.background[0])
                     self.background.pop(0)
                 self._end_during()
+            self.run_controls.event("method_completed", self.control_experiment, self.journal.data["run"])
             if (self.experiment.hypothesis and not self.dry_run and self.schedule.after
                     and not self._run_hypothesis("after")):
                 self.deviated = True
         except Interrupted as exc:
             self.journal.extra["interrupted_by"] = str(exc)
             self.console.warn(f"{exc} received during the {self.phase}: rolling back")
+            self.run_controls.event("signal_exit")
         except Aborted as exc:
             self.console.warn(f"aborted during the {self.phase}: {exc}; rolling back")
+            self.run_controls.event("interrupted", self.control_experiment, JOURNAL)
         except Exception as exc:  # a bug must never cost the rollbacks
             message = f"internal error during the {self.phase}: {type(exc).__name__}: {exc}"
             self.failures.append(message)
@@ -372,7 +379,8 @@ class Runner:
             self.console.warn(f"controls not called in a plan: {', '.join(controls.declared)}")
             controls = ControlSet({})
         record: dict[str, Any] = {}
-        run_controls = RunControls(controls, self.signals, self.console, self.waiter, record)
+        run_controls = RunControls(controls, self.signals, self.console, self.waiter, record,
+                                   journal=lambda: self.journal.redactor.data(self.journal.data))
         if run_controls.active:
             self.journal.extra["controls"] = record
         return run_controls
@@ -385,6 +393,7 @@ class Runner:
                            f"{' (--fail-fast)' if self.schedule.fail_fast else ''}")
         self.during = DuringHypothesis(self.schedule.frequency, self._check_hypothesis_during,
                                        self._during_result, self.journal.data["steady_states"]["during"])
+        self.run_controls.event("start_continuous_hypothesis", self.schedule.frequency)
         self.during.start()
 
     def _end_during(self) -> None:
@@ -398,6 +407,7 @@ class Runner:
         for error in self.during.errors:
             self.failures.append(f"internal error while checking the steady state during the method: {error}")
         self.during = None
+        self.run_controls.event("continuous_hypothesis_completed", self.control_experiment, JOURNAL, None)
         self.journal.save(force=True)
 
     def _check_hypothesis_during(self) -> dict[str, Any]:
@@ -422,6 +432,8 @@ class Runner:
         return state
 
     def _during_result(self, index: int, state: dict[str, Any]) -> None:
+        self.run_controls.event("continuous_hypothesis_iteration", index,
+                                Later(lambda: self.journal.redactor.data(state)))
         if state["steady_state_met"]:
             self.console.write(f"  ok   steady state during the method (check {index})")
             return
@@ -459,9 +471,11 @@ class Runner:
         self.console.heading(f"steady state {when}: {self.experiment.hypothesis_title}")
         state: dict[str, Any] = {"steady_state_met": None, "probes": []}
         self.journal.data["steady_states"][when] = state
+        self.run_controls.event(f"start_hypothesis_{when}", self.control_experiment)
         with self.run_controls.around("hypothesis", self.control_hypothesis, Holder(state)):
             results = [self._check_probe(p, state["probes"]) for p in self.experiment.hypothesis]
             state["steady_state_met"] = all(results)
+        self.run_controls.event(f"hypothesis_{when}_completed", self.control_experiment, state, JOURNAL)
         self.journal.save()
         return state["steady_state_met"]
 
@@ -552,15 +566,17 @@ class Runner:
         if not rollback:
             self.signals.checkpoint()
         holder = Holder()
-        with self.run_controls.around("activity", copy.deepcopy(activity.spec), holder):
-            outcome = self._run_activity_now(activity, section, holder, rollback, report)
+        context = copy.deepcopy(activity.spec)  # what its controls and run events get (the same dict, as chaoslib)
+        with self.run_controls.around("activity", context, holder):
+            outcome = self._run_activity_now(activity, section, holder, rollback, report, context)
         return outcome
 
     def _run_activity_now(self, activity: Activity, section: list[dict[str, Any]], holder: Holder,
-                          rollback: bool, report: bool) -> Outcome:
+                          rollback: bool, report: bool, context: dict[str, Any]) -> Outcome:
         self._pause(activity.pause_before, f"before {activity.name}")
         entry = activity_record(activity)
         holder.state = entry
+        self.run_controls.event("start_activity", context)
         section.append(entry)
         self.journal.save(force=activity.kind == "action")
         self.console.started(activity.kind, activity.name)
@@ -575,6 +591,7 @@ class Runner:
             raise
         entry.clear()
         entry.update(activity_record(activity, outcome))
+        self.run_controls.event("activity_completed", context, Later(lambda: self.journal.redactor.data(entry)))
         self._keep_exact(outcome.output)
         self._collect_measurement(activity, outcome)
         self.journal.save()
@@ -629,9 +646,12 @@ class Runner:
         box: dict[str, Outcome] = {}
 
         def work() -> None:
-            holder, waiter = Holder(entry), Waiter()
-            with self.run_controls.around("activity", copy.deepcopy(activity.spec), holder, waiter=waiter):
-                box["outcome"] = self._execute(activity, rollback=False, waiter=waiter)
+            holder, waiter, context = Holder(entry), Waiter(), copy.deepcopy(activity.spec)
+            with self.run_controls.around("activity", context, holder, waiter=waiter):
+                self.run_controls.event("start_activity", context)
+                box["outcome"] = outcome = self._execute(activity, rollback=False, waiter=waiter)
+                self.run_controls.event("activity_completed", context, Later(
+                    lambda: self.journal.redactor.data(activity_record(activity, outcome))))
 
         done = in_background(work)
         self.console.write(f"  ..   {activity.kind:<6} {activity.name}  (in the background)")

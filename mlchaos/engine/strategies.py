@@ -54,6 +54,12 @@ class HypothesisSchedule:
     def during(self) -> bool:
         return self.strategy in ("during-method-only", "continuously")
 
+    def chaoslib(self) -> Any:
+        """chaoslib's ``Schedule`` (what the ``running`` run event carries)."""
+        from chaoslib.types import Schedule
+
+        return Schedule(continuous_hypothesis_frequency=self.frequency, fail_fast=self.fail_fast)
+
     def to_dict(self) -> dict[str, Any]:
         return {"strategy": self.strategy, "frequency": self.frequency, "fail_fast": self.fail_fast}
 

@@ -61,10 +61,32 @@ def _misbehave(hook: str, arguments: dict[str, Any]) -> None:
             chaos_exit.exit_ungracefully()
 
 
+EVENTS = ["running", "finish", "interrupted", "signal_exit", "start_continuous_hypothesis",
+          "continuous_hypothesis_iteration", "continuous_hypothesis_completed", "start_hypothesis_before",
+          "hypothesis_before_completed", "start_hypothesis_after", "hypothesis_after_completed", "start_method",
+          "method_completed", "start_rollbacks", "rollbacks_completed", "start_activity", "activity_completed"]
+
+
+def _event_logger(path: str) -> Any:
+    """A chaoslib RunEventHandler that logs each event (and what its arguments are) to ``path``."""
+    from chaoslib.run import RunEventHandler
+
+    def method(event: str) -> Any:
+        def log(self: Any, *args: Any) -> None:
+            _write(path, {"event": event, "args": [_describe(a) if not hasattr(a, "fail_fast") else "schedule"
+                                                   for a in args]})
+        return log
+
+    return type("EventLog", (RunEventHandler,), {event: method(event) for event in EVENTS})()
+
+
 def configure_control(configuration: Any = None, secrets: Any = None, settings: Any = None,
                       experiment: Any = None, event_registry: Any = None, **arguments: Any) -> None:
-    """Remember where to log (cleanup_control gets no arguments), then log."""
+    """Remember where to log (cleanup_control gets no arguments), then log. With ``events`` (a path), register
+    a run event handler that logs every event there."""
     _configured.update(arguments)
+    if arguments.get("events") and event_registry is not None:
+        event_registry.register(_event_logger(arguments["events"]))
     _write(arguments.get("log"), {"hook": "configure_control", "experiment": _describe(experiment),
                                   "configuration": configuration, "secret_keys": sorted(secrets or {}),
                                   "settings": sorted(settings or {}), "event_registry": event_registry is not None,

@@ -5,11 +5,13 @@ real Pushgateway, and chaostoolkit-opentracing's control."""
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +73,7 @@ def test_the_same_hooks_as_chaos_run_with_experiment_activity_and_settings_contr
         folder.mkdir()
         (home / ".chaostoolkit" / "settings.yaml").write_text(json.dumps({"controls": {"global": {"provider": {
             "type": "python", "module": "testcontrols", "arguments": {"log": str(log), "level": "settings"}}}}}))
-        data = experiment(folder, logging_control(log, "top"),
+        data = experiment(folder, logging_control(log, "top", events=str(tmp_path / f"{tool}-events.jsonl")),
                           {**logging_control(log, "after-only", level="top"), "scope": "after"})
         data["method"][0]["controls"] = [logging_control(log, "on-inject", level="activity")]
         data["steady-state-hypothesis"]["controls"] = [logging_control(log, "on-hypothesis", level="hypothesis")]
@@ -88,12 +90,16 @@ def test_the_same_hooks_as_chaos_run_with_experiment_activity_and_settings_contr
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert rolled_back(folder)
 
-    def comparable(call: dict[str, Any]) -> dict[str, Any]:
-        call = dict(call)
-        call["settings"] = [k for k in call.get("settings", []) if k != "runtime"]  # `chaos` adds its CLI's
-        if isinstance(call.get("state"), dict):
-            call["state"].pop("has_mlchaos", None)  # mlchaos' own journal section
-        return call
+    def comparable(value: Any) -> Any:
+        """What may differ: `chaos` adds a `runtime` key to the settings; the journal has mlchaos' own section, and
+        its status while the run goes on is `running` (chaoslib: null)."""
+        if isinstance(value, list):
+            return [comparable(v) for v in value if v != "runtime"]
+        if isinstance(value, dict):
+            value = {k: comparable(v) for k, v in value.items() if k != "has_mlchaos"}
+            if value.get("journal_status") == "running":
+                value["journal_status"] = None
+        return value
 
     chaos, ours = [[comparable(c) for c in hooks(logs[t])] for t in ("chaos", "mlchaos")]
     assert len(ours) == 69  # 5 controls at 4 levels: each hook of each (docs/chaostoolkit.md)
@@ -101,6 +107,15 @@ def test_the_same_hooks_as_chaos_run_with_experiment_activity_and_settings_contr
                     for c in chaos]
     assert {c["hook"] for c in ours} >= {"before_loading_experiment_control", "after_loading_experiment_control",
                                          "configure_control", "cleanup_control", "before_rollback_control"}
+    # the run events a control's handler gets (chaoslib's RunEventHandler): the same too
+    chaos, ours = [[comparable(c) for c in hooks(tmp_path / f"{t}-events.jsonl")] for t in ("chaos", "mlchaos")]
+    assert [c["event"] for c in ours] == [
+        "running", "start_hypothesis_before", "start_activity", "activity_completed", "hypothesis_before_completed",
+        "start_method", "start_activity", "activity_completed", "method_completed", "start_hypothesis_after",
+        "start_activity", "activity_completed", "hypothesis_after_completed", "start_rollbacks", "start_activity",
+        "activity_completed", "start_activity", "activity_completed", "rollbacks_completed", "finish"]
+    assert ours == [json.loads(json.dumps(c).replace(str(tmp_path / "chaos"), str(tmp_path / "mlchaos")))
+                    for c in chaos]
 
 
 @pytest.mark.parametrize(("how", "signum", "code"), [
@@ -191,3 +206,52 @@ def test_chaostoolkit_opentracing_control_runs_every_hook_without_a_problem(tmp_
     assert proc.returncode == exit_codes.OK, proc.stdout + proc.stderr
     record = journal["mlchaos"]["controls"]
     assert record["declared"] == ["tracing"] and record["problems"] == [] and record["calls"] == 22
+
+
+class _TraceReceiver(http.server.BaseHTTPRequestHandler):
+    """Takes OTLP/HTTP trace exports (protobuf), as an OpenTelemetry collector's receiver does."""
+
+    requests: list[bytes]
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.server.requests.append(body)  # type: ignore[attr-defined]
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.end_headers()
+
+    def log_message(self, *_args: Any) -> None:
+        return
+
+
+def test_chaostoolkit_opentracing_opentelemetry_control_traces_the_run_through_run_events(tmp_path, subprocess_env):
+    """chaostracing.oltp works only through chaoslib's run events (a handler it registers in configure_control): the
+    real OTLP exporter sends the run's spans. No OpenTelemetry collector is packaged here: the test takes the
+    export itself (OTLP/HTTP, protobuf), on loopback."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _TraceReceiver)
+    server.requests = []  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        tracing = {"name": "otel", "provider": {"type": "python", "module": "chaostracing.oltp"}}
+        env = {**subprocess_env, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT":
+               f"http://127.0.0.1:{server.server_address[1]}/v1/traces", "OTEL_SERVICE_NAME": "drill"}
+        proc, journal = mlchaos_run(tmp_path, env, experiment(tmp_path, tracing))  # exits: the exporter flushed
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert proc.returncode == exit_codes.OK, proc.stdout + proc.stderr
+    assert journal["mlchaos"]["controls"]["problems"] == [] and journal["mlchaos"]["controls"]["run_events"] == 20
+    spans = {}
+    for body in server.requests:  # type: ignore[attr-defined]
+        request = ExportTraceServiceRequest.FromString(body)
+        for resource in request.resource_spans:
+            for scope in resource.scope_spans:
+                for span in scope.spans:
+                    spans[span.name] = {a.key: a.value for a in span.attributes}
+    assert {"experiment", "hypothesis", "method", "rollbacks", "activity: healthy", "activity: inject",
+            "activity: repair"} <= set(spans)
+    assert spans["experiment"]["chaostoolkit.experiment.status"].string_value == "completed"
+    assert spans["activity: inject"]["chaostoolkit.activity.status"].string_value == "succeeded"
