@@ -83,6 +83,7 @@ class RunControls:
             self._late(str(exc))
         self.controls.cleanup(quiet)
         self.event("finish", journal)
+        self.controls.thread.close()
         self.record["calls"] = self.controls.calls
         if self.events.sent:
             self.record["run_events"] = self.events.sent

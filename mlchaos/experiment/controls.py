@@ -195,6 +195,13 @@ class ControlThread:
             self._inbox.put((func, done))
         return done
 
+    def close(self) -> None:
+        """The thread ends once the calls queued before this one have run."""
+        with self._guard:
+            if self._inbox is not None:
+                self._inbox.put((None, None))
+                self._inbox = None
+
     def abandon(self) -> None:
         """The thread is stuck in a call: leave it; the next call gets a new one."""
         with self._guard:
@@ -204,6 +211,8 @@ class ControlThread:
     def _work(inbox: queue.SimpleQueue) -> None:
         while True:
             func, done = inbox.get()
+            if func is None:
+                return
             try:
                 func()
             finally:
