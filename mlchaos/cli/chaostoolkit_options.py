@@ -48,7 +48,7 @@ def schedule_from(args: argparse.Namespace) -> HypothesisSchedule:
 
 def settings_from(args: argparse.Namespace) -> dict[str, Any]:
     """Chaos Toolkit's settings: ``--settings FILE`` when the command has it, else ``~/.chaostoolkit/settings.yaml``."""
-    from mlchaos.experiment.controls import read_settings
+    from mlchaos.experiment.control_declarations import read_settings
 
     return read_settings(getattr(args, "settings", None))
 

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from mlchaos.experiment.controls import declaration_problems, declarations
+from mlchaos.experiment.control_declarations import declaration_problems, declarations
 from mlchaos.experiment.loader import Document, pointer_join
 from mlchaos.experiment.problems import Problem, suggest
 from mlchaos.experiment.provider_checks import ProviderChecks

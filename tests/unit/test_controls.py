@@ -18,7 +18,7 @@ from mlchaos.engine import exit_codes
 from mlchaos.engine.console import Console
 from mlchaos.engine.runner import Runner
 from mlchaos.errors import InvalidInput
-from mlchaos.experiment.controls import read_settings
+from mlchaos.experiment.control_declarations import read_settings
 from mlchaos.experiment.loader import load_document
 from mlchaos.experiment.models import build_experiment
 from mlchaos.experiment.validation import validate
