@@ -12,6 +12,7 @@ from mlchaos.cli.options import EXIT_CODES_HELP, add_var_options
 
 def add_parser(commands: Any) -> argparse.ArgumentParser:
     """``run FILE [--journal] [--var] [--var-file] [--dry-run] [--quiet]`` and the report/metrics options."""
+    from mlchaos.cli.chaostoolkit_options import add_strategy_options
     from mlchaos.cli.publishing import add_publishing_options
 
     parser = commands.add_parser("run", help="run one experiment", epilog=EXIT_CODES_HELP,
@@ -23,12 +24,14 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
     parser.add_argument("--dry-run", action="store_true",
                         help="the same as `mlchaos plan`: resolve targets and run probes, change nothing")
     parser.add_argument("--quiet", action="store_true", help="print only the summary")
+    add_strategy_options(parser)
     add_publishing_options(parser)
     return parser
 
 
 def main(args: argparse.Namespace) -> int:
     """Validate, then run one experiment (a plan with ``--dry-run``)."""
+    from mlchaos.cli.chaostoolkit_options import load_with_controls, schedule_from, settings_from
     from mlchaos.cli.listen_targets import LISTEN_TARGETS
     from mlchaos.cli.printing import loaded_or_none
     from mlchaos.cli.publishing import preflight, publish_run
@@ -41,7 +44,14 @@ def main(args: argparse.Namespace) -> int:
     from mlchaos.experiment.problems import printable_lines
     from mlchaos.journal.redaction import redacted_output
 
-    loaded = loaded_or_none(load_checked, args.file, args.var, args.var_file, LISTEN_TARGETS)
+    try:
+        settings = settings_from(args)  # Chaos Toolkit's settings file: its global controls
+    except InvalidInput as exc:
+        print(printable_lines(f"error: {exc}\nnothing was executed."), file=sys.stderr)
+        return exit_codes.INVALID
+    schedule = schedule_from(args)
+    loaded = load_with_controls(settings, args.file, lambda: loaded_or_none(
+        load_checked, args.file, args.var, args.var_file, LISTEN_TARGETS))
     if loaded is None:
         return exit_codes.INVALID
     experiment, variables = loaded
@@ -57,7 +67,7 @@ def main(args: argparse.Namespace) -> int:
     with redacted_output(lambda: console.redactor):  # drivers' prints and logs, plan, summary: no secrets
         try:
             result = Runner(experiment, variables, journal, console, dry_run=dry_run,
-                            listen_targets=LISTEN_TARGETS).run()
+                            listen_targets=LISTEN_TARGETS, settings=settings, schedule=schedule).run()
         except InvalidInput as exc:
             print(printable_lines(f"error: {exc}\nnothing was executed."), file=sys.stderr)
             return exit_codes.INVALID

@@ -229,3 +229,22 @@ def touch_then_wait(touch: str, wait_for: str) -> bool:
     """Create ``touch``, then wait (up to 60 s) until ``wait_for`` exists."""
     Path(touch).touch()
     return _wait_for_file(wait_for)
+
+
+def wait_for_lines(path: str, count: int, timeout: float = 30.0) -> int:
+    """Wait until the file ``path`` has at least ``count`` lines (another activity writes them), at most
+    ``timeout`` seconds; return how many it has."""
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = len(Path(path).read_text(encoding="utf-8").splitlines()) if os.path.exists(path) else 0
+        if lines >= count or time.monotonic() >= deadline:
+            return lines
+        time.sleep(0.01)
+
+
+def marker_seen(path: str, log: str) -> bool:
+    """Whether the marker exists; each time it does, a line is appended to ``log``."""
+    exists = os.path.exists(path)
+    if exists:
+        append_line(log, "seen")
+    return exists
