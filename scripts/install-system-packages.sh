@@ -2,16 +2,17 @@
 # Installs the Debian packages the sandbox's monitoring stack needs (Prometheus + promtool,
 # Alertmanager, blackbox exporter), the Pushgateway and node_exporter (results as metrics:
 # `mlchaos run --pushgateway`, `--metrics-textfile` for node_exporter's textfile collector) and
-# Chromium (the test that opens the HTML report in a real headless browser), unless every binary
+# Chromium (the test that opens the HTML report in a real headless browser) and pandoc (chaostoolkit-reporting
+# renders an mlchaos journal with it: tests/integration/test_chaostoolkit_journal.py), unless every binary
 # is already there. The packages cannot start their services without systemd: mlchaos (and
 # the tests) run the binaries themselves.
 # Used by `make demo`, `make test` and .ci/run. Needs root (or sudo) when something is missing.
 set -euo pipefail
 BINARIES=(/usr/bin/prometheus /usr/bin/promtool /usr/bin/prometheus-alertmanager
           /usr/bin/prometheus-blackbox-exporter /usr/bin/prometheus-pushgateway /usr/bin/prometheus-node-exporter
-          /usr/bin/chromium)
+          /usr/bin/chromium /usr/bin/pandoc)
 PACKAGES=(prometheus prometheus-alertmanager prometheus-blackbox-exporter prometheus-pushgateway
-          prometheus-node-exporter chromium)
+          prometheus-node-exporter chromium pandoc)
 
 missing=0
 for binary in "${BINARIES[@]}"; do
