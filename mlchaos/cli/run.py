@@ -48,12 +48,12 @@ def main(args: argparse.Namespace) -> int:
     if loaded is None:
         return exit_codes.INVALID
     experiment, variables = loaded
-    problems = [settings_problem(args.settings), *preflight(args)]  # fail before the drill, not after
+    problems = [settings_problem(getattr(args, "settings", None)), *preflight(args)]  # fail before the drill, not after
     for problem in filter(None, problems):
         print(f"error: {problem}\nnothing was executed.", file=sys.stderr)
         return exit_codes.INVALID
     console = Console(quiet=args.quiet)
-    note = rollback_strategy_note(args.rollback_strategy)
+    note = rollback_strategy_note(getattr(args, "rollback_strategy", None))
     if note:
         console.warn(note)
     journal = Path(args.journal) if args.journal else None
