@@ -79,3 +79,18 @@ def probe(status: str) -> dict:
 ])
 def test_chaostoolkit_status(journal, expected):
     assert chaostoolkit_status(journal) == expected
+
+
+def test_safety_net_entries_old_and_new_are_read_as_automatic():
+    """Issue 17 moved the mark under mlchaos' own key; journals written before it are still read."""
+    import json
+
+    from mlchaos.journal.reader import is_automatic
+    from mlchaos.reports.reader import read_run
+    from tests.support.paths import ROOT
+
+    old = json.loads((ROOT / "tests/fixtures/journals/premove/telemetry-outage.json").read_text())
+    assert any(r.get("automatic") is True for r in old["rollbacks"])
+    assert any(a.automatic for a in read_run(old).activities)
+    assert is_automatic({"mlchaos": {"automatic": True}}) and is_automatic({"automatic": True})
+    assert not is_automatic({"status": "succeeded"}) and not is_automatic({"mlchaos": "automatic"})
