@@ -1,5 +1,6 @@
 """Chaos Toolkit extensions load as under ``chaos`` (the logzero stand-in) and are found by their distribution or
-module name; the journal's ``mlchaos.chaostoolkit_status`` is the status chaos would have written."""
+module name; the journal's ``mlchaos.chaostoolkit_status`` is the status chaos would have written, and the safety
+net's rollback entries keep their mark under mlchaos' key (older journals still read)."""
 
 from __future__ import annotations
 
