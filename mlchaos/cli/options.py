@@ -11,8 +11,8 @@ EXIT_CODES_HELP = """exit codes:
   3    a rollback failed or was abandoned: a fault may still be in place
   4    refused: a blast-radius bound, the environment allow-list or the emergency
        stop forbade a fault (nothing, or nothing more, was injected; rollbacks ran)
-  5    aborted: a guard tripped, the run exceeded max_duration or `mlchaos stop`;
-       rollbacks ran
+  5    aborted: a guard tripped, the run exceeded max_duration or `mlchaos stop`,
+       or a Chaos Toolkit control raised InterruptExecution; rollbacks ran
   129  stopped by SIGHUP, after rollbacks ran
   130  interrupted by SIGINT (Ctrl-C), after rollbacks ran
   131  stopped by SIGQUIT, after rollbacks ran

@@ -7,12 +7,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mlchaos.cli.chaostoolkit_options import add_chaostoolkit_options
 from mlchaos.cli.options import EXIT_CODES_HELP, add_var_options
 
 
 def add_parser(commands: Any) -> argparse.ArgumentParser:
     """``run FILE [--journal] [--var] [--var-file] [--dry-run] [--quiet]`` and the report/metrics options."""
+    from mlchaos.cli.chaostoolkit_options import add_chaostoolkit_options, add_strategy_options
     from mlchaos.cli.publishing import add_publishing_options
 
     parser = commands.add_parser("run", help="run one experiment", epilog=EXIT_CODES_HELP,
@@ -25,13 +25,19 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
     parser.add_argument("--dry-run", action="store_true",
                         help="the same as `mlchaos plan`: resolve targets and run probes, change nothing")
     parser.add_argument("--quiet", action="store_true", help="print only the summary")
+    add_strategy_options(parser)
     add_publishing_options(parser)
     return parser
 
 
 def main(args: argparse.Namespace) -> int:
     """Validate, then run one experiment (a plan with ``--dry-run``)."""
-    from mlchaos.cli.chaostoolkit_options import rollback_strategy_note, settings_problem
+    from mlchaos.cli.chaostoolkit_options import (
+        load_with_controls,
+        rollback_strategy_note,
+        schedule_from,
+        settings_from,
+    )
     from mlchaos.cli.listen_targets import LISTEN_TARGETS
     from mlchaos.cli.printing import loaded_or_none
     from mlchaos.cli.publishing import preflight, publish_run
@@ -44,12 +50,18 @@ def main(args: argparse.Namespace) -> int:
     from mlchaos.experiment.problems import printable_lines
     from mlchaos.journal.redaction import redacted_output
 
-    loaded = loaded_or_none(load_checked, args.file, args.var, args.var_file, LISTEN_TARGETS)
+    try:
+        settings = settings_from(args)  # Chaos Toolkit's settings file: its global controls
+    except InvalidInput as exc:
+        print(printable_lines(f"error: {exc}\nnothing was executed."), file=sys.stderr)
+        return exit_codes.INVALID
+    schedule = schedule_from(args)
+    loaded = load_with_controls(settings, args.file, lambda: loaded_or_none(
+        load_checked, args.file, args.var, args.var_file, LISTEN_TARGETS))
     if loaded is None:
         return exit_codes.INVALID
     experiment, variables = loaded
-    problems = [settings_problem(getattr(args, "settings", None)), *preflight(args)]  # fail before the drill, not after
-    for problem in filter(None, problems):
+    for problem in preflight(args):  # report and metrics options: fail before the drill, not after
         print(f"error: {problem}\nnothing was executed.", file=sys.stderr)
         return exit_codes.INVALID
     console = Console(quiet=args.quiet)
@@ -64,7 +76,7 @@ def main(args: argparse.Namespace) -> int:
     with redacted_output(lambda: console.redactor):  # drivers' prints and logs, plan, summary: no secrets
         try:
             result = Runner(experiment, variables, journal, console, dry_run=dry_run,
-                            listen_targets=LISTEN_TARGETS).run()
+                            listen_targets=LISTEN_TARGETS, settings=settings, schedule=schedule).run()
         except InvalidInput as exc:
             print(printable_lines(f"error: {exc}\nnothing was executed."), file=sys.stderr)
             return exit_codes.INVALID

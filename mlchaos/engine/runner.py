@@ -25,6 +25,7 @@ The verdict and the exit code are decided in :mod:`mlchaos.engine.verdicts`.
 
 from __future__ import annotations
 
+import copy
 import signal
 import traceback
 from datetime import UTC, datetime
@@ -34,10 +35,14 @@ from typing import Any
 from mlchaos.engine import budgets, plan
 from mlchaos.engine.budgets import Measurement
 from mlchaos.engine.console import Console, summarise_output
+from mlchaos.engine.controls import Holder, RunControls
 from mlchaos.engine.result import RunResult
+from mlchaos.engine.run_events import JOURNAL, Later
 from mlchaos.engine.signals import DONE, METHOD, ROLLBACKS, Aborted, Interrupted, RollbacksAbandoned, RunSignals, Stop
+from mlchaos.engine.strategies import FAIL_FAST, DuringHypothesis, HypothesisSchedule
 from mlchaos.engine.verdicts import Ending
 from mlchaos.errors import InvalidInput
+from mlchaos.experiment.controls import ControlSet
 from mlchaos.experiment.execution import FAILED, SUCCEEDED, LockType, Outcome, Waiter, execute, in_background
 from mlchaos.experiment.models import Activity, Experiment
 from mlchaos.experiment.pipeline import ListenTargets, listen_endpoint
@@ -64,6 +69,8 @@ class Runner:
         console: Console | None = None,
         dry_run: bool = False,
         listen_targets: ListenTargets | None = None,
+        settings: dict[str, Any] | None = None,
+        schedule: HypothesisSchedule | None = None,
     ):
         self.experiment = experiment
         self.listen_targets = listen_targets  # named notification listeners (the command line passes the sandbox's)
@@ -82,6 +89,13 @@ class Runner:
         self.background: list[tuple[Activity, dict, LockType, dict]] = []  # started, not yet joined
         self.deviated = False
         self.counts = {"succeeded": 0, "failed": 0, "skipped": 0}
+        self.ctk_settings = settings or {}  # Chaos Toolkit's settings (its global controls)
+        self.schedule = schedule or HypothesisSchedule()
+        self.during: DuringHypothesis | None = None
+        # what controls see: copies (a control may change them; the run does not follow)
+        self.control_experiment = copy.deepcopy(experiment.raw)
+        hypothesis = self.control_experiment.get("steady-state-hypothesis")
+        self.control_hypothesis = hypothesis if isinstance(hypothesis, dict) else {}
 
     @property
     def phase(self) -> str:
@@ -113,6 +127,9 @@ class Runner:
         receiver = self._start_receiver()  # may refuse the run (InvalidInput) before any journal exists
         self.journal = Journal(self.journal_path, self.experiment.raw, self.experiment.source, redactor)
         self.waiter = Waiter(self.signals.on_wait)
+        self.run_controls = self._controls(configuration, secrets)
+        if self.schedule != HypothesisSchedule():
+            self.journal.extra["hypothesis_schedule"] = self.schedule.to_dict()
         for warning in self.experiment.warnings:  # what validation advised: on screen and in the journal
             self.console.warn(warning)
         if self.experiment.warnings:
@@ -148,34 +165,41 @@ class Runner:
         context_token = run_context.activate(self.context)
         left_undone: list[str] = []
         all_undone = False
-        try:
-            self.monitor.start()
-            if self._admitted():
-                self._run_phases()
-            self.monitor.stop_guarding()
-            left_undone = self._run_rollbacks()
-            injected = any(not r.dry_run for r in self.context.changes)
-            recovering = (self.signals.interrupt is None and bool(self.experiment.recovery) and not self.dry_run
-                          and (injected or not self.refusals))  # a refused run that changed nothing: nothing to do
-            left_undone += self._undo_uncovered_changes(keep_loads=recovering and not left_undone)
-            if recovering and not left_undone:
-                self._run_recovery()
-            left_undone += self._undo_uncovered_changes()  # the loads the recovery check relied on
-            all_undone = not left_undone and not self.signals.abandon
+        try:  # the handlers stay until the controls have had their last word (after_experiment_control)
+            try:
+                self.monitor.start()
+                if self._admitted():
+                    self._run_phases()
+                self.monitor.stop_guarding()
+                self.phase = ROLLBACKS
+                self.run_controls.event("start_rollbacks", self.control_experiment)
+                with self.run_controls.around("rollback", self.control_experiment,
+                                              Holder(self.journal.data["rollbacks"]), waiter=Waiter()):
+                    left_undone = self._run_rollbacks()
+                self.run_controls.event("rollbacks_completed", self.control_experiment, JOURNAL)
+                injected = any(not r.dry_run for r in self.context.changes)
+                recovering = (self.signals.interrupt is None and bool(self.experiment.recovery) and not self.dry_run
+                              and (injected or not self.refusals))  # a refused run that changed nothing: nothing to do
+                left_undone += self._undo_uncovered_changes(keep_loads=recovering and not left_undone)
+                if recovering and not left_undone:
+                    self._run_recovery()
+                left_undone += self._undo_uncovered_changes()  # the loads the recovery check relied on
+                all_undone = not left_undone and not self.signals.abandon
+            finally:
+                self.monitor.stop()
+                run_context.deactivate(context_token)
+                changes.reset_sink(token)
+                if receiver is not None:
+                    receiver.stop()
+                    self.journal.extra["notifications"] = receiver.to_journal()
+                if self.entry is not None:
+                    run_registry.unregister(self.entry)
+                if all_undone:
+                    self._drop_exact_records()
+            self._check_budgets()
+            return self._finish(left_undone)
         finally:
-            self.monitor.stop()
-            run_context.deactivate(context_token)
-            changes.reset_sink(token)
             self.signals.restore(previous)
-            if receiver is not None:
-                receiver.stop()
-                self.journal.extra["notifications"] = receiver.to_journal()
-            if self.entry is not None:
-                run_registry.unregister(self.entry)
-            if all_undone:
-                self._drop_exact_records()
-        self._check_budgets()
-        return self._finish(left_undone)
 
     # --- safety: refusals, aborts, the guardian, the safety net ------------------------------
     def _admitted(self) -> bool:
@@ -300,7 +324,8 @@ class Runner:
     # --- the phases ---------------------------------------------------------------------
     def _run_phases(self) -> None:
         try:
-            if self.experiment.hypothesis:
+            self.run_controls.start(self.control_experiment, self.schedule.chaoslib())
+            if self.experiment.hypothesis and self.schedule.before:
                 met = self._run_hypothesis("before")
                 if not met:
                     self.deviated = True
@@ -311,28 +336,114 @@ class Runner:
             if self.dry_run and self.experiment.guards:
                 self._plan_guards()
             self.phase = METHOD
-            self.console.heading("method:")
-            for activity in self.experiment.method:
-                job = self._run_method_activity(activity)
-                if job is not None:
-                    self.background.append(job)
-            while self.background:
-                self._join_background(*self.background[0])
-                self.background.pop(0)
-            if self.experiment.hypothesis and not self.dry_run and not self._run_hypothesis("after"):
+            self.run_controls.event("start_method", self.control_experiment)
+            with self.run_controls.around("method", self.control_experiment, Holder(self.journal.data["run"])):
+                self.console.heading("method:")
+                self._start_during()
+                for activity in self.experiment.method:
+                    job = self._run_method_activity(activity)
+                    if job is not None:
+                        self.background.append(job)
+                while self.background:
+                    self._join_background(*self.background[0])
+                    self.background.pop(0)
+                self._end_during()
+            self.run_controls.event("method_completed", self.control_experiment, self.journal.data["run"])
+            if (self.experiment.hypothesis and not self.dry_run and self.schedule.after
+                    and not self._run_hypothesis("after")):
                 self.deviated = True
         except Interrupted as exc:
             self.journal.extra["interrupted_by"] = str(exc)
             self.console.warn(f"{exc} received during the {self.phase}: rolling back")
+            self.run_controls.event("signal_exit")
         except Aborted as exc:
             self.console.warn(f"aborted during the {self.phase}: {exc}; rolling back")
+            self.run_controls.event("interrupted", self.control_experiment, JOURNAL)
         except Exception as exc:  # a bug must never cost the rollbacks
             message = f"internal error during the {self.phase}: {type(exc).__name__}: {exc}"
             self.failures.append(message)
             self.journal.extra["internal_error"] = traceback.format_exc()
             self.console.error(f"{message}; rolling back")
         finally:
+            if self.during is not None:
+                self.during.stop()  # stopped early: never waited for (the rollbacks come first)
             self._abandon_background()
+
+    # --- controls and the hypothesis during the method ----------------------------------------
+    def _controls(self, configuration: dict[str, Any], secrets: dict[str, Any]) -> RunControls:
+        """The run's Chaos Toolkit controls (none in a plan: a control is code mlchaos cannot dry-run)."""
+        raw = self.control_experiment
+        controls = ControlSet(raw, self.ctk_settings, self.experiment.settings.control_timeout,
+                              configuration, secrets)
+        if self.dry_run and controls:
+            self.console.warn(f"controls not called in a plan: {', '.join(controls.declared)}")
+            controls = ControlSet({})
+        record: dict[str, Any] = {}
+        run_controls = RunControls(controls, self.signals, self.console, self.waiter, record,
+                                   journal=lambda: self.journal.redactor.data(self.journal.data))
+        if run_controls.active:
+            self.journal.extra["controls"] = record
+        return run_controls
+
+    def _start_during(self) -> None:
+        """``--hypothesis-strategy during-method-only|continuously``: check the hypothesis while the method runs."""
+        if not (self.schedule.during and self.experiment.hypothesis) or self.dry_run:
+            return
+        self.console.write(f"  steady state during the method: every {self.schedule.frequency:g}s"
+                           f"{' (--fail-fast)' if self.schedule.fail_fast else ''}")
+        self.during = DuringHypothesis(self.schedule.frequency, self._check_hypothesis_during,
+                                       self._during_result, self.journal.data["steady_states"]["during"])
+        self.run_controls.event("start_continuous_hypothesis", self.schedule.frequency)
+        self.during.start()
+
+    def _end_during(self) -> None:
+        """The method ended: no further check; the one in progress is waited for (within its probes' timeouts)."""
+        if self.during is None:
+            return
+        self.during.stop()
+        limit = sum(self._timeout(p) for p in self.experiment.hypothesis) + 2 * self.experiment.settings.control_timeout
+        if not self.waiter.wait(self.during.done, limit):
+            self.console.warn("the steady-state check during the method did not finish: its result is dropped")
+        for error in self.during.errors:
+            self.failures.append(f"internal error while checking the steady state during the method: {error}")
+        self.during = None
+        self.run_controls.event("continuous_hypothesis_completed", self.control_experiment, JOURNAL, None)
+        self.journal.save(force=True)
+
+    def _check_hypothesis_during(self) -> dict[str, Any]:
+        """One check of the hypothesis on the during thread (its own waits: signals are the main thread's)."""
+        waiter = Waiter()
+        state: dict[str, Any] = {"steady_state_met": None, "probes": []}
+        with self.run_controls.around("hypothesis", self.control_hypothesis, Holder(state), waiter=waiter):
+            for probe in self.experiment.hypothesis:
+                holder = Holder()
+                with self.run_controls.around("activity", copy.deepcopy(probe.spec), holder, waiter=waiter):
+                    outcome = self._execute(probe, rollback=False, waiter=waiter)
+                    entry = activity_record(probe, outcome)
+                    if outcome.succeeded:
+                        verdict = check_tolerance(probe.tolerance, outcome.output, self.configuration, self.secrets,
+                                                  self._timeout(probe) - outcome.duration, waiter)
+                        entry["tolerance_met"] = verdict.met
+                    else:
+                        entry["tolerance_met"] = False
+                    holder.state = entry
+                state["probes"].append(entry)
+            state["steady_state_met"] = all(p["tolerance_met"] for p in state["probes"])
+        return state
+
+    def _during_result(self, index: int, state: dict[str, Any]) -> None:
+        self.run_controls.event("continuous_hypothesis_iteration", index,
+                                Later(lambda: self.journal.redactor.data(state)))
+        if state["steady_state_met"]:
+            self.console.write(f"  ok   steady state during the method (check {index})")
+            return
+        missed = [p["activity"].get("name") for p in state["probes"] if not p["tolerance_met"]]
+        self.console.write(f"  FAIL steady state during the method (check {index}): {', '.join(missed)}")
+        if not any(f.startswith("steady state not met during the method") for f in self.failures):
+            self.failures.append(f"steady state not met during the method (check {index}): {', '.join(missed)}")
+        self.deviated = True
+        if self.schedule.fail_fast:
+            self.abort(Abort(FAIL_FAST, f"steady state not met during the method (check {index}; --fail-fast)"))
 
     def _abandon_background(self) -> None:
         """The run stopped before it joined its background activities: never wait for them (the rollbacks
@@ -360,8 +471,11 @@ class Runner:
         self.console.heading(f"steady state {when}: {self.experiment.hypothesis_title}")
         state: dict[str, Any] = {"steady_state_met": None, "probes": []}
         self.journal.data["steady_states"][when] = state
-        results = [self._check_probe(p, state["probes"]) for p in self.experiment.hypothesis]
-        state["steady_state_met"] = all(results)
+        self.run_controls.event(f"start_hypothesis_{when}", self.control_experiment)
+        with self.run_controls.around("hypothesis", self.control_hypothesis, Holder(state)):
+            results = [self._check_probe(p, state["probes"]) for p in self.experiment.hypothesis]
+            state["steady_state_met"] = all(results)
+        self.run_controls.event(f"hypothesis_{when}_completed", self.control_experiment, state, JOURNAL)
         self.journal.save()
         return state["steady_state_met"]
 
@@ -451,8 +565,18 @@ class Runner:
                       rollback: bool = False, report: bool = True) -> Outcome:
         if not rollback:
             self.signals.checkpoint()
+        holder = Holder()
+        context = copy.deepcopy(activity.spec)  # what its controls and run events get (the same dict, as chaoslib)
+        with self.run_controls.around("activity", context, holder):
+            outcome = self._run_activity_now(activity, section, holder, rollback, report, context)
+        return outcome
+
+    def _run_activity_now(self, activity: Activity, section: list[dict[str, Any]], holder: Holder,
+                          rollback: bool, report: bool, context: dict[str, Any]) -> Outcome:
         self._pause(activity.pause_before, f"before {activity.name}")
         entry = activity_record(activity)
+        holder.state = entry
+        self.run_controls.event("start_activity", context)
         section.append(entry)
         self.journal.save(force=activity.kind == "action")
         self.console.started(activity.kind, activity.name)
@@ -467,6 +591,7 @@ class Runner:
             raise
         entry.clear()
         entry.update(activity_record(activity, outcome))
+        self.run_controls.event("activity_completed", context, Later(lambda: self.journal.redactor.data(entry)))
         self._keep_exact(outcome.output)
         self._collect_measurement(activity, outcome)
         self.journal.save()
@@ -521,7 +646,12 @@ class Runner:
         box: dict[str, Outcome] = {}
 
         def work() -> None:
-            box["outcome"] = self._execute(activity, rollback=False, waiter=Waiter())
+            holder, waiter, context = Holder(entry), Waiter(), copy.deepcopy(activity.spec)
+            with self.run_controls.around("activity", context, holder, waiter=waiter):
+                self.run_controls.event("start_activity", context)
+                box["outcome"] = outcome = self._execute(activity, rollback=False, waiter=waiter)
+                self.run_controls.event("activity_completed", context, Later(
+                    lambda: self.journal.redactor.data(activity_record(activity, outcome))))
 
         done = in_background(work)
         self.console.write(f"  ..   {activity.kind:<6} {activity.name}  (in the background)")
@@ -566,7 +696,8 @@ class Runner:
         self.phase = DONE
         interrupt, stop = self.signals.interrupt, self.signals.stop
         ending = Ending(left_undone=bool(left_undone), interrupt=interrupt, refused=bool(self.refusals),
-                        stopped=stop is not None, deviated=self.deviated, failed=bool(self.failures),
+                        stopped=stop is not None and stop.kind != FAIL_FAST,  # --fail-fast: a deviation
+                        deviated=self.deviated, failed=bool(self.failures),
                         dry_run=self.dry_run)
         verdict, code = ending.verdict()
         status = ending.status()
@@ -575,6 +706,9 @@ class Runner:
         self.journal.extra["blast_radius"] = {"bounds": self.ledger.describe_bounds(), **self.ledger.summary()}
         self.journal.extra["guards"] = [g.to_dict() for g in self.monitor.states]
         self.journal.finish(status, self.deviated, verdict, code)
+        if self.run_controls.active:  # with the finished journal (redacted, as it is on disk)
+            self.run_controls.finish(self.control_experiment, self.journal.redactor.data(self.journal.data))
+            self.journal.save(force=True)
         return RunResult(
             title=self.experiment.title, status=status, verdict=verdict, exit_code=code,
             deviated=self.deviated, failures=list(self.failures), left_undone=left_undone,

@@ -101,6 +101,10 @@ class RunSignals:
         if self._installed and self.phase in STOPPABLE_PHASES:
             signal.pthread_kill(threading.main_thread().ident, run_registry.ABORT_SIGNAL)
 
+    def stop_now(self, abort: Abort) -> None:
+        """The main thread itself stops the run (a control asked to): record it; the caller raises Aborted."""
+        self._record(abort)
+
     def refuse(self, abort: Abort) -> None:
         """A refused change stops the run like an abort, but says nothing more (the refusal is reported)."""
         if self.stop is None:

@@ -13,6 +13,7 @@ from typing import Any
 
 DEFAULT_ACTIVITY_TIMEOUT = 60.0
 DEFAULT_ROLLBACK_TIMEOUT = 120.0
+DEFAULT_CONTROL_TIMEOUT = 30.0
 DEFAULT_GUARD_INTERVAL = 1.0
 DEFAULT_HEARTBEAT_TIMEOUT = 10.0
 BLAST_RADIUS_KEYS = {"max_targets", "max_fraction", "scopes", "max_duration"}
@@ -151,6 +152,7 @@ def _check_patterns(value: Any) -> Iterator[tuple[str, str]]:
 SETTINGS_CHECKS: dict[str, Check] = {
     "activity_timeout": _check_seconds,
     "rollback_timeout": _check_seconds,
+    "control_timeout": _check_seconds,
     "recovery": _check_probes,
     "notifications": _check_notifications,
     "budgets": _check_budgets,
@@ -226,6 +228,7 @@ class Settings:
 
     activity_timeout: float = DEFAULT_ACTIVITY_TIMEOUT
     rollback_timeout: float = DEFAULT_ROLLBACK_TIMEOUT
+    control_timeout: float = DEFAULT_CONTROL_TIMEOUT  # each call of a Chaos Toolkit control
     notifications_listen: str | None = None
     notifications_token_file: str | None = None  # HOST:PORT receivers: where to write the run's token
     notifications_token_env: str | None = None  # ... or the variable holding the shared token
@@ -246,6 +249,7 @@ class Settings:
         return cls(
             activity_timeout=float(ext.get("activity_timeout", DEFAULT_ACTIVITY_TIMEOUT)),
             rollback_timeout=float(ext.get("rollback_timeout", DEFAULT_ROLLBACK_TIMEOUT)),
+            control_timeout=float(ext.get("control_timeout", DEFAULT_CONTROL_TIMEOUT)),
             notifications_listen=notifications.get("listen", SANDBOX) if notifications is not None else None,
             notifications_token_file=credential.get("token_file"),
             notifications_token_env=credential.get("token_env"),

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from mlchaos.experiment.controls import declaration_problems, declarations
 from mlchaos.experiment.loader import Document, pointer_join
 from mlchaos.experiment.problems import Problem, suggest
 from mlchaos.experiment.provider_checks import ProviderChecks
@@ -38,10 +39,6 @@ MAX_SECONDS = 7 * 24 * 3600  # timeouts and pauses: a week (more overflows the O
 ENV_VAR_TYPES = {"str", "string", "int", "integer", "float", "number", "bytes", "bool", "json"}
 _SINGLE_VARIABLE = re.compile(r"\$\{([^{}$]+)\}")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # would reach a terminal: escape sequences
-CONTROLS_LATER = ("Chaos Toolkit controls are not run by mlchaos yet (they come in a later change); an experiment "
-                  "that declares them is refused rather than run without them: remove 'controls', or run it with "
-                  "`chaos run`")
-
 
 @dataclass(frozen=True)
 class Findings:
@@ -81,8 +78,7 @@ class _Checker(ProviderChecks):
         data = self.data
         for key in sorted(set(data) - TOP_LEVEL_KEYS):
             yield self.problem(f"/{key}", f"unknown key {key!r}{suggest(key, TOP_LEVEL_KEYS)}")
-        if "controls" in data:
-            yield self.problem("/controls", CONTROLS_LATER)
+        yield from self.check_controls()
         title = data.get("title")
         if not isinstance(title, str) or not title.strip():
             yield self.problem("/title", "required: a non-empty string 'title'")
@@ -241,6 +237,28 @@ class _Checker(ProviderChecks):
                     for number, probe in enumerate(value):
                         yield from self.check_probe_with_tolerance(probe, pointer_join(here, number))
 
+    # --- controls ----------------------------------------------------------------------
+    def check_controls(self) -> Iterator[Problem]:
+        """Chaos Toolkit controls, wherever declared: chaoslib's rules, and the module must import."""
+        data = self.data
+        places = [("/controls", data)]
+        hypothesis = data.get("steady-state-hypothesis")
+        if isinstance(hypothesis, dict):
+            places.append(("/steady-state-hypothesis/controls", hypothesis))
+            places += [(f"/steady-state-hypothesis/probes/{i}/controls", p)
+                       for i, p in enumerate(_as_list(hypothesis.get("probes"))) if isinstance(p, dict)]
+        for section in ("method", "rollbacks"):
+            places += [(f"/{section}/{i}/controls", a) for i, a in enumerate(_as_list(data.get(section)))
+                       if isinstance(a, dict)]
+        for pointer, holder in places:
+            if "controls" in holder and not isinstance(holder["controls"], list):
+                yield self.problem(pointer, "controls must be a list of controls")
+        top = _as_list(data.get("controls"))
+        names = {c["name"] for c in top if isinstance(c, dict) and isinstance(c.get("name"), str) and "ref" not in c}
+        for pointer, control in declarations(data):
+            for where, message in declaration_problems(control, names):
+                yield self.problem(pointer + where, message)
+
     # --- hypothesis and activities ------------------------------------------------------
     def check_hypothesis(self, hypothesis: Any) -> Iterator[Problem]:
         base = "/steady-state-hypothesis"
@@ -275,8 +293,6 @@ class _Checker(ProviderChecks):
             yield self.problem(
                 pointer_join(pointer, key), f"unknown key {key!r}{suggest(key, ACTIVITY_KEYS)}"
             )
-        if "controls" in activity:
-            yield self.problem(f"{pointer}/controls", CONTROLS_LATER)
         kind = activity.get("type")
         if kind not in ("action", "probe"):
             yield self.problem(f"{pointer}/type", f"type must be 'action' or 'probe', got {kind!r}")

@@ -132,10 +132,17 @@ class Journal:
 
 def chaostoolkit_status(journal: dict[str, Any]) -> str:
     """The ``status`` Chaos Toolkit (chaostoolkit-lib 1.44) would have written for this run: ``interrupted`` and
-    ``aborted`` as they are; otherwise ``failed`` only when a steady-state probe itself failed (raised, timed
+    ``aborted`` as they are (but a control's ``InterruptExecution``, which chaoslib calls ``interrupted``, and a
+    ``--fail-fast`` stop, which it calls ``failed``); otherwise ``failed`` only when a steady-state probe itself failed (raised, timed
     out), else ``completed``, even when the hypothesis deviated or a method action or rollback failed (mlchaos'
     ``status`` says ``failed`` then: docs/chaostoolkit.md, "Runs: where mlchaos differs")."""
     status = journal.get("status")
+    aborted = (journal.get("mlchaos") or {}).get("aborted") or {}
+    kind = aborted.get("kind") if isinstance(aborted, dict) else None
+    if kind == "control":  # a control's InterruptExecution: chaoslib calls the run interrupted
+        return "interrupted"
+    if kind == "fail-fast":  # a deviation during the method under --fail-fast: chaoslib marks the run failed
+        return "failed"
     if status in ("interrupted", "aborted"):
         return str(status)
     states = journal.get("steady_states") or {}

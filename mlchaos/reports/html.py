@@ -217,6 +217,8 @@ def _experiment(group: ExperimentRuns) -> str:
         "<h3>Refusals, aborts, recoveries</h3>", _stops(run),
         "<h3>Activities</h3>", _activities(run),
     ]
+    if run.during:
+        body += ["<h3>Steady state during the method</h3>", _during(run)]
     if len(group.runs) > 1:
         body += ["<h3>Trend</h3>", _trend(group)]
     body.append("</section>")
@@ -338,6 +340,21 @@ def _table(css_class: str, headers: list[str], rows: str) -> str:
     """A table of class ``css_class``: the (escaped) headers, then ``rows`` (``<tr>`` elements, already escaped)."""
     head = "".join(f"<th>{e(h)}</th>" for h in headers)
     return f'<table class="{css_class}"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
+
+
+def _during(run: RunReport) -> str:
+    """The checks of the steady state during the method: how many held, and each one that did not (all of them
+    when there are few)."""
+    missed = [c for c in run.during if not c.met]
+    summary = (f"{len(run.during)} checks ({run.hypothesis_strategy or 'during the method'}): "
+               f"{len(run.during) - len(missed)} met, {len(missed)} not met")
+    shown = run.during if len(run.during) <= 20 else missed
+    rows = "".join(f'<tr class="{"" if c.met else "bad"}"><td class="num">{c.index}</td>'
+                   f'<td>{"met" if c.met else "NOT MET"}</td><td>{e(c.start)}</td><td>{e("; ".join(c.missed))}</td>'
+                   f"</tr>" for c in shown)
+    headers = ["check", "steady state", "started", "probes not met (actual value)"]
+    table = _table("during", headers, rows) if rows else ""
+    return f'<p class="during-summary">{e(summary)}</p>{table}'
 
 
 def _activities(run: RunReport) -> str:

@@ -101,6 +101,11 @@ def _experiment(group: ExperimentRuns) -> list[str]:
         state = f"TRIPPED after {fmt.seconds(guard.tripped_at, 2)}: {guard.explanation}" if guard.tripped else "held"
         out += ["", f"Guard {line(guard.name)}: {line(state)} (last value {line(guard.last_value)}, "
                 f"{guard.checks} checks)"]
+    if run.during:
+        missed = [c for c in run.during if not c.met]
+        out += ["", f"Steady state during the method ({run.hypothesis_strategy or 'during the method'}): "
+                    f"{len(run.during)} checks, {len(run.during) - len(missed)} met, {len(missed)} not met."]
+        out += [f"- check {c.index} ({line(c.start)}): {line('; '.join(c.missed))}" for c in missed[:20]]
     stops = fmt.stop_events(run)
     if stops or run.failures:
         out += ["", "Failures and stops:", ""]

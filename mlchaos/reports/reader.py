@@ -25,6 +25,7 @@ from mlchaos.reports.types import (
     ActivityResult,
     BlastRadius,
     BudgetRow,
+    DuringCheck,
     FiredAlert,
     GuardResult,
     KindRadius,
@@ -122,6 +123,8 @@ class _JournalReader:
             aborted_kind=_text(aborted.get("kind")),
             interrupted_by=_text(extra.get("interrupted_by")),
             recoveries=tuple(self._recoveries()),
+            during=self._during(),
+            hypothesis_strategy=_text(_mapping(extra.get("hypothesis_schedule")).get("strategy")),
             left_undone=tuple(_text(n) for n in _sequence(extra.get("rollbacks_left_undone"))),
             notifications=tuple(notifications),
             fired_alerts=tuple(self._fired_alerts(notifications)),
@@ -182,12 +185,27 @@ class _JournalReader:
             elif not budget.met:
                 failures.append(f"{budget.label} {budget.alert}: {budget.measured:.1f}s exceeds the budget of "
                                 f"{budget.budget:g}s")
+        missed = [check for check in self._during() if not check.met]
+        if missed:
+            failures.append(f"steady state not met during the method in {len(missed)} of {len(self._during())} "
+                            f"checks (first: check {missed[0].index}: {'; '.join(missed[0].missed)})")
         if _mapping(self.extra.get("recovery")).get("recovered") is False:
             failures.append("the system did not return to its steady state after the rollbacks")
         internal = _text(self.extra.get("internal_error"))
         if internal:
             failures.append(f"internal error: {exception_message(internal)}")
         return failures
+
+    def _during(self) -> tuple[DuringCheck, ...]:
+        checks = []
+        for index, state in enumerate(_sequence(_mapping(self.data.get("steady_states")).get("during")), 1):
+            probes = [_mapping(p) for p in _sequence(_mapping(state).get("probes"))]
+            missed = tuple(f"{_text(_mapping(p.get('activity')).get('name')) or '(unnamed)'}: "
+                           f"{exception_message(p.get('exception')) or summarise(p.get('output'))}"
+                           for p in probes if p.get("tolerance_met") is not True)
+            checks.append(DuringCheck(index, _mapping(state).get("steady_state_met") is True,
+                                      _text(probes[0].get("start")) if probes else "", missed))
+        return tuple(checks)
 
     # --- mlchaos' sections ----------------------------------------------------------------
     def _budgets(self) -> list[BudgetRow]:

@@ -81,6 +81,17 @@ class ActivityResult:
 
 
 @dataclass(frozen=True)
+class DuringCheck:
+    """One check of the steady state while the method ran (``--hypothesis-strategy`` during-method-only or
+    continuously; the journal's ``steady_states.during``)."""
+
+    index: int  # 1, 2, ... in the order they ran
+    met: bool
+    start: str  # when its first probe started (ISO 8601), "" when unknown
+    missed: tuple[str, ...] = ()  # "probe: actual value" of each probe that did not meet its tolerance
+
+
+@dataclass(frozen=True)
 class BudgetRow:
     """A budgeted duration and what was measured."""
 
@@ -229,6 +240,8 @@ class RunReport:
     notifications: tuple[NotificationSeen, ...] = ()
     fired_alerts: tuple[FiredAlert, ...] = ()
     timeline: Timeline = field(default_factory=lambda: Timeline(0.0))
+    during: tuple[DuringCheck, ...] = ()  # the steady state checked during the method
+    hypothesis_strategy: str = ""  # "" for Chaos Toolkit's default (before and after)
 
     @property
     def outcome(self) -> str:

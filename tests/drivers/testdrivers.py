@@ -179,3 +179,22 @@ def slow_accept(value: Any, seconds: float) -> bool:
     """A tolerance probe that takes ``seconds`` to accept any value."""
     time.sleep(seconds)
     return True
+
+
+def wait_for_lines(path: str, count: int, timeout: float = 30.0) -> int:
+    """Wait until the file ``path`` has at least ``count`` lines (another activity writes them), at most
+    ``timeout`` seconds; return how many it has."""
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = len(Path(path).read_text(encoding="utf-8").splitlines()) if os.path.exists(path) else 0
+        if lines >= count or time.monotonic() >= deadline:
+            return lines
+        time.sleep(0.01)
+
+
+def marker_seen(path: str, log: str) -> bool:
+    """Whether the marker exists; each time it does, a line is appended to ``log``."""
+    exists = os.path.exists(path)
+    if exists:
+        append_line(log, "seen")
+    return exists

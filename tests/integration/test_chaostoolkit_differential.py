@@ -67,7 +67,22 @@ def cases(state: str, log: str) -> dict[str, tuple[dict[str, Any], str]]:
                                       "good"),
         "exit_ungracefully (SIGUSR2)": (experiment("ungraceful", [action("exit", "exit_ungracefully"), note], state),
                                         "good"),
+        # controls (the test control, tests/drivers/testcontrols.py, declared at the experiment level)
+        "control on every hook": (controlled(experiment("control", [note], state), log), "good"),
+        "control raises in before_method": (controlled(experiment("control raises", [note], state), log,
+                                                       raise_in="before_method_control"), "good"),
+        "control InterruptExecution before_method": (controlled(experiment("control interrupts", [note], state), log,
+                                                                interrupt_in="before_method_control"), "good"),
+        "control exit_gracefully after_activity": (controlled(experiment("control exits", [note], state), log,
+                                                              exit_in="after_activity_control", exit="gracefully"),
+                                                   "good"),
     }
+
+
+def controlled(data: dict[str, Any], log: str, **arguments: Any) -> dict[str, Any]:
+    """``data`` with the test control declared at the experiment level (its hooks logged to ``log``.controls)."""
+    provider = {"type": "python", "module": "testcontrols", "arguments": {"log": f"{log}.controls", **arguments}}
+    return {**data, "controls": [{"name": "test-control", "provider": provider}]}
 
 
 # cases run with extra flags on both command lines: chaos' own way to roll back after a signal
@@ -118,4 +133,11 @@ EXPECTED: dict[str, dict[str, tuple[str, str]]] = {
     "exit_ungracefully (SIGUSR2)": {"method: exit": ("None", "interrupted"),
                                     "rollbacks: restore": ("-", "succeeded")},
     "exit_gracefully, --rollback-strategy always": {"method: exit": ("None", "interrupted")},
+    # a control's InterruptExecution is an abort under mlchaos (exit 5, rolled back); chaos: interrupted, no rollback
+    "control InterruptExecution before_method": {"status": ("interrupted", "aborted"),
+                                                 "rollbacks: restore": ("-", "succeeded")},
+    # SIGUSR1 from the hook after the first probe: chaos drops the unfinished hypothesis from its journal,
+    # mlchaos keeps the probe that ran; rollbacks as for any signal
+    "control exit_gracefully after_activity": {"hypothesis before: state-is-good": ("-", "succeeded/tolerance met"),
+                                               "rollbacks: restore": ("-", "succeeded")},
 }

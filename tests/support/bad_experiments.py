@@ -125,8 +125,13 @@ CATALOGUE = [
         "program '/no/such/program' not found on PATH"),
     Bad("bad-http-url", _with("method/0", {"type": "action", "name": "h",
         "provider": {"type": "http", "url": "ftp://x"}}), "/method/0/provider/url", "not an http(s) URL"),
-    Bad("controls-not-run-yet", {**valid(), "controls": [{"name": "x"}]}, "/controls",
-        "controls are not run by mlchaos yet (they come in a later change)"),
+    Bad("control-without-provider", {**valid(), "controls": [{"name": "x"}]}, "/controls/0/provider",
+        "required: a control needs a 'provider' mapping"),
+    Bad("control-module-missing", {**valid(), "controls": [{"name": "x", "provider": {
+        "type": "python", "module": "no_such_control_module"}}]}, "/controls/0/provider/module",
+        "control module 'no_such_control_module' cannot be imported"),
+    Bad("control-bad-scope", {**valid(), "controls": [{"name": "x", "scope": "during", "provider": {
+        "type": "python", "module": "testcontrols"}}]}, "/controls/0/scope", "scope must be 'before' or 'after'"),
     Bad("unknown-mlchaos-setting", {**valid(), "extensions": [{"name": "mlchaos", "activity_timeot": 3}]},
         "/extensions/0/activity_timeot", "did you mean 'activity_timeout'"),
     Bad("bad-mlchaos-timeout", {**valid(), "extensions": [{"name": "mlchaos", "activity_timeout": 0}]},

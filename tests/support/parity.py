@@ -124,6 +124,10 @@ OTHER_BASE: dict[str, Any] = {
 BASES = {"python": PYTHON_BASE, "other": OTHER_BASE}
 
 _CONTROL = [{"name": "tracing", "provider": {"type": "python", "module": "testdrivers"}}]
+_ONE = _CONTROL[0]
+CONTROLS = [_CONTROL, None, [], "x", [{"name": "x"}], [{**_ONE, "scope": "before"}], [{**_ONE, "scope": "during"}],
+            [{**_ONE, "automatic": False}], [{**_ONE, "provider": {"type": "python"}}],
+            [{**_ONE, "provider": {"type": "python", "module": "testdriverz"}}], [{**_ONE, "ref": "tracing"}]]
 _UNSET = "MLCHAOS_PARITY_SURELY_UNSET"
 
 # field -> values tried there (DELETE removes it); paths index into the base named first
@@ -132,7 +136,7 @@ TOP_LEVEL: dict[str, list[Any]] = {
     "description": [DELETE, "", "d", 3, " "],
     "tags": [DELETE, [], ["a", "b"], ["a", ""], [""], ["a", 3]],
     "dry_run": [True, False, "yes"],
-    "controls": [_CONTROL],
+    "controls": CONTROLS,
     "runtime": [{"rollbacks": {"strategy": "always"}}],
     "methd": [[]],
     "method": [DELETE, [], {}],
@@ -149,7 +153,7 @@ ACTIVITY: dict[str, list[Any]] = {
     "timeout": [DELETE, 5, 0.5, 0, -1, "soon", "${limit}"],
     "pauses": [{"before": 1}, {"before": "${limit}"}, {"before": "soon"}, {"before": -1}, {"during": 1}],
     "background": [True, False, "yes"],
-    "controls": [_CONTROL],
+    "controls": CONTROLS,
     "tiemout": [1],
     "provider": [DELETE, {}],
 }
@@ -211,7 +215,8 @@ class Deliberate:
 
 STRICTER = [  # chaoslib accepts, mlchaos refuses
     Deliberate("unknown keys", re.compile(r"^unknown key ")),
-    Deliberate("controls", re.compile(r"controls are not run by mlchaos yet")),
+    Deliberate("controls", re.compile(r"control module .* cannot be imported|only python controls run|"
+                                      r"automatic must be true or false")),
     Deliberate("the mlchaos extension", re.compile(r"mlchaos setting|activity_timeout: ")),
     Deliberate("types", re.compile(r"must be a (string|list|mapping)|must be a list of (strings|activities)|"
                                    r"python arguments must be a mapping|must be true or false|"

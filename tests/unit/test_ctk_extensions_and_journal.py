@@ -72,6 +72,9 @@ def probe(status: str) -> dict:
 @pytest.mark.parametrize(("journal", "expected"), [
     ({"status": "interrupted"}, "interrupted"),
     ({"status": "aborted"}, "aborted"),
+    ({"status": "aborted", "mlchaos": {"aborted": {"kind": "guard", "message": "m"}}}, "aborted"),
+    ({"status": "aborted", "mlchaos": {"aborted": {"kind": "control", "message": "m"}}}, "interrupted"),
+    ({"status": "failed", "mlchaos": {"aborted": {"kind": "fail-fast", "message": "m"}}}, "failed"),
     ({"status": "failed", "steady_states": {"before": {"probes": [probe("succeeded")]}, "after": None}}, "completed"),
     ({"status": "failed", "steady_states": {"before": {"probes": [probe("failed")]}, "after": None}}, "failed"),
     ({"status": "failed", "steady_states": {"before": {"probes": []}, "after": {"probes": [probe("failed")]}}},

@@ -50,7 +50,10 @@ def test_no_module_sets_the_folder_markers_by_hand():
 
 
 def test_testdrivers_has_one_name_only():
-    assert sorted(p.name for p in TEST_DRIVERS.iterdir() if p.name != "__pycache__") == ["testdrivers.py"]
+    """tests/drivers holds the test drivers (testdrivers.py) and the Chaos Toolkit control written for the tests
+    (testcontrols.py: a control is a module of its own, its hooks named by Chaos Toolkit)."""
+    found = sorted(p.name for p in TEST_DRIVERS.iterdir() if p.name != "__pycache__")
+    assert found == ["testcontrols.py", "testdrivers.py"]
     assert not (TESTS / "support" / "testdrivers.py").exists()
     imports_by_path = re.compile(r"^\s*(from|import)\s+tests\.drivers\b", re.MULTILINE)
     python = [path for path in TESTS.rglob("*.py") if path.name != "test_test_layout.py"]

@@ -134,11 +134,20 @@ def test_the_issues_disagreements_are_gone() -> None:
         assert not verdict.chaoslib_ok and not verdict.mlchaos_ok, verdict
 
 
-def test_controls_are_refused_with_a_message_that_says_they_come_later() -> None:
-    verdict = verdicts(mutated(BASES["python"], ("controls",), [{"name": "c", "provider": {
-        "type": "python", "module": "testdrivers"}}]))
-    assert verdict.chaoslib_ok
-    assert any("not run by mlchaos yet (they come in a later change)" in p for p in verdict.problems)
+def test_controls_are_accepted_as_chaoslib_accepts_them_but_their_module_must_import() -> None:
+    control = {"name": "c", "provider": {"type": "python", "module": "testcontrols"}}
+    for where in [("controls",), ("method", 0, "controls"), ("steady-state-hypothesis", "controls")]:
+        verdict = verdicts(mutated(BASES["python"], where, [control]))
+        assert verdict.chaoslib_ok and verdict.mlchaos_ok, (where, verdict)
+    missing = verdicts(mutated(BASES["python"], ("controls",), [{"name": "c", "provider": {
+        "type": "python", "module": "no_such_control_module"}}]))
+    assert missing.chaoslib_ok  # chaoslib warns, then runs without it
+    assert any("control module 'no_such_control_module' cannot be imported" in p for p in missing.problems)
+    assert explanation(missing) == "controls"
+    for bad in [{"name": "c"}, {"provider": {"type": "python", "module": "testcontrols"}},
+                {"name": "c", "scope": "during", "provider": {"type": "python", "module": "testcontrols"}}]:
+        verdict = verdicts(mutated(BASES["python"], ("controls",), [bad]))
+        assert not verdict.chaoslib_ok and not verdict.mlchaos_ok, (bad, verdict)
 
 
 def test_chaoslibs_validator_runs_no_activity(tmp_path) -> None:
