@@ -131,11 +131,13 @@ class Journal:
 
 
 def chaostoolkit_status(journal: dict[str, Any]) -> str:
-    """The ``status`` Chaos Toolkit (chaostoolkit-lib 1.44) would have written for this run: ``interrupted`` and
-    ``aborted`` as they are (but a control's ``InterruptExecution``, which chaoslib calls ``interrupted``, and a
-    ``--fail-fast`` stop, which it calls ``failed``); otherwise ``failed`` only when a steady-state probe itself failed (raised, timed
-    out), else ``completed``, even when the hypothesis deviated or a method action or rollback failed (mlchaos'
-    ``status`` says ``failed`` then: docs/chaostoolkit.md, "Runs: where mlchaos differs")."""
+    """The ``status`` Chaos Toolkit (chaostoolkit-lib 1.44) would have written for this run.
+
+    ``interrupted`` and ``aborted`` as they are, but a control's ``InterruptExecution`` (chaoslib: ``interrupted``)
+    and a ``--fail-fast`` stop (chaoslib: ``failed``); otherwise ``failed`` only when a steady-state probe itself
+    failed (raised, timed out), else ``completed``, even when the hypothesis deviated or a method action or
+    rollback failed (mlchaos' ``status`` says ``failed`` then: docs/chaostoolkit.md, "Runs: where mlchaos
+    differs")."""
     status = journal.get("status")
     aborted = (journal.get("mlchaos") or {}).get("aborted") or {}
     kind = aborted.get("kind") if isinstance(aborted, dict) else None
