@@ -99,8 +99,16 @@ def journal_summary(path: Path) -> tuple[str, int, int]:
     return str(data.get("status")), count_probes(data), failed
 
 
-def write_overhead_experiment(tmp: Path, probes: int) -> Path:
+CONTROL_HOOKS = [f"{scope}_{level}_control" for level in ("experiment", "hypothesis", "method", "rollback", "activity")
+                 for scope in ("before", "after")]
+
+
+def write_overhead_experiment(tmp: Path, probes: int, control: bool = False) -> Path:
+    """``probes`` trivial hypothesis probes and one in the method; with ``control``, a Chaos Toolkit control that
+    declares every hook and does nothing (what each control call costs)."""
     (tmp / "benchprobes.py").write_text("def ok() -> bool:\n    return True\n", encoding="utf-8")
+    (tmp / "benchcontrol.py").write_text("".join(f"def {hook}(context, **kwargs):\n    return None\n\n\n"
+                                                 for hook in CONTROL_HOOKS), encoding="utf-8")
 
     def probe(name: str, tolerance: bool = True) -> dict:
         item = {"type": "probe", "name": name,
@@ -120,7 +128,9 @@ def write_overhead_experiment(tmp: Path, probes: int) -> Path:
         "method": [probe("method-ok", tolerance=False)],
         "rollbacks": [],
     }
-    path = tmp / "overhead.json"
+    if control:
+        experiment["controls"] = [{"name": "noop", "provider": {"type": "python", "module": "benchcontrol"}}]
+    path = tmp / ("overhead-control.json" if control else "overhead.json")
     path.write_text(json.dumps(experiment, indent=2), encoding="utf-8")
     return path
 
@@ -187,10 +197,10 @@ def main() -> int:
         # 3. runner overhead: the same experiment with 1 and with N hypothesis probes
         probe_env = env_with("", str(home))
         runs_by_size: dict[int, tuple[list[float], list[float], list, list]] = {}
-        for size in (1, args.probes):
-            work = tmp / f"work-{size}"
+        for size, control in ((1, False), (args.probes, False), (args.probes, True)):
+            work = tmp / f"work-{size}{'-control' if control else ''}"
             work.mkdir()
-            experiment = write_overhead_experiment(work, size)
+            experiment = write_overhead_experiment(work, size, control)
             probe_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(work), os.environ.get("PYTHONPATH", "")) if p)
             j1, j2 = work / "journal-mlchaos.json", work / "journal-chaos.json"
             ml_cmd = [MLCHAOS, "run", str(experiment), "--journal", str(j1), "--quiet"]
@@ -205,8 +215,10 @@ def main() -> int:
 
             (ml_t, ml_p, ml_checks), (ch_t, ch_p, ch_checks) = measure_pair(
                 ml_cmd, ch_cmd, overhead_runs, str(work), probe_env, ml_after=check(j1), ch_after=check(j2))
-            runs_by_size[size] = (ml_t, ch_t, ml_checks, ch_checks)
-            rows.append((f"run: {size}+1 trivial probes", ml_t, ch_t,
+            if not control:
+                runs_by_size[size] = (ml_t, ch_t, ml_checks, ch_checks)
+            label = f"run: {size}+1 trivial probes" + (", a no-op control on every hook" if control else "")
+            rows.append((label, ml_t, ch_t,
                          f"{rc_list(c[0] for c in ml_checks)} / {rc_list(c[0] for c in ch_checks)}"))
 
             def describe(name: str, checks, proc) -> str:
@@ -219,7 +231,8 @@ def main() -> int:
 
             equal = (rc_list(c[2] for c in ml_checks) == rc_list(c[2] for c in ch_checks)
                      and all(c[1] == "completed" for c in ml_checks + ch_checks))
-            notes.append(f"run journals, {size}+1 probes (checked after every run):")
+            notes.append(f"run journals, {size}+1 probes{' with a control' if control else ''} (checked after every "
+                         "run):")
             notes.append("  " + describe("mlchaos", ml_checks, ml_p))
             notes.append("  " + describe("chaos", ch_checks, ch_p))
             notes.append("  same work: " + ("yes, both completed with the same number of probe runs" if equal

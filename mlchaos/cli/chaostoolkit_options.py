@@ -100,4 +100,5 @@ def load_with_controls(settings: dict[str, Any], source: str, load: Callable[[],
         print(f"error: {exc}\nnothing was executed.", file=sys.stderr)
         return None
     finally:
+        controls.thread.close()
         reset_global_controls()

@@ -51,7 +51,7 @@ class RunControls:
         self.record = record  # the journal's ``mlchaos.controls``
         self.active = bool(controls)
         controls.on_problem = self._problem
-        self.events = RunEvents(lambda: getattr(controls, "registry", None), controls.timeout, journal,
+        self.events = RunEvents(controls, journal,
                                 lambda event, error: self._problem(ControlProblem("run event handlers", event, error)))
         if self.active:
             record.update(declared=controls.declared, timeout=controls.timeout, calls=0, problems=[])
@@ -83,6 +83,7 @@ class RunControls:
             self._late(str(exc))
         self.controls.cleanup(quiet)
         self.event("finish", journal)
+        self.controls.thread.close()
         self.record["calls"] = self.controls.calls
         if self.events.sent:
             self.record["run_events"] = self.events.sent

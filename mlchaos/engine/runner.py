@@ -366,7 +366,7 @@ class Runner:
             self.console.error(f"{message}; rolling back")
         finally:
             if self.during is not None:
-                self.during.stop()  # stopped early: never waited for (the rollbacks come first)
+                self.during.stop(drop=True)  # stopped early: never waited for (the rollbacks come first)
             self._abandon_background()
 
     # --- controls and the hypothesis during the method ----------------------------------------

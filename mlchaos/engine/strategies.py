@@ -67,8 +67,9 @@ class HypothesisSchedule:
 class DuringHypothesis:
     """Checks the hypothesis on its own thread while the method runs; each result goes to ``states``.
 
-    ``check()`` runs the probes once and returns the state; ``on_result(index, state)`` is called with each
-    (from this thread) before it is appended. A result that arrives after :meth:`stop` is dropped.
+    ``check()`` runs the probes once and returns the state; it is appended to ``states``, then
+    ``on_result(index, state)`` is called (from this thread). After :meth:`stop` no check starts; the one
+    in progress is kept, unless ``drop`` said the run stopped early.
     """
 
     def __init__(self, frequency: float, check: Callable[[], dict[str, Any]],
@@ -78,14 +79,18 @@ class DuringHypothesis:
         self.on_result = on_result
         self.states = states
         self._stop = threading.Event()
+        self._drop = threading.Event()
         self.done: Any = None
         self.errors: list[str] = []
 
     def start(self) -> None:
         self.done = in_background(self._loop)
 
-    def stop(self) -> None:
-        """No further check starts; one in progress finishes (bounded by its probes' timeouts) or is dropped."""
+    def stop(self, drop: bool = False) -> None:
+        """No further check starts; one in progress finishes (bounded by its probes' timeouts), its result
+        kept, or (``drop``) discarded."""
+        if drop:
+            self._drop.set()
         self._stop.set()
 
     def _loop(self) -> None:
@@ -97,7 +102,7 @@ class DuringHypothesis:
             except BaseException as exc:  # a bug here must not go unnoticed, nor kill the run
                 self.errors.append(f"{type(exc).__name__}: {exc}")
                 return
-            if self._stop.is_set():
+            if self._drop.is_set():
                 return
             self.states.append(state)
             self.on_result(index, state)

@@ -17,8 +17,12 @@ The selection (experiment, hypothesis and activity ``controls``, the settings fi
 
 from __future__ import annotations
 
+import _thread
+import contextvars
 import copy
 import importlib
+import queue
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +31,7 @@ from typing import Any
 import yaml
 
 from mlchaos.errors import InvalidInput
-from mlchaos.experiment.execution import Waiter, in_background
+from mlchaos.experiment.execution import LockType, Waiter
 from mlchaos.experiment.extensions import use_chaostoolkit_logging
 from mlchaos.experiment.settings import DEFAULT_CONTROL_TIMEOUT
 
@@ -167,6 +171,56 @@ def _as_list(value: Any) -> list[Any]:
 
 
 # --- calling them -----------------------------------------------------------------------------
+class ControlThread:
+    """The one thread every control call of a run goes through, in order, in one context.
+
+    Under ``chaos`` every hook runs on the main thread: a control may open a tracing span (or an
+    opentracing scope, kept per thread) in one hook and close it in the next. Here they all run on
+    this thread, in a copy of the run's context, so that holds; the caller waits, bounded. A call
+    that does not return in time is abandoned with its thread: the next call starts a fresh one.
+    """
+
+    def __init__(self) -> None:
+        self._inbox: queue.SimpleQueue | None = None
+        self._guard = _thread.allocate_lock()
+
+    def submit(self, func: Callable[[], None]) -> LockType:
+        """Queue ``func``; the returned lock is released when it has run."""
+        done = _thread.allocate_lock()
+        done.acquire()
+        with self._guard:
+            if self._inbox is None:
+                self._inbox = queue.SimpleQueue()
+                context = contextvars.copy_context()
+                threading.Thread(target=context.run, args=(self._work, self._inbox), daemon=True,
+                                 name="mlchaos-controls").start()
+            self._inbox.put((func, done))
+        return done
+
+    def close(self) -> None:
+        """The thread ends once the calls queued before this one have run."""
+        with self._guard:
+            if self._inbox is not None:
+                self._inbox.put((None, None))
+                self._inbox = None
+
+    def abandon(self) -> None:
+        """The thread is stuck in a call: leave it; the next call gets a new one."""
+        with self._guard:
+            self._inbox = None
+
+    @staticmethod
+    def _work(inbox: queue.SimpleQueue) -> None:
+        while True:
+            func, done = inbox.get()
+            if func is None:
+                return
+            try:
+                func()
+            finally:
+                done.release()
+
+
 @dataclass
 class ControlSet:
     """The controls of one run, called with chaoslib's selection and arguments, each call bounded."""
@@ -183,6 +237,7 @@ class ControlSet:
     def __post_init__(self) -> None:
         self.globals = global_controls(self.settings)
         self.configured = False
+        self.thread = ControlThread()
 
     @property
     def declared(self) -> list[str]:
@@ -279,8 +334,12 @@ class ControlSet:
             self._problem(control, hook, error)
         return error is None
 
+    def call(self, func: Callable[[], None], waiter: Waiter) -> BaseException | None:
+        """Run ``func`` on the control thread: its exception, a TimeoutError when it did not return in time, or
+        None."""
+        return self._run(func, waiter)
+
     def _run(self, func: Callable[[], None], waiter: Waiter) -> BaseException | None:
-        """Run ``func`` on a worker; its exception, a TimeoutError when it did not return in time, or None."""
         box: dict[str, BaseException] = {}
 
         def target() -> None:
@@ -289,7 +348,8 @@ class ControlSet:
             except BaseException as exc:  # SystemExit and KeyboardInterrupt from user code too: never the runner's
                 box["error"] = exc
 
-        if not waiter.wait(in_background(target), self.timeout):
+        if not waiter.wait(self.thread.submit(target), self.timeout):
+            self.thread.abandon()
             return TimeoutError(f"did not return within {self.timeout:g}s (control_timeout); abandoned")
         return box.get("error")
 

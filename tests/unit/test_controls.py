@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -204,3 +206,23 @@ def test_a_plan_calls_no_control(write_experiment, tmp_path):
     Runner(build_experiment(doc), None, tmp_path / "j.json", Console(out, tty=False), dry_run=True).run()
     assert not log.exists()
     assert "controls not called in a plan: logger" in out.getvalue()
+
+
+def test_a_loader_control_that_interrupts_stops_the_command_before_anything_runs(tmp_path, subprocess_env,
+                                                                                 write_experiment):
+    """The settings file's global controls are the only ones called around loading (as under `chaos`)."""
+    log = tmp_path / "loader.jsonl"
+    home = tmp_path / "home"
+    (home / ".chaostoolkit").mkdir(parents=True)
+    (home / ".chaostoolkit" / "settings.yaml").write_text(json.dumps({"controls": {"gate": {"provider": {
+        "type": "python", "module": "testcontrols",
+        "arguments": {"log": str(log), "interrupt_in": "after_loading_experiment_control"}}}}}))
+    path = write_experiment(experiment(tmp_path))
+    proc = subprocess.run([sys.executable, "-m", "mlchaos", "run", str(path), "--journal", str(tmp_path / "j.json")],
+                          env={**subprocess_env, "HOME": str(home)}, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == exit_codes.INVALID, proc.stdout + proc.stderr
+    assert "stop from after_loading_experiment_control" in proc.stderr and "nothing was executed" in proc.stderr
+    assert not (tmp_path / "fault").exists() and not (tmp_path / "j.json").exists()
+    assert [c["hook"] for c in hooks(log)] == ["before_loading_experiment_control",
+                                               "after_loading_experiment_control"]
+    assert hooks(log)[1]["state"] == {"title": "valid"}  # the experiment as loaded
