@@ -4,16 +4,17 @@
 # `mlchaos run --pushgateway`, `--metrics-textfile` for node_exporter's textfile collector),
 # VictoriaMetrics (victoria-metrics, vmalert, vmauth: the drills against another monitoring backend,
 # tests/support/victoriametrics.py), Chromium (the test that opens the HTML report in a real headless
-# browser) and nginx (an ingress routing by Host with basic auth in front of a model replica: the
-# serving-endpoint test), unless every binary is already there. The packages cannot start their
-# services without systemd: mlchaos (and the tests) run the binaries themselves.
+# browser), nginx (an ingress routing by Host with basic auth in front of a model replica: the
+# serving-endpoint test) and pandoc (chaostoolkit-reporting renders an mlchaos journal with it:
+# tests/integration/test_chaostoolkit_journal.py), unless every binary is already there. The packages
+# cannot start their services without systemd: mlchaos (and the tests) run the binaries themselves.
 # Used by `make demo`, `make test` and .ci/run. Needs root (or sudo) when something is missing.
 set -euo pipefail
 BINARIES=(/usr/bin/prometheus /usr/bin/promtool /usr/bin/prometheus-alertmanager
           /usr/bin/prometheus-blackbox-exporter /usr/bin/prometheus-pushgateway /usr/bin/prometheus-node-exporter
-          /usr/bin/victoria-metrics /usr/bin/vmalert /usr/bin/vmauth /usr/bin/chromium /usr/sbin/nginx)
+          /usr/bin/victoria-metrics /usr/bin/vmalert /usr/bin/vmauth /usr/bin/chromium /usr/sbin/nginx /usr/bin/pandoc)
 PACKAGES=(prometheus prometheus-alertmanager prometheus-blackbox-exporter prometheus-pushgateway
-          prometheus-node-exporter victoria-metrics chromium nginx-light)
+          prometheus-node-exporter victoria-metrics chromium nginx-light pandoc)
 
 missing=0
 for binary in "${BINARIES[@]}"; do

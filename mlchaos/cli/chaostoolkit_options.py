@@ -1,4 +1,7 @@
-"""``mlchaos run``'s Chaos Toolkit habits: hypothesis strategies, and the settings file's loader controls."""
+"""``mlchaos run``'s Chaos Toolkit habits, so that scripts written for ``chaos run`` keep working: hypothesis
+strategies, the settings file (``--settings``) and its loader controls, ``--rollback-strategy`` (accepted; mlchaos
+always rolls back, and says so once). ``--journal-path`` is declared with ``--journal``; ``--var`` and
+``--var-file`` are mlchaos' own options already (:mod:`mlchaos.cli.options`)."""
 
 from __future__ import annotations
 
@@ -11,6 +14,27 @@ from typing import Any, TypeVar
 from mlchaos.engine.strategies import DEFAULT, STRATEGIES, HypothesisSchedule
 
 T = TypeVar("T")
+ROLLBACK_STRATEGIES = ("default", "always", "never", "deviated")  # what chaos run accepts
+DEFAULT_SETTINGS = "~/.chaostoolkit/settings.yaml"  # what chaos reads when --settings is not given
+
+
+def add_chaostoolkit_options(parser: argparse.ArgumentParser) -> None:
+    """``--rollback-strategy`` and ``--settings``."""
+    parser.add_argument("--rollback-strategy", choices=ROLLBACK_STRATEGIES, default=None,
+                        help="accepted for Chaos Toolkit's sake and ignored: mlchaos always rolls back")
+    parser.add_argument("--settings", default=None, metavar="PATH",
+                        help=f"Chaos Toolkit settings file: its controls apply (default: {DEFAULT_SETTINGS} when "
+                             f"it exists)")
+
+
+def rollback_strategy_note(strategy: str | None) -> str | None:
+    """The one line that says a ``--rollback-strategy`` is not followed; None when none was given."""
+    if strategy is None:
+        return None
+    if strategy == "always":
+        return "--rollback-strategy always: mlchaos always rolls back (whatever the strategy)"
+    return (f"--rollback-strategy {strategy} ignored: mlchaos always rolls back, after a deviation, a failure, "
+            f"an abort and every signal (a fault is never left in place)")
 
 
 def _seconds(text: str) -> float:

@@ -12,15 +12,16 @@ from mlchaos.cli.options import EXIT_CODES_HELP, add_var_options
 
 def add_parser(commands: Any) -> argparse.ArgumentParser:
     """``run FILE [--journal] [--var] [--var-file] [--dry-run] [--quiet]`` and the report/metrics options."""
-    from mlchaos.cli.chaostoolkit_options import add_strategy_options
+    from mlchaos.cli.chaostoolkit_options import add_chaostoolkit_options, add_strategy_options
     from mlchaos.cli.publishing import add_publishing_options
 
     parser = commands.add_parser("run", help="run one experiment", epilog=EXIT_CODES_HELP,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("file", help="experiment file (.json, .yaml, .yml)")
-    parser.add_argument("--journal", default="journal.json",
-                        help="where to write the journal (default: journal.json)")
+    parser.add_argument("--journal", "--journal-path", dest="journal", default="journal.json",
+                        help="where to write the journal (default: journal.json; --journal-path as chaos run)")
     add_var_options(parser)
+    add_chaostoolkit_options(parser)
     parser.add_argument("--dry-run", action="store_true",
                         help="the same as `mlchaos plan`: resolve targets and run probes, change nothing")
     parser.add_argument("--quiet", action="store_true", help="print only the summary")
@@ -31,7 +32,12 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
 
 def main(args: argparse.Namespace) -> int:
     """Validate, then run one experiment (a plan with ``--dry-run``)."""
-    from mlchaos.cli.chaostoolkit_options import load_with_controls, schedule_from, settings_from
+    from mlchaos.cli.chaostoolkit_options import (
+        load_with_controls,
+        rollback_strategy_note,
+        schedule_from,
+        settings_from,
+    )
     from mlchaos.cli.listen_targets import LISTEN_TARGETS
     from mlchaos.cli.printing import loaded_or_none
     from mlchaos.cli.publishing import preflight, publish_run
@@ -59,6 +65,9 @@ def main(args: argparse.Namespace) -> int:
         print(f"error: {problem}\nnothing was executed.", file=sys.stderr)
         return exit_codes.INVALID
     console = Console(quiet=args.quiet)
+    note = rollback_strategy_note(getattr(args, "rollback_strategy", None))
+    if note:
+        console.warn(note)
     journal = Path(args.journal) if args.journal else None
     dry_run = args.dry_run or experiment.dry_run  # the file's own ``dry_run: true`` too
     mode = " (dry run: actions are not applied)" if dry_run else ""

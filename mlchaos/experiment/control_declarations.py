@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from mlchaos.errors import InvalidInput
+from mlchaos.experiment.extensions import use_chaostoolkit_logging
 
 
 # --- the settings file ------------------------------------------------------------------------
@@ -116,6 +117,7 @@ def declaration_problems(control: Any, top_level_names: set[str] | None) -> Iter
     if not isinstance(arguments, dict):
         yield "/provider/arguments", "a control's arguments must be a mapping"
         return
+    use_chaostoolkit_logging()  # a control module may import logzero, as extensions do (chaos provides it)
     try:
         mod = importlib.import_module(module)
     except Exception as exc:  # an ImportError deep inside the module too: say which

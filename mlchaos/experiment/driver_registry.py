@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from mlchaos.experiment.extensions import Extension, extension_activities, use_chaostoolkit_logging
 from mlchaos.experiment.problems import suggest
 
 DRIVER_PACKAGE = "drivers"
@@ -51,6 +52,7 @@ def driver_module_names() -> list[str]:
 
 def driver_functions() -> Iterator[DriverFunction | tuple[str, str]]:
     """Every public function of every driver module, or (module, error) when one fails to import."""
+    use_chaostoolkit_logging()
     for module_name in driver_module_names():
         try:
             module = importlib.import_module(module_name)
@@ -79,6 +81,18 @@ def driver_functions() -> Iterator[DriverFunction | tuple[str, str]]:
             )
 
 
+def extension_functions(extension: Extension) -> Iterator[DriverFunction | tuple[str, str]]:
+    """The activities a Chaos Toolkit extension's own ``discover`` lists, as driver functions; (module, error) when
+    the extension fails to import or to discover."""
+    try:
+        for module, name, kind, func in extension_activities(extension):
+            doc = inspect.getdoc(func) or ""
+            yield DriverFunction(module=module, name=name, kind=kind, signature=_render_signature(func),
+                                 summary=doc.splitlines()[0] if doc else "(no docstring)")
+    except Exception as exc:  # report, never hide, an extension that cannot load
+        yield extension.module, f"{type(exc).__name__}: {exc}"
+
+
 def _reexported(name: str, func: Any, listed: Any, package: str) -> bool:
     """True for a function a facade module (``drivers.docker.actions``) lists in ``__all__`` and imports from a
     module of the same driver package (``drivers.docker.lifecycle``): it is the facade's own."""
@@ -90,7 +104,9 @@ def _render_signature(func: object) -> str:
 
 
 def import_driver_module(name: str) -> tuple[Any, str]:
-    """Import a driver module; on failure return (None, a message with close matches)."""
+    """Import a driver module (a Chaos Toolkit extension's too: logzero as ``chaos`` provides it); on failure
+    return (None, a message with close matches)."""
+    use_chaostoolkit_logging()
     try:
         return importlib.import_module(name), ""
     except ModuleNotFoundError as exc:

@@ -163,6 +163,8 @@ class ProviderChecks(DocumentChecker):
         expected = _accepted_types(param.annotation)
         if expected is None:
             return
+        if param.default is None:  # ``when: str = None``, as Chaos Toolkit extensions write an optional argument
+            expected = (*expected, type(None))
         bool_mismatch = isinstance(value, bool) and bool not in expected
         if bool_mismatch or not isinstance(value, expected):
             wanted = " or ".join(sorted({"null" if t is type(None) else t.__name__ for t in expected}))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,3 +36,10 @@ def mlchaos_section(journal: dict[str, Any]) -> dict[str, Any]:
     """The journal's ``mlchaos`` section (empty when there is none: a Chaos Toolkit journal)."""
     section = journal.get(SECTION)
     return section if isinstance(section, dict) else {}
+
+
+def is_automatic(entry: Mapping[str, Any]) -> bool:
+    """True for a rollback entry the safety net wrote (an automatic undo from a change record): marked under the
+    entry's ``mlchaos`` key, or, in journals written before issue 17, by a top-level ``automatic``."""
+    extra = entry.get("mlchaos")
+    return (isinstance(extra, Mapping) and extra.get("automatic") is True) or entry.get("automatic") is True

@@ -99,7 +99,7 @@ class Journal:
         start = datetime.fromisoformat(self.data["start"])
         self.data["duration"] = round((end - start).total_seconds(), 6)
         self.data.update(status=status, deviated=deviated)
-        self.extra.update(verdict=verdict, exit_code=exit_code)
+        self.extra.update(verdict=verdict, exit_code=exit_code, chaostoolkit_status=chaostoolkit_status(self.data))
         self.save(force=True)
 
     def activities(self) -> list[dict[str, Any]]:
@@ -128,6 +128,32 @@ class Journal:
         # a journal names what was changed and how to undo it: its user's only
         atomic_write(self.path, json.dumps(self.redactor.data(self.data), default=str) + "\n", mode=0o600,
                      sync=force if sync is None else sync)
+
+
+def chaostoolkit_status(journal: dict[str, Any]) -> str:
+    """The ``status`` Chaos Toolkit (chaostoolkit-lib 1.44) would have written for this run.
+
+    ``interrupted`` and ``aborted`` as they are, but a control's ``InterruptExecution`` (chaoslib: ``interrupted``)
+    and a ``--fail-fast`` stop (chaoslib: ``failed``); otherwise ``failed`` only when a steady-state probe itself
+    failed (raised, timed out), else ``completed``, even when the hypothesis deviated or a method action or
+    rollback failed (mlchaos' ``status`` says ``failed`` then: docs/chaostoolkit.md, "Runs: where mlchaos
+    differs")."""
+    status = journal.get("status")
+    aborted = (journal.get("mlchaos") or {}).get("aborted") or {}
+    kind = aborted.get("kind") if isinstance(aborted, dict) else None
+    if kind == "control":  # a control's InterruptExecution: chaoslib calls the run interrupted
+        return "interrupted"
+    if kind == "fail-fast":  # a deviation during the method under --fail-fast: chaoslib marks the run failed
+        return "failed"
+    if status in ("interrupted", "aborted"):
+        return str(status)
+    states = journal.get("steady_states") or {}
+    for when in ("before", "after"):
+        state = states.get(when)
+        probes = state.get("probes", []) if isinstance(state, dict) else []
+        if any(isinstance(p, dict) and p.get("status") != "succeeded" for p in probes):
+            return "failed"
+    return "completed"
 
 
 def _chaoslib_version() -> str:

@@ -162,7 +162,7 @@ class _JournalReader:
                 tolerance="" if tolerance is None else _compact(tolerance),
                 tolerance_met=met if isinstance(met, bool) else None,
                 error=exception_message(entry.get("exception")),
-                automatic=entry.get("automatic") is True,
+                automatic=journal_reader.is_automatic(entry),
             ))
         return results
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from mlchaos.experiment.execution import FAILED, SUCCEEDED, Waiter
@@ -43,14 +44,16 @@ def undo_name(record: ChangeRecord) -> str:
 
 
 def undo(record: ChangeRecord, timeout: float, waiter: Waiter) -> tuple[UndoResult, dict[str, Any]]:
-    """Undo one record; the result and the journal's rollback entry for it (marked ``automatic``)."""
+    """Undo one record; the result and the journal's rollback entry for it: a Chaos Toolkit activity entry (with
+    its start and end), marked automatic under mlchaos' own key (``"mlchaos": {"automatic": true}``)."""
+    started = datetime.now(UTC)
     result = undo_record(record, timeout, waiter)
     module, _, func = record.undo["func"].rpartition(".")
     entry: dict[str, Any] = {
         "activity": {"type": "action", "name": undo_name(record), "provider": {
             "type": "python", "module": module, "func": func, "arguments": record.undo.get("arguments", {})}},
-        "status": SUCCEEDED if result.ok else FAILED, "output": result.output, "duration": result.duration,
-        "automatic": True}
+        "status": SUCCEEDED if result.ok else FAILED, "output": result.output, "start": started.isoformat(),
+        "end": datetime.now(UTC).isoformat(), "duration": result.duration, "mlchaos": {"automatic": True}}
     if result.error:
         entry["exception"] = [result.error]
     return result, entry

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from drivers.model import actions, traffic
+from mlchaos.journal.reader import is_automatic
 from mlchaos.safety.changes import ChangeRecord
 from mlchaos.safety.undo import undo_record
 from mlchaos.sandbox import procs
@@ -189,7 +190,7 @@ def test_a_run_s_probes_read_its_generator_and_the_safety_net_stops_it(sandbox, 
         return
     assert journal["status"] == "completed", out.getvalue()
     assert journal["run"][1]["output"] >= 10 and journal["run"][2]["output"] == 0
-    (undo,) = [r for r in journal["rollbacks"] if r.get("automatic")]
+    (undo,) = [r for r in journal["rollbacks"] if is_automatic(r)]
     assert undo["status"] == "succeeded" and undo["output"]["stopped"], undo
     (recovered,) = journal["mlchaos"]["recovery"]["probes"]
     assert record["undo_after_recovery"] and recovered["tolerance_met"]

@@ -242,6 +242,14 @@ class ApiServerEmulator(kmock.KubernetesEmulator):
         return answer
 
 
+def container_status(name: str, image: str, ready: bool) -> dict[str, Any]:
+    """A container's status with the fields a real API server always sets (``image`` and ``imageID`` are required
+    by the official client's model: chaostoolkit-kubernetes' ``pods_in_phase`` reads them), running."""
+    digest = hashlib.sha256(image.encode()).hexdigest()
+    return {"name": name, "ready": ready, "restartCount": 0, "image": image, "imageID": f"{image}@sha256:{digest}",
+            "started": True, "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}}}
+
+
 class EmulatedCluster:
     """The emulator in a background thread with its own event loop, and a kubeconfig that points at it.
 
@@ -528,7 +536,7 @@ class EmulatedCluster:
                                         "name": owner["name"], "uid": owner.get("uid"), "controller": True}]
         status = {"phase": phase, "podIP": f"10.0.{number // 250}.{number % 250 + 1}",
                   "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
-                  "containerStatuses": [{"name": c["name"], "ready": ready, "restartCount": 0}
+                  "containerStatuses": [container_status(c["name"], c.get("image", ""), ready)
                                         for c in spec.get("containers") or []]}
         return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec, "status": status}
 
@@ -591,8 +599,8 @@ class EmulatedCluster:
             if born is not None and now - born >= self.ready_after:
                 self._born.pop(key)
                 self._patch(PODS, pod, {"status": {"conditions": [{"type": "Ready", "status": "True"}],
-                                                   "containerStatuses": [{"name": "server", "ready": True,
-                                                                          "restartCount": 0}]}})
+                                                   "containerStatuses": [container_status(
+                                                       "server", "mlchaos/model-server", True)]}})
         for deployment in list(self._list(DEPLOYMENTS, None)):
             self._update_deployment_status(deployment)
         self._remember_pods()

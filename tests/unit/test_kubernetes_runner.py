@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from mlchaos.engine import exit_codes
+from mlchaos.journal.reader import is_automatic
 from tests.support.kubernetes_emulator import DEPLOYMENTS, PODS, EmulatedCluster
 from tests.support.paths import ROOT
 
@@ -116,7 +117,7 @@ def test_the_safety_net_undoes_a_scale_the_experiment_forgot_to_roll_back(cluste
         "arguments": {"name": "model-server", "namespace": NS, "replicas": 1, "ttl": None}}}]
     data["extensions"][0]["blast_radius"] = {"max_targets": 1}
     result, journal, out = run_experiment(data)
-    automatic = [r for r in journal["rollbacks"] if r.get("automatic")]
+    automatic = [r for r in journal["rollbacks"] if is_automatic(r)]
     assert automatic and automatic[0]["status"] == "succeeded", out
     assert automatic[0]["output"]["workloads"] == {"Deployment/model-server": "restored 3 replicas (was 1)"}
     assert cluster.get(DEPLOYMENTS, NS, "model-server")["spec"]["replicas"] == 3

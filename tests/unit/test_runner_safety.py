@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 
 from mlchaos.engine import exit_codes
+from mlchaos.journal.reader import is_automatic
 from mlchaos.safety import emergency_stop, run_registry
 from tests.support.builders import probe, py
 
@@ -140,7 +141,8 @@ def test_the_safety_net_undoes_changes_no_rollback_covered(run_experiment, tmp_p
     assert result.exit_code == exit_codes.OK
     assert not (tmp_path / "m").exists()
     automatic = journal["rollbacks"][0]
-    assert automatic["automatic"] and automatic["status"] == "succeeded"
+    assert automatic["mlchaos"] == {"automatic": True} and automatic["status"] == "succeeded"
+    assert automatic["start"] <= automatic["end"] and "automatic" not in automatic  # a Chaos Toolkit entry
     assert automatic["activity"]["provider"]["func"] == "remove_marker"
     assert "automatic, from its change record" in out
 
@@ -148,7 +150,7 @@ def test_the_safety_net_undoes_changes_no_rollback_covered(run_experiment, tmp_p
 def test_a_covered_change_is_not_undone_twice(run_experiment, tmp_path):
     result, journal, _ = run_experiment(experiment(tmp_path, [hit(tmp_path, "m0")]))
     assert result.exit_code == exit_codes.OK
-    assert [r.get("automatic", False) for r in journal["rollbacks"]] == [False]
+    assert [is_automatic(r) for r in journal["rollbacks"]] == [False]
 
 
 def test_the_run_is_registered_while_it_runs_and_unregistered_after(run_experiment, tmp_path):
@@ -198,7 +200,7 @@ def test_a_load_the_recovery_relies_on_is_undone_after_the_recovery_check(run_ex
     assert result.exit_code == exit_codes.OK
     assert journal["mlchaos"]["recovery"]["recovered"] is True
     assert not (tmp_path / "load").exists()
-    undone = [r["activity"]["provider"]["arguments"]["path"] for r in journal["rollbacks"] if r.get("automatic")]
+    undone = [r["activity"]["provider"]["arguments"]["path"] for r in journal["rollbacks"] if is_automatic(r)]
     assert undone == [str(tmp_path / "m"), load]  # the fault before the recovery check, the load after it
 
 
