@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from mlchaos.proxy import AlreadyExists, InvalidProxy, InvalidToxic, ProxyNotFound, ProxyRegistry, ToxicNotFound
+from mlchaos.proxy.__main__ import loop_factory
 from mlchaos.proxy.errors import Forbidden, ResetIncomplete
 
 Scenario = Callable[[ProxyRegistry, str], Awaitable[Any]]
@@ -29,8 +30,8 @@ async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
         writer.close()
 
 
-def run(scenario: Scenario, timeout: float = 30.0) -> Any:
-    """Start an echo server and a registry with proxy 'echo' in front of it; run ``scenario``."""
+def run(scenario: Scenario, timeout: float = 30.0, loop: str = "asyncio") -> Any:
+    """Start an echo server and a registry with proxy 'echo' in front of it; run ``scenario`` (on ``loop``)."""
 
     async def main() -> Any:
         server = await asyncio.start_server(_echo, "127.0.0.1", 0)
@@ -44,7 +45,8 @@ def run(scenario: Scenario, timeout: float = 30.0) -> Any:
             await registry.close()
             server.close()
 
-    return asyncio.run(main())
+    with asyncio.Runner(loop_factory=loop_factory(loop)) as runner:
+        return runner.run(main())
 
 
 async def _connect(listen: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -71,7 +73,9 @@ def test_no_toxic_passes_bytes_both_ways():
     run(scenario)
 
 
-def test_no_byte_lost_or_reordered_while_toxics_change():
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_no_byte_lost_or_reordered_while_toxics_change(loop: str):
+    """Pass-through and the toxic path take turns on a live connection (the proxy process runs on uvloop)."""
     count = 50_000
 
     async def scenario(registry: ProxyRegistry, listen: str) -> int:
@@ -108,7 +112,56 @@ def test_no_byte_lost_or_reordered_while_toxics_change():
         assert numbers == tuple(range(count)), "bytes were reordered"
         return changes
 
-    assert run(scenario) > 5, "the chain changed while data flowed"
+    assert run(scenario, loop=loop) > 5, "the chain changed while data flowed"
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_a_large_transfer_under_back_pressure_keeps_every_byte_while_a_toxic_comes_and_goes(loop: str):
+    """8 MB each way with a reader that lags: the sockets fill up, the proxy stops reading its sources
+    (flow control) in pass-through and on the toxic path, and switches between them mid-transfer."""
+    count = 2_000_000  # numbers of 4 bytes
+
+    async def scenario(registry: ProxyRegistry, listen: str) -> int:
+        reader, writer = await _connect(listen)
+        payload = struct.pack(f">{count}I", *range(count))
+        switches = 0
+
+        async def send() -> None:
+            for start in range(0, len(payload), 1 << 20):
+                writer.write(payload[start:start + (1 << 20)])
+                await writer.drain()
+            writer.write_eof()
+
+        async def toggle() -> None:
+            nonlocal switches
+            for _ in range(6):
+                await asyncio.sleep(0.05)
+                registry.add_toxic("echo", "latency", {"latency": 1}, stream="upstream", name="lag")
+                await asyncio.sleep(0.05)
+                registry.remove_toxic("echo", "lag")
+                switches += 1
+
+        sender, toggler = asyncio.create_task(send()), asyncio.create_task(toggle())
+        received = bytearray()
+        while chunk := await reader.read(1 << 16):
+            received += chunk
+            if len(received) < len(payload) // 2:
+                await asyncio.sleep(0)  # lag behind the sender for the first half
+        await asyncio.gather(sender, toggler)
+        writer.close()
+        assert len(received) == len(payload), f"{len(received)} of {len(payload)} bytes came back"
+        assert received == payload, "bytes were reordered or changed"
+        return switches
+
+    assert run(scenario, loop=loop) == 6
+
+
+def test_the_proxy_process_runs_on_uvloop_when_installed_and_on_asyncio_when_asked():
+    import uvloop
+
+    assert loop_factory("auto") is uvloop.new_event_loop
+    assert loop_factory("uvloop") is uvloop.new_event_loop
+    assert loop_factory("asyncio") is None
 
 
 def test_latency_delays_every_round_trip():
