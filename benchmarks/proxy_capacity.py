@@ -18,8 +18,9 @@ It prints (figures only, no assertions):
 1. no toxic, ``GET /`` at 1, 16 and 64 connections: req/s, the proxied/direct ratio, mean and p99
    latency, and the p99 the proxy adds (goals: ratio >= 0.5 at 64 connections, added p99 < 1 ms
    at 16);
-2. a 100 ms downstream latency toxic at 64 connections: the measured added mean against the
-   configured 100 ms, and the error (goal: within 5 %);
+2. a 100 ms downstream latency toxic at 64 connections: the measured round trip (mean and median,
+   so the proxy's and nginx's own time counts as error too) against the configured 100 ms, and
+   the error in % (goal: within 5 %);
 3. request-level toxics at 16 connections, ``POST /v2/models/iris/infer`` with a JSON tensor:
    the proxy with no toxic, with ``http_transform`` scaling one feature of every request
    (train/serve skew) and with ``http_drop`` on the feedback path (every infer request framed and
@@ -289,18 +290,16 @@ def main() -> int:
                     print(row(n, p.label, f"{r.rps / 1000:.1f}k", f"{r.rps / direct.rps:.2f}", f"{r.mean_ms:.2f}",
                               f"{r.p99_ms:.2f}", f"{r.p99_ms - direct.p99_ms:+.2f}", f"{r.cpu_us:.0f}", r.errors))
 
-            print("\n2. latency toxic 100 ms (downstream), 64 connections\n")
-            print(row("proxy", "mean ms", "direct mean ms", "added ms", "error", "p50 ms", "p99 ms", "req/s"))
-            print(row(*["---"] * 8))
-            direct = wrk(nginx.port, 64, d)
+            print("\n2. latency toxic 100 ms (downstream), 64 connections: the whole round trip against the"
+                  " configured 100 ms\n")
+            print(row("proxy", "mean ms", "error (mean)", "p50 ms", "error (p50)", "p99 ms", "req/s"))
+            print(row(*["---"] * 7))
             for p in proxies:
                 p.add_toxic({"type": "latency", "name": "lat", "attributes": {"latency": 100}})
                 r = wrk(p.port, 64, d)
                 p.reset()
-                added = r.mean_ms - direct.mean_ms
-                print(row(p.label, f"{r.mean_ms:.2f}", f"{direct.mean_ms:.2f}", f"{added:.2f}",
-                          f"{100 * (added - 100) / 100:+.2f} %", f"{r.p50_ms:.2f}", f"{r.p99_ms:.2f}", f"{r.rps:.0f}",
-                          r.errors))
+                print(row(p.label, f"{r.mean_ms:.2f}", f"{r.mean_ms - 100:+.2f} %", f"{r.p50_ms:.2f}",
+                          f"{r.p50_ms - 100:+.2f} %", f"{r.p99_ms:.2f}", f"{r.rps:.0f}", r.errors))
 
             print(f"\n3. request-level toxics, POST {INFER_PATH} (JSON tensor), 16 connections\n")
             print(row("path", "toxic", "req/s", "mean ms", "p99 ms", "toxic adds p99 ms", "toxic adds mean ms",

@@ -7,7 +7,7 @@ The sockets are asyncio protocols (:class:`Side`), not streams: a read lands in
 * **Pass-through** (no toxic acts on the link, nothing queued or held): the bytes are written
   to the other socket at once, in the same callback; when that socket's buffer fills up, the
   source stops reading until it drains (asyncio's flow control), so memory stays bounded.
-* **Toxic path**: as soon as a toxic acts on the link, each read is timestamped into a bounded
+* **Toxic path** (the pump): as soon as a toxic that may wait acts on the link, each read is timestamped into a bounded
   queue, and ONE pump task per link takes the chunks out one at a time and passes each through
   the toxics of its stream, in chain order, before writing it. The chain is looked up afresh
   for every chunk, and a toxic that is removed while it holds a chunk returns it at once (the
@@ -15,8 +15,13 @@ The sockets are asyncio protocols (:class:`Side`), not streams: a read lands in
   the queue is empty, the pump holds nothing and no toxic holds bytes, so switching either way
   never drops or reorders bytes, and never drops the connection.
 
-Whether a toxic acts on the link is looked up again only when the proxy's ``version``
-changes (every change of the chain bumps it), so pass-through costs one comparison a read.
+* **Inline** (every toxic acting on the link has ``pipe_now``, a ``pipe`` that never waits, such
+  as the request-level toxics, and no toxic that left the chain holds bytes): the chain runs in
+  the read's callback, as in pass-through, without a hop through the queue and the pump.
+
+The mode is worked out again only when the proxy's ``version`` changes (every change of the
+chain bumps it) or the pump goes idle, so pass-through costs one comparison a read. While the
+pump holds or has queued anything, every read goes to it, whatever the mode.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ CHUNK = 64 * 1024  # the most a toxic sees at once
 QUEUE_CHUNKS = 64  # chunks a link queues before it stops reading its source
 CONNECT_TIMEOUT = 5.0
 WRITE_HIGH_WATER = 256 * 1024  # bytes buffered for a socket before its source stops reading
+CLEAR, INLINE, PUMP = "clear", "inline", "pump"  # a link's modes (see the module doc)
 
 
 class LinkStub:
@@ -191,10 +197,11 @@ class Link:
         self.source, self.sink = source, sink
         self._decided: dict[ToxicEntry, bool] = {}
         self._stubs: dict[ToxicEntry, LinkStub] = {}
-        self._version = -1  # the proxy version ``_clear`` was computed for
-        self._clear = False  # no toxic acts on this link and none holds bytes: pass-through
+        self._version = -1  # the proxy version ``_mode`` was computed for
+        self._mode = PUMP  # how a read goes on while the pump is idle (see the module doc)
+        self._chain: list[tuple[ToxicEntry, LinkStub]] = []  # the chain ``_mode`` was computed for
         self._queue: deque[tuple[float, bytes] | None] = deque()
-        self._busy = False  # the pump holds a chunk, or has some queued
+        self._busy = False  # the pump holds a chunk, or has some queued: every read goes to it
         self._pump: asyncio.Task[None] | None = None
         self._wake: asyncio.Future[None] | None = None
         self._paused: set[str] = set()
@@ -222,12 +229,15 @@ class Link:
 
     # reading (called by the source's protocol)
     def feed(self, data: bytes) -> None:
-        """Bytes read from the source: straight on when nothing acts on the link, else to the pump."""
+        """Bytes read from the source: straight on when nothing acts on the link, else through the toxics."""
         if not self._busy:
             if self._version != self.proxy.version:
                 self._refresh()
-            if self._clear:
+            if self._mode is CLEAR:
                 self.sink.write(data)
+                return
+            if self._mode is INLINE:
+                self._inline(data)
                 return
         read_at = time.monotonic()
         for start in range(0, len(data), CHUNK):
@@ -241,7 +251,7 @@ class Link:
         if not self._busy:
             if self._version != self.proxy.version:
                 self._refresh()
-            if self._clear:
+            if self._mode is CLEAR:
                 self._finish()
                 return
         self._queue.append(None)
@@ -271,8 +281,28 @@ class Link:
 
     # the toxic path
     def _refresh(self) -> None:
+        """Work out the mode for the chain as it is now (the pump is idle)."""
         self._version = self.proxy.version
-        self._clear = not self.chain() and not self._stubs
+        self._chain = chain = self.chain()
+        if not self._stubs:
+            self._mode = CLEAR
+        elif len(self._stubs) == len(chain) and all(hasattr(entry.toxic, "pipe_now") for entry, _ in chain):
+            self._mode = INLINE  # no toxic that left the chain holds bytes, and none in it waits
+        else:
+            self._mode = PUMP
+
+    def _inline(self, data: bytes) -> None:
+        """Pass ``data`` through toxics that never wait (``pipe_now``), in this callback, and write it."""
+        read_at = time.monotonic()
+        try:
+            for entry, stub in self._chain:
+                stub.read_at = read_at
+                data = entry.toxic.pipe_now(data, stub)  # type: ignore[attr-defined]
+                if not data:
+                    return
+            self.sink.write(data)
+        except (ConnectionError, OSError):
+            self.connection.close()
 
     def _kick(self) -> None:
         self._busy = True
@@ -291,7 +321,7 @@ class Link:
                         await self._write(held)
                         continue
                     self._refresh()
-                    self._busy = not self._clear
+                    self._busy = self._mode is PUMP
                     self._wake = loop.create_future()
                     await self._wake
                     self._wake = None
