@@ -48,6 +48,7 @@ REPLY = '{"model_name":"iris","outputs":[{"name":"predict","shape":[1],"datatype
 INFER = json.dumps({"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP32",
                                 "data": [5.1, 3.5, 1.4, 0.2]}]})
 INFER_PATH = "/v2/models/iris/infer"
+LATENCY_MS = 100
 NGINX_CONF = """worker_processes 1;
 daemon off;
 pid {dir}/nginx.pid;
@@ -271,9 +272,9 @@ def main() -> int:
                                   text=True).stdout.strip()
             print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average "
                   f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}; wrk -t1 -cN -d{d}s --latency, keep-alive")
-            print("proxies: " + ", ".join(
-                f"{p.label} = " + (f"this checkout (HEAD {head}){' ' + ' '.join(args.proxy_arg) if args.proxy_arg else ''}"
-                                   if p.label == "this" else f"git {p.label}") for p in proxies))
+            extra = " " + " ".join(args.proxy_arg) if args.proxy_arg else ""
+            print("proxies: " + ", ".join(f"{p.label} = " + (f"this checkout (HEAD {head}){extra}" if p.label == "this"
+                                                             else f"git {p.label}") for p in proxies))
             print("CPU us/req: CPU time (user + system) of the proxy process (direct: of nginx) per request")
             wrk(nginx.port, 16, 1)  # warm-up
             for p in proxies:
@@ -290,24 +291,25 @@ def main() -> int:
                     print(row(n, p.label, f"{r.rps / 1000:.1f}k", f"{r.rps / direct.rps:.2f}", f"{r.mean_ms:.2f}",
                               f"{r.p99_ms:.2f}", f"{r.p99_ms - direct.p99_ms:+.2f}", f"{r.cpu_us:.0f}", r.errors))
 
-            print("\n2. latency toxic 100 ms (downstream), 64 connections: the whole round trip against the"
-                  " configured 100 ms\n")
+            print(f"\n2. latency toxic {LATENCY_MS} ms (downstream), 64 connections: the whole round trip against"
+                  f" the configured {LATENCY_MS} ms\n")
             print(row("proxy", "mean ms", "error (mean)", "p50 ms", "error (p50)", "p99 ms", "req/s"))
             print(row(*["---"] * 7))
             for p in proxies:
-                p.add_toxic({"type": "latency", "name": "lat", "attributes": {"latency": 100}})
+                p.add_toxic({"type": "latency", "name": "lat", "attributes": {"latency": LATENCY_MS}})
                 r = wrk(p.port, 64, d)
                 p.reset()
-                print(row(p.label, f"{r.mean_ms:.2f}", f"{r.mean_ms - 100:+.2f} %", f"{r.p50_ms:.2f}",
-                          f"{r.p50_ms - 100:+.2f} %", f"{r.p99_ms:.2f}", f"{r.rps:.0f}", r.errors))
+                print(row(p.label, f"{r.mean_ms:.2f}", f"{100 * (r.mean_ms - LATENCY_MS) / LATENCY_MS:+.2f} %",
+                          f"{r.p50_ms:.2f}", f"{100 * (r.p50_ms - LATENCY_MS) / LATENCY_MS:+.2f} %", f"{r.p99_ms:.2f}",
+                          f"{r.rps:.0f}", r.errors))
 
             print(f"\n3. request-level toxics, POST {INFER_PATH} (JSON tensor), 16 connections\n")
             print(row("path", "toxic", "req/s", "mean ms", "p99 ms", "toxic adds p99 ms", "toxic adds mean ms",
                       "CPU us/req"))
             print(row(*["---"] * 8))
             direct = wrk(nginx.port, 16, d, INFER_PATH, script, pids=nginx.pids)
-            print(row("direct", "", f"{direct.rps / 1000:.1f}k", f"{direct.mean_ms:.2f}", f"{direct.p99_ms:.2f}", "", "",
-                      f"{direct.cpu_us:.0f}"))
+            print(row("direct", "", f"{direct.rps / 1000:.1f}k", f"{direct.mean_ms:.2f}", f"{direct.p99_ms:.2f}", "",
+                      "", f"{direct.cpu_us:.0f}"))
             skew = {"type": "http_transform", "stream": "upstream", "name": "skew",
                     "attributes": {"transforms": [{"op": "scale", "feature": 2, "factor": 10}]}}
             drop = {"type": "http_drop", "stream": "upstream", "name": "drop", "attributes": {}}
