@@ -35,13 +35,16 @@ import os
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 REPO = Path(__file__).resolve().parent.parent
 REPLY = '{"model_name":"iris","outputs":[{"name":"predict","shape":[1],"datatype":"INT64","data":[0]}]}'
@@ -68,6 +71,7 @@ http {{
     }}
 }}
 """
+K = TypeVar("K")
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60000.0}
 
 
@@ -220,6 +224,14 @@ class ProxyProcess:
         """Remove every toxic."""
         self.api("POST", "/reset")
 
+    def with_toxic(self, toxic: dict, measure: Callable[[], Result]) -> Result:
+        """``measure()`` while ``toxic`` is on proxy ``bench`` (removed again after)."""
+        self.add_toxic(toxic)
+        try:
+            return measure()
+        finally:
+            self.reset()
+
     def stop(self) -> None:
         """SIGTERM and wait (SIGKILL after 10 s)."""
         stop_process(self.proc)
@@ -234,6 +246,18 @@ def extract(ref: str, root: Path) -> Path:
     return out
 
 
+def alternate(points: dict[K, Callable[[], Result]], rounds: int) -> dict[K, Result]:
+    """Run every point once a round, in turn, for ``rounds`` rounds; the median of each figure per point."""
+    runs: dict[K, list[Result]] = {key: [] for key in points}
+    for _ in range(rounds):
+        for key, measure in points.items():
+            runs[key].append(measure())
+    median = statistics.median
+    return {key: Result(median(r.rps for r in rs), median(r.mean_ms for r in rs), median(r.p50_ms for r in rs),
+                        median(r.p99_ms for r in rs), "; ".join(r.errors for r in rs if r.errors),
+                        median(r.cpu_us for r in rs)) for key, rs in runs.items()}
+
+
 def row(*cells: object) -> str:
     """One row of a Markdown table (a last empty cell, such as no errors, is left out)."""
     items = [str(c) for c in cells]
@@ -246,6 +270,8 @@ def main() -> int:
     """Start nginx and the proxies, run every point, print the tables."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=8, help="seconds per wrk run (default 8)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="runs of every point, alternated between direct and the proxies; medians (default 1)")
     parser.add_argument("--connections", default="1,16,64", help="connection counts (default 1,16,64)")
     parser.add_argument("--compare", metavar="REF", help="also measure the proxy of git revision REF")
     parser.add_argument("--proxy-arg", action="append", default=[], metavar="ARG",
@@ -271,7 +297,8 @@ def main() -> int:
             head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
                                   text=True).stdout.strip()
             print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average "
-                  f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}; wrk -t1 -cN -d{d}s --latency, keep-alive")
+                  f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}; wrk -t1 -cN -d{d}s --latency, keep-alive;"
+                  f" median of {args.rounds} alternated run(s) per point")
             extra = " " + " ".join(args.proxy_arg) if args.proxy_arg else ""
             print("proxies: " + ", ".join(f"{p.label} = " + (f"this checkout (HEAD {head}){extra}" if p.label == "this"
                                                              else f"git {p.label}") for p in proxies))
@@ -279,27 +306,31 @@ def main() -> int:
             wrk(nginx.port, 16, 1)  # warm-up
             for p in proxies:
                 wrk(p.port, 16, 1)
+            rounds = args.rounds
+
             print("\n1. no toxic, GET / (nginx return 200)\n")
             print(row("conns", "path", "req/s", "ratio", "mean ms", "p99 ms", "+p99 ms", "CPU us/req"))
             print(row(*["---"] * 8))
             for n in conns:
-                direct = wrk(nginx.port, n, d, pids=nginx.pids)
+                points = {"direct": lambda n=n: wrk(nginx.port, n, d, pids=nginx.pids)}
+                points |= {p.label: lambda n=n, p=p: wrk(p.port, n, d, pids=[p.proc.pid]) for p in proxies}
+                got = alternate(points, rounds)
+                direct = got.pop("direct")
                 print(row(n, "direct", f"{direct.rps / 1000:.1f}k", "", f"{direct.mean_ms:.2f}", f"{direct.p99_ms:.2f}",
-                          "", f"{direct.cpu_us:.0f}"))
-                for p in proxies:
-                    r = wrk(p.port, n, d, pids=[p.proc.pid])
-                    print(row(n, p.label, f"{r.rps / 1000:.1f}k", f"{r.rps / direct.rps:.2f}", f"{r.mean_ms:.2f}",
+                          "", f"{direct.cpu_us:.0f}", direct.errors))
+                for label, r in got.items():
+                    print(row(n, label, f"{r.rps / 1000:.1f}k", f"{r.rps / direct.rps:.2f}", f"{r.mean_ms:.2f}",
                               f"{r.p99_ms:.2f}", f"{r.p99_ms - direct.p99_ms:+.2f}", f"{r.cpu_us:.0f}", r.errors))
 
             print(f"\n2. latency toxic {LATENCY_MS} ms (downstream), 64 connections: the whole round trip against"
                   f" the configured {LATENCY_MS} ms\n")
             print(row("proxy", "mean ms", "error (mean)", "p50 ms", "error (p50)", "p99 ms", "req/s"))
             print(row(*["---"] * 7))
-            for p in proxies:
-                p.add_toxic({"type": "latency", "name": "lat", "attributes": {"latency": LATENCY_MS}})
-                r = wrk(p.port, 64, d)
-                p.reset()
-                print(row(p.label, f"{r.mean_ms:.2f}", f"{100 * (r.mean_ms - LATENCY_MS) / LATENCY_MS:+.2f} %",
+            latency = {"type": "latency", "name": "lat", "attributes": {"latency": LATENCY_MS}}
+            got = alternate({p.label: lambda p=p: p.with_toxic(latency, lambda: wrk(p.port, 64, d))
+                             for p in proxies}, rounds)
+            for label, r in got.items():
+                print(row(label, f"{r.mean_ms:.2f}", f"{100 * (r.mean_ms - LATENCY_MS) / LATENCY_MS:+.2f} %",
                           f"{r.p50_ms:.2f}", f"{100 * (r.p50_ms - LATENCY_MS) / LATENCY_MS:+.2f} %", f"{r.p99_ms:.2f}",
                           f"{r.rps:.0f}", r.errors))
 
@@ -307,23 +338,23 @@ def main() -> int:
             print(row("path", "toxic", "req/s", "mean ms", "p99 ms", "toxic adds p99 ms", "toxic adds mean ms",
                       "CPU us/req"))
             print(row(*["---"] * 8))
-            direct = wrk(nginx.port, 16, d, INFER_PATH, script, pids=nginx.pids)
-            print(row("direct", "", f"{direct.rps / 1000:.1f}k", f"{direct.mean_ms:.2f}", f"{direct.p99_ms:.2f}", "",
-                      "", f"{direct.cpu_us:.0f}"))
             skew = {"type": "http_transform", "stream": "upstream", "name": "skew",
                     "attributes": {"transforms": [{"op": "scale", "feature": 2, "factor": 10}]}}
             drop = {"type": "http_drop", "stream": "upstream", "name": "drop", "attributes": {}}
+            points = {("direct", ""): lambda: wrk(nginx.port, 16, d, INFER_PATH, script, pids=nginx.pids)}
             for p in proxies:
-                base = wrk(p.port, 16, d, INFER_PATH, script, pids=[p.proc.pid])
-                print(row(p.label, "none", f"{base.rps / 1000:.1f}k", f"{base.mean_ms:.2f}", f"{base.p99_ms:.2f}",
-                          "", "", f"{base.cpu_us:.0f}", base.errors))
+                def infer(p: ProxyProcess = p) -> Result:
+                    return wrk(p.port, 16, d, INFER_PATH, script, pids=[p.proc.pid])
+                points[(p.label, "none")] = infer
                 for name, toxic in (("http_transform (skew)", skew), ("http_drop (feedback)", drop)):
-                    p.add_toxic(toxic)
-                    r = wrk(p.port, 16, d, INFER_PATH, script, pids=[p.proc.pid])
-                    p.reset()
-                    print(row(p.label, name, f"{r.rps / 1000:.1f}k", f"{r.mean_ms:.2f}", f"{r.p99_ms:.2f}",
-                              f"{r.p99_ms - base.p99_ms:+.2f}", f"{r.mean_ms - base.mean_ms:+.2f}", f"{r.cpu_us:.0f}",
-                              r.errors))
+                    points[(p.label, name)] = lambda p=p, toxic=toxic, infer=infer: p.with_toxic(toxic, infer)
+            got = alternate(points, rounds)
+            for (label, name), r in got.items():
+                base = got.get((label, "none"))
+                added = ("", "") if base is None or base is r else (f"{r.p99_ms - base.p99_ms:+.2f}",
+                                                                    f"{r.mean_ms - base.mean_ms:+.2f}")
+                print(row(label, name, f"{r.rps / 1000:.1f}k", f"{r.mean_ms:.2f}", f"{r.p99_ms:.2f}", *added,
+                          f"{r.cpu_us:.0f}", r.errors))
         finally:
             for p in proxies:
                 p.stop()
