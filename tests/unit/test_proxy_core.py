@@ -156,6 +156,76 @@ def test_a_large_transfer_under_back_pressure_keeps_every_byte_while_a_toxic_com
     assert run(scenario, loop=loop) == 6
 
 
+class _GatedSink:
+    """The writing end of a link whose buffer is 'full' until the test opens the gate (no sockets: the state
+    this needs, a pump blocked on a full socket with reads queued behind it, is not reproducible on loopback,
+    whose kernel buffers take megabytes)."""
+
+    def __init__(self) -> None:
+        self.data: list[bytes] = []
+        self.gate = asyncio.Event()
+        self.waiting = asyncio.Event()
+
+    def write(self, data: bytes) -> None:
+        self.data.append(data)
+
+    async def drain(self) -> None:
+        self.waiting.set()
+        await self.gate.wait()
+        self.gate.clear()
+        self.waiting.clear()
+
+    def write_eof(self) -> None:
+        self.data.append(b"<eof>")
+
+
+def test_a_link_stays_on_its_queue_until_it_is_empty_whatever_else_changes():
+    """Reads queued behind a blocked write go out before later ones, even when the chain empties and changes
+    again meanwhile: the link goes back to pass-through only once its queue is empty."""
+    from types import SimpleNamespace
+
+    from mlchaos.proxy import ToxicEntry
+    from mlchaos.proxy.link import Link, Side
+    from mlchaos.proxy.toxics import build
+
+    async def main() -> list[bytes]:
+        proxy = SimpleNamespace(toxics=[], version=0, changed=asyncio.Event(), connections=set(), upstream="")
+
+        def change(add: ToxicEntry | None = None, remove: ToxicEntry | None = None) -> None:
+            if add is not None:
+                proxy.toxics.append(add)
+            if remove is not None:
+                proxy.toxics.remove(remove)
+            proxy.version += 1
+            old, proxy.changed = proxy.changed, asyncio.Event()
+            old.set()
+
+        connection = SimpleNamespace(proxy=proxy, close=lambda: None, link_done=lambda: None)
+        sink = _GatedSink()
+        link = Link(connection, "upstream", Side(), sink)  # type: ignore[arg-type]
+        lag = ToxicEntry("lag", "latency", "upstream", 1.0, build("latency", {"latency": 1}))
+        change(add=lag)
+        link.feed(b"A")  # through the pump: delayed, written, then the write blocks
+        await sink.waiting.wait()
+        link.feed(b"B")
+        link.feed(b"C")
+        change(remove=lag)  # the chain is empty now, but B and C are queued
+        sink.gate.set()  # A's write completes; B goes (the pump forgets the removed toxic), its write blocks
+        await asyncio.sleep(0)
+        await sink.waiting.wait()
+        other = ToxicEntry("other", "latency", "downstream", 1.0, build("latency", {"latency": 1}))
+        change(add=other)  # the proxy changes again, on the other stream only
+        change(remove=other)
+        link.feed(b"D")  # must queue behind C, not overtake it
+        link.feed_eof()
+        while sink.data[-1:] != [b"<eof>"]:
+            sink.gate.set()
+            await asyncio.sleep(0.001)
+        return sink.data
+
+    assert asyncio.run(main()) == [b"A", b"B", b"C", b"D", b"<eof>"]
+
+
 def test_the_proxy_process_runs_on_uvloop_when_installed_and_on_asyncio_when_asked():
     import uvloop
 
