@@ -30,8 +30,19 @@ async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
         writer.close()
 
 
-def run(scenario: Scenario, timeout: float = 30.0, loop: str = "asyncio") -> Any:
-    """Start an echo server and a registry with proxy 'echo' in front of it; run ``scenario`` (on ``loop``)."""
+LOOP = {"name": "asyncio"}
+
+
+@pytest.fixture(autouse=True, params=["asyncio", "uvloop"])
+def event_loop_kind(request: pytest.FixtureRequest) -> Any:
+    """Every scenario runs on asyncio's loop and on uvloop (the proxy process runs on uvloop when installed)."""
+    LOOP["name"] = request.param
+    yield request.param
+    LOOP["name"] = "asyncio"
+
+
+def run(scenario: Scenario, timeout: float = 30.0) -> Any:
+    """Start an echo server and a registry with proxy 'echo' in front of it; run ``scenario`` (on each loop)."""
 
     async def main() -> Any:
         server = await asyncio.start_server(_echo, "127.0.0.1", 0)
@@ -45,7 +56,7 @@ def run(scenario: Scenario, timeout: float = 30.0, loop: str = "asyncio") -> Any
             await registry.close()
             server.close()
 
-    with asyncio.Runner(loop_factory=loop_factory(loop)) as runner:
+    with asyncio.Runner(loop_factory=loop_factory(LOOP["name"])) as runner:
         return runner.run(main())
 
 
@@ -73,8 +84,7 @@ def test_no_toxic_passes_bytes_both_ways():
     run(scenario)
 
 
-@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
-def test_no_byte_lost_or_reordered_while_toxics_change(loop: str):
+def test_no_byte_lost_or_reordered_while_toxics_change():
     """Pass-through and the toxic path take turns on a live connection (the proxy process runs on uvloop)."""
     count = 50_000
 
@@ -112,11 +122,10 @@ def test_no_byte_lost_or_reordered_while_toxics_change(loop: str):
         assert numbers == tuple(range(count)), "bytes were reordered"
         return changes
 
-    assert run(scenario, loop=loop) > 5, "the chain changed while data flowed"
+    assert run(scenario) > 5, "the chain changed while data flowed"
 
 
-@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
-def test_a_large_transfer_under_back_pressure_keeps_every_byte_while_a_toxic_comes_and_goes(loop: str):
+def test_a_large_transfer_under_back_pressure_keeps_every_byte_while_a_toxic_comes_and_goes():
     """8 MB each way with a reader that lags: the sockets fill up, the proxy stops reading its sources
     (flow control) in pass-through and on the toxic path, and switches between them mid-transfer."""
     count = 2_000_000  # numbers of 4 bytes
@@ -153,7 +162,7 @@ def test_a_large_transfer_under_back_pressure_keeps_every_byte_while_a_toxic_com
         assert received == payload, "bytes were reordered or changed"
         return switches
 
-    assert run(scenario, loop=loop) == 6
+    assert run(scenario) == 6
 
 
 class _GatedSink:
@@ -421,7 +430,8 @@ def test_an_unreachable_upstream_resets_the_client():
         finally:
             await registry.close()
 
-    assert isinstance(asyncio.run(main()), ConnectionResetError)
+    with asyncio.Runner(loop_factory=loop_factory(LOOP["name"])) as runner:
+        assert isinstance(runner.run(main()), ConnectionResetError)
 
 
 def test_reset_removes_every_toxic_and_goes_on_past_a_proxy_that_cannot_listen():
