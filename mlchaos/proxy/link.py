@@ -343,6 +343,9 @@ class Link:
                     await self._write(data)
         except (ConnectionError, OSError):
             self.connection.close()
+        except Exception:
+            self.connection.close()  # a toxic failed: the connection ends rather than stalls (the task logs it)
+            raise
 
     async def _write(self, data: bytes) -> None:
         self.sink.write(data)
