@@ -90,9 +90,13 @@ test-integration: install system-packages model-servers
 lint: install
 	$(BIN)/ruff check mlchaos drivers tests benchmarks
 
+# benchmarks (benchmarks/README.md): the CLI against Chaos Toolkit, and the fault proxy against nginx under wrk
+# (scripts/install-bench-packages.sh: apt-get install -y nginx-light wrk)
 bench: install
 	$(BIN)/pip install --quiet -e '.[bench]'
+	scripts/install-bench-packages.sh
 	$(BIN)/python benchmarks/startup_and_overhead.py
+	$(BIN)/python benchmarks/proxy_capacity.py
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache journal*.json

@@ -1,4 +1,4 @@
-"""A fault-injecting TCP proxy (Toxiproxy-compatible API), asyncio and stdlib only.
+"""A fault-injecting TCP proxy (Toxiproxy-compatible API) on asyncio: stdlib only, uvloop used when installed.
 
 * :mod:`mlchaos.proxy.core`: :class:`ProxyRegistry`, :class:`Proxy`, toxic entries (no HTTP);
 * :mod:`mlchaos.proxy.toxics`: latency, bandwidth, timeout, reset_peer, slow_close;

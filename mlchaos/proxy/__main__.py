@@ -14,6 +14,7 @@ import asyncio
 import json
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from mlchaos.proxy.addresses import AddressPolicy
@@ -59,6 +60,7 @@ async def main(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     print(f"READY {server.sockets[0].getsockname()[1]}", flush=True)
+    print(f"event loop: {type(loop).__module__}.{type(loop).__name__}", flush=True)
     print(f"api on {args.api}: token {'required' if guard.token else 'not set (loopback only)'};"
           f" upstreams allowed: {policy.upstream.describe()}; listen addresses allowed: {policy.listen.describe()}",
           flush=True)
@@ -92,14 +94,31 @@ def parser() -> argparse.ArgumentParser:
                      help="API connections at once (at the cap the longest-idle one is closed)")
     out.add_argument("--idle-timeout", type=float, default=ApiLimits.idle_timeout,
                      help="seconds an API connection may wait between requests")
+    out.add_argument("--loop", choices=("auto", "uvloop", "asyncio"), default="auto",
+                     help="event loop: uvloop when it is installed (auto, the default), or asyncio's own")
     out.add_argument("--request-timeout", type=float, default=ApiLimits.request_timeout,
                      help="seconds to read one request, and to write its answer")
     return out
 
 
+def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's loop factory (``auto``: when installed), else None: asyncio's default loop."""
+    if choice == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if choice == "uvloop":
+            raise SystemExit("mlchaos.proxy: --loop uvloop, but uvloop is not installed (pip install uvloop)") from None
+        return None
+    return uvloop.new_event_loop
+
+
 def cli(argv: list[str] | None = None) -> int:
     """Parse arguments and run."""
-    return asyncio.run(main(parser().parse_args(argv)))
+    args = parser().parse_args(argv)
+    with asyncio.Runner(loop_factory=loop_factory(args.loop)) as runner:
+        return runner.run(main(args))
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ from mlchaos.proxy.errors import (
     ResetIncomplete,
     ToxicNotFound,
 )
-from mlchaos.proxy.link import Connection
+from mlchaos.proxy.link import ClientSide, Connection
 from mlchaos.proxy.toxics import build
 
 STREAMS = ("upstream", "downstream")
@@ -58,6 +58,7 @@ class Proxy:
         self.name, self.listen, self.upstream, self.enabled = name, listen, upstream, enabled
         self.toxics: list[ToxicEntry] = []
         self.changed = asyncio.Event()  # set (and replaced) whenever the chain changes
+        self.version = 0  # bumped whenever the chain changes (links check it on every read)
         self.connections: set[Connection] = set()
         self._server: asyncio.Server | None = None
 
@@ -68,6 +69,7 @@ class Proxy:
 
     def notify(self) -> None:
         """Wake every wait on the chain (a toxic was added, removed or changed)."""
+        self.version += 1
         old, self.changed = self.changed, asyncio.Event()
         old.set()
 
@@ -75,7 +77,8 @@ class Proxy:
         """Listen (the actual port replaces a 0 in ``listen``); raise AlreadyExists when the address is taken."""
         host, port = parse_address(self.listen, "listen")
         try:
-            self._server = await asyncio.start_server(self._accept, host, port, backlog=256)
+            self._server = await asyncio.get_running_loop().create_server(lambda: ClientSide(self), host, port,
+                                                                          backlog=256)
         except OSError as exc:
             raise AlreadyExists(f"proxy {self.name}: cannot listen on {self.listen}: {exc.strerror or exc}") from exc
         actual = self._server.sockets[0].getsockname()[1]
@@ -90,14 +93,6 @@ class Proxy:
             self._server = None
         for conn in list(self.connections):
             conn.close()
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        conn = Connection(self, reader, writer)
-        self.connections.add(conn)
-        try:
-            await conn.run()
-        finally:
-            self.connections.discard(conn)
 
 
 class ProxyRegistry:

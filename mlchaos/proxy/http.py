@@ -24,7 +24,8 @@ from urllib.parse import urlsplit
 MAX_HEAD = 64 * 1024
 MAX_BODY = 16 * 1024 * 1024  # the most a request-level toxic may be told to hold (max_body)
 DEFAULT_MAX_BODY = 1024 * 1024  # what it holds unless told otherwise
-_REQUEST_LINE = re.compile(rb"^([A-Z]+) (\S+) (HTTP/1\.[01])$")
+_REQUEST_LINE = re.compile(r"^([A-Z]+) ([^ \t\n\r\x0b\x0c]+) (HTTP/1\.[01])$")
+_WS = " \t\n\r\x0b\x0c"  # what bytes.strip() strips: the head is decoded as latin-1, so str.strip() would strip more
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
@@ -42,7 +43,10 @@ class HttpRequest:
     @property
     def path(self) -> str:
         """The request target's path (no query string)."""
-        return urlsplit(self.target).path
+        target = self.target
+        if target.startswith("/") and not target.startswith("//"):  # origin form, the usual: no urlsplit
+            return target.partition("?")[0].partition("#")[0]
+        return urlsplit(target).path
 
     def header(self, name: str) -> str | None:
         """The first header called ``name`` (case-insensitive), or None."""
@@ -157,27 +161,31 @@ class RequestFramer:
 
     @staticmethod
     def _parse_head(head: bytes) -> HttpRequest | None:
-        lines = head.split(b"\r\n")
+        lines = head.decode("latin-1").split("\r\n")
         match = _REQUEST_LINE.match(lines[0])
         if match is None:
             return None
         headers: list[tuple[str, str]] = []
         for line in lines[1:]:
-            name, sep, value = line.partition(b":")
-            if not sep or not name or name != name.strip():
+            name, sep, value = line.partition(":")
+            if not sep or not name or name != name.strip(_WS):
                 return None
-            headers.append((name.decode("latin-1"), value.strip().decode("latin-1")))
-        method, target, version = (part.decode("latin-1") for part in match.groups())
+            headers.append((name, value.strip(_WS)))
+        method, target, version = match.groups()
         return HttpRequest(method, target, version, headers, b"", b"")
 
 
 def _content_length(request: HttpRequest) -> int | None:
     """The body length, 0 without a body; None when it cannot be framed (chunked, bad or duplicate length)."""
-    if request.header("transfer-encoding") is not None:
-        return None
-    values = {v for k, v in request.headers if k.lower() == "content-length"}
+    values = set()
+    for name, value in request.headers:
+        lowered = name.lower()
+        if lowered == "content-length":
+            values.add(value)
+        elif lowered == "transfer-encoding":
+            return None
     if not values:
         return 0
-    if len(values) != 1 or not (value := values.pop()).isdigit():
+    if len(values) != 1 or not (value := values.pop()).isdigit() or not value.isascii():
         return None
     return int(value)

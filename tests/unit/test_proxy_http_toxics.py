@@ -19,6 +19,7 @@ import pytest
 import requests
 
 from mlchaos.proxy import InvalidToxic, ProxyRegistry
+from mlchaos.proxy.__main__ import loop_factory
 from mlchaos.proxy.http import RequestFramer
 from mlchaos.proxy.transforms import parse_transforms, transform_body
 
@@ -59,11 +60,11 @@ def _read_chunked(rfile: Any) -> bytes:
 
 
 class _Harness:
-    def __init__(self) -> None:
+    def __init__(self, loop: str = "asyncio") -> None:
         _Recorder.seen = []
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
         threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        self.loop = asyncio.new_event_loop()
+        self.loop = (loop_factory(loop) or asyncio.new_event_loop)()
         threading.Thread(target=self.loop.run_forever, daemon=True).start()
         self.registry = ProxyRegistry()
         proxy = self.call(self.registry.create("api", "127.0.0.1:0", f"127.0.0.1:{self.server.server_port}"))
@@ -103,9 +104,10 @@ async def _finish_tasks() -> None:
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
-@pytest.fixture
-def harness() -> Iterator[_Harness]:
-    h = _Harness()
+@pytest.fixture(params=["asyncio", "uvloop"])
+def harness(request: pytest.FixtureRequest) -> Iterator[_Harness]:
+    """The proxy on asyncio's loop and on uvloop (the proxy process runs on uvloop when installed)."""
+    h = _Harness(request.param)
     try:
         yield h
     finally:

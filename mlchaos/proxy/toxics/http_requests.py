@@ -97,6 +97,10 @@ class HttpRequestToxic(Toxic):
 
     async def pipe(self, data: bytes, stub: Stub) -> bytes:
         """Frame the chunk into requests; pass on the complete ones (changed or not), hold a partial one."""
+        return self.pipe_now(data, stub)
+
+    def pipe_now(self, data: bytes, stub: Stub) -> bytes:
+        """:meth:`pipe` without waiting: the proxy may run it in the read's callback."""
         framer: RequestFramer | None = stub.state.get("framer")
         if framer is None:
             framer = stub.state["framer"] = RequestFramer(self.max_body)
