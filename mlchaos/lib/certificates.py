@@ -48,7 +48,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from mlchaos.errors import MlchaosError
+from mlchaos.errors import CertificateError
 from mlchaos.lib.files import atomic_write
 
 CertificateKind = Literal["valid", "expiring_soon", "expired", "wrong_hostname", "untrusted"]
@@ -66,10 +66,6 @@ EXPIRED_WINDOW = timedelta(hours=1)  # how long an expired leaf was ever valid (
 # the kinds whose point is a valid chain to the CA clients trust (see the module's docstring); the others
 # are signed by a throw-away CA
 SIGNED_BY_THE_TRUSTED_CA: frozenset[str] = frozenset({"valid", "expiring_soon", "expired", "wrong_hostname"})
-
-
-class CertificateError(MlchaosError):
-    """A certificate or key could not be created, read or written."""
 
 
 @dataclass(frozen=True)

@@ -31,8 +31,11 @@ from collections import Counter as Tally
 from collections import OrderedDict, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+if TYPE_CHECKING:  # imported where the metrics are built: a driver reading this module's helpers never needs it
+    from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 PSI_EPSILON = 1e-4
@@ -176,6 +179,8 @@ class Metrics:
     @classmethod
     def create(cls) -> Metrics:
         """Build a fresh registry holding every metric the server exports."""
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
         reg = CollectorRegistry()
 
         def counter(name: str, doc: str, labels: list[str]) -> Counter:
