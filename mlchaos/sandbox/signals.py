@@ -168,6 +168,7 @@ class Metrics:
     ready: Gauge
     trained_at: Gauge
     non_finite: Counter
+    awaiting_feedback: Counter
     feedback: Counter
     feedback_at: Gauge
     feedback_matched: Counter
@@ -202,6 +203,9 @@ class Metrics:
             trained_at=gauge("model_trained_timestamp_seconds", "Unix time the served version was trained",
                              ["model"]),
             non_finite=counter("model_non_finite_outputs", "Output values that were NaN or infinite", ["model"]),
+            awaiting_feedback=counter("model_predictions_awaiting_feedback",
+                                      "Predicted rows of infer requests naming an OIP id: a client in a feedback loop"
+                                      " will send their true labels", ["model"]),
             feedback=counter("model_feedback_events", "True labels received on the feedback endpoint", ["model"]),
             feedback_at=gauge("model_feedback_last_timestamp_seconds", "Unix time of the last feedback event",
                               ["model"]),
@@ -236,6 +240,7 @@ class Signals:
         for reason in INVALID_REASONS:
             m.invalid_inputs.labels(model, reason)
         m.non_finite.labels(model)
+        m.awaiting_feedback.labels(model)
         m.feedback.labels(model)
         m.feedback_at.labels(model).set(0)
         m.feedback_matched.labels(model)
@@ -253,6 +258,7 @@ class Signals:
         self._publish_drift()
         if request_id is not None:
             self.log.remember(request_id, classes)
+            self.metrics.awaiting_feedback.labels(self.model).inc(len(classes))
 
     def load_failed(self) -> None:
         self.metrics.load_failures.labels(self.model).inc()
