@@ -10,7 +10,7 @@ EXPERIMENTS ?= experiments/kill-one-replica.yaml experiments/kill-one-replica-al
   experiments/model-not-ready.yaml experiments/pipeline-not-pushing.yaml experiments/failed-rollout.yaml \
   experiments/train-serve-skew.yaml \
   experiments/bad-model-rollback.yaml experiments/canary-bad-model.yaml experiments/feedback-loss.yaml
-# (the drills whose client traffic sends feedback come last: see experiments/gamedays/sandbox-ml.yaml)
+# (any order holds: tests/integration/test_drill_order.py runs them shuffled on one sandbox)
 EXPECTED_TO_FAIL ?= experiments/miswritten-alert-rule.yaml
 
 .PHONY: install install-test system-packages demo-packages model-servers docker docker-images stack-up stack-down test-docker demo test test-unit test-integration lint bench clean
