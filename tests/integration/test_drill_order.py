@@ -11,12 +11,14 @@ The order comes from a seed, printed; rerun one with ``MLCHAOS_DRILL_ORDER_SEED=
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
 import subprocess
 import sys
 import time
+import urllib.request
 
 import pytest
 
@@ -43,6 +45,14 @@ def test_the_makefile_names_the_bundled_sandbox_drills() -> None:
     assert len(DRILLS) >= 10 and all((ROOT / path).is_file() for path in DRILLS), DRILLS
 
 
+def active_alerts(sandbox: Sandbox) -> list[str]:
+    """``Name{replica} state`` of every pending or firing alert of the sandbox's Prometheus (for a failure)."""
+    url = sandbox.monitoring().endpoints().prometheus_url + "/api/v1/alerts"
+    with urllib.request.urlopen(url, timeout=10) as answer:
+        alerts = json.load(answer)["data"]["alerts"]
+    return [f"{a['labels']['alertname']}{{{a['labels'].get('replica', '')}}} {a['state']}" for a in alerts]
+
+
 @pytest.mark.slow  # every drill once: about 6 minutes on a 2-core machine
 def test_every_sandbox_drill_holds_in_a_shuffled_order_on_one_sandbox(monitored: Sandbox, tmp_path) -> None:
     seed = int(os.environ.get("MLCHAOS_DRILL_ORDER_SEED") or random.SystemRandom().randrange(2**32))
@@ -58,5 +68,6 @@ def test_every_sandbox_drill_holds_in_a_shuffled_order_on_one_sandbox(monitored:
         print(f"{index + 1:2d}. {drill}: exit {proc.returncode} in {time.monotonic() - started:.1f}s")
         assert proc.returncode == DRILLS[drill], (
             f"seed {seed}, drill {index + 1} of {len(order)} ({drill}, after {order[:index]}) ended with exit "
-            f"{proc.returncode}, expected {DRILLS[drill]}:\n{proc.stdout[-6000:]}\n{proc.stderr[-2000:]}")
+            f"{proc.returncode}, expected {DRILLS[drill]}; alerts now: {active_alerts(monitored)}:\n"
+            f"{proc.stdout[-6000:]}\n{proc.stderr[-2000:]}")
     assert all(row.state == "ready" for row in monitored.status())
