@@ -32,6 +32,21 @@ MLCHAOS = str(BIN / "mlchaos")
 CHAOS = str(BIN / "chaos")
 EXPERIMENT = "experiments/kill-one-replica.yaml"
 NAMES = {"ml": "mlchaos", "base": "baseline", "ch": "chaos"}
+# chaos as `pip install chaostoolkit` gives it: the CLI plugins other packages in the venv register (such as
+# chaostoolkit-reporting's `report`, which imports matplotlib on every command) are hidden while it loads
+CHAOS_BARE = (
+    "import importlib.metadata as m, sys\n"
+    "every = m.entry_points\n"
+    "def plugins_hidden(**kw):\n"
+    "    if not kw:\n"
+    "        raise AttributeError('no dict interface: chaostoolkit asks again with a group')\n"
+    "    return m.EntryPoints(()) if kw.get('group') == 'chaostoolkit.cli_plugins' else every(**kw)\n"
+    "m.entry_points = plugins_hidden\n"
+    "from chaostoolkit.__main__ import cli\n"
+    "m.entry_points = every\n"
+    "sys.argv[0] = 'chaos'\n"
+    "sys.exit(cli())\n"
+)
 # Global chaos options: never look for a new version online, never write chaostoolkit.log.
 CHAOS_GLOBAL = ["--no-version-check", "--no-log-file"]
 
@@ -127,6 +142,14 @@ def write_overhead_experiment(tmp: Path, probes: int) -> Path:
     return path
 
 
+def chaos_cli_plugins() -> list[str]:
+    """``name (distribution)`` of every chaostoolkit CLI plugin installed (entry points the chaos CLI loads)."""
+    from importlib.metadata import entry_points
+
+    return sorted(f"{ep.name} ({ep.dist.name if ep.dist else '?'})"
+                  for ep in entry_points(group="chaostoolkit.cli_plugins"))
+
+
 def rc_list(values) -> str:
     values = sorted(set(values))
     return ",".join(str(v) for v in values)
@@ -138,12 +161,16 @@ def main() -> int:
                         help="timed runs per command (default: 15 for startup/validation, 5 for overhead)")
     parser.add_argument("--probes", type=int, nargs="+", default=[200, 2000],
                         help="steady-state probes in the overhead experiments (default: 200 2000)")
+    parser.add_argument("--chaos-plugins", action="store_true",
+                        help="let chaos load the CLI plugins installed in the venv (hidden by default)")
     parser.add_argument("--baseline", default=None, metavar="DIR",
                         help="another mlchaos checkout (e.g. main's) timed alongside: before and after")
     args = parser.parse_args()
     startup_runs = args.runs or 15
     overhead_runs = args.runs or 5
     baseline = str(Path(args.baseline).resolve()) if args.baseline else None
+    plugins = chaos_cli_plugins()
+    chaos = [CHAOS] if args.chaos_plugins or not plugins else [sys.executable, "-c", CHAOS_BARE]
 
     # versions for the header only
     import chaoslib
@@ -158,6 +185,9 @@ def main() -> int:
     print(f"versions: mlchaos {mlchaos.__version__}, chaostoolkit {chaostoolkit.__version__}, "
           f"chaostoolkit-lib {chaoslib.__version__}")
     print(f"mlchaos: {REPO}" + (f"; baseline: {baseline}" if baseline else ""))
+    if plugins:  # chaos imports every one at start-up (chaostoolkit-reporting brings matplotlib: seconds)
+        print(f"chaos CLI plugins installed: {', '.join(plugins)}: "
+              + ("loaded (--chaos-plugins)" if args.chaos_plugins else "hidden, as a plain chaostoolkit install"))
     print(f"runs: {startup_runs} (startup, validation), {overhead_runs} (run); median wall time of "
           "subprocess.run, the tools' runs alternated, one warm-up run of each discarded")
     print()
@@ -181,12 +211,12 @@ def main() -> int:
             return proc.returncode
 
         # 1. startup
-        commands = {k: ([CHAOS, "--help"] if k == "ch" else [MLCHAOS, "--help"], envs[k]) for k in keys}
+        commands = {k: ([*chaos, "--help"] if k == "ch" else [MLCHAOS, "--help"], envs[k]) for k in keys}
         measured = measure(commands, startup_runs, str(REPO), rc)
         rows.append(("startup: --help", {k: measured[k][0] for k in keys}, codes_of(measured)))
 
         # 2. validation of the repo's experiment (drivers importable from the checkout's root)
-        commands = {k: ([CHAOS, *CHAOS_GLOBAL, "validate", EXPERIMENT] if k == "ch"
+        commands = {k: ([*chaos, *CHAOS_GLOBAL, "validate", EXPERIMENT] if k == "ch"
                         else [MLCHAOS, "validate", EXPERIMENT], envs[k]) for k in keys}
         measured = measure(commands, startup_runs, str(REPO), rc)
         rows.append((f"validate {Path(EXPERIMENT).name}", {k: measured[k][0] for k in keys}, codes_of(measured)))
@@ -209,7 +239,7 @@ def main() -> int:
             for k in keys:
                 env = dict(envs[k])
                 env["PYTHONPATH"] = os.pathsep.join(p for p in (str(work), env["PYTHONPATH"]) if p)
-                cmd = ([CHAOS, *CHAOS_GLOBAL, "run", str(experiment), "--journal-path", str(journals[k])]
+                cmd = ([*chaos, *CHAOS_GLOBAL, "run", str(experiment), "--journal-path", str(journals[k])]
                        if k == "ch" else [MLCHAOS, "run", str(experiment), "--journal", str(journals[k]), "--quiet"])
                 commands[k] = (cmd, env)
 
