@@ -10,15 +10,20 @@ EXPERIMENTS ?= experiments/kill-one-replica.yaml experiments/kill-one-replica-al
   experiments/model-not-ready.yaml experiments/pipeline-not-pushing.yaml experiments/failed-rollout.yaml \
   experiments/train-serve-skew.yaml \
   experiments/bad-model-rollback.yaml experiments/canary-bad-model.yaml experiments/feedback-loss.yaml
-# (the drills whose client traffic sends feedback come last: see experiments/gamedays/sandbox-ml.yaml)
+# (any order holds: tests/integration/test_drill_order.py runs them shuffled on one sandbox)
 EXPECTED_TO_FAIL ?= experiments/miswritten-alert-rule.yaml
 
-.PHONY: install system-packages model-servers docker docker-images stack-up stack-down test-docker demo test test-unit test-integration lint bench clean
+.PHONY: install install-test system-packages demo-packages model-servers docker docker-images stack-up stack-down test-docker demo test test-unit test-integration lint bench clean
 
 install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
 
+# every Debian package the tests use; the demo installs only what it runs (no Chromium, no node_exporter)
 system-packages:
-	scripts/install-system-packages.sh
+	scripts/install-system-packages.sh test
+
+demo-packages:
+	scripts/install-system-packages.sh demo
 
 # the real model servers the integration tests run against (MLServer, KServe), each in its own venv
 model-servers:
@@ -38,16 +43,21 @@ stack-up: install docker-images
 stack-down: install
 	$(BIN)/python -m mlchaos.containers.stack down
 
-test-docker: install docker-images
+test-docker: install-test docker-images
 	$(BIN)/pytest -q -m docker
 
+# mlchaos and its runtime dependencies (what the demo needs); the test tools on top for the test targets
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
-demo: install system-packages
+demo: install demo-packages
 	$(BIN)/mlchaos sandbox up
 	@rc=0; for e in $(EXPERIMENTS); do \
 	  $(BIN)/mlchaos run $$e --journal journal-$$(basename $$e .yaml).json || rc=$$?; \
@@ -75,19 +85,19 @@ UNIT_ARGS = -n $(TEST_WORKERS) --dist worksteal
 INTEGRATION_ARGS = -n $(INTEGRATION_WORKERS) --dist loadscope
 test test-unit test-integration test-docker: export PYTHONDONTWRITEBYTECODE :=
 
-test: install system-packages model-servers lint
+test: install-test system-packages model-servers lint
 	@rc=0; \
 	$(BIN)/pytest -q $(UNIT_ARGS) tests/unit || rc=$$?; \
 	$(BIN)/pytest -q $(INTEGRATION_ARGS) tests/integration || rc=$$?; \
 	exit $$rc
 
-test-unit: install
+test-unit: install-test
 	$(BIN)/pytest -q $(UNIT_ARGS) tests/unit
 
-test-integration: install system-packages model-servers
+test-integration: install-test system-packages model-servers
 	$(BIN)/pytest -q $(INTEGRATION_ARGS) tests/integration
 
-lint: install
+lint: install-test
 	$(BIN)/ruff check mlchaos drivers tests benchmarks
 
 # benchmarks (benchmarks/README.md): the CLI against Chaos Toolkit, and the fault proxy against nginx under wrk

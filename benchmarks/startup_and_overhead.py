@@ -2,11 +2,13 @@
 
 Run from anywhere:
 
-    .venv/bin/python benchmarks/startup_and_overhead.py [--runs N] [--probes P]
+    .venv/bin/python benchmarks/startup_and_overhead.py [--runs N] [--probes P ...] [--baseline DIR]
 
 It prints figures only; nothing here asserts anything about timing. Every figure is the
 median wall-clock time of N subprocess runs (time.perf_counter around subprocess.run),
 mlchaos and chaos runs alternated, after one discarded warm-up run of each command.
+``--baseline DIR`` times a second mlchaos checkout (its ``mlchaos`` and ``drivers`` first on
+PYTHONPATH) in the same alternation: before and after a change, side by side in one run.
 chaos gets --no-version-check (no network) and --no-log-file (no chaostoolkit.log in the
 working directory), and HOME points to an empty temporary folder for both tools.
 """
@@ -29,6 +31,22 @@ BIN = Path(sys.executable).parent
 MLCHAOS = str(BIN / "mlchaos")
 CHAOS = str(BIN / "chaos")
 EXPERIMENT = "experiments/kill-one-replica.yaml"
+NAMES = {"ml": "mlchaos", "base": "baseline", "ch": "chaos"}
+# chaos as `pip install chaostoolkit` gives it: the CLI plugins other packages in the venv register (such as
+# chaostoolkit-reporting's `report`, which imports matplotlib on every command) are hidden while it loads
+CHAOS_BARE = (
+    "import importlib.metadata as m, sys\n"
+    "every = m.entry_points\n"
+    "def plugins_hidden(**kw):\n"
+    "    if not kw:\n"
+    "        raise AttributeError('no dict interface: chaostoolkit asks again with a group')\n"
+    "    return m.EntryPoints(()) if kw.get('group') == 'chaostoolkit.cli_plugins' else every(**kw)\n"
+    "m.entry_points = plugins_hidden\n"
+    "from chaostoolkit.__main__ import cli\n"
+    "m.entry_points = every\n"
+    "sys.argv[0] = 'chaos'\n"
+    "sys.exit(cli())\n"
+)
 # Global chaos options: never look for a new version online, never write chaostoolkit.log.
 CHAOS_GLOBAL = ["--no-version-check", "--no-log-file"]
 
@@ -49,28 +67,27 @@ def time_once(cmd: list[str], cwd: str, env: dict[str, str]) -> tuple[float, sub
     return time.perf_counter() - start, proc
 
 
-def measure_pair(ml_cmd: list[str], ch_cmd: list[str], runs: int, cwd: str, env: dict[str, str],
-                 ml_after=None, ch_after=None):
-    """Time both commands, alternating mlchaos and chaos so background load hits both alike.
+def measure(commands: dict[str, tuple[list[str], dict[str, str]]], runs: int, cwd: str, after=None):
+    """Time every command (key -> (argv, env)), alternating them so background load hits all alike.
 
-    One warm-up run of each is discarded (page cache, .pyc files). Returns, per tool,
-    (sorted times in seconds, the last CompletedProcess, after() results of the timed runs).
+    One warm-up run of each is discarded (page cache, .pyc files). Returns, per key,
+    (sorted times in seconds, the last CompletedProcess, after(key, proc) results of the timed runs).
     """
-    result = {}
-    for key, cmd, after in (("ml", ml_cmd, ml_after), ("ch", ch_cmd, ch_after)):
+    result: dict[str, tuple[list[float], subprocess.CompletedProcess, list]] = {}
+    for key, (cmd, env) in commands.items():
         _, proc = time_once(cmd, cwd, env)
         if after:
-            after(proc)
+            after(key, proc)
         result[key] = ([], proc, [])
     for _ in range(runs):
-        for key, cmd, after in (("ml", ml_cmd, ml_after), ("ch", ch_cmd, ch_after)):
+        for key, (cmd, env) in commands.items():
             elapsed, proc = time_once(cmd, cwd, env)
             times, _, checks = result[key]
             times.append(elapsed)
             if after:
-                checks.append(after(proc))
+                checks.append(after(key, proc))
             result[key] = (times, proc, checks)
-    return tuple((sorted(t), p, c) for t, p, c in (result["ml"], result["ch"]))
+    return {key: (sorted(t), p, c) for key, (t, p, c) in result.items()}
 
 
 def count_probes(journal: dict) -> int:
@@ -99,16 +116,8 @@ def journal_summary(path: Path) -> tuple[str, int, int]:
     return str(data.get("status")), count_probes(data), failed
 
 
-CONTROL_HOOKS = [f"{scope}_{level}_control" for level in ("experiment", "hypothesis", "method", "rollback", "activity")
-                 for scope in ("before", "after")]
-
-
-def write_overhead_experiment(tmp: Path, probes: int, control: bool = False) -> Path:
-    """``probes`` trivial hypothesis probes and one in the method; with ``control``, a Chaos Toolkit control that
-    declares every hook and does nothing (what each control call costs)."""
+def write_overhead_experiment(tmp: Path, probes: int) -> Path:
     (tmp / "benchprobes.py").write_text("def ok() -> bool:\n    return True\n", encoding="utf-8")
-    (tmp / "benchcontrol.py").write_text("".join(f"def {hook}(context, **kwargs):\n    return None\n\n\n"
-                                                 for hook in CONTROL_HOOKS), encoding="utf-8")
 
     def probe(name: str, tolerance: bool = True) -> dict:
         item = {"type": "probe", "name": name,
@@ -128,11 +137,17 @@ def write_overhead_experiment(tmp: Path, probes: int, control: bool = False) -> 
         "method": [probe("method-ok", tolerance=False)],
         "rollbacks": [],
     }
-    if control:
-        experiment["controls"] = [{"name": "noop", "provider": {"type": "python", "module": "benchcontrol"}}]
-    path = tmp / ("overhead-control.json" if control else "overhead.json")
+    path = tmp / "overhead.json"
     path.write_text(json.dumps(experiment, indent=2), encoding="utf-8")
     return path
+
+
+def chaos_cli_plugins() -> list[str]:
+    """``name (distribution)`` of every chaostoolkit CLI plugin installed (entry points the chaos CLI loads)."""
+    from importlib.metadata import entry_points
+
+    return sorted(f"{ep.name} ({ep.dist.name if ep.dist else '?'})"
+                  for ep in entry_points(group="chaostoolkit.cli_plugins"))
 
 
 def rc_list(values) -> str:
@@ -144,10 +159,18 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=None,
                         help="timed runs per command (default: 15 for startup/validation, 5 for overhead)")
-    parser.add_argument("--probes", type=int, default=200, help="steady-state probes in the overhead experiment")
+    parser.add_argument("--probes", type=int, nargs="+", default=[200, 2000],
+                        help="steady-state probes in the overhead experiments (default: 200 2000)")
+    parser.add_argument("--chaos-plugins", action="store_true",
+                        help="let chaos load the CLI plugins installed in the venv (hidden by default)")
+    parser.add_argument("--baseline", default=None, metavar="DIR",
+                        help="another mlchaos checkout (e.g. main's) timed alongside: before and after")
     args = parser.parse_args()
     startup_runs = args.runs or 15
     overhead_runs = args.runs or 5
+    baseline = str(Path(args.baseline).resolve()) if args.baseline else None
+    plugins = chaos_cli_plugins()
+    chaos = [CHAOS] if args.chaos_plugins or not plugins else [sys.executable, "-c", CHAOS_BARE]
 
     # versions for the header only
     import chaoslib
@@ -161,81 +184,89 @@ def main() -> int:
     print(f"         load average at start: {load}")
     print(f"versions: mlchaos {mlchaos.__version__}, chaostoolkit {chaostoolkit.__version__}, "
           f"chaostoolkit-lib {chaoslib.__version__}")
+    print(f"mlchaos: {REPO}" + (f"; baseline: {baseline}" if baseline else ""))
+    if plugins:  # chaos imports every one at start-up (chaostoolkit-reporting brings matplotlib: seconds)
+        print(f"chaos CLI plugins installed: {', '.join(plugins)}: "
+              + ("loaded (--chaos-plugins)" if args.chaos_plugins else "hidden, as a plain chaostoolkit install"))
     print(f"runs: {startup_runs} (startup, validation), {overhead_runs} (run); median wall time of "
-          "subprocess.run, mlchaos/chaos runs alternated, one warm-up run of each discarded")
+          "subprocess.run, the tools' runs alternated, one warm-up run of each discarded")
     print()
 
-    # (label, mlchaos sorted times, chaos sorted times, exit codes text)
-    rows: list[tuple[str, list[float], list[float], str]] = []
+    keys = ["ml", "base", "ch"] if baseline else ["ml", "ch"]
+    # (label, {key: sorted times}, exit codes text)
+    rows: list[tuple[str, dict[str, list[float]], str]] = []
     notes: list[str] = []
+
+    def codes_of(measured) -> str:
+        return " / ".join(rc_list(measured[k][2]) for k in keys)
 
     with tempfile.TemporaryDirectory(prefix="mlchaos-bench-") as tmpdir:
         tmp = Path(tmpdir)
         home = tmp / "home"
         home.mkdir()
-        repo_env = env_with(str(REPO), str(home))
+        code_of = {"ml": str(REPO), "base": baseline, "ch": str(REPO)}
+        envs = {k: env_with(code_of[k], str(home)) for k in keys}
+
+        def rc(_key: str, proc: subprocess.CompletedProcess) -> int:
+            return proc.returncode
 
         # 1. startup
-        (ml_t, ml_p, ml_codes), (ch_t, ch_p, ch_codes) = measure_pair(
-            [MLCHAOS, "--help"], [CHAOS, "--help"], startup_runs, str(REPO), repo_env,
-            ml_after=lambda p: p.returncode, ch_after=lambda p: p.returncode)
-        rows.append(("startup: --help", ml_t, ch_t, f"{rc_list(ml_codes)} / {rc_list(ch_codes)}"))
+        commands = {k: ([*chaos, "--help"] if k == "ch" else [MLCHAOS, "--help"], envs[k]) for k in keys}
+        measured = measure(commands, startup_runs, str(REPO), rc)
+        rows.append(("startup: --help", {k: measured[k][0] for k in keys}, codes_of(measured)))
 
-        # 2. validation of the repo's experiment (drivers importable from the repo root)
-        (ml_t, ml_p, ml_codes), (ch_t, ch_p, ch_codes) = measure_pair(
-            [MLCHAOS, "validate", EXPERIMENT], [CHAOS, *CHAOS_GLOBAL, "validate", EXPERIMENT],
-            startup_runs, str(REPO), repo_env,
-            ml_after=lambda p: p.returncode, ch_after=lambda p: p.returncode)
-        rows.append((f"validate {Path(EXPERIMENT).name}", ml_t, ch_t, f"{rc_list(ml_codes)} / {rc_list(ch_codes)}"))
-        if any(ml_codes):
-            notes.append("validate: mlchaos REJECTED the experiment: " + (ml_p.stdout + ml_p.stderr).strip()[-400:])
-        if any(ch_codes):
-            notes.append("validate: chaos REJECTED the experiment: " + (ch_p.stdout + ch_p.stderr).strip()[-400:])
-        if not any(ml_codes) and not any(ch_codes):
-            notes.append("validate: both tools accept the experiment (exit 0 on every run)")
+        # 2. validation of the repo's experiment (drivers importable from the checkout's root)
+        commands = {k: ([*chaos, *CHAOS_GLOBAL, "validate", EXPERIMENT] if k == "ch"
+                        else [MLCHAOS, "validate", EXPERIMENT], envs[k]) for k in keys}
+        measured = measure(commands, startup_runs, str(REPO), rc)
+        rows.append((f"validate {Path(EXPERIMENT).name}", {k: measured[k][0] for k in keys}, codes_of(measured)))
+        for k in keys:
+            if any(measured[k][2]):
+                proc = measured[k][1]
+                notes.append(f"validate: {NAMES[k]} REJECTED the experiment: "
+                             + (proc.stdout + proc.stderr).strip()[-400:])
+        if not any(any(measured[k][2]) for k in keys):
+            notes.append("validate: every tool accepts the experiment (exit 0 on every run)")
 
         # 3. runner overhead: the same experiment with 1 and with N hypothesis probes
-        probe_env = env_with("", str(home))
-        runs_by_size: dict[int, tuple[list[float], list[float], list, list]] = {}
-        for size, control in ((1, False), (args.probes, False), (args.probes, True)):
-            work = tmp / f"work-{size}{'-control' if control else ''}"
+        runs_by_size: dict[int, dict[str, tuple[list[float], list]]] = {}
+        for size in (1, *args.probes):
+            work = tmp / f"work-{size}"
             work.mkdir()
-            experiment = write_overhead_experiment(work, size, control)
-            probe_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(work), os.environ.get("PYTHONPATH", "")) if p)
-            j1, j2 = work / "journal-mlchaos.json", work / "journal-chaos.json"
-            ml_cmd = [MLCHAOS, "run", str(experiment), "--journal", str(j1), "--quiet"]
-            ch_cmd = [CHAOS, *CHAOS_GLOBAL, "run", str(experiment), "--journal-path", str(j2)]
+            experiment = write_overhead_experiment(work, size)
+            journals = {k: work / f"journal-{k}.json" for k in keys}
+            commands = {}
+            for k in keys:
+                env = dict(envs[k])
+                env["PYTHONPATH"] = os.pathsep.join(p for p in (str(work), env["PYTHONPATH"]) if p)
+                cmd = ([*chaos, *CHAOS_GLOBAL, "run", str(experiment), "--journal-path", str(journals[k])]
+                       if k == "ch" else [MLCHAOS, "run", str(experiment), "--journal", str(journals[k]), "--quiet"])
+                commands[k] = (cmd, env)
 
-            def check(journal: Path):
-                def after(proc: subprocess.CompletedProcess):
-                    summary = (proc.returncode, *journal_summary(journal))
-                    journal.unlink(missing_ok=True)
-                    return summary
-                return after
+            def check(key: str, proc: subprocess.CompletedProcess, journals: dict[str, Path] = journals):
+                summary = (proc.returncode, *journal_summary(journals[key]))
+                journals[key].unlink(missing_ok=True)
+                return summary
 
-            (ml_t, ml_p, ml_checks), (ch_t, ch_p, ch_checks) = measure_pair(
-                ml_cmd, ch_cmd, overhead_runs, str(work), probe_env, ml_after=check(j1), ch_after=check(j2))
-            if not control:
-                runs_by_size[size] = (ml_t, ch_t, ml_checks, ch_checks)
-            label = f"run: {size}+1 trivial probes" + (", a no-op control on every hook" if control else "")
-            rows.append((label, ml_t, ch_t,
-                         f"{rc_list(c[0] for c in ml_checks)} / {rc_list(c[0] for c in ch_checks)}"))
+            measured = measure(commands, overhead_runs, str(work), check)
+            runs_by_size[size] = {k: (measured[k][0], measured[k][2]) for k in keys}
+            rows.append((f"run: {size}+1 trivial probes", {k: measured[k][0] for k in keys},
+                         " / ".join(rc_list(c[0] for c in measured[k][2]) for k in keys)))
 
-            def describe(name: str, checks, proc) -> str:
+            def describe(key: str, measured: dict = measured) -> str:
+                _, proc, checks = measured[key]
                 statuses = rc_list(c[1] for c in checks)
-                line = (f"{name:<8} journal status={statuses}  probe runs={rc_list(c[2] for c in checks)}"
+                line = (f"{NAMES[key]:<8} journal status={statuses}  probe runs={rc_list(c[2] for c in checks)}"
                         f"  failed probes={rc_list(c[3] for c in checks)}")
                 if any(c[0] for c in checks) or statuses != "completed":
                     line += "\n           output: " + (proc.stdout + proc.stderr).strip()[-400:]
                 return line
 
-            equal = (rc_list(c[2] for c in ml_checks) == rc_list(c[2] for c in ch_checks)
-                     and all(c[1] == "completed" for c in ml_checks + ch_checks))
-            notes.append(f"run journals, {size}+1 probes{' with a control' if control else ''} (checked after every "
-                         "run):")
-            notes.append("  " + describe("mlchaos", ml_checks, ml_p))
-            notes.append("  " + describe("chaos", ch_checks, ch_p))
-            notes.append("  same work: " + ("yes, both completed with the same number of probe runs" if equal
+            counts = {rc_list(c[2] for c in measured[k][2]) for k in keys}
+            equal = len(counts) == 1 and all(c[1] == "completed" for k in keys for c in measured[k][2])
+            notes.append(f"run journals, {size}+1 probes (checked after every run):")
+            notes.extend("  " + describe(k) for k in keys)
+            notes.append("  same work: " + ("yes, all completed with the same number of probe runs" if equal
                                             else "NO -- these timings are not about equal work"))
 
     def ms(seconds: float) -> str:
@@ -246,34 +277,36 @@ def main() -> int:
 
     med = statistics.median
     width = max(len(r[0]) for r in rows)
-    header = (f"{'measurement':<{width}}  {'mlchaos ms':>10}  {'(min-max)':>13}  {'chaos ms':>9}  {'(min-max)':>13}"
-              f"  {'mlchaos/chaos':>13}  exit (ml / chaos)")
+    header = f"{'measurement':<{width}}"
+    for k in keys:
+        header += f"  {NAMES[k] + ' ms':>12}  {'(min-max)':>13}"
+    header += "".join(f"  {NAMES[k] + '/chaos':>14}" for k in keys if k != "ch")
+    header += "  exit (" + " / ".join(NAMES[k] for k in keys) + ")"
     print(header)
     print("-" * len(header))
-    for name, ml, ch, codes in rows:
-        print(f"{name:<{width}}  {ms(med(ml)):>10}  {spread(ml):>13}  {ms(med(ch)):>9}  {spread(ch):>13}"
-              f"  {med(ml) / med(ch):>12.2f}x  {codes}")
+    for name, times, codes in rows:
+        line = f"{name:<{width}}"
+        for k in keys:
+            line += f"  {ms(med(times[k])):>12}  {spread(times[k]):>13}"
+        line += "".join(f"  {med(times[k]) / med(times['ch']):>13.2f}x" for k in keys if k != "ch")
+        print(f"{line}  {codes}")
     print()
 
-    small, big = runs_by_size[1], runs_by_size[args.probes]
-    big_runs = max((c[2] for c in big[2]), default=0)
-    small_runs = max((c[2] for c in small[2]), default=0)
-    if big_runs > 0:
-        ml_per, ch_per = med(big[0]) / big_runs, med(big[1]) / big_runs
-        print(f"per probe run, whole {args.probes}+1-probe run / {big_runs} probe runs (startup included):")
-        print(f"    mlchaos {ml_per * 1000:.3f} ms   chaos {ch_per * 1000:.3f} ms   ratio {ml_per / ch_per:.2f}x")
-    if big_runs > small_runs:
+    small = runs_by_size[1]
+    for size in args.probes:
+        big = runs_by_size[size]
+        big_runs = max((c[2] for c in big["ch"][1]), default=0)
+        small_runs = max((c[2] for c in small["ch"][1]), default=0)
+        if big_runs <= small_runs:
+            continue
         extra = big_runs - small_runs
-        ml_marginal = (med(big[0]) - med(small[0])) / extra
-        ch_marginal = (med(big[1]) - med(small[1])) / extra
-        ratio = f"{ml_marginal / ch_marginal:.2f}x" if ch_marginal > 0 else "n/a (chaos figure lost in noise)"
-        print(f"per probe run, marginal: ({args.probes}+1-probe run - 1+1-probe run) / {extra} extra probe runs:")
-        print(f"    mlchaos {ml_marginal * 1000:.3f} ms   chaos {ch_marginal * 1000:.3f} ms   ratio {ratio}")
-        ml_low = (big[0][0] - small[0][0]) / extra
-        ch_low = (big[1][0] - small[1][0]) / extra
-        ratio = f"{ml_low / ch_low:.2f}x" if ch_low > 0 else "n/a (chaos figure lost in noise)"
-        print("    same from the fastest runs (less sensitive to other load on the machine):")
-        print(f"    mlchaos {ml_low * 1000:.3f} ms   chaos {ch_low * 1000:.3f} ms   ratio {ratio}")
+        print(f"per-activity overhead, {size}+1 probes: (its run - the 1+1-probe run) / {extra} extra probe runs")
+        for label, pick in (("medians", lambda t: med(t)), ("fastest runs", lambda t: t[0])):
+            per = {k: (pick(big[k][0]) - pick(small[k][0])) / extra for k in keys}
+            parts = "   ".join(f"{NAMES[k]} {per[k] * 1000:.3f} ms" for k in keys)
+            ratios = "   ".join(f"{NAMES[k]}/chaos {per[k] / per['ch']:.2f}x" if per["ch"] > 0 else "n/a"
+                               for k in keys if k != "ch")
+            print(f"    {label + ':':<14}{parts}   {ratios}")
     print()
     for note in notes:
         print(note)

@@ -5,6 +5,7 @@ MlchaosError
  +-- DriverError         a driver could not do what it was asked (becomes a failed activity)
  |    +-- TargetNotFound a selector matched nothing
  +-- SandboxError        the local sandbox could not be started / stopped
+ +-- CertificateError    a certificate or key could not be created, read or written (mlchaos.lib.certificates)
 """
 
 from __future__ import annotations
@@ -28,3 +29,8 @@ class TargetNotFound(DriverError):
 
 class SandboxError(MlchaosError):
     """The local sandbox could not be managed."""
+
+
+class CertificateError(MlchaosError):
+    """A certificate or key could not be created, read or written (here, not in ``mlchaos.lib.certificates``, so
+    code can catch it without importing ``cryptography``)."""

@@ -16,9 +16,9 @@ import ssl
 import urllib.error
 from collections.abc import Iterator
 
-from mlchaos.driver_kit import DriverError, SandboxError, certificates
+from mlchaos.driver_kit import CertificateError, DriverError, SandboxError
 
-FOREIGN = (SandboxError, certificates.CertificateError)
+FOREIGN = (SandboxError, CertificateError)
 
 
 @contextlib.contextmanager

@@ -18,12 +18,12 @@ from __future__ import annotations
 import json
 import math
 import time
-from concurrent.futures import ThreadPoolExecutor
 from itertools import cycle
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import requests as http  # `requests` is also a probe argument (a count)
+if TYPE_CHECKING:
+    import requests as http  # `requests` is also a probe argument (a count); imported where it is used
 
 from drivers._common import checks, polling
 from drivers._common.endpoints import connection, http_for
@@ -81,6 +81,8 @@ def prediction_accuracy(
     replica could be reached at all. ``golden_set`` is a JSON file
     ``{"inputs": [[f1, f2, ...], ...], "labels": [int, ...]}``.
     """
+    import requests as http  # on first use: validating an experiment imports this module, and needs no HTTP
+
     _check_protocol(protocol)
     rows, labels = _golden(golden_set) if golden_set else holdout_split()
     targets = _urls(service, urls, only=replicas, endpoint=endpoint)
@@ -160,6 +162,8 @@ def latency_percentile(
         raise DriverError("no healthy replica to measure latency on")
     rows, _ = holdout_split()
     timings: list[float] = []
+    import requests as http
+
     with http.Session() as session:
         for _, url, row in zip(range(requests), cycle(targets), cycle(rows), strict=False):
             started = time.perf_counter()
@@ -192,6 +196,10 @@ def error_rate(
     seconds each). Calls go round-robin over every replica, dead ones included,
     ``concurrency`` at a time so that hung replicas cannot stretch the probe.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
+    import requests as http
+
     _check_count(requests)
     if concurrency < 1:
         raise DriverError(f"concurrency must be >= 1, got {concurrency}")
@@ -262,6 +270,8 @@ def _check_protocol(protocol: Any) -> None:
 
 
 def _healthy(urls: list[str], model: str, timeout: float, protocol: str = "v2") -> list[str]:
+    import requests as http
+
     healthy = []
     with http.Session() as session:
         for url in urls:

@@ -75,10 +75,14 @@ class Job:
     labels: list[int]
 
 
-def infer_body(call_id: str, rows: list[list[float]]) -> dict[str, Any]:
-    """An OIP infer request for ``rows`` (FP64, shape [N, features]) carrying ``call_id``."""
-    return {"id": call_id, "inputs": [{"name": "input-0", "shape": [len(rows), len(rows[0])], "datatype": "FP64",
-                                       "data": [v for row in rows for v in row]}]}
+def infer_body(call_id: str | None, rows: list[list[float]]) -> dict[str, Any]:
+    """An OIP infer request for ``rows`` (FP64, shape [N, features]), carrying ``call_id`` when given: only a
+    client whose true labels follow names its calls (the server counts those as awaiting feedback)."""
+    body: dict[str, Any] = {"inputs": [{"name": "input-0", "shape": [len(rows), len(rows[0])], "datatype": "FP64",
+                                        "data": [v for row in rows for v in row]}]}
+    if call_id is not None:
+        body["id"] = call_id
+    return body
 
 
 def feedback_body(call_id: str, labels: list[int]) -> dict[str, Any]:
@@ -117,7 +121,8 @@ class Traffic:
             self.sent += 1
             self.in_flight += 1
         try:
-            status = self._send(job.replica, "infer", f"{base}/infer", infer_body(call_id, job.rows))
+            named = call_id if plan.feedback else None  # only calls whose labels follow name themselves
+            status = self._send(job.replica, "infer", f"{base}/infer", infer_body(named, job.rows))
             if plan.feedback and status == "200":
                 with self._lock:
                     self._ok[job.replica] += 1

@@ -32,8 +32,6 @@ def add_publishing_options(parser: argparse.ArgumentParser) -> None:
 
 def preflight(args: argparse.Namespace) -> list[str]:
     """Problems with the report and metrics options, found before the run starts (nothing is written)."""
-    from mlchaos.reports.metrics import MetricsError, MetricsState, split_credentials
-
     problems = []
     report_dir = getattr(args, "report_dir", None)
     textfile = getattr(args, "metrics_textfile", None)
@@ -43,6 +41,8 @@ def preflight(args: argparse.Namespace) -> list[str]:
     if report_dir:
         problems += _writable_dir(Path(report_dir), "--report-dir")
     if textfile:
+        from mlchaos.reports.metrics import MetricsError, MetricsState  # prometheus_client: only when asked for
+
         path = Path(textfile)
         if path.is_dir():
             problems.append(f"--metrics-textfile {path}: is a directory")
@@ -57,6 +57,8 @@ def preflight(args: argparse.Namespace) -> list[str]:
         if not pushgateway[len(ENDPOINT_PREFIX):]:
             problems.append(f"--pushgateway {pushgateway!r}: name the endpoint: endpoint:NAME")
     elif pushgateway:
+        from mlchaos.reports.metrics import split_credentials
+
         parts = urlsplit(pushgateway if "://" in pushgateway else f"http://{pushgateway}")
         if parts.scheme not in ("http", "https") or not parts.hostname:
             problems.append(f"--pushgateway {split_credentials(pushgateway)[0]!r}: not an http(s) URL")

@@ -72,6 +72,8 @@ class Console:
             self.quiet = True
 
     def finished(self, kind: str, name: str, ok: bool, duration: float, detail: str = "") -> None:
+        if self.quiet:  # nothing to show: spare the cleaning (thousands of activities in a long run)
+            return
         mark = ("✓" if ok else "✗") if self.tty else ("ok" if ok else "FAIL")
         mark = self._paint("ok" if ok else "fail", f"{mark:<4}")
         tail = f"  {self.clean(detail)}" if detail else ""

@@ -53,7 +53,6 @@ from mlchaos.experiment.variables import Variables, resolve_values
 from mlchaos.journal.redaction import MIN_SECRET_LENGTH, Redactor, code_paths, sensitive_values, too_short_to_redact
 from mlchaos.journal.writer import Journal, activity_record
 from mlchaos.lib import endpoints
-from mlchaos.monitoring.notifications import open_receiver, run_token
 from mlchaos.safety import changes, emergency_stop, run_context, run_registry, safety_net
 from mlchaos.safety.blast_radius import BoundExceeded, Ledger
 from mlchaos.safety.exact_records import ExactRecords
@@ -298,6 +297,8 @@ class Runner:
         endpoint = listen_endpoint(self.experiment, self.listen_targets)
         if endpoint is None:
             return None
+        from mlchaos.monitoring.notifications import open_receiver, run_token  # its HTTP server: only when used
+
         token = run_token(endpoint.token_file, endpoint.token_env)
         self.console.redactor.add_secret(token)  # never in the journal, the console or a report
         receiver = open_receiver(endpoint.address, token)

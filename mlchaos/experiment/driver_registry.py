@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import inspect
@@ -117,12 +118,23 @@ def import_driver_module(name: str) -> tuple[Any, str]:
         return None, f"module {name} failed to import: {type(exc).__name__}: {exc}"
 
 
+_SIGNATURES: dict[Any, inspect.Signature] = {}  # a function's signature, worked out once per process
+
+
 def function_signature(func: Any) -> inspect.Signature:
-    """The signature with string annotations evaluated where possible."""
+    """The signature with string annotations evaluated where possible (cached: thousands of activities may
+    call the same driver function)."""
     try:
-        return inspect.signature(func, eval_str=True)
+        return _SIGNATURES[func]
+    except (KeyError, TypeError):  # not seen yet, or a callable that cannot be a key
+        pass
+    try:
+        signature = inspect.signature(func, eval_str=True)
     except Exception:  # an annotation that cannot be evaluated: keep the strings
-        return inspect.signature(func)
+        signature = inspect.signature(func)
+    with contextlib.suppress(TypeError):
+        _SIGNATURES[func] = signature
+    return signature
 
 
 def accepts_dry_run(spec: dict[str, Any]) -> bool:

@@ -294,6 +294,19 @@ class _Cycle(Exception):
 # --- the shape of the data ----------------------------------------------------------------
 
 
+# where a value is in the document while it is walked: its pointer, or (where its parent is, its key or index)
+_Where = str | tuple[Any, str | int]
+
+
+def _pointer(where: _Where) -> str:
+    """The JSON pointer of a walked position."""
+    tokens: list[str] = []
+    while isinstance(where, tuple):
+        where, token = where
+        tokens.append(escape_pointer_token(token))
+    return where + "".join(f"/{token}" for token in reversed(tokens))
+
+
 class _Shape:
     """Checks parsed data: depth, size, keys, numbers and text (each shared object once)."""
 
@@ -312,10 +325,12 @@ class _Shape:
             problems.append(Problem(str(self.doc.path), "", None, f"... and {len(self.found) - MAX_PROBLEMS} more"))
         return problems
 
-    def add(self, pointer: str, message: str) -> None:
-        self.found.append((pointer, message))
+    def add(self, where: _Where, message: str) -> None:
+        self.found.append((_pointer(where), message))
 
-    def walk(self, value: Any, pointer: str, depth: int) -> tuple[int, int]:
+    def walk(self, value: Any, pointer: _Where, depth: int) -> tuple[int, int]:
+        """(values, height) of ``value`` at ``pointer`` (a pointer, or a (parent, token) pair: a pointer's
+        text is built only for a problem)."""
         if not isinstance(value, (dict, list)):
             self.scalar(value, pointer)
             return 1, 0
@@ -333,14 +348,14 @@ class _Shape:
         total, height = 1, 0
         if isinstance(value, dict):
             for name in self.duplicates.get(key, ()):
-                self.add(pointer_join(pointer, name), f"duplicate key {name!r} (only one value may be given)")
+                self.add((pointer, name), f"duplicate key {name!r} (only one value may be given)")
             items: Any = value.items()
         else:
             items = enumerate(value)
         for name, item in items:
             if isinstance(value, dict):
                 self.key(name, pointer)
-            count, below = self.walk(item, pointer_join(pointer, name), depth + 1)
+            count, below = self.walk(item, (pointer, name), depth + 1)
             total += count
             height = max(height, below + 1)
             if total > MAX_NODES:
@@ -348,15 +363,15 @@ class _Shape:
         self.seen[key] = (total, height)
         return total, height
 
-    def key(self, name: Any, pointer: str) -> None:
-        here = pointer_join(pointer, name)
+    def key(self, name: Any, pointer: _Where) -> None:
+        here = (pointer, name)
         if not isinstance(name, str) or isinstance(name, _BigInt):
             shown = "null" if name is None else repr(name)
             self.add(here, f"a key must be a string, got {shown} ({type(name).__name__}); quote it")
         elif _SURROGATE.search(name):
             self.add(here, "the key contains an unpaired UTF-16 surrogate (not valid Unicode text)")
 
-    def scalar(self, value: Any, pointer: str) -> None:
+    def scalar(self, value: Any, pointer: _Where) -> None:
         if isinstance(value, _BigInt):
             self.add(pointer, f"integer out of range: {len(value)} digits (the limit is 64 bits)")
         elif isinstance(value, str):

@@ -15,6 +15,21 @@ from typing import Any
 from mlchaos.experiment.loader import Document
 from mlchaos.experiment.settings import Settings
 
+_IMMUTABLE = (str, int, float, bool, type(None))
+
+
+def deep_copy(value: Any) -> Any:
+    """A deep copy of parsed document data: mappings and lists copied, scalars shared (several times faster
+    than :func:`copy.deepcopy` on thousands of activities); anything else goes through ``copy.deepcopy``."""
+    if isinstance(value, dict):
+        return {key: deep_copy(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [deep_copy(item) for item in value]
+    if isinstance(value, _IMMUTABLE):
+        return value
+    return copy.deepcopy(value)
+
+
 NO_TOLERANCE = object()
 
 
@@ -53,7 +68,7 @@ class Activity:
         spec = dict(self.spec)
         provider = dict(spec.get("provider") or {})
         if "arguments" in provider:
-            provider["arguments"] = copy.deepcopy(provider["arguments"])
+            provider["arguments"] = deep_copy(provider["arguments"])
         spec["provider"] = provider
         return spec
 
@@ -86,7 +101,7 @@ class Experiment:
 
 def build_experiment(doc: Document) -> Experiment:
     """Build the typed experiment from a document that passed validation."""
-    data = copy.deepcopy(doc.data)
+    data = deep_copy(doc.data)
     named = _named_activities(data)
     hypothesis = data.get("steady-state-hypothesis") or {}
     return Experiment(
@@ -128,7 +143,7 @@ def _named_activities(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def _activities(items: list[dict[str, Any]], base: str, named: dict[str, dict[str, Any]]) -> tuple[Activity, ...]:
     result = []
     for index, item in enumerate(items):
-        spec = copy.deepcopy(named[item["ref"]] if "ref" in item else item)
+        spec = deep_copy(named[item["ref"]] if "ref" in item else item)
         pauses = spec.get("pauses") or {}
         result.append(
             Activity(

@@ -9,7 +9,6 @@ whatever the run writes to stdout/stderr: see :mod:`mlchaos.journal.redaction`).
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import platform
@@ -26,6 +25,9 @@ from mlchaos.journal.redaction import Redactor, redact_secrets_block
 from mlchaos.lib.files import atomic_write
 
 THROTTLE_SECONDS = 0.25
+# an unforced write waits at least this many times as long as the last write took, so a big journal (thousands of
+# activities) never costs a run more than about 1/WRITE_SHARE_LIMIT of its time in progress writes
+WRITE_SHARE_LIMIT = 20
 
 
 def activity_record(activity: Activity, outcome: Outcome | None = None) -> dict[str, Any]:
@@ -50,7 +52,9 @@ class Journal:
         self.path = path
         self.redactor = redactor
         self._last_write = 0.0
-        experiment = copy.deepcopy(experiment_raw)
+        self._interval = THROTTLE_SECONDS
+        # a shallow copy: the journal never changes the experiment below its top level, and neither does the run
+        experiment = dict(experiment_raw)
         if "secrets" in experiment:
             experiment["secrets"] = redact_secrets_block(experiment["secrets"])
         self.data: dict[str, Any] = {
@@ -117,17 +121,20 @@ class Journal:
         return [e for e in entries if isinstance(e, dict)]
 
     def save(self, force: bool = False, sync: bool | None = None) -> None:
-        """Write the journal; unless forced, at most every THROTTLE_SECONDS; fsync'd when forced (or ``sync``)."""
+        """Write the journal; fsync'd when forced (or ``sync``). Unless forced, at most every THROTTLE_SECONDS, and
+        never sooner than WRITE_SHARE_LIMIT times the last write's own duration (a write costs what the journal
+        weighs)."""
         if self.path is None:
             return
         now = time.monotonic()
-        if not force and now - self._last_write < THROTTLE_SECONDS:
+        if not force and now - self._last_write < self._interval:
             return
-        self._last_write = now
         # compact: json's C encoder is only used without indent (~30x faster on big journals)
         # a journal names what was changed and how to undo it: its user's only
         atomic_write(self.path, json.dumps(self.redactor.data(self.data), default=str) + "\n", mode=0o600,
                      sync=force if sync is None else sync)
+        self._last_write = time.monotonic()
+        self._interval = max(THROTTLE_SECONDS, WRITE_SHARE_LIMIT * (self._last_write - now))
 
 
 def chaostoolkit_status(journal: dict[str, Any]) -> str:

@@ -50,7 +50,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from mlchaos.errors import MlchaosError
+from mlchaos.errors import CertificateError
 from mlchaos.lib.files import atomic_write
 
 CertificateKind = Literal["valid", "expiring_soon", "expired", "wrong_hostname", "untrusted"]
@@ -70,10 +70,6 @@ BAD_KINDS: frozenset[str] = frozenset({"expired", "wrong_hostname", "untrusted"}
 THROWAWAY = "throwaway"
 TRUSTED_CA = "trusted_ca"
 SIGNERS: tuple[str, ...] = (THROWAWAY, TRUSTED_CA)
-
-
-class CertificateError(MlchaosError):
-    """A certificate or key could not be created, read or written."""
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 from typing import Any
 
 DEFAULT_TIMEOUT = 1.0
@@ -12,6 +10,9 @@ DEFAULT_TIMEOUT = 1.0
 
 def http_ok(url: str, timeout: float = DEFAULT_TIMEOUT) -> bool:
     """True when ``url`` answers with a 2xx status within ``timeout`` seconds."""
+    import urllib.error
+    import urllib.request  # on first use: it loads http.client, email and ssl, which validation never needs
+
     try:
         with urllib.request.urlopen(url, timeout=timeout) as resp:
             return 200 <= resp.status < 300
@@ -21,6 +22,9 @@ def http_ok(url: str, timeout: float = DEFAULT_TIMEOUT) -> bool:
 
 def http_json(url: str, timeout: float = DEFAULT_TIMEOUT) -> Any:
     """The JSON body of ``url``, or None when it cannot be fetched or parsed."""
+    import urllib.error
+    import urllib.request
+
     try:
         with urllib.request.urlopen(url, timeout=timeout) as resp:
             return json.loads(resp.read())

@@ -32,7 +32,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -42,8 +42,8 @@ from mlchaos.errors import InvalidInput
 from mlchaos.experiment.settings import ADDRESS
 from mlchaos.lib.files import atomic_write
 from mlchaos.lib.records import JsonRecord
+from mlchaos.monitoring.alert_notification import ALERT_STATUSES, Notification
 
-ALERT_STATUSES = ("firing", "resolved")
 DEFAULT_MAX_BYTES = 1_048_576
 READ_TIMEOUT = 10.0  # seconds a client may take to send a whole request: headers and body
 MAX_CONNECTIONS = 32  # served at once; more are refused (503) at once
@@ -51,27 +51,6 @@ MAX_NOTIFICATIONS = 10_000  # kept per receiver (a run); later payloads are refu
 MAX_STORED_BYTES = 16 * 1_048_576  # of accepted payloads, per receiver
 MAX_REJECTIONS = 1_000  # the latest kept; all are counted
 MIN_TOKEN_LENGTH = 16
-
-
-@dataclass(frozen=True)
-class Notification(JsonRecord):
-    """One alert of one webhook payload, as Alertmanager delivered it."""
-
-    received_at: float  # epoch seconds
-    status: str  # "firing" | "resolved"
-    alertname: str
-    labels: dict[str, str] = field(default_factory=dict)
-    annotations: dict[str, str] = field(default_factory=dict)
-    starts_at: str = ""
-    ends_at: str = ""
-    fingerprint: str = ""
-    receiver: str = ""
-    group_key: str = ""
-
-
-    def describe(self) -> str:
-        """``Name{label="value", ...} status`` (alertname left out of the labels)."""
-        return f"{label_text(self.alertname, self.labels)} {self.status}"
 
 
 @dataclass(frozen=True)
@@ -425,12 +404,6 @@ class _Handler(BaseHTTPRequestHandler):
 
 def _text(value: Any) -> str:
     return value if isinstance(value, str) else ("" if value is None else str(value))
-
-
-def label_text(name: str, labels: dict[str, str]) -> str:
-    """``Name{label="value", ...}``: the labels sorted, alertname left out; the bare name without other labels."""
-    rest = ", ".join(f'{k}="{v}"' for k, v in sorted(labels.items()) if k != "alertname")
-    return f"{name}{{{rest}}}" if rest else name
 
 
 def run_token(token_file: Path | None, token_env: str | None) -> str:

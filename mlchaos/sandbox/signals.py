@@ -31,8 +31,11 @@ from collections import Counter as Tally
 from collections import OrderedDict, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+if TYPE_CHECKING:  # imported where the metrics are built: a driver reading this module's helpers never needs it
+    from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 PSI_EPSILON = 1e-4
@@ -165,6 +168,7 @@ class Metrics:
     ready: Gauge
     trained_at: Gauge
     non_finite: Counter
+    awaiting_feedback: Counter
     feedback: Counter
     feedback_at: Gauge
     feedback_matched: Counter
@@ -176,6 +180,8 @@ class Metrics:
     @classmethod
     def create(cls) -> Metrics:
         """Build a fresh registry holding every metric the server exports."""
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
         reg = CollectorRegistry()
 
         def counter(name: str, doc: str, labels: list[str]) -> Counter:
@@ -197,6 +203,9 @@ class Metrics:
             trained_at=gauge("model_trained_timestamp_seconds", "Unix time the served version was trained",
                              ["model"]),
             non_finite=counter("model_non_finite_outputs", "Output values that were NaN or infinite", ["model"]),
+            awaiting_feedback=counter("model_predictions_awaiting_feedback",
+                                      "Predicted rows of infer requests naming an OIP id: a client in a feedback loop"
+                                      " will send their true labels", ["model"]),
             feedback=counter("model_feedback_events", "True labels received on the feedback endpoint", ["model"]),
             feedback_at=gauge("model_feedback_last_timestamp_seconds", "Unix time of the last feedback event",
                               ["model"]),
@@ -231,6 +240,7 @@ class Signals:
         for reason in INVALID_REASONS:
             m.invalid_inputs.labels(model, reason)
         m.non_finite.labels(model)
+        m.awaiting_feedback.labels(model)
         m.feedback.labels(model)
         m.feedback_at.labels(model).set(0)
         m.feedback_matched.labels(model)
@@ -248,6 +258,7 @@ class Signals:
         self._publish_drift()
         if request_id is not None:
             self.log.remember(request_id, classes)
+            self.metrics.awaiting_feedback.labels(self.model).inc(len(classes))
 
     def load_failed(self) -> None:
         self.metrics.load_failures.labels(self.model).inc()

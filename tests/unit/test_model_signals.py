@@ -70,19 +70,22 @@ def test_signals_export_every_series_from_the_start_and_count() -> None:
     sig = Signals("iris", dataset.CLASS_NAMES, THIRDS, window=PredictionWindow(THIRDS, size=10, min_size=2))
     before = _exported(sig)
     for name in ('model_feedback_events_total{model="iris"}', 'model_non_finite_outputs_total{model="iris"}',
+                 'model_predictions_awaiting_feedback_total{model="iris"}',
                  'model_invalid_inputs_total{model="iris",reason="out_of_range"}',
                  'model_predictions_total{class_name="virginica",model="iris"}',
                  'model_prediction_drift_psi{model="iris"}'):
         assert before[name] == 0, name  # never-incremented counters are exported as 0
     sig.serving("2", 1000.0, True, THIRDS)
     sig.predicted([0, 0, 0])
+    sig.predicted([1, 2], request_id="call-1")  # a client naming its call: its labels are due
     sig.invalid("nan")
     sig.non_finite(2)
     sig.feedback(3, 1234.5)
     now = _exported(sig)
     assert now['model_predictions_total{class_name="setosa",model="iris"}'] == 3
-    assert now['model_prediction_drift_psi{model="iris"}'] == pytest.approx(psi([1, 0, 0], THIRDS))
-    assert now['model_prediction_drift_window_predictions{model="iris"}'] == 3
+    assert now['model_predictions_awaiting_feedback_total{model="iris"}'] == 2  # only the named call's rows
+    assert now['model_prediction_drift_psi{model="iris"}'] == pytest.approx(psi([0.6, 0.2, 0.2], THIRDS))
+    assert now['model_prediction_drift_window_predictions{model="iris"}'] == 5
     assert now['model_invalid_inputs_total{model="iris",reason="nan"}'] == 1
     assert now['model_non_finite_outputs_total{model="iris"}'] == 2
     assert now['model_feedback_events_total{model="iris"}'] == 3

@@ -107,6 +107,8 @@ def test_the_bodies_are_what_the_server_parses():
     rows = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
     body = infer_body("abc-1", rows)
     assert body["id"] == "abc-1" and body["inputs"][0]["shape"] == [2, 4]
+    unnamed = infer_body(None, rows)  # a client that sends no labels names no call: nothing awaits feedback
+    assert "id" not in unnamed and unnamed["inputs"] == body["inputs"]
     assert parse_infer_request(body) == rows
     feedback = feedback_body("abc-1", [0, 2])
     assert feedback["id"] == "abc-1" and feedback["inputs"][0]["datatype"] == "INT64"
@@ -189,6 +191,18 @@ def test_feedback_goes_after_every_nth_200_of_each_replica_with_the_infer_id_and
         assert body["inputs"][0]["data"] == truth
     ids = [body["id"] for url, body in calls if url.endswith("/infer")]
     assert len(set(ids)) == len(ids) == 18
+
+
+def test_traffic_without_feedback_names_no_call():
+    """Its predictions are not awaiting labels: ModelFeedbackAbsent counts only those of named calls."""
+    calls = []
+
+    def post(url, body, timeout):  # noqa: ANN001, ANN202
+        calls.append((url, body))
+        return "200", None
+
+    _run(_plan(rate=6.0, duration=1.0, feedback=False), post)
+    assert calls and all(url.endswith("/infer") and "id" not in body for url, body in calls)
 
 
 def test_failures_are_counted_by_status_or_exception_and_never_stop_the_traffic():

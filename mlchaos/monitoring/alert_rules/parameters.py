@@ -77,7 +77,7 @@ class RuleParameters:
     invalid_input_for: str = "10m"
     non_finite_window: str = "5m"
     non_finite_for: str = "1m"
-    feedback_window: str = "30m"  # no feedback event over this window while predictions are served
+    feedback_window: str = "30m"  # no feedback event over this window while predictions awaiting it are served
     feedback_for: str = "15m"
     accuracy_threshold: float = 0.8  # ModelAccuracyLow: matched labels predicted right, over accuracy_window
     accuracy_window: str = "30m"
@@ -150,7 +150,7 @@ SANDBOX = RuleParameters(
     invalid_input_for="5s",
     non_finite_window="10s",
     non_finite_for="2s",
-    feedback_window="30s",
+    feedback_window="10s",  # the drills' clients send labels ten times a second per replica: 10 s never has a gap
     feedback_for="5s",
     accuracy_window="15s",
     accuracy_for="3s",

@@ -183,7 +183,7 @@ def _cases(p: RuleParameters, warm: int, after: int, total: int) -> list[tuple[s
     def ml(n: int = total, psi: str | None = None, trained: str | None = None, predictions: str | None = None,
            feedback: str | None = None, non_finite: str | None = None, invalid: str | None = None,
            push: str | None = None, matched: str | None = None, correct: str | None = None,
-           load_failures: str | None = None) -> list[dict[str, str]]:
+           load_failures: str | None = None, awaiting: str | None = None) -> list[dict[str, str]]:
         """The model-quality signals, healthy unless given; ``n < total``: the replica's series end (killed)."""
         end = " stale" if n < total else ""
         rows = [
@@ -193,6 +193,7 @@ def _cases(p: RuleParameters, warm: int, after: int, total: int) -> list[tuple[s
             s("model_trained_timestamp_seconds", p.model_job, (trained or _const(0, n)) + end, model),
             s("model_predictions_total", p.model_job, (predictions or _seq((0, rate, n))) + end,
               model + ', class_name="setosa"'),
+            s("model_predictions_awaiting_feedback_total", p.model_job, (awaiting or _seq((0, rate, n))) + end, model),
             s("model_feedback_events_total", p.model_job, (feedback or _seq((1, rate, n))) + end, model),
             s("model_non_finite_outputs_total", p.model_job, (non_finite or _const(0, n)) + end, model),
             s("model_invalid_inputs_total", p.model_job, (invalid or _const(0, n)) + end, model + ', reason="nan"'),
@@ -338,9 +339,20 @@ def _cases(p: RuleParameters, warm: int, after: int, total: int) -> list[tuple[s
             {"ModelFeedbackAbsent": alert("ModelFeedbackAbsent", "warning", "Monitoring 7")},
         ),
         (
-            "no feedback loop at all (counter 0 since start-up): nothing fires",
-            healthy_ml + ml(feedback=silent, matched=silent, correct=silent),
+            "no feedback loop at all (no request names an id, no label since start-up): nothing fires",
+            healthy_ml + ml(awaiting=silent, feedback=silent, matched=silent, correct=silent),
             {},
+        ),
+        (
+            "a feedback loop ends, predictions without ids go on (a later drill's probes): nothing fires",
+            healthy_ml + ml(awaiting=flat_after, feedback=counter(rate, 0), matched=counter(rate, 0),
+                            correct=counter(rate * good, 0)),
+            {},
+        ),
+        (
+            "requests name ids but no label ever arrives: only ModelFeedbackAbsent",
+            healthy_ml + ml(feedback=silent, matched=silent, correct=silent),
+            {"ModelFeedbackAbsent": alert("ModelFeedbackAbsent", "warning", "Monitoring 7")},
         ),
         (
             "bad model pushed (a third of the matched labels right): only ModelAccuracyLow",
@@ -359,7 +371,8 @@ def _cases(p: RuleParameters, warm: int, after: int, total: int) -> list[tuple[s
         ),
         (
             "idle replica after wrong predictions (no traffic, no labels in the window): nothing fires",
-            healthy_ml + ml(predictions=flat_after, feedback=counter(rate, 0), matched=counter(rate, 0),
+            healthy_ml + ml(predictions=flat_after, awaiting=flat_after, feedback=counter(rate, 0),
+                            matched=counter(rate, 0),
                             correct=counter(rate / 3, 0)),
             {},
         ),

@@ -185,15 +185,16 @@ def _ml_rules(p: RuleParameters) -> list[dict[str, Any]]:
         ),
         _alert(
             "ModelFeedbackAbsent",
-            # the feedback counter is exported from start-up (0 until the first event), so increase() sees it;
-            # it must have counted something since the process started: a replica that never had a feedback
-            # loop (the sandbox's drill traffic) does not fire, nor does a killed one (its series go stale)
-            f"sum by ({by}) (increase(model_predictions_total{{{job}}}[{fw}])) > 0"
-            f" unless on(instance) sum by (instance) (increase(model_feedback_events_total{{{job}}}[{fw}])) > 0"
-            f" and on(instance) max by (instance) (model_feedback_events_total{{{job}}}) > 0",
+            # only predictions whose labels are due count: those of infer requests naming an OIP id (a client in
+            # a feedback loop). Predictions nobody will label (probes, traffic without feedback) never fire it,
+            # whatever feedback the replica had before; a killed replica does not either (its series go stale).
+            # Both counters are exported from start-up (0 until the first event), so increase() sees them.
+            f"sum by ({by}) (increase(model_predictions_awaiting_feedback_total{{{job}}}[{fw}])) > 0"
+            f" unless on(instance) sum by (instance) (increase(model_feedback_events_total{{{job}}}[{fw}])) > 0",
             p.feedback_for, "warning", "Monitoring 7",
             f"No feedback reaches {inst}",
-            f"{inst} serves predictions but has received no true labels on its feedback endpoint for {fw}:"
+            f"{inst} serves predictions whose true labels are due (infer requests naming an id) but has received"
+            f" no true labels on its feedback endpoint for {fw}:"
             " prediction quality cannot be measured.",
         ),
         _alert(
