@@ -297,6 +297,8 @@ def _answers_healthy(session: http.Session, url: str, model: str, timeout: float
 def _via(url: str, default: Any) -> Any:
     """What a call to ``url`` goes through: the declared endpoint's session (its credentials, CA, headers such as
     KServe's ``Host``) when ``url`` is under one, else ``default``."""
+    import requests as http  # imported where it is used (see the module's imports)
+
     found, _ = http_for(url)
     return default if found is http else found
 
