@@ -82,7 +82,7 @@ demo: install demo-packages
 TEST_WORKERS ?= auto
 INTEGRATION_WORKERS ?= 3
 UNIT_ARGS = -n $(TEST_WORKERS) --dist worksteal
-INTEGRATION_ARGS = -n $(INTEGRATION_WORKERS) --dist loadscope
+INTEGRATION_ARGS = -n $(INTEGRATION_WORKERS) --dist loadscope --durations=15
 test test-unit test-integration test-docker: export PYTHONDONTWRITEBYTECODE :=
 
 test: install-test system-packages model-servers lint

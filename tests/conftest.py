@@ -54,7 +54,10 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
 
 def pytest_configure(config: pytest.Config) -> None:
     """Each test process (each xdist worker too) keeps its mlchaos state in a directory of its own, never in the
-    person's (~/.local/state/mlchaos) nor in another worker's; fixtures give tests their own below that."""
+    person's (~/.local/state/mlchaos) nor in another worker's; fixtures give tests their own below that.
+    Under --dist loadscope the scopes are scheduled in collection order (see LONGEST_FIRST), not by count."""
+    if getattr(config.option, "dist", None) == "loadscope":
+        config.option.loadscopereorder = False
     worker = os.environ.get("PYTEST_XDIST_WORKER")
     if worker is not None or "MLCHAOS_STATE_DIR" not in os.environ:
         os.environ["MLCHAOS_STATE_DIR"] = tempfile.mkdtemp(prefix=f"mlchaos-state-{worker or 'main'}-")
@@ -71,19 +74,55 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | 
 
     class ModulesWithDockerTogether(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            module = nodeid.split("::", 1)[0]
-            return DOCKER_SCOPE if is_docker_module(module) else module
+            return scope_of(nodeid)
 
     return ModulesWithDockerTogether(config, log)
 
 
+# The integration scopes that take minutes, longest first (each measured on the 2-core machine: one run of the
+# Docker modules about 5 min, the shuffled drill order about 5 min, the ML drills about 4 min, the differential
+# runs against `chaos` about 3 min, the VictoriaMetrics drills about 2.5 min). With --dist loadscope they start
+# first, so no worker runs one of them alone at the end (xdist's own order is by test count: a single
+# five-minute test would start last).
+LONGEST_FIRST = (DOCKER_SCOPE, "tests/integration/test_drill_order.py", "tests/integration/test_ml_drills.py",
+                 "tests/integration/test_chaostoolkit_differential.py",
+                 "tests/integration/test_victoriametrics_drill.py", "tests/integration/test_process_mlserver.py",
+                 "tests/integration/test_alert_experiments.py", "tests/integration/test_gameday_sandbox.py")
+
+
 @pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark each test after its folder: tests/unit -> unit, tests/integration -> integration."""
+    """Mark each test after its folder: tests/unit -> unit, tests/integration -> integration; under
+    --dist loadscope, order the scopes: LONGEST_FIRST, then the others by test count (xdist's own rule)."""
     for item in items:
         folder = suite_folder(item.path)
         if folder is not None:
             item.add_marker(FOLDER_MARKERS[folder])
+    if getattr(config.option, "dist", None) == "loadscope":
+        items[:] = longest_first(items)
+
+
+def scope_of(nodeid: str) -> str:
+    """The loadscope unit a test belongs to: its module, or the one scope of all Docker modules."""
+    module = nodeid.split("::", 1)[0]
+    return DOCKER_SCOPE if is_docker_module(module) else module
+
+
+def longest_first(items: list[pytest.Item]) -> list[pytest.Item]:
+    """``items`` with their scopes in LONGEST_FIRST order, then by test count, then as collected (stable)."""
+    scopes = [scope_of(item.nodeid) for item in items]
+    count: dict[str, int] = {}
+    first: dict[str, int] = {}
+    for index, scope in enumerate(scopes):
+        count[scope] = count.get(scope, 0) + 1
+        first.setdefault(scope, index)
+
+    def key(index: int) -> tuple[int, int, int, int]:
+        scope = scopes[index]
+        rank = LONGEST_FIRST.index(scope) if scope in LONGEST_FIRST else len(LONGEST_FIRST)
+        return rank, -count[scope], first[scope], index
+
+    return [items[i] for i in sorted(range(len(items)), key=key)]
 
 
 @pytest.fixture

@@ -715,7 +715,7 @@ class Runner:
                 name = safety_net.undo_name(record)
                 self.console.started("action", name)
                 result, entry = safety_net.undo(record, self.experiment.settings.rollback_timeout, self.waiter)
-                entry["automatic_reason"] = f"again, after the abandoned background {activity.kind} {activity.name!r}"
+                entry["mlchaos"]["reason"] = f"again, after the abandoned background {activity.kind} {activity.name!r}"
                 self.journal.data["rollbacks"].append(entry)
                 self.console.finished("action", name, result.ok, result.duration, result.error or "")
                 if not result.ok:

@@ -34,6 +34,7 @@ from drivers.model import probes as model_probes
 from drivers.process import actions, probes, selectors
 from drivers.process.tree import Member, descendants
 from mlchaos.engine import exit_codes
+from mlchaos.journal.reader import is_automatic
 from mlchaos.safety.watchdog import pending
 from tests.support import fake_systemctl, mlserver
 from tests.support.components import require_component
@@ -232,7 +233,7 @@ def test_mlchaos_run_kills_mlserver_and_its_change_record_restarts_it(
     assert change["action"] == "kill" and change["undo"]["func"] == "drivers.process.actions.restart_processes"
     assert [entry["output"] for entry in data["run"] if entry["activity"]["name"] == "mlserver-down"] == [False]
     (undo,) = data["rollbacks"]
-    assert undo["automatic"] is True and undo["status"] == "succeeded" and len(undo["output"]["restarted"]) == 1
+    assert is_automatic(undo) and undo["status"] == "succeeded" and len(undo["output"]["restarted"]) == 1
     assert _healthy(served)
     print(f"\nmlchaos run (kill, restart from the change record): {took:.1f}s wall")
 

@@ -238,7 +238,7 @@ def test_a_background_fault_applied_after_the_safety_net_is_undone_again(tmp_pat
     undos = [r for r in _journal(journal)["rollbacks"]
              if r["activity"]["provider"]["func"] == "remove_marker_and_touch"]
     assert [r["status"] for r in undos] == ["succeeded", "succeeded"]
-    assert "slow-fault" in undos[1]["automatic_reason"]
+    assert undos[1]["mlchaos"]["automatic"] is True and "slow-fault" in undos[1]["mlchaos"]["reason"]
     assert _running(_journal(journal)) == []
 
 
