@@ -36,7 +36,8 @@ def proxy_api(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     config = tmp_path / "proxies.json"
     config.write_text(json.dumps([{"name": "web", "listen": "127.0.0.1:0", "upstream": f"127.0.0.1:{upstream_port}"}]))
     (tmp_path / "index.html").write_text("hello")
-    env = child_env()
+    # no API token from this worker's environment: this proxy's API is the unauthenticated loopback one
+    env = child_env(MLCHAOS_PROXY_TOKEN=None, MLCHAOS_PROXY_TOKEN_FILE=None)
     proc = subprocess.Popen([sys.executable, "-m", "mlchaos.proxy", "--api", "127.0.0.1:0", "--config", str(config)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     try:
@@ -52,7 +53,8 @@ def proxy_api(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
 
 def test_the_api_speaks_toxiproxy(proxy_api):
     api, _ = proxy_api
-    assert requests.get(f"{api}/version", timeout=5).json()["version"]
+    version = requests.get(f"{api}/version", timeout=5)
+    assert version.ok and version.json()["version"], version.text
     listing = requests.get(f"{api}/proxies", timeout=5).json()
     assert set(listing) == {"web"} and listing["web"]["enabled"] is True and listing["web"]["toxics"] == []
     created = requests.post(f"{api}/proxies", json={"name": "other", "listen": "127.0.0.1:0",
@@ -196,7 +198,9 @@ def test_down_stops_the_proxy(tmp_path, monkeypatch):
 
 def test_dry_runs_resolve_the_proxy_and_change_nothing(proxy_api):
     api, _ = proxy_api
-    upstream = requests.get(f"{api}/proxies/web", timeout=5).json()["upstream"]
+    found = requests.get(f"{api}/proxies/web", timeout=5)
+    assert found.ok, found.text
+    upstream = found.json()["upstream"]
     for name in ("api", "web-metrics"):  # another client proxy, and one that carries only scrapes
         requests.post(f"{api}/proxies", json={"name": name, "listen": "127.0.0.1:0", "upstream": upstream},
                       timeout=5).raise_for_status()
