@@ -39,7 +39,7 @@ if TYPE_CHECKING:  # imported where the metrics are built: a driver reading this
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 PSI_EPSILON = 1e-4
-WINDOW_SIZE = 200
+WINDOW_SIZE = 100
 MIN_WINDOW = 50
 # reasons an infer request is rejected (the `reason` label of model_invalid_inputs_total)
 INVALID_REASONS = ("nan", "out_of_range", "wrong_shape", "wrong_datatype", "malformed", "malformed_json", "too_large")

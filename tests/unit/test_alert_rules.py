@@ -70,9 +70,9 @@ def test_every_alert_is_labelled_and_names_its_instance() -> None:
         "ModelServerDown": "3s", "ModelTelemetryAbsent": "5s", "ModelNotReady": "3s", "ModelHighLatencyP95": "5s",
         "ModelEndpointLatencyHigh": "3s",
         "ModelHighErrorRate": "5s", "ModelCertificateExpiringSoon": "3s", "ModelCertificateExpired": "3s",
-        "ModelEndpointTLSProbeFailing": "3s", "ModelPredictionDrift": "5s", "ModelStale": "3s",
-        "ModelInvalidInputRatioHigh": "5s", "ModelNonFiniteOutputs": "2s", "ModelFeedbackAbsent": "5s",
-        "ModelAccuracyLow": "3s", "ModelLoadFailed": "0s", "ModelPipelineNotPushing": "3s",
+        "ModelEndpointTLSProbeFailing": "3s", "ModelPredictionDrift": "2s", "ModelStale": "3s",
+        "ModelInvalidInputRatioHigh": "2s", "ModelNonFiniteOutputs": "2s", "ModelFeedbackAbsent": "3s",
+        "ModelAccuracyLow": "2s", "ModelLoadFailed": "0s", "ModelPipelineNotPushing": "2s",
     }
     assert yaml.safe_load(render_rules(SANDBOX))["groups"][0]["name"] == GROUP_NAME
 

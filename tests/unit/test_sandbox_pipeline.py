@@ -24,7 +24,7 @@ def test_prometheus_scrapes_the_pushgateway_keeping_the_pushed_job(tmp_path: Pat
 
 
 def test_the_sandbox_rule_sees_a_stopped_pipeline_in_seconds_staging_in_a_day():
-    assert parse_duration(SANDBOX.pipeline_max_age) == 15 and parse_duration(STAGING.pipeline_max_age) == 86400
+    assert parse_duration(SANDBOX.pipeline_max_age) == 5 and parse_duration(STAGING.pipeline_max_age) == 86400
 
 
 def test_without_a_pipeline_the_fault_says_so_and_the_undo_has_nothing_to_do(tmp_path: Path, monkeypatch):
