@@ -78,12 +78,13 @@ demo: install demo-packages
 # the drills' latency alerts fire for the host's own load on 2 cores. The markers unit/integration come from
 # those folders. `make test` runs both, after lint: every test. Bytecode is cached for the test runs even where
 # PYTHONDONTWRITEBYTECODE is set: otherwise every pytest worker compiles the package and rewrites every test
-# module again (seconds each).
+# module again (seconds each). The demo too: every `mlchaos run`, its guardian, the traffic generator and a
+# restarted replica would compile mlchaos from source again (about 0.5 s a process, more on a loaded host).
 TEST_WORKERS ?= auto
 INTEGRATION_WORKERS ?= 3
 UNIT_ARGS = -n $(TEST_WORKERS) --dist worksteal
 INTEGRATION_ARGS = -n $(INTEGRATION_WORKERS) --dist loadscope --durations=15
-test test-unit test-integration test-docker: export PYTHONDONTWRITEBYTECODE :=
+test test-unit test-integration test-docker demo: export PYTHONDONTWRITEBYTECODE :=
 
 test: install-test system-packages model-servers lint
 	@rc=0; \
