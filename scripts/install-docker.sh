@@ -3,6 +3,8 @@
 # and starts dockerd by hand when no engine answers (no systemd here). Used by `make docker-images`
 # and .ci/run. Needs root (or sudo) when something is missing.
 set -euo pipefail
+# shellcheck source=lib/apt.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/apt.sh"
 PACKAGES=()
 command -v dockerd >/dev/null || PACKAGES+=(docker.io)
 command -v docker-compose >/dev/null || docker compose version >/dev/null 2>&1 || PACKAGES+=(docker-compose)
@@ -12,9 +14,7 @@ if [ "$(id -u)" != 0 ]; then
   sudo=sudo
 fi
 if [ ${#PACKAGES[@]} -gt 0 ]; then
-  [ -z "$sudo" ] || command -v sudo >/dev/null || { echo "run as root: apt-get install ${PACKAGES[*]}" >&2; exit 1; }
-  $sudo apt-get update
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends "${PACKAGES[@]}"
+  apt_install "${PACKAGES[@]}"
 fi
 if ! docker info >/dev/null 2>&1; then
   echo "starting dockerd (log: /var/log/dockerd.log)"

@@ -13,6 +13,8 @@
 # themselves. Used by `make demo` (demo), `make test` and .ci/run (test). Needs root (or sudo) when
 # something is missing.
 set -euo pipefail
+# shellcheck source=lib/apt.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/apt.sh"
 SET="${1:-test}"
 BINARIES=(/usr/bin/prometheus /usr/bin/promtool /usr/bin/prometheus-alertmanager
           /usr/bin/prometheus-blackbox-exporter /usr/bin/prometheus-pushgateway)
@@ -26,19 +28,7 @@ case "$SET" in
   *) echo "usage: $0 [demo|test]" >&2; exit 2 ;;
 esac
 
-missing=0
-for binary in "${BINARIES[@]}"; do
-  [ -x "$binary" ] || missing=1
-done
-if [ "$missing" = 1 ]; then
-  sudo=""
-  if [ "$(id -u)" != 0 ]; then
-    command -v sudo >/dev/null || { echo "run as root: apt-get install ${PACKAGES[*]}" >&2; exit 1; }
-    sudo=sudo
-  fi
-  $sudo apt-get update
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends "${PACKAGES[@]}"
-fi
+apt_install_missing "${BINARIES[@]}" -- "${PACKAGES[@]}"
 for binary in "${BINARIES[@]}"; do
   # the first line that is not launcher noise (Debian's chromium wrapper may complain on stderr);
   # awk reads it all: no SIGPIPE under pipefail

@@ -12,8 +12,9 @@ the docker0 bridge's address), to reach it.
 The fault proxy's API listens on the compose network, so it requires a token
 (``MLCHAOS_PROXY_TOKEN`` in docker-compose.yml). :func:`proxy_token` is that token: the
 variable (or ``MLCHAOS_PROXY_TOKEN_FILE``) when set, else one made once and kept in the state
-directory (mode 0600). Every compose command gets it, and ``stack_up`` exports it into this
-process' environment, so the drivers (and the commands this process starts) send it.
+directory (mode 0600). Every compose command gets it; this process' environment is left alone, so
+a caller whose drivers (or the commands it starts) steer the stack's proxy sets ``MLCHAOS_PROXY_TOKEN``
+to :func:`proxy_token` itself (the tests' ``compose_stack`` fixture does, for its module only).
 
 ``python -m mlchaos.containers.stack up|down|status|sink|token`` does the same from a shell
 (``token`` prints ``export MLCHAOS_PROXY_TOKEN=...`` for a shell that runs ``docker compose`` itself).
@@ -166,7 +167,6 @@ def stack_up(timeout: float = 120, build: bool = False) -> StackEndpoints:
     Raises SandboxError saying what is missing when ``timeout`` runs out.
     """
     deadline = time.monotonic() + timeout
-    os.environ[TOKEN_ENV] = proxy_token()  # what the stack's proxy requires: this process' drivers send it too
     configs.issue_certificates()  # before `up`: the replicas serve HTTPS when their certificates are there
     if not configs.TOKEN_FILE.exists():  # Alertmanager's credentials_file; each run writes its own
         atomic_write(configs.TOKEN_FILE, secrets.token_urlsafe(32) + "\n", mode=0o600)

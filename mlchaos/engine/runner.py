@@ -275,21 +275,29 @@ class Runner:
         """
         if self.signals.abandon:
             return []
-        left: list[str] = []
         uncovered = self.net.uncovered(self.context.changes, keep_loads)
         if uncovered and not self.experiment.rollbacks:
             self.console.heading("rollbacks:")
-        for record in reversed(uncovered):
+        left = self._undo_records(uncovered)
+        if uncovered:
+            self.journal.save(force=True)
+        return left
+
+    def _undo_records(self, records: list[changes.ChangeRecord], reason: str | None = None) -> list[str]:
+        """Undo ``records`` newest first, each with a rollback entry in the journal (its ``reason`` under the
+        mlchaos key when given) and a console line; the names of the undos that failed (and a failure each)."""
+        left: list[str] = []
+        for record in reversed(records):
             name = safety_net.undo_name(record)
             self.console.started("action", name)
             result, entry = safety_net.undo(record, self.experiment.settings.rollback_timeout, self.waiter)
+            if reason is not None:
+                entry["mlchaos"]["reason"] = reason
             self.journal.data["rollbacks"].append(entry)
             self.console.finished("action", name, result.ok, result.duration, result.error or "")
             if not result.ok:
                 left.append(name)
                 self.failures.append(f"automatic undo of {record.action} failed: {result.error}")
-        if uncovered:
-            self.journal.save(force=True)
         return left
 
     def _start_receiver(self) -> Any:
@@ -711,16 +719,8 @@ class Runner:
             if not done.acquire(timeout=min(self._timeout(activity), SETTLE_LIMIT)):
                 self.console.warn(f"background {activity.kind} {activity.name!r} still runs after the rollbacks: "
                                   "its changes are undone once more and it ends with the run")
-            for record in reversed(records):
-                name = safety_net.undo_name(record)
-                self.console.started("action", name)
-                result, entry = safety_net.undo(record, self.experiment.settings.rollback_timeout, self.waiter)
-                entry["mlchaos"]["reason"] = f"again, after the abandoned background {activity.kind} {activity.name!r}"
-                self.journal.data["rollbacks"].append(entry)
-                self.console.finished("action", name, result.ok, result.duration, result.error or "")
-                if not result.ok:
-                    left.append(name)
-                    self.failures.append(f"automatic undo of {record.action} failed: {result.error}")
+            left += self._undo_records(
+                records, reason=f"again, after the abandoned background {activity.kind} {activity.name!r}")
             self.journal.save(force=True)
         return left
 

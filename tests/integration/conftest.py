@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from mlchaos.lib.proxy_token import TOKEN_ENV
 from mlchaos.sandbox.manager import Sandbox
 from tests.support.settling import wait_until_quiet
 
@@ -62,10 +63,14 @@ def compose_stack() -> Iterator[StackEndpoints]:
     from tests.support.components import require_stack_images
 
     require_stack_images()
-    stack.stack_down()  # leftovers of an interrupted run
-    try:
-        endpoints = stack.stack_up(timeout=90)
-        wait_until_quiet(endpoints.prometheus_url)  # a fresh stack on a loaded host may alert for seconds
-        yield endpoints
-    finally:
-        stack.stack_down()
+    with pytest.MonkeyPatch.context() as mp:
+        # the token the stack's proxy requires, for this module's drivers and the commands its tests start;
+        # gone after the module, so it never reaches a later module on the same worker
+        mp.setenv(TOKEN_ENV, stack.proxy_token())
+        stack.stack_down()  # leftovers of an interrupted run
+        try:
+            endpoints = stack.stack_up(timeout=90)
+            wait_until_quiet(endpoints.prometheus_url)  # a fresh stack on a loaded host may alert for seconds
+            yield endpoints
+        finally:
+            stack.stack_down()

@@ -64,7 +64,7 @@ def test_every_replica_predicts_through_the_fault_proxy(compose_stack: stack.Sta
     assert [_infer(url) for url in urls.values()] == [0, 0, 0]
     assert model_probes.prediction_accuracy(urls=list(urls.values())) >= 0.9
     # the path goes through the proxy: disabling model-0's proxy cuts its clients off, not the replica
-    api, auth = compose_stack.proxy_api_url, proxy_api_headers()  # the token stack_up exported
+    api, auth = compose_stack.proxy_api_url, proxy_api_headers()  # the token the compose_stack fixture set
     assert requests.get(f"{api}/proxies", timeout=3).status_code == 401, "the API needs the token"
     assert sorted(requests.get(f"{api}/proxies", headers=auth, timeout=3).json()) == list(configs.REPLICAS)
     requests.post(f"{api}/proxies/model-0", json={"enabled": False}, headers=auth, timeout=3).raise_for_status()

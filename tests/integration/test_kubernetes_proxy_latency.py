@@ -26,6 +26,7 @@ from drivers.model import probes as model_probes
 from tests.support.environment import child_env
 from tests.support.kubernetes_emulator import SERVICES, EmulatedCluster
 from tests.support.polling import wait_until
+from tests.support.proxy_process import start_proxy
 
 NS = "ml-serving"
 MODEL = {"app.kubernetes.io/name": "model-server"}
@@ -58,15 +59,13 @@ def stack(tmp_path_factory) -> Iterator[dict]:
     """A model server, a fault proxy in front of it, and the emulated cluster that describes both."""
     folder = tmp_path_factory.mktemp("k8s-proxy")
     token_env = pytest.MonkeyPatch()
-    token_env.setenv("MLCHAOS_PROXY_TOKEN", TOKEN)  # the proxy (a child) requires it, the driver sends it
+    token_env.setenv("MLCHAOS_PROXY_TOKEN", TOKEN)  # the proxy requires it (start_proxy), the driver sends it
     model, model_port = start(["-m", "mlchaos.sandbox.model_server", "--port", "0", "--replica", "model-0"])
-    config = folder / "proxies.json"
-    config.write_text(json.dumps([{"name": "model-server", "listen": "127.0.0.1:0",
-                                   "upstream": f"127.0.0.1:{model_port}"}]))
-    proxy, api_port = start(["-m", "mlchaos.proxy", "--api", "127.0.0.1:0", "--config", str(config)])
-    api = f"http://127.0.0.1:{api_port}"
+    proxy = start_proxy(folder / "proxy", [{"name": "model-server", "listen": "127.0.0.1:0",
+                                            "upstream": f"127.0.0.1:{model_port}"}], token=TOKEN)
+    api = proxy.api
     assert requests.get(f"{api}/proxies/model-server", timeout=5).status_code == 401
-    listen = requests.get(f"{api}/proxies/model-server", headers=AUTH, timeout=5).json()["listen"]
+    listen = proxy.listen("model-server")
     try:
         with EmulatedCluster(folder) as cluster:
             cluster.add_deployment(NS, "model-server", replicas=2, labels=MODEL)
@@ -79,7 +78,7 @@ def stack(tmp_path_factory) -> Iterator[dict]:
                 (tuple(sorted(MODEL.items())), "http"): f"http://127.0.0.1:{model_port}",
                 (tuple(sorted(PROXY.items())), PROXY_PORT): f"http://{listen}"}}
     finally:
-        stop(proxy)
+        proxy.stop()
         stop(model)
         token_env.undo()
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -40,6 +39,7 @@ from tests.support import auth_monitoring, mlserver
 from tests.support.components import require_component
 from tests.support.environment import child_env
 from tests.support.polling import wait_until
+from tests.support.proxy_process import start_proxy
 
 RULE = "MLServerInferFailing"
 RULES = {"groups": [{"name": "mlserver", "interval": "1s", "rules": [{
@@ -78,7 +78,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     server = mlserver.start(executable, folder / "mlserver")
     started: list = [server]
     try:
-        proxy, api, proxied, token = _start_proxy(folder / "proxy", server.url)
+        token = secrets.token_hex(16)
+        proxy = start_proxy(folder / "proxy", [{"name": "mlserver", "listen": "127.0.0.1:0",
+                                                "upstream": server.url.removeprefix("http://")}],
+                            token=token, token_via="file")
         started.append(proxy)
         token_file = folder / "am-token"  # each run writes its own receiver token here (0600)
         token_file.write_text("not yet\n")
@@ -96,41 +99,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "scrape_configs": [{"job_name": "mlserver", "static_configs": [{"targets": [metrics]}]}],
         }, None, ready_auth={})
         started.append(prometheus)
-        yield Stack(server.url, server.metrics_url, proxied, api, prometheus.url, am.url, token_file, receiver_port,
-                    token)
+        yield Stack(server.url, server.metrics_url, f"http://{proxy.listen('mlserver')}", proxy.api, prometheus.url,
+                    am.url, token_file, receiver_port, token)
     finally:
         for component in reversed(started):
             component.stop()
-
-
-def _start_proxy(folder: Path, upstream: str) -> tuple[Proxy, str, str, str]:
-    folder.mkdir(parents=True)
-    token = secrets.token_hex(16)
-    (folder / "token").write_text(token)
-    (folder / "token").chmod(0o600)
-    config = folder / "proxies.json"
-    config.write_text(json.dumps([{"name": "mlserver", "listen": "127.0.0.1:0",
-                                   "upstream": upstream.removeprefix("http://")}]))
-    proc = subprocess.Popen([sys.executable, "-m", "mlchaos.proxy", "--api", "127.0.0.1:0", "--config", str(config),
-                             "--token-file", str(folder / "token")],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=child_env())
-    assert proc.stdout is not None
-    ready = proc.stdout.readline()
-    assert ready.startswith("READY "), ready
-    api = f"http://127.0.0.1:{int(ready.split()[1])}"
-    listing = requests.get(f"{api}/proxies", headers={"Authorization": f"Bearer {token}"}, timeout=5).json()
-    return Proxy(proc), api, f"http://{listing['mlserver']['listen']}", token
-
-
-@dataclass
-class Proxy:
-    """The fault proxy process."""
-
-    proc: subprocess.Popen[str]
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(10)
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ endpoint's name) and by ``mlchaos recover`` reading that journal in another proc
 
 from __future__ import annotations
 
-import json
 import socket
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from drivers.proxy import actions, probes
 from mlchaos.driver_kit import DriverError
 from mlchaos.lib import endpoints
 from tests.support.environment import child_env
+from tests.support.proxy_process import start_proxy
 
 TOKEN = "proxy-endpoint-token-5b0e1f2a9c"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -30,19 +30,14 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 @pytest.fixture
 def proxy_api(tmp_path: Path) -> Iterator[str]:
     upstream = socket.create_server(("127.0.0.1", 0))
-    config = tmp_path / "proxies.json"
-    config.write_text(json.dumps([{"name": "web", "listen": "127.0.0.1:0",
-                                   "upstream": f"127.0.0.1:{upstream.getsockname()[1]}"}]))
-    proc = subprocess.Popen([sys.executable, "-m", "mlchaos.proxy", "--api", "127.0.0.1:0", "--config", str(config)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=child_env(MLCHAOS_PROXY_TOKEN=TOKEN, MLCHAOS_PROXY_TOKEN_FILE=None))
     try:
-        ready = proc.stdout.readline()  # type: ignore[union-attr]
-        assert ready.startswith("READY "), ready
-        yield f"http://127.0.0.1:{int(ready.split()[1])}"
+        proxy = start_proxy(tmp_path / "proxy", [{"name": "web", "listen": "127.0.0.1:0",
+                                                  "upstream": f"127.0.0.1:{upstream.getsockname()[1]}"}], token=TOKEN)
+        try:
+            yield proxy.api
+        finally:
+            proxy.stop()
     finally:
-        proc.terminate()
-        proc.wait(10)
         upstream.close()
 
 

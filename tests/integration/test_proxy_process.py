@@ -3,7 +3,6 @@ drivers against it, and the sandbox's proxy (one per replica, healed by up, stop
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -22,37 +21,33 @@ from drivers.proxy import actions, probes
 from mlchaos.errors import DriverError
 from mlchaos.safety.changes import reset_sink, set_sink
 from mlchaos.sandbox import procs
-from tests.support.environment import child_env
 from tests.support.polling import wait_until
+from tests.support.proxy_process import start_proxy
 
 
 @pytest.fixture
-def proxy_api(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+def proxy_api(tmp_path: Path) -> Iterator[str]:
     """A proxy process on free ports with one proxy 'direct' in front of a sandbox-free HTTP server."""
     server = subprocess.Popen([sys.executable, "-u", "-m", "http.server", "0", "--bind", "127.0.0.1",
                                "--directory", str(tmp_path)], stdout=subprocess.PIPE, text=True)
     line = server.stdout.readline()  # "Serving HTTP on 127.0.0.1 port N ..."
     upstream_port = int(re.search(r"port (\d+)", line).group(1))
-    config = tmp_path / "proxies.json"
-    config.write_text(json.dumps([{"name": "web", "listen": "127.0.0.1:0", "upstream": f"127.0.0.1:{upstream_port}"}]))
     (tmp_path / "index.html").write_text("hello")
     # no API token from this worker's environment: this proxy's API is the unauthenticated loopback one
-    env = child_env(MLCHAOS_PROXY_TOKEN=None, MLCHAOS_PROXY_TOKEN_FILE=None)
-    proc = subprocess.Popen([sys.executable, "-m", "mlchaos.proxy", "--api", "127.0.0.1:0", "--config", str(config)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     try:
-        ready = proc.stdout.readline()
-        assert ready.startswith("READY "), ready
-        yield f"http://127.0.0.1:{int(ready.split()[1])}", proc
+        proxy = start_proxy(tmp_path / "proxy", [{"name": "web", "listen": "127.0.0.1:0",
+                                                  "upstream": f"127.0.0.1:{upstream_port}"}])
+        try:
+            yield proxy.api
+        finally:
+            assert proxy.stop() == 0
     finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(10) == 0
         server.kill()
         server.wait()
 
 
 def test_the_api_speaks_toxiproxy(proxy_api):
-    api, _ = proxy_api
+    api = proxy_api
     version = requests.get(f"{api}/version", timeout=5)
     assert version.ok and version.json()["version"], version.text
     listing = requests.get(f"{api}/proxies", timeout=5).json()
@@ -91,7 +86,7 @@ def test_the_api_speaks_toxiproxy(proxy_api):
 
 
 def test_the_drivers_work_against_any_api_url(proxy_api):
-    api, _ = proxy_api
+    api = proxy_api
     announced = []
     token = set_sink(announced.append)
     try:
@@ -130,7 +125,7 @@ def test_the_drivers_work_against_any_api_url(proxy_api):
     ],
 )
 def test_the_driver_validates_before_changing_anything(proxy_api, kwargs, message):
-    api, _ = proxy_api
+    api = proxy_api
     announced = []
     token = set_sink(announced.append)
     try:
@@ -197,7 +192,7 @@ def test_down_stops_the_proxy(tmp_path, monkeypatch):
 
 
 def test_dry_runs_resolve_the_proxy_and_change_nothing(proxy_api):
-    api, _ = proxy_api
+    api = proxy_api
     found = requests.get(f"{api}/proxies/web", timeout=5)
     assert found.ok, found.text
     upstream = found.json()["upstream"]
@@ -229,7 +224,7 @@ def test_dry_runs_resolve_the_proxy_and_change_nothing(proxy_api):
 
 
 def test_undos_run_again_change_nothing(proxy_api):
-    api, _ = proxy_api
+    api = proxy_api
     record = actions.add_toxic("web", "latency", {"latency": 50}, ttl=30, url=api)
     assert actions.remove_toxic(**record["undo"]["arguments"])["already"] == []
     for _ in range(2):

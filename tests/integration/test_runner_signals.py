@@ -7,8 +7,6 @@ exit interface (chaoslib.exit) called from inside an activity.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import signal
 import subprocess
 import sys
@@ -17,14 +15,11 @@ from pathlib import Path
 import pytest
 
 from mlchaos.engine import exit_codes
+from tests.support.builders import py
 from tests.support.polling import wait_until
+from tests.support.runs import journal_so_far, start_run
 
 pytestmark = pytest.mark.usefixtures("isolated_state")  # each test's own MLCHAOS_STATE_DIR, as in tests/unit
-
-
-def _action(name, func, **arguments):
-    return {"type": "action", "name": name,
-            "provider": {"type": "python", "module": "testdrivers", "func": func, "arguments": arguments}}
 
 
 def _experiment(tmp_path: Path, rollback_seconds: float = 0.0, hold: float = 0.0, before_wait: tuple = ()) -> dict:
@@ -32,19 +27,19 @@ def _experiment(tmp_path: Path, rollback_seconds: float = 0.0, hold: float = 0.0
     marker, log = tmp_path / "fault", tmp_path / "rollback.log"
     rollbacks = []
     if rollback_seconds:
-        rollbacks.append(_action("slow-cleanup", "sleep", seconds=rollback_seconds))
-    rollbacks += [_action("remove-fault", "remove_marker", path=str(marker)),
-                  _action("log-rollback", "append_line", path=str(log), text="rolled back")]
+        rollbacks.append(py("slow-cleanup", "sleep", seconds=rollback_seconds))
+    rollbacks += [py("remove-fault", "remove_marker", path=str(marker)),
+                  py("log-rollback", "append_line", path=str(log), text="rolled back")]
     return {
         "title": "interrupt me", "description": "d",
-        "method": [_action("inject", "inject_marker", path=str(marker), hold=hold), *before_wait,
-                   {**_action("wait", "sleep", seconds=60), "timeout": 120}],
+        "method": [py("inject", "inject_marker", path=str(marker), hold=hold), *before_wait,
+                   {**py("wait", "sleep", seconds=60), "timeout": 120}],
         "rollbacks": rollbacks,
     }
 
 
 def _background(name: str, func: str, **arguments) -> dict:
-    return {**_action(name, func, **arguments), "type": "probe", "background": True, "timeout": 120}
+    return {**py(name, func, **arguments), "type": "probe", "background": True, "timeout": 120}
 
 
 def _running(data: dict) -> list[str]:
@@ -59,35 +54,15 @@ def _running(data: dict) -> list[str]:
 def _assert_rolled_back_and_finished(tmp_path: Path, journal: Path, status: str) -> dict:
     assert not (tmp_path / "fault").exists()
     assert (tmp_path / "rollback.log").read_text() == "rolled back\n"
-    data = _journal(journal)
+    data = journal_so_far(journal)
     assert data["status"] == status
     assert [r["status"] for r in data["rollbacks"]] == ["succeeded", "succeeded"]
     assert _running(data) == [], "a finished journal holds no running activity"
     return data
 
 
-def _start(tmp_path, subprocess_env, data, stderr: Path | None = None) -> tuple[subprocess.Popen, Path]:
-    """Start ``mlchaos run``; its stderr goes to a pipe, or to the file *stderr* for a test that watches it."""
-    path = tmp_path / "experiment.json"
-    path.write_text(json.dumps(data), encoding="utf-8")
-    journal = tmp_path / "journal.json"
-    with open(stderr, "w") if stderr else contextlib.nullcontext(subprocess.PIPE) as err:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "mlchaos", "run", str(path), "--journal", str(journal)],
-            env=subprocess_env, stdout=subprocess.PIPE, stderr=err, text=True,
-        )
-    return proc, journal
-
-
-def _journal(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-
-
 def _in_wait(journal: Path) -> bool:
-    runs = _journal(journal).get("run", [])
+    runs = journal_so_far(journal).get("run", [])
     return any(r["activity"]["name"] == "wait" and r["status"] == "running" for r in runs)
 
 
@@ -99,7 +74,7 @@ def _in_wait(journal: Path) -> bool:
 ], ids=lambda v: v.name if isinstance(v, signal.Signals) else str(v))
 def test_a_signal_mid_method_runs_the_rollbacks(tmp_path, subprocess_env, signum, code):
     watcher = _background("watch", "sleep", seconds=60)  # still running in the background when the signal comes
-    proc, journal = _start(tmp_path, subprocess_env, _experiment(tmp_path, before_wait=(watcher,)))
+    proc, journal = start_run(tmp_path, subprocess_env, _experiment(tmp_path, before_wait=(watcher,)))
     wait_until(lambda: _in_wait(journal), what="the method to reach its wait")
     assert (tmp_path / "fault").exists()
     proc.send_signal(signum)
@@ -119,7 +94,7 @@ def test_a_signal_mid_method_runs_the_rollbacks(tmp_path, subprocess_env, signum
 def test_mlchaos_stop_aborts_the_run_and_closes_its_background_activity(tmp_path, subprocess_env):
     """SIGUSR1 with the emergency stop engaged is `mlchaos stop`'s abort: exit 5, aborted, rolled back."""
     watcher = _background("watch", "sleep", seconds=60)
-    proc, journal = _start(tmp_path, subprocess_env, _experiment(tmp_path, before_wait=(watcher,)))
+    proc, journal = start_run(tmp_path, subprocess_env, _experiment(tmp_path, before_wait=(watcher,)))
     wait_until(lambda: _in_wait(journal), what="the method to reach its wait")
     stop = subprocess.run([sys.executable, "-m", "mlchaos", "stop", "--reason", "drill over", "--wait", "60"],
                           env=subprocess_env, capture_output=True, text=True, timeout=90)
@@ -134,14 +109,14 @@ def test_mlchaos_stop_aborts_the_run_and_closes_its_background_activity(tmp_path
 
 
 @pytest.mark.parametrize(("activity", "signum", "code"), [
-    (_action("leave-now", "exit_ungracefully"), signal.SIGUSR2, exit_codes.EXIT_UNGRACEFULLY),
+    (py("leave-now", "exit_ungracefully"), signal.SIGUSR2, exit_codes.EXIT_UNGRACEFULLY),
     (_background("leave-gracefully", "exit_gracefully"), signal.SIGUSR1, exit_codes.EXIT_GRACEFULLY),
 ], ids=["exit_ungracefully", "exit_gracefully-in-the-background"])
 def test_chaos_toolkits_exit_interface_from_an_activity_still_rolls_back(tmp_path, subprocess_env, activity,
                                                                           signum, code):
     """An extension calls chaoslib.exit's documented functions (Chaos Toolkit would skip the rollbacks on
     exit_ungracefully): the run stops, the fault is rolled back, the journal is finished."""
-    proc, journal = _start(tmp_path, subprocess_env, _experiment(tmp_path, before_wait=(activity,)))
+    proc, journal = start_run(tmp_path, subprocess_env, _experiment(tmp_path, before_wait=(activity,)))
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == code, out + err
     data = _assert_rolled_back_and_finished(tmp_path, journal, "interrupted")
@@ -152,12 +127,12 @@ def _ctrl_c_twice_into_the_rollbacks(proc: subprocess.Popen, journal: Path) -> N
     """Ctrl-C mid-method, then again once the rollbacks have started."""
     wait_until(lambda: _in_wait(journal), what="the method to reach its wait")
     proc.send_signal(signal.SIGINT)
-    wait_until(lambda: _journal(journal).get("rollbacks"), what="rollbacks to start")
+    wait_until(lambda: journal_so_far(journal).get("rollbacks"), what="rollbacks to start")
     proc.send_signal(signal.SIGINT)
 
 
 def test_a_second_ctrl_c_during_rollbacks_warns_and_rollbacks_finish(tmp_path, subprocess_env):
-    proc, journal = _start(tmp_path, subprocess_env, _experiment(tmp_path, rollback_seconds=1.5))
+    proc, journal = start_run(tmp_path, subprocess_env, _experiment(tmp_path, rollback_seconds=1.5))
     _ctrl_c_twice_into_the_rollbacks(proc, journal)
     out, err = proc.communicate(timeout=30)
     assert "rollbacks in progress, still to run: slow-cleanup, remove-fault, log-rollback" in err
@@ -167,7 +142,7 @@ def test_a_second_ctrl_c_during_rollbacks_warns_and_rollbacks_finish(tmp_path, s
 
 def test_a_third_ctrl_c_abandons_rollbacks_and_says_what_is_left(tmp_path, subprocess_env):
     stderr = tmp_path / "stderr.txt"
-    proc, journal = _start(tmp_path, subprocess_env, _experiment(tmp_path, rollback_seconds=30), stderr=stderr)
+    proc, journal = start_run(tmp_path, subprocess_env, _experiment(tmp_path, rollback_seconds=30), stderr=stderr)
     _ctrl_c_twice_into_the_rollbacks(proc, journal)
     # The third only once the second was handled: two pending SIGINTs would merge into one.
     wait_until(lambda: "still to run" in stderr.read_text(), what="the second Ctrl-C's warning")
@@ -178,17 +153,17 @@ def test_a_third_ctrl_c_abandons_rollbacks_and_says_what_is_left(tmp_path, subpr
     assert "abandoning rollbacks; left undone: slow-cleanup, remove-fault, log-rollback" in err
     assert "rollbacks left undone: slow-cleanup, remove-fault, log-rollback" in out
     assert (tmp_path / "fault").exists()  # honestly reported as still in place
-    assert _journal(journal)["mlchaos"]["rollbacks_left_undone"] == ["slow-cleanup", "remove-fault",
+    assert journal_so_far(journal)["mlchaos"]["rollbacks_left_undone"] == ["slow-cleanup", "remove-fault",
                                                                      "log-rollback"]
 
 
 def test_sigusr1_never_abandons_the_rollbacks(tmp_path, subprocess_env):
     """exit_gracefully() is graceful: SIGUSR1 during the rollbacks (three times) only says they go on."""
     stderr = tmp_path / "stderr.txt"
-    proc, journal = _start(tmp_path, subprocess_env, _experiment(tmp_path, rollback_seconds=3), stderr=stderr)
+    proc, journal = start_run(tmp_path, subprocess_env, _experiment(tmp_path, rollback_seconds=3), stderr=stderr)
     wait_until(lambda: _in_wait(journal), what="the method to reach its wait")
     proc.send_signal(signal.SIGINT)
-    wait_until(lambda: _journal(journal).get("rollbacks"), what="rollbacks to start")
+    wait_until(lambda: journal_so_far(journal).get("rollbacks"), what="rollbacks to start")
     for count in (1, 2, 3):  # one at a time: two pending signals would merge into one
         proc.send_signal(signal.SIGUSR1)
         wait_until(lambda n=count: stderr.read_text().count("they go on") == n, what=f"SIGUSR1 number {count}")
@@ -196,16 +171,16 @@ def test_sigusr1_never_abandons_the_rollbacks(tmp_path, subprocess_env):
     assert proc.returncode == exit_codes.INTERRUPTED, out + stderr.read_text()
     assert "abandoning" not in stderr.read_text()
     assert not (tmp_path / "fault").exists()
-    assert _journal(journal)["mlchaos"]["rollbacks_left_undone"] == []
+    assert journal_so_far(journal)["mlchaos"]["rollbacks_left_undone"] == []
 
 
 def test_sigkill_leaves_a_journal_that_names_the_injected_fault(tmp_path, subprocess_env):
-    proc, journal = _start(tmp_path, subprocess_env, _experiment(tmp_path, hold=60))
+    proc, journal = start_run(tmp_path, subprocess_env, _experiment(tmp_path, hold=60))
     marker = tmp_path / "fault"
     wait_until(marker.exists, what="the fault to be injected")
     proc.kill()
     proc.communicate(timeout=10)
-    data = _journal(journal)
+    data = journal_so_far(journal)
     (change,) = data["mlchaos"]["changes"]
     assert change["action"] == "inject-marker"
     assert change["targets"][0]["name"] == str(marker)
@@ -215,7 +190,7 @@ def test_sigkill_leaves_a_journal_that_names_the_injected_fault(tmp_path, subpro
 
 
 def _background_action(name: str, func: str, **arguments) -> dict:
-    return {**_action(name, func, **arguments), "background": True, "timeout": 120}
+    return {**py(name, func, **arguments), "background": True, "timeout": 120}
 
 
 def test_a_background_fault_applied_after_the_safety_net_is_undone_again(tmp_path, subprocess_env):
@@ -226,20 +201,20 @@ def test_a_background_fault_applied_after_the_safety_net_is_undone_again(tmp_pat
     data = {"title": "a slow background fault", "description": "d",
             "method": [_background_action("slow-fault", "announce_then_apply_late", path=str(marker),
                                           wait_for=str(flag)),
-                       {**_action("wait", "sleep", seconds=60), "timeout": 120}]}
-    proc, journal = _start(tmp_path, subprocess_env, data)
-    wait_until(lambda: _in_wait(journal) and bool(_journal(journal).get("mlchaos", {}).get("changes")),
+                       {**py("wait", "sleep", seconds=60), "timeout": 120}]}
+    proc, journal = start_run(tmp_path, subprocess_env, data)
+    wait_until(lambda: _in_wait(journal) and bool(journal_so_far(journal).get("mlchaos", {}).get("changes")),
                what="the background fault's announcement and the method's wait")
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == exit_codes.TERMINATED, out + err
     assert flag.exists(), "the safety net's undo ran (and let the fault go on)"
     assert not marker.exists(), "the fault applied after the safety net outlived the run"
-    undos = [r for r in _journal(journal)["rollbacks"]
+    undos = [r for r in journal_so_far(journal)["rollbacks"]
              if r["activity"]["provider"]["func"] == "remove_marker_and_touch"]
     assert [r["status"] for r in undos] == ["succeeded", "succeeded"]
     assert undos[1]["mlchaos"]["automatic"] is True and "slow-fault" in undos[1]["mlchaos"]["reason"]
-    assert _running(_journal(journal)) == []
+    assert _running(journal_so_far(journal)) == []
 
 
 def test_a_background_fault_announced_after_the_run_stopped_is_refused(tmp_path, subprocess_env):
@@ -249,16 +224,16 @@ def test_a_background_fault_announced_after_the_run_stopped_is_refused(tmp_path,
     data = {"title": "a late background fault", "description": "d",
             "method": [_background_action("late-fault", "apply_after", path=str(marker), wait_for=str(go),
                                           attempted=str(attempted)),
-                       {**_action("wait", "sleep", seconds=60), "timeout": 120}],
-            "rollbacks": [_action("let-it-try", "touch_then_wait", touch=str(go), wait_for=str(attempted))]}
-    proc, journal = _start(tmp_path, subprocess_env, data)
+                       {**py("wait", "sleep", seconds=60), "timeout": 120}],
+            "rollbacks": [py("let-it-try", "touch_then_wait", touch=str(go), wait_for=str(attempted))]}
+    proc, journal = start_run(tmp_path, subprocess_env, data)
     wait_until(lambda: _in_wait(journal), what="the method to reach its wait")
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == exit_codes.TERMINATED, out + err
     assert attempted.read_text().startswith("refused: the run stopped while this background activity ran")
     assert not marker.exists()
-    final = _journal(journal)
+    final = journal_so_far(journal)
     assert final["mlchaos"]["changes"] == [] and _running(final) == []
     late = next(r for r in final["run"] if r["activity"]["name"] == "late-fault")
     assert late["status"] == "interrupted" and "abandoned" in late["exception"][0]

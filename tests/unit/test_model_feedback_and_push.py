@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 
 import pytest
-from prometheus_client import generate_latest
 
 from mlchaos.sandbox import dataset, routes
 from mlchaos.sandbox.model import (
@@ -22,8 +20,7 @@ from mlchaos.sandbox.model import (
     VersionNotFound,
 )
 from mlchaos.sandbox.signals import MAX_ID_LENGTH, PredictionLog, Signals, distribution, psi
-
-THIRDS = (1 / 3, 1 / 3, 1 / 3)
+from tests.support.sandbox_core import THIRDS, Core, call_route, exported
 
 
 def _truth(labels: list[int], request_id: Any = None) -> dict[str, Any]:
@@ -32,15 +29,6 @@ def _truth(labels: list[int], request_id: Any = None) -> dict[str, Any]:
     if request_id is not None:
         body["id"] = request_id
     return body
-
-
-def _exported(signals: Signals) -> dict[str, float]:
-    out = {}
-    for line in generate_latest(signals.metrics.registry).decode().splitlines():
-        if line and not line.startswith("#"):
-            name, value = line.rsplit(" ", 1)
-            out[name] = float(value)
-    return out
 
 
 # -- the prediction log -------------------------------------------------------------------------
@@ -111,54 +99,35 @@ def test_the_log_is_thread_safe_and_stays_bounded() -> None:
 
 def test_matched_and_correct_are_exported_from_the_start_and_counted() -> None:
     sig = Signals("iris", dataset.CLASS_NAMES, THIRDS)
-    before = _exported(sig)
+    before = exported(sig)
     assert before['model_feedback_matched_total{model="iris"}'] == 0
     assert before['model_feedback_correct_total{model="iris"}'] == 0
     sig.predicted([0, 1, 2], "req-1")
     sig.predicted([0, 0])  # no id: nothing to match later
     assert sig.match(None, [0, 1, 2]) == 0 and sig.match("other", [0]) == 0
     assert sig.match("req-1", [0, 1, 1]) == 3
-    now = _exported(sig)
+    now = exported(sig)
     assert now['model_feedback_matched_total{model="iris"}'] == 3
     assert now['model_feedback_correct_total{model="iris"}'] == 2
 
 
-@dataclass
-class _Core:
-    """What the routes need, without a server."""
-
-    model: ServedModel = field(default_factory=ServedModel)
-    signals: Signals = field(default_factory=lambda: Signals("iris", dataset.CLASS_NAMES, THIRDS))
-    published: int = 0
-
-    def publish(self) -> None:
-        self.published += 1
-
-
-def _call(core: _Core, method: str, path: str, body: Any = None, client: str = "127.0.0.1") -> dict[str, Any]:
-    found = routes.find(method, path, client)
-    assert found is not None, path
-    _, handler, groups = found
-    return routes.call(handler, core, routes.Request(method, client, groups, lambda: body))
-
-
 def test_feedback_matches_by_request_id_and_always_counts_the_labels() -> None:
-    core = _Core()
+    core = Core()
     core.signals.predicted([2, 2], "abc")
     url = "/v2/models/iris/feedback"
-    assert _call(core, "POST", url, _truth([2, 0])) == {"model_name": "iris", "accepted": 2, "matched": 0}
-    assert _call(core, "POST", url, _truth([2, 0, 1], "abc"))["matched"] == 0  # wrong label count
-    assert _call(core, "POST", url, _truth([2], "unknown"))["matched"] == 0
-    assert _call(core, "POST", url, _truth([2, 0], "abc")) == {"model_name": "iris", "accepted": 2, "matched": 2,
-                                                                "id": "abc"}
-    assert _call(core, "POST", url, _truth([2, 0], "abc"))["matched"] == 0  # matched once
-    now = _exported(core.signals)
+    assert call_route(core, "POST", url, _truth([2, 0])) == {"model_name": "iris", "accepted": 2, "matched": 0}
+    assert call_route(core, "POST", url, _truth([2, 0, 1], "abc"))["matched"] == 0  # wrong label count
+    assert call_route(core, "POST", url, _truth([2], "unknown"))["matched"] == 0
+    assert call_route(core, "POST", url, _truth([2, 0], "abc")) == {"model_name": "iris", "accepted": 2,
+                                                                    "matched": 2, "id": "abc"}
+    assert call_route(core, "POST", url, _truth([2, 0], "abc"))["matched"] == 0  # matched once
+    now = exported(core.signals)
     assert now['model_feedback_events_total{model="iris"}'] == 10  # every label counts as feedback
     assert now['model_feedback_matched_total{model="iris"}'] == 2
     assert now['model_feedback_correct_total{model="iris"}'] == 1
     for bad in (_truth([0], 7), _truth([0], ["abc"])):
         with pytest.raises(routes.HttpError) as info:
-            _call(core, "POST", url, bad)
+            call_route(core, "POST", url, bad)
         assert info.value.status == HTTPStatus.BAD_REQUEST and "'id' must be a string" in str(info.value)
     assert routes.parse_request_id({"id": "x"}) == "x" and routes.parse_request_id({}) is None
 
@@ -239,13 +208,13 @@ def test_reset_serves_the_current_version_and_removes_every_push() -> None:
 
 
 def test_admin_version_routes_map_errors_to_status_codes() -> None:
-    core = _Core()
+    core = Core()
     core.model.train()
     body = {"version": "bad", "defect": "label_flipped"}
-    answer = _call(core, "POST", "/admin/versions", body)
+    answer = call_route(core, "POST", "/admin/versions", body)
     assert answer["created"] is True and answer["state"] == "UNAVAILABLE" and answer["defect"] == "label_flipped"
-    assert _call(core, "POST", "/admin/versions", body)["created"] is False
-    assert [v["version"] for v in _call(core, "GET", "/admin/versions")["versions"]] == ["bad"]
+    assert call_route(core, "POST", "/admin/versions", body)["created"] is False
+    assert [v["version"] for v in call_route(core, "GET", "/admin/versions")["versions"]] == ["bad"]
     cases = [
         ("POST", "/admin/versions", {"version": "bad", "defect": "random_weights"}, HTTPStatus.CONFLICT),
         ("POST", "/admin/versions", {"version": "bad", "defect": "nonsense"}, HTTPStatus.BAD_REQUEST),
@@ -255,13 +224,13 @@ def test_admin_version_routes_map_errors_to_status_codes() -> None:
     ]
     for method, path, request, status in cases:
         with pytest.raises(routes.HttpError) as info:
-            _call(core, method, path, request)
+            call_route(core, method, path, request)
         assert info.value.status == status, (method, path, request)
-    _call(core, "POST", "/v2/repository/models/iris/load", {"parameters": {"version": "bad"}})
+    call_route(core, "POST", "/v2/repository/models/iris/load", {"parameters": {"version": "bad"}})
     with pytest.raises(routes.HttpError) as served:
-        _call(core, "DELETE", "/admin/versions/bad")
+        call_route(core, "DELETE", "/admin/versions/bad")
     assert served.value.status == HTTPStatus.CONFLICT
-    reset = _call(core, "POST", "/admin/reset")
+    reset = call_route(core, "POST", "/admin/reset")
     assert reset["version"] == "2" and reset["removed"] == ["bad"]
     with pytest.raises(routes.HttpError) as refused:
         routes.find("POST", "/admin/versions", "192.0.2.7")

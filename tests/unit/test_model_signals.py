@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 
 import pytest
-from prometheus_client import generate_latest
 
 from mlchaos.sandbox import dataset
 from mlchaos.sandbox.faults import BadFaults, Faults, is_loopback
@@ -21,6 +20,7 @@ from mlchaos.sandbox.model import (
 )
 from mlchaos.sandbox.routes import parse_feedback
 from mlchaos.sandbox.signals import PSI_EPSILON, PredictionWindow, Signals, distribution, psi
+from tests.support.sandbox_core import exported
 
 THIRDS = [1 / 3, 1 / 3, 1 / 3]
 
@@ -57,18 +57,9 @@ def test_window_slides_and_scores_only_once_full_enough() -> None:
         PredictionWindow(THIRDS, size=2, min_size=3)
 
 
-def _exported(signals: Signals) -> dict[str, float]:
-    out = {}
-    for line in generate_latest(signals.metrics.registry).decode().splitlines():
-        if line and not line.startswith("#"):
-            name, value = line.rsplit(" ", 1)
-            out[name] = float(value)
-    return out
-
-
 def test_signals_export_every_series_from_the_start_and_count() -> None:
     sig = Signals("iris", dataset.CLASS_NAMES, THIRDS, window=PredictionWindow(THIRDS, size=10, min_size=2))
-    before = _exported(sig)
+    before = exported(sig)
     for name in ('model_feedback_events_total{model="iris"}', 'model_non_finite_outputs_total{model="iris"}',
                  'model_predictions_awaiting_feedback_total{model="iris"}',
                  'model_invalid_inputs_total{model="iris",reason="out_of_range"}',
@@ -81,7 +72,7 @@ def test_signals_export_every_series_from_the_start_and_count() -> None:
     sig.invalid("nan")
     sig.non_finite(2)
     sig.feedback(3, 1234.5)
-    now = _exported(sig)
+    now = exported(sig)
     assert now['model_predictions_total{class_name="setosa",model="iris"}'] == 3
     assert now['model_predictions_awaiting_feedback_total{model="iris"}'] == 2  # only the named call's rows
     assert now['model_prediction_drift_psi{model="iris"}'] == pytest.approx(psi([0.6, 0.2, 0.2], THIRDS))
@@ -92,7 +83,7 @@ def test_signals_export_every_series_from_the_start_and_count() -> None:
     assert now['model_feedback_last_timestamp_seconds{model="iris"}'] == 1234.5
     assert now['model_info{model="iris",version="2"}'] == 1 and now['model_ready{model="iris"}'] == 1
     sig.serving("1", 10.0, False, THIRDS)  # a new version: one model_info series, a fresh window
-    now = _exported(sig)
+    now = exported(sig)
     assert 'model_info{model="iris",version="2"}' not in now and now['model_info{model="iris",version="1"}'] == 1
     assert now['model_trained_timestamp_seconds{model="iris"}'] == 10 and now['model_ready{model="iris"}'] == 0
     assert now['model_prediction_drift_window_predictions{model="iris"}'] == 0
