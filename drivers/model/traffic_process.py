@@ -16,8 +16,8 @@ seconds (its time to live) or promptly on SIGTERM/SIGINT.
 Traffic to a declared endpoint (``Plan.endpoint``) goes with its credentials, CA, client certificate and
 headers. They never travel on the command line, in the environment or in the plan file: with
 ``Plan.credentials`` the generator reads them from its standard input (a pipe the driver writes once and
-closes: :func:`mlchaos.lib.endpoints.client_settings` per base URL) before anything else, and never
-writes them (an answer that echoes one is masked in the stats and the log).
+closes: :func:`mlchaos.lib.endpoints.client_settings` per base URL) before anything else, then puts
+/dev/null in its place, and never writes them (an answer that echoes one is masked in the stats and the log).
 """
 
 from __future__ import annotations
@@ -285,11 +285,8 @@ class HttpPoster:
 
 
 def read_access(stream: Any) -> dict[str, dict[str, Any]]:
-    """The client settings by base URL, read once from ``stream`` (the driver's pipe), which is then closed."""
-    try:
-        data = json.loads(stream.read() or "{}")
-    finally:
-        stream.close()
+    """The client settings by base URL, read once from ``stream`` (the driver's pipe, to its end)."""
+    data = json.loads(stream.read() or "{}")
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
         raise ValueError("the client settings on stdin are not a mapping of base URLs to settings")
     return data
@@ -309,6 +306,10 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"traffic {plan.token}: {exc}", file=sys.stderr)
         return 2
+    finally:  # the pipe is done with: stdin becomes /dev/null (fd 0 is never left free for a socket to take)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.close(null)
     stop = {"now": False}
 
     def on_signal(signum: int, _frame: Any) -> None:
