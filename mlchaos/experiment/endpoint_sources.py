@@ -103,10 +103,14 @@ def examine(source: Source, values: Values) -> Findings:
     if not isinstance(value, dict) or not value:
         return Findings({}, list(check_endpoints(value)), [])
     declarations = substitute(value, values.configuration, values.secrets)
+    available = set(values.configuration) | {k for scope in values.secrets.values() if isinstance(scope, Mapping)
+                                              for k in scope}
     problems: list[tuple[str, str]] = []
     pending: list[str] = []
-    for pointer, text in strings(declarations, ""):
+    for pointer, text in strings(value, ""):  # the declarations as written: ``$${x}`` is a literal ``${x}``
         for name in template_names(text):
+            if name in available:
+                continue
             pending.append(pointer)
             if values.final or name not in values.known:
                 endpoint = pointer.split("/")[1]

@@ -104,12 +104,13 @@ def test_an_activity_may_name_an_endpoint_only_a_var_file_declares(tmp_path):
 def test_variables_are_substituted_as_chaoslib_substitutes_arguments(tmp_path):
     """``${name}`` from the configuration (the experiment's, a var file's, --var), whole values keeping their type."""
     path = _experiment(tmp_path, {"prometheus": {"url": "${prometheus_url}", "timeout": "${prom_timeout}",
-                                                 "headers": {"X-Scope-OrgID": "team-${tenant}"}}},
+                                                 "headers": {"X-Scope-OrgID": "team-${tenant}",
+                                                             "X-Literal": "$${not_a_variable}"}}},
                        configuration={"prom_timeout": 7})
     var_file = _vars(tmp_path, {"configuration": {"prometheus_url": "https://prom.staging:9090"}})
     resolved = _resolved(path, [var_file], ["tenant=a"])
     assert resolved == {"prometheus": {"url": "https://prom.staging:9090", "timeout": 7,
-                                       "headers": {"X-Scope-OrgID": "team-a"}}}
+                                       "headers": {"X-Scope-OrgID": "team-a", "X-Literal": "${not_a_variable}"}}}
 
 
 def test_an_unresolved_variable_is_one_clear_problem(tmp_path):
