@@ -111,6 +111,15 @@ def test_a_version_fault_by_endpoint_goes_in_and_its_undo_takes_it_out(gateway: 
         table.close()
 
 
+def test_invalid_inputs_by_endpoint_go_with_its_credentials(declared: dict[str, Any]) -> None:
+    """Every call reaches the model (nginx would answer 401, a 4xx, to calls without the credentials): the valid
+    rows are answered 200, the invalid ones refused by the model server."""
+    record = model_actions.send_invalid_inputs(target="url", endpoint="serving", requests=10, rate=50, seed=3)
+    answers = record["parameters"]["answers"]
+    assert answers["valid"] == {"200": 5} and "401" not in answers["invalid"], answers
+    assert record["parameters"]["endpoint"] == "serving"
+
+
 # -- the traffic generator through the endpoint ---------------------------------------------------------------
 
 
