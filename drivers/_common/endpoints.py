@@ -60,6 +60,17 @@ def http_for(url: str) -> tuple[Any, Callable[[float], float]]:
     return found.session, found.request_timeout
 
 
+def client_settings(url: str) -> dict[str, Any] | None:
+    """What a child process needs to call ``url`` as :func:`http_for` would (the declared endpoint's credentials,
+    CA, client certificate, headers; :func:`mlchaos.lib.endpoints.client_settings`), or None when no declared
+    endpoint covers it. Secret: hand it over privately, never on a command line or in the environment."""
+    try:
+        found = endpoints.session_for(url)
+    except endpoints.EndpointUnavailable as exc:
+        raise DriverError(str(exc)) from None
+    return None if found is None else endpoints.client_settings(found)
+
+
 def _kubernetes_connector(endpoint: endpoints.Endpoint, session: Any) -> str:
     """In-cluster endpoints go through the API server's service proxy (drivers/kubernetes/service_proxy.py),
     imported only when one is used."""

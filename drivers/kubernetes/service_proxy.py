@@ -162,12 +162,13 @@ def endpoint_connector(endpoint: Any, session: requests.Session) -> str:
     """The connector of declared ``kubernetes`` endpoints (``mlchaos.lib.endpoints.register_kubernetes_connector``):
     configures ``session`` for the Service's port and returns its base URL through the API server.
 
-    The cluster is the one every Kubernetes driver function picks without arguments: ``KUBECONFIG`` (or
-    ``~/.kube/config``) and its current context, or the pod's service account in a pod.
+    The cluster is the endpoint's ``context`` of its ``kubeconfig`` when it names them, else the one every
+    Kubernetes driver function picks without arguments: ``KUBECONFIG`` (or ``~/.kube/config``) and its current
+    context, or the pod's service account in a pod.
     """
     found = endpoint.kubernetes
     ref = service_ref(found.namespace, found.service, found.port, found.scheme)
-    conn = connect()
+    conn = connect(getattr(found, "kubeconfig", None), getattr(found, "context", None))
     configure_session(session, conn, ref)
     return conn.host.rstrip("/") + ref.proxy_path()
 

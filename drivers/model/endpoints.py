@@ -135,12 +135,17 @@ class Scope:
     name_pattern: str | None = None  # docker
     project: str | None = None  # docker
     urls: tuple[str, ...] = ()  # url
+    endpoint: str | None = None  # url: the declared endpoint the one URL is (its credentials go with every call)
 
     def arguments(self) -> dict[str, Any]:
-        """The arguments an undo needs to find the replicas again: none for the sandbox (the default)."""
+        """The arguments an undo needs to find the replicas again: none for the sandbox (the default); a declared
+        endpoint by its name, so ``mlchaos recover`` and the guardian reach it with its credentials again (the
+        run's declarations are in its journal)."""
         if self.target == "docker":
             return {"target": "docker", "labels": _jsonable(self.labels), "name_pattern": self.name_pattern,
                     "project": self.project}
+        if self.target == "url" and self.endpoint is not None:
+            return {"target": "url", "endpoint": self.endpoint}
         if self.target == "url":
             return {"target": "url", "urls": list(self.urls)}
         return {}
@@ -229,7 +234,8 @@ def parse_scope(
     """Validate the "where" arguments (nothing is asked of any server or engine yet).
 
     ``endpoint`` (with target url) names a declared endpoint instead of ``urls``: its URL, with its credentials
-    and headers; target url with neither takes the endpoint declared as ``serving``.
+    and headers; target url with neither takes the endpoint declared as ``serving``. The scope then names the
+    endpoint (:meth:`Scope.arguments`: what an undo is given).
     """
     if endpoint is not None and urls is not None:
         raise DriverError(f"give urls or endpoint, not both (got urls={urls!r}, endpoint={endpoint!r})")
@@ -238,7 +244,7 @@ def parse_scope(
     if target == "url" and urls is None:
         declared = connection(endpoint, None, SERVING_ENDPOINT)
         if declared is not None:
-            return Scope("url", service, urls=(declared.url,))
+            return Scope("url", service, urls=(declared.url,), endpoint=declared.name)
     if target not in TARGETS:
         raise DriverError(f"target must be one of {', '.join(TARGETS)}, got {target!r}")
     docker_args = [n for n, v in (("labels", labels), ("name_pattern", name_pattern), ("project", project))

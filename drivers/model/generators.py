@@ -8,6 +8,7 @@ carries the marker and its token and, when known, it started at the recorded sta
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -40,14 +41,25 @@ def is_generator(pid: int, token: str, start_time: int | None = None) -> bool:
     return argv is not None and MARKER in argv and procfs.has_option(argv, "--token", token)
 
 
-def spawn(plan: Plan, plan_path: Path, log_path: Path, started: Any) -> tuple[int, int | None]:
-    """Start the generator in its own session; (pid, start time) once ``started()`` (its first stats) is true."""
+def spawn(plan: Plan, plan_path: Path, log_path: Path, started: Any,
+          access: dict[str, dict[str, Any]] | None = None) -> tuple[int, int | None]:
+    """Start the generator in its own session; (pid, start time) once ``started()`` (its first stats) is true.
+
+    ``access`` (client settings by base URL: credentials) goes to it through a pipe on its standard input,
+    written once and closed: never its command line, environment or plan file (``plan.credentials`` says so).
+    """
     write_json(plan_path, plan.to_dict())
     private_dir(log_path.parent)
+    # nor does a credential the runner read from its environment (password_env...) go on in the generator's
+    credentials = {m for settings in (access or {}).values() for m in settings.get("mask") or ()}
+    env = {k: v for k, v in os.environ.items() if v.strip() not in credentials}
     with open(log_path, "ab") as log:
         process = subprocess.Popen([sys.executable, "-m", MARKER, "--token", plan.token, "--config", str(plan_path)],
-                                   start_new_session=True, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+                                   start_new_session=True, stdin=subprocess.PIPE if plan.credentials else
+                                   subprocess.DEVNULL, stdout=log, stderr=log, env=env)
     track(process)  # reaped once it exits, so it never lingers as a zombie of the runner
+    if plan.credentials:
+        _hand_over(process, access or {}, log_path)
     start_time = procfs.start_time(process.pid)
     deadline = time.monotonic() + START_TIMEOUT
     while not started():
@@ -59,6 +71,18 @@ def spawn(plan: Plan, plan_path: Path, log_path: Path, started: Any) -> tuple[in
             raise DriverError(f"the traffic generator wrote no stats within {START_TIMEOUT:g}s: {_tail(log_path)}")
         time.sleep(0.02)
     return process.pid, start_time
+
+
+def _hand_over(process: subprocess.Popen[bytes], access: dict[str, dict[str, Any]], log_path: Path) -> None:
+    """Write the client settings to the generator's stdin and close it (it reads them before anything else)."""
+    assert process.stdin is not None
+    try:
+        process.stdin.write(json.dumps(access).encode())
+        process.stdin.close()
+    except (BrokenPipeError, OSError):  # it ended before reading them: say why, as a start that failed does
+        process.wait(START_TIMEOUT)
+        raise DriverError(f"the traffic generator exited at its start (code {process.returncode}): "
+                          f"{_tail(log_path)}") from None
 
 
 def end(pid: int, token: str) -> bool:

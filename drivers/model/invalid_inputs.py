@@ -10,6 +10,7 @@ import json
 import random
 import time
 from collections import Counter
+from collections.abc import Callable
 from itertools import cycle
 from typing import Any
 
@@ -17,6 +18,7 @@ import requests as http  # `requests` is also an argument (a count)
 
 from drivers._common import checks
 from drivers._common.checks import is_number
+from drivers._common.endpoints import http_for
 from drivers.model.endpoints import parse_scope
 from drivers.model.faults import Labels, announce_record, check_timeout
 from drivers.model.sandbox import N_FEATURES, holdout_split
@@ -67,6 +69,8 @@ def send_invalid_inputs(
     path = f"/v2/models/{model}/infer"
     started = time.monotonic()
     with http.Session() as session:
+        # a URL under a declared endpoint goes with its session (credentials, headers), any other with ours
+        clients = {e.name: _client(e.url, session) for e in chosen if e.url}
         for i, e in zip(range(requests), cycle(chosen), strict=False):
             if time.monotonic() - started >= max_seconds:
                 break
@@ -75,8 +79,9 @@ def send_invalid_inputs(
             body = invalid_body(kind) if invalid else row_body(pick.choice(rows))
             try:
                 if e.url:  # json.dumps writes the NaN literal that requests' own json= refuses to send
-                    status = str(session.post(e.url + path, data=json.dumps(body), headers=JSON,
-                                              timeout=timeout).status_code)
+                    client, capped = clients[e.name]
+                    status = str(client.post(e.url + path, data=json.dumps(body), headers=JSON,
+                                             timeout=capped(timeout)).status_code)
                 else:
                     status = str(e.request("POST", path, body, timeout).status)
             except (http.RequestException, DriverError) as exc:
@@ -88,6 +93,12 @@ def send_invalid_inputs(
     if wrong:
         raise DriverError(f"invalid {kind} inputs must be answered 4xx, got {wrong} (all answers: {counts})")
     return record.to_dict()
+
+
+def _client(url: str, session: http.Session) -> tuple[Any, Callable[[float], float]]:
+    """(what to post with, how to cap a timeout) for ``url``: a declared endpoint's session, else ``session``."""
+    found, capped = http_for(url)
+    return (session, lambda timeout: timeout) if found is http else (found, capped)
 
 
 def invalid_body(kind: str) -> dict[str, Any]:

@@ -28,17 +28,18 @@ class Receiver:
     details: dict[str, Any]
 
 
-def check_where(target: Any, service: Any, via_proxy: bool, urls: Any, names: Any) -> list[tuple[str, Endpoint]]:
-    """Check where the traffic goes (touching nothing); with target url: (name, server) pairs, names defaulted to
-    host:port."""
+def check_where(target: Any, service: Any, via_proxy: bool, urls: Any, names: Any,
+                endpoint: str | None = None) -> tuple[list[tuple[str, Endpoint]], str | None]:
+    """Check where the traffic goes (touching nothing but the declared endpoint's credentials); with target url:
+    (name, server) pairs, names defaulted to host:port, and the declared endpoint the URL is (or None)."""
     if target not in TARGETS:
         raise DriverError(f"target must be one of {', '.join(TARGETS)} (a Docker stack: target url with its "
                           f"published proxy ports), got {target!r}")
     if target != "url" and names is not None:
         raise DriverError(f"names name the urls: give them with target url, not {target}")
-    scope = parse_scope(target, service, urls=urls)  # urls: a non-empty list of distinct http(s) base URLs
+    scope = parse_scope(target, service, urls=urls, endpoint=endpoint)  # urls: distinct http(s) base URLs
     if target != "url":
-        return []
+        return [], None
     if not via_proxy:
         raise DriverError("via_proxy false picks a sandbox replica's own URL: with target url the urls are called "
                           "as given (give the replicas' own URLs to bypass a proxy)")
@@ -56,7 +57,7 @@ def check_where(target: Any, service: Any, via_proxy: bool, urls: Any, names: An
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
         raise DriverError(f"names: {', '.join(map(repr, twice))} is given twice")
-    return list(zip(names, found, strict=True))
+    return list(zip(names, found, strict=True)), scope.endpoint
 
 
 def sandbox_receivers(service: str, via_proxy: bool) -> tuple[list[Receiver], str]:

@@ -18,6 +18,11 @@ stats and record targets name it as alerts' ``replica`` label does; default ``ho
 record's environment is the URLs' origin (as drivers.model.endpoints names a server by URL; several
 ports of one host: ``scheme://host``), and each target carries the ``instance`` label the
 compose stack's Prometheus gives the replica when the URL is one of the stack's published ports.
+With ``endpoint`` (target url), the traffic goes to a declared endpoint (``serving`` when neither
+``urls`` nor ``endpoint`` is given and one is declared): its URL, with its credentials, CA, client
+certificate and headers, which reach the generator through a pipe on its standard input, never its
+command line, environment or plan file; a URL of ``urls`` under a declared endpoint goes with that
+endpoint's (as every driver call does). The record names the endpoint, never a credential.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from typing import Any
 
 from drivers._common import selection
 from drivers._common.checks import is_number
+from drivers._common.endpoints import client_settings
 from drivers._common.errors import translated
 from drivers._common.undo import Rollbacks
 from drivers.model import generators, sandbox
@@ -49,6 +55,8 @@ from mlchaos.driver_kit import (
 )
 
 __all__ = ["start_traffic", "stop_traffic", "traffic_answers", "traffic_stats"]  # what `mlchaos discover` lists
+DEFAULT_ENDPOINT = "serving"  # with target url, start_traffic takes a declared endpoint (``endpoint``) instead of urls
+ENDPOINT_FUNCTIONS = ("start_traffic",)  # traffic_answers' ``endpoint`` is infer or feedback, not a declared one
 PROBES = ("traffic_answers", "traffic_stats")
 ROLLBACKS = Rollbacks("drivers.model.traffic")
 STOP_FUNC = ROLLBACKS.path("stop_traffic")
@@ -64,21 +72,26 @@ def start_traffic(
     service: str = "model", rate: float = 20.0, duration: float = 120.0, feedback: bool = True,
     feedback_every: int = 1, rows: str = "holdout", batch: int = 1, via_proxy: bool = True, model: str = "iris",
     seed: int | None = None, timeout: float = 2.0, target: str = "sandbox", urls: list[str] | None = None,
-    names: list[str] | None = None, *, dry_run: bool = False,
+    names: list[str] | None = None, endpoint: str | None = None, *, dry_run: bool = False,
 ) -> dict[str, Any]:
     """Send `rate` infer calls/s in total, round robin over every replica, for `duration` s, in the background.
 
     `target` "sandbox": every live replica of `service`, through its proxy when `via_proxy` (so proxy faults
     apply); "url": the base URLs `urls` as given (clients' URLs, e.g. a Docker stack's proxy ports), named by
-    `names` (one per URL, e.g. model-0..2; default host:port). Rows are real `rows` ("holdout" or "training")
+    `names` (one per URL, e.g. model-0..2; default host:port), or the declared `endpoint` (default: the one
+    declared as serving, when neither urls nor endpoint is given), whose credentials go with every call. Rows
+    are real `rows` ("holdout" or "training")
     rows picked with `seed`, `batch` per call. With `feedback`, the true labels of every `feedback_every`-th
     infer answered 200 go to the same replica. Returns once the generator runs. Undo: stop_traffic.
     """
     _check_start(service, rate, duration, feedback, feedback_every, rows, batch, via_proxy, model, timeout)
     seed = selection.check_seed(seed)  # recorded: it repeats this very traffic
-    servers = receivers_.check_where(target, service, via_proxy, urls, names)
+    servers, declared = receivers_.check_where(target, service, via_proxy, urls, names, endpoint)
     receivers, environment = (receivers_.url_receivers(servers) if target == "url"
                               else receivers_.sandbox_receivers(service, via_proxy))
+    # what the generator needs to reach URLs under declared endpoints (credentials read now: unreadable ones
+    # fail here, naming the endpoint and where its credential was to come from)
+    access = {r.url: found for r in receivers if target == "url" and (found := client_settings(r.url))}
     token = uuid.uuid4().hex
     folder = state_dir() / "traffic"
     stats_path, log_path = folder / f"{token}.stats.json", folder / f"{token}.log"
@@ -86,6 +99,8 @@ def start_traffic(
     where: dict[str, Any] = {"target": target}
     if target == "url":
         where |= {"urls": [r.url for r in receivers], "names": [r.name for r in receivers]}
+        if declared is not None:
+            where["endpoint"] = declared
     record = ChangeRecord(
         driver="model", action="start_traffic",
         # kind "traffic": the replicas receive load, nothing of theirs is changed
@@ -105,9 +120,9 @@ def start_traffic(
     plan = Plan(token=token, replicas=[[r.name, r.url] for r in receivers], rows=features, labels=labels,
                 rate=float(rate), duration=float(duration), batch=batch, feedback=feedback,
                 feedback_every=feedback_every, model=model, seed=seed, timeout=float(timeout),
-                stats_path=str(stats_path))
+                stats_path=str(stats_path), endpoint=declared, credentials=bool(access))
     pid, start_time = generators.spawn(plan, folder / f"{token}.plan.json", log_path,
-                                       lambda: _read_stats(stats_path) is not None)
+                                       lambda: _read_stats(stats_path) is not None, access)
     record.undo["arguments"].update(pid=pid, start_time=start_time)
     record.parameters["pid"] = pid
     return record.to_dict()

@@ -12,6 +12,12 @@ workers are busy is counted as ``skipped``, not queued without end. Every answer
 replica and endpoint by status code (or exception name); no failure stops the generator. It
 writes its stats atomically every second and on exit, and exits by itself after ``duration``
 seconds (its time to live) or promptly on SIGTERM/SIGINT.
+
+Traffic to a declared endpoint (``Plan.endpoint``) goes with its credentials, CA, client certificate and
+headers. They never travel on the command line, in the environment or in the plan file: with
+``Plan.credentials`` the generator reads them from its standard input (a pipe the driver writes once and
+closes: :func:`mlchaos.lib.endpoints.client_settings` per base URL) before anything else, then puts
+/dev/null in its place, and never writes them (an answer that echoes one is masked in the stats and the log).
 """
 
 from __future__ import annotations
@@ -59,6 +65,8 @@ class Plan:
     seed: int
     timeout: float
     stats_path: str
+    endpoint: str | None = None  # the declared endpoint the URLs are (its name; what it takes comes on stdin)
+    credentials: bool = False  # the client settings of the URLs under declared endpoints come on stdin
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -236,24 +244,52 @@ def run(
 
 
 class HttpPoster:
-    """POST JSON with one keep-alive session per worker thread; the status code, or the exception's name."""
+    """POST JSON with one keep-alive session per worker thread (and base URL); the status code, or the exception's
+    name. A URL under one of ``access``'s base URLs goes with its client settings (a declared endpoint's
+    credentials, CA, client certificate, headers, timeout); its credentials are masked in every error."""
 
-    def __init__(self) -> None:
+    def __init__(self, access: dict[str, dict[str, Any]] | None = None) -> None:
         import requests
 
         self._requests = requests
         self._local = threading.local()
+        self._access = dict(access or {})
+        self._mask = sorted({m for s in self._access.values() for m in s.get("mask") or () if m},
+                            key=len, reverse=True)
 
     def __call__(self, url: str, body: dict[str, Any], timeout: float) -> tuple[str, str | None]:
-        session = getattr(self._local, "session", None)
+        base = next((b for b in self._access if url.startswith(b.rstrip("/") + "/")), None)
+        sessions = self._local.__dict__.setdefault("sessions", {})
+        session = sessions.get(base)
         if session is None:
-            session = self._local.session = self._requests.Session()
+            if base is None:
+                session = self._requests.Session()
+            else:
+                from mlchaos.driver_kit import endpoints
+
+                session = endpoints.settings_session(self._access[base])
+            sessions[base] = session
+        cap = self._access[base].get("timeout") if base is not None else None
         try:
-            resp = session.post(url, json=body, timeout=timeout)
+            resp = session.post(url, json=body, timeout=timeout if cap is None else min(timeout, cap))
         except self._requests.RequestException as exc:
-            return type(exc).__name__, f"{type(exc).__name__}: {exc}"
+            return type(exc).__name__, self.masked(f"{type(exc).__name__}: {exc}")
         status = str(resp.status_code)
-        return status, None if resp.ok else f"{status}: {resp.text.strip()[:200]}"
+        return status, None if resp.ok else self.masked(f"{status}: {resp.text.strip()[:200]}")
+
+    def masked(self, text: str) -> str:
+        """``text`` without any credential of the client settings."""
+        for value in self._mask:
+            text = text.replace(value, "***")
+        return text
+
+
+def read_access(stream: Any) -> dict[str, dict[str, Any]]:
+    """The client settings by base URL, read once from ``stream`` (the driver's pipe, to its end)."""
+    data = json.loads(stream.read() or "{}")
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise ValueError("the client settings on stdin are not a mapping of base URLs to settings")
+    return data
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -265,6 +301,15 @@ def main(argv: list[str] | None = None) -> int:
     if plan.token != args.token:
         print(f"the plan's token {plan.token} is not {args.token}", file=sys.stderr)
         return 2
+    try:
+        access = read_access(sys.stdin) if plan.credentials else {}
+    except ValueError as exc:
+        print(f"traffic {plan.token}: {exc}", file=sys.stderr)
+        return 2
+    finally:  # the pipe is done with: stdin becomes /dev/null (fd 0 is never left free for a socket to take)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.close(null)
     stop = {"now": False}
 
     def on_signal(signum: int, _frame: Any) -> None:
@@ -282,11 +327,12 @@ def main(argv: list[str] | None = None) -> int:
         except OSError as exc:  # keep sending: the stats are a report, the traffic is the point
             print(f"cannot write the stats {stats_path}: {exc}", file=sys.stderr, flush=True)
 
-    traffic = Traffic(plan, HttpPoster())
+    traffic = Traffic(plan, HttpPoster(access))
     workers = workers_for(plan.rate / len(plan.replicas), plan.timeout)
     pools = {name: Pool(workers, traffic.call) for name, _ in plan.replicas}
+    through = f" (endpoint {plan.endpoint})" if plan.endpoint else ""
     print(f"traffic {plan.token}: {plan.rate:g}/s for {plan.duration:g}s to "
-          f"{', '.join(f'{n} {u}' for n, u in plan.replicas)}", flush=True)
+          f"{', '.join(f'{n} {u}' for n, u in plan.replicas)}{through}", flush=True)
     final = run(traffic, lambda: stop["now"], write, lambda job: pools[job.replica].submit(job),
                 lambda: sum(p.queued() for p in pools.values()))
     print(f"traffic {plan.token}: ended ({final['ended']}) after {final['elapsed']:.1f}s, sent {final['sent']}, "

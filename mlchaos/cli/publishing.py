@@ -121,18 +121,19 @@ def publish_run(args: argparse.Namespace, journal: Path | None, dry_run: bool) -
 
 def _pushgateway(option: str, journal: Path) -> tuple[str, Any]:
     """(URL, session or None) of ``--pushgateway``: a URL, or ``endpoint:NAME`` of the experiment's declared
-    endpoints (read from the journal's copy of the experiment; a credential from a file or a variable)."""
+    endpoints (the ones the journal recorded: the experiment's and its var files'; a credential from a file or a
+    variable)."""
     if not option.startswith(ENDPOINT_PREFIX):
         return option, None
-    from mlchaos.experiment.endpoints import endpoint_table
+    from mlchaos.experiment.endpoint_sources import recorded_endpoints
+    from mlchaos.experiment.endpoints import table_of
     from mlchaos.journal.reader import read_file
 
     name = option[len(ENDPOINT_PREFIX):]
     data = read_file(journal)
     source = ((data.get("mlchaos") or {}).get("source")) if isinstance(data, dict) else None
-    experiment = data.get("experiment") if isinstance(data, dict) else None
-    table = endpoint_table(experiment if isinstance(experiment, dict) else {}, {},
-                           Path(source).parent if isinstance(source, str) else Path.cwd())
+    table = table_of(recorded_endpoints(data) if isinstance(data, dict) else {}, {},
+                     Path(source).parent if isinstance(source, str) else Path.cwd())
     if table is None:
         raise InvalidInput(f"--pushgateway {option}: the experiment declares no endpoints")
     connection = table.connection(name)  # EndpointUnavailable (an InvalidInput) names what is missing

@@ -44,7 +44,8 @@ from mlchaos.engine.strategies import FAIL_FAST, DuringHypothesis, HypothesisSch
 from mlchaos.engine.verdicts import Ending
 from mlchaos.errors import DriverError, InvalidInput
 from mlchaos.experiment.controls import ControlSet
-from mlchaos.experiment.endpoints import endpoint_table
+from mlchaos.experiment.endpoint_sources import resolve_endpoints
+from mlchaos.experiment.endpoints import table_of
 from mlchaos.experiment.execution import FAILED, SUCCEEDED, LockType, Outcome, Waiter, execute, in_background
 from mlchaos.experiment.models import Activity, Experiment
 from mlchaos.experiment.pipeline import ListenTargets, listen_endpoint
@@ -122,7 +123,10 @@ class Runner:
         redactor = Redactor(sensitive_values(*declared))  # env-backed values too
         redactor.protect(code_paths(self.experiment.raw))  # a secret never rewrites a provider's name
         self.console.redactor = redactor
-        table = endpoint_table(self.experiment.raw, secrets, Path(self.experiment.source).parent)
+        # the experiment's endpoints and the var files', ${name} substituted (InvalidInput naming the place)
+        declared_endpoints = resolve_endpoints(self.experiment.raw, self.variables, self.experiment.source,
+                                               configuration, secrets, redactor.secrets)
+        table = table_of(declared_endpoints, secrets, Path(self.experiment.source).parent)
         if table is not None:  # every endpoint credential readable now is redacted before anything is written
             unusable = table.problems()
             if unusable:  # where the run happens, a missing token or certificate is bad input: nothing runs
@@ -141,6 +145,8 @@ class Runner:
                 raise InvalidInput(f"cannot create the journal's directory {self.journal_path.parent}: {exc}") from None
         receiver = self._start_receiver()  # may refuse the run (InvalidInput) before any journal exists
         self.journal = Journal(self.journal_path, self.experiment.raw, self.experiment.source, redactor)
+        if declared_endpoints:  # what recovery rebuilds the endpoints an undo names from (redacted like the rest)
+            self.journal.extra["endpoints"] = declared_endpoints
         self.waiter = Waiter(self.signals.on_wait)
         self.run_controls = self._controls(configuration, secrets)
         if self.schedule != HypothesisSchedule():
@@ -167,7 +173,8 @@ class Runner:
                                    f"{exc}") from None
             self.journal.extra["run_id"] = self.entry.run_id
             if self.journal_path is not None:
-                self.exact = ExactRecords.for_run(self.entry.run_id, self.journal_path.resolve(), redactor.secrets)
+                self.exact = ExactRecords.for_run(self.entry.run_id, self.journal_path.resolve(), redactor.secrets,
+                                                  declared_endpoints)
         if too_short:
             self.journal.extra["too_short_to_redact"] = too_short
         self.monitor = RunMonitor(

@@ -6,7 +6,8 @@ The format (docs/experiment-format.md, "Endpoints")::
       - name: mlchaos
         endpoints:
           prometheus:
-            url: https://prom.example:9090        # or kubernetes: {namespace, service, port, scheme}, or k8s://NS/SVC:PORT
+            url: https://prom.example:9090        # or kubernetes: {namespace, service, port, scheme, context,
+                                                  #   kubeconfig}, or k8s://NS/SVC:PORT
             bearer_token_file: /var/run/secrets/kubernetes.io/serviceaccount/token   # or _env / _secret
             basic_auth: {username: u, password_file: ...}                           # or password_env / _secret
             ca_file: ..., client_cert_file: ..., client_key_file: ...
@@ -35,7 +36,7 @@ from mlchaos.lib.endpoints import K8S_URL, Endpoint, EndpointTable, resolve_path
 ENDPOINT_KEYS = {"url", "kubernetes", "bearer_token_file", "bearer_token_env", "bearer_token_secret", "basic_auth",
                  "ca_file", "client_cert_file", "client_key_file", "insecure_skip_verify", "headers", "timeout"}
 BASIC_AUTH_KEYS = {"username", "password_file", "password_env", "password_secret"}
-KUBERNETES_KEYS = {"namespace", "service", "port", "scheme"}
+KUBERNETES_KEYS = {"namespace", "service", "port", "scheme", "context", "kubeconfig"}
 FILE_KEYS = ("bearer_token_file", "ca_file", "client_cert_file", "client_key_file")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -136,6 +137,9 @@ def _check_kubernetes(value: Any) -> Iterator[tuple[str, str]]:
         yield "/port", f"required: the Service's port (a number 1-65535 or the port's name), got {port!r}"
     if value.get("scheme", "http") not in ("http", "https"):
         yield "/scheme", f"scheme must be http or https, got {value.get('scheme')!r}"
+    for key, what in (("context", "a context name of the kubeconfig"), ("kubeconfig", "a kubeconfig file's path")):
+        if key in value and not _text(value[key]):
+            yield f"/{key}", f"{key} must be {what}, got {value[key]!r}"
 
 
 def _check_basic_auth(value: Any) -> Iterator[tuple[str, str]]:
@@ -186,6 +190,12 @@ def endpoint_warnings(value: dict[str, Any], base_dir: Path) -> Iterator[tuple[s
             yield f"/{name}/basic_auth/password_file", (f"endpoint {name!r}: password_file "
                                                        f"{resolve_path(basic['password_file'], base_dir)} does not "
                                                        f"exist here (the run fails unless it exists where it runs)")
+        kubernetes = data.get("kubernetes")
+        if isinstance(kubernetes, dict) and isinstance(kubernetes.get("kubeconfig"), str) \
+                and not resolve_path(kubernetes["kubeconfig"], base_dir).is_file():
+            yield f"/{name}/kubernetes/kubeconfig", (f"endpoint {name!r}: kubeconfig "
+                                                    f"{resolve_path(kubernetes['kubeconfig'], base_dir)} does not "
+                                                    f"exist here (the run fails unless it exists where it runs)")
         if data.get("insecure_skip_verify") is True:
             yield f"/{name}/insecure_skip_verify", (f"INSECURE: endpoint {name!r} skips TLS verification: anyone on "
                                                     f"the path can read its credentials and forge its answers")
@@ -234,8 +244,13 @@ def declared_endpoints(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def endpoint_table(data: dict[str, Any], secrets: Mapping[str, Any] | None, base_dir: Path) -> EndpointTable | None:
-    """The (validated) experiment's endpoints as the table a run activates; None when it declares none."""
-    declared = declared_endpoints(data)
+    """The (validated) experiment's own endpoints as a table; None when it declares none."""
+    return table_of(declared_endpoints(data), secrets, base_dir)
+
+
+def table_of(declared: Mapping[str, Any], secrets: Mapping[str, Any] | None, base_dir: Path) -> EndpointTable | None:
+    """Valid declarations (the run's: :func:`mlchaos.experiment.endpoint_sources.resolve_endpoints`) as the table
+    a run (or a recovery) activates; None when there are none. Relative paths are relative to ``base_dir``."""
     if not declared:
         return None
     endpoints = {name: Endpoint.from_dict(name, value) for name, value in declared.items()}

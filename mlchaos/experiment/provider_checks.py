@@ -40,6 +40,8 @@ _SIMPLE_TYPES: dict[Any, tuple[type, ...]] = {
 class ProviderChecks(DocumentChecker):
     """The checks of providers, driver signatures and tolerances."""
 
+    var_file_endpoints: dict[str, Any] = {}  # endpoints the var files declare (by name): declared as well
+
     def check_provider(self, provider: Any, pointer: str) -> Iterator[Problem]:
         if not isinstance(provider, dict):
             yield self.problem(pointer, "required: a 'provider' mapping")
@@ -121,11 +123,14 @@ class ProviderChecks(DocumentChecker):
             yield self.problem(f"{pointer}/func", f"{module_name}.{func_name} is not a driver function: {exc}")
             return
         yield from self.check_signature(func, arguments, f"{pointer}/arguments", f"{module_name}.{func_name}")
-        declared = declared_endpoints(self.doc.data)
+        declared = {**declared_endpoints(self.doc.data), **self.var_file_endpoints}
         # a driver module whose functions take a declared endpoint's name says so with DEFAULT_ENDPOINT (another
-        # driver's ``endpoint`` argument may mean something else: the traffic probes' infer/feedback)
+        # driver's ``endpoint`` argument may mean something else: the traffic probes' infer/feedback), and names
+        # them with ENDPOINT_FUNCTIONS when only some of its functions do
         default = getattr(module, "DEFAULT_ENDPOINT", None)
-        named = isinstance(default, str) and "endpoint" in function_signature(func).parameters
+        only = getattr(module, "ENDPOINT_FUNCTIONS", None)
+        named = isinstance(default, str) and "endpoint" in function_signature(func).parameters \
+            and (only is None or func_name in only)
         if named:
             for key, message in activity_problems(arguments, declared):
                 yield self.problem(pointer_join(f"{pointer}/arguments", key), message)

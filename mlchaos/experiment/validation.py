@@ -15,14 +15,14 @@ import numbers
 import os
 import re
 import shlex
-import string
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from mlchaos.experiment import endpoint_sources
 from mlchaos.experiment.control_declarations import declaration_problems, declarations
-from mlchaos.experiment.endpoints import check_endpoints, endpoint_warnings, secret_problems
+from mlchaos.experiment.endpoint_sources import strings, template_names
+from mlchaos.experiment.endpoints import check_endpoints
 from mlchaos.experiment.loader import Document, pointer_join
 from mlchaos.experiment.problems import Problem, suggest
 from mlchaos.experiment.provider_checks import ProviderChecks
@@ -70,6 +70,7 @@ class _Checker(ProviderChecks):
         super().__init__(doc)
         self.data: dict[str, Any] = doc.data
         self.variables = variables
+        self.var_file_endpoints = variables.endpoints
         self.names: set[str] = set()
         self.warnings: list[Problem] = []
 
@@ -103,6 +104,7 @@ class _Checker(ProviderChecks):
         yield from self.check_configuration()
         yield from self.check_secrets()
         yield from self.check_extensions()
+        yield from self.check_endpoints()
         self.names = set(self._activity_names())
         hypothesis = data.get("steady-state-hypothesis")
         if "steady-state-hypothesis" in data:  # present but null is refused, as chaoslib does (it crashes on it)
@@ -226,6 +228,8 @@ class _Checker(ProviderChecks):
                     continue
                 here = pointer_join(pointer, key)
                 check = CHECKS.get(key)
+                if key == "endpoints":
+                    continue  # with the var files' endpoints, variables substituted: check_endpoints
                 if check is None:
                     yield self.problem(
                         here, f"unknown mlchaos setting {key!r}{suggest(key, CHECKS)}"
@@ -236,18 +240,60 @@ class _Checker(ProviderChecks):
                     continue
                 found = [self.problem(here + sub, f"{key}: {message}") for sub, message in check(value)]
                 yield from found
-                if key == "endpoints" and not found:
-                    yield from self._check_endpoint_extras(value, here)
                 if key in ("recovery", "guards") and not found:
                     for number, probe in enumerate(value):
                         yield from self.check_probe_with_tolerance(probe, pointer_join(here, number))
 
-    def _check_endpoint_extras(self, value: dict[str, Any], pointer: str) -> Iterator[Problem]:
-        """Secret references that name nothing (problems); missing files and insecure TLS (warnings)."""
-        for sub, message in secret_problems(value, self.data.get("secrets")):
-            yield self.problem(pointer + sub, f"endpoints: {message}")
-        for sub, message in endpoint_warnings(value, Path(self.doc.path).parent):
-            self.warn(pointer + sub, f"endpoints: {message}")
+    def check_endpoints(self) -> Iterator[Problem]:
+        """The endpoints the experiment and the var files declare, ``${name}`` substituted with what is known
+        now: their problems (secret references naming nothing among them), missing files and insecure TLS
+        (warnings); each in the file that declares it."""
+        values = self._endpoint_values()
+        for source in endpoint_sources.sources(self.data, self.variables, self.doc.path):
+            doc = source.doc or self.doc
+            findings = endpoint_sources.examine(source, values)
+            for sub, message in findings.problems + endpoint_sources.secret_reference_problems(
+                    findings, self.data.get("secrets")):
+                yield doc.problem(source.pointer + sub, f"endpoints: {message}")
+            for sub, message in findings.warnings:
+                self.warnings.append(doc.problem(source.pointer + sub, f"endpoints: {message}"))
+
+    def _endpoint_values(self) -> endpoint_sources.Values:
+        """What ``${name}`` in an endpoint declaration may be substituted with now: the configuration and the
+        secrets whose values are known before the run (not a vault secret's), and which of them are sensitive."""
+        config = self.data.get("configuration")
+        names = set(self.variables.configuration) | (set(config) if isinstance(config, dict) else set())
+        configuration: dict[str, Any] = {}
+        sensitive: list[str] = []
+        for name in names:
+            found, value = self._configured_value(name)
+            if found:
+                configuration[name] = value
+                if self._env_backed(name):
+                    sensitive.append(str(value))
+        secrets = self._known_secrets()
+        sensitive += [str(v) for scope in secrets.values() for v in scope.values() if v is not None]
+        return endpoint_sources.Values(configuration, secrets, frozenset(self.known_variables()), tuple(sensitive))
+
+    def _known_secrets(self) -> dict[str, dict[str, Any]]:
+        """The secrets whose values are known now (literal or from a set environment variable), by scope; a var
+        file's scope replaces the experiment's whole, as chaoslib's ``load_secrets`` does."""
+        block = self.data.get("secrets")
+        known: dict[str, dict[str, Any]] = {}
+        for scope, entries in (block.items() if isinstance(block, dict) else ()):
+            given = self.variables.secrets.get(scope)
+            entries = given if isinstance(entries, dict) and isinstance(given, dict) else entries
+            if not isinstance(entries, dict):
+                continue
+            known[scope] = {}
+            for key, value in entries.items():
+                if not isinstance(value, dict):
+                    known[scope][key] = value
+                elif value.get("type") == "env" and isinstance(value.get("key"), str):
+                    raw = self.variables.environment.get(value["key"], os.environ.get(value["key"]))
+                    if raw is not None:
+                        known[scope][key] = raw
+        return known
 
     # --- controls ----------------------------------------------------------------------
     def check_controls(self) -> Iterator[Problem]:
@@ -451,8 +497,8 @@ class _Checker(ProviderChecks):
 
     def check_variables(self, activity: dict[str, Any], pointer: str) -> Iterator[Problem]:
         known = self.known_variables()
-        for where, text in _strings(activity, pointer):
-            for name in _template_names(text):
+        for where, text in strings(activity, pointer):
+            for name in template_names(text):
                 if name not in known:
                     yield self.problem(
                         where,
@@ -502,20 +548,3 @@ def _positive_number_or_var(value: Any, allow_zero: bool = False) -> bool:
     return value >= 0 if allow_zero else value > 0
 
 
-def _strings(value: Any, pointer: str) -> Iterator[tuple[str, str]]:
-    if isinstance(value, str):
-        yield pointer, value
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield from _strings(item, pointer_join(pointer, key))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from _strings(item, pointer_join(pointer, index))
-
-
-def _template_names(text: str) -> Iterator[str]:
-    """Names of ``${name}`` references. A bare ``$name`` is substituted when it is known but is
-    not reported when it is not: it is common in text such as Prometheus templates."""
-    for match in string.Template.pattern.finditer(text):
-        if match.group("braced"):
-            yield match.group("braced")

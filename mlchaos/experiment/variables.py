@@ -1,7 +1,10 @@
 """Run-time variables: ``--var name[:type]=value`` and ``--var-file`` (JSON, YAML or .env).
 
 Unlike chaostoolkit-lib's ``merge_vars``, an unreadable or malformed var file is an
-error that names the file, not a log line.
+error that names the file, not a log line. A JSON or YAML var file may also declare
+``endpoints`` (the schema of ``extensions: mlchaos: endpoints``): each replaces the experiment's
+endpoint of the same name whole (a later file's, an earlier one's). They are checked with the
+experiment (:mod:`mlchaos.experiment.validation`), each problem naming the var file and the place.
 """
 
 from __future__ import annotations
@@ -12,12 +15,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlchaos.errors import InvalidInput
-from mlchaos.experiment.loader import MAX_FILE_BYTES, decode, read_document
+from mlchaos.experiment.loader import MAX_FILE_BYTES, Document, decode, read_document
 from mlchaos.experiment.problems import Problem, ProblemList
 
 if TYPE_CHECKING:
     from mlchaos.experiment.models import Experiment
 
+VAR_FILE_KEYS = ("configuration", "secrets", "endpoints")
 _CONVERTERS = {"str": str, "int": int, "float": float, "bool": lambda v: v.lower() in {"1", "true", "yes", "on"}}
 
 
@@ -28,6 +32,8 @@ class Variables:
     configuration: dict[str, Any] = field(default_factory=dict)
     secrets: dict[str, Any] = field(default_factory=dict)
     environment: dict[str, str] = field(default_factory=dict)
+    endpoints: dict[str, Any] = field(default_factory=dict)  # declared by var files: name -> declaration
+    endpoint_sources: dict[str, Document] = field(default_factory=dict)  # name -> the var file that declared it
 
 
 def parse_var(text: str) -> tuple[str, Any]:
@@ -73,20 +79,25 @@ def _merge_file(path: Path, into: Variables) -> None:
     suffix = path.suffix.lower()
     if suffix in {".json", ".yaml", ".yml"}:
         try:  # the experiment loader's limits: size, depth, aliases, UTF-8, finite numbers
-            data = read_document(path).data or {}
+            doc = read_document(path)
         except ProblemList as exc:
             raise ProblemList([replace(p, message=f"cannot read var file: {p.message}")
                                for p in exc.problems]) from None
-        if not isinstance(data, dict) or set(data) - {"configuration", "secrets"}:
+        data = doc.data or {}
+        if not isinstance(data, dict) or set(data) - set(VAR_FILE_KEYS):
             raise ProblemList(
                 [Problem(str(path), "", None,
-                         "a var file must be a mapping with only 'configuration' and 'secrets'")]
+                         "a var file must be a mapping with only 'configuration', 'secrets' and 'endpoints'")]
             )
-        for key in ("configuration", "secrets"):
+        for key in VAR_FILE_KEYS:
             section = data.get(key) or {}
             if not isinstance(section, dict):
-                raise ProblemList([Problem(str(path), f"/{key}", None, "must be a mapping")])
-            getattr(into, key).update(section)
+                raise ProblemList([doc.problem(f"/{key}", "must be a mapping")])
+        for key in ("configuration", "secrets"):
+            getattr(into, key).update(data.get(key) or {})
+        for name, declaration in (data.get("endpoints") or {}).items():
+            into.endpoints[name] = declaration  # the whole declaration: nothing of an earlier one is kept
+            into.endpoint_sources[name] = doc
         return
     try:
         with open(path, "rb") as handle:  # may be a pipe: --var-file <(...)

@@ -21,6 +21,7 @@ redactor), so it never appears in a journal, the console or a report.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import threading
@@ -66,12 +67,15 @@ class BasicAuth:
 
 @dataclass(frozen=True)
 class KubernetesService:
-    """An in-cluster Service reached through the API server's service proxy (the kubeconfig's credentials)."""
+    """An in-cluster Service reached through the API server's service proxy (the kubeconfig's credentials):
+    ``context`` of ``kubeconfig`` when given, else KUBECONFIG's current context (or in-cluster)."""
 
     namespace: str
     service: str
     port: int | str
     scheme: str = "http"
+    context: str | None = None
+    kubeconfig: str | None = None  # relative to the experiment's folder (a var file's: made absolute)
 
 
 @dataclass(frozen=True)
@@ -98,7 +102,8 @@ class Endpoint:
             kubernetes, url = parse_k8s_url(url), None
         elif isinstance(kubernetes, Mapping):
             kubernetes = KubernetesService(str(kubernetes["namespace"]), str(kubernetes["service"]),
-                                           kubernetes["port"], str(kubernetes.get("scheme", "http")))
+                                           kubernetes["port"], str(kubernetes.get("scheme", "http")),
+                                           kubernetes.get("context"), kubernetes.get("kubeconfig"))
         basic = data.get("basic_auth")
         return cls(
             name=name,
@@ -119,7 +124,7 @@ class Endpoint:
         """Where it is, never a credential: the URL or ``k8s://NS/SERVICE:PORT``."""
         if self.kubernetes is not None:
             k = self.kubernetes
-            return f"k8s://{k.namespace}/{k.service}:{k.port}"
+            return f"k8s://{k.namespace}/{k.service}:{k.port}" + (f" (context {k.context})" if k.context else "")
         return str(self.url)
 
 
@@ -182,6 +187,54 @@ class BoundURL(str):
         return (str, (str(self),))
 
 
+SENSITIVE_HEADERS = ("authorization", "proxy-authorization", "cookie")
+
+
+def client_settings(connection: Connection) -> dict[str, Any]:
+    """What another process (the traffic generator) needs to make the calls ``connection`` makes: its base URL,
+    the headers of a request (its credentials, read now, among them), ``verify``, ``cert``, ``proxies``, the
+    endpoint's timeout and ``mask`` (the credential values, never to be written). Secret: hand it over privately
+    (a pipe or a 0600 file), never on a command line or in the environment."""
+    import requests
+
+    session = connection.session
+    prepared = session.prepare_request(requests.Request("GET", connection.base_url + "/"))
+    defaults = requests.utils.default_headers()
+    headers = {k: v for k, v in prepared.headers.items() if defaults.get(k) != v and k.lower() != "content-length"}
+    mask = [v for k, v in headers.items() if k.lower() in SENSITIVE_HEADERS]
+    mask += [v.split(" ", 1)[1] for v in mask if " " in v]  # the token without its scheme ("Bearer ...")
+    mask += [_basic_password(v) for v in mask if v.lower().startswith("basic ")]
+    cert = session.cert
+    return {"base_url": connection.base_url, "headers": headers, "verify": session.verify,
+            "cert": list(cert) if isinstance(cert, tuple) else cert, "proxies": dict(session.proxies),
+            "timeout": connection.timeout, "mask": sorted(set(mask) - {""}, key=len, reverse=True)}
+
+
+def _basic_password(header: str) -> str:
+    """The password in a ``Basic`` Authorization header's value ('' when it holds none)."""
+    import base64
+    import binascii
+
+    try:
+        return base64.b64decode(header.split(" ", 1)[1], validate=True).decode("utf-8").partition(":")[2]
+    except (binascii.Error, UnicodeDecodeError, IndexError):
+        return ""
+
+
+def settings_session(settings: Mapping[str, Any]) -> requests.Session:
+    """A session that makes the calls :func:`client_settings` describes (in the process it was handed to)."""
+    import requests
+
+    session = requests.Session()
+    session.trust_env = False
+    session.headers.update(settings.get("headers") or {})
+    session.verify = settings.get("verify", True)
+    cert = settings.get("cert")
+    session.cert = tuple(cert) if isinstance(cert, list) else cert
+    session.proxies = dict(settings.get("proxies") or {})
+    return session
+
+
 KubernetesConnector = Callable[[Endpoint, "requests.Session"], str]
 _kubernetes_connector: KubernetesConnector | None = None
 
@@ -190,7 +243,8 @@ def register_kubernetes_connector(connector: KubernetesConnector | None) -> None
     """Install how ``kubernetes`` endpoints are reached (None removes it).
 
     ``connector(endpoint, session)`` returns the base URL of the Service through the API server's service
-    proxy (``https://API/api/v1/namespaces/NS/services/SCHEME:SERVICE:PORT/proxy``) and configures
+    proxy (of the endpoint's ``kubernetes.context`` of its ``kubernetes.kubeconfig``, an absolute path here, when
+    given) (``https://API/api/v1/namespaces/NS/services/SCHEME:SERVICE:PORT/proxy``) and configures
     ``session`` with the kubeconfig's credentials (its own headers, CA and client certificate). The
     endpoint's own extra headers and timeout are applied after it; its own bearer token / basic auth are
     not (the API server takes the kubeconfig's; a token for the Service itself would be replaced).
@@ -254,6 +308,10 @@ def connect(endpoint: Endpoint, secrets: Mapping[str, Any] | None = None, base_d
             raise EndpointUnavailable(f"endpoint {endpoint.name!r} ({endpoint.describe()}): in-cluster endpoints "
                                       f"are not available in this installation (no Kubernetes connector is "
                                       f"registered); give its url instead")
+        kubeconfig = endpoint.kubernetes.kubeconfig
+        if kubeconfig is not None:  # the connector gets it as a path from here
+            endpoint = dataclasses.replace(endpoint, kubernetes=dataclasses.replace(
+                endpoint.kubernetes, kubeconfig=str(resolve_path(kubeconfig, base_dir))))
         base_url = _kubernetes_connector(endpoint, session).rstrip("/")
     else:
         base_url = str(endpoint.url)

@@ -32,7 +32,8 @@ MAX_BYTES = 16 * 1024 * 1024
 @dataclass
 class ExactRecords:
     """The exact change records of one run (``secrets``: the run's sensitive values, kept only where they
-    occur in the records, so recovery can redact what it reports)."""
+    occur in the records, so recovery can redact what it reports), and the endpoints the run declared (a
+    credential's source only, never its value; exact where the journal's copy may be redacted)."""
 
     run_id: str
     path: Path
@@ -40,13 +41,16 @@ class ExactRecords:
     secrets: list[str] = field(default_factory=list)
     changes: list[dict[str, Any]] = field(default_factory=list)
     outputs: list[dict[str, Any]] = field(default_factory=list)
+    endpoints: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def for_run(cls, run_id: str, journal: Path | None, secrets: list[str]) -> ExactRecords:
+    def for_run(cls, run_id: str, journal: Path | None, secrets: list[str],
+                endpoints: dict[str, Any] | None = None) -> ExactRecords:
         """The (empty, not yet written) records of a run that starts now."""
         if not RUN_ID.fullmatch(run_id):
             raise InvalidInput(f"not a run id: {run_id!r}")
-        return cls(run_id, state_dir() / FOLDER / f"{run_id}.json", str(journal) if journal else None, list(secrets))
+        return cls(run_id, state_dir() / FOLDER / f"{run_id}.json", str(journal) if journal else None, list(secrets),
+                   endpoints=dict(endpoints or {}))
 
     def add_change(self, record: dict[str, Any]) -> None:
         """Keep an announced change record (written at once: the fault is applied after this)."""
@@ -68,10 +72,10 @@ class ExactRecords:
 
     def save(self) -> None:
         """Write the file (0600, in a 0700 folder), fsynced; MlchaosError when it cannot be written."""
-        leaves = _leaves([self.changes, self.outputs])
+        leaves = _leaves([self.changes, self.outputs, self.endpoints])
         occurring = [s for s in self.secrets if any(s in leaf for leaf in leaves)]
         data = {"run_id": self.run_id, "journal": self.journal, "secrets": occurring,
-                "changes": self.changes, "outputs": self.outputs}
+                "changes": self.changes, "outputs": self.outputs, "endpoints": self.endpoints}
         try:
             _private_folder(self.path.parent)
             atomic_write(self.path, json.dumps(data, default=str) + "\n", mode=0o600)
@@ -103,8 +107,9 @@ def load(path: Path, run_id: str) -> ExactRecords | None:
     parts = {key: data.get(key) for key in ("secrets", "changes", "outputs")}
     if not all(isinstance(value, list) for value in parts.values()):
         raise InvalidInput(f"{path}: malformed exact change records (secrets, changes, outputs must be lists)")
+    endpoints = data.get("endpoints")  # absent in the records of an older mlchaos
     return ExactRecords(run_id, path, data.get("journal"), [str(s) for s in parts["secrets"]],
-                        parts["changes"], parts["outputs"])
+                        parts["changes"], parts["outputs"], endpoints if isinstance(endpoints, dict) else {})
 
 
 def _private_folder(folder: Path) -> None:

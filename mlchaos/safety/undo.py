@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from mlchaos.errors import InvalidInput
-from mlchaos.experiment.endpoints import endpoint_table
+from mlchaos.experiment.endpoint_sources import recorded_endpoints
+from mlchaos.experiment.endpoints import table_of
 from mlchaos.experiment.execution import Waiter, execute
 from mlchaos.journal import reader as journal_reader
 from mlchaos.journal.redaction import REDACTED, Redactor, redacted_output
@@ -152,7 +153,7 @@ def recover(path: Path, by: str, timeout: float = UNDO_TIMEOUT) -> RecoveryRepor
     problems: list[str] = []
     exact = _exact_records(journal, problems)
     redactor = exact.redactor() if exact is not None else Redactor()
-    table = _endpoints(journal, redactor)
+    table = _endpoints(journal, redactor, exact)
     previous = endpoints.activate(table) if table is not None else None
     try:
         with redacted_output(lambda: redactor):  # what the undo functions print
@@ -175,17 +176,17 @@ def recover(path: Path, by: str, timeout: float = UNDO_TIMEOUT) -> RecoveryRepor
     return report
 
 
-def _endpoints(journal: dict[str, Any], redactor: Redactor) -> endpoints.EndpointTable | None:
-    """The endpoints the run's experiment declared, for the undos that name one. The experiment's secrets are not
-    kept anywhere after the run, so an endpoint whose credential is a ``secret`` cannot be used here (its undo
-    fails, saying so); files and environment variables are read again."""
-    experiment = journal.get("experiment")
-    if not isinstance(experiment, dict):
-        return None
+def _endpoints(journal: dict[str, Any], redactor: Redactor,
+               exact: ExactRecords | None) -> endpoints.EndpointTable | None:
+    """The endpoints the run declared (the experiment's and its var files', as the run recorded them: exactly in
+    its exact records, else in the journal), for the undos that name one. The experiment's secrets are not kept
+    anywhere after the run, so an endpoint whose credential is a ``secret`` cannot be used here (its undo fails,
+    saying so); files and environment variables are read again."""
+    declared = exact.endpoints if exact is not None and exact.endpoints else recorded_endpoints(journal)
     source = (journal.get(journal_reader.SECTION) or {}).get("source")
     base_dir = Path(source).parent if isinstance(source, str) else Path.cwd()
     try:
-        table = endpoint_table(experiment, {}, base_dir)
+        table = table_of(declared, {}, base_dir)
     except (KeyError, TypeError, ValueError):  # a hand-edited journal: undos that need one fail, naming it
         return None
     if table is not None:
