@@ -79,7 +79,8 @@ def alertmanager(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[di
                       "apt-get install prometheus prometheus-alertmanager (scripts/install-system-packages.sh)")
     hooks = Webhooks()
     web = am.web_config(tmp_path / "web.yml", users={USER: PASSWORD})
-    server = am.start_alertmanager(tmp_path / "alertmanager", _config(hooks), web, ready_auth={"auth": (USER, PASSWORD)})
+    server = am.start_alertmanager(tmp_path / "alertmanager", _config(hooks), web,
+                                   ready_auth={"auth": (USER, PASSWORD)})
     monkeypatch.setenv("MLCHAOS_TEST_AM_PASSWORD", PASSWORD)
     table = endpoints.EndpointTable({"alertmanager": endpoints.Endpoint.from_dict("alertmanager", {
         "url": server.url, "basic_auth": {"username": USER, "password_env": "MLCHAOS_TEST_AM_PASSWORD"}})})
