@@ -1,4 +1,5 @@
-"""One GET of a JSON HTTP API (Prometheus, Alertmanager), its transport failures and refusals translated once.
+"""One GET of an HTTP API (Prometheus, Alertmanager: JSON, or a /metrics page), its transport failures and refusals
+translated once.
 
 A call to a declared endpoint's URL goes through its session (its credentials, CA, client certificate).
 """
@@ -59,9 +60,9 @@ def _credentials(authorization: str | bytes | None) -> list[str]:
     return sorted(found, key=len, reverse=True)
 
 
-def get_json(service: str, base: str, path: str, params: dict[str, str] | None,
-             timeout: float) -> tuple[requests.Response, Any]:
-    """GET ``base + path``: the answer and its JSON body (None when it is not JSON); DriverError without an answer.
+def get(service: str, base: str, path: str, params: dict[str, str] | None, timeout: float) -> requests.Response:
+    """GET ``base + path`` through the endpoint's session: the answer, whatever its status; DriverError without an
+    answer, or when it refused the request for want of credentials (or echoed the one it got).
 
     ``service`` names the server in the error (``Prometheus at <base> is unreachable: ...``).
     """
@@ -70,6 +71,13 @@ def get_json(service: str, base: str, path: str, params: dict[str, str] | None,
         resp = http.get(base + path, params=params, timeout=capped(timeout))
     refused(service, base, path, resp)
     echoed(service, base, path, resp)
+    return resp
+
+
+def get_json(service: str, base: str, path: str, params: dict[str, str] | None,
+             timeout: float) -> tuple[requests.Response, Any]:
+    """:func:`get`, and the answer's JSON body (None when it is not JSON)."""
+    resp = get(service, base, path, params, timeout)
     try:
         return resp, resp.json()
     except ValueError:

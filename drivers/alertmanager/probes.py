@@ -1,4 +1,4 @@
-"""Alertmanager probes: is an alert active, and was its notification delivered (and how fast).
+"""Alertmanager probes: is an alert active, and was its notification delivered (and how fast), or sent.
 
 The Alertmanager is the declared endpoint named by ``endpoint``, or ``url``, or (neither given) the
 endpoint declared as ``alertmanager``, or the sandbox monitoring stack's (docs/experiment-format.md,
@@ -7,6 +7,10 @@ notification receiver (the ``notifications`` setting of the experiment's mlchaos
 extension), counting only what arrived after the run's most recent fault. With
 ``dry_run=True`` (a plan: no fault was injected) the notification probes do not wait:
 they check that the run has a receiver and that the Alertmanager notifying it answers.
+
+Where no receiver of the run is reachable from Alertmanager, ``notification_baseline`` (before the fault) and
+``notification_sent_within`` read delivery from Alertmanager itself: the alert routed to a receiver, and its
+integration's own counters (drivers/alertmanager/counters.py); docs/drivers/monitoring.md says what that proves.
 """
 
 from __future__ import annotations
@@ -16,9 +20,11 @@ from datetime import datetime
 from typing import Any
 
 from drivers._common import checks
-from drivers._common.alerts import alert_selector
+from drivers._common.alerts import AlertSelector, alert_selector
 from drivers._common.endpoints import connection
 from drivers._common.http import get_json
+from drivers._common.polling import poll
+from drivers.alertmanager import counters
 from drivers.alertmanager.sandbox import DEFAULT_ENDPOINT as DEFAULT_ENDPOINT  # takes declared endpoints
 from drivers.alertmanager.sandbox import alertmanager_url, sink_address
 from drivers.prometheus.sandbox import preflight as preflight  # the validation hook (not a probe)
@@ -43,18 +49,7 @@ def alert_is_active(
     ``instance`` to be one the run's most recent fault hit.
     """
     selector = alert_selector(alert, labels, match_fault_targets)
-    base = alertmanager_url(url, endpoint)
-    escaped = alert.replace("\\", "\\\\").replace('"', '\\"')
-    params = {"active": "true", "silenced": "false", "inhibited": "false", "filter": f'alertname="{escaped}"'}
-    alerts = _get(base, "/api/v2/alerts", params, timeout)
-    if not isinstance(alerts, list):
-        raise DriverError(f"Alertmanager /api/v2/alerts answered {type(alerts).__name__}, not a list of alerts")
-    return any(
-        isinstance(a, dict)
-        and (a.get("status") or {}).get("state") == "active"
-        and selector.matches(str((a.get("labels") or {}).get("alertname", "")), a.get("labels") or {})
-        for a in alerts
-    )
+    return bool(_active(alertmanager_url(url, endpoint), selector, timeout))
 
 
 def notification_delivered_within(
@@ -154,7 +149,113 @@ def resolved_notification_delivered_within(
     )
 
 
+def notification_baseline(
+    integration: str = "webhook",
+    url: str | None = None,
+    endpoint: str | None = None,
+    timeout: float = 5.0,
+) -> dict[str, Any]:
+    """Record Alertmanager's notification counters of an integration now, for notification_sent_within later.
+
+    Put it in the method before the fault. The counters (``alertmanager_notifications_total``,
+    ``_notifications_failed_total``, ``_notification_requests_total``, ``_requests_failed_total`` of the
+    ``integration``, from Alertmanager's /metrics through the same endpoint and credentials) are kept in the run
+    for that Alertmanager and integration; a second baseline replaces the first.
+    """
+    _integration(integration)
+    context = current_run()
+    if context is None:
+        raise DriverError("notification_baseline needs a running experiment (it keeps the counters for a later probe)")
+    base = alertmanager_url(url, endpoint)
+    found = counters.read(base, integration, timeout)
+    context.baselines[counters.BASELINE_KEY.format(base=base, integration=integration)] = found
+    return {"alertmanager": base, **found.to_dict()}
+
+
+def notification_sent_within(
+    alert: str,
+    receiver: str,
+    integration: str = "webhook",
+    within: float = 60,
+    labels: dict[str, str] | None = None,
+    match_fault_targets: bool = False,
+    url: str | None = None,
+    endpoint: str | None = None,
+    timeout: float = 5.0,
+    *,
+    dry_run: bool = False,
+) -> dict[str, Any]:
+    """Wait up to `within` s until Alertmanager holds the alert routed to `receiver` and the integration sent.
+
+    For where no receiver of the run is reachable from Alertmanager. It passes when the alert is active (not
+    silenced or inhibited) with ``receiver`` among its receivers in ``/api/v2/alerts``, and, since the run's
+    notification_baseline, the integration's requests rose by more than its failed requests, and neither
+    ``alertmanager_notification_requests_failed_total`` nor ``alertmanager_notifications_failed_total`` rose
+    (it fails at once when one does). What it proves: Alertmanager routed the alert and an integration call
+    returned success. What it cannot: that the far end delivered or showed it, nor that the call was for this
+    alert (the counters are per integration: another alert notifying through it at the same time satisfies
+    it, and fails it when its own calls fail). ``dry_run``: no waiting; check Alertmanager and its counters.
+    """
+    _integration(integration)
+    if not isinstance(receiver, str) or not receiver:
+        raise DriverError(f"receiver must be the name of an Alertmanager receiver, got {receiver!r}")
+    checks.non_negative("within", within)
+    selector = alert_selector(alert, labels, match_fault_targets and not dry_run)
+    base = alertmanager_url(url, endpoint)
+    if dry_run:
+        found = counters.read(base, integration, timeout)
+        return {"dry_run": True, "alert": alert, "receiver": receiver, "integration": integration,
+                "alertmanager": base, "per_receiver": found.per_receiver}
+    context = current_run()
+    key = counters.BASELINE_KEY.format(base=base, integration=integration)
+    baseline = context.baselines.get(key) if context is not None else None
+    if baseline is None:
+        raise DriverError(f"no notification_baseline of integration {integration!r} on Alertmanager {base} in this "
+                          f"run: put one in the method before the fault (same url/endpoint and integration)")
+    last: dict[str, Any] = {}
+
+    def attempt() -> str | None:
+        routed = sorted({str(r.get("name")) for a in _active(base, selector, timeout)
+                         for r in a.get("receivers") or [] if isinstance(r, dict)})
+        delta = counters.read(base, integration, timeout).since(baseline, receiver)
+        last.update(routed=routed, delta=delta)
+        if delta["requests_failed"] or delta["notifications_failed"]:
+            return "failed"
+        return "sent" if receiver in routed and delta["requests"] - delta["requests_failed"] >= 1 else None
+
+    outcome = poll(within, attempt, done=lambda answer: answer is not None)
+    routed, delta = last["routed"], last["delta"]
+    scope = f"receiver {receiver!r}" if baseline.per_receiver else f"integration {integration!r} (all receivers)"
+    counted = (f"since the baseline, {scope}: {delta['requests']:g} requests, {delta['requests_failed']:g} failed; "
+               f"{delta['notifications']:g} notifications started, {delta['notifications_failed']:g} given up")
+    if outcome == "failed":
+        raise DriverError(f"Alertmanager at {base}: notifications of integration {integration!r} failed ({counted}; "
+                          f"alertmanager_notification_requests_failed_total / alertmanager_notifications_failed_total "
+                          f"rose): its log names the receiver and the error")
+    if outcome is None:
+        held = (f"routed to {', '.join(routed)}, not {receiver!r}" if routed and receiver not in routed
+                else f"routed to {receiver!r}" if routed else "not held as active by Alertmanager")
+        raise DriverError(f"no successful {integration} call for {selector.describe()} within {within:g}s: the alert "
+                          f"is {held}; {counted}")
+    return {
+        "alert": alert,
+        "receiver": receiver,
+        "integration": integration,
+        "routed_to": routed,
+        "since_baseline": delta,
+        "seconds_since_baseline": round(time.time() - baseline.read_at, 3),
+        "attribution": "receiver" if baseline.per_receiver else "integration",
+        "alertmanager": base,
+    }
+
+
 # -- helpers --------------------------------------------------------------------------------
+
+
+def _integration(integration: Any) -> None:
+    if not isinstance(integration, str) or not integration:
+        raise DriverError(f"integration must be an Alertmanager integration name (webhook, slack...), got "
+                          f"{integration!r}")
 
 
 def _witness(url: str | None, receiver: Any, endpoint: str | None) -> str | None:
@@ -206,6 +307,17 @@ def _notifying_alertmanager(url: str | None, receiver: Any, endpoint: str | None
             f"({host}:{port}): give url, the Alertmanager that notifies it"
         )
     return base
+
+
+def _active(base: str, selector: AlertSelector, timeout: float) -> list[dict[str, Any]]:
+    """The alerts Alertmanager holds as active (not silenced, inhibited or unprocessed) that ``selector`` matches."""
+    escaped = selector.alertname.replace("\\", "\\\\").replace('"', '\\"')
+    params = {"active": "true", "silenced": "false", "inhibited": "false", "filter": f'alertname="{escaped}"'}
+    alerts = _get(base, "/api/v2/alerts", params, timeout)
+    if not isinstance(alerts, list):
+        raise DriverError(f"Alertmanager /api/v2/alerts answered {type(alerts).__name__}, not a list of alerts")
+    return [a for a in alerts if isinstance(a, dict) and (a.get("status") or {}).get("state") == "active"
+            and selector.matches(str((a.get("labels") or {}).get("alertname", "")), a.get("labels") or {})]
 
 
 def _get(base: str, path: str, params: dict[str, str], timeout: float) -> Any:

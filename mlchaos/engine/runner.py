@@ -90,6 +90,7 @@ class Runner:
         self.entry: run_registry.RunEntry | None = None
         self.guardian_pid: int | None = None
         self.exact: ExactRecords | None = None  # the run's exact change records (the journal's are redacted)
+        self.secret_token: Any = None  # mlchaos.monitoring.secret_token.SecretToken: the receiver's rotating token
         self.failures: list[str] = []
         self.background: list[tuple[Activity, dict, LockType, dict]] = []  # started, not yet joined
         # background activities the run stopped waiting for while they still ran (see _settle_abandoned)
@@ -219,6 +220,7 @@ class Runner:
                 if receiver is not None:
                     receiver.stop()
                     self.journal.extra["notifications"] = receiver.to_journal()
+                self._rotate_receiver_token()
                 if self.entry is not None:
                     run_registry.unregister(self.entry)
                 if all_undone:
@@ -314,12 +316,33 @@ class Runner:
             return None
         from mlchaos.monitoring.notifications import open_receiver, run_token  # its HTTP server: only when used
 
-        token = run_token(endpoint.token_file, endpoint.token_env)
+        if endpoint.token_secret is not None:  # the in-cluster runner: a fresh token from a Secret, rotated at the end
+            from mlchaos.monitoring.secret_token import SecretToken
+
+            self.secret_token = SecretToken(endpoint.token_secret, self.configuration)
+            spec = endpoint.token_secret
+            self.console.write(f"  notifications: taking the run's token from secret {spec.namespace}/{spec.name} "
+                               f"(Alertmanager may need up to {spec.reload_seconds:g}s to load a new one)")
+            token = self.secret_token.take(dry_run=self.dry_run)
+            source = f"token from secret {spec.namespace}/{spec.name}"
+        else:
+            token = run_token(endpoint.token_file, endpoint.token_env)
+            source = f"token in {endpoint.token_file}" if endpoint.token_file else f"token from ${endpoint.token_env}"
         self.console.redactor.add_secret(token)  # never in the journal, the console or a report
         receiver = open_receiver(endpoint.address, token)
-        source = f"token in {endpoint.token_file}" if endpoint.token_file else f"token from ${endpoint.token_env}"
         self.console.write(f"  notifications: listening on {receiver.url} (only with the run's {source})")
         return receiver
+
+    def _rotate_receiver_token(self) -> None:
+        """The receiver's token from a Kubernetes Secret: rotated for the next run, the records journaled. A failure
+        is a warning: the token stays marked taken, so the next run rotates it before it listens."""
+        if self.secret_token is None:
+            return
+        problem = self.secret_token.finish()
+        self.journal.extra["notifications_token"] = self.secret_token.record
+        if problem is not None:
+            self.console.warn(problem)
+            self.journal.extra.setdefault("warnings", []).append(problem)
 
     def _check_budgets(self) -> None:
         if self.dry_run:  # a plan injects nothing, so there is nothing to measure

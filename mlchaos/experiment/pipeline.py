@@ -21,7 +21,7 @@ from mlchaos.errors import InvalidInput
 from mlchaos.experiment.loader import Document, load_document
 from mlchaos.experiment.models import Experiment, build_experiment
 from mlchaos.experiment.problems import Problem, ProblemList, suggest
-from mlchaos.experiment.settings import ADDRESS, SANDBOX, mlchaos_extension_index
+from mlchaos.experiment.settings import ADDRESS, SANDBOX, TokenSecret, mlchaos_extension_index
 from mlchaos.experiment.validation import examine
 from mlchaos.experiment.variables import Variables, load_variables
 
@@ -41,11 +41,12 @@ class ListenTarget(Protocol):
 
 @dataclass(frozen=True)
 class ListenEndpoint:
-    """Where the run's receiver listens, and where its credential comes from (exactly one of the two)."""
+    """Where the run's receiver listens, and where its credential comes from (exactly one of the three)."""
 
     address: str  # HOST:PORT
     token_file: Path | None = None  # the run writes a fresh token here (0600)
     token_env: str | None = None  # the variable that holds the token the Alertmanager was given
+    token_secret: TokenSecret | None = None  # the Kubernetes Secret each run takes a fresh token from, and rotates
 
 
 ListenTargets = Mapping[str, ListenTarget]
@@ -74,8 +75,9 @@ def load_checked(path: str, var: list[str], var_files: list[str],
 
 def listen_endpoint(experiment: Experiment, listen_targets: ListenTargets | None = None) -> ListenEndpoint | None:
     """Where the run's notification receiver listens and how it authenticates: ``HOST:PORT`` with the
-    experiment's ``token_file`` (relative to the experiment's folder) or ``token_env``, or a named target
-    resolved through ``listen_targets`` (InvalidInput when it cannot be); None when there is no receiver."""
+    experiment's ``token_file`` (relative to the experiment's folder), ``token_env`` or ``token_kubernetes_secret``,
+    or a named target resolved through ``listen_targets`` (InvalidInput when it cannot be); None when there is no
+    receiver."""
     settings = experiment.settings
     listen = settings.notifications_listen
     if listen is None:
@@ -83,7 +85,7 @@ def listen_endpoint(experiment: Experiment, listen_targets: ListenTargets | None
     if ADDRESS.match(listen):
         token_file = settings.notifications_token_file
         path = None if token_file is None else Path(experiment.source).parent / Path(token_file).expanduser()
-        return ListenEndpoint(listen, path, settings.notifications_token_env)
+        return ListenEndpoint(listen, path, settings.notifications_token_env, settings.notifications_token_secret)
     target = (listen_targets or {}).get(listen)
     if target is None:
         raise InvalidInput(f"notifications: listen: {listen}: no such listen target here")

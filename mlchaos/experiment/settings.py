@@ -42,13 +42,19 @@ def _check_probes(value: Any) -> Iterator[tuple[str, str]]:
 
 LISTEN_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")  # a named listen target (sandbox, docker...)
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-NOTIFICATION_KEYS = {"listen", "token_file", "token_env"}
+NOTIFICATION_KEYS = {"listen", "token_file", "token_env", "token_kubernetes_secret"}
+CREDENTIAL_KEYS = ("token_file", "token_env", "token_kubernetes_secret")
+TOKEN_SECRET_KEYS = {"namespace", "name", "key", "reload_seconds"}
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+DNS_SUBDOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]{1,253}$")
+MAX_RELOAD_SECONDS = 900.0  # the longest a run waits at its start for Alertmanager to load a new token
 
 
 def _check_notifications(value: Any) -> Iterator[tuple[str, str]]:
     if not isinstance(value, dict) or set(value) - NOTIFICATION_KEYS:
         yield "", ("must be a mapping with 'listen' ('sandbox', another named target, or 'HOST:PORT') and, for "
-                   "HOST:PORT, 'token_file' or 'token_env'")
+                   "HOST:PORT, 'token_file', 'token_env' or 'token_kubernetes_secret'")
         return
     listen = value.get("listen", SANDBOX)
     address = ADDRESS.match(listen) if isinstance(listen, str) else None
@@ -62,14 +68,35 @@ def _check_notifications(value: Any) -> Iterator[tuple[str, str]]:
         yield "/token_file", f"token_file must be a path, got {token_file!r}"
     if token_env is not None and not (isinstance(token_env, str) and ENV_NAME.match(token_env)):
         yield "/token_env", f"token_env must be an environment variable's name, got {token_env!r}"
-    given = [key for key in ("token_file", "token_env") if value.get(key) is not None]
+    if value.get("token_kubernetes_secret") is not None:
+        for pointer, message in _check_token_secret(value["token_kubernetes_secret"]):
+            yield "/token_kubernetes_secret" + pointer, message
+    given = [key for key in CREDENTIAL_KEYS if value.get(key) is not None]
     if address is None and given:
         yield f"/{given[0]}", f"the named listen target {listen!r} brings its own credential; drop {given[0]}"
     elif address is not None and len(given) != 1:
         yield "", ("a receiver on HOST:PORT needs exactly one credential, so that only your Alertmanager can "
                    "deliver to it: token_file (mlchaos writes a fresh token there for each run; point "
-                   "Alertmanager's webhook http_config.authorization.credentials_file at it) or token_env (the "
-                   "token Alertmanager's config holds, from a secret)")
+                   "Alertmanager's webhook http_config.authorization.credentials_file at it), token_env (the "
+                   "token Alertmanager's config holds, from a secret) or token_kubernetes_secret (the Secret "
+                   "Alertmanager's config reads: each run takes a fresh token from it and rotates it at its end)")
+
+
+def _check_token_secret(value: Any) -> Iterator[tuple[str, str]]:
+    if not isinstance(value, dict) or set(value) - TOKEN_SECRET_KEYS or not {"namespace", "name"} <= set(value):
+        yield "", (f"must be a mapping with namespace and name (the Secret), and optionally key (default token) and "
+                   f"reload_seconds (default {TokenSecret.reload_seconds:g}), got {value!r}")
+        return
+    if not (isinstance(value["namespace"], str) and DNS_LABEL.match(value["namespace"])):
+        yield "/namespace", f"namespace must be a Kubernetes namespace name, got {value['namespace']!r}"
+    if not (isinstance(value["name"], str) and DNS_SUBDOMAIN.match(value["name"])):
+        yield "/name", f"name must be a Kubernetes Secret name, got {value['name']!r}"
+    if "key" in value and not (isinstance(value["key"], str) and SECRET_KEY.match(value["key"])):
+        yield "/key", f"key must be a Secret data key (letters, digits, '-', '_', '.'), got {value['key']!r}"
+    seconds = value.get("reload_seconds", TokenSecret.reload_seconds)
+    if not (_positive_number(seconds) and seconds <= MAX_RELOAD_SECONDS):
+        yield "/reload_seconds", (f"reload_seconds must be a positive number of seconds, at most "
+                                  f"{MAX_RELOAD_SECONDS:g}, got {seconds!r}")
 
 
 def _check_budgets(value: Any) -> Iterator[tuple[str, str]]:
@@ -223,6 +250,22 @@ class Budget:
 
 
 @dataclass(frozen=True)
+class TokenSecret:
+    """The Kubernetes Secret that holds a HOST:PORT receiver's token (``token_kubernetes_secret``): each run takes a
+    fresh token from it and rotates it at its end; Alertmanager needs ``reload_seconds`` to load a new one."""
+
+    namespace: str
+    name: str
+    key: str = "token"
+    reload_seconds: float = 120.0
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TokenSecret:
+        return cls(str(data["namespace"]), str(data["name"]), str(data.get("key", cls.key)),
+                   float(data.get("reload_seconds", cls.reload_seconds)))
+
+
+@dataclass(frozen=True)
 class Settings:
     """Run settings with their defaults filled in."""
 
@@ -232,6 +275,7 @@ class Settings:
     notifications_listen: str | None = None
     notifications_token_file: str | None = None  # HOST:PORT receivers: where to write the run's token
     notifications_token_env: str | None = None  # ... or the variable holding the shared token
+    notifications_token_secret: TokenSecret | None = None  # ... or the Secret each run takes one from and rotates
     budgets: tuple[Budget, ...] = ()
     blast_radius: BlastRadius = BlastRadius()
     guard_interval: float = DEFAULT_GUARD_INTERVAL
@@ -253,6 +297,8 @@ class Settings:
             notifications_listen=notifications.get("listen", SANDBOX) if notifications is not None else None,
             notifications_token_file=credential.get("token_file"),
             notifications_token_env=credential.get("token_env"),
+            notifications_token_secret=TokenSecret.from_dict(credential["token_kubernetes_secret"])
+            if credential.get("token_kubernetes_secret") is not None else None,
             budgets=tuple(
                 Budget(b["alert"], {BUDGET_KINDS[k]: float(v) for k, v in b.items() if k in BUDGET_KINDS})
                 for b in ext.get("budgets", [])

@@ -1,6 +1,7 @@
 """What a driver may know about the run it is part of: the faults injected so far
 (to measure time to detect from the moment of injection, and to match alerts to the
-targets that were hit) and the run's notification receiver.
+targets that were hit), the run's notification receiver, and what one probe recorded
+for a later one (``baselines``: a counter's value before the fault).
 
 Outside a run (a driver called from plain Python) ``current()`` is None.
 """
@@ -24,6 +25,7 @@ class RunContext:
     changes: list[ChangeRecord] = field(default_factory=list)
     receiver: Any = None  # mlchaos.monitoring.notifications.NotificationReceiver when the run has one
     dry_run: bool = False  # a plan: the planned (dry-run) changes stand for the faults
+    baselines: dict[str, Any] = field(default_factory=dict)  # what a probe recorded for a later one, by its key
 
     def last_fault(self) -> ChangeRecord | None:
         """The most recent change that was really applied (in a plan: the most recent planned one).

@@ -4,8 +4,9 @@ the sandbox's replicas), vmalert (ruler, the sandbox's rules) and a real Alertma
 Everything is real (tests/support/victoriametrics.py starts Debian's binaries): the drill runs through the
 ``mlchaos run`` CLI, kills a sandbox replica, waits for vmalert to fire ModelServerDown, for Alertmanager to
 notify the run's receiver, and for both to resolve after the rollback: once by plain URL (victoria-metrics,
-which proxies vmalert's API), once through vmauth with a bearer token from the experiment's declared
-``prometheus`` endpoint. Without the token the gateway refuses, and the probes say so.
+which proxies vmalert's API), and through vmauth with the experiment's declared ``prometheus`` endpoint: once
+with a bearer token, once with basic auth (vmauth's ``username``/``password`` user). Without a credential the
+gateway refuses (HTTP 401): the probes say so, and the drill stops at its steady state before any fault.
 """
 
 from __future__ import annotations
@@ -80,6 +81,15 @@ def test_the_gateway_routes_by_path_and_refuses_without_credentials(victoria):
     assert requests.get(f"{victoria.gateway_url}/api/v1/write", headers=headers, timeout=5).status_code == 400
 
 
+def _report(what: str, seconds: float, journal: dict[str, Any]) -> None:
+    """Print the drill's wall time and its measured times (pytest -s shows them; docs/drivers/monitoring.md)."""
+    measured = {m["kind"]: m["seconds"] for m in journal["mlchaos"]["measurements"]}
+    times = ", ".join(f"{kind.removeprefix('time_to_').replace('_', ' ')} {measured[kind]:.2f}s"
+                      for kind in ("time_to_detect", "time_to_notify", "time_to_recover", "time_to_notify_resolved")
+                      if kind in measured)
+    print(f"kill drill {what}: {seconds:.1f}s wall; {times}")
+
+
 def _check_drill(journal: dict[str, Any]) -> None:
     """What a passing drill against vmalert must show: exact times, both notifications, only the killed replica."""
     measurements = {m["kind"]: m for m in journal["mlchaos"]["measurements"]}
@@ -111,7 +121,7 @@ def test_the_kill_drill_passes_through_vmalert_and_alertmanager(monitored, victo
     wait_until_quiet(victoria.victoria_url)
     proc, journal, seconds = _run(monitored, victoriametrics.drill(victoria, victoria.victoria_url), tmp_path)
     assert proc.returncode == exit_codes.OK, proc.stdout + proc.stderr
-    print(f"kill drill against VictoriaMetrics + vmalert by URL: {seconds:.1f}s wall")
+    _report("against VictoriaMetrics + vmalert by URL", seconds, journal)
     _check_drill(journal)
 
 
@@ -122,13 +132,40 @@ def test_the_kill_drill_passes_through_vmauth_with_the_endpoints_bearer_token(mo
     experiment = victoriametrics.drill(victoria)  # endpoints: prometheus = vmauth + bearer_token_file
     proc, journal, seconds = _run(monitored, experiment, tmp_path)
     assert proc.returncode == exit_codes.OK, proc.stdout + proc.stderr
-    print(f"kill drill through vmauth (bearer token) + VictoriaMetrics + vmalert: {seconds:.1f}s wall")
+    _report("through vmauth (bearer token) + VictoriaMetrics + vmalert", seconds, journal)
     _check_drill(journal)
     token = victoria.token_file.read_text().strip()
     assert token not in proc.stdout + proc.stderr + json.dumps(journal)
     fired = next(r["output"] for r in journal["run"]
                  if r["activity"]["name"] == "server-down-alert-fires-for-the-killed-replica")
     assert fired["labels"]["alertgroup"] == "ml-serving"  # vmalert's alert, read through the gateway
+
+
+@pytest.mark.slow  # about 30 s on a 2-core machine
+def test_the_kill_drill_passes_through_vmauth_with_the_endpoints_basic_auth(monitored, victoria, tmp_path):
+    monitored.up(replicas=3, timeout=90)
+    wait_until_quiet(victoria.victoria_url)
+    experiment = victoriametrics.drill(victoria, auth="basic")  # prometheus = vmauth + username, password_file
+    proc, journal, seconds = _run(monitored, experiment, tmp_path)
+    assert proc.returncode == exit_codes.OK, proc.stdout + proc.stderr
+    _report("through vmauth (basic auth) + VictoriaMetrics + vmalert", seconds, journal)
+    _check_drill(journal)
+    password = victoria.password_file.read_text().strip()
+    assert password not in proc.stdout + proc.stderr + json.dumps(journal)
+    fired = next(r["output"] for r in journal["run"]
+                 if r["activity"]["name"] == "server-down-alert-fires-for-the-killed-replica")
+    assert fired["labels"]["alertgroup"] == "ml-serving"  # vmalert's alert, read through the gateway
+
+
+def test_the_drill_without_credentials_is_refused_with_401_before_any_fault(monitored, victoria, tmp_path):
+    experiment = victoriametrics.drill(victoria, auth="none")  # prometheus = vmauth, no credential declared
+    before = [replica.pid for replica in monitored.replicas("model")]
+    proc, journal, _ = _run(monitored, experiment, tmp_path)
+    assert proc.returncode == exit_codes.DEVIATED, proc.stdout + proc.stderr
+    refusal = f"Prometheus at {victoria.gateway_url} refused /api/v1/rules: HTTP 401 Unauthorized"
+    assert refusal in proc.stdout, proc.stdout
+    assert journal["mlchaos"]["changes"] == [] and journal["run"] == []  # steady state not met: no fault
+    assert [replica.pid for replica in monitored.replicas("model")] == before  # no replica was killed
 
 
 def test_without_the_token_the_gateway_refuses_and_the_probes_say_so(victoria, tmp_path):

@@ -164,6 +164,20 @@ CATALOGUE = [
     Bad("notifications-named-target-with-credential", {**valid(), "extensions": [{"name": "mlchaos",
         "notifications": {"listen": "sandbox", "token_env": "TOKEN"}}]}, "/extensions/0/notifications/token_env",
         "brings its own credential"),
+    Bad("notifications-two-credentials", {**valid(), "extensions": [{"name": "mlchaos", "notifications": {
+        "listen": "0.0.0.0:9095", "token_env": "TOKEN", "token_kubernetes_secret": {
+            "namespace": "ml-serving", "name": "mlchaos-receiver-token"}}}]}, "/extensions/0/notifications",
+        "needs exactly one credential"),
+    Bad("notifications-token-secret-without-name", {**valid(), "extensions": [{"name": "mlchaos", "notifications": {
+        "listen": "0.0.0.0:9095", "token_kubernetes_secret": {"namespace": "ml-serving"}}}]},
+        "/extensions/0/notifications/token_kubernetes_secret", "must be a mapping with namespace and name"),
+    Bad("notifications-token-secret-bad-name", {**valid(), "extensions": [{"name": "mlchaos", "notifications": {
+        "listen": "0.0.0.0:9095", "token_kubernetes_secret": {"namespace": "ml-serving", "name": "Receiver_Token"}}}]},
+        "/extensions/0/notifications/token_kubernetes_secret/name", "must be a Kubernetes Secret name"),
+    Bad("notifications-token-secret-reload-too-long", {**valid(), "extensions": [{"name": "mlchaos",
+        "notifications": {"listen": "0.0.0.0:9095", "token_kubernetes_secret": {
+            "namespace": "ml-serving", "name": "mlchaos-receiver-token", "reload_seconds": 3600}}}]},
+        "/extensions/0/notifications/token_kubernetes_secret/reload_seconds", "at most 900"),
     Bad("recovery-probe-without-tolerance", {**valid(), "extensions": [{"name": "mlchaos", "recovery": [
         {k: v for k, v in PROBE.items() if k != "tolerance"}]}]}, "/extensions/0/recovery/0",
         "needs a 'tolerance'"),

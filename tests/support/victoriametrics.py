@@ -18,8 +18,9 @@ its config, data and log under one folder:
   ``receiver_token_file`` (``notifications: {listen: HOST:PORT, token_file: ...}``: the run writes its
   token there).
 * ``vmauth`` in front, the authenticating gateway staging clusters put there: a bearer token user and a
-  basic-auth user, each routed by path: the query API (and ``/api/v1/status/config``) to victoria-metrics,
-  ``/api/v1/rules`` and ``/api/v1/alerts`` to vmalert. Anything else, or no credential, is refused.
+  basic-auth user (``users``: ``bearer_token``, and ``username``/``password``), each routed by path: the
+  query API (and ``/api/v1/status/config``) to victoria-metrics, ``/api/v1/rules`` and ``/api/v1/alerts``
+  to vmalert. Anything else, or no credential, is refused.
 
 The sandbox's own Prometheus and Alertmanager may run beside it: they notify the sandbox's sink, not
 ``receiver``, so a drill that listens on ``receiver`` sees only this stack's notifications.
@@ -153,21 +154,27 @@ def start(folder: Path, sandbox_state: Path, timeout: float = START_TIMEOUT) -> 
     return stack
 
 
-def drill(stack: VictoriaStack, prometheus_url: str | None = None) -> dict[str, Any]:
+def drill(stack: VictoriaStack, prometheus_url: str | None = None, auth: str = "bearer") -> dict[str, Any]:
     """The bundled kill drill (experiments/kill-one-replica-alerts.yaml) aimed at this stack, its receiver where
     the stack's Alertmanager posts (with the token file it reads).
 
     With ``prometheus_url`` its Prometheus probes get that ``url`` (victoria-metrics itself: no credentials)
     and its Alertmanager probes the stack's. Without, the experiment declares the endpoints instead, as a
-    staging experiment does: ``prometheus`` is vmauth with the bearer token file, ``alertmanager`` the stack's
-    Alertmanager; no probe names them (the default names).
+    staging experiment does: ``prometheus`` is vmauth with the credential ``auth`` names (``bearer``: the
+    token file; ``basic``: BASIC_USER and the password file; ``none``: nothing, which vmauth refuses),
+    ``alertmanager`` the stack's Alertmanager; no probe names them (the default names).
     """
     data = copy.deepcopy(yaml.safe_load(DRILL.read_text()))
     extension = next(e for e in data["extensions"] if e["name"] == "mlchaos")
     extension["notifications"] = {"listen": stack.receiver, "token_file": str(stack.receiver_token_file)}
     if prometheus_url is None:
+        credentials = {
+            "bearer": {"bearer_token_file": str(stack.token_file)},
+            "basic": {"basic_auth": {"username": BASIC_USER, "password_file": str(stack.password_file)}},
+            "none": {},
+        }[auth]
         extension["endpoints"] = {
-            "prometheus": {"url": stack.gateway_url, "bearer_token_file": str(stack.token_file)},
+            "prometheus": {"url": stack.gateway_url, **credentials},
             "alertmanager": {"url": stack.alertmanager_url},
         }
         return data

@@ -261,7 +261,8 @@ def test_no_other_secret_is_patched_created_or_deleted(log):
     delete = Request("DELETE", "", "secrets", NS, "mlchaos-backups", None, write.new)
     for asked in (other, create, delete):
         denials = POLICIES.denials(asked)
-        assert any("only patch the Secrets model-server-tls and mlchaos-backups" in d for d in denials), asked
+        assert any("only patch the Secrets model-server-tls, mlchaos-backups and mlchaos-receiver-token" in d
+                   for d in denials), asked
 
 
 def test_an_old_backup_annotation_may_be_removed_but_nothing_else(log):

@@ -259,8 +259,9 @@ def test_the_game_days_experiment_is_the_staging_one_with_in_cluster_credentials
 def test_the_receiver_is_reached_only_by_alertmanager_with_the_runners_token():
     """notification-receiver.yaml: the Service selects the runner pods on the port the CronJob names, the
     NetworkPolicy admits only Alertmanager's pods there, the AlertmanagerConfig posts to that Service with the
-    token from the Secret whose value the CronJob gives the run, in the namespace its alerts carry; the staging
-    drill listens on that port and reads that variable."""
+    token from the Secret shipped beside it (empty: each run takes its token from it and rotates it,
+    tests/unit/test_receiver_token_rotation.py), in the namespace its alerts carry; the staging drill listens on
+    that port and names that Secret."""
     (service,) = [s for s in by_kind("Service") if s["metadata"]["name"] == "mlchaos-receiver"]
     (cronjob,) = by_kind("CronJob")
     template = cronjob["spec"]["jobTemplate"]["spec"]["template"]
@@ -268,9 +269,7 @@ def test_the_receiver_is_reached_only_by_alertmanager_with_the_runners_token():
     assert selector_from_object({"matchLabels": service["spec"]["selector"]}).matches(template["metadata"]["labels"])
     (port,) = service["spec"]["ports"]
     assert {"name": port["targetPort"], "containerPort": port["port"], "protocol": "TCP"} in container["ports"]
-    env = {e["name"]: e for e in container["env"]}
-    assert env["MLCHAOS_RECEIVER_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "mlchaos-receiver-token",
-                                                                          "key": "token", "optional": True}
+    assert "MLCHAOS_RECEIVER_TOKEN" not in {e["name"] for e in container["env"]}  # the run takes it from the Secret
     (policy,) = [p for p in by_kind("NetworkPolicy") if p["metadata"]["name"] == "mlchaos-receiver"]
     assert policy["metadata"]["namespace"] == service["metadata"]["namespace"] == "mlchaos"
     assert policy["spec"]["podSelector"]["matchLabels"] == service["spec"]["selector"]
@@ -288,6 +287,9 @@ def test_the_receiver_is_reached_only_by_alertmanager_with_the_runners_token():
     assert hook["url"] == f"http://mlchaos-receiver.mlchaos.svc:{port['port']}/alerts" and hook["sendResolved"]
     assert hook["httpConfig"]["authorization"] == {"type": "Bearer", "credentials": {
         "name": "mlchaos-receiver-token", "key": "token"}}
+    (secret,) = [s for s in by_kind("Secret") if s["metadata"]["name"] == "mlchaos-receiver-token"]
+    assert secret["metadata"]["namespace"] == config["metadata"]["namespace"] and "data" not in secret  # ships empty
     drill = load_document(ROOT / "experiments" / "staging" / "kserve-kill-pod-alerts.yaml").data
     (ext,) = [e for e in drill["extensions"] if e["name"] == "mlchaos"]
-    assert ext["notifications"] == {"listen": f"0.0.0.0:{port['port']}", "token_env": "MLCHAOS_RECEIVER_TOKEN"}
+    assert ext["notifications"] == {"listen": f"0.0.0.0:{port['port']}", "token_kubernetes_secret": {
+        "namespace": "ml-serving", "name": "mlchaos-receiver-token", "reload_seconds": 120}}
