@@ -176,24 +176,30 @@ def alert_resolves_within(alert: str, within: float = 60, labels: dict[str, str]
 
 
 def no_unexpected_alerts(allowed: list[str] | None = None, url: str | None = None,
-                         endpoint: str | None = None) -> list[str]:
-    """Sorted names of the firing alerts that are not in `allowed` (an empty list: all is quiet)."""
+                         endpoint: str | None = None, pending: bool = False) -> list[str]:
+    """Sorted names of the firing (with `pending`, also pending) alerts not in `allowed` (empty: all is quiet)."""
     if allowed is not None and (not isinstance(allowed, list) or not all(isinstance(a, str) for a in allowed)):
         raise DriverError(f"allowed must be a list of alert names, got {allowed!r}")
+    if not isinstance(pending, bool):
+        raise DriverError(f"pending must be true or false, got {pending!r}")
     permitted = set(allowed or [])
+    states = ("firing", "pending") if pending else ("firing",)
     alerts = _get(prometheus_url(url, endpoint), "/api/v1/alerts", None, MAX_REQUEST_TIMEOUT).get("alerts") or []
-    names = {_name(a) for a in alerts if a.get("state") == "firing"}
+    names = {_name(a) for a in alerts if a.get("state") in states}
     return sorted(n for n in names if n not in permitted)
 
 
 def unexpected_alert_count(allowed: list[str] | None = None, url: str | None = None, within: float = 0,
-                           endpoint: str | None = None) -> int:
+                           endpoint: str | None = None, pending: bool = False) -> int:
     """How many distinct alert names are firing that are not in `allowed` (use tolerance 0).
 
     With `within` (seconds), wait up to that long for them to resolve first: a recovery check on a system
     that is still settling (a replica restarted by the rollback may be honestly not ready for a few seconds).
+    With `pending`, pending alerts count too: a drill's last check that leaves nothing about to fire for the
+    next drill (a restarted replica's not-ready alert may still be pending when the restart has returned).
     """
-    return polling.poll(within, lambda: len(no_unexpected_alerts(allowed=allowed, url=url, endpoint=endpoint)),
+    return polling.poll(within, lambda: len(no_unexpected_alerts(allowed=allowed, url=url, endpoint=endpoint,
+                                                                 pending=pending)),
                         lambda count: count == 0)
 
 

@@ -322,6 +322,11 @@ def test_unexpected_alerts(prom: ReplayServer) -> None:
     assert probes.no_unexpected_alerts(allowed=["TestAlert"], url=prom.url) == []
     assert probes.unexpected_alert_count(url=prom.url) == 1
     assert probes.unexpected_alert_count(allowed=["TestAlert", "Other"], url=prom.url) == 0
+    # with pending, an alert about to fire counts too (a drill's last check leaves nothing for the next drill)
+    assert probes.no_unexpected_alerts(url=prom.url, pending=True) == ["SlowAlert", "TestAlert"]
+    assert probes.unexpected_alert_count(allowed=["TestAlert"], url=prom.url, pending=True) == 1
+    with pytest.raises(DriverError, match="pending must be true or false"):
+        probes.no_unexpected_alerts(url=prom.url, pending="yes")  # type: ignore[arg-type]
     prom.serve(ALERTS, "prometheus_alerts_none.json")
     assert probes.no_unexpected_alerts(url=prom.url) == []
     with pytest.raises(DriverError, match="allowed must be a list of alert names"):
