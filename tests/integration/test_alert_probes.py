@@ -10,7 +10,6 @@ group_interval 1s, send_resolved) routing to a NotificationReceiver. Every serve
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -27,6 +26,7 @@ import yaml
 from drivers.alertmanager import probes as am
 from drivers.prometheus import probes as prom
 from mlchaos.errors import DriverError
+from mlchaos.lib.files import free_ports
 from mlchaos.monitoring.notifications import NotificationReceiver
 from mlchaos.safety import run_context
 from mlchaos.safety.changes import ChangeRecord, Target
@@ -107,12 +107,6 @@ class Stack:
             target.stop()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _start(args: list[str], ready_url: str, log: Path, timeout: float = 30) -> subprocess.Popen:
     with log.open("wb") as out:
         proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
@@ -135,7 +129,7 @@ def start_stack(workdir: Path, rules: list[dict] | None = None, targets: int = 2
     """Start targets, receiver, Alertmanager and Prometheus (in that order); stop all on failure."""
     stack = Stack("", "", NotificationReceiver().start(), [FlipTarget() for _ in range(targets)])
     try:
-        am_port, prom_port = free_port(), free_port()
+        am_port, prom_port = free_ports(2)
         am_config = alertmanager_config(stack.receiver.url)  # the sandbox's routing, to this test's receiver
         (workdir / "alertmanager.yml").write_text(yaml.safe_dump(am_config))
         stack.procs.append(
@@ -340,7 +334,8 @@ def test_other_instance_does_not_count(stack: Stack, fault: RunContext) -> None:
 
 
 def test_unreachable_prometheus_and_alertmanager() -> None:
-    closed = f"http://127.0.0.1:{free_port()}"
+    (port,) = free_ports(1)
+    closed = f"http://127.0.0.1:{port}"
     with pytest.raises(DriverError, match="Prometheus at .* is unreachable"):
         prom.query_value("up", url=closed, timeout=1)
     with pytest.raises(DriverError, match="Alertmanager at .* is unreachable"):

@@ -13,7 +13,6 @@ waits for Prometheus through the emulated API server's service proxy (``k8s://``
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -27,6 +26,7 @@ from drivers.kubernetes.prometheus_rules import PREFIX
 from drivers.prometheus import actions
 from mlchaos.errors import DriverError
 from mlchaos.lib import endpoints
+from mlchaos.lib.files import free_ports
 from mlchaos.safety import changes
 from mlchaos.sandbox import monitoring_stack
 from tests.support.admission_policy import Policies
@@ -40,12 +40,6 @@ SELECTOR = {"release": "kube-prometheus-stack"}  # kube-prometheus-stack's defau
 PROM_URL = "k8s://monitoring/prometheus-operated:9090"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory) -> Iterator[tuple[str, Path]]:
     """A real Prometheus that loads ``<dir>/*.yaml`` (what the operator writes), evaluating every second."""
@@ -56,7 +50,7 @@ def prometheus(tmp_path_factory) -> Iterator[tuple[str, Path]]:
     rules.mkdir()
     (folder / "prometheus.yml").write_text(yaml.safe_dump({
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"}, "rule_files": [f"{rules}/*.yaml"]}))
-    port = free_port()
+    (port,) = free_ports(1)
     proc = subprocess.Popen(["/usr/bin/prometheus", f"--config.file={folder / 'prometheus.yml'}",
                              f"--storage.tsdb.path={folder / 'data'}", f"--web.listen-address=127.0.0.1:{port}",
                              "--web.enable-lifecycle"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
