@@ -10,14 +10,12 @@ group_interval 1s, send_resolved) routing to a NotificationReceiver. Every serve
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -27,6 +25,7 @@ import yaml
 from drivers.alertmanager import probes as am
 from drivers.prometheus import probes as prom
 from mlchaos.errors import DriverError
+from mlchaos.lib.files import free_ports
 from mlchaos.monitoring.notifications import NotificationReceiver
 from mlchaos.safety import run_context
 from mlchaos.safety.changes import ChangeRecord, Target
@@ -34,6 +33,7 @@ from mlchaos.safety.run_context import RunContext
 from mlchaos.sandbox.monitoring_stack import alertmanager_config
 from tests.support import fixtures_api
 from tests.support.components import require_component
+from tests.support.http_server import LoopbackServer, reply
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager") or ""
@@ -59,28 +59,20 @@ class FlipTarget:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 body = f"# TYPE {METRIC} gauge\n{METRIC} {target.value}\n".encode()
-                self.send_response(200 if self.path == "/metrics" else 404)
-                self.send_header("Content-Type", "text/plain; version=0.0.4")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                reply(self, 200 if self.path == "/metrics" else 404, body, "text/plain; version=0.0.4")
 
             def log_message(self, *args: object) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
+        self._server = LoopbackServer(Handler)
 
     @property
     def instance(self) -> str:
         """The scrape address, i.e. the ``instance`` label Prometheus gives its series."""
-        return f"127.0.0.1:{self._server.server_address[1]}"
+        return f"127.0.0.1:{self._server.port}"
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()
 
 
 @dataclass
@@ -107,12 +99,6 @@ class Stack:
             target.stop()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _start(args: list[str], ready_url: str, log: Path, timeout: float = 30) -> subprocess.Popen:
     with log.open("wb") as out:
         proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
@@ -135,7 +121,7 @@ def start_stack(workdir: Path, rules: list[dict] | None = None, targets: int = 2
     """Start targets, receiver, Alertmanager and Prometheus (in that order); stop all on failure."""
     stack = Stack("", "", NotificationReceiver().start(), [FlipTarget() for _ in range(targets)])
     try:
-        am_port, prom_port = free_port(), free_port()
+        am_port, prom_port = free_ports(2)
         am_config = alertmanager_config(stack.receiver.url)  # the sandbox's routing, to this test's receiver
         (workdir / "alertmanager.yml").write_text(yaml.safe_dump(am_config))
         stack.procs.append(
@@ -340,7 +326,8 @@ def test_other_instance_does_not_count(stack: Stack, fault: RunContext) -> None:
 
 
 def test_unreachable_prometheus_and_alertmanager() -> None:
-    closed = f"http://127.0.0.1:{free_port()}"
+    (port,) = free_ports(1)
+    closed = f"http://127.0.0.1:{port}"
     with pytest.raises(DriverError, match="Prometheus at .* is unreachable"):
         prom.query_value("up", url=closed, timeout=1)
     with pytest.raises(DriverError, match="Alertmanager at .* is unreachable"):

@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from mlchaos.engine import exit_codes
 from tests.support.bad_experiments import valid
 from tests.support.builders import probe, py
 from tests.support.components import require_component
+from tests.support.http_server import LoopbackServer
 from tests.support.report_helpers import serve
 
 PUSHGATEWAY = "/usr/bin/prometheus-pushgateway"
@@ -230,18 +230,13 @@ def test_chaostoolkit_opentracing_opentelemetry_control_traces_the_run_through_r
     export itself (OTLP/HTTP, protobuf), on loopback."""
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _TraceReceiver)
-    server.requests = []  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with LoopbackServer(_TraceReceiver) as receiver:
+        server = receiver.server
+        server.requests = []  # type: ignore[attr-defined]
         tracing = {"name": "otel", "provider": {"type": "python", "module": "chaostracing.oltp"}}
-        env = {**subprocess_env, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT":
-               f"http://127.0.0.1:{server.server_address[1]}/v1/traces", "OTEL_SERVICE_NAME": "drill"}
+        env = {**subprocess_env, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"{receiver.url}/v1/traces",
+               "OTEL_SERVICE_NAME": "drill"}
         proc, journal = mlchaos_run(tmp_path, env, experiment(tmp_path, tracing))  # exits: the exporter flushed
-    finally:
-        server.shutdown()
-        server.server_close()
     assert proc.returncode == exit_codes.OK, proc.stdout + proc.stderr
     assert journal["mlchaos"]["controls"]["problems"] == [] and journal["mlchaos"]["controls"]["run_events"] == 20
     spans = {}

@@ -8,7 +8,6 @@ refuses new ones. The same against real sandbox processes: tests/integration/tes
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -22,19 +21,17 @@ from mlchaos.engine import exit_codes
 from mlchaos.safety import emergency_stop, run_registry
 from tests.support.builders import py
 from tests.support.polling import poll, wait_until
+from tests.support.runs import journal_so_far, start_run
 
 
-def _experiment(tmp_path: Path, heartbeat_timeout: float = 10.0, hold: float = 60.0) -> Path:
+def _experiment(tmp_path: Path, heartbeat_timeout: float = 10.0, hold: float = 60.0) -> dict:
     marker = tmp_path / "fault"
-    data = {
+    return {
         "title": "crash me", "description": "d",
         "method": [py("inject", "inject_marker", path=str(marker), hold=hold)],
         "rollbacks": [py("remove-fault", "remove_marker", path=str(marker))],
         "extensions": [{"name": "mlchaos", "heartbeat_timeout": heartbeat_timeout}],
     }
-    path = tmp_path / "experiment.json"
-    path.write_text(json.dumps(data), encoding="utf-8")
-    return path
 
 
 def _mlchaos(*args: str, env: dict) -> subprocess.CompletedProcess:
@@ -43,21 +40,14 @@ def _mlchaos(*args: str, env: dict) -> subprocess.CompletedProcess:
 
 
 def _start(tmp_path: Path, env: dict, **kwargs) -> tuple[subprocess.Popen, Path]:
-    journal = tmp_path / "journal.json"
-    proc = subprocess.Popen([sys.executable, "-m", "mlchaos", "run", str(_experiment(tmp_path, **kwargs)),
-                             "--journal", str(journal)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    proc, journal = start_run(tmp_path, env, _experiment(tmp_path, **kwargs))
     wait_until((tmp_path / "fault").exists, what="the fault to be injected")
     return proc, journal
 
 
-def _journal(path: Path) -> dict:
-    return json.loads(path.read_text())
-
-
 def _guardian_pid(journal: Path) -> int:
-    wait_until(lambda: _journal(journal)["mlchaos"].get("guardian_pid"), what="the guardian's pid in the journal")
-    return _journal(journal)["mlchaos"]["guardian_pid"]
+    wait_until(lambda: journal_so_far(journal)["mlchaos"].get("guardian_pid"), what="the guardian's pid in the journal")
+    return journal_so_far(journal)["mlchaos"]["guardian_pid"]
 
 
 @pytest.fixture
@@ -72,8 +62,8 @@ def test_the_guardian_undoes_the_fault_when_the_runner_is_killed(tmp_path, env):
     started = time.monotonic()
     wait_until(lambda: not (tmp_path / "fault").exists(), timeout=10, what="the guardian to remove the fault")
     print(f"guardian recovered {time.monotonic() - started:.2f}s after SIGKILL")
-    wait_until(lambda: _journal(journal)["mlchaos"].get("recoveries"), what="the recovery in the journal")
-    (recovery,) = _journal(journal)["mlchaos"]["recoveries"]
+    wait_until(lambda: journal_so_far(journal)["mlchaos"].get("recoveries"), what="the recovery in the journal")
+    (recovery,) = journal_so_far(journal)["mlchaos"]["recoveries"]
     assert recovery["by"] == "guardian (runner gone)" and recovery["ok"]
     assert [r["status"] for r in recovery["results"]] == ["undone"]
     wait_until(lambda: run_registry.registered() == [], what="the dead run to be unregistered")
@@ -89,8 +79,8 @@ def test_the_guardian_recovers_a_runner_whose_heartbeat_stopped(tmp_path, env):
         wait_until(lambda: not (tmp_path / "fault").exists(), timeout=10, what="the guardian to remove the fault")
         assert time.monotonic() - stopped >= 0.4  # the last beat was at most 1 s before the SIGSTOP
         # the guardian writes the journal after the undo: wait for it (read at once, it raced on a loaded machine)
-        wait_until(lambda: _journal(journal)["mlchaos"].get("recoveries"), what="the recovery in the journal")
-        recovery = _journal(journal)["mlchaos"]["recoveries"][0]
+        wait_until(lambda: journal_so_far(journal)["mlchaos"].get("recoveries"), what="the recovery in the journal")
+        recovery = journal_so_far(journal)["mlchaos"]["recoveries"][0]
         assert recovery["by"].startswith("guardian (no heartbeat for")
     finally:
         proc.kill()
@@ -109,7 +99,7 @@ def test_recover_undoes_a_dead_runs_journal_and_is_idempotent(tmp_path, env):
     assert not (tmp_path / "fault").exists()
     second = _mlchaos("recover", str(journal), env=env)
     assert second.returncode == exit_codes.OK and "undone  inject-marker" in second.stdout
-    assert [r["by"] for r in _journal(journal)["mlchaos"]["recoveries"]] == ["mlchaos recover"] * 2
+    assert [r["by"] for r in journal_so_far(journal)["mlchaos"]["recoveries"]] == ["mlchaos recover"] * 2
 
 
 def test_recover_all_finds_the_dead_runs(tmp_path, env):
@@ -152,8 +142,8 @@ def test_mlchaos_stop_aborts_a_running_run_and_refuses_new_ones(tmp_path, env):
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == exit_codes.ABORTED, out + err
     assert "emergency stop" in out + err and not (tmp_path / "fault").exists()
-    assert _journal(journal)["mlchaos"]["verdict"] == "aborted"
-    refused = _mlchaos("run", str(_experiment(tmp_path)), "--journal", str(tmp_path / "j2.json"), env=env)
+    assert journal_so_far(journal)["mlchaos"]["verdict"] == "aborted"
+    refused = _mlchaos("run", str(tmp_path / "experiment.json"), "--journal", str(tmp_path / "j2.json"), env=env)
     assert refused.returncode == exit_codes.REFUSED and "incident in progress" in refused.stdout + refused.stderr
     assert not (tmp_path / "fault").exists()
     assert "emergency stop cleared" in _mlchaos("stop", "--clear", env=env).stdout

@@ -9,7 +9,6 @@ fault from the run's private exact records (0600); the journal never holds the s
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import signal
@@ -27,6 +26,7 @@ from mlchaos.sandbox import procs
 from mlchaos.sandbox.manager import Sandbox
 from tests.support.environment import child_env
 from tests.support.polling import wait_until
+from tests.support.runs import journal_so_far, start_run
 from tests.support.tls_server import HOST, TLSServer, start_tls_server, stop_tls_server
 
 CERT_DIR_VARIABLE = "MLCHAOS_TEST_CERT_DIR"
@@ -53,13 +53,9 @@ def _handshake(srv: TLSServer) -> dict:
     return probes.handshake_result(HOST, srv.tls_port, ca_file=str(srv.files.ca_path))
 
 
-def _journal(path: Path) -> dict:
-    return json.loads(path.read_text())
-
-
 def _recorded(journal: Path) -> bool:
     """The run has announced its fault (the journal is written atomically: whole or not yet there)."""
-    return journal.exists() and bool(_journal(journal)["mlchaos"]["changes"])
+    return journal.exists() and bool(journal_so_far(journal)["mlchaos"]["changes"])
 
 
 def _mode(path: Path) -> int:
@@ -72,11 +68,7 @@ def _run(tmp_path: Path, env: dict[str, str], method: list[dict], hold: dict) ->
             "configuration": {"cert_dir": {"type": "env", "key": CERT_DIR_VARIABLE},
                               "service": {"type": "env", "key": "MLCHAOS_TEST_SERVICE", "default": "none"}},
             "method": [*method, {**hold, "pauses": {"after": 120}}]}
-    experiment, journal = tmp_path / "experiment.json", tmp_path / "journal.json"
-    experiment.write_text(json.dumps(data), encoding="utf-8")
-    proc = subprocess.Popen([sys.executable, "-m", "mlchaos", "run", str(experiment), "--journal", str(journal)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    return proc, journal
+    return start_run(tmp_path, env, data)
 
 
 def _expire(srv: TLSServer) -> dict:
@@ -95,8 +87,8 @@ def _tls_hold(srv: TLSServer) -> dict:
 
 
 def _exact_file(journal: Path) -> Path:
-    wait_until(lambda: _journal(journal)["mlchaos"].get("guardian_pid"), what="the guardian's pid in the journal")
-    return Path(_journal(journal)["mlchaos"]["exact_records"]["path"])
+    wait_until(lambda: journal_so_far(journal)["mlchaos"].get("guardian_pid"), what="the guardian's pid in the journal")
+    return Path(journal_so_far(journal)["mlchaos"]["exact_records"]["path"])
 
 
 def _assert_private_and_exact(exact: Path, secret: str) -> None:
@@ -107,7 +99,7 @@ def _assert_private_and_exact(exact: Path, secret: str) -> None:
 def _assert_redacted(journal: Path, secret: str) -> None:
     text = journal.read_text()
     assert secret not in text
-    (change,) = _journal(journal)["mlchaos"]["changes"]
+    (change,) = journal_so_far(journal)["mlchaos"]["changes"]
     assert change["undo"]["arguments"]["cert_path"] == "***/server.crt"  # what recovery used to replay
 
 
@@ -130,14 +122,14 @@ def test_the_guardian_restores_the_certificate_from_the_exact_records(server, en
         output = _kill(proc)
     wait_until(lambda: _handshake(server)["ok"], timeout=15, what="the guardian to restore the certificate")
     assert server.files.cert_path.read_bytes() == original
-    wait_until(lambda: _journal(journal)["mlchaos"].get("recoveries"), what="the recovery in the journal")
-    (recovery,) = _journal(journal)["mlchaos"]["recoveries"]
+    wait_until(lambda: journal_so_far(journal)["mlchaos"].get("recoveries"), what="the recovery in the journal")
+    (recovery,) = journal_so_far(journal)["mlchaos"]["recoveries"]
     assert recovery["by"] == "guardian (runner gone)" and recovery["ok"], recovery
     assert [r["status"] for r in recovery["results"]] == ["undone"]
     assert recovery["results"][0]["output"]["restored"] is True
     _assert_redacted(journal, secret)
     assert secret not in output
-    guardian_log = exact.parent.parent / "runs" / f"{_journal(journal)['mlchaos']['run_id']}.guardian.log"
+    guardian_log = exact.parent.parent / "runs" / f"{journal_so_far(journal)['mlchaos']['run_id']}.guardian.log"
     assert "undone  install-certificate" in guardian_log.read_text() and secret not in guardian_log.read_text()
     assert not exact.exists()  # all undone: the exact records (and the secret in them) are gone
 
@@ -150,7 +142,7 @@ def test_mlchaos_recover_restores_the_certificate_when_the_guardian_died_too(ser
         wait_until(lambda: _recorded(journal) and _handshake(server)["reason"] == "certificate has expired",
                    timeout=30, what="the expired certificate to be served")
         exact = _exact_file(journal)
-        os.kill(_journal(journal)["mlchaos"]["guardian_pid"], signal.SIGKILL)  # the host went down: both
+        os.kill(journal_so_far(journal)["mlchaos"]["guardian_pid"], signal.SIGKILL)  # the host went down: both
     finally:
         output = _kill(proc)
     assert _handshake(server)["reason"] == "certificate has expired"  # nobody undid it
@@ -165,7 +157,7 @@ def test_mlchaos_recover_restores_the_certificate_when_the_guardian_died_too(ser
     assert secret not in recovered.stdout + recovered.stderr + output
     _assert_redacted(journal, secret)
     assert not exact.exists()
-    assert _journal(journal)["mlchaos"]["recoveries"][0]["ok"]
+    assert journal_so_far(journal)["mlchaos"]["recoveries"][0]["ok"]
 
 
 # -- the process driver: a pause of the sandbox's replicas, whose service name came from the environment --
@@ -197,12 +189,12 @@ def test_mlchaos_recover_resumes_a_paused_replica_of_a_service_named_by_the_envi
     try:
         wait_until(lambda: _recorded(journal) and _paused(sandbox), timeout=30, what="a paused replica")
         exact = _exact_file(journal)
-        os.kill(_journal(journal)["mlchaos"]["guardian_pid"], signal.SIGKILL)
+        os.kill(journal_so_far(journal)["mlchaos"]["guardian_pid"], signal.SIGKILL)
     finally:
         _kill(proc)
     (paused,) = _paused(sandbox)
     assert _mode(exact) == 0o600
-    (change,) = _journal(journal)["mlchaos"]["changes"]
+    (change,) = journal_so_far(journal)["mlchaos"]["changes"]
     assert change["undo"]["arguments"]["service"] == "***"  # redacted: the journal alone cannot resume it
     assert change["undo"]["func"] == "drivers.process.actions.continue_replicas"
 
@@ -211,5 +203,5 @@ def test_mlchaos_recover_resumes_a_paused_replica_of_a_service_named_by_the_envi
     assert recovered.returncode == exit_codes.OK, recovered.stdout + recovered.stderr
     assert not _paused(sandbox), f"{paused} is still paused"
     assert not exact.exists()
-    assert [text for text in _strings(_journal(journal)) if "model" in text] == []  # a leaf never shows it
+    assert [text for text in _strings(journal_so_far(journal)) if "model" in text] == []  # a leaf never shows it
     sandbox.wait_ready(sandbox.recorded(), timeout=10)

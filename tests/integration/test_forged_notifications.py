@@ -9,7 +9,6 @@ must not pass, and the journal must record each refused request.
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import threading
@@ -18,14 +17,9 @@ from pathlib import Path
 import requests
 
 from mlchaos.engine import exit_codes
+from mlchaos.lib.files import free_ports
 from tests.support import fixtures_api
 from tests.support.polling import wait_until
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _experiment(tmp_path: Path, port: int) -> Path:
@@ -43,7 +37,7 @@ def _experiment(tmp_path: Path, port: int) -> Path:
 
 
 def test_a_forged_notification_cannot_make_the_drill_pass(tmp_path, subprocess_env):
-    port = _free_port()
+    (port,) = free_ports(1)
     experiment, journal = _experiment(tmp_path, port), tmp_path / "journal.json"
     proc = subprocess.Popen([sys.executable, "-m", "mlchaos", "run", str(experiment), "--journal", str(journal)],
                             env=subprocess_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -18,6 +18,7 @@ from mlchaos.engine import exit_codes, verdicts
 from tests.support.builders import probe, py
 from tests.support.environment import child_env
 from tests.support.polling import wait_until
+from tests.support.runs import journal_so_far
 
 
 @pytest.fixture
@@ -61,10 +62,7 @@ def _start(*args: str, env: dict) -> subprocess.Popen:
 
 
 def _suite(out: Path) -> dict:
-    try:
-        return json.loads((out / "suite.json").read_text())
-    except (OSError, ValueError):
-        return {}
+    return journal_so_far(out / "suite.json")
 
 
 def test_a_suite_runs_now_and_leaves_its_journals_and_suite_json(tmp_path, env):

@@ -12,6 +12,7 @@ cluster (deploy/kubernetes/fault-proxy.yaml): the driver sends the one in MLCHAO
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
@@ -41,7 +42,9 @@ def start(argv: list[str]) -> tuple[subprocess.Popen[str], int]:
     proc = subprocess.Popen([sys.executable, *argv], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                             env=env)
     line = proc.stdout.readline()
-    assert line.startswith("READY "), line
+    if not line.startswith("READY "):
+        stop(proc)
+        raise AssertionError(f"{argv} did not start: {line!r}")
     return proc, int(line.split()[1])
 
 
@@ -56,31 +59,31 @@ def stop(proc: subprocess.Popen[str]) -> None:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory) -> Iterator[dict]:
-    """A model server, a fault proxy in front of it, and the emulated cluster that describes both."""
+    """A model server, a fault proxy in front of it, and the emulated cluster that describes both. Whatever has
+    started is stopped, and the environment restored, however far the start got."""
     folder = tmp_path_factory.mktemp("k8s-proxy")
-    token_env = pytest.MonkeyPatch()
-    token_env.setenv("MLCHAOS_PROXY_TOKEN", TOKEN)  # the proxy requires it (start_proxy), the driver sends it
-    model, model_port = start(["-m", "mlchaos.sandbox.model_server", "--port", "0", "--replica", "model-0"])
-    proxy = start_proxy(folder / "proxy", [{"name": "model-server", "listen": "127.0.0.1:0",
-                                            "upstream": f"127.0.0.1:{model_port}"}], token=TOKEN)
-    api = proxy.api
-    assert requests.get(f"{api}/proxies/model-server", timeout=5).status_code == 401
-    listen = proxy.listen("model-server")
-    try:
-        with EmulatedCluster(folder) as cluster:
-            cluster.add_deployment(NS, "model-server", replicas=2, labels=MODEL)
-            cluster.add_deployment(NS, "fault-proxy", replicas=1, labels=PROXY, port=PROXY_PORT)
-            cluster.put(SERVICES, {"apiVersion": "v1", "kind": "Service",
-                                   "metadata": {"name": "model-server", "namespace": NS, "labels": MODEL},
-                                   "spec": {"selector": dict(MODEL), "ports": [
-                                       {"name": "http", "port": 8000, "targetPort": "http", "protocol": "TCP"}]}})
-            yield {"cluster": cluster, "api": api, "backends": {
-                (tuple(sorted(MODEL.items())), "http"): f"http://127.0.0.1:{model_port}",
-                (tuple(sorted(PROXY.items())), PROXY_PORT): f"http://{listen}"}}
-    finally:
-        proxy.stop()
-        stop(model)
-        token_env.undo()
+    with contextlib.ExitStack() as cleanup:  # undone newest first: the cluster, the proxy, the model, the token
+        token_env = pytest.MonkeyPatch()
+        cleanup.callback(token_env.undo)
+        token_env.setenv("MLCHAOS_PROXY_TOKEN", TOKEN)  # the proxy requires it (start_proxy), the driver sends it
+        model, model_port = start(["-m", "mlchaos.sandbox.model_server", "--port", "0", "--replica", "model-0"])
+        cleanup.callback(stop, model)
+        proxy = start_proxy(folder / "proxy", [{"name": "model-server", "listen": "127.0.0.1:0",
+                                                "upstream": f"127.0.0.1:{model_port}"}], token=TOKEN)
+        cleanup.callback(proxy.stop)
+        api = proxy.api
+        assert requests.get(f"{api}/proxies/model-server", timeout=5).status_code == 401
+        listen = proxy.listen("model-server")
+        cluster = cleanup.enter_context(EmulatedCluster(folder))
+        cluster.add_deployment(NS, "model-server", replicas=2, labels=MODEL)
+        cluster.add_deployment(NS, "fault-proxy", replicas=1, labels=PROXY, port=PROXY_PORT)
+        cluster.put(SERVICES, {"apiVersion": "v1", "kind": "Service",
+                               "metadata": {"name": "model-server", "namespace": NS, "labels": MODEL},
+                               "spec": {"selector": dict(MODEL), "ports": [
+                                   {"name": "http", "port": 8000, "targetPort": "http", "protocol": "TCP"}]}})
+        yield {"cluster": cluster, "api": api, "backends": {
+            (tuple(sorted(MODEL.items())), "http"): f"http://127.0.0.1:{model_port}",
+            (tuple(sorted(PROXY.items())), PROXY_PORT): f"http://{listen}"}}
 
 
 def service_url(stack: dict) -> str:

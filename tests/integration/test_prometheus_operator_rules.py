@@ -13,7 +13,6 @@ waits for Prometheus through the emulated API server's service proxy (``k8s://``
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -27,30 +26,18 @@ from drivers.kubernetes.prometheus_rules import PREFIX
 from drivers.prometheus import actions
 from mlchaos.errors import DriverError
 from mlchaos.lib import endpoints
+from mlchaos.lib.files import free_ports
 from mlchaos.safety import changes
 from mlchaos.sandbox import monitoring_stack
 from tests.support.admission_policy import Policies
 from tests.support.components import require_component
 from tests.support.kubernetes_emulator import PROMETHEUSRULES, EmulatedCluster
+from tests.support.kubernetes_tour import DRILL_RULE
 from tests.support.polling import wait_until
 
 NS = "ml-serving"
 SELECTOR = {"release": "kube-prometheus-stack"}  # kube-prometheus-stack's default ruleSelector
 PROM_URL = "k8s://monitoring/prometheus-operated:9090"
-DRILL = """\
-groups:
-  - name: drill-canary
-    rules:
-      - alert: DrillCanary
-        expr: vector(1)
-        labels: {severity: info}
-"""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +50,7 @@ def prometheus(tmp_path_factory) -> Iterator[tuple[str, Path]]:
     rules.mkdir()
     (folder / "prometheus.yml").write_text(yaml.safe_dump({
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"}, "rule_files": [f"{rules}/*.yaml"]}))
-    port = free_port()
+    (port,) = free_ports(1)
     proc = subprocess.Popen(["/usr/bin/prometheus", f"--config.file={folder / 'prometheus.yml'}",
                              f"--storage.tsdb.path={folder / 'data'}", f"--web.listen-address=127.0.0.1:{port}",
                              "--web.enable-lifecycle"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -135,7 +122,7 @@ def test_a_drill_rule_is_created_loaded_fires_and_is_deleted_exactly(cluster, pr
     announced: list[bool] = []
     token = changes.set_sink(lambda record: announced.append(bool(cluster.list(PROMETHEUSRULES, NS))))
     try:
-        record = actions.add_rule_file("canary", DRILL, url=PROM_URL, namespace=NS, labels=SELECTOR,
+        record = actions.add_rule_file("canary", DRILL_RULE, url=PROM_URL, namespace=NS, labels=SELECTOR,
                                        **cluster.connection())
     finally:
         changes.reset_sink(token)
@@ -162,7 +149,7 @@ def test_an_unselected_rule_times_out_and_is_removed(cluster, prometheus):
     """Labels the operator's ruleSelector does not match: Prometheus never loads it; the action fails, naming the
     labels, and leaves nothing behind."""
     with pytest.raises(DriverError, match="did not load PrometheusRule .* ruleSelector match its labels"):
-        actions.add_rule_file("unselected", DRILL, url=PROM_URL, namespace=NS, labels={"release": "other"},
+        actions.add_rule_file("unselected", DRILL_RULE, url=PROM_URL, namespace=NS, labels={"release": "other"},
                               timeout=2, **cluster.connection())
     assert cluster.list(PROMETHEUSRULES, NS) == []
 
@@ -170,34 +157,35 @@ def test_an_unselected_rule_times_out_and_is_removed(cluster, prometheus):
 def test_bad_rules_and_a_leftover_are_refused(cluster):
     conn = cluster.connection()
     with pytest.raises(DriverError, match="promtool check rules"):
-        actions.add_rule_file("broken", DRILL.replace("vector(1)", "vector(1) == = 0"), namespace=NS, **conn)
-    recording = DRILL + "      - record: up\n        expr: vector(0)\n"
+        actions.add_rule_file("broken", DRILL_RULE.replace("vector(1)", "vector(1) == = 0"), namespace=NS, **conn)
+    recording = DRILL_RULE + "      - record: up\n        expr: vector(0)\n"
     with pytest.raises(DriverError, match="alert rules only"):
         actions.add_rule_file("recording", recording, namespace=NS, **conn)
     with pytest.raises(DriverError, match="set by mlchaos"):
-        actions.add_rule_file("clash", DRILL, namespace=NS, labels={"mlchaos.io/change": "x"}, **conn)
+        actions.add_rule_file("clash", DRILL_RULE, namespace=NS, labels={"mlchaos.io/change": "x"}, **conn)
     with pytest.raises(DriverError, match="DNS label"):
-        actions.add_rule_file("Upper_Case", DRILL, namespace=NS, **conn)
+        actions.add_rule_file("Upper_Case", DRILL_RULE, namespace=NS, **conn)
     assert cluster.list(PROMETHEUSRULES, NS) == []
-    first = actions.add_rule_file("leftover", DRILL, namespace=NS, labels=SELECTOR, **conn)  # no url: no wait
+    first = actions.add_rule_file("leftover", DRILL_RULE, namespace=NS, labels=SELECTOR, **conn)  # no url: no wait
     try:
         assert first["targets"][0]["details"]["loaded"] == "not checked (no Prometheus url or endpoint)"
         with pytest.raises(DriverError, match="already exists .* earlier run"):
-            actions.add_rule_file("leftover", DRILL, namespace=NS, labels=SELECTOR, **conn)
+            actions.add_rule_file("leftover", DRILL_RULE, namespace=NS, labels=SELECTOR, **conn)
     finally:
         actions.remove_rule_file("leftover", namespace=NS, **conn)  # the static form: by name and labels
     assert cluster.list(PROMETHEUSRULES, NS) == []
 
 
 def test_a_dry_run_announces_the_same_record_and_creates_nothing(cluster):
-    record = actions.add_rule_file("dry", DRILL, namespace=NS, labels=SELECTOR, dry_run=True, **cluster.connection())
+    record = actions.add_rule_file("dry", DRILL_RULE, namespace=NS, labels=SELECTOR, dry_run=True,
+                                   **cluster.connection())
     assert record["dry_run"] and record["targets"][0]["name"] == f"{NS}/{PREFIX}dry"
     assert cluster.list(PROMETHEUSRULES, NS) == []
 
 
 def test_a_replaced_or_foreign_object_is_left_alone(cluster):
     conn = cluster.connection()
-    record = actions.add_rule_file("replaced", DRILL, namespace=NS, labels=SELECTOR, **conn)
+    record = actions.add_rule_file("replaced", DRILL_RULE, namespace=NS, labels=SELECTOR, **conn)
     obj = cluster.get(PROMETHEUSRULES, NS, f"{PREFIX}replaced")
     cluster.delete(PROMETHEUSRULES, NS, f"{PREFIX}replaced")
     obj["metadata"].pop("uid")
@@ -218,7 +206,7 @@ def test_the_declared_prometheus_endpoint_is_waited_on_through_the_api_server(cl
     table = endpoints.EndpointTable({"prometheus": endpoints.Endpoint.from_dict("prometheus", {"url": PROM_URL})})
     previous = endpoints.activate(table)
     try:
-        record = actions.add_rule_file("declared", DRILL, namespace=NS, labels=SELECTOR, **cluster.connection())
+        record = actions.add_rule_file("declared", DRILL_RULE, namespace=NS, labels=SELECTOR, **cluster.connection())
         (obj,) = cluster.list(PROMETHEUSRULES, NS)
         assert record["targets"][0]["details"]["prometheus_url"] == "endpoint prometheus"
         assert loaded_groups(url) == {f"{NS}-{PREFIX}declared-{obj['metadata']['uid']}.yaml": "drill-canary"}

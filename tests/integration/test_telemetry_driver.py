@@ -3,7 +3,6 @@ metrics proxies: faults, dry runs, idempotent undos."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import urllib.request
 from collections.abc import Iterator
@@ -13,6 +12,7 @@ import pytest
 from drivers.proxy import probes as proxy_probes
 from drivers.telemetry import actions
 from mlchaos.errors import DriverError, TargetNotFound
+from mlchaos.lib.files import free_ports
 from mlchaos.safety import changes
 from mlchaos.safety.watchdog import pending
 from mlchaos.sandbox import procs
@@ -21,18 +21,12 @@ from tests.support.components import require_monitoring
 from tests.support.polling import poll
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def exporter(tmp_path) -> Iterator[tuple[int, str]]:
     require_monitoring()
     config = tmp_path / "blackbox.yml"
     config.write_text("modules:\n  http_2xx:\n    prober: http\n", encoding="utf-8")
-    port = _free_port()
+    (port,) = free_ports(1)
     process = subprocess.Popen(["/usr/bin/prometheus-blackbox-exporter", f"--config.file={config}",
                                 f"--web.listen-address=127.0.0.1:{port}"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -13,7 +13,8 @@ import os
 import subprocess
 from pathlib import Path
 
-from tests.support.mlserver import MLServer, free_ports, ready
+from mlchaos.lib.files import free_ports
+from tests.support.mlserver import MLServer, ready
 
 DEFAULT_PYTHON = Path("/var/tmp/kserve-venv/bin/python")
 START_TIMEOUT = 120.0

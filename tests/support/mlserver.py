@@ -14,13 +14,13 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import requests
 
+from mlchaos.lib.files import free_ports
 from tests.support.polling import poll
 
 DEFAULT_VENV_BINARY = Path("/var/tmp/mlserver-venv/bin/mlserver")
@@ -118,14 +118,3 @@ def ready(server: MLServer, timeout: float) -> bool:
 
     done = poll(lambda: server.process.poll() is not None or answered(), timeout=timeout, interval=0.5)
     return done and server.process.poll() is None
-
-
-def free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
-import socket
 import struct
 import subprocess
 import zlib
@@ -17,6 +16,7 @@ from typing import Any
 
 import requests
 
+from mlchaos.lib.files import free_ports
 from tests.support import paths
 from tests.support.polling import poll
 
@@ -171,12 +171,6 @@ def read_png(data: bytes, max_rows: int | None = None) -> Png:
     return Png(width, height, rows, channels)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextlib.contextmanager
 def serve(argv: Callable[[int], list[str]], ready_path: str, log: Path, timeout: float = 20.0) -> Iterator[str]:
     """Run a real server on a free loopback port until it answers HTTP on ``ready_path``; yield its base URL.
@@ -184,7 +178,7 @@ def serve(argv: Callable[[int], list[str]], ready_path: str, log: Path, timeout:
     A port taken between choosing and binding it makes the server exit: it is tried again on another port.
     """
     for _attempt in range(3):
-        port = free_port()
+        (port,) = free_ports(1)
         url = f"http://127.0.0.1:{port}"
         with open(log, "ab") as output:
             process = subprocess.Popen(argv(port), stdout=output, stderr=subprocess.STDOUT)

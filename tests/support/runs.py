@@ -24,7 +24,8 @@ def start_run(tmp_path: Path, env: dict[str, str], data: dict[str, Any],
 
 
 def journal_so_far(path: Path) -> dict[str, Any]:
-    """The journal as the run has written it so far; ``{}`` before it is there (or when it cannot be read)."""
+    """The journal as the run has written it so far (or a game day's suite.json, written the same way); ``{}``
+    before it is there (or when it cannot be read)."""
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):

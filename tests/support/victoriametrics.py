@@ -40,11 +40,11 @@ from typing import Any
 import requests
 import yaml
 
+from mlchaos.lib.files import free_ports
 from mlchaos.lib.programs import find_program
 from mlchaos.monitoring.alert_rules import SANDBOX, render_rules
 from mlchaos.sandbox import monitoring_stack
 from tests.support.components import require_component
-from tests.support.mlserver import free_ports
 from tests.support.paths import ROOT
 from tests.support.polling import poll
 

@@ -9,7 +9,6 @@ import json
 import pickle
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from mlchaos.lib import endpoints
 from mlchaos.lib.endpoints import Endpoint, EndpointTable, EndpointUnavailable, KubernetesService
 from tests.support.bad_experiments import valid
 from tests.support.builders import py
+from tests.support.http_server import LoopbackServer, reply
 
 TOKEN = "tok-3f9a0c77-projected"
 
@@ -36,11 +36,7 @@ class _Recorder(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
         type(self).seen.append({k.lower(): v for k, v in self.headers.items()} | {"path": self.path})
         body = b'{"status":"success","data":{"resultType":"scalar","result":[0,"7"]}}'
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        reply(self, 200, body)
 
     def log_message(self, *args: Any) -> None:
         pass
@@ -49,12 +45,8 @@ class _Recorder(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def server() -> Iterator[tuple[str, list[dict[str, str]]]]:
     handler = type("Recorder", (_Recorder,), {"seen": []})
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}", handler.seen
-    httpd.shutdown()
-    httpd.server_close()
+    with LoopbackServer(handler) as httpd:
+        yield httpd.url, handler.seen
 
 
 @pytest.fixture

@@ -8,15 +8,15 @@ import json
 import socket
 import subprocess
 import sys
-import threading
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
 from drivers.model import endpoints
 from drivers.model.endpoints import Endpoint, Response
 from mlchaos.errors import DriverError, TargetNotFound
+from tests.support.http_server import LoopbackServer, reply
 
 URLS = ["http://127.0.0.1:18100", "http://127.0.0.1:18101/", "https://model.example:8443"]
 
@@ -182,22 +182,15 @@ def echo_server():
             status = 404 if self.path == "/missing" else 200
             data = json.dumps({"method": self.command, "path": self.path, "body": body.decode(),
                                "type": self.headers.get("Content-Type")}).encode()
-            self.send_response(status)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            reply(self, status, data, content_type=None)
 
         do_GET = do_POST = do_DELETE = _answer
 
         def log_message(self, *args):
             pass
 
-    server = HTTPServer(("127.0.0.1", 0), Echo)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield server.server_address[1]
-    server.shutdown()
-    server.server_close()
+    with LoopbackServer(Echo) as server:
+        yield server.port
 
 
 def test_the_exec_snippet_carries_method_path_and_body_and_returns_the_status(echo_server):

@@ -12,7 +12,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
@@ -22,6 +22,7 @@ from mlchaos.proxy import InvalidToxic, ProxyRegistry
 from mlchaos.proxy.__main__ import loop_factory
 from mlchaos.proxy.http import RequestFramer
 from mlchaos.proxy.transforms import parse_transforms, transform_body
+from tests.support.http_server import LoopbackServer, reply
 
 INFER = "/v2/models/iris/infer"
 FEEDBACK = "/v2/models/iris/feedback"
@@ -38,11 +39,7 @@ class _Recorder(BaseHTTPRequestHandler):
             body = _read_chunked(self.rfile)
         type(self).seen.append((self.command, self.path, body))
         out = json.dumps({"echo": len(body)}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(out)))
-        self.end_headers()
-        self.wfile.write(out)
+        reply(self, 200, out)
 
     do_GET = do_POST = _answer  # noqa: N815
 
@@ -62,12 +59,11 @@ def _read_chunked(rfile: Any) -> bytes:
 class _Harness:
     def __init__(self, loop: str = "asyncio") -> None:
         _Recorder.seen = []
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        self.server = LoopbackServer(_Recorder)
         self.loop = (loop_factory(loop) or asyncio.new_event_loop)()
         threading.Thread(target=self.loop.run_forever, daemon=True).start()
         self.registry = ProxyRegistry()
-        proxy = self.call(self.registry.create("api", "127.0.0.1:0", f"127.0.0.1:{self.server.server_port}"))
+        proxy = self.call(self.registry.create("api", "127.0.0.1:0", f"127.0.0.1:{self.server.port}"))
         self.listen = proxy.listen
         self.url = f"http://{self.listen}"
 
@@ -93,8 +89,7 @@ class _Harness:
         self.call(self.registry.close())
         self.call(_finish_tasks())  # connections cancelled by close() end before the loop stops, not at GC
         self.loop.call_soon_threadsafe(self.loop.stop)
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.stop()
 
 
 async def _finish_tasks() -> None:

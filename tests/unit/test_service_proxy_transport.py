@@ -11,9 +11,8 @@ Alertmanager, a model server and the fault proxy behind it).
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 import requests
@@ -23,6 +22,7 @@ from drivers._common.errors import http_errors
 from drivers.kubernetes import service_proxy
 from drivers.kubernetes.service_proxy import PROXY_TOKEN_HEADER, ServiceUnreachable, open_service, parse_k8s_url
 from mlchaos.errors import DriverError, TargetNotFound
+from tests.support.http_server import LoopbackServer, reply
 from tests.support.kubernetes_emulator import EmulatedCluster
 
 
@@ -35,11 +35,7 @@ class Echo(BaseHTTPRequestHandler):
         status = 418 if self.path.startswith("/teapot") else 200
         data = json.dumps({"method": self.command, "path": self.path, "headers": dict(self.headers.items()),
                            "body": body}).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        reply(self, status, data)
 
     do_GET = do_POST = do_DELETE = _answer  # noqa: N815
 
@@ -49,11 +45,8 @@ class Echo(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def upstream() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Echo)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    with LoopbackServer(Echo) as server:
+        yield server.url
 
 
 @pytest.fixture(scope="module")

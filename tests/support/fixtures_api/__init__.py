@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
+
+from tests.support.http_server import LoopbackServer, reply
 
 HERE = Path(__file__).resolve().parent
 MANIFEST: dict[str, Any] = json.loads((HERE / "MANIFEST.json").read_text())
@@ -55,23 +57,16 @@ class ReplayServer:
                     replay.requests.append(self.path)
                     queue = replay._routes.get(path)
                     code, data = (queue.pop(0) if len(queue) > 1 else queue[0]) if queue else (404, b"not found")
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                reply(self, code, data)
 
             def log_message(self, *args: object) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
+        self._server = LoopbackServer(Handler)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return self._server.url
 
     def serve(self, path: str, *fixtures: str) -> None:
         """Answer ``path`` with these recorded fixtures, one per request, repeating the last."""
@@ -83,5 +78,4 @@ class ReplayServer:
             self._routes[path] = list(responses)
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()
