@@ -57,7 +57,9 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
-demo: install demo-packages
+# the venv (pip: mostly CPU) and the Debian packages (apt: mostly I/O) install side by side
+demo:
+	$(MAKE) --no-print-directory -j2 --output-sync=target install demo-packages
 	$(BIN)/mlchaos sandbox up
 	@rc=0; for e in $(EXPERIMENTS); do \
 	  $(BIN)/mlchaos run $$e --journal journal-$$(basename $$e .yaml).json || rc=$$?; \
