@@ -91,4 +91,4 @@ def test_the_ml_drill_fires_its_alert_for_the_replica_hit_and_recovers(monitored
     if name == "invalid-inputs.yaml":
         answers = change["parameters"].get("answers") or runs["send-nan-inputs-to-one-replica"]["output"][
             "parameters"]["answers"]
-        assert answers["invalid"] == {"400": 100} and answers["valid"] == {"200": 100}
+        assert answers["invalid"] == {"400": 60} and answers["valid"] == {"200": 60}  # 120 requests, half invalid
