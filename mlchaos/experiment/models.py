@@ -16,15 +16,16 @@ from mlchaos.experiment.loader import Document
 from mlchaos.experiment.settings import Settings
 
 _IMMUTABLE = (str, int, float, bool, type(None))
+_SCALARS = frozenset(_IMMUTABLE)  # exact types: a value of one is shared as it is, without a call
 
 
 def deep_copy(value: Any) -> Any:
     """A deep copy of parsed document data: mappings and lists copied, scalars shared (several times faster
     than :func:`copy.deepcopy` on thousands of activities); anything else goes through ``copy.deepcopy``."""
     if isinstance(value, dict):
-        return {key: deep_copy(item) for key, item in value.items()}
+        return {key: item if type(item) in _SCALARS else deep_copy(item) for key, item in value.items()}
     if isinstance(value, list):
-        return [deep_copy(item) for item in value]
+        return [item if type(item) in _SCALARS else deep_copy(item) for item in value]
     if isinstance(value, _IMMUTABLE):
         return value
     return copy.deepcopy(value)

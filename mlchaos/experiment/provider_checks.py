@@ -20,7 +20,7 @@ from typing import Any
 from mlchaos.experiment.checking import DocumentChecker
 from mlchaos.experiment.driver_registry import HOOKS, function_signature, import_driver_module
 from mlchaos.experiment.endpoints import activity_problems, declared_endpoints
-from mlchaos.experiment.loader import pointer_join
+from mlchaos.experiment.loader import Document, pointer_join
 from mlchaos.experiment.problems import Problem, suggest
 
 PROVIDER_KEYS = {
@@ -40,6 +40,11 @@ _SIMPLE_TYPES: dict[Any, tuple[type, ...]] = {
 class ProviderChecks(DocumentChecker):
     """The checks of providers, driver signatures and tolerances."""
 
+    def __init__(self, doc: Document):
+        super().__init__(doc)
+        self._modules: dict[str, tuple[Any, str]] = {}  # driver module name -> import_driver_module's answer
+        self._endpoints: dict[str, Any] | None = None
+
     def check_provider(self, provider: Any, pointer: str) -> Iterator[Problem]:
         if not isinstance(provider, dict):
             yield self.problem(pointer, "required: a 'provider' mapping")
@@ -50,7 +55,7 @@ class ProviderChecks(DocumentChecker):
                 f"{pointer}/type", f"provider type must be python, process or http, got {kind!r}"
             )
             return
-        for key in sorted(set(provider) - PROVIDER_KEYS[kind]):
+        for key in [] if provider.keys() <= PROVIDER_KEYS[kind] else sorted(set(provider) - PROVIDER_KEYS[kind]):
             yield self.problem(
                 pointer_join(pointer, key),
                 f"unknown key {key!r} for a {kind} provider{suggest(key, PROVIDER_KEYS[kind])}",
@@ -99,7 +104,7 @@ class ProviderChecks(DocumentChecker):
         if not isinstance(func_name, str) or not func_name:
             yield self.problem(f"{pointer}/func", "required: the function to call")
             return
-        module, error = import_driver_module(module_name)
+        module, error = self._driver_module(module_name)
         if module is None:
             yield self.problem(f"{pointer}/module", error)
             return
@@ -121,7 +126,7 @@ class ProviderChecks(DocumentChecker):
             yield self.problem(f"{pointer}/func", f"{module_name}.{func_name} is not a driver function: {exc}")
             return
         yield from self.check_signature(func, arguments, f"{pointer}/arguments", f"{module_name}.{func_name}")
-        declared = declared_endpoints(self.doc.data)
+        declared = self._declared_endpoints()
         # a driver module whose functions take a declared endpoint's name says so with DEFAULT_ENDPOINT (another
         # driver's ``endpoint`` argument may mean something else: the traffic probes' infer/feedback)
         default = getattr(module, "DEFAULT_ENDPOINT", None)
@@ -135,6 +140,18 @@ class ProviderChecks(DocumentChecker):
                 arguments = {**arguments, "endpoint": default}  # the declared default stands for the sandbox
             for message in preflight(func_name, arguments):
                 yield self.problem(pointer, message)
+
+    def _driver_module(self, name: str) -> tuple[Any, str]:
+        """:func:`import_driver_module`, once per module and document (thousands of activities may name one)."""
+        if name not in self._modules:
+            self._modules[name] = import_driver_module(name)
+        return self._modules[name]
+
+    def _declared_endpoints(self) -> dict[str, Any]:
+        """The document's declared endpoints (worked out once per document)."""
+        if self._endpoints is None:
+            self._endpoints = declared_endpoints(self.doc.data)
+        return self._endpoints
 
     def check_signature(
         self, func: Any, arguments: dict[str, Any], pointer: str, name: str

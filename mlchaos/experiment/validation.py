@@ -23,7 +23,7 @@ from typing import Any
 
 from mlchaos.experiment.control_declarations import declaration_problems, declarations
 from mlchaos.experiment.endpoints import check_endpoints, endpoint_warnings, secret_problems
-from mlchaos.experiment.loader import Document, pointer_join
+from mlchaos.experiment.loader import Document, Where, pointer_join, pointer_of
 from mlchaos.experiment.problems import Problem, suggest
 from mlchaos.experiment.provider_checks import ProviderChecks
 from mlchaos.experiment.settings import SETTINGS_CHECKS
@@ -72,6 +72,7 @@ class _Checker(ProviderChecks):
         self.variables = variables
         self.names: set[str] = set()
         self.warnings: list[Problem] = []
+        self._known: set[str] | None = None
 
     def warn(self, pointer: str, message: str) -> None:
         """Note something that does not keep the experiment from running but deserves a word."""
@@ -301,7 +302,7 @@ class _Checker(ProviderChecks):
             if not isinstance(activity["ref"], str) or not activity["ref"]:
                 yield self.problem(f"{pointer}/ref", "a reference must be a non-empty string")
             return
-        for key in sorted(set(activity) - ACTIVITY_KEYS):
+        for key in [] if activity.keys() <= ACTIVITY_KEYS else sorted(set(activity) - ACTIVITY_KEYS):
             yield self.problem(
                 pointer_join(pointer, key), f"unknown key {key!r}{suggest(key, ACTIVITY_KEYS)}"
             )
@@ -438,6 +439,10 @@ class _Checker(ProviderChecks):
 
     # --- variables and references ---------------------------------------------------
     def known_variables(self) -> set[str]:
+        """The names a ``${name}`` may use: configuration and secrets, the file's and the command line's (worked
+        out once: neither changes while the file is checked)."""
+        if self._known is not None:
+            return self._known
         names = set(self.variables.configuration)
         config = self.data.get("configuration")
         if isinstance(config, dict):
@@ -447,15 +452,16 @@ class _Checker(ProviderChecks):
                 for scope in source.values():
                     if isinstance(scope, dict):
                         names |= set(scope)
+        self._known = names
         return names
 
     def check_variables(self, activity: dict[str, Any], pointer: str) -> Iterator[Problem]:
-        known = self.known_variables()
-        for where, text in _strings(activity, pointer):
+        for where, text in _templated(activity, pointer):
             for name in _template_names(text):
+                known = self.known_variables()
                 if name not in known:
                     yield self.problem(
-                        where,
+                        pointer_of(where),
                         f"unresolved variable ${{{name}}}: not in configuration or secrets"
                         f"{suggest(name, known)} (or pass --var {name}=...)",
                     )
@@ -502,15 +508,25 @@ def _positive_number_or_var(value: Any, allow_zero: bool = False) -> bool:
     return value >= 0 if allow_zero else value > 0
 
 
-def _strings(value: Any, pointer: str) -> Iterator[tuple[str, str]]:
+def _templated(value: Any, where: Where) -> Iterator[tuple[Where, str]]:
+    """Every string in ``value`` that may hold a ``${name}`` (it has a ``$``), in document order, with where it is
+    (its pointer is built only for a problem)."""
     if isinstance(value, str):
-        yield pointer, value
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield from _strings(item, pointer_join(pointer, key))
+        if "$" in value:
+            yield where, value
+        return
+    if isinstance(value, dict):
+        items: Any = value.items()
     elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from _strings(item, pointer_join(pointer, index))
+        items = enumerate(value)
+    else:
+        return
+    for key, item in items:
+        if isinstance(item, str):
+            if "$" in item:
+                yield (where, key), item
+        elif isinstance(item, (dict, list)):
+            yield from _templated(item, (where, key))
 
 
 def _template_names(text: str) -> Iterator[str]:
