@@ -24,11 +24,11 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from mlchaos.experiment.driver_registry import function_signature
 from mlchaos.experiment.workers import POOL, LockType, in_background
+from mlchaos.lib.clock import utc_now_iso
 
 __all__ = ["FAILED", "RUNNING", "SUCCEEDED", "ActivityTimedOut", "LockType", "Outcome", "Waiter", "execute",
            "in_background", "run_provider", "run_python", "with_provider_timeout", "with_split_arguments"]
@@ -169,12 +169,11 @@ def execute(
         except BaseException as exc:  # any failure becomes a failed activity
             box["error"] = exc
 
-    start = datetime.now(UTC)
+    start = utc_now_iso()
     started = time.monotonic()
     finished = waiter.wait(POOL.submit(target), timeout)
     duration = time.monotonic() - started
-    end = datetime.now(UTC)
-    times = {"start": start.isoformat(), "end": end.isoformat(), "duration": round(duration, 6)}
+    times = {"start": start, "end": utc_now_iso(), "duration": round(duration, 6)}
     if not finished:
         message = f"timed out after {timeout:g}s"
         return Outcome(FAILED, None, message, [f"ActivityTimedOut: {message}\n"], **times)
