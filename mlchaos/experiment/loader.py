@@ -317,7 +317,9 @@ class _Shape:
         self.seen: dict[int, tuple[int, int]] = {}  # id -> (values, height)
         # a text value can hold an unpaired surrogate only when the text has one, or an escape that makes one
         # (JSON \uD800, YAML "\uD800"): UTF-8 decoding refuses them. Without either, strings need no search
-        self.surrogates = "\\" in doc.text or not doc.text or _SURROGATE.search(doc.text) is not None
+        # (an ASCII text, most files, has none: str.isascii() answers without reading it)
+        text = doc.text
+        self.surrogates = not text or "\\" in text or (not text.isascii() and _SURROGATE.search(text) is not None)
 
     def check(self) -> list[Problem]:
         total, _ = self.walk(self.doc.data, "", 1)

@@ -42,7 +42,7 @@ class ProviderChecks(DocumentChecker):
 
     def __init__(self, doc: Document):
         super().__init__(doc)
-        self._modules: dict[str, tuple[Any, str]] = {}  # driver module name -> import_driver_module's answer
+        self._modules: dict[str, tuple[Any, str, Any, Any]] = {}  # driver module name -> what _driver_module found
         self._endpoints: dict[str, Any] | None = None
 
     def check_provider(self, provider: Any, pointer: str) -> Iterator[Problem]:
@@ -104,7 +104,7 @@ class ProviderChecks(DocumentChecker):
         if not isinstance(func_name, str) or not func_name:
             yield self.problem(f"{pointer}/func", "required: the function to call")
             return
-        module, error = self._driver_module(module_name)
+        module, error, default, preflight = self._driver_module(module_name)
         if module is None:
             yield self.problem(f"{pointer}/module", error)
             return
@@ -129,23 +129,25 @@ class ProviderChecks(DocumentChecker):
         declared = self._declared_endpoints()
         # a driver module whose functions take a declared endpoint's name says so with DEFAULT_ENDPOINT (another
         # driver's ``endpoint`` argument may mean something else: the traffic probes' infer/feedback)
-        default = getattr(module, "DEFAULT_ENDPOINT", None)
         named = isinstance(default, str) and "endpoint" in function_signature(func).parameters
         if named:
             for key, message in activity_problems(arguments, declared):
                 yield self.problem(pointer_join(f"{pointer}/arguments", key), message)
-        preflight = getattr(module, "preflight", None)
         if callable(preflight) and func_name not in HOOKS:
             if named and default in declared and arguments.get("url") is None and arguments.get("endpoint") is None:
                 arguments = {**arguments, "endpoint": default}  # the declared default stands for the sandbox
             for message in preflight(func_name, arguments):
                 yield self.problem(pointer, message)
 
-    def _driver_module(self, name: str) -> tuple[Any, str]:
-        """:func:`import_driver_module`, once per module and document (thousands of activities may name one)."""
-        if name not in self._modules:
-            self._modules[name] = import_driver_module(name)
-        return self._modules[name]
+    def _driver_module(self, name: str) -> tuple[Any, str, Any, Any]:
+        """(module, error, its ``DEFAULT_ENDPOINT``, its ``preflight`` hook): :func:`import_driver_module` and the
+        look-ups, once per module and document (thousands of activities may name one)."""
+        found = self._modules.get(name)
+        if found is None:
+            module, error = import_driver_module(name)
+            found = (module, error, getattr(module, "DEFAULT_ENDPOINT", None), getattr(module, "preflight", None))
+            self._modules[name] = found
+        return found
 
     def _declared_endpoints(self) -> dict[str, Any]:
         """The document's declared endpoints (worked out once per document)."""

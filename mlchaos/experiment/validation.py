@@ -291,7 +291,7 @@ class _Checker(ProviderChecks):
             yield self.problem(f"{pointer}/type", "only probes may check a steady state")
         if "tolerance" not in probe:
             yield self.problem(pointer, "a steady-state probe needs a 'tolerance'")
-        else:
+        elif not isinstance(probe["tolerance"], (bool, int, str)):  # those are always fine: nothing to check
             yield from self.check_tolerance(probe["tolerance"], f"{pointer}/tolerance")
 
     def check_activity(self, activity: Any, pointer: str, rollback: bool = False) -> Iterator[Problem]:
@@ -343,8 +343,10 @@ class _Checker(ProviderChecks):
             self.warn(f"{pointer}/background", "mlchaos runs rollbacks one after another, in order: this rollback "
                                                "does not run in the background (Chaos Toolkit would run it alongside "
                                                "the next ones)")
-        yield from self.check_provider(activity.get("provider"), f"{pointer}/provider")
-        yield from self._check_provider_extras(activity.get("provider"), f"{pointer}/provider")
+        provider = activity.get("provider")
+        yield from self.check_provider(provider, f"{pointer}/provider")
+        if isinstance(provider, dict) and ("timeout" in provider or provider.get("type") == "process"):
+            yield from self._check_provider_extras(provider, f"{pointer}/provider")
         yield from self.check_variables(activity, pointer)
 
     def _check_provider_extras(self, provider: Any, pointer: str) -> Iterator[Problem]:
@@ -456,7 +458,9 @@ class _Checker(ProviderChecks):
         return names
 
     def check_variables(self, activity: dict[str, Any], pointer: str) -> Iterator[Problem]:
-        for where, text in _templated(activity, pointer):
+        found: list[tuple[Where, str]] = []
+        _templated(activity, pointer, found)
+        for where, text in found:
             for name in _template_names(text):
                 known = self.known_variables()
                 if name not in known:
@@ -508,12 +512,12 @@ def _positive_number_or_var(value: Any, allow_zero: bool = False) -> bool:
     return value >= 0 if allow_zero else value > 0
 
 
-def _templated(value: Any, where: Where) -> Iterator[tuple[Where, str]]:
-    """Every string in ``value`` that may hold a ``${name}`` (it has a ``$``), in document order, with where it is
-    (its pointer is built only for a problem)."""
+def _templated(value: Any, where: Where, found: list[tuple[Where, str]]) -> None:
+    """Add to ``found`` every string in ``value`` that may hold a ``${name}`` (it has a ``$``), in document order,
+    with where it is (its pointer is built only for a problem)."""
     if isinstance(value, str):
         if "$" in value:
-            yield where, value
+            found.append((where, value))
         return
     if isinstance(value, dict):
         items: Any = value.items()
@@ -524,9 +528,9 @@ def _templated(value: Any, where: Where) -> Iterator[tuple[Where, str]]:
     for key, item in items:
         if isinstance(item, str):
             if "$" in item:
-                yield (where, key), item
+                found.append(((where, key), item))
         elif isinstance(item, (dict, list)):
-            yield from _templated(item, (where, key))
+            _templated(item, (where, key), found)
 
 
 def _template_names(text: str) -> Iterator[str]:
