@@ -410,7 +410,7 @@ def _compose(text: str) -> yaml.Node | None:
     """YAML's node tree of ``text`` (JSON is close enough to YAML), or None."""
     try:
         return yaml.compose(text, Loader=_YAML_BASE)
-    except (yaml.YAMLError, RecursionError):
+    except (yaml.YAMLError, RecursionError, UnicodeError):  # UnicodeError: a surrogate in text given as a str
         return None
 
 
