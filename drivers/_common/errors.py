@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-import ssl
-import urllib.error
 from collections.abc import Iterator
 
 from mlchaos.driver_kit import CertificateError, DriverError, SandboxError
@@ -34,7 +32,10 @@ def translated(what: str | None = None) -> Iterator[None]:
 def http_errors(where: str, request: str, timeout: float) -> Iterator[None]:
     """Transport failures in the block become ``{where} did not answer {request} within {timeout}s`` or
     ``{where} is unreachable: {reason}``."""
-    import requests  # only the drivers that talk HTTP pay for importing it
+    import ssl  # only the drivers that talk HTTP pay for these (validating an experiment imports this module)
+    import urllib.error
+
+    import requests
 
     try:
         yield

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import signal as signals
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from drivers._common import checks, selection
 from drivers._common.undo import Rollbacks, covers, stop_told
 from drivers.process import sandbox
 from drivers.process.host import continue_processes, kill_processes, restart_processes, stop_processes
-from drivers.process.sandbox import Replica, replica_details
+from drivers.process.sandbox import replica_details
 from mlchaos.driver_kit import (
     ChangeRecord,
     DriverError,
@@ -33,6 +33,9 @@ from mlchaos.driver_kit import (
     undo_function,
     wait_for,
 )
+
+if TYPE_CHECKING:
+    from drivers.process.sandbox import Replica
 
 __all__ = [
     "continue_processes", "continue_replicas", "kill_processes", "kill_replicas", "restart_processes",

@@ -11,13 +11,15 @@ import argparse
 import importlib
 import sys
 
+from mlchaos.cli.gc_pause import gc_paused
 from mlchaos.cli.options import EXIT_CODES_HELP
 
 COMMANDS = ("run", "plan", "stop", "recover", "validate", "discover", "report", "gameday", "sandbox", "rules")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The parser of every command."""
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every command; with ``only``, of that command alone (what parsing its command line needs:
+    the other commands' parsers, some of which import modules to list their choices, are left out)."""
     parser = argparse.ArgumentParser(
         prog="mlchaos",
         description="Chaos experiments for ML model-serving services.",
@@ -26,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMANDS:
+    for name in COMMANDS if only is None else (only,):
         module = importlib.import_module(f"mlchaos.cli.{name}")
         module.add_parser(commands).set_defaults(handler=module.main)
     return parser
@@ -34,8 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``mlchaos`` console script."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    with gc_paused():  # imports and argparse: nothing to collect
+        parser = build_parser(_command_in(sys.argv[1:] if argv is None else argv))
+        args = parser.parse_args(argv)
     if args.version:
         from mlchaos import __version__
 
@@ -45,6 +48,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     return args.handler(args)
+
+
+def _command_in(argv: list[str]) -> str | None:
+    """The command the arguments name, None when there is none or it is unknown (then the whole parser is built:
+    ``--help`` lists every command, an unknown one is reported with the list). The options before the command
+    (``--version``, ``--help``) take no value, so the command is the first argument that is not an option."""
+    first = next((arg for arg in argv if not arg.startswith("-")), None)
+    return first if first in COMMANDS else None
 
 
 if __name__ == "__main__":  # pragma: no cover

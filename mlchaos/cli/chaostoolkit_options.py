@@ -80,8 +80,6 @@ def settings_from(args: argparse.Namespace) -> dict[str, Any]:
 def load_with_controls(settings: dict[str, Any], source: str, load: Callable[[], T | None]) -> T | None:
     """``load()`` surrounded by the settings' loader controls (``before/after_loading_experiment_control``),
     as ``chaos run`` calls them; a control that interrupts makes it None (nothing runs)."""
-    from chaoslib.control import reset_global_controls
-
     from mlchaos.experiment.controls import ControlInterrupted, ControlSet
     from mlchaos.experiment.execution import Waiter
 
@@ -89,6 +87,7 @@ def load_with_controls(settings: dict[str, Any], source: str, load: Callable[[],
         f"warning: control {p.control!r} {p.hook}: {p.error}", file=sys.stderr))
     if not controls.globals:
         return load()
+    from chaoslib.control import reset_global_controls  # only with controls to call (chaoslib: tens of ms)
     try:
         controls.apply("loader", "before", source, Waiter())
         loaded = load()

@@ -18,6 +18,13 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
 
 def main(args: argparse.Namespace) -> int:
     """Every problem of every file; for a valid file, what it would load, run and call (a file is code)."""
+    from mlchaos.cli.gc_pause import gc_paused
+
+    with gc_paused():  # imports and loading: nothing to collect (mlchaos.cli.gc_pause)
+        return _validate(args)
+
+
+def _validate(args: argparse.Namespace) -> int:
     from mlchaos.cli.listen_targets import LISTEN_TARGETS
     from mlchaos.cli.printing import print_problems
     from mlchaos.engine import exit_codes

@@ -101,10 +101,10 @@ class Runner:
         self.ctk_settings = settings or {}  # Chaos Toolkit's settings (its global controls)
         self.schedule = schedule or HypothesisSchedule()
         self.during: DuringHypothesis | None = None
-        # what controls see: copies (a control may change them; the run does not follow)
-        self.control_experiment = copy.deepcopy(experiment.raw)
-        hypothesis = self.control_experiment.get("steady-state-hypothesis")
-        self.control_hypothesis = hypothesis if isinstance(hypothesis, dict) else {}
+        # what controls see: copies (a control may change them; the run does not follow), made in _controls when
+        # the run has controls (without any, nothing receives them: a copy of thousands of activities is spared)
+        self.control_experiment: dict[str, Any] = experiment.raw
+        self.control_hypothesis: dict[str, Any] = {}
 
     @property
     def phase(self) -> str:
@@ -432,12 +432,16 @@ class Runner:
     # --- controls and the hypothesis during the method ----------------------------------------
     def _controls(self, configuration: dict[str, Any], secrets: dict[str, Any]) -> RunControls:
         """The run's Chaos Toolkit controls (none in a plan: a control is code mlchaos cannot dry-run)."""
-        raw = self.control_experiment
-        controls = ControlSet(raw, self.ctk_settings, self.experiment.settings.control_timeout,
+        controls = ControlSet(self.experiment.raw, self.ctk_settings, self.experiment.settings.control_timeout,
                               configuration, secrets)
         if self.dry_run and controls:
             self.console.warn(f"controls not called in a plan: {', '.join(controls.declared)}")
             controls = ControlSet({})
+        elif controls:  # they get (and may change) a copy; the run does not follow
+            self.control_experiment = copy.deepcopy(self.experiment.raw)
+            hypothesis = self.control_experiment.get("steady-state-hypothesis")
+            self.control_hypothesis = hypothesis if isinstance(hypothesis, dict) else {}
+            controls.experiment = self.control_experiment
         record: dict[str, Any] = {}
         run_controls = RunControls(controls, self.signals, self.console, self.waiter, record,
                                    journal=lambda: self.journal.redactor.data(self.journal.data))
@@ -477,7 +481,7 @@ class Runner:
         with self.run_controls.around("hypothesis", self.control_hypothesis, Holder(state), waiter=waiter):
             for probe in self.experiment.hypothesis:
                 holder = Holder()
-                with self.run_controls.around("activity", copy.deepcopy(probe.spec), holder, waiter=waiter):
+                with self.run_controls.around("activity", self._control_context(probe), holder, waiter=waiter):
                     outcome = self._execute(probe, rollback=False, waiter=waiter)
                     entry = activity_record(probe, outcome)
                     if outcome.succeeded:
@@ -629,17 +633,27 @@ class Runner:
         if not rollback:
             self.signals.checkpoint()
         holder = Holder()
-        context = copy.deepcopy(activity.spec)  # what its controls and run events get (the same dict, as chaoslib)
+        if not self.run_controls.active:  # no controls: no hooks around it, nothing to hand them
+            return self._run_activity_now(activity, section, holder, rollback, report, activity.spec)
+        context = self._control_context(activity)
         with self.run_controls.around("activity", context, holder):
             outcome = self._run_activity_now(activity, section, holder, rollback, report, context)
         return outcome
 
+    def _control_context(self, activity: Activity) -> dict[str, Any]:
+        """What an activity's controls and run events get: a copy of its spec (the same dict for all of them, as
+        chaoslib has it). Without controls nothing gets it, and no copy is made."""
+        return copy.deepcopy(activity.spec) if self.run_controls.active else activity.spec
+
     def _run_activity_now(self, activity: Activity, section: list[dict[str, Any]], holder: Holder,
                           rollback: bool, report: bool, context: dict[str, Any]) -> Outcome:
-        self._pause(activity.pause_before, f"before {activity.name}")
+        if activity.pause_before is not None:
+            self._pause(activity.pause_before, f"before {activity.name}")
         entry = activity_record(activity)
         holder.state = entry
-        self.run_controls.event("start_activity", context)
+        controlled = self.run_controls.active  # without controls, no event is sent: none is built either
+        if controlled:
+            self.run_controls.event("start_activity", context)
         section.append(entry)
         self.journal.save(force=activity.kind == "action")
         self.console.started(activity.kind, activity.name)
@@ -654,13 +668,15 @@ class Runner:
             raise
         entry.clear()
         entry.update(activity_record(activity, outcome))
-        self.run_controls.event("activity_completed", context, Later(lambda: self.journal.redactor.data(entry)))
+        if controlled:
+            self.run_controls.event("activity_completed", context, Later(lambda: self.journal.redactor.data(entry)))
         self._keep_exact(outcome.output)
         self._collect_measurement(activity, outcome)
         self.journal.save()
         if report:
             self._report(activity, outcome)
-        self._pause(activity.pause_after, f"after {activity.name}")
+        if activity.pause_after is not None:
+            self._pause(activity.pause_after, f"after {activity.name}")
         return outcome
 
     def _collect_measurement(self, activity: Activity, outcome: Outcome) -> None:
@@ -710,7 +726,7 @@ class Runner:
 
         def work() -> None:
             token = changes.set_sink(lambda record: self._record_background_change(box, record))
-            holder, waiter, context = Holder(entry), Waiter(), copy.deepcopy(activity.spec)
+            holder, waiter, context = Holder(entry), Waiter(), self._control_context(activity)
             try:
                 with self.run_controls.around("activity", context, holder, waiter=waiter):
                     self.run_controls.event("start_activity", context)
@@ -784,8 +800,9 @@ class Runner:
         self.counts["succeeded" if verdict.met else "failed"] += 1
         if not verdict.met:
             self.failures.append(f"probe {probe.name!r}: {verdict.explanation}")
-        detail = summarise_output(outcome.output) if verdict.met else verdict.explanation
-        self.console.finished(probe.kind, probe.name, verdict.met, outcome.duration, detail)
+        if not self.console.quiet:  # --quiet: no line to write (thousands of probes in a long run)
+            detail = summarise_output(outcome.output) if verdict.met else verdict.explanation
+            self.console.finished(probe.kind, probe.name, verdict.met, outcome.duration, detail)
         return verdict.met
 
     # --- the end ------------------------------------------------------------------------

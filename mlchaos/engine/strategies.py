@@ -20,8 +20,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from mlchaos.experiment.execution import in_background
-
 DEFAULT = "default"
 STRATEGIES = (DEFAULT, "before-method-only", "after-method-only", "during-method-only", "continuously")
 FAIL_FAST = "fail-fast"  # the Abort kind of a deviation seen during the method under --fail-fast
@@ -84,6 +82,9 @@ class DuringHypothesis:
         self.errors: list[str] = []
 
     def start(self) -> None:
+        from mlchaos.experiment.execution import in_background  # here: `mlchaos validate` builds the parser of
+        # `run`, whose --hypothesis-strategy choices come from this module, and needs no worker threads
+
         self.done = in_background(self._loop)
 
     def stop(self, drop: bool = False) -> None:

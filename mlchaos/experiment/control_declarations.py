@@ -75,12 +75,12 @@ def declarations(experiment: dict[str, Any]) -> Iterator[tuple[str, Any]]:
     if isinstance(hypothesis, dict):
         yield from listed(hypothesis.get("controls"), "/steady-state-hypothesis/controls")
         for index, probe in enumerate(_as_list(hypothesis.get("probes"))):
-            if isinstance(probe, dict):
-                yield from listed(probe.get("controls"), f"/steady-state-hypothesis/probes/{index}/controls")
+            if isinstance(probe, dict) and "controls" in probe:  # (most have none: no pointer to build)
+                yield from listed(probe["controls"], f"/steady-state-hypothesis/probes/{index}/controls")
     for section in ("method", "rollbacks"):
         for index, activity in enumerate(_as_list(experiment.get(section))):
-            if isinstance(activity, dict):
-                yield from listed(activity.get("controls"), f"/{section}/{index}/controls")
+            if isinstance(activity, dict) and "controls" in activity:
+                yield from listed(activity["controls"], f"/{section}/{index}/controls")
 
 
 def declaration_problems(control: Any, top_level_names: set[str] | None) -> Iterator[tuple[str, str]]:

@@ -15,23 +15,23 @@ a shell) are split with :func:`shlex.split` and run without a shell.
 from __future__ import annotations
 
 import _thread
-import contextvars
 import copy
 import importlib
-import queue
 import re
 import shlex
-import threading
+import sys
 import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from mlchaos.experiment.driver_registry import function_signature
+from mlchaos.experiment.workers import POOL, LockType, in_background
+from mlchaos.lib.clock import utc_now_iso
 
-LockType = _thread.LockType
+__all__ = ["FAILED", "RUNNING", "SUCCEEDED", "ActivityTimedOut", "LockType", "Outcome", "Waiter", "execute",
+           "in_background", "run_provider", "run_python", "with_provider_timeout", "with_split_arguments"]
 
 SUCCEEDED = "succeeded"
 FAILED = "failed"
@@ -79,45 +79,6 @@ class Waiter:
         self.wait(lock, seconds)
 
 
-class _WorkerPool:
-    """Daemon threads that run activities; a worker stuck past its timeout is simply not reused
-    until it returns, and a new one is started instead (a thread per call costs ~2x more)."""
-
-    def __init__(self) -> None:
-        self._idle: list[queue.SimpleQueue] = []
-        self._guard = _thread.allocate_lock()
-
-    def submit(self, func: Callable[[], None]) -> LockType:
-        """Run ``func`` on a worker; the returned lock is released when it has finished."""
-        done = _thread.allocate_lock()
-        done.acquire()
-        with self._guard:
-            inbox = self._idle.pop() if self._idle else None
-        if inbox is None:
-            inbox = queue.SimpleQueue()
-            threading.Thread(target=self._work, args=(inbox,), daemon=True, name="mlchaos-activity").start()
-        inbox.put((contextvars.copy_context(), func, done))
-        return done
-
-    def _work(self, inbox: queue.SimpleQueue) -> None:
-        while True:
-            context, func, done = inbox.get()
-            try:
-                context.run(func)
-            finally:
-                done.release()
-                with self._guard:
-                    self._idle.append(inbox)
-
-
-_POOL = _WorkerPool()
-
-
-def in_background(func: Callable[[], None]) -> LockType:
-    """Run ``func`` on a worker thread; the returned lock is released when it has finished."""
-    return _POOL.submit(func)
-
-
 def with_provider_timeout(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
     """``spec``, or a copy whose process/http provider also stops at ``timeout`` (the activity's timeout,
     already the smaller of the activity's and the provider's own; an http ``[connect, read]`` pair is kept)."""
@@ -155,13 +116,12 @@ def run_python(spec: dict[str, Any], configuration: dict[str, Any], secrets: dic
     ``secrets`` and ``configuration`` passed when the function asks for them, any exception turned into
     ``ActivityFailed`` naming it), without its per-call debug log line and with the signature worked out
     once per function: a trivial probe costs a third of what it costs through chaoslib."""
-    from chaoslib import substitute
-    from chaoslib.exceptions import ActivityFailed
-
     provider = spec["provider"]
-    func = getattr(importlib.import_module(provider["module"]), provider["func"])
+    func = getattr(_module(provider["module"]), provider["func"])
     arguments = provider.get("arguments", {}).copy()
     if configuration or secrets:
+        from chaoslib import substitute
+
         arguments = substitute(arguments, configuration, secrets)
     parameters = function_signature(func).parameters
     if "secrets" in provider and "secrets" in parameters:
@@ -173,8 +133,19 @@ def run_python(spec: dict[str, Any], configuration: dict[str, Any], secrets: dic
     try:
         return func(**arguments)
     except Exception as exc:
+        from chaoslib.exceptions import ActivityFailed
+
         raise ActivityFailed(traceback.format_exception_only(type(exc), exc)[0].strip()).with_traceback(
             exc.__traceback__) from exc
+
+
+def _module(name: str) -> Any:
+    """``importlib.import_module(name)``; a module already imported (and done initialising) is taken from
+    ``sys.modules`` directly, as the import statement does (validation imported every driver before the run)."""
+    module = sys.modules.get(name)
+    if module is None or getattr(getattr(module, "__spec__", None), "_initializing", False):
+        return importlib.import_module(name)
+    return module
 
 
 def execute(
@@ -198,12 +169,11 @@ def execute(
         except BaseException as exc:  # any failure becomes a failed activity
             box["error"] = exc
 
-    start = datetime.now(UTC)
+    start = utc_now_iso()
     started = time.monotonic()
-    finished = waiter.wait(_POOL.submit(target), timeout)
+    finished = waiter.wait(POOL.submit(target), timeout)
     duration = time.monotonic() - started
-    end = datetime.now(UTC)
-    times = {"start": start.isoformat(), "end": end.isoformat(), "duration": round(duration, 6)}
+    times = {"start": start, "end": utc_now_iso(), "duration": round(duration, 6)}
     if not finished:
         message = f"timed out after {timeout:g}s"
         return Outcome(FAILED, None, message, [f"ActivityTimedOut: {message}\n"], **times)

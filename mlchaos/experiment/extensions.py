@@ -16,7 +16,6 @@ listed by their own ``discover`` function.
 from __future__ import annotations
 
 import importlib
-import logging
 import sys
 import types
 from collections.abc import Iterator
@@ -40,15 +39,31 @@ def use_chaostoolkit_logging() -> None:
     """Put the ``logzero`` stand-in in place, as the ``chaos`` CLI does at start (idempotent).
 
     The same module as ``chaoslib.log.override_logzero_module`` makes (a package with no path whose ``logger``
-    is the ``chaostoolkit`` logger), built here so that validation does not import chaoslib (about 90 ms).
+    is the ``chaostoolkit`` logger), built here so that validation does not import chaoslib (about 90 ms). Its
+    ``logger`` is looked up when a module first reads it, so that importing drivers that never log through
+    logzero does not import :mod:`logging` either.
     """
     current = sys.modules.get("logzero")
-    if current is not None and getattr(getattr(current, "logger", None), "name", None) == _STAND_IN_LOGGER:
+    if current is not None and (current.__dict__.get("__getattr__") is _stand_in_attribute
+                                or getattr(getattr(current, "logger", None), "name", None) == _STAND_IN_LOGGER):
         return
     stand_in = types.ModuleType("logzero")
     stand_in.__path__ = []
-    stand_in.logger = logging.getLogger(_STAND_IN_LOGGER)  # type: ignore[attr-defined]
+    stand_in.__getattr__ = _stand_in_attribute  # type: ignore[attr-defined]
     sys.modules["logzero"] = stand_in
+
+
+def _stand_in_attribute(name: str) -> Any:
+    """The stand-in's ``logger`` (the ``chaostoolkit`` logger), on first use; then a plain attribute."""
+    if name != "logger":
+        raise AttributeError(f"module 'logzero' has no attribute {name!r}")
+    import logging
+
+    logger = logging.getLogger(_STAND_IN_LOGGER)
+    stand_in = sys.modules.get("logzero")
+    if stand_in is not None and stand_in.__dict__.get("__getattr__") is _stand_in_attribute:
+        stand_in.logger = logger  # type: ignore[attr-defined]
+    return logger
 
 
 def installed_extensions() -> list[Extension]:

@@ -295,10 +295,10 @@ class _Cycle(Exception):
 
 
 # where a value is in the document while it is walked: its pointer, or (where its parent is, its key or index)
-_Where = str | tuple[Any, str | int]
+Where = str | tuple[Any, str | int]
 
 
-def _pointer(where: _Where) -> str:
+def pointer_of(where: Where) -> str:
     """The JSON pointer of a walked position."""
     tokens: list[str] = []
     while isinstance(where, tuple):
@@ -315,6 +315,11 @@ class _Shape:
         self.duplicates = duplicates
         self.found: list[tuple[str, str]] = []
         self.seen: dict[int, tuple[int, int]] = {}  # id -> (values, height)
+        # a text value can hold an unpaired surrogate only when the text has one, or an escape that makes one
+        # (JSON \uD800, YAML "\uD800"): UTF-8 decoding refuses them. Without either, strings need no search
+        # (an ASCII text, most files, has none: str.isascii() answers without reading it)
+        text = doc.text
+        self.surrogates = not text or "\\" in text or (not text.isascii() and _SURROGATE.search(text) is not None)
 
     def check(self) -> list[Problem]:
         total, _ = self.walk(self.doc.data, "", 1)
@@ -325,10 +330,10 @@ class _Shape:
             problems.append(Problem(str(self.doc.path), "", None, f"... and {len(self.found) - MAX_PROBLEMS} more"))
         return problems
 
-    def add(self, where: _Where, message: str) -> None:
-        self.found.append((_pointer(where), message))
+    def add(self, where: Where, message: str) -> None:
+        self.found.append((pointer_of(where), message))
 
-    def walk(self, value: Any, pointer: _Where, depth: int) -> tuple[int, int]:
+    def walk(self, value: Any, pointer: Where, depth: int) -> tuple[int, int]:
         """(values, height) of ``value`` at ``pointer`` (a pointer, or a (parent, token) pair: a pointer's
         text is built only for a problem)."""
         if not isinstance(value, (dict, list)):
@@ -346,24 +351,31 @@ class _Shape:
             return 1, MAX_DEPTH
         self.seen[key] = (1, MAX_DEPTH + 1)  # in progress: met again only through a cycle
         total, height = 1, 0
-        if isinstance(value, dict):
+        mapping = isinstance(value, dict)
+        if mapping:
             for name in self.duplicates.get(key, ()):
                 self.add((pointer, name), f"duplicate key {name!r} (only one value may be given)")
             items: Any = value.items()
         else:
             items = enumerate(value)
+        plain = not self.surrogates  # a plain str (key or value) is then fine as it is: nothing to call
         for name, item in items:
-            if isinstance(value, dict):
+            if mapping and not (plain and type(name) is str):
                 self.key(name, pointer)
-            count, below = self.walk(item, (pointer, name), depth + 1)
-            total += count
-            height = max(height, below + 1)
+            kind = type(item)
+            if (kind is str and plain) or item is None or kind is bool:  # most values: nothing to check
+                total += 1
+                height = height or 1
+            else:
+                count, below = self.walk(item, (pointer, name), depth + 1)
+                total += count
+                height = max(height, below + 1)
             if total > MAX_NODES:
                 break
         self.seen[key] = (total, height)
         return total, height
 
-    def key(self, name: Any, pointer: _Where) -> None:
+    def key(self, name: Any, pointer: Where) -> None:
         here = (pointer, name)
         if not isinstance(name, str) or isinstance(name, _BigInt):
             shown = "null" if name is None else repr(name)
@@ -371,7 +383,7 @@ class _Shape:
         elif _SURROGATE.search(name):
             self.add(here, "the key contains an unpaired UTF-16 surrogate (not valid Unicode text)")
 
-    def scalar(self, value: Any, pointer: _Where) -> None:
+    def scalar(self, value: Any, pointer: Where) -> None:
         if isinstance(value, _BigInt):
             self.add(pointer, f"integer out of range: {len(value)} digits (the limit is 64 bits)")
         elif isinstance(value, str):
@@ -398,7 +410,7 @@ def _compose(text: str) -> yaml.Node | None:
     """YAML's node tree of ``text`` (JSON is close enough to YAML), or None."""
     try:
         return yaml.compose(text, Loader=_YAML_BASE)
-    except (yaml.YAMLError, RecursionError):
+    except (yaml.YAMLError, RecursionError, UnicodeError):  # UnicodeError: a surrogate in text given as a str
         return None
 
 

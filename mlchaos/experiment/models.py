@@ -1,8 +1,9 @@
 """Typed core models of an experiment, built from a validated document.
 
 Dicts stay at the edges: ``Activity.spec`` is the activity mapping handed to
-chaostoolkit-lib's providers, always a private deep copy, so the caller's experiment
-is never mutated.
+chaostoolkit-lib's providers, from the experiment's own deep copy of the document, so the
+caller's experiment is never mutated (and code that changes a spec works on
+``Activity.private_spec()``).
 """
 
 from __future__ import annotations
@@ -16,15 +17,16 @@ from mlchaos.experiment.loader import Document
 from mlchaos.experiment.settings import Settings
 
 _IMMUTABLE = (str, int, float, bool, type(None))
+_SCALARS = frozenset(_IMMUTABLE)  # exact types: a value of one is shared as it is, without a call
 
 
 def deep_copy(value: Any) -> Any:
     """A deep copy of parsed document data: mappings and lists copied, scalars shared (several times faster
     than :func:`copy.deepcopy` on thousands of activities); anything else goes through ``copy.deepcopy``."""
     if isinstance(value, dict):
-        return {key: deep_copy(item) for key, item in value.items()}
+        return {key: item if type(item) in _SCALARS else deep_copy(item) for key, item in value.items()}
     if isinstance(value, list):
-        return [deep_copy(item) for item in value]
+        return [item if type(item) in _SCALARS else deep_copy(item) for item in value]
     if isinstance(value, _IMMUTABLE):
         return value
     return copy.deepcopy(value)
@@ -143,7 +145,9 @@ def _named_activities(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def _activities(items: list[dict[str, Any]], base: str, named: dict[str, dict[str, Any]]) -> tuple[Activity, ...]:
     result = []
     for index, item in enumerate(items):
-        spec = deep_copy(named[item["ref"]] if "ref" in item else item)
+        # ``items`` are in the experiment's own copy of the document (build_experiment), which nothing changes: an
+        # activity's spec is that mapping; a reference gets a copy of the activity it names (each its own)
+        spec = deep_copy(named[item["ref"]]) if "ref" in item else item
         pauses = spec.get("pauses") or {}
         result.append(
             Activity(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -50,6 +49,8 @@ def printable_lines(text: str) -> str:
 
 def suggest(word: str, candidates: Iterable[Any]) -> str:
     """`` (did you mean 'x'?)`` naming the close matches of ``word`` among ``candidates``, or ''."""
+    import difflib  # only for a problem: a valid file never needs it
+
     matches = difflib.get_close_matches(str(word), [str(c) for c in candidates], n=3, cutoff=0.6)
     if not matches:
         return ""

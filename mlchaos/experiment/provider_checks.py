@@ -20,7 +20,7 @@ from typing import Any
 from mlchaos.experiment.checking import DocumentChecker
 from mlchaos.experiment.driver_registry import HOOKS, function_signature, import_driver_module
 from mlchaos.experiment.endpoints import activity_problems, declared_endpoints
-from mlchaos.experiment.loader import pointer_join
+from mlchaos.experiment.loader import Document, pointer_join
 from mlchaos.experiment.problems import Problem, suggest
 
 PROVIDER_KEYS = {
@@ -42,6 +42,11 @@ class ProviderChecks(DocumentChecker):
 
     var_file_endpoints: dict[str, Any] = {}  # endpoints the var files declare (by name): declared as well
 
+    def __init__(self, doc: Document):
+        super().__init__(doc)
+        self._modules: dict[str, tuple[Any, str, Any, Any]] = {}  # driver module name -> what _driver_module found
+        self._endpoints: dict[str, Any] | None = None
+
     def check_provider(self, provider: Any, pointer: str) -> Iterator[Problem]:
         if not isinstance(provider, dict):
             yield self.problem(pointer, "required: a 'provider' mapping")
@@ -52,7 +57,7 @@ class ProviderChecks(DocumentChecker):
                 f"{pointer}/type", f"provider type must be python, process or http, got {kind!r}"
             )
             return
-        for key in sorted(set(provider) - PROVIDER_KEYS[kind]):
+        for key in [] if provider.keys() <= PROVIDER_KEYS[kind] else sorted(set(provider) - PROVIDER_KEYS[kind]):
             yield self.problem(
                 pointer_join(pointer, key),
                 f"unknown key {key!r} for a {kind} provider{suggest(key, PROVIDER_KEYS[kind])}",
@@ -101,7 +106,7 @@ class ProviderChecks(DocumentChecker):
         if not isinstance(func_name, str) or not func_name:
             yield self.problem(f"{pointer}/func", "required: the function to call")
             return
-        module, error = import_driver_module(module_name)
+        module, error, default, preflight = self._driver_module(module_name)
         if module is None:
             yield self.problem(f"{pointer}/module", error)
             return
@@ -123,23 +128,37 @@ class ProviderChecks(DocumentChecker):
             yield self.problem(f"{pointer}/func", f"{module_name}.{func_name} is not a driver function: {exc}")
             return
         yield from self.check_signature(func, arguments, f"{pointer}/arguments", f"{module_name}.{func_name}")
-        declared = {**declared_endpoints(self.doc.data), **self.var_file_endpoints}
+        declared = self._declared_endpoints()
         # a driver module whose functions take a declared endpoint's name says so with DEFAULT_ENDPOINT (another
         # driver's ``endpoint`` argument may mean something else: the traffic probes' infer/feedback), and names
         # them with ENDPOINT_FUNCTIONS when only some of its functions do
-        default = getattr(module, "DEFAULT_ENDPOINT", None)
         only = getattr(module, "ENDPOINT_FUNCTIONS", None)
         named = isinstance(default, str) and "endpoint" in function_signature(func).parameters \
             and (only is None or func_name in only)
         if named:
             for key, message in activity_problems(arguments, declared):
                 yield self.problem(pointer_join(f"{pointer}/arguments", key), message)
-        preflight = getattr(module, "preflight", None)
         if callable(preflight) and func_name not in HOOKS:
             if named and default in declared and arguments.get("url") is None and arguments.get("endpoint") is None:
                 arguments = {**arguments, "endpoint": default}  # the declared default stands for the sandbox
             for message in preflight(func_name, arguments):
                 yield self.problem(pointer, message)
+
+    def _driver_module(self, name: str) -> tuple[Any, str, Any, Any]:
+        """(module, error, its ``DEFAULT_ENDPOINT``, its ``preflight`` hook): :func:`import_driver_module` and the
+        look-ups, once per module and document (thousands of activities may name one)."""
+        found = self._modules.get(name)
+        if found is None:
+            module, error = import_driver_module(name)
+            found = (module, error, getattr(module, "DEFAULT_ENDPOINT", None), getattr(module, "preflight", None))
+            self._modules[name] = found
+        return found
+
+    def _declared_endpoints(self) -> dict[str, Any]:
+        """The document's declared endpoints (worked out once per document)."""
+        if self._endpoints is None:
+            self._endpoints = {**declared_endpoints(self.doc.data), **self.var_file_endpoints}
+        return self._endpoints
 
     def check_signature(
         self, func: Any, arguments: dict[str, Any], pointer: str, name: str

@@ -21,9 +21,9 @@ from typing import Any
 
 from mlchaos.experiment import endpoint_sources
 from mlchaos.experiment.control_declarations import declaration_problems, declarations
-from mlchaos.experiment.endpoint_sources import strings, template_names
+from mlchaos.experiment.endpoint_sources import template_names
 from mlchaos.experiment.endpoints import check_endpoints
-from mlchaos.experiment.loader import Document, pointer_join
+from mlchaos.experiment.loader import Document, Where, pointer_join, pointer_of
 from mlchaos.experiment.problems import Problem, suggest
 from mlchaos.experiment.provider_checks import ProviderChecks
 from mlchaos.experiment.settings import SETTINGS_CHECKS
@@ -73,6 +73,7 @@ class _Checker(ProviderChecks):
         self.var_file_endpoints = variables.endpoints
         self.names: set[str] = set()
         self.warnings: list[Problem] = []
+        self._known: set[str] | None = None
 
     def warn(self, pointer: str, message: str) -> None:
         """Note something that does not keep the experiment from running but deserves a word."""
@@ -336,7 +337,7 @@ class _Checker(ProviderChecks):
             yield self.problem(f"{pointer}/type", "only probes may check a steady state")
         if "tolerance" not in probe:
             yield self.problem(pointer, "a steady-state probe needs a 'tolerance'")
-        else:
+        elif not isinstance(probe["tolerance"], (bool, int, str)):  # those are always fine: nothing to check
             yield from self.check_tolerance(probe["tolerance"], f"{pointer}/tolerance")
 
     def check_activity(self, activity: Any, pointer: str, rollback: bool = False) -> Iterator[Problem]:
@@ -347,7 +348,7 @@ class _Checker(ProviderChecks):
             if not isinstance(activity["ref"], str) or not activity["ref"]:
                 yield self.problem(f"{pointer}/ref", "a reference must be a non-empty string")
             return
-        for key in sorted(set(activity) - ACTIVITY_KEYS):
+        for key in [] if activity.keys() <= ACTIVITY_KEYS else sorted(set(activity) - ACTIVITY_KEYS):
             yield self.problem(
                 pointer_join(pointer, key), f"unknown key {key!r}{suggest(key, ACTIVITY_KEYS)}"
             )
@@ -388,8 +389,10 @@ class _Checker(ProviderChecks):
             self.warn(f"{pointer}/background", "mlchaos runs rollbacks one after another, in order: this rollback "
                                                "does not run in the background (Chaos Toolkit would run it alongside "
                                                "the next ones)")
-        yield from self.check_provider(activity.get("provider"), f"{pointer}/provider")
-        yield from self._check_provider_extras(activity.get("provider"), f"{pointer}/provider")
+        provider = activity.get("provider")
+        yield from self.check_provider(provider, f"{pointer}/provider")
+        if isinstance(provider, dict) and ("timeout" in provider or provider.get("type") == "process"):
+            yield from self._check_provider_extras(provider, f"{pointer}/provider")
         yield from self.check_variables(activity, pointer)
 
     def _check_provider_extras(self, provider: Any, pointer: str) -> Iterator[Problem]:
@@ -484,6 +487,10 @@ class _Checker(ProviderChecks):
 
     # --- variables and references ---------------------------------------------------
     def known_variables(self) -> set[str]:
+        """The names a ``${name}`` may use: configuration and secrets, the file's and the command line's (worked
+        out once: neither changes while the file is checked)."""
+        if self._known is not None:
+            return self._known
         names = set(self.variables.configuration)
         config = self.data.get("configuration")
         if isinstance(config, dict):
@@ -493,15 +500,18 @@ class _Checker(ProviderChecks):
                 for scope in source.values():
                     if isinstance(scope, dict):
                         names |= set(scope)
+        self._known = names
         return names
 
     def check_variables(self, activity: dict[str, Any], pointer: str) -> Iterator[Problem]:
-        known = self.known_variables()
-        for where, text in strings(activity, pointer):
+        found: list[tuple[Where, str]] = []
+        _templated(activity, pointer, found)
+        for where, text in found:
             for name in template_names(text):
+                known = self.known_variables()
                 if name not in known:
                     yield self.problem(
-                        where,
+                        pointer_of(where),
                         f"unresolved variable ${{{name}}}: not in configuration or secrets"
                         f"{suggest(name, known)} (or pass --var {name}=...)",
                     )
@@ -547,4 +557,24 @@ def _positive_number_or_var(value: Any, allow_zero: bool = False) -> bool:
         return False
     return value >= 0 if allow_zero else value > 0
 
+
+def _templated(value: Any, where: Where, found: list[tuple[Where, str]]) -> None:
+    """Add to ``found`` every string in ``value`` that may hold a ``${name}`` (it has a ``$``), in document order,
+    with where it is (its pointer is built only for a problem)."""
+    if isinstance(value, str):
+        if "$" in value:
+            found.append((where, value))
+        return
+    if isinstance(value, dict):
+        items: Any = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return
+    for key, item in items:
+        if isinstance(item, str):
+            if "$" in item:
+                found.append(((where, key), item))
+        elif isinstance(item, (dict, list)):
+            _templated(item, (where, key), found)
 

@@ -79,19 +79,26 @@ def code_paths(value: Any) -> set[str]:
     """The dotted code paths in ``value``: every provider's ``module`` and ``module.func``, every undo's ``func``
     (a bare function name is not one: it would keep a secret equal to it visible wherever the word appears)."""
     found: set[str] = set()
+    _add_code_paths(value, found)
+    return found
+
+
+def _add_code_paths(value: Any, found: set[str]) -> None:
     if isinstance(value, dict):
         func, module = value.get("func"), value.get("module")
         if isinstance(func, str):
             if isinstance(module, str):
-                found |= {module, f"{module}.{func}"}
+                found.add(module)
+                found.add(f"{module}.{func}")
             elif "." in func:
                 found.add(func)
         for item in value.values():
-            found |= code_paths(item)
+            if isinstance(item, (dict, list, tuple)):
+                _add_code_paths(item, found)
     elif isinstance(value, (list, tuple)):
         for item in value:
-            found |= code_paths(item)
-    return found
+            if isinstance(item, (dict, list, tuple)):
+                _add_code_paths(item, found)
 
 
 @dataclass

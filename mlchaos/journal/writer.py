@@ -22,6 +22,7 @@ from mlchaos import __version__
 from mlchaos.experiment.execution import RUNNING, Outcome
 from mlchaos.experiment.models import Activity
 from mlchaos.journal.redaction import Redactor, redact_secrets_block
+from mlchaos.lib.clock import utc_now_iso
 from mlchaos.lib.files import atomic_write
 
 THROTTLE_SECONDS = 0.25
@@ -34,7 +35,7 @@ def activity_record(activity: Activity, outcome: Outcome | None = None) -> dict[
     """A journal 'run' entry for an activity (status ``running`` while it is in flight)."""
     record: dict[str, Any] = {"activity": activity.spec, "output": None}  # read-only: never mutated
     if outcome is None:
-        record.update(status=RUNNING, start=datetime.now(UTC).isoformat())
+        record.update(status=RUNNING, start=utc_now_iso())
         return record
     record.update(
         output=outcome.output, start=outcome.start, end=outcome.end,

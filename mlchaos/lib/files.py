@@ -10,8 +10,6 @@ import contextlib
 import fcntl
 import json
 import os
-import secrets
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,7 +32,7 @@ def atomic_write(path: Path | str, data: str | bytes, mode: int | None = None, *
     if mode is None and in_state_dir(path):
         mode = PRIVATE_FILE
     while True:
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+        tmp = path.with_name(f".{path.name}.{os.urandom(6).hex()}.tmp")  # secrets.token_hex(6), without its import
         try:  # created 0600 when a mode is given, so a key is never readable by others, not even briefly
             descriptor = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666 if mode is None else 0o600)
             break
@@ -91,6 +89,8 @@ def file_lock(path: Path) -> Iterator[None]:
 
 def free_ports(count: int) -> list[int]:
     """``count`` distinct free loopback ports (all held open while choosing, so no duplicates)."""
+    import socket  # here: drivers import this module, and validating an experiment needs no socket
+
     with contextlib.ExitStack() as stack:
         ports = []
         for _ in range(count):

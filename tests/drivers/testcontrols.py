@@ -5,7 +5,8 @@ its ``context`` is (a title, a name or a string), what ``state`` is, and which o
 it got. Arguments that make a hook misbehave (each names the hook, e.g. ``before_method_control``):
 ``raise_in`` (raises RuntimeError), ``hang_in`` (blocks ``hang_seconds``), ``interrupt_in`` (raises
 chaoslib's InterruptExecution), ``exit_in`` with ``exit`` = ``ungracefully`` | ``gracefully`` (calls
-``chaoslib.exit``).
+``chaoslib.exit``), ``mutate_in`` (changes what it is given: the title of ``experiment``, and the name and provider
+arguments of an activity ``context``: a control may, and the run must not follow).
 """
 
 from __future__ import annotations
@@ -41,6 +42,14 @@ def _write(log: str | None, entry: dict[str, Any]) -> None:
     if path:
         with open(path, "a", encoding="utf-8") as out:
             out.write(json.dumps(entry) + "\n")
+
+
+def _mutate(context: Any, experiment: Any) -> None:
+    if isinstance(experiment, dict):
+        experiment["title"] = "changed by a control"
+    if isinstance(context, dict) and "provider" in context:
+        context["name"] = "renamed-by-a-control"
+        context["provider"].setdefault("arguments", {})["value"] = "changed by a control"
 
 
 def _misbehave(hook: str, arguments: dict[str, Any]) -> None:
@@ -109,6 +118,8 @@ def _make(hook: str) -> Any:
             "configuration": configuration, "secret_keys": sorted(secrets or {}),
             "settings": sorted(settings or {}), "experiment": _describe(experiment),
             "extensions": extensions is not None, "arguments": sorted(arguments)})
+        if arguments.get("mutate_in") == hook:
+            _mutate(context, experiment)
         _misbehave(hook, arguments)
 
     def loading(context: Any, state: Any = None, configuration: Any = None, secrets: Any = None,

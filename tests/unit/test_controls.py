@@ -119,6 +119,24 @@ def test_activity_level_control_sees_only_its_activity_and_scope_and_automatic_a
                                                   "after_experiment_control", "cleanup_control"]
 
 
+@pytest.mark.parametrize("hook", ["before_activity_control", "before_experiment_control"])
+def test_what_a_control_changes_is_its_own_copy(write_experiment, tmp_path, hook):
+    """A control gets copies of the experiment and of each activity: changing them changes neither what runs nor
+    the experiment (nor its journal). Without controls the run makes no copy at all: nothing receives one."""
+    data = experiment(tmp_path, control(tmp_path / "controls.jsonl", mutate_in=hook))
+    built = build_experiment(load_document(write_experiment(data)))
+    before = json.dumps(built.raw, sort_keys=True)
+    journal_path = tmp_path / "journal.json"
+    result = Runner(built, None, journal_path, Console(io.StringIO(), tty=False)).run()
+    journal = json.loads(journal_path.read_text())
+    assert result.exit_code == exit_codes.OK and result.title == "valid"
+    assert [p["activity"]["name"] for p in journal["steady_states"]["before"]["probes"]] == ["healthy"]
+    assert [p["output"] for p in journal["steady_states"]["after"]["probes"]] == [True]
+    assert journal["experiment"]["title"] == "valid"
+    assert json.dumps(built.raw, sort_keys=True) == before
+    assert hook in [c["hook"] for c in hooks(tmp_path / "controls.jsonl")]
+
+
 def test_a_raising_control_is_reported_and_the_run_goes_on(run, tmp_path):
     log = tmp_path / "controls.jsonl"
     data = experiment(tmp_path, control(log, raise_in="before_method_control"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mlchaos.experiment.loader import load_document
+from mlchaos.experiment.loader import load_document, parse_text
 from mlchaos.experiment.problems import ProblemList
 
 
@@ -91,6 +91,9 @@ def test_line_map_walks_shared_nodes_once(tmp_path):
         ("deep.yaml", b"title: t\nx: " + b"[" * 70 + b"]" * 70 + b"\n", 2, "/x" + "/0" * 63,
          "nested more than 64 levels deep"),
         ("date.yaml", b"title: t\nday: 2024-01-31\n", None, None, None),
+        # (no line: YAML's composer, which maps JSON's lines too, refuses a surrogate)
+        ("surrogate.json", b'{"title": "t",\n "x": ["\\ud800"]}', None, "/x/0", "the text contains an unpaired"),
+        ("surrogate-key.json", b'{"title": "t",\n "x": {"\\udfff": 1}}', None, "/x/\udfff", "the key contains an"),
     ],
 )
 def test_hostile_values_are_located(tmp_path, name, raw, line, pointer, message):
@@ -104,3 +107,12 @@ def test_hostile_values_are_located(tmp_path, name, raw, line, pointer, message)
     problem = caught.value.problems[0]
     assert (problem.line, problem.pointer) == (line, pointer)
     assert problem.message.startswith(message), problem.message
+
+
+def test_a_surrogate_in_text_given_as_a_string_is_found(tmp_path):
+    """Text handed over as a str (not decoded from UTF-8) may hold a surrogate without any escape."""
+    with pytest.raises(ProblemList) as caught:
+        parse_text('{"title": "t",\n "x": "caf\u00e9 \ud800"}', tmp_path / "given.json")
+    problem = caught.value.problems[0]
+    assert (problem.line, problem.pointer) == (None, "/x") and "unpaired UTF-16 surrogate" in problem.message
+    assert parse_text('{"title": "café"}', tmp_path / "fine.json").data == {"title": "café"}
