@@ -269,6 +269,11 @@ class Link:
             self._kick()
 
     # binding (pass-through with no Python code a read)
+    @property
+    def bound(self) -> bool:
+        """True while the source's reads go straight to the sink's transport."""
+        return self._bound
+
     def _bind(self) -> None:
         """Hand the source's reads straight to the sink transport's ``write`` (the link is in pass-through)."""
         source, sink = self.source, self.sink
