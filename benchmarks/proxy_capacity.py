@@ -2,7 +2,7 @@
 
 Run from the repository root (needs Debian's ``nginx-light`` and ``wrk``: ``make bench`` installs them):
 
-    .venv/bin/python benchmarks/proxy_capacity.py [--duration 8] [--compare REF] [--workers N]
+    .venv/bin/python benchmarks/proxy_capacity.py [--duration 8] [--compare REF] [--rounds R]
 
 It starts, by itself and on loopback only:
 
@@ -275,7 +275,7 @@ def main() -> int:
     parser.add_argument("--connections", default="1,16,64", help="connection counts (default 1,16,64)")
     parser.add_argument("--compare", metavar="REF", help="also measure the proxy of git revision REF")
     parser.add_argument("--proxy-arg", action="append", default=[], metavar="ARG",
-                        help="an extra argument for this checkout's proxy (repeatable), e.g. --proxy-arg=--workers=2")
+                        help="an extra argument for this checkout's proxy (repeatable): --proxy-arg=--loop=asyncio")
     args = parser.parse_args()
     for tool in ("wrk", "nginx"):
         if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
@@ -355,6 +355,7 @@ def main() -> int:
                                                                     f"{r.mean_ms - base.mean_ms:+.2f}")
                 print(row(label, name, f"{r.rps / 1000:.1f}k", f"{r.mean_ms:.2f}", f"{r.p99_ms:.2f}", *added,
                           f"{r.cpu_us:.0f}", r.errors))
+            print(f"\nload average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         finally:
             for p in proxies:
                 p.stop()
