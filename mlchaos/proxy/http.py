@@ -187,12 +187,12 @@ class RequestFramer:
             at, end = len(memo.prefix), len(head) - len(memo.suffix)
             if (at + 17 <= end and head.startswith(b"\r\nContent-Length:", at)
                     and head.find(b"\r\n", at + 2, end) < 0):  # that line, and only it, between the two
-                value = head[at + 17:end].decode("latin-1").strip(_WS)
-                if not value.isdigit() or not value.isascii():
+                digits = head[at + 17:end].strip()  # bytes.strip() strips what _WS names; isdigit(): ASCII only
+                if not digits.isdigit():
                     return None
                 headers = memo.headers.copy()
-                headers[memo.index] = ("Content-Length", value)
-                return HttpRequest(memo.method, memo.target, memo.version, headers, b"", b"", (at, end)), int(value)
+                headers[memo.index] = ("Content-Length", digits.decode("latin-1"))
+                return HttpRequest(memo.method, memo.target, memo.version, headers, b"", b"", (at, end)), int(digits)
         parsed = parse_head(head)
         if parsed is not None:
             memo = self._memo = _HeadMemo.of(head, parsed[0])

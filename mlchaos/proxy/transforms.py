@@ -130,7 +130,12 @@ def transform_body(body: bytes, transforms: tuple[Transform, ...], tensor: str =
     only the tensor's data is written anew and the rest of the body goes on as it came.
     """
     plan = transforms if isinstance(transforms, Transforms) else Transforms(transforms)
-    text = _text(body)
+    text = None
+    if body[:1] == b"{" and body[1:2] != b"\0":  # UTF-8 (not UTF-16/32, which json.loads also reads)
+        try:
+            text = body.decode("utf-8", "surrogatepass")  # as json.loads decodes bytes
+        except UnicodeDecodeError:
+            text = None  # json.loads says why it is not JSON
     try:
         document = json.loads(body) if text is None else _DECODE(text)
     except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deep to parse
@@ -149,11 +154,12 @@ def transform_body(body: bytes, transforms: tuple[Transform, ...], tensor: str =
     n_rows, n_cols = shape
     if type(n_rows) is not int or type(n_cols) is not int or n_rows < 0 or n_cols < 0 or plan.top >= n_cols:
         return None
-    nested = list in map(type, data)
+    kinds = set(map(type, data))
+    nested = list in kinds
     flat = _flatten(data) if nested else data
     if len(flat) != n_rows * n_cols:
         return None
-    numeric = _NUMBERS.issuperset(map(type, flat))  # before the transforms change anything
+    numeric = _NUMBERS.issuperset(map(type, flat) if nested else kinds)  # before the transforms change anything
     numbers = numeric
     try:
         for t in plan:
@@ -169,16 +175,6 @@ def transform_body(body: bytes, transforms: tuple[Transform, ...], tensor: str =
             return spliced.encode("utf-8", "surrogatepass")  # the bytes it came as, but for the data
     found["data"] = flat
     return _ENCODE(document).encode()
-
-
-def _text(body: bytes) -> str | None:
-    """The body as text when it is UTF-8 opening an object (what json.loads would decode it to), else None."""
-    if body[:1] == b"{" and body[1:2] != b"\0":  # not UTF-16/32, which json.loads also reads
-        try:
-            return body.decode("utf-8", "surrogatepass")  # as json.loads decodes bytes
-        except UnicodeDecodeError:
-            return None
-    return None
 
 
 def _splice(text: str, flat: list[Any], n_cols: int, columns: frozenset[int], nested: bool) -> str | None:
