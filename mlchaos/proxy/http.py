@@ -112,6 +112,8 @@ class RequestFramer:
         The chunk is split where it lies: only what is left of an incomplete request is copied into
         the buffer, and a request whose body is still arriving is not looked at again until it is whole.
         """
+        if type(data) is not bytes:
+            data = bytes(data)  # what it hands on is bytes, whatever came in
         if self._buffer:
             self._buffer += data
             if len(self._buffer) < self._needed:
