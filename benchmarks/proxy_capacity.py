@@ -2,7 +2,7 @@
 
 Run from the repository root (needs Debian's ``nginx-light`` and ``wrk``: ``make bench`` installs them):
 
-    .venv/bin/python benchmarks/proxy_capacity.py [--duration 8] [--compare REF] [--workers N]
+    .venv/bin/python benchmarks/proxy_capacity.py [--duration 8] [--compare REF] [--rounds R]
 
 It starts, by itself and on loopback only:
 
@@ -17,7 +17,9 @@ It prints (figures only, no assertions):
 
 1. no toxic, ``GET /`` at 1, 16 and 64 connections: req/s, the proxied/direct ratio, mean and p99
    latency, and the p99 the proxy adds (goals: ratio >= 0.5 at 64 connections, added p99 < 1 ms
-   at 16);
+   at 16), the proxy's CPU per request and the machine's (all CPUs' busy time, softirq included:
+   loopback TCP's packet work is not charged to any process); with ``--nginx-proxy`` also nginx as
+   a keep-alive HTTP reverse proxy (one worker), what a C proxy gets on the same machine;
 2. a 100 ms downstream latency toxic at 64 connections: the measured round trip (mean and median,
    so the proxy's and nginx's own time counts as error too) against the configured 100 ms, and
    the error in % (goal: within 5 %);
@@ -71,6 +73,33 @@ http {{
     }}
 }}
 """
+NGINX_PROXY_CONF = """worker_processes 1;
+daemon off;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {dir}/body;
+    proxy_temp_path {dir}/proxy;
+    keepalive_requests 100000000;
+    keepalive_timeout 60s;
+    upstream backend {{
+        server 127.0.0.1:{upstream};
+        keepalive 256;
+        keepalive_requests 100000000;
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+        }}
+    }}
+}}
+"""
 K = TypeVar("K")
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60000.0}
 
@@ -115,6 +144,7 @@ class Result:
     p99_ms: float
     errors: str  # socket errors / non-2xx, "" when none
     cpu_us: float = 0.0  # CPU time (user + system) of the process measured, per request, in microseconds
+    machine_us: float = 0.0  # busy time of all CPUs (softirq, other processes included) per request, microseconds
 
 
 def millis(text: str) -> float:
@@ -148,6 +178,12 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def busy_seconds() -> float:
+    """Seconds all CPUs together have not been idle so far (from /proc/stat: softirq and steal count as busy)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
 def wrk(port: int, connections: int, duration: int, path: str = "/", script: Path | None = None,
         pids: list[int] | None = None) -> Result:
     """One wrk run against 127.0.0.1:port (one thread, keep-alive); ``pids``: whose CPU to count per request."""
@@ -155,22 +191,25 @@ def wrk(port: int, connections: int, duration: int, path: str = "/", script: Pat
     if script is not None:
         cmd += ["-s", str(script)]
     cmd.append(f"http://127.0.0.1:{port}{path}")
-    before = cpu_seconds(pids or [])
+    before, busy = cpu_seconds(pids or []), busy_seconds()
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 30, check=True).stdout
     result = parse_wrk(out)
-    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
-    result.cpu_us = (cpu_seconds(pids or []) - before) / max(requests, 1) * 1e6
+    requests = max(int(re.search(r"(\d+) requests in", out).group(1)), 1)  # type: ignore[union-attr]
+    result.cpu_us = (cpu_seconds(pids or []) - before) / requests * 1e6
+    result.machine_us = (busy_seconds() - busy) / requests * 1e6
     return result
 
 
 class Nginx:
     """nginx-light as a plain process, its config and files in a temporary folder."""
 
-    def __init__(self, root: Path) -> None:
-        self.dir, self.port = root / "nginx", free_port()
+    def __init__(self, root: Path, name: str = "nginx", upstream: int = 0) -> None:
+        """The fast upstream; with ``upstream``, a keep-alive HTTP reverse proxy in front of that port instead."""
+        self.dir, self.port = root / name, free_port()
         self.dir.mkdir()
         conf = self.dir / "nginx.conf"
-        conf.write_text(NGINX_CONF.format(dir=self.dir, port=self.port, reply=REPLY))
+        template = NGINX_PROXY_CONF if upstream else NGINX_CONF
+        conf.write_text(template.format(dir=self.dir, port=self.port, reply=REPLY, upstream=upstream))
         binary = shutil.which("nginx") or "/usr/sbin/nginx"
         self.proc = subprocess.Popen([binary, "-p", str(self.dir), "-e", str(self.dir / "error.log"),
                                       "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -255,7 +294,7 @@ def alternate(points: dict[K, Callable[[], Result]], rounds: int) -> dict[K, Res
     median = statistics.median
     return {key: Result(median(r.rps for r in rs), median(r.mean_ms for r in rs), median(r.p50_ms for r in rs),
                         median(r.p99_ms for r in rs), "; ".join(r.errors for r in rs if r.errors),
-                        median(r.cpu_us for r in rs)) for key, rs in runs.items()}
+                        median(r.cpu_us for r in rs), median(r.machine_us for r in rs)) for key, rs in runs.items()}
 
 
 def row(*cells: object) -> str:
@@ -274,8 +313,10 @@ def main() -> int:
                         help="runs of every point, alternated between direct and the proxies; medians (default 1)")
     parser.add_argument("--connections", default="1,16,64", help="connection counts (default 1,16,64)")
     parser.add_argument("--compare", metavar="REF", help="also measure the proxy of git revision REF")
+    parser.add_argument("--nginx-proxy", action="store_true",
+                        help="table 1 also measures nginx as a keep-alive reverse proxy (one worker): a C reference")
     parser.add_argument("--proxy-arg", action="append", default=[], metavar="ARG",
-                        help="an extra argument for this checkout's proxy (repeatable), e.g. --proxy-arg=--workers=2")
+                        help="an extra argument for this checkout's proxy (repeatable): --proxy-arg=--loop=asyncio")
     args = parser.parse_args()
     for tool in ("wrk", "nginx"):
         if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
@@ -289,6 +330,7 @@ def main() -> int:
         script.write_text(f"wrk.method = \"POST\"\nwrk.body = '{INFER}'\n"
                           "wrk.headers[\"Content-Type\"] = \"application/json\"\n")
         nginx = Nginx(root)
+        reference = Nginx(root, "nginx-proxy", nginx.port) if args.nginx_proxy else None
         proxies: list[ProxyProcess] = []
         try:
             proxies.append(ProxyProcess("this", REPO, root, nginx.port, args.proxy_arg))
@@ -302,25 +344,32 @@ def main() -> int:
             extra = " " + " ".join(args.proxy_arg) if args.proxy_arg else ""
             print("proxies: " + ", ".join(f"{p.label} = " + (f"this checkout (HEAD {head}){extra}" if p.label == "this"
                                                              else f"git {p.label}") for p in proxies))
-            print("CPU us/req: CPU time (user + system) of the proxy process (direct: of nginx) per request")
+            print("CPU us/req: CPU time (user + system) of the proxy process (direct: of nginx) per request; machine"
+                  " us/req: busy time of all CPUs (softirq and other work included) per request")
             wrk(nginx.port, 16, 1)  # warm-up
+            if reference is not None:
+                wrk(reference.port, 16, 1)
             for p in proxies:
                 wrk(p.port, 16, 1)
             rounds = args.rounds
 
             print("\n1. no toxic, GET / (nginx return 200)\n")
-            print(row("conns", "path", "req/s", "ratio", "mean ms", "p99 ms", "+p99 ms", "CPU us/req"))
-            print(row(*["---"] * 8))
+            print(row("conns", "path", "req/s", "ratio", "mean ms", "p99 ms", "+p99 ms", "CPU us/req",
+                      "machine us/req"))
+            print(row(*["---"] * 9))
             for n in conns:
                 points = {"direct": lambda n=n: wrk(nginx.port, n, d, pids=nginx.pids)}
+                if reference is not None:
+                    points["nginx proxy"] = lambda n=n, r=reference: wrk(r.port, n, d, pids=r.pids)
                 points |= {p.label: lambda n=n, p=p: wrk(p.port, n, d, pids=[p.proc.pid]) for p in proxies}
                 got = alternate(points, rounds)
                 direct = got.pop("direct")
                 print(row(n, "direct", f"{direct.rps / 1000:.1f}k", "", f"{direct.mean_ms:.2f}", f"{direct.p99_ms:.2f}",
-                          "", f"{direct.cpu_us:.0f}", direct.errors))
+                          "", f"{direct.cpu_us:.0f}", f"{direct.machine_us:.0f}", direct.errors))
                 for label, r in got.items():
                     print(row(n, label, f"{r.rps / 1000:.1f}k", f"{r.rps / direct.rps:.2f}", f"{r.mean_ms:.2f}",
-                              f"{r.p99_ms:.2f}", f"{r.p99_ms - direct.p99_ms:+.2f}", f"{r.cpu_us:.0f}", r.errors))
+                              f"{r.p99_ms:.2f}", f"{r.p99_ms - direct.p99_ms:+.2f}", f"{r.cpu_us:.0f}",
+                              f"{r.machine_us:.0f}", r.errors))
 
             print(f"\n2. latency toxic {LATENCY_MS} ms (downstream), 64 connections: the whole round trip against"
                   f" the configured {LATENCY_MS} ms\n")
@@ -355,9 +404,12 @@ def main() -> int:
                                                                     f"{r.mean_ms - base.mean_ms:+.2f}")
                 print(row(label, name, f"{r.rps / 1000:.1f}k", f"{r.mean_ms:.2f}", f"{r.p99_ms:.2f}", *added,
                           f"{r.cpu_us:.0f}", r.errors))
+            print(f"\nload average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         finally:
             for p in proxies:
                 p.stop()
+            if reference is not None:
+                reference.stop()
             nginx.stop()  # last: even when a proxy would not stop
     return 0
 

@@ -68,7 +68,13 @@ class Proxy:
                 "toxics": [t.to_dict() for t in self.toxics]}
 
     def notify(self) -> None:
-        """Wake every wait on the chain (a toxic was added, removed or changed)."""
+        """Wake every wait on the chain (a toxic was added, removed or changed).
+
+        Every live connection is unbound from pass-through first, so its next read (from the
+        moment this returns) goes through the new chain.
+        """
+        for connection in self.connections:
+            connection.unbind()
         self.version += 1
         old, self.changed = self.changed, asyncio.Event()
         old.set()

@@ -29,7 +29,7 @@ _WS = " \t\n\r\x0b\x0c"  # what bytes.strip() strips: the head is decoded as lat
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
-@dataclass
+@dataclass(slots=True)
 class HttpRequest:
     """One framed request; ``raw`` is exactly what the client sent."""
 
@@ -39,6 +39,9 @@ class HttpRequest:
     headers: list[tuple[str, str]]
     body: bytes
     raw: bytes = field(repr=False)
+    # where its one Content-Length line is in ``raw`` ([CRLF before it, its end)), when that header is spelled
+    # so, given once, and no Expect header is there: :meth:`with_body` then rewrites the length alone
+    length_line: tuple[int, int] | None = field(default=None, repr=False)
 
     @property
     def path(self) -> str:
@@ -54,7 +57,16 @@ class HttpRequest:
         return next((v for k, v in self.headers if k.lower() == wanted), None)
 
     def with_body(self, body: bytes) -> bytes:
-        """The request re-serialised with ``body`` (Content-Length fixed, any Expect header dropped)."""
+        """The request with ``body`` instead of its own and its Content-Length set to match.
+
+        With one ``Content-Length`` line and no ``Expect`` header (:attr:`length_line`), the head goes
+        on as it came but for that line's value; otherwise it is re-serialised (one header a line,
+        the length last, any Expect header dropped).
+        """
+        if self.length_line is not None:
+            at, end = self.length_line
+            raw = self.raw
+            return b"".join((raw[:at], b"\r\nContent-Length: %d" % len(body), raw[end:len(raw) - len(self.body)], body))
         lines = [f"{self.method} {self.target} {self.version}"]
         lines += [f"{k}: {v}" for k, v in self.headers if k.lower() not in ("content-length", "expect")]
         lines.append(f"Content-Length: {len(body)}")
@@ -86,6 +98,8 @@ class RequestFramer:
         self.oversized = 0  # requests streamed on unframed because their body was over max_body
         self._passing = 0  # bytes of an oversized request still to stream on raw
         self._waiting_head: HttpRequest | None = None  # a head whose body has not fully arrived
+        self._needed = 0  # bytes the held request has in all (head and body), once its head is known
+        self._memo: _HeadMemo | None = None  # the last head parsed, for a next one that differs in its length only
 
     @property
     def buffered(self) -> int:
@@ -93,25 +107,63 @@ class RequestFramer:
         return len(self._buffer)
 
     def feed(self, data: bytes) -> list[HttpRequest | bytes]:
-        """Add ``data``; return the complete requests and raw chunks, in stream order."""
-        self._buffer += data
+        """Add ``data``; return the complete requests and raw chunks, in stream order.
+
+        The chunk is split where it lies: only what is left of an incomplete request is copied into
+        the buffer, and a request whose body is still arriving is not looked at again until it is whole.
+        """
+        if type(data) is not bytes:
+            data = bytes(data)  # what it hands on is bytes, whatever came in
+        if self._buffer:
+            self._buffer += data
+            if len(self._buffer) < self._needed:
+                return []  # the held request is still incomplete
+            data = bytes(self._buffer)
+            self._buffer.clear()
         out: list[HttpRequest | bytes] = []
-        while self._buffer:
+        pos, size = 0, len(data)
+        while pos < size:
             if self.opaque:
-                out.append(self.take_pending())
+                out.append(data[pos:] if pos else data)
+                pos = size
                 break
             if self._passing:
-                count = min(self._passing, len(self._buffer))
-                out.append(bytes(self._buffer[:count]))
-                del self._buffer[:count]
+                count = min(self._passing, size - pos)
+                out.append(data[pos:pos + count])
+                pos += count
                 self._passing -= count
                 continue
-            request = self._next()
-            if request is None:
-                if self.opaque or self._passing:
-                    continue  # gave up framing, or an oversized request: what is buffered goes on raw
+            end = data.find(b"\r\n\r\n", pos)
+            if end < 0:
+                if size - pos > MAX_HEAD:
+                    self.opaque = True
+                    continue
                 break
-            out.append(request)
+            parsed = self._parse(data[pos:end])
+            if parsed is None:
+                self.opaque = True
+                continue
+            head, length = parsed
+            if length > self.max_body:  # over the cap: stream it on as it comes instead of holding it
+                self.oversized += 1
+                self._passing = end + 4 - pos + length
+                self._waiting_head = None
+                continue
+            total = end + 4 + length
+            if size < total:
+                if self._waiting_head is None:
+                    self.continue_sent = False
+                self._waiting_head = head
+                self._needed = total - pos
+                break
+            raw = data if pos == 0 and total == size else data[pos:total]
+            head.body, head.raw = raw[end + 4 - pos:], raw
+            self._waiting_head = None
+            self._needed = 0
+            out.append(head)
+            pos = total
+        if pos < size:
+            self._buffer += memoryview(data)[pos:]
         return out
 
     def take_pending(self) -> bytes:
@@ -119,6 +171,7 @@ class RequestFramer:
         held = bytes(self._buffer)
         self._buffer.clear()
         self._waiting_head = None
+        self._needed = 0
         self._passing = 0
         return held
 
@@ -128,64 +181,85 @@ class RequestFramer:
         return (head is not None and not self.continue_sent
                 and (head.header("expect") or "").lower() == "100-continue")
 
-    def _next(self) -> HttpRequest | None:
-        end = self._buffer.find(b"\r\n\r\n")
-        if end < 0:
-            if len(self._buffer) > MAX_HEAD:
-                self.opaque = True
-            return None
-        head = self._parse_head(bytes(self._buffer[:end]))
-        if head is None:
-            self.opaque = True
-            return None
-        length = _content_length(head)
-        if length is None:
-            self.opaque = True
-            return None
-        if length > self.max_body:  # over the cap: stream it on as it comes instead of holding it
-            self.oversized += 1
-            self._passing = end + 4 + length
-            self._waiting_head = None
-            return None
-        total = end + 4 + length
-        if len(self._buffer) < total:
-            if self._waiting_head is None:
-                self.continue_sent = False
-            self._waiting_head = head
-            return None
-        raw = bytes(self._buffer[:total])
-        del self._buffer[:total]
-        self._waiting_head = None
-        head.body, head.raw = raw[end + 4:], raw
-        return head
+    def _parse(self, head: bytes) -> tuple[HttpRequest, int] | None:
+        """:func:`parse_head`, but a head that differs from the last one parsed only in its Content-Length
+        value (a keep-alive client sending the same kind of request again) reuses that parse."""
+        memo = self._memo
+        if memo is not None and head.startswith(memo.prefix) and head.endswith(memo.suffix):
+            at, end = len(memo.prefix), len(head) - len(memo.suffix)
+            if (at + 17 <= end and head.startswith(b"\r\nContent-Length:", at)
+                    and head.find(b"\r\n", at + 2, end) < 0):  # that line, and only it, between the two
+                digits = head[at + 17:end].strip()  # bytes.strip() strips what _WS names; isdigit(): ASCII only
+                if not digits.isdigit():
+                    return None
+                headers = memo.headers.copy()
+                headers[memo.index] = ("Content-Length", digits.decode("latin-1"))
+                return HttpRequest(memo.method, memo.target, memo.version, headers, b"", b"", (at, end)), int(digits)
+        parsed = parse_head(head)
+        if parsed is not None:
+            memo = self._memo = _HeadMemo.of(head, parsed[0])
+            if memo is not None:
+                parsed[0].length_line = (len(memo.prefix), len(head) - len(memo.suffix))
+        return parsed
+
+
+@dataclass(frozen=True, slots=True)
+class _HeadMemo:
+    """A parsed head around its one ``Content-Length`` line: what comes before it, after it, and the parse."""
+
+    prefix: bytes
+    suffix: bytes
+    method: str
+    target: str
+    version: str
+    headers: list[tuple[str, str]]
+    index: int  # of the Content-Length header in ``headers``
 
     @staticmethod
-    def _parse_head(head: bytes) -> HttpRequest | None:
-        lines = head.decode("latin-1").split("\r\n")
-        match = _REQUEST_LINE.match(lines[0])
-        if match is None:
+    def of(head: bytes, request: HttpRequest) -> _HeadMemo | None:
+        """The memo of ``head``; None unless it has one Content-Length header, spelled so, and no Expect."""
+        index = -1
+        for i, (name, _) in enumerate(request.headers):
+            if len(name) in (6, 14):
+                lowered = name.lower()
+                if lowered == "expect" or (lowered == "content-length" and (index >= 0 or name != "Content-Length")):
+                    return None
+                if lowered == "content-length":
+                    index = i
+        if index < 0:
             return None
-        headers: list[tuple[str, str]] = []
-        for line in lines[1:]:
-            name, sep, value = line.partition(":")
-            if not sep or not name or name != name.strip(_WS):
-                return None
-            headers.append((name, value.strip(_WS)))
-        method, target, version = match.groups()
-        return HttpRequest(method, target, version, headers, b"", b"")
+        at = head.find(b"\r\nContent-Length:")
+        end = head.find(b"\r\n", at + 2)
+        end = len(head) if end < 0 else end
+        return _HeadMemo(head[:at], head[end:], request.method, request.target, request.version, request.headers,
+                         index)
 
 
-def _content_length(request: HttpRequest) -> int | None:
-    """The body length, 0 without a body; None when it cannot be framed (chunked, bad or duplicate length)."""
-    values = set()
-    for name, value in request.headers:
-        lowered = name.lower()
-        if lowered == "content-length":
-            values.add(value)
-        elif lowered == "transfer-encoding":
-            return None
-    if not values:
-        return 0
-    if len(values) != 1 or not (value := values.pop()).isdigit() or not value.isascii():
+def parse_head(head: bytes) -> tuple[HttpRequest, int] | None:
+    """The request (no body yet) and its body's length from a head without its final blank line; None when it
+    cannot be framed (a malformed head, a chunked body, a bad or a duplicate length)."""
+    lines = head.decode("latin-1").split("\r\n")
+    match = _REQUEST_LINE.match(lines[0])
+    if match is None:
         return None
-    return int(value)
+    headers: list[tuple[str, str]] = []
+    length = ""
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if not sep or not name or name != name.strip(_WS):
+            return None
+        value = value.strip(_WS)
+        headers.append((name, value))
+        if len(name) == 14 or len(name) == 17:
+            lowered = name.lower()
+            if lowered == "content-length":
+                if length and value != length:
+                    return None  # two different lengths
+                length = value or "-"  # an empty one is bad too
+            elif lowered == "transfer-encoding":
+                return None
+    if not length:
+        return HttpRequest(*match.groups(), headers, b"", b""), 0
+    if not length.isdigit() or not length.isascii():
+        return None
+    return HttpRequest(*match.groups(), headers, b"", b""), int(length)

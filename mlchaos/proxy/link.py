@@ -6,7 +6,11 @@ The sockets are asyncio protocols (:class:`Side`), not streams: a read lands in
 
 * **Pass-through** (no toxic acts on the link, nothing queued or held): the bytes are written
   to the other socket at once, in the same callback; when that socket's buffer fills up, the
-  source stops reading until it drains (asyncio's flow control), so memory stays bounded.
+  source stops reading until it drains (asyncio's flow control), so memory stays bounded. The
+  link is then *bound*: the source's ``data_received`` is the sink transport's ``write`` itself,
+  so a read runs no Python code of the proxy at all. Every change of the chain unbinds every
+  link of the proxy before the change returns (:meth:`Link.unbind`, from the proxy's
+  ``notify``), so the next read comes back through :meth:`Link.feed` and sees the new chain.
 * **Toxic path** (the pump): as soon as a toxic that may wait acts on the link, each read is timestamped into a bounded
   queue, and ONE pump task per link takes the chunks out one at a time and passes each through
   the toxics of its stream, in chain order, before writing it. The chain is looked up afresh
@@ -20,7 +24,7 @@ The sockets are asyncio protocols (:class:`Side`), not streams: a read lands in
   the read's callback, as in pass-through, without a hop through the queue and the pump.
 
 The mode is worked out again only when the proxy's ``version`` changes (every change of the
-chain bumps it) or the pump goes idle, so pass-through costs one comparison a read. While the
+chain bumps it) or the pump goes idle. While the
 pump holds or has queued anything, every read goes to it, whatever the mode.
 """
 
@@ -205,6 +209,7 @@ class Link:
         self._pump: asyncio.Task[None] | None = None
         self._wake: asyncio.Future[None] | None = None
         self._paused: set[str] = set()
+        self._bound = False  # the source's reads go straight to the sink's transport (see the module doc)
         self.done = False
 
     def applies(self, entry: ToxicEntry) -> bool:
@@ -235,6 +240,7 @@ class Link:
                 self._refresh()
             if self._mode is CLEAR:
                 self.sink.write(data)
+                self._bind()
                 return
             if self._mode is INLINE:
                 self._inline(data)
@@ -261,6 +267,30 @@ class Link:
         """The chain changed: let the pump hand on what a removed toxic held, even with no new read."""
         if self._stubs or self._pump is not None:
             self._kick()
+
+    # binding (pass-through with no Python code a read)
+    @property
+    def bound(self) -> bool:
+        """True while the source's reads go straight to the sink's transport."""
+        return self._bound
+
+    def _bind(self) -> None:
+        """Hand the source's reads straight to the sink transport's ``write`` (the link is in pass-through)."""
+        source, sink = self.source, self.sink
+        if (self._bound or source.closed or sink.closed or source.transport is None
+                or sink.transport is None or source.transport.is_closing() or sink.transport.is_closing()):
+            return
+        source.data_received = sink.transport.write  # type: ignore[method-assign]
+        source.transport.set_protocol(source)  # uvloop keeps data_received from set_protocol on
+        self._bound = True
+
+    def unbind(self) -> None:
+        """Reads go through :meth:`feed` again (the chain changed, or the connection ends)."""
+        if self._bound:
+            self._bound = False
+            del self.source.data_received
+            if self.source.transport is not None:
+                self.source.transport.set_protocol(self.source)
 
     # flow control
     def pause(self, reason: str) -> None:
@@ -322,6 +352,8 @@ class Link:
                         continue
                     self._refresh()
                     self._busy = self._mode is PUMP
+                    if self._mode is CLEAR:
+                        self._bind()
                     self._wake = loop.create_future()
                     await self._wake
                     self._wake = None
@@ -378,7 +410,8 @@ class Link:
         return held
 
     def stop(self) -> None:
-        """Cancel the pump (the connection is closing)."""
+        """Cancel the pump and unbind (the connection is closing)."""
+        self.unbind()
         if self._pump is not None and self._pump is not asyncio.current_task():
             self._pump.cancel()
 
@@ -454,6 +487,11 @@ class Connection:
         finally:
             for task in running.values():
                 task.cancel()
+
+    def unbind(self) -> None:
+        """Send both links' reads through the proxy's code again (the chain is changing)."""
+        for link in self.links:
+            link.unbind()
 
     def link_done(self) -> None:
         """A link forwarded its EOF; once both have, close both sockets."""

@@ -85,10 +85,13 @@ def test_no_toxic_passes_bytes_both_ways():
 
 
 def test_no_byte_lost_or_reordered_while_toxics_change():
-    """Pass-through and the toxic path take turns on a live connection (the proxy process runs on uvloop)."""
-    count = 50_000
+    """Pass-through and the toxic path take turns on a live connection (the proxy process runs on uvloop).
 
-    async def scenario(registry: ProxyRegistry, listen: str) -> int:
+    The client sends at least 50,000 numbers and goes on until the chain has changed 10 times while
+    they flowed (so a fast pass-through cannot finish before the churn has done anything)."""
+    count, wanted_changes = 50_000, 10
+
+    async def scenario(registry: ProxyRegistry, listen: str) -> tuple[int, int]:
         reader, writer = await _connect(listen)
         done = asyncio.Event()
         changes = 0
@@ -104,25 +107,31 @@ def test_no_byte_lost_or_reordered_while_toxics_change():
                 changes += 1
                 await asyncio.sleep(0.001)
 
-        async def send() -> None:
-            for start in range(0, count, 100):  # many small chunks, spread over the churn
-                writer.write(b"".join(struct.pack(">I", i) for i in range(start, min(start + 100, count))))
+        async def send() -> tuple[int, int]:
+            start = 0
+            while start < count or changes < wanted_changes:  # many small chunks, spread over the churn
+                writer.write(b"".join(struct.pack(">I", i) for i in range(start, start + 100)))
+                start += 100
                 await writer.drain()
                 await asyncio.sleep(0.0005)
+            seen = changes  # the chain changed this often while numbers were still being sent
             writer.write_eof()
+            return start, seen
 
         churner = asyncio.create_task(churn())
         sender = asyncio.create_task(send())
         data = await reader.read(-1)  # until EOF: the proxy forwarded the echo's EOF
         done.set()
-        await asyncio.gather(churner, sender)
+        await churner
+        sent, seen = await sender
         writer.close()
-        assert len(data) == 4 * count, f"{len(data) // 4} of {count} numbers came back"
-        numbers = struct.unpack(f">{count}I", data)
-        assert numbers == tuple(range(count)), "bytes were reordered"
-        return changes
+        assert len(data) == 4 * sent, f"{len(data) // 4} of {sent} numbers came back"
+        numbers = struct.unpack(f">{sent}I", data)
+        assert numbers == tuple(range(sent)), "bytes were reordered"
+        return sent, seen
 
-    assert run(scenario) > 5, "the chain changed while data flowed"
+    sent, seen = run(scenario)
+    assert sent >= count and seen >= wanted_changes, "the chain changed while data flowed"
 
 
 def test_a_large_transfer_under_back_pressure_keeps_every_byte_while_a_toxic_comes_and_goes():

@@ -32,6 +32,8 @@ from mlchaos.proxy.http import CONTINUE, DEFAULT_MAX_BODY, MAX_BODY, HttpRequest
 from mlchaos.proxy.toxics.base import Stub, Toxic, register
 from mlchaos.proxy.transforms import Transform, parse_transforms, transform_body
 
+_MEMO_TARGETS = 256  # request targets whose match a toxic remembers (it forgets them all when full)
+_MEMO_TARGET = 512  # the longest target it remembers
 INFER_PATH = r"/v2/models/[^/]+(/versions/[^/]+)?/infer"
 FEEDBACK_PATH = r"/v2/models/[^/]+(/versions/[^/]+)?/feedback"
 
@@ -80,6 +82,7 @@ class HttpRequestToxic(Toxic):
                                f" may hold per connection), got {self.max_body!r}")
         self.max_body = int(self.max_body)
         self.counts: Counter[str] = Counter()
+        self._paths: dict[str, bool] = {}  # request target -> does its path match (a bounded memo)
 
     def stats(self) -> dict[str, int]:
         """Requests seen, matched, changed, skipped (matched but left alone), oversized (streamed on unframed,
@@ -91,7 +94,15 @@ class HttpRequestToxic(Toxic):
         """Method and path match, and the per-request draw falls under ``probability``."""
         if self.method and request.method != self.method:
             return False
-        if self._path.fullmatch(request.path) is None:
+        target = request.target
+        hit = self._paths.get(target)
+        if hit is None:
+            hit = self._path.fullmatch(request.path) is not None
+            if len(target) <= _MEMO_TARGET:
+                if len(self._paths) >= _MEMO_TARGETS:
+                    self._paths.clear()
+                self._paths[target] = hit
+        if not hit:
             return False
         return self.probability >= 1 or random.random() < self.probability
 
@@ -105,26 +116,32 @@ class HttpRequestToxic(Toxic):
         if framer is None:
             framer = stub.state["framer"] = RequestFramer(self.max_body)
         oversized = framer.oversized
-        out = bytearray()
         items = framer.feed(data)
-        self.counts["oversized"] += framer.oversized - oversized
+        counts = self.counts
+        if framer.oversized != oversized:
+            counts["oversized"] += framer.oversized - oversized
+        out: list[bytes] = []
         for item in items:
             if isinstance(item, bytes):
-                self.counts["unframed_bytes"] += len(item)
-                out += item
+                counts["unframed_bytes"] += len(item)
+                out.append(item)
                 continue
-            self.counts["seen"] += 1
+            counts["seen"] += 1
             if not self.matches(item):
-                out += item.raw
+                out.append(item.raw)
                 continue
-            self.counts["matched"] += 1
+            counts["matched"] += 1
             changed = self.handle(item, stub)
-            self.counts["changed" if changed is not None else "skipped"] += 1
-            out += item.raw if changed is None else changed
+            if changed is None:
+                counts["skipped"] += 1
+                out.append(item.raw)
+            else:
+                counts["changed"] += 1
+                out.append(changed)
         if framer.wants_continue():
             framer.continue_sent = True
             stub.reply(CONTINUE)  # the client waits for it before sending the body we need
-        return bytes(out)
+        return out[0] if len(out) == 1 else b"".join(out)
 
     def release(self, stub: Stub) -> bytes:
         """The partial request held for this connection (the toxic was removed, or the stream ended)."""
