@@ -6,7 +6,10 @@ Run from anywhere:
 
 It prints figures only; nothing here asserts anything about timing. Every figure is the
 median wall-clock time of N subprocess runs (time.perf_counter around subprocess.run),
-mlchaos and chaos runs alternated, after one discarded warm-up run of each command.
+mlchaos and chaos runs alternated, after one discarded warm-up run of each command. The runs of
+every experiment size are alternated together (each round runs every size of every tool), so the
+per-activity figures, differences between sizes, do not drift with the machine's load; they are
+also given in CPU time (user + system of the process, from getrusage), which load changes less.
 ``--baseline DIR`` times a second mlchaos checkout (its ``mlchaos`` and ``drivers`` first on
 PYTHONPATH) in the same alternation: before and after a change, side by side in one run.
 chaos gets --no-version-check (no network) and --no-log-file (no chaostoolkit.log in the
@@ -19,6 +22,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -60,34 +64,45 @@ def env_with(pythonpath: str, home: str) -> dict[str, str]:
     return env
 
 
-def time_once(cmd: list[str], cwd: str, env: dict[str, str]) -> tuple[float, subprocess.CompletedProcess]:
+def time_once(cmd: list[str], cwd: str, env: dict[str, str]) -> tuple[float, subprocess.CompletedProcess, float]:
+    """(wall seconds, the process, its CPU seconds: user + system, its own children included)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
                           capture_output=True, text=True)
-    return time.perf_counter() - start, proc
+    elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return elapsed, proc, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def measure(commands: dict[str, tuple[list[str], dict[str, str]]], runs: int, cwd: str, after=None):
-    """Time every command (key -> (argv, env)), alternating them so background load hits all alike.
+def measure(commands: dict, runs: int, cwd: str, after=None):
+    """Time every command (key -> (argv, env) or (argv, env, cwd)), alternating them so background load hits all
+    alike.
 
     One warm-up run of each is discarded (page cache, .pyc files). Returns, per key,
-    (sorted times in seconds, the last CompletedProcess, after(key, proc) results of the timed runs).
+    (sorted times in seconds, the last CompletedProcess, after(key, proc) results of the timed runs,
+    sorted CPU seconds).
     """
-    result: dict[str, tuple[list[float], subprocess.CompletedProcess, list]] = {}
-    for key, (cmd, env) in commands.items():
-        _, proc = time_once(cmd, cwd, env)
+    def run(key, command):
+        cmd, env, *where = command
+        return time_once(cmd, where[0] if where else cwd, env)
+
+    result: dict = {}
+    for key, command in commands.items():
+        _, proc, _ = run(key, command)
         if after:
             after(key, proc)
-        result[key] = ([], proc, [])
+        result[key] = ([], proc, [], [])
     for _ in range(runs):
-        for key, (cmd, env) in commands.items():
-            elapsed, proc = time_once(cmd, cwd, env)
-            times, _, checks = result[key]
+        for key, command in commands.items():
+            elapsed, proc, cpu = run(key, command)
+            times, _, checks, cpus = result[key]
             times.append(elapsed)
+            cpus.append(cpu)
             if after:
                 checks.append(after(key, proc))
-            result[key] = (times, proc, checks)
-    return {key: (sorted(t), p, c) for key, (t, p, c) in result.items()}
+            result[key] = (times, proc, checks, cpus)
+    return {key: (sorted(t), p, c, sorted(u)) for key, (t, p, c, u) in result.items()}
 
 
 def count_probes(journal: dict) -> int:
@@ -228,33 +243,38 @@ def main() -> int:
         if not any(any(measured[k][2]) for k in keys):
             notes.append("validate: every tool accepts the experiment (exit 0 on every run)")
 
-        # 3. runner overhead: the same experiment with 1 and with N hypothesis probes
-        runs_by_size: dict[int, dict[str, tuple[list[float], list]]] = {}
-        for size in (1, *args.probes):
+        # 3. runner overhead: the same experiment with 1 and with N hypothesis probes, every size of every tool in
+        # one alternation (a run of each per round): load that changes while they run hits every size alike, and
+        # the per-activity figures, differences between sizes, do not drift with it
+        sizes = (1, *args.probes)
+        commands, journals = {}, {}
+        for size in sizes:
             work = tmp / f"work-{size}"
             work.mkdir()
             experiment = write_overhead_experiment(work, size)
-            journals = {k: work / f"journal-{k}.json" for k in keys}
-            commands = {}
             for k in keys:
+                journal = journals[(size, k)] = work / f"journal-{k}.json"
                 env = dict(envs[k])
                 env["PYTHONPATH"] = os.pathsep.join(p for p in (str(work), env["PYTHONPATH"]) if p)
-                cmd = ([*chaos, *CHAOS_GLOBAL, "run", str(experiment), "--journal-path", str(journals[k])]
-                       if k == "ch" else [MLCHAOS, "run", str(experiment), "--journal", str(journals[k]), "--quiet"])
-                commands[k] = (cmd, env)
+                cmd = ([*chaos, *CHAOS_GLOBAL, "run", str(experiment), "--journal-path", str(journal)]
+                       if k == "ch" else [MLCHAOS, "run", str(experiment), "--journal", str(journal), "--quiet"])
+                commands[(size, k)] = (cmd, env, str(work))
 
-            def check(key: str, proc: subprocess.CompletedProcess, journals: dict[str, Path] = journals):
-                summary = (proc.returncode, *journal_summary(journals[key]))
-                journals[key].unlink(missing_ok=True)
-                return summary
+        def check(key: tuple[int, str], proc: subprocess.CompletedProcess) -> tuple:
+            summary = (proc.returncode, *journal_summary(journals[key]))
+            journals[key].unlink(missing_ok=True)
+            return summary
 
-            measured = measure(commands, overhead_runs, str(work), check)
-            runs_by_size[size] = {k: (measured[k][0], measured[k][2]) for k in keys}
+        all_sizes = measure(commands, overhead_runs, str(tmp), check)
+        runs_by_size: dict[int, dict[str, tuple[list[float], list, list[float]]]] = {}
+        for size in sizes:
+            measured = {k: all_sizes[(size, k)] for k in keys}
+            runs_by_size[size] = {k: (measured[k][0], measured[k][2], measured[k][3]) for k in keys}
             rows.append((f"run: {size}+1 trivial probes", {k: measured[k][0] for k in keys},
                          " / ".join(rc_list(c[0] for c in measured[k][2]) for k in keys)))
 
             def describe(key: str, measured: dict = measured) -> str:
-                _, proc, checks = measured[key]
+                _, proc, checks, _ = measured[key]
                 statuses = rc_list(c[1] for c in checks)
                 line = (f"{NAMES[key]:<8} journal status={statuses}  probe runs={rc_list(c[2] for c in checks)}"
                         f"  failed probes={rc_list(c[3] for c in checks)}")
@@ -301,8 +321,9 @@ def main() -> int:
             continue
         extra = big_runs - small_runs
         print(f"per-activity overhead, {size}+1 probes: (its run - the 1+1-probe run) / {extra} extra probe runs")
-        for label, pick in (("medians", lambda t: med(t)), ("fastest runs", lambda t: t[0])):
-            per = {k: (pick(big[k][0]) - pick(small[k][0])) / extra for k in keys}
+        for label, pick, column in (("medians", lambda t: med(t), 0), ("fastest runs", lambda t: t[0], 0),
+                                    ("cpu, medians", lambda t: med(t), 2)):
+            per = {k: (pick(big[k][column]) - pick(small[k][column])) / extra for k in keys}
             parts = "   ".join(f"{NAMES[k]} {per[k] * 1000:.3f} ms" for k in keys)
             ratios = "   ".join(f"{NAMES[k]}/chaos {per[k] / per['ch']:.2f}x" if per["ch"] > 0 else "n/a"
                                for k in keys if k != "ch")

@@ -360,7 +360,9 @@ class _Checker(ProviderChecks):
         elif _CONTROL.search(activity["name"]):
             yield self.problem(f"{pointer}/name", "the name contains control characters")
         timeout = activity.get("timeout")
-        if timeout is not None and not _positive_number_or_var(timeout):
+        if timeout is None:
+            pass
+        elif not _positive_number_or_var(timeout):
             yield self.problem(f"{pointer}/timeout", f"timeout must be a positive number, got {timeout!r}")
         elif _too_many_seconds(timeout):
             yield self.problem(f"{pointer}/timeout", f"timeout must be at most {MAX_SECONDS} seconds (7 days)")

@@ -5,6 +5,8 @@ Behaviour only; what it saves is measured by benchmarks/startup_and_overhead.py.
 from __future__ import annotations
 
 import gc
+import subprocess
+import sys
 
 import pytest
 
@@ -62,3 +64,18 @@ def test_the_collector_is_paused_inside_and_back_after_an_error():
         assert not gc.isenabled()
         raise ValueError("boom")
     assert gc.isenabled()
+
+
+def test_only_the_validate_process_leaves_its_objects_to_the_exit(write_experiment, subprocess_env, capsys):
+    """`mlchaos validate` as a process freezes what it loaded (the exit need not sweep it); called with arguments,
+    as tests and game days call it, it leaves the caller's collector alone."""
+    path = write_experiment(valid())
+    frozen = gc.get_freeze_count()
+    assert main(["validate", str(path)]) == 0
+    assert gc.get_freeze_count() == frozen
+    code = ("import gc, sys\nfrom mlchaos.cli import main\nsys.argv = ['mlchaos', 'validate', sys.argv[1]]\n"
+            "rc = main()\nprint(rc, gc.get_freeze_count() > 0)\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(path)], env=subprocess_env, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.stdout.splitlines()[-1] == "0 True", proc.stdout + proc.stderr
+    capsys.readouterr()
