@@ -63,7 +63,7 @@ def test_a_miswritten_rule_makes_the_drill_fail(monitored, tmp_path):
     proc, journal, _ = _run(monitored, "miswritten-alert-rule.yaml", tmp_path)
     assert proc.returncode == exit_codes.DEVIATED, proc.stdout + proc.stderr
     assert "alert ModelServerDownMiswritten on instance" in proc.stdout
-    assert "did not fire within 12s" in proc.stdout
+    assert "did not fire within 8s" in proc.stdout
     assert journal["mlchaos"]["budgets"] == [{"alert": "ModelServerDownMiswritten", "kind": "time_to_detect",
                                               "budget": 10.0, "measured": None, "met": False}]
     assert [r["status"] for r in journal["rollbacks"]] == ["succeeded", "succeeded"]

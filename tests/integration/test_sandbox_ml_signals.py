@@ -14,6 +14,7 @@ import requests
 
 from mlchaos.sandbox import dataset
 from mlchaos.sandbox.manager import Replica, Sandbox
+from mlchaos.sandbox.signals import WINDOW_SIZE
 from tests.support.components import require_component
 
 T = 5.0
@@ -65,9 +66,9 @@ def test_invalid_inputs_get_400_and_are_counted_by_reason(replica: Replica, kwar
 
 def test_drift_score_stays_low_for_real_rows_and_rises_for_one_class(replica: Replica) -> None:
     x, _ = dataset.holdout_split()
-    for _ in range(5):  # 225 rows: the 200-row window is full of holdout predictions
+    for _ in range(5):  # 225 rows: the window (signals.WINDOW_SIZE predictions) is full of holdout predictions
         assert infer(replica.url, x).status_code == 200
-    assert metric(replica.url, "model_prediction_drift_window_predictions") == 200
+    assert metric(replica.url, "model_prediction_drift_window_predictions") == WINDOW_SIZE
     assert metric(replica.url, "model_prediction_drift_psi") < 0.1
     scaled = [[v * 10 for v in row] for row in x]  # a unit skew (cm read as mm): valid input, skewed classes
     for _ in range(5):
