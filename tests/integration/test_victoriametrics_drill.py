@@ -126,32 +126,21 @@ def test_the_kill_drill_passes_through_vmalert_and_alertmanager(monitored, victo
 
 
 @pytest.mark.slow  # about 30 s on a 2-core machine
-def test_the_kill_drill_passes_through_vmauth_with_the_endpoints_bearer_token(monitored, victoria, tmp_path):
+@pytest.mark.parametrize(("auth", "secret"), [("bearer", "token_file"), ("basic", "password_file")],
+                         ids=["bearer-token", "basic-auth"])
+def test_the_kill_drill_passes_through_vmauth_with_the_endpoints_credentials(monitored, victoria, tmp_path, auth,
+                                                                              secret):
     monitored.up(replicas=3, timeout=90)
     wait_until_quiet(victoria.victoria_url)
-    experiment = victoriametrics.drill(victoria)  # endpoints: prometheus = vmauth + bearer_token_file
+    # endpoints: prometheus = vmauth + bearer_token_file, or + username and password_file
+    experiment = victoriametrics.drill(victoria, auth=auth)
     proc, journal, seconds = _run(monitored, experiment, tmp_path)
     assert proc.returncode == exit_codes.OK, proc.stdout + proc.stderr
-    _report("through vmauth (bearer token) + VictoriaMetrics + vmalert", seconds, journal)
+    label = "bearer token" if auth == "bearer" else "basic auth"
+    _report(f"through vmauth ({label}) + VictoriaMetrics + vmalert", seconds, journal)
     _check_drill(journal)
-    token = victoria.token_file.read_text().strip()
-    assert token not in proc.stdout + proc.stderr + json.dumps(journal)
-    fired = next(r["output"] for r in journal["run"]
-                 if r["activity"]["name"] == "server-down-alert-fires-for-the-killed-replica")
-    assert fired["labels"]["alertgroup"] == "ml-serving"  # vmalert's alert, read through the gateway
-
-
-@pytest.mark.slow  # about 30 s on a 2-core machine
-def test_the_kill_drill_passes_through_vmauth_with_the_endpoints_basic_auth(monitored, victoria, tmp_path):
-    monitored.up(replicas=3, timeout=90)
-    wait_until_quiet(victoria.victoria_url)
-    experiment = victoriametrics.drill(victoria, auth="basic")  # prometheus = vmauth + username, password_file
-    proc, journal, seconds = _run(monitored, experiment, tmp_path)
-    assert proc.returncode == exit_codes.OK, proc.stdout + proc.stderr
-    _report("through vmauth (basic auth) + VictoriaMetrics + vmalert", seconds, journal)
-    _check_drill(journal)
-    password = victoria.password_file.read_text().strip()
-    assert password not in proc.stdout + proc.stderr + json.dumps(journal)
+    credential = getattr(victoria, secret).read_text().strip()
+    assert credential not in proc.stdout + proc.stderr + json.dumps(journal)
     fired = next(r["output"] for r in journal["run"]
                  if r["activity"]["name"] == "server-down-alert-fires-for-the-killed-replica")
     assert fired["labels"]["alertgroup"] == "ml-serving"  # vmalert's alert, read through the gateway
