@@ -180,22 +180,14 @@ def _check_headers(value: Any) -> Iterator[tuple[str, str]]:
 def endpoint_warnings(value: dict[str, Any], base_dir: Path) -> Iterator[tuple[str, str]]:
     """(pointer, message) worth a word but not a refusal: missing files here, ``insecure_skip_verify``."""
     for name, data in value.items():
-        for key in FILE_KEYS:
-            if isinstance(data.get(key), str) and not resolve_path(data[key], base_dir).is_file():
-                yield f"/{name}/{key}", (f"endpoint {name!r}: {key} {resolve_path(data[key], base_dir)} does not exist "
-                                         f"here (the run fails unless it exists where it runs)")
-        basic = data.get("basic_auth")
-        if isinstance(basic, dict) and isinstance(basic.get("password_file"), str) \
-                and not resolve_path(basic["password_file"], base_dir).is_file():
-            yield f"/{name}/basic_auth/password_file", (f"endpoint {name!r}: password_file "
-                                                       f"{resolve_path(basic['password_file'], base_dir)} does not "
-                                                       f"exist here (the run fails unless it exists where it runs)")
-        kubernetes = data.get("kubernetes")
-        if isinstance(kubernetes, dict) and isinstance(kubernetes.get("kubeconfig"), str) \
-                and not resolve_path(kubernetes["kubeconfig"], base_dir).is_file():
-            yield f"/{name}/kubernetes/kubeconfig", (f"endpoint {name!r}: kubeconfig "
-                                                    f"{resolve_path(kubernetes['kubeconfig'], base_dir)} does not "
-                                                    f"exist here (the run fails unless it exists where it runs)")
+        files = [("", data, key) for key in FILE_KEYS]
+        files += [("/basic_auth", data.get("basic_auth"), "password_file"),
+                  ("/kubernetes", data.get("kubernetes"), "kubeconfig")]
+        for section, mapping, key in files:
+            if isinstance(mapping, dict) and isinstance(mapping.get(key), str) \
+                    and not resolve_path(mapping[key], base_dir).is_file():
+                yield f"/{name}{section}/{key}", (f"endpoint {name!r}: {key} {resolve_path(mapping[key], base_dir)}"
+                                                  " does not exist here (the run fails unless it exists where it runs)")
         if data.get("insecure_skip_verify") is True:
             yield f"/{name}/insecure_skip_verify", (f"INSECURE: endpoint {name!r} skips TLS verification: anyone on "
                                                     f"the path can read its credentials and forge its answers")
