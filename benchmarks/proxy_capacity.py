@@ -54,7 +54,7 @@ INFER = json.dumps({"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": 
                                 "data": [5.1, 3.5, 1.4, 0.2]}]})
 INFER_PATH = "/v2/models/iris/infer"
 LATENCY_MS = 100
-NGINX_CONF = """worker_processes 1;
+NGINX_HEAD = """worker_processes 1;
 daemon off;
 pid {dir}/nginx.pid;
 error_log {dir}/error.log warn;
@@ -62,7 +62,8 @@ events {{ worker_connections 4096; }}
 http {{
     access_log off;
     client_body_temp_path {dir}/body;
-    keepalive_requests 100000000;
+"""
+NGINX_CONF = NGINX_HEAD + """    keepalive_requests 100000000;
     keepalive_timeout 60s;
     server {{
         listen 127.0.0.1:{port} reuseport;
@@ -73,15 +74,7 @@ http {{
     }}
 }}
 """
-NGINX_PROXY_CONF = """worker_processes 1;
-daemon off;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    client_body_temp_path {dir}/body;
-    proxy_temp_path {dir}/proxy;
+NGINX_PROXY_CONF = NGINX_HEAD + """    proxy_temp_path {dir}/proxy;
     keepalive_requests 100000000;
     keepalive_timeout 60s;
     upstream backend {{
