@@ -698,7 +698,8 @@ class Runner:
     def _execute_spec(self, activity: Activity, spec: dict[str, Any], rollback: bool = False,
                       waiter: Waiter | None = None) -> Outcome:
         timeout = self._timeout(activity, rollback)
-        return execute(spec, self.configuration, self.secrets, timeout, waiter or self.waiter)
+        return execute(spec, self.configuration, self.secrets, timeout, waiter or self.waiter,
+                       inline=activity.kind == "probe")
 
     def _report(self, activity: Activity, outcome: Outcome, detail: str = "") -> None:
         self.counts["succeeded" if outcome.succeeded else "failed"] += 1

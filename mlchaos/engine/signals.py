@@ -12,7 +12,8 @@
   ``exit_gracefully``: an interrupt like the others, except that it never abandons rollbacks.
 
 Signals are only ever acted on where the main thread waits (:meth:`RunSignals.on_wait`, the
-hook of :class:`~mlchaos.experiment.execution.Waiter`) or at a checkpoint between activities.
+hook of :class:`~mlchaos.experiment.execution.Waiter`; a probe running in the main thread counts as a
+wait, so a signal stops it) or at a checkpoint between activities.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mlchaos.engine.verdicts import SIGNAL_EXIT
+from mlchaos.experiment.execution import WaitInterrupted
 from mlchaos.safety import emergency_stop, run_registry
 from mlchaos.safety.guards import Abort
 
@@ -34,7 +36,7 @@ ROLLBACKS = "rollbacks"
 DONE = "done"
 
 
-class Stop(BaseException):
+class Stop(WaitInterrupted):
     """The run must stop before its method ends (raised in the main thread); rollbacks still run."""
 
 
@@ -54,7 +56,7 @@ class Aborted(Stop):
         self.abort = abort
 
 
-class RollbacksAbandoned(BaseException):
+class RollbacksAbandoned(WaitInterrupted):
     """A second signal during rollbacks: stop rolling back, and say what is left."""
 
 

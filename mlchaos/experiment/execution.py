@@ -1,12 +1,20 @@
 """Execute one activity through chaostoolkit-lib's providers, with an enforced timeout.
 
 chaostoolkit-lib validates an activity's ``timeout`` but never enforces it for python
-providers. Here every activity runs in a daemon worker thread and the caller waits at
+providers. Here an activity runs in a daemon worker thread and the caller waits at
 most ``timeout`` seconds: past it the activity is recorded as failed ("timed out") and
 the run moves on. A Python function cannot be killed from outside, so a driver that
 hangs keeps its daemon thread until it returns; its late result is discarded and it
 never keeps the process from exiting. Process and HTTP providers also get the timeout
 passed down, so their own subprocess / request stops too.
+
+A probe the main thread runs (``inline=True``: the runner's hypothesis, method and recovery probes)
+runs in the main thread itself instead, which spares the two thread hand-overs that cost most of a
+trivial probe (benchmarks/README.md). Its timeout is a ``SIGALRM`` timer whose handler raises in the
+probe (again every :data:`INLINE_REPEAT` seconds, should the probe swallow it), and the run's signals
+stop it as they stop any wait (the Waiter's hook is on while it runs). Actions never run inline: one
+is not cut short in the middle of a change. Anywhere else (another thread, a ``SIGALRM`` timer or
+handler already in use, no positive timeout) a probe goes to a worker as any activity.
 
 Process arguments given as one string (deprecated by Chaos Toolkit, which runs them through
 a shell) are split with :func:`shlex.split` and run without a shell.
@@ -15,11 +23,14 @@ a shell) are split with :func:`shlex.split` and run without a shell.
 from __future__ import annotations
 
 import _thread
+import contextvars
 import copy
 import importlib
 import re
 import shlex
+import signal
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -30,16 +41,29 @@ from mlchaos.experiment.driver_registry import function_signature
 from mlchaos.experiment.workers import POOL, LockType, in_background
 from mlchaos.lib.clock import utc_now_iso
 
-__all__ = ["FAILED", "RUNNING", "SUCCEEDED", "ActivityTimedOut", "LockType", "Outcome", "Waiter", "execute",
-           "in_background", "run_provider", "run_python", "with_provider_timeout", "with_split_arguments"]
+__all__ = ["FAILED", "INLINE_REPEAT", "RUNNING", "SUCCEEDED", "ActivityTimedOut", "LockType", "Outcome",
+           "WaitInterrupted", "Waiter", "execute", "in_background", "run_provider", "run_python",
+           "with_provider_timeout", "with_split_arguments"]
 
 SUCCEEDED = "succeeded"
 FAILED = "failed"
 RUNNING = "running"
 
 
+INLINE_REPEAT = 1.0  # seconds between two timeouts raised in an inline probe that swallowed the first
+
+
 class ActivityTimedOut(Exception):
     """The activity did not finish within its timeout."""
+
+
+class WaitInterrupted(BaseException):
+    """Raised by a Waiter's hook (the run's signal handlers) to stop a wait, or a probe running inline: never
+    recorded as the activity's failure, it goes on up to the runner."""
+
+
+class _Expired(BaseException):
+    """Raised in an inline probe by its timer (a BaseException: ``except Exception`` in a driver lets it by)."""
 
 
 @dataclass
@@ -72,6 +96,41 @@ class Waiter:
             return lock.acquire(timeout=max(timeout, 0.0))
         finally:
             self._on_wait(False)
+
+    def run_inline(self, func: Callable[[], Any], timeout: float) -> tuple[bool, dict[str, Any]]:
+        """Run ``func`` in the calling (main) thread, stopped at ``timeout`` seconds by a ``SIGALRM`` timer.
+
+        Returns ``(finished, box)``: ``box`` has ``output`` or ``error`` when it finished. The hook is on while
+        ``func`` runs, so a signal that stops a wait stops ``func`` too (:class:`WaitInterrupted` goes on up).
+        """
+        box: dict[str, Any] = {}
+        running = True
+
+        def expire(_signum: int, _frame: Any) -> None:
+            if running:
+                raise _Expired()
+
+        previous = signal.signal(signal.SIGALRM, expire)
+        try:
+            signal.setitimer(signal.ITIMER_REAL, timeout, INLINE_REPEAT)
+            self._on_wait(True)
+            try:
+                try:
+                    box["output"] = contextvars.copy_context().run(func)
+                finally:
+                    running = False
+            except _Expired:
+                return False, box
+            except WaitInterrupted:
+                raise
+            except BaseException as exc:  # any other failure becomes a failed activity, as on a worker
+                box["error"] = exc
+            finally:
+                self._on_wait(False)
+            return True, box
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
 
     def sleep(self, seconds: float) -> None:
         lock = _thread.allocate_lock()
@@ -154,24 +213,29 @@ def execute(
     secrets: dict[str, Any],
     timeout: float,
     waiter: Waiter,
+    inline: bool = False,
 ) -> Outcome:
     """Run one activity spec and wait for it at most ``timeout`` seconds, or its provider's own ``timeout`` when
-    that is a smaller number (a ``${name}`` one is resolved by the caller)."""
+    that is a smaller number (a ``${name}`` one is resolved by the caller). ``inline``: a probe, run in this
+    thread when it is the main thread and the ``SIGALRM`` timer is free (see the module's docstring)."""
     own = spec.get("provider", {}).get("timeout")
     if isinstance(own, (int, float)) and not isinstance(own, bool) and 0 < own < timeout:
         timeout = float(own)
     spec = with_split_arguments(with_provider_timeout(spec, timeout))
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["output"] = run_provider(spec, configuration, secrets)
-        except BaseException as exc:  # any failure becomes a failed activity
-            box["error"] = exc
-
     start = utc_now_iso()
     started = time.monotonic()
-    finished = waiter.wait(POOL.submit(target), timeout)
+    if inline and timeout > 0 and _timer_free():
+        finished, box = waiter.run_inline(lambda: run_provider(spec, configuration, secrets), timeout)
+    else:
+        box = {}
+
+        def target() -> None:
+            try:
+                box["output"] = run_provider(spec, configuration, secrets)
+            except BaseException as exc:  # any failure becomes a failed activity
+                box["error"] = exc
+
+        finished = waiter.wait(POOL.submit(target), timeout)
     duration = time.monotonic() - started
     times = {"start": start, "end": utc_now_iso(), "duration": round(duration, 6)}
     if not finished:
@@ -182,6 +246,14 @@ def execute(
         message = _one_line(exc)
         return Outcome(FAILED, None, message, traceback.format_exception(exc), **times)
     return Outcome(SUCCEEDED, box.get("output"), **times)
+
+
+def _timer_free() -> bool:
+    """In the main thread, with no ``SIGALRM`` handler but the default one and no ``ITIMER_REAL`` timer running
+    (someone else's, or an inline probe's further up the stack)."""
+    return (threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGALRM) is signal.SIG_DFL
+            and signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0))
 
 
 _OWN_ERROR_PREFIX = re.compile(r"^mlchaos\.errors\.\w+: ")
