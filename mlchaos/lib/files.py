@@ -10,7 +10,7 @@ import contextlib
 import fcntl
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -87,14 +87,17 @@ def file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct free loopback ports (all held open while choosing, so no duplicates)."""
+def free_ports(count: int, avoid: Collection[int] = ()) -> list[int]:
+    """``count`` distinct free loopback ports (all held open while choosing, so no duplicates), none of ``avoid``
+    (ports chosen earlier that nothing listens on yet)."""
     import socket  # here: drivers import this module, and validating an experiment needs no socket
 
     with contextlib.ExitStack() as stack:
-        ports = []
-        for _ in range(count):
+        ports: list[int] = []
+        while len(ports) < count:
             sock = stack.enter_context(socket.socket())
             sock.bind(("127.0.0.1", 0))
-            ports.append(sock.getsockname()[1])
+            port = sock.getsockname()[1]
+            if port not in avoid:
+                ports.append(port)
         return ports

@@ -166,7 +166,7 @@ class Sandbox:
                 self._stop([extra], timeout=5)
                 self._save_replace(extra, None)
             keep: list[Replica] = []
-            todo: list[Replica] = []
+            restart: list[tuple[int, Replica | None]] = []
             for index in range(replicas):
                 old = current.get(index)
                 if old is not None and old.model == model and self._healthy(old):
@@ -174,20 +174,38 @@ class Sandbox:
                     continue
                 if old is not None:
                     self._stop([old], timeout=5)
-                port = old.port if old is not None else (base_port + index if base_port else 0)
-                todo.append(self._blank(service, index, port, model, old.proxy_port if old else 0,
-                                        old.tls_port if old else 0, old.metrics_proxy_port if old else 0))
-            started = self._start(todo, deadline)
-            self._wait_ready(sorted(keep + started, key=lambda r: r.index), deadline)
-            recorded = self._ensure_proxy(deadline)
-            result = sorted((r for r in recorded if r.service == service), key=lambda r: r.index)
-        if monitoring:
-            from mlchaos.sandbox.pipeline import pushgateway_binary
+                restart.append((index, old))
+            # every port is chosen now (the old ones kept), so that every target is known before anything listens
+            fresh = iter(free_ports(4 * len(restart), avoid={p for r in self._load() for p in _ports(r)}))
+            todo = [self._blank(service, index, (old.port if old else base_port + index if base_port else 0)
+                                or next(fresh), model, *((port or next(fresh)) for port in _ports(old)[1:]))
+                    for index, old in restart]
+            if not monitoring:
+                return self._start_replicas(service, keep, todo, deadline)
+            # the monitoring starts first, the replicas while it does: every port is known, so are its targets
+            others = [r for r in self._load() if r.service != service]
+            result: list[Replica] = []
 
-            if pushgateway_binary() is not None:  # the training pipeline is optional: drills that need it say so
-                self.pipeline().up(timeout=max(deadline - time.monotonic(), 1.0))
-            self.monitoring().up(recorded, timeout=max(deadline - time.monotonic(), 1.0))
+            def start_replicas() -> list[Replica]:
+                from mlchaos.sandbox.pipeline import pushgateway_binary
+
+                result.extend(self._start_replicas(service, keep, todo, deadline))
+                if pushgateway_binary() is not None:  # the training pipeline is optional: drills that need it say so
+                    self.pipeline().up(timeout=max(deadline - time.monotonic(), 1.0),
+                                       avoid=self.monitoring().recorded_ports())
+                return self._load()
+
+            self.monitoring().up(others + keep + todo, timeout=max(deadline - time.monotonic(), 1.0),
+                                 meanwhile=start_replicas)
         return result
+
+    def _start_replicas(self, service: str, keep: list[Replica], todo: list[Replica],
+                        deadline: float) -> list[Replica]:
+        """Start ``todo``, wait until they and ``keep`` are ready, run the proxy; return the service's records."""
+        started = self._start(todo, deadline)
+        self._wait_ready(sorted(keep + started, key=lambda r: r.index), deadline)
+        recorded = self._ensure_proxy(deadline)
+        return sorted((r for r in recorded if r.service == service), key=lambda r: r.index)
 
     def down(self, timeout: float = 10, service: str | None = None) -> list[Replica]:
         """Stop every replica (of ``service`` when given) and, without ``service``, the monitoring stack."""
@@ -440,6 +458,14 @@ class Sandbox:
         left = procs.wait_gone(stubborn, 5.0)
         if left:
             raise SandboxError(f"could not stop pid(s) {left}")
+
+
+def _ports(replica: Replica | None) -> tuple[int, int, int, int]:
+    """A replica's own port, then its proxy, TLS and metrics-proxy ports, in :meth:`Sandbox._blank`'s order
+    (zeros for no replica)."""
+    if replica is None:
+        return (0, 0, 0, 0)
+    return (replica.port, replica.proxy_port, replica.tls_port, replica.metrics_proxy_port)
 
 
 def _tail(path: Path, offset: int, lines: int = 15) -> str:

@@ -37,6 +37,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -73,6 +74,9 @@ PROXY_LABEL = "__proxy_address__"  # file_sd label: the replica's fault-proxy ho
 METRICS_PROXY_LABEL = "__metrics_proxy_address__"  # file_sd label: the proxy its scrapes go through
 
 ComponentState = Literal["ready", "running-not-ready", "dead", "stopped"]
+
+
+REPLICA_PORTS = ("port", "proxy_port", "tls_port", "metrics_proxy_port")  # the ports of a sandbox replica record
 
 
 @dataclass(frozen=True)
@@ -137,12 +141,18 @@ class Monitoring:
 
     # -- public API ---------------------------------------------------------------------
 
-    def up(self, replicas: list[Any], params: RuleParameters = SANDBOX, timeout: float = 60) -> MonitoringEndpoints:
+    def up(self, replicas: list[Any], params: RuleParameters = SANDBOX, timeout: float = 60,
+           meanwhile: Callable[[], list[Any]] | None = None) -> MonitoringEndpoints:
         """Start (or heal) the stack for ``replicas``; wait until it is ready and scrapes them all.
 
         Components that are alive and ready are kept (and told to reload their
         config); dead ones are restarted on their recorded port. Raises
         SandboxError when a binary is missing or a component does not get ready.
+
+        ``meanwhile`` is called once the components are spawned, before waiting for them, and returns the
+        replicas to scrape (their targets are written again): ``mlchaos sandbox up`` starts the replicas there,
+        on ports chosen beforehand, so that Prometheus' first target update (5 s after it starts, Prometheus
+        2.42's fixed scrape-manager tick) already finds them.
         """
         missing = [m for m in missing_binaries() if m[0] != PROMTOOL[0]]
         if missing:
@@ -154,7 +164,9 @@ class Monitoring:
             state = self._load()
             ports = {name: int(info["port"]) for name, info in state.get("processes", {}).items()}
             recorded_sink = state.get("endpoints", {})
-            fresh = iter(free_ports(len(COMPONENTS) + 1))
+            # the replicas' ports may be chosen but not listened on yet (``meanwhile``)
+            fresh = iter(free_ports(len(COMPONENTS) + 1, avoid={
+                port for r in replicas for port in (getattr(r, name, 0) for name in REPLICA_PORTS) if port}))
             for name in COMPONENTS:
                 ports.setdefault(name, next(fresh))
             sink_host = recorded_sink.get("sink_host", HOST)
@@ -181,9 +193,14 @@ class Monitoring:
                 processes[name] = {"pid": proc.pid, "port": ports[name], "started_at": time.time()}
                 self._save(endpoints, processes)  # record the pid before anything can fail
             self._save(endpoints, processes)
+            ready_since: float | None = None  # when everything scraped was started and ready (None: not known)
+            if meanwhile is not None:
+                replicas = meanwhile()
+                ready_since = time.time()
+                self._write_targets(replicas)
             for name in COMPONENTS:
                 self._wait_ready(name, int(processes[name]["pid"]), ports[name], started.get(name), deadline)
-            self._wait_scraping(endpoints, replicas, params, deadline)
+            self._wait_scraping(endpoints, replicas, params, deadline, ready_since)
         return endpoints
 
     def down(self, timeout: float = 10) -> list[str]:
@@ -239,6 +256,13 @@ class Monitoring:
         """The endpoints recorded by the last ``up`` (running or not), None if it never ran."""
         state = self._load()
         return MonitoringEndpoints(**state["endpoints"]) if state.get("endpoints") else None
+
+    def recorded_ports(self) -> set[int]:
+        """The ports the recorded components and the notification sink were given (listened on or not yet)."""
+        state = self._load()
+        ports = {int(info["port"]) for info in state.get("processes", {}).values() if info.get("port")}
+        sink = state.get("endpoints", {}).get("sink_port")
+        return ports | ({int(sink)} if sink else set())
 
     def refresh_targets(self, replicas: list[Any]) -> None:
         """Rewrite the scrape/probe target list (Prometheus picks it up without a reload)."""
@@ -392,9 +416,10 @@ class Monitoring:
             delay = min(delay * 1.5, 0.2)
 
     def _wait_scraping(self, endpoints: MonitoringEndpoints, replicas: list[Any], params: RuleParameters,
-                       deadline: float) -> None:
+                       deadline: float, ready_since: float | None = None) -> None:
         """Poll /api/v1/targets until every target of every replica is up: scrape, liveness and
-        readiness probes, and both TLS probes where the replica serves TLS."""
+        readiness probes, and both TLS probes where the replica serves TLS; then wait for the rules to settle
+        on samples taken after ``ready_since`` (epoch seconds; without it, after every target was up)."""
         wanted = {(job, f"{r.host}:{r.port}") for r in replicas
                   for job in (params.model_job, params.blackbox_job, params.readiness_job)}
         wanted |= {(job, f"{r.host}:{r.tls_port}") for r in replicas if getattr(r, "tls_port", 0)
@@ -413,7 +438,9 @@ class Monitoring:
                                    f" see {endpoints.prometheus_url}/targets")
             time.sleep(delay)
             delay = min(delay * 1.5, 0.2)
-        wait_for_settled_rules(endpoints.prometheus_url, time.time(), deadline, SANDBOX)
+        scraped = time.time()
+        wait_for_settled_rules(endpoints.prometheus_url, scraped if ready_since is None else ready_since, deadline,
+                               SANDBOX, not_before=scraped)
 
     # -- state file ---------------------------------------------------------------------
 
@@ -504,15 +531,17 @@ def _http_post(url: str, timeout: float = 10.0) -> tuple[int, str]:
         return 0, str(exc)
 
 
-def wait_for_settled_rules(prometheus_url: str, since: float, deadline: float, params: RuleParameters) -> None:
-    """Wait until Prometheus evaluated the ML-serving rules on samples all taken after ``since`` (epoch seconds).
+def wait_for_settled_rules(prometheus_url: str, since: float, deadline: float, params: RuleParameters,
+                           not_before: float = 0.0) -> None:
+    """Wait until Prometheus evaluated the ML-serving rules on samples all taken after ``since`` (epoch seconds),
+    in an evaluation later than ``not_before`` too (when every target had been scraped).
 
     A start-up artefact (a probe that failed while a replica was still loading, a ``model_ready`` of 0) is
     real, but it is over once every replica is ready: the rules look back two scrapes (``max_over_time`` of
     the probes) and their newest sample may be one scrape old, so an evaluation later than ``since`` plus
     three scrapes sees none of it. SandboxError once ``deadline`` (monotonic) has passed.
     """
-    settled = since + 3 * parse_duration(params.scrape_interval)
+    settled = max(since + 3 * parse_duration(params.scrape_interval), not_before)
     while _last_evaluation(prometheus_url) <= settled:
         if time.monotonic() >= deadline:
             raise SandboxError(f"Prometheus did not evaluate the {GROUP_NAME} rules on settled samples in time")

@@ -21,6 +21,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -56,16 +57,17 @@ class TrainingPipeline:
         self.targets_file = self.state_dir / "monitoring" / "targets" / TARGETS_FILE
         self.log_dir = self.state_dir / "logs"
 
-    def up(self, timeout: float = 30) -> str:
+    def up(self, timeout: float = 30, avoid: Collection[int] = ()) -> str:
         """Start (or heal: restart dead, resume paused) the Pushgateway and the pusher; return the gateway URL
-        once it holds a push of job ``training``."""
+        once it holds a push of job ``training``. A new gateway port is none of ``avoid`` (ports chosen for
+        others that may not be listened on yet)."""
         binary = pushgateway_binary()
         if binary is None:
             raise SandboxError(f"the Pushgateway is not installed ({PUSHGATEWAY[0]}): apt-get install {PUSHGATEWAY[1]}")
         deadline = time.monotonic() + timeout
         with file_lock(self.state_dir / "pipeline.lock"):
             state = self._load()
-            port = int(state.get("port") or free_ports(1)[0])
+            port = int(state.get("port") or free_ports(1, avoid=avoid)[0])
             url = f"http://{HOST}:{port}"
             gateway, pusher = int(state.get("gateway_pid", 0)), int(state.get("pusher_pid", 0))
             if not (self._is_gateway(gateway, port) and http_ok(f"{url}/-/ready")):

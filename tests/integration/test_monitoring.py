@@ -66,6 +66,20 @@ def alerts(ep: MonitoringEndpoints) -> list[tuple[str, str, str]]:
     return [(a["labels"]["alertname"], a["labels"].get("instance", ""), a["state"]) for a in data]
 
 
+def test_prometheus_starts_before_the_replicas_and_no_alert_is_left_from_the_start(stack) -> None:
+    """`sandbox up` starts the monitoring first and the replicas on ports chosen beforehand, so that Prometheus'
+    first target update (5 s after it starts) finds them; nothing it saw before they were ready may linger
+    (the first test of the module: nothing has been done to the stack yet)."""
+    sandbox, ep = stack
+    state = json.loads(sandbox.monitoring().state_file.read_text())
+    replicas = sandbox.replicas("model")
+    assert all(state["processes"]["prometheus"]["started_at"] < r.started_at for r in replicas)
+    ports = [p for r in replicas for p in (r.port, r.proxy_port, r.tls_port, r.metrics_proxy_port)]
+    assert len(set(ports)) == len(ports)
+    assert not set(ports) & {int(i["port"]) for i in state["processes"].values()}
+    assert alerts(ep) == []
+
+
 def test_every_replica_is_scraped_and_probed_under_its_own_instance(stack) -> None:
     sandbox, ep = stack
     targets = get(f"{ep.prometheus_url}/api/v1/targets?state=active")["data"]["activeTargets"]
