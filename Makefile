@@ -13,7 +13,7 @@ EXPERIMENTS ?= experiments/kill-one-replica.yaml experiments/kill-one-replica-al
 # (any order holds: tests/integration/test_drill_order.py runs them shuffled on one sandbox)
 EXPECTED_TO_FAIL ?= experiments/miswritten-alert-rule.yaml
 
-.PHONY: install install-test system-packages demo-packages model-servers docker docker-images stack-up stack-down test-docker demo test test-unit test-integration lint bench clean
+.PHONY: install install-test demo-install system-packages demo-packages model-servers docker docker-images stack-up stack-down test-docker demo test test-unit test-integration lint bench clean
 
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
@@ -46,11 +46,26 @@ stack-down: install
 test-docker: install-test docker-images
 	$(BIN)/pytest -q -m docker
 
-# mlchaos and its runtime dependencies (what the demo needs); the test tools on top for the test targets
+# mlchaos and its runtime dependencies; the test tools on top for the test targets
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e .
+	touch $@
+
+# what the demo runs: mlchaos and its runtime dependencies but the Docker and Kubernetes clients (the sandbox is
+# local processes; `make install` adds them), nothing when the whole install is there and current
+DEMO_WITHOUT = docker kubernetes
+demo-install:
+	@if [ -e $(VENV)/.installed ] && [ ! pyproject.toml -nt $(VENV)/.installed ]; then :; \
+	else $(MAKE) --no-print-directory $(VENV)/.installed-demo; fi
+
+$(VENV)/.installed-demo: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/python scripts/dependencies.py $(DEMO_WITHOUT) > $(VENV)/demo-requirements.txt
+	$(BIN)/pip install --quiet -r $(VENV)/demo-requirements.txt
+	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
@@ -59,7 +74,7 @@ $(VENV)/.installed-test: $(VENV)/.installed
 
 # the venv (pip: mostly CPU) and the Debian packages (apt: mostly I/O) install side by side
 demo:
-	$(MAKE) --no-print-directory -j2 --output-sync=target install demo-packages
+	$(MAKE) --no-print-directory -j2 --output-sync=target demo-install demo-packages
 	$(BIN)/mlchaos sandbox up
 	@rc=0; for e in $(EXPERIMENTS); do \
 	  $(BIN)/mlchaos run $$e --journal journal-$$(basename $$e .yaml).json || rc=$$?; \
