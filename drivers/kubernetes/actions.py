@@ -34,6 +34,9 @@ lines name it: ``drivers.kubernetes.actions.restore_scale``.
 
 from __future__ import annotations
 
+from typing import Any
+
+from drivers._common import packages
 from drivers.kubernetes.backups import REPLICAS_BACKUP, SCRAPE_BACKUP, SECRET_BACKUP, SERVICE_BACKUP
 from drivers.kubernetes.certificates import restore_secret, swap_tls_certificate
 from drivers.kubernetes.deletion import delete_pods
@@ -51,3 +54,9 @@ __all__ = [
     "restore_scrape_annotation", "restore_secret", "restore_service", "route_through_proxy", "scale_workload",
     "swap_tls_certificate", "unblock_metrics_port",
 ]
+
+
+def preflight(func: str, arguments: dict[str, Any]) -> list[str]:
+    """Validation hook: the Kubernetes Python client is installed."""
+    return packages.missing("kubernetes", "kubernetes", "drivers.kubernetes")
+
