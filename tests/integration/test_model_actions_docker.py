@@ -19,6 +19,7 @@ from mlchaos.errors import DriverError
 from tests.support.environment import child_env
 from tests.support.paths import ROOT
 from tests.support.polling import wait_until
+from tests.support.settling import wait_until_settled
 
 pytestmark = pytest.mark.docker  # integration: from the folder (tests/conftest.py)
 DOCKER = {"target": "docker", "project": stack.PROJECT}
@@ -132,6 +133,8 @@ def test_the_public_api_actions_work_on_servers_by_url(compose_stack):
 
 
 def test_the_docker_nan_drill_plans_cleanly_and_touches_nothing(compose_stack):
+    # the plan checks the steady state (no alert firing): the tests before sent invalid inputs and NaN answers
+    wait_until_settled(compose_stack.prometheus_url)
     drill = ROOT / "experiments" / "docker-nan-outputs.yaml"
     proc = subprocess.run([sys.executable, "-m", "mlchaos", "plan", str(drill)], env=_env(), capture_output=True,
                           text=True, timeout=120)
