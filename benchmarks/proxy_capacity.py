@@ -27,6 +27,10 @@ It prints (figures only, no assertions):
    the proxy with no toxic, with ``http_transform`` scaling one feature of every request
    (train/serve skew) and with ``http_drop`` on the feedback path (every infer request framed and
    passed on); the p99 each toxic adds over the same proxy without it (goal < 1 ms).
+
+``--pin`` (a diagnostic, not the goals' setting) puts wrk and the upstream nginx on CPU 0 and every proxy
+(nginx as a proxy too) on CPU 1: each proxy gets a CPU of its own, as on a host where it does not share the
+load generator's and the upstream's cores; direct is then what wrk and nginx get from one CPU.
 """
 
 from __future__ import annotations
@@ -177,10 +181,22 @@ def busy_seconds() -> float:
     return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
 
 
+LOAD_CPU, PROXY_CPU = 0, 1  # --pin: wrk and the upstream nginx, every proxy
+PINNED: list[bool] = [False]
+
+
+def pin(pid: int, cpu: int) -> None:
+    """With --pin, every thread of ``pid`` to ``cpu`` alone."""
+    if PINNED[0]:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            os.sched_setaffinity(int(task.name), {cpu})
+
+
 def wrk(port: int, connections: int, duration: int, path: str = "/", script: Path | None = None,
         pids: list[int] | None = None) -> Result:
     """One wrk run against 127.0.0.1:port (one thread, keep-alive); ``pids``: whose CPU to count per request."""
-    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "5s"]
+    cmd = (["taskset", "-c", str(LOAD_CPU)] if PINNED[0] else []) + [
+        "wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "5s"]
     if script is not None:
         cmd += ["-s", str(script)]
     cmd.append(f"http://127.0.0.1:{port}{path}")
@@ -209,6 +225,8 @@ class Nginx:
         wait_port(self.port)
         children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
         self.pids = [int(pid) for pid in children.read_text().split()] if children.exists() else []
+        for pid in [self.proc.pid, *self.pids]:
+            pin(pid, PROXY_CPU if upstream else LOAD_CPU)
 
     def stop(self) -> None:
         """Stop nginx (SIGTERM: fast shutdown) and wait."""
@@ -238,6 +256,7 @@ class ProxyProcess:
                 break
         if not self.port:
             raise RuntimeError(f"the {label} proxy did not start (exit {self.proc.poll()})")
+        pin(self.proc.pid, PROXY_CPU)
         wait_port(self.port)
 
     def api(self, method: str, path: str, body: dict | None = None) -> None:
@@ -308,6 +327,8 @@ def main() -> int:
     parser.add_argument("--compare", metavar="REF", help="also measure the proxy of git revision REF")
     parser.add_argument("--nginx-proxy", action="store_true",
                         help="table 1 also measures nginx as a keep-alive reverse proxy (one worker): a C reference")
+    parser.add_argument("--pin", action="store_true",
+                        help="wrk and nginx on CPU 0, every proxy on CPU 1 (a diagnostic: a proxy with its own CPU)")
     parser.add_argument("--proxy-arg", action="append", default=[], metavar="ARG",
                         help="an extra argument for this checkout's proxy (repeatable): --proxy-arg=--loop=asyncio")
     args = parser.parse_args()
@@ -315,6 +336,10 @@ def main() -> int:
         if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
             print(f"{tool} not found: apt-get install -y nginx-light wrk (make bench does)", file=sys.stderr)
             return 2
+    if args.pin and (os.cpu_count() or 1) < 2:
+        print("--pin needs two CPUs", file=sys.stderr)
+        return 2
+    PINNED[0] = args.pin
     conns = [int(c) for c in args.connections.split(",")]
     d = args.duration
     with tempfile.TemporaryDirectory(prefix="mlchaos-proxy-capacity-") as tmp:
@@ -334,6 +359,8 @@ def main() -> int:
             print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average "
                   f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}; wrk -t1 -cN -d{d}s --latency, keep-alive;"
                   f" median of {args.rounds} alternated run(s) per point")
+            if args.pin:
+                print(f"pinned: wrk and the upstream nginx on CPU {LOAD_CPU}, every proxy on CPU {PROXY_CPU}")
             extra = " " + " ".join(args.proxy_arg) if args.proxy_arg else ""
             print("proxies: " + ", ".join(f"{p.label} = " + (f"this checkout (HEAD {head}){extra}" if p.label == "this"
                                                              else f"git {p.label}") for p in proxies))
