@@ -15,6 +15,7 @@ A driver is a package of plain keyword-argument functions (``drivers/<name>/acti
   far and the run's notification receiver;
 * the TTL watchdog: :func:`start_record_watchdog` for a fault that cannot expire by itself,
   :func:`stop_watchdog` / :func:`stop_covered` in its undo;
+* probe outputs: :class:`NamedCount` (a count whose text names what it counted);
 * helpers: :func:`state_dir` and :func:`private_dir` (a folder only this user may enter, 0700),
   :func:`atomic_write` (fsync'd), :func:`read_json`, :func:`write_json`, :func:`wait_for`, the ``procfs``
   reader, the ``certificates`` library, the ``alert_rules`` renderer, :func:`label_text` (an alert as
@@ -38,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # what the names are; each is imported on first use (see __getattr__)
     from mlchaos.errors import CertificateError, DriverError, SandboxError, TargetNotFound
     from mlchaos.lib import certificates, endpoints, procfs
+    from mlchaos.lib.counts import NamedCount
     from mlchaos.lib.files import atomic_write, read_json, write_json
     from mlchaos.lib.proxy_token import proxy_api_headers
     from mlchaos.lib.state_dir import private_dir, state_dir
@@ -59,6 +61,7 @@ _WHERE: dict[str, tuple[str, str | None]] = {
     "certificates": ("mlchaos.lib.certificates", None),  # loads cryptography (tens of ms)
     "endpoints": ("mlchaos.lib.endpoints", None),
     "procfs": ("mlchaos.lib.procfs", None),
+    "NamedCount": ("mlchaos.lib.counts", "NamedCount"),
     "atomic_write": ("mlchaos.lib.files", "atomic_write"),
     "read_json": ("mlchaos.lib.files", "read_json"),
     "write_json": ("mlchaos.lib.files", "write_json"),
@@ -82,7 +85,8 @@ _WHERE: dict[str, tuple[str, str | None]] = {
 }
 
 __all__ = [
-    "ALERT_STATUSES", "CertificateError", "ChangeRecord", "DriverError", "Notification", "SandboxError", "Target",
+    "ALERT_STATUSES", "CertificateError", "ChangeRecord", "DriverError", "NamedCount", "Notification", "SandboxError",
+    "Target",
     "TargetNotFound",
     "alert_rules", "announce", "atomic_write", "certificates", "current_run", "endpoints", "label_text",
     "local_environment",

@@ -27,7 +27,7 @@ from drivers.prometheus import timing
 from drivers.prometheus.sandbox import DEFAULT_ENDPOINT as DEFAULT_ENDPOINT  # takes declared endpoints
 from drivers.prometheus.sandbox import preflight as preflight  # the validation hook (not a probe)
 from drivers.prometheus.sandbox import prometheus_url
-from mlchaos.driver_kit import DriverError, current_run
+from mlchaos.driver_kit import DriverError, NamedCount, current_run
 
 MAX_REQUEST_TIMEOUT = 5.0  # seconds, per poll of the polling probes
 
@@ -191,15 +191,16 @@ def no_unexpected_alerts(allowed: list[str] | None = None, url: str | None = Non
 
 def unexpected_alert_count(allowed: list[str] | None = None, url: str | None = None, within: float = 0,
                            endpoint: str | None = None, pending: bool = False) -> int:
-    """How many distinct alert names are firing that are not in `allowed` (use tolerance 0).
+    """How many distinct alert names are firing that are not in `allowed` (use tolerance 0); the output's text
+    names them (`1 (ModelNotReady)`), the journal records the number.
 
     With `within` (seconds), wait up to that long for them to resolve first: a recovery check on a system
     that is still settling (a replica restarted by the rollback may be honestly not ready for a few seconds).
     With `pending`, pending alerts count too: a drill's last check that leaves nothing about to fire for the
     next drill (a restarted replica's not-ready alert may still be pending when the restart has returned).
     """
-    return polling.poll(within, lambda: len(no_unexpected_alerts(allowed=allowed, url=url, endpoint=endpoint,
-                                                                 pending=pending)),
+    return polling.poll(within, lambda: NamedCount(no_unexpected_alerts(allowed=allowed, url=url, endpoint=endpoint,
+                                                                        pending=pending)),
                         lambda count: count == 0)
 
 

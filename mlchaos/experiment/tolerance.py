@@ -157,6 +157,8 @@ _SHOWN = {True: "true", False: "false", None: "null"}
 def _show(value: Any, limit: int = 200) -> str:
     if value is None or value is True or value is False:  # most probes: spare json.dumps
         return _SHOWN[value]
+    if isinstance(value, int) and type(value) not in (int, bool):  # a count that names what it counted
+        return str(value)[:limit]
     if isinstance(value, str) and len(value) > limit:
         value = value[:limit]  # never serialise a huge output to show 200 characters of it
     elif bounded_tolerance.bounded_size(value, 100 * limit) > 100 * limit:

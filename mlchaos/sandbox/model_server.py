@@ -1,8 +1,8 @@
 """Reference Open Inference Protocol (KServe V2) model server for the sandbox.
 
 Run: ``python -m mlchaos.sandbox.model_server --host 127.0.0.1 --port 0 --model iris``.
-It binds first, trains the model, then prints exactly one line ``READY <port>``
-on stdout. SIGTERM / SIGINT shut it down cleanly (exit 0).
+It imports scikit-learn, binds, trains the model (live, not yet ready, for a fraction of a second),
+then prints exactly one line ``READY <port>`` on stdout. SIGTERM / SIGINT shut it down cleanly (exit 0).
 
 With ``--tls-port P --tls-cert FILE --tls-key FILE`` it also serves the same endpoints
 (same model, same metrics) over HTTPS on port P (0: any free port) and prints
@@ -341,11 +341,13 @@ class TLSOptions:
 
 
 def serve(host: str, port: int, model_name: str, replica: str, tls: TLSOptions | None = None) -> int:
-    """Bind, train, announce ``[TLS <port>]`` and ``READY <port>``, serve until SIGTERM/SIGINT; return exit code."""
+    """Prepare, bind, train, announce ``[TLS <port>]`` and ``READY <port>``, serve until SIGTERM/SIGINT; return
+    exit code."""
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     model = ServedModel(name=model_name)
+    model.prepare()
     server = ModelServer(host, port, model, replica)
     servers: list[ModelServer] = [server]
     running: list[ModelServer] = []  # shutdown() of a server that never served would wait forever
