@@ -525,6 +525,8 @@ def test_every_undo_again_after_it_ran_changes_nothing(fleet: dict[str, Any], tm
     killed = actions.kill_containers(**one)
     stopped = actions.stop_containers(**{**one, "name_pattern": "model-2$"}, timeout=1)
     actions.start_containers(labels=MODEL)  # the experiment's rollback, by selector
+    for name in ("model-1", "model-2"):  # running is not started: its script writes the certificates, then serves
+        wait_until(lambda c=fleet[name]: _answers(_instance(c)), 15, f"{name} to answer again")
     blocked = actions.block_port(8000, **one, ttl=60)
     actions.unblock_port(**blocked["undo"]["arguments"])
     swapped = actions.install_certificate("/certs/cert.pem", "/certs/key.pem", **one, kind="expired",
