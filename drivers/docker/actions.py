@@ -21,10 +21,8 @@ command lines name it: ``drivers.docker.actions.start_containers``.
 
 from __future__ import annotations
 
-from typing import Any
-
-from drivers._common import packages
 from drivers.docker.certificates import install_certificate, restore_container_certificate
+from drivers.docker.client import preflight as preflight  # the validation hook (not an activity)
 from drivers.docker.hold import hold_down, release_hold
 from drivers.docker.lifecycle import kill_containers, restart_containers, start_containers, stop_containers
 from drivers.docker.netem import netem_latency, remove_netem
@@ -37,9 +35,3 @@ __all__ = [
     "release_hold", "remove_netem", "restart_containers", "restore_container_certificate", "start_containers",
     "stop_containers", "unblock_port", "unpause_containers",
 ]
-
-
-def preflight(func: str, arguments: dict[str, Any]) -> list[str]:
-    """Validation hook: the Docker SDK for Python is installed."""
-    return packages.missing("docker", "docker", "drivers.docker")
-

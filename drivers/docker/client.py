@@ -11,6 +11,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
+from drivers._common import packages
 from mlchaos.driver_kit import DriverError, TargetNotFound
 
 API_TIMEOUT = 30.0
@@ -78,3 +79,8 @@ def _explanation(exc: Any) -> str:
 def _one_line(value: object) -> str:
     text = " ".join(str(value).split())
     return text[:300] + ("..." if len(text) > 300 else "")
+
+
+def preflight(func: str, arguments: dict[str, Any]) -> list[str]:
+    """Validation hook of the modules that take it from here: the Docker SDK for Python is installed."""
+    return packages.missing("docker", "docker", "drivers.docker")

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from drivers._common import packages
 from drivers.docker.client import client, docker_errors
+from drivers.docker.client import preflight as preflight  # the validation hook (not an activity)
 from drivers.docker.selection import eligible, parse_selector
 from drivers.docker.targets import list_candidates
 from mlchaos.driver_kit import TargetNotFound
@@ -62,9 +62,3 @@ def _selected(labels: Labels, name_pattern: str | None, project: str | None, api
 def _inspect(name_or_id: str) -> dict[str, Any]:
     with docker_errors(f"inspect container {name_or_id}"):
         return client().api.inspect_container(name_or_id)
-
-
-def preflight(func: str, arguments: dict[str, Any]) -> list[str]:
-    """Validation hook: the Docker SDK for Python is installed."""
-    return packages.missing("docker", "docker", "drivers.docker")
-

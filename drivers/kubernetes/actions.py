@@ -34,11 +34,9 @@ lines name it: ``drivers.kubernetes.actions.restore_scale``.
 
 from __future__ import annotations
 
-from typing import Any
-
-from drivers._common import packages
 from drivers.kubernetes.backups import REPLICAS_BACKUP, SCRAPE_BACKUP, SECRET_BACKUP, SERVICE_BACKUP
 from drivers.kubernetes.certificates import restore_secret, swap_tls_certificate
+from drivers.kubernetes.client import preflight as preflight  # the validation hook (not an activity)
 from drivers.kubernetes.deletion import delete_pods
 from drivers.kubernetes.faults import GONE, SAFETY_TTL
 from drivers.kubernetes.metrics_port import block_metrics_port, unblock_metrics_port
@@ -54,9 +52,3 @@ __all__ = [
     "restore_scrape_annotation", "restore_secret", "restore_service", "route_through_proxy", "scale_workload",
     "swap_tls_certificate", "unblock_metrics_port",
 ]
-
-
-def preflight(func: str, arguments: dict[str, Any]) -> list[str]:
-    """Validation hook: the Kubernetes Python client is installed."""
-    return packages.missing("kubernetes", "kubernetes", "drivers.kubernetes")
-

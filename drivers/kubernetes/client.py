@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from drivers._common import packages
 from mlchaos.driver_kit import DriverError, TargetNotFound
 
 API_TIMEOUT: tuple[float, float] = (5.0, 30.0)  # (connect, read) seconds, for every request (see retries())
@@ -260,3 +261,8 @@ def retries() -> Any:
     import urllib3
 
     return urllib3.Retry(total=2, connect=2, read=0, redirect=0, status=0, other=0, backoff_factor=0.1)
+
+
+def preflight(func: str, arguments: dict[str, Any]) -> list[str]:
+    """Validation hook of the modules that take it from here: the Kubernetes Python client is installed."""
+    return packages.missing("kubernetes", "kubernetes", "drivers.kubernetes")

@@ -13,9 +13,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from drivers._common import checks, packages, polling
+from drivers._common import checks, polling
 from drivers.kubernetes import selection
 from drivers.kubernetes.client import connect
+from drivers.kubernetes.client import preflight as preflight  # the validation hook (not an activity)
 from drivers.kubernetes.targets import connect_namespace, list_pods, pod_ready, restart_count
 from drivers.kubernetes.workloads import check_kind, read_workload
 from mlchaos.driver_kit import DriverError, current_run
@@ -195,9 +196,3 @@ def _event_time(event: dict[str, Any]) -> datetime | None:
             return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
     created = (event.get("metadata") or {}).get("creationTimestamp")
     return _event_time({"eventTime": created}) if created else None
-
-
-def preflight(func: str, arguments: dict[str, Any]) -> list[str]:
-    """Validation hook: the Kubernetes Python client is installed."""
-    return packages.missing("kubernetes", "kubernetes", "drivers.kubernetes")
-
