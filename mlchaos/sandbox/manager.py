@@ -82,6 +82,11 @@ class Replica:
         return f"{self.host}:{self.tls_port}"
 
     @property
+    def ports(self) -> set[int]:
+        """Every port this replica was given (its own, its proxies', TLS), whether listened on yet or not."""
+        return {p for p in (self.port, self.proxy_port, self.tls_port, self.metrics_proxy_port) if p}
+
+    @property
     def client_url(self) -> str:
         """The URL clients use: through the sandbox proxy when there is one, else the replica's own."""
         return self.proxy_url or self.url
@@ -176,14 +181,21 @@ class Sandbox:
                     self._stop([old], timeout=5)
                 restart.append((index, old))
             # every port is chosen now (the old ones kept), so that every target is known before anything listens
-            fresh = iter(free_ports(4 * len(restart), avoid={p for r in self._load() for p in _ports(r)}))
-            todo = [self._blank(service, index, (old.port if old else base_port + index if base_port else 0)
-                                or next(fresh), model, *((port or next(fresh)) for port in _ports(old)[1:]))
+            recorded = self._load()
+            fresh = iter(free_ports(4 * len(restart), avoid={p for r in recorded for p in r.ports}))
+
+            def kept_or_fresh(port: int) -> int:
+                return port or next(fresh)
+
+            todo = [self._blank(service, index, kept_or_fresh(old.port if old else base_port and base_port + index),
+                                model, proxy_port=kept_or_fresh(old.proxy_port if old else 0),
+                                tls_port=kept_or_fresh(old.tls_port if old else 0),
+                                metrics_proxy_port=kept_or_fresh(old.metrics_proxy_port if old else 0))
                     for index, old in restart]
             if not monitoring:
                 return self._start_replicas(service, keep, todo, deadline)
             # the monitoring starts first, the replicas while it does: every port is known, so are its targets
-            others = [r for r in self._load() if r.service != service]
+            scraped = [r for r in recorded if r.service != service] + keep + todo
             result: list[Replica] = []
 
             def start_replicas() -> list[Replica]:
@@ -195,8 +207,8 @@ class Sandbox:
                                        avoid=self.monitoring().recorded_ports())
                 return self._load()
 
-            self.monitoring().up(others + keep + todo, timeout=max(deadline - time.monotonic(), 1.0),
-                                 meanwhile=start_replicas)
+            self.monitoring().up(scraped, timeout=max(deadline - time.monotonic(), 1.0), meanwhile=start_replicas,
+                                 avoid={p for r in scraped for p in r.ports})
         return result
 
     def _start_replicas(self, service: str, keep: list[Replica], todo: list[Replica],
@@ -458,14 +470,6 @@ class Sandbox:
         left = procs.wait_gone(stubborn, 5.0)
         if left:
             raise SandboxError(f"could not stop pid(s) {left}")
-
-
-def _ports(replica: Replica | None) -> tuple[int, int, int, int]:
-    """A replica's own port, then its proxy, TLS and metrics-proxy ports, in :meth:`Sandbox._blank`'s order
-    (zeros for no replica)."""
-    if replica is None:
-        return (0, 0, 0, 0)
-    return (replica.port, replica.proxy_port, replica.tls_port, replica.metrics_proxy_port)
 
 
 def _tail(path: Path, offset: int, lines: int = 15) -> str:

@@ -37,7 +37,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -74,9 +74,6 @@ PROXY_LABEL = "__proxy_address__"  # file_sd label: the replica's fault-proxy ho
 METRICS_PROXY_LABEL = "__metrics_proxy_address__"  # file_sd label: the proxy its scrapes go through
 
 ComponentState = Literal["ready", "running-not-ready", "dead", "stopped"]
-
-
-REPLICA_PORTS = ("port", "proxy_port", "tls_port", "metrics_proxy_port")  # the ports of a sandbox replica record
 
 
 @dataclass(frozen=True)
@@ -142,7 +139,7 @@ class Monitoring:
     # -- public API ---------------------------------------------------------------------
 
     def up(self, replicas: list[Any], params: RuleParameters = SANDBOX, timeout: float = 60,
-           meanwhile: Callable[[], list[Any]] | None = None) -> MonitoringEndpoints:
+           meanwhile: Callable[[], list[Any]] | None = None, avoid: Collection[int] = ()) -> MonitoringEndpoints:
         """Start (or heal) the stack for ``replicas``; wait until it is ready and scrapes them all.
 
         Components that are alive and ready are kept (and told to reload their
@@ -152,7 +149,8 @@ class Monitoring:
         ``meanwhile`` is called once the components are spawned, before waiting for them, and returns the
         replicas to scrape (their targets are written again): ``mlchaos sandbox up`` starts the replicas there,
         on ports chosen beforehand, so that Prometheus' first target update (5 s after it starts, Prometheus
-        2.42's fixed scrape-manager tick) already finds them.
+        2.42's fixed scrape-manager tick) already finds them. New component ports are none of ``avoid`` (the
+        replicas' ports, chosen but not listened on yet).
         """
         missing = [m for m in missing_binaries() if m[0] != PROMTOOL[0]]
         if missing:
@@ -164,9 +162,7 @@ class Monitoring:
             state = self._load()
             ports = {name: int(info["port"]) for name, info in state.get("processes", {}).items()}
             recorded_sink = state.get("endpoints", {})
-            # the replicas' ports may be chosen but not listened on yet (``meanwhile``)
-            fresh = iter(free_ports(len(COMPONENTS) + 1, avoid={
-                port for r in replicas for port in (getattr(r, name, 0) for name in REPLICA_PORTS) if port}))
+            fresh = iter(free_ports(len(COMPONENTS) + 1, avoid=avoid))
             for name in COMPONENTS:
                 ports.setdefault(name, next(fresh))
             sink_host = recorded_sink.get("sink_host", HOST)
@@ -440,7 +436,7 @@ class Monitoring:
             delay = min(delay * 1.5, 0.2)
         scraped = time.time()
         wait_for_settled_rules(endpoints.prometheus_url, scraped if ready_since is None else ready_since, deadline,
-                               SANDBOX, not_before=scraped)
+                               params, not_before=scraped)
 
     # -- state file ---------------------------------------------------------------------
 
