@@ -147,14 +147,10 @@ class ServedModel:
         """True while a version is loaded: false before training and after :meth:`unload`."""
         return self._active is not None and not self._unloaded
 
-    def prepare(self) -> None:
-        """Import what :meth:`train` needs, most of its time (about 1.5 s, several seconds on a loaded host): the
-        server does it before it listens, so that a (re)started replica is live but not ready only while it fits
-        (a fraction of a second), not for long enough to fire ModelNotReady (3 s in the sandbox profile)."""
-        import sklearn.linear_model  # noqa: F401
-
     def train(self) -> None:
-        """Fit every version (well under a second once :meth:`prepare` has run) and serve the default one."""
+        """Fit every version and serve the default one: about 1.5 s, mostly importing scikit-learn, and several
+        seconds on a loaded host. The server does it before it listens, so that a (re)started replica is never
+        live but not ready (a restart must not fire ModelNotReady, whose ``for`` is 3 s in the sandbox)."""
         from sklearn.linear_model import LogisticRegression
 
         now = time.time()

@@ -341,14 +341,17 @@ class TLSOptions:
 
 
 def serve(host: str, port: int, model_name: str, replica: str, tls: TLSOptions | None = None) -> int:
-    """Prepare, bind, train, announce ``[TLS <port>]`` and ``READY <port>``, serve until SIGTERM/SIGINT; return
-    exit code."""
+    """Train, bind, announce ``[TLS <port>]`` and ``READY <port>``, serve until SIGTERM/SIGINT; return exit code.
+
+    Nothing listens before the model is trained: a (re)started replica is down, then live and ready, never
+    live but not ready for as long as it trains."""
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     model = ServedModel(name=model_name)
-    model.prepare()
+    model.train()
     server = ModelServer(host, port, model, replica)
+    server.mark_trained()
     servers: list[ModelServer] = [server]
     running: list[ModelServer] = []  # shutdown() of a server that never served would wait forever
     tls_server: TLSModelServer | None = None
@@ -367,8 +370,6 @@ def serve(host: str, port: int, model_name: str, replica: str, tls: TLSOptions |
         for srv in servers:
             threading.Thread(target=srv.serve_forever, args=(0.1,), name="http", daemon=True).start()
             running.append(srv)
-        model.train()
-        server.mark_trained()
         print(f"[{replica}] serving model {model_name!r} v{model.version} on {host}:{server.port}",
               file=sys.stderr, flush=True)
         if tls_server is not None:

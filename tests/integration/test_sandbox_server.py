@@ -6,10 +6,12 @@ import re
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import requests
 
+from mlchaos.lib.files import free_ports
 from mlchaos.sandbox import dataset
 from mlchaos.sandbox.manager import Replica, Sandbox
 
@@ -133,3 +135,28 @@ def test_sigterm_exits_cleanly_and_ready_line_is_printed() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_a_starting_server_is_never_live_but_not_ready() -> None:
+    """A (re)started replica trains before it listens: its first answers are already ready, so a restart
+    cannot fire ModelNotReady (a loaded CI host once did, while the replica trained behind an open port)."""
+    (port,) = free_ports(1)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlchaos.sandbox.model_server", "--port", str(port), "--replica", "t"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    answers: list[tuple[int, int, float]] = []  # (live, ready, model_ready) for every time it answered
+    try:
+        deadline = time.monotonic() + 60
+        while len(answers) < 20 and time.monotonic() < deadline and proc.poll() is None:
+            try:
+                live = requests.get(f"http://127.0.0.1:{port}/v2/health/live", timeout=T).status_code
+            except requests.ConnectionError:
+                continue  # not listening yet
+            ready = requests.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=T).status_code
+            answers.append((live, ready, _metric(f"http://127.0.0.1:{port}", "model_ready", model="iris")))
+        assert len(answers) == 20, f"the server answered {len(answers)} times before it stopped or 60 s passed"
+        assert set(answers) == {(200, 200, 1.0)}
+    finally:
+        proc.kill()
+        proc.wait()

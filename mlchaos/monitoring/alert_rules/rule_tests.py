@@ -31,7 +31,8 @@ def render_rule_tests(params: RuleParameters = STAGING, rule_file: str = "ml-ser
     """Render a ``promtool test rules`` file whose cases prove which alert answers which fault.
 
     Cases: healthy replica (nothing fires), kill (only ModelServerDown, also with the
-    probe lagging the scrape by one cycle), restart after a kill (resolved),
+    probe lagging the scrape by one cycle), restart after a kill (resolved; also with the readiness probe
+    answering `not_ready_for` after the liveness probe: nothing fires),
     telemetry-only outages (scrape failing, target gone: only ModelTelemetryAbsent),
     not ready, high latency, high error rate, certificate expiring / expired / untrusted, and
     the model-quality alerts, each with the cases that must not fire it (for accuracy: good
@@ -61,6 +62,7 @@ def render_rule_tests(params: RuleParameters = STAGING, rule_file: str = "ml-ser
     # the kill must not fire ModelTelemetryAbsent even for an instant after its own window
     early = _steps(parse_duration(params.telemetry_absent_for) + 2 * step, step)
     kill_series = _cases(params, warm, after, total)[1][1]
+    tests.append(_slow_readiness_after_restart(params, warm))
     tests.append({
         "name": "kill, evaluated just after the telemetry window: still only ModelServerDown",
         "interval": params.scrape_interval,
@@ -79,6 +81,35 @@ def render_rule_tests(params: RuleParameters = STAGING, rule_file: str = "ml-ser
         "evaluation_interval": params.scrape_interval,
         "tests": tests,
     })
+
+
+def _slow_readiness_after_restart(p: RuleParameters, warm: int) -> dict:
+    """A replica that comes back live and is ready only ``not_ready_for`` later: ModelNotReady counts only the
+    time it has been live, not the readiness probes that failed while it was down (ModelServerDown's)."""
+    step = parse_duration(p.scrape_interval)
+    dead, late = 5, _steps(parse_duration(p.not_ready_for), step) + 1  # ready comes `late` scrapes after live
+    tail = late + 2
+
+    def s(metric: str, job: str, values: str, extra: str = "") -> dict[str, str]:
+        return {"series": f'{metric}{{job="{job}", instance="{_INSTANCE}", replica="{_REPLICA}"{extra}}}',
+                "values": values}
+
+    back = _seq((1, 0, warm), (0, 0, dead), (1, 0, late + tail))
+    return {
+        "name": "restart whose readiness probe answers not_ready_for after its liveness probe: nothing fires",
+        "interval": p.scrape_interval,
+        "input_series": [
+            s("up", p.model_job, back),
+            s("probe_success", p.blackbox_job, back),
+            s("probe_success", p.readiness_job, _seq((1, 0, warm), (0, 0, dead + late), (1, 0, tail))),
+            s("model_ready", p.model_job, " ".join((_const(1, warm), _const("_", dead), _const(1, late + tail))),
+              ', model="iris"'),
+        ],
+        "alert_rule_test": [  # the last instant before the readiness probe succeeds
+            {"eval_time": format_duration((warm + dead + late - 1) * step), "alertname": alert, "exp_alerts": []}
+            for alert in ALERT_NAMES
+        ],
+    }
 
 
 def _seq(*parts: tuple[float, float, int]) -> str:

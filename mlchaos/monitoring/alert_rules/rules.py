@@ -67,8 +67,11 @@ def alert_rules(p: RuleParameters) -> list[dict[str, Any]]:
         ),
         _alert(
             "ModelNotReady",
+            # the readiness probe failed all through a window in which the liveness probe never failed: the
+            # failures of a replica that was down (ModelServerDown's) do not count once it answers again
             f'max by ({by}) (model_ready{{job="{p.model_job}"}}) == 0'
-            f" or max by ({by}) (max_over_time({ready}[{lag}]) == 0 and on(instance) {live} == 1)",
+            f" or max by ({by}) (max_over_time({ready}[{lag}]) == 0"
+            f" and on(instance) min_over_time({live}[{lag}]) == 1)",
             p.not_ready_for, "warning", "Infrastructure",
             f"Model server {inst} is live but not ready",
             f"{inst} reports its model not ready (model_ready 0 or /v2/health/ready failing) for"
