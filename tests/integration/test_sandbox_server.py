@@ -152,7 +152,8 @@ def test_a_starting_server_is_never_live_but_not_ready() -> None:
             try:
                 live = requests.get(f"http://127.0.0.1:{port}/v2/health/live", timeout=T).status_code
             except requests.ConnectionError:
-                continue  # not listening yet
+                time.sleep(0.005)  # not listening yet: leave the CPU to the server's training
+                continue
             ready = requests.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=T).status_code
             answers.append((live, ready, _metric(f"http://127.0.0.1:{port}", "model_ready", model="iris")))
         assert len(answers) == 20, f"the server answered {len(answers)} times before it stopped or 60 s passed"

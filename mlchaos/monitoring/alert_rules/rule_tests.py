@@ -89,11 +89,7 @@ def _slow_readiness_after_restart(p: RuleParameters, warm: int) -> dict:
     step = parse_duration(p.scrape_interval)
     dead, late = 5, _steps(parse_duration(p.not_ready_for), step) + 1  # ready comes `late` scrapes after live
     tail = late + 2
-
-    def s(metric: str, job: str, values: str, extra: str = "") -> dict[str, str]:
-        return {"series": f'{metric}{{job="{job}", instance="{_INSTANCE}", replica="{_REPLICA}"{extra}}}',
-                "values": values}
-
+    s = _series
     back = _seq((1, 0, warm), (0, 0, dead), (1, 0, late + tail))
     return {
         "name": "restart whose readiness probe answers not_ready_for after its liveness probe: nothing fires",
@@ -110,6 +106,12 @@ def _slow_readiness_after_restart(p: RuleParameters, warm: int) -> dict:
             for alert in ALERT_NAMES
         ],
     }
+
+
+def _series(metric: str, job: str, values: str, extra: str = "") -> dict[str, str]:
+    """One input series of the test replica (``extra``: more labels, e.g. ``', model="iris"'``)."""
+    return {"series": f'{metric}{{job="{job}", instance="{_INSTANCE}", replica="{_REPLICA}"{extra}}}',
+            "values": values}
 
 
 def _seq(*parts: tuple[float, float, int]) -> str:
@@ -132,10 +134,7 @@ def _const(value: float | str, count: int) -> str:
 
 def _cases(p: RuleParameters, warm: int, after: int, total: int) -> list[tuple[str, list[dict], dict]]:
     inst, rep = _INSTANCE, _REPLICA
-    base = f'instance="{inst}", replica="{rep}"'
-
-    def s(metric: str, job: str, values: str, extra: str = "") -> dict[str, str]:
-        return {"series": f'{metric}{{job="{job}", {base}{extra}}}', "values": values}
+    s = _series
 
     def healthy(n: int) -> str:
         return _const(1, n)
