@@ -129,7 +129,10 @@ def test_the_guardian_restores_the_certificate_from_the_exact_records(server, en
     assert recovery["results"][0]["output"]["restored"] is True
     _assert_redacted(journal, secret)
     assert secret not in output
-    guardian_log = exact.parent.parent / "runs" / f"{journal_so_far(journal)['mlchaos']['run_id']}.guardian.log"
+    run_id = journal_so_far(journal)["mlchaos"]["run_id"]
+    guardian_log = exact.parent.parent / "runs" / f"{run_id}.guardian.log"
+    # the guardian logs what it undid after recover() wrote the journal, and unregisters the run last
+    wait_until(lambda: not guardian_log.with_name(f"{run_id}.json").exists(), what="the guardian to finish")
     assert "undone  install-certificate" in guardian_log.read_text() and secret not in guardian_log.read_text()
     assert not exact.exists()  # all undone: the exact records (and the secret in them) are gone
 
