@@ -30,6 +30,7 @@ from drivers.prometheus.sandbox import prometheus_url
 from mlchaos.driver_kit import DriverError, NamedCount, current_run
 
 MAX_REQUEST_TIMEOUT = 5.0  # seconds, per poll of the polling probes
+WRITE_BACK_WAIT = 10.0  # seconds a recovery waits for ALERTS written back late (vmalert sends every 5 s)
 
 
 def query_value(query: str, url: str | None = None, timeout: float = 5.0,
@@ -140,6 +141,7 @@ def alert_resolves_within(alert: str, within: float = 60, labels: dict[str, str]
         if active:
             seen["labels"] = active[0].get("labels") or {}  # its job names the scrape interval
             seen["active_at"] = timing.timestamp(active[0].get("activeAt"))  # the evaluation grid's phase
+            seen["last_active"] = timing.LastActive(str(active[0].get("state")), time.time())
             return None
         seconds = round(time.time() - origin, 3)
         seen.update(selector=selector, origin=origin, at=origin + seconds)
@@ -157,16 +159,20 @@ def alert_resolves_within(alert: str, within: float = 60, labels: dict[str, str]
                           for a in _active(selector, alerts))
         return f"alert {selector.describe()} did not resolve within {within:g}s (still: {still})"
 
+    deadline = time.monotonic() + within
     result = _wait(alert, within, labels, match_fault_targets, poll, prometheus_url(url, endpoint), dry_run,
                    resolved, late)
     if seen:
         base = prometheus_url(url, endpoint)
         rule = _timing(base, alert, seen.get("labels") or dict(labels or {}))
         if isinstance(rule, timing.RuleTiming):
+            # a ruler that writes ALERTS back (vmalert) may not have sent the end yet: wait for it, within `within`
+            wait = min(WRITE_BACK_WAIT, max(deadline - time.monotonic(), 0.0))
             try:
                 exact = timing.resolved_at(lambda path, params: _get(base, path, params, MAX_REQUEST_TIMEOUT),
                                            seen["selector"].matches, alert, rule, seen["origin"], seen["at"],
-                                           active_at=seen.get("active_at"))
+                                           active_at=seen.get("active_at"), last_active=seen.get("last_active"),
+                                           wait=wait, poll=poll)
             except DriverError as error:
                 exact = timing.Exact(None, f"ALERTS could not be read: {error}")
         else:

@@ -15,6 +15,13 @@ The polling probes see an alert fire (or go) up to one poll late. Prometheus kno
   evaluation's time truncated): the evaluation is then put back on its grid (``activeAt`` + n *
   ``interval``) when the probe saw the alert's ``activeAt``; otherwise the time is a lower bound, true to
   ``resolution`` (1 s), and says so.
+* **written back late**: vmalert sends its ``ALERTS`` samples every ``-remoteWrite.flushInterval`` (5 s),
+  and VictoriaMetrics finds a new series (the firing one) some time after its first samples. Read too
+  soon, the series lacks its end, and the pending series' marker (the alert began firing) passes for it.
+  So the samples must be complete before they are read: the series of the state the probe last saw, and
+  the newest, end in a marker; a pending series that lasted ``for`` is followed by a firing one; where no
+  markers are returned (Prometheus), the series reaches the evaluation behind the probe's last sight.
+  They are asked again until they are, for up to ``wait`` seconds.
 
 The **floor** of a detection is what the monitoring's configuration alone costs at worst: the scrape
 interval (until the fault is sampled) + the evaluation interval (until a rule sees the sample) + the
@@ -32,6 +39,7 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -42,6 +50,9 @@ import yaml
 from mlchaos.driver_kit import DriverError
 
 CLOCK_SLACK = 0.05  # seconds Prometheus' timestamps may lie after what this host saw (rounding, not skew)
+NO_SAMPLES = ("no ALERTS sample since the fault: it was never active, or the ruler does not write ALERTS where "
+              "it is queried (vmalert without -remoteWrite.url)")
+EVALUATION_SLACK = 1.0  # seconds an evaluation may run late, or its answer take to reach the probe
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|y|w|d|h|m|s)")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
 
@@ -137,28 +148,121 @@ def fired_at(alert: Mapping[str, Any], timing: RuleTiming, origin: float, seen: 
     return _checked(at, origin, seen, "fired")
 
 
+@dataclass(frozen=True)
+class LastActive:
+    """The alert as the probe last saw it before it went: its state (pending or firing) and when (epoch
+    seconds on this host's clock, when the answer came)."""
+
+    state: str
+    at: float
+
+
 def resolved_at(get: Get, selector: Callable[[str, Mapping[str, str]], bool], alertname: str,
-                timing: RuleTiming, origin: float, seen: float, active_at: float | None = None) -> Exact:
+                timing: RuleTiming, origin: float, seen: float, active_at: float | None = None,
+                last_active: LastActive | None = None, wait: float = 0.0, poll: float = 0.5) -> Exact:
     """When the alert was last gone: the evaluation after the last ``ALERTS`` sample since the fault (its
     staleness marker where the server returns one, else one interval later). ``active_at`` (epoch seconds,
-    the alert's ``activeAt`` when the probe saw it) puts whole-second timestamps back on the evaluation grid."""
+    the alert's ``activeAt`` when the probe saw it) puts whole-second timestamps back on the evaluation grid.
+
+    ``last_active`` (what the probe last saw) tells an ALERTS series still being written back from a complete
+    one (:func:`_incomplete`); for up to ``wait`` seconds it is asked again every ``poll`` seconds until it
+    is complete, else the polled time stands and the note says why.
+    """
     interval = timing.evaluation_interval
     if not interval:
         return Exact(None, "Prometheus gave no evaluation interval")
     window = max(int(math.ceil(seen - origin + 2 * interval)), 1)
     escaped = alertname.replace("\\", "\\\\").replace('"', '\\"')
-    data = get("/api/v1/query", {"query": f'ALERTS{{alertname="{escaped}"}}[{window}s]', "time": f"{seen:.3f}"})
+    # nocache: VictoriaMetrics would move a query this close to now back by its -search.latencyOffset (30 s)
+    params = {"query": f'ALERTS{{alertname="{escaped}"}}[{window}s]', "time": f"{seen:.3f}", "nocache": "1"}
+    deadline = time.monotonic() + wait
+    while True:
+        samples = _samples(get("/api/v1/query", params), selector, alertname)
+        if samples is None:
+            return Exact(None, "ALERTS range query gave no matrix")
+        missing = _incomplete(samples, last_active, timing)
+        if missing is None:
+            return _resolved(samples, interval, origin, seen, active_at)
+        if time.monotonic() + poll > deadline:
+            break
+        time.sleep(poll)
+    if not any(active for active, _ in samples.values()):
+        return Exact(None, NO_SAMPLES)
+    return Exact(None, f"ALERTS was still incomplete after {wait:g}s ({missing}): the ruler writes it back late "
+                       f"(vmalert's -remoteWrite.flushInterval), or missed evaluations")
+
+
+Samples = dict[str, tuple[list[float], list[float]]]  # alertstate -> (active stamps, staleness marker stamps)
+
+
+def _samples(data: Any, selector: Callable[[str, Mapping[str, str]], bool], alertname: str) -> Samples | None:
+    """The selected alert's ALERTS stamps by state from a range query's ``data``; None when it is no matrix."""
     if (data or {}).get("resultType") != "matrix":
-        return Exact(None, "ALERTS range query gave no matrix")
-    active: list[float] = []
-    gone: list[float] = []  # staleness markers (NaN): evaluations that found the alert inactive
+        return None
+    samples: Samples = {}
     for series in data.get("result") or []:
-        if selector(alertname, {k: v for k, v in (series.get("metric") or {}).items() if k != "alertstate"}):
+        labels = series.get("metric") or {}
+        if selector(alertname, {k: v for k, v in labels.items() if k != "alertstate"}):
+            active, gone = samples.setdefault(str(labels.get("alertstate")), ([], []))
             for stamp, value in series.get("values") or []:
                 (active if _finite(value) else gone).append(float(stamp))
+    return samples
+
+
+def _incomplete(samples: Samples, last_active: LastActive | None, timing: RuleTiming) -> str | None:
+    """What is missing from ALERTS samples a ruler may still be writing back (vmalert sends them every few
+    seconds; VictoriaMetrics shows a new series some time after its first samples), or None when they are
+    complete up to the alert's end as far as can be told.
+
+    Where the server returns staleness markers (VictoriaMetrics), the series of the state the probe last saw,
+    and the one with the newest sample, must end in one: the marker of the evaluation that found the alert
+    gone, sent after every earlier sample. A pending series that ends after ``for`` ended by firing, not by
+    going: the firing series must be there. Where the server returns no markers (Prometheus' API drops
+    them), the series of the state the probe last saw must reach the evaluation behind that sight.
+    """
+    if last_active is not None and not samples.get(last_active.state, ([], []))[0]:
+        return f"no {last_active.state} sample yet"
+    if any(markers for _, markers in samples.values()):
+        newest = max(samples, key=lambda state: max(samples[state][0], default=-math.inf))
+        for state in dict.fromkeys([newest] + ([last_active.state] if last_active else [])):
+            active, gone = samples[state]
+            if active and not any(stamp > max(active) for stamp in gone):
+                return f"no staleness marker yet after its last {state} sample"
+        return _fired_unseen(samples, timing)
+    if last_active is None:
+        return None
+    interval = timing.evaluation_interval or 0.0
+    last = max(samples[last_active.state][0])
+    truncated = 1.0 if last.is_integer() else 0.0
+    if last >= last_active.at - interval - truncated - EVALUATION_SLACK:
+        return None
+    return f"its last {last_active.state} sample is {last_active.at - last:.3f}s older than the probe's last sight"
+
+
+def _fired_unseen(samples: Samples, timing: RuleTiming) -> str | None:
+    """Why samples are missing when the pending series' last episode ended by firing (it lasted the ``for``
+    evaluations) and no firing sample follows it; None otherwise."""
+    active, gone = samples.get("pending", ([], []))
+    if not active or not gone or max(gone) < max(active) or not timing.for_seconds or not timing.evaluation_interval:
+        return None
+    end = max(gone)
+    before = max((stamp for stamp in gone if stamp < end), default=-math.inf)  # an earlier episode's end
+    episode = [stamp for stamp in active if before < stamp < end]
+    if len(episode) < math.ceil(timing.for_seconds / timing.evaluation_interval - 1e-9):
+        return None  # it went while pending
+    firing = samples.get("firing", ([], []))[0]
+    truncated = 1.0 if end.is_integer() else 0.0
+    if any(stamp >= end - truncated for stamp in firing):
+        return None
+    return "the pending series lasted its for, so the alert fired, but no firing sample is there yet"
+
+
+def _resolved(samples: Samples, interval: float, origin: float, seen: float, active_at: float | None) -> Exact:
+    """The end of the alert's last episode in complete ``samples`` (see :func:`resolved_at`)."""
+    active = [stamp for stamps, _ in samples.values() for stamp in stamps]
+    gone = [stamp for _, markers in samples.values() for stamp in markers]  # evaluations that found it gone
     if not active:
-        return Exact(None, "no ALERTS sample since the fault: it was never active, or the ruler does not write "
-                           "ALERTS where it is queried (vmalert without -remoteWrite.url)")
+        return Exact(None, NO_SAMPLES)
     last = max(active)
     markers = [stamp for stamp in gone if stamp > last]
     if not all(stamp.is_integer() for stamp in [*active, *markers]):

@@ -6,6 +6,8 @@ The sandbox bodies were recorded after three real kill drills: the ALERTS sample
 
 from __future__ import annotations
 
+import copy
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -116,7 +118,7 @@ def test_resolved_one_evaluation_after_the_last_alerts_sample() -> None:
                                origin=LAST_FIRING_MODEL_0 - 10, seen=LAST_FIRING_MODEL_0 + 1.5)
     assert exact == timing.Exact(LAST_FIRING_MODEL_0 + 1.0)
     assert asked == [("/api/v1/query", {"query": 'ALERTS{alertname="ModelServerDown"}[14s]',
-                                        "time": f"{LAST_FIRING_MODEL_0 + 1.5:.3f}"})]
+                                        "time": f"{LAST_FIRING_MODEL_0 + 1.5:.3f}", "nocache": "1"})]
     # model-2's episode (pending, then firing until .560.887) is a series of its own
     instance_2 = lambda name, labels: labels.get("instance") == MODEL_2  # noqa: E731
     assert timing.resolved_at(get, instance_2, "ModelServerDown", sandbox_timing(), origin=1796207550.0,
@@ -223,6 +225,84 @@ def test_without_a_staleness_marker_it_is_one_interval_after_the_last_sample() -
     exact = timing.resolved_at(get, anywhere, "ModelServerDown", vmalert_timing(), VM_FAULT, 1796213826.104,
                                active_at=VM_ACTIVE_AT)
     assert exact == timing.Exact(VM_ACTIVE_AT + 6.0)  # last sample 815 is the evaluation at .507, + 1 s
+
+
+def lagging(body: dict[str, Any], until: float, states: tuple[str, ...] = ("pending", "firing")) -> dict[str, Any]:
+    """``body`` (a recorded ALERTS range answer) as it reads while the ruler has written back only the samples
+    up to ``until`` of the series in ``states``: vmalert sends what it evaluated every
+    -remoteWrite.flushInterval (5 s), and VictoriaMetrics shows a new series a little after its samples came."""
+    early = copy.deepcopy(body)
+    for series in early["data"]["result"]:
+        series["values"] = [v for v in series["values"] if float(v[0]) <= until]
+    early["data"]["result"] = [series for series in early["data"]["result"]
+                               if series["values"] and series["metric"].get("alertstate") in states]
+    return early
+
+
+def test_a_recovery_waits_for_alerts_written_back_late() -> None:
+    """When the probe saw the alert go, VictoriaMetrics often showed only part of what vmalert had evaluated:
+    no firing sample at all (a CI run's drill fell back to the polled time), or the pending series' marker
+    (when the alert began firing) passed for its end, seconds early. The firing series must end in a marker
+    of its own: it is asked again until it does, whether or not the probe saw the alert active."""
+    body = fixtures_api.load("victoriametrics_query_alerts_range_sandbox.json")
+    answers = [lagging(body, 1796213813, ("pending",))["data"], lagging(body, 1796213815)["data"], body["data"]]
+    asked: list[float] = []
+
+    def get(path: str, params: dict[str, str] | None) -> Any:
+        asked.append(time.monotonic())
+        return answers[min(len(asked), len(answers)) - 1]
+
+    killed = lambda name, labels: labels.get("instance") == VM_KILLED  # noqa: E731
+    firing = timing.LastActive("firing", 1796213816.3)
+    for last_active, active_at in ((firing, VM_ACTIVE_AT), (None, None)):
+        asked.clear()
+        exact = timing.resolved_at(get, killed, "ModelServerDown", vmalert_timing(), VM_FAULT, 1796213816.6,
+                                   active_at=active_at, last_active=last_active, wait=5.0, poll=0.01)
+        assert exact.at == (VM_ACTIVE_AT + 6.0 if active_at else 1796213816.0) and len(asked) == 3
+    # the first answer read as complete gave the moment it began firing; now it is the reason to ask again
+    exact = timing.resolved_at(lambda path, params: answers[0], killed, "ModelServerDown", vmalert_timing(),
+                               VM_FAULT, 1796213816.6, active_at=VM_ACTIVE_AT, wait=0.0)
+    assert exact == timing.Exact(None, "ALERTS was still incomplete after 0s (the pending series lasted its for, "
+                                       "so the alert fired, but no firing sample is there yet): the ruler writes "
+                                       "it back late (vmalert's -remoteWrite.flushInterval), or missed evaluations")
+    # never complete within the wait: the polled time stands, and the note says why
+    exact = timing.resolved_at(lambda path, params: answers[1], killed, "ModelServerDown", vmalert_timing(),
+                               VM_FAULT, 1796213816.6, active_at=VM_ACTIVE_AT, last_active=firing, wait=0.05,
+                               poll=0.01)
+    assert exact == timing.Exact(None, "ALERTS was still incomplete after 0.05s (no staleness marker yet after its "
+                                       "last firing sample): the ruler writes it back late (vmalert's "
+                                       "-remoteWrite.flushInterval), or missed evaluations")
+    nothing = {"resultType": "matrix", "result": []}
+    assert timing.resolved_at(lambda path, params: nothing, killed, "ModelServerDown", vmalert_timing(), VM_FAULT,
+                              1796213816.6, last_active=firing, wait=0.0) == timing.Exact(None, timing.NO_SAMPLES)
+
+
+def test_an_alert_that_went_while_pending_ends_at_its_pending_marker() -> None:
+    """Two pending evaluations of a ``for: 3s`` rule evaluated every second, then gone: it never fired, so no
+    firing series is awaited."""
+    pending = {"metric": {"alertname": "ModelServerDown", "alertstate": "pending", "instance": VM_KILLED},
+               "values": [[1796213810, "1"], [1796213811, "1"], [1796213812, "NaN"]]}
+    data = {"resultType": "matrix", "result": [pending]}
+    anywhere = lambda name, labels: True  # noqa: E731
+    exact = timing.resolved_at(lambda path, params: data, anywhere, "ModelServerDown", vmalert_timing(), VM_FAULT,
+                               1796213813.0, active_at=VM_ACTIVE_AT,
+                               last_active=timing.LastActive("pending", 1796213811.7), wait=0.0)
+    assert exact == timing.Exact(VM_ACTIVE_AT + 2.0)  # the evaluation at 12:16:52.507, in the second of 812
+
+
+def test_without_staleness_markers_the_last_sample_must_reach_the_probes_last_sight() -> None:
+    """Prometheus' API drops staleness markers: its own ALERTS are complete (written as it evaluates); a series
+    whose last sample is older than the evaluation behind what the probe last saw is not."""
+    get, asked = recorded(SANDBOX)
+    instance_0 = lambda name, labels: labels.get("instance") == MODEL_0  # noqa: E731
+    seen_firing = timing.LastActive("firing", LAST_FIRING_MODEL_0 + 0.9)
+    exact = timing.resolved_at(get, instance_0, "ModelServerDown", sandbox_timing(), LAST_FIRING_MODEL_0 - 10,
+                               LAST_FIRING_MODEL_0 + 1.5, last_active=seen_firing, wait=5.0)
+    assert exact == timing.Exact(LAST_FIRING_MODEL_0 + 1.0) and len(asked) == 1
+    later = timing.LastActive("firing", LAST_FIRING_MODEL_0 + 3.5)  # 2 evaluations later: samples are missing
+    exact = timing.resolved_at(get, instance_0, "ModelServerDown", sandbox_timing(), LAST_FIRING_MODEL_0 - 10,
+                               LAST_FIRING_MODEL_0 + 4.0, last_active=later, wait=0.02, poll=0.01)
+    assert exact.at is None and "its last firing sample is 3.500s older than the probe's last sight" in exact.note
 
 
 def test_the_probes_measure_vmalert_alerts_end_to_end(prom: ReplayServer) -> None:
