@@ -33,6 +33,7 @@ from mlchaos.driver_kit import ALERT_STATUSES, DriverError, Notification, curren
 NO_RECEIVER = "this experiment has no notification receiver: declare `notifications` in its mlchaos extension"
 DRY_RUN_TIMEOUT = 5.0  # seconds for the one Alertmanager request of a dry run
 MEASUREMENT_KINDS = {"firing": "time_to_notify", "resolved": "time_to_notify_resolved"}
+RULER_CLOCK_SLACK = 1.0  # seconds a ruler's clock (an alert's startsAt) may lag this host's
 
 
 def alert_is_active(
@@ -66,7 +67,8 @@ def notification_delivered_within(
     """Wait up to `within` seconds for a notification of the alert with `status`; measures time to notify.
 
     Only notifications received since the run's most recent fault count (since the
-    probe's start when no fault was injected yet), so an earlier drill cannot satisfy it.
+    probe's start when no fault was injected yet), of an alert that began (``startsAt``) after the fault,
+    so an earlier drill cannot satisfy it, not even by a delivery Alertmanager retried late.
     ``dry_run``: do not wait; check the receiver and that Alertmanager (``url``, None: the
     sandbox's, when the receiver listens at its sink) answers.
     """
@@ -100,7 +102,7 @@ def notification_delivered_within(
 
     def wanted(note: Notification) -> bool:
         return (note.received_at >= since and note.status == status and not any(n is note for n in unconfirmed)
-                and selector.matches(note.alertname, note.labels))
+                and selector.matches(note.alertname, note.labels) and not _began_before(note, fault_time))
 
     deadline = time.monotonic() + within
     while True:  # the witness is asked outside the receiver's lock, so deliveries never wait for it
@@ -116,9 +118,13 @@ def notification_delivered_within(
         denied = (f"; not held by Alertmanager {witness}: "
                   + ", ".join(f"{n.describe()} (fingerprint {n.fingerprint or 'none'})" for n in unconfirmed[-3:])
                   if unconfirmed else "")
+        earlier = [n for n in recent if n.status == status and selector.matches(n.alertname, n.labels)
+                   and _began_before(n, fault_time)]
+        older = ("; of an alert that began before the fault (a late delivery of an earlier one): "
+                 + ", ".join(f"{n.describe()} since {n.starts_at}" for n in earlier[-3:]) if earlier else "")
         raise DriverError(
             f"no {status} notification of {selector.describe()} arrived within {within:g}s "
-            f"(received since the {measured_from}: {seen}{refused}{denied})"
+            f"(received since the {measured_from}: {seen}{refused}{denied}{older})"
         )
     seconds = round(note.received_at - since, 3)
     return {
@@ -282,6 +288,18 @@ def _confirmed(base: str, note: Notification) -> bool:
             (note.fingerprint and a.get("fingerprint") == note.fingerprint)
             or (a.get("labels") == note.labels and started is not None and _instant(a.get("startsAt")) == started))
         for a in alerts)
+
+
+def _began_before(note: Notification, fault_time: float | None) -> bool:
+    """Whether the notified alert began (``startsAt``) before the fault, beyond the rulers' clock slack: an
+    earlier alert's notification, which Alertmanager may deliver late (it retries a failed one with backoff)."""
+    if fault_time is None:
+        return False
+    try:
+        started = datetime.fromisoformat(note.starts_at.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return False  # Alertmanager always sends startsAt; without one the token and the witness still hold
+    return started < fault_time - RULER_CLOCK_SLACK
 
 
 def _instant(text: Any) -> datetime | None:
