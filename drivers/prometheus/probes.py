@@ -30,7 +30,9 @@ from drivers.prometheus.sandbox import prometheus_url
 from mlchaos.driver_kit import DriverError, NamedCount, current_run
 
 MAX_REQUEST_TIMEOUT = 5.0  # seconds, per poll of the polling probes
-WRITE_BACK_WAIT = 10.0  # seconds a recovery waits for ALERTS written back late (vmalert sends every 5 s)
+# seconds a recovery waits for ALERTS written back late: vmalert sends every 5 s, and VictoriaMetrics 1.79 showed
+# a new (firing) series 7-11 s after vmalert reported it firing (3 busy loops on 2 cores; 10 s was once too few)
+WRITE_BACK_WAIT = 20.0
 
 
 def query_value(query: str, url: str | None = None, timeout: float = 5.0,
