@@ -61,6 +61,9 @@ from mlchaos.safety.guards import Abort, GuardState, RunMonitor
 from mlchaos.safety.safety_net import SafetyNet
 
 SETTLE_LIMIT = 30.0  # the longest wait for an abandoned background activity after the rollbacks (s)
+# the longest wait for a method action cut short (s): long enough for one that announced its change to apply it,
+# short enough that an abort is not held up by an action that holds its fault for a while
+CUT_SHORT_SETTLE = 2.0
 
 
 class Runner:
@@ -93,9 +96,10 @@ class Runner:
         self.secret_token: Any = None  # mlchaos.monitoring.secret_token.SecretToken: the receiver's rotating token
         self.failures: list[str] = []
         self.background: list[tuple[Activity, dict, LockType, dict]] = []  # started, not yet joined
-        # background activities the run stopped waiting for while they still ran (see _settle_abandoned)
+        # activities the run stopped waiting for while they still ran: in the background, or a method action a
+        # signal or its timeout cut short (see _settle_abandoned)
         self.abandoned: list[tuple[Activity, LockType, dict]] = []
-        self._background_changes = threading.Lock()  # a background announcement vs. its abandonment
+        self._worker_changes = threading.Lock()  # a worker's announcement vs. its abandonment
         self.deviated = False
         self.counts = {"succeeded": 0, "failed": 0, "skipped": 0}
         self.ctk_settings = settings or {}  # Chaos Toolkit's settings (its global controls)
@@ -515,7 +519,7 @@ class Runner:
         one still going is closed as interrupted (a Python function cannot be killed: its late result is
         discarded)."""
         for activity, entry, done, box in self.background:
-            with self._background_changes:  # from now on it cannot announce (so cannot apply) a new fault
+            with self._worker_changes:  # from now on it cannot announce (so cannot apply) a new fault
                 box["abandoned"] = True
             if done.acquire(blocking=False):
                 self._close_background(activity, entry, box.get("outcome"))
@@ -687,6 +691,8 @@ class Runner:
 
     def _execute(self, activity: Activity, rollback: bool, waiter: Waiter | None = None) -> Outcome:
         if not self.dry_run:
+            if activity.kind == "action" and not rollback and waiter is None:
+                return self._execute_action(activity)
             return self._execute_spec(activity, activity.private_spec(), rollback, waiter)
         if rollback:
             return Outcome(SUCCEEDED, {"dry_run": "a plan does not run rollbacks"}, duration=0.0)
@@ -700,6 +706,24 @@ class Runner:
         timeout = self._timeout(activity, rollback)
         return execute(spec, self.configuration, self.secrets, timeout, waiter or self.waiter,
                        inline=activity.kind == "probe")
+
+    def _execute_action(self, activity: Activity) -> Outcome:
+        """Run a method action for real. Should the run stop waiting for it (a signal, its timeout), it must not
+        go on to announce (so apply) a change the rollbacks have already passed; one it announced before is
+        settled after them (:meth:`_settle_abandoned`)."""
+        box: dict[str, Any] = {"where": "cut-short"}
+
+        def abandon(done: LockType) -> None:
+            with self._worker_changes:
+                box["abandoned"] = True
+            self.abandoned.append((activity, done, box))
+
+        token = changes.set_sink(lambda record: self._record_worker_change(box, record))
+        try:
+            return execute(activity.private_spec(), self.configuration, self.secrets, self._timeout(activity),
+                           self.waiter, abandoned=abandon)
+        finally:
+            changes.reset_sink(token)
 
     def _report(self, activity: Activity, outcome: Outcome, detail: str = "") -> None:
         self.counts["succeeded" if outcome.succeeded else "failed"] += 1
@@ -726,7 +750,7 @@ class Runner:
         box: dict[str, Outcome] = {}
 
         def work() -> None:
-            token = changes.set_sink(lambda record: self._record_background_change(box, record))
+            token = changes.set_sink(lambda record: self._record_worker_change(box, record))
             holder, waiter, context = Holder(entry), Waiter(), self._control_context(activity)
             try:
                 with self.run_controls.around("activity", context, holder, waiter=waiter):
@@ -741,21 +765,24 @@ class Runner:
         self.console.write(f"  ..   {activity.kind:<6} {activity.name}  (in the background)")
         return activity, entry, done, box
 
-    def _record_background_change(self, box: dict, record: changes.ChangeRecord) -> None:
-        """A background activity announced a change: recorded as any other, unless the run has stopped waiting
-        for it; then it is refused (drivers announce before they change anything, so nothing is applied)."""
-        with self._background_changes:
+    def _record_worker_change(self, box: dict, record: changes.ChangeRecord) -> None:
+        """A background activity, or a method action on its worker, announced a change: recorded as any other,
+        unless the run has stopped waiting for it; then it is refused (drivers announce before they change
+        anything, so nothing is applied)."""
+        with self._worker_changes:
             if box.get("abandoned") and not record.dry_run:
-                raise DriverError(f"the run stopped while this background activity ran: its change "
-                                  f"({record.driver} {record.action}) is refused and not applied")
+                why = ("the run stopped waiting for this action (a signal or its timeout cut it short)"
+                       if box.get("where") == "cut-short" else "the run stopped while this background activity ran")
+                raise DriverError(f"{why}: its change ({record.driver} {record.action}) is refused and not applied")
             self._record_change(record)
             box.setdefault("changes", []).append(record)
 
     def _settle_abandoned(self) -> list[str]:
-        """An abandoned background activity that announced a fault before the run stopped may still be applying
-        it after the rollbacks and the safety net undid it: wait for it (up to its timeout, at most
-        :data:`SETTLE_LIMIT` s) and undo its changes once more (undos are idempotent). Whatever still runs after
-        that dies with the process, which ends right after."""
+        """An abandoned activity (in the background, or a method action cut short) that announced a fault before
+        the run stopped waiting for it may still be applying it after the rollbacks and the safety net undid it:
+        wait for it (up to its timeout, at most :data:`SETTLE_LIMIT` s, or :data:`CUT_SHORT_SETTLE` s for a method
+        action) and undo its changes once more (undos are idempotent). Whatever still runs after that dies with
+        the process, which ends right after (in a game day, it is left running)."""
         left: list[str] = []
         if self.signals.abandon:
             return left
@@ -763,11 +790,13 @@ class Runner:
             records = [r for r in box.get("changes", []) if not r.dry_run]
             if not records:
                 continue
-            if not done.acquire(timeout=min(self._timeout(activity), SETTLE_LIMIT)):
-                self.console.warn(f"background {activity.kind} {activity.name!r} still runs after the rollbacks: "
+            where = box.get("where", "background")
+            limit = CUT_SHORT_SETTLE if where == "cut-short" else SETTLE_LIMIT
+            if not done.acquire(timeout=min(self._timeout(activity), limit)):
+                self.console.warn(f"{where} {activity.kind} {activity.name!r} still runs after the rollbacks: "
                                   "its changes are undone once more and it ends with the run")
             left += self._undo_records(
-                records, reason=f"again, after the abandoned background {activity.kind} {activity.name!r}")
+                records, reason=f"again, after the abandoned {where} {activity.kind} {activity.name!r}")
             self.journal.save(force=True)
         return left
 

@@ -5,8 +5,10 @@ providers. Here an activity runs in a daemon worker thread and the caller waits 
 most ``timeout`` seconds: past it the activity is recorded as failed ("timed out") and
 the run moves on. A Python function cannot be killed from outside, so a driver that
 hangs keeps its daemon thread until it returns; its late result is discarded and it
-never keeps the process from exiting. Process and HTTP providers also get the timeout
-passed down, so their own subprocess / request stops too.
+never keeps the process from exiting. The caller is told (``abandoned``) so that what the
+worker does afterwards can be refused (the runner refuses its change announcements).
+Process and HTTP providers also get the timeout passed down, so their own subprocess /
+request stops too.
 
 A probe the main thread runs (``inline=True``: the runner's hypothesis, method and recovery probes)
 runs in the main thread itself instead, which spares the two thread hand-overs that cost most of a
@@ -214,10 +216,13 @@ def execute(
     timeout: float,
     waiter: Waiter,
     inline: bool = False,
+    abandoned: Callable[[LockType], None] | None = None,
 ) -> Outcome:
     """Run one activity spec and wait for it at most ``timeout`` seconds, or its provider's own ``timeout`` when
     that is a smaller number (a ``${name}`` one is resolved by the caller). ``inline``: a probe, run in this
-    thread when it is the main thread and the ``SIGALRM`` timer is free (see the module's docstring)."""
+    thread when it is the main thread and the ``SIGALRM`` timer is free (see the module's docstring).
+    ``abandoned(done)`` is called when the caller stops waiting for a worker that still runs (a signal stopped
+    the wait, or the timeout passed): ``done`` is released when the worker ends."""
     own = spec.get("provider", {}).get("timeout")
     if isinstance(own, (int, float)) and not isinstance(own, bool) and 0 < own < timeout:
         timeout = float(own)
@@ -235,7 +240,15 @@ def execute(
             except BaseException as exc:  # any failure becomes a failed activity
                 box["error"] = exc
 
-        finished = waiter.wait(POOL.submit(target), timeout)
+        done = POOL.submit(target)
+        try:
+            finished = waiter.wait(done, timeout)
+        except WaitInterrupted:
+            if abandoned is not None:
+                abandoned(done)
+            raise
+        if not finished and abandoned is not None:
+            abandoned(done)
     duration = time.monotonic() - started
     times = {"start": start, "end": utc_now_iso(), "duration": round(duration, 6)}
     if not finished:

@@ -155,12 +155,17 @@ def test_chaostoolkit_addons_safeguard_interrupts_the_run_and_it_rolls_back(tmp_
     assert journal["mlchaos"]["controls"]["problems"] == []
 
 
-def test_a_failing_safeguard_precheck_stops_the_run_before_its_method(tmp_path, subprocess_env):
-    precheck = probe("precheck", "echo", True, value=False)  # runs before the experiment, blocking
+def test_a_failing_safeguard_precheck_interrupts_the_run_at_its_start_and_it_rolls_back(tmp_path, subprocess_env):
+    """A precheck runs before the experiment, blocking it, but chaostoolkit-addons releases the experiment
+    (``run_now``: the barrier is passed in a ``finally``) before it checks the probe's tolerance and calls
+    ``exit_gracefully``. So SIGUSR1 may arrive once the method has begun, as under ``chaos run``: a clean-clone
+    CI run saw the first action interrupted 5 ms in. Either way the run is interrupted at once and rolled back."""
+    precheck = probe("precheck", "echo", True, value=False)
     data = experiment(tmp_path, safeguard(precheck))
     proc, journal = mlchaos_run(tmp_path, subprocess_env, data)
     assert proc.returncode == exit_codes.EXIT_GRACEFULLY, proc.stdout + proc.stderr
-    assert journal["status"] == "interrupted" and journal["run"] == []
+    assert journal["status"] == "interrupted" and journal["mlchaos"]["interrupted_by"] == "SIGUSR1"
+    assert [(r["activity"]["name"], r["status"]) for r in journal["run"]] in ([], [("inject", "interrupted")])
     assert not (tmp_path / "fault").exists() and (tmp_path / "rollback.log").exists()
 
 

@@ -237,3 +237,71 @@ def test_a_background_fault_announced_after_the_run_stopped_is_refused(tmp_path,
     assert final["mlchaos"]["changes"] == [] and _running(final) == []
     late = next(r for r in final["run"] if r["activity"]["name"] == "late-fault")
     assert late["status"] == "interrupted" and "abandoned" in late["exception"][0]
+
+
+def _in_action(journal: Path, name: str) -> bool:
+    runs = journal_so_far(journal).get("run", [])
+    return any(r["activity"]["name"] == name and r["status"] == "running" for r in runs)
+
+
+def test_a_method_action_cut_short_cannot_apply_its_fault_after_the_rollbacks(tmp_path, subprocess_env):
+    """A signal stops the wait for a method action, whose worker cannot be stopped: it must not announce (so
+    apply) its fault once the rollbacks have passed. A clean-clone CI run saw it happen: chaostoolkit-addons'
+    exit_gracefully came while the first action was starting, the rollback ran before the action wrote its
+    marker, and the marker outlived the run. Here the action announces only when its rollback lets it."""
+    marker, go, attempted = tmp_path / "fault", tmp_path / "go", tmp_path / "attempted"
+    data = {"title": "a fault cut short", "description": "d",
+            "method": [{**py("late-fault", "apply_after", path=str(marker), wait_for=str(go),
+                             attempted=str(attempted)), "timeout": 120}],
+            "rollbacks": [py("let-it-try", "touch_then_wait", touch=str(go), wait_for=str(attempted))]}
+    proc, journal = start_run(tmp_path, subprocess_env, data)
+    wait_until(lambda: _in_action(journal, "late-fault"), what="the method's action to start")
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == exit_codes.TERMINATED, out + err
+    assert attempted.read_text().startswith("refused: the run stopped waiting for this action (a signal or its "
+                                            "timeout cut it short)")
+    assert not marker.exists()
+    final = journal_so_far(journal)
+    assert final["mlchaos"]["changes"] == [] and _running(final) == []
+    assert [(r["activity"]["name"], r["status"]) for r in final["run"]] == [("late-fault", "interrupted")]
+
+
+def test_a_method_action_cut_short_while_applying_is_undone_again(tmp_path, subprocess_env):
+    """A method action announced its fault and is still applying it when a signal stops the wait: the rollbacks
+    and the safety net undo it (the undo lets it go on), then the runner waits for it and undoes it again."""
+    marker, flag = tmp_path / "late-fault", tmp_path / "undone-once"
+    data = {"title": "a slow fault cut short", "description": "d",
+            "method": [{**py("slow-fault", "announce_then_apply_late", path=str(marker), wait_for=str(flag)),
+                        "timeout": 120}]}
+    proc, journal = start_run(tmp_path, subprocess_env, data)
+    wait_until(lambda: bool(journal_so_far(journal).get("mlchaos", {}).get("changes")),
+               what="the fault's announcement")
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == exit_codes.TERMINATED, out + err
+    assert flag.exists(), "the safety net's undo ran (and let the fault go on)"
+    assert not marker.exists(), "the fault applied after the safety net outlived the run"
+    undos = [r for r in journal_so_far(journal)["rollbacks"]
+             if r["activity"]["provider"]["func"] == "remove_marker_and_touch"]
+    assert [r["status"] for r in undos] == ["succeeded", "succeeded"]
+    assert undos[1]["mlchaos"]["automatic"] is True and "cut-short action 'slow-fault'" in undos[1]["mlchaos"]["reason"]
+    assert _running(journal_so_far(journal)) == []
+
+
+def test_a_method_action_past_its_timeout_cannot_apply_its_fault_later(tmp_path, subprocess_env):
+    """The run stops waiting for an action at its timeout and goes on; the action, still running, is refused
+    when it announces its fault later (the next action lets it try)."""
+    marker, go, attempted = tmp_path / "fault", tmp_path / "go", tmp_path / "attempted"
+    data = {"title": "a fault past its timeout", "description": "d",
+            "method": [{**py("late-fault", "apply_after", path=str(marker), wait_for=str(go),
+                             attempted=str(attempted)), "timeout": 0.5},
+                       py("let-it-try", "touch_then_wait", touch=str(go), wait_for=str(attempted))]}
+    proc, journal = start_run(tmp_path, subprocess_env, data)
+    out, err = proc.communicate(timeout=60)
+    assert attempted.read_text().startswith("refused: the run stopped waiting for this action"), out + err
+    assert not marker.exists()
+    final = journal_so_far(journal)
+    assert final["mlchaos"]["changes"] == []
+    assert [(r["activity"]["name"], r["status"]) for r in final["run"]] == [("late-fault", "failed"),
+                                                                           ("let-it-try", "succeeded")]

@@ -158,7 +158,9 @@ def test_a_window_closing_mid_run_aborts_and_rolls_back_and_skips_the_rest(tmp_p
     assert first.reason == "the game day's window closed at 10:00 UTC"
     journal = json.loads((tmp_path / "out" / "01-long.json").read_text())
     assert journal["mlchaos"]["aborted"] == {"kind": "window", "message": first.reason}
-    assert [r["status"] for r in journal["rollbacks"]] == ["succeeded"]
+    # the fault's undo, then once more after the action the abort cut short (it was still holding its fault)
+    assert [r["status"] for r in journal["rollbacks"]] == ["succeeded", "succeeded"]
+    assert "again, after the abandoned cut-short action" in journal["rollbacks"][1]["mlchaos"]["reason"]
     assert (second.verdict, second.reason) == ("skipped", "the game day's window closed")
     assert result.exit_code == exit_codes.ABORTED
 
