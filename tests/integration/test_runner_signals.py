@@ -193,18 +193,20 @@ def _background_action(name: str, func: str, **arguments) -> dict:
     return {**py(name, func, **arguments), "background": True, "timeout": 120}
 
 
-def test_a_background_fault_applied_after_the_safety_net_is_undone_again(tmp_path, subprocess_env):
-    """A background action announced its fault, then applies it only after the run's undo has run (its undo
-    lets it go on): the runner waits for it and undoes its change once more, so the fault never outlives
-    the run."""
+@pytest.mark.parametrize("background", [True, False], ids=["background-action", "method-action-cut-short"])
+def test_a_fault_applied_after_the_safety_net_is_undone_again(tmp_path, subprocess_env, background):
+    """An action announced its fault, then applies it only after the run's undo has run (its undo lets it go
+    on): the runner waits for it and undoes its change once more, so the fault never outlives the run. In the
+    background, or in the method when a signal stops the run's wait for it."""
     marker, flag = tmp_path / "late-fault", tmp_path / "undone-once"
-    data = {"title": "a slow background fault", "description": "d",
-            "method": [_background_action("slow-fault", "announce_then_apply_late", path=str(marker),
-                                          wait_for=str(flag)),
-                       {**py("wait", "sleep", seconds=60), "timeout": 120}]}
-    proc, journal = start_run(tmp_path, subprocess_env, data)
-    wait_until(lambda: _in_wait(journal) and bool(journal_so_far(journal).get("mlchaos", {}).get("changes")),
-               what="the background fault's announcement and the method's wait")
+    fault = py("slow-fault", "announce_then_apply_late", path=str(marker), wait_for=str(flag))
+    method = ([{**fault, "background": True, "timeout": 120}, {**py("wait", "sleep", seconds=60), "timeout": 120}]
+              if background else [{**fault, "timeout": 120}])
+    proc, journal = start_run(tmp_path, subprocess_env, {"title": "a slow fault", "description": "d",
+                                                         "method": method})
+    wait_until(lambda: (_in_wait(journal) or not background)
+               and bool(journal_so_far(journal).get("mlchaos", {}).get("changes")),
+               what="the fault's announcement (and the method's wait)")
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == exit_codes.TERMINATED, out + err
@@ -213,7 +215,8 @@ def test_a_background_fault_applied_after_the_safety_net_is_undone_again(tmp_pat
     undos = [r for r in journal_so_far(journal)["rollbacks"]
              if r["activity"]["provider"]["func"] == "remove_marker_and_touch"]
     assert [r["status"] for r in undos] == ["succeeded", "succeeded"]
-    assert undos[1]["mlchaos"]["automatic"] is True and "slow-fault" in undos[1]["mlchaos"]["reason"]
+    where = "background" if background else "cut-short"
+    assert undos[1]["mlchaos"]["automatic"] is True and f"{where} action 'slow-fault'" in undos[1]["mlchaos"]["reason"]
     assert _running(journal_so_far(journal)) == []
 
 
@@ -265,28 +268,6 @@ def test_a_method_action_cut_short_cannot_apply_its_fault_after_the_rollbacks(tm
     final = journal_so_far(journal)
     assert final["mlchaos"]["changes"] == [] and _running(final) == []
     assert [(r["activity"]["name"], r["status"]) for r in final["run"]] == [("late-fault", "interrupted")]
-
-
-def test_a_method_action_cut_short_while_applying_is_undone_again(tmp_path, subprocess_env):
-    """A method action announced its fault and is still applying it when a signal stops the wait: the rollbacks
-    and the safety net undo it (the undo lets it go on), then the runner waits for it and undoes it again."""
-    marker, flag = tmp_path / "late-fault", tmp_path / "undone-once"
-    data = {"title": "a slow fault cut short", "description": "d",
-            "method": [{**py("slow-fault", "announce_then_apply_late", path=str(marker), wait_for=str(flag)),
-                        "timeout": 120}]}
-    proc, journal = start_run(tmp_path, subprocess_env, data)
-    wait_until(lambda: bool(journal_so_far(journal).get("mlchaos", {}).get("changes")),
-               what="the fault's announcement")
-    proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == exit_codes.TERMINATED, out + err
-    assert flag.exists(), "the safety net's undo ran (and let the fault go on)"
-    assert not marker.exists(), "the fault applied after the safety net outlived the run"
-    undos = [r for r in journal_so_far(journal)["rollbacks"]
-             if r["activity"]["provider"]["func"] == "remove_marker_and_touch"]
-    assert [r["status"] for r in undos] == ["succeeded", "succeeded"]
-    assert undos[1]["mlchaos"]["automatic"] is True and "cut-short action 'slow-fault'" in undos[1]["mlchaos"]["reason"]
-    assert _running(journal_so_far(journal)) == []
 
 
 def test_a_method_action_past_its_timeout_cannot_apply_its_fault_later(tmp_path, subprocess_env):
